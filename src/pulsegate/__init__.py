@@ -1,0 +1,6 @@
+"""pulsegate: in-process request intelligence for ASGI and WSGI applications."""
+
+from pulsegate.config import Config, ConfigError
+
+__version__ = "0.1.0"
+__all__ = ["Config", "ConfigError", "__version__"]

@@ -1,0 +1,196 @@
+"""Pure ASGI middleware for Starlette, FastAPI and any ASGI application.
+
+    app.add_middleware(PulseGateMiddleware, gate=gate)     # or config keywords
+    app = PulseGateMiddleware(app, gate=gate)              # any ASGI app
+
+Only ``http`` scopes are measured; ``lifespan`` and ``websocket`` pass straight through,
+and so does every path in ``exclude_paths`` (after one prefix check). The ``x-ml-*``
+headers are added to ``http.response.start``; the request is finished (and its endpoint
+model updated) after the last body chunk has been sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from pulsegate.config import Config
+from pulsegate.context import Rejection, RequestContext
+from pulsegate.engine import PulseGate
+from pulsegate.records import RequestInfo
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_FULL = 2  # starlette.routing.Match.FULL, compared by value so starlette stays optional
+_PARTIAL = 1
+
+
+class ASGIHeaders:
+    """Lazy lower-case view of ``scope["headers"]``; repeated headers are joined with
+    ", " as RFC 9110 allows. Decoded only if something asks."""
+
+    __slots__ = ("_map", "_raw")
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+        self._map: dict[str, str] | None = None
+
+    def get(self, name: str, /) -> str | None:
+        m = self._map
+        if m is None:
+            m = {}
+            for k, v in self._raw or ():
+                key = k.decode("latin-1").lower()
+                val = v.decode("latin-1")
+                m[key] = f"{m[key]}, {val}" if key in m else val
+            self._map = m
+        return m.get(name)
+
+
+def match_route(routes: Any, scope: Scope, prefix: str = "") -> str | None:
+    """The template of the route ``scope`` would reach, walking mounts; None if none.
+
+    Uses Starlette's own ``route.matches`` so path converters and hosts behave exactly
+    as the router does."""
+    partial: str | None = None
+    for route in routes or ():
+        try:
+            match, child = route.matches(scope)
+        except Exception:
+            continue
+        code = getattr(match, "value", match)
+        if code == 0:
+            continue
+        path = getattr(route, "path", "") or ""
+        if hasattr(route, "endpoint"):
+            template = prefix + path
+        else:  # a Mount or Host: descend
+            inner = getattr(route, "routes", None)
+            template = None
+            if inner:
+                template = match_route(inner, {**scope, **child}, prefix + path)
+            if template is None:
+                template = prefix + path + "/{path:path}"
+        if code == _FULL:
+            return template
+        if partial is None:
+            partial = template
+    return partial
+
+
+def route_template(scope: Scope, root_path: str) -> str | None:
+    """Read the route template after the app routed the request.
+
+    FastAPI and Starlette leave the matched route in ``scope["route"]``; its ``path`` is
+    the template unless a Mount changed ``root_path`` on the way, in which case the
+    prefix is recovered by matching the top-level app's routes once."""
+    route = scope.get("route")
+    if route is not None and scope.get("root_path", "") == root_path:
+        path = getattr(route, "path", None)
+        if isinstance(path, str) and hasattr(route, "endpoint"):
+            return path
+    app = scope.get("app")
+    routes = getattr(app, "routes", None)
+    if routes is None:
+        return None
+    probe = dict(scope)
+    probe["root_path"] = root_path
+    probe.pop("path_params", None)
+    return match_route(routes, probe)
+
+
+class PulseGateMiddleware:
+    """Measure, score and (when configured) control every HTTP request."""
+
+    def __init__(self, app: ASGIApp, gate: PulseGate | None = None,
+                 config: Config | None = None, **options: Any) -> None:
+        self.app = app
+        if gate is None:
+            gate = PulseGate(config, **options) if config is not None else PulseGate(**options)
+        elif config is not None or options:
+            raise TypeError("pass either gate= or configuration, not both")
+        self.gate = gate
+        self._encoded: dict[str, bytes] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        gate = self.gate
+        path = scope.get("path", "")
+        if gate.is_excluded(path):
+            gate.counters["excluded"] += 1
+            await self.app(scope, receive, send)
+            return
+        root_path = scope.get("root_path", "")
+        client = scope.get("client")
+        info = RequestInfo(
+            scope.get("method", "GET"), path, None, client[0] if client else None,
+            ASGIHeaders(scope.get("headers")),
+            scope.get("query_string", b"").decode("latin-1"), scope.get("scheme", "http"),
+            lambda: route_template(scope, root_path))
+        ctx = gate.begin(info)
+        if ctx is None:
+            await self.app(scope, receive, send)
+            return
+        rejection = await gate.admit_async(ctx)
+        if rejection is not None:
+            await self._reject(ctx, rejection, send)
+            return
+        encoded = self._encoded
+
+        async def send_wrapper(message: Message) -> None:
+            kind = message["type"]
+            if kind == "http.response.start":
+                if ctx.route is None:
+                    try:
+                        ctx.route = route_template(scope, root_path)
+                    except Exception as exc:
+                        gate.faults.record("asgi.route", exc)
+                extra = gate.response_headers(ctx, message["status"])
+                if extra:
+                    headers = list(message.get("headers") or ())
+                    for name, value in extra:
+                        key = encoded.get(name)
+                        if key is None:
+                            key = encoded[name] = name.encode("latin-1")
+                        headers.append((key, value.encode("latin-1")))
+                    message["headers"] = headers
+                await send(message)
+            elif kind == "http.response.body" and not message.get("more_body", False):
+                await send(message)
+                gate.finish(ctx)
+            else:
+                await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except BaseException as exc:
+            if not ctx.finished:
+                if ctx.route is None:
+                    try:
+                        ctx.route = route_template(scope, root_path)
+                    except Exception:
+                        pass
+                gate.finish(ctx, error=exc)
+            raise
+        if not ctx.finished:
+            # The app returned without a final body chunk (client gone, or no response).
+            gate.finish(ctx, status=ctx.status if ctx.status is not None else 500)
+
+    async def _reject(self, ctx: RequestContext, rejection: Rejection, send: Send) -> None:
+        try:
+            extra = self.gate.response_headers(ctx, rejection.status)
+            headers = [(k.encode("latin-1"), v.encode("latin-1"))
+                       for k, v in (*rejection.headers, *extra)]
+            headers.append((b"content-length", str(len(rejection.body)).encode()))
+            headers.append((b"content-type", b"text/plain; charset=utf-8"))
+            await send({"type": "http.response.start", "status": rejection.status,
+                        "headers": headers})
+            await send({"type": "http.response.body", "body": rejection.body})
+        finally:
+            self.gate.finish(ctx, status=rejection.status)

@@ -1,0 +1,291 @@
+"""One frozen ``Config`` holding every option, with its default, its check and its doc.
+
+A ``Config`` is built from keyword arguments, a mapping (Django's ``PULSEGATE`` dict,
+Flask's ``PULSEGATE_*`` keys) or the environment (``PULSEGATE_<KEY>``). Every value is
+validated when the object is built, so a bad option fails at start-up with a
+``ConfigError`` naming the key, the value and what is allowed -- never mid-request.
+
+Each option is declared once with :func:`option`; ``docs/configuration.md`` is checked
+against these declarations by the test-suite, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from types import MappingProxyType
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """An invalid option: ``key``, the offending ``value`` and what ``allowed``."""
+
+    def __init__(self, key: str, value: object, allowed: str) -> None:
+        self.key = key
+        self.value = value
+        self.allowed = allowed
+        super().__init__(f"pulsegate: invalid {key}={value!r}; allowed: {allowed}")
+
+
+Check = Callable[[str, Any], Any]
+
+
+def option(default: Any, doc: str, check: Check | None = None, *, factory: bool = False) -> Any:
+    """Declare one option. ``check(key, value)`` returns the normalised value or raises."""
+    meta = {"doc": doc, "check": check}
+    if factory:
+        return field(default_factory=default, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+# --- checks --------------------------------------------------------------------------
+
+
+def _bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise ConfigError(key, value, "true or false")
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def number(lo: float | None = None, hi: float | None = None, *, integer: bool = False,
+           lo_open: bool = False, optional: bool = False) -> Check:
+    """A number in [lo, hi] (or (lo, hi] with ``lo_open``); ``optional`` admits None."""
+    kind = "an integer" if integer else "a number"
+    parts = []
+    if lo is not None:
+        parts.append(f"{'>' if lo_open else '>='} {lo:g}")
+    if hi is not None:
+        parts.append(f"<= {hi:g}")
+    allowed = kind + (" " + " and ".join(parts) if parts else "") + (", or none" if optional else "")
+
+    def check(key: str, value: Any) -> Any:
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+            if optional:
+                return None
+            raise ConfigError(key, value, allowed)
+        if isinstance(value, bool):
+            raise ConfigError(key, value, allowed)
+        try:
+            v = (int(value) if float(value) == int(float(value)) else None) if integer else float(value)
+        except (TypeError, ValueError, OverflowError):
+            raise ConfigError(key, value, allowed) from None
+        if v is None or v != v:  # non-integral integer, or NaN
+            raise ConfigError(key, value, allowed)
+        if lo is not None and (v <= lo if lo_open else v < lo):
+            raise ConfigError(key, value, allowed)
+        if hi is not None and v > hi:
+            raise ConfigError(key, value, allowed)
+        return v
+
+    return check
+
+
+def choice(*allowed: str) -> Check:
+    def check(key: str, value: Any) -> str:
+        v = value.strip().lower() if isinstance(value, str) else value
+        if v not in allowed:
+            raise ConfigError(key, value, " | ".join(allowed))
+        return str(v)
+
+    return check
+
+
+def text(*, optional: bool = False) -> Check:
+    def check(key: str, value: Any) -> str | None:
+        if value is None or (optional and isinstance(value, str) and value.strip() == ""):
+            if optional:
+                return None
+            raise ConfigError(key, value, "a string")
+        if not isinstance(value, str):
+            raise ConfigError(key, value, "a string" + (" or none" if optional else ""))
+        return value
+
+    return check
+
+
+def paths(key: str, value: Any) -> tuple[str, ...]:
+    """A list of URL path prefixes, each starting with '/'. A string is comma-separated."""
+    items = _string_list(key, value, "a list of URL paths starting with '/'")
+    for item in items:
+        if not item.startswith("/"):
+            raise ConfigError(key, value, "a list of URL paths starting with '/'")
+    return tuple(p.rstrip("/") or "/" for p in items)
+
+
+def strings(key: str, value: Any) -> tuple[str, ...]:
+    return _string_list(key, value, "a list of strings")
+
+
+def _string_list(key: str, value: Any, allowed: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, Iterable) or isinstance(value, (bytes, Mapping)):
+        raise ConfigError(key, value, allowed)
+    items = tuple(value)
+    if not all(isinstance(v, str) for v in items):
+        raise ConfigError(key, value, allowed)
+    return items
+
+
+def mapping(value_check: Check | None = None, allowed: str = "a mapping") -> Check:
+    """A mapping (a JSON object when given as a string), values checked one by one."""
+
+    def check(key: str, value: Any) -> Mapping[str, Any]:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip() else {}
+            except ValueError:
+                raise ConfigError(key, value, allowed + " (JSON object)") from None
+        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(key, value, allowed)
+        out = {k: (value_check(f"{key}[{k!r}]", v) if value_check else v) for k, v in value.items()}
+        return MappingProxyType(out)
+
+    return check
+
+
+def callable_or_none(key: str, value: Any) -> Any:
+    if value is None or callable(value):
+        return value
+    raise ConfigError(key, value, "a callable or none")
+
+
+# --- the options ---------------------------------------------------------------------
+# Grouped by the package that reads them. Each group is owned by that package; add new
+# options to the group, with a doc line, and list them in docs/configuration.md.
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every pulsegate option. Build with ``Config(**kwargs)``, :meth:`from_mapping` or
+    :meth:`from_env`; all values are validated in ``__post_init__``."""
+
+    # core ---------------------------------------------------------------------------
+    enabled: bool = option(True, "Master switch. When false the middleware is a pass-through.", _bool)
+    headers: str = option("all", "Which x-ml-* response headers to expose: all | safe | none. "
+                          "`safe` sends only x-ml-optimization-applied and x-ml-model-version.",
+                          choice("all", "safe", "none"))
+    exclude_paths: tuple[str, ...] = option(
+        ("/health", "/healthz", "/livez", "/readyz"),
+        "URL paths (exact, or as a /-segment prefix) skipped before any measuring.", paths)
+    max_endpoints: int = option(1000, "LRU cap on per-endpoint models; beyond it the least "
+                                "recently used endpoint is forgotten.", number(1, integer=True))
+    measure_cpu: bool = option(True, "Record the CPU time of each request (thread CPU clock).", _bool)
+    measure_memory: bool = option(True, "Record each request's net allocated interpreter "
+                                  "blocks (sys.getallocatedblocks delta).", _bool)
+    state_dir: str | None = option(None, "Directory for persisted state (SQLite). None keeps "
+                                   "everything in memory.", text(optional=True))
+
+    # learn: the online per-endpoint model ------------------------------------------------
+    alpha: float = option(0.3, "Exponential-smoothing factor of the forecast, in (0, 1].",
+                          number(0, 1, lo_open=True))
+    z_threshold: float = option(3.0, "|z| above which a metric counts as anomalous.",
+                                number(0, lo_open=True))
+    warmup: int = option(30, "Samples an endpoint must see before it may flag anything.",
+                         number(1, integer=True))
+    prediction_threshold: float = option(
+        0.7, "Minimum confidence (0-1) for a prediction to drive an action such as shedding "
+        "or a trust multiplier.", number(0, 1))
+    performance_prediction: bool = option(True, "Forecast latency per endpoint "
+                                          "(x-ml-predicted-latency-ms).", _bool)
+    anomaly_detection: bool = option(True, "Score each request against its endpoint's "
+                                     "baseline (x-ml-anomaly-score).", _bool)
+    retention: float = option(3600.0, "Seconds of recent records and detections kept for "
+                              "reports and the dashboard.", number(1))
+    aggregation_window: float = option(60.0, "Seconds per aggregation bucket of the "
+                                       "per-endpoint time series.", number(1))
+    max_recent: int = option(1000, "Cap on recent anomalies/detections kept in memory.",
+                             number(1, integer=True))
+
+    # queries: SQL instrumentation and N+1 detection --------------------------------------
+    query_analysis: bool = option(True, "Record SQL statements per request and detect N+1, "
+                                  "repeated queries and write loops.", _bool)
+
+    # control: rate limiting and concurrency allocation -----------------------------------
+    rate_limiting: bool = option(False, "Enable the adaptive per-client rate limiter.", _bool)
+    resource_allocation: bool = option(False, "Enable the Q-learning concurrency allocator "
+                                       "(admission control and load shedding).", _bool)
+    target_latency_ms: float = option(200.0, "Latency target the allocator protects.",
+                                      number(0, lo_open=True))
+    max_memory_mb: float | None = option(None, "Process memory (RSS, MiB) treated as "
+                                         "full pressure by the allocator; none: ignore.",
+                                         number(0, lo_open=True, optional=True))
+    cpu_threshold: float = option(0.8, "Process CPU utilisation (0-1) treated as high "
+                                  "pressure by the allocator.", number(0, 1, lo_open=True))
+    throughput_target: float | None = option(None, "Requests per second the allocator aims "
+                                             "to sustain; none: as many as meet the "
+                                             "latency target.",
+                                             number(0, lo_open=True, optional=True))
+
+    # registry and export -------------------------------------------------------------------
+
+    # ------------------------------------------------------------------------------------
+    extra: Mapping[str, Any] = option(dict, "Free-form settings for integrations; not "
+                                      "validated.", mapping(), factory=True)
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            check = f.metadata.get("check")
+            if check is not None:
+                object.__setattr__(self, f.name, check(f.name, getattr(self, f.name)))
+
+    # --- constructors -------------------------------------------------------------------
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], *, prefix: str = "") -> Config:
+        """Build from a mapping; keys may carry ``prefix`` (e.g. ``PULSEGATE_``) and any case.
+
+        Unknown keys raise ``ConfigError`` so a typo never silently does nothing."""
+        known = {f.name for f in fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for raw_key, value in values.items():
+            key = raw_key[len(prefix):] if prefix and raw_key.upper().startswith(prefix.upper()) else raw_key
+            key = key.lower()
+            if key not in known:
+                raise ConfigError(raw_key, value, "one of: " + ", ".join(sorted(known)))
+            kwargs[key] = value
+        return cls(**kwargs)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
+        """Build from ``PULSEGATE_*`` environment variables, then apply ``overrides``."""
+        env = os.environ if environ is None else environ
+        known = {f.name for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for name, value in env.items():
+            if name.startswith("PULSEGATE_"):
+                key = name[len("PULSEGATE_"):].lower()
+                if key in known:
+                    values[key] = value
+                elif key not in _ENV_IGNORED:
+                    raise ConfigError(name, value, "a PULSEGATE_<OPTION> named in "
+                                      "docs/configuration.md")
+        values.update(overrides)
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def options(cls) -> list[tuple[str, Any, str]]:
+        """(name, default, doc) for every option, in declaration order."""
+        out = []
+        for f in fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc,operator]
+            out.append((f.name, default, str(f.metadata.get("doc", ""))))
+        return out
+
+
+# Environment variables with this prefix that are not options (read elsewhere).
+_ENV_IGNORED = {"install_services"}

@@ -1,0 +1,127 @@
+"""The request scope: one mutable :class:`RequestContext` per request, reachable from
+anywhere in that request (ORM hooks, the app's own code) through a ContextVar.
+
+ContextVars follow the request across ``await``, into ``run_in_threadpool`` (which
+copies the context) and stay separate per thread under WSGI -- which is why the
+SQL hooks find the right request without any framework help.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from pulsegate.queries.events import QueryEvent
+    from pulsegate.records import RequestInfo
+
+
+class QuerySink(Protocol):
+    """Anything that collects the SQL statements run in its scope."""
+
+    def add_query(self, event: QueryEvent) -> None: ...
+
+
+#: The innermost collector of SQL events: a request, or a ``capture()`` block.
+query_sink: contextvars.ContextVar[QuerySink | None] = contextvars.ContextVar(
+    "pulsegate_query_sink", default=None
+)
+#: The request being served, if any.
+current_request: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar(
+    "pulsegate_request", default=None
+)
+
+
+class Rejection:
+    """A response pulsegate produces instead of calling the app (429 throttle, 503 shed)."""
+
+    __slots__ = ("body", "headers", "reason", "status")
+
+    def __init__(self, status: int, reason: str, headers: list[tuple[str, str]],
+                 body: bytes = b"") -> None:
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self.body = body
+
+
+class RequestContext:
+    """Everything pulsegate knows about one in-flight request.
+
+    Created by :meth:`pulsegate.engine.PulseGate.begin`; adapters hand it back at
+    response start and at the end. Only the engine and the hooks write to it.
+    """
+
+    __slots__ = (
+        "client_key",
+        "cpu0",
+        "detections",
+        "error",
+        "extra_headers",
+        "finished",
+        "info",
+        "max_queries",
+        "mem0",
+        "optimization",
+        "priority",
+        "queries",
+        "query_count",
+        "query_ms",
+        "rejection",
+        "route",
+        "score",
+        "sink_token",
+        "start",
+        "started_at",
+        "status",
+        "ticket",
+        "token",
+        "ttfb",
+    )
+
+    def __init__(self, info: RequestInfo, start: float, started_at: float, cpu0: float,
+                 mem0: int, max_queries: int) -> None:
+        self.info = info
+        self.route: str | None = info.route
+        self.start = start
+        self.started_at = started_at
+        self.cpu0 = cpu0
+        self.mem0 = mem0
+        self.max_queries = max_queries
+        self.ttfb: float | None = None
+        self.status: int | None = None
+        self.error: str | None = None
+        self.queries: list[QueryEvent] = []
+        self.query_count = 0
+        self.query_ms = 0.0
+        self.detections: list[Any] = []
+        self.score: Any = None
+        self.optimization = "none"
+        self.priority = "normal"
+        self.client_key: str | None = None
+        self.ticket: Any = None
+        self.rejection: Rejection | None = None
+        self.extra_headers: list[tuple[str, str]] = []
+        self.finished = False
+        self.token: contextvars.Token[RequestContext | None] | None = None
+        self.sink_token: contextvars.Token[QuerySink | None] | None = None
+
+    def add_query(self, event: QueryEvent) -> None:
+        self.query_count += 1
+        self.query_ms += event.duration_ms
+        if len(self.queries) < self.max_queries:
+            self.queries.append(event)
+
+    def set_route(self, route: str | None) -> None:
+        """Adapters call this once routing has resolved the template."""
+        if route is not None:
+            self.route = route
+
+    @property
+    def method(self) -> str:
+        return self.info.method
+
+
+def current() -> RequestContext | None:
+    """The request being served in this context, or None."""
+    return current_request.get()

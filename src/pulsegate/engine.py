@@ -1,0 +1,296 @@
+"""The framework-free core: one :class:`PulseGate` per application.
+
+Adapters translate a framework's request into a :class:`~pulsegate.records.RequestInfo`
+and drive four calls, the same for ASGI, WSGI and Django::
+
+    ctx = gate.begin(info)                 # None: pass through untouched
+    rejection = gate.admit(ctx)            # or: await gate.admit_async(ctx)
+    headers = gate.response_headers(ctx, status)   # when the response starts
+    record = gate.finish(ctx)              # after the last body chunk (or an error)
+
+None of them raises into the application: a fault is counted in
+``stats()["internal_errors"]``, logged once per kind, and the request proceeds as if
+pulsegate were absent.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from pulsegate.config import Config
+from pulsegate.context import Rejection, RequestContext, current_request, query_sink
+from pulsegate.faults import FaultCounter
+from pulsegate.learn.baseline import BaselineStore
+from pulsegate.learn.endpoint import METRICS, EndpointModel, EndpointScore, transform
+from pulsegate.records import UNMATCHED, RequestInfo, RequestRecord
+from pulsegate.scheduler import Scheduler
+
+_KNOWN_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
+
+#: Version of the scoring model, reported in ``x-ml-model-version``.
+MODEL_VERSION = "1.0.0"
+
+Listener = Callable[[RequestRecord, RequestContext], None]
+
+
+class PulseGate:
+    """Measures, scores and (when configured) controls every request of one app.
+
+    ``clock`` (monotonic seconds), ``wall`` (epoch seconds) and ``cpu_clock`` (thread CPU
+    seconds) are injectable so tests and simulations can drive time themselves.
+    """
+
+    def __init__(self, config: Config | None = None, /, *,
+                 clock: Callable[[], float] = time.perf_counter,
+                 wall: Callable[[], float] = time.time,
+                 cpu_clock: Callable[[], float] = time.thread_time,
+                 **options: Any) -> None:
+        if config is None:
+            config = Config(**options)
+        elif options:
+            config = config.replace(**options)
+        self.config = config
+        self.clock = clock
+        self.wall = wall
+        self.cpu_clock = cpu_clock
+        self.faults = FaultCounter()
+        #: Background jobs (persistence, training, export); its thread starts lazily on
+        #: the first request of each process.
+        self.scheduler = Scheduler(faults=self.faults)
+        c = config
+        metrics = METRICS if c.query_analysis else tuple(
+            m for m in METRICS if m not in ("queries", "query_time"))
+        if not c.measure_cpu:
+            metrics = tuple(m for m in metrics if m != "cpu")
+        if not c.measure_memory:
+            metrics = tuple(m for m in metrics if m != "memory")
+        self.metrics = metrics
+        self._header_metrics = sum(1 for m in metrics if m in ("latency", "queries", "query_time"))
+        self.baselines = BaselineStore(
+            lambda: EndpointModel(c.alpha, c.z_threshold, c.warmup, metrics,
+                                  window=c.aggregation_window),
+            c.max_endpoints)
+        self.model_version = MODEL_VERSION
+        self.listeners: list[Listener] = []
+        self.recent_anomalies: deque[RequestRecord] = deque(maxlen=c.max_recent)
+        self.incidents: deque[dict[str, Any]] = deque(maxlen=c.max_recent)
+        self.counters: dict[str, int] = {
+            "requests": 0, "excluded": 0, "anomalies": 0, "incidents": 0, "errors": 0,
+            "throttled": 0, "shed": 0,
+        }
+        self._exclude = c.exclude_paths
+        self._exclude_prefixes = tuple(p + "/" for p in c.exclude_paths if p != "/")
+        self._expose = c.headers
+        self._max_queries = 10_000
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> PulseGate:
+        return cls(Config.from_env(**overrides))
+
+    # --- the request cycle -------------------------------------------------------------
+
+    def is_excluded(self, path: str) -> bool:
+        return path in self._exclude or path.startswith(self._exclude_prefixes)
+
+    def begin(self, info: RequestInfo) -> RequestContext | None:
+        """Start measuring a request; None means "not ours, pass it through"."""
+        try:
+            if not self.config.enabled:
+                return None
+            if self.is_excluded(info.path):
+                self.counters["excluded"] += 1
+                return None
+            c = self.config
+            if not self.scheduler.started and self.scheduler.jobs:
+                self.scheduler.ensure_started()
+            ctx = RequestContext(
+                info, self.clock(), self.wall(),
+                self.cpu_clock() if c.measure_cpu else 0.0,
+                sys.getallocatedblocks() if c.measure_memory else 0,
+                self._max_queries)
+            ctx.token = current_request.set(ctx)
+            if c.query_analysis:
+                ctx.sink_token = query_sink.set(ctx)
+            return ctx
+        except Exception as exc:
+            self.faults.record("begin", exc)
+            return None
+
+    def admit(self, ctx: RequestContext) -> Rejection | None:
+        """Rate limit and admission control, blocking form (threads, WSGI).
+
+        Returns the response to send instead of calling the app, or None to proceed."""
+        return None
+
+    async def admit_async(self, ctx: RequestContext) -> Rejection | None:
+        """Rate limit and admission control, asyncio form (waits without a thread)."""
+        return None
+
+    def response_headers(self, ctx: RequestContext, status: int) -> list[tuple[str, str]]:
+        """Called when the response starts: records time-to-headers, scores the request
+        so far and returns the ``x-ml-*`` (and rate-limit) headers to add."""
+        try:
+            now = self.clock()
+            ctx.status = status
+            if ctx.ttfb is None:
+                ctx.ttfb = now - ctx.start
+            out = ctx.extra_headers
+            expose = self._expose
+            if expose == "none":
+                return out
+            if expose == "safe":
+                out.append(("x-ml-optimization-applied", ctx.optimization))
+                out.append(("x-ml-model-version", self.model_version))
+                return out
+            c = self.config
+            model = self.baselines.get(self._endpoint(ctx))
+            values = [transform("latency", ctx.ttfb * 1000.0)]
+            if c.query_analysis:
+                values.append(transform("queries", ctx.query_count))
+                values.append(transform("query_time", ctx.query_ms))
+            score = model.observe(values, learn=False)
+            ctx.score = score
+            if c.performance_prediction:
+                out.append(("x-ml-prediction-confidence", str(round(score.confidence))))
+                if score.predicted_ms is not None:
+                    out.append(("x-ml-predicted-latency-ms", f"{score.predicted_ms:.1f}"))
+            if c.anomaly_detection:
+                out.append(("x-ml-anomaly-score", f"{score.score:.3f}"))
+            out.append(("x-ml-optimization-applied", ctx.optimization))
+            if c.query_analysis:
+                out.append(("x-ml-query-count", str(ctx.query_count)))
+                out.append(("x-ml-query-ms", f"{ctx.query_ms:.1f}"))
+                out.append(("x-ml-nplusone", str(len(self._analyze_queries(ctx)))))
+            out.append(("x-ml-model-version", self.model_version))
+            return out
+        except Exception as exc:
+            self.faults.record("response_headers", exc)
+            return []
+
+    def finish(self, ctx: RequestContext, status: int | None = None,
+               error: BaseException | None = None) -> RequestRecord | None:
+        """End of the request (after its last body chunk, or on an error): update the
+        endpoint's model and hand the record to the listeners. Idempotent."""
+        if ctx.finished:
+            return None
+        ctx.finished = True
+        try:
+            return self._finish(ctx, status, error)
+        except Exception as exc:
+            self.faults.record("finish", exc)
+            return None
+        finally:
+            self._reset_context(ctx)
+
+    def _finish(self, ctx: RequestContext, status: int | None,
+                error: BaseException | None) -> RequestRecord:
+        c = self.config
+        now = self.clock()
+        duration = now - ctx.start
+        cpu = (self.cpu_clock() - ctx.cpu0) if c.measure_cpu else 0.0
+        mem = (sys.getallocatedblocks() - ctx.mem0) if c.measure_memory else 0
+        if error is not None:
+            ctx.error = type(error).__name__
+            status = 500 if ctx.status is None or ctx.status < 500 else ctx.status
+        if status is not None:
+            ctx.status = status
+        final_status = ctx.status if ctx.status is not None else 500
+        ttfb = ctx.ttfb if ctx.ttfb is not None else duration
+        self.counters["requests"] += 1
+        if final_status >= 500:
+            self.counters["errors"] += 1
+        key = self._endpoint(ctx)
+        model = self.baselines.get(key)
+        values = [transform("latency", duration * 1000.0)]
+        for m in self.metrics[1:]:
+            if m == "queries":
+                values.append(transform(m, ctx.query_count))
+            elif m == "query_time":
+                values.append(transform(m, ctx.query_ms))
+            elif m == "cpu":
+                values.append(transform(m, cpu * 1000.0))
+            else:
+                values.append(transform(m, mem))
+        score: EndpointScore = model.observe(values)
+        detections = self._analyze_queries(ctx) if c.query_analysis else []
+        record = RequestRecord(
+            ctx.method if ctx.method in _KNOWN_METHODS else "OTHER",
+            ctx.route or UNMATCHED, ctx.info.path, final_status, ctx.started_at,
+            ttfb * 1000.0, duration * 1000.0, cpu * 1000.0, mem, ctx.query_count,
+            ctx.query_ms, ctx.client_key, ctx.error, score.score, score.confidence,
+            score.predicted_ms, ctx.optimization, len(detections))
+        if score.is_anomaly and c.anomaly_detection:
+            self.counters["anomalies"] += 1
+            self.recent_anomalies.append(record)
+        incident = model.window_add(now, values[0])
+        if incident is not None and incident.is_anomaly and c.anomaly_detection:
+            self.counters["incidents"] += 1
+            self.incidents.append({"endpoint": key, "at": self.wall(),
+                                   "window_mean_ms": 2.718281828459045 ** incident.value,
+                                   "expected_ms": 2.718281828459045 ** incident.forecast,
+                                   "score": incident.score})
+        for listener in self.listeners:
+            try:
+                listener(record, ctx)
+            except Exception as exc:
+                self.faults.record(f"listener {getattr(listener, '__qualname__', listener)}",
+                                   exc)
+        return record
+
+    def _reset_context(self, ctx: RequestContext) -> None:
+        # A token made in another context (a WSGI iterable closed by a different thread)
+        # cannot be reset there; the other context simply ends.
+        for var, token in ((current_request, ctx.token), (query_sink, ctx.sink_token)):
+            if token is not None:
+                try:
+                    var.reset(token)  # type: ignore[arg-type]
+                except ValueError:
+                    pass
+        ctx.token = ctx.sink_token = None
+
+    def _endpoint(self, ctx: RequestContext) -> str:
+        method = ctx.info.method
+        if method not in _KNOWN_METHODS:
+            method = "OTHER"
+        return f"{method} {ctx.route or UNMATCHED}"
+
+    # --- hooks filled by the query package ----------------------------------------------
+
+    def _analyze_queries(self, ctx: RequestContext) -> list[Any]:
+        return ctx.detections
+
+    def close(self) -> None:
+        """Flush background work and stop the scheduler (ASGI lifespan shutdown, atexit,
+        Django/Flask teardown)."""
+        try:
+            self.scheduler.run_all()
+        except Exception as exc:
+            self.faults.record("close", exc)
+        self.scheduler.stop()
+
+    # --- reporting ---------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Counters and sizes, cheap to call; the CLI and the dashboard show these."""
+        out: dict[str, Any] = dict(self.counters)
+        out["internal_errors"] = self.faults.total
+        out["internal_errors_by_kind"] = dict(self.faults.by_kind)
+        out["endpoints"] = len(self.baselines)
+        out["endpoint_evictions"] = self.baselines.evictions
+        out["model_version"] = self.model_version
+        return out
+
+    def endpoints(self) -> list[dict[str, Any]]:
+        """Per-endpoint baseline summaries, most requested first."""
+        rows: list[dict[str, Any]] = []
+        for key, model in self.baselines.items():
+            predicted, confidence = model.predict()
+            rows.append({"endpoint": key, "requests": model.n, "predicted_ms": predicted,
+                         "confidence": confidence})
+        rows.sort(key=lambda r: -int(r["requests"]))
+        return rows

@@ -1,0 +1,197 @@
+"""One endpoint's behaviour: per-request smoothing of every metric, plus a windowed
+:class:`AnomalyModel` on the latency series for incident-level detection."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+from pulsegate.learn.anomaly import AnomalyModel
+
+#: The metrics of a request, in the order :meth:`EndpointModel.observe` takes them. The
+#: first three are known when the response starts, so the headers score that prefix.
+METRICS = ("latency", "queries", "query_time", "cpu", "memory")
+
+# Spread floors in log space: about 5 % for times, 10 % for counts, and a wide one for
+# the allocation delta, which is noisy by nature.
+FLOORS = {"latency": 0.05, "cpu": 0.05, "memory": 0.5, "queries": 0.1, "query_time": 0.05}
+
+_log = math.log
+_log1p = math.log1p
+_sqrt = math.sqrt
+_exp = math.exp
+
+
+def transform(metric: str, x: float) -> float:
+    """The log scale each metric is modelled on."""
+    if metric == "latency":
+        return _log(x if x > 1e-3 else 1e-3)
+    if metric == "memory":
+        return _log1p(x) if x >= 0 else -_log1p(-x)
+    return _log1p(x if x > 0 else 0.0)
+
+
+class EndpointScore(NamedTuple):
+    """The verdict on one request of one endpoint.
+
+    ``score`` is the largest per-metric score, ``driver`` the metric that gave it;
+    ``confidence`` and the latency forecast/interval come from the latency metric,
+    converted back from log space: ``predicted_ms = e^f``, interval ``e^{f ± kσ}``.
+    """
+
+    score: float
+    is_anomaly: bool
+    driver: str | None
+    confidence: float
+    predicted_ms: float | None
+    low_ms: float | None
+    high_ms: float | None
+    latency_z: float
+
+
+NO_SCORE = EndpointScore(0.0, False, None, 0.0, None, None, None, 0.0)
+
+
+class EndpointModel:
+    r"""Per-request exponential smoothing of each metric, on log scales.
+
+    Latency is :math:`\log(\text{ms})`; CPU time, query count and query time are
+    :math:`\log(1+x)`; the allocation delta a signed :math:`\log(1+|x|)`. Request costs
+    are multiplicative, so a doubling is the same surprise at 2 ms or at 2 s.
+
+    For metric :math:`i` with level :math:`f_i` and mean-square residual :math:`v_i`:
+
+    * :math:`r_i = x_i - f_i`, :math:`\sigma_i = \max(\sqrt{v_i}, \sigma^{floor}_i)`,
+      :math:`z_i = r_i / \sigma_i`;
+    * per-metric score :math:`s_i = z_i^2/(z_i^2+k^2)` for :math:`z_i > 0` (only
+      upward deviations matter: a faster request is not a problem), else 0;
+    * request score :math:`\max_i s_i`; anomalous when some :math:`z_i > k` after
+      ``warmup`` requests;
+    * learning: :math:`v_i \leftarrow v_i + \beta(r_i^2 - v_i)`,
+      :math:`f_i \leftarrow f_i + \alpha r_i`;
+    * confidence :math:`100\cdot\min(1, n/w)\cdot e^{-\sigma_{lat}}`: with :math:`\sigma`
+      in log space, :math:`e^{-\sigma}` is about one minus the typical relative error
+      of the latency forecast.
+
+    The metrics share one request count, so the state is ``2·len(metrics) + 1`` floats
+    and an update is a handful of float operations per metric -- this runs on every
+    request. Incident detection (a sustained shift rather than one slow request) runs on
+    the per-window mean of log latency with a full :class:`AnomalyModel`, once per
+    ``window`` seconds: see :meth:`roll`.
+    """
+
+    __slots__ = ("alpha", "beta", "floors", "incident", "level", "metrics", "n",
+                 "threshold", "var", "warmup", "win_n", "win_start", "win_sum", "window")
+
+    def __init__(self, alpha: float = 0.3, threshold: float = 3.0, warmup: int = 30,
+                 metrics: tuple[str, ...] = METRICS, *, beta: float | None = None,
+                 window: float = 10.0, incident: AnomalyModel | None = None) -> None:
+        self.alpha = alpha
+        self.beta = alpha if beta is None else beta
+        self.threshold = threshold
+        self.warmup = max(1, warmup)
+        self.metrics = metrics
+        self.floors = [FLOORS[m] for m in metrics]
+        self.level = [0.0] * len(metrics)
+        self.var = [0.0] * len(metrics)
+        self.n = 0
+        self.window = window
+        self.win_start: float | None = None
+        self.win_sum = 0.0
+        self.win_n = 0
+        self.incident = incident if incident is not None else AnomalyModel(
+            alpha, threshold, warmup=max(3, warmup // 3), floor_abs=FLOORS["latency"],
+            floor_rel=0.0, side="up")
+
+    def predict(self) -> tuple[float | None, float]:
+        """(latency forecast in ms, or None before any data; confidence 0-100)."""
+        if self.n == 0:
+            return None, 0.0
+        sigma = max(_sqrt(self.var[0]), self.floors[0])
+        return _exp(self.level[0]), 100.0 * min(1.0, self.n / self.warmup) * _exp(-sigma)
+
+    def observe(self, values: list[float], *, learn: bool = True) -> EndpointScore:
+        """Score one request's metric values, given on their log scales (see
+        :func:`transform`) in ``self.metrics`` order; learn them too unless ``learn`` is
+        false (the headers are scored before the request has finished)."""
+        n = self.n
+        if n == 0:
+            if learn:
+                self.level = list(values) + self.level[len(values):]
+                self.n = 1
+            return NO_SCORE
+        k2 = self.threshold * self.threshold
+        best, driver, zmax = 0.0, -1, 0.0
+        level, var, floors = self.level, self.var, self.floors
+        f0, sd0 = level[0], _sqrt(var[0])
+        a, b = self.alpha, self.beta
+        for i, x in enumerate(values):
+            f = level[i]
+            v = var[i]
+            r = x - f
+            sd = _sqrt(v)
+            if sd < floors[i]:
+                sd = floors[i]
+            if r > 0.0:
+                z = r / sd
+                s = z * z / (z * z + k2)
+                if s > best:
+                    best, driver, zmax = s, i, z
+            if learn:
+                var[i] = v + b * (r * r - v)
+                level[i] = f + a * r
+        if learn:
+            self.n = n + 1
+        warm = n >= self.warmup
+        k = self.threshold
+        if sd0 < floors[0]:
+            sd0 = floors[0]
+        conf = 100.0 * min(1.0, n / self.warmup) * _exp(-sd0)
+        if not warm:
+            return EndpointScore(0.0, False, None, conf, _exp(f0), _exp(f0 - k * sd0),
+                                 _exp(f0 + k * sd0), (values[0] - f0) / sd0)
+        return EndpointScore(best, zmax > k, self.metrics[driver] if driver >= 0 else None,
+                             conf, _exp(f0), _exp(f0 - k * sd0), _exp(f0 + k * sd0),
+                             (values[0] - f0) / sd0)
+
+    # --- incidents: windowed detection --------------------------------------------------
+
+    def window_add(self, now: float, log_latency: float) -> Any:
+        """Accumulate one request into the current window; when the window has ended,
+        feed its mean to the incident model and return that model's score."""
+        start = self.win_start
+        if start is None:
+            self.win_start = now
+        elif now - start >= self.window:
+            return self.roll(now, log_latency)
+        self.win_sum += log_latency
+        self.win_n += 1
+        return None
+
+    def roll(self, now: float, first: float | None = None) -> Any:
+        result = self.incident.update(self.win_sum / self.win_n) if self.win_n else None
+        self.win_start = now
+        self.win_sum = first if first is not None else 0.0
+        self.win_n = 1 if first is not None else 0
+        return result
+
+    # --- persistence -----------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        return {"metrics": list(self.metrics), "n": self.n, "level": list(self.level),
+                "var": list(self.var), "incident": self.incident.state()}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        names = list(state["metrics"])
+        level, var = [float(x) for x in state["level"]], [float(x) for x in state["var"]]
+        n = int(state["n"])
+        if len(level) != len(names) or len(var) != len(names) or n < 0 or \
+                any(v < 0 or not math.isfinite(v) for v in var) or \
+                not all(math.isfinite(x) for x in level):
+            raise ValueError("inconsistent EndpointModel state")
+        for i, m in enumerate(self.metrics):
+            if m in names:
+                j = names.index(m)
+                self.level[i], self.var[i] = level[j], var[j]
+        self.n = n
+        self.incident.load_state(state["incident"])

@@ -1,0 +1,79 @@
+"""The plain data that crosses layers: what an adapter knows of a request, and what the
+engine recorded of it. No behaviour beyond a few derived properties."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+#: The one endpoint key unmatched routes fold into, so random URLs cannot grow memory.
+UNMATCHED = "UNMATCHED"
+
+
+class HeaderGetter(Protocol):
+    """Read access to request headers by lower-case name; None when absent."""
+
+    def get(self, name: str, /) -> str | None: ...
+
+
+class NoHeaders:
+    def get(self, name: str, /) -> str | None:
+        return None
+
+
+@dataclass(slots=True)
+class RequestInfo:
+    """What an adapter tells the engine at the start of a request.
+
+    ``route`` is the low-cardinality route template ("/users/{id}") when the framework
+    already knows it; adapters that learn it only after routing call
+    :meth:`pulsegate.context.RequestContext.set_route` later.
+    """
+
+    method: str
+    path: str
+    route: str | None = None
+    client_ip: str | None = None
+    headers: HeaderGetter = field(default_factory=NoHeaders)
+    query_string: str = ""
+    scheme: str = "http"
+    #: Resolves the route before the app runs, for features that need it up front
+    #: (per-route rate limits, priority rules). Adapters pass it when they can.
+    route_resolver: Callable[[], str | None] | None = None
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """One finished request, as measured. Times are milliseconds, CPU too.
+
+    ``memory_blocks`` is the net change in interpreter-allocated blocks during the
+    request (``sys.getallocatedblocks()``): cheap, and a leak shows as a steady rise.
+    """
+
+    method: str
+    route: str
+    path: str
+    status: int
+    started_at: float
+    ttfb_ms: float
+    duration_ms: float
+    cpu_ms: float
+    memory_blocks: int
+    query_count: int = 0
+    query_ms: float = 0.0
+    client: str | None = None
+    error: str | None = None
+    anomaly_score: float = 0.0
+    confidence: float = 0.0
+    predicted_ms: float | None = None
+    optimization: str = "none"
+    detections: int = 0
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.method} {self.route}"
+
+    @property
+    def status_class(self) -> int:
+        return self.status // 100

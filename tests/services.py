@@ -1,0 +1,133 @@
+"""Real services for the tests (Redis, PostgreSQL, Chromium), started on loopback.
+
+The binaries come from Debian's packages (``python3 dev.py test`` installs them when it
+runs as root). A test that needs a service *fails* when it is missing -- it never skips:
+a green run must mean the service-backed behaviour was really exercised.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+def require(binary: str, package: str) -> str:
+    path = shutil.which(binary)
+    if path is None:
+        pytest.fail(f"{binary} is missing: install Debian's {package} package "
+                    f"(python3 dev.py test does it when run as root)", pytrace=False)
+    return path
+
+
+class RedisServer:
+    """A throw-away redis-server on a free loopback port; ``stop()``/``start()`` simulate
+    an outage on the same port."""
+
+    def __init__(self) -> None:
+        self.binary = require("redis-server", "redis-server")
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="pulsegate-redis-")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.dir],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+            self.proc = None
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(server.dir, ignore_errors=True)
+
+
+def _pg_bin(name: str) -> str:
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    if not candidates:
+        pytest.fail(f"{name} is missing: install Debian's postgresql package", pytrace=False)
+    return str(candidates[-1])
+
+
+@contextlib.contextmanager
+def postgres_server() -> Iterator[str]:
+    """A throw-away PostgreSQL cluster on a free loopback port; yields its URL
+    (``postgresql://postgres@127.0.0.1:PORT/postgres``). Runs as the ``postgres`` user
+    when we are root, since PostgreSQL refuses to run as root."""
+    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    port = free_port()
+    data = tempfile.mkdtemp(prefix="pulsegate-pg-")
+    run_as: list[str] = []
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        import pwd
+        try:
+            pw = pwd.getpwnam("postgres")
+        except KeyError:
+            subprocess.run(["useradd", "--system", "--no-create-home", "postgres"], check=True)
+            pw = pwd.getpwnam("postgres")
+        os.chown(data, pw.pw_uid, pw.pw_gid)
+        run_as = ["runuser", "-u", "postgres", "--"]
+    subprocess.run([*run_as, initdb, "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run([*run_as, pg_ctl, "-D", data, "-o",
+                    f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off",
+                    "-l", f"{data}/log", "-w", "start"], check=True, stdout=subprocess.DEVNULL)
+    try:
+        wait_port(port)
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*run_as, pg_ctl, "-D", data, "-m", "immediate", "stop"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def chromium_path() -> str:
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    pytest.fail("chromium is missing: install Debian's chromium package", pytrace=False)
