@@ -182,8 +182,10 @@ class Config:
     max_endpoints: int = option(1000, "LRU cap on per-endpoint models; beyond it the least "
                                 "recently used endpoint is forgotten.", number(1, integer=True))
     measure_cpu: bool = option(True, "Record the CPU time of each request (thread CPU clock).", _bool)
-    measure_memory: bool = option(True, "Record each request's net allocated interpreter "
-                                  "blocks (sys.getallocatedblocks delta).", _bool)
+    measure_memory: bool = option(True, "Record the net allocated interpreter blocks "
+                                  "(sys.getallocatedblocks delta) of sampled requests.", _bool)
+    memory_sample_every: int = option(8, "Measure memory on one request in N (the block "
+                                      "count costs ~1 µs per read).", number(1, integer=True))
     state_dir: str | None = option(None, "Directory for persisted state (SQLite). None keeps "
                                    "everything in memory.", text(optional=True))
 

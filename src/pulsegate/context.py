@@ -50,67 +50,58 @@ class RequestContext:
 
     Created by :meth:`pulsegate.engine.PulseGate.begin`; adapters hand it back at
     response start and at the end. Only the engine and the hooks write to it.
+
+    Most fields keep their class-level default for the whole request, so construction
+    sets only the handful that every request has: this object is made on every request.
     """
 
-    __slots__ = (
-        "client_key",
-        "cpu0",
-        "detections",
-        "error",
-        "extra_headers",
-        "finished",
-        "info",
-        "max_queries",
-        "mem0",
-        "optimization",
-        "priority",
-        "queries",
-        "query_count",
-        "query_ms",
-        "rejection",
-        "route",
-        "score",
-        "sink_token",
-        "start",
-        "started_at",
-        "status",
-        "ticket",
-        "token",
-        "ttfb",
-    )
+    # Defaults shared by every instance until a request sets its own value.
+    route: str | None = None
+    ttfb: float | None = None
+    status: int | None = None
+    error: str | None = None
+    queries: list[QueryEvent] | None = None
+    query_count = 0
+    query_ms = 0.0
+    detections: list[Any] = []  # replaced, never mutated, by the query analysis
+    detections_at = -1
+    score: Any = None
+    endpoint: str | None = None
+    optimization = "none"
+    priority = "normal"
+    client_key: str | None = None
+    ticket: Any = None
+    rejection: Rejection | None = None
+    extra_headers: list[tuple[str, str]] | None = None
+    finished = False
+    token: contextvars.Token[RequestContext | None] | None = None
+    sink_token: contextvars.Token[QuerySink | None] | None = None
 
     def __init__(self, info: RequestInfo, start: float, started_at: float, cpu0: float,
-                 mem0: int, max_queries: int) -> None:
+                 mem0: int | None, max_queries: int) -> None:
         self.info = info
-        self.route: str | None = info.route
+        self.route = info.route
         self.start = start
         self.started_at = started_at
         self.cpu0 = cpu0
         self.mem0 = mem0
         self.max_queries = max_queries
-        self.ttfb: float | None = None
-        self.status: int | None = None
-        self.error: str | None = None
-        self.queries: list[QueryEvent] = []
-        self.query_count = 0
-        self.query_ms = 0.0
-        self.detections: list[Any] = []
-        self.score: Any = None
-        self.optimization = "none"
-        self.priority = "normal"
-        self.client_key: str | None = None
-        self.ticket: Any = None
-        self.rejection: Rejection | None = None
-        self.extra_headers: list[tuple[str, str]] = []
-        self.finished = False
-        self.token: contextvars.Token[RequestContext | None] | None = None
-        self.sink_token: contextvars.Token[QuerySink | None] | None = None
 
     def add_query(self, event: QueryEvent) -> None:
         self.query_count += 1
         self.query_ms += event.duration_ms
-        if len(self.queries) < self.max_queries:
-            self.queries.append(event)
+        queries = self.queries
+        if queries is None:
+            self.queries = [event]
+        elif len(queries) < self.max_queries:
+            queries.append(event)
+
+    def add_header(self, name: str, value: str) -> None:
+        """A header to send with the response (rate-limit fields and the like)."""
+        if self.extra_headers is None:
+            self.extra_headers = [(name, value)]
+        else:
+            self.extra_headers.append((name, value))
 
     def set_route(self, route: str | None) -> None:
         """Adapters call this once routing has resolved the template."""

@@ -15,6 +15,7 @@ pulsegate were absent.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections import deque
@@ -25,7 +26,7 @@ from pulsegate.config import Config
 from pulsegate.context import Rejection, RequestContext, current_request, query_sink
 from pulsegate.faults import FaultCounter
 from pulsegate.learn.baseline import BaselineStore
-from pulsegate.learn.endpoint import METRICS, EndpointModel, EndpointScore, transform
+from pulsegate.learn.endpoint import METRICS, EndpointModel, EndpointScore
 from pulsegate.records import UNMATCHED, RequestInfo, RequestRecord
 from pulsegate.scheduler import Scheduler
 
@@ -36,6 +37,9 @@ _KNOWN_METHODS = frozenset(
 MODEL_VERSION = "1.0.0"
 
 Listener = Callable[[RequestRecord, RequestContext], None]
+
+_log = math.log
+_log1p = math.log1p
 
 
 class PulseGate:
@@ -70,7 +74,9 @@ class PulseGate:
         if not c.measure_memory:
             metrics = tuple(m for m in metrics if m != "memory")
         self.metrics = metrics
-        self._header_metrics = sum(1 for m in metrics if m in ("latency", "queries", "query_time"))
+        self._metric_index = {m: i for i, m in enumerate(metrics)}
+        self._mem_every = c.memory_sample_every if c.measure_memory else 0
+        self._mem_tick = 0
         self.baselines = BaselineStore(
             lambda: EndpointModel(c.alpha, c.z_threshold, c.warmup, metrics,
                                   window=c.aggregation_window),
@@ -108,11 +114,17 @@ class PulseGate:
             c = self.config
             if not self.scheduler.started and self.scheduler.jobs:
                 self.scheduler.ensure_started()
+            mem0 = None
+            if self._mem_every:
+                # Sampled: the allocator walk costs ~1 µs, a leak shows just as well in
+                # one request out of N.
+                self._mem_tick += 1
+                if self._mem_tick >= self._mem_every:
+                    self._mem_tick = 0
+                    mem0 = sys.getallocatedblocks()
             ctx = RequestContext(
                 info, self.clock(), self.wall(),
-                self.cpu_clock() if c.measure_cpu else 0.0,
-                sys.getallocatedblocks() if c.measure_memory else 0,
-                self._max_queries)
+                self.cpu_clock() if c.measure_cpu else 0.0, mem0, self._max_queries)
             ctx.token = current_request.set(ctx)
             if c.query_analysis:
                 ctx.sink_token = query_sink.set(ctx)
@@ -133,13 +145,16 @@ class PulseGate:
 
     def response_headers(self, ctx: RequestContext, status: int) -> list[tuple[str, str]]:
         """Called when the response starts: records time-to-headers, scores the request
-        so far and returns the ``x-ml-*`` (and rate-limit) headers to add."""
+        so far (latency to headers, queries so far) and returns the ``x-ml-*`` headers
+        to add, after any protocol headers (rate limits) the request collected."""
         try:
-            now = self.clock()
+            ttfb = ctx.ttfb
+            if ttfb is None:
+                ttfb = ctx.ttfb = self.clock() - ctx.start
             ctx.status = status
-            if ctx.ttfb is None:
-                ctx.ttfb = now - ctx.start
             out = ctx.extra_headers
+            if out is None:
+                out = ctx.extra_headers = []
             expose = self._expose
             if expose == "none":
                 return out
@@ -148,12 +163,13 @@ class PulseGate:
                 out.append(("x-ml-model-version", self.model_version))
                 return out
             c = self.config
-            model = self.baselines.get(self._endpoint(ctx))
-            values = [transform("latency", ctx.ttfb * 1000.0)]
+            key = ctx.endpoint = self._endpoint(ctx)
+            ms = ttfb * 1000.0
+            values: list[float | None] = [_log(ms if ms > 1e-3 else 1e-3)]
             if c.query_analysis:
-                values.append(transform("queries", ctx.query_count))
-                values.append(transform("query_time", ctx.query_ms))
-            score = model.observe(values, learn=False)
+                values.append(_log1p(ctx.query_count))
+                values.append(_log1p(ctx.query_ms))
+            score = self.baselines.get(key).observe(values, learn=False)
             ctx.score = score
             if c.performance_prediction:
                 out.append(("x-ml-prediction-confidence", str(round(score.confidence))))
@@ -193,7 +209,7 @@ class PulseGate:
         now = self.clock()
         duration = now - ctx.start
         cpu = (self.cpu_clock() - ctx.cpu0) if c.measure_cpu else 0.0
-        mem = (sys.getallocatedblocks() - ctx.mem0) if c.measure_memory else 0
+        mem = None if ctx.mem0 is None else sys.getallocatedblocks() - ctx.mem0
         if error is not None:
             ctx.error = type(error).__name__
             status = 500 if ctx.status is None or ctx.status < 500 else ctx.status
@@ -204,35 +220,35 @@ class PulseGate:
         self.counters["requests"] += 1
         if final_status >= 500:
             self.counters["errors"] += 1
-        key = self._endpoint(ctx)
+        key = ctx.endpoint or self._endpoint(ctx)
         model = self.baselines.get(key)
-        values = [transform("latency", duration * 1000.0)]
-        for m in self.metrics[1:]:
-            if m == "queries":
-                values.append(transform(m, ctx.query_count))
-            elif m == "query_time":
-                values.append(transform(m, ctx.query_ms))
-            elif m == "cpu":
-                values.append(transform(m, cpu * 1000.0))
-            else:
-                values.append(transform(m, mem))
+        ms = duration * 1000.0
+        values: list[float | None] = [_log(ms if ms > 1e-3 else 1e-3)]
+        index = self._metric_index
+        if c.query_analysis:
+            values.append(_log1p(ctx.query_count))
+            values.append(_log1p(ctx.query_ms))
+        if c.measure_cpu:
+            values.append(_log1p(cpu * 1000.0 if cpu > 0 else 0.0))
+        if "memory" in index:
+            values.append(None if mem is None else (_log1p(mem) if mem >= 0 else -_log1p(-mem)))
         score: EndpointScore = model.observe(values)
         detections = self._analyze_queries(ctx) if c.query_analysis else []
         record = RequestRecord(
             ctx.method if ctx.method in _KNOWN_METHODS else "OTHER",
             ctx.route or UNMATCHED, ctx.info.path, final_status, ctx.started_at,
-            ttfb * 1000.0, duration * 1000.0, cpu * 1000.0, mem, ctx.query_count,
+            ttfb * 1000.0, ms, cpu * 1000.0, mem, ctx.query_count,
             ctx.query_ms, ctx.client_key, ctx.error, score.score, score.confidence,
             score.predicted_ms, ctx.optimization, len(detections))
         if score.is_anomaly and c.anomaly_detection:
             self.counters["anomalies"] += 1
             self.recent_anomalies.append(record)
-        incident = model.window_add(now, values[0])
+        incident = model.window_add(now, _log(ms if ms > 1e-3 else 1e-3))
         if incident is not None and incident.is_anomaly and c.anomaly_detection:
             self.counters["incidents"] += 1
             self.incidents.append({"endpoint": key, "at": self.wall(),
-                                   "window_mean_ms": 2.718281828459045 ** incident.value,
-                                   "expected_ms": 2.718281828459045 ** incident.forecast,
+                                   "window_mean_ms": math.exp(incident.value),
+                                   "expected_ms": math.exp(incident.forecast),
                                    "score": incident.score})
         for listener in self.listeners:
             try:

@@ -48,7 +48,8 @@ class RequestRecord:
     """One finished request, as measured. Times are milliseconds, CPU too.
 
     ``memory_blocks`` is the net change in interpreter-allocated blocks during the
-    request (``sys.getallocatedblocks()``): cheap, and a leak shows as a steady rise.
+    request (``sys.getallocatedblocks()``), measured on one request in
+    ``memory_sample_every`` (None on the others): a leak shows as a steady rise.
     """
 
     method: str
@@ -59,7 +60,7 @@ class RequestRecord:
     ttfb_ms: float
     duration_ms: float
     cpu_ms: float
-    memory_blocks: int
+    memory_blocks: int | None
     query_count: int = 0
     query_ms: float = 0.0
     client: str | None = None

@@ -110,14 +110,18 @@ class EndpointModel:
         sigma = max(_sqrt(self.var[0]), self.floors[0])
         return _exp(self.level[0]), 100.0 * min(1.0, self.n / self.warmup) * _exp(-sigma)
 
-    def observe(self, values: list[float], *, learn: bool = True) -> EndpointScore:
+    def observe(self, values: list[float | None], *, learn: bool = True) -> EndpointScore:
         """Score one request's metric values, given on their log scales (see
         :func:`transform`) in ``self.metrics`` order; learn them too unless ``learn`` is
-        false (the headers are scored before the request has finished)."""
+        false (the headers are scored before the request has finished). A ``None`` value
+        (a metric not sampled on this request) is skipped; a shorter list scores a
+        prefix of the metrics. The latency (first value) is required."""
         n = self.n
         if n == 0:
             if learn:
-                self.level = list(values) + self.level[len(values):]
+                for i, x in enumerate(values):
+                    if x is not None:
+                        self.level[i] = x
                 self.n = 1
             return NO_SCORE
         k2 = self.threshold * self.threshold
@@ -126,6 +130,8 @@ class EndpointModel:
         f0, sd0 = level[0], _sqrt(var[0])
         a, b = self.alpha, self.beta
         for i, x in enumerate(values):
+            if x is None:
+                continue
             f = level[i]
             v = var[i]
             r = x - f
@@ -147,12 +153,13 @@ class EndpointModel:
         if sd0 < floors[0]:
             sd0 = floors[0]
         conf = 100.0 * min(1.0, n / self.warmup) * _exp(-sd0)
+        x0 = values[0]
+        lat_z = (x0 - f0) / sd0 if x0 is not None else 0.0
         if not warm:
             return EndpointScore(0.0, False, None, conf, _exp(f0), _exp(f0 - k * sd0),
-                                 _exp(f0 + k * sd0), (values[0] - f0) / sd0)
+                                 _exp(f0 + k * sd0), lat_z)
         return EndpointScore(best, zmax > k, self.metrics[driver] if driver >= 0 else None,
-                             conf, _exp(f0), _exp(f0 - k * sd0), _exp(f0 + k * sd0),
-                             (values[0] - f0) / sd0)
+                             conf, _exp(f0), _exp(f0 - k * sd0), _exp(f0 + k * sd0), lat_z)
 
     # --- incidents: windowed detection --------------------------------------------------
 
