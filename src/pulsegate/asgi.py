@@ -17,6 +17,7 @@ from typing import Any
 from pulsegate.config import Config
 from pulsegate.context import Rejection, RequestContext
 from pulsegate.engine import PulseGate
+from pulsegate.http import rejection_response
 from pulsegate.records import RequestInfo
 
 Scope = MutableMapping[str, Any]
@@ -184,13 +185,10 @@ class PulseGateMiddleware:
 
     async def _reject(self, ctx: RequestContext, rejection: Rejection, send: Send) -> None:
         try:
-            extra = self.gate.response_headers(ctx, rejection.status)
-            headers = [(k.encode("latin-1"), v.encode("latin-1"))
-                       for k, v in (*rejection.headers, *extra)]
-            headers.append((b"content-length", str(len(rejection.body)).encode()))
-            headers.append((b"content-type", b"text/plain; charset=utf-8"))
-            await send({"type": "http.response.start", "status": rejection.status,
+            status, pairs, body = rejection_response(self.gate, ctx, rejection)
+            headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in pairs]
+            await send({"type": "http.response.start", "status": status,
                         "headers": headers})
-            await send({"type": "http.response.body", "body": rejection.body})
+            await send({"type": "http.response.body", "body": body})
         finally:
             self.gate.finish(ctx, status=rejection.status)

@@ -1,0 +1,70 @@
+"""Framework-free HTTP helpers shared by every adapter (ASGI, WSGI, Django).
+
+The adapters only translate: what a rejected request looks like, how a status line is
+written and how request headers are read from a WSGI ``environ`` is decided once, here,
+so the three adapters cannot drift apart (the sans-IO shape httpx uses to drive its sync
+and async clients from one ``auth_flow``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+
+from pulsegate.context import Rejection, RequestContext
+
+if TYPE_CHECKING:
+    from pulsegate.engine import PulseGate
+
+#: Content type of the small plain-text bodies pulsegate itself sends (429 / 503).
+REJECTION_CONTENT_TYPE = "text/plain; charset=utf-8"
+
+_REASONS: dict[int, str] = {s.value: s.phrase for s in HTTPStatus}
+
+
+def status_line(status: int) -> str:
+    """``"429 Too Many Requests"``: the WSGI status string for a code."""
+    return f"{status} {_REASONS.get(status, 'Unknown')}"
+
+
+def parse_status(status: str) -> int:
+    """The integer code of a WSGI status line (``"404 Not Found"`` -> 404); 500 when the
+    line is malformed, so a broken app still counts as an error rather than crashing us."""
+    try:
+        return int(status.split(None, 1)[0])
+    except (ValueError, IndexError, AttributeError):
+        return 500
+
+
+def rejection_response(gate: PulseGate, ctx: RequestContext,
+                       rejection: Rejection) -> tuple[int, list[tuple[str, str]], bytes]:
+    """Status, complete header list and body to send for ``rejection``.
+
+    Headers are the rejection's own (``Retry-After``, ``RateLimit``...), then the
+    ``x-ml-*`` ones for this request, then ``content-length`` and ``content-type``.
+    Calling it records time-to-headers on ``ctx``; the adapter must still call
+    ``gate.finish(ctx, status=rejection.status)`` once the body is out."""
+    extra = gate.response_headers(ctx, rejection.status)
+    headers = [*rejection.headers, *extra,
+               ("content-length", str(len(rejection.body))),
+               ("content-type", REJECTION_CONTENT_TYPE)]
+    return rejection.status, headers, rejection.body
+
+
+class EnvironHeaders:
+    """Lower-case, dash-separated read access to the request headers of a WSGI
+    ``environ`` (``CONTENT_TYPE``, ``CONTENT_LENGTH`` and ``HTTP_*`` keys). Nothing is
+    decoded until something asks."""
+
+    __slots__ = ("_environ",)
+
+    def __init__(self, environ: Mapping[str, Any]) -> None:
+        self._environ = environ
+
+    def get(self, name: str, /) -> str | None:
+        key = name.upper().replace("-", "_")
+        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            key = "HTTP_" + key
+        value = self._environ.get(key)
+        return value if isinstance(value, str) else None

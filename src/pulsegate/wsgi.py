@@ -1,0 +1,195 @@
+"""WSGI middleware (PEP 3333) for Flask, Django under a WSGI server, or any WSGI app.
+
+    app.wsgi_app = PulseGateWSGIMiddleware(app.wsgi_app, gate=gate)   # Flask, by hand
+    application = PulseGateWSGIMiddleware(application, gate=gate)    # anything else
+
+Timeline of one request::
+
+    begin -> admit -> app(environ, start_response') -> start_response' adds x-ml-*
+          -> server iterates the body -> server calls close() -> finish
+
+* The ``x-ml-*`` headers are added in the wrapped ``start_response`` (time to headers).
+  When the app calls it a second time with ``exc_info`` (an error after the headers
+  were chosen, PEP 3333), the status is updated and the same pulsegate headers are
+  appended again, never duplicated into the first list.
+* The full duration ends when the server closes the response iterable, so a streaming
+  generator is measured to its last chunk, and a client that disconnects mid-response
+  still finishes the request (servers call ``close()`` then too).
+* A ``wsgi.file_wrapper`` object is returned *as is* (only its ``close`` is chained), so
+  servers keep their ``sendfile`` fast path; a list keeps its ``len()``, so servers that
+  derive ``Content-Length`` from a one-item list still do.
+* A :class:`~pulsegate.context.Rejection` from ``gate.admit(ctx)`` (429 / 503) is sent
+  instead of calling the app.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+from typing import Any
+
+from pulsegate.config import Config
+from pulsegate.context import RequestContext
+from pulsegate.engine import PulseGate
+from pulsegate.http import EnvironHeaders, parse_status, rejection_response, status_line
+from pulsegate.records import RequestInfo
+
+Environ = dict[str, Any]
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+StartResponse = Callable[..., Callable[[bytes], object]]
+WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+#: Reads the route template from the environ, before or after the app ran.
+RouteResolver = Callable[[Environ], "str | None"]
+
+
+class _Body:
+    """The app's response iterable, passed through chunk by chunk; ``close()`` closes
+    the app's iterable and then finishes the request. An exception raised while
+    producing the body is recorded as the request's error, then re-raised."""
+
+    __slots__ = ("_ctx", "_gate", "_it", "_result")
+
+    def __init__(self, result: Iterable[bytes], gate: PulseGate, ctx: RequestContext) -> None:
+        self._result = result
+        self._gate = gate
+        self._ctx = ctx
+        self._it: Iterator[bytes] | None = None
+
+    def __iter__(self) -> _Body:
+        return self
+
+    def __next__(self) -> bytes:
+        it = self._it
+        if it is None:
+            it = self._it = iter(self._result)
+        try:
+            return next(it)
+        except StopIteration:
+            raise
+        except BaseException as exc:
+            self._gate.finish(self._ctx, error=exc)
+            raise
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._result, "close", None)
+            if close is not None:
+                close()
+        except BaseException as exc:
+            self._gate.finish(self._ctx, error=exc)
+            raise
+        finally:
+            self._gate.finish(self._ctx)
+
+
+class _SizedBody(_Body):
+    """A body whose iterable has a length (a list): servers such as wsgiref set
+    ``Content-Length`` from ``len(result) == 1``, so the wrapper must keep ``len``."""
+
+    __slots__ = ()
+
+    def __len__(self) -> int:
+        return len(self._result)  # type: ignore[arg-type]
+
+
+def _chain_close(result: Any, gate: PulseGate, ctx: RequestContext) -> bool:
+    """Make ``result.close()`` finish the request, keeping ``result`` itself (for
+    ``wsgi.file_wrapper``). False when the object does not allow it."""
+    inner = getattr(result, "close", None)
+
+    def close() -> None:
+        try:
+            if inner is not None:
+                inner()
+        finally:
+            gate.finish(ctx)
+
+    try:
+        result.close = close
+    except (AttributeError, TypeError):
+        return False
+    return True
+
+
+class PulseGateWSGIMiddleware:
+    """Measure, score and (when configured) control every request of a WSGI app.
+
+    ``route_resolver(environ)`` returns the route template ("/users/<id>"); it is asked
+    once the app has started its response (frameworks that set the route themselves
+    call ``pulsegate.current().set_route`` earlier and it is not asked at all).
+    """
+
+    def __init__(self, app: WSGIApp, gate: PulseGate | None = None,
+                 config: Config | None = None, *,
+                 route_resolver: RouteResolver | None = None, **options: Any) -> None:
+        if gate is None:
+            gate = PulseGate(config, **options) if config is not None else PulseGate(**options)
+        elif config is not None or options:
+            raise TypeError("pass either gate= or configuration, not both")
+        self.app = app
+        self.gate = gate
+        self.route_resolver = route_resolver
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        gate = self.gate
+        path = environ.get("PATH_INFO", "") or "/"
+        if gate.is_excluded(path):
+            gate.counters["excluded"] += 1
+            return self.app(environ, start_response)
+        resolver = self.route_resolver
+        addr = environ.get("REMOTE_ADDR")
+        info = RequestInfo(
+            environ.get("REQUEST_METHOD", "GET"), path, None,
+            addr if isinstance(addr, str) and addr else None, EnvironHeaders(environ),
+            environ.get("QUERY_STRING", ""), environ.get("wsgi.url_scheme", "http"),
+            (lambda: resolver(environ)) if resolver is not None else None)
+        ctx = gate.begin(info)
+        if ctx is None:
+            return self.app(environ, start_response)
+        rejection = gate.admit(ctx)
+        if rejection is not None:
+            try:
+                status, headers, body = rejection_response(gate, ctx, rejection)
+                start_response(status_line(status), headers)
+            finally:
+                gate.finish(ctx, status=rejection.status)
+            return [body]
+
+        added: list[tuple[str, str]] | None = None
+
+        def start(status: str, headers: list[tuple[str, str]],
+                  exc_info: ExcInfo | None = None) -> Callable[[bytes], object]:
+            nonlocal added
+            code = parse_status(status)
+            if added is None:
+                if ctx.route is None and resolver is not None:
+                    try:
+                        ctx.set_route(resolver(environ))
+                    except Exception as exc:
+                        gate.faults.record("wsgi.route", exc)
+                added = gate.response_headers(ctx, code)
+            else:  # a second call, with exc_info: the error page replaces the response
+                ctx.status = code
+            if added:
+                headers = [*headers, *added]
+            if exc_info is None:
+                return start_response(status, headers)
+            return start_response(status, headers, exc_info)
+
+        try:
+            result = self.app(environ, start)
+        except BaseException as exc:
+            if ctx.route is None and resolver is not None:
+                try:
+                    ctx.set_route(resolver(environ))
+                except Exception:
+                    pass
+            gate.finish(ctx, error=exc)
+            raise
+        wrapper = environ.get("wsgi.file_wrapper")
+        if (wrapper is not None and isinstance(wrapper, type) and isinstance(result, wrapper)
+                and _chain_close(result, gate, ctx)):
+            return result
+        if isinstance(result, (list, tuple)):
+            return _SizedBody(result, gate, ctx)
+        return _Body(result, gate, ctx)

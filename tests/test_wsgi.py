@@ -1,0 +1,367 @@
+"""Unit tests of the generic WSGI middleware, driven without a server (PEP 3333 by hand)
+and through wsgiref for the file_wrapper / Content-Length behaviour of a real server."""
+
+from __future__ import annotations
+
+import io
+import sys
+import threading
+import wsgiref.simple_server
+import wsgiref.util
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from werkzeug.test import create_environ
+
+from pulsegate import Config
+from pulsegate.context import Rejection, current
+from pulsegate.engine import PulseGate
+from pulsegate.records import RequestRecord
+from pulsegate.wsgi import PulseGateWSGIMiddleware
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def make_gate(**options: Any) -> tuple[PulseGate, Clock, list[RequestRecord]]:
+    clock = Clock()
+    gate = PulseGate(Config(**options), clock=clock)
+    records: list[RequestRecord] = []
+    gate.listeners.append(lambda record, ctx: records.append(record))
+    return gate, clock, records
+
+
+class Recorder:
+    """A start_response that remembers what it was given."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, list[tuple[str, str]], Any]] = []
+        self.written: list[bytes] = []
+
+    def __call__(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        self.calls.append((status, list(headers), exc_info))
+        return self.written.append
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {k.lower(): v for k, v in self.calls[-1][1]}
+
+
+def run(app: Any, **env: Any) -> tuple[Recorder, bytes, Iterable[bytes]]:
+    rec = Recorder()
+    environ = create_environ(**env)
+    result = app(environ, rec)
+    try:
+        body = b"".join(result)
+    finally:
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+    return rec, body, result
+
+
+def hello(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain"), ("X-App", "1")])
+    return [b"hello"]
+
+
+def test_headers_added_and_app_response_unchanged() -> None:
+    gate, _, records = make_gate()
+    bare_rec, bare_body, _ = run(hello, path="/hi")
+    rec, body, result = run(PulseGateWSGIMiddleware(hello, gate=gate), path="/hi")
+    assert body == bare_body == b"hello"
+    assert rec.calls[0][0] == bare_rec.calls[0][0]
+    # the app's own headers first, unchanged and in order; ours appended
+    assert rec.calls[0][1][:2] == bare_rec.calls[0][1]
+    h = rec.headers
+    assert 0 <= float(h["x-ml-anomaly-score"]) <= 1
+    assert 0 <= int(h["x-ml-prediction-confidence"]) <= 100
+    assert h["x-ml-optimization-applied"] == "none"
+    assert h["x-ml-model-version"]
+    assert all(k.startswith("x-ml-") for k, _ in rec.calls[0][1][2:])
+    assert len(records) == 1 and records[0].status == 200 and records[0].path == "/hi"
+    assert len(result) == 1  # type: ignore[arg-type]  # a list keeps its len()
+
+
+def test_route_resolver_and_set_route() -> None:
+    gate, _, records = make_gate()
+    mw = PulseGateWSGIMiddleware(hello, gate=gate, route_resolver=lambda env: "/h/<name>")
+    run(mw, path="/h/x")
+
+    def routed(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        ctx = current()
+        assert ctx is not None
+        ctx.set_route("/from/app")
+        return hello(environ, start_response)
+
+    run(PulseGateWSGIMiddleware(routed, gate=gate, route_resolver=lambda env: "/never"),
+        path="/x")
+    run(PulseGateWSGIMiddleware(hello, gate=gate), path="/unrouted/123")
+    assert [r.route for r in records] == ["/h/<name>", "/from/app", "UNMATCHED"]
+
+
+def test_full_duration_ends_when_iterable_is_closed() -> None:
+    gate, clock, records = make_gate()
+    closed: list[bool] = []
+
+    def streaming(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        clock.t += 0.010  # 10 ms before the headers
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        try:
+            for i in range(3):
+                clock.t += 0.100  # each chunk takes 100 ms
+                yield b"chunk%d" % i
+        finally:
+            closed.append(True)
+
+    _, body, _ = run(PulseGateWSGIMiddleware(streaming, gate=gate))
+    assert body == b"chunk0chunk1chunk2"
+    assert closed == [True]
+    (r,) = records
+    # headers were started lazily on the first next(): after 10 ms
+    assert r.ttfb_ms == pytest.approx(10.0, abs=0.01)
+    assert r.duration_ms == pytest.approx(310.0, abs=0.01)
+
+
+def test_client_disconnect_mid_response_finishes_and_closes_app_iterable() -> None:
+    gate, _, records = make_gate()
+    state: list[str] = []
+
+    def endless(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [])
+        try:
+            while True:
+                yield b"x" * 10
+        finally:
+            state.append("closed")
+
+    result = PulseGateWSGIMiddleware(endless, gate=gate)(create_environ(), Recorder())
+    it = iter(result)
+    next(it)
+    next(it)
+    assert records == []  # still streaming
+    result.close()  # type: ignore[attr-defined]  # what a server does when the peer leaves
+    assert state == ["closed"]
+    assert len(records) == 1 and records[0].status == 200 and records[0].error is None
+
+
+def test_exception_before_start_response_is_recorded_and_reraised() -> None:
+    gate, _, records = make_gate()
+
+    def boom(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        raise KeyError("nope")
+
+    with pytest.raises(KeyError):
+        PulseGateWSGIMiddleware(boom, gate=gate)(create_environ(), Recorder())
+    (r,) = records
+    assert r.status == 500 and r.error == "KeyError"
+    assert current() is None  # the context var was reset
+
+
+def test_exception_while_iterating_is_recorded_and_reraised() -> None:
+    gate, _, records = make_gate()
+
+    def broken(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [])
+        yield b"first"
+        raise RuntimeError("mid-body")
+
+    result = PulseGateWSGIMiddleware(broken, gate=gate)(create_environ(), Recorder())
+    with pytest.raises(RuntimeError):
+        list(result)
+    result.close()  # type: ignore[attr-defined]
+    (r,) = records
+    assert r.status == 500 and r.error == "RuntimeError"
+
+
+def test_exc_info_second_start_response_updates_status_without_duplicates() -> None:
+    gate, _, records = make_gate()
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        try:
+            raise ValueError("late")
+        except ValueError:
+            start_response("500 Internal Server Error", [("Content-Type", "text/plain")],
+                           sys.exc_info())
+        return [b"error page"]
+
+    rec, body, _ = run(PulseGateWSGIMiddleware(app, gate=gate))
+    assert body == b"error page"
+    assert len(rec.calls) == 2
+    assert rec.calls[1][2] is not None and rec.calls[1][2][0] is ValueError
+    names = [k for k, _ in rec.calls[1][1]]
+    assert names.count("x-ml-model-version") == 1
+    assert names.count("x-ml-model-version") == [k for k, _ in rec.calls[0][1]].count(
+        "x-ml-model-version")
+    assert records[0].status == 500
+
+
+def test_excluded_path_returns_the_apps_own_iterable() -> None:
+    gate, _, records = make_gate(exclude_paths=["/health"])
+    sentinel = [b"ok"]
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("A", "b")])
+        return sentinel
+
+    rec = Recorder()
+    out = PulseGateWSGIMiddleware(app, gate=gate)(create_environ(path="/health/deep"), rec)
+    assert out is sentinel
+    assert rec.calls == [("200 OK", [("A", "b")], None)]
+    assert records == [] and gate.counters["excluded"] == 1
+
+
+def test_disabled_gate_is_pass_through() -> None:
+    gate, _, records = make_gate(enabled=False)
+    rec = Recorder()
+    out = PulseGateWSGIMiddleware(hello, gate=gate)(create_environ(), rec)
+    assert out == [b"hello"] and isinstance(out, list)
+    assert rec.calls == [("200 OK", [("Content-Type", "text/plain"), ("X-App", "1")], None)]
+    assert records == []
+
+
+def test_rejection_is_sent_instead_of_calling_the_app() -> None:
+    gate, _, records = make_gate()
+    called: list[bool] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        called.append(True)
+        return hello(environ, start_response)
+
+    gate.admit = lambda ctx: Rejection(  # type: ignore[method-assign]
+        429, "throttle", [("retry-after", "3"), ("ratelimit", "limit=10, remaining=0")],
+        b"rate limited\n")
+    rec, body, _ = run(PulseGateWSGIMiddleware(app, gate=gate))
+    assert called == []
+    assert rec.calls[0][0] == "429 Too Many Requests"
+    h = rec.headers
+    assert h["retry-after"] == "3" and h["ratelimit"].startswith("limit=10")
+    assert h["content-length"] == str(len(b"rate limited\n"))
+    assert h["content-type"].startswith("text/plain")
+    assert "x-ml-model-version" in h
+    assert body == b"rate limited\n"
+    assert records[0].status == 429
+
+
+def test_odd_inputs_do_not_change_the_response() -> None:
+    gate, _, records = make_gate()
+
+    def echo(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        size = int(environ.get("CONTENT_LENGTH") or 0)
+        data = environ["wsgi.input"].read(size)
+        start_response("200 OK", [("X-Method", environ["REQUEST_METHOD"])])
+        return [data, environ.get("HTTP_X_HUGE", "")[:5].encode()]
+
+    mw = PulseGateWSGIMiddleware(echo, gate=gate)
+    for method in ("BREW", "HEAD", "OPTIONS", "get", "M-SEARCH"):
+        env: dict[str, Any] = {"method": method, "data": b"payload",
+                               "headers": {"X-Huge": "v" * 65536, "X-Bad\x00": "\xff\x00"}}
+        bare_rec, bare_body, _ = run(echo, **env)
+        rec, body, _ = run(mw, **env)
+        assert body == bare_body
+        assert rec.calls[0][1][: len(bare_rec.calls[0][1])] == bare_rec.calls[0][1]
+    assert [r.method for r in records] == ["OTHER", "HEAD", "OPTIONS", "OTHER", "OTHER"]
+    assert gate.faults.total == 0
+
+
+def test_malformed_status_line_is_passed_through_and_counted_as_error() -> None:
+    gate, _, records = make_gate()
+
+    def bad(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("garbage", [])
+        return [b""]
+
+    rec, _, _ = run(PulseGateWSGIMiddleware(bad, gate=gate))
+    assert rec.calls[0][0] == "garbage"
+    assert records[0].status == 500
+
+
+def test_internal_fault_fails_open() -> None:
+    gate, _, _ = make_gate()
+
+    class Broken:
+        def __getattr__(self, name: str) -> Any:
+            raise RuntimeError("model exploded")
+
+    gate.baselines = Broken()  # type: ignore[assignment]
+    rec, body, _ = run(PulseGateWSGIMiddleware(hello, gate=gate))
+    assert body == b"hello" and rec.calls[0][0] == "200 OK"
+    assert gate.faults.total >= 1
+
+
+def test_write_callable_is_passed_through() -> None:
+    gate, _, _ = make_gate()
+
+    def legacy(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        write = start_response("200 OK", [])
+        write(b"written ")
+        return [b"returned"]
+
+    rec, body, _ = run(PulseGateWSGIMiddleware(legacy, gate=gate))
+    assert rec.written == [b"written "] and body == b"returned"
+
+
+def test_file_wrapper_object_passes_through_and_close_finishes() -> None:
+    gate, _, records = make_gate()
+
+    def sendfile(environ: dict[str, Any], start_response: Any) -> Any:
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return environ["wsgi.file_wrapper"](io.BytesIO(b"0123456789" * 100), 64)
+
+    environ = create_environ()
+    environ["wsgi.file_wrapper"] = wsgiref.util.FileWrapper
+    result = PulseGateWSGIMiddleware(sendfile, gate=gate)(environ, Recorder())
+    assert isinstance(result, wsgiref.util.FileWrapper)  # the server's fast path stays
+    assert b"".join(result) == b"0123456789" * 100
+    assert records == []
+    result.close()
+    assert len(records) == 1 and records[0].status == 200
+
+
+class _Quiet(wsgiref.simple_server.WSGIRequestHandler):
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.e2e
+def test_under_wsgiref_content_length_and_bodies_are_byte_identical() -> None:
+    """A real server: wsgiref derives Content-Length from a one-item list, and must
+    still do so through the middleware."""
+    gate, _, records = make_gate()
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        if environ["PATH_INFO"] == "/stream":
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return (b"part%d;" % i for i in range(5))
+        return hello(environ, start_response)
+
+    responses = {}
+    for name, wsgi in (("bare", app), ("gated", PulseGateWSGIMiddleware(app, gate=gate))):
+        server = wsgiref.simple_server.make_server("127.0.0.1", 0, wsgi, handler_class=_Quiet)
+        port = server.server_port
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+                responses[name] = [client.get("/"), client.get("/stream"), client.head("/")]
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join(5)
+    for bare, gated in zip(responses["bare"], responses["gated"], strict=True):
+        assert gated.status_code == bare.status_code
+        assert gated.content == bare.content
+        for key, value in bare.headers.items():
+            if key != "date":
+                assert gated.headers.get(key) == value, key
+        assert "x-ml-model-version" in gated.headers
+    assert responses["gated"][0].headers["content-length"] == "5"
+    assert len(records) == 3
