@@ -1,0 +1,138 @@
+"""Flask extension: one line, the Flask way.
+
+    from pulsegate.flask import PulseGate
+    PulseGate(app)                  # or: ext = PulseGate(); ext.init_app(app)
+
+Configuration comes from ``app.config["PULSEGATE_<OPTION>"]`` (every option is set with
+``app.config.setdefault`` to its default, so ``app.config`` shows the effective values)
+and is validated when ``init_app`` runs. Each app gets its own engine, stored in
+``app.extensions["pulsegate"]``; the extension object keeps no app, so one extension
+serves several apps in one process (the application-factory pattern).
+
+``app.wsgi_app`` is wrapped by :class:`~pulsegate.wsgi.PulseGateWSGIMiddleware`, so the
+full duration runs until the server closes the response; the route template comes
+from ``request.url_rule.rule`` (``/books/<int:book_id>``). When Flask-SQLAlchemy is
+initialised on the app (before or after pulsegate) its engines are instrumented with
+:func:`pulsegate.sqlalchemy.instrument` on the first request.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+from flask import Flask, current_app, request
+
+from pulsegate.config import Config
+from pulsegate.context import current
+from pulsegate.engine import PulseGate as Engine
+from pulsegate.wsgi import Environ, PulseGateWSGIMiddleware
+
+PREFIX = "PULSEGATE_"
+EXTENSION_KEY = "pulsegate"
+
+# Apps whose Flask-SQLAlchemy engines were instrumented. Weak, so a discarded app (tests
+# build many) is not kept alive by pulsegate.
+_instrumented: weakref.WeakSet[Flask] = weakref.WeakSet()
+
+
+def config_from_app(app: Flask) -> Config:
+    """The validated :class:`Config` from ``app.config``'s ``PULSEGATE_*`` keys."""
+    values = {k: v for k, v in app.config.items() if k.startswith(PREFIX)}
+    return Config.from_mapping(values, prefix=PREFIX)
+
+
+def get_gate(app: Flask | None = None) -> Engine:
+    """The engine of ``app`` (default: the current app)."""
+    target = app if app is not None else current_app
+    gate: Engine = target.extensions[EXTENSION_KEY]
+    return gate
+
+
+def instrument_sqlalchemy(app: Flask) -> bool:
+    """Instrument every engine of the app's Flask-SQLAlchemy extension; True when done
+    (or nothing to do after Flask-SQLAlchemy was found), False when it is absent."""
+    if app in _instrumented:
+        return True
+    db = app.extensions.get("sqlalchemy")
+    if db is None:
+        return False
+    from pulsegate.sqlalchemy import instrument
+
+    with app.app_context():
+        engines = getattr(db, "engines", None)
+        if engines is None:  # Flask-SQLAlchemy < 3: one engine
+            engines = {None: db.engine}
+        for engine in engines.values():
+            instrument(engine)
+    _instrumented.add(app)
+    return True
+
+
+class PulseGate:
+    """The Flask extension. ``gate=`` shares an engine you built yourself; otherwise one
+    is built per app from its ``PULSEGATE_*`` config (``**options`` are defaults for
+    keys the app's config does not set)."""
+
+    def __init__(self, app: Flask | None = None, *, gate: Engine | None = None,
+                 **options: Any) -> None:
+        self._shared_gate = gate
+        self._defaults = options
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> Engine:
+        if EXTENSION_KEY in app.extensions:
+            raise RuntimeError("pulsegate is already initialised on this app")
+        gate = self._shared_gate
+        if gate is None:
+            for key, value in self._defaults.items():
+                app.config.setdefault(PREFIX + key.upper(), value)
+            for name, default, _doc in Config.options():
+                app.config.setdefault(PREFIX + name.upper(), default)
+            gate = Engine(config_from_app(app))
+        app.extensions[EXTENSION_KEY] = gate
+
+        def resolve(environ: Environ) -> str | None:
+            # Called while Flask's request context is still active (inside the
+            # start_response Flask's response calls); outside it, match by URL map.
+            from flask import has_request_context
+
+            if has_request_context():
+                rule = request.url_rule
+                return rule.rule if rule is not None else None
+            try:
+                rule, _ = app.url_map.bind_to_environ(environ).match(return_rule=True)
+            except Exception:
+                return None
+            return str(rule.rule)
+
+        app.wsgi_app = PulseGateWSGIMiddleware(  # type: ignore[method-assign]
+            app.wsgi_app, gate=gate, route_resolver=resolve)
+        # First in the chain, so a before_request that answers early still has a route.
+        app.before_request_funcs.setdefault(None, []).insert(0, _before_request)
+        if app.extensions.get("sqlalchemy") is not None:
+            try:
+                instrument_sqlalchemy(app)
+            except Exception as exc:
+                gate.faults.record("flask.sqlalchemy", exc)
+        return gate
+
+    @property
+    def gate(self) -> Engine:
+        """The engine of the current app."""
+        return get_gate()
+
+
+def _before_request() -> None:
+    ctx = current()
+    if ctx is not None:
+        rule = request.url_rule
+        if rule is not None:
+            ctx.set_route(rule.rule)
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if app not in _instrumented and app.extensions.get("sqlalchemy") is not None:
+        try:
+            instrument_sqlalchemy(app)
+        except Exception as exc:
+            get_gate(app).faults.record("flask.sqlalchemy", exc)
