@@ -142,13 +142,14 @@ def mapping(value_check: Check | None = None, allowed: str = "a mapping") -> Che
     """A mapping (a JSON object when given as a string), values checked one by one."""
 
     def check(key: str, value: Any) -> Mapping[str, Any]:
+        original = value
         if isinstance(value, str):
             try:
                 value = json.loads(value) if value.strip() else {}
             except ValueError:
-                raise ConfigError(key, value, allowed + " (JSON object)") from None
+                raise ConfigError(key, original, allowed + " (JSON object)") from None
         if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-            raise ConfigError(key, value, allowed)
+            raise ConfigError(key, original, allowed)
         out = {k: (value_check(f"{key}[{k!r}]", v) if value_check else v) for k, v in value.items()}
         return MappingProxyType(out)
 

@@ -81,7 +81,8 @@ class EndpointModel:
     """
 
     __slots__ = ("alpha", "beta", "floors", "incident", "level", "metrics", "n",
-                 "threshold", "var", "warmup", "win_n", "win_start", "win_sum", "window")
+                 "threshold", "var", "view", "warmup", "win_n", "win_start", "win_sum",
+                 "window")
 
     def __init__(self, alpha: float = 0.3, threshold: float = 3.0, warmup: int = 30,
                  metrics: tuple[str, ...] = METRICS, *, beta: float | None = None,
@@ -95,6 +96,7 @@ class EndpointModel:
         self.level = [0.0] * len(metrics)
         self.var = [0.0] * len(metrics)
         self.n = 0
+        self.view: tuple[float, float, float, float, float, float] = (0.0,) * 6  # type: ignore[assignment]
         self.window = window
         self.win_start: float | None = None
         self.win_sum = 0.0
@@ -105,10 +107,20 @@ class EndpointModel:
 
     def predict(self) -> tuple[float | None, float]:
         """(latency forecast in ms, or None before any data; confidence 0-100)."""
-        if self.n == 0:
-            return None, 0.0
-        sigma = max(_sqrt(self.var[0]), self.floors[0])
-        return _exp(self.level[0]), 100.0 * min(1.0, self.n / self.warmup) * _exp(-sigma)
+        view = self.view
+        return (view[0], view[1]) if self.n else (None, 0.0)
+
+    def _refresh_view(self) -> None:
+        # The latency forecast, its interval and the confidence change only when the
+        # model learns, so they are computed once here rather than on every read.
+        n = self.n
+        f0 = self.level[0]
+        sd0 = _sqrt(self.var[0])
+        if sd0 < self.floors[0]:
+            sd0 = self.floors[0]
+        k = self.threshold
+        conf = 100.0 * min(1.0, n / self.warmup) * _exp(-sd0)
+        self.view = (_exp(f0), conf, _exp(f0 - k * sd0), _exp(f0 + k * sd0), f0, sd0)
 
     def observe(self, values: list[float | None], *, learn: bool = True) -> EndpointScore:
         """Score one request's metric values, given on their log scales (see
@@ -123,11 +135,11 @@ class EndpointModel:
                     if x is not None:
                         self.level[i] = x
                 self.n = 1
+                self._refresh_view()
             return NO_SCORE
         k2 = self.threshold * self.threshold
         best, driver, zmax = 0.0, -1, 0.0
         level, var, floors = self.level, self.var, self.floors
-        f0, sd0 = level[0], _sqrt(var[0])
         a, b = self.alpha, self.beta
         for i, x in enumerate(values):
             if x is None:
@@ -135,10 +147,10 @@ class EndpointModel:
             f = level[i]
             v = var[i]
             r = x - f
-            sd = _sqrt(v)
-            if sd < floors[i]:
-                sd = floors[i]
             if r > 0.0:
+                sd = _sqrt(v)
+                if sd < floors[i]:
+                    sd = floors[i]
                 z = r / sd
                 s = z * z / (z * z + k2)
                 if s > best:
@@ -146,20 +158,17 @@ class EndpointModel:
             if learn:
                 var[i] = v + b * (r * r - v)
                 level[i] = f + a * r
-        if learn:
-            self.n = n + 1
-        warm = n >= self.warmup
-        k = self.threshold
-        if sd0 < floors[0]:
-            sd0 = floors[0]
-        conf = 100.0 * min(1.0, n / self.warmup) * _exp(-sd0)
+        pred, conf, low, high, f0, sd0 = self.view
         x0 = values[0]
         lat_z = (x0 - f0) / sd0 if x0 is not None else 0.0
-        if not warm:
-            return EndpointScore(0.0, False, None, conf, _exp(f0), _exp(f0 - k * sd0),
-                                 _exp(f0 + k * sd0), lat_z)
-        return EndpointScore(best, zmax > k, self.metrics[driver] if driver >= 0 else None,
-                             conf, _exp(f0), _exp(f0 - k * sd0), _exp(f0 + k * sd0), lat_z)
+        if learn:
+            self.n = n + 1
+            self._refresh_view()
+        if n < self.warmup:
+            return EndpointScore(0.0, False, None, conf, pred, low, high, lat_z)
+        return EndpointScore(best, zmax > self.threshold,
+                             self.metrics[driver] if driver >= 0 else None,
+                             conf, pred, low, high, lat_z)
 
     # --- incidents: windowed detection --------------------------------------------------
 
@@ -202,3 +211,5 @@ class EndpointModel:
                 self.level[i], self.var[i] = level[j], var[j]
         self.n = n
         self.incident.load_state(state["incident"])
+        if n:
+            self._refresh_view()

@@ -1,0 +1,124 @@
+"""EndpointModel formulas against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from pulsegate.learn.endpoint import FLOORS, EndpointModel, transform
+
+
+def test_transforms_are_the_documented_log_scales() -> None:
+    assert transform("latency", 100.0) == pytest.approx(math.log(100.0))
+    assert transform("latency", 0.0) == pytest.approx(math.log(1e-3))  # floored, no -inf
+    assert transform("queries", 3) == pytest.approx(math.log1p(3))
+    assert transform("memory", -9) == pytest.approx(-math.log1p(9))
+    assert transform("cpu", -1.0) == 0.0
+
+
+def test_first_value_sets_the_level_and_scores_nothing() -> None:
+    m = EndpointModel(alpha=0.5, threshold=3.0, warmup=1, metrics=("latency",))
+    s = m.observe([2.0])
+    assert s.score == 0.0 and s.predicted_ms is None
+    assert m.level == [2.0] and m.var == [0.0] and m.n == 1
+
+
+def test_update_follows_the_smoothing_and_variance_recurrences() -> None:
+    # alpha=0.5, beta=0.5: after x1=2, x2=4: r=2, v = 0 + .5*(4-0) = 2, f = 2 + .5*2 = 3
+    m = EndpointModel(alpha=0.5, threshold=3.0, warmup=1, metrics=("latency",))
+    m.observe([2.0])
+    s = m.observe([4.0])
+    # Scored against the state before the update: f=2, sigma=floor (v=0) -> z = 2/0.05 = 40
+    assert s.latency_z == pytest.approx(2.0 / FLOORS["latency"])
+    assert s.score == pytest.approx(40**2 / (40**2 + 9))
+    assert s.is_anomaly and s.driver == "latency"
+    assert m.level[0] == pytest.approx(3.0)
+    assert m.var[0] == pytest.approx(2.0)
+    # Next request: forecast e^3, sigma sqrt(2), interval e^(3 ± 3·sqrt 2)
+    pred, conf = m.predict()
+    assert pred == pytest.approx(math.exp(3.0))
+    assert conf == pytest.approx(100.0 * math.exp(-math.sqrt(2.0)))
+    s3 = m.observe([3.0], learn=False)
+    assert s3.low_ms == pytest.approx(math.exp(3 - 3 * math.sqrt(2)))
+    assert s3.high_ms == pytest.approx(math.exp(3 + 3 * math.sqrt(2)))
+    assert s3.score == 0.0  # exactly on the forecast
+
+
+def test_score_without_learning_leaves_state_untouched() -> None:
+    m = EndpointModel(metrics=("latency", "queries"))
+    for x in (1.0, 1.1, 0.9, 1.0):
+        m.observe([x, 1.0])
+    before = (list(m.level), list(m.var), m.n)
+    m.observe([5.0, 9.0], learn=False)
+    assert (m.level, m.var, m.n) == before
+
+
+def test_warmup_gates_scores_and_confidence_ramps() -> None:
+    m = EndpointModel(alpha=0.3, threshold=3.0, warmup=10, metrics=("latency",))
+    confs = []
+    for _ in range(10):
+        s = m.observe([math.log(20.0)])
+        assert s.score == 0.0 and not s.is_anomaly
+        confs.append(s.confidence)
+    assert confs == sorted(confs)
+    assert m.observe([math.log(2000.0)]).is_anomaly  # warm now
+
+
+def test_flat_series_does_not_collapse_the_spread() -> None:
+    m = EndpointModel(metrics=("latency",), warmup=5)
+    for _ in range(500):
+        m.observe([math.log(10.0)])
+    s = m.observe([math.log(10.2)], learn=False)  # +2 %: below the 5 % floor
+    assert math.isfinite(s.latency_z) and s.latency_z < 1.0
+    assert not s.is_anomaly
+    assert m.observe([math.log(20.0)], learn=False).is_anomaly  # doubling is
+
+
+def test_only_upward_deviations_score() -> None:
+    m = EndpointModel(metrics=("latency",), warmup=5)
+    for i in range(50):
+        m.observe([math.log(100.0 + (i % 5))])
+    assert m.observe([math.log(1.0)], learn=False).score == 0.0
+    assert m.observe([math.log(400.0)], learn=False).score > 0.9
+
+
+def test_driver_names_the_metric_that_moved() -> None:
+    m = EndpointModel(metrics=("latency", "queries"), warmup=5)
+    for i in range(40):
+        m.observe([math.log(50.0 + i % 3), math.log1p(3)])
+    s = m.observe([math.log(51.0), math.log1p(40)], learn=False)
+    assert s.driver == "queries" and s.is_anomaly
+
+
+def test_none_values_skip_a_metric() -> None:
+    m = EndpointModel(metrics=("latency", "memory"), warmup=1)
+    m.observe([1.0, 2.0])
+    m.observe([1.0, None])
+    assert m.level[1] == 2.0 and m.var[1] == 0.0
+
+
+def test_state_round_trip_and_validation() -> None:
+    m = EndpointModel(metrics=("latency", "queries"))
+    for i in range(40):
+        m.observe([1.0 + (i % 4) * 0.1, 0.5])
+    clone = EndpointModel(metrics=("latency", "queries"))
+    clone.load_state(m.state())
+    assert clone.predict() == m.predict()
+    bad = m.state()
+    bad["var"] = [-1.0, 0.0]
+    with pytest.raises(ValueError):
+        EndpointModel(metrics=("latency", "queries")).load_state(bad)
+
+
+def test_windowed_incident_detection_fires_on_a_sustained_shift() -> None:
+    m = EndpointModel(metrics=("latency",), window=1.0)
+    now, fired = 0.0, []
+    for second in range(120):
+        level = 10.0 if second < 90 else 60.0
+        for j in range(10):
+            now = second + j / 10
+            r = m.window_add(now, math.log(level * (1 + 0.05 * ((j % 3) - 1))))
+            if r is not None and r.is_anomaly:
+                fired.append(second)
+    assert fired and all(s >= 90 for s in fired)
