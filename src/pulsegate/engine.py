@@ -83,6 +83,9 @@ class PulseGate:
             c.max_endpoints)
         self.model_version = MODEL_VERSION
         self.listeners: list[Listener] = []
+        #: Called as ``hook(ctx, status)`` when the response starts, after the headers
+        #: were scored (the OTel exporter: an ASGI server span is ended before finish).
+        self.start_listeners: list[Callable[[RequestContext, int], None]] = []
         self.recent_anomalies: deque[RequestRecord] = deque(maxlen=c.max_recent)
         self.incidents: deque[dict[str, Any]] = deque(maxlen=c.max_recent)
         self.counters: dict[str, int] = {
@@ -93,6 +96,9 @@ class PulseGate:
         self._exclude_prefixes = tuple(p + "/" for p in c.exclude_paths if p != "/")
         self._expose = c.headers
         self._max_queries = 10_000
+        # Exporters, dashboard series, structured logs: each only when configured.
+        from pulsegate.export import install as install_exports
+        install_exports(self)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> PulseGate:
@@ -187,6 +193,12 @@ class PulseGate:
         except Exception as exc:
             self.faults.record("response_headers", exc)
             return []
+        finally:
+            for hook in self.start_listeners:
+                try:
+                    hook(ctx, status)
+                except Exception as exc:
+                    self.faults.record("start listener", exc)
 
     def finish(self, ctx: RequestContext, status: int | None = None,
                error: BaseException | None = None) -> RequestRecord | None:

@@ -1,0 +1,77 @@
+"""Reporting out of the process: OpenTelemetry, Prometheus, structured logs and the
+dashboard. Each part is off unless configured, and none is imported until it is.
+
+:func:`install` is called by the engine once per gate; :func:`state` returns what it
+attached (the dashboard and the adapters read it)."""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pulsegate.engine import PulseGate
+    from pulsegate.export.dashboard import DashboardHandler
+    from pulsegate.export.logs import LogExporter
+    from pulsegate.export.otel import OTelExporter
+    from pulsegate.export.prometheus import PrometheusExporter
+    from pulsegate.export.series import SeriesStore
+
+
+@dataclass
+class ExportState:
+    """What :func:`install` attached to one gate (None: that part is off)."""
+
+    series: SeriesStore | None = None
+    otel: OTelExporter | None = None
+    prometheus: PrometheusExporter | None = None
+    logs: LogExporter | None = None
+    dashboard: DashboardHandler | None = None
+
+
+_STATES: weakref.WeakKeyDictionary[Any, ExportState] = weakref.WeakKeyDictionary()
+
+
+def state(gate: PulseGate) -> ExportState:
+    """The export parts attached to ``gate`` (an empty state if none)."""
+    st = _STATES.get(gate)
+    if st is None:
+        st = _STATES[gate] = ExportState()
+    return st
+
+
+def install(gate: PulseGate) -> ExportState:
+    """Attach every configured export part to ``gate``. A part whose optional package is
+    missing is skipped with a logged warning (counted in ``stats()``), never a crash."""
+    c = gate.config
+    st = state(gate)
+    parts: list[tuple[str, bool]] = [
+        ("logs", bool(getattr(c, "log_events", False))),
+        ("otel", bool(getattr(c, "otel", False))),
+        ("prometheus", bool(getattr(c, "prometheus", False))),
+        ("dashboard", bool(getattr(c, "dashboard", False))),
+    ]
+    for name, wanted in parts:
+        if not wanted:
+            continue
+        try:
+            _install_part(gate, st, name)
+        except Exception as exc:
+            gate.faults.record(f"export {name}", exc)
+    return st
+
+
+def _install_part(gate: PulseGate, st: ExportState, name: str) -> None:
+    if name == "logs":
+        from pulsegate.export.logs import install as install_logs
+        st.logs = install_logs(gate)
+    elif name == "otel":
+        from pulsegate.export.otel import install as install_otel
+        st.otel = install_otel(gate)
+    elif name == "prometheus":
+        from pulsegate.export.prometheus import install as install_prometheus
+        st.prometheus = install_prometheus(gate)
+    elif name == "dashboard":
+        from pulsegate.export.dashboard import install as install_dashboard
+        st.dashboard = install_dashboard(gate)
