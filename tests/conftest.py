@@ -41,3 +41,14 @@ def postgres_url() -> Iterator[str]:
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_request_context() -> Iterator[None]:
+    """A test that begins a request must finish it: a leaked ContextVar would make the
+    next test's queries land in a stale request."""
+    from pulsegate.context import current_request, query_sink
+
+    yield
+    assert current_request.get() is None, "a test left a request context open"
+    assert query_sink.get() is None, "a test left a query sink open"

@@ -16,6 +16,9 @@ METRICS = ("latency", "queries", "query_time", "cpu", "memory")
 # the allocation delta, which is noisy by nature.
 FLOORS = {"latency": 0.05, "cpu": 0.05, "memory": 0.5, "queries": 0.1, "query_time": 0.05}
 
+#: Learned for trends (leaks), not scored per request.
+TREND_ONLY = frozenset({"memory"})
+
 _log = math.log
 _log1p = math.log1p
 _sqrt = math.sqrt
@@ -65,8 +68,9 @@ class EndpointModel:
       :math:`z_i = r_i / \sigma_i`;
     * per-metric score :math:`s_i = z_i^2/(z_i^2+k^2)` for :math:`z_i > 0` (only
       upward deviations matter: a faster request is not a problem), else 0;
-    * request score :math:`\max_i s_i`; anomalous when some :math:`z_i > k` after
-      ``warmup`` requests;
+    * request score :math:`\max_i s_i` over the scored metrics (memory is a trend
+      metric: learned, never scored per request); anomalous when some :math:`z_i > k`
+      after ``warmup`` requests;
     * learning: :math:`v_i \leftarrow v_i + \beta(r_i^2 - v_i)`,
       :math:`f_i \leftarrow f_i + \alpha r_i`;
     * confidence :math:`100\cdot\min(1, n/w)\cdot e^{-\sigma_{lat}}`: with :math:`\sigma`
@@ -80,7 +84,7 @@ class EndpointModel:
     ``window`` seconds: see :meth:`roll`.
     """
 
-    __slots__ = ("alpha", "beta", "floors", "incident", "level", "metrics", "n",
+    __slots__ = ("alpha", "beta", "floors", "incident", "level", "metrics", "n", "scored",
                  "threshold", "var", "view", "warmup", "win_n", "win_start", "win_sum",
                  "window")
 
@@ -92,6 +96,11 @@ class EndpointModel:
         self.threshold = threshold
         self.warmup = max(1, warmup)
         self.metrics = metrics
+        # Trend-only metrics are learned but never raise a request's score: a single
+        # request's allocation delta is too noisy to alarm on.
+        self.scored = sum(1 for m in metrics if m not in TREND_ONLY)
+        if any(m in TREND_ONLY for m in metrics[:self.scored]):
+            raise ValueError("trend-only metrics must come after the scored ones")
         self.floors = [FLOORS[m] for m in metrics]
         self.level = [0.0] * len(metrics)
         self.var = [0.0] * len(metrics)
@@ -141,13 +150,14 @@ class EndpointModel:
         best, driver, zmax = 0.0, -1, 0.0
         level, var, floors = self.level, self.var, self.floors
         a, b = self.alpha, self.beta
+        scored = self.scored
         for i, x in enumerate(values):
             if x is None:
                 continue
             f = level[i]
             v = var[i]
             r = x - f
-            if r > 0.0:
+            if r > 0.0 and i < scored:
                 sd = _sqrt(v)
                 if sd < floors[i]:
                     sd = floors[i]

@@ -1,0 +1,215 @@
+"""The framework-free engine: begin / response_headers / finish, fail-open, contexts."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import pytest
+
+from pulsegate.context import current, current_request, query_sink
+from pulsegate.engine import PulseGate
+from pulsegate.learn import BaselineStore, EndpointModel
+from pulsegate.queries.events import QueryEvent
+from pulsegate.records import UNMATCHED, RequestInfo
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def make_gate(**options: object) -> tuple[PulseGate, FakeClock, FakeClock]:
+    clock, cpu = FakeClock(), FakeClock()
+    return PulseGate(clock=clock, cpu_clock=cpu, wall=lambda: 1.7e9, **options), clock, cpu
+
+
+def serve(gate: PulseGate, clock: FakeClock, cpu: FakeClock, ms: float, *, route: str = "/x",
+          method: str = "GET", status: int = 200, ttfb_ms: float | None = None,
+          queries: int = 0) -> dict[str, str]:
+    ctx = gate.begin(RequestInfo(method, "/x/1", route))
+    assert ctx is not None
+    for _ in range(queries):
+        ctx.add_query(QueryEvent(sql="SELECT 1", duration_ms=0.5))
+    clock.t += (ttfb_ms if ttfb_ms is not None else ms) / 1000
+    cpu.t += ms / 2000
+    headers = dict(gate.response_headers(ctx, status))
+    clock.t += (ms - (ttfb_ms if ttfb_ms is not None else ms)) / 1000
+    record = gate.finish(ctx)
+    assert record is not None
+    serve.last = record  # type: ignore[attr-defined]
+    return headers
+
+
+def test_record_carries_every_measurement() -> None:
+    gate, clock, cpu = make_gate(warmup=3)
+    serve(gate, clock, cpu, 40.0, ttfb_ms=10.0, queries=3, status=201)
+    r = serve.last  # type: ignore[attr-defined]
+    assert (r.method, r.route, r.path, r.status) == ("GET", "/x", "/x/1", 201)
+    assert r.ttfb_ms == pytest.approx(10.0) and r.duration_ms == pytest.approx(40.0)
+    assert r.cpu_ms == pytest.approx(20.0)
+    assert (r.query_count, r.query_ms) == (3, pytest.approx(1.5))
+    assert r.endpoint == "GET /x" and r.started_at == 1.7e9
+
+
+def test_headers_carry_forecast_confidence_and_score_after_warmup() -> None:
+    gate, clock, cpu = make_gate(warmup=5)
+    for _ in range(20):
+        h = serve(gate, clock, cpu, 50.0)
+    assert float(h["x-ml-predicted-latency-ms"]) == pytest.approx(50.0, rel=0.01)
+    assert 90 <= int(h["x-ml-prediction-confidence"]) <= 100
+    assert h["x-ml-anomaly-score"] == "0.000"
+    assert h["x-ml-optimization-applied"] == "none"
+    assert h["x-ml-query-count"] == "0" and h["x-ml-nplusone"] == "0"
+    assert h["x-ml-model-version"] == gate.model_version
+    slow = serve(gate, clock, cpu, 500.0)
+    assert float(slow["x-ml-anomaly-score"]) > 0.9
+    assert gate.stats()["anomalies"] == 1
+    assert gate.recent_anomalies[-1].duration_ms == pytest.approx(500.0)
+
+
+def test_header_exposure_modes() -> None:
+    for mode, expected in (("none", set()),
+                           ("safe", {"x-ml-optimization-applied", "x-ml-model-version"})):
+        gate, clock, cpu = make_gate(headers=mode)
+        assert set(serve(gate, clock, cpu, 5.0)) == expected
+    gate, clock, cpu = make_gate(query_analysis=False, performance_prediction=False,
+                                 anomaly_detection=False)
+    assert set(serve(gate, clock, cpu, 5.0)) == {"x-ml-optimization-applied",
+                                                  "x-ml-model-version"}
+
+
+def test_unknown_routes_and_methods_fold_into_bounded_keys() -> None:
+    gate, clock, cpu = make_gate()
+    ctx = gate.begin(RequestInfo("BREW", "/random/123", None))
+    assert ctx is not None
+    record = gate.finish(ctx, status=404)
+    assert record is not None and record.route == UNMATCHED and record.method == "OTHER"
+    assert list(gate.baselines) == [f"OTHER {UNMATCHED}"]
+
+
+def test_max_endpoints_caps_models() -> None:
+    gate, clock, cpu = make_gate(max_endpoints=10)
+    for i in range(50):
+        serve(gate, clock, cpu, 1.0, route=f"/r{i}")
+    assert len(gate.baselines) == 10 and gate.stats()["endpoint_evictions"] == 40
+
+
+def test_excluded_paths_are_not_measured() -> None:
+    gate, _, _ = make_gate(exclude_paths=["/health", "/static"])
+    for path in ("/health", "/health/db", "/static/app.js"):
+        assert gate.begin(RequestInfo("GET", path)) is None
+    ctx = gate.begin(RequestInfo("GET", "/healthcare"))
+    assert ctx is not None
+    gate.finish(ctx)
+    assert gate.stats()["excluded"] == 3
+
+
+def test_disabled_gate_passes_everything_through() -> None:
+    gate, _, _ = make_gate(enabled=False)
+    assert gate.begin(RequestInfo("GET", "/x")) is None
+
+
+def test_error_is_recorded_as_500() -> None:
+    gate, _, _ = make_gate()
+    ctx = gate.begin(RequestInfo("GET", "/x", "/x"))
+    assert ctx is not None
+    record = gate.finish(ctx, error=RuntimeError("boom"))
+    assert record is not None and record.status == 500 and record.error == "RuntimeError"
+    assert gate.stats()["errors"] == 1
+
+
+def test_finish_is_idempotent_and_resets_the_context() -> None:
+    gate, _, _ = make_gate()
+    ctx = gate.begin(RequestInfo("GET", "/x", "/x"))
+    assert current() is ctx and query_sink.get() is ctx
+    assert gate.finish(ctx, status=200) is not None
+    assert gate.finish(ctx, status=200) is None
+    assert current() is None and query_sink.get() is None
+    assert gate.stats()["requests"] == 1
+
+
+def test_context_is_per_thread() -> None:
+    gate, _, _ = make_gate()
+    seen: list[object] = []
+    ctx = gate.begin(RequestInfo("GET", "/x", "/x"))
+    t = threading.Thread(target=lambda: seen.append(current_request.get()))
+    t.start()
+    t.join()
+    assert seen == [None] and current() is ctx
+    gate.finish(ctx)
+
+
+def test_internal_faults_fail_open_counted_and_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    gate, clock, cpu = make_gate()
+
+    def broken(record: object, ctx: object) -> None:
+        raise ValueError("exporter down")
+
+    class BrokenStore(BaselineStore):
+        def get(self, key: str) -> EndpointModel:
+            raise AttributeError("model store corrupted")
+
+    gate.listeners.append(broken)
+    gate.baselines = BrokenStore(EndpointModel)  # every request now faults
+    with caplog.at_level(logging.WARNING, logger="pulsegate"):
+        for _ in range(5):
+            ctx = gate.begin(RequestInfo("GET", "/x", "/x"))
+            assert ctx is not None
+            assert gate.response_headers(ctx, 200) == []
+            assert gate.finish(ctx) is None
+    stats = gate.stats()
+    assert stats["internal_errors"] >= 10
+    assert {k: v for k, v in stats["internal_errors_by_kind"].items()
+            if k.startswith(("response_headers", "finish"))} == {
+        "response_headers:AttributeError": 5, "finish:AttributeError": 5}
+    logged = [r for r in caplog.records if "internal error in" in r.getMessage()
+              and ("response_headers" in r.getMessage() or "in finish" in r.getMessage())]
+    assert len(logged) == 2
+    assert current() is None  # the context was still reset
+
+
+def test_failing_listener_does_not_lose_the_record() -> None:
+    gate, clock, cpu = make_gate()
+    gate.listeners.append(lambda record, ctx: 1 / 0)  # type: ignore[arg-type,func-returns-value]
+    seen: list[object] = []
+    gate.listeners.append(lambda record, ctx: seen.append(record))
+    serve(gate, clock, cpu, 3.0)
+    assert len(seen) == 1
+    assert gate.stats()["internal_errors_by_kind"].get(
+        "listener test_failing_listener_does_not_lose_the_record.<locals>.<lambda>:ZeroDivisionError") == 1
+
+
+def test_begin_fault_passes_request_through() -> None:
+    gate, _, _ = make_gate()
+
+    def boom() -> float:
+        raise OSError("clock gone")
+
+    gate.clock = boom
+    assert gate.begin(RequestInfo("GET", "/x")) is None
+    assert gate.stats()["internal_errors_by_kind"].get("begin:OSError") == 1
+
+
+def test_incidents_recorded_once_per_sustained_shift() -> None:
+    gate, clock, cpu = make_gate(aggregation_window=1)
+    for second in range(200):
+        for _ in range(5):
+            serve(gate, clock, cpu, 10.0 if second < 150 else 80.0)
+            clock.t += 0.2 - 0.01 if second < 150 else 0.2 - 0.08
+    assert 1 <= gate.stats()["incidents"] <= 3  # the shift, not an alarm per window
+    assert all(i["endpoint"] == "GET /x" for i in gate.incidents)
+    assert max(i["window_mean_ms"] for i in gate.incidents) > 14
+
+
+def test_endpoints_summary_sorted_by_traffic() -> None:
+    gate, clock, cpu = make_gate()
+    for _ in range(3):
+        serve(gate, clock, cpu, 1.0, route="/a")
+    serve(gate, clock, cpu, 1.0, route="/b")
+    rows = gate.endpoints()
+    assert [r["endpoint"] for r in rows] == ["GET /a", "GET /b"]
+    assert rows[0]["requests"] == 3
