@@ -1,0 +1,306 @@
+"""Admission control: a learned concurrency limit with a bounded priority queue.
+
+Requests hold a :class:`Ticket` while in flight. The limit ``L`` is moved once per
+control window by :class:`~pulsegate.control.qpolicy.QPolicy` (tabular Q-learning).
+
+Priority classes ``high`` > ``normal`` > ``low``. A class may fill only its share of
+``L`` (high 100 %, normal 90 %, low 75 %): the head-room above a lower class's share is
+kept for the classes above it, so a burst of high-priority work finds a slot without
+waiting for low-priority work to finish. When no slot is free a request waits in a
+bounded queue, best class first (FIFO within a class), for at most ``max_queue_wait``
+seconds; then it is shed. A full queue sheds its newest lowest-priority waiter to make
+room for a higher-priority arrival, and otherwise the arrival itself -- so a high
+request is never shed while a lower one is waiting, and lower classes are never
+admitted while a higher one waits.
+
+``acquire_or_enqueue`` is the clock-driven core (the simulation drives it with
+``expire(now)``); ``acquire`` (threads) and ``acquire_async`` (asyncio) wrap it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from pulsegate.control.qpolicy import DECREASE, INCREASE, QPolicy, encode
+
+PRIORITIES = {"high": 0, "normal": 1, "low": 2}
+NAMES = ("high", "normal", "low")
+SHARES = (1.0, 0.9, 0.75)
+
+
+class Ticket:
+    __slots__ = ("allocator", "priority", "released", "start", "waited")
+
+    def __init__(self, allocator: ConcurrencyAllocator, priority: int, start: float,
+                 waited: float) -> None:
+        self.allocator = allocator
+        self.priority = priority
+        self.start = start
+        self.waited = waited
+        self.released = False
+
+    def release(self, latency_s: float | None = None, ok: bool = True) -> None:
+        """Give the slot back; ``latency_s`` (default: time since admission) and ``ok``
+        (False for a failed request) feed the learner. Idempotent."""
+        if not self.released:
+            self.released = True
+            self.allocator._release(self, latency_s, ok)
+
+
+class Waiter:
+    __slots__ = ("deadline", "notify", "priority", "shed", "since", "ticket")
+
+    def __init__(self, priority: int, since: float, deadline: float,
+                 notify: Callable[[], None] | None) -> None:
+        self.priority = priority
+        self.since = since
+        self.deadline = deadline
+        self.notify = notify
+        self.ticket: Ticket | None = None
+        self.shed = False
+
+
+class ConcurrencyAllocator:
+    def __init__(self, min_limit: int = 4, max_limit: int = 256, initial: int | None = None, *,
+                 target_latency: float = 0.2, max_queue: int = 100, max_queue_wait: float = 0.05,
+                 interval: float | None = None, min_samples: int = 10,
+                 clock: Callable[[], float] = time.monotonic,
+                 pressure: Callable[[], float] | None = None, policy: QPolicy | None = None,
+                 learn: bool = True) -> None:
+        self.min_limit = min_limit
+        self.max_limit = max_limit
+        self._limit = float(initial if initial is not None else max(min_limit, min(max_limit, 20)))
+        self.target = target_latency
+        self.max_queue = max_queue
+        self.max_queue_wait = max_queue_wait
+        self.interval = interval if interval is not None else min(1.0, max(0.05, 5 * target_latency))
+        self.min_samples = min_samples
+        self.clock = clock
+        #: 0..1 resource pressure (memory/CPU), sampled off the request path.
+        self.pressure = pressure or (lambda: 0.0)
+        self.policy = policy or QPolicy()
+        self.learn = learn
+        self.inflight = 0
+        self.queues: tuple[deque[Waiter], ...] = (deque(), deque(), deque())
+        self.queued = 0
+        self.admitted = [0, 0, 0]
+        self.shed = [0, 0, 0]
+        self.history: deque[tuple[float, int]] = deque(maxlen=512)
+        self._lock = threading.Lock()
+        self._caps = self._compute_caps()
+        now = clock()
+        self._w_start = now
+        self._w_last = now
+        self._w_area = 0.0
+        self._w_n = self._w_good = self._w_late = self._w_lat = 0.0
+        self._w_high_shed = self._w_shed = 0
+        self._best_good = 0.0
+        self._prev: tuple[int, int] | None = None
+
+    # --- admission -------------------------------------------------------------------
+
+    @property
+    def limit(self) -> int:
+        return int(self._limit)
+
+    def _compute_caps(self) -> tuple[int, int, int]:
+        lim = self._limit
+        return (max(1, int(lim)), max(1, int(lim * SHARES[1])), max(1, int(lim * SHARES[2])))
+
+    def _area(self, now: float) -> None:
+        self._w_area += self.inflight * (now - self._w_last)
+        self._w_last = now
+
+    def _grant(self, priority: int, now: float, waited: float) -> Ticket:
+        self._area(now)
+        self.inflight += 1
+        self.admitted[priority] += 1
+        return Ticket(self, priority, now, waited)
+
+    def acquire_or_enqueue(self, priority: str | int = "normal",
+                           notify: Callable[[], None] | None = None) -> Ticket | Waiter | None:
+        """A ticket now, a :class:`Waiter` queued (``notify()`` is called when it gets a
+        ticket or is shed), or None: shed at once."""
+        p = priority if isinstance(priority, int) else PRIORITIES.get(priority, 1)
+        with self._lock:
+            now = self.clock()
+            if self.inflight < self._caps[p] and not any(self.queues[i] for i in range(p + 1)):
+                return self._grant(p, now, 0.0)
+            if self.max_queue_wait <= 0 or self.max_queue <= 0:
+                self._count_shed(p)
+                return None
+            if self.queued >= self.max_queue:
+                victim_class = next((i for i in (2, 1) if i > p and self.queues[i]), None)
+                if victim_class is None:
+                    self._count_shed(p)
+                    return None
+                victim = self.queues[victim_class].pop()  # the newest of the lowest class
+                self.queued -= 1
+                self._shed_waiter(victim)
+            w = Waiter(p, now, now + self.max_queue_wait, notify)
+            self.queues[p].append(w)
+            self.queued += 1
+            return w
+
+    def _count_shed(self, p: int) -> None:
+        self.shed[p] += 1
+        self._w_shed += 1
+        if p == 0:
+            self._w_high_shed += 1
+
+    def _shed_waiter(self, w: Waiter) -> None:
+        w.shed = True
+        self._count_shed(w.priority)
+        if w.notify is not None:
+            w.notify()
+
+    def _dispatch(self, now: float) -> None:
+        """Hand free slots to the best waiters (called with the lock held)."""
+        for p in (0, 1, 2):
+            q = self.queues[p]
+            while q and self.inflight < self._caps[p]:
+                w = q.popleft()
+                self.queued -= 1
+                w.ticket = self._grant(p, now, now - w.since)
+                if w.notify is not None:
+                    w.notify()
+            if q:
+                return  # a waiting better class blocks the lower ones
+
+    def expire(self, now: float | None = None) -> int:
+        """Shed the waiters whose deadline has passed; returns how many."""
+        n = 0
+        with self._lock:
+            now = self.clock() if now is None else now
+            for q in self.queues:
+                while q and q[0].deadline <= now:
+                    self._shed_waiter(q.popleft())
+                    self.queued -= 1
+                    n += 1
+        return n
+
+    def finish_wait(self, w: Waiter) -> Ticket | None:
+        """The waiter gave up (timeout or cancel): its ticket if granted meanwhile, else
+        None after removing it from the queue and counting it shed."""
+        with self._lock:
+            if w.ticket is not None or w.shed:
+                return w.ticket
+            try:
+                self.queues[w.priority].remove(w)
+                self.queued -= 1
+            except ValueError:
+                pass
+            w.shed = True
+            self._count_shed(w.priority)
+            return None
+
+    def acquire(self, priority: str | int = "normal", timeout: float | None = None) -> Ticket | None:
+        """Blocking form (threads/WSGI): a ticket, or None when shed."""
+        event = threading.Event()
+        r = self.acquire_or_enqueue(priority, event.set)
+        if not isinstance(r, Waiter):
+            return r
+        event.wait(self.max_queue_wait if timeout is None else timeout)
+        return self.finish_wait(r)
+
+    async def acquire_async(self, priority: str | int = "normal",
+                            timeout: float | None = None) -> Ticket | None:
+        """asyncio form: waits without blocking the loop; a ticket, or None when shed."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+
+        def resolve() -> None:
+            if not fut.done():
+                fut.set_result(None)
+
+        def wake() -> None:
+            loop.call_soon_threadsafe(resolve)
+
+        r = self.acquire_or_enqueue(priority, wake)
+        if not isinstance(r, Waiter):
+            return r
+        try:
+            await asyncio.wait_for(fut, self.max_queue_wait if timeout is None else timeout)
+        except asyncio.TimeoutError:
+            pass
+        except BaseException:
+            t = self.finish_wait(r)
+            if t is not None:
+                t.release(ok=False)
+            raise
+        return self.finish_wait(r)
+
+    # --- learning --------------------------------------------------------------------
+
+    def _release(self, ticket: Ticket, latency_s: float | None, ok: bool) -> None:
+        with self._lock:
+            now = self.clock()
+            self._area(now)
+            self.inflight -= 1
+            lat = now - ticket.start if latency_s is None else latency_s
+            self._w_n += 1
+            self._w_lat += lat
+            if lat > self.target:
+                self._w_late += 1
+            elif ok:
+                self._w_good += 1
+            if self.learn and now - self._w_start >= self.interval and self._w_n >= self.min_samples:
+                self._step(now)
+            self._dispatch(now)
+
+    def _step(self, now: float) -> None:
+        span = max(now - self._w_start, 1e-9)
+        n = self._w_n
+        lat_ratio = (self._w_lat / n) / self.target
+        util = self._w_area / span / max(self._limit, 1.0)
+        demand = self.queued > 0 or self._w_shed > 0
+        try:
+            pressure = self.pressure() >= 1.0
+        except Exception:
+            pressure = False
+        state = encode(lat_ratio, util, demand, pressure)
+        good = self._w_good
+        self._best_good = max(self._best_good * 0.99, good)
+        reward = (good / max(self._best_good, 1.0) - 2.0 * self._w_late / n
+                  - 5.0 * self._w_high_shed / max(1.0, n) - (1.0 if pressure else 0.0))
+        pol = self.policy
+        if self._prev is not None:
+            pol.learn(self._prev[0], self._prev[1], reward, state)
+        action = pol.choose(state)
+        lim = self._limit
+        if action == DECREASE:
+            lim = lim * 0.9
+        elif action == INCREASE:
+            lim = lim * 1.1 + 1.0
+        self._limit = float(min(self.max_limit, max(self.min_limit, lim)))
+        self._caps = self._compute_caps()
+        self._prev = (state, action)
+        self.history.append((now, self.limit))
+        self._w_start = self._w_last = now
+        self._w_area = 0.0
+        self._w_n = self._w_good = self._w_late = self._w_lat = 0.0
+        self._w_high_shed = self._w_shed = 0
+
+    # --- persistence and reporting ------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        return {"version": 1, "limit": self._limit, "policy": self.policy.state()}
+
+    def load_state(self, data: dict[str, Any]) -> None:
+        if data.get("version") != 1:
+            raise ValueError("unknown allocator state version")
+        self.policy.load_state(data["policy"])
+        with self._lock:
+            self._limit = float(min(self.max_limit, max(self.min_limit, float(data["limit"]))))
+            self._caps = self._compute_caps()
+
+    def stats(self) -> dict[str, Any]:
+        return {"limit": self.limit, "inflight": self.inflight, "queued": self.queued,
+                "admitted": dict(zip(NAMES, self.admitted, strict=True)),
+                "shed": dict(zip(NAMES, self.shed, strict=True)),
+                "q_steps": self.policy.steps, "epsilon": self.policy.epsilon}

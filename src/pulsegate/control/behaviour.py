@@ -1,0 +1,195 @@
+"""Per-client behaviour profiles and the suspicion score behind the adaptive rate.
+
+Each finished request updates its client's :class:`Profile` (O(1), a few floats):
+
+* ``rate``: requests/s, EWMA of 1/inter-arrival (``beta`` = 0.1);
+* inter-arrival mean and variance (EWMA) -> coefficient of variation ``cv``; scripts
+  are regular (cv near 0), people are bursty (cv >= 1);
+* ``err``: EWMA of the 4xx/5xx indicator;
+* ``ua``: EWMA of "the User-Agent changed since the last request";
+* ``param``: EWMA of "same route, new query string" (rotating credentials/parameters);
+* ``div``: EWMA of "a path not among the last 8 seen" (scrapers walk the site);
+* ``write``: EWMA of the non-GET/HEAD indicator (kept for reports; not scored alone).
+
+Suspicion, a noisy-OR of per-feature evidence ``e_i`` in [0, 1] with weights ``w_i``::
+
+    s = 1 - prod_i (1 - w_i * e_i)
+
+    e_rate  = clip(rate / nominal_rate - 1, 0, 1)          above the nominal rate
+    e_err   = clip((err - 0.25) / 0.5, 0, 1)               mostly failing requests
+    e_reg   = clip((0.35 - cv) / 0.3, 0, 1)                machine-regular timing
+    e_ua    = clip(ua / 0.3, 0, 1)                          rotating user agents
+    e_param = clip((param - 0.6) / 0.4, 0, 1) * err_gate   rotating params, with failures
+    e_div   = clip((div - 0.85) / 0.15, 0, 1)              crawling, never revisiting
+
+and each ``e_i`` is raised to ``clip((z_i - 3) / 3, 0, 1)`` when the feature's z-score
+against the population (EWMA mean/variance over all clients) says it is extreme even
+if under the absolute threshold. Weights: rate 0.5, err 0.6, reg 0.35, ua 0.6,
+param 0.5, div 0.4 -- timing regularity alone never makes a client suspicious, it
+needs a second signal. ``confidence = n / (n + 10)`` (number of requests seen); the
+limiter applies a multiplier only when it exceeds ``prediction_threshold``.
+
+Profiles live in a bounded LRU (``max_clients``). Evicting a client that was treated
+as suspicious leaves a compact penalty record (one float: its suspicion) in a second,
+bounded map, and a returning client starts from it -- eviction can never launder a
+punished client into a fresh one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+
+FEATURES = ("rate", "err", "reg", "ua", "param", "div")
+WEIGHTS = (0.5, 0.6, 0.35, 0.6, 0.5, 0.4)
+_BETA = 0.1  # per-request EWMA weight
+_POP_BETA = 0.002  # population statistics: slow, so one burst cannot shift "normal"
+
+
+class Profile:
+    __slots__ = ("div", "err", "ia_mean", "ia_var", "last_t", "last_ua", "n", "param",
+                 "paths", "queries", "rate", "suspicion", "ua", "write")
+
+    def __init__(self, prior: float = 0.0) -> None:
+        self.n = 0
+        self.last_t = -1.0
+        self.rate = 0.0
+        self.ia_mean = 0.0
+        self.ia_var = 0.0
+        self.err = 0.0
+        self.ua = 0.0
+        self.param = 0.0
+        self.div = 0.0
+        self.write = 0.0
+        self.last_ua: str | None = None
+        self.paths: list[str] = []
+        self.queries: dict[str, str] = {}
+        self.suspicion = prior
+
+    @property
+    def cv(self) -> float:
+        """Coefficient of variation of inter-arrival times (1.0 until known)."""
+        if self.n < 10 or self.ia_mean <= 0:
+            return 1.0
+        return math.sqrt(max(self.ia_var, 0.0)) / self.ia_mean
+
+    @property
+    def confidence(self) -> float:
+        return self.n / (self.n + 10.0)
+
+    def features(self, nominal_rate: float) -> tuple[float, ...]:
+        return (self.rate / nominal_rate if nominal_rate > 0 else 0.0, self.err,
+                1.0 - min(self.cv, 1.0), self.ua, self.param, self.div)
+
+
+def _clip(x: float) -> float:
+    return 0.0 if x < 0.0 else 1.0 if x > 1.0 else x
+
+
+def evidence(f: tuple[float, ...], z: tuple[float, ...] | None = None) -> list[float]:
+    """Per-feature evidence in [0, 1] (see the module docstring)."""
+    rate, err, reg, ua, param, div = f
+    cv = 1.0 - reg
+    e = [_clip(rate - 1.0), _clip((err - 0.25) / 0.5), _clip((0.35 - cv) / 0.3),
+         _clip(ua / 0.3), _clip((param - 0.6) / 0.4) * _clip(err / 0.25),
+         _clip((div - 0.85) / 0.15)]
+    if z is not None:
+        e = [max(ei, _clip((zi - 3.0) / 3.0)) for ei, zi in zip(e, z, strict=True)]
+    return e
+
+
+def suspicion(e: list[float]) -> float:
+    keep = 1.0
+    for w, ei in zip(WEIGHTS, e, strict=True):
+        keep *= 1.0 - w * ei
+    return 1.0 - keep
+
+
+class BehaviourModel:
+    """Bounded map of client profiles plus population statistics."""
+
+    def __init__(self, nominal_rate: float, max_clients: int = 10_000) -> None:
+        self.nominal_rate = nominal_rate
+        self.max_clients = max_clients
+        self.profiles: OrderedDict[str, Profile] = OrderedDict()
+        self.penalties: OrderedDict[str, float] = OrderedDict()
+        self.pop_mean = [0.0] * len(FEATURES)
+        self.pop_var = [0.0] * len(FEATURES)
+        self.pop_n = 0
+        self.evictions = 0
+
+    def get(self, key: str) -> Profile:
+        p = self.profiles.get(key)
+        if p is not None:
+            self.profiles.move_to_end(key)
+            return p
+        p = Profile(self.penalties.pop(key, 0.0))
+        self.profiles[key] = p
+        if len(self.profiles) > self.max_clients:
+            old_key, old = self.profiles.popitem(last=False)
+            self.evictions += 1
+            if old.suspicion >= 0.25:
+                self.penalties[old_key] = old.suspicion
+                if len(self.penalties) > self.max_clients:
+                    self.penalties.popitem(last=False)
+        return p
+
+    def update(self, key: str, now: float, method: str, route: str, path: str,
+               status: int, user_agent: str | None = None, query: str | None = None) -> Profile:
+        """Fold one finished request into its client's profile; returns the profile."""
+        p = self.get(key)
+        b = _BETA
+        if p.last_t >= 0.0:
+            ia = max(now - p.last_t, 1e-6)
+            if p.n == 1:
+                p.ia_mean = ia
+                p.rate = 1.0 / ia
+            else:
+                d = ia - p.ia_mean
+                p.ia_mean += b * d
+                p.ia_var = (1 - b) * (p.ia_var + b * d * d)
+                p.rate += b * (min(1.0 / ia, 1e4) - p.rate)
+        p.last_t = now
+        p.n += 1
+        p.err += b * ((1.0 if status >= 400 else 0.0) - p.err)
+        p.write += b * ((0.0 if method in ("GET", "HEAD") else 1.0) - p.write)
+        if user_agent is not None or p.last_ua is not None:
+            changed = 1.0 if (p.last_ua is not None and user_agent != p.last_ua) else 0.0
+            p.ua += b * (changed - p.ua)
+            p.last_ua = user_agent
+        q = query or ""
+        prev_q = p.queries.get(route)
+        if prev_q is not None:
+            p.param += b * ((1.0 if q != prev_q else 0.0) - p.param)
+        if prev_q is not None or len(p.queries) < 16:
+            p.queries[route] = q
+        paths = p.paths
+        p.div += b * ((0.0 if path in paths else 1.0) - p.div)
+        if path not in paths:
+            paths.append(path)
+            if len(paths) > 8:
+                del paths[0]
+        self._score(p)
+        return p
+
+    def _score(self, p: Profile) -> None:
+        f = p.features(self.nominal_rate)
+        z: tuple[float, ...] | None = None
+        if p.n >= 10:
+            self.pop_n += 1
+            mean, var = self.pop_mean, self.pop_var
+            pb = max(_POP_BETA, 1.0 / self.pop_n)
+            zs = []
+            for i, fi in enumerate(f):
+                sd = math.sqrt(var[i])
+                zs.append((fi - mean[i]) / sd if self.pop_n > 200 and sd > 1e-3 else 0.0)
+                d = fi - mean[i]
+                mean[i] += pb * d
+                var[i] = (1 - pb) * (var[i] + pb * d * d)
+            z = tuple(zs)
+        s = suspicion(evidence(f, z))
+        # A penalty prior decays as the returning client shows fresh behaviour.
+        p.suspicion = max(s, p.suspicion * 0.98) if p.n < 50 else s
+
+    def __len__(self) -> int:
+        return len(self.profiles)

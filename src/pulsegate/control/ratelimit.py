@@ -1,0 +1,202 @@
+"""Adaptive per-client rate limiter: a token bucket whose rate follows a trust score.
+
+Policy: ``rate_limit`` (``"100/minute"``) with a ``burst`` (default: the quota), per-route
+overrides, and a per-request ``cost``. The bucket is kept in GCRA form by a
+:mod:`~pulsegate.control.storage` (memory or Redis)::
+
+    T   = window / quota                 seconds per token at the nominal rate
+    tau = burst * T                      the bucket depth, in seconds
+    T_c = T / m_c                        client c's interval, m_c its multiplier
+
+so a multiplier scales both the refill rate and the burst (``tau / T_c = burst * m_c``
+tokens) while the stored debt (seconds) keeps its meaning when ``m_c`` changes.
+
+``m_c`` comes from the behaviour profile (:mod:`~pulsegate.control.behaviour`): the
+suspicious multiplier (seed 0.5) when the suspicion score is >= ``suspicion_threshold``,
+the trusted multiplier (seed 2.0) after a long clean history, 1 otherwise; changed only
+when the profile's confidence is above ``prediction_threshold``, so an unknown or
+newly returning client keeps whatever it had (a fresh client has 1).
+
+``check`` is the hot path: one dict look-up for the multiplier, one storage call, a few
+float operations -- no locks, no allocation beyond the :class:`Decision`.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pulsegate.control.behaviour import BehaviourModel
+from pulsegate.control.headers import policy_name, ratelimit_headers
+from pulsegate.control.storage import MemoryStorage, Storage
+
+_UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0,
+          "h": 3600.0, "hr": 3600.0, "hour": 3600.0, "d": 86400.0, "day": 86400.0}
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/|per)\s*(\d+(?:\.\d+)?)?\s*([a-z]+?)s?\s*$")
+
+
+def parse_rate(spec: str) -> tuple[float, float]:
+    """``"100/minute"``, ``"10/second"``, ``"5 per 10 seconds"``, ``"1000/h"``
+    -> (quota, window seconds). Raises ``ValueError`` with the accepted forms."""
+    m = _RATE.match(spec.lower()) if isinstance(spec, str) else None
+    unit = _UNITS.get(m.group(3)) if m else None
+    if m is None or unit is None:
+        raise ValueError("a rate like '100/minute', '10/second', '5 per 10 seconds' "
+                         "(units: second, minute, hour, day)")
+    quota = float(m.group(1))
+    window = float(m.group(2) or 1.0) * unit
+    if quota <= 0 or window <= 0:
+        raise ValueError("a rate with a positive count and window")
+    return quota, window
+
+
+class Rule:
+    """One rate policy: quota per window, burst, and its GCRA constants."""
+
+    __slots__ = ("burst", "interval", "name", "policy", "quota", "scope", "tolerance", "window")
+
+    def __init__(self, spec: str, burst: float | None = None, name: str = "default",
+                 scope: str = "") -> None:
+        self.quota, self.window = parse_rate(spec)
+        self.burst = float(burst) if burst is not None else self.quota
+        self.interval = self.window / self.quota
+        self.tolerance = self.burst * self.interval
+        self.name = name
+        self.policy = policy_name(name)
+        self.scope = scope
+
+
+class Decision:
+    """The answer to one check. ``limit`` is the client's effective quota per window;
+    ``reset_after`` seconds until its bucket is full; ``retry_after`` seconds until the
+    refused request would pass (0 when allowed)."""
+
+    __slots__ = ("allowed", "limit", "multiplier", "remaining", "reset_after", "retry_after",
+                 "rule")
+
+    def __init__(self, allowed: bool, limit: int, remaining: int, reset_after: float,
+                 retry_after: float, rule: Rule, multiplier: float) -> None:
+        self.allowed = allowed
+        self.limit = limit
+        self.remaining = remaining
+        self.reset_after = reset_after
+        self.retry_after = retry_after
+        self.rule = rule
+        self.multiplier = multiplier
+
+    def headers(self) -> list[tuple[str, str]]:
+        """``RateLimit-Policy`` and ``RateLimit`` (+ ``Retry-After`` when refused)."""
+        return ratelimit_headers(self.rule.policy, self.limit, self.rule.window, self.remaining,
+                                 self.reset_after, None if self.allowed else self.retry_after)
+
+    def __repr__(self) -> str:
+        return (f"Decision(allowed={self.allowed}, limit={self.limit}, remaining={self.remaining}"
+                f", reset_after={self.reset_after:.3f}, retry_after={self.retry_after:.3f})")
+
+
+class AdaptiveRateLimiter:
+    def __init__(self, rate: str = "100/minute", burst: float | None = None, *,
+                 routes: Mapping[str, str] | None = None, storage: Storage | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 trusted_multiplier: float = 2.0, suspicious_multiplier: float = 0.5,
+                 suspicion_threshold: float = 0.5, prediction_threshold: float = 0.7,
+                 trust_min_requests: int = 50, max_clients: int = 10_000,
+                 adaptive: bool = True) -> None:
+        self.clock = clock
+        self.default = Rule(rate, burst)
+        self.routes: dict[str, Rule] = {}
+        for route, spec in (routes or {}).items():
+            r_rate, _, r_burst = spec.partition(";")
+            self.routes[route] = Rule(r_rate, float(r_burst) if r_burst else None,
+                                      name=route, scope=route)
+        self.storage: Storage = storage if storage is not None else MemoryStorage(
+            clock, max_keys=max(4 * max_clients, 1000))
+        self.trusted_multiplier = trusted_multiplier
+        self.suspicious_multiplier = suspicious_multiplier
+        self.suspicion_threshold = suspicion_threshold
+        self.prediction_threshold = prediction_threshold
+        self.trust_min_requests = trust_min_requests
+        self.max_clients = max_clients
+        self.adaptive = adaptive
+        self.behaviour = BehaviourModel(self.default.quota / self.default.window, max_clients)
+        #: client -> multiplier, only for clients whose multiplier is not 1.
+        self.multipliers: dict[str, float] = {}
+        self.allowed = 0
+        self.throttled = 0
+
+    def rule_for(self, route: str | None) -> Rule:
+        if route is None:
+            return self.default
+        return self.routes.get(route, self.default)
+
+    def _decide(self, ok: bool, debt: float, rule: Rule, m: float, interval: float,
+                cost: float) -> Decision:
+        tol = rule.tolerance
+        if ok:
+            self.allowed += 1
+            return Decision(True, int(rule.quota * m), int((tol - debt) / interval + 1e-9),
+                            debt, 0.0, rule, m)
+        self.throttled += 1
+        return Decision(False, int(rule.quota * m), max(0, int((tol - debt) / interval + 1e-9)),
+                        debt, debt + cost * interval - tol, rule, m)
+
+    def check(self, key: str, cost: float = 1.0, route: str | None = None) -> Decision:
+        """Take ``cost`` tokens from ``key``'s bucket (the route's rule if it has one)."""
+        rule = self.default if route is None else self.routes.get(route, self.default)
+        m = self.multipliers.get(key, 1.0)
+        interval = rule.interval / m
+        ok, debt = self.storage.take(key, rule.scope, interval, rule.tolerance, cost)
+        return self._decide(ok, debt, rule, m, interval, cost)
+
+    async def check_async(self, key: str, cost: float = 1.0, route: str | None = None) -> Decision:
+        """As :meth:`check`; awaits the Redis round trip instead of blocking the loop."""
+        rule = self.default if route is None else self.routes.get(route, self.default)
+        m = self.multipliers.get(key, 1.0)
+        interval = rule.interval / m
+        ok, debt = await self.storage.take_async(key, rule.scope, interval, rule.tolerance, cost)
+        return self._decide(ok, debt, rule, m, interval, cost)
+
+    def observe(self, key: str, record: Any, user_agent: str | None = None,
+                query: str | None = None) -> float:
+        """Feed a finished request (a :class:`~pulsegate.records.RequestRecord`) to the
+        client's profile and update its multiplier; returns the multiplier."""
+        p = self.behaviour.update(key, self.clock(), record.method, record.route, record.path,
+                                  record.status, user_agent, query)
+        mults = self.multipliers
+        if not self.adaptive:
+            return 1.0
+        if p.confidence < self.prediction_threshold:
+            return mults.get(key, 1.0)  # not sure yet: keep what it had
+        if p.suspicion >= self.suspicion_threshold:
+            m = self.suspicious_multiplier
+        elif p.n >= self.trust_min_requests and p.suspicion < 0.1 and p.err < 0.1:
+            m = self.trusted_multiplier
+        else:
+            m = 1.0
+        if m == 1.0:
+            mults.pop(key, None)
+        else:
+            mults[key] = m
+            if len(mults) > 2 * self.max_clients:
+                self._shrink_multipliers()
+        return m
+
+    def _shrink_multipliers(self) -> None:
+        # Keep punishments over rewards; then the newest half.
+        mults = self.multipliers
+        punished = {k: v for k, v in mults.items() if v < 1.0}
+        if len(punished) > self.max_clients:
+            punished = dict(list(punished.items())[-self.max_clients:])
+        self.multipliers = punished
+
+    def suspicion(self, key: str) -> float:
+        p = self.behaviour.profiles.get(key)
+        return p.suspicion if p is not None else self.behaviour.penalties.get(key, 0.0)
+
+    def stats(self) -> dict[str, Any]:
+        return {"allowed": self.allowed, "throttled": self.throttled,
+                "clients": len(self.behaviour),
+                "suspicious": sum(1 for v in self.multipliers.values() if v < 1.0),
+                "trusted": sum(1 for v in self.multipliers.values() if v > 1.0)}
