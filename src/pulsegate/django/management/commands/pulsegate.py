@@ -1,0 +1,88 @@
+"""``python manage.py pulsegate stats|report [--json]``
+
+``stats`` prints the engine's counters; ``report`` the per-endpoint baselines, recent
+anomalies and query detections with their fixes. Both read the project's engine
+(:func:`pulsegate.django.get_gate`): in a process that served requests (a shell, a test,
+``call_command`` from a view or job) that is live data; in a fresh ``manage.py`` process
+it is what persisted state restores (``state_dir``), or empty.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from pulsegate.django.gate import get_gate
+from pulsegate.engine import PulseGate
+
+
+def _detections(gate: PulseGate) -> list[dict[str, Any]]:
+    found = getattr(gate, "detections", None)
+    if found is None:
+        return []
+    items = found.values() if hasattr(found, "values") else found
+    out = []
+    for d in list(items):
+        if isinstance(d, dict):
+            out.append(d)
+            continue
+        out.append({k: getattr(d, k) for k in (
+            "kind", "endpoint", "relationship", "suggestion", "count", "total_ms",
+            "call_site", "confidence", "sql") if getattr(d, k, None) is not None})
+    return out
+
+
+def build_report(gate: PulseGate) -> dict[str, Any]:
+    return {
+        "stats": gate.stats(),
+        "endpoints": gate.endpoints(),
+        "anomalies": [
+            {"endpoint": r.endpoint, "path": r.path, "status": r.status,
+             "duration_ms": round(r.duration_ms, 2), "score": round(r.anomaly_score, 3)}
+            for r in list(gate.recent_anomalies)],
+        "detections": _detections(gate),
+    }
+
+
+class Command(BaseCommand):
+    help = "pulsegate statistics and report (per-endpoint baselines, anomalies, N+1 fixes)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("what", choices=["stats", "report"])
+        parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        gate = get_gate()
+        if options["what"] == "stats":
+            stats = gate.stats()
+            if options["json"]:
+                self.stdout.write(json.dumps(stats, sort_keys=True, default=str))
+            else:
+                for key, value in sorted(stats.items()):
+                    self.stdout.write(f"{key:24} {value}")
+            return
+        report = build_report(gate)
+        if options["json"]:
+            self.stdout.write(json.dumps(report, sort_keys=True, default=str))
+            return
+        w = self.stdout.write
+        s = report["stats"]
+        w(f"requests {s['requests']}  anomalies {s['anomalies']}  errors {s['errors']}  "
+          f"model {s['model_version']}")
+        w("\nEndpoints (most requested first)")
+        w(f"  {'endpoint':48} {'requests':>8} {'predicted ms':>12} {'confidence':>10}")
+        for row in report["endpoints"]:
+            predicted = "-" if row["predicted_ms"] is None else f"{row['predicted_ms']:.1f}"
+            w(f"  {row['endpoint']:48} {row['requests']:>8} {predicted:>12} "
+              f"{row['confidence']:>10.0f}")
+        w("\nRecent anomalies")
+        for a in report["anomalies"][-20:] or [{"endpoint": "(none)"}]:
+            w("  " + "  ".join(f"{k}={v}" for k, v in a.items()))
+        w("\nQuery detections")
+        for d in report["detections"] or [{"kind": "(none)"}]:
+            fix = d.get("suggestion")
+            w(f"  {d.get('kind')}  {d.get('relationship') or d.get('sql', '')}"
+              f"  x{d.get('count', '')}  at {d.get('call_site', '?')}"
+              + (f"\n    fix: {fix}" if fix else ""))

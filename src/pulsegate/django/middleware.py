@@ -1,0 +1,182 @@
+"""``MIDDLEWARE = ["pulsegate.django.PulseGateMiddleware", ...]``
+
+Sync and async capable: under ASGI Django hands it an async ``get_response`` and calls it
+as a coroutine (``markcoroutinefunction``), so it adds no thread hop; under WSGI it runs
+plainly. Put it first in ``MIDDLEWARE`` so it measures the whole stack.
+
+* The route template is ``request.resolver_match.route`` (``"books/<int:pk>/"`` shown
+  as ``/books/<int:pk>/``), read once the view has run; unresolved URLs (404) fold into
+  one ``UNMATCHED`` key.
+* ``x-ml-*`` headers are set on the response when the view returns (time to headers);
+  the request is finished when Django closes the response, i.e. after the server sent
+  the last byte of a streaming or file response.
+* Exceptions Django turns into a 500 page are recorded by name via the
+  ``got_request_exception`` signal.
+* A :class:`~pulsegate.context.Rejection` from the engine (429 / 503) is returned as a
+  Django ``HttpResponse`` without calling the view.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.core.signals import got_request_exception
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.urls import Resolver404, get_resolver
+
+from pulsegate.context import Rejection, RequestContext, current
+from pulsegate.django.gate import get_gate
+from pulsegate.engine import PulseGate
+from pulsegate.http import EnvironHeaders, rejection_response
+from pulsegate.records import RequestInfo
+
+GetResponse = Callable[[HttpRequest], Any]
+
+
+def route_of(route: str | None) -> str | None:
+    """Django's ``ResolverMatch.route`` as a path template: ``"books/<int:pk>/"`` ->
+    ``"/books/<int:pk>/"``; a ``re_path`` regex loses its ``^``/``$`` anchors."""
+    if route is None:
+        return None
+    if route.startswith("^"):
+        route = route[1:]
+    if route.endswith("$"):
+        route = route[:-1]
+    return "/" + route
+
+
+def resolve_route(request: HttpRequest) -> str | None:
+    """The route ``request`` will reach, resolved ahead of the view (for features that
+    need it before the app runs, such as per-route rate limits); None on a 404."""
+    try:
+        match = get_resolver(getattr(request, "urlconf", None)).resolve(request.path_info)
+    except Resolver404:
+        return None
+    return route_of(match.route)
+
+
+def _on_exception(sender: Any, request: HttpRequest | None = None, **kwargs: Any) -> None:
+    # Sent from inside Django's ``except`` block, so sys.exc_info() is the view's error.
+    ctx = current()
+    exc = sys.exc_info()[1]
+    if ctx is not None and exc is not None:
+        ctx.error = type(exc).__name__
+
+
+got_request_exception.connect(_on_exception, dispatch_uid="pulsegate-exception")
+
+
+class PulseGateMiddleware:
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: GetResponse, gate: PulseGate | None = None) -> None:
+        self.get_response = get_response
+        # Built (and validated) when Django loads its middleware: at server start-up.
+        self.gate = gate if gate is not None else get_gate()
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.async_mode:
+            return self.__acall__(request)
+        ctx = self._begin(request)
+        if ctx is None:
+            return self.get_response(request)
+        rejection = self.gate.admit(ctx)
+        if rejection is not None:
+            return self._reject(ctx, request, rejection)
+        try:
+            response = self.get_response(request)
+        except BaseException as exc:
+            self._fail(ctx, request, exc)
+            raise
+        return self._respond(ctx, request, response)
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = self.get_response
+        ctx = self._begin(request)
+        if ctx is None:
+            return await get_response(request)
+        rejection = await self.gate.admit_async(ctx)
+        if rejection is not None:
+            return self._reject(ctx, request, rejection)
+        try:
+            response = await get_response(request)
+        except BaseException as exc:
+            self._fail(ctx, request, exc)
+            raise
+        return self._respond(ctx, request, response)
+
+    # --- translation only: the decisions are the engine's --------------------------------
+
+    def _begin(self, request: HttpRequest) -> RequestContext | None:
+        gate = self.gate
+        path = request.path_info or "/"
+        if gate.is_excluded(path):
+            gate.counters["excluded"] += 1
+            return None
+        meta = request.META
+        addr = meta.get("REMOTE_ADDR")
+        info = RequestInfo(
+            request.method or "GET", path, None, addr if isinstance(addr, str) and addr else None,
+            EnvironHeaders(meta), meta.get("QUERY_STRING", "") or "", request.scheme or "http",
+            lambda: resolve_route(request))
+        return gate.begin(info)
+
+    def _set_route(self, ctx: RequestContext, request: HttpRequest) -> None:
+        if ctx.route is not None:
+            return
+        try:
+            match = getattr(request, "resolver_match", None)
+            ctx.set_route(route_of(match.route) if match is not None else None)
+        except Exception as exc:
+            self.gate.faults.record("django.route", exc)
+
+    def _respond(self, ctx: RequestContext, request: HttpRequest,
+                 response: HttpResponseBase) -> HttpResponseBase:
+        self._set_route(ctx, request)
+        try:
+            for name, value in self.gate.response_headers(ctx, response.status_code):
+                response.headers[name] = value
+        except Exception as exc:
+            self.gate.faults.record("django.headers", exc)
+        self._finish_on_close(ctx, response)
+        return response
+
+    def _finish_on_close(self, ctx: RequestContext, response: HttpResponseBase) -> None:
+        # Django closes the response after the server has sent it (WSGI: the server calls
+        # close(); ASGI: the handler does after the last chunk), running these closers.
+        closers = getattr(response, "_resource_closers", None)
+        gate = self.gate
+        if isinstance(closers, list):
+            closers.append(lambda: gate.finish(ctx))
+        else:
+            gate.finish(ctx)
+
+    def _fail(self, ctx: RequestContext, request: HttpRequest, exc: BaseException) -> None:
+        self._set_route(ctx, request)
+        self.gate.finish(ctx, error=exc)
+
+    def _reject(self, ctx: RequestContext, request: HttpRequest,
+                rejection: Rejection) -> HttpResponse:
+        gate = self.gate
+        try:
+            if ctx.route is None:
+                ctx.set_route(resolve_route(request))
+            status, headers, body = rejection_response(gate, ctx, rejection)
+            response = HttpResponse(body, status=status)
+            for name, value in headers:
+                response.headers[name] = value
+        except Exception as exc:
+            gate.faults.record("django.reject", exc)
+            response = HttpResponse(rejection.body, status=rejection.status)
+            for name, value in rejection.headers:
+                response.headers[name] = value
+        self._finish_on_close(ctx, response)
+        ctx.status = rejection.status
+        return response
