@@ -83,19 +83,20 @@ def match_route(routes: Any, scope: Scope, prefix: str = "") -> str | None:
     return partial
 
 
-def route_template(scope: Scope, root_path: str) -> str | None:
+def route_template(scope: Scope, root_path: str, app: Any = None) -> str | None:
     """Read the route template after the app routed the request.
 
     FastAPI and Starlette leave the matched route in ``scope["route"]``; its ``path`` is
     the template unless a Mount changed ``root_path`` on the way, in which case the
-    prefix is recovered by matching the top-level app's routes once."""
+    prefix is recovered by matching the top-level ``app``'s routes once (a mounted
+    sub-application replaces ``scope["app"]``, so the caller passes the one it saw
+    first)."""
     route = scope.get("route")
     if route is not None and scope.get("root_path", "") == root_path:
         path = getattr(route, "path", None)
         if isinstance(path, str) and hasattr(route, "endpoint"):
             return path
-    app = scope.get("app")
-    routes = getattr(app, "routes", None)
+    routes = getattr(app if app is not None else scope.get("app"), "routes", None)
     if routes is None:
         return None
     probe = dict(scope)
@@ -128,12 +129,13 @@ class PulseGateMiddleware:
             await self.app(scope, receive, send)
             return
         root_path = scope.get("root_path", "")
+        top_app = scope.get("app")
         client = scope.get("client")
         info = RequestInfo(
             scope.get("method", "GET"), path, None, client[0] if client else None,
             ASGIHeaders(scope.get("headers")),
             scope.get("query_string", b"").decode("latin-1"), scope.get("scheme", "http"),
-            lambda: route_template(scope, root_path))
+            lambda: route_template(scope, root_path, top_app))
         ctx = gate.begin(info)
         if ctx is None:
             await self.app(scope, receive, send)
@@ -149,7 +151,7 @@ class PulseGateMiddleware:
             if kind == "http.response.start":
                 if ctx.route is None:
                     try:
-                        ctx.route = route_template(scope, root_path)
+                        ctx.route = route_template(scope, root_path, top_app)
                     except Exception as exc:
                         gate.faults.record("asgi.route", exc)
                 extra = gate.response_headers(ctx, message["status"])
@@ -174,7 +176,7 @@ class PulseGateMiddleware:
             if not ctx.finished:
                 if ctx.route is None:
                     try:
-                        ctx.route = route_template(scope, root_path)
+                        ctx.route = route_template(scope, root_path, top_app)
                     except Exception:
                         pass
                 gate.finish(ctx, error=exc)

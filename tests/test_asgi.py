@@ -1,0 +1,248 @@
+"""The ASGI middleware under Starlette and FastAPI (in-process, TestClient)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from fastapi import APIRouter, FastAPI
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, StreamingResponse
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.testclient import TestClient
+from starlette.websockets import WebSocket
+
+from pulsegate.asgi import PulseGateMiddleware
+from pulsegate.context import Rejection, RequestContext
+from pulsegate.engine import PulseGate
+from pulsegate.learn import BaselineStore, EndpointModel
+from pulsegate.records import UNMATCHED, RequestRecord
+
+X_ML = {"x-ml-prediction-confidence", "x-ml-anomaly-score", "x-ml-optimization-applied",
+        "x-ml-query-count", "x-ml-query-ms", "x-ml-nplusone", "x-ml-model-version"}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def recording_gate(**options: Any) -> tuple[PulseGate, list[RequestRecord]]:
+    gate = PulseGate(**options)
+    records: list[RequestRecord] = []
+    gate.listeners.append(lambda record, ctx: records.append(record))
+    return gate, records
+
+
+async def hello(request: Request) -> PlainTextResponse:
+    return PlainTextResponse(f"hi {request.path_params.get('name', '')}")
+
+
+async def boom(request: Request) -> PlainTextResponse:
+    raise RuntimeError("handler failed")
+
+
+async def ws_echo(websocket: WebSocket) -> None:
+    await websocket.accept()
+    await websocket.send_text(await websocket.receive_text())
+    await websocket.close()
+
+
+def starlette_app(gate: PulseGate) -> Starlette:
+    app = Starlette(routes=[
+        Route("/hello/{name}", hello),
+        Route("/boom", boom),
+        Mount("/api", routes=[Route("/users/{uid:int}", hello),
+                              Mount("/v2", routes=[Route("/items/{item}", hello)])]),
+        WebSocketRoute("/ws", ws_echo),
+    ])
+    app.add_middleware(PulseGateMiddleware, gate=gate)
+    return app
+
+
+def test_headers_on_every_response_and_route_templates_with_mounts() -> None:
+    gate, records = recording_gate()
+    client = TestClient(starlette_app(gate))
+    for path in ("/hello/ann", "/api/users/7", "/api/v2/items/x"):
+        r = client.get(path)
+        assert r.status_code == 200 and X_ML <= set(r.headers)
+        assert 0.0 <= float(r.headers["x-ml-anomaly-score"]) <= 1.0
+    assert [rec.route for rec in records] == [
+        "/hello/{name}", "/api/users/{uid:int}", "/api/v2/items/{item}"]
+
+
+def test_404_folds_into_unmatched_and_still_gets_headers() -> None:
+    gate, records = recording_gate()
+    client = TestClient(starlette_app(gate))
+    for i in range(20):
+        r = client.get(f"/random/{i}")
+        assert r.status_code == 404 and "x-ml-model-version" in r.headers
+    assert {rec.route for rec in records} == {UNMATCHED}
+    assert len(gate.baselines) == 1
+
+
+def test_unhandled_exception_recorded_as_500_and_reraised() -> None:
+    gate, records = recording_gate()
+    with pytest.raises(RuntimeError, match="handler failed"):
+        TestClient(starlette_app(gate)).get("/boom")
+    assert records[-1].status == 500 and records[-1].route == "/boom"
+    r = TestClient(starlette_app(gate), raise_server_exceptions=False).get("/boom")
+    assert r.status_code == 500 and records[-1].error == "RuntimeError"
+
+
+def test_streaming_full_duration_ends_at_the_last_chunk() -> None:
+    clock = Clock()
+    gate, records = recording_gate()
+    gate.clock = clock
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for i in range(3):
+            clock.t += 0.1
+            yield f"chunk{i}".encode()
+            await asyncio.sleep(0)
+
+    async def stream(request: Request) -> StreamingResponse:
+        clock.t += 0.05
+        return StreamingResponse(chunks())
+
+    app = Starlette(routes=[Route("/stream", stream)])
+    app.add_middleware(PulseGateMiddleware, gate=gate)
+    r = TestClient(app).get("/stream")
+    assert r.content == b"chunk0chunk1chunk2"
+    rec = records[-1]
+    assert rec.ttfb_ms == pytest.approx(50.0)
+    assert rec.duration_ms == pytest.approx(350.0)
+
+
+def test_websocket_and_lifespan_pass_straight_through() -> None:
+    gate, records = recording_gate()
+    events: list[str] = []
+
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        events.append("startup")
+        yield
+        events.append("shutdown")
+
+    app = Starlette(routes=[WebSocketRoute("/ws", ws_echo)],
+                    lifespan=lifespan)  # type: ignore[arg-type]
+    app.add_middleware(PulseGateMiddleware, gate=gate)
+    with TestClient(app) as client, client.websocket_connect("/ws") as ws:
+        ws.send_text("ping")
+        assert ws.receive_text() == "ping"
+    assert events == ["startup", "shutdown"]
+    assert records == [] and gate.stats()["requests"] == 0
+
+
+def test_excluded_paths_get_no_headers_and_no_record() -> None:
+    gate, records = recording_gate(exclude_paths=["/hello"])
+    r = TestClient(starlette_app(gate)).get("/hello/x")
+    assert r.status_code == 200 and not X_ML & set(r.headers)
+    assert records == [] and gate.stats()["excluded"] == 1
+
+
+@pytest.mark.parametrize(("mode", "expected"), [
+    ("all", X_ML), ("safe", {"x-ml-optimization-applied", "x-ml-model-version"}),
+    ("none", set())])
+def test_header_exposure(mode: str, expected: set[str]) -> None:
+    gate, _ = recording_gate(headers=mode)
+    r = TestClient(starlette_app(gate)).get("/hello/x")
+    assert {h for h in r.headers if h.startswith("x-ml-")} >= expected
+    if mode != "all":
+        assert {h for h in r.headers if h.startswith("x-ml-")} == expected
+
+
+def test_body_and_app_headers_are_unchanged() -> None:
+    async def raw_app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 201,
+                    "headers": [(b"x-app", b"1"), (b"set-cookie", b"a=1"),
+                                (b"set-cookie", b"b=2")]})
+        await send({"type": "http.response.body", "body": b"\x00\xffbinary"})
+
+    gate, records = recording_gate()
+    r = TestClient(PulseGateMiddleware(raw_app, gate=gate)).get(
+        "/anything", headers={"x-odd": b"\xe9\xff\x01", "x-long": "a" * 16000})
+    assert r.status_code == 201 and r.content == b"\x00\xffbinary"
+    assert r.headers.get_list("set-cookie") == ["a=1", "b=2"] and r.headers["x-app"] == "1"
+    assert records[-1].route == UNMATCHED
+
+
+def test_fastapi_routes_prefixes_and_mounted_subapps() -> None:
+    gate, records = recording_gate()
+    api = FastAPI()
+    router = APIRouter(prefix="/v1")
+
+    @router.get("/items/{item_id}")
+    def item(item_id: int) -> dict[str, int]:
+        return {"id": item_id}
+
+    sub = FastAPI()
+
+    @sub.get("/status/{code}")
+    def status(code: str) -> dict[str, str]:
+        return {"code": code}
+
+    api.include_router(router)
+    api.mount("/sub", sub)
+    api.add_middleware(PulseGateMiddleware, gate=gate)
+    client = TestClient(api)
+    assert client.get("/v1/items/3").json() == {"id": 3}
+    assert client.get("/sub/status/ok").json() == {"code": "ok"}
+    r = client.post("/v1/items/3")  # 405 keeps the route it partially matched
+    assert r.status_code == 405 and "x-ml-model-version" in r.headers
+    assert [rec.route for rec in records] == ["/v1/items/{item_id}", "/sub/status/{code}",
+                                              "/v1/items/{item_id}"]
+
+
+def test_middleware_accepts_config_keywords() -> None:
+    app = Starlette(routes=[Route("/hello/{name}", hello)])
+    app.add_middleware(PulseGateMiddleware, headers="safe", warmup=5)
+    r = TestClient(app).get("/hello/x")
+    assert "x-ml-anomaly-score" not in r.headers and "x-ml-model-version" in r.headers
+
+
+def test_rejection_from_admission_is_sent_instead_of_the_app() -> None:
+    gate, records = recording_gate()
+    called: list[bool] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        called.append(True)
+
+    async def admit(ctx: RequestContext) -> Rejection:
+        ctx.optimization = "throttle"
+        return Rejection(429, "throttle", [("retry-after", "3")], b"slow down")
+
+    gate.admit_async = admit  # type: ignore[method-assign]
+    r = TestClient(PulseGateMiddleware(app, gate=gate)).get("/x")
+    assert r.status_code == 429 and r.headers["retry-after"] == "3"
+    assert r.headers["x-ml-optimization-applied"] == "throttle" and r.content == b"slow down"
+    assert called == [] and records[-1].status == 429
+
+
+def test_client_disconnect_before_body_still_finishes() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"part", "more_body": True})
+        # the client went away: the app stops without a final chunk
+
+    gate, records = recording_gate()
+    TestClient(PulseGateMiddleware(app, gate=gate)).get("/x")
+    assert len(records) == 1 and records[0].status == 200
+
+
+def test_internal_fault_leaves_the_response_untouched() -> None:
+    class BrokenStore(BaselineStore):
+        def get(self, key: str) -> EndpointModel:
+            raise KeyError(key)
+
+    gate, records = recording_gate()
+    gate.baselines = BrokenStore(EndpointModel)
+    r = TestClient(starlette_app(gate)).get("/hello/x")
+    assert r.status_code == 200 and r.text == "hi x"
+    assert not X_ML & set(r.headers)
+    assert gate.stats()["internal_errors"] >= 2
