@@ -10,14 +10,8 @@ import math
 from typing import Any, NamedTuple
 
 _sqrt = math.sqrt
-_log = math.log
-_erfc = math.erfc
-_SQRT1_2 = 1.0 / math.sqrt(2.0)
 # sqrt(pi/2): turns a mean absolute deviation into a standard deviation for a normal law.
 _MAD_TO_SD = math.sqrt(math.pi / 2.0)
-# Smallest tail probability the likelihood stage resolves: 1e-10 maps to score 1.
-_TAIL_FLOOR = 1e-10
-_LOG_TAIL_FLOOR = -math.log(_TAIL_FLOOR)
 
 
 class Score(NamedTuple):
@@ -26,7 +20,7 @@ class Score(NamedTuple):
     ``forecast`` is what the model expected before seeing the value, ``low``/``high`` the
     interval ``forecast ± threshold·σ``, ``z`` the signed standardised residual, ``score``
     the calibrated anomaly score in [0, 1] (after the likelihood and suppression stages),
-    ``likelihood`` the probability that the recent residuals are *not* ordinary.
+    ``likelihood`` the normalised surprise before alarm suppression (see step 4).
     """
 
     value: float
@@ -43,73 +37,79 @@ class Score(NamedTuple):
 class AnomalyModel:
     r"""Exponential smoothing + Z-score, hardened for real streams.
 
-    For each value :math:`x_t` (before learning it):
+    For each value :math:`x_t` (scored before it is learnt):
 
     1. **Forecast** (simple exponential smoothing):
        :math:`f_t = f_{t-1} + \alpha\,(x_{t-1} - f_{t-1})`, :math:`f_1 = x_1`;
        residual :math:`r_t = x_t - f_t`.
     2. **Robust, floor-protected spread**: an exponentially weighted mean absolute
        deviation of Huber-clipped residuals,
-       :math:`d_t = d_{t-1} + \beta\,(\min(|r_t|, c\,\sigma_{t}) - d_{t-1})` with
-       :math:`c = 2k`, and
-       :math:`\sigma_t = \max(\sqrt{\pi/2}\,d_{t-1},\ \sigma_{abs},\ \rho\,|f_t|,\ \phi\,s_t)`
-       where :math:`s_t` is the slow mean absolute deviation of the values themselves
-       around their slow mean (rate :math:`\gamma`). Clipping keeps one outlier from
-       inflating :math:`\sigma`; the floors keep flat stretches from collapsing it.
-    3. **Z-score and raw score**: :math:`z_t = r_t/\sigma_t` (``side`` keeps one sign),
-       :math:`u_t = z_t^2/(z_t^2 + k^2)` -- 0.5 exactly at :math:`|z| = k`.
-    4. **Anomaly likelihood**: how unusual the *recent* raw scores are against their own
-       long history. Short mean :math:`m_t = m_{t-1} + \lambda_s(u_t - m_{t-1})`; long
-       mean and variance :math:`\mu_t, v_t` with rate :math:`\max(\lambda_l, 1/t)`;
-       :math:`q_t = (m_t - \mu_{t-1}) / \max(\sqrt{v_{t-1}}, \epsilon)`,
-       likelihood :math:`L_t = \Phi(q_t)`, and the calibrated score
-       :math:`p_t = \min(1, -\log_{10}(1 - L_t + 10^{-10}) / 10)`: 0.5 means a tail
-       probability of :math:`10^{-5}`, 1 means :math:`10^{-10}`.
+       :math:`d_t = d_{t-1} + \beta\,(\min(|r_t|, 2k\sigma_t) - d_{t-1})`, and
+       :math:`\sigma_t = \max(\sqrt{\pi/2}\,d_{t-1},\ \sigma_{abs},\ \rho\,|f_t|,\ \phi\,s_{t-1})`
+       where :math:`s` is the slow mean absolute deviation of the values around their
+       slow mean :math:`m` (both with rate :math:`\gamma`, or :math:`1/t` early on).
+       Clipping keeps one outlier from inflating :math:`\sigma`; the floors keep a flat
+       stretch from collapsing it. ``z`` is :math:`r_t/\sigma_t`.
+    3. **Surprise**: the larger of the short-term and the level deviation,
+       :math:`c_t = \max(w\,|z_t|,\ |x_t - m_{t-1}| / \max(\sqrt{\pi/2}\,s_{t-1}, \sigma_{abs}))`
+       (``side`` keeps only the chosen sign of both).
+    4. **Likelihood (normalisation by the score's own history)**: a decaying record of
+       past surprises :math:`R_t = \max(\eta R_{t-1}, \min(c_t, c_{max}))` (after
+       warm-up); the normalised surprise :math:`\tilde c_t = c_t / \max(1, \kappa R_{t-1})`
+       is large only when the value is extreme *compared with the extremes this series
+       usually shows*, so a spiky series and a smooth one share one threshold.
+       ``likelihood`` is :math:`\ell_t = \tilde c_t^2 / (\tilde c_t^2 + k^2)`, 0.5 at
+       :math:`\tilde c_t = k`.
     5. **Suppression of repeated alarms**: a decaying memory of the scores already
-       reported, :math:`M_t = \max(\delta M_{t-1}, p_t)`; the reported score is
-       :math:`p_t` when :math:`p_t > \delta M_{t-1}` and 0 otherwise, so the rows that
-       follow an alarm within one incident stay quiet unless the incident gets worse.
+       reported, :math:`M_t = \max(\delta M_{t-1}, \ell_t)`; the reported ``score`` is
+       :math:`\ell_t` when :math:`\ell_t > \delta M_{t-1}` and 0 otherwise, so the rows
+       that follow an alarm within one incident stay quiet unless it gets worse.
     6. **Level shifts**: the forecast follows a new level with time constant
-       :math:`1/\alpha`; the long likelihood statistics absorb a sustained change within
-       :math:`1/\lambda_l` values, so a persisting shift stops alarming.
+       :math:`1/\alpha` and the slow mean with :math:`1/\gamma`; suppression keeps
+       the shift to one alarm while they catch up.
 
-    ``is_anomaly`` is ``score >= alarm`` once ``warmup`` values have been seen.
+    ``is_anomaly`` is ``score >= alarm`` (default 0.5, i.e. :math:`\tilde c > k`) once
+    ``warmup`` values have been seen; ``low``/``high`` are :math:`f_t \pm k\sigma_t`.
     Confidence :math:`100 \cdot \min(1, n/\text{warmup}) \cdot e^{-\sigma_t/\max(|f_t|, \sigma_{abs})}`.
 
     ``score(x)`` evaluates without learning; ``update(x)`` scores then learns.
     """
 
-    __slots__ = ("alarm", "alpha", "beta", "decay", "floor_abs", "floor_rel", "floor_scale",
-                 "gamma", "level", "lik_long", "lik_short", "lmean", "lvar", "mad", "memo",
-                 "n", "short", "side", "slow", "slow_dev", "threshold", "warmup")
+    __slots__ = ("alarm", "alpha", "beta", "c_max", "decay", "fast_weight", "floor_abs",
+                 "floor_rel", "floor_scale", "gamma", "kappa", "level", "mad", "memo", "n",
+                 "record", "record_decay", "side", "slow", "slow_dev", "threshold", "warmup")
 
     def __init__(self, alpha: float = 0.3, threshold: float = 3.0, warmup: int = 30, *,
-                 beta: float | None = None, floor_abs: float = 1e-6, floor_rel: float = 0.01,
-                 side: str = "both", floor_scale: float = 0.05, gamma: float = 0.001,
-                 lik_short: float = 0.2, lik_long: float = 0.001, decay: float = 0.99,
-                 alarm: float = 0.5) -> None:
+                 beta: float = 0.01, floor_abs: float = 1e-6, floor_rel: float = 0.0,
+                 side: str = "both", floor_scale: float = 0.3, gamma: float = 0.01,
+                 fast_weight: float = 0.5, kappa: float = 0.6, record_decay: float = 0.9997,
+                 c_max: float = 10.0, decay: float = 0.999, alarm: float = 0.5) -> None:
         if not 0.0 < alpha <= 1.0:
             raise ValueError("alpha must be in (0, 1]")
         if threshold <= 0:
             raise ValueError("threshold must be > 0")
         if side not in ("both", "up", "down"):
             raise ValueError("side must be 'both', 'up' or 'down'")
-        for name, rate in (("beta", beta), ("gamma", gamma), ("lik_short", lik_short),
-                           ("lik_long", lik_long)):
-            if rate is not None and not 0.0 < rate <= 1.0:
+        for name, rate in (("beta", beta), ("gamma", gamma)):
+            if not 0.0 < rate <= 1.0:
                 raise ValueError(f"{name} must be in (0, 1]")
-        if not 0.0 <= decay < 1.0:
-            raise ValueError("decay must be in [0, 1)")
+        for name, d in (("decay", decay), ("record_decay", record_decay)):
+            if not 0.0 <= d < 1.0:
+                raise ValueError(f"{name} must be in [0, 1)")
+        if not 0.0 < alarm <= 1.0:
+            raise ValueError("alarm must be in (0, 1]")
         self.alpha = alpha
-        self.beta = alpha if beta is None else beta
+        self.beta = beta
         self.threshold = threshold
         self.warmup = max(1, int(warmup))
         self.floor_abs = floor_abs
         self.floor_rel = floor_rel
         self.floor_scale = floor_scale
         self.gamma = gamma
-        self.lik_short = lik_short
-        self.lik_long = lik_long
+        self.fast_weight = fast_weight
+        self.kappa = kappa
+        self.record_decay = record_decay
+        self.c_max = c_max
         self.decay = decay
         self.alarm = alarm
         self.side = side
@@ -118,14 +118,13 @@ class AnomalyModel:
         self.mad = 0.0
         self.slow = 0.0
         self.slow_dev = 0.0
-        self.short = 0.0
-        self.lmean = 0.0
-        self.lvar = 0.0
+        self.record = 0.0
         self.memo = 0.0
 
     # --- verbs ----------------------------------------------------------------------
 
     def sigma(self) -> float:
+        """Spread of the one-step forecast error (step 2)."""
         lvl = self.level if self.level >= 0 else -self.level
         return max(_MAD_TO_SD * self.mad, self.floor_abs, self.floor_rel * lvl,
                    self.floor_scale * self.slow_dev)
@@ -142,7 +141,7 @@ class AnomalyModel:
         return self._step(value, True)
 
     def learn(self, value: float) -> None:
-        """Learn ``value`` (the score is computed anyway: the stages feed each other)."""
+        """Learn ``value`` (through the scoring path: the stages feed each other)."""
         self._step(value, True)
 
     def _step(self, value: float, learn: bool) -> Score:
@@ -154,67 +153,75 @@ class AnomalyModel:
             return Score(value, value, 0.0, 0.0, False, 0.0, value, value, 0.0)
         f = self.level
         k = self.threshold
+        fabs = self.floor_abs
         sigma = self.sigma()
         r = value - f
         z = r / sigma
+        dev = value - self.slow
         side = self.side
-        zs = z if side == "both" else (z if z > 0.0 else 0.0) if side == "up" else \
-            (z if z < 0.0 else 0.0)
-        z2 = zs * zs
-        u = z2 / (z2 + k * k)
-        # likelihood stage: the short mean of raw scores against their long history
-        short = self.short + self.lik_short * (u - self.short)
-        lmean, lvar = self.lmean, self.lvar
-        sd = _sqrt(lvar)
-        q = (short - lmean) / (sd if sd > 1e-3 else 1e-3)
-        tail = 0.5 * _erfc(q * _SQRT1_2)
-        p = _log(tail + _TAIL_FLOOR) / -_LOG_TAIL_FLOOR
-        if p < 0.0:
-            p = 0.0
+        if side == "both":
+            a = r if r >= 0.0 else -r
+            b = dev if dev >= 0.0 else -dev
+        elif side == "up":
+            a = r if r > 0.0 else 0.0
+            b = dev if dev > 0.0 else 0.0
+        else:
+            a = -r if r < 0.0 else 0.0
+            b = -dev if dev < 0.0 else 0.0
+        sd = _MAD_TO_SD * self.slow_dev
+        c = self.fast_weight * a / sigma
+        cs = b / (sd if sd > fabs else fabs)
+        if cs > c:
+            c = cs
+        # likelihood stage: against the decaying record of this series' own extremes
+        record = self.record * self.record_decay
+        norm = self.kappa * record
+        cn = c / norm if norm > 1.0 else c
+        c2 = cn * cn
+        lik = c2 / (c2 + k * k)
         warm = n >= self.warmup
         if not warm:
-            p = 0.0
+            lik = 0.0
+        # suppression stage: quiet unless worse than what was already reported
         memo = self.memo * self.decay
-        out = p if p > memo else 0.0
+        out = lik if lik > memo else 0.0
         if learn:
             absr = r if r >= 0.0 else -r
             clip = 2.0 * k * sigma
             self.mad += self.beta * ((absr if absr < clip else clip) - self.mad)
             self.level = f + self.alpha * r
             g = self.gamma if n * self.gamma >= 1.0 else 1.0 / (n + 1)
-            dev = value - self.slow
             self.slow += g * dev
             self.slow_dev += g * ((dev if dev >= 0.0 else -dev) - self.slow_dev)
-            self.short = short
-            w = self.lik_long if n * self.lik_long >= 1.0 else 1.0 / n
-            d = u - lmean
-            self.lmean = lmean + w * d
-            self.lvar = (1.0 - w) * (lvar + w * d * d)
-            self.memo = memo if memo > p else p
+            if warm:
+                cap = self.c_max
+                self.record = record if record > c else (c if c < cap else cap)
+            self.memo = memo if memo > lik else lik
             self.n = n + 1
         lvl = f if f >= 0.0 else -f
-        conf = 100.0 * min(1.0, n / self.warmup) * math.exp(
-            -sigma / (lvl if lvl > self.floor_abs else self.floor_abs))
+        conf = 100.0 * (n / self.warmup if n < self.warmup else 1.0) * math.exp(
+            -sigma / (lvl if lvl > fabs else fabs))
         return Score(value, f, z, out, warm and out >= self.alarm, conf, f - k * sigma,
-                     f + k * sigma, 1.0 - tail)
+                     f + k * sigma, lik)
 
     # --- persistence -----------------------------------------------------------------
 
-    _STATE = ("n", "level", "mad", "slow", "slow_dev", "short", "lmean", "lvar", "memo")
+    _STATE = ("n", "level", "mad", "slow", "slow_dev", "record", "memo")
 
     def state(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self._STATE}
 
     def load_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state`; raises ValueError on a missing, non-finite or
+        out-of-range field (the model is left untouched then)."""
         try:
             n = int(state["n"])
             vals = {name: float(state[name]) for name in self._STATE[1:]}
         except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"inconsistent AnomalyModel state: {exc}") from None
+            raise ValueError(f"inconsistent AnomalyModel state: {exc!r}") from None
         if n < 0 or not all(math.isfinite(v) for v in vals.values()) or \
-                any(vals[name] < 0 for name in ("mad", "slow_dev", "short", "lmean", "lvar",
-                                                "memo")) or \
-                vals["short"] > 1.0 or vals["lmean"] > 1.0 or vals["memo"] > 1.0:
+                any(vals[name] < 0 for name in ("mad", "slow_dev", "record", "memo")) or \
+                vals["memo"] > 1.0:
             raise ValueError("inconsistent AnomalyModel state")
         self.n = n
         for name, v in vals.items():

@@ -1,0 +1,156 @@
+"""Seasonal baselines: hour-of-day and hour-of-week profiles, switched on automatically.
+
+Bounded memory: 24 + 168 slot means, whatever the traffic or the history length.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+DAY = 86400.0
+HOUR = 3600.0
+
+MODES = ("off", "daily", "weekly")
+
+
+class SeasonalBaseline:
+    r"""Removes the hour-of-day (or hour-of-week) profile from a series.
+
+    For a value :math:`x` at epoch time :math:`t` (seconds, UTC plus ``utc_offset``):
+    hour of day :math:`h = \lfloor t/3600 \rfloor \bmod 24`, hour of week
+    :math:`w = \lfloor t/3600 \rfloor \bmod 168` (epoch day 0 was a Thursday; only the
+    cycle matters).
+
+    * slot means, exponentially weighted per slot:
+      :math:`D_h \leftarrow D_h + \max(\eta, 1/n_h)\,(x - D_h)`, likewise :math:`W_w`;
+      the global mean :math:`G` with rate :math:`\max(\gamma, 1/n)`;
+    * the spread each profile leaves, judged *before* learning the value (an honest
+      one-step-ahead test): :math:`e_G, e_D, e_W`, exponentially weighted means of
+      :math:`|x - G|`, :math:`|x - D_h|`, :math:`|x - W_w|`;
+    * ``mode="auto"``: the daily profile is switched on once ``min_days`` of history
+      exist and :math:`e_D < g\,e_G` (it explains at least :math:`1-g` of the spread);
+      the weekly one once ``min_weeks`` exist and :math:`e_W < g\,e_D`. ``"daily"`` /
+      ``"weekly"`` force a profile (still only after its minimum history); ``"off"``
+      passes values through;
+    * adjusted value :math:`x - D_h + G` (or :math:`x - W_w + G`): the profile is
+      removed and the level kept, so a forecast and its interval stay in the units of
+      the series.
+    """
+
+    __slots__ = ("day", "day_n", "err_day", "err_global", "err_week", "gain", "gamma",
+                 "glob", "min_days", "min_weeks", "mode", "n", "rate", "span", "start",
+                 "utc_offset", "week", "week_n")
+
+    def __init__(self, mode: str = "auto", *, rate: float = 0.1, gamma: float = 0.01,
+                 min_days: float = 3.0, min_weeks: float = 3.0, gain: float = 0.6,
+                 utc_offset: float = 0.0) -> None:
+        if mode not in ("auto", *MODES):
+            raise ValueError("mode must be auto, off, daily or weekly")
+        if not 0.0 < rate <= 1.0 or not 0.0 < gamma <= 1.0:
+            raise ValueError("rate and gamma must be in (0, 1]")
+        if not 0.0 < gain <= 1.0:
+            raise ValueError("gain must be in (0, 1]")
+        self.mode = mode
+        self.rate = rate
+        self.gamma = gamma
+        self.min_days = min_days
+        self.min_weeks = min_weeks
+        self.gain = gain
+        self.utc_offset = utc_offset
+        self.day = [0.0] * 24
+        self.day_n = [0] * 24
+        self.week = [0.0] * 168
+        self.week_n = [0] * 168
+        self.glob = 0.0
+        self.err_global = self.err_day = self.err_week = 0.0
+        self.n = 0
+        self.start: float | None = None
+        self.span = 0.0
+
+    def active(self) -> str:
+        """Which profile is applied now: ``off``, ``daily`` or ``weekly``."""
+        if self.mode == "off" or self.start is None:
+            return "off"
+        span = self.span
+        weekly = span >= self.min_weeks * 7 * DAY and (
+            self.mode == "weekly" or (self.mode == "auto" and
+                                      self.err_week < self.gain * self.err_day))
+        if weekly:
+            return "weekly"
+        daily = span >= self.min_days * DAY and (
+            self.mode in ("daily", "weekly") or
+            (self.mode == "auto" and self.err_day < self.gain * self.err_global))
+        return "daily" if daily else "off"
+
+    def adjust(self, t: float, value: float) -> float:
+        """Deseasonalise ``value`` observed at epoch time ``t``, then learn it."""
+        if self.mode == "off":
+            return value
+        t += self.utc_offset
+        if self.start is None:
+            self.start = t
+        hours = int(t // HOUR)
+        h, w = hours % 24, hours % 168
+        day, week = self.day, self.week
+        glob = self.glob if self.n else value
+        eg = abs(value - glob)
+        ed = abs(value - day[h]) if self.day_n[h] else eg
+        ew = abs(value - week[w]) if self.week_n[w] else ed
+        self.n += 1
+        g = self.gamma if self.n * self.gamma >= 1.0 else 1.0 / self.n
+        self.err_global += g * (eg - self.err_global)
+        self.err_day += g * (ed - self.err_day)
+        self.err_week += g * (ew - self.err_week)
+        self.span = t - self.start
+        mode = self.active()
+        if mode == "weekly" and self.week_n[w]:
+            out = value - week[w] + glob
+        elif mode != "off" and self.day_n[h]:
+            out = value - day[h] + glob
+        else:
+            out = value
+        self.glob = glob + g * (value - glob)
+        nd = self.day_n[h] = self.day_n[h] + 1
+        day[h] += max(self.rate, 1.0 / nd) * (value - day[h])
+        nw = self.week_n[w] = self.week_n[w] + 1
+        week[w] += max(self.rate, 1.0 / nw) * (value - week[w])
+        return out
+
+    def expected(self, t: float) -> float | None:
+        """The seasonal expectation at ``t`` (None while no profile is active)."""
+        mode = self.active()
+        hours = int((t + self.utc_offset) // HOUR)
+        if mode == "weekly":
+            return self.week[hours % 168]
+        if mode == "daily":
+            return self.day[hours % 24]
+        return None
+
+    # --- persistence -----------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        return {"day": list(self.day), "day_n": list(self.day_n), "week": list(self.week),
+                "week_n": list(self.week_n), "glob": self.glob, "n": self.n,
+                "errors": [self.err_global, self.err_day, self.err_week],
+                "start": self.start, "span": self.span}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        try:
+            day = [float(x) for x in state["day"]]
+            week = [float(x) for x in state["week"]]
+            day_n = [int(x) for x in state["day_n"]]
+            week_n = [int(x) for x in state["week_n"]]
+            errors = [float(x) for x in state["errors"]]
+            glob, n, span = float(state["glob"]), int(state["n"]), float(state["span"])
+            start = None if state["start"] is None else float(state["start"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"inconsistent SeasonalBaseline state: {exc!r}") from None
+        floats = [*day, *week, *errors, glob, span] + ([] if start is None else [start])
+        if len(day) != 24 or len(day_n) != 24 or len(week) != 168 or len(week_n) != 168 \
+                or len(errors) != 3 or n < 0 or min(day_n + week_n) < 0 \
+                or min(errors) < 0 or span < 0 or not all(math.isfinite(v) for v in floats):
+            raise ValueError("inconsistent SeasonalBaseline state")
+        self.day, self.week, self.day_n, self.week_n = day, week, day_n, week_n
+        self.err_global, self.err_day, self.err_week = errors
+        self.glob, self.n, self.start, self.span = glob, n, start, span
