@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextvars
 from dataclasses import dataclass
+
+from pulsegate.faults import FaultCounter
 
 
 @dataclass(slots=True)
@@ -14,7 +17,11 @@ class QueryEvent:
     so identical repeats can be told apart from same-shape repeats without keeping the
     values. ``relationship`` is set when the ORM says the statement loads a relationship
     (``"Author.books"``); ``call_site`` is ``"path:line in function"`` of the first
-    application frame.
+    application frame. ``load`` says what the ORM was doing when it knows:
+    ``"collection"`` / ``"scalar"`` (a lazy relationship load), ``"deferred"`` (a
+    deferred or expired column load), ``"count"`` (a related manager's count) or
+    None; ``orm`` is ``"sqlalchemy"``, ``"django"`` or None (spans, raw DB-API).
+    ``many`` marks an ``executemany`` (a bulk write, never a loop by itself).
     """
 
     sql: str
@@ -27,3 +34,36 @@ class QueryEvent:
     relationship: str | None = None
     many: bool = False
     db: str | None = None
+    load: str | None = None
+    orm: str | None = None
+
+
+#: Set by the ORM adapters around a statement the ORM runs on behalf of a relationship
+#: or deferred-column load: ``(relationship, load)``, e.g. ``("Author.books",
+#: "collection")``. The statement hook stamps it on the event.
+current_load: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar(
+    "pulsegate_current_load", default=None)
+
+
+def params_identity(params: object) -> tuple[int | None, int | None]:
+    """``(params_hash, params_count)`` of DB-API parameters without keeping the values:
+    a tuple/list/dict of parameters hashes in well under a microsecond; anything
+    unhashable falls back to its ``repr``."""
+    if params is None:
+        return None, 0
+    try:
+        if isinstance(params, dict):
+            return hash(tuple(params.values())), len(params)
+        if isinstance(params, (tuple, list)):
+            return hash(tuple(params)), len(params)
+        return hash(params), None
+    except TypeError:
+        try:
+            return hash(repr(params)), len(params) if isinstance(params, (tuple, list, dict)) else None
+        except Exception:
+            return None, None
+
+
+#: Faults inside the ORM hooks (which run outside any engine call): counted and logged
+#: once per kind; the gate reports them in ``stats()["internal_errors_by_kind"]``.
+hook_faults = FaultCounter()

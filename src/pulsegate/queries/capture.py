@@ -1,0 +1,143 @@
+"""``pulsegate.capture()``: collect SQL statements and query problems outside a web
+request -- tests, jobs, scripts, a REPL::
+
+    with capture() as cap:          # or: async with capture() as cap
+        run_orm_code()
+    cap.queries, cap.query_count, cap.detections
+
+A capture pushes itself as the innermost query sink and forwards every statement to the
+sink it replaced, so a capture inside a request still feeds the request. On entry it
+instruments the ORMs already imported (SQLAlchemy's ``Engine`` class, Django's
+connections) unless ``install_hooks=False``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import sys
+from types import TracebackType
+from typing import Any
+
+from pulsegate.context import QuerySink, query_sink
+from pulsegate.queries.events import QueryEvent, hook_faults
+from pulsegate.queries.nplusone import Detection, NPlusOneDetector
+
+__all__ = ["Capture", "QueryProblemsError", "capture", "ensure_hooks"]
+
+
+class QueryProblemsError(AssertionError):
+    """Raised by :meth:`Capture.check` when detections or a query budget are exceeded."""
+
+
+def ensure_hooks() -> None:
+    """Instrument every ORM that is imported and not yet instrumented (idempotent)."""
+    try:
+        if "sqlalchemy" in sys.modules:
+            from pulsegate.sqlalchemy import instrument, is_instrumented
+
+            if not is_instrumented():
+                instrument()
+    except Exception as exc:
+        hook_faults.record("capture: instrument sqlalchemy", exc)
+    try:
+        if "django" in sys.modules:
+            from django.apps import apps
+
+            if apps.ready:
+                from pulsegate.django.instrument import install
+
+                install()
+    except Exception as exc:
+        hook_faults.record("capture: instrument django", exc)
+
+
+class Capture:
+    """Collects the statements run in its scope. ``detections`` is computed on exit and
+    again whenever more statements arrived since the last analysis."""
+
+    def __init__(self, detector: NPlusOneDetector | None = None, *,
+                 max_queries: int = 100_000, install_hooks: bool = True,
+                 **detector_options: Any) -> None:
+        self.detector = detector if detector is not None else NPlusOneDetector(**detector_options)
+        self.max_queries = max_queries
+        self.install_hooks = install_hooks
+        self.queries: list[QueryEvent] = []
+        self.query_count = 0
+        self.query_ms = 0.0
+        self._outer: QuerySink | None = None
+        self._token: contextvars.Token[QuerySink | None] | None = None
+        self._detections: list[Detection] = []
+        self._analyzed = -1
+
+    # --- the sink ------------------------------------------------------------------------
+
+    def add_query(self, event: QueryEvent) -> None:
+        self.query_count += 1
+        self.query_ms += event.duration_ms
+        if len(self.queries) < self.max_queries:
+            self.queries.append(event)
+        outer = self._outer
+        if outer is not None:
+            outer.add_query(event)
+
+    # --- results -------------------------------------------------------------------------
+
+    @property
+    def detections(self) -> list[Detection]:
+        if self._analyzed != self.query_count:
+            self._detections = self.detector.analyze(self.queries)
+            self._analyzed = self.query_count
+        return self._detections
+
+    def report(self) -> str:
+        """All detections, one block each (call site, redacted SQL, count, fix)."""
+        dets = self.detections
+        if not dets:
+            return f"{self.query_count} statements, no query problems"
+        head = f"{len(dets)} query problem(s) in {self.query_count} statements:"
+        return "\n".join([head, *("  " + d.describe() for d in dets)])
+
+    def check(self, *, max_queries: int | None = None, nplusone: bool = True) -> None:
+        """Raise :class:`QueryProblemsError` on any detection (when ``nplusone``) or when
+        more than ``max_queries`` statements ran."""
+        problems = []
+        if max_queries is not None and self.query_count > max_queries:
+            problems.append(f"{self.query_count} SQL statements ran; at most {max_queries} "
+                            f"allowed")
+        if nplusone and self.detections:
+            problems.append(self.report())
+        if problems:
+            raise QueryProblemsError("\n".join(problems))
+
+    # --- context manager -----------------------------------------------------------------
+
+    def __enter__(self) -> Capture:
+        if self.install_hooks:
+            ensure_hooks()
+        self._outer = query_sink.get()
+        self._token = query_sink.set(self)
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        token, self._token = self._token, None
+        if token is not None:
+            try:
+                query_sink.reset(token)
+            except ValueError:  # exited in another context: just stop collecting there
+                query_sink.set(self._outer)
+        _ = self.detections
+
+    async def __aenter__(self) -> Capture:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+
+def capture(detector: NPlusOneDetector | None = None, **options: Any) -> Capture:
+    """A :class:`Capture` (sync or async context manager). ``options``: ``max_queries``,
+    ``install_hooks`` and the detector's (``min_repeats``, ``repeated_min``,
+    ``write_min``, ``min_duration_ms``)."""
+    return Capture(detector, **options)

@@ -1,0 +1,336 @@
+r"""Query-pattern detection over one request's (or one ``capture()``'s) SQL events.
+
+Statements are grouped by ``(fingerprint, relationship or call site)``: the ORM's own
+word when it gave one (``Author.books``), else the application line that ran them, else
+the shape alone (events converted from spans carry only SQL and timings). Transaction
+control (``BEGIN``, ``SAVEPOINT``, ``PRAGMA``, ...) is ignored. Each group is then one
+of:
+
+* ``n_plus_one`` -- a read shape run :math:`n \ge` ``min_repeats`` times with
+  different parameters (or unknown ones) from one place;
+* ``repeated_query`` -- the identical read (same text, same parameters) run
+  :math:`n \ge` ``repeated_min`` times: run it once and reuse the result;
+* ``write_loop`` -- a single-row ``INSERT``/``UPDATE``/``DELETE`` of one shape run
+  :math:`n \ge` ``write_min`` times (``executemany`` and multi-row ``VALUES`` are bulk
+  operations already and never count).
+
+A group is reported only when its total time reaches ``min_duration_ms`` (0 by default:
+fast N+1s on SQLite in CI count).
+
+Confidence, in [0, 1], is a weighted mean of four signals:
+
+.. math::
+
+   c = 0.4\,r + 0.2\,v + 0.2\,a + 0.2\,s,\qquad
+   r = \min\!\left(1, \frac{n}{2\,n_{min}}\right),\;
+   v = \begin{cases} d/n & \text{n+1, parameters known} \\ 1 & \text{repeated query or write loop} \\
+   0.5 & \text{unknown}\end{cases},\;
+   a = \begin{cases} 1 & \text{relationship named by the ORM} \\ 0.8 & \text{one call site} \\
+   0.5 & \text{no call site}\end{cases},\;
+   s = \frac{t_{group}}{t_{all}}
+
+where :math:`d` is the number of distinct parameter sets, :math:`n_{min}` the kind's
+threshold, and :math:`s` the group's share of all query time (its share of the
+statements when no durations are known). An N+1 that follows the query that loaded the
+list (a different shape earlier in the request) gets :math:`+0.1`, capped at 1.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from pulsegate.queries.events import QueryEvent
+from pulsegate.queries.fingerprint import FingerprintCache, SQLFingerprint, default_cache
+
+__all__ = ["Analysis", "Detection", "NPlusOneDetector", "register_model_resolver"]
+
+KINDS = ("n_plus_one", "repeated_query", "write_loop")
+_SKIP_VERBS = frozenset({"", "begin", "commit", "rollback", "savepoint", "release", "set",
+                         "pragma", "show", "start", "end", "reset", "discard", "use",
+                         "deallocate", "prepare", "listen", "notify", "vacuum", "analyze"})
+_WRITE_VERBS = frozenset({"insert", "update", "delete", "replace", "upsert", "merge"})
+_TABLE = re.compile(r"\b(?:from|into|update|join)\s+((?:\"[^\"]+\"|`[^`]+`|[\w$]+)"
+                    r"(?:\.(?:\"[^\"]+\"|`[^`]+`|[\w$]+))?)")
+_PLACEHOLDER = re.compile(r"\?|%s|%\(\w*\)s|(?<!:):[^\W\d]\w*|\$\d")
+_PK_LOOKUP = re.compile(r" where [^ ]+ = \?(?: limit \?)?(?: offset \?)?$")
+
+#: ``(orm, table) -> (model name, primary-key attribute) | None``: adapters register one
+#: so suggestions can name the model (``select(Author).where(Author.id.in_(ids))``).
+ModelResolver = Callable[[str], "tuple[str, str] | None"]
+_RESOLVERS: dict[str, ModelResolver] = {}
+
+
+def register_model_resolver(orm: str, resolver: ModelResolver) -> None:
+    """Let the ``orm`` adapter translate table names into model names for suggestions."""
+    _RESOLVERS[orm] = resolver
+
+
+@dataclass(slots=True)
+class Detection:
+    """One query problem found in one request (or capture)."""
+
+    kind: str
+    fingerprint: str
+    sql: str
+    count: int
+    total_ms: float
+    share_of_request: float
+    call_site: str | None
+    relationship: str | None
+    suggestion: str
+    confidence: float
+    distinct_params: int | None = None
+    orm: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def describe(self) -> str:
+        """A few lines for logs and test failures: what, where, the SQL and the fix."""
+        what = {"n_plus_one": "N+1 query", "repeated_query": "repeated identical query",
+                "write_loop": "single-row writes in a loop"}.get(self.kind, self.kind)
+        rel = f" loading {self.relationship}" if self.relationship else ""
+        where = self.call_site or "unknown call site"
+        return (f"{what}{rel}: {self.count} statements, {self.total_ms:.1f} ms "
+                f"({self.share_of_request:.0%} of query time), confidence "
+                f"{self.confidence:.2f}\n    at {where}\n    sql: {self.sql}\n"
+                f"    fix: {self.suggestion}")
+
+
+class _Group:
+    __slots__ = ("count", "first", "fp", "identities", "loads", "many", "ms", "orm",
+                 "relationship", "site", "unknown")
+
+    def __init__(self, fp: SQLFingerprint, ev: QueryEvent, index: int) -> None:
+        self.fp = fp
+        self.count = 0
+        self.ms = 0.0
+        self.many = 0
+        self.identities: set[object] = set()
+        self.unknown = 0
+        self.relationship = ev.relationship
+        self.site = ev.call_site
+        self.loads: str | None = ev.load
+        self.orm = ev.orm
+        self.first = index
+
+
+class Analysis:
+    """Everything one pass over a request's events yields: the detections and the
+    per-shape totals the feature extractor reads."""
+
+    __slots__ = ("by_shape", "detections", "query_count", "total_ms", "write_count")
+
+    def __init__(self, detections: list[Detection], by_shape: dict[int, list[float]],
+                 query_count: int, total_ms: float, write_count: int) -> None:
+        self.detections = detections
+        #: fingerprint hash -> [statements, milliseconds, distinct-identity count]
+        self.by_shape = by_shape
+        self.query_count = query_count
+        self.total_ms = total_ms
+        self.write_count = write_count
+
+
+class NPlusOneDetector:
+    """``analyze(events) -> list[Detection]``; see the module docstring for the rules.
+
+    Pure and cheap: one cached fingerprint look-up and one dict update per statement,
+    then a pass over the groups."""
+
+    def __init__(self, min_repeats: int = 5, *, repeated_min: int = 5, write_min: int = 5,
+                 min_duration_ms: float = 0.0, cache: FingerprintCache | None = None) -> None:
+        self.min_repeats = max(2, int(min_repeats))
+        self.repeated_min = max(2, int(repeated_min))
+        self.write_min = max(2, int(write_min))
+        self.min_duration_ms = float(min_duration_ms)
+        self.cache = cache if cache is not None else default_cache
+
+    def analyze(self, events: Sequence[QueryEvent]) -> list[Detection]:
+        return self.run(events).detections
+
+    def run(self, events: Sequence[QueryEvent]) -> Analysis:
+        get = self.cache.get
+        groups: dict[tuple[int, str | None], _Group] = {}
+        by_shape: dict[int, list[float]] = {}
+        total_ms = 0.0
+        writes = 0
+        n = 0
+        for i, ev in enumerate(events):
+            fp = get(ev.sql)
+            if fp.verb in _SKIP_VERBS:
+                continue
+            n += 1
+            ms = ev.duration_ms
+            total_ms += ms
+            if fp.verb in _WRITE_VERBS:
+                writes += 1
+            key = (fp.hash, ev.relationship or ev.call_site)
+            g = groups.get(key)
+            if g is None:
+                g = groups[key] = _Group(fp, ev, i)
+            g.count += 1
+            g.ms += ms
+            if ev.many:
+                g.many += 1
+            if ev.params_hash is not None:
+                g.identities.add((ev.sql, ev.params_hash))
+            elif ev.params_count == 0 or (ev.params_count is None and (
+                    "?" not in fp.text or _PLACEHOLDER.search(ev.sql) is None)):
+                # No bind parameters: the raw text, literals included, is the identity.
+                g.identities.add(ev.sql)
+            else:
+                g.unknown += 1
+            shape = by_shape.get(fp.hash)
+            if shape is None:
+                by_shape[fp.hash] = [1, ms]
+            else:
+                shape[0] += 1
+                shape[1] += ms
+        detections: list[Detection] = []
+        for g in groups.values():
+            if g.count < 2:
+                continue
+            d = self._classify(g, total_ms, n)
+            if d is not None:
+                detections.append(d)
+        detections.sort(key=lambda d: (-d.total_ms, -d.count))
+        return Analysis(detections, by_shape, n, total_ms, writes)
+
+    # --- classification ----------------------------------------------------------------
+
+    def _classify(self, g: _Group, total_ms: float, n: int) -> Detection | None:
+        fp = g.fp
+        if g.ms < self.min_duration_ms:
+            return None
+        share = g.ms / total_ms if total_ms > 0 else g.count / n
+        if fp.verb in _WRITE_VERBS:
+            single = g.count - g.many
+            if fp.multi_row or " select " in fp.text or single < self.write_min:
+                return None
+            return self._detection("write_loop", g, single, share, 1.0, self.write_min)
+        known = g.unknown == 0
+        distinct = len(g.identities)
+        if known and distinct == 1:
+            if g.count < self.repeated_min:
+                return None
+            return self._detection("repeated_query", g, g.count, share, 1.0, self.repeated_min)
+        if g.count < self.min_repeats:
+            return None
+        variation = distinct / g.count if known else 0.5
+        d = self._detection("n_plus_one", g, g.count, share, variation, self.min_repeats)
+        if g.first > 0:
+            d.confidence = min(1.0, round(d.confidence + 0.1, 3))
+        d.distinct_params = distinct if known else None
+        return d
+
+    def _detection(self, kind: str, g: _Group, count: int, share: float, variation: float,
+                   threshold: int) -> Detection:
+        r = min(1.0, count / (2.0 * threshold))
+        a = 1.0 if g.relationship else 0.8 if g.site else 0.5
+        conf = 0.4 * r + 0.2 * variation + 0.2 * a + 0.2 * min(1.0, share)
+        return Detection(kind, g.fp.id, g.fp.text, count, round(g.ms, 3), round(share, 4),
+                         g.site, g.relationship, suggest(kind, g.fp, g.relationship, g.loads,
+                                                         g.orm),
+                         round(conf, 3), None, g.orm)
+
+
+# --- suggestions -----------------------------------------------------------------------
+
+
+def table_of(sql: str) -> str | None:
+    """The first table a normalised statement reads or writes, unquoted."""
+    m = _TABLE.search(sql)
+    if m is None:
+        return None
+    return m.group(1).split(".")[-1].strip('"`')
+
+
+def _model(orm: str | None, table: str | None) -> tuple[str, str]:
+    if table is None:
+        return "Model", "id"
+    resolver = _RESOLVERS.get(orm or "")
+    if resolver is not None:
+        try:
+            found = resolver(table)
+        except Exception:
+            found = None
+        if found is not None:
+            return found
+    return "".join(p.capitalize() for p in table.split("_")) or "Model", "id"
+
+
+def suggest(kind: str, fp: SQLFingerprint, relationship: str | None, load: str | None,
+            orm: str | None) -> str:
+    """The concrete fix for one detection, in the ORM's own words when it is known."""
+    attr = relationship.rsplit(".", 1)[-1] if relationship else None
+    table = table_of(fp.text)
+    if kind == "write_loop":
+        model, pk = _model(orm, table)
+        if fp.verb == "insert":
+            if orm == "django":
+                return f"create the rows at once: {model}.objects.bulk_create([...])"
+            if orm == "sqlalchemy":
+                return (f"insert all rows in one statement: session.execute(insert({model}), "
+                        f"[{{...}}, ...]) or insert({model}).values([...])")
+            return "insert all rows in one statement (multi-row VALUES or executemany)"
+        if fp.verb == "update":
+            if orm == "django":
+                return (f"update at once: {model}.objects.bulk_update(objs, [fields]) or "
+                        f"{model}.objects.filter(...).update(...)")
+            if orm == "sqlalchemy":
+                return (f"update by primary key in one call: session.execute(update({model}), "
+                        f"[{{\"{pk}\": ..., ...}}, ...])")
+            return "update all rows in one statement (executemany or one UPDATE ... WHERE)"
+        if orm == "django":
+            return f"delete at once: {model}.objects.filter(pk__in=ids).delete()"
+        if orm == "sqlalchemy":
+            return f"delete at once: session.execute(delete({model}).where({model}.{pk}.in_(ids)))"
+        return "delete all rows in one statement (DELETE ... WHERE id IN (...))"
+    if kind == "repeated_query":
+        return ("the same statement with the same parameters ran repeatedly: run it once "
+                "and reuse the result (hoist it out of the loop or cache it)")
+    # n_plus_one
+    if relationship and attr:
+        if load == "deferred":
+            if orm == "django":
+                return (f"{relationship} is deferred: add \"{attr}\" to .only(...) or drop "
+                        f"it from .defer(...)")
+            return f"{relationship} is deferred: load it with the rows, options(undefer({relationship}))"
+        if load == "count":
+            if orm == "django":
+                return f"count in the list query: .annotate(Count(\"{attr}\"))"
+            return f"count in the list query: a GROUP BY subquery joined to the parents ({relationship})"
+        if orm == "django":
+            if load == "scalar":
+                return f"select_related(\"{attr}\")"
+            return f"prefetch_related(\"{attr}\")"
+        if orm == "sqlalchemy":
+            if load == "scalar":
+                return f"options(joinedload({relationship}))"
+            return f"options(selectinload({relationship}))"
+        return f"load {relationship} eagerly with the list query"
+    model, pk = _model(orm, table)
+    if fp.text.startswith("select count("):
+        if orm == "django":
+            return ("count in the list query: .annotate(Count(...)) or one "
+                    ".values(...).annotate(Count(...)) instead of .count() per item")
+        return ("count all items in one grouped query (GROUP BY the parent key) "
+                "instead of one COUNT per item")
+    if _PK_LOOKUP.search(fp.text):
+        if orm == "django":
+            return f"fetch them in one query: {model}.objects.in_bulk(ids) instead of .get() per item"
+        if orm == "sqlalchemy":
+            return (f"session.get() in a loop: load them in one IN query, "
+                    f"session.scalars(select({model}).where({model}.{pk}.in_(ids)))")
+        return "fetch all rows in one query (WHERE id IN (...)) instead of one per item"
+    if orm == "django":
+        return ("one query per item: fetch all items at once (filter(...__in=ids), "
+                "select_related/prefetch_related) and group them in Python")
+    if orm == "sqlalchemy":
+        return ("one query per item: fetch all items at once (.where(col.in_(ids)), "
+                "selectinload/joinedload) and group them in Python")
+    return "one query per item: fetch all items in one query (WHERE key IN (...)) or eagerly"
+
