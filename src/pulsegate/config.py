@@ -162,6 +162,77 @@ def callable_or_none(key: str, value: Any) -> Any:
     raise ConfigError(key, value, "a callable or none")
 
 
+# control checks (rate limits, client keys, priorities) ---------------------------------
+
+
+def _rate(key: str, value: Any) -> str:
+    from pulsegate.control.ratelimit import parse_rate
+
+    try:
+        parse_rate(value)
+    except ValueError as exc:
+        raise ConfigError(key, value, str(exc)) from None
+    return str(value).strip()
+
+
+def _route_rates(key: str, value: Any) -> Mapping[str, str]:
+    """route template -> "rate" or "rate;burst" (e.g. {"/login": "5/minute;5"})."""
+    allowed = "a mapping of route template -> 'N/unit' or 'N/unit;burst'"
+    out: Mapping[str, str] = mapping(allowed=allowed)(key, value)
+    for route, spec in out.items():
+        if not isinstance(spec, str):
+            raise ConfigError(f"{key}[{route!r}]", spec, allowed)
+        rate, _, burst = spec.partition(";")
+        _rate(f"{key}[{route!r}]", rate)
+        if burst:
+            number(0, lo_open=True)(f"{key}[{route!r}] burst", burst)
+    return out
+
+
+def _client_key(key: str, value: Any) -> Any:
+    allowed = "'ip', 'header:<name>' or a callable taking the request info"
+    if callable(value):
+        return value
+    if isinstance(value, str):
+        v = value.strip()
+        if v == "ip" or (v.lower().startswith("header:") and v[7:].strip()):
+            return v if v == "ip" else "header:" + v[7:].strip().lower()
+    raise ConfigError(key, value, allowed)
+
+
+def _cidrs(key: str, value: Any) -> tuple[str, ...]:
+    import ipaddress
+
+    items = _string_list(key, value, "a list of IP networks (CIDR), e.g. 10.0.0.0/8")
+    for item in items:
+        try:
+            ipaddress.ip_network(item.strip(), strict=False)
+        except ValueError:
+            raise ConfigError(key, item, "a list of IP networks (CIDR), e.g. 10.0.0.0/8") from None
+    return tuple(i.strip() for i in items)
+
+
+def _priorities(key: str, value: Any) -> Mapping[str, str]:
+    """route template (or path prefix ending in '*') -> high | normal | low."""
+    out: Mapping[str, str] = mapping(
+        choice("high", "normal", "low"),
+        "a mapping of route template or '/prefix*' -> high | normal | low")(key, value)
+    return out
+
+
+def _route_costs(key: str, value: Any) -> Mapping[str, float]:
+    out: Mapping[str, float] = mapping(number(0, lo_open=True),
+                                       "a mapping of route template -> cost > 0")(key, value)
+    return out
+
+
+def _storage_url(key: str, value: Any) -> str:
+    if isinstance(value, str) and value.startswith(("memory://", "redis://", "rediss://",
+                                                     "unix://")):
+        return value
+    raise ConfigError(key, value, "memory:// or a redis://host:port/db URL")
+
+
 # --- the options ---------------------------------------------------------------------
 # Grouped by the package that reads them. Each group is owned by that package; add new
 # options to the group, with a doc line, and list them in docs/configuration.md.
@@ -230,7 +301,63 @@ class Config:
                                              "to sustain; none: as many as meet the "
                                              "latency target.",
                                              number(0, lo_open=True, optional=True))
-
+    rate_limit: str = option("100/minute", "Nominal per-client rate: 'N/second|minute|hour|day' "
+                             "or 'N per K seconds'.", _rate)
+    rate_limit_burst: float | None = option(None, "Token-bucket depth (requests a client may "
+                                            "send at once); none: the quota of rate_limit.",
+                                            number(0, lo_open=True, optional=True))
+    rate_limit_routes: Mapping[str, str] = option(dict, "Per-route rates: route template -> "
+                                                  "'N/unit' or 'N/unit;burst', own bucket.",
+                                                  _route_rates, factory=True)
+    rate_limit_costs: Mapping[str, float] = option(dict, "Tokens one request to a route "
+                                                   "costs (default 1).", _route_costs,
+                                                   factory=True)
+    rate_limit_storage: str = option("memory://", "Bucket storage: memory:// (per process) or "
+                                     "redis://host:port/db (shared, atomic Lua).", _storage_url)
+    client_key: str | Callable[[Any], str | None] = option(  # noqa: RUF009
+        "ip", "Client identity: 'ip', 'header:<name>' (e.g. an API key) or a "
+        "callable(RequestInfo) -> str.", _client_key)
+    trusted_proxies: tuple[str, ...] = option((), "CIDRs of proxies whose X-Forwarded-For / "
+                                              "Forwarded headers are believed.", _cidrs)
+    trusted_multiplier: float = option(2.0, "Rate multiplier for clients with a long clean "
+                                       "history.", number(1))
+    suspicious_multiplier: float = option(0.5, "Rate multiplier for clients whose suspicion "
+                                          "score passes suspicion_threshold.",
+                                          number(0, 1, lo_open=True))
+    suspicion_threshold: float = option(0.5, "Suspicion score (0-1) from which a client is "
+                                        "treated as suspicious.", number(0, 1, lo_open=True))
+    max_clients: int = option(10000, "LRU cap on per-client behaviour profiles.",
+                              number(1, integer=True))
+    breaker_failures: int = option(5, "Consecutive Redis failures that open the circuit "
+                                   "breaker (checks then use local buckets).",
+                                   number(1, integer=True))
+    breaker_recovery: float = option(60.0, "Seconds the breaker stays open before one trial "
+                                     "call to Redis.", number(0, lo_open=True))
+    min_concurrency: int = option(4, "Lower bound of the learned concurrency limit.",
+                                  number(1, integer=True))
+    max_concurrency: int = option(256, "Upper bound of the learned concurrency limit.",
+                                  number(1, integer=True))
+    initial_concurrency: int | None = option(None, "Starting limit; none: 20 clamped to the "
+                                             "bounds.", number(1, integer=True, optional=True))
+    max_queue: int = option(100, "Requests that may wait for a slot; beyond it the lowest "
+                            "priority is shed.", number(0, integer=True))
+    max_queue_wait: float = option(0.05, "Seconds a request may wait for a slot before it "
+                                   "is shed (503).", number(0))
+    priority_rules: Mapping[str, str] = option(dict, "Route template (or '/prefix*') -> "
+                                               "high | normal | low.", _priorities,
+                                               factory=True)
+    priority_header: str | None = option(None, "Request header carrying a priority, trusted "
+                                         "only when set (e.g. set by your gateway).",
+                                         text(optional=True))
+    allocator_interval: float | None = option(None, "Seconds per allocator control window; "
+                                              "none: 5x target latency in [0.05, 1].",
+                                              number(0, lo_open=True, optional=True))
+    q_alpha: float = option(0.1, "Q-learning rate.", number(0, 1, lo_open=True))
+    q_gamma: float = option(0.9, "Q-learning discount factor.", number(0, 1))
+    q_epsilon: float = option(0.05, "Initial exploration probability (epsilon-greedy).",
+                              number(0, 1))
+    q_epsilon_decay: float = option(0.995, "Per-window multiplicative epsilon decay.",
+                                    number(0, 1, lo_open=True))
     # registry and export -------------------------------------------------------------------
 
     # ------------------------------------------------------------------------------------
@@ -242,6 +369,9 @@ class Config:
             check = f.metadata.get("check")
             if check is not None:
                 object.__setattr__(self, f.name, check(f.name, getattr(self, f.name)))
+        if self.min_concurrency > self.max_concurrency:
+            raise ConfigError("min_concurrency", self.min_concurrency,
+                              f"<= max_concurrency ({self.max_concurrency})")
 
     # --- constructors -------------------------------------------------------------------
 

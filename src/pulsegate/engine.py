@@ -99,6 +99,12 @@ class PulseGate:
         # Exporters, dashboard series, structured logs: each only when configured.
         from pulsegate.export import install as install_exports
         install_exports(self)
+        #: Rate limiter and allocator (pulsegate.control), only when one is enabled: with
+        #: both off the request path pays a single ``is None`` check.
+        self.control: Any = None
+        if c.rate_limiting or c.resource_allocation:
+            from pulsegate.control.gatekeeper import Controller
+            self.control = Controller(self)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> PulseGate:
@@ -143,11 +149,27 @@ class PulseGate:
         """Rate limit and admission control, blocking form (threads, WSGI).
 
         Returns the response to send instead of calling the app, or None to proceed."""
-        return None
+        control = self.control
+        if control is None:
+            return None
+        try:
+            rejection: Rejection | None = control.admit(ctx)
+            return rejection
+        except Exception as exc:
+            self.faults.record("admit", exc)
+            return None
 
     async def admit_async(self, ctx: RequestContext) -> Rejection | None:
         """Rate limit and admission control, asyncio form (waits without a thread)."""
-        return None
+        control = self.control
+        if control is None:
+            return None
+        try:
+            rejection: Rejection | None = await control.admit_async(ctx)
+            return rejection
+        except Exception as exc:
+            self.faults.record("admit", exc)
+            return None
 
     def response_headers(self, ctx: RequestContext, status: int) -> list[tuple[str, str]]:
         """Called when the response starts: records time-to-headers, scores the request
@@ -213,6 +235,9 @@ class PulseGate:
             self.faults.record("finish", exc)
             return None
         finally:
+            if ctx.ticket is not None:  # never leak an allocator slot, even on a fault
+                ctx.ticket.release(ok=False)
+                ctx.ticket = None
             self._reset_context(ctx)
 
     def _finish(self, ctx: RequestContext, status: int | None,
@@ -252,6 +277,11 @@ class PulseGate:
             ttfb * 1000.0, ms, cpu * 1000.0, mem, ctx.query_count,
             ctx.query_ms, ctx.client_key, ctx.error, score.score, score.confidence,
             score.predicted_ms, ctx.optimization, len(detections))
+        if self.control is not None:
+            try:
+                self.control.finish(ctx, record)
+            except Exception as exc:
+                self.faults.record("control.finish", exc)
         if score.is_anomaly and c.anomaly_detection:
             self.counters["anomalies"] += 1
             self.recent_anomalies.append(record)

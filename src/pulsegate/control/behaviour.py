@@ -151,7 +151,8 @@ class BehaviourModel:
                 p.rate += b * (min(1.0 / ia, 1e4) - p.rate)
         p.last_t = now
         p.n += 1
-        p.err += b * ((1.0 if status >= 400 else 0.0) - p.err)
+        # 429 is neutral: our own refusals must not feed back into suspicion.
+        p.err += b * ((1.0 if status >= 400 and status != 429 else 0.0) - p.err)
         p.write += b * ((0.0 if method in ("GET", "HEAD") else 1.0) - p.write)
         if user_agent is not None or p.last_ua is not None:
             changed = 1.0 if (p.last_ua is not None and user_agent != p.last_ua) else 0.0

@@ -1,0 +1,220 @@
+"""The engine's control step: rate limit, then admission, per request.
+
+Built by :class:`~pulsegate.engine.PulseGate` only when ``rate_limiting`` or
+``resource_allocation`` is on, so with both off the engine pays one ``is None`` check.
+
+``admit`` (threads) / ``admit_async`` (asyncio):
+
+1. the client key (:class:`~pulsegate.control.clientkey.ClientKeyResolver`);
+2. the route template, resolved up front only when a per-route rule needs it;
+3. the rate limiter -> ``Rejection(429, "throttle")`` with ``RateLimit``,
+   ``RateLimit-Policy`` and ``Retry-After``; an allowed request gets ``RateLimit`` /
+   ``RateLimit-Policy`` in ``ctx.extra_headers`` (sent whatever ``headers`` says:
+   they are protocol fields, not diagnostics);
+4. the allocator -> a ticket (``ctx.optimization = "queued"`` if it waited) or
+   ``Rejection(503, "shed")`` with ``Retry-After``.
+
+``finish`` releases the ticket with the measured latency and feeds the client's
+behaviour profile.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from pulsegate.context import Rejection, RequestContext
+from pulsegate.control.allocator import PRIORITIES, ConcurrencyAllocator, Ticket
+from pulsegate.control.breaker import CircuitBreaker
+from pulsegate.control.clientkey import ClientKeyResolver
+from pulsegate.control.qpolicy import QPolicy
+from pulsegate.control.ratelimit import AdaptiveRateLimiter
+from pulsegate.control.storage import MemoryStorage, RedisStorage, Storage
+from pulsegate.records import RequestRecord
+
+if TYPE_CHECKING:
+    from pulsegate.engine import PulseGate
+
+NAMES = ("high", "normal", "low")
+_THROTTLE_BODY = b"Too Many Requests\n"
+_SHED_BODY = b"Service Unavailable: overloaded, retry later\n"
+
+
+class Controller:
+    def __init__(self, gate: PulseGate) -> None:
+        c = gate.config
+        self.gate = gate
+        self.keys = ClientKeyResolver(c.client_key, c.trusted_proxies)
+        self.limiter: AdaptiveRateLimiter | None = None
+        self.storage: Storage | None = None
+        self.remote = False
+        if c.rate_limiting:
+            breaker = CircuitBreaker(c.breaker_failures, c.breaker_recovery, clock=gate.clock)
+            local = MemoryStorage(gate.clock, max_keys=max(4 * c.max_clients, 1000))
+            if c.rate_limit_storage.startswith("memory://"):
+                self.storage = local
+            else:
+                self.storage = RedisStorage(
+                    c.rate_limit_storage, clock=gate.wall, breaker=breaker, fallback=local,
+                    on_fallback=lambda exc: gate.faults.record("ratelimit.redis", exc))
+                self.remote = True
+            self.limiter = AdaptiveRateLimiter(
+                c.rate_limit, c.rate_limit_burst, routes=c.rate_limit_routes,
+                storage=self.storage, clock=gate.clock,
+                trusted_multiplier=c.trusted_multiplier,
+                suspicious_multiplier=c.suspicious_multiplier,
+                suspicion_threshold=c.suspicion_threshold,
+                prediction_threshold=c.prediction_threshold, max_clients=c.max_clients)
+        self.costs = dict(c.rate_limit_costs)
+        self.allocator: ConcurrencyAllocator | None = None
+        self._pressure = 0.0
+        if c.resource_allocation:
+            self.allocator = ConcurrencyAllocator(
+                c.min_concurrency, c.max_concurrency, c.initial_concurrency,
+                target_latency=c.target_latency_ms / 1000.0, max_queue=c.max_queue,
+                max_queue_wait=c.max_queue_wait, interval=c.allocator_interval,
+                clock=gate.clock, pressure=lambda: self._pressure,
+                policy=QPolicy(c.q_alpha, c.q_gamma, c.q_epsilon, c.q_epsilon_decay, seed=None))
+            self._cpu_last: tuple[float, float] | None = None
+            gate.scheduler.every(1.0, self.sample_pressure, name="control.pressure")
+        # Rules keyed by route template need the route before the app runs; rules ending
+        # in '*' are path prefixes (optionally "METHOD /prefix*") and need no routing.
+        self.route_priority: dict[str, int] = {}
+        self.prefix_priority: list[tuple[str | None, str, int]] = []
+        for rule, prio in c.priority_rules.items():
+            method, _, target = rule.partition(" ") if " " in rule else ("", "", rule)
+            if target.endswith("*"):
+                self.prefix_priority.append((method.upper() or None, target[:-1], PRIORITIES[prio]))
+            else:
+                self.route_priority[rule] = PRIORITIES[prio]
+        self.priority_header = c.priority_header.lower() if c.priority_header else None
+        self.need_route = bool(c.rate_limit_routes or self.costs or self.route_priority)
+
+    # --- per request -------------------------------------------------------------------
+
+    def _route(self, ctx: RequestContext) -> str | None:
+        if ctx.route is None and ctx.info.route_resolver is not None:
+            ctx.set_route(ctx.info.route_resolver())
+        return ctx.route
+
+    def priority(self, ctx: RequestContext, route: str | None) -> int:
+        info = ctx.info
+        if self.priority_header is not None:
+            value = info.headers.get(self.priority_header)
+            if value is not None:
+                p = PRIORITIES.get(value.strip().lower())
+                if p is not None:
+                    return p
+        if route is not None and self.route_priority:
+            p = self.route_priority.get(f"{info.method} {route}")
+            if p is None:
+                p = self.route_priority.get(route)
+            if p is not None:
+                return p
+        for method, prefix, p in self.prefix_priority:
+            if info.path.startswith(prefix) and (method is None or method == info.method):
+                return p
+        return 1
+
+    def _throttle(self, ctx: RequestContext, headers: list[tuple[str, str]]) -> Rejection:
+        ctx.optimization = "throttle"
+        self.gate.counters["throttled"] += 1
+        return Rejection(429, "throttle", headers, _THROTTLE_BODY)
+
+    def _admitted(self, ctx: RequestContext, ticket: Ticket | None) -> Rejection | None:
+        if ticket is None:
+            ctx.optimization = "shed"
+            self.gate.counters["shed"] += 1
+            retry = max(1, math.ceil(self.allocator.interval if self.allocator else 1.0))
+            return Rejection(503, "shed", [("retry-after", str(retry))], _SHED_BODY)
+        ctx.ticket = ticket
+        if ticket.waited > 0.0:
+            ctx.optimization = "queued"
+        return None
+
+    def admit(self, ctx: RequestContext) -> Rejection | None:
+        ctx.client_key = key = self.keys(ctx.info)
+        route = self._route(ctx) if self.need_route else None
+        limiter = self.limiter
+        if limiter is not None:
+            d = limiter.check(key, self.costs.get(route, 1.0) if route else 1.0, route)
+            if not d.allowed:
+                return self._throttle(ctx, d.headers())
+            if ctx.extra_headers is None:
+                ctx.extra_headers = d.headers()
+            else:
+                ctx.extra_headers.extend(d.headers())
+        allocator = self.allocator
+        if allocator is not None:
+            p = self.priority(ctx, route)
+            ctx.priority = NAMES[p]
+            return self._admitted(ctx, allocator.acquire(p))
+        return None
+
+    async def admit_async(self, ctx: RequestContext) -> Rejection | None:
+        ctx.client_key = key = self.keys(ctx.info)
+        route = self._route(ctx) if self.need_route else None
+        limiter = self.limiter
+        if limiter is not None:
+            cost = self.costs.get(route, 1.0) if route else 1.0
+            d = (await limiter.check_async(key, cost, route) if self.remote
+                 else limiter.check(key, cost, route))
+            if not d.allowed:
+                return self._throttle(ctx, d.headers())
+            if ctx.extra_headers is None:
+                ctx.extra_headers = d.headers()
+            else:
+                ctx.extra_headers.extend(d.headers())
+        allocator = self.allocator
+        if allocator is not None:
+            p = self.priority(ctx, route)
+            ctx.priority = NAMES[p]
+            return self._admitted(ctx, await allocator.acquire_async(p))
+        return None
+
+    def finish(self, ctx: RequestContext, record: RequestRecord) -> None:
+        ticket = ctx.ticket
+        if ticket is not None:
+            ctx.ticket = None
+            ticket.release(record.duration_ms / 1000.0, record.status < 500 and ctx.error is None)
+        limiter = self.limiter
+        if limiter is not None and ctx.client_key is not None:
+            info = ctx.info
+            limiter.observe(ctx.client_key, record, info.headers.get("user-agent"),
+                            info.query_string)
+
+    # --- background --------------------------------------------------------------------
+
+    def sample_pressure(self) -> None:
+        """Scheduler job (1 s): memory and CPU pressure in [0, 1+] for the allocator's
+        state. Off the request path because it reads /proc."""
+        c = self.gate.config
+        pressure = 0.0
+        if c.max_memory_mb is not None:
+            try:
+                with open("/proc/self/statm") as f:
+                    rss_pages = int(f.read().split()[1])
+                pressure = rss_pages * os.sysconf("SC_PAGE_SIZE") / 2**20 / c.max_memory_mb
+            except (OSError, ValueError, IndexError):
+                pass
+        now, cpu = time.monotonic(), time.process_time()
+        if self._cpu_last is not None:
+            wall = now - self._cpu_last[0]
+            if wall > 0:
+                util = (cpu - self._cpu_last[1]) / wall  # 1.0: one core's worth, what the GIL allows
+                pressure = max(pressure, util / c.cpu_threshold)
+        self._cpu_last = (now, cpu)
+        self._pressure = pressure
+
+    def stats(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.limiter is not None:
+            out["ratelimit"] = self.limiter.stats()
+            if isinstance(self.storage, RedisStorage):
+                out["ratelimit"]["redis_fallbacks"] = self.storage.fallbacks
+                out["ratelimit"]["breaker"] = self.storage.breaker.state
+        if self.allocator is not None:
+            out["allocator"] = self.allocator.stats()
+        return out
