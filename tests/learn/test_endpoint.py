@@ -26,7 +26,7 @@ def test_first_value_sets_the_level_and_scores_nothing() -> None:
 
 def test_update_follows_the_smoothing_and_variance_recurrences() -> None:
     # alpha=0.5, beta=0.5: after x1=2, x2=4: r=2, v = 0 + .5*(4-0) = 2, f = 2 + .5*2 = 3
-    m = EndpointModel(alpha=0.5, threshold=3.0, warmup=1, metrics=("latency",))
+    m = EndpointModel(alpha=0.5, threshold=3.0, warmup=1, metrics=("latency",), beta=0.5)
     m.observe([2.0])
     s = m.observe([4.0])
     # Scored against the state before the update: f=2, sigma=floor (v=0) -> z = 2/0.05 = 40

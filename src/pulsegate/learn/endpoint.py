@@ -72,7 +72,8 @@ class EndpointModel:
       metric: learned, never scored per request); anomalous when some :math:`z_i > k`
       after ``warmup`` requests;
     * learning: :math:`v_i \leftarrow v_i + \beta(r_i^2 - v_i)`,
-      :math:`f_i \leftarrow f_i + \alpha r_i`;
+      :math:`f_i \leftarrow f_i + \alpha r_i`, with :math:`\beta = 0.05` by default --
+      slower than :math:`\alpha`, so the spread remembers about 20 requests of tail;
     * confidence :math:`100\cdot\min(1, n/w)\cdot e^{-\sigma_{lat}}`: with :math:`\sigma`
       in log space, :math:`e^{-\sigma}` is about one minus the typical relative error
       of the latency forecast.
@@ -89,10 +90,13 @@ class EndpointModel:
                  "window")
 
     def __init__(self, alpha: float = 0.3, threshold: float = 3.0, warmup: int = 30,
-                 metrics: tuple[str, ...] = METRICS, *, beta: float | None = None,
+                 metrics: tuple[str, ...] = METRICS, *, beta: float = 0.05,
                  window: float = 10.0, incident: AnomalyModel | None = None) -> None:
         self.alpha = alpha
-        self.beta = alpha if beta is None else beta
+        # The spread learns more slowly than the level (beta < alpha): a variance that
+        # forgets within a handful of requests under-estimates heavy latency tails and
+        # cries wolf on every jittery request.
+        self.beta = beta
         self.threshold = threshold
         self.warmup = max(1, warmup)
         self.metrics = metrics

@@ -1,0 +1,98 @@
+"""The demo's FastAPI app: SQLAlchemy on SQLite, an N+1-prone relationship, a fast,
+a slow (regressing) and a flaky endpoint. Imported by :mod:`pulsegate.demo` only."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, HTTPException
+from sqlalchemy import ForeignKey, String, create_engine, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, selectinload
+
+from pulsegate.asgi import PulseGateMiddleware
+from pulsegate.engine import PulseGate
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Author(Base):
+    __tablename__ = "authors"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(50))
+    books: Mapped[list[Book]] = relationship(back_populates="author")
+
+
+class Book(Base):
+    __tablename__ = "books"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(100))
+    author_id: Mapped[int] = mapped_column(ForeignKey("authors.id"))
+    author: Mapped[Author] = relationship(back_populates="books")
+
+
+def build_app(gate: PulseGate, db_path: Path, state: dict[str, Any]) -> FastAPI:
+    """The demo's FastAPI app: SQLAlchemy on SQLite, with an N+1-prone relationship."""
+    engine = create_engine(f"sqlite:///{db_path}", connect_args={"check_same_thread": False})
+    _instrument(engine)
+    Base.metadata.create_all(engine)
+    with Session(engine) as session:
+        for a in range(12):
+            author = Author(name=f"author {a}")
+            author.books = [Book(title=f"book {a}.{b}") for b in range(3)]
+            session.add(author)
+        session.commit()
+
+    app = FastAPI(title="pulsegate demo")
+    app.add_middleware(PulseGateMiddleware, gate=gate)
+
+    @app.get("/fast")
+    def fast() -> dict[str, int]:
+        return {"answer": sum(range(200))}
+
+    @app.get("/items/{item_id}")
+    def item(item_id: int) -> dict[str, Any]:
+        with Session(engine) as session:
+            book = session.get(Book, item_id % 36 + 1)
+            return {"id": item_id, "title": book.title if book else None}
+
+    @app.get("/authors")
+    def authors_lazy() -> list[dict[str, Any]]:
+        # N+1: each author's books are lazy-loaded, one query per author.
+        with Session(engine) as session:
+            rows = session.scalars(select(Author)).all()
+            return [{"name": a.name, "books": [b.title for b in a.books]} for a in rows]
+
+    @app.get("/authors/eager")
+    def authors_eager() -> list[dict[str, Any]]:
+        with Session(engine) as session:
+            rows = session.scalars(select(Author).options(selectinload(Author.books))).all()
+            return [{"name": a.name, "books": [b.title for b in a.books]} for a in rows]
+
+    @app.get("/slow")
+    async def slow() -> dict[str, float]:
+        # Regresses part-way through the run: 15 ms, then 60 ms.
+        delay = 0.060 if state.get("degraded") else 0.015
+        await asyncio.sleep(delay * random.uniform(0.9, 1.1))
+        return {"slept_ms": delay * 1000}
+
+    @app.get("/flaky")
+    async def flaky() -> dict[str, str]:
+        await asyncio.sleep(0.003)
+        if random.random() < 0.1:
+            raise HTTPException(500, "flaky backend")
+        return {"ok": "yes"}
+
+    return app
+
+
+def _instrument(engine: Any) -> None:
+    try:
+        from pulsegate.sqlalchemy import instrument
+    except ImportError:  # SQLAlchemy instrumentation unavailable: the demo still runs
+        return
+    instrument(engine)
