@@ -17,6 +17,7 @@ from typing import Any
 from pulsegate.config import Config
 from pulsegate.context import Rejection, RequestContext
 from pulsegate.engine import PulseGate
+from pulsegate.export.endpoints import internal_endpoints, serve_asgi
 from pulsegate.http import rejection_response
 from pulsegate.records import RequestInfo
 
@@ -24,7 +25,8 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+# Loose on purpose: Starlette types add_middleware() against its own aliases.
+ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
 _FULL = 2  # starlette.routing.Match.FULL, compared by value so starlette stays optional
 _PARTIAL = 1
@@ -117,6 +119,8 @@ class PulseGateMiddleware:
             raise TypeError("pass either gate= or configuration, not both")
         self.gate = gate
         self._encoded: dict[str, bytes] = {}
+        # The dashboard and the Prometheus path (None when both are off: no cost).
+        self._internal = internal_endpoints(gate)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -124,6 +128,10 @@ class PulseGateMiddleware:
             return
         gate = self.gate
         path = scope.get("path", "")
+        internal = self._internal
+        if internal is not None and internal.matches(path) and \
+                await serve_asgi(internal, scope, receive, send):
+            return
         if gate.is_excluded(path):
             gate.counters["excluded"] += 1
             await self.app(scope, receive, send)

@@ -123,6 +123,55 @@ def paths(key: str, value: Any) -> tuple[str, ...]:
     return tuple(p.rstrip("/") or "/" for p in items)
 
 
+def url_path(*, optional: bool = False) -> Check:
+    """One URL path starting with '/', without a trailing '/' (none allowed if optional)."""
+    allowed = "a URL path starting with '/'" + (", or none" if optional else "")
+
+    def check(key: str, value: Any) -> str | None:
+        if optional and (value is None or (isinstance(value, str) and
+                                           value.strip().lower() in ("", "none"))):
+            return None
+        if not isinstance(value, str) or not value.startswith("/") or any(
+                ch in value for ch in "?# \t\r\n"):
+            raise ConfigError(key, value, allowed)
+        return value.rstrip("/") or "/"
+
+    return check
+
+
+def strings(key: str, value: Any) -> tuple[str, ...]:
+    return _string_list(key, value, "a list of strings")
+
+
+def _string_list(key: str, value: Any, allowed: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, Iterable) or isinstance(value, (bytes, Mapping)):
+        raise ConfigError(key, value, allowed)
+    items = tuple(value)
+    if not all(isinstance(v, str) for v in items):
+        raise ConfigError(key, value, allowed)
+    return items
+
+
+def mapping(value_check: Check | None = None, allowed: str = "a mapping") -> Check:
+    """A mapping (a JSON object when given as a string), values checked one by one."""
+
+    def check(key: str, value: Any) -> Mapping[str, Any]:
+        original = value
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip() else {}
+            except ValueError:
+                raise ConfigError(key, original, allowed + " (JSON object)") from None
+        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(key, original, allowed)
+        out = {k: (value_check(f"{key}[{k!r}]", v) if value_check else v) for k, v in value.items()}
+        return MappingProxyType(out)
+
+    return check
+
+
 def strings(key: str, value: Any) -> tuple[str, ...]:
     return _string_list(key, value, "a list of strings")
 
@@ -359,6 +408,31 @@ class Config:
     q_epsilon_decay: float = option(0.995, "Per-window multiplicative epsilon decay.",
                                     number(0, 1, lo_open=True))
     # registry and export -------------------------------------------------------------------
+    # export (OpenTelemetry, Prometheus, logs, dashboard):
+    otel: bool = option(False, "Add pulsegate.* attributes and detection events to the active "
+                        "OpenTelemetry span and record OTel metrics (needs opentelemetry-api).",
+                        _bool)
+    prometheus: bool = option(False, "Record pulsegate's metrics with prometheus-client "
+                              "(default registry).", _bool)
+    prometheus_path: str | None = option(
+        "/_pulsegate/metrics", "Path where the middleware serves the Prometheus metrics when "
+        "`prometheus` is on; none: only register them in the client's registry.",
+        url_path(optional=True))
+    log_events: bool = option(True, "Log anomalies and incidents as structured records "
+                              "(logger pulsegate.anomalies, `extra` fields), from the "
+                              "background thread.", _bool)
+    dashboard: bool = option(False, "Serve the dashboard and its JSON API (needs "
+                             "dashboard_token or dashboard_allow_loopback).", _bool)
+    dashboard_path: str = option("/_pulsegate", "URL path of the dashboard page; its JSON "
+                                 "API is under <path>/api/.", url_path())
+    dashboard_token: str | None = option(None, "Secret the dashboard requires (Authorization: "
+                                         "Bearer, or ?token= for the page); compared in "
+                                         "constant time.", text(optional=True))
+    dashboard_allow_loopback: bool = option(False, "Let loopback peers (127.0.0.1, ::1) "
+                                            "without a token in. Never behind a proxy on "
+                                            "the same host.", _bool)
+    dashboard_points: int = option(120, "Aggregation windows kept per endpoint for the "
+                                   "dashboard's charts (ring buffer).", number(2, 10000, integer=True))
 
     # ------------------------------------------------------------------------------------
     extra: Mapping[str, Any] = option(dict, "Free-form settings for integrations; not "

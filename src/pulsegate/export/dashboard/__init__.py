@@ -1,0 +1,206 @@
+"""The dashboard: one self-contained page (inline SVG charts, no CDN) and the JSON API
+behind it, served by the middleware under ``dashboard_path``.
+
+The HTTP handling is framework-free -- :meth:`DashboardHandler.handle` takes the method,
+path, headers, query string, body and peer address and returns ``(status, headers,
+body)`` -- so the ASGI middleware, WSGI and Django all serve it the same way (see
+:mod:`pulsegate.export.endpoints`).
+
+Access (see ``docs/operations.md``, "Dashboard security"):
+
+* off by default; on, it needs ``dashboard_token`` or ``dashboard_allow_loopback``,
+  otherwise it is not served at all (the application answers, usually 404);
+* with a token: ``Authorization: Bearer <token>`` on every call; the page alone also
+  accepts ``?token=`` (for a first visit from a browser), then removes it from the
+  address bar and sends the header on its JSON calls. The comparison is constant time
+  (``hmac.compare_digest``). A wrong or missing token gets 401;
+* ``dashboard_allow_loopback`` admits a loopback peer without a token -- unless the
+  request carries ``Forwarded``/``X-Forwarded-For``/``X-Real-IP``, i.e. came through a
+  proxy, where the peer address says nothing about the client;
+* the feedback POST needs ``Content-Type: application/json`` and, when the browser sends
+  ``Origin``, one matching ``Host``: a cross-site form cannot forge it;
+* responses carry ``Cache-Control: no-store``, ``Referrer-Policy: no-referrer``,
+  ``X-Content-Type-Options: nosniff`` and, for the page, a Content-Security-Policy
+  admitting only its own nonce-tagged inline script and style.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import logging
+import secrets
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+from pulsegate.export.dashboard.api import feedback, series_payload, summary
+from pulsegate.export.series import SeriesStore
+from pulsegate.records import HeaderGetter
+
+if TYPE_CHECKING:
+    from pulsegate.engine import PulseGate
+
+Response = tuple[int, list[tuple[str, str]], bytes]
+
+logger = logging.getLogger("pulsegate")
+
+MAX_BODY = 16 * 1024
+_PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
+_COMMON = [("cache-control", "no-store"), ("referrer-policy", "no-referrer"),
+           ("x-content-type-options", "nosniff")]
+
+
+def is_loopback(peer: str | None) -> bool:
+    if not peer:
+        return False
+    try:
+        return ipaddress.ip_address(peer.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def _json(status: int, payload: Any, extra: list[tuple[str, str]] | None = None) -> Response:
+    body = json.dumps(payload, default=str, allow_nan=False).encode()
+    return status, [("content-type", "application/json"), ("content-length", str(len(body))),
+                    *_COMMON, *(extra or [])], body
+
+
+def _safe(value: Any) -> Any:
+    """JSON has no NaN/inf: replace them (a model with no data yet) by None."""
+    if isinstance(value, float):
+        return value if value == value and value not in (float("inf"), float("-inf")) else None
+    if isinstance(value, dict):
+        return {k: _safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_safe(v) for v in value]
+    return value
+
+
+class DashboardHandler:
+    """Routes ``<path>/``, ``<path>/api/summary``, ``<path>/api/series`` and
+    ``<path>/api/feedback``; everything else under ``<path>`` is 404."""
+
+    def __init__(self, gate: PulseGate, series: SeriesStore) -> None:
+        c = gate.config
+        self.gate = gate
+        self.series = series
+        self.base = c.dashboard_path.rstrip("/")
+        self.token: bytes | None = c.dashboard_token.encode() if c.dashboard_token else None
+        self.allow_loopback = bool(c.dashboard_allow_loopback)
+        self._page: str | None = None
+
+    def matches(self, path: str) -> bool:
+        base = self.base
+        return path == base or path.startswith(base + "/")
+
+    # --- access -----------------------------------------------------------------------
+
+    def _authorized(self, headers: HeaderGetter, query_token: str | None,
+                    peer: str | None) -> int | None:
+        """None when the caller may in, else the status to answer (401 or 404)."""
+        token = self.token
+        if token is not None:
+            given: str | None = None
+            auth = headers.get("authorization")
+            if auth and auth[:7].lower() == "bearer ":
+                given = auth[7:].strip()
+            elif query_token is not None:
+                given = query_token
+            if given is not None and hmac.compare_digest(given.encode(), token):
+                return None
+        if self.allow_loopback and is_loopback(peer) and not any(
+                headers.get(h) for h in _PROXY_HEADERS):
+            return None
+        # No token configured: nothing but loopback could get in, so to anyone else the
+        # dashboard does not exist.
+        return 401 if token is not None else 404
+
+    # --- the handler ------------------------------------------------------------------
+
+    def handle(self, method: str, path: str, headers: HeaderGetter, query: str,
+               body: bytes, peer: str | None) -> Response | None:
+        """Answer a request for a dashboard path; None if ``path`` is not one."""
+        if not self.matches(path):
+            return None
+        sub = path[len(self.base):] or "/"
+        params = parse_qs(query, keep_blank_values=True) if query else {}
+        is_page = sub == "/"
+        qtoken = params.get("token", [None])[-1] if is_page else None
+        denied = self._authorized(headers, qtoken, peer)
+        if denied == 404:
+            return _json(404, {"error": "not found"})
+        if denied == 401:
+            return _json(401, {"error": "a valid dashboard token is required"},
+                         [("www-authenticate", 'Bearer realm="pulsegate"')])
+        try:
+            if is_page:
+                if method not in ("GET", "HEAD"):
+                    return _json(405, {"error": "method not allowed"}, [("allow", "GET, HEAD")])
+                return self._page_response(method)
+            if sub == "/api/summary" and method in ("GET", "HEAD"):
+                return _json(200, _safe(summary(self.gate, self.series)))
+            if sub == "/api/series" and method in ("GET", "HEAD"):
+                endpoint = params.get("endpoint", [""])[-1]
+                return _json(200, _safe(series_payload(self.gate, self.series, endpoint)))
+            if sub == "/api/feedback":
+                if method != "POST":
+                    return _json(405, {"error": "method not allowed"}, [("allow", "POST")])
+                return self._feedback(headers, body)
+            return _json(404, {"error": "not found"})
+        except Exception as exc:
+            self.gate.faults.record("dashboard", exc)
+            return _json(500, {"error": "internal error (counted in stats)"})
+
+    def _feedback(self, headers: HeaderGetter, body: bytes) -> Response:
+        ctype = (headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+        if ctype != "application/json":
+            return _json(415, {"error": "Content-Type must be application/json"})
+        origin = headers.get("origin")
+        host = headers.get("host")
+        if origin and host and origin.split("://", 1)[-1].rstrip("/") != host:
+            return _json(403, {"error": "cross-origin feedback refused"})
+        if len(body) > MAX_BODY:
+            return _json(413, {"error": "body too large"})
+        try:
+            data = json.loads(body or b"{}")
+        except ValueError:
+            return _json(400, {"error": "body is not JSON"})
+        if not isinstance(data, dict) or not isinstance(data.get("id"), str) or \
+                not isinstance(data.get("correct"), bool):
+            return _json(400, {"error": 'expected {"id": "<detection id>", "correct": true|false}'})
+        status, payload = feedback(self.gate, self.series, data["id"], data["correct"])
+        return _json(status, payload)
+
+    def _page_response(self, method: str) -> Response:
+        if self._page is None:
+            self._page = resources.files(__package__).joinpath("page.html").read_text("utf-8")
+        nonce = secrets.token_urlsafe(16)
+        html = (self._page.replace("{{NONCE}}", nonce)
+                .replace("{{BASE}}", json.dumps(self.base + "/")))
+        body = html.encode()
+        csp = (f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+               "connect-src 'self'; img-src 'self' data:; base-uri 'none'; "
+               "form-action 'none'; frame-ancestors 'none'")
+        headers = [("content-type", "text/html; charset=utf-8"),
+                   ("content-length", str(len(body))), *_COMMON,
+                   ("content-security-policy", csp), ("x-frame-options", "DENY")]
+        return 200, headers, b"" if method == "HEAD" else body
+
+
+def install(gate: PulseGate) -> DashboardHandler | None:
+    """Attach the dashboard (its series listener and handler) to ``gate``; None, with a
+    warning, when neither a token nor loopback access is configured."""
+    c = gate.config
+    if not c.dashboard_token and not c.dashboard_allow_loopback:
+        logger.warning("pulsegate: dashboard=True but neither dashboard_token nor "
+                       "dashboard_allow_loopback is set; the dashboard is not served")
+        return None
+    from pulsegate.export import state
+
+    st = state(gate)
+    if st.series is None:
+        st.series = SeriesStore(gate, points=c.dashboard_points)
+        gate.listeners.append(st.series)
+    return DashboardHandler(gate, st.series)

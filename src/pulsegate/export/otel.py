@@ -1,0 +1,216 @@
+"""OpenTelemetry export: ``pulsegate.*`` attributes and detection events on the span the
+application's own instrumentation made, plus metrics instruments.
+
+pulsegate never starts a span of its own -- a second server span per request is what
+users already complain about in OTel's ASGI instrumentation (contrib #831, #635). It
+decorates whatever span is current, and does nothing when none is recording.
+
+Where the attributes land. ``opentelemetry-instrumentation-asgi`` keeps its server span
+current around the whole application, but ends it inside its ``send`` wrapper right
+after the final body chunk went out (``otel_send`` calls ``server_span.end()``). With
+pulsegate inside that middleware (``FastAPIInstrumentor`` and ``OpenTelemetryMiddleware``
+wrap the whole app), pulsegate's ``finish`` runs after that ``send`` returned: the span
+is still current but already ended, and attributes set then are dropped. So the
+exporter works in two steps:
+
+* when the response starts (``gate.start_listeners``), the current span is the server
+  span and still open: it gets the figures known then (time-to-headers score,
+  forecast, confidence, queries so far, optimization, detections so far), and is
+  remembered for this request;
+* at the end (``gate.listeners``), if that span is still recording -- WSGI, Django and
+  streaming cases end it later -- the final figures overwrite the early ones and any
+  detection not yet reported is added as an event.
+
+Detection events carry the redacted statement (``db.query.text`` holds the fingerprint
+with literals replaced by ``?``), never parameters.
+
+Metrics follow the OTel naming rules (lower-case dotted namespaces, units in ``unit``,
+no ``_total`` suffix -- exporters add it), attributes ``http.route`` and
+``http.request.method`` (bounded: routes are templates and unmatched paths fold into
+one key):
+
+====================================  ================  =========================
+instrument                            kind              unit
+====================================  ================  =========================
+``pulsegate.anomaly.score``           histogram         ``1`` (buckets 0.1 .. 1)
+``pulsegate.anomalies``               counter           ``{request}``
+``pulsegate.detections``              counter           ``{detection}`` (+ kind)
+``pulsegate.throttles``               counter           ``{request}``
+``pulsegate.sheds``                   counter           ``{request}``
+``pulsegate.allocator.limit``         observable gauge  ``{request}``
+``pulsegate.allocator.in_flight``     observable gauge  ``{request}``
+====================================  ================  =========================
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from pulsegate.export.series import allocator_state, detection_fields
+from pulsegate.records import RequestRecord
+
+if TYPE_CHECKING:
+    from pulsegate.context import RequestContext
+    from pulsegate.engine import PulseGate
+
+SCORE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+#: Name of the span event added for each query detection.
+DETECTION_EVENT = "pulsegate.query_detection"
+_MAX_PENDING = 10_000
+
+
+class OTelExporter:
+    """Span decoration and metrics for one gate. Build with :func:`install`."""
+
+    def __init__(self, gate: PulseGate, meter_provider: Any = None) -> None:
+        from opentelemetry import metrics, trace  # optional dependency: the otel extra
+
+        self.gate = gate
+        self._get_span = trace.get_current_span
+        provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
+        from pulsegate import __version__
+        meter = provider.get_meter("pulsegate", __version__)
+        self.score = meter.create_histogram(
+            "pulsegate.anomaly.score", unit="1",
+            description="Anomaly score of each request against its endpoint's baseline (0-1).",
+            explicit_bucket_boundaries_advisory=list(SCORE_BUCKETS))
+        self.anomalies = meter.create_counter(
+            "pulsegate.anomalies", unit="{request}",
+            description="Requests classed as anomalous by their endpoint's model.")
+        self.detections = meter.create_counter(
+            "pulsegate.detections", unit="{detection}",
+            description="Query problems found (N+1, repeated identical, write loops).")
+        self.throttles = meter.create_counter(
+            "pulsegate.throttles", unit="{request}",
+            description="Requests refused by the adaptive rate limiter (429).")
+        self.sheds = meter.create_counter(
+            "pulsegate.sheds", unit="{request}",
+            description="Requests shed by the concurrency allocator (503).")
+        meter.create_observable_gauge(
+            "pulsegate.allocator.limit", callbacks=[self._observe_limit], unit="{request}",
+            description="Concurrency limit the allocator currently admits.")
+        meter.create_observable_gauge(
+            "pulsegate.allocator.in_flight", callbacks=[self._observe_in_flight],
+            unit="{request}", description="Requests currently admitted by the allocator.")
+        from opentelemetry.metrics import Observation
+        self._observation = Observation
+        # id(ctx) -> (span, detections already reported); filled at response start,
+        # emptied at the end of the same request.
+        self._pending: dict[int, tuple[Any, int]] = {}
+        self._attrs: dict[str, dict[str, str]] = {}
+
+    # --- spans ------------------------------------------------------------------------
+
+    def on_response_start(self, ctx: RequestContext, status: int) -> None:
+        span = self._get_span()
+        if not span.is_recording():
+            return
+        attrs: dict[str, Any] = {"pulsegate.query_count": ctx.query_count,
+                                 "pulsegate.query_ms": round(ctx.query_ms, 3),
+                                 "pulsegate.optimization": ctx.optimization,
+                                 "pulsegate.model_version": self.gate.model_version}
+        score = ctx.score
+        if score is None:  # headers "safe"/"none": score time-to-headers ourselves
+            score = self._early_score(ctx)
+        if score is not None:
+            attrs["pulsegate.anomaly_score"] = round(float(score.score), 4)
+            attrs["pulsegate.confidence"] = round(float(score.confidence), 2)
+            if score.predicted_ms is not None:
+                attrs["pulsegate.predicted_latency_ms"] = round(float(score.predicted_ms), 3)
+        span.set_attributes(attrs)
+        reported = _add_events(span, ctx.detections, 0)
+        pending = self._pending
+        if len(pending) >= _MAX_PENDING:  # requests that never finished: drop, stay bounded
+            pending.clear()
+        pending[id(ctx)] = (span, reported)
+
+    def _early_score(self, ctx: RequestContext) -> Any:
+        if ctx.ttfb is None:
+            return None
+        key = getattr(ctx, "endpoint", None) or self.gate._endpoint(ctx)
+        model = self.gate.baselines.peek(key)
+        if model is None:
+            return None
+        ms = ctx.ttfb * 1000.0
+        return model.observe([math.log(ms if ms > 1e-3 else 1e-3)], learn=False)
+
+    def on_finish(self, record: RequestRecord, ctx: RequestContext) -> None:
+        entry = self._pending.pop(id(ctx), None)
+        span, reported = entry if entry is not None else (self._get_span(), 0)
+        if span.is_recording():
+            attrs: dict[str, Any] = {
+                "pulsegate.anomaly_score": round(record.anomaly_score, 4),
+                "pulsegate.confidence": round(record.confidence, 2),
+                "pulsegate.query_count": record.query_count,
+                "pulsegate.query_ms": round(record.query_ms, 3),
+                "pulsegate.optimization": record.optimization,
+                "pulsegate.nplusone": record.detections,
+                "pulsegate.model_version": self.gate.model_version}
+            if record.predicted_ms is not None:
+                attrs["pulsegate.predicted_latency_ms"] = round(record.predicted_ms, 3)
+            span.set_attributes(attrs)
+            _add_events(span, ctx.detections, reported)
+        self._metrics(record, ctx)
+
+    # --- metrics ----------------------------------------------------------------------
+
+    def _metrics(self, record: RequestRecord, ctx: RequestContext) -> None:
+        key = record.endpoint
+        attrs = self._attrs.get(key)
+        if attrs is None:
+            if len(self._attrs) >= 4 * self.gate.config.max_endpoints:
+                self._attrs.clear()
+            attrs = self._attrs[key] = {"http.route": record.route,
+                                        "http.request.method": record.method}
+        self.score.record(record.anomaly_score, attrs)
+        recent = self.gate.recent_anomalies
+        if recent and recent[-1] is record:
+            self.anomalies.add(1, attrs)
+        opt = record.optimization
+        if opt == "throttle":
+            self.throttles.add(1, attrs)
+        elif opt == "shed":
+            self.sheds.add(1, attrs)
+        if record.detections:
+            for det in ctx.detections:
+                kind = getattr(det, "kind", None) or "unknown"
+                self.detections.add(1, {**attrs, "pulsegate.detection.kind": str(kind)})
+
+    def _observe_limit(self, options: Any) -> Iterable[Any]:
+        limit, _ = allocator_state(self.gate)
+        return [] if limit is None else [self._observation(limit)]
+
+    def _observe_in_flight(self, options: Any) -> Iterable[Any]:
+        _, in_flight = allocator_state(self.gate)
+        return [] if in_flight is None else [self._observation(in_flight)]
+
+
+def _add_events(span: Any, detections: list[Any] | None, start: int) -> int:
+    """Add one event per detection from index ``start``; returns how many there are."""
+    if not detections:
+        return start
+    for det in detections[start:]:
+        f = detection_fields(det)
+        attrs = {"pulsegate.detection.kind": f["kind"], "db.query.text": f["sql"],
+                 "pulsegate.detection.fingerprint": f["fingerprint"],
+                 "pulsegate.detection.count": f["count"],
+                 "pulsegate.detection.total_ms": f["total_ms"],
+                 "pulsegate.detection.call_site": f["call_site"],
+                 "pulsegate.detection.relationship": f["relationship"],
+                 "pulsegate.detection.suggestion": f["suggestion"],
+                 "pulsegate.detection.confidence": f["confidence"]}
+        span.add_event(DETECTION_EVENT, {k: v for k, v in attrs.items() if v is not None})
+    return len(detections)
+
+
+def install(gate: PulseGate, meter_provider: Any = None) -> OTelExporter:
+    """Attach an :class:`OTelExporter` to ``gate`` (its response-start and end hooks).
+
+    ``meter_provider`` defaults to the global one (``metrics.get_meter_provider()``);
+    spans need no provider: pulsegate only decorates the current span."""
+    exporter = OTelExporter(gate, meter_provider)
+    gate.start_listeners.append(exporter.on_response_start)
+    gate.listeners.append(exporter.on_finish)
+    return exporter
