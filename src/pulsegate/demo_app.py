@@ -48,7 +48,9 @@ def build_app(gate: PulseGate, db_path: Path, state: dict[str, Any]) -> FastAPI:
         session.commit()
 
     app = FastAPI(title="pulsegate demo")
-    app.add_middleware(PulseGateMiddleware, gate=gate)
+    # mypy cannot match keyword options against Starlette's ParamSpec'd factory (it
+    # rejects Starlette's own middleware classes the same way); the call is correct.
+    app.add_middleware(PulseGateMiddleware, gate=gate)  # type: ignore[arg-type]
 
     @app.get("/fast")
     def fast() -> dict[str, int]:
