@@ -318,6 +318,25 @@ class Config:
     warmup: int = option(30, "Samples an endpoint must see before it may flag anything.",
                          number(1, integer=True))
     prediction_threshold: float = option(
+    seasonality: str = option("auto", "Seasonal baselines of the incident series: auto "
+                              "(hour-of-day / hour-of-week profiles switched on once enough "
+                              "history exists and they explain the spread) | daily | weekly "
+                              "| off.", choice("auto", "daily", "weekly", "off"))
+    multivariate: bool = option(False, "Train an IsolationForest per endpoint group on a "
+                                "reservoir of request feature vectors in the background "
+                                "(needs pulsegate[ml]) and blend its score into incidents.",
+                                _bool)
+    multivariate_interval: float = option(300.0, "Seconds between background trainings and "
+                                          "assessments of the multivariate model.",
+                                          number(1))
+    multivariate_sample_size: int = option(2048, "Reservoir size (feature vectors kept) per "
+                                           "endpoint group for the multivariate model.",
+                                           number(16, integer=True))
+    multivariate_contamination: float = option(0.01, "IsolationForest contamination: the "
+                                               "share of training vectors treated as outliers.",
+                                               number(0, 0.5, lo_open=True))
+    multivariate_weight: float = option(0.5, "Weight w of the multivariate score in the blend "
+                                        "(1-w)·univariate + w·multivariate.", number(0, 1))
         0.7, "Minimum confidence (0-1) for a prediction to drive an action such as shedding "
         "or a trust multiplier.", number(0, 1))
     performance_prediction: bool = option(True, "Forecast latency per endpoint "

@@ -27,6 +27,7 @@ from pulsegate.context import Rejection, RequestContext, current_request, query_
 from pulsegate.faults import FaultCounter
 from pulsegate.learn.baseline import BaselineStore
 from pulsegate.learn.endpoint import METRICS, EndpointModel, EndpointScore
+from pulsegate.learn.seasonal import SeasonalBaseline
 from pulsegate.records import UNMATCHED, RequestInfo, RequestRecord
 from pulsegate.scheduler import Scheduler
 
@@ -79,10 +80,19 @@ class PulseGate:
         self._mem_tick = 0
         self.baselines = BaselineStore(
             lambda: EndpointModel(c.alpha, c.z_threshold, c.warmup, metrics,
-                                  window=c.aggregation_window),
+                                  window=c.aggregation_window, seasonal=self._seasonal()),
             c.max_endpoints)
         self.model_version = MODEL_VERSION
         self.listeners: list[Listener] = []
+        #: The multivariate background model (``multivariate=True``), else None.
+        self.multivariate: Any = None
+        if c.multivariate:
+            from pulsegate.learn.multivariate import MultivariateModel, attach
+
+            self.multivariate = attach(self, MultivariateModel(
+                sample_size=c.multivariate_sample_size,
+                contamination=c.multivariate_contamination, weight=c.multivariate_weight,
+                min_samples=min(256, c.multivariate_sample_size)), c.multivariate_interval)
         #: Called as ``hook(ctx, status)`` when the response starts, after the headers
         #: were scored (the OTel exporter: an ASGI server span is ended before finish).
         self.start_listeners: list[Callable[[RequestContext, int], None]] = []
@@ -105,6 +115,14 @@ class PulseGate:
         if c.rate_limiting or c.resource_allocation:
             from pulsegate.control.gatekeeper import Controller
             self.control = Controller(self)
+
+    def _seasonal(self) -> SeasonalBaseline | None:
+        """A seasonal baseline for a new endpoint (None when ``seasonality="off"``); its
+        offset turns this gate's monotonic clock into epoch seconds."""
+        mode = self.config.seasonality
+        if mode == "off":
+            return None
+        return SeasonalBaseline(mode, utc_offset=self.wall() - self.clock())
 
     @classmethod
     def from_env(cls, **overrides: Any) -> PulseGate:

@@ -7,14 +7,17 @@ import math
 from typing import Any, NamedTuple
 
 from pulsegate.learn.anomaly import AnomalyModel
+from pulsegate.learn.seasonal import SeasonalBaseline
 
 #: The metrics of a request, in the order :meth:`EndpointModel.observe` takes them. The
 #: first three are known when the response starts, so the headers score that prefix.
-METRICS = ("latency", "queries", "query_time", "cpu", "memory")
+METRICS = ("latency", "queries", "query_time", "cpu", "repeat_share", "memory")
 
 # Spread floors in log space: about 5 % for times, 10 % for counts, and a wide one for
 # the allocation delta, which is noisy by nature.
-FLOORS = {"latency": 0.05, "cpu": 0.05, "memory": 0.5, "queries": 0.1, "query_time": 0.05}
+FLOORS = {"latency": 0.05, "cpu": 0.05, "memory": 0.5, "queries": 0.1, "query_time": 0.05,
+          # repeat_share: log1p of the share of query time in repeated shapes (0..0.69)
+          "repeat_share": 0.05}
 
 #: Learned for trends (leaks), not scored per request.
 TREND_ONLY = frozenset({"memory"})
@@ -65,7 +68,9 @@ class EndpointModel:
     For metric :math:`i` with level :math:`f_i` and mean-square residual :math:`v_i`:
 
     * :math:`r_i = x_i - f_i`, :math:`\sigma_i = \max(\sqrt{v_i}, \sigma^{floor}_i)`,
-      :math:`z_i = r_i / \sigma_i`;
+      :math:`z_i = r_i / \sigma_i`; for latency the floor is
+      :math:`\max(0.05, \log(1 + m/e^{f}))` so that a deviation under ``min_excess_ms``
+      (:math:`m`, 1 ms) is never anomalous however small the baseline;
     * per-metric score :math:`s_i = z_i^2/(z_i^2+k^2)` for :math:`z_i > 0` (only
       upward deviations matter: a faster request is not a problem), else 0;
     * request score :math:`\max_i s_i` over the scored metrics (memory is a trend
@@ -85,18 +90,21 @@ class EndpointModel:
     ``window`` seconds: see :meth:`roll`.
     """
 
-    __slots__ = ("alpha", "beta", "floors", "incident", "level", "metrics", "n", "scored",
-                 "threshold", "var", "view", "warmup", "win_n", "win_start", "win_sum",
-                 "window")
+    __slots__ = ("alpha", "beta", "floors", "incident", "level", "metrics", "min_excess_ms",
+                 "n", "scored",
+                 "seasonal", "threshold", "var", "view", "warmup", "win_n", "win_start",
+                 "win_sum", "window")
 
     def __init__(self, alpha: float = 0.3, threshold: float = 3.0, warmup: int = 30,
                  metrics: tuple[str, ...] = METRICS, *, beta: float = 0.05,
-                 window: float = 10.0, incident: AnomalyModel | None = None) -> None:
+                 window: float = 10.0, incident: AnomalyModel | None = None,
+                 seasonal: SeasonalBaseline | None = None) -> None:
         self.alpha = alpha
         # The spread learns more slowly than the level (beta < alpha): a variance that
         # forgets within a handful of requests under-estimates heavy latency tails and
         # cries wolf on every jittery request.
         self.beta = beta
+        self.min_excess_ms = min_excess_ms
         self.threshold = threshold
         self.warmup = max(1, warmup)
         self.metrics = metrics
@@ -117,6 +125,9 @@ class EndpointModel:
         self.incident = incident if incident is not None else AnomalyModel(
             alpha, threshold, warmup=max(3, warmup // 3), floor_abs=FLOORS["latency"],
             floor_rel=0.0, side="up")
+        #: Removes the hour-of-day/week profile from the window means before the incident
+        #: model sees them (``now`` plus its ``utc_offset`` must be epoch seconds).
+        self.seasonal = seasonal
 
     def predict(self) -> tuple[float | None, float]:
         """(latency forecast in ms, or None before any data; confidence 0-100)."""
@@ -128,6 +139,9 @@ class EndpointModel:
         # model learns, so they are computed once here rather than on every read.
         n = self.n
         f0 = self.level[0]
+        # The latency floor also covers `min_excess_ms` in absolute terms: a 40 µs
+        # endpoint taking 200 µs is five times slower but nobody's problem.
+        self.floors[0] = max(FLOORS["latency"], _log1p(self.min_excess_ms / _exp(f0)))
         sd0 = _sqrt(self.var[0])
         if sd0 < self.floors[0]:
             sd0 = self.floors[0]
@@ -199,7 +213,12 @@ class EndpointModel:
         return None
 
     def roll(self, now: float, first: float | None = None) -> Any:
-        result = self.incident.update(self.win_sum / self.win_n) if self.win_n else None
+        result = None
+        if self.win_n:
+            mean = self.win_sum / self.win_n
+            if self.seasonal is not None:
+                mean = self.seasonal.adjust(now, mean)
+            result = self.incident.update(mean)
         self.win_start = now
         self.win_sum = first if first is not None else 0.0
         self.win_n = 1 if first is not None else 0
@@ -209,7 +228,8 @@ class EndpointModel:
 
     def state(self) -> dict[str, Any]:
         return {"metrics": list(self.metrics), "n": self.n, "level": list(self.level),
-                "var": list(self.var), "incident": self.incident.state()}
+                "var": list(self.var), "incident": self.incident.state(),
+                "seasonal": self.seasonal.state() if self.seasonal is not None else None}
 
     def load_state(self, state: dict[str, Any]) -> None:
         names = list(state["metrics"])
@@ -225,5 +245,7 @@ class EndpointModel:
                 self.level[i], self.var[i] = level[j], var[j]
         self.n = n
         self.incident.load_state(state["incident"])
+        if self.seasonal is not None and state.get("seasonal") is not None:
+            self.seasonal.load_state(state["seasonal"])
         if n:
             self._refresh_view()

@@ -1,0 +1,286 @@
+"""Multivariate background model: an IsolationForest per endpoint group, trained on a
+reservoir sample of request feature vectors, off the request path.
+
+The request path only counts and, for the few sampled requests, builds one 7-float
+vector (reservoir sampling with Vitter's skip counting: O(1), no allocation for the
+requests that are not kept). Training and scoring run on ``gate.scheduler``;
+scikit-learn is imported lazily there, never at module import.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import OrderedDict, deque
+from collections.abc import Sequence
+from typing import Any
+
+#: The features of one request, in vector order.
+FEATURES = ("log_latency", "log_cpu", "log_memory", "log_queries", "repeated_share",
+            "status_class", "hour")
+
+Vector = tuple[float, float, float, float, float, float, float]
+
+
+def request_features(duration_ms: float, cpu_ms: float, memory_blocks: int | None,
+                     query_count: int, repeated_share: float, status: int,
+                     epoch: float) -> Vector:
+    r"""The feature vector of one request: :math:`\log` latency (ms), :math:`\log(1+x)`
+    of CPU ms and query count, signed :math:`\log(1+|x|)` of the allocation delta, the
+    share of statements that repeat an earlier one (:math:`1 - \text{distinct}/n`), the
+    status class (2 for 2xx, ..., 5 for 5xx) and the hour of day (UTC, 0-23)."""
+    mem = float(memory_blocks or 0)
+    return (math.log(duration_ms if duration_ms > 1e-3 else 1e-3),
+            math.log1p(cpu_ms if cpu_ms > 0 else 0.0),
+            math.log1p(mem) if mem >= 0 else -math.log1p(-mem),
+            math.log1p(query_count),
+            repeated_share,
+            float(status // 100),
+            float(int(epoch // 3600) % 24))
+
+
+def repeated_share(statements: Sequence[str]) -> float:
+    """Share of statements that repeat an earlier statement of the same request."""
+    n = len(statements)
+    return 1.0 - len(set(statements)) / n if n else 0.0
+
+
+class Reservoir:
+    """A uniform sample of at most ``size`` items from a stream (Vitter's algorithm L).
+
+    ``due()`` is the O(1) question asked on every item (is the next one kept?); only
+    kept items are built and stored, with :meth:`put`."""
+
+    __slots__ = ("items", "next", "rng", "seen", "size", "w")
+
+    def __init__(self, size: int, rng: random.Random) -> None:
+        self.size = size
+        self.items: list[Vector] = []
+        self.seen = 0
+        self.rng = rng
+        self.w = math.exp(math.log(rng.random() or 1e-12) / size)
+        self.next = size  # index (0-based) of the next item to keep once full
+
+    def due(self) -> bool:
+        """Count one item; True when it must be kept (then call :meth:`put`)."""
+        i = self.seen
+        self.seen = i + 1
+        return i < self.size or i == self.next
+
+    def put(self, item: Vector) -> None:
+        items = self.items
+        if len(items) < self.size:
+            items.append(item)
+            return
+        rng = self.rng
+        items[rng.randrange(self.size)] = item
+        # skip ahead: geometric gap with the current weight (algorithm L)
+        self.w *= math.exp(math.log(rng.random() or 1e-12) / self.size)
+        gap = math.floor(math.log(rng.random() or 1e-12) / math.log1p(-self.w)) \
+            if self.w < 1.0 else 0
+        self.next = self.seen + gap
+
+
+class Group:
+    """Per endpoint group: its reservoir, its recent vectors (with their univariate
+    scores), the trained forest and the last blended score."""
+
+    __slots__ = ("forest", "keep", "last", "recent", "reservoir", "seen_at_assess", "stride",
+                 "tick", "trained_on", "version")
+
+    def __init__(self, size: int, recent: int, rng: random.Random) -> None:
+        self.reservoir = Reservoir(size, rng)
+        self.recent: deque[tuple[Vector, float]] = deque(maxlen=recent)
+        self.forest: Any = None
+        self.trained_on = 0
+        self.version = 0
+        self.tick = 0
+        self.stride = 1
+        self.keep = False
+        self.seen_at_assess = 0
+        self.last: dict[str, float] | None = None
+
+
+class MultivariateModel:
+    r"""IsolationForest per endpoint group, blended with the univariate score.
+
+    * **Sampling** (request path): a reservoir of ``sample_size`` vectors per group, and
+      a recent buffer of the last ``recent`` sampled vectors (one request in
+      ``stride``, adapted so the buffer spans about one training interval).
+    * **Training** (background, every ``interval`` s): a group with at least
+      ``min_samples`` vectors and new data gets a fresh
+      ``IsolationForest(n_estimators, contamination)``; ``version`` counts trainings
+      (``version_string()`` is what the registry reads).
+    * **Per-vector score**: with :math:`s(x) = 2^{-E[h(x)]/c(n)}` the forest's anomaly
+      score and :math:`\tau` its contamination cut-off,
+      :math:`m(x) = \mathrm{clip}(0.5 + (s - \tau)/(2(1-\tau)), 0, 1)` -- 0.5 at the
+      cut-off, like the univariate score at :math:`|z| = k`.
+    * **Blend**: :math:`b = (1-w)\,u + w\,m` with :math:`u` the univariate request score
+      and :math:`w` = ``weight``; the group score is the mean of :math:`b` over the
+      recent buffer, an incident when it reaches 0.5 (reported once per crossing).
+    """
+
+    def __init__(self, *, sample_size: int = 2048, contamination: float = 0.01,
+                 weight: float = 0.5, min_samples: int = 256, n_estimators: int = 50,
+                 recent: int = 256, max_groups: int = 100, seed: int = 0) -> None:
+        if sample_size < 16 or min_samples < 16 or min_samples > sample_size:
+            raise ValueError("need 16 <= min_samples <= sample_size")
+        if not 0.0 < contamination <= 0.5:
+            raise ValueError("contamination must be in (0, 0.5]")
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError("weight must be in [0, 1]")
+        self.sample_size = sample_size
+        self.contamination = contamination
+        self.weight = weight
+        self.min_samples = min_samples
+        self.n_estimators = n_estimators
+        self.recent_size = recent
+        self.max_groups = max_groups
+        self.rng = random.Random(seed)
+        self.seed = seed
+        self.groups: OrderedDict[str, Group] = OrderedDict()
+        #: Trainings so far, all groups together: the model version counter.
+        self.version = 0
+        self.trainings = 0
+
+    def version_string(self) -> str:
+        return f"iforest-{self.version}"
+
+    # --- request path: O(1) -------------------------------------------------------------
+
+    def group(self, key: str) -> Group:
+        groups = self.groups
+        g = groups.get(key)
+        if g is None:
+            g = groups[key] = Group(self.sample_size, self.recent_size, self.rng)
+            if len(groups) > self.max_groups:
+                groups.popitem(last=False)
+        return g
+
+    def wants(self, key: str) -> Group | None:
+        """Count one request of ``key``; the group when this request must be sampled
+        (into the reservoir or the recent buffer), else None."""
+        g = self.groups.get(key) or self.group(key)
+        keep = g.keep = g.reservoir.due()
+        g.tick += 1
+        if g.tick >= g.stride:
+            g.tick = 0
+            return g
+        return g if keep else None
+
+    def add(self, g: Group, vector: Vector, univariate: float) -> None:
+        """Store a sampled vector (call only when :meth:`wants` returned the group)."""
+        if g.keep:
+            g.reservoir.put(vector)
+        if g.tick == 0:
+            g.recent.append((vector, univariate))
+
+    def observe(self, key: str, vector: Vector, univariate: float = 0.0) -> None:
+        """Convenience for benchmarks and tests: count and sample one vector."""
+        g = self.wants(key)
+        if g is not None:
+            self.add(g, vector, univariate)
+
+    # --- background -----------------------------------------------------------------
+
+    def train(self) -> int:
+        """Retrain every group with enough new data; returns how many were trained."""
+        trained = 0
+        for g in list(self.groups.values()):
+            r = g.reservoir
+            if len(r.items) < self.min_samples or r.seen == g.trained_on:
+                continue
+            from sklearn.ensemble import IsolationForest  # lazy: background only
+
+            forest = IsolationForest(n_estimators=self.n_estimators,
+                                     contamination=self.contamination,
+                                     random_state=self.seed + self.trainings)
+            forest.fit([list(v) for v in r.items])
+            g.forest = forest
+            g.trained_on = r.seen
+            self.version += 1
+            self.trainings += 1
+            g.version = self.version
+            trained += 1
+        return trained
+
+    def score_vectors(self, key: str, vectors: Sequence[Vector]) -> list[float] | None:
+        """Per-vector multivariate scores :math:`m(x)` in [0, 1]; None before training."""
+        g = self.groups.get(key)
+        if g is None or g.forest is None or not vectors:
+            return None if g is None or g.forest is None else []
+        forest = g.forest
+        s = -forest.score_samples([list(v) for v in vectors])
+        tau = -float(forest.offset_)
+        span = 2.0 * (1.0 - tau) if tau < 1.0 else 1.0
+        return [min(1.0, max(0.0, 0.5 + (float(x) - tau) / span)) for x in s]
+
+    def blend(self, univariate: float, multivariate: float) -> float:
+        w = self.weight
+        return (1.0 - w) * univariate + w * multivariate
+
+    def assess(self, key: str) -> dict[str, float] | None:
+        """Score the group's recent buffer: mean univariate, multivariate and blended
+        scores (None before training or without recent data). Clears the buffer."""
+        g = self.groups.get(key)
+        if g is None or g.forest is None or not g.recent:
+            return None
+        recent = list(g.recent)
+        g.recent.clear()
+        m = self.score_vectors(key, [v for v, _ in recent]) or []
+        u = [s for _, s in recent]
+        blended = [self.blend(a, b) for a, b in zip(u, m, strict=True)]
+        n = len(blended)
+        out = {"univariate": sum(u) / n, "multivariate": sum(m) / n,
+               "score": sum(blended) / n, "samples": float(n), "version": float(g.version)}
+        g.last = out
+        return out
+
+    def retune_stride(self, key: str, requests_per_interval: float) -> None:
+        """Sample one request in ``stride`` into the recent buffer so that it spans
+        about one interval of traffic."""
+        g = self.groups.get(key)
+        if g is not None:
+            g.stride = max(1, int(requests_per_interval / self.recent_size))
+
+    def stats(self) -> dict[str, Any]:
+        return {"version": self.version_string(), "groups": len(self.groups),
+                "trained_groups": sum(1 for g in self.groups.values() if g.forest is not None),
+                "trainings": self.trainings}
+
+
+def attach(gate: Any, model: MultivariateModel, interval: float) -> MultivariateModel:
+    """Wire ``model`` into a :class:`~pulsegate.engine.PulseGate`: a listener samples
+    finished requests (O(1) for the ones not kept) and a scheduler job named
+    ``"multivariate"`` trains, scores and blends every ``interval`` seconds, recording
+    an incident (``"source": "multivariate"``) when a group's blended score reaches 0.5."""
+
+    def listener(record: Any, ctx: Any) -> None:
+        g = model.wants(f"{record.method} {record.route}")
+        if g is None:
+            return
+        queries = ctx.queries
+        share = repeated_share([q.sql for q in queries]) if queries else 0.0
+        model.add(g, request_features(record.duration_ms, record.cpu_ms, record.memory_blocks,
+                                      record.query_count, share, record.status,
+                                      record.started_at), record.anomaly_score)
+
+    def job() -> None:
+        model.train()
+        for key, g in list(model.groups.items()):
+            before = g.last["score"] if g.last else 0.0
+            seen = g.reservoir.seen
+            model.retune_stride(key, seen - g.seen_at_assess)
+            g.seen_at_assess = seen
+            res = model.assess(key)
+            if res is not None and res["score"] >= 0.5 > before:
+                gate.counters["incidents"] += 1
+                gate.incidents.append({"endpoint": key, "at": gate.wall(),
+                                       "source": "multivariate", "score": res["score"],
+                                       "univariate": res["univariate"],
+                                       "multivariate": res["multivariate"],
+                                       "model_version": model.version_string()})
+
+    gate.listeners.append(listener)
+    gate.scheduler.every(interval, job, name="multivariate")
+    return model
