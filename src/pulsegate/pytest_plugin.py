@@ -1,20 +1,43 @@
-"""pytest plugin (entry point ``pytest11``): N+1 and query-count checks per test.
+"""pytest plugin (entry point ``pytest11``): catch N+1 queries and query budgets in tests.
 
-Full behaviour lands with issue 3; this registers the option and marker so every
-pytest run that auto-loads the plugin works.
+* ``--pulsegate-nplusone=fail|warn|off`` (default ``warn``, or the
+  ``pulsegate_nplusone`` ini value): every test runs inside a
+  :func:`pulsegate.capture`; on detections the test fails, or gets a
+  :class:`PulseGateQueryWarning`, or nothing happens.
+* ``@pytest.mark.pulsegate(max_queries=N, nplusone="fail")``: per-test budget and policy
+  (the marker wins over the option).
+* fixture ``pulsegate_capture``: the test's own :class:`~pulsegate.queries.Capture`
+  (``.queries``, ``.query_count``, ``.detections``, ``.report()``).
+
+A failure message lists each detection with its call site, the redacted SQL, the count
+and the fix. With the policy ``off`` and no ``max_queries`` the test is not wrapped.
 """
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Generator
+from typing import Any
+
 import pytest
+
+from pulsegate.queries.capture import Capture
+
+_KEY = pytest.StashKey[Capture]()
+_POLICIES = ("fail", "warn", "off")
+
+
+class PulseGateQueryWarning(UserWarning):
+    """Query problems found in a test run with ``--pulsegate-nplusone=warn``."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("pulsegate")
     group.addoption("--pulsegate-nplusone", action="store", default=None,
-                    choices=("fail", "warn", "off"),
-                    help="What to do when a test runs N+1 queries: fail | warn | off "
-                         "(default warn, or the pulsegate_nplusone ini value).")
+                    choices=_POLICIES,
+                    help="What to do when a test runs N+1 queries, repeated identical "
+                         "queries or write loops: fail | warn | off (default warn, or the "
+                         "pulsegate_nplusone ini value).")
     parser.addini("pulsegate_nplusone", "Default for --pulsegate-nplusone.", default="warn")
 
 
@@ -22,3 +45,57 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "pulsegate(max_queries=None, nplusone=None): per-test SQL budget and "
                    "N+1 policy (fail | warn | off).")
+
+
+def _policy(item: pytest.Item) -> tuple[str, int | None]:
+    policy = item.config.getoption("--pulsegate-nplusone") or \
+        str(item.config.getini("pulsegate_nplusone") or "warn")
+    max_queries: int | None = None
+    marker = item.get_closest_marker("pulsegate")
+    if marker is not None:
+        kwargs: dict[str, Any] = dict(marker.kwargs)
+        if kwargs.get("nplusone") is not None:
+            policy = str(kwargs["nplusone"])
+        if kwargs.get("max_queries") is not None:
+            max_queries = int(kwargs["max_queries"])
+    if policy not in _POLICIES:
+        raise pytest.UsageError(f"pulsegate: nplusone must be one of {_POLICIES}, got {policy!r}")
+    return policy, max_queries
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    policy, max_queries = _policy(item)
+    cap = item.stash.get(_KEY, None)
+    if cap is None and policy == "off" and max_queries is None:
+        return (yield)
+    own = cap is None
+    if cap is None:
+        cap = Capture()
+        cap.__enter__()
+    try:
+        result = yield
+    finally:
+        if own:
+            cap.__exit__(None, None, None)
+    problems = []
+    if max_queries is not None and cap.query_count > max_queries:
+        problems.append(f"{cap.query_count} SQL statements ran; the test allows at most "
+                        f"{max_queries} (@pytest.mark.pulsegate(max_queries={max_queries}))")
+    if policy != "off" and cap.detections:
+        problems.append(cap.report())
+    if problems:
+        message = "pulsegate: " + "\n".join(problems)
+        if policy == "fail" or (max_queries is not None and cap.query_count > max_queries):
+            pytest.fail(message, pytrace=False)
+        warnings.warn(PulseGateQueryWarning(message), stacklevel=1)
+    return result
+
+
+@pytest.fixture()
+def pulsegate_capture(request: pytest.FixtureRequest) -> Generator[Capture, None, None]:
+    """The test's capture of SQL statements (the one the plugin checks at the end)."""
+    with Capture() as cap:
+        request.node.stash[_KEY] = cap
+        yield cap
+    del request.node.stash[_KEY]

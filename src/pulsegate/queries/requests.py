@@ -1,0 +1,102 @@
+"""The engine's side of query analysis: detections per request (cached on the request
+context), the bounded list of recent detections, cross-request insights and the
+rate-limited ``pulsegate.queries`` log.
+
+The detector runs once per request, when the headers are computed, and again at finish
+only if more statements arrived after that (streamed bodies that query). A request with
+no statement costs one integer comparison.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from pulsegate.queries import callsite
+from pulsegate.queries.features import repeat_share
+from pulsegate.queries.fingerprint import default_cache
+from pulsegate.queries.insights import QueryInsights
+from pulsegate.queries.nplusone import Detection, NPlusOneDetector
+
+if TYPE_CHECKING:
+    from pulsegate.config import Config
+    from pulsegate.context import RequestContext
+
+__all__ = ["AnalyzedDetections", "RequestQueries", "logger"]
+
+logger = logging.getLogger("pulsegate.queries")
+
+
+class AnalyzedDetections(list[Detection]):
+    """A request's detections, remembering how many statements they cover and the
+    request's ``repeat_share`` feature."""
+
+    __slots__ = ("query_count", "repeat_share")
+
+    def __init__(self, detections: list[Detection], query_count: int, share: float) -> None:
+        super().__init__(detections)
+        self.query_count = query_count
+        self.repeat_share = share
+
+
+class RequestQueries:
+    def __init__(self, config: Config, clock: Callable[[], float],
+                 wall: Callable[[], float]) -> None:
+        c = config
+        self.detector = NPlusOneDetector(
+            c.nplusone_min_repeats, repeated_min=c.repeated_query_min,
+            write_min=c.write_loop_min, min_duration_ms=c.nplusone_min_duration_ms,
+            cache=default_cache)
+        default_cache.resize(c.fingerprint_cache_size)
+        callsite.enabled = c.capture_call_sites
+        self.insights = QueryInsights(c.max_fingerprints)
+        #: Recent detections (dicts with ``endpoint`` and ``at``), newest last.
+        self.recent: deque[dict[str, Any]] = deque(maxlen=c.max_recent)
+        self.interval = c.query_log_interval
+        self.max_keys = c.max_fingerprints
+        self._logged: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self.clock = clock
+        self.wall = wall
+
+    def analyze(self, ctx: RequestContext) -> AnalyzedDetections:
+        dets = ctx.detections
+        n = ctx.query_count
+        if isinstance(dets, AnalyzedDetections) and dets.query_count == n:
+            return dets
+        if n == 0:
+            out = AnalyzedDetections([], 0, 0.0)
+        else:
+            analysis = self.detector.run(ctx.queries or ())
+            out = AnalyzedDetections(analysis.detections, n, repeat_share(analysis))
+        ctx.detections = out
+        return out
+
+    def finish(self, ctx: RequestContext, endpoint: str) -> AnalyzedDetections:
+        out = self.analyze(ctx)
+        if out:
+            at = self.wall()
+            self.insights.record(endpoint, out, at)
+            for d in out:
+                row = d.as_dict()
+                row["endpoint"] = endpoint
+                row["at"] = at
+                self.recent.append(row)
+            self._log(endpoint, out)
+        return out
+
+    def _log(self, endpoint: str, detections: list[Detection]) -> None:
+        now = self.clock()
+        logged = self._logged
+        for d in detections:
+            key = (endpoint, d.fingerprint)
+            last = logged.get(key)
+            if last is not None and now - last < self.interval:
+                continue
+            logged[key] = now
+            logged.move_to_end(key)
+            if len(logged) > self.max_keys:
+                logged.popitem(last=False)
+            logger.warning("%s: %s", endpoint, d.describe(),
+                           extra={"pulsegate_detection": d.as_dict(), "endpoint": endpoint})
