@@ -205,6 +205,27 @@ def mapping(value_check: Check | None = None, allowed: str = "a mapping") -> Che
     return check
 
 
+def _http_url(key: str, value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and value.strip() == ""):
+        return None
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+        raise ConfigError(key, value, "an http:// or https:// URL, or none")
+    return value
+
+
+def _grid(key: str, value: Any) -> tuple[float, float, float]:
+    allowed = "low, high, step with 0 <= low <= high <= 1 and step > 0"
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",")]
+    try:
+        lo, hi, step = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ConfigError(key, value, allowed) from None
+    if not (0 <= lo <= hi <= 1 and step > 0):
+        raise ConfigError(key, value, allowed)
+    return lo, hi, step
+
+
 def callable_or_none(key: str, value: Any) -> Any:
     if value is None or callable(value):
         return value
@@ -427,6 +448,53 @@ class Config:
     q_epsilon_decay: float = option(0.995, "Per-window multiplicative epsilon decay.",
                                     number(0, 1, lo_open=True))
     # registry and export -------------------------------------------------------------------
+    # registry (persistence, feedback, tuning, alerts):
+    state_redis_url: str | None = option(None, "Redis URL holding persisted state shared by "
+                                         "workers/hosts (fleet baselines); overrides state_dir.",
+                                         text(optional=True))
+    state_namespace: str = option("pulsegate", "Key prefix (Redis) of persisted state.", text())
+    snapshot_interval: float = option(60.0, "Seconds between state snapshots (also taken at "
+                                      "close/exit).", number(1))
+    state_ttl: float = option(86400.0, "Seconds after which a silent worker's persisted "
+                              "statistics are dropped from the fleet baseline.", number(60))
+    monitoring_interval: float = option(300.0, "Seconds between model accuracy checks.",
+                                        number(1))
+    degradation_interval: float = option(900.0, "Seconds between model degradation checks.",
+                                         number(1))
+    tuning_interval: float = option(3600.0, "Seconds between threshold auto-tuning runs.",
+                                    number(1))
+    cleanup_interval: float = option(86400.0, "Seconds between clean-ups of persisted state.",
+                                     number(1))
+    auto_tuning: bool = option(True, "Tune model thresholds from labelled feedback.", _bool)
+    tuning_min_labels: int = option(50, "Labels in the window needed before tuning.",
+                                    number(1, integer=True))
+    tuning_min_improvement: float = option(0.05, "Relative F1 gain a new threshold must bring "
+                                           "to be applied.", number(0))
+    tuning_window: float = option(86400.0, "Seconds of labelled feedback tuning looks at.",
+                                  number(1))
+    tuning_grid: tuple[float, float, float] = option((0.5, 0.9, 0.05), "Threshold grid searched by "
+                                          "tuning: low, high, step.", _grid)
+    accuracy_target: float = option(0.8, "Accuracy (last 100 labels) under which a model "
+                                    "raises an alert.", number(0, 1))
+    accuracy_targets: Mapping[str, Any] = option(dict, "Per-model accuracy targets overriding "
+                                                 "accuracy_target, e.g. {\"n1-detector\": 0.95}.",
+                                                 mapping(number(0, 1)), factory=True)
+    monitor_min_labels: int = option(20, "Labels a model needs before accuracy/degradation "
+                                     "alerts.", number(1, integer=True))
+    degradation_threshold: float = option(0.05, "Relative drop of F1 against the version's "
+                                          "baseline that raises an alert.", number(0, 1))
+    alert_callback: Callable[[Any], object] | None = option(  # noqa: RUF009
+        None, "Callable receiving each Alert (scheduler thread).", callable_or_none)
+    alert_webhook: str | None = option(None, "http(s) URL receiving each alert as a JSON POST "
+                                       "(scheduler thread).", _http_url)
+    alert_critical_score: float = option(0.9, "Anomaly score at or above which a request "
+                                         "raises a critical alert.", number(0, 1))
+    alert_cooldown: float = option(300.0, "Seconds during which a repeat of the same alert is "
+                                   "suppressed.", number(0))
+    max_predictions: int = option(10000, "Cap on recent predictions kept for feedback by id.",
+                                  number(10, integer=True))
+    max_labels: int = option(10000, "Labels kept per model for windows and tuning.",
+                             number(1000, integer=True))
     # export (OpenTelemetry, Prometheus, logs, dashboard):
     otel: bool = option(False, "Add pulsegate.* attributes and detection events to the active "
                         "OpenTelemetry span and record OTel metrics (needs opentelemetry-api).",

@@ -115,6 +115,11 @@ class PulseGate:
         if c.rate_limiting or c.resource_allocation:
             from pulsegate.control.gatekeeper import Controller
             self.control = Controller(self)
+        # Model registry, persistence (warm start), feedback, tuning, alerts: built last
+        # so it can restore the state of every component created above.
+        from pulsegate.registry.ops import ModelOps
+        self.ops = ModelOps(self)
+        self.registry = self.ops.registry
 
     def _seasonal(self) -> SeasonalBaseline | None:
         """A seasonal baseline for a new endpoint (None when ``seasonality="off"``); its
@@ -340,6 +345,15 @@ class PulseGate:
     def _analyze_queries(self, ctx: RequestContext) -> list[Any]:
         return ctx.detections
 
+    def feedback(self, detection_id: str, correct: bool) -> bool:
+        """Label a prediction (an anomaly, incident or query detection, by its id) as
+        correct or not; False when the id is unknown. Feeds accuracy/F1 and tuning."""
+        try:
+            return self.ops.feedback(detection_id, correct)
+        except Exception as exc:
+            self.faults.record("feedback", exc)
+            return False
+
     def close(self) -> None:
         """Flush background work and stop the scheduler (ASGI lifespan shutdown, atexit,
         Django/Flask teardown)."""
@@ -348,6 +362,10 @@ class PulseGate:
         except Exception as exc:
             self.faults.record("close", exc)
         self.scheduler.stop()
+        try:
+            self.ops.close()  # final snapshot, alert delivery
+        except Exception as exc:
+            self.faults.record("close", exc)
 
     # --- reporting ---------------------------------------------------------------------
 

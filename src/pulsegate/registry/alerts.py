@@ -1,0 +1,112 @@
+"""Alerts: logged on ``pulsegate.alerts`` and handed to an optional callable/webhook.
+
+Three conditions raise one:
+
+* ``accuracy``: a model's accuracy over its last 100 labels fell under its target;
+* ``degradation``: its F1 (or accuracy when F1 is undefined) fell by at least
+  ``degradation_threshold`` (5 % by default, relative) against the baseline measured
+  when its current version first had enough labels;
+* ``critical_anomaly``: a request scored at or above ``alert_critical_score``, or an
+  incident was detected.
+
+``raise_alert`` only appends to a bounded queue (it is called from the request path for
+critical anomalies): logging, the callable and the webhook POST all happen in
+:meth:`AlertManager.flush`, which runs on the scheduler thread. A repeat of the same
+(kind, model/endpoint) within ``cooldown`` seconds is counted, not re-sent.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import urllib.request
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pulsegate.faults import FaultCounter
+
+logger = logging.getLogger("pulsegate.alerts")
+
+_LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "critical": logging.CRITICAL}
+
+
+@dataclass
+class Alert:
+    kind: str
+    subject: str
+    severity: str
+    message: str
+    at: float
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class AlertManager:
+    def __init__(self, *, wall: Callable[[], float], faults: FaultCounter,
+                 callback: Callable[[Alert], object] | None = None,
+                 webhook: str | None = None, cooldown: float = 300.0,
+                 capacity: int = 1000, webhook_timeout: float = 3.0) -> None:
+        self.wall = wall
+        self.faults = faults
+        self.callback = callback
+        self.webhook = webhook
+        self.cooldown = cooldown
+        self.webhook_timeout = webhook_timeout
+        self.recent: deque[Alert] = deque(maxlen=capacity)
+        self.suppressed = 0
+        self._pending: deque[Alert] = deque(maxlen=capacity)
+        self._last: dict[tuple[str, str], float] = {}
+        self.lock = threading.Lock()
+
+    def raise_alert(self, kind: str, subject: str, severity: str, message: str,
+                    **fields: Any) -> Alert | None:
+        """Queue an alert (cheap; no I/O). None when suppressed by the cooldown."""
+        now = self.wall()
+        key = (kind, subject)
+        with self.lock:
+            last = self._last.get(key)
+            if last is not None and now - last < self.cooldown:
+                self.suppressed += 1
+                return None
+            self._last[key] = now
+            if len(self._last) > 4096:
+                self._last = {k: t for k, t in self._last.items() if now - t < self.cooldown}
+            alert = Alert(kind, subject, severity, message, now, fields)
+            self._pending.append(alert)
+        return alert
+
+    def flush(self) -> int:
+        """Deliver queued alerts (scheduler thread): log, callable, webhook."""
+        sent = 0
+        while True:
+            with self.lock:
+                if not self._pending:
+                    return sent
+                alert = self._pending.popleft()
+            self.recent.append(alert)
+            logger.log(_LEVELS.get(alert.severity, logging.WARNING), "%s", alert.message,
+                       extra={"pulsegate_alert": alert.to_dict()})
+            if self.callback is not None:
+                try:
+                    self.callback(alert)
+                except Exception as exc:
+                    self.faults.record("alert callback", exc)
+            if self.webhook:
+                try:
+                    self._post(alert)
+                except Exception as exc:
+                    self.faults.record("alert webhook", exc)
+            sent += 1
+
+    def _post(self, alert: Alert) -> None:
+        assert self.webhook is not None
+        body = json.dumps({"source": "pulsegate", **alert.to_dict()}, default=str).encode()
+        req = urllib.request.Request(self.webhook, data=body, method="POST",
+                                     headers={"content-type": "application/json"})
+        with urllib.request.urlopen(req, timeout=self.webhook_timeout) as resp:
+            resp.read()

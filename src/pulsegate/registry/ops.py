@@ -1,0 +1,495 @@
+"""Model operations for one gate: registry, feedback, tuning, alerts, snapshots.
+
+``PulseGate`` builds one :class:`ModelOps` at construction (``gate.ops``, with
+``gate.registry`` and ``gate.feedback`` as the public shortcuts). It
+
+* warm-starts the gate from the configured store (endpoint baselines merged across
+  workers, registry versions, labels, component states);
+* gives every prediction that can receive feedback a stable id, from a listener on the
+  request path that does two comparisons unless something was detected;
+* registers the periodic jobs on ``gate.scheduler``: snapshot, alert delivery,
+  monitoring, degradation, tuning and clean-up -- never any I/O on the request path.
+
+The latency model's tunable ``threshold`` is on the anomaly-score scale of the
+*configured* ``z_threshold`` :math:`k_0`: :math:`t = 0.5` means :math:`|z| > k_0`, and
+a threshold :math:`t` is applied as the per-endpoint :math:`k = k_0\\sqrt{t/(1-t)}`
+(since :math:`s = z^2/(z^2+k_0^2) \\ge t \\iff z \\ge k`). Scores recorded for feedback
+are converted to that fixed scale, so labels stay comparable across threshold changes.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import itertools
+import math
+import os
+import socket
+import threading
+import weakref
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+from pulsegate.registry import snapshot as snap
+from pulsegate.registry.alerts import AlertManager
+from pulsegate.registry.feedback import Label, PerformanceMonitor, Prediction, PredictionLog
+from pulsegate.registry.models import ModelRegistry, ModelVersion
+from pulsegate.registry.store import StateStore, open_store
+from pulsegate.registry.tuning import ThresholdTuner, grid
+
+if TYPE_CHECKING:
+    from pulsegate.context import RequestContext
+    from pulsegate.engine import PulseGate
+    from pulsegate.records import RequestRecord
+
+#: Attributes of the gate where each model's live component may be found (duck-typed:
+#: whatever has ``state()``/``load_state()`` is persisted).
+COMPONENTS = {
+    "rate-limit-behaviour": ("control.limiter", "limiter", "rate_limiter"),
+    "allocator": ("control.allocator", "allocator"),
+    "n1-detector": ("detector", "nplusone", "query_detector"),
+    "multivariate": ("multivariate",),
+}
+#: The component attribute a model's tuned ``threshold`` is written to.
+THRESHOLD_ATTRS = {"n1-detector": ("min_confidence",),
+                   "rate-limit-behaviour": ("suspicion_threshold",)}
+MAX_INSIGHTS = 500
+
+
+def _z_for(score: float, k0: float) -> float:
+    """The z at which the score on the k0 scale equals ``score``."""
+    score = min(max(score, 0.0), 0.999999)
+    return k0 * math.sqrt(score / (1.0 - score))
+
+
+def _rescale(score: float, k_from: float, k_to: float) -> float:
+    """An anomaly score computed with threshold ``k_from`` expressed with ``k_to``."""
+    if score <= 0.0:
+        return 0.0
+    if score >= 1.0:
+        return 1.0
+    z2 = score * k_from * k_from / (1.0 - score)
+    return z2 / (z2 + k_to * k_to)
+
+
+def _close_at_exit(ref: weakref.ReferenceType[ModelOps]) -> None:
+    ops = ref()
+    if ops is not None:
+        ops.close()
+
+
+class ModelOps:
+    def __init__(self, gate: PulseGate) -> None:
+        self.gate = gate
+        c = self.config = gate.config
+        self.faults = gate.faults
+        self.wall = gate.wall
+        self.registry = ModelRegistry(gate.wall, on_change=self._apply)
+        self.predictions = PredictionLog(c.max_predictions)
+        self.worker = f"{socket.gethostname()}-{os.getpid()}-{self.predictions.tag}"
+        self.started = gate.wall()
+        self.monitor = PerformanceMonitor(c.max_labels)
+        lo, hi, step = c.tuning_grid
+        self.tuner = ThresholdTuner(
+            self.registry, self.monitor, wall=gate.wall, min_labels=c.tuning_min_labels,
+            min_improvement=c.tuning_min_improvement, window=c.tuning_window,
+            candidates=grid(lo, hi, step), kinds={"latency-baseline": ("request",)})
+        self.alerts = AlertManager(wall=gate.wall, faults=gate.faults,
+                                   callback=c.alert_callback, webhook=c.alert_webhook,
+                                   cooldown=c.alert_cooldown)
+        #: Query detections aggregated per ``endpoint|kind|fingerprint`` (bounded LRU).
+        self.insights: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._insights_dirty: set[str] = set()
+        self._k0 = c.z_threshold
+        self._k = c.z_threshold
+        self._grid_lo = lo
+        self._near = 2.0  # current-scale floor of near misses; 2.0 = none
+        self._critical = 2.0
+        self._anoms_seen = gate.counters.get("anomalies", 0)
+        self._incidents_seen = gate.counters.get("incidents", 0)
+        self._throttle_seen: OrderedDict[str, float] = OrderedDict()
+        self._seed: dict[str, int] = {}
+        self._written_keys: set[str] = set()
+        self._absorb: list[str] = []
+        self._loaded_at = 0.0
+        self._pending_components: dict[str, Any] = {}
+        self._factory_wrapped = False
+        self._snapshot_lock = threading.Lock()
+        self._closed = False
+        self.store: StateStore | None = None
+        try:
+            self.store = open_store(c.state_dir, c.state_redis_url, c.state_namespace, gate.wall)
+        except Exception as exc:
+            self.faults.record("registry.open_store", exc)
+        if self.store is not None:
+            self._guard("registry.restore_models",
+                        lambda: self.registry.merge(self.store.read("models")))  # type: ignore[union-attr]
+        self._register_defaults()
+        if self.store is not None:
+            self._guard("registry.restore", self.restore)
+        gate.listeners.append(self.on_request)
+        self._schedule()
+        self._atexit = functools.partial(_close_at_exit, weakref.ref(self))
+        atexit.register(self._atexit)
+
+    def _guard(self, where: str, fn: Any) -> Any:
+        try:
+            return fn()
+        except Exception as exc:
+            self.faults.record(where, exc)
+            return None
+
+    # --- components and models ----------------------------------------------------
+
+    def component(self, model: str) -> Any:
+        for path in COMPONENTS.get(model, ()):
+            comp: Any = self.gate
+            for attr in path.split("."):
+                comp = getattr(comp, attr, None)
+                if comp is None:
+                    break
+            if comp is not None:
+                return comp
+        return None
+
+    def _register_defaults(self) -> None:
+        c = self.config
+        self.registry.register("latency-baseline", {
+            "threshold": 0.5, "z_threshold": c.z_threshold, "alpha": c.alpha,
+            "warmup": c.warmup}, "per-endpoint exponential smoothing + z-score")
+        det = self.component("n1-detector")
+        n1: dict[str, Any] = {"threshold": float(getattr(det, "min_confidence", 0.5))}
+        for opt in ("nplusone_min_repeats", "nplusone_min_duration_ms"):
+            if hasattr(c, opt):
+                n1[opt] = getattr(c, opt)
+        self.registry.register("n1-detector", n1, "N+1 / repeated query / write loop detector")
+        lim = self.component("rate-limit-behaviour")
+        rl: dict[str, Any] = {"threshold": float(getattr(lim, "suspicion_threshold", 0.5)),
+                              "enabled": c.rate_limiting}
+        if hasattr(c, "rate_limit"):
+            rl["rate"] = c.rate_limit
+        self.registry.register("rate-limit-behaviour", rl, "per-client behaviour / suspicion")
+        self.registry.register("allocator", {"enabled": c.resource_allocation,
+                                             "target_latency_ms": c.target_latency_ms},
+                               "Q-learning concurrency allocator", tuned=())
+        mv = self.component("multivariate")
+        if mv is not None:
+            self.registry.register("multivariate", {"version": str(getattr(mv, "version", ""))},
+                                   "multivariate background model", tuned=())
+
+    def _apply(self, v: ModelVersion) -> None:
+        """Make a deployed version's configuration live."""
+        if v.name == "latency-baseline":
+            t = float(v.config.get("threshold", 0.5))
+            k0 = self._k0
+            k = _z_for(t, k0)
+            self._k = k
+            for _, model in self.gate.baselines.items():
+                model.threshold = k
+            if not self._factory_wrapped:
+                inner = self.gate.baselines.factory
+
+                def factory() -> Any:
+                    m = inner()
+                    m.threshold = self._k
+                    return m
+
+                self.gate.baselines.factory = factory
+                self._factory_wrapped = True
+            lo = self._grid_lo
+            self._near = _rescale(lo, k0, k) if t > lo + 1e-9 else 2.0
+            crit = self.config.alert_critical_score
+            self._critical = _rescale(crit, k0, k) if crit < 1.0 else 2.0
+            self.gate.model_version = v.version
+            return
+        comp = self.component(v.name)
+        if comp is not None and "threshold" in v.config:
+            for attr in THRESHOLD_ATTRS.get(v.name, ()):
+                if hasattr(comp, attr):
+                    setattr(comp, attr, float(v.config["threshold"]))
+
+    # --- the request path: register predictions -----------------------------------
+
+    def on_request(self, record: RequestRecord, ctx: RequestContext) -> None:
+        """Listener: two integer comparisons and a float one unless something was found."""
+        counters = self.gate.counters
+        if counters["anomalies"] != self._anoms_seen:
+            self._on_anomalies()
+        elif record.anomaly_score >= self._near:
+            self._on_near_miss(record)
+        if counters["incidents"] != self._incidents_seen:
+            self._on_incidents()
+        if record.detections:
+            self._on_detections(record, ctx)
+        if record.optimization == "throttle":
+            self._on_throttle(record)
+
+    def _score0(self, record: RequestRecord) -> float:
+        return _rescale(record.anomaly_score, self._k, self._k0)
+
+    def _on_anomalies(self) -> None:
+        n = self.gate.counters["anomalies"]
+        new = min(n - self._anoms_seen, 16)
+        self._anoms_seen = n
+        recent = self.gate.recent_anomalies
+        for r in itertools.islice(reversed(recent), max(new, 0)):
+            if self.predictions.id_of(r) is not None:
+                continue
+            s0 = self._score0(r)
+            self.predictions.add("latency-baseline", "request", s0, True, r.started_at,
+                                 _record_summary(r), obj=r)
+            if r.anomaly_score >= self._critical:
+                self.alerts.raise_alert(
+                    "critical_anomaly", r.endpoint, "critical",
+                    f"pulsegate: critical anomaly on {r.endpoint}: {r.duration_ms:.1f} ms "
+                    f"(expected {r.predicted_ms or 0:.1f} ms, score {s0:.2f})",
+                    **_record_summary(r))
+
+    def _on_near_miss(self, record: RequestRecord) -> None:
+        if self.gate.config.anomaly_detection:
+            self.predictions.add("latency-baseline", "request", self._score0(record), False,
+                                 record.started_at, _record_summary(record), obj=record)
+
+    def _on_incidents(self) -> None:
+        n = self.gate.counters["incidents"]
+        new = min(n - self._incidents_seen, 16)
+        self._incidents_seen = n
+        for inc in itertools.islice(reversed(self.gate.incidents), max(new, 0)):
+            if "id" in inc:
+                continue
+            score = float(inc.get("score", 0.0))
+            p = self.predictions.add("latency-baseline", "incident", score, True,
+                                     float(inc.get("at", self.wall())),
+                                     {k: v for k, v in inc.items() if k != "id"})
+            inc["id"] = p.id
+            if score >= self.config.alert_critical_score:
+                self.alerts.raise_alert(
+                    "critical_anomaly", str(inc.get("endpoint")), "critical",
+                    f"pulsegate: incident on {inc.get('endpoint')}: window mean "
+                    f"{inc.get('window_mean_ms', 0):.1f} ms vs expected "
+                    f"{inc.get('expected_ms', 0):.1f} ms", **p.summary)
+
+    def _on_detections(self, record: RequestRecord, ctx: RequestContext) -> None:
+        for det in list(getattr(ctx, "detections", None) or ()):
+            try:
+                self.observe_detection(record.endpoint, det, record.started_at)
+            except Exception as exc:
+                self.faults.record("registry.detection", exc)
+
+    def observe_detection(self, endpoint: str, det: Any, at: float) -> str:
+        """Aggregate one query detection into the insights; returns its prediction id
+        (one prediction per endpoint, kind and fingerprint while the insight is kept)."""
+        get = det.get if isinstance(det, dict) else lambda k, d=None: getattr(det, k, d)
+        kind, fp = str(get("kind", "n_plus_one")), str(get("fingerprint", ""))
+        key = f"{endpoint}|{kind}|{fp}"
+        conf = float(get("confidence", 0.0) or 0.0)
+        conf = conf / 100.0 if conf > 1.0 else conf
+        ins = self.insights.get(key)
+        if ins is None or self.predictions.get(ins["id"]) is None:
+            summary = {"endpoint": endpoint, "kind": kind, "fingerprint": fp,
+                       "sql": get("sql"), "call_site": get("call_site"),
+                       "relationship": get("relationship"), "suggestion": get("suggestion")}
+            p = self.predictions.add("n1-detector", kind, conf, True, at, summary, obj=det)
+            if ins is None:
+                ins = {**summary, "requests": 0, "queries": 0, "total_ms": 0.0,
+                       "confidence": 0.0, "first_seen": at, "last_seen": at}
+            ins["id"] = p.id
+        self.insights[key] = ins
+        self.insights.move_to_end(key)
+        ins["requests"] += 1
+        ins["queries"] += int(get("count", 0) or 0)
+        ins["total_ms"] += float(get("total_ms", 0.0) or 0.0)
+        ins["confidence"] = max(ins["confidence"], conf)
+        ins["last_seen"] = at
+        self._insights_dirty.add(key)
+        while len(self.insights) > MAX_INSIGHTS:
+            old, _ = self.insights.popitem(last=False)
+            self._insights_dirty.discard(old)
+        return str(ins["id"])
+
+    def _on_throttle(self, record: RequestRecord) -> None:
+        client = record.client or "?"
+        now = record.started_at
+        last = self._throttle_seen.get(client)
+        if last is not None and now - last < 60.0:
+            return
+        self._throttle_seen[client] = now
+        self._throttle_seen.move_to_end(client)
+        if len(self._throttle_seen) > 1000:
+            self._throttle_seen.popitem(last=False)
+        lim = self.component("rate-limit-behaviour")
+        score = 1.0
+        if lim is not None and hasattr(lim, "suspicion"):
+            try:
+                score = float(lim.suspicion(client))
+            except Exception:
+                score = 1.0
+        self.predictions.add("rate-limit-behaviour", "throttle", score, True, now,
+                             {"client": client, "endpoint": record.endpoint})
+
+    # --- feedback ------------------------------------------------------------------
+
+    def feedback(self, prediction_id: str, correct: bool) -> bool:
+        """Label a prediction; False when the id is unknown (or too old to be kept)."""
+        p = self.predictions.get(prediction_id)
+        if p is None:
+            return False
+        self.label(p, bool(correct), self.wall())
+        return True
+
+    def label(self, p: Prediction, correct: bool, at: float) -> None:
+        p.correct, p.labelled_at = correct, at
+        actual = p.predicted if correct else not p.predicted
+        self.monitor.record(p.model, Label(p.id, p.kind, p.score, p.predicted, actual, p.at))
+        with self.predictions.lock:
+            self.predictions.dirty.add(p.id)
+
+    # --- scheduling, jobs -------------------------------------------------------------
+
+    def _schedule(self) -> None:
+        c, s = self.config, self.gate.scheduler
+        if self.store is not None:
+            s.every(c.snapshot_interval, self.snapshot, "pulsegate.snapshot")
+        s.every(5.0, self.alerts.flush, "pulsegate.alerts")
+        s.every(c.monitoring_interval, self.monitoring_job, "pulsegate.monitoring")
+        s.every(c.degradation_interval, self.degradation_job, "pulsegate.degradation")
+        if c.auto_tuning:
+            s.every(c.tuning_interval, self.tuning_job, "pulsegate.tuning")
+        s.every(c.cleanup_interval, self.cleanup_job, "pulsegate.cleanup")
+
+    def target(self, model: str) -> float:
+        return float(self.config.accuracy_targets.get(model, self.config.accuracy_target))
+
+    def monitoring_job(self) -> None:
+        """Record each model's metrics on its active version; alert under target."""
+        if self.store is not None:
+            self._sync_labels()
+        c = self.config
+        for name in self.monitor.models():
+            if name not in self.registry:
+                continue
+            m = self.monitor.metrics(name, 100)
+            if m.n < c.monitor_min_labels:
+                continue
+            metrics: dict[str, Any] = {"accuracy": m.accuracy, "precision": m.precision,
+                                       "recall": m.recall, "f1": m.f1, "labels": m.n,
+                                       "measured_at": self.wall()}
+            v = self.registry.active(name)
+            if "baseline_accuracy" not in v.metrics:
+                metrics.update(baseline_accuracy=m.accuracy, baseline_f1=m.f1)
+            self.registry.set_metrics(name, metrics)
+            target = self.target(name)
+            if m.accuracy is not None and m.accuracy < target:
+                self.alerts.raise_alert(
+                    "accuracy", name, "warning",
+                    f"pulsegate: {name} accuracy {m.accuracy:.3f} is under its target "
+                    f"{target:.3f} (last {m.n} labels)", accuracy=m.accuracy, target=target,
+                    version=v.version)
+
+    def degradation_job(self) -> None:
+        """Alert when F1 (else accuracy) fell >= degradation_threshold vs the baseline."""
+        c = self.config
+        for name in self.monitor.models():
+            if name not in self.registry:
+                continue
+            v = self.registry.active(name)
+            m = self.monitor.metrics(name, 100)
+            if m.n < c.monitor_min_labels:
+                continue
+            base, cur, what = v.metrics.get("baseline_f1"), m.f1, "F1"
+            if base is None or cur is None:
+                base, cur, what = v.metrics.get("baseline_accuracy"), m.accuracy, "accuracy"
+            if not base or cur is None:
+                continue
+            drop = (float(base) - cur) / float(base)
+            if drop >= c.degradation_threshold:
+                self.alerts.raise_alert(
+                    "degradation", name, "warning",
+                    f"pulsegate: {name} {what} degraded {drop:.1%} ({float(base):.3f} -> "
+                    f"{cur:.3f}) since version {v.version} was measured", baseline=base,
+                    current=cur, metric=what, drop=drop, version=v.version)
+
+    def tuning_job(self) -> list[Any]:
+        return self.tuner.tune_all()
+
+    def cleanup_job(self) -> None:
+        """Forget silent workers' statistics and trim predictions/labels."""
+        store = self.store
+        if store is None:
+            return
+        now, c = self.wall(), self.config
+        workers = store.read("workers")
+        dead = [w for w, r in workers.items() if w != self.worker and
+                (not isinstance(r, dict) or now - float(r.get("updated", 0)) > c.state_ttl)]
+        drops = [f"{p}:{w}" for w in dead for p in ("ep", "insights")]
+        deletes = [("workers", w) for w in dead]
+        preds = store.read("predictions")
+        if len(preds) > c.max_predictions:
+            order = sorted(preds, key=lambda k: float(preds[k].get("at", 0)))
+            deletes += [("predictions", k) for k in order[:len(preds) - c.max_predictions]]
+        labels = store.read("labels")
+        by_model: dict[str, list[str]] = {}
+        for k, row in labels.items():
+            by_model.setdefault(str(row.get("model")), []).append(k)
+        for keys in by_model.values():
+            if len(keys) > c.max_labels:
+                keys.sort(key=lambda k: float(labels[k].get("labelled_at", 0)))
+                deletes += [("labels", k) for k in keys[:len(keys) - c.max_labels]]
+        if drops or deletes:
+            store.write(deletes=deletes, drop_sections=drops)
+
+    # --- persistence --------------------------------------------------------------------
+
+    def snapshot(self) -> None:
+        """Write this worker's state (one atomic batch), then pick up versions deployed
+        elsewhere (another worker's tuning, a CLI rollback)."""
+        from pulsegate.registry.persist import restore_components, write_snapshot
+
+        if self.store is None:
+            return
+        with self._snapshot_lock:
+            restore_components(self)
+            write_snapshot(self)
+            self.registry.merge(self.store.read("models"))
+
+    def restore(self) -> None:
+        from pulsegate.registry.persist import restore
+
+        restore(self)
+
+    def _sync_labels(self) -> None:
+        from pulsegate.registry.persist import sync_labels
+
+        sync_labels(self)
+
+    def close(self) -> None:
+        """Final snapshot and alert delivery; idempotent (gate.close() and atexit)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            atexit.unregister(self._atexit)
+        except Exception:
+            pass
+        self._guard("registry.close_alerts", self.alerts.flush)
+        if self.store is not None:
+            self._guard("registry.snapshot", self.snapshot)
+            self._guard("registry.close_store", self.store.close)
+
+    # --- reporting ----------------------------------------------------------------------
+
+    def performance(self) -> dict[str, Any]:
+        return self.monitor.summary()
+
+    def recent_predictions(self, limit: int = 50, model: str | None = None,
+                           kind: str | None = None) -> list[dict[str, Any]]:
+        return [p.to_dict() for p in self.predictions.recent(limit, model, kind)]
+
+    def ranked_insights(self) -> list[dict[str, Any]]:
+        return snap.ranked_insights(list(self.insights.values()), self.wall())
+
+
+def _record_summary(r: RequestRecord) -> dict[str, Any]:
+    return {"endpoint": r.endpoint, "path": r.path, "status": r.status,
+            "duration_ms": round(r.duration_ms, 3), "predicted_ms": r.predicted_ms,
+            "anomaly_score": round(r.anomaly_score, 4), "queries": r.query_count}

@@ -1,0 +1,179 @@
+"""Writing a gate's snapshot and restoring it at start-up (layout: :mod:`.snapshot`).
+
+Runs on the scheduler thread (snapshots), at construction (restore) and at close.
+Everything here fails per item: one unreadable endpoint state is skipped and counted,
+the rest of the state still loads.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import TYPE_CHECKING, Any
+
+from pulsegate.registry import snapshot as snap
+from pulsegate.registry.feedback import Label, Prediction
+from pulsegate.registry.ops import COMPONENTS
+
+if TYPE_CHECKING:
+    from pulsegate.registry.ops import ModelOps
+
+
+def component_state(comp: Any) -> Any:
+    """``state()`` if the component has one; else the rate limiter's compact penalty
+    records (``behaviour.penalties``), the part worth keeping across a restart."""
+    if callable(getattr(comp, "state", None)) and callable(getattr(comp, "load_state", None)):
+        return {"state": comp.state()}
+    penalties = getattr(getattr(comp, "behaviour", None), "penalties", None)
+    if penalties is not None:
+        return {"penalties": {str(k): float(v) for k, v in list(penalties.items())}}
+    return None
+
+
+def load_component_state(comp: Any, row: Any) -> bool:
+    if not isinstance(row, dict):
+        return False
+    if "state" in row and callable(getattr(comp, "load_state", None)):
+        comp.load_state(row["state"])
+        return True
+    penalties = getattr(getattr(comp, "behaviour", None), "penalties", None)
+    if "penalties" in row and penalties is not None:
+        for k, v in dict(row["penalties"]).items():
+            penalties.setdefault(str(k), float(v))
+        return True
+    return False
+
+
+def restore_components(ops: ModelOps) -> None:
+    """Load persisted component states into components that exist now (a component
+    created after the registry is restored on the first snapshot instead)."""
+    for name in list(ops._pending_components):
+        comp = ops.component(name)
+        if comp is None:
+            continue
+        row = ops._pending_components.pop(name)
+        try:
+            load_component_state(comp, row)
+        except Exception as exc:
+            ops.faults.record(f"registry.restore {name}", exc)
+
+
+def restore(ops: ModelOps) -> None:
+    store, gate, c = ops.store, ops.gate, ops.config
+    assert store is not None
+    now = ops.wall()
+    workers = snap.live_workers(store, now, c.state_ttl)
+    states = snap.fleet_endpoints(store, workers)
+    baselines = gate.baselines
+    # Least requested first, so the LRU keeps the busiest endpoints if over the cap.
+    for key, state in sorted(states.items(), key=lambda kv: int(kv[1].get("n", 0))):
+        model = baselines.get(key)
+        try:
+            model.load_state(state)
+            model.threshold = ops._k
+            ops._seed[key] = model.n
+        except Exception as exc:
+            baselines.models.pop(key, None)
+            ops.faults.record("registry.restore endpoint", exc)
+    ops._absorb = list(workers)
+    ops._loaded_at = now
+    for name, row in store.read("components").items():
+        ops._pending_components[name] = row
+    restore_components(ops)
+    preds = sorted(store.read("predictions").values(), key=lambda d: float(d.get("at", 0)))
+    for d in preds[-ops.predictions.capacity:]:
+        try:
+            ops.predictions.restore(Prediction.from_dict(d))
+        except (KeyError, TypeError, ValueError):
+            continue
+    sync_labels(ops)
+
+
+def sync_labels(ops: ModelOps) -> None:
+    """Feed labels written by other workers or the CLI into this worker's monitor."""
+    assert ops.store is not None
+    rows = [r for r in ops.store.read("labels").values()
+            if isinstance(r, dict) and not ops.monitor.knows(str(r.get("id")))]
+    rows.sort(key=lambda r: float(r.get("labelled_at", 0)))
+    for r in rows:
+        try:
+            ops.monitor.record(str(r["model"]), Label(
+                str(r["id"]), str(r["kind"]), float(r["score"]), bool(r["predicted"]),
+                bool(r["actual"]), float(r["at"])))
+        except (KeyError, TypeError, ValueError):
+            continue
+        p = ops.predictions.get(str(r["id"]))
+        if p is not None and p.correct is None:
+            p.correct = bool(r["predicted"]) == bool(r["actual"])
+            p.labelled_at = float(r.get("labelled_at", 0))
+
+
+def label_row(p: Prediction) -> dict[str, Any]:
+    actual = p.actual
+    return {"id": p.id, "model": p.model, "kind": p.kind, "score": p.score,
+            "predicted": p.predicted, "actual": actual, "at": p.at,
+            "labelled_at": p.labelled_at}
+
+
+def write_snapshot(ops: ModelOps) -> None:
+    store, gate = ops.store, ops.gate
+    assert store is not None
+    now, w = ops.wall(), ops.worker
+    puts: list[tuple[str, str, Any]] = []
+    keys: set[str] = set()
+    for key, model in gate.baselines.items():
+        own = max(0, model.n - ops._seed.get(key, 0))
+        puts.append((f"ep:{w}", key, {"state": model.state(), "own": own}))
+        keys.add(key)
+    deletes = [(f"ep:{w}", k) for k in ops._written_keys - keys]
+    try:
+        stats = gate.stats()
+    except Exception:
+        stats = dict(gate.counters)
+    puts.append(("workers", w, {"pid": os.getpid(), "host": socket.gethostname(),
+                                "started": ops.started, "updated": now,
+                                "stats": {k: v for k, v in stats.items()
+                                          if isinstance(v, (int, float, str))}}))
+    for name in COMPONENTS:
+        comp = ops.component(name)
+        if comp is None or name in ops._pending_components:
+            continue
+        try:
+            row = component_state(comp)
+        except Exception as exc:
+            ops.faults.record(f"registry.state {name}", exc)
+            continue
+        if row is not None:
+            puts.append(("components", name, row))
+    models = ops.registry.rows(only_dirty=True)
+    puts += [("models", k, row) for k, row in models.items()]
+    preds = ops.predictions.take_dirty()
+    for p in preds:
+        puts.append(("predictions", p.id, p.to_dict()))
+        if p.correct is not None:
+            puts.append(("labels", p.id, label_row(p)))
+    dirty_insights = list(ops._insights_dirty)
+    ops._insights_dirty.clear()
+    puts += [(f"insights:{w}", k, dict(ops.insights[k])) for k in dirty_insights
+             if k in ops.insights]
+    drops: list[str] = []
+    if ops._absorb:
+        # The merged states of the workers this one was seeded from now live on in its
+        # own rows: drop theirs unless they wrote again since (still alive).
+        current = store.read("workers")
+        gone = [x for x in ops._absorb if x != w and
+                float((current.get(x) or {}).get("updated", 0)) <= ops._loaded_at]
+        drops = [f"ep:{x}" for x in gone]
+        deletes += [("workers", x) for x in gone if x in current and
+                    not store.read(f"insights:{x}")]
+    try:
+        store.write(puts, deletes, drops)
+    except BaseException:
+        # Nothing was written: keep the dirty items for the next snapshot.
+        with ops.predictions.lock:
+            ops.predictions.dirty.update(p.id for p in preds)
+        ops.registry.dirty.update(tuple(k.split("@", 1)) for k in models)  # type: ignore[misc]
+        ops._insights_dirty.update(dirty_insights)
+        raise
+    ops._written_keys = keys
+    ops._absorb = []
