@@ -26,7 +26,8 @@ def test_first_value_sets_the_level_and_scores_nothing() -> None:
 
 def test_update_follows_the_smoothing_and_variance_recurrences() -> None:
     # alpha=0.5, beta=0.5: after x1=2, x2=4: r=2, v = 0 + .5*(4-0) = 2, f = 2 + .5*2 = 3
-    m = EndpointModel(alpha=0.5, threshold=3.0, warmup=1, metrics=("latency",), beta=0.5)
+    m = EndpointModel(alpha=0.5, threshold=3.0, warmup=1, metrics=("latency",), beta=0.5,
+                      min_excess_ms=0.0)
     m.observe([2.0])
     s = m.observe([4.0])
     # Scored against the state before the update: f=2, sigma=floor (v=0) -> z = 2/0.05 = 40
@@ -122,3 +123,13 @@ def test_windowed_incident_detection_fires_on_a_sustained_shift() -> None:
             if r is not None and r.is_anomaly:
                 fired.append(second)
     assert fired and all(s >= 90 for s in fired)
+
+
+def test_sub_millisecond_jitter_is_never_anomalous() -> None:
+    m = EndpointModel(metrics=("latency",), warmup=5)  # min_excess_ms = 1.0
+    for _ in range(100):
+        m.observe([math.log(0.04)])  # a 40 µs endpoint
+    assert not m.observe([math.log(0.2)], learn=False).is_anomaly  # 5x, but +0.16 ms
+    assert m.observe([math.log(5.0)], learn=False).is_anomaly  # +5 ms is
+    floor = math.log1p(1.0 / 0.04)
+    assert m.floors[0] == pytest.approx(floor)

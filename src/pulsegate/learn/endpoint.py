@@ -98,7 +98,8 @@ class EndpointModel:
     def __init__(self, alpha: float = 0.3, threshold: float = 3.0, warmup: int = 30,
                  metrics: tuple[str, ...] = METRICS, *, beta: float = 0.05,
                  window: float = 10.0, incident: AnomalyModel | None = None,
-                 seasonal: SeasonalBaseline | None = None) -> None:
+                 seasonal: SeasonalBaseline | None = None,
+                 min_excess_ms: float = 1.0) -> None:
         self.alpha = alpha
         # The spread learns more slowly than the level (beta < alpha): a variance that
         # forgets within a handful of requests under-estimates heavy latency tails and
