@@ -48,7 +48,7 @@ def parse_rate(spec: str) -> tuple[float, float]:
     quota = float(m.group(1))
     window = float(m.group(2) or 1.0) * unit
     if quota <= 0 or window <= 0:
-        raise ValueError("a rate with a positive count and window")
+        raise ValueError("a rate with a positive count and window, like '100/minute'")
     return quota, window
 
 
