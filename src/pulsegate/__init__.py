@@ -1,6 +1,7 @@
 """pulsegate: in-process request intelligence for ASGI and WSGI applications."""
 
 from pulsegate.config import Config, ConfigError
+from pulsegate.queries.capture import capture
 
 __version__ = "0.1.0"
-__all__ = ["Config", "ConfigError", "__version__"]
+__all__ = ["Config", "ConfigError", "__version__", "capture"]

@@ -69,7 +69,7 @@ class PulseGate:
         self.scheduler = Scheduler(faults=self.faults)
         c = config
         metrics = METRICS if c.query_analysis else tuple(
-            m for m in METRICS if m not in ("queries", "query_time"))
+            m for m in METRICS if m not in ("queries", "query_time", "repeat_share"))
         if not c.measure_cpu:
             metrics = tuple(m for m in metrics if m != "cpu")
         if not c.measure_memory:
@@ -105,7 +105,12 @@ class PulseGate:
         self._exclude = c.exclude_paths
         self._exclude_prefixes = tuple(p + "/" for p in c.exclude_paths if p != "/")
         self._expose = c.headers
-        self._max_queries = 10_000
+        self._max_queries = c.max_queries_per_request
+        #: Query analysis (pulsegate.queries): detections per request, ``detections``
+        #: (recent, bounded) and ``query_insights()`` (ranked across requests).
+        from pulsegate.queries.requests import RequestQueries
+        self.queries = RequestQueries(c, clock, wall)
+        self.detections = self.queries.recent
         # Exporters, dashboard series, structured logs: each only when configured.
         from pulsegate.export import install as install_exports
         install_exports(self)
@@ -290,10 +295,15 @@ class PulseGate:
             values.append(_log1p(ctx.query_ms))
         if c.measure_cpu:
             values.append(_log1p(cpu * 1000.0 if cpu > 0 else 0.0))
+        detections: list[Any] = []
+        if c.query_analysis:
+            analyzed = self.queries.finish(ctx, key)
+            detections = analyzed
+            if "repeat_share" in index:
+                values.append(_log1p(analyzed.repeat_share))
         if "memory" in index:
             values.append(None if mem is None else (_log1p(mem) if mem >= 0 else -_log1p(-mem)))
         score: EndpointScore = model.observe(values)
-        detections = self._analyze_queries(ctx) if c.query_analysis else []
         record = RequestRecord(
             ctx.method if ctx.method in _KNOWN_METHODS else "OTHER",
             ctx.route or UNMATCHED, ctx.info.path, final_status, ctx.started_at,
@@ -343,7 +353,14 @@ class PulseGate:
     # --- hooks filled by the query package ----------------------------------------------
 
     def _analyze_queries(self, ctx: RequestContext) -> list[Any]:
-        return ctx.detections
+        """The request's detections, analysed once (again only if more statements ran)."""
+        return self.queries.analyze(ctx)
+
+    def query_insights(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Query problems ranked across requests (most total time first); each row has
+        kind, fingerprint, sql (redacted), requests, statements, total_ms, mean_count,
+        endpoints, call_site, relationship, suggestion, confidence."""
+        return self.queries.insights.ranked(limit)
 
     def feedback(self, detection_id: str, correct: bool) -> bool:
         """Label a prediction (an anomaly, incident or query detection, by its id) as

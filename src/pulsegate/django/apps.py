@@ -13,3 +13,9 @@ class PulseGateConfig(AppConfig):
     def ready(self) -> None:
         # Registers the settings check (a bad PULSEGATE dict is a system check error).
         from pulsegate.django import checks  # noqa: F401
+
+        # Query hooks (issue 3): an execute_wrapper on every connection + relationship
+        # marks; costs one ContextVar read per statement outside a request/capture.
+        from pulsegate.django.instrument import install
+
+        install()
