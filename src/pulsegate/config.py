@@ -341,6 +341,26 @@ class Config:
     prediction_threshold: float = option(
     seasonality: str = option("auto", "Seasonal baselines of the incident series: auto "
                               "(hour-of-day / hour-of-week profiles switched on once enough "
+    nplusone_min_repeats: int = option(5, "Statements of one shape from one call site (or "
+                                       "relationship) that make an N+1.",
+                                       number(2, integer=True))
+    nplusone_min_duration_ms: float = option(0.0, "Minimum total time (ms) of a group before "
+                                             "it is reported; 0 reports fast N+1s too.",
+                                             number(0))
+    repeated_query_min: int = option(5, "Runs of the identical statement (same parameters) "
+                                     "that make a repeated_query.", number(2, integer=True))
+    write_loop_min: int = option(5, "Single-row INSERT/UPDATE/DELETE of one shape that make "
+                                 "a write_loop.", number(2, integer=True))
+    max_queries_per_request: int = option(10_000, "Statements kept per request for analysis "
+                                          "(all are counted).", number(1, integer=True))
+    query_log_interval: float = option(300.0, "Seconds between two log lines for the same "
+                                       "(endpoint, fingerprint) detection.", number(0))
+    fingerprint_cache_size: int = option(4096, "LRU size of the SQL fingerprint cache (keyed "
+                                         "by raw statement text).", number(1, integer=True))
+    capture_call_sites: bool = option(True, "Record the application call site of each "
+                                      "statement (a cheap frame walk).", _bool)
+    max_fingerprints: int = option(1000, "LRU cap on per-fingerprint query insights kept "
+                                   "across requests.", number(1, integer=True))
                               "history exists and they explain the spread) | daily | weekly "
                               "| off.", choice("auto", "daily", "weekly", "off"))
     multivariate: bool = option(False, "Train an IsolationForest per endpoint group on a "
