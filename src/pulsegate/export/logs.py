@@ -2,25 +2,25 @@
 so a JSON formatter (``python-json-logger``, structlog's stdlib bridge, or
 :class:`JsonFormatter` here) turns them into searchable fields.
 
-Loggers and the ``pulsegate_event`` value of their records:
+One convention for every pulsegate logger: the figures go in one ``extra`` key named
+``pulsegate_<event>`` holding a flat dict, and, when there is one, ``endpoint`` holds
+``"GET /users/{id}"``:
 
-=========================  =========================  ==========================
-logger                     ``pulsegate_event``        written by
-=========================  =========================  ==========================
-``pulsegate.anomalies``    ``anomaly``, ``incident``  this module
-``pulsegate.queries``      ``detection``              the query analysis
-``pulsegate.alerts``       ``alert``                  the registry's alerts
-=========================  =========================  ==========================
+=========================  ==========================  ============================
+logger                     ``extra`` key               written by
+=========================  ==========================  ============================
+``pulsegate.anomalies``    ``pulsegate_anomaly``       this module (anomalous request)
+``pulsegate.anomalies``    ``pulsegate_incident``      this module (sustained shift)
+``pulsegate.queries``      ``pulsegate_detection``     the query analysis
+``pulsegate.alerts``       ``pulsegate_alert``         the registry's alerts
+=========================  ==========================  ============================
 
-Every ``extra`` field is prefixed ``pulsegate_`` so it can never clash with a
-``LogRecord`` attribute or an application's own fields. Common fields:
-``pulsegate_event``, ``pulsegate_endpoint`` (``"GET /users/{id}"``), ``pulsegate_at``
-(epoch seconds); anomalies add ``pulsegate_duration_ms``, ``pulsegate_predicted_ms``,
-``pulsegate_score``, ``pulsegate_confidence``, ``pulsegate_status``; incidents add
-``pulsegate_window_mean_ms``, ``pulsegate_expected_ms``, ``pulsegate_score``;
-detections (see :func:`detection_extra`) ``pulsegate_kind``, ``pulsegate_sql``
-(redacted), ``pulsegate_count``, ``pulsegate_total_ms``, ``pulsegate_call_site``,
-``pulsegate_relationship``, ``pulsegate_suggestion``, ``pulsegate_confidence``.
+``pulsegate_anomaly``: ``at`` (epoch s), ``path``, ``status``, ``duration_ms``,
+``predicted_ms``, ``score`` (0-1), ``confidence`` (0-100). ``pulsegate_incident``:
+``at``, ``window_mean_ms``, ``expected_ms``, ``score``. ``pulsegate_detection`` (see
+:func:`detection_extra`): ``kind``, ``fingerprint``, ``sql`` (redacted: literals
+replaced, never parameters), ``count``, ``total_ms``, ``call_site``, ``relationship``,
+``suggestion``, ``confidence``.
 
 Writing a log record is I/O (a handler may write to a file or a socket), so the
 request path only appends to a bounded queue; the scheduler thread writes the records
@@ -51,33 +51,24 @@ _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) 
     "message", "asctime"}
 
 
-def detection_extra(det: Any, endpoint: str | None = None,
-                    at: float | None = None) -> dict[str, Any]:
+def detection_extra(det: Any, endpoint: str | None = None) -> dict[str, Any]:
     """The ``extra`` mapping for one query detection (redacted SQL, never parameters)."""
-    out: dict[str, Any] = {"pulsegate_event": "detection", "pulsegate_endpoint": endpoint,
-                           "pulsegate_at": at}
-    for name, value in detection_fields(det).items():
-        out["pulsegate_" + name] = value
-    return out
+    return {"pulsegate_detection": detection_fields(det), "endpoint": endpoint}
 
 
 def anomaly_extra(record: RequestRecord) -> dict[str, Any]:
-    return {"pulsegate_event": "anomaly", "pulsegate_endpoint": record.endpoint,
-            "pulsegate_at": record.started_at, "pulsegate_path": record.path,
-            "pulsegate_status": record.status,
-            "pulsegate_duration_ms": round(record.duration_ms, 3),
-            "pulsegate_predicted_ms": None if record.predicted_ms is None
-            else round(record.predicted_ms, 3),
-            "pulsegate_score": round(record.anomaly_score, 4),
-            "pulsegate_confidence": round(record.confidence, 2)}
+    return {"pulsegate_anomaly": {
+        "at": record.started_at, "path": record.path, "status": record.status,
+        "duration_ms": round(record.duration_ms, 3),
+        "predicted_ms": None if record.predicted_ms is None else round(record.predicted_ms, 3),
+        "score": round(record.anomaly_score, 4), "confidence": round(record.confidence, 2)},
+        "endpoint": record.endpoint}
 
 
 def incident_extra(incident: dict[str, Any]) -> dict[str, Any]:
-    return {"pulsegate_event": "incident", "pulsegate_endpoint": incident.get("endpoint"),
-            "pulsegate_at": incident.get("at"),
-            "pulsegate_window_mean_ms": incident.get("window_mean_ms"),
-            "pulsegate_expected_ms": incident.get("expected_ms"),
-            "pulsegate_score": incident.get("score")}
+    return {"pulsegate_incident": {k: incident.get(k) for k in (
+        "at", "window_mean_ms", "expected_ms", "score", "id") if k in incident},
+        "endpoint": incident.get("endpoint")}
 
 
 class LogExporter:
@@ -119,14 +110,15 @@ class LogExporter:
             except IndexError:
                 break
             if kind == "anomaly":
+                a = extra["pulsegate_anomaly"]
                 log.warning("anomalous request on %s: %.1f ms (forecast %s ms, score %.2f)",
-                            extra["pulsegate_endpoint"], extra["pulsegate_duration_ms"],
-                            extra["pulsegate_predicted_ms"], extra["pulsegate_score"],
+                            extra["endpoint"], a["duration_ms"], a["predicted_ms"], a["score"],
                             extra=extra)
             else:
+                i = extra["pulsegate_incident"]
                 log.warning("incident on %s: window mean %.1f ms against %.1f ms expected",
-                            extra["pulsegate_endpoint"], extra["pulsegate_window_mean_ms"] or 0.0,
-                            extra["pulsegate_expected_ms"] or 0.0, extra=extra)
+                            extra["endpoint"], i.get("window_mean_ms") or 0.0,
+                            i.get("expected_ms") or 0.0, extra=extra)
             n += 1
         return n
 

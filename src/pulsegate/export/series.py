@@ -94,6 +94,8 @@ def allocator_state(gate: PulseGate) -> tuple[float | None, float | None]:
     Read by name so this module does not depend on the control package's layout."""
     alloc = getattr(gate, "allocator", None)
     if alloc is None:
+        alloc = getattr(getattr(gate, "control", None), "allocator", None)
+    if alloc is None:
         return None, None
     limit = _number(getattr(alloc, "limit", None))
     in_flight = None
@@ -237,14 +239,14 @@ class SeriesStore:
             own = getattr(det, "id", None)
             entry = {"id": str(own) if own is not None else f"detection-{next(self._ids)}",
                      "endpoint": endpoint, "first_at": at, "seen": 0, **fields}
-            entry["_obj"] = det  # the registry labels objects by identity
+            entry["_obj"] = (endpoint, det)  # how the registry's prediction is found
             self.detections[ident] = entry
             if len(self.detections) > self.max_recent:
                 self.detections.popitem(last=False)
         else:
             self.detections.move_to_end(ident)
             entry.update(fields)
-            entry["_obj"] = det
+            entry["_obj"] = (endpoint, det)
         entry["seen"] += 1
         entry["last_at"] = at
 

@@ -1,9 +1,10 @@
 """The dashboard's JSON: assembled from the engine, the series store and, when present,
 the model registry, the performance monitor and the control plane.
 
-The registry and control parts are read by attribute name (``gate.registry``,
-``gate.monitor``, ``gate.predictions``, ``gate.allocator``, ``gate.limiter``), so the
-dashboard works -- with fewer panels filled -- whichever of them a gate has.
+The registry and control parts are read by attribute name (``registry``, ``monitor``,
+``predictions``, ``allocator``, ``limiter``, on the gate, ``gate.ops`` or
+``gate.control``), so the dashboard works -- with fewer panels filled -- whichever of
+them a gate has.
 """
 
 from __future__ import annotations
@@ -19,37 +20,56 @@ if TYPE_CHECKING:
 #: Endpoints whose series are embedded in the summary (most requested first).
 SUMMARY_SERIES = 12
 
-_REGISTRY_NAMES = ("registry", "models")
-_MONITOR_NAMES = ("monitor", "performance")
-_PREDICTION_NAMES = ("predictions", "prediction_log")
-
-
-def _first(gate: PulseGate, names: tuple[str, ...], method: str) -> Any:
-    for name in names:
-        obj = getattr(gate, name, None)
+def _part(gate: PulseGate, name: str, method: str) -> Any:
+    """``gate.<name>`` or ``gate.ops.<name>`` / ``gate.control.<name>`` when it has
+    ``method``; None otherwise."""
+    for owner in (gate, getattr(gate, "ops", None), getattr(gate, "control", None)):
+        obj = getattr(owner, name, None) if owner is not None else None
         if obj is not None and callable(getattr(obj, method, None)):
             return obj
     return None
 
 
 def resolver(gate: PulseGate) -> Callable[[object], str | None] | None:
-    """Maps a record or detection to the registry's prediction id, when there is one."""
-    log = _first(gate, _PREDICTION_NAMES, "id_of")
-    return None if log is None else log.id_of  # type: ignore[no-any-return]
+    """Maps an anomalous record or a query detection to the registry's prediction id
+    (the id ``gate.feedback`` takes), when the gate has a registry."""
+    log = _part(gate, "predictions", "id_of")
+    if log is None:
+        return None
+    insights = getattr(getattr(gate, "ops", None), "insights", None)
+
+    def resolve(obj: object) -> str | None:
+        pid = log.id_of(obj)
+        if pid is None and isinstance(obj, tuple) and insights is not None:
+            # A detection row: the registry keeps one prediction per endpoint, kind and
+            # fingerprint (its "insight").
+            endpoint, det = obj
+            kind = getattr(det, "kind", None) or "n_plus_one"
+            ins = insights.get(f"{endpoint}|{kind}|{getattr(det, 'fingerprint', '')}")
+            pid = ins.get("id") if isinstance(ins, dict) else None
+            if pid is None:
+                pid = log.id_of(det)
+        return None if pid is None else str(pid)
+
+    return resolve
 
 
 def models(gate: PulseGate) -> list[dict[str, Any]]:
     """The model registry's rows with their accuracy figures; without a registry, the
     engine's own scoring model."""
-    reg = _first(gate, _REGISTRY_NAMES, "list")
     rows: list[dict[str, Any]]
-    if reg is not None:
-        rows = [dict(r) for r in reg.list()]
+    reg = _part(gate, "registry", "summaries")
+    listed = reg.summaries() if reg is not None else None
+    if listed is None:
+        reg = _part(gate, "registry", "list")
+        listed = reg.list() if reg is not None else None
+    if listed is not None:
+        rows = [dict(r) for r in listed]
     else:
         rows = [{"name": "latency-baseline", "version": gate.model_version, "config": {
             "alpha": gate.config.alpha, "z_threshold": gate.config.z_threshold,
             "warmup": gate.config.warmup}, "metrics": {}}]
-    mon = _first(gate, _MONITOR_NAMES, "summary")
+    mon = _part(gate, "monitor", "summary")
     perf: dict[str, Any] = mon.summary() if mon is not None else {}
     for row in rows:
         row["performance"] = perf.get(str(row.get("name")), {})
@@ -58,14 +78,10 @@ def models(gate: PulseGate) -> list[dict[str, Any]]:
 
 def control(gate: PulseGate, series: SeriesStore) -> dict[str, Any]:
     limit, in_flight = allocator_state(gate)
-    alloc = getattr(gate, "allocator", None)
-    alloc_stats = None
-    if alloc is not None and callable(getattr(alloc, "stats", None)):
-        alloc_stats = alloc.stats()
-    limiter = getattr(gate, "limiter", None) or getattr(gate, "rate_limiter", None)
-    limiter_stats = None
-    if limiter is not None and callable(getattr(limiter, "stats", None)):
-        limiter_stats = limiter.stats()
+    alloc = _part(gate, "allocator", "stats")
+    alloc_stats = alloc.stats() if alloc is not None else None
+    limiter = _part(gate, "limiter", "stats")
+    limiter_stats = limiter.stats() if limiter is not None else None
     counters = gate.counters
     return {"limit": limit, "in_flight": in_flight, "allocator": alloc_stats,
             "limiter": limiter_stats, "throttled": counters.get("throttled", 0),
@@ -93,7 +109,8 @@ def summary(gate: PulseGate, series: SeriesStore) -> dict[str, Any]:
         "stats": gate.stats(),
         "endpoints": endpoints,
         "anomalies": series.recent_anomalies(50, resolve),
-        "incidents": list(gate.incidents)[-20:][::-1],
+        "incidents": [dict(i, feedback=series.feedback.get(str(i.get("id"))))
+                      for i in list(gate.incidents)[-20:][::-1]],
         "detections": series.recent_detections(50, resolve),
         "control": control(gate, series),
         "models": models(gate),
@@ -103,30 +120,21 @@ def summary(gate: PulseGate, series: SeriesStore) -> dict[str, Any]:
 
 def feedback(gate: PulseGate, series: SeriesStore, ident: str,
              correct: bool) -> tuple[int, dict[str, Any]]:
-    """Label one anomaly or detection: forwarded to ``gate.feedback(id, correct)`` (the
-    registry's precision/recall and tuning), and remembered for the page."""
-    resolve = resolver(gate)
-    known = {r["id"] for r in series.recent_anomalies(series.max_recent, resolve)}
-    known |= {r["id"] for r in series.recent_detections(series.max_recent, resolve)}
+    """Label one anomaly, incident or detection: forwarded to
+    ``gate.feedback(id, correct)`` (the registry's accuracy/F1 and tuning) and
+    remembered for the page. 404 when nobody knows the id."""
     fb = getattr(gate, "feedback", None)
-    forwarded: Any = None
     if callable(fb):
-        try:
-            forwarded = fb(ident, correct)
-        except KeyError:
-            if ident not in known:
-                return 404, {"error": f"unknown detection id {ident!r}"}
-    elif ident not in known:
-        return 404, {"error": f"unknown detection id {ident!r}"}
-    if forwarded is False and ident not in known:
-        return 404, {"error": f"unknown detection id {ident!r}"}
+        if fb(ident, correct) is False:
+            return 404, {"error": f"unknown detection id {ident!r}"}
+    else:
+        resolve = resolver(gate)
+        known = {r["id"] for r in series.recent_anomalies(series.max_recent, resolve)}
+        known |= {r["id"] for r in series.recent_detections(series.max_recent, resolve)}
+        if ident not in known:
+            return 404, {"error": f"unknown detection id {ident!r}"}
     with series.lock:
         series.feedback[ident] = correct
         if len(series.feedback) > 4 * series.max_recent:
             series.feedback.pop(next(iter(series.feedback)))
-    out: dict[str, Any] = {"id": ident, "correct": correct, "forwarded": callable(fb)}
-    if isinstance(forwarded, dict):
-        out["result"] = forwarded
-    elif hasattr(forwarded, "_asdict"):
-        out["result"] = forwarded._asdict()
-    return 200, out
+    return 200, {"id": ident, "correct": correct, "forwarded": callable(fb)}
