@@ -104,7 +104,7 @@ def normalize(sql: str) -> tuple[str, bool]:
         prev = tok
         prev_word = kind == "word"
     text = "".join(out)
-    if "(?, " in text:
+    if "(?" in text:
         text = _IN_LIST.sub("in (?)", text)
         collapsed = _VALUES_ROWS.sub(r"(\1), ...", text)
         multi = collapsed != text

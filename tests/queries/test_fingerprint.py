@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import time
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pulsegate.queries.fingerprint import FingerprintCache, fingerprint, normalize
+
+
+def test_literals_placeholders_and_case_fold_to_one_shape() -> None:
+    shapes = {
+        fingerprint("SELECT * FROM book WHERE id = 5 AND title = 'x'").text,
+        fingerprint("select *  from BOOK\n where ID = 7 and title = 'it''s'").text,
+        fingerprint("SELECT * FROM book WHERE id = %s AND title = %(t)s").text,
+        fingerprint("SELECT * FROM book WHERE id = :id AND title = $2").text,
+        fingerprint("SELECT * FROM book WHERE id = ? AND title = ? -- comment").text,
+        fingerprint("/* traceparent='00-abc' */ SELECT * FROM book WHERE id = 1.5e3 AND title = ?").text,
+    }
+    assert shapes == {"select * from book where id = ? and title = ?"}
+
+
+def test_in_lists_and_multi_row_values_collapse() -> None:
+    a = fingerprint("SELECT a FROM t WHERE id IN (1, 2, 3)")
+    b = fingerprint("SELECT a FROM t WHERE id IN (?, ?, ?, ?, ?, ?)")
+    assert a.text == b.text == "select a from t where id in (?)" and a.hash == b.hash
+    many = fingerprint("INSERT INTO t (a, b) VALUES (?, ?), (?, ?), (?, ?)")
+    one = fingerprint("INSERT INTO t (a, b) VALUES (?, ?)")
+    assert many.multi_row and not one.multi_row
+    assert many.text == "insert into t(a, b) values (?, ?), ..."
+    assert fingerprint("insert into t (a) values (1), (2)").text == "insert into t(a) values (?), ..."
+
+
+def test_booleans_are_literals_and_identifiers_with_digits_stay() -> None:
+    fp = fingerprint('SELECT t1.c2 FROM "T1" WHERE flag = TRUE AND other = false')
+    assert fp.text == 'select t1.c2 from "T1" where flag = ? and other = ?'
+    assert fp.verb == "select"
+    assert len(fp.id) == 16 and fp.hash == fingerprint(fp.text).hash
+
+
+def test_cache_is_a_bounded_lru_with_hit_counts() -> None:
+    cache = FingerprintCache(maxsize=2)
+    cache.get("select 1")
+    cache.get("select 2")
+    cache.get("select 1")  # hit, now most recent
+    cache.get("select 3")  # evicts "select 2"
+    assert len(cache) == 2 and cache.hits == 1 and cache.misses == 3
+    cache.get("select 2")
+    assert cache.misses == 4
+    assert 0 < cache.hit_rate < 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="'\"`/*-()?:%$,.0123456789abcINVALUES \n\\[]", max_size=400) | st.text(max_size=200))
+def test_never_raises_on_any_text(sql: str) -> None:
+    fp = FingerprintCache(10).get(sql)
+    assert isinstance(fp.text, str) and 0 <= fp.hash < 2**64
+
+
+def _time(sql: str) -> float:
+    t = time.perf_counter()
+    normalize(sql)
+    return time.perf_counter() - t
+
+
+def test_linear_time_on_adversarial_inputs() -> None:
+    """Doubling the input must not quadruple the time (no catastrophic backtracking)."""
+    patterns = ["'", "/*", "%(", "(?, ", "\"", "`", "'a", "/*/*", "((((", "in (?, ?, ?" , "1.", "e'\\"]
+    for unit in patterns:
+        small = min(_time(unit * 5_000) for _ in range(3))
+        big = min(_time(unit * 20_000) for _ in range(3))
+        assert big < 4 * 3 * small + 0.01, (unit, small, big)  # 4x input, well under 16x time
+        assert big < 1.0

@@ -1,0 +1,136 @@
+"""SQLAlchemy instrumentation on the scenario corpus (sync and async), the hooks' cost
+outside a request, and the detector's precision/recall on this ORM."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+from sa_corpus import ALL, FINE, PROBLEMS, Author, Base, Book, seed
+from sqlalchemy import create_engine, event, select
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.orm import Session, selectinload
+
+from pulsegate import capture
+from pulsegate.queries import QueryEvent
+from pulsegate.sqlalchemy import instrument, is_instrumented
+
+# These tests create query problems on purpose; the plugin must not warn about them.
+pytestmark = pytest.mark.pulsegate(nplusone="off")
+
+
+@pytest.fixture()
+def session() -> Iterator[Session]:
+    engine = create_engine("sqlite://")
+    Base.metadata.create_all(engine)
+    instrument(engine)
+    with Session(engine) as s:
+        seed(s)
+        s.expunge_all()
+        yield s
+    engine.dispose()
+
+
+@pytest.mark.parametrize("name,problem,kind,run", ALL, ids=[s[0] for s in ALL])
+def test_scenario(session: Session, name: str, problem: bool, kind: str | None, run: object) -> None:
+    with capture() as cap:
+        run(session)  # type: ignore[operator]
+    assert cap.query_count > 0 or name == "get from identity map"
+    if problem:
+        assert cap.detections, f"{name}: missed\n{cap.report()}"
+        assert kind in {d.kind for d in cap.detections}, cap.report()
+        assert all(d.call_site and d.call_site.startswith("tests/sa_corpus.py") for d in cap.detections)
+    else:
+        assert cap.detections == [], f"{name}: false alarm\n{cap.report()}"
+
+
+def test_precision_recall_sqlalchemy(session: Session) -> None:
+    tp = fp = fn = 0
+    for name, problem, _, run in ALL:
+        session.rollback()
+        session.expunge_all()
+        with capture() as cap:
+            run(session)
+        found = bool(cap.detections)
+        tp += problem and found
+        fn += problem and not found
+        fp += (not problem) and found
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn)
+    print(f"\nSQLAlchemy corpus: {len(PROBLEMS)} problems, {len(FINE)} non-problems: "
+          f"precision {precision:.3f} recall {recall:.3f}")
+    assert precision >= 0.98 and recall >= 0.98
+
+
+def test_relationship_names_and_exact_fixes(session: Session) -> None:
+    with capture() as cap:
+        [len(a.books) for a in session.scalars(select(Author))]
+    (d,) = cap.detections
+    assert (d.relationship, d.suggestion) == ("Author.books", "options(selectinload(Author.books))")
+    assert d.count == 10 and d.sql.startswith("select sa_book.id")
+    session.expunge_all()
+    with capture() as cap:
+        [b.author.name for b in session.scalars(select(Book))]
+    assert cap.detections[0].suggestion == "options(joinedload(Book.author))"
+    session.expunge_all()
+    with capture() as cap:
+        [session.get(Author, i) for i in range(1, 11)]
+    assert "select(Author).where(Author.id.in_(ids))" in cap.detections[0].suggestion
+    with capture() as cap:
+        [session.add(Author(name=str(i))) or session.flush() for i in range(6)]
+    assert "insert(Author)" in cap.detections[0].suggestion
+
+
+def test_async_session_awaitable_attrs() -> None:
+    async def main() -> tuple[list[object], list[object]]:
+        engine = create_async_engine("sqlite+aiosqlite://")
+        instrument(engine)
+        async with engine.begin() as conn:
+            await conn.run_sync(Base.metadata.create_all)
+        async with AsyncSession(engine) as s:
+            await s.run_sync(seed)
+        async with AsyncSession(engine) as s:
+            async with capture() as bad:
+                for a in (await s.scalars(select(Author))).all():
+                    await a.awaitable_attrs.books
+        async with AsyncSession(engine) as s:
+            async with capture() as good:
+                authors = (await s.scalars(select(Author).options(selectinload(Author.books)))).all()
+                [len(a.books) for a in authors]
+        await engine.dispose()
+        return bad.detections, good.detections  # type: ignore[return-value]
+
+    bad, good = asyncio.run(main())
+    assert good == []
+    (d,) = bad
+    assert d.relationship == "Author.books" and d.suggestion == "options(selectinload(Author.books))"
+    assert d.call_site is not None and "test_sqlalchemy.py" in d.call_site  # across the greenlet
+
+
+def test_instrument_is_idempotent_and_global_form_records_once() -> None:
+    engine = create_engine("sqlite://")
+    instrument(engine)
+    instrument(engine)
+    instrument()  # class-level too: still one event per statement
+    assert is_instrumented(engine)
+    try:
+        with capture() as cap, engine.connect() as conn:
+            conn.exec_driver_sql("select 1")
+        assert cap.query_count == 1
+        ev = cap.queries[0]
+        assert isinstance(ev, QueryEvent) and ev.orm == "sqlalchemy" and ev.db == "sqlite"
+        assert ev.params_count == 0 and ev.duration_ms >= 0
+    finally:
+        from pulsegate.sqlalchemy import uninstrument
+        uninstrument()
+
+
+def test_outside_any_sink_nothing_is_recorded() -> None:
+    engine = create_engine("sqlite://")
+    instrument(engine)
+    seen: list[object] = []
+    event.listen(engine, "after_cursor_execute", lambda *a: seen.append(a[4]))
+    with engine.connect() as conn:
+        conn.exec_driver_sql("select 1")
+    assert len(seen) == 1 and not hasattr(seen[0], "_pulsegate_t0")
