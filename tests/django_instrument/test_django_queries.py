@@ -1,0 +1,103 @@
+"""Django ORM instrumentation on the scenario corpus, relationship names and fixes, and
+the detector's precision/recall on this ORM."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import dj_corpus
+import pytest
+from django.db import connection, transaction
+
+from pulsegate import capture
+from pulsegate.django.instrument import install, query_wrapper
+
+pytestmark = pytest.mark.pulsegate(nplusone="off")
+
+_ready = False
+
+
+@pytest.fixture()
+def db() -> Iterator[None]:
+    global _ready
+    install()
+    if not _ready:
+        dj_corpus.create_schema()
+        _ready = True
+    sid = transaction.savepoint() if connection.in_atomic_block else None
+    with transaction.atomic():
+        dj_corpus.seed()
+        yield
+        transaction.set_rollback(True)
+    assert sid is None
+
+
+@pytest.mark.parametrize("name,problem,kind,run", dj_corpus.ALL, ids=[s[0] for s in dj_corpus.ALL])
+def test_scenario(db: None, name: str, problem: bool, kind: str | None, run: object) -> None:
+    with capture() as cap:
+        run()  # type: ignore[operator]
+    assert cap.query_count > 0
+    if problem:
+        assert cap.detections, f"{name}: missed\n{cap.report()}"
+        assert kind in {d.kind for d in cap.detections}, cap.report()
+        assert all(d.call_site and "dj_corpus.py" in d.call_site for d in cap.detections)
+    else:
+        assert cap.detections == [], f"{name}: false alarm\n{cap.report()}"
+
+
+def test_precision_recall_django(db: None) -> None:
+    tp = fp = fn = 0
+    for _name, problem, _, run in dj_corpus.ALL:
+        sid = transaction.savepoint()
+        with capture() as cap:
+            run()
+        transaction.savepoint_rollback(sid)
+        found = bool(cap.detections)
+        tp += problem and found
+        fn += problem and not found
+        fp += (not problem) and found
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn)
+    print(f"\nDjango corpus: {len(dj_corpus.PROBLEMS)} problems, {len(dj_corpus.FINE)} non-problems: "
+          f"precision {precision:.3f} recall {recall:.3f}")
+    assert precision >= 0.98 and recall >= 0.98
+
+
+def _first(run: object) -> object:
+    with capture() as cap:
+        run()  # type: ignore[operator]
+    return cap.detections[0]
+
+
+def test_relationship_names_and_exact_fixes(db: None) -> None:
+    A, B, P, T = dj_corpus.Author, dj_corpus.Book, dj_corpus.Profile, dj_corpus.Tag
+    cases = [
+        (lambda: [list(a.books.all()) for a in A.objects.all()], "Author.books", 'prefetch_related("books")'),
+        (lambda: [b.author.name for b in B.objects.all()], "Book.author", 'select_related("author")'),
+        (lambda: [p.author.name for p in P.objects.all()], "Profile.author", 'select_related("author")'),
+        (lambda: [a.profile.bio for a in A.objects.all()], "Author.profile", 'select_related("profile")'),
+        (lambda: [list(b.tags.all()) for b in B.objects.all()], "Book.tags", 'prefetch_related("tags")'),
+        (lambda: [list(t.books.all()) for t in T.objects.all()], "Tag.books", 'prefetch_related("books")'),
+        (lambda: [a.books.count() for a in A.objects.all()], "Author.books",
+         'count in the list query: .annotate(Count("books"))'),
+    ]
+    for run, rel, fix in cases:
+        d = _first(run)
+        assert (d.relationship, d.suggestion) == (rel, fix)  # type: ignore[attr-defined]
+    d = _first(lambda: [b.title for b in B.objects.only("id")])
+    assert d.relationship == "Book.title" and '.only(' in d.suggestion  # type: ignore[attr-defined]
+    d = _first(lambda: [A.objects.get(pk=i) for i in range(1, 11)])
+    assert "Author.objects.in_bulk(ids)" in d.suggestion  # type: ignore[attr-defined]
+    d = _first(lambda: [T.objects.create(name=str(i)) for i in range(6)])
+    assert "Tag.objects.bulk_create" in d.suggestion  # type: ignore[attr-defined]
+
+
+def test_wrapper_installed_once_and_first(db: None) -> None:
+    install()
+    install()
+    assert [w for w in connection.execute_wrappers if w is query_wrapper] == [query_wrapper]
+    with connection.execute_wrapper(lambda execute, *a: execute(*a)):
+        with capture() as cap:
+            list(dj_corpus.Tag.objects.all())
+    assert connection.execute_wrappers[0] is query_wrapper
+    assert cap.query_count == 1 and cap.queries[0].orm == "django"
