@@ -18,6 +18,9 @@ from pulsegate.export import state
 from pulsegate.export.dashboard import DashboardHandler, is_loopback
 from pulsegate.export.endpoints import internal_endpoints, serve_wsgi
 
+# These tests make N+1 patterns on purpose.
+pytestmark = pytest.mark.pulsegate(nplusone="off")
+
 AUTH = {"Authorization": f"Bearer {SECRET}"}
 
 
