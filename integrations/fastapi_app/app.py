@@ -200,6 +200,12 @@ async def error() -> dict[str, Any]:
     raise RuntimeError("this endpoint always fails")
 
 
+@app.get("/health")
+async def health() -> dict[str, str]:
+    """Excluded from measuring by pulsegate's default ``exclude_paths``."""
+    return {"status": "ok"}
+
+
 @app.get("/pulsegate/detections")
 async def detections() -> dict[str, Any]:
     """What pulsegate found, per endpoint (a debugging aid of this reference app)."""

@@ -162,6 +162,11 @@ def create_app() -> Flask:
     def error() -> dict[str, Any]:
         raise RuntimeError("this endpoint always fails")
 
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        """Excluded from measuring by pulsegate's default ``exclude_paths``."""
+        return {"status": "ok"}
+
     @app.get("/pulsegate/detections")
     def detections() -> dict[str, Any]:
         return {"by_endpoint": found, "stats": get_gate(app).stats(),

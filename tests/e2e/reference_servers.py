@@ -103,7 +103,9 @@ class Running:
 def serve(dep: Deployment, db_url: str, log: Path, **env_extra: str) -> Iterator[Running]:
     env = dict(os.environ)
     env.update(DATABASE_URL=db_url, PYTHONPATH=os.pathsep.join(
-        [str(dep.app_dir), str(ROOT / "src")]), PYTHONUNBUFFERED="1", **env_extra)
+        [str(dep.app_dir), str(ROOT / "src")]), PYTHONUNBUFFERED="1",
+               # Flask builds "Allow" from a set: fix hash order so twin servers agree.
+               PYTHONHASHSEED="0", **env_extra)
     if dep.app_dir.name == "django_app":
         env["DJANGO_SETTINGS_MODULE"] = "bookshop.settings"
     if dep.prepare is not None:
