@@ -68,7 +68,7 @@ def plain(ts: list[str], values: list[float]) -> list[float]:
 
 def seasonal(ts: list[str], values: list[float]) -> list[float]:
     model, season = AnomalyModel(), SeasonalBaseline()
-    return [model.update(season.adjust(epoch(t), v)).score for t, v in zip(ts, values)]
+    return [model.update(season.adjust(epoch(t), v)).score for t, v in zip(ts, values, strict=True)]
 
 
 def evaluate(ns: ModuleType, data: str, labels: dict[str, Any], runner: Runner,
@@ -120,7 +120,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--only", help="comma-separated NAB categories")
     a = ap.parse_args(argv)
     ns = load_scorer(a.scorer)
-    labels = json.load(open(os.path.join(a.data, "labels", "combined_windows.json")))
+    with open(os.path.join(a.data, "labels", "combined_windows.json")) as fh:
+        labels = json.load(fh)
     only = set(a.only.split(",")) if a.only else None
     data = os.path.join(a.data, "data")
     rows = []

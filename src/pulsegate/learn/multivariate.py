@@ -21,6 +21,9 @@ FEATURES = ("log_latency", "log_cpu", "log_memory", "log_queries", "repeated_sha
 
 Vector = tuple[float, float, float, float, float, float, float]
 
+#: Standard deviation of the training jitter, in feature units (log scales, shares).
+_JITTER = 0.05
+
 
 def request_features(duration_ms: float, cpu_ms: float, memory_blocks: int | None,
                      query_count: int, repeated_share: float, status: int,
@@ -109,7 +112,8 @@ class MultivariateModel:
       ``stride``, adapted so the buffer spans about one training interval).
     * **Training** (background, every ``interval`` s): a group with at least
       ``min_samples`` vectors and new data gets a fresh
-      ``IsolationForest(n_estimators, contamination)``; ``version`` counts trainings
+      ``IsolationForest(n_estimators, contamination)`` fitted on the reservoir plus
+      :math:`\mathcal N(0, 0.05^2)` jitter per feature; ``version`` counts trainings
       (``version_string()`` is what the registry reads).
     * **Per-vector score**: with :math:`s(x) = 2^{-E[h(x)]/c(n)}` the forest's anomaly
       score and :math:`\tau` its contamination cut-off,
@@ -195,7 +199,11 @@ class MultivariateModel:
             forest = IsolationForest(n_estimators=self.n_estimators,
                                      contamination=self.contamination,
                                      random_state=self.seed + self.trainings)
-            forest.fit([list(v) for v in r.items])
+            # A feature that was constant in the sample can never be split on, so a
+            # forest would be blind to it (an N+1 at normal latency); a little seeded
+            # jitter gives every feature a range to split.
+            jitter = random.Random(self.seed + self.trainings)
+            forest.fit([[x + jitter.gauss(0.0, _JITTER) for x in v] for v in r.items])
             g.forest = forest
             g.trained_on = r.seen
             self.version += 1
@@ -223,7 +231,10 @@ class MultivariateModel:
         """Score the group's recent buffer: mean univariate, multivariate and blended
         scores (None before training or without recent data). Clears the buffer."""
         g = self.groups.get(key)
-        if g is None or g.forest is None or not g.recent:
+        if g is None:
+            return None
+        if g.forest is None or not g.recent:
+            g.recent.clear()  # requests from before any forest: nothing to compare with
             return None
         recent = list(g.recent)
         g.recent.clear()
@@ -266,7 +277,7 @@ def attach(gate: Any, model: MultivariateModel, interval: float) -> Multivariate
                                       record.started_at), record.anomaly_score)
 
     def job() -> None:
-        model.train()
+        # assess the recent requests with the forest trained *before* them, then retrain
         for key, g in list(model.groups.items()):
             before = g.last["score"] if g.last else 0.0
             seen = g.reservoir.seen
@@ -280,6 +291,7 @@ def attach(gate: Any, model: MultivariateModel, interval: float) -> Multivariate
                                        "univariate": res["univariate"],
                                        "multivariate": res["multivariate"],
                                        "model_version": model.version_string()})
+        model.train()
 
     gate.listeners.append(listener)
     gate.scheduler.every(interval, job, name="multivariate")

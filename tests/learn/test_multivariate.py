@@ -1,0 +1,129 @@
+"""Multivariate model: features, reservoir sampling, training on the scheduler, blend,
+incidents, versioning."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from pulsegate.engine import PulseGate
+from pulsegate.learn.multivariate import (
+    MultivariateModel,
+    Reservoir,
+    repeated_share,
+    request_features,
+)
+from pulsegate.queries.events import QueryEvent
+from pulsegate.records import RequestInfo
+
+
+def test_request_features_by_hand() -> None:
+    v = request_features(100.0, 20.0, -5, 3, 0.5, 503, 7 * 3600 + 59.0)
+    assert v == (pytest.approx(math.log(100.0)), pytest.approx(math.log(21.0)),
+                 pytest.approx(-math.log(6.0)), pytest.approx(math.log(4.0)), 0.5, 5.0, 7.0)
+    assert request_features(0.0, -1.0, None, 0, 0.0, 200, 0.0)[:3] == (
+        pytest.approx(math.log(1e-3)), 0.0, 0.0)
+
+
+def test_repeated_share() -> None:
+    assert repeated_share([]) == 0.0
+    assert repeated_share(["a", "a", "a", "b"]) == pytest.approx(0.5)
+
+
+def test_reservoir_is_bounded_and_uniform() -> None:
+    r = Reservoir(500, random.Random(3))
+    for i in range(50_000):
+        if r.due():
+            r.put((float(i),) * 7)  # type: ignore[arg-type]
+    assert r.seen == 50_000 and len(r.items) == 500
+    mean = sum(v[0] for v in r.items) / 500
+    # uniform over 0..49999: mean 25000, sd of the mean ~ 14434/sqrt(500) ~ 645
+    assert abs(mean - 25_000) < 3 * 645
+    late = sum(1 for v in r.items if v[0] >= 25_000)
+    assert 200 < late < 300
+
+
+def normal_vec(rng: random.Random) -> tuple[float, ...]:
+    return request_features(rng.lognormvariate(math.log(20), 0.2), 5.0, 10, 2, 0.0, 200, 0.0)
+
+
+def test_train_score_and_blend() -> None:
+    rng = random.Random(5)
+    m = MultivariateModel(sample_size=512, min_samples=64, weight=0.5)
+    assert m.score_vectors("g", [normal_vec(rng)]) is None  # type: ignore[list-item]
+    for _ in range(2000):
+        m.observe("g", normal_vec(rng))  # type: ignore[arg-type]
+    assert m.train() == 1 and m.version == 1 and m.version_string() == "iforest-1"
+    assert m.train() == 0  # no new data, no retraining
+    normal = m.score_vectors("g", [normal_vec(rng) for _ in range(50)])  # type: ignore[misc]
+    # an N+1 after a deploy: slower, busier, 40 statements mostly repeated
+    odd = request_features(120.0, 40.0, 500, 40, 0.95, 200, 0.0)
+    [s_odd] = m.score_vectors("g", [odd]) or [0.0]
+    assert normal is not None and sum(normal) / 50 < 0.5 < s_odd
+    assert m.blend(0.2, 0.8) == pytest.approx(0.5)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def serve(gate: PulseGate, clock: Clock, ms: float, queries: int = 2, distinct: bool = True,
+          status: int = 200) -> None:
+    ctx = gate.begin(RequestInfo("GET", "/items", "/items"))
+    assert ctx is not None
+    for i in range(queries):
+        ctx.add_query(QueryEvent(sql=f"SELECT {i if distinct else 0}", duration_ms=0.1))
+    clock.t += ms / 1000
+    gate.response_headers(ctx, status)
+    gate.finish(ctx)
+
+
+def test_gate_trains_on_scheduler_and_reports_multivariate_incident() -> None:
+    clock = Clock()
+    gate = PulseGate(clock=clock, cpu_clock=lambda: 0.0, wall=lambda: 1.7e9,
+                     multivariate=True, multivariate_interval=60.0,
+                     multivariate_sample_size=256, multivariate_weight=1.0,
+                     measure_memory=False)
+    mv = gate.multivariate
+    assert isinstance(mv, MultivariateModel)
+    rng = random.Random(9)
+    for _ in range(600):
+        serve(gate, clock, rng.lognormvariate(math.log(20), 0.1))
+    assert mv.version == 0  # nothing trains on the request path
+    # the scheduler keeps its own (monotonic) clock: run what is due a minute from now
+    gate.scheduler.run_pending(gate.scheduler.clock() + 61)
+    assert mv.version == 1 and mv.stats()["trained_groups"] == 1
+    assert not [i for i in gate.incidents if i.get("source") == "multivariate"]
+    # a deploy brings an N+1: many repeated queries, slower requests
+    for _ in range(300):
+        serve(gate, clock, rng.lognormvariate(math.log(400), 0.1), queries=30, distinct=False)
+    gate.scheduler.run_pending(gate.scheduler.clock() + 200)
+    gate.scheduler.stop()
+    found = [i for i in gate.incidents if i.get("source") == "multivariate"]
+    assert len(found) == 1 and found[0]["endpoint"] == "GET /items"
+    assert found[0]["multivariate"] > 0.5 and found[0]["model_version"].startswith("iforest-")
+
+
+def test_listener_cost_is_small_for_unsampled_requests() -> None:
+    m = MultivariateModel(sample_size=64, min_samples=16)
+    rng = random.Random(1)
+    for _ in range(10_000):
+        m.observe("g", normal_vec(rng))  # type: ignore[arg-type]
+    g = m.groups["g"]
+    g.stride = 10**9
+    sampled = sum(m.wants("g") is not None for _ in range(100_000))
+    # algorithm L keeps about k*ln(N2/N1) of the later items: 64*ln(110000/10000) ~ 153
+    assert sampled < 400
+
+
+def test_constructor_validation() -> None:
+    for kwargs in ({"sample_size": 8}, {"contamination": 0.0}, {"weight": 1.5},
+                   {"min_samples": 5000}):
+        with pytest.raises(ValueError):
+            MultivariateModel(**kwargs)  # type: ignore[arg-type]
