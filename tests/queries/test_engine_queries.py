@@ -1,0 +1,106 @@
+"""Query analysis wired into the engine: headers, once-per-request analysis, logging
+once per (endpoint, fingerprint) per interval, insights, capture() nesting."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from pulsegate import capture
+from pulsegate.context import query_sink
+from pulsegate.engine import PulseGate
+from pulsegate.queries import QueryEvent
+from pulsegate.records import RequestInfo
+
+pytestmark = pytest.mark.pulsegate(nplusone="off")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def loop(n: int, ms: float = 0.5) -> None:
+    sink = query_sink.get()
+    assert sink is not None
+    sink.add_query(QueryEvent(sql="SELECT * FROM author", duration_ms=ms, params_count=0))
+    for i in range(n):
+        sink.add_query(QueryEvent(sql="SELECT * FROM book WHERE author_id = ?", duration_ms=ms,
+                                  params_hash=i, params_count=1, call_site="app.py:9 in view"))
+
+
+def request(gate: PulseGate, n: int, route: str = "/authors") -> dict[str, str]:
+    ctx = gate.begin(RequestInfo("GET", route, route=route))
+    assert ctx is not None
+    loop(n)
+    headers = dict(gate.response_headers(ctx, 200))
+    gate.finish(ctx)
+    return headers
+
+
+def test_headers_log_once_per_interval_and_insights(caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock()
+    gate = PulseGate(clock=clock, query_log_interval=60)
+    caplog.set_level(logging.WARNING, logger="pulsegate.queries")
+    h = request(gate, 6)
+    assert h["x-ml-nplusone"] == "1" and h["x-ml-query-count"] == "7"
+    request(gate, 6)
+    assert len([r for r in caplog.records if r.name == "pulsegate.queries"]) == 1
+    assert "app.py:9 in view" in caplog.records[0].getMessage()
+    clock.t += 61
+    request(gate, 6)
+    assert len([r for r in caplog.records if r.name == "pulsegate.queries"]) == 2
+    assert request(gate, 2)["x-ml-nplusone"] == "0"
+    (row,) = gate.query_insights()
+    assert row["requests"] == 3 and row["statements"] == 18 and row["endpoints"] == ["GET /authors"]
+    assert len(gate.detections) == 3 and gate.detections[-1]["endpoint"] == "GET /authors"
+
+
+def test_detector_runs_once_unless_more_queries_arrive() -> None:
+    gate = PulseGate()
+    ctx = gate.begin(RequestInfo("GET", "/a", route="/a"))
+    assert ctx is not None
+    loop(6)
+    first = gate._analyze_queries(ctx)
+    assert gate._analyze_queries(ctx) is first
+    loop(1)
+    assert gate._analyze_queries(ctx) is not first
+    gate.finish(ctx)
+
+
+def test_repeat_share_drives_the_endpoint_model() -> None:
+    gate = PulseGate(warmup=5)
+    assert "repeat_share" in gate.metrics
+    for _ in range(20):
+        ctx = gate.begin(RequestInfo("GET", "/b", route="/b"))
+        assert ctx is not None
+        query_sink.get().add_query(QueryEvent(sql="SELECT 1", duration_ms=1.0, params_count=0))  # type: ignore[union-attr]
+        gate.finish(ctx, 200)
+    ctx = gate.begin(RequestInfo("GET", "/b", route="/b"))
+    assert ctx is not None
+    loop(1, ms=0.001)  # same count scale, but now most query time is a repeated shape
+    for _ in range(3):
+        loop(0, ms=0.3)
+    record = gate.finish(ctx, 200)
+    assert record is not None and record.anomaly_score > 0.5
+
+
+def test_capture_inside_a_request_forwards_and_nests() -> None:
+    gate = PulseGate()
+    ctx = gate.begin(RequestInfo("GET", "/c", route="/c"))
+    assert ctx is not None
+    with capture(install_hooks=False) as outer:
+        with capture(install_hooks=False) as inner:
+            loop(5)
+        loop(0)
+    assert inner.query_count == 6 and outer.query_count == 7 and ctx.query_count == 7
+    assert len(inner.detections) == 1 and "1 query problem" in inner.report()
+    assert query_sink.get() is ctx
+    gate.finish(ctx)
+    assert query_sink.get() is None
+    with pytest.raises(AssertionError, match="at most 3"):
+        inner.check(max_queries=3, nplusone=False)

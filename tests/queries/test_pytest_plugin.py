@@ -1,0 +1,75 @@
+"""The pytest plugin, run in a child pytest through ``pytester``."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest_plugins = ["pytester"]
+# The child runs in-process and its captures forward to ours: do not judge them twice.
+pytestmark = pytest.mark.pulsegate(nplusone="off")
+
+NPLUSONE = '''
+import pytest
+from pulsegate.queries import QueryEvent
+from pulsegate.context import query_sink
+
+def run_loop(n):
+    sink = query_sink.get()
+    if sink is None:  # policy off, no budget: the plugin does not wrap the test
+        return
+    sink.add_query(QueryEvent(sql="SELECT * FROM author", duration_ms=1.0, params_count=0,
+                              call_site="app.py:1 in view"))
+    for i in range(n):
+        sink.add_query(QueryEvent(sql="SELECT * FROM book WHERE author_id = ?", duration_ms=1.0,
+                                  params_hash=i, params_count=1, call_site="app.py:7 in view",
+                                  relationship="Author.books", load="collection", orm="django"))
+'''
+
+
+def test_fail_mode_shows_call_site_sql_count_and_fix(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(NPLUSONE + '''
+def test_loop():
+    run_loop(6)
+
+def test_small_loop():
+    run_loop(3)
+''')
+    result = pytester.runpytest("--pulsegate-nplusone=fail", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*N+1 query loading Author.books: 6 statements*", "*at app.py:7 in view*",
+                                 "*sql: select * from book where author_id = ?*",
+                                 '*fix: prefetch_related("books")*'])
+
+
+def test_warn_is_the_default_and_off_is_silent(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(NPLUSONE + '''
+def test_loop():
+    run_loop(6)
+''')
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.fnmatch_lines(["*PulseGateQueryWarning*"])
+    result = pytester.runpytest("--pulsegate-nplusone=off", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    assert "PulseGateQueryWarning" not in result.stdout.str()
+
+
+def test_marker_and_fixture(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(NPLUSONE + '''
+@pytest.mark.pulsegate(nplusone="fail")
+def test_marked_fails():
+    run_loop(5)
+
+@pytest.mark.pulsegate(max_queries=3, nplusone="off")
+def test_budget():
+    run_loop(3)
+
+@pytest.mark.pulsegate(max_queries=10)
+def test_budget_ok(pulsegate_capture):
+    run_loop(2)
+    assert pulsegate_capture.query_count == 3
+    assert pulsegate_capture.detections == []
+''')
+    result = pytester.runpytest("--pulsegate-nplusone=off", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines(["*4 SQL statements ran; the test allows at most 3*"])
