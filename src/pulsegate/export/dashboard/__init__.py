@@ -132,6 +132,8 @@ class DashboardHandler:
         if denied == 404:
             return _json(404, {"error": "not found"})
         if denied == 401:
+            if is_page and method in ("GET", "HEAD"):
+                return self._login_response(method)
             return _json(401, {"error": "a valid dashboard token is required"},
                          [("www-authenticate", 'Bearer realm="pulsegate"')])
         try:
@@ -187,6 +189,44 @@ class DashboardHandler:
                    ("content-length", str(len(body))), *_COMMON,
                    ("content-security-policy", csp), ("x-frame-options", "DENY")]
         return 200, headers, b"" if method == "HEAD" else body
+
+
+    def _login_response(self, method: str) -> Response:
+        """The page's 401: a token form (a plain GET to ``?token=``). A tab that already
+        passed the token once (a reload) re-sends it from sessionStorage, forgetting
+        it first so a stale token cannot loop. Nothing of the dashboard is in it."""
+        nonce = secrets.token_urlsafe(16)
+        html = _LOGIN.replace("{{NONCE}}", nonce)
+        body = html.encode()
+        csp = (f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+               "img-src data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+        headers = [("content-type", "text/html; charset=utf-8"),
+                   ("content-length", str(len(body))), *_COMMON,
+                   ("content-security-policy", csp), ("x-frame-options", "DENY"),
+                   ("www-authenticate", 'Bearer realm="pulsegate"')]
+        return 401, headers, b"" if method == "HEAD" else body
+
+
+_LOGIN = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="referrer" content="no-referrer">
+<link rel="icon" href="data:,"><title>pulsegate: token required</title>
+<style nonce="{{NONCE}}">body{font:15px system-ui,sans-serif;background:#0f1419;color:#d7dde4;
+display:grid;place-items:center;height:90vh}form{display:grid;gap:8px}
+input,button{font:inherit;padding:6px 8px}</style></head>
+<body><form method="get" autocomplete="off"><h1>pulsegate</h1>
+<p>a valid dashboard token is required</p>
+<input type="password" name="token" aria-label="dashboard token" placeholder="dashboard token"
+required><button type="submit">open</button></form>
+<script nonce="{{NONCE}}">
+(function () {
+  var t = sessionStorage.getItem("pulsegate-token");
+  if (t) {
+    sessionStorage.removeItem("pulsegate-token");
+    location.replace(location.pathname + "?token=" + encodeURIComponent(t));
+  }
+})();
+</script></body></html>
+"""
 
 
 def install(gate: PulseGate) -> DashboardHandler | None:

@@ -1,0 +1,153 @@
+"""The dashboard in headless Chromium, served by a real uvicorn on a loopback port:
+the page loads with the token (and drops it from the address bar), the SVG charts
+render with data, feedback round-trips (button -> POST -> registry -> page state), it is
+401 without the token and 404 when off, and no CSP or script error occurs. A
+screenshot goes to ``artifacts/dashboard.png``."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from exportkit import SECRET, FakeClock, build_app, make_gate
+from playwright.sync_api import sync_playwright
+from services import chromium_path, free_port, wait_port
+
+from pulsegate.asgi import PulseGateMiddleware
+from pulsegate.engine import PulseGate
+
+pytestmark = [pytest.mark.service, pytest.mark.e2e, pytest.mark.pulsegate(nplusone="off")]
+
+CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+@contextlib.contextmanager
+def serve(app: Any) -> Iterator[str]:
+    """uvicorn in a thread on a free loopback port; stopped (and joined) on exit."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           lifespan="off", access_log=False))
+    thread = threading.Thread(target=server.run, name="uvicorn-dashboard-test", daemon=True)
+    thread.start()
+    try:
+        wait_port(port)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def traffic(base: str) -> None:
+    with httpx.Client(base_url=base, timeout=10) as client:
+        for i in range(60):  # ~5 requests per 1 s window of the fake clock
+            client.get(f"/work/{i}?ms={180 + (i * 7) % 40}")
+            if i == 40:
+                client.get("/work/spike?ms=2500")
+        for _ in range(2):
+            client.get("/work/n1?ms=150&n1=8")
+
+
+@pytest.fixture()
+def dashboard_app() -> Iterator[tuple[str, PulseGate]]:
+    clock = FakeClock()
+    gate = make_gate(clock, dashboard=True, dashboard_token=SECRET, aggregation_window=1,
+                     resource_allocation=True, rate_limiting=True, rate_limit="1000/minute")
+    with serve(PulseGateMiddleware(build_app(clock), gate=gate)) as base:
+        traffic(base)
+        yield base, gate
+
+
+def test_dashboard_in_chromium(dashboard_app: tuple[str, PulseGate], artifacts: Path) -> None:
+    base, gate = dashboard_app
+    url = f"{base}/_pulsegate/"
+    problems: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+
+            # without the token: 401, and nothing of the dashboard shows
+            response = page.goto(url)
+            assert response is not None and response.status == 401
+            assert "a valid dashboard token is required" in page.content()
+            assert page.locator("input[name=token]").count() == 1  # the token form
+
+            response = page.goto(f"{url}?token={SECRET}")
+            assert response is not None and response.status == 200
+            page.wait_for_selector("body[data-loaded]", timeout=15_000)
+            assert "token" not in page.url  # removed from the address bar
+
+            # charts: the band, the forecast and the observed series, the spike
+            observed = page.locator("#latency-chart path.observed")
+            assert observed.count() == 1
+            assert int(observed.get_attribute("data-points") or 0) >= 8
+            assert page.locator("#latency-chart polygon.band").count() == 1
+            assert page.locator("#latency-chart path.forecast").count() == 1
+            assert page.locator("#latency-chart circle.anomaly").count() >= 1
+            assert page.locator("#endpoints svg.spark path").count() >= 1
+            assert page.locator("#control-chart path.limit").count() == 1
+            # 63 sent, plus Chromium's favicon request for the 401 page
+            shown = int(page.locator("#cards [data-key=requests] .v").inner_text())
+            assert shown == gate.counters["requests"] >= 63
+
+            # the N+1 detection with its call site and fix
+            row = page.locator("#detections tbody tr[data-id]").first
+            assert "Author.books" in row.inner_text()
+            assert "app/views.py:12" in row.inner_text()
+            det_id = row.get_attribute("data-id")
+            assert det_id and gate.ops.predictions.get(det_id) is not None
+            assert page.locator("#models tbody tr[data-model]").count() >= 2
+
+            # feedback: button -> POST -> registry -> the page shows the new state
+            with page.expect_response(lambda r: r.url.endswith("/api/feedback")) as fb:
+                row.locator("button.confirm").click()
+            assert fb.value.status == 200
+            page.wait_for_selector(f'#detections tr[data-id="{det_id}"] [data-feedback=confirmed]',
+                                   timeout=10_000)
+            prediction = gate.ops.predictions.get(det_id)
+            assert prediction is not None and prediction.correct is True
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('#models tr[data-model=\"n1-detector\"] td')]"
+                ".some((td, i) => i === 3 && td.textContent === '1')", timeout=10_000)
+
+            an_row = page.locator("#anomalies tbody tr[data-id]").first
+            an_id = an_row.get_attribute("data-id")
+            an_row.locator("button.reject").click()
+            page.wait_for_selector(f'#anomalies tr[data-id="{an_id}"] [data-feedback=rejected]',
+                                   timeout=10_000)
+            page.screenshot(path=str(artifacts / "dashboard.png"), full_page=True)
+
+            # a reload (the token is no longer in the address) gets in again from the
+            # tab's sessionStorage, and keeps the state (it lives on the server)
+            page.reload()
+            page.wait_for_selector("body[data-loaded]", timeout=15_000)
+            assert page.locator(f'#detections tr[data-id="{det_id}"] [data-feedback=confirmed]').count() == 1
+        finally:
+            browser.close()
+    # CSP violations and script errors show here; a 401 document (before the token
+    # was given, and on the reload that re-sends it) is logged by Chromium too.
+    problems = [m for m in problems if "status of 401" not in m]
+    assert problems == [], problems
+
+
+def test_dashboard_off_is_404_in_chromium() -> None:
+    clock = FakeClock()
+    gate = make_gate(clock)  # dashboard off (the default)
+    with serve(PulseGateMiddleware(build_app(clock), gate=gate)) as base, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            response = page.goto(f"{base}/_pulsegate/?token={SECRET}")
+            assert response is not None and response.status == 404
+        finally:
+            browser.close()
