@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from pulsegate.control.qpolicy import DECREASE, INCREASE, QPolicy, encode
+from pulsegate.control.qpolicy import CHANGE_COST, DECREASE, HOLD, INCREASE, QPolicy, encode
 
 PRIORITIES = {"high": 0, "normal": 1, "low": 2}
 NAMES = ("high", "normal", "low")
@@ -99,8 +99,8 @@ class ConcurrencyAllocator:
         self._w_area = 0.0
         self._w_n = self._w_good = self._w_late = self._w_lat = 0.0
         self._w_high_shed = self._w_shed = 0
-        self._best_good = 0.0
         self._prev: tuple[int, int] | None = None
+        self.last_window: dict[str, Any] = {}
 
     # --- admission -------------------------------------------------------------------
 
@@ -264,12 +264,14 @@ class ConcurrencyAllocator:
         except Exception:
             pressure = False
         state = encode(lat_ratio, util, demand, pressure)
-        good = self._w_good
-        self._best_good = max(self._best_good * 0.99, good)
-        reward = (good / max(self._best_good, 1.0) - 2.0 * self._w_late / n
-                  - 5.0 * self._w_high_shed / max(1.0, n) - (1.0 if pressure else 0.0))
+        offered = n + self._w_shed
+        reward = ((self._w_good - 2.0 * self._w_late - (self._w_shed - self._w_high_shed)
+                   - 5.0 * self._w_high_shed) / max(1.0, offered)
+                  - (1.0 if pressure else 0.0))
         pol = self.policy
         if self._prev is not None:
+            if self._prev[1] != HOLD:
+                reward -= CHANGE_COST
             pol.learn(self._prev[0], self._prev[1], reward, state)
         action = pol.choose(state)
         lim = self._limit
@@ -281,6 +283,9 @@ class ConcurrencyAllocator:
         self._caps = self._compute_caps()
         self._prev = (state, action)
         self.history.append((now, self.limit))
+        self.last_window = {"latency_ratio": lat_ratio, "utilisation": util, "demand": demand,
+                            "pressure": pressure, "reward": reward, "action": action,
+                            "samples": n}
         self._w_start = self._w_last = now
         self._w_area = 0.0
         self._w_n = self._w_good = self._w_late = self._w_lat = 0.0

@@ -11,19 +11,27 @@ Actions: 0 = decrease (``L <- 0.9 L``), 1 = hold, 2 = increase (``L <- 1.1 L + 1
 
 Reward of the window that followed an action::
 
-    R = good / best_good  -  2 * late / n  -  5 * high_shed / max(1, n)  -  pressure
+    R = (good - 2 late - shed_other - 5 shed_high) / (completed + shed)
+        - pressure - 0.05 [action != hold]
 
-``good``: completions within the target and not failed; ``best_good``: the most good
-completions seen in any window (decays 1 %/window so a slower service re-normalises);
-``late``: completions over target. Goodput pulls the limit up, lateness and shed
-high-priority work push it down; the Bellman update (``alpha``, ``gamma``) carries the
-cost of a queue that builds up to the action that let it build.
+``good``: completions within the target and not failed; ``late``: completions over
+target; ``shed_*``: requests refused in the window. R is 1 when every offered request
+was served in time, 0 at 2x overload served perfectly (half must be shed), and falls
+when the limit is too low (more shed than necessary) or too high (late answers, which
+cost twice a refusal: a late answer is usually useless *and* slowed others). The small
+change cost keeps the limit still when the action makes no difference (light load).
+The reward is that of the window *after* the action, so its differences are caused
+by the action; the Bellman update (``alpha``, ``gamma``) carries the cost of a queue
+that builds up to the action that let it build.
 
 The table starts from a prior (shrink when late or under pressure, grow when there is
 demand and latency headroom, hold otherwise) so the first windows are sensible and
 exploration (epsilon-greedy, decaying) refines the boundaries -- e.g. whether to hold
-or grow at 0.8-1.0 of target -- for this service's noise. A safety shield never grows
-the limit while latency is over target or pressure is high.
+or grow at 0.8-1.0 of target -- for this service's noise. A safety shield restricts the
+choice: never grow while latency is over target or pressure is high, and always shrink
+beyond 1.5x target. (Bucketed states cannot tell "a bit over" from "far over", so a
+pure learner can settle on "hold" deep in overload where every action's next window
+looks equally bad; the shield removes that trap, learning keeps the judgement calls.)
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ N_LAT, N_UTIL = len(LAT_EDGES) + 1, len(UTIL_EDGES) + 1
 N_STATES = N_LAT * N_UTIL * 2 * 2
 DECREASE, HOLD, INCREASE = 0, 1, 2
 N_ACTIONS = 3
+CHANGE_COST = 0.05
 
 
 def bucket(x: float, edges: tuple[float, ...]) -> int:
@@ -87,6 +96,8 @@ class QPolicy:
 
     def choose(self, state: int) -> int:
         lat, _, _, pressure = decode(state)
+        if lat >= 4:  # >= 1.5x target: the shield leaves only one safe move
+            return DECREASE
         allowed = (DECREASE, HOLD) if (lat >= 3 or pressure) else (DECREASE, HOLD, INCREASE)
         if self.rng.random() < self.epsilon:
             self.explored += 1

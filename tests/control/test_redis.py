@@ -1,0 +1,159 @@
+"""Rate limiting on a real Redis (fixtures start redis-server on loopback; no skipping)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+import redis
+from redis.crc import key_slot
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from pulsegate.asgi import PulseGateMiddleware
+from pulsegate.control.breaker import CLOSED, OPEN, CircuitBreaker
+from pulsegate.control.ratelimit import AdaptiveRateLimiter
+from pulsegate.control.storage import RedisStorage
+from pulsegate.engine import PulseGate
+
+pytestmark = pytest.mark.service
+
+WORKER = """
+import sys
+from pulsegate.control.ratelimit import AdaptiveRateLimiter
+from pulsegate.control.storage import RedisStorage
+url, key, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+rl = AdaptiveRateLimiter("40/minute", storage=RedisStorage(url, prefix="t2:"))
+sys.stdin.readline()  # start together
+print(sum(rl.check(key).allowed for _ in range(n)))
+"""
+
+
+def test_two_worker_processes_share_one_clients_budget(redis_service) -> None:  # type: ignore[no-untyped-def]
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, redis_service.url, "ip:9.9.9.9", "100"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    time.sleep(0.5)  # let both import and connect; the budget is what is under test
+    for p in procs:
+        assert p.stdin is not None
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    counts = [int(p.communicate(timeout=60)[0]) for p in procs]
+    # 40 of burst, plus at most a token or two refilled while the 200 checks ran.
+    assert 40 <= sum(counts) <= 42, counts
+    assert all(c > 0 for c in counts), counts  # both really took from the same bucket
+
+
+def test_keys_carry_a_ttl_and_expire(redis_service) -> None:  # type: ignore[no-untyped-def]
+    r = redis.Redis.from_url(redis_service.url)
+    st = RedisStorage(redis_service.url, prefix="ttl:")
+    rl = AdaptiveRateLimiter("2/second", 2, storage=st)
+    assert rl.check("ip:1.2.3.4").allowed
+    key = "ttl:{ip:1.2.3.4}:-"
+    pttl = r.pttl(key)
+    assert 0 < pttl <= 500  # debt of one token at 2/s
+    deadline = time.monotonic() + 5
+    while r.exists(key) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not r.exists(key)  # Redis expired it: nothing accumulates per client
+
+
+def test_one_clients_keys_share_a_cluster_slot(redis_service) -> None:  # type: ignore[no-untyped-def]
+    st = RedisStorage(redis_service.url)
+    a, b = st.key("ip:5.6.7.8", ""), st.key("ip:5.6.7.8", "/login")
+    assert a == "pulsegate:rl:{ip:5.6.7.8}:-" and key_slot(a.encode()) == key_slot(b.encode())
+    rl = AdaptiveRateLimiter("10/second", routes={"/login": "1/minute"}, storage=st)
+    assert rl.check("ip:5.6.7.8", route="/login").allowed
+    assert not rl.check("ip:5.6.7.8", route="/login").allowed
+    assert rl.check("ip:5.6.7.8").allowed
+
+
+async def test_async_and_sync_checks_share_the_bucket(redis_service) -> None:  # type: ignore[no-untyped-def]
+    st = RedisStorage(redis_service.url, prefix="as:")
+    rl = AdaptiveRateLimiter("3/minute", storage=st)
+    assert (await rl.check_async("k")).allowed
+    assert rl.check("k").allowed
+    assert (await rl.check_async("k")).allowed
+    d = await rl.check_async("k")
+    assert not d.allowed and d.retry_after == pytest.approx(20, abs=0.5)
+    assert st.remote_calls == 4 and st.fallbacks == 0
+
+
+def test_redis_killed_mid_test_falls_back_then_recovers(redis_instance) -> None:  # type: ignore[no-untyped-def]
+    clock = [0.0]
+    breaker = CircuitBreaker(2, 30.0, clock=lambda: clock[0])
+    errors: list[BaseException] = []
+    st = RedisStorage(redis_instance.url, prefix="kill:", breaker=breaker, on_fallback=errors.append)
+    rl = AdaptiveRateLimiter("1000/second", storage=st)
+    assert all(rl.check(f"c{i}").allowed for i in range(10))
+    assert st.remote_calls == 10
+    redis_instance.stop()
+    results = [rl.check(f"c{i % 3}") for i in range(50)]  # no exception, every request answered
+    assert all(d.allowed for d in results)
+    assert breaker.state == OPEN and len(errors) == 2  # two failures opened it; then no calls
+    assert st.fallbacks == 50 and st.remote_calls == 10
+    redis_instance.start()
+    clock[0] = 29.0
+    rl.check("c0")
+    assert st.remote_calls == 10  # still open: the breaker has not let a trial through
+    clock[0] = 31.0
+    assert rl.check("c0").allowed
+    assert breaker.state == CLOSED and st.remote_calls == 11
+    assert all(rl.check("c1").allowed for _ in range(5)) and st.remote_calls == 16
+
+
+async def test_middleware_survives_redis_outage_without_losing_requests(redis_instance) -> None:  # type: ignore[no-untyped-def]
+    t = [100.0]
+    gate = PulseGate(rate_limiting=True, rate_limit="1000/second",
+                     rate_limit_storage=redis_instance.url, breaker_failures=1,
+                     breaker_recovery=10.0, clock=lambda: t[0])
+
+    async def hello(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("hi")
+
+    app = Starlette(routes=[Route("/", hello)])
+    app.add_middleware(PulseGateMiddleware, gate=gate)
+    statuses: list[int] = []
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        for phase in range(3):
+            if phase == 1:
+                redis_instance.stop()
+            if phase == 2:
+                redis_instance.start()
+                t[0] += 11.0
+            for _ in range(20):
+                r = await c.get("/")
+                statuses.append(r.status_code)
+                assert "ratelimit" in r.headers
+    assert statuses == [200] * 60
+    st = gate.control.storage
+    assert st.fallbacks == 20 and st.breaker.state == CLOSED and st.remote_calls == 40
+    assert gate.stats()["internal_errors_by_kind"].get("ratelimit.redis:ConnectionError") == 1
+
+
+def test_redis_decision_throughput_one_round_trip(redis_service) -> None:  # type: ignore[no-untyped-def]
+    r = redis.Redis.from_url(redis_service.url)
+    st = RedisStorage(redis_service.url, prefix="tp:")
+    rl = AdaptiveRateLimiter("1000000/second", storage=st)
+    rl.check("warm")  # loads the script once
+    before = r.info("commandstats")
+    n = 500
+    t0 = time.perf_counter()
+    for i in range(n):
+        rl.check(f"k{i % 50}")
+    elapsed = time.perf_counter() - t0
+    after = r.info("commandstats")
+
+    def calls(stats: dict, name: str) -> int:  # type: ignore[type-arg]
+        return int(stats.get(f"cmdstat_{name}", {}).get("calls", 0))
+
+    # One EVALSHA per check, nothing else from the client (GET/SET run inside the script).
+    assert calls(after, "evalsha") - calls(before, "evalsha") == n
+    assert calls(after, "get") - calls(before, "get") == n
+    assert calls(after, "script|load") == calls(before, "script|load")
+    assert n / elapsed > 500
