@@ -131,5 +131,7 @@ def test_sub_millisecond_jitter_is_never_anomalous() -> None:
         m.observe([math.log(0.04)])  # a 40 µs endpoint
     assert not m.observe([math.log(0.2)], learn=False).is_anomaly  # 5x, but +0.16 ms
     assert m.observe([math.log(5.0)], learn=False).is_anomaly  # +5 ms is
-    floor = math.log1p(1.0 / 0.04)
+    floor = math.log1p(1.0 / 0.04) / 3.0  # exactly 1 ms above the forecast is z = k
     assert m.floors[0] == pytest.approx(floor)
+    assert m.observe([math.log(0.04 + 0.999)], learn=False).latency_z < 3.0
+    assert m.observe([math.log(0.04 + 1.001)], learn=False).latency_z > 3.0

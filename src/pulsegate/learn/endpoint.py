@@ -69,7 +69,7 @@ class EndpointModel:
 
     * :math:`r_i = x_i - f_i`, :math:`\sigma_i = \max(\sqrt{v_i}, \sigma^{floor}_i)`,
       :math:`z_i = r_i / \sigma_i`; for latency the floor is
-      :math:`\max(0.05, \log(1 + m/e^{f}))` so that a deviation under ``min_excess_ms``
+      :math:`\max(0.05, \log(1 + m/e^{f})/k)` so that a deviation under ``min_excess_ms``
       (:math:`m`, 1 ms) is never anomalous however small the baseline;
     * per-metric score :math:`s_i = z_i^2/(z_i^2+k^2)` for :math:`z_i > 0` (only
       upward deviations matter: a faster request is not a problem), else 0;
@@ -142,7 +142,8 @@ class EndpointModel:
         f0 = self.level[0]
         # The latency floor also covers `min_excess_ms` in absolute terms: a 40 µs
         # endpoint taking 200 µs is five times slower but nobody's problem.
-        self.floors[0] = max(FLOORS["latency"], _log1p(self.min_excess_ms / _exp(f0)))
+        self.floors[0] = max(FLOORS["latency"],
+                             _log1p(self.min_excess_ms / _exp(f0)) / self.threshold)
         sd0 = _sqrt(self.var[0])
         if sd0 < self.floors[0]:
             sd0 = self.floors[0]
