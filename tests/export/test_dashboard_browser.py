@@ -17,10 +17,10 @@ import pytest
 import uvicorn
 from exportkit import SECRET, FakeClock, build_app, make_gate
 from playwright.sync_api import sync_playwright
-from services import chromium_path, free_port, wait_port
 
 from pulsegate.asgi import PulseGateMiddleware
 from pulsegate.engine import PulseGate
+from services import chromium_path, free_port, wait_port
 
 pytestmark = [pytest.mark.service, pytest.mark.e2e, pytest.mark.pulsegate(nplusone="off")]
 
