@@ -7,7 +7,6 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
-from sa_corpus import ALL, FINE, PROBLEMS, Author, Base, Book, seed
 from sqlalchemy import create_engine, event, select
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import Session, selectinload
@@ -15,6 +14,7 @@ from sqlalchemy.orm import Session, selectinload
 from pulsegate import capture
 from pulsegate.queries import QueryEvent
 from pulsegate.sqlalchemy import instrument, is_instrumented
+from sa_corpus import ALL, FINE, PROBLEMS, Author, Base, Book, seed
 
 # These tests create query problems on purpose; the plugin must not warn about them.
 pytestmark = pytest.mark.pulsegate(nplusone="off")
@@ -47,7 +47,7 @@ def test_scenario(session: Session, name: str, problem: bool, kind: str | None, 
 
 def test_precision_recall_sqlalchemy(session: Session) -> None:
     tp = fp = fn = 0
-    for name, problem, _, run in ALL:
+    for _name, problem, _, run in ALL:
         session.rollback()
         session.expunge_all()
         with capture() as cap:
@@ -90,14 +90,12 @@ def test_async_session_awaitable_attrs() -> None:
             await conn.run_sync(Base.metadata.create_all)
         async with AsyncSession(engine) as s:
             await s.run_sync(seed)
-        async with AsyncSession(engine) as s:
-            async with capture() as bad:
-                for a in (await s.scalars(select(Author))).all():
-                    await a.awaitable_attrs.books
-        async with AsyncSession(engine) as s:
-            async with capture() as good:
-                authors = (await s.scalars(select(Author).options(selectinload(Author.books)))).all()
-                [len(a.books) for a in authors]
+        async with AsyncSession(engine) as s, capture() as bad:
+            for a in (await s.scalars(select(Author))).all():
+                await a.awaitable_attrs.books
+        async with AsyncSession(engine) as s, capture() as good:
+            authors = (await s.scalars(select(Author).options(selectinload(Author.books)))).all()
+            [len(a.books) for a in authors]
         await engine.dispose()
         return bad.detections, good.detections  # type: ignore[return-value]
 

@@ -1,4 +1,5 @@
 """Django ORM scenario corpus: (name, is_problem, expected kind, run())."""
+# ruff: noqa: E501
 
 from __future__ import annotations
 

@@ -96,8 +96,7 @@ def test_wrapper_installed_once_and_first(db: None) -> None:
     install()
     install()
     assert [w for w in connection.execute_wrappers if w is query_wrapper] == [query_wrapper]
-    with connection.execute_wrapper(lambda execute, *a: execute(*a)):
-        with capture() as cap:
-            list(dj_corpus.Tag.objects.all())
+    with connection.execute_wrapper(lambda execute, *a: execute(*a)), capture() as cap:
+        list(dj_corpus.Tag.objects.all())
     assert connection.execute_wrappers[0] is query_wrapper
     assert cap.query_count == 1 and cap.queries[0].orm == "django"

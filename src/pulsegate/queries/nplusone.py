@@ -158,8 +158,11 @@ class NPlusOneDetector:
         total_ms = 0.0
         writes = 0
         n = 0
+        local: dict[str, SQLFingerprint] = {}  # loops repeat the text: skip the LRU
         for i, ev in enumerate(events):
-            fp = get(ev.sql)
+            fp = local.get(ev.sql)  # type: ignore[assignment]
+            if fp is None:
+                fp = local[ev.sql] = get(ev.sql)
             if fp.verb in _SKIP_VERBS:
                 continue
             n += 1
