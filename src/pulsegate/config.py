@@ -172,39 +172,6 @@ def mapping(value_check: Check | None = None, allowed: str = "a mapping") -> Che
     return check
 
 
-def strings(key: str, value: Any) -> tuple[str, ...]:
-    return _string_list(key, value, "a list of strings")
-
-
-def _string_list(key: str, value: Any, allowed: str) -> tuple[str, ...]:
-    if isinstance(value, str):
-        value = [v.strip() for v in value.split(",") if v.strip()]
-    if not isinstance(value, Iterable) or isinstance(value, (bytes, Mapping)):
-        raise ConfigError(key, value, allowed)
-    items = tuple(value)
-    if not all(isinstance(v, str) for v in items):
-        raise ConfigError(key, value, allowed)
-    return items
-
-
-def mapping(value_check: Check | None = None, allowed: str = "a mapping") -> Check:
-    """A mapping (a JSON object when given as a string), values checked one by one."""
-
-    def check(key: str, value: Any) -> Mapping[str, Any]:
-        original = value
-        if isinstance(value, str):
-            try:
-                value = json.loads(value) if value.strip() else {}
-            except ValueError:
-                raise ConfigError(key, original, allowed + " (JSON object)") from None
-        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-            raise ConfigError(key, original, allowed)
-        out = {k: (value_check(f"{key}[{k!r}]", v) if value_check else v) for k, v in value.items()}
-        return MappingProxyType(out)
-
-    return check
-
-
 def _http_url(key: str, value: Any) -> str | None:
     if value is None or (isinstance(value, str) and value.strip() == ""):
         return None
@@ -339,8 +306,41 @@ class Config:
     warmup: int = option(30, "Samples an endpoint must see before it may flag anything.",
                          number(1, integer=True))
     prediction_threshold: float = option(
+        0.7, "Minimum confidence (0-1) for a prediction to drive an action such as shedding "
+        "or a trust multiplier.", number(0, 1))
+    performance_prediction: bool = option(True, "Forecast latency per endpoint "
+                                          "(x-ml-predicted-latency-ms).", _bool)
+    anomaly_detection: bool = option(True, "Score each request against its endpoint's "
+                                     "baseline (x-ml-anomaly-score).", _bool)
+    retention: float = option(3600.0, "Seconds of recent records and detections kept for "
+                              "reports and the dashboard.", number(1))
+    aggregation_window: float = option(60.0, "Seconds per aggregation bucket of the "
+                                       "per-endpoint time series.", number(1))
+    max_recent: int = option(1000, "Cap on recent anomalies/detections kept in memory.",
+                             number(1, integer=True))
     seasonality: str = option("auto", "Seasonal baselines of the incident series: auto "
                               "(hour-of-day / hour-of-week profiles switched on once enough "
+                              "history exists and they explain the spread) | daily | weekly "
+                              "| off.", choice("auto", "daily", "weekly", "off"))
+    multivariate: bool = option(False, "Train an IsolationForest per endpoint group on a "
+                                "reservoir of request feature vectors in the background "
+                                "(needs pulsegate[ml]) and blend its score into incidents.",
+                                _bool)
+    multivariate_interval: float = option(300.0, "Seconds between background trainings and "
+                                          "assessments of the multivariate model.",
+                                          number(1))
+    multivariate_sample_size: int = option(2048, "Reservoir size (feature vectors kept) per "
+                                           "endpoint group for the multivariate model.",
+                                           number(16, integer=True))
+    multivariate_contamination: float = option(0.01, "IsolationForest contamination: the "
+                                               "share of training vectors treated as outliers.",
+                                               number(0, 0.5, lo_open=True))
+    multivariate_weight: float = option(0.5, "Weight w of the multivariate score in the blend "
+                                        "(1-w)·univariate + w·multivariate.", number(0, 1))
+
+    # queries: SQL instrumentation and N+1 detection --------------------------------------
+    query_analysis: bool = option(True, "Record SQL statements per request and detect N+1, "
+                                  "repeated queries and write loops.", _bool)
     nplusone_min_repeats: int = option(5, "Statements of one shape from one call site (or "
                                        "relationship) that make an N+1.",
                                        number(2, integer=True))
@@ -361,39 +361,6 @@ class Config:
                                       "statement (a cheap frame walk).", _bool)
     max_fingerprints: int = option(1000, "LRU cap on per-fingerprint query insights kept "
                                    "across requests.", number(1, integer=True))
-                              "history exists and they explain the spread) | daily | weekly "
-                              "| off.", choice("auto", "daily", "weekly", "off"))
-    multivariate: bool = option(False, "Train an IsolationForest per endpoint group on a "
-                                "reservoir of request feature vectors in the background "
-                                "(needs pulsegate[ml]) and blend its score into incidents.",
-                                _bool)
-    multivariate_interval: float = option(300.0, "Seconds between background trainings and "
-                                          "assessments of the multivariate model.",
-                                          number(1))
-    multivariate_sample_size: int = option(2048, "Reservoir size (feature vectors kept) per "
-                                           "endpoint group for the multivariate model.",
-                                           number(16, integer=True))
-    multivariate_contamination: float = option(0.01, "IsolationForest contamination: the "
-                                               "share of training vectors treated as outliers.",
-                                               number(0, 0.5, lo_open=True))
-    multivariate_weight: float = option(0.5, "Weight w of the multivariate score in the blend "
-                                        "(1-w)·univariate + w·multivariate.", number(0, 1))
-        0.7, "Minimum confidence (0-1) for a prediction to drive an action such as shedding "
-        "or a trust multiplier.", number(0, 1))
-    performance_prediction: bool = option(True, "Forecast latency per endpoint "
-                                          "(x-ml-predicted-latency-ms).", _bool)
-    anomaly_detection: bool = option(True, "Score each request against its endpoint's "
-                                     "baseline (x-ml-anomaly-score).", _bool)
-    retention: float = option(3600.0, "Seconds of recent records and detections kept for "
-                              "reports and the dashboard.", number(1))
-    aggregation_window: float = option(60.0, "Seconds per aggregation bucket of the "
-                                       "per-endpoint time series.", number(1))
-    max_recent: int = option(1000, "Cap on recent anomalies/detections kept in memory.",
-                             number(1, integer=True))
-
-    # queries: SQL instrumentation and N+1 detection --------------------------------------
-    query_analysis: bool = option(True, "Record SQL statements per request and detect N+1, "
-                                  "repeated queries and write loops.", _bool)
 
     # control: rate limiting and concurrency allocation -----------------------------------
     rate_limiting: bool = option(False, "Enable the adaptive per-client rate limiter.", _bool)
@@ -467,6 +434,80 @@ class Config:
                               number(0, 1))
     q_epsilon_decay: float = option(0.995, "Per-window multiplicative epsilon decay.",
                                     number(0, 1, lo_open=True))
+
+    # registry and export -------------------------------------------------------------------
+    # registry (persistence, feedback, tuning, alerts):
+    state_redis_url: str | None = option(None, "Redis URL holding persisted state shared by "
+                                         "workers/hosts (fleet baselines); overrides state_dir.",
+                                         text(optional=True))
+    state_namespace: str = option("pulsegate", "Key prefix (Redis) of persisted state.", text())
+    snapshot_interval: float = option(60.0, "Seconds between state snapshots (also taken at "
+                                      "close/exit).", number(1))
+    state_ttl: float = option(86400.0, "Seconds after which a silent worker's persisted "
+                              "statistics are dropped from the fleet baseline.", number(60))
+    monitoring_interval: float = option(300.0, "Seconds between model accuracy checks.",
+                                        number(1))
+    degradation_interval: float = option(900.0, "Seconds between model degradation checks.",
+                                         number(1))
+    tuning_interval: float = option(3600.0, "Seconds between threshold auto-tuning runs.",
+                                    number(1))
+    cleanup_interval: float = option(86400.0, "Seconds between clean-ups of persisted state.",
+                                     number(1))
+    auto_tuning: bool = option(True, "Tune model thresholds from labelled feedback.", _bool)
+    tuning_min_labels: int = option(50, "Labels in the window needed before tuning.",
+                                    number(1, integer=True))
+    tuning_min_improvement: float = option(0.05, "Relative F1 gain a new threshold must bring "
+                                           "to be applied.", number(0))
+    tuning_window: float = option(86400.0, "Seconds of labelled feedback tuning looks at.",
+                                  number(1))
+    tuning_grid: tuple[float, float, float] = option((0.5, 0.9, 0.05), "Threshold grid searched by "
+                                          "tuning: low, high, step.", _grid)
+    accuracy_target: float = option(0.8, "Accuracy (last 100 labels) under which a model "
+                                    "raises an alert.", number(0, 1))
+    accuracy_targets: Mapping[str, Any] = option(dict, "Per-model accuracy targets overriding "
+                                                 "accuracy_target, e.g. {\"n1-detector\": 0.95}.",
+                                                 mapping(number(0, 1)), factory=True)
+    monitor_min_labels: int = option(20, "Labels a model needs before accuracy/degradation "
+                                     "alerts.", number(1, integer=True))
+    degradation_threshold: float = option(0.05, "Relative drop of F1 against the version's "
+                                          "baseline that raises an alert.", number(0, 1))
+    alert_callback: Callable[[Any], object] | None = option(  # noqa: RUF009
+        None, "Callable receiving each Alert (scheduler thread).", callable_or_none)
+    alert_webhook: str | None = option(None, "http(s) URL receiving each alert as a JSON POST "
+                                       "(scheduler thread).", _http_url)
+    alert_critical_score: float = option(0.9, "Anomaly score at or above which a request "
+                                         "raises a critical alert.", number(0, 1))
+    alert_cooldown: float = option(300.0, "Seconds during which a repeat of the same alert is "
+                                   "suppressed.", number(0))
+    max_predictions: int = option(10000, "Cap on recent predictions kept for feedback by id.",
+                                  number(10, integer=True))
+    max_labels: int = option(10000, "Labels kept per model for windows and tuning.",
+                             number(1000, integer=True))
+    # export (OpenTelemetry, Prometheus, logs, dashboard):
+    otel: bool = option(False, "Add pulsegate.* attributes and detection events to the active "
+                        "OpenTelemetry span and record OTel metrics (needs opentelemetry-api).",
+                        _bool)
+    prometheus: bool = option(False, "Record pulsegate's metrics with prometheus-client "
+                              "(default registry).", _bool)
+    prometheus_path: str | None = option(
+        "/_pulsegate/metrics", "Path where the middleware serves the Prometheus metrics when "
+        "`prometheus` is on; none: only register them in the client's registry.",
+        url_path(optional=True))
+    log_events: bool = option(True, "Log anomalies and incidents as structured records "
+                              "(logger pulsegate.anomalies, `extra` fields), from the "
+                              "background thread.", _bool)
+    dashboard: bool = option(False, "Serve the dashboard and its JSON API (needs "
+                             "dashboard_token or dashboard_allow_loopback).", _bool)
+    dashboard_path: str = option("/_pulsegate", "URL path of the dashboard page; its JSON "
+                                 "API is under <path>/api/.", url_path())
+    dashboard_token: str | None = option(None, "Secret the dashboard requires (Authorization: "
+                                         "Bearer, or ?token= for the page); compared in "
+                                         "constant time.", text(optional=True))
+    dashboard_allow_loopback: bool = option(False, "Let loopback peers (127.0.0.1, ::1) "
+                                            "without a token in. Never behind a proxy on "
+                                            "the same host.", _bool)
+    dashboard_points: int = option(120, "Aggregation windows kept per endpoint for the "
+                                   "dashboard's charts (ring buffer).", number(2, 10000, integer=True))
 
     # ------------------------------------------------------------------------------------
     extra: Mapping[str, Any] = option(dict, "Free-form settings for integrations; not "

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 COMPONENTS = {
     "rate-limit-behaviour": ("control.limiter", "limiter", "rate_limiter"),
     "allocator": ("control.allocator", "allocator"),
-    "n1-detector": ("detector", "nplusone", "query_detector"),
+    "n1-detector": ("queries.detector", "detector"),
     "multivariate": ("multivariate",),
 }
 #: The component attribute a model's tuned ``threshold`` is written to.
@@ -270,11 +270,22 @@ class ModelOps:
                     f"{inc.get('expected_ms', 0):.1f} ms", **p.summary)
 
     def _on_detections(self, record: RequestRecord, ctx: RequestContext) -> None:
-        for det in list(getattr(ctx, "detections", None) or ()):
+        dets = list(getattr(ctx, "detections", None) or ())
+        recent = getattr(self.gate, "detections", None)
+        # The gate's recent-detection rows (dicts, shown by the dashboard) get the id too.
+        rows = list(itertools.islice(reversed(recent), 2 * len(dets))) if recent else []
+        for det in dets:
             try:
-                self.observe_detection(record.endpoint, det, record.started_at)
+                pid = self.observe_detection(record.endpoint, det, record.started_at)
             except Exception as exc:
                 self.faults.record("registry.detection", exc)
+                continue
+            fp = getattr(det, "fingerprint", None)
+            for row in rows:
+                if isinstance(row, dict) and "id" not in row and \
+                        row.get("fingerprint") == fp and row.get("endpoint") == record.endpoint:
+                    row["id"] = pid
+                    break
 
     def observe_detection(self, endpoint: str, det: Any, at: float) -> str:
         """Aggregate one query detection into the insights; returns its prediction id

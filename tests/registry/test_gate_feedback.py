@@ -1,0 +1,142 @@
+"""Feedback, metrics, tuning, versions and rollback through a real PulseGate."""
+
+import math
+
+from helpers import hit, make_gate, warm
+
+from pulsegate.registry.ops import _z_for
+
+
+def anomalies(gate, clk, sizes):
+    """One anomaly per latency in ``sizes`` (re-warming in between); their predictions."""
+    out = []
+    for ms in sizes:
+        warm(gate, clk, 40)
+        rec = hit(gate, clk, ms)
+        pid = gate.ops.predictions.id_of(rec)
+        assert pid is not None, f"{ms} ms was not flagged"
+        out.append(gate.ops.predictions.get(pid))
+    return out
+
+
+def test_every_anomaly_gets_an_id_and_feedback_feeds_the_metrics() -> None:
+    gate, clk = make_gate()
+    preds = anomalies(gate, clk, [15.0, 20.0, 16.0])
+    assert len({p.id for p in preds}) == 3
+    assert all(p.model == "latency-baseline" and p.kind == "request" and p.predicted for p in preds)
+    assert all(0.5 < p.score <= 1.0 for p in preds)
+    assert preds[1].summary["endpoint"] == "GET /x" and preds[1].summary["duration_ms"] == 20.0
+    assert gate.feedback(preds[0].id, True) and gate.feedback(preds[1].id, False)
+    assert gate.feedback("nope-1", True) is False
+    m = gate.ops.monitor.metrics("latency-baseline")
+    assert (m.tp, m.fp, m.precision) == (1, 1, 0.5)
+    assert gate.ops.performance()["latency-baseline"]["last_100"]["n"] == 2
+    gate.close()
+
+
+def test_labels_tune_a_new_version_that_rollback_restores() -> None:
+    gate, clk = make_gate(tuning_min_labels=20)
+    assert gate.model_version == "1.0.0"
+    low = anomalies(gate, clk, [14.5] * 12)   # mild: false alarms
+    high = anomalies(gate, clk, [20.0] * 12)  # strong: real
+    for p in low:
+        gate.feedback(p.id, False)
+    for p in high:
+        gate.feedback(p.id, True)
+    before = gate.ops.monitor.metrics("latency-baseline")
+    assert before.precision == 0.5
+    [result] = [r for r in gate.ops.tuning_job() if r.model == "latency-baseline"]
+    assert result.reason == "applied", result
+    t = result.best
+    assert max(p.score for p in low) < t <= min(p.score for p in high)
+    v = gate.registry.active("latency-baseline")
+    assert v.version == "1.1.0" and v.config["threshold"] == t
+    k = _z_for(t, 3.0)
+    assert all(m.threshold == k for _, m in gate.baselines.items())
+    assert gate.model_version == "1.1.0"
+    # a mild anomaly is no longer flagged, a new endpoint gets the tuned threshold too
+    warm(gate, clk, 40)
+    anomalies_before = gate.counters["anomalies"]
+    rec = hit(gate, clk, 14.5)
+    assert gate.counters["anomalies"] == anomalies_before
+    # ... but it is logged as a near miss: a negative prediction that can be labelled
+    near = gate.ops.predictions.get(gate.ops.predictions.id_of(rec))
+    assert near.predicted is False and near.score < t
+    hit(gate, clk, 10.0, path="/new")
+    assert gate.baselines.peek("GET /new").threshold == k
+    # rollback restores the original threshold everywhere
+    gate.registry.rollback("latency-baseline", "1.0.0")
+    assert all(m.threshold == 3.0 for _, m in gate.baselines.items())
+    assert gate.model_version == "1.0.0"
+    assert math.isclose(_z_for(0.5, 3.0), 3.0)
+    gate.close()
+
+
+def test_scheduler_runs_the_jobs_at_their_intervals() -> None:
+    gate, clk = make_gate(monitoring_interval=10, degradation_interval=20, tuning_interval=30,
+                          cleanup_interval=40)
+    jobs = gate.scheduler.jobs
+    mine = ("alerts", "monitoring", "degradation", "tuning", "cleanup", "snapshot")
+    assert {n: jobs[n].interval for n in jobs if n.split(".")[-1] in mine} == {
+        "pulsegate.alerts": 5.0, "pulsegate.monitoring": 10, "pulsegate.degradation": 20,
+        "pulsegate.tuning": 30, "pulsegate.cleanup": 40}  # no snapshot without a store
+    gate.close()
+    off, _ = make_gate(auto_tuning=False)
+    assert "pulsegate.tuning" not in off.scheduler.jobs
+    off.close()
+
+
+def test_accuracy_and_degradation_alerts() -> None:
+    got = []
+    gate, clk = make_gate(alert_callback=got.append, monitor_min_labels=10,
+                          accuracy_target=0.8, alert_critical_score=1.0)
+    preds = anomalies(gate, clk, [15.0] * 20)
+    for p in preds[:10]:
+        gate.feedback(p.id, True)
+    now = gate.scheduler.clock()
+    gate.scheduler.run_pending(now + 301)  # monitoring: records the baseline, no alert
+    v = gate.registry.active("latency-baseline")
+    assert v.metrics["baseline_accuracy"] == 1.0 and v.metrics["labels"] == 10
+    assert [a.kind for a in got] == []
+    for p in preds[10:]:
+        gate.feedback(p.id, False)
+    gate.ops.monitoring_job()
+    gate.ops.degradation_job()
+    gate.ops.alerts.flush()
+    kinds = sorted(a.kind for a in got)
+    assert kinds == ["accuracy", "degradation"], kinds
+    deg = next(a for a in got if a.kind == "degradation")
+    assert deg.fields["drop"] >= 0.05 and deg.subject == "latency-baseline"
+    gate.close()
+
+
+def test_critical_anomaly_alert_is_delivered_off_the_request_path() -> None:
+    got = []
+    gate, clk = make_gate(alert_callback=got.append, alert_critical_score=0.9)
+    warm(gate, clk, 40)
+    hit(gate, clk, 200.0)
+    assert got == []  # only queued by the request
+    gate.scheduler.run_pending(gate.scheduler.clock() + 6)
+    assert [a.kind for a in got] == ["critical_anomaly"] and got[0].subject == "GET /x"
+    gate.close()
+
+
+def test_query_detections_get_ids_and_rank_by_roi() -> None:
+    gate, clk = make_gate()
+    ops = gate.ops
+    det = {"kind": "n_plus_one", "fingerprint": "select * from book where author_id = ?",
+           "count": 20, "total_ms": 10.0, "confidence": 0.9, "suggestion": "selectinload(Author.books)",
+           "call_site": "app.py:10 in list_authors"}
+    small = {**det, "fingerprint": "select * from tag where id = ?", "count": 5,
+             "total_ms": 1.0, "confidence": 0.6}
+    ids = {ops.observe_detection("GET /authors", det, 1000.0 + i) for i in range(10)}
+    assert len(ids) == 1  # one prediction per (endpoint, kind, fingerprint)
+    ops.observe_detection("GET /tags", small, 1000.0)
+    ranked = ops.ranked_insights()
+    assert [r["endpoint"] for r in ranked] == ["GET /authors", "GET /tags"]
+    top = ranked[0]
+    assert top["improvement"] == 0.95 and top["mean_ms"] == 10.0
+    assert top["roi"] == top["confidence"] * top["improvement"] * top["urgency"]
+    assert gate.feedback(ids.pop(), False)
+    assert ops.monitor.metrics("n1-detector").fp == 1
+    gate.close()

@@ -1,0 +1,170 @@
+"""Warm restarts, damaged state, component state, several real processes on one file."""
+
+import logging
+import math
+import multiprocessing
+import sqlite3
+
+from helpers import hit, make_gate, warm
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from pulsegate.asgi import PulseGateMiddleware
+from pulsegate.engine import PulseGate
+from pulsegate.registry.store import DB_NAME
+
+
+class StepClock:
+    """Advances by a repeating pattern of steps on every call: deterministic latencies."""
+
+    def __init__(self, steps=(0.004, 0.006, 0.005, 0.009, 0.003)):
+        self.t, self.i, self.steps = 100.0, 0, steps
+
+    def __call__(self) -> float:
+        self.t += self.steps[self.i % len(self.steps)]
+        self.i += 1
+        return self.t
+
+
+def make_app(state_dir) -> tuple[TestClient, PulseGate]:
+    async def item(request):
+        return PlainTextResponse("ok")
+
+    gate = PulseGate(state_dir=str(state_dir), clock=StepClock(), measure_cpu=False,
+                     measure_memory=False)
+    app = Starlette(routes=[Route("/items/{id}", item)])
+    app.add_middleware(PulseGateMiddleware, gate=gate)
+    return TestClient(app), gate
+
+
+def test_restarted_app_is_warm(tmp_path) -> None:
+    client, gate = make_app(tmp_path)
+    for i in range(60):
+        assert client.get(f"/items/{i}").status_code == 200
+    gate.close()  # shutdown: final snapshot
+    # the same request to the old process and to a freshly started one
+    before = client.get("/items/1").headers
+    client2, gate2 = make_app(tmp_path)
+    after = client2.get("/items/1").headers
+    assert float(before["x-ml-prediction-confidence"]) > 50
+    assert after["x-ml-prediction-confidence"] == before["x-ml-prediction-confidence"]
+    assert after["x-ml-predicted-latency-ms"] == before["x-ml-predicted-latency-ms"]
+    assert gate2.baselines.peek("GET /items/{id}").n == 61
+    # without the state the first response has no confidence at all
+    cold_client, cold = make_app(tmp_path / "other")
+    assert cold_client.get("/items/1").headers["x-ml-prediction-confidence"] == "0"
+    gate2.close()
+    cold.close()
+
+
+def test_snapshot_runs_on_the_scheduler_interval(tmp_path) -> None:
+    gate, clk = make_gate(state_dir=str(tmp_path), snapshot_interval=30)
+    assert gate.scheduler.jobs["pulsegate.snapshot"].interval == 30
+    warm(gate, clk, 35)
+    gate.scheduler.run_pending(gate.scheduler.clock() + 31)
+    conn = sqlite3.connect(tmp_path / DB_NAME)
+    rows = conn.execute("SELECT key FROM kv WHERE section LIKE 'ep:%'").fetchall()
+    conn.close()
+    assert rows == [("GET /x",)]
+    gate.scheduler.stop()
+
+
+def test_damaged_state_file_means_cold_start_not_crash(tmp_path, caplog) -> None:
+    (tmp_path / DB_NAME).write_bytes(b"\x00garbage" * 512)
+    with caplog.at_level(logging.WARNING, logger="pulsegate.registry"):
+        gate, clk = make_gate(state_dir=str(tmp_path))
+    assert "moved it to" in caplog.text
+    assert list(tmp_path.glob(DB_NAME + ".corrupt-*"))
+    assert len(gate.baselines) == 0 and gate.faults.total == 0
+    warm(gate, clk, 40)
+    gate.close()
+    again, _ = make_gate(state_dir=str(tmp_path))
+    assert again.baselines.peek("GET /x").n == 40
+    again.close()
+
+
+def test_an_unloadable_endpoint_state_is_skipped(tmp_path) -> None:
+    gate, clk = make_gate(state_dir=str(tmp_path))
+    warm(gate, clk, 40, path="/a")
+    warm(gate, clk, 40, path="/b")
+    gate.close()
+    conn = sqlite3.connect(tmp_path / DB_NAME)
+    conn.execute("UPDATE kv SET value = '{\"state\": {\"metrics\": [\"latency\"], \"n\": -4, "
+                 "\"level\": [1], \"var\": [0]}, \"own\": 4}' WHERE key = 'GET /a'")
+    conn.commit()
+    conn.close()
+    again, _ = make_gate(state_dir=str(tmp_path))
+    assert again.baselines.peek("GET /a") is None
+    assert again.baselines.peek("GET /b").n == 40
+    assert again.faults.total == 1
+    again.close()
+
+
+def test_registry_labels_and_predictions_survive_a_restart(tmp_path) -> None:
+    gate, clk = make_gate(state_dir=str(tmp_path))
+    warm(gate, clk, 40)
+    rec = hit(gate, clk, 30.0)
+    pid = gate.ops.predictions.id_of(rec)
+    assert gate.feedback(pid, True)
+    gate.registry.update("latency-baseline", {"threshold": 0.6}, note="manual")
+    gate.close()
+    again, _ = make_gate(state_dir=str(tmp_path))
+    assert again.registry.active("latency-baseline").version == "1.1.0"
+    assert again.model_version == "1.1.0"
+    assert again.ops.monitor.metrics("latency-baseline").tp == 1
+    assert again.ops.predictions.get(pid).correct is True
+    assert again.feedback(pid, False)  # ids from before the restart still accept feedback
+    again.close()
+
+
+def test_component_states_are_restored(tmp_path) -> None:
+    opts = dict(state_dir=str(tmp_path), rate_limiting=True, resource_allocation=True)
+    gate, clk = make_gate(**opts)
+    alloc = gate.ops.component("allocator")
+    lim = gate.ops.component("rate-limit-behaviour")
+    assert alloc is not None and lim is not None
+    alloc.load_state({**alloc.state()})  # round-trips on its own
+    lim.behaviour.penalties["10.0.0.9"] = 0.8
+    saved = alloc.state()
+    gate.close()
+    again, _ = make_gate(**opts)
+    assert again.ops.component("allocator").state() == saved
+    assert again.ops.component("rate-limit-behaviour").behaviour.penalties["10.0.0.9"] == 0.8
+    again.close()
+
+
+def _worker(state_dir: str, ms: float, rounds: int) -> None:
+    from helpers import make_gate, warm
+
+    gate, clk = make_gate(state_dir=state_dir)
+    for _ in range(rounds):
+        warm(gate, clk, 10, ms=ms, path="/x")
+        warm(gate, clk, 2, ms=ms, path=f"/only-{int(ms)}")
+        gate.ops.snapshot()
+    gate.close()
+
+
+def test_several_processes_share_one_sqlite_file(tmp_path) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_worker, args=(str(tmp_path), ms, 15)) for ms in (10, 20, 40)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    conn = sqlite3.connect(tmp_path / DB_NAME)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert conn.execute("SELECT count(*) FROM kv WHERE section = 'workers'").fetchone()[0] == 3
+    conn.close()
+    assert not list(tmp_path.glob("*.corrupt-*"))
+    gate, clk = make_gate(state_dir=str(tmp_path))
+    # the fleet baseline of the shared endpoint: Chan merge of three equal-weight workers
+    predicted = gate.baselines.peek("GET /x").predict()[0]
+    assert math.isclose(predicted, math.exp((math.log(10) + math.log(20) + math.log(40)) / 3),
+                        rel_tol=0.02)
+    for ms in (10, 20, 40):
+        assert math.isclose(gate.baselines.peek(f"GET /only-{ms}").predict()[0], ms, rel_tol=0.02)
+    assert gate.faults.total == 0
+    gate.close()
