@@ -135,3 +135,15 @@ def test_sub_millisecond_jitter_is_never_anomalous() -> None:
     assert m.floors[0] == pytest.approx(floor)
     assert m.observe([math.log(0.04 + 0.999)], learn=False).latency_z < 3.0
     assert m.observe([math.log(0.04 + 1.001)], learn=False).latency_z > 3.0
+
+
+def test_sub_millisecond_cpu_and_small_query_changes_are_not_anomalous() -> None:
+    m = EndpointModel(metrics=("latency", "queries", "cpu"), warmup=5)
+    for _ in range(100):
+        m.observe([math.log(50.0), math.log1p(3), math.log1p(0.1)])
+    quiet = m.observe([math.log(50.0), math.log1p(4), math.log1p(0.4)], learn=False)
+    assert not quiet.is_anomaly  # +1 query, +0.3 ms CPU
+    loud = m.observe([math.log(50.0), math.log1p(3), math.log1p(5.0)], learn=False)
+    assert loud.is_anomaly and loud.driver == "cpu"  # +4.9 ms CPU
+    assert m.observe([math.log(50.0), math.log1p(30), math.log1p(0.1)],
+                     learn=False).driver == "queries"

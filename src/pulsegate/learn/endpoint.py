@@ -19,6 +19,12 @@ FLOORS = {"latency": 0.05, "cpu": 0.05, "memory": 0.5, "queries": 0.1, "query_ti
           # repeat_share: log1p of the share of query time in repeated shapes (0..0.69)
           "repeat_share": 0.05}
 
+#: The smallest rise, in each metric's own unit, that may ever count as anomalous: a
+#: 40 µs endpoint taking 200 µs is five times slower but nobody's problem. The floor of
+#: the spread is widened so that a rise of exactly this much sits at the threshold.
+MIN_EXCESS = {"latency": 1.0, "cpu": 1.0, "query_time": 1.0, "queries": 2.0,
+              "repeat_share": 0.1}
+
 #: Learned for trends (leaks), not scored per request.
 TREND_ONLY = frozenset({"memory"})
 
@@ -68,9 +74,10 @@ class EndpointModel:
     For metric :math:`i` with level :math:`f_i` and mean-square residual :math:`v_i`:
 
     * :math:`r_i = x_i - f_i`, :math:`\sigma_i = \max(\sqrt{v_i}, \sigma^{floor}_i)`,
-      :math:`z_i = r_i / \sigma_i`; for latency the floor is
-      :math:`\max(0.05, \log(1 + m/e^{f})/k)` so that a deviation under ``min_excess_ms``
-      (:math:`m`, 1 ms) is never anomalous however small the baseline;
+      :math:`z_i = r_i / \sigma_i`; the floor is widened to
+      :math:`(T(\hat x_i + m_i) - T(\hat x_i))/k` so that a rise smaller than
+      ``MIN_EXCESS`` (:math:`m_i`: 1 ms of latency, CPU or query time, 2 queries) is
+      never anomalous however small the baseline;
     * per-metric score :math:`s_i = z_i^2/(z_i^2+k^2)` for :math:`z_i > 0` (only
       upward deviations matter: a faster request is not a problem), else 0;
     * request score :math:`\max_i s_i` over the scored metrics (memory is a trend
@@ -90,7 +97,7 @@ class EndpointModel:
     ``window`` seconds: see :meth:`roll`.
     """
 
-    __slots__ = ("alpha", "beta", "floors", "incident", "level", "metrics", "min_excess_ms",
+    __slots__ = ("alpha", "beta", "excess", "floors", "incident", "level", "metrics", "min_excess_ms",
                  "n", "scored",
                  "seasonal", "threshold", "var", "view", "warmup", "win_n", "win_start",
                  "win_sum", "window")
@@ -115,6 +122,8 @@ class EndpointModel:
         if any(m in TREND_ONLY for m in metrics[:self.scored]):
             raise ValueError("trend-only metrics must come after the scored ones")
         self.floors = [FLOORS[m] for m in metrics]
+        self.excess = [(m, MIN_EXCESS.get(m, 0.0) if m != "latency" else min_excess_ms)
+                       for m in metrics]
         self.level = [0.0] * len(metrics)
         self.var = [0.0] * len(metrics)
         self.n = 0
@@ -135,15 +144,30 @@ class EndpointModel:
         view = self.view
         return (view[0], view[1]) if self.n else (None, 0.0)
 
+    def _refresh_floors(self) -> None:
+        # floor_i = max(FLOORS_i, (T(x̂_i + m_i) - T(x̂_i)) / k): a rise of m_i over the
+        # current level x̂_i (in the metric's own unit) is exactly z = k. Levels drift
+        # slowly, so this runs every 8th update once warm.
+        k = self.threshold
+        for i, (name, m) in enumerate(self.excess):
+            if m <= 0.0:
+                continue
+            f = self.level[i]
+            if name == "latency":
+                wide = _log1p(m / _exp(f)) / k
+            else:
+                native = _exp(f) - 1.0
+                wide = (_log1p((native if native > 0.0 else 0.0) + m) - f) / k
+            base = FLOORS[name]
+            self.floors[i] = wide if wide > base else base
+
     def _refresh_view(self) -> None:
         # The latency forecast, its interval and the confidence change only when the
         # model learns, so they are computed once here rather than on every read.
         n = self.n
         f0 = self.level[0]
-        # The latency floor also covers `min_excess_ms` in absolute terms: a 40 µs
-        # endpoint taking 200 µs is five times slower but nobody's problem.
-        self.floors[0] = max(FLOORS["latency"],
-                             _log1p(self.min_excess_ms / _exp(f0)) / self.threshold)
+        if n <= self.warmup or not n & 7:
+            self._refresh_floors()
         sd0 = _sqrt(self.var[0])
         if sd0 < self.floors[0]:
             sd0 = self.floors[0]
