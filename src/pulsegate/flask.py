@@ -13,7 +13,7 @@ serves several apps in one process (the application-factory pattern).
 full duration runs until the server closes the response; the route template comes
 from ``request.url_rule.rule`` (``/books/<int:book_id>``). When Flask-SQLAlchemy is
 initialised on the app (before or after pulsegate) its engines are instrumented with
-:func:`pulsegate.sqlalchemy.instrument` on the first request.
+:func:`pulsegate.sqlalchemy.instrument` (at ``init_app``, or on the first request).
 """
 
 from __future__ import annotations
@@ -21,10 +21,9 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
-from flask import Flask, current_app, request
+from flask import Flask, current_app, has_request_context, request
 
 from pulsegate.config import Config
-from pulsegate.context import current
 from pulsegate.engine import PulseGate as Engine
 from pulsegate.wsgi import Environ, PulseGateWSGIMiddleware
 
@@ -94,10 +93,9 @@ class PulseGate:
         app.extensions[EXTENSION_KEY] = gate
 
         def resolve(environ: Environ) -> str | None:
-            # Called while Flask's request context is still active (inside the
-            # start_response Flask's response calls); outside it, match by URL map.
-            from flask import has_request_context
-
+            # Asked when Flask's response calls start_response: Flask's request context
+            # is still active then (also when a before_request answered early), so the
+            # rule the request matched is at hand; outside it, match by the URL map.
             if has_request_context():
                 rule = request.url_rule
                 return rule.rule if rule is not None else None
@@ -107,10 +105,8 @@ class PulseGate:
                 return None
             return str(rule.rule)
 
-        app.wsgi_app = PulseGateWSGIMiddleware(  # type: ignore[method-assign]
-            app.wsgi_app, gate=gate, route_resolver=resolve)
-        # First in the chain, so a before_request that answers early still has a route.
-        app.before_request_funcs.setdefault(None, []).insert(0, _before_request)
+        app.wsgi_app = _FlaskMiddleware(  # type: ignore[method-assign]
+            app, app.wsgi_app, gate=gate, route_resolver=resolve)
         if app.extensions.get("sqlalchemy") is not None:
             try:
                 instrument_sqlalchemy(app)
@@ -124,15 +120,24 @@ class PulseGate:
         return get_gate()
 
 
-def _before_request() -> None:
-    ctx = current()
-    if ctx is not None:
-        rule = request.url_rule
-        if rule is not None:
-            ctx.set_route(rule.rule)
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    if app not in _instrumented and app.extensions.get("sqlalchemy") is not None:
-        try:
-            instrument_sqlalchemy(app)
-        except Exception as exc:
-            get_gate(app).faults.record("flask.sqlalchemy", exc)
+class _FlaskMiddleware(PulseGateWSGIMiddleware):
+    """The WSGI middleware plus one Flask chore: on the first request, instrument the
+    Flask-SQLAlchemy engines if Flask-SQLAlchemy was initialised after pulsegate (its
+    engines exist only then). Done in the middleware rather than a ``before_request``
+    hook, which Flask would run (and check for a coroutine) on every request."""
+
+    def __init__(self, app: Flask, wsgi_app: Any, **kwargs: Any) -> None:
+        super().__init__(wsgi_app, **kwargs)
+        self._flask = weakref.ref(app)
+        self._pending = app not in _instrumented
+
+    def __call__(self, environ: Environ, start_response: Any) -> Any:
+        if self._pending:
+            self._pending = False
+            app = self._flask()
+            if app is not None and app.extensions.get("sqlalchemy") is not None:
+                try:
+                    instrument_sqlalchemy(app)
+                except Exception as exc:
+                    self.gate.faults.record("flask.sqlalchemy", exc)
+        return super().__call__(environ, start_response)

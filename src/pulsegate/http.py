@@ -32,8 +32,11 @@ def parse_status(status: str) -> int:
     """The integer code of a WSGI status line (``"404 Not Found"`` -> 404); 500 when the
     line is malformed, so a broken app still counts as an error rather than crashing us."""
     try:
+        code = int(status[:3])  # the common, well-formed case: no split, no list
+        if 100 <= code <= 999 and status[3:4] in ("", " "):
+            return code
         return int(status.split(None, 1)[0])
-    except (ValueError, IndexError, AttributeError):
+    except (ValueError, IndexError, TypeError, AttributeError):
         return 500
 
 

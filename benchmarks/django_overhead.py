@@ -1,0 +1,154 @@
+"""Per-request cost of pulsegate's Django middleware, against bare Django and against
+OpenTelemetry's Django instrumentation (its middleware, SDK with a discarding exporter),
+in one run.
+
+Each call is a full request through Django's own WSGI handler in-process (URL
+resolution, middleware chain, view, response, ``close()``), no server and no network.
+The stacks alternate round by round; each figure is the median of the rounds.
+
+    .venv/bin/python benchmarks/django_overhead.py [--requests 5000] [--rounds 5]
+
+Budget: pulsegate adds at most 10 % of what OpenTelemetry's instrumentation adds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import sys
+import time
+from typing import Any
+
+import django
+from django.conf import settings
+
+settings.configure(
+    DEBUG=False, ALLOWED_HOSTS=["*"], SECRET_KEY="bench", ROOT_URLCONF=__name__,
+    MIDDLEWARE=[], INSTALLED_APPS=[], DATABASES={}, USE_TZ=True, LOGGING_CONFIG=None)
+django.setup()
+
+from django.core.handlers.wsgi import WSGIHandler  # noqa: E402
+from django.http import HttpRequest, HttpResponse  # noqa: E402
+from django.test.utils import override_settings  # noqa: E402
+from django.urls import path  # noqa: E402
+from werkzeug.test import create_environ  # noqa: E402
+
+
+def hello(request: HttpRequest, name: str) -> HttpResponse:
+    return HttpResponse("hello", content_type="text/plain")
+
+
+urlpatterns = [path("hello/<str:name>/", hello)]
+
+
+def handler(middleware: list[str], **pulsegate: Any) -> WSGIHandler:
+    from pulsegate.django.gate import set_gate
+
+    with override_settings(MIDDLEWARE=middleware, PULSEGATE=pulsegate):
+        set_gate(None)  # a fresh engine per stack
+        return WSGIHandler()
+
+
+def otel_handler() -> WSGIHandler:
+    from opentelemetry.instrumentation.django import DjangoInstrumentor
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    class Discard(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(Discard()))
+    # The instrumentor inserts its middleware into settings.MIDDLEWARE; handlers built
+    # before this call (the other stacks) keep their own chains.
+    DjangoInstrumentor().instrument(tracer_provider=provider)
+    return WSGIHandler()
+
+
+def engine_only(n: int) -> float:
+    """The framework-free core alone (begin, response_headers, finish), per request: the
+    part of the overhead the adapter does not control."""
+    from pulsegate.engine import PulseGate
+    from pulsegate.records import RequestInfo
+
+    gate = PulseGate()
+    infos = [RequestInfo("GET", f"/hello/u{i % 50}/", "/hello/<name>/") for i in range(n)]
+    for info in infos[:200]:
+        ctx = gate.begin(info)
+        assert ctx is not None
+        gate.response_headers(ctx, 200)
+        gate.finish(ctx)
+    t0 = time.perf_counter()
+    for info in infos:
+        ctx = gate.begin(info)
+        assert ctx is not None
+        gate.response_headers(ctx, 200)
+        gate.finish(ctx)
+    return (time.perf_counter() - t0) / n * 1e6
+
+
+def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+    return None
+
+
+def run(app: WSGIHandler, environs: list[dict[str, Any]]) -> float:
+    for env in environs[:200]:
+        result = app(dict(env), start_response)
+        for _ in result:
+            pass
+        result.close()  # type: ignore[attr-defined]
+    t0 = time.perf_counter()
+    for env in environs:
+        result = app(dict(env), start_response)
+        for _ in result:
+            pass
+        result.close()  # type: ignore[attr-defined]
+    return (time.perf_counter() - t0) / len(environs) * 1e6
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--requests", type=int, default=5_000)
+    ap.add_argument("--rounds", type=int, default=5)
+    args = ap.parse_args()
+    logging.getLogger("pulsegate").setLevel(logging.CRITICAL)
+    mw = ["pulsegate.django.PulseGateMiddleware"]
+    apps = {
+        "django bare": handler([]),
+        "django + pulsegate": handler(mw),
+        "django + pulsegate, headers=none": handler(mw, headers="none"),
+    }
+    apps["django + opentelemetry"] = otel_handler()
+    environs = [create_environ(f"/hello/u{i % 50}/", "http://localhost/",
+                               headers={"User-Agent": "bench"}) for i in range(args.requests)]
+    for env in environs:
+        env["REMOTE_ADDR"] = "127.0.0.1"
+    results: dict[str, list[float]] = {name: [] for name in apps}
+    core: list[float] = []
+    for _ in range(args.rounds):
+        for name, app in apps.items():
+            results[name].append(run(app, environs))
+        core.append(engine_only(args.requests))
+    med = {name: statistics.median(v) for name, v in results.items()}
+    base = med["django bare"]
+    otel_added = med["django + opentelemetry"] - base
+    print(f"{args.requests} requests x {args.rounds} rounds, median µs/request, in-process "
+          f"(Django {django.get_version()}, Python {sys.version.split()[0]})")
+    print(f"{'stack':36s} {'µs/req':>8s} {'added':>8s} {'vs OTel added':>14s}")
+    for name, v in med.items():
+        added = v - base
+        ratio = f"{added / otel_added * 100:6.1f} %" if name != "django bare" else ""
+        print(f"{name:36s} {v:8.1f} {added:+8.1f} {ratio:>14s}")
+    pg = med["django + pulsegate"] - base
+    verdict = "within" if pg <= 0.10 * otel_added else "OVER"
+    print(f"budget: pulsegate adds {pg:.1f} µs = {pg / otel_added * 100:.1f} % of OTel's "
+          f"{otel_added:.1f} µs ({verdict} the 10 % budget)")
+    print(f"of which the engine core alone (begin + response_headers + finish): "
+          f"{statistics.median(core):.1f} µs")
+
+
+if __name__ == "__main__":
+    main()

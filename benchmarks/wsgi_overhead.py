@@ -1,0 +1,168 @@
+"""Per-request cost of pulsegate on WSGI (a Flask app, and a bare WSGI callable),
+against the bare app and against OpenTelemetry's WSGI middleware, in one run.
+
+Each call is a full WSGI cycle in-process (no server, no network): ``app(environ,
+start_response)``, iterate the body, ``close()``. The stacks alternate round by round so
+drift on a shared machine hits them all alike; each figure is the median of the rounds.
+
+    .venv/bin/python benchmarks/wsgi_overhead.py [--requests 10000] [--rounds 5]
+
+Budget: pulsegate adds at most 10 % of what OpenTelemetry's middleware adds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from flask import Flask
+from werkzeug.test import create_environ
+
+from pulsegate.engine import PulseGate
+from pulsegate.flask import PulseGate as FlaskPulseGate
+from pulsegate.wsgi import PulseGateWSGIMiddleware
+
+WSGIApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
+
+
+def flask_app() -> Flask:
+    app = Flask("bench")
+
+    @app.get("/hello/<name>")
+    def hello(name: str) -> str:
+        return "hello"
+
+    return app
+
+
+def raw_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
+    return [b"hello"]
+
+
+def otel(app: WSGIApp) -> WSGIApp:
+    from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    class Discard(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(Discard()))
+    return OpenTelemetryMiddleware(app, tracer_provider=provider)  # type: ignore[no-any-return]
+
+
+def stacks() -> dict[str, WSGIApp]:
+    out: dict[str, WSGIApp] = {"flask bare": flask_app().wsgi_app}
+    app = flask_app()
+    FlaskPulseGate(app)
+    out["flask + pulsegate (extension)"] = app.wsgi_app
+    app = flask_app()
+    FlaskPulseGate(app, headers="none")
+    out["flask + pulsegate, headers=none"] = app.wsgi_app
+    out["flask + opentelemetry wsgi"] = otel(flask_app().wsgi_app)
+    out["raw wsgi bare"] = raw_app
+    out["raw wsgi + pulsegate"] = PulseGateWSGIMiddleware(raw_app, gate=PulseGate())
+    out["raw wsgi + opentelemetry wsgi"] = otel(raw_app)
+    return out
+
+
+def engine_only(n: int) -> float:
+    """The framework-free core alone (begin, response_headers, finish), per request: the
+    part of the overhead the adapter does not control."""
+    from pulsegate.engine import PulseGate
+    from pulsegate.records import RequestInfo
+
+    gate = PulseGate()
+    infos = [RequestInfo("GET", f"/hello/u{i % 50}/", "/hello/<name>/") for i in range(n)]
+    for info in infos[:200]:
+        ctx = gate.begin(info)
+        assert ctx is not None
+        gate.response_headers(ctx, 200)
+        gate.finish(ctx)
+    t0 = time.perf_counter()
+    for info in infos:
+        ctx = gate.begin(info)
+        assert ctx is not None
+        gate.response_headers(ctx, 200)
+        gate.finish(ctx)
+    return (time.perf_counter() - t0) / n * 1e6
+
+
+def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+    return None
+
+
+def run(app: WSGIApp, environs: list[dict[str, Any]]) -> float:
+    for env in environs[:200]:  # warm caches and the endpoint model
+        result = app(dict(env), start_response)
+        for _ in result:
+            pass
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+    t0 = time.perf_counter()
+    for env in environs:
+        result = app(dict(env), start_response)
+        for _ in result:
+            pass
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+    return (time.perf_counter() - t0) / len(environs) * 1e6
+
+
+def report(med: dict[str, float], base: str, gated: str, otel_name: str) -> str:
+    b = med[base]
+    o = med[otel_name] - b
+    lines = [f"{'stack':36s} {'µs/req':>8s} {'added':>8s} {'vs OTel added':>14s}"]
+    for name in (base, gated, otel_name):
+        added = med[name] - b
+        ratio = f"{added / o * 100:6.1f} %" if name != base else ""
+        lines.append(f"{name:36s} {med[name]:8.1f} {added:+8.1f} {ratio:>14s}")
+    pg = med[gated] - b
+    verdict = "within" if pg <= 0.10 * o else "OVER"
+    lines.append(f"budget: pulsegate adds {pg:.1f} µs = {pg / o * 100:.1f} % of OTel's {o:.1f} µs "
+                 f"({verdict} the 10 % budget)")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--requests", type=int, default=10_000)
+    ap.add_argument("--rounds", type=int, default=5)
+    args = ap.parse_args()
+    # The log exporter reports anomalies; a noisy benchmark machine makes many, and
+    # terminal writes are not what is measured here.
+    logging.getLogger("pulsegate").setLevel(logging.CRITICAL)
+    apps = stacks()
+    environs = [create_environ(f"/hello/u{i % 50}", "http://localhost/",
+                               headers={"User-Agent": "bench"}) for i in range(args.requests)]
+    for env in environs:
+        env["REMOTE_ADDR"] = "127.0.0.1"
+    results: dict[str, list[float]] = {name: [] for name in apps}
+    core: list[float] = []
+    for _ in range(args.rounds):
+        for name, app in apps.items():
+            results[name].append(run(app, environs))
+        core.append(engine_only(args.requests))
+    med = {name: statistics.median(v) for name, v in results.items()}
+    print(f"{args.requests} requests x {args.rounds} rounds, median µs/request, in-process")
+    print(report(med, "flask bare", "flask + pulsegate (extension)", "flask + opentelemetry wsgi"))
+    print(f"{'flask + pulsegate, headers=none':36s} {med['flask + pulsegate, headers=none']:8.1f} "
+          f"{med['flask + pulsegate, headers=none'] - med['flask bare']:+8.1f}")
+    print()
+    print(report(med, "raw wsgi bare", "raw wsgi + pulsegate", "raw wsgi + opentelemetry wsgi"))
+    print(f"of which the engine core alone (begin + response_headers + finish): "
+          f"{statistics.median(core):.1f} µs")
+
+
+if __name__ == "__main__":
+    main()
