@@ -89,7 +89,6 @@ async def test_attributes_land_on_the_asgi_server_span(clock: FakeClock) -> None
     assert 0 < last["pulsegate.confidence"] <= 100
     assert last["pulsegate.query_count"] == 0
     assert last["pulsegate.optimization"] == "none"
-    assert last["pulsegate.model_version"] == gate.model_version
     first = spans[0].attributes or {}
     assert first["pulsegate.query_count"] == 0 and "pulsegate.anomaly_score" in first
     assert gate.faults.total == 0
@@ -227,3 +226,18 @@ def test_config_installs_with_the_global_provider(clock: FakeClock) -> None:
     assert exporter is not None
     assert exporter.on_finish in gate.listeners
     assert exporter.on_response_start in gate.start_listeners
+
+
+async def test_measurements_recorded_off_the_request_path(clock: FakeClock) -> None:
+    tel = Telemetry()
+    app, gate = instrumented(clock, tel)
+    exporter = state(gate).otel or next(
+        h.__self__ for h in gate.start_listeners if isinstance(h.__self__, otel.OTelExporter))  # type: ignore[attr-defined]
+    assert "pulsegate.export.otel" in gate.scheduler.jobs
+    await run(app, ["/work/1?ms=5", "/work/2?ms=5", "/work/3?ms=5"])
+    assert len(exporter._queue) == 3  # queued, not yet recorded
+    assert exporter.flush() == 3 and not exporter._queue
+    await run(app, ["/work/4?ms=5"])
+    # a collection records what is queued first
+    assert sum(p.count for p in tel.metrics()["pulsegate.anomaly.score"].data.data_points) == 4
+    assert not exporter._queue

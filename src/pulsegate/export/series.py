@@ -225,11 +225,12 @@ class SeriesStore:
             cb.shed += 1
         if anomalous:
             cb.anomalies += 1
-        limit, in_flight = allocator_state(self.gate)
-        if limit is not None:
-            cb.limit = limit
-        if in_flight is not None:
-            cb.in_flight = in_flight
+        if not cb.n & 31:  # the allocator's state, sampled: a few getattr each time
+            limit, in_flight = allocator_state(self.gate)
+            if limit is not None:
+                cb.limit = limit
+            if in_flight is not None:
+                cb.in_flight = in_flight
 
     def _detection(self, endpoint: str, at: float, det: Any) -> None:
         fields = detection_fields(det)

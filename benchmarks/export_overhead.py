@@ -1,0 +1,103 @@
+"""Per-request cost of pulsegate's export parts (dashboard series, Prometheus, OTel
+span attributes and metrics), each against plain pulsegate, measured in one run.
+
+Uses the harness of ``asgi_overhead.py`` (one-route Starlette app called in-process,
+stacks alternating round by round, median of the rounds).
+
+    .venv/bin/python benchmarks/export_overhead.py [--requests 10000] [--rounds 5]
+
+The OTel rows run under OpenTelemetry's own ASGI middleware (SDK tracer, batch
+processor, discarding exporter), so pulsegate's exporter has a server span to decorate;
+their baseline is that middleware in front of plain pulsegate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from asgi_overhead import bare, run
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
+from prometheus_client import CollectorRegistry
+
+from pulsegate.asgi import PulseGateMiddleware
+from pulsegate.engine import PulseGate
+from pulsegate.export import otel, prometheus
+
+
+class Discard(SpanExporter):
+    def export(self, spans: Any) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+def stack(*, dashboard: bool = False, prom: bool = False, otel_export: bool = False,
+          otel_mw: bool = False) -> Callable[[], Any]:
+    def build() -> Any:
+        opts: dict[str, Any] = {"log_events": False}
+        if dashboard:
+            opts.update(dashboard=True, dashboard_token="bench")
+        gate = PulseGate(**opts)
+        if prom:
+            prometheus.install(gate, CollectorRegistry())
+        if otel_export:
+            otel.install(gate, meter_provider=MeterProvider(metric_readers=[InMemoryMetricReader()]))
+        app: Any = PulseGateMiddleware(bare(), gate=gate)
+        if otel_mw:
+            provider = TracerProvider()
+            provider.add_span_processor(BatchSpanProcessor(Discard()))
+            app = OpenTelemetryMiddleware(app, tracer_provider=provider,
+                                          meter_provider=MeterProvider())
+        return app
+    return build
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--requests", type=int, default=10_000)
+    ap.add_argument("--rounds", type=int, default=5)
+    args = ap.parse_args()
+    stacks: dict[str, Callable[[], Any]] = {
+        "bare starlette": bare,
+        "pulsegate": stack(),
+        "pulsegate + dashboard series": stack(dashboard=True),
+        "pulsegate + prometheus": stack(prom=True),
+        "pulsegate + otel metrics (no span)": stack(otel_export=True),
+        "otel asgi + pulsegate": stack(otel_mw=True),
+        "otel asgi + pulsegate + otel export": stack(otel_mw=True, otel_export=True),
+    }
+    apps = {name: build() for name, build in stacks.items()}
+    results: dict[str, list[float]] = {name: [] for name in stacks}
+    loop = asyncio.new_event_loop()
+    for _ in range(args.rounds):
+        for name, app in apps.items():
+            results[name].append(loop.run_until_complete(run(app, args.requests)))
+    med = {name: statistics.median(v) for name, v in results.items()}
+    base = {"pulsegate + dashboard series": "pulsegate", "pulsegate + prometheus": "pulsegate",
+            "pulsegate + otel metrics (no span)": "pulsegate",
+            "otel asgi + pulsegate + otel export": "otel asgi + pulsegate"}
+    print(f"{args.requests} requests x {args.rounds} rounds, median µs/request")
+    print(f"{'stack':40s} {'µs/req':>8s} {'export adds':>12s} {'ratio':>7s}")
+    for name, v in med.items():
+        ref = base.get(name)
+        extra = f"{v - med[ref]:+12.2f} {v / med[ref]:7.3f}" if ref else ""
+        print(f"{name:40s} {v:8.1f} {extra}")
+
+
+if __name__ == "__main__":
+    main()
