@@ -30,6 +30,7 @@ import weakref
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
+from pulsegate.registry import collect, jobs
 from pulsegate.registry import snapshot as snap
 from pulsegate.registry.alerts import AlertManager
 from pulsegate.registry.feedback import Label, PerformanceMonitor, Prediction, PredictionLog
@@ -53,7 +54,6 @@ COMPONENTS = {
 #: The component attribute a model's tuned ``threshold`` is written to.
 THRESHOLD_ATTRS = {"n1-detector": ("min_confidence",),
                    "rate-limit-behaviour": ("suspicion_threshold",)}
-MAX_INSIGHTS = 500
 
 
 def _z_for(score: float, k0: float) -> float:
@@ -174,8 +174,12 @@ class ModelOps:
                                "Q-learning concurrency allocator", tuned=())
         mv = self.component("multivariate")
         if mv is not None:
-            self.registry.register("multivariate", {"version": str(getattr(mv, "version", ""))},
-                                   "multivariate background model", tuned=())
+            conf = {k: getattr(c, k) for k in ("multivariate_interval", "multivariate_sample_size",
+                                               "multivariate_contamination", "multivariate_weight")
+                    if hasattr(c, k)}
+            self.registry.register("multivariate", conf,
+                                   "IsolationForest background model (training version in "
+                                   "metrics)", tuned=())
 
     def _apply(self, v: ModelVersion) -> None:
         """Make a deployed version's configuration live."""
@@ -237,18 +241,18 @@ class ModelOps:
                 continue
             s0 = self._score0(r)
             self.predictions.add("latency-baseline", "request", s0, True, r.started_at,
-                                 _record_summary(r), obj=r)
+                                 collect.record_summary(r), obj=r)
             if r.anomaly_score >= self._critical:
                 self.alerts.raise_alert(
                     "critical_anomaly", r.endpoint, "critical",
                     f"pulsegate: critical anomaly on {r.endpoint}: {r.duration_ms:.1f} ms "
                     f"(expected {r.predicted_ms or 0:.1f} ms, score {s0:.2f})",
-                    **_record_summary(r))
+                    **collect.record_summary(r))
 
     def _on_near_miss(self, record: RequestRecord) -> None:
         if self.gate.config.anomaly_detection:
             self.predictions.add("latency-baseline", "request", self._score0(record), False,
-                                 record.started_at, _record_summary(record), obj=record)
+                                 record.started_at, collect.record_summary(record), obj=record)
 
     def _on_incidents(self) -> None:
         n = self.gate.counters["incidents"]
@@ -270,73 +274,15 @@ class ModelOps:
                     f"{inc.get('expected_ms', 0):.1f} ms", **p.summary)
 
     def _on_detections(self, record: RequestRecord, ctx: RequestContext) -> None:
-        dets = list(getattr(ctx, "detections", None) or ())
-        recent = getattr(self.gate, "detections", None)
-        # The gate's recent-detection rows (dicts, shown by the dashboard) get the id too.
-        rows = list(itertools.islice(reversed(recent), 2 * len(dets))) if recent else []
-        for det in dets:
-            try:
-                pid = self.observe_detection(record.endpoint, det, record.started_at)
-            except Exception as exc:
-                self.faults.record("registry.detection", exc)
-                continue
-            fp = getattr(det, "fingerprint", None)
-            for row in rows:
-                if isinstance(row, dict) and "id" not in row and \
-                        row.get("fingerprint") == fp and row.get("endpoint") == record.endpoint:
-                    row["id"] = pid
-                    break
+        collect.detections(self, record, ctx)
 
     def observe_detection(self, endpoint: str, det: Any, at: float) -> str:
-        """Aggregate one query detection into the insights; returns its prediction id
-        (one prediction per endpoint, kind and fingerprint while the insight is kept)."""
-        get = det.get if isinstance(det, dict) else lambda k, d=None: getattr(det, k, d)
-        kind, fp = str(get("kind", "n_plus_one")), str(get("fingerprint", ""))
-        key = f"{endpoint}|{kind}|{fp}"
-        conf = float(get("confidence", 0.0) or 0.0)
-        conf = conf / 100.0 if conf > 1.0 else conf
-        ins = self.insights.get(key)
-        if ins is None or self.predictions.get(ins["id"]) is None:
-            summary = {"endpoint": endpoint, "kind": kind, "fingerprint": fp,
-                       "sql": get("sql"), "call_site": get("call_site"),
-                       "relationship": get("relationship"), "suggestion": get("suggestion")}
-            p = self.predictions.add("n1-detector", kind, conf, True, at, summary, obj=det)
-            if ins is None:
-                ins = {**summary, "requests": 0, "queries": 0, "total_ms": 0.0,
-                       "confidence": 0.0, "first_seen": at, "last_seen": at}
-            ins["id"] = p.id
-        self.insights[key] = ins
-        self.insights.move_to_end(key)
-        ins["requests"] += 1
-        ins["queries"] += int(get("count", 0) or 0)
-        ins["total_ms"] += float(get("total_ms", 0.0) or 0.0)
-        ins["confidence"] = max(ins["confidence"], conf)
-        ins["last_seen"] = at
-        self._insights_dirty.add(key)
-        while len(self.insights) > MAX_INSIGHTS:
-            old, _ = self.insights.popitem(last=False)
-            self._insights_dirty.discard(old)
-        return str(ins["id"])
+        """Aggregate one query detection (a Detection or a dict) into the insights and
+        return its prediction id: one per endpoint, kind and fingerprint while kept."""
+        return collect.observe_detection(self, endpoint, det, at)
 
     def _on_throttle(self, record: RequestRecord) -> None:
-        client = record.client or "?"
-        now = record.started_at
-        last = self._throttle_seen.get(client)
-        if last is not None and now - last < 60.0:
-            return
-        self._throttle_seen[client] = now
-        self._throttle_seen.move_to_end(client)
-        if len(self._throttle_seen) > 1000:
-            self._throttle_seen.popitem(last=False)
-        lim = self.component("rate-limit-behaviour")
-        score = 1.0
-        if lim is not None and hasattr(lim, "suspicion"):
-            try:
-                score = float(lim.suspicion(client))
-            except Exception:
-                score = 1.0
-        self.predictions.add("rate-limit-behaviour", "throttle", score, True, now,
-                             {"client": client, "endpoint": record.endpoint})
+        collect.throttle(self, record)
 
     # --- feedback ------------------------------------------------------------------
 
@@ -373,81 +319,18 @@ class ModelOps:
 
     def monitoring_job(self) -> None:
         """Record each model's metrics on its active version; alert under target."""
-        if self.store is not None:
-            self._sync_labels()
-        c = self.config
-        for name in self.monitor.models():
-            if name not in self.registry:
-                continue
-            m = self.monitor.metrics(name, 100)
-            if m.n < c.monitor_min_labels:
-                continue
-            metrics: dict[str, Any] = {"accuracy": m.accuracy, "precision": m.precision,
-                                       "recall": m.recall, "f1": m.f1, "labels": m.n,
-                                       "measured_at": self.wall()}
-            v = self.registry.active(name)
-            if "baseline_accuracy" not in v.metrics:
-                metrics.update(baseline_accuracy=m.accuracy, baseline_f1=m.f1)
-            self.registry.set_metrics(name, metrics)
-            target = self.target(name)
-            if m.accuracy is not None and m.accuracy < target:
-                self.alerts.raise_alert(
-                    "accuracy", name, "warning",
-                    f"pulsegate: {name} accuracy {m.accuracy:.3f} is under its target "
-                    f"{target:.3f} (last {m.n} labels)", accuracy=m.accuracy, target=target,
-                    version=v.version)
+        jobs.monitoring(self)
 
     def degradation_job(self) -> None:
         """Alert when F1 (else accuracy) fell >= degradation_threshold vs the baseline."""
-        c = self.config
-        for name in self.monitor.models():
-            if name not in self.registry:
-                continue
-            v = self.registry.active(name)
-            m = self.monitor.metrics(name, 100)
-            if m.n < c.monitor_min_labels:
-                continue
-            base, cur, what = v.metrics.get("baseline_f1"), m.f1, "F1"
-            if base is None or cur is None:
-                base, cur, what = v.metrics.get("baseline_accuracy"), m.accuracy, "accuracy"
-            if not base or cur is None:
-                continue
-            drop = (float(base) - cur) / float(base)
-            if drop >= c.degradation_threshold:
-                self.alerts.raise_alert(
-                    "degradation", name, "warning",
-                    f"pulsegate: {name} {what} degraded {drop:.1%} ({float(base):.3f} -> "
-                    f"{cur:.3f}) since version {v.version} was measured", baseline=base,
-                    current=cur, metric=what, drop=drop, version=v.version)
+        jobs.degradation(self)
 
     def tuning_job(self) -> list[Any]:
         return self.tuner.tune_all()
 
     def cleanup_job(self) -> None:
-        """Forget silent workers' statistics and trim predictions/labels."""
-        store = self.store
-        if store is None:
-            return
-        now, c = self.wall(), self.config
-        workers = store.read("workers")
-        dead = [w for w, r in workers.items() if w != self.worker and
-                (not isinstance(r, dict) or now - float(r.get("updated", 0)) > c.state_ttl)]
-        drops = [f"{p}:{w}" for w in dead for p in ("ep", "insights")]
-        deletes = [("workers", w) for w in dead]
-        preds = store.read("predictions")
-        if len(preds) > c.max_predictions:
-            order = sorted(preds, key=lambda k: float(preds[k].get("at", 0)))
-            deletes += [("predictions", k) for k in order[:len(preds) - c.max_predictions]]
-        labels = store.read("labels")
-        by_model: dict[str, list[str]] = {}
-        for k, row in labels.items():
-            by_model.setdefault(str(row.get("model")), []).append(k)
-        for keys in by_model.values():
-            if len(keys) > c.max_labels:
-                keys.sort(key=lambda k: float(labels[k].get("labelled_at", 0)))
-                deletes += [("labels", k) for k in keys[:len(keys) - c.max_labels]]
-        if drops or deletes:
-            store.write(deletes=deletes, drop_sections=drops)
+        """Forget silent workers' statistics and trim persisted predictions/labels."""
+        jobs.cleanup(self)
 
     # --- persistence --------------------------------------------------------------------
 
@@ -498,9 +381,3 @@ class ModelOps:
 
     def ranked_insights(self) -> list[dict[str, Any]]:
         return snap.ranked_insights(list(self.insights.values()), self.wall())
-
-
-def _record_summary(r: RequestRecord) -> dict[str, Any]:
-    return {"endpoint": r.endpoint, "path": r.path, "status": r.status,
-            "duration_ms": round(r.duration_ms, 3), "predicted_ms": r.predicted_ms,
-            "anomaly_score": round(r.anomaly_score, 4), "queries": r.query_count}

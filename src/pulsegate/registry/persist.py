@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from pulsegate.registry import snapshot as snap
 from pulsegate.registry.feedback import Label, Prediction
 from pulsegate.registry.ops import COMPONENTS
+from pulsegate.registry.store import dumps
 
 if TYPE_CHECKING:
     from pulsegate.registry.ops import ModelOps
@@ -140,6 +141,7 @@ def write_snapshot(ops: ModelOps) -> None:
             continue
         try:
             row = component_state(comp)
+            dumps(row)  # one unserialisable component must not sink the whole snapshot
         except Exception as exc:
             ops.faults.record(f"registry.state {name}", exc)
             continue

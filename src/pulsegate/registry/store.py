@@ -56,7 +56,7 @@ class StateStore(Protocol):
     def close(self) -> None: ...
 
 
-def _dumps(value: Any) -> str:
+def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), allow_nan=False, default=_default)
 
 
@@ -175,7 +175,7 @@ class SQLiteStore:
     def write(self, puts: Iterable[Put] = (), deletes: Iterable[Delete] = (),
               drop_sections: Iterable[str] = ()) -> None:
         now = self.wall()
-        rows = [(s, k, _dumps(v), now) for s, k, v in puts]
+        rows = [(s, k, dumps(v), now) for s, k, v in puts]
         dels = list(deletes)
         drops = [(s,) for s in drop_sections]
         with self.lock:
@@ -251,7 +251,7 @@ class RedisStore:
               drop_sections: Iterable[str] = ()) -> None:
         grouped: dict[str, dict[str, str]] = {}
         for s, k, v in puts:
-            grouped.setdefault(s, {})[k] = _dumps(v)
+            grouped.setdefault(s, {})[k] = dumps(v)
         pipe = self.client.pipeline(transaction=True)
         for s in drop_sections:
             pipe.delete(self._key(s))

@@ -1,0 +1,94 @@
+"""Turning what the engine found into labellable predictions and query insights.
+
+Called from the gate's listener only when a request produced something (a query
+detection, a throttle), so the common request pays nothing here.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pulsegate.context import RequestContext
+    from pulsegate.records import RequestRecord
+    from pulsegate.registry.ops import ModelOps
+
+#: Cap on query insights kept per worker (LRU).
+MAX_INSIGHTS = 500
+
+
+def detections(ops: ModelOps, record: RequestRecord, ctx: RequestContext) -> None:
+    dets = list(getattr(ctx, "detections", None) or ())
+    recent = getattr(ops.gate, "detections", None)
+    # The gate's recent-detection rows (dicts, shown by the dashboard) get the id too.
+    rows = list(itertools.islice(reversed(recent), 2 * len(dets))) if recent else []
+    for det in dets:
+        try:
+            pid = observe_detection(ops, record.endpoint, det, record.started_at)
+        except Exception as exc:
+            ops.faults.record("registry.detection", exc)
+            continue
+        fp = getattr(det, "fingerprint", None)
+        for row in rows:
+            if isinstance(row, dict) and "id" not in row and \
+                    row.get("fingerprint") == fp and row.get("endpoint") == record.endpoint:
+                row["id"] = pid
+                break
+
+def observe_detection(ops: ModelOps, endpoint: str, det: Any, at: float) -> str:
+    """Aggregate one query detection into the insights; returns its prediction id
+    (one prediction per endpoint, kind and fingerprint while the insight is kept)."""
+    get = det.get if isinstance(det, dict) else lambda k, d=None: getattr(det, k, d)
+    kind, fp = str(get("kind", "n_plus_one")), str(get("fingerprint", ""))
+    key = f"{endpoint}|{kind}|{fp}"
+    conf = float(get("confidence", 0.0) or 0.0)
+    conf = conf / 100.0 if conf > 1.0 else conf
+    ins = ops.insights.get(key)
+    if ins is None or ops.predictions.get(ins["id"]) is None:
+        summary = {"endpoint": endpoint, "kind": kind, "fingerprint": fp,
+                   "sql": get("sql"), "call_site": get("call_site"),
+                   "relationship": get("relationship"), "suggestion": get("suggestion")}
+        p = ops.predictions.add("n1-detector", kind, conf, True, at, summary, obj=det)
+        if ins is None:
+            ins = {**summary, "requests": 0, "queries": 0, "total_ms": 0.0,
+                   "confidence": 0.0, "first_seen": at, "last_seen": at}
+        ins["id"] = p.id
+    ops.insights[key] = ins
+    ops.insights.move_to_end(key)
+    ins["requests"] += 1
+    ins["queries"] += int(get("count", 0) or 0)
+    ins["total_ms"] += float(get("total_ms", 0.0) or 0.0)
+    ins["confidence"] = max(ins["confidence"], conf)
+    ins["last_seen"] = at
+    ops._insights_dirty.add(key)
+    while len(ops.insights) > MAX_INSIGHTS:
+        old, _ = ops.insights.popitem(last=False)
+        ops._insights_dirty.discard(old)
+    return str(ins["id"])
+
+def throttle(ops: ModelOps, record: RequestRecord) -> None:
+    client = record.client or "?"
+    now = record.started_at
+    last = ops._throttle_seen.get(client)
+    if last is not None and now - last < 60.0:
+        return
+    ops._throttle_seen[client] = now
+    ops._throttle_seen.move_to_end(client)
+    if len(ops._throttle_seen) > 1000:
+        ops._throttle_seen.popitem(last=False)
+    lim = ops.component("rate-limit-behaviour")
+    score = 1.0
+    if lim is not None and hasattr(lim, "suspicion"):
+        try:
+            score = float(lim.suspicion(client))
+        except Exception:
+            score = 1.0
+    ops.predictions.add("rate-limit-behaviour", "throttle", score, True, now,
+                         {"client": client, "endpoint": record.endpoint})
+
+
+def record_summary(r: RequestRecord) -> dict[str, Any]:
+    return {"endpoint": r.endpoint, "path": r.path, "status": r.status,
+            "duration_ms": round(r.duration_ms, 3), "predicted_ms": r.predicted_ms,
+            "anomaly_score": round(r.anomaly_score, 4), "queries": r.query_count}
