@@ -85,3 +85,42 @@ async def test_path_none_is_not_served(clock: FakeClock) -> None:
     app = PulseGateMiddleware(build_app(clock), gate=gate)
     (r,) = await run(app, ["/_pulsegate/metrics"])
     assert r.status_code == 404 and "x-ml-model-version" in r.headers  # the app's own 404
+
+
+MULTIPROC_SCRIPT = r"""
+import os, sys
+from pulsegate.engine import PulseGate
+from pulsegate.records import RequestInfo
+
+gate = PulseGate(prometheus=True, log_events=False)  # made before the fork, like --preload
+pids = []
+for worker in range(2):
+    pid = os.fork()
+    if pid == 0:
+        for i in range(50 + worker * 25):
+            ctx = gate.begin(RequestInfo("GET", f"/items/{i}", "/items/{id}"))
+            gate.response_headers(ctx, 200)
+            gate.finish(ctx)
+        os._exit(0)
+    pids.append(pid)
+for pid in pids:
+    assert os.waitpid(pid, 0)[1] == 0
+from pulsegate.export import state
+ctype, body = state(gate).prometheus.render()
+sys.stdout.write(body.decode())
+"""
+
+
+def test_gunicorn_style_multiprocess_mode(tmp_path: Any) -> None:
+    """Two forked workers record; a scrape of either aggregates both (multiprocess mode)."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", MULTIPROC_SCRIPT], env=env, check=True,
+                         capture_output=True, text=True, timeout=120).stdout
+    s = samples(out)
+    count = s[("pulsegate_anomaly_score_count", (("method", "GET"), ("route", "/items/{id}")))]
+    assert count == 50 + 75
+    assert any(name.startswith("histogram_") for name in os.listdir(tmp_path))
