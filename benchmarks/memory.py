@@ -65,7 +65,7 @@ def main() -> None:
     print(f"{total} requests ({args.routes} routes + {args.unmatched} random unmatched URLs) "
           f"in {elapsed:.1f} s ({elapsed / total * 1e6:.1f} µs per request cycle)")
     print(f"{'requests':>10s} {'RSS MiB':>9s} {'endpoints':>9s}")
-    for n, rss, eps in samples[:: max(1, len(samples) // 12)] + [samples[-1]]:
+    for n, rss, eps in [*samples[:: max(1, len(samples) // 12)], samples[-1]]:
         print(f"{n:10d} {rss:9.1f} {eps:9d}")
     warm = samples[max(1, len(samples) // 10)][1]
     growth = samples[-1][1] - warm

@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from services import RedisServer, postgres_server, redis_server  # noqa: E402
+from services import RedisServer, postgres_server, redis_server
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts"
