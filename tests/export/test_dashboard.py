@@ -263,3 +263,21 @@ def test_series_bounded(clock: FakeClock) -> None:
     assert len(pts) == 5 and all(p["n"] == 2 for p in pts)
     assert [p["t"] for p in pts] == sorted(p["t"] for p in pts)
     assert len(series.control_series()) == 5
+
+
+async def test_near_miss_paths_go_to_the_app_with_their_body(app_factory: Any) -> None:
+    """``/_pulsegateX`` shares the prefix but is the application's: untouched, body too."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    async def echo(request: Request) -> PlainTextResponse:
+        return PlainTextResponse((await request.body()).decode())
+
+    _, gate = app_factory(dashboard=True, dashboard_token=SECRET)
+    app = PulseGateMiddleware(Starlette(routes=[Route("/_pulsegateX", echo, methods=["POST"])]),
+                              gate=gate)
+    async with client_for(app) as client:
+        r = await client.post("/_pulsegateX", content=b"payload")
+        assert r.status_code == 200 and r.text == "payload"

@@ -53,8 +53,13 @@ class InternalEndpoints:
         self._prefixes = tuple(prefixes)
 
     def matches(self, path: str) -> bool:
-        """Cheap pre-check: could ``path`` be one of ours?"""
-        return path.startswith(self._prefixes)
+        """Whether ``path`` is ours: a prefix test first (one per request), then the
+        exact rule, so a request that is not ours is never touched (its body unread)."""
+        if not path.startswith(self._prefixes):
+            return False
+        if self.prometheus is not None and path == self.prometheus_path:
+            return True
+        return self.dashboard is not None and self.dashboard.matches(path)
 
     def handle(self, method: str, path: str, headers: HeaderGetter, query: str,
                body: bytes, peer: str | None) -> Response | None:
