@@ -78,7 +78,7 @@ class ConcurrencyAllocator:
         self.target = target_latency
         self.max_queue = max_queue
         self.max_queue_wait = max_queue_wait
-        self.interval = interval if interval is not None else min(1.0, max(0.05, 5 * target_latency))
+        self.interval = interval if interval is not None else min(1.0, max(0.05, 3 * target_latency))
         self.min_samples = min_samples
         self.clock = clock
         #: 0..1 resource pressure (memory/CPU), sampled off the request path.
@@ -234,6 +234,14 @@ class ConcurrencyAllocator:
                 t.release(ok=False)
             raise
         return self.finish_wait(r)
+
+    def set_limit(self, limit: float) -> None:
+        """Set the limit from outside (an operator override, or another controller in
+        the simulation benchmark); clamped to the bounds, waiters dispatched."""
+        with self._lock:
+            self._limit = float(min(self.max_limit, max(self.min_limit, limit)))
+            self._caps = self._compute_caps()
+            self._dispatch(self.clock())
 
     # --- learning --------------------------------------------------------------------
 
