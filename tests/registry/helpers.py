@@ -16,9 +16,9 @@ class Clock:
         return self.t
 
 
-def make_gate(**options: Any) -> tuple[PulseGate, Clock]:
+def make_gate(wall_start: float = 1_800_000_000.0, **options: Any) -> tuple[PulseGate, Clock]:
     clk = Clock()
-    wall = Clock(1_800_000_000.0)
+    wall = Clock(wall_start)
     options.setdefault("measure_cpu", False)
     options.setdefault("measure_memory", False)
     gate = PulseGate(clock=clk, wall=wall, cpu_clock=lambda: 0.0, **options)

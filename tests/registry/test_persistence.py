@@ -168,3 +168,61 @@ def test_several_processes_share_one_sqlite_file(tmp_path) -> None:
         assert math.isclose(gate.baselines.peek(f"GET /only-{ms}").predict()[0], ms, rel_tol=0.02)
     assert gate.faults.total == 0
     gate.close()
+
+
+def _rows(path, sql):
+    conn = sqlite3.connect(path / DB_NAME)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def test_snapshots_rewrite_only_endpoints_that_changed(tmp_path) -> None:
+    gate, clk = make_gate(state_dir=str(tmp_path))
+    warm(gate, clk, 35, path="/a")
+    warm(gate, clk, 35, path="/b")
+    gate.ops.snapshot()
+    first = dict(_rows(tmp_path, "SELECT key, updated FROM kv WHERE section LIKE 'ep:%'"))
+    gate.test_wall.t += 10
+    warm(gate, clk, 3, path="/b")
+    gate.ops.snapshot()
+    second = dict(_rows(tmp_path, "SELECT key, updated FROM kv WHERE section LIKE 'ep:%'"))
+    assert second["GET /a"] == first["GET /a"] and second["GET /b"] > first["GET /b"]
+    gate.close()
+
+
+def test_a_restarted_worker_absorbs_the_rows_it_was_seeded_from(tmp_path) -> None:
+    gate, clk = make_gate(state_dir=str(tmp_path))
+    warm(gate, clk, 40)
+    gate.close()
+    old = gate.ops.worker
+    again, clk2 = make_gate(state_dir=str(tmp_path), wall_start=gate.test_wall.t + 5)
+    warm(again, clk2, 5)
+    again.ops.snapshot()
+    sections = {r[0] for r in _rows(tmp_path, "SELECT DISTINCT section FROM kv")}
+    assert f"ep:{old}" not in sections and f"ep:{again.ops.worker}" in sections
+    row = again.ops.store.read(f"ep:{again.ops.worker}")["GET /x"]
+    assert row["own"] == 5 and row["state"]["n"] == 45  # own requests vs inherited ones
+    again.close()
+    third, _ = make_gate(state_dir=str(tmp_path))
+    assert third.baselines.peek("GET /x").n == 45
+    third.close()
+
+
+def test_cleanup_drops_silent_workers_and_trims_predictions(tmp_path) -> None:
+    gate, clk = make_gate(state_dir=str(tmp_path), max_predictions=10, state_ttl=3600)
+    store = gate.ops.store
+    store.write([("workers", "ghost", {"updated": gate.test_wall.t - 7200}),
+                 ("ep:ghost", "GET /x", {"state": {}, "own": 1}),
+                 ("insights:ghost", "k", {"requests": 1})])
+    store.write([("predictions", f"p{i}", {"at": float(i)}) for i in range(15)])
+    warm(gate, clk, 3)
+    gate.ops.snapshot()
+    gate.ops.cleanup_job()
+    assert "ghost" not in store.read("workers")
+    assert store.sections("ep:ghost") == [] and store.sections("insights:ghost") == []
+    preds = store.read("predictions")
+    assert len(preds) == 10 and "p0" not in preds and "p14" in preds
+    assert gate.ops.worker in store.read("workers")
+    gate.close()

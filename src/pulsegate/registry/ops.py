@@ -109,7 +109,8 @@ class ModelOps:
         self._incidents_seen = gate.counters.get("incidents", 0)
         self._throttle_seen: OrderedDict[str, float] = OrderedDict()
         self._seed: dict[str, int] = {}
-        self._written_keys: set[str] = set()
+        #: Request count of each endpoint at the last snapshot (unchanged ones are skipped).
+        self._written_n: dict[str, int] = {}
         self._absorb: list[str] = []
         self._loaded_at = 0.0
         self._pending_components: dict[str, Any] = {}

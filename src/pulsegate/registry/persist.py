@@ -121,12 +121,15 @@ def write_snapshot(ops: ModelOps) -> None:
     assert store is not None
     now, w = ops.wall(), ops.worker
     puts: list[tuple[str, str, Any]] = []
-    keys: set[str] = set()
+    written = ops._written_n
+    current: dict[str, int] = {}
     for key, model in gate.baselines.items():
-        own = max(0, model.n - ops._seed.get(key, 0))
+        n = current[key] = model.n
+        if written.get(key) == n:
+            continue  # no request since the last snapshot: its row is up to date
+        own = max(0, n - ops._seed.get(key, 0))
         puts.append((f"ep:{w}", key, {"state": model.state(), "own": own}))
-        keys.add(key)
-    deletes = [(f"ep:{w}", k) for k in ops._written_keys - keys]
+    deletes = [(f"ep:{w}", k) for k in written.keys() - current.keys()]
     try:
         stats = gate.stats()
     except Exception:
@@ -162,11 +165,11 @@ def write_snapshot(ops: ModelOps) -> None:
     if ops._absorb:
         # The merged states of the workers this one was seeded from now live on in its
         # own rows: drop theirs unless they wrote again since (still alive).
-        current = store.read("workers")
+        rows = store.read("workers")
         gone = [x for x in ops._absorb if x != w and
-                float((current.get(x) or {}).get("updated", 0)) <= ops._loaded_at]
+                float((rows.get(x) or {}).get("updated", 0)) <= ops._loaded_at]
         drops = [f"ep:{x}" for x in gone]
-        deletes += [("workers", x) for x in gone if x in current and
+        deletes += [("workers", x) for x in gone if x in rows and
                     not store.read(f"insights:{x}")]
     try:
         store.write(puts, deletes, drops)
@@ -177,5 +180,5 @@ def write_snapshot(ops: ModelOps) -> None:
         ops.registry.dirty.update(tuple(k.split("@", 1)) for k in models)  # type: ignore[misc]
         ops._insights_dirty.update(dirty_insights)
         raise
-    ops._written_keys = keys
+    ops._written_n = current
     ops._absorb = []
