@@ -19,4 +19,5 @@ def test_demo_runs_to_completion_and_reports_every_endpoint() -> None:
                      "GET /flaky"):
         assert endpoint in out, out
     assert "internal errors 0" in out, out
+    assert "scraper (one API key, flat out)" in out, out
     assert "Traceback" not in proc.stderr, proc.stderr

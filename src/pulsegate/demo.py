@@ -6,8 +6,12 @@
 It starts the app on a free 127.0.0.1 port in this process (so the report reads the
 live gate), drives weighted traffic at it with a progress bar, then prints one row per
 endpoint: requests, observed latency, the forecast and its confidence, anomalies and
-incidents flagged, and the N+1 queries found with their fix. Part-way through, the
-``/slow`` endpoint regresses (its handler gets 4x slower) so there is something to find.
+incidents flagged, 429s and 503s, and the N+1 queries found with their fix.
+
+Along the way: the ``/slow`` endpoint regresses (4x slower) for the last third; a
+scraper hammers the API with its own key and is throttled (429) while the regular
+clients are not; and a spike of low-priority ``/report`` exports in the middle third is
+shed (503) by the concurrency allocator before it can hurt the high-priority ``/fast``.
 It stops by itself.
 """
 
@@ -30,9 +34,19 @@ from typing import Any
 from pulsegate.engine import PulseGate
 from pulsegate.records import RequestRecord
 
-# (path, weight) of the traffic mix; {n} is filled with a random id.
+# (path, weight) of the regular clients' mix; {n} is filled with a random id.
 TRAFFIC = [("/fast", 30), ("/items/{n}", 25), ("/authors", 10), ("/authors/eager", 10),
            ("/slow", 15), ("/flaky", 10), ("/nowhere/{n}", 2)]
+
+#: The gate the demo runs: short warm-up and windows so a 20 s run shows everything;
+#: per-client rate limits keyed by API key; the allocator with route priorities.
+DEMO_CONFIG: dict[str, Any] = {
+    "warmup": 20, "aggregation_window": 1.0,
+    "rate_limiting": True, "rate_limit": "40/second", "rate_limit_burst": 40,
+    "client_key": "header:x-api-key",
+    "resource_allocation": True, "target_latency_ms": 50, "max_queue_wait": 0.02,
+    "priority_rules": {"/fast": "high", "/report": "low"},
+}
 
 
 def _free_port() -> int:
@@ -54,40 +68,74 @@ class Observed:
         with self.lock:
             key = record.endpoint
             self.latency[key].append(record.duration_ms)
-            self.statuses[key][record.status // 100] += 1
+            self.statuses[key][record.status] += 1
+
+
+class Tally:
+    """Client-side counts: what each kind of client got back."""
+
+    def __init__(self) -> None:
+        self.by_client: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+
+    def add(self, client: str, status: int) -> None:
+        self.by_client[client][status] += 1
+
+    def count(self, client: str, status: int | None = None) -> int:
+        codes = self.by_client.get(client, {})
+        return sum(codes.values()) if status is None else codes.get(status, 0)
 
 
 async def drive(base: str, seconds: float, concurrency: int, state: dict[str, Any],
-                progress: Any) -> int:
+                progress: Any, tally: Tally) -> int:
     import httpx
 
-    deadline = time.monotonic() + seconds
+    start = time.monotonic()
+    deadline = start + seconds
     paths = [p for p, _ in TRAFFIC]
     weights = [w for _, w in TRAFFIC]
     sent = 0
 
-    async def worker(client: httpx.AsyncClient) -> None:
+    async def call(client: httpx.AsyncClient, who: str, key: str, path: str) -> None:
         nonlocal sent
-        rng = random.Random()
+        try:
+            r = await client.get(path, headers={"x-api-key": key})
+            tally.add(who, r.status_code)
+        except httpx.HTTPError:
+            tally.add(who, 0)
+        sent += 1
+
+    async def regular(client: httpx.AsyncClient, i: int) -> None:
+        rng = random.Random(i)
         while (now := time.monotonic()) < deadline:
             state["degraded"] = now > deadline - seconds * 0.35
             path = rng.choices(paths, weights)[0].format(n=rng.randint(1, 500))
-            try:
-                await client.get(path)
-            except httpx.HTTPError:
-                pass
-            sent += 1
-            await asyncio.sleep(rng.uniform(0.0, 0.01))
+            await call(client, "regular", f"user-{i}", path)
+            await asyncio.sleep(rng.uniform(0.02, 0.06))
+
+    async def scraper(client: httpx.AsyncClient) -> None:
+        rng = random.Random(99)
+        await asyncio.sleep(seconds * 0.2)
+        while time.monotonic() < deadline:
+            await call(client, "scraper", "scraper-key", f"/items/{rng.randint(1, 10_000)}")
+            await asyncio.sleep(0.002)
+
+    async def exporter(client: httpx.AsyncClient, i: int) -> None:
+        # The spike: many concurrent exports in the middle third of the run.
+        await asyncio.sleep(seconds * 0.35)
+        while time.monotonic() < start + seconds * 0.65:
+            await call(client, "export", f"export-{i}", "/report")
 
     async def ticker() -> None:
-        start = time.monotonic()
         while time.monotonic() < deadline:
             progress(min(1.0, (time.monotonic() - start) / seconds), sent)
             await asyncio.sleep(0.2)
         progress(1.0, sent)
 
-    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
-        await asyncio.gather(ticker(), *(worker(client) for _ in range(concurrency)))
+    limits = httpx.Limits(max_connections=concurrency * 4 + 8)
+    async with httpx.AsyncClient(base_url=base, timeout=10, limits=limits) as client:
+        await asyncio.gather(ticker(), scraper(client),
+                             *(regular(client, i) for i in range(concurrency)),
+                             *(exporter(client, i) for i in range(concurrency * 3)))
     return sent
 
 
@@ -122,7 +170,8 @@ def report(gate: PulseGate, observed: Observed) -> list[dict[str, Any]]:
             "observed_p50_ms": statistics.median(recent) if recent else None,
             "forecast_ms": summary["predicted_ms"], "confidence": summary["confidence"],
             "anomalies": anomalies[key], "incidents": incidents[key],
-            "errors": statuses.get(5, 0), "nplusone": detections.get(key, []),
+            "errors": statuses.get(500, 0), "throttled": statuses.get(429, 0),
+            "shed": statuses.get(503, 0), "nplusone": detections.get(key, []),
         })
     return rows
 
@@ -149,15 +198,16 @@ def print_report(rows: Sequence[dict[str, Any]], stats: dict[str, Any]) -> None:
         Console = None  # type: ignore[assignment,misc]
 
     headers = ["endpoint", "requests", "observed p50 ms", "forecast ms", "confidence",
-               "anomalies", "incidents", "5xx", "N+1 fix"]
+               "anomalies", "incidents", "429", "503", "5xx app", "N+1"]
     body = [[r["endpoint"], str(r["requests"]), fmt(r["observed_p50_ms"]),
              fmt(r["forecast_ms"]), fmt(r["confidence"], ".0f"), str(r["anomalies"]),
-             str(r["incidents"]), str(r["errors"]), "; ".join(r["nplusone"]) or "-"]
+             str(r["incidents"]), str(r["throttled"]), str(r["shed"]), str(r["errors"]),
+             "yes" if r["nplusone"] else "-"]
             for r in rows]
     if Console is not None:
         table = Table(title="pulsegate: what each endpoint taught the model")
         for h in headers:
-            table.add_column(h, justify="left" if h in ("endpoint", "N+1 fix") else "right")
+            table.add_column(h, justify="left" if h == "endpoint" else "right")
         for line in body:
             table.add_row(*line)
         Console(width=160).print(table)
@@ -167,8 +217,34 @@ def print_report(rows: Sequence[dict[str, Any]], stats: dict[str, Any]) -> None:
         for line in body:
             print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)))
     print(f"requests {stats['requests']}, anomalies {stats['anomalies']}, incidents "
-          f"{stats['incidents']}, 5xx {stats['errors']}, internal errors "
-          f"{stats['internal_errors']}")
+          f"{stats['incidents']}, throttled {stats['throttled']}, shed {stats['shed']}, "
+          f"internal errors {stats['internal_errors']}")
+
+
+def print_query_insights(gate: PulseGate) -> None:
+    """The query problems found, ranked across requests, each with its fix."""
+    for row in gate.query_insights(limit=5):
+        print(f"{row['kind']} on {', '.join(row['endpoints'])}: {row['mean_count']:.0f} x "
+              f"{row['sql'][:70]} ({row['requests']} requests, {row['total_ms']:.0f} ms in all)")
+        if row.get("relationship"):
+            print(f"    relationship: {row['relationship']}")
+        if row.get("call_site"):
+            print(f"    at {row['call_site']}")
+        print(f"    fix: {row['suggestion']}")
+
+
+def print_clients(tally: Tally) -> None:
+    """What each kind of client experienced: the scraper throttled, the regular clients
+    not, the export spike shed."""
+    for who, what in (("regular", "regular clients (one API key each)"),
+                      ("scraper", "scraper (one API key, flat out)"),
+                      ("export", "low-priority /report spike")):
+        total = tally.count(who)
+        if not total:
+            continue
+        t, s = tally.count(who, 429), tally.count(who, 503)
+        print(f"{what:38s} {total:6d} requests: {t:5d} throttled (429) "
+              f"{t / total * 100:5.1f} %, {s:5d} shed (503) {s / total * 100:5.1f} %")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -178,9 +254,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=8, help="concurrent clients")
     args = parser.parse_args(argv)
 
+    import logging
+
     import uvicorn
 
-    gate = PulseGate(warmup=20, aggregation_window=1.0)
+    # pulsegate logs each detection and incident; the demo shows them in its report
+    # instead, so the progress bar stays on one line.
+    logging.getLogger("pulsegate").addHandler(logging.NullHandler())
+    logging.getLogger("pulsegate").propagate = False
+    gate = PulseGate(**DEMO_CONFIG)
     observed = Observed()
     gate.listeners.append(observed)
     state: dict[str, Any] = {"degraded": False}
@@ -202,13 +284,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pulsegate demo: FastAPI + SQLite on http://127.0.0.1:{port}, "
               f"{args.concurrency} clients for {args.seconds:.0f} s "
               f"(/slow regresses 4x for the last third)")
+        tally = Tally()
         try:
             asyncio.run(drive(f"http://127.0.0.1:{port}", args.seconds, args.concurrency,
-                              state, _progress_printer()))
+                              state, _progress_printer(), tally))
         finally:
             server.should_exit = True
             thread.join(10)
         print_report(report(gate, observed), gate.stats())
+        print_query_insights(gate)
+        print_clients(tally)
         gate.close()
     return 0
 

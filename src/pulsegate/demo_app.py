@@ -82,6 +82,19 @@ def build_app(gate: PulseGate, db_path: Path, state: dict[str, Any]) -> FastAPI:
         await asyncio.sleep(delay * random.uniform(0.9, 1.1))
         return {"slept_ms": delay * 1000}
 
+    inflight = {"report": 0}
+
+    @app.get("/report")
+    async def report() -> dict[str, int]:
+        # A heavy, low-priority export whose latency grows with its own concurrency:
+        # under a spike it would drag everything past the latency target.
+        inflight["report"] += 1
+        try:
+            await asyncio.sleep(0.004 * inflight["report"])
+            return {"rows": 1000}
+        finally:
+            inflight["report"] -= 1
+
     @app.get("/flaky")
     async def flaky() -> dict[str, str]:
         await asyncio.sleep(0.003)
