@@ -4,7 +4,11 @@ span attributes and metrics), each against plain pulsegate, measured in one run.
 Uses the harness of ``asgi_overhead.py`` (one-route Starlette app called in-process,
 stacks alternating round by round, median of the rounds).
 
-    .venv/bin/python benchmarks/export_overhead.py [--requests 10000] [--rounds 5]
+    .venv/bin/python benchmarks/export_overhead.py [--requests 10000] [--rounds 5] [--micro-only]
+
+It first times each export hook alone on one finished request (``timeit``, best of 7
+repeats: robust on a loaded machine), next to one bare OTel SDK ``Histogram.record``,
+then runs the full stacks.
 
 The OTel rows run under OpenTelemetry's own ASGI middleware (SDK tracer, batch
 processor, discarding exporter), so pulsegate's exporter has a server span to decorate;
@@ -66,12 +70,61 @@ def stack(*, dashboard: bool = False, prom: bool = False, otel_export: bool = Fa
     return build
 
 
+def micro(n: int = 20_000) -> None:
+    import timeit
+
+    from pulsegate.export import state
+    from pulsegate.records import RequestInfo
+
+    gate = PulseGate(log_events=False, dashboard=True, dashboard_token="bench")
+    series = state(gate).series
+    assert series is not None
+    exporter = otel.install(gate, meter_provider=MeterProvider(metric_readers=[InMemoryMetricReader()]))
+    prom = prometheus.install(gate, CollectorRegistry())
+    ctx = gate.begin(RequestInfo("GET", "/a", "/a"))
+    assert ctx is not None
+    gate.response_headers(ctx, 200)
+    record = gate.finish(ctx)
+    assert record is not None
+    tracer = TracerProvider().get_tracer("bench")
+    attrs = {"http.route": "/a", "http.request.method": "GET"}
+
+    def best(fn: Callable[[], object]) -> float:
+        return min(timeit.repeat(fn, number=n, repeat=7)) / n * 1e6
+
+    def start() -> None:
+        exporter.on_response_start(ctx, 200)
+        exporter._pending.clear()
+
+    def finish() -> None:
+        exporter.on_finish(record, ctx)
+        if len(exporter._queue) > 1000:
+            exporter._queue.clear()  # the scheduler's flush is timed separately
+
+    rows = []
+    with tracer.start_as_current_span("server"):
+        rows.append(("otel: span attributes at response start", best(start)))
+    rows.append(("otel: end of request (span ended, queue)", best(finish)))
+    rows.append(("dashboard series listener", best(lambda: series(record, ctx))))
+    rows.append(("prometheus listener", best(lambda: prom(record, ctx))))
+    h = exporter.score
+    rows.append(("reference: one OTel SDK Histogram.record", best(lambda: h.record(0.1, attrs))))
+    print(f"per-hook cost on one request, best of 7 x {n}, µs")
+    for name, us in rows:
+        print(f"  {name:44s} {us:6.2f}")
+    print()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--requests", type=int, default=10_000)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--micro-only", action="store_true")
     args = ap.parse_args()
+    micro()
+    if args.micro_only:
+        return
     stacks: dict[str, Callable[[], Any]] = {
         "bare starlette": bare,
         "pulsegate": stack(),
