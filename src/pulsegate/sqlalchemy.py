@@ -3,8 +3,12 @@
 
 ``instrument(engine)`` covers one ``Engine`` or ``AsyncEngine`` (through its
 ``sync_engine``); ``instrument()`` covers every engine, present and future (it listens
-on the ``Engine`` class). Idempotent, and safe to combine: a statement is recorded once
-even when both a class-level and an engine-level listener fire.
+on the ``Dialect`` class). Idempotent, and safe to combine: an engine already covered
+by ``instrument()`` gets no second listener, and the first listener that runs a
+statement ends the dispatch, so a statement is recorded once.
+
+The hooks are SQLAlchemy's dialect ``do_execute`` / ``do_execute_no_params`` /
+``do_executemany`` events: the listener times the dialect's own execution.
 
 The ORM tells us what it is doing: a ``do_orm_execute`` listener on ``Session``
 recognises relationship loads (``is_relationship_load`` and the loader path give
@@ -20,7 +24,7 @@ from time import perf_counter
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import ORMExecuteState, Session
 
@@ -31,38 +35,90 @@ from pulsegate.queries.nplusone import register_model_resolver
 
 __all__ = ["instrument", "is_instrumented", "uninstrument"]
 
-_T0 = "_pulsegate_t0"
 _finder = callsite.default_finder
+#: Frames from the call-site finder up to the first one worth inspecting: find itself,
+#: our listener, then Connection._exec_single_context (or _exec_insertmany_context),
+#: Connection._execute_context and the private method that called it
+#: (_execute_clauseelement, _exec_driver_sql, _execute_default, ...), which always sit
+#: between a listener and any caller (the public Connection.execute & co are above).
+#: ``sys._getframe(n)`` jumps them in C without building frame objects.
+_SKIP = 5
 
 
-def _before(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
-            executemany: bool) -> None:
-    if query_sink.get() is None or context is None:
-        return
-    if getattr(context, _T0, None) is None:  # a second listener (class + engine) skips
-        setattr(context, _T0, perf_counter())
+# One dialect-level listener per execution path: it runs the statement itself (through
+# the dialect's own do_execute*, so dialect overrides still apply) between two clock
+# reads. Half the dispatch cost of a before/after pair, and no engine-level events, so
+# SQLAlchemy keeps its fast path; with no sink it returns False and SQLAlchemy executes
+# the statement as usual.
 
 
-def _after(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
-           executemany: bool) -> None:
+def _do_execute(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
     sink = query_sink.get()
-    if sink is None or context is None:
-        return
+    if sink is None:
+        return False
+    t0 = perf_counter()
+    context.dialect.do_execute(cursor, statement, parameters, context)
+    now = perf_counter()
+    # The hot path (one statement, tuple parameters) is inlined: this runs per statement.
     try:
-        t0 = context.__dict__.pop(_T0, None)
-        if t0 is None:
-            return
-        now = perf_counter()
-        if executemany:
+        if type(parameters) is tuple and not context.executemany:
+            try:
+                phash: int | None = hash(parameters)
+            except TypeError:
+                phash = hash(repr(parameters))
+            load = current_load.get()
+            sink.add_query(QueryEvent(
+                statement, (now - t0) * 1000.0, t0, len(parameters), phash, None,
+                _finder.find(_SKIP) if callsite.enabled else None,
+                load[0] if load is not None else None, False,
+                context.dialect.name, load[1] if load is not None else None, "sqlalchemy"))
+        else:
+            _record(sink, statement, parameters, t0, context, now, _SKIP + 1)
+    except Exception as exc:  # fail open: never break the application's query
+        _fault(exc)
+    return True
+
+
+def _do_execute_no_params(cursor: Any, statement: str, context: Any) -> bool:
+    sink = query_sink.get()
+    if sink is None:
+        return False
+    t0 = perf_counter()
+    context.dialect.do_execute_no_params(cursor, statement, context)
+    _record(sink, statement, None, t0, context, perf_counter(), _SKIP + 1)
+    return True
+
+
+def _do_executemany(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
+    sink = query_sink.get()
+    if sink is None:
+        return False
+    t0 = perf_counter()
+    context.dialect.do_executemany(cursor, statement, parameters, context)
+    _record(sink, statement, parameters, t0, context, perf_counter(), _SKIP + 1)
+    return True
+
+
+_LISTENERS = (("do_execute", _do_execute), ("do_execute_no_params", _do_execute_no_params),
+              ("do_executemany", _do_executemany))
+
+
+def _record(sink: Any, statement: str, parameters: Any, t0: float, context: Any, now: float,
+            depth: int = 3) -> None:
+    try:
+        # ``executemany`` also covers "insertmanyvalues" batches run one row at a time:
+        # the ORM flushing many objects at once is a bulk operation, not a loop.
+        many = bool(context.executemany)
+        if many:
             phash, pcount = None, None
         else:
             phash, pcount = params_identity(parameters)
         load = current_load.get()
         sink.add_query(QueryEvent(
             statement, (now - t0) * 1000.0, t0, pcount, phash, None,
-            _finder.find(2) if callsite.enabled else None,
-            load[0] if load is not None else None, executemany,
-            conn.engine.dialect.name, load[1] if load is not None else None, "sqlalchemy"))
+            _finder.find(depth) if callsite.enabled else None,
+            load[0] if load is not None else None, many,
+            context.dialect.name, load[1] if load is not None else None, "sqlalchemy"))
     except Exception as exc:  # fail open: never break the application's query
         _fault(exc)
 
@@ -119,34 +175,35 @@ def _resolve_model(table: str) -> tuple[str, str] | None:
 
 def _target(engine: Engine | AsyncEngine | None) -> Any:
     if engine is None:
-        return Engine
+        return Dialect
     if isinstance(engine, AsyncEngine):
-        return engine.sync_engine
-    return engine
+        return engine.sync_engine.dialect
+    return engine.dialect
 
 
 def instrument(engine: Engine | AsyncEngine | None = None) -> None:
     """Record the statements of ``engine`` (sync or async), or of every engine."""
     target = _target(engine)
-    if not event.contains(target, "before_cursor_execute", _before):
-        event.listen(target, "before_cursor_execute", _before)
-        event.listen(target, "after_cursor_execute", _after)
+    if not is_instrumented(engine):
+        for name, fn in _LISTENERS:
+            event.listen(target, name, fn)
     if not event.contains(Session, "do_orm_execute", _orm_execute):
         event.listen(Session, "do_orm_execute", _orm_execute)
     register_model_resolver("sqlalchemy", _resolve_model)
 
 
 def is_instrumented(engine: Engine | AsyncEngine | None = None) -> bool:
-    target = _target(engine)
-    return bool(event.contains(target, "before_cursor_execute", _before) or
-                event.contains(Engine, "before_cursor_execute", _before))
+    """True when ``engine``'s statements (every engine's, without one) are recorded."""
+    if event.contains(Dialect, "do_execute", _do_execute):
+        return True
+    return engine is not None and bool(event.contains(_target(engine), "do_execute", _do_execute))
 
 
 def uninstrument(engine: Engine | AsyncEngine | None = None) -> None:
     """Remove the listeners ``instrument(engine)`` added (tests, benchmarks)."""
     target = _target(engine)
-    if event.contains(target, "before_cursor_execute", _before):
-        event.remove(target, "before_cursor_execute", _before)
-        event.remove(target, "after_cursor_execute", _after)
+    if event.contains(target, "do_execute", _do_execute):
+        for name, fn in _LISTENERS:
+            event.remove(target, name, fn)
     if engine is None and event.contains(Session, "do_orm_execute", _orm_execute):
         event.remove(Session, "do_orm_execute", _orm_execute)

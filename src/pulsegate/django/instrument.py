@@ -54,12 +54,20 @@ def query_wrapper(execute: Callable[..., Any], sql: str, params: Any, many: bool
     finally:
         try:
             ms = (perf_counter() - t0) * 1000.0
-            phash, pcount = (None, None) if many else params_identity(params)
+            if many:
+                phash, pcount = None, None
+            elif type(params) is tuple:  # the common case, inlined: this runs per statement
+                try:
+                    phash, pcount = hash(params), len(params)
+                except TypeError:
+                    phash, pcount = params_identity(params)
+            else:
+                phash, pcount = params_identity(params)
             load = current_load.get()
             conn = context.get("connection")
             sink.add_query(QueryEvent(
                 sql, ms, t0, pcount, phash, None,
-                _finder.find(2) if callsite.enabled else None,
+                _finder.find(3) if callsite.enabled else None,  # skip _execute_with_wrappers
                 load[0] if load is not None else None, many,
                 getattr(conn, "vendor", None), load[1] if load is not None else None,
                 "django"))

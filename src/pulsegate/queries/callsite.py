@@ -4,8 +4,9 @@ the ORM, the web framework, other installed libraries and the standard library, 
 
 Cheap by construction: ``sys._getframe`` and ``f_back`` (no ``inspect.stack()``, which
 reads source files), and the "is this a library frame?" verdict is cached per code
-object, so a frame costs one dict look-up. The rendered ``path:line in function`` is
-cached per (code, line).
+object (by id), so a frame costs one dict look-up. The rendered ``path:line in function`` is
+cached per (code, instruction offset), which is a field read where the line number
+would decode the line table on every call.
 """
 
 from __future__ import annotations
@@ -35,29 +36,40 @@ def _library_roots() -> tuple[str, ...]:
 
 class CallSiteFinder:
     """Finds the first application frame. ``extra_library_roots`` adds directories whose
-    frames are skipped too (an in-house framework, say)."""
+    frames are skipped too (an in-house framework, say).
 
-    __slots__ = ("_cwd", "_lines", "_verdict", "max_depth", "roots")
+    Caches are keyed by ``id(code)``, not by the code object: hashing a code object
+    hashes its bytecode and constants on every call (~0.5 µs), an int hashes for free.
+    ``_keep`` holds every code object seen, so no id is reused while it is a key; the
+    three structures are cleared together when they grow past ``max_entries``."""
 
-    def __init__(self, extra_library_roots: tuple[str, ...] = (), max_depth: int = 80) -> None:
+    __slots__ = ("_cwd", "_keep", "_lines", "_verdict", "max_depth", "max_entries", "roots")
+
+    def __init__(self, extra_library_roots: tuple[str, ...] = (), max_depth: int = 80,
+                 max_entries: int = 50_000) -> None:
         self.roots = _library_roots() + tuple(os.path.abspath(p) + os.sep for p in extra_library_roots)
         self.max_depth = max_depth
-        self._verdict: dict[CodeType, bool] = {}
-        self._lines: dict[tuple[CodeType, int], str] = {}
+        self.max_entries = max_entries
+        self._verdict: dict[int, bool] = {}
+        self._keep: list[CodeType] = []
+        self._lines: dict[tuple[int, int], str] = {}
         try:
             self._cwd = os.getcwd() + os.sep
         except OSError:
             self._cwd = ""
 
     def is_library(self, code: CodeType) -> bool:
-        verdict = self._verdict.get(code)
+        verdict = self._verdict.get(id(code))
         if verdict is None:
             name = code.co_filename
             verdict = (not name or name.startswith("<") or "site-packages" in name
                        or "dist-packages" in name or os.path.abspath(name).startswith(self.roots))
-            if len(self._verdict) > 50_000:  # generated code churn: stay bounded
+            if len(self._keep) >= self.max_entries:  # generated code churn: stay bounded
                 self._verdict.clear()
-            self._verdict[code] = verdict
+                self._lines.clear()
+                self._keep.clear()
+            self._keep.append(code)
+            self._verdict[id(code)] = verdict
         return verdict
 
     def find(self, depth: int = 2) -> str | None:
@@ -71,14 +83,16 @@ class CallSiteFinder:
         n = self.max_depth
         while frame is not None and n:
             code = frame.f_code
-            lib = verdict.get(code)
+            lib = verdict.get(id(code))
             if lib is None:
                 lib = self.is_library(code)
             if not lib:
-                key = (code, frame.f_lineno)
+                # Keyed by the instruction offset, not f_lineno: computing the line
+                # decodes the line table on every call, the offset is a field read.
+                key = (id(code), frame.f_lasti)
                 site = self._lines.get(key)
                 if site is None:
-                    site = self._render(code, key[1])
+                    site = self._render(key, code, frame.f_lineno)
                 return site
             frame = frame.f_back
             n -= 1
@@ -86,14 +100,12 @@ class CallSiteFinder:
                 frame = _greenlet_parent_frame()
         return None
 
-    def _render(self, code: CodeType, line: int) -> str:
+    def _render(self, key: tuple[int, int], code: CodeType, line: int) -> str:
         path = code.co_filename
         if self._cwd and path.startswith(self._cwd):
             path = path[len(self._cwd):]
         site = f"{path}:{line} in {code.co_name}"
-        if len(self._lines) > 50_000:
-            self._lines.clear()
-        self._lines[(code, line)] = site
+        self._lines[key] = site
         return site
 
 

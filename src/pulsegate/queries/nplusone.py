@@ -54,6 +54,7 @@ _SKIP_VERBS = frozenset({"", "begin", "commit", "rollback", "savepoint", "releas
 _WRITE_VERBS = frozenset({"insert", "update", "delete", "replace", "upsert", "merge"})
 _TABLE = re.compile(r"\b(?:from|into|update|join)\s+((?:\"[^\"]+\"|`[^`]+`|[\w$]+)"
                     r"(?:\.(?:\"[^\"]+\"|`[^`]+`|[\w$]+))?)")
+_MISSING: Any = object()
 _PLACEHOLDER = re.compile(r"\?|%s|%\(\w*\)s|(?<!:):[^\W\d]\w*|\$\d")
 _PK_LOOKUP = re.compile(r" where [^ ]+ = \?(?: limit \?)?(?: offset \?)?$")
 
@@ -154,44 +155,52 @@ class NPlusOneDetector:
     def run(self, events: Sequence[QueryEvent]) -> Analysis:
         get = self.cache.get
         groups: dict[tuple[int, str | None], _Group] = {}
+        # Loops repeat the exact text: a per-run memo spares the shared LRU (and its
+        # lock); None marks transaction control, which is skipped.
+        local: dict[str, SQLFingerprint | None] = {}
+        missing = _MISSING
+        for i, ev in enumerate(events):
+            sql = ev.sql
+            fp = local.get(sql, missing)
+            if fp is missing:
+                fp = get(sql)
+                if fp.verb in _SKIP_VERBS:
+                    fp = None
+                local[sql] = fp
+            if fp is None:
+                continue
+            key = (fp.hash, ev.relationship or ev.call_site)  # type: ignore[union-attr]
+            g = groups.get(key)
+            if g is None:
+                g = groups[key] = _Group(fp, ev, i)  # type: ignore[arg-type]
+            g.count += 1
+            g.ms += ev.duration_ms
+            if ev.many:
+                g.many += 1
+            phash = ev.params_hash
+            if phash is not None:
+                g.identities.add((sql, phash))
+            elif ev.params_count == 0 or (ev.params_count is None and (
+                    "?" not in fp.text or _PLACEHOLDER.search(sql) is None)):  # type: ignore[union-attr]
+                # No bind parameters: the raw text, literals included, is the identity.
+                g.identities.add(sql)
+            else:
+                g.unknown += 1
         by_shape: dict[int, list[float]] = {}
         total_ms = 0.0
         writes = 0
         n = 0
-        local: dict[str, SQLFingerprint] = {}  # loops repeat the text: skip the LRU
-        for i, ev in enumerate(events):
-            fp = local.get(ev.sql)  # type: ignore[assignment]
-            if fp is None:
-                fp = local[ev.sql] = get(ev.sql)
-            if fp.verb in _SKIP_VERBS:
-                continue
-            n += 1
-            ms = ev.duration_ms
-            total_ms += ms
-            if fp.verb in _WRITE_VERBS:
-                writes += 1
-            key = (fp.hash, ev.relationship or ev.call_site)
-            g = groups.get(key)
-            if g is None:
-                g = groups[key] = _Group(fp, ev, i)
-            g.count += 1
-            g.ms += ms
-            if ev.many:
-                g.many += 1
-            if ev.params_hash is not None:
-                g.identities.add((ev.sql, ev.params_hash))
-            elif ev.params_count == 0 or (ev.params_count is None and (
-                    "?" not in fp.text or _PLACEHOLDER.search(ev.sql) is None)):
-                # No bind parameters: the raw text, literals included, is the identity.
-                g.identities.add(ev.sql)
-            else:
-                g.unknown += 1
-            shape = by_shape.get(fp.hash)
+        for g in groups.values():
+            n += g.count
+            total_ms += g.ms
+            if g.fp.verb in _WRITE_VERBS:
+                writes += g.count
+            shape = by_shape.get(g.fp.hash)
             if shape is None:
-                by_shape[fp.hash] = [1, ms]
+                by_shape[g.fp.hash] = [g.count, g.ms]
             else:
-                shape[0] += 1
-                shape[1] += ms
+                shape[0] += g.count
+                shape[1] += g.ms
         detections: list[Detection] = []
         for g in groups.values():
             if g.count < 2:
