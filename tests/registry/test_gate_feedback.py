@@ -140,3 +140,28 @@ def test_query_detections_get_ids_and_rank_by_roi() -> None:
     assert gate.feedback(ids.pop(), False)
     assert ops.monitor.metrics("n1-detector").fp == 1
     gate.close()
+
+
+def test_throttled_clients_are_predictions_and_the_threshold_drives_the_limiter() -> None:
+    from pulsegate.records import RequestInfo
+
+    gate, clk = make_gate(rate_limiting=True, rate_limit="2/minute", rate_limit_burst=2)
+    lim = gate.ops.component("rate-limit-behaviour")
+    statuses = []
+    for _ in range(5):
+        ctx = gate.begin(RequestInfo("GET", "/x", "/x", client_ip="10.1.2.3"))
+        rejection = gate.admit(ctx)
+        status = rejection.status if rejection is not None else 200
+        gate.response_headers(ctx, status)
+        gate.finish(ctx, status=status)
+        statuses.append(status)
+    assert statuses.count(429) == 3
+    throttles = gate.ops.predictions.recent(model="rate-limit-behaviour")
+    assert len(throttles) == 1  # one per client per minute, not one per rejected request
+    assert throttles[0].kind == "throttle" and throttles[0].summary["client"] == "ip:10.1.2.3"
+    assert gate.feedback(throttles[0].id, True)
+    gate.registry.update("rate-limit-behaviour", {"threshold": 0.7})
+    assert lim.suspicion_threshold == 0.7
+    gate.registry.rollback("rate-limit-behaviour", "1.0.0")
+    assert lim.suspicion_threshold == 0.5
+    gate.close()
