@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -129,14 +130,18 @@ def test_websocket_and_lifespan_pass_straight_through() -> None:
         yield
         events.append("shutdown")
 
+    closed: list[bool] = []
+    original_close = gate.close
+    gate.close = lambda: (closed.append(True), original_close())[1]  # type: ignore[method-assign]
     app = Starlette(routes=[WebSocketRoute("/ws", ws_echo)],
-                    lifespan=lifespan)  # type: ignore[arg-type]
+                    lifespan=contextlib.asynccontextmanager(lifespan))
     app.add_middleware(PulseGateMiddleware, gate=gate)
     with TestClient(app) as client, client.websocket_connect("/ws") as ws:
         ws.send_text("ping")
         assert ws.receive_text() == "ping"
     assert events == ["startup", "shutdown"]
     assert records == [] and gate.stats()["requests"] == 0
+    assert closed == [True]  # the lifespan shutdown closed the gate (final snapshot)
 
 
 def test_excluded_paths_get_no_headers_and_no_record() -> None:

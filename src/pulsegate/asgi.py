@@ -3,8 +3,9 @@
     app.add_middleware(PulseGateMiddleware, gate=gate)     # or config keywords
     app = PulseGateMiddleware(app, gate=gate)              # any ASGI app
 
-Only ``http`` scopes are measured; ``lifespan`` and ``websocket`` pass straight through,
-and so does every path in ``exclude_paths`` (after one prefix check). The ``x-ml-*``
+Only ``http`` scopes are measured; ``lifespan`` and ``websocket`` pass straight through
+(a completed lifespan shutdown also closes the gate, which takes the final state
+snapshot), and so does every path in ``exclude_paths`` (after one prefix check). The ``x-ml-*``
 headers are added to ``http.response.start``; the request is finished (and its endpoint
 model updated) after the last body chunk has been sent.
 """
@@ -25,8 +26,7 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-# Loose on purpose: Starlette types add_middleware() against its own aliases.
-ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _FULL = 2  # starlette.routing.Match.FULL, compared by value so starlette stays optional
 _PARTIAL = 1
@@ -124,7 +124,10 @@ class PulseGateMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
+            if scope["type"] == "lifespan":
+                await self.app(scope, receive, self._lifespan_send(send))
+            else:
+                await self.app(scope, receive, send)
             return
         gate = self.gate
         path = scope.get("path", "")
@@ -192,6 +195,18 @@ class PulseGateMiddleware:
         if not ctx.finished:
             # The app returned without a final body chunk (client gone, or no response).
             gate.finish(ctx, status=ctx.status if ctx.status is not None else 500)
+
+    def _lifespan_send(self, send: Send) -> Send:
+        """Pass lifespan messages through unchanged; on a completed shutdown, first close
+        the gate (final state snapshot, pending alerts) so a restart starts warm."""
+        gate = self.gate
+
+        async def lifespan_send(message: Message) -> None:
+            if message.get("type") == "lifespan.shutdown.complete":
+                gate.close()
+            await send(message)
+
+        return lifespan_send
 
     async def _reject(self, ctx: RequestContext, rejection: Rejection, send: Send) -> None:
         try:
