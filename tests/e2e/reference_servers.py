@@ -47,9 +47,11 @@ class Deployment:
 
 
 def _django_prepare(env: dict[str, str]) -> None:
-    for args in (["migrate", "--noinput", "-v", "0"], ["seed"]):
-        subprocess.run([sys.executable, "manage.py", *args], cwd=INTEGRATIONS / "django_app",
-                       env=env, check=True, timeout=120)
+    """``manage.py migrate`` then ``manage.py seed``, in one Django start-up."""
+    code = ("import django; django.setup(); from django.core.management import call_command; "
+            "call_command('migrate', interactive=False, verbosity=0); call_command('seed')")
+    subprocess.run([sys.executable, "-c", code], cwd=INTEGRATIONS / "django_app", env=env,
+                   check=True, timeout=120)
 
 
 _DJANGO_ROUTES = {"book": "/books/<int:pk>/", "nplusone": "/authors/nplusone/",
@@ -90,6 +92,7 @@ def database_url(kind: str, tmp: Path, postgres_url: str | None, name: str) -> s
 
 @dataclass
 class Running:
+    name: str
     url: str
     port: int
     proc: subprocess.Popen[bytes]
@@ -99,8 +102,8 @@ class Running:
         return self.log.read_text(errors="replace")
 
 
-@contextlib.contextmanager
-def serve(dep: Deployment, db_url: str, log: Path, **env_extra: str) -> Iterator[Running]:
+def start(dep: Deployment, db_url: str, log: Path, **env_extra: str) -> Running:
+    """Prepare the database and launch the server (without waiting for it)."""
     env = dict(os.environ)
     env.update(DATABASE_URL=db_url, PYTHONPATH=os.pathsep.join(
         [str(dep.app_dir), str(ROOT / "src")]), PYTHONUNBUFFERED="1",
@@ -120,29 +123,45 @@ def serve(dep: Deployment, db_url: str, log: Path, **env_extra: str) -> Iterator
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, cwd=dep.app_dir, env=env, stdout=out,
                                 stderr=subprocess.STDOUT)
-    running = Running(f"http://127.0.0.1:{port}", port, proc, log)
+    return Running(dep.name, f"http://127.0.0.1:{port}", port, proc, log)
+
+
+def wait_ready(running: Running, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    proc = running.proc
+    while True:
+        try:
+            wait_port(running.port, timeout=0.5)
+            return
+        except TimeoutError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                if proc.poll() is None:
+                    proc.kill()
+                raise AssertionError(
+                    f"{running.name} did not start:\n{running.output()}") from None
+
+
+def stop(running: Running) -> None:
+    """SIGTERM, as a process manager would; a server that ignores it fails the test."""
+    proc = running.proc
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+            raise AssertionError(f"{running.name} ignored SIGTERM:\n{running.output()}") from None
+
+
+@contextlib.contextmanager
+def serve(dep: Deployment, db_url: str, log: Path, **env_extra: str) -> Iterator[Running]:
+    running = start(dep, db_url, log, **env_extra)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                wait_port(port, timeout=0.5)
-                break
-            except TimeoutError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    if proc.poll() is None:
-                        proc.kill()
-                    raise AssertionError(
-                        f"{dep.name} did not start:\n{running.output()}") from None
+        wait_ready(running)
         yield running
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-                raise AssertionError(f"{dep.name} ignored SIGTERM:\n{running.output()}") from None
+        stop(running)
 
 
 def assert_clean_shutdown(running: Running) -> None:

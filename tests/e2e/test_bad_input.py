@@ -17,8 +17,10 @@ from reference_servers import (
     assert_clean_shutdown,
     database_url,
     raw_request,
-    serve,
     split_response,
+    start,
+    stop,
+    wait_ready,
 )
 
 pytestmark = pytest.mark.e2e
@@ -60,10 +62,17 @@ def twins(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
           ) -> Iterator[tuple[Deployment, Running, Running]]:
     dep = DEPLOYMENTS[request.param]
     tmp: Path = tmp_path_factory.mktemp(dep.name + "-bad")
-    with serve(dep, database_url("sqlite", tmp, None, "on"), tmp / "on.log") as on, \
-            serve(dep, database_url("sqlite", tmp, None, "off"), tmp / "off.log",
-                  PULSEGATE_ENABLED="false") as off:
+    # Both twins boot at once: server start-up is most of this test's time.
+    on = start(dep, database_url("sqlite", tmp, None, "on"), tmp / "on.log")
+    off = start(dep, database_url("sqlite", tmp, None, "off"), tmp / "off.log",
+                PULSEGATE_ENABLED="false")
+    try:
+        wait_ready(on)
+        wait_ready(off)
         yield dep, on, off
+    finally:
+        stop(on)
+        stop(off)
     assert_clean_shutdown(on)
     assert_clean_shutdown(off)
 

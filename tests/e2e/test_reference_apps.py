@@ -131,9 +131,9 @@ def test_streaming_and_client_disconnect(app: tuple[Deployment, Running]) -> Non
         full = client.get(dep.path("/stream?chunks=4&delay_ms=5"))
         assert full.content == b"chunk 0\nchunk 1\nchunk 2\nchunk 3\n"
         assert "x-ml-model-version" in full.headers
-    # Leave mid-response: read the first chunk of a 2-second stream and hang up.
+    # Leave mid-response: read the first chunk of a 1-second stream and hang up.
     with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
-        s.sendall(f"GET {dep.path('/stream?chunks=200&delay_ms=10')} HTTP/1.1\r\n"
+        s.sendall(f"GET {dep.path('/stream?chunks=100&delay_ms=10')} HTTP/1.1\r\n"
                   f"Host: 127.0.0.1\r\n\r\n".encode())
         assert b"chunk 0" in s.recv(65536) or b"chunk 0" in s.recv(65536)
     key = "GET " + dep.routes["stream"]
