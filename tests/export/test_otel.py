@@ -241,3 +241,14 @@ async def test_measurements_recorded_off_the_request_path(clock: FakeClock) -> N
     # a collection records what is queued first
     assert sum(p.count for p in tel.metrics()["pulsegate.anomaly.score"].data.data_points) == 4
     assert not exporter._queue
+
+
+def test_missing_opentelemetry_fails_open(clock: FakeClock, monkeypatch: pytest.MonkeyPatch,
+                                          caplog: pytest.LogCaptureFixture) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "opentelemetry", None)  # import raises ImportError
+    gate = make_gate(clock, otel=True)
+    assert state(gate).otel is None and not gate.start_listeners
+    assert gate.faults.total == 1
+    assert "pip install 'pulsegate[otel]'" in caplog.text

@@ -6,6 +6,7 @@ attached (the dashboard and the adapters read it)."""
 
 from __future__ import annotations
 
+import logging
 import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,9 @@ class ExportState:
     logs: LogExporter | None = None
     dashboard: DashboardHandler | None = None
 
+
+logger = logging.getLogger("pulsegate")
+_EXTRA = {"otel": "otel", "prometheus": "prometheus"}
 
 _STATES: weakref.WeakKeyDictionary[Any, ExportState] = weakref.WeakKeyDictionary()
 
@@ -57,6 +61,11 @@ def install(gate: PulseGate) -> ExportState:
             continue
         try:
             _install_part(gate, st, name)
+        except ImportError as exc:
+            logger.warning("pulsegate: %s=True needs the %r extra (pip install "
+                           "'pulsegate[%s]'); %s export is off: %s", name, _EXTRA.get(name, name),
+                           _EXTRA.get(name, name), name, exc)
+            gate.faults.record(f"export {name}", exc)
         except Exception as exc:
             gate.faults.record(f"export {name}", exc)
     return st
