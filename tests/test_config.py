@@ -101,3 +101,18 @@ def test_every_option_is_documented() -> None:
     assert not missing, f"options missing from docs/configuration.md: {missing}"
     unknown = documented - {name for name, _, _ in Config.options()}
     assert not unknown, f"docs/configuration.md lists unknown options: {sorted(unknown)}"
+
+
+def test_every_option_is_checked_and_rejects_garbage_by_name() -> None:
+    garbage = object()
+    unchecked = []
+    for f in dataclasses.fields(Config):
+        check = f.metadata.get("check")
+        if check is None:
+            unchecked.append(f.name)
+            continue
+        with pytest.raises(ConfigError) as info:
+            Config(**{f.name: garbage})
+        assert info.value.key.startswith(f.name), f.name
+        assert f"invalid {f.name}" in str(info.value) and "allowed:" in str(info.value)
+    assert unchecked == [], f"options without a check: {unchecked}"
