@@ -9,9 +9,41 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple
 
-_sqrt = math.sqrt
+_log = math.log
+_log2 = math.log2
 # sqrt(pi/2): turns a mean absolute deviation into a standard deviation for a normal law.
 _MAD_TO_SD = math.sqrt(math.pi / 2.0)
+#: Surprise levels of the likelihood stage, and the prior P(|Z| >= level) of a normal law.
+LEVELS = (2.0, 4.0, 8.0, 16.0, 32.0)
+PRIOR = (0.0455, 6.3e-5, 0.0, 0.0, 0.0)
+
+
+def _rarity(counts: list[float], norm: float, c: float, eps: float, scale: float) -> float:
+    """Rarity in [0, 1] of surprise ``c`` under the exceedance frequencies
+    ``counts[j] / norm``."""
+    if c < 2.0:
+        return 0.0
+    j = 4 if c >= 32.0 else 3 if c >= 16.0 else 2 if c >= 8.0 else 1 if c >= 4.0 else 0
+    p = counts[j] / norm
+    frac = _log2(c / LEVELS[j])
+    r = (-_log(p if p > eps else eps) + 0.5 * (frac if frac < 1.0 else 1.0)) / scale
+    return r if r < 1.0 else 1.0
+
+
+def _count(counts: list[float], c: float, inc: float) -> None:
+    """Add ``inc`` to the count of every level ``c`` reaches (usually none)."""
+    if c >= 2.0:
+        counts[0] += inc
+        if c >= 4.0:
+            counts[1] += inc
+            if c >= 8.0:
+                counts[2] += inc
+                if c >= 16.0:
+                    counts[3] += inc
+                    if c >= 32.0:
+                        counts[4] += inc
+
+
 
 
 class Score(NamedTuple):
@@ -20,7 +52,7 @@ class Score(NamedTuple):
     ``forecast`` is what the model expected before seeing the value, ``low``/``high`` the
     interval ``forecast ± threshold·σ``, ``z`` the signed standardised residual, ``score``
     the calibrated anomaly score in [0, 1] (after the likelihood and suppression stages),
-    ``likelihood`` the normalised surprise before alarm suppression (see step 4).
+    ``likelihood`` the rarity of the surprise before alarm suppression (see step 4).
     """
 
     value: float
@@ -50,16 +82,24 @@ class AnomalyModel:
        slow mean :math:`m` (both with rate :math:`\gamma`, or :math:`1/t` early on).
        Clipping keeps one outlier from inflating :math:`\sigma`; the floors keep a flat
        stretch from collapsing it. ``z`` is :math:`r_t/\sigma_t`.
-    3. **Surprise**: the larger of the short-term and the level deviation,
-       :math:`c_t = \max(w\,|z_t|,\ |x_t - m_{t-1}| / \max(\sqrt{\pi/2}\,s_{t-1}, \sigma_{abs}))`
+    3. **Surprises**: short-term :math:`c^f_t = |z_t|` and level
+       :math:`c^s_t = |x_t - m_{t-1}| / \max(\sqrt{\pi/2}\,s_{t-1}, \sigma_{abs})`
        (``side`` keeps only the chosen sign of both).
-    4. **Likelihood (normalisation by the score's own history)**: a decaying record of
-       past surprises :math:`R_t = \max(\eta R_{t-1}, \min(c_t, c_{max}))` (after
-       warm-up); the normalised surprise :math:`\tilde c_t = c_t / \max(1, \kappa R_{t-1})`
-       is large only when the value is extreme *compared with the extremes this series
-       usually shows*, so a spiky series and a smooth one share one threshold.
-       ``likelihood`` is :math:`\ell_t = \tilde c_t^2 / (\tilde c_t^2 + k^2)`, 0.5 at
-       :math:`\tilde c_t = k`.
+    4. **Likelihood: the surprise against its own history.** For each surprise, the
+       exponentially weighted frequencies with which it reached the levels
+       :math:`L = 2, 4, 8, 16, 32`:
+       :math:`F_j \leftarrow F_j + w\,(\mathbb 1[c \ge L_j] - F_j)`,
+       :math:`w = \max(\lambda, 1/(n + n_0))`, starting from the normal law's tails
+       :math:`P(|Z| \ge L_j)` weighted as :math:`n_0` observations. With :math:`j` the
+       highest level :math:`c` reaches, the rarity is
+       :math:`\ell(c) = \min(1, [-\ln\max(F_j, \epsilon) + \tfrac12\min(1, \log_2(c/L_j))]
+       / -\ln\epsilon)` -- about :math:`-\log_{10} P / 4` for :math:`\epsilon = 10^{-4}`:
+       0.5 means a surprise this series shows about once in a hundred values, 1 one it
+       has (almost) never shown. ``likelihood`` is
+       :math:`\max(\ell(c^f), \ell(c^s))`, and 0 unless some surprise exceeds :math:`k`
+       (the promised :math:`|z| > k` stays necessary). A spiky series and a smooth one
+       thus share one threshold: what counts is how rare the surprise is *for this
+       series*.
     5. **Suppression of repeated alarms**: a decaying memory of the scores already
        reported, :math:`M_t = \max(\delta M_{t-1}, \ell_t)`; the reported ``score`` is
        :math:`\ell_t` when :math:`\ell_t > \delta M_{t-1}` and 0 otherwise, so the rows
@@ -68,34 +108,36 @@ class AnomalyModel:
        :math:`1/\alpha` and the slow mean with :math:`1/\gamma`; suppression keeps
        the shift to one alarm while they catch up.
 
-    ``is_anomaly`` is ``score >= alarm`` (default 0.5, i.e. :math:`\tilde c > k`) once
-    ``warmup`` values have been seen; ``low``/``high`` are :math:`f_t \pm k\sigma_t`.
-    Confidence :math:`100 \cdot \min(1, n/\text{warmup}) \cdot e^{-\sigma_t/\max(|f_t|, \sigma_{abs})}`.
+    ``is_anomaly`` is ``score >= alarm`` (default 0.5) once ``warmup`` values have been
+    seen; ``low``/``high`` are :math:`f_t \pm k\sigma_t`. Confidence
+    :math:`100 \cdot \min(1, n/\text{warmup}) \cdot e^{-\sigma_t/\max(|f_t|, \sigma_{abs})}`.
 
     ``score(x)`` evaluates without learning; ``update(x)`` scores then learns.
     """
 
-    __slots__ = ("alarm", "alpha", "beta", "c_max", "decay", "fast_weight", "floor_abs",
-                 "floor_rel", "floor_scale", "gamma", "kappa", "level", "mad", "memo", "n",
-                 "record", "record_decay", "side", "slow", "slow_dev", "threshold", "warmup")
+    __slots__ = ("alarm", "alpha", "beta", "counts_fast", "counts_slow", "decay", "floor_abs",
+                 "floor_rel", "floor_scale", "gamma", "level", "mad", "memo", "n", "norm",
+                 "prior_weight", "rarity_floor", "rarity_rate", "rarity_scale", "side", "slow",
+                 "slow_dev", "threshold", "warmup")
 
     def __init__(self, alpha: float = 0.3, threshold: float = 3.0, warmup: int = 30, *,
                  beta: float = 0.01, floor_abs: float = 1e-6, floor_rel: float = 0.0,
                  side: str = "both", floor_scale: float = 0.3, gamma: float = 0.01,
-                 fast_weight: float = 0.5, kappa: float = 0.6, record_decay: float = 0.9997,
-                 c_max: float = 10.0, decay: float = 0.999, alarm: float = 0.5) -> None:
+                 rarity_rate: float = 0.0005, rarity_floor: float = 1e-4,
+                 prior_weight: int = 100, decay: float = 0.999, alarm: float = 0.5) -> None:
         if not 0.0 < alpha <= 1.0:
             raise ValueError("alpha must be in (0, 1]")
         if threshold <= 0:
             raise ValueError("threshold must be > 0")
         if side not in ("both", "up", "down"):
             raise ValueError("side must be 'both', 'up' or 'down'")
-        for name, rate in (("beta", beta), ("gamma", gamma)):
+        for name, rate in (("beta", beta), ("gamma", gamma), ("rarity_rate", rarity_rate)):
             if not 0.0 < rate <= 1.0:
                 raise ValueError(f"{name} must be in (0, 1]")
-        for name, d in (("decay", decay), ("record_decay", record_decay)):
-            if not 0.0 <= d < 1.0:
-                raise ValueError(f"{name} must be in [0, 1)")
+        if not 0.0 < rarity_floor < 1.0:
+            raise ValueError("rarity_floor must be in (0, 1)")
+        if not 0.0 <= decay < 1.0:
+            raise ValueError("decay must be in [0, 1)")
         if not 0.0 < alarm <= 1.0:
             raise ValueError("alarm must be in (0, 1]")
         self.alpha = alpha
@@ -106,10 +148,10 @@ class AnomalyModel:
         self.floor_rel = floor_rel
         self.floor_scale = floor_scale
         self.gamma = gamma
-        self.fast_weight = fast_weight
-        self.kappa = kappa
-        self.record_decay = record_decay
-        self.c_max = c_max
+        self.rarity_rate = rarity_rate
+        self.rarity_floor = rarity_floor
+        self.rarity_scale = -math.log(rarity_floor)
+        self.prior_weight = max(0, int(prior_weight))
         self.decay = decay
         self.alarm = alarm
         self.side = side
@@ -118,8 +160,14 @@ class AnomalyModel:
         self.mad = 0.0
         self.slow = 0.0
         self.slow_dev = 0.0
-        self.record = 0.0
         self.memo = 0.0
+        prior = list(PRIOR) if self.prior_weight else [0.0] * len(LEVELS)
+        # Exceedance frequencies F_j = counts[j] / norm: scaling ``norm`` up by 1/(1-w)
+        # each update decays every frequency at once, so a value that reaches no level
+        # (nearly all of them) costs no per-level work.
+        self.counts_fast = list(prior)
+        self.counts_slow = list(prior)
+        self.norm = 1.0
 
     # --- verbs ----------------------------------------------------------------------
 
@@ -154,7 +202,16 @@ class AnomalyModel:
         f = self.level
         k = self.threshold
         fabs = self.floor_abs
-        sigma = self.sigma()
+        lvl = f if f >= 0.0 else -f
+        sigma = _MAD_TO_SD * self.mad
+        floor = self.floor_scale * self.slow_dev
+        if floor > sigma:
+            sigma = floor
+        floor = self.floor_rel * lvl
+        if floor > sigma:
+            sigma = floor
+        if fabs > sigma:
+            sigma = fabs
         r = value - f
         z = r / sigma
         dev = value - self.slow
@@ -169,16 +226,16 @@ class AnomalyModel:
             a = -r if r < 0.0 else 0.0
             b = -dev if dev < 0.0 else 0.0
         sd = _MAD_TO_SD * self.slow_dev
-        c = self.fast_weight * a / sigma
+        cf = a / sigma
         cs = b / (sd if sd > fabs else fabs)
-        if cs > c:
-            c = cs
-        # likelihood stage: against the decaying record of this series' own extremes
-        record = self.record * self.record_decay
-        norm = self.kappa * record
-        cn = c / norm if norm > 1.0 else c
-        c2 = cn * cn
-        lik = c2 / (c2 + k * k)
+        # likelihood stage: how rare each surprise is for this series
+        eps, scale = self.rarity_floor, self.rarity_scale
+        lik = 0.0
+        if cf > k or cs > k:
+            lik = _rarity(self.counts_fast, self.norm, cf, eps, scale)
+            ls = _rarity(self.counts_slow, self.norm, cs, eps, scale)
+            if ls > lik:
+                lik = ls
         warm = n >= self.warmup
         if not warm:
             lik = 0.0
@@ -193,12 +250,20 @@ class AnomalyModel:
             g = self.gamma if n * self.gamma >= 1.0 else 1.0 / (n + 1)
             self.slow += g * dev
             self.slow_dev += g * ((dev if dev >= 0.0 else -dev) - self.slow_dev)
-            if warm:
-                cap = self.c_max
-                self.record = record if record > c else (c if c < cap else cap)
+            m = n + self.prior_weight
+            w = self.rarity_rate if m * self.rarity_rate >= 1.0 else 1.0 / m
+            if w >= 1.0:  # no prior and a first observation: frequencies restart
+                self.counts_fast = [0.0] * len(LEVELS)
+                self.counts_slow = [0.0] * len(LEVELS)
+                self.norm = norm = 1.0
+            else:
+                norm = self.norm = self.norm / (1.0 - w)
+            _count(self.counts_fast, cf, w * norm)
+            _count(self.counts_slow, cs, w * norm)
+            if norm > 1e200:
+                self._renormalise()
             self.memo = memo if memo > lik else lik
             self.n = n + 1
-        lvl = f if f >= 0.0 else -f
         conf = 100.0 * (n / self.warmup if n < self.warmup else 1.0) * math.exp(
             -sigma / (lvl if lvl > fabs else fabs))
         return Score(value, f, z, out, warm and out >= self.alarm, conf, f - k * sigma,
@@ -206,10 +271,19 @@ class AnomalyModel:
 
     # --- persistence -----------------------------------------------------------------
 
-    _STATE = ("n", "level", "mad", "slow", "slow_dev", "record", "memo")
+    _STATE = ("n", "level", "mad", "slow", "slow_dev", "memo")
 
     def state(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self._STATE}
+        out: dict[str, Any] = {name: getattr(self, name) for name in self._STATE}
+        out["freq_fast"] = [x / self.norm for x in self.counts_fast]
+        out["freq_slow"] = [x / self.norm for x in self.counts_slow]
+        return out
+
+    def _renormalise(self) -> None:
+        norm = self.norm
+        self.counts_fast = [x / norm for x in self.counts_fast]
+        self.counts_slow = [x / norm for x in self.counts_slow]
+        self.norm = 1.0
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state`; raises ValueError on a missing, non-finite or
@@ -217,12 +291,17 @@ class AnomalyModel:
         try:
             n = int(state["n"])
             vals = {name: float(state[name]) for name in self._STATE[1:]}
+            freqs = [[float(x) for x in state[name]] for name in ("freq_fast", "freq_slow")]
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"inconsistent AnomalyModel state: {exc!r}") from None
         if n < 0 or not all(math.isfinite(v) for v in vals.values()) or \
-                any(vals[name] < 0 for name in ("mad", "slow_dev", "record", "memo")) or \
-                vals["memo"] > 1.0:
+                any(vals[name] < 0 for name in ("mad", "slow_dev", "memo")) or \
+                vals["memo"] > 1.0 or \
+                any(len(fq) != len(LEVELS) or not all(0.0 <= x <= 1.0 for x in fq)
+                    for fq in freqs):
             raise ValueError("inconsistent AnomalyModel state")
         self.n = n
         for name, v in vals.items():
             setattr(self, name, v)
+        self.counts_fast, self.counts_slow = freqs
+        self.norm = 1.0
