@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import create_engine, event, select
+from sqlalchemy import create_engine, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import Session, selectinload
 
@@ -124,11 +124,32 @@ def test_instrument_is_idempotent_and_global_form_records_once() -> None:
         uninstrument()
 
 
-def test_outside_any_sink_nothing_is_recorded() -> None:
+def test_outside_any_sink_the_dialect_runs_the_statement() -> None:
+    from pulsegate.sqlalchemy import _do_execute
+
     engine = create_engine("sqlite://")
     instrument(engine)
-    seen: list[object] = []
-    event.listen(engine, "after_cursor_execute", lambda *a: seen.append(a[4]))
     with engine.connect() as conn:
-        conn.exec_driver_sql("select 1")
-    assert len(seen) == 1 and not hasattr(seen[0], "_pulsegate_t0")
+        assert conn.exec_driver_sql("select ?", (7,)).scalar() == 7  # SQLAlchemy executed it
+        raw = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        ctx = type("Ctx", (), {"dialect": engine.dialect, "executemany": False})()
+        assert _do_execute(raw, "select 1", (), ctx) is False  # no sink: not ours to run
+        with capture() as cap:
+            assert _do_execute(raw, "select ?", (1,), ctx) is True
+            assert raw.fetchall() == [(1,)]
+    assert cap.query_count == 1 and cap.queries[0].params_count == 1
+
+
+def test_selectinload_batches_over_many_parents_are_not_an_n_plus_one() -> None:
+    engine = create_engine("sqlite://")
+    Base.metadata.create_all(engine)
+    instrument(engine)
+    with Session(engine) as s:
+        s.execute(insert(Author), [{"name": f"a{i}"} for i in range(2600)])
+        s.commit()
+        with capture() as cap:
+            authors = s.scalars(select(Author).options(selectinload(Author.books))).all()
+        assert len(authors) == 2600
+        batches = [q for q in cap.queries if q.relationship == "Author.books"]
+        assert len(batches) >= 5 and {q.load for q in batches} == {"batch"}
+        assert cap.detections == []

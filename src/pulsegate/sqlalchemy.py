@@ -137,8 +137,12 @@ def _orm_execute(state: ORMExecuteState) -> Any:
             prop = getattr(path, "prop", None)
             if prop is None:
                 return None
+            # selectinload/subqueryload also report relationship loads, but in batches
+            # (500 parents per IN query): only a lazy load, which names the one parent
+            # it loads for, is a candidate N+1.
+            lazy = getattr(state.load_options, "_lazy_loaded_from", None) is not None
             mark = (f"{prop.parent.class_.__name__}.{prop.key}",
-                    "collection" if prop.uselist else "scalar")
+                    ("collection" if prop.uselist else "scalar") if lazy else "batch")
         elif state.is_column_load:
             mapper = state.bind_arguments.get("mapper")
             if mapper is None:

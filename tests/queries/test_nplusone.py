@@ -87,3 +87,16 @@ def test_confidence_grows_with_repetition() -> None:
     few = det.analyze([ev("SELECT * FROM b WHERE id = ?", params=i) for i in range(5)])[0]
     lots = det.analyze([ev("SELECT * FROM b WHERE id = ?", params=i) for i in range(50)])[0]
     assert lots.confidence > few.confidence
+
+
+def test_batched_in_loads_are_not_loops() -> None:
+    batch = [QueryEvent(sql="SELECT * FROM book WHERE author_id IN (" + ", ".join("?" * 500) + ")",
+                        duration_ms=1.0, params_hash=i, params_count=500, call_site="app.py:3 in v")
+             for i in range(6)]
+    assert NPlusOneDetector().analyze(batch) == []
+    small_in = [QueryEvent(sql="SELECT * FROM book WHERE author_id IN (?, ?)", duration_ms=1.0,
+                           params_hash=i, params_count=2, call_site="app.py:3 in v") for i in range(6)]
+    assert NPlusOneDetector().analyze(small_in)[0].kind == "n_plus_one"
+    marked = [ev("SELECT * FROM x WHERE y IN (?)", params=i, relationship="Author.books", load="batch")
+              for i in range(6)]
+    assert NPlusOneDetector().analyze(marked) == []

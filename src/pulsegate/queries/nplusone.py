@@ -7,7 +7,9 @@ control (``BEGIN``, ``SAVEPOINT``, ``PRAGMA``, ...) is ignored. Each group is th
 of:
 
 * ``n_plus_one`` -- a read shape run :math:`n \ge` ``min_repeats`` times with
-  different parameters (or unknown ones) from one place;
+  different parameters (or unknown ones) from one place -- except batched loads: an ORM
+  eager loader's batches (SQLAlchemy ``selectinload`` over thousands of parents) and
+  ``IN (...)`` shapes with 20 or more parameters per statement on average;
 * ``repeated_query`` -- the identical read (same text, same parameters) run
   :math:`n \ge` ``repeated_min`` times: run it once and reuse the result;
 * ``write_loop`` -- a single-row ``INSERT``/``UPDATE``/``DELETE`` of one shape run
@@ -55,6 +57,9 @@ _WRITE_VERBS = frozenset({"insert", "update", "delete", "replace", "upsert", "me
 _TABLE = re.compile(r"\b(?:from|into|update|join)\s+((?:\"[^\"]+\"|`[^`]+`|[\w$]+)"
                     r"(?:\.(?:\"[^\"]+\"|`[^`]+`|[\w$]+))?)")
 _MISSING: Any = object()
+#: Mean bind parameters per statement from which an ``IN (...)`` shape is a batch loader
+#: (an eager load over many parents, a chunked job), not one query per item.
+_BATCH_PARAMS = 20
 _PLACEHOLDER = re.compile(r"\?|%s|%\(\w*\)s|(?<!:):[^\W\d]\w*|\$\d")
 _PK_LOOKUP = re.compile(r" where [^ ]+ = \?(?: limit \?)?(?: offset \?)?$")
 
@@ -103,13 +108,14 @@ class Detection:
 
 class _Group:
     __slots__ = ("count", "first", "fp", "identities", "loads", "many", "ms", "orm",
-                 "relationship", "site", "unknown")
+                 "params", "relationship", "site", "unknown")
 
     def __init__(self, fp: SQLFingerprint, ev: QueryEvent, index: int) -> None:
         self.fp = fp
         self.count = 0
         self.ms = 0.0
         self.many = 0
+        self.params = 0
         self.identities: set[object] = set()
         self.unknown = 0
         self.relationship = ev.relationship
@@ -177,10 +183,13 @@ class NPlusOneDetector:
             g.ms += ev.duration_ms
             if ev.many:
                 g.many += 1
+            pc = ev.params_count
+            if pc:
+                g.params += pc
             phash = ev.params_hash
             if phash is not None:
                 g.identities.add((sql, phash))
-            elif ev.params_count == 0 or (ev.params_count is None and (
+            elif pc == 0 or (pc is None and (
                     "?" not in fp.text or _PLACEHOLDER.search(sql) is None)):  # type: ignore[union-attr]
                 # No bind parameters: the raw text, literals included, is the identity.
                 g.identities.add(sql)
@@ -229,8 +238,10 @@ class NPlusOneDetector:
             if g.count < self.repeated_min:
                 return None
             return self._detection("repeated_query", g, g.count, share, 1.0, self.repeated_min)
-        if g.count < self.min_repeats:
+        if g.count < self.min_repeats or g.loads == "batch":
             return None
+        if " in (?)" in fp.text and g.params >= _BATCH_PARAMS * g.count:
+            return None  # batched IN loads (eager loading of many parents), not a loop
         variation = distinct / g.count if known else 0.5
         d = self._detection("n_plus_one", g, g.count, share, variation, self.min_repeats)
         if g.first > 0:
