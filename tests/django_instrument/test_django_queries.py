@@ -100,3 +100,32 @@ def test_wrapper_installed_once_and_first(db: None) -> None:
         list(dj_corpus.Tag.objects.all())
     assert connection.execute_wrappers[0] is query_wrapper
     assert cap.query_count == 1 and cap.queries[0].orm == "django"
+
+
+def test_async_code_and_new_threads_are_instrumented() -> None:
+    """Django's async ORM runs queries through sync_to_async in another thread, whose
+    connection is created there: connection_created installs the wrapper, and the
+    capture's ContextVar travels with the call."""
+    import asyncio
+
+    from asgiref.sync import sync_to_async
+    from django.db import connections
+
+    install()
+
+    def lookup(i: int) -> int:
+        with connections["default"].cursor() as cur:
+            cur.execute("SELECT %s", (i,))
+            value = cur.fetchone()[0]
+        connections["default"].close()
+        return int(value)
+
+    async def main() -> list[object]:
+        async with capture() as cap:
+            for i in range(6):
+                assert await sync_to_async(lookup, thread_sensitive=False)(i) == i
+        return cap.detections
+
+    (d,) = asyncio.run(main())
+    assert d.kind == "n_plus_one" and d.count == 6 and d.call_site is not None
+    assert "test_django_queries.py" in d.call_site and "in lookup" in d.call_site
