@@ -281,3 +281,12 @@ async def test_near_miss_paths_go_to_the_app_with_their_body(app_factory: Any) -
     async with client_for(app) as client:
         r = await client.post("/_pulsegateX", content=b"payload")
         assert r.status_code == 200 and r.text == "payload"
+
+
+def test_head_has_no_body_and_root_path_is_refused(clock: FakeClock) -> None:
+    dash, _ = handler(clock, dashboard_token=SECRET)
+    status, headers, body = dash.handle("HEAD", "/_pulsegate/api/summary",  # type: ignore[misc]
+                                        H(authorization=f"Bearer {SECRET}"), "", b"", None)
+    assert status == 200 and body == b"" and int(dict(headers)["content-length"]) > 0
+    assert state(make_gate(clock, dashboard=True, dashboard_token=SECRET,
+                           dashboard_path="/")).dashboard is None

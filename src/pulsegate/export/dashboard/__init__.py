@@ -124,6 +124,13 @@ class DashboardHandler:
         """Answer a request for a dashboard path; None if ``path`` is not one."""
         if not self.matches(path):
             return None
+        response = self._handle(method, path, headers, query, body, peer)
+        if method == "HEAD":
+            return response[0], response[1], b""
+        return response
+
+    def _handle(self, method: str, path: str, headers: HeaderGetter, query: str,
+                body: bytes, peer: str | None) -> Response:
         sub = path[len(self.base):] or "/"
         params = parse_qs(query, keep_blank_values=True) if query else {}
         is_page = sub == "/"
@@ -233,6 +240,10 @@ def install(gate: PulseGate) -> DashboardHandler | None:
     """Attach the dashboard (its series listener and handler) to ``gate``; None, with a
     warning, when neither a token nor loopback access is configured."""
     c = gate.config
+    if c.dashboard_path.rstrip("/") == "":
+        logger.warning("pulsegate: dashboard_path='/' would hide the whole application; "
+                       "the dashboard is not served")
+        return None
     if not c.dashboard_token and not c.dashboard_allow_loopback:
         logger.warning("pulsegate: dashboard=True but neither dashboard_token nor "
                        "dashboard_allow_loopback is set; the dashboard is not served")
