@@ -66,6 +66,9 @@ def stacks() -> dict[str, WSGIApp]:
     app = flask_app()
     FlaskPulseGate(app, headers="none")
     out["flask + pulsegate, headers=none"] = app.wsgi_app
+    app = flask_app()
+    FlaskPulseGate(app, measure_memory=False)
+    out["flask + pulsegate, measure_memory=false"] = app.wsgi_app
     out["flask + opentelemetry wsgi"] = otel(flask_app().wsgi_app)
     out["raw wsgi bare"] = raw_app
     out["raw wsgi + pulsegate"] = PulseGateWSGIMiddleware(raw_app, gate=PulseGate())
@@ -156,8 +159,8 @@ def main() -> None:
     med = {name: statistics.median(v) for name, v in results.items()}
     print(f"{args.requests} requests x {args.rounds} rounds, median µs/request, in-process")
     print(report(med, "flask bare", "flask + pulsegate (extension)", "flask + opentelemetry wsgi"))
-    print(f"{'flask + pulsegate, headers=none':36s} {med['flask + pulsegate, headers=none']:8.1f} "
-          f"{med['flask + pulsegate, headers=none'] - med['flask bare']:+8.1f}")
+    for variant in ("flask + pulsegate, headers=none", "flask + pulsegate, measure_memory=false"):
+        print(f"{variant:36s} {med[variant]:8.1f} {med[variant] - med['flask bare']:+8.1f}")
     print()
     print(report(med, "raw wsgi bare", "raw wsgi + pulsegate", "raw wsgi + opentelemetry wsgi"))
     print(f"of which the engine core alone (begin + response_headers + finish): "

@@ -83,13 +83,18 @@ class _Body:
 
 
 class _SizedBody(_Body):
-    """A body whose iterable has a length (a list): servers such as wsgiref set
-    ``Content-Length`` from ``len(result) == 1``, so the wrapper must keep ``len``."""
+    """A body that is a list or tuple: servers such as wsgiref set ``Content-Length``
+    from ``len(result) == 1``, so the wrapper must keep ``len``."""
 
     __slots__ = ()
 
     def __len__(self) -> int:
         return len(self._result)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[bytes]:  # type: ignore[override]
+        # Iterating a list cannot raise: hand the server the list's own C iterator
+        # instead of a Python-level __next__ per chunk.
+        return iter(self._result)
 
 
 def _chain_close(result: Any, gate: PulseGate, ctx: RequestContext) -> bool:

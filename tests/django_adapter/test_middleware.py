@@ -182,3 +182,36 @@ def test_app_importable_before_settings_are_ready() -> None:
                           timeout=60, env={"PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def test_bad_settings_fail_at_middleware_load() -> None:
+    from pulsegate import ConfigError
+
+    with override_settings(PULSEGATE={"alpha": 7}):
+        with pytest.raises(ConfigError) as err:
+            PulseGateMiddleware(lambda r: HttpResponse())
+        assert err.value.key == "alpha"
+    set_gate(None)
+
+
+def test_header_values_django_must_vet_take_the_public_path(
+        records: list[RequestRecord]) -> None:
+    gate = get_gate()
+    real = gate.response_headers
+
+    def odd(ctx: Any, status: int) -> list[tuple[str, str]]:
+        return [*real(ctx, status), ("x-ml-latin", "caf\u00e9")]
+
+    gate.response_headers = odd  # type: ignore[method-assign]
+    r = client().get("/books/5/")
+    assert r.status_code == 200 and r["x-ml-latin"] == "caf\u00e9"
+
+    def injected(ctx: Any, status: int) -> list[tuple[str, str]]:
+        return [("x-ml-evil", "1\r\nSet-Cookie: a=b")]
+
+    gate.response_headers = injected  # type: ignore[method-assign]
+    r = client().get("/books/6/")
+    # Django refuses the header; pulsegate counts the fault and the response goes out
+    assert r.status_code == 200 and r.json() == {"id": 6}
+    assert "Set-Cookie" not in r and "x-ml-evil" not in r
+    assert gate.faults.total >= 1
