@@ -19,6 +19,13 @@ from pulsegate.engine import PulseGate
 
 
 def _detections(gate: PulseGate) -> list[dict[str, Any]]:
+    """Query problems ranked across requests (``gate.query_insights()``), or, from an
+    engine without them, the recent per-request detections (``gate.detections``)."""
+    insights = getattr(gate, "query_insights", None)
+    if insights is not None:
+        ranked = insights()
+        if ranked:
+            return [dict(row) for row in ranked]
     found = getattr(gate, "detections", None)
     if found is None:
         return []
@@ -83,6 +90,9 @@ class Command(BaseCommand):
         w("\nQuery detections")
         for d in report["detections"] or [{"kind": "(none)"}]:
             fix = d.get("suggestion")
+            where = d.get("endpoints") or d.get("endpoint") or ""
+            if isinstance(where, (list, tuple)):
+                where = ", ".join(map(str, where))
             w(f"  {d.get('kind')}  {d.get('relationship') or d.get('sql', '')}"
-              f"  x{d.get('count', '')}  at {d.get('call_site', '?')}"
-              + (f"\n    fix: {fix}" if fix else ""))
+              f"  x{d.get('mean_count', d.get('count', ''))}  {where}"
+              f"  at {d.get('call_site', '?')}" + (f"\n    fix: {fix}" if fix else ""))
