@@ -227,6 +227,10 @@ def test_rejection_from_admission_is_sent_instead_of_the_app() -> None:
     assert r.status_code == 429 and r.headers["retry-after"] == "3"
     assert r.headers["x-ml-optimization-applied"] == "throttle" and r.content == b"slow down"
     assert called == [] and records[-1].status == 429
+    # a routed app: the refused request is still counted against its route
+    routed = starlette_app(gate)
+    r = TestClient(routed).get("/hello/bob")
+    assert r.status_code == 429 and records[-1].route == "/hello/{name}"
 
 
 def test_client_disconnect_before_body_still_finishes() -> None:

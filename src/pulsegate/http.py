@@ -47,7 +47,17 @@ def rejection_response(gate: PulseGate, ctx: RequestContext,
     Headers are the rejection's own (``Retry-After``, ``RateLimit``...), then the
     ``x-ml-*`` ones for this request, then ``content-length`` and ``content-type``.
     Calling it records time-to-headers on ``ctx``; the adapter must still call
-    ``gate.finish(ctx, status=rejection.status)`` once the body is out."""
+    ``gate.finish(ctx, status=rejection.status)`` once the body is out.
+
+    The app never ran, so nothing routed the request: the route template is resolved
+    here (once, on this exceptional path) so a throttled or shed request is counted
+    against its endpoint rather than ``UNMATCHED``."""
+    resolver = ctx.info.route_resolver
+    if ctx.route is None and resolver is not None:
+        try:
+            ctx.set_route(resolver())
+        except Exception as exc:
+            gate.faults.record("route resolver", exc)
     extra = gate.response_headers(ctx, rejection.status)
     headers = [*rejection.headers, *extra,
                ("content-length", str(len(rejection.body))),
