@@ -226,3 +226,24 @@ def test_cleanup_drops_silent_workers_and_trims_predictions(tmp_path) -> None:
     assert len(preds) == 10 and "p0" not in preds and "p14" in preds
     assert gate.ops.worker in store.read("workers")
     gate.close()
+
+
+def test_feedback_reaching_another_worker_is_routed_through_the_store(tmp_path) -> None:
+    a, ca = make_gate(state_dir=str(tmp_path))
+    b, _ = make_gate(state_dir=str(tmp_path))
+    warm(a, ca, 40)
+    pid = a.ops.predictions.id_of(hit(a, ca, 40.0))
+    a.ops.snapshot()
+    assert b.ops.predictions.get(pid) is None
+    assert b.feedback(pid, False)  # accepted: the id has another worker's tag
+    assert not b.feedback("not an id", True)
+    assert not b.feedback(b.ops.predictions.tag + "-ffff", True)  # ours, but unknown
+    b.ops.snapshot()  # resolves it in the store and writes the label
+    assert b.ops.monitor.metrics("latency-baseline").fp == 1
+    a.ops.monitoring_job()  # the owner picks the label up
+    assert a.ops.monitor.metrics("latency-baseline").fp == 1
+    assert a.ops.predictions.get(pid).correct is False
+    memory_only, _ = make_gate()
+    assert not memory_only.feedback(pid, True)
+    for g in (a, b, memory_only):
+        g.close()

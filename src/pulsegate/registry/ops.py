@@ -24,10 +24,11 @@ import functools
 import itertools
 import math
 import os
+import re
 import socket
 import threading
 import weakref
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import TYPE_CHECKING, Any
 
 from pulsegate.registry import collect, jobs
@@ -54,6 +55,10 @@ COMPONENTS = {
 #: The component attribute a model's tuned ``threshold`` is written to.
 THRESHOLD_ATTRS = {"n1-detector": ("min_confidence",),
                    "rate-limit-behaviour": ("suspicion_threshold",)}
+
+
+#: A prediction id: six hex characters of process tag, a dash, a hex counter.
+_ID = re.compile(r"[0-9a-f]{6}-[0-9a-f]{1,12}")
 
 
 def _z_for(score: float, k0: float) -> float:
@@ -117,6 +122,8 @@ class ModelOps:
         self._factory_wrapped = False
         self._snapshot_lock = threading.Lock()
         self._closed = False
+        #: Feedback for ids made by other workers: (id, correct, at), resolved in the store.
+        self.foreign_labels: deque[tuple[str, bool, float]] = deque(maxlen=1000)
         self.store: StateStore | None = None
         try:
             self.store = open_store(c.state_dir, c.state_redis_url, c.state_namespace, gate.wall)
@@ -288,9 +295,17 @@ class ModelOps:
     # --- feedback ------------------------------------------------------------------
 
     def feedback(self, prediction_id: str, correct: bool) -> bool:
-        """Label a prediction; False when the id is unknown (or too old to be kept)."""
+        """Label a prediction; False when the id is unknown (or too old to be kept).
+
+        With a shared store, an id made by another worker (the dashboard request may
+        reach any worker) is accepted and queued: the next snapshot, on the scheduler
+        thread, finds it in the store and writes the label there for its owner."""
         p = self.predictions.get(prediction_id)
         if p is None:
+            if self.store is not None and _ID.fullmatch(prediction_id) and \
+                    not prediction_id.startswith(self.predictions.tag + "-"):
+                self.foreign_labels.append((prediction_id, bool(correct), self.wall()))
+                return True
             return False
         self.label(p, bool(correct), self.wall())
         return True
@@ -346,6 +361,29 @@ class ModelOps:
             restore_components(self)
             write_snapshot(self)
             self.registry.merge(self.store.read("models"))
+            if self.foreign_labels:
+                self._label_foreign()
+
+    def _label_foreign(self) -> None:
+        from pulsegate.registry.persist import label_row
+
+        assert self.store is not None
+        rows = self.store.read("predictions")
+        now, keep, puts = self.wall(), [], []
+        while self.foreign_labels:
+            pid, correct, at = self.foreign_labels.popleft()
+            row = rows.get(pid)
+            if row is None:
+                if now - at < 600:  # its owner may not have written it yet
+                    keep.append((pid, correct, at))
+                continue
+            p = Prediction.from_dict(row)
+            self.predictions.restore(p)
+            self.label(p, correct, at)
+            puts += [("predictions", p.id, p.to_dict()), ("labels", p.id, label_row(p))]
+        self.foreign_labels.extend(keep)
+        if puts:
+            self.store.write(puts)
 
     def restore(self) -> None:
         from pulsegate.registry.persist import restore
