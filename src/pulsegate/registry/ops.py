@@ -353,7 +353,7 @@ class ModelOps:
     def snapshot(self) -> None:
         """Write this worker's state (one atomic batch), then pick up versions deployed
         elsewhere (another worker's tuning, a CLI rollback)."""
-        from pulsegate.registry.persist import restore_components, write_snapshot
+        from pulsegate.registry.persist import label_foreign, restore_components, write_snapshot
 
         if self.store is None:
             return
@@ -362,28 +362,7 @@ class ModelOps:
             write_snapshot(self)
             self.registry.merge(self.store.read("models"))
             if self.foreign_labels:
-                self._label_foreign()
-
-    def _label_foreign(self) -> None:
-        from pulsegate.registry.persist import label_row
-
-        assert self.store is not None
-        rows = self.store.read("predictions")
-        now, keep, puts = self.wall(), [], []
-        while self.foreign_labels:
-            pid, correct, at = self.foreign_labels.popleft()
-            row = rows.get(pid)
-            if row is None:
-                if now - at < 600:  # its owner may not have written it yet
-                    keep.append((pid, correct, at))
-                continue
-            p = Prediction.from_dict(row)
-            self.predictions.restore(p)
-            self.label(p, correct, at)
-            puts += [("predictions", p.id, p.to_dict()), ("labels", p.id, label_row(p))]
-        self.foreign_labels.extend(keep)
-        if puts:
-            self.store.write(puts)
+                label_foreign(self)
 
     def restore(self) -> None:
         from pulsegate.registry.persist import restore

@@ -182,3 +182,25 @@ def write_snapshot(ops: ModelOps) -> None:
         raise
     ops._written_n = current
     ops._absorb = []
+
+
+def label_foreign(ops: ModelOps) -> None:
+    """Resolve feedback given to this worker for other workers' ids (see
+    ``ModelOps.feedback``): label them in the store, where their owner reads it."""
+    assert ops.store is not None
+    rows = ops.store.read("predictions")
+    now, keep, puts = ops.wall(), [], []
+    while ops.foreign_labels:
+        pid, correct, at = ops.foreign_labels.popleft()
+        row = rows.get(pid)
+        if row is None:
+            if now - at < 600:  # its owner may not have written it yet
+                keep.append((pid, correct, at))
+            continue
+        p = Prediction.from_dict(row)
+        ops.predictions.restore(p)
+        ops.label(p, correct, at)
+        puts += [("predictions", p.id, p.to_dict()), ("labels", p.id, label_row(p))]
+    ops.foreign_labels.extend(keep)
+    if puts:
+        ops.store.write(puts)
