@@ -44,8 +44,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from pulsegate.control.allocator import ConcurrencyAllocator, Ticket, Waiter  # noqa: E402
-from pulsegate.control.qpolicy import QPolicy  # noqa: E402
+from pulsegate.control.allocator import ConcurrencyAllocator, Ticket, Waiter
+from pulsegate.control.qpolicy import QPolicy
 
 WORKERS = 16
 MEAN_SERVICE = 0.010

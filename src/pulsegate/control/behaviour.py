@@ -2,7 +2,8 @@
 
 Each finished request updates its client's :class:`Profile` (O(1), a few floats):
 
-* ``rate``: requests/s, EWMA of 1/inter-arrival (``beta`` = 0.1);
+* ``rate``: requests/s as a time-decayed count, ``r <- r e^(-dt/tau) + 1/tau`` with
+  ``tau`` the policy window (a page load's burst barely moves it, a steady flood does);
 * inter-arrival mean and variance (EWMA) -> coefficient of variation ``cv``; scripts
   are regular (cv near 0), people are bursty (cv >= 1);
 * ``err``: EWMA of the 4xx/5xx indicator;
@@ -15,7 +16,7 @@ Suspicion, a noisy-OR of per-feature evidence ``e_i`` in [0, 1] with weights ``w
 
     s = 1 - prod_i (1 - w_i * e_i)
 
-    e_rate  = clip(rate / nominal_rate - 1, 0, 1)          above the nominal rate
+    e_rate  = clip(rate / (nominal_rate * m) - 1, 0, 1)    above its allowed rate (m: multiplier)
     e_err   = clip((err - 0.25) / 0.5, 0, 1)               mostly failing requests
     e_reg   = clip((0.35 - cv) / 0.3, 0, 1)                machine-regular timing
     e_ua    = clip(ua / 0.3, 0, 1)                          rotating user agents
@@ -24,10 +25,11 @@ Suspicion, a noisy-OR of per-feature evidence ``e_i`` in [0, 1] with weights ``w
 
 and each ``e_i`` is raised to ``clip((z_i - 3) / 3, 0, 1)`` when the feature's z-score
 against the population (EWMA mean/variance over all clients) says it is extreme even
-if under the absolute threshold. Weights: rate 0.5, err 0.6, reg 0.35, ua 0.6,
-param 0.5, div 0.4 -- timing regularity alone never makes a client suspicious, it
-needs a second signal. ``confidence = n / (n + 10)`` (number of requests seen); the
-limiter applies a multiplier only when it exceeds ``prediction_threshold``.
+if under the absolute threshold. Weights: rate 0.4, err 0.6, reg 0.35, ua 0.6,
+param 0.5, div 0.3 -- neither rate (the bucket already limits it) nor timing
+regularity alone makes a client suspicious: each needs a second signal.
+``confidence = n / (n + 10)`` (number of requests seen); the limiter applies a
+multiplier only when it exceeds ``prediction_threshold``.
 
 Profiles live in a bounded LRU (``max_clients``). Evicting a client that was treated
 as suspicious leaves a compact penalty record (one float: its suspicion) in a second,
@@ -41,7 +43,7 @@ import math
 from collections import OrderedDict
 
 FEATURES = ("rate", "err", "reg", "ua", "param", "div")
-WEIGHTS = (0.5, 0.6, 0.35, 0.6, 0.5, 0.4)
+WEIGHTS = (0.4, 0.6, 0.35, 0.6, 0.5, 0.3)
 _BETA = 0.1  # per-request EWMA weight
 _POP_BETA = 0.002  # population statistics: slow, so one burst cannot shift "normal"
 
@@ -108,8 +110,9 @@ def suspicion(e: list[float]) -> float:
 class BehaviourModel:
     """Bounded map of client profiles plus population statistics."""
 
-    def __init__(self, nominal_rate: float, max_clients: int = 10_000) -> None:
+    def __init__(self, nominal_rate: float, max_clients: int = 10_000, window: float = 60.0) -> None:
         self.nominal_rate = nominal_rate
+        self.tau = min(max(window, 1.0), 3600.0)
         self.max_clients = max_clients
         self.profiles: OrderedDict[str, Profile] = OrderedDict()
         self.penalties: OrderedDict[str, float] = OrderedDict()
@@ -135,20 +138,27 @@ class BehaviourModel:
         return p
 
     def update(self, key: str, now: float, method: str, route: str, path: str,
-               status: int, user_agent: str | None = None, query: str | None = None) -> Profile:
-        """Fold one finished request into its client's profile; returns the profile."""
+               status: int, user_agent: str | None = None, query: str | None = None,
+               allowance: float = 1.0) -> Profile:
+        """Fold one finished request into its client's profile; returns the profile.
+
+        ``allowance`` is the client's current rate multiplier: its rate is judged
+        against what it is allowed (a trusted client may use its 2x without losing
+        trust; a punished one is judged against its reduced rate)."""
         p = self.get(key)
         b = _BETA
+        tau = self.tau
         if p.last_t >= 0.0:
             ia = max(now - p.last_t, 1e-6)
+            p.rate = p.rate * math.exp(-ia / tau) + 1.0 / tau
             if p.n == 1:
                 p.ia_mean = ia
-                p.rate = 1.0 / ia
             else:
                 d = ia - p.ia_mean
                 p.ia_mean += b * d
                 p.ia_var = (1 - b) * (p.ia_var + b * d * d)
-                p.rate += b * (min(1.0 / ia, 1e4) - p.rate)
+        else:
+            p.rate = 1.0 / tau
         p.last_t = now
         p.n += 1
         # 429 is neutral: our own refusals must not feed back into suspicion.
@@ -170,11 +180,11 @@ class BehaviourModel:
             paths.append(path)
             if len(paths) > 8:
                 del paths[0]
-        self._score(p)
+        self._score(p, allowance)
         return p
 
-    def _score(self, p: Profile) -> None:
-        f = p.features(self.nominal_rate)
+    def _score(self, p: Profile, allowance: float = 1.0) -> None:
+        f = p.features(self.nominal_rate * allowance)
         z: tuple[float, ...] | None = None
         if p.n >= 10:
             self.pop_n += 1

@@ -102,7 +102,7 @@ class AdaptiveRateLimiter:
                  clock: Callable[[], float] = time.monotonic,
                  trusted_multiplier: float = 2.0, suspicious_multiplier: float = 0.5,
                  suspicion_threshold: float = 0.5, prediction_threshold: float = 0.7,
-                 trust_min_requests: int = 50, max_clients: int = 10_000,
+                 trust_min_requests: int = 30, max_clients: int = 10_000,
                  adaptive: bool = True) -> None:
         self.clock = clock
         self.default = Rule(rate, burst)
@@ -120,7 +120,8 @@ class AdaptiveRateLimiter:
         self.trust_min_requests = trust_min_requests
         self.max_clients = max_clients
         self.adaptive = adaptive
-        self.behaviour = BehaviourModel(self.default.quota / self.default.window, max_clients)
+        self.behaviour = BehaviourModel(self.default.quota / self.default.window, max_clients,
+                                        self.default.window)
         #: client -> multiplier, only for clients whose multiplier is not 1.
         self.multipliers: dict[str, float] = {}
         self.allowed = 0
@@ -162,9 +163,9 @@ class AdaptiveRateLimiter:
                 query: str | None = None) -> float:
         """Feed a finished request (a :class:`~pulsegate.records.RequestRecord`) to the
         client's profile and update its multiplier; returns the multiplier."""
-        p = self.behaviour.update(key, self.clock(), record.method, record.route, record.path,
-                                  record.status, user_agent, query)
         mults = self.multipliers
+        p = self.behaviour.update(key, self.clock(), record.method, record.route, record.path,
+                                  record.status, user_agent, query, mults.get(key, 1.0))
         if not self.adaptive:
             return 1.0
         if p.confidence < self.prediction_threshold:
