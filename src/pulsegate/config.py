@@ -335,8 +335,10 @@ class Config:
     multivariate_contamination: float = option(0.01, "IsolationForest contamination: the "
                                                "share of training vectors treated as outliers.",
                                                number(0, 0.5, lo_open=True))
-    multivariate_weight: float = option(0.5, "Weight w of the multivariate score in the blend "
-                                        "(1-w)·univariate + w·multivariate.", number(0, 1))
+    multivariate_weight: float = option(0.5, "Weight w of the multivariate score in the "
+                                        "weighted noisy-OR blend with the univariate one: 0 "
+                                        "univariate only, 1 multivariate only, 0.5 either "
+                                        "can alarm.", number(0, 1))
 
     # queries: SQL instrumentation and N+1 detection --------------------------------------
     query_analysis: bool = option(True, "Record SQL statements per request and detect N+1, "

@@ -12,6 +12,8 @@ from pulsegate.engine import PulseGate
 from pulsegate.learn.multivariate import (
     MultivariateModel,
     Reservoir,
+    feature_bounds,
+    range_score,
     repeated_share,
     request_features,
 )
@@ -62,7 +64,31 @@ def test_train_score_and_blend() -> None:
     odd = request_features(120.0, 40.0, 500, 40, 0.95, 200, 0.0)
     [s_odd] = m.score_vectors("g", [odd]) or [0.0]
     assert normal is not None and sum(normal) / 50 < 0.5 < s_odd
-    assert m.blend(0.2, 0.8) == pytest.approx(0.5)
+    # noisy-OR at weight 0.5; the weights' extremes give one score alone
+    assert m.blend(0.2, 0.8) == pytest.approx(1 - 0.8 * 0.2)
+    assert m.blend(0.3, 0.3) > 0.5 > max(0.3, 0.3)
+    assert MultivariateModel(weight=0.0).blend(0.2, 0.9) == pytest.approx(0.2)
+    assert MultivariateModel(weight=1.0).blend(0.2, 0.9) == pytest.approx(0.9)
+    # weight 0.75: exponents 1/3 and 1
+    assert MultivariateModel(weight=0.75).blend(0.5, 0.5) == pytest.approx(
+        1 - 0.5 ** (1 / 3) * 0.5)
+
+
+def test_share_score_and_range_guard_by_hand() -> None:
+    assert MultivariateModel.share_score([]) == 0.0
+    # 1 of 10 anomalous: q = 0.1 = the half point
+    assert MultivariateModel.share_score([0.9] + [0.1] * 9) == pytest.approx(0.5)
+    assert MultivariateModel.share_score([0.9] * 3 + [0.1] * 7) == pytest.approx(
+        0.09 / (0.09 + 0.01))
+    sample = [(float(i),) * 7 for i in range(201)]  # 0..200 in every feature
+    bounds = feature_bounds(sample)  # type: ignore[arg-type]
+    assert bounds[0] == (1.0, 199.0, 100.0)  # q0.005 -> index 1, q0.995 -> 199, IQR 150-50
+    v = (199.0 + 300.0,) + (100.0,) * 6  # 3 scales beyond the top of feature 0
+    assert range_score(bounds, v) == pytest.approx(0.5)
+    assert range_score(bounds, (100.0,) * 7) == 0.0
+    # a constant feature still gets a scale (min_scale 0.25)
+    flat = feature_bounds([(1.0,) * 7] * 50)  # type: ignore[list-item]
+    assert flat[3] == (1.0, 1.0, 0.25)
 
 
 class Clock:
@@ -88,7 +114,7 @@ def test_gate_trains_on_scheduler_and_reports_multivariate_incident() -> None:
     clock = Clock()
     gate = PulseGate(clock=clock, cpu_clock=lambda: 0.0, wall=lambda: 1.7e9,
                      multivariate=True, multivariate_interval=60.0,
-                     multivariate_sample_size=256, multivariate_weight=1.0,
+                     multivariate_sample_size=256,
                      measure_memory=False)
     mv = gate.multivariate
     assert isinstance(mv, MultivariateModel)
@@ -100,14 +126,16 @@ def test_gate_trains_on_scheduler_and_reports_multivariate_incident() -> None:
     gate.scheduler.run_pending(gate.scheduler.clock() + 61)
     assert mv.version == 1 and mv.stats()["trained_groups"] == 1
     assert not [i for i in gate.incidents if i.get("source") == "multivariate"]
-    # a deploy brings an N+1: many repeated queries, slower requests
+    # a deploy brings an N+1 at unchanged latency: invisible to the latency model,
+    # caught by the multivariate one (query count and repeated share out of range)
     for _ in range(300):
-        serve(gate, clock, rng.lognormvariate(math.log(400), 0.1), queries=30, distinct=False)
+        serve(gate, clock, rng.lognormvariate(math.log(20), 0.1), queries=30, distinct=False)
     gate.scheduler.run_pending(gate.scheduler.clock() + 200)
     gate.scheduler.stop()
     found = [i for i in gate.incidents if i.get("source") == "multivariate"]
     assert len(found) == 1 and found[0]["endpoint"] == "GET /items"
     assert found[0]["multivariate"] > 0.5 and found[0]["model_version"].startswith("iforest-")
+    assert found[0]["score"] >= 0.5 and found[0]["univariate"] < 0.5
 
 
 def test_listener_cost_is_small_for_unsampled_requests() -> None:

@@ -48,6 +48,34 @@ def repeated_share(statements: Sequence[str]) -> float:
     return 1.0 - len(set(statements)) / n if n else 0.0
 
 
+def feature_bounds(sample: Sequence[Vector], q: float = 0.005,
+                   min_scale: float = 0.25) -> list[tuple[float, float, float]]:
+    """Per feature: the ``q`` and ``1-q`` quantiles of the sample and a robust scale
+    (inter-quartile range, at least ``min_scale``)."""
+    out = []
+    n = len(sample)
+    for j in range(len(FEATURES)):
+        col = sorted(v[j] for v in sample)
+        lo, hi = col[int(q * (n - 1))], col[int((1 - q) * (n - 1))]
+        iqr = col[int(0.75 * (n - 1))] - col[int(0.25 * (n - 1))]
+        out.append((lo, hi, iqr if iqr > min_scale else min_scale))
+    return out
+
+
+def range_score(bounds: Sequence[tuple[float, float, float]], v: Sequence[float],
+                k: float = 3.0) -> float:
+    r"""Range guard: :math:`e = \max_j \max(0, x_j - hi_j, lo_j - x_j) / scale_j` and
+    :math:`e^2/(e^2+k^2)` -- 0.5 at :math:`k` scales beyond the training range. An
+    isolation forest cannot see past the range it was trained on (a point beyond it
+    follows the extreme training points' paths), so this catches plain novelty."""
+    e = 0.0
+    for (lo, hi, scale), x in zip(bounds, v, strict=False):
+        d = (x - hi) if x > hi else (lo - x) if x < lo else 0.0
+        if d / scale > e:
+            e = d / scale
+    return e * e / (e * e + k * k)
+
+
 class Reservoir:
     """A uniform sample of at most ``size`` items from a stream (Vitter's algorithm L).
 
@@ -88,13 +116,15 @@ class Group:
     """Per endpoint group: its reservoir, its recent vectors (with their univariate
     scores), the trained forest and the last blended score."""
 
-    __slots__ = ("forest", "keep", "last", "recent", "reservoir", "seen_at_assess", "stride",
-                 "tick", "trained_on", "version")
+    __slots__ = ("bounds", "forest", "keep", "last", "recent", "reservoir", "seen_at_assess",
+                 "stride", "tick", "trained_on", "version")
 
     def __init__(self, size: int, recent: int, rng: random.Random) -> None:
         self.reservoir = Reservoir(size, rng)
         self.recent: deque[tuple[Vector, float]] = deque(maxlen=recent)
         self.forest: Any = None
+        #: Per feature (low, high, scale) of the training sample, for the range guard.
+        self.bounds: list[tuple[float, float, float]] = []
         self.trained_on = 0
         self.version = 0
         self.tick = 0
@@ -118,10 +148,12 @@ class MultivariateModel:
     * **Per-vector score**: with :math:`s(x) = 2^{-E[h(x)]/c(n)}` the forest's anomaly
       score and :math:`\tau` its contamination cut-off,
       :math:`m(x) = \mathrm{clip}(0.5 + (s - \tau)/(2(1-\tau)), 0, 1)` -- 0.5 at the
-      cut-off, like the univariate score at :math:`|z| = k`.
-    * **Blend**: :math:`b = (1-w)\,u + w\,m` with :math:`u` the univariate request score
-      and :math:`w` = ``weight``; the group score is the mean of :math:`b` over the
-      recent buffer, an incident when it reaches 0.5 (reported once per crossing).
+      cut-off, like the univariate score at :math:`|z| = k` -- or the range guard
+      (:func:`range_score`) when that is higher.
+    * **Group score**: over the recent buffer, the share of requests anomalous by each
+      model (:meth:`share_score`: 0.5 at 10 %), blended by a weighted noisy-OR
+      (:meth:`blend`, ``weight`` w); an incident when it reaches 0.5 (reported once
+      per crossing).
     """
 
     def __init__(self, *, sample_size: int = 2048, contamination: float = 0.01,
@@ -205,6 +237,7 @@ class MultivariateModel:
             jitter = random.Random(self.seed + self.trainings)
             forest.fit([[x + jitter.gauss(0.0, _JITTER) for x in v] for v in r.items])
             g.forest = forest
+            g.bounds = feature_bounds(r.items)
             g.trained_on = r.seen
             self.version += 1
             self.trainings += 1
@@ -221,15 +254,38 @@ class MultivariateModel:
         s = -forest.score_samples([list(v) for v in vectors])
         tau = -float(forest.offset_)
         span = 2.0 * (1.0 - tau) if tau < 1.0 else 1.0
-        return [min(1.0, max(0.0, 0.5 + (float(x) - tau) / span)) for x in s]
+        out = []
+        for x, v in zip(s, vectors, strict=True):
+            m = min(1.0, max(0.0, 0.5 + (float(x) - tau) / span))
+            guard = range_score(g.bounds, v)
+            out.append(guard if guard > m else m)
+        return out
 
     def blend(self, univariate: float, multivariate: float) -> float:
+        r"""Weighted noisy-OR: :math:`1 - (1-u)^{a}(1-m)^{b}` with
+        :math:`a = (1-w)/\max(w, 1-w)`, :math:`b = w/\max(w, 1-w)`: ``weight`` 0 gives
+        :math:`u`, 1 gives :math:`m`, 0.5 the plain noisy-OR -- either score alone can
+        raise an alarm, and two half-convinced ones add up."""
         w = self.weight
-        return (1.0 - w) * univariate + w * multivariate
+        top = w if w > 0.5 else 1.0 - w
+        keep_u: float = (1.0 - univariate) ** ((1.0 - w) / top)
+        keep_m: float = (1.0 - multivariate) ** (w / top)
+        return 1.0 - keep_u * keep_m
+
+    @staticmethod
+    def share_score(scores: Sequence[float], half: float = 0.1) -> float:
+        r"""Score of a batch from the share :math:`q` of its requests scoring >= 0.5:
+        :math:`q^2/(q^2 + h^2)` -- 0.5 when a share :math:`h` (10 %) of the requests are
+        anomalous, against about the contamination share in normal traffic."""
+        if not scores:
+            return 0.0
+        q = sum(1 for x in scores if x >= 0.5) / len(scores)
+        return q * q / (q * q + half * half)
 
     def assess(self, key: str) -> dict[str, float] | None:
-        """Score the group's recent buffer: mean univariate, multivariate and blended
-        scores (None before training or without recent data). Clears the buffer."""
+        """Score the group's recent buffer: the share scores (:meth:`share_score`) of
+        its univariate and multivariate request scores and their :meth:`blend` (None
+        before training or without recent data). Clears the buffer."""
         g = self.groups.get(key)
         if g is None:
             return None
@@ -239,11 +295,10 @@ class MultivariateModel:
         recent = list(g.recent)
         g.recent.clear()
         m = self.score_vectors(key, [v for v, _ in recent]) or []
-        u = [s for _, s in recent]
-        blended = [self.blend(a, b) for a, b in zip(u, m, strict=True)]
-        n = len(blended)
-        out = {"univariate": sum(u) / n, "multivariate": sum(m) / n,
-               "score": sum(blended) / n, "samples": float(n), "version": float(g.version)}
+        u = self.share_score([s for _, s in recent])
+        mm = self.share_score(m)
+        out = {"univariate": u, "multivariate": mm, "score": self.blend(u, mm),
+               "samples": float(len(recent)), "version": float(g.version)}
         g.last = out
         return out
 
