@@ -5,12 +5,25 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Column, ForeignKey, Integer, String, Table, create_engine, delete, func, insert, select, update
+from sqlalchemy import (
+    Column,
+    ForeignKey,
+    Integer,
+    String,
+    Table,
+    create_engine,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncAttrs
 from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
     Session,
+    contains_eager,
     defer,
     joinedload,
     load_only,
@@ -132,6 +145,18 @@ PROBLEMS: list[Scenario] = [
      lambda s: [s.execute(delete(Review).where(Review.id == i)) for i in range(1, 9)]),
     ("repeated identical query", True, "repeated_query",
      lambda s: [s.scalars(select(Setting).where(Setting.key == "site")).first() for _ in range(8)]),
+    ("session.merge in a loop", True, "n_plus_one",
+     lambda s: [s.merge(Author(id=i, name=f"m{i}")) for i in range(1, 9)]),
+    ("refresh in a loop", True, "n_plus_one",
+     lambda s: [s.refresh(a) for a in s.scalars(select(Author)).all()]),
+    ("commit inside the loop (expired rows reload)", True, "write_loop",
+     lambda s: [(setattr(b, "title", "q"), s.commit()) for b in s.scalars(select(Book)).all()[:8]]),
+    ("filter + first per item", True, "n_plus_one",
+     lambda s: [s.scalars(select(Book).where(Book.title == f"b{i}0")).first() for i in range(10)]),
+    ("delete + flush per object", True, "write_loop",
+     lambda s: [(s.delete(r), s.flush()) for r in s.scalars(select(Review)).all()[:10]]),
+    ("loop of exactly the threshold", True, "n_plus_one",
+     lambda s: [len(a.books) for a in s.scalars(select(Author).limit(5))]),
     ("exists check per item", True, "n_plus_one",
      lambda s: [s.scalar(select(Review.id).where(Review.book_id == b.id).limit(1))
                 for b in s.scalars(select(Book)).all()]),
@@ -178,6 +203,18 @@ FINE: list[Scenario] = [
                 s.scalars(select(Author).where(Author.id == 5)).all())),
     ("bulk update by primary key", False, None,
      lambda s: s.execute(update(Book), [{"id": i, "title": "z"} for i in range(1, 20)])),
+    ("contains_eager", False, None,
+     lambda s: [len(a.books) for a in s.scalars(select(Author).join(Author.books).options(
+         contains_eager(Author.books))).unique()]),
+    ("yield_per", False, None,
+     lambda s: [b.title for b in s.scalars(select(Book).execution_options(yield_per=5))]),
+    ("correlated count subquery", False, None,
+     lambda s: s.execute(select(Author.id, select(func.count(Book.id)).where(
+         Book.author_id == Author.id).scalar_subquery())).all()),
+    ("loop just under the threshold", False, None,
+     lambda s: [len(a.books) for a in s.scalars(select(Author).limit(4))]),
+    ("delete many objects, one flush", False, None,
+     lambda s: ([s.delete(r) for r in s.scalars(select(Review)).all()[:10]], s.flush())),
     ("modify many then one flush", False, None,
      lambda s: ([setattr(b, "title", "new") for b in s.scalars(select(Book)).all()], s.flush())),
 ]

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.paginator import Paginator
 from django.db import connection, models
-from django.db.models import Count, Prefetch
+from django.db.models import Count, OuterRef, Prefetch, Subquery
 
 
 class Author(models.Model):
@@ -117,6 +117,16 @@ PROBLEMS: list[Scenario] = [
     ("delete in a loop", True, "write_loop", lambda: [r.delete() for r in Review.objects.all()[:8]]),
     ("repeated identical query", True, "repeated_query",
      lambda: [Setting.objects.filter(key="site").first() for _ in range(8)]),
+    ("get_or_create in a loop", True, "write_loop", lambda: [Tag.objects.get_or_create(name=f"g{i}") for i in range(8)]),
+    ("update_or_create in a loop", True, "write_loop",
+     lambda: [Setting.objects.update_or_create(key=f"k{i}", defaults={}) for i in range(8)]),
+    ("filter + first per item", True, "n_plus_one", lambda: [Book.objects.filter(title=f"b{i}0").first() for i in range(10)]),
+    ("filtered related manager per item", True, "n_plus_one",
+     lambda: [list(a.books.filter(title__startswith="b")) for a in Author.objects.all()]),
+    ("save new objects in a loop", True, "write_loop", lambda: [Tag(name=f"s{i}").save() for i in range(8)]),
+    ("many-to-many add per item", True, "write_loop", lambda: [b.tags.add(Tag.objects.first()) for b in Book.objects.all()[:8]]),
+    ("refresh_from_db per item", True, "n_plus_one", lambda: [a.refresh_from_db() for a in Author.objects.all()]),
+    ("loop of exactly the threshold", True, "n_plus_one", lambda: [list(a.books.all()) for a in Author.objects.all()[:5]]),
 ]
 
 FINE: list[Scenario] = [
@@ -149,6 +159,15 @@ FINE: list[Scenario] = [
      lambda: (Author.objects.count(), Book.objects.count(), list(Tag.objects.all()),
               Review.objects.filter(stars=5).exists(), list(Setting.objects.all()))),
     ("values with a join", False, None, lambda: list(Book.objects.values("title", "author__name"))),
+    ("iterator", False, None, lambda: [b.title for b in Book.objects.iterator(chunk_size=5)]),
+    ("Prefetch to_attr", False, None,
+     lambda: [a.bl for a in Author.objects.prefetch_related(Prefetch("books", to_attr="bl"))]),
+    ("Subquery annotation", False, None,
+     lambda: list(Author.objects.annotate(first=Subquery(Book.objects.filter(author=OuterRef("pk")).values("title")[:1])))),
+    ("loop just under the threshold", False, None, lambda: [list(a.books.all()) for a in Author.objects.all()[:4]]),
+    ("select_related + prefetch_related", False, None,
+     lambda: [(b.author.name, list(b.tags.all())) for b in Book.objects.select_related("author").prefetch_related("tags")]),
+    ("queryset delete", False, None, lambda: Review.objects.filter(stars=3).delete()),
 ]
 
 ALL = PROBLEMS + FINE

@@ -106,7 +106,7 @@ def install() -> None:
 def _resolve_model(table: str) -> tuple[str, str] | None:
     from django.apps import apps
 
-    for model in apps.get_models():
+    for model in apps.get_models(include_auto_created=True):
         if model._meta.db_table == table:
             return model.__name__, "pk"
     return None

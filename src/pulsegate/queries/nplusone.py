@@ -61,7 +61,8 @@ _MISSING: Any = object()
 #: (an eager load over many parents, a chunked job), not one query per item.
 _BATCH_PARAMS = 20
 _PLACEHOLDER = re.compile(r"\?|%s|%\(\w*\)s|(?<!:):[^\W\d]\w*|\$\d")
-_PK_LOOKUP = re.compile(r" where [^ ]+ = \?(?: limit \?)?(?: offset \?)?$")
+# A lookup by primary key alone: ``... where [table.]id = ? [limit ?]`` (quoted or not).
+_PK_LOOKUP = re.compile(r" where (?:[^ ]+\.)?(?:\"id\"|`id`|id) = \?(?: limit \?)?(?: offset \?)?$")
 
 #: ``(orm, table) -> (model name, primary-key attribute) | None``: adapters register one
 #: so suggestions can name the model (``select(Author).where(Author.id.in_(ids))``).
@@ -316,6 +317,12 @@ def suggest(kind: str, fp: SQLFingerprint, relationship: str | None, load: str |
         return ("the same statement with the same parameters ran repeatedly: run it once "
                 "and reuse the result (hoist it out of the loop or cache it)")
     # n_plus_one
+    if load == "expired" and relationship:
+        if orm == "sqlalchemy":
+            return (f"{relationship} rows are reloaded one by one after being expired "
+                    f"(commit, refresh, expire): commit once after the loop, or "
+                    f"Session(expire_on_commit=False), or reload them in one query")
+        return f"{relationship} rows are reloaded one by one: reload them in one query"
     if relationship and attr:
         if load == "deferred":
             if orm == "django":
