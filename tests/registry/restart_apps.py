@@ -15,7 +15,7 @@ def debug_state() -> dict:
     m = gate.baselines.peek(KEY)
     predicted, confidence = m.predict() if m is not None else (None, 0.0)
     return {"predicted": predicted, "confidence": confidence, "n": m.n if m else 0,
-            "pid": os.getpid()}
+            "pid": os.getpid(), "worker": gate.ops.worker, "tag": gate.ops.predictions.tag}
 
 
 def asgi_app():

@@ -74,20 +74,28 @@ GUNICORN = ["gunicorn", "restart_apps:wsgi_app()", "--workers", "3", "--bind",
 
 
 @pytest.mark.e2e
-def test_gunicorn_workers_share_one_state_file(tmp_path) -> None:
-    proc, url = start(GUNICORN, tmp_path, snapshot="1")
-    pids = set()
+@pytest.mark.parametrize("preload", [False, True], ids=["import-per-worker", "preload"])
+def test_gunicorn_workers_share_one_state_file(tmp_path, preload) -> None:
+    # --preload builds the gate in the master and forks it: each worker must still get
+    # its own worker id, prediction ids and SQLite connection.
+    cmd = [*GUNICORN, "--preload"] if preload else GUNICORN
+    proc, url = start(cmd, tmp_path, snapshot="1")
+    pids, workers, tags = set(), set(), set()
     try:
         deadline = time.monotonic() + 20
         with httpx.Client(base_url=url, headers={"connection": "close"}) as client:
             while time.monotonic() < deadline and len(pids) < 3:
                 for i in range(20):
                     client.get(f"/items/{i}")
-                pids.add(client.get("/debug").json()["pid"])
+                info = client.get("/debug").json()
+                pids.add(info["pid"])
+                workers.add(info["worker"])
+                tags.add(info["tag"])
             time.sleep(1.5)  # one more snapshot round in every worker
     finally:
         stop(proc)
     assert len(pids) >= 2, "requests never reached a second worker"
+    assert len(workers) == len(tags) == len(pids)
     conn = sqlite3.connect(tmp_path / DB_NAME)
     try:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
@@ -98,7 +106,7 @@ def test_gunicorn_workers_share_one_state_file(tmp_path) -> None:
         conn.close()
     assert workers >= 2 and sections >= 2
     assert not list(tmp_path.glob("*.corrupt-*"))
-    proc, url = start(GUNICORN, tmp_path, snapshot="1")
+    proc, url = start(cmd, tmp_path, snapshot="1")
     try:
         with httpx.Client(base_url=url) as client:
             state = client.get("/debug").json()

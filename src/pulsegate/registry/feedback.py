@@ -90,6 +90,12 @@ class PredictionLog:
     def new_id(self) -> str:
         return f"{self.tag}-{next(self._counter):x}"
 
+    def retag(self) -> None:
+        """A new process tag (after a fork: the children must not mint the same ids)."""
+        self.tag = process_tag()
+        self._counter = itertools.count(1)
+        self.lock = threading.Lock()
+
     def add(self, model: str, kind: str, score: float, predicted: bool, at: float,
             summary: dict[str, Any] | None = None, obj: object | None = None) -> Prediction:
         p = Prediction(self.new_id(), model, kind, score, predicted, at, summary or {})

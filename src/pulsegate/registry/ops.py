@@ -77,6 +77,18 @@ def _rescale(score: float, k_from: float, k_to: float) -> float:
     return z2 / (z2 + k_to * k_to)
 
 
+_ALL: weakref.WeakSet[ModelOps] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for ops in list(_ALL):
+        ops.after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _close_at_exit(ref: weakref.ReferenceType[ModelOps]) -> None:
     ops = ref()
     if ops is not None:
@@ -91,7 +103,7 @@ class ModelOps:
         self.wall = gate.wall
         self.registry = ModelRegistry(gate.wall, on_change=self._apply)
         self.predictions = PredictionLog(c.max_predictions)
-        self.worker = f"{socket.gethostname()}-{os.getpid()}-{self.predictions.tag}"
+        self.worker = self._worker_id()
         self.started = gate.wall()
         self.monitor = PerformanceMonitor(c.max_labels)
         lo, hi, step = c.tuning_grid
@@ -136,9 +148,26 @@ class ModelOps:
         if self.store is not None:
             self._guard("registry.restore", self.restore)
         gate.listeners.append(self.on_request)
+        _ALL.add(self)
         self._schedule()
         self._atexit = functools.partial(_close_at_exit, weakref.ref(self))
         atexit.register(self._atexit)
+
+    def _worker_id(self) -> str:
+        return f"{socket.gethostname()}-{os.getpid()}-{self.predictions.tag}"
+
+    def after_fork(self) -> None:
+        """In a forked child (gunicorn --preload): a worker of its own, with its own ids,
+        rows and locks; the models inherited from the parent are its seed."""
+        self.predictions.retag()
+        self.worker = self._worker_id()
+        self.started = self.wall()
+        self._seed = {k: m.n for k, m in self.gate.baselines.items()}
+        self._written_n = {}
+        self._snapshot_lock = threading.Lock()
+        self.monitor.lock = threading.Lock()
+        self.registry.lock = threading.RLock()
+        self.alerts.lock = threading.Lock()
 
     def _guard(self, where: str, fn: Any) -> Any:
         try:

@@ -26,6 +26,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
@@ -100,7 +101,9 @@ class SQLiteStore:
         #: Set when a damaged/incompatible file was moved aside at open.
         self.moved_aside: Path | None = None
         self._conn: sqlite3.Connection | None = None
+        self._pid = os.getpid()
         self._open()
+        _SQLITE_STORES.add(self)
 
     # Opening is where damage shows: a non-database file, a failed quick_check or a
     # schema from another version. All of them end in a fresh file, never an exception.
@@ -168,6 +171,10 @@ class SQLiteStore:
 
     @property
     def conn(self) -> sqlite3.Connection:
+        if self._pid != os.getpid():
+            # A connection must never be used across fork() (gunicorn --preload builds
+            # the gate in the master): abandon the parent's, unclosed, and reconnect.
+            self._conn, self._pid = None, os.getpid()
         if self._conn is None:
             self._conn = self._connect()
         return self._conn
@@ -222,6 +229,20 @@ class SQLiteStore:
 
 class _Incompatible(Exception):
     pass
+
+
+_SQLITE_STORES: weakref.WeakSet[SQLiteStore] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # The child may have been forked while the parent's scheduler held the lock.
+    for store in list(_SQLITE_STORES):
+        store.lock = threading.Lock()
+        store._conn, store._pid = None, os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 # --- Redis -----------------------------------------------------------------------------
