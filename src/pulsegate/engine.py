@@ -394,6 +394,8 @@ class PulseGate:
         out["endpoints"] = len(self.baselines)
         out["endpoint_evictions"] = self.baselines.evictions
         out["model_version"] = self.model_version
+        if self.control is not None:
+            out["control"] = self.control.stats()
         return out
 
     def endpoints(self) -> list[dict[str, Any]]:

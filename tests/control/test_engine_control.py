@@ -188,3 +188,14 @@ def test_sync_admit_and_fail_open() -> None:
     assert ctx is not None and gate.admit(ctx) is None  # fail open
     assert gate.stats()["internal_errors_by_kind"].get("admit:RuntimeError") == 1
     gate.finish(ctx, status=200)
+
+
+async def test_stats_report_limiter_and_allocator() -> None:
+    gate = PulseGate(rate_limiting=True, resource_allocation=True, rate_limit="1/minute")
+    app, _ = make_app(gate)
+    async with client(app) as c:
+        await c.get("/")
+        await c.get("/")
+    s = gate.stats()["control"]
+    assert s["ratelimit"]["allowed"] == 1 and s["ratelimit"]["throttled"] == 1
+    assert s["allocator"]["admitted"]["normal"] == 1 and s["allocator"]["inflight"] == 0
