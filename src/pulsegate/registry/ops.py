@@ -22,7 +22,6 @@ from __future__ import annotations
 import atexit
 import functools
 import itertools
-import math
 import os
 import re
 import socket
@@ -31,9 +30,10 @@ import weakref
 from collections import OrderedDict, deque
 from typing import TYPE_CHECKING, Any
 
-from pulsegate.registry import collect, jobs
+from pulsegate.registry import collect, configure, jobs
 from pulsegate.registry import snapshot as snap
 from pulsegate.registry.alerts import AlertManager
+from pulsegate.registry.configure import rescale
 from pulsegate.registry.feedback import Label, PerformanceMonitor, Prediction, PredictionLog
 from pulsegate.registry.models import ModelRegistry, ModelVersion
 from pulsegate.registry.store import StateStore, open_store
@@ -52,30 +52,9 @@ COMPONENTS = {
     "n1-detector": ("queries.detector", "detector"),
     "multivariate": ("multivariate",),
 }
-#: The component attribute a model's tuned ``threshold`` is written to.
-THRESHOLD_ATTRS = {"n1-detector": ("min_confidence",),
-                   "rate-limit-behaviour": ("suspicion_threshold",)}
-
 
 #: A prediction id: six hex characters of process tag, a dash, a hex counter.
 _ID = re.compile(r"[0-9a-f]{6}-[0-9a-f]{1,12}")
-
-
-def _z_for(score: float, k0: float) -> float:
-    """The z at which the score on the k0 scale equals ``score``."""
-    score = min(max(score, 0.0), 0.999999)
-    return k0 * math.sqrt(score / (1.0 - score))
-
-
-def _rescale(score: float, k_from: float, k_to: float) -> float:
-    """An anomaly score computed with threshold ``k_from`` expressed with ``k_to``."""
-    if score <= 0.0:
-        return 0.0
-    if score >= 1.0:
-        return 1.0
-    z2 = score * k_from * k_from / (1.0 - score)
-    return z2 / (z2 + k_to * k_to)
-
 
 _ALL: weakref.WeakSet[ModelOps] = weakref.WeakSet()
 
@@ -190,64 +169,11 @@ class ModelOps:
         return None
 
     def _register_defaults(self) -> None:
-        c = self.config
-        self.registry.register("latency-baseline", {
-            "threshold": 0.5, "z_threshold": c.z_threshold, "alpha": c.alpha,
-            "warmup": c.warmup}, "per-endpoint exponential smoothing + z-score")
-        det = self.component("n1-detector")
-        n1: dict[str, Any] = {"threshold": float(getattr(det, "min_confidence", 0.5))}
-        for opt in ("nplusone_min_repeats", "nplusone_min_duration_ms"):
-            if hasattr(c, opt):
-                n1[opt] = getattr(c, opt)
-        self.registry.register("n1-detector", n1, "N+1 / repeated query / write loop detector")
-        lim = self.component("rate-limit-behaviour")
-        rl: dict[str, Any] = {"threshold": float(getattr(lim, "suspicion_threshold", 0.5)),
-                              "enabled": c.rate_limiting}
-        if hasattr(c, "rate_limit"):
-            rl["rate"] = c.rate_limit
-        self.registry.register("rate-limit-behaviour", rl, "per-client behaviour / suspicion")
-        self.registry.register("allocator", {"enabled": c.resource_allocation,
-                                             "target_latency_ms": c.target_latency_ms},
-                               "Q-learning concurrency allocator", tuned=())
-        mv = self.component("multivariate")
-        if mv is not None:
-            conf = {k: getattr(c, k) for k in ("multivariate_interval", "multivariate_sample_size",
-                                               "multivariate_contamination", "multivariate_weight")
-                    if hasattr(c, k)}
-            self.registry.register("multivariate", conf,
-                                   "IsolationForest background model (training version in "
-                                   "metrics)", tuned=())
+        configure.register_defaults(self)
 
     def _apply(self, v: ModelVersion) -> None:
         """Make a deployed version's configuration live."""
-        if v.name == "latency-baseline":
-            t = float(v.config.get("threshold", 0.5))
-            k0 = self._k0
-            k = _z_for(t, k0)
-            self._k = k
-            for _, model in self.gate.baselines.items():
-                model.threshold = k
-            if not self._factory_wrapped:
-                inner = self.gate.baselines.factory
-
-                def factory() -> Any:
-                    m = inner()
-                    m.threshold = self._k
-                    return m
-
-                self.gate.baselines.factory = factory
-                self._factory_wrapped = True
-            lo = self._grid_lo
-            self._near = _rescale(lo, k0, k) if t > lo + 1e-9 else 2.0
-            crit = self.config.alert_critical_score
-            self._critical = _rescale(crit, k0, k) if crit < 1.0 else 2.0
-            self.gate.model_version = v.version
-            return
-        comp = self.component(v.name)
-        if comp is not None and "threshold" in v.config:
-            for attr in THRESHOLD_ATTRS.get(v.name, ()):
-                if hasattr(comp, attr):
-                    setattr(comp, attr, float(v.config["threshold"]))
+        configure.apply(self, v)
 
     # --- the request path: register predictions -----------------------------------
 
@@ -266,7 +192,7 @@ class ModelOps:
             self._on_throttle(record)
 
     def _score0(self, record: RequestRecord) -> float:
-        return _rescale(record.anomaly_score, self._k, self._k0)
+        return rescale(record.anomaly_score, self._k, self._k0)
 
     def _on_anomalies(self) -> None:
         n = self.gate.counters["anomalies"]
