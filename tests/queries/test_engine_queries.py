@@ -104,3 +104,26 @@ def test_capture_inside_a_request_forwards_and_nests() -> None:
     assert query_sink.get() is None
     with pytest.raises(AssertionError, match="at most 3"):
         inner.check(max_queries=3, nplusone=False)
+
+
+def test_hook_faults_are_counted_and_the_query_still_runs() -> None:
+    from sqlalchemy import create_engine
+
+    from pulsegate.queries.events import hook_faults
+    from pulsegate.sqlalchemy import instrument
+
+    class BrokenSink:
+        def add_query(self, event: QueryEvent) -> None:
+            raise RuntimeError("sink down")
+
+    gate = PulseGate()
+    before = gate.stats()["query_hook_errors"]
+    engine = create_engine("sqlite://")
+    instrument(engine)
+    token = query_sink.set(BrokenSink())
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("select ?", (3,)).scalar() == 3  # fail open
+    finally:
+        query_sink.reset(token)
+    assert gate.stats()["query_hook_errors"] == before + 1 == hook_faults.total
