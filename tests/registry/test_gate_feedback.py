@@ -165,3 +165,19 @@ def test_throttled_clients_are_predictions_and_the_threshold_drives_the_limiter(
     gate.registry.rollback("rate-limit-behaviour", "1.0.0")
     assert lim.suspicion_threshold == 0.5
     gate.close()
+
+
+def test_near_misses_are_logged_at_most_once_per_endpoint_per_interval() -> None:
+    gate, clk = make_gate()
+    gate.registry.update("latency-baseline", {"threshold": 0.8})
+    warm(gate, clk, 40)
+    before = len(gate.ops.predictions)
+    for _ in range(5):
+        hit(gate, clk, 12.5)  # |z| ~4.5: score ~0.69, under the tuned 0.8, above 0.5
+        warm(gate, clk, 40)
+    near = [p for p in gate.ops.predictions.recent(50) if not p.predicted]
+    assert len(gate.ops.predictions) - before == len(near) == 1
+    gate.test_wall.t += 11
+    hit(gate, clk, 12.5)
+    assert len([p for p in gate.ops.predictions.recent(50) if not p.predicted]) == 2
+    gate.close()

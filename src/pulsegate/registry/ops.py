@@ -53,6 +53,9 @@ COMPONENTS = {
     "multivariate": ("multivariate",),
 }
 
+#: Seconds between two near-miss predictions of one endpoint.
+NEAR_MISS_EVERY = 10.0
+
 #: A prediction id: six hex characters of process tag, a dash, a hex counter.
 _ID = re.compile(r"[0-9a-f]{6}-[0-9a-f]{1,12}")
 
@@ -104,6 +107,7 @@ class ModelOps:
         self._anoms_seen = gate.counters.get("anomalies", 0)
         self._incidents_seen = gate.counters.get("incidents", 0)
         self._throttle_seen: OrderedDict[str, float] = OrderedDict()
+        self._near_seen: OrderedDict[str, float] = OrderedDict()
         self._seed: dict[str, int] = {}
         #: Request count of each endpoint at the last snapshot (unchanged ones are skipped).
         self._written_n: dict[str, int] = {}
@@ -213,9 +217,19 @@ class ModelOps:
                     **collect.record_summary(r))
 
     def _on_near_miss(self, record: RequestRecord) -> None:
-        if self.gate.config.anomaly_detection:
-            self.predictions.add("latency-baseline", "request", self._score0(record), False,
-                                 record.started_at, collect.record_summary(record), obj=record)
+        # At most one near miss per endpoint per NEAR_MISS_EVERY seconds: a high tuned
+        # threshold must not let them crowd real anomalies out of the bounded log.
+        key, now = record.endpoint, record.started_at
+        last = self._near_seen.get(key)
+        if not self.gate.config.anomaly_detection or (last is not None and
+                                                      now - last < NEAR_MISS_EVERY):
+            return
+        self._near_seen[key] = now
+        self._near_seen.move_to_end(key)
+        if len(self._near_seen) > 1000:
+            self._near_seen.popitem(last=False)
+        self.predictions.add("latency-baseline", "request", self._score0(record), False,
+                             now, collect.record_summary(record), obj=record)
 
     def _on_incidents(self) -> None:
         n = self.gate.counters["incidents"]
