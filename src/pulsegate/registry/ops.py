@@ -30,6 +30,7 @@ import weakref
 from collections import OrderedDict, deque
 from typing import TYPE_CHECKING, Any
 
+from pulsegate.control.breaker import CircuitBreaker
 from pulsegate.registry import collect, configure, jobs
 from pulsegate.registry import snapshot as snap
 from pulsegate.registry.alerts import AlertManager
@@ -111,6 +112,7 @@ class ModelOps:
         self._seed: dict[str, int] = {}
         #: Request count of each endpoint at the last snapshot (unchanged ones are skipped).
         self._written_n: dict[str, int] = {}
+        self._full_write = False
         self._absorb: list[str] = []
         self._loaded_at = 0.0
         self._pending_components: dict[str, Any] = {}
@@ -120,6 +122,9 @@ class ModelOps:
         #: Feedback for ids made by other workers: (id, correct, at), resolved in the store.
         self.foreign_labels: deque[tuple[str, bool, float]] = deque(maxlen=1000)
         self.store: StateStore | None = None
+        #: Two failed snapshots in a row open it: while the store (Redis) is down the
+        #: scheduler thread does not wait on connect timeouts, it skips the store.
+        self.breaker = CircuitBreaker(2, max(30.0, 5 * c.snapshot_interval), clock=gate.clock)
         try:
             self.store = open_store(c.state_dir, c.state_redis_url, c.state_namespace, gate.wall)
         except Exception as exc:
@@ -315,7 +320,8 @@ class ModelOps:
 
     def cleanup_job(self) -> None:
         """Forget silent workers' statistics and trim persisted predictions/labels."""
-        jobs.cleanup(self)
+        if self.breaker.allow():
+            jobs.cleanup(self)
 
     # --- persistence --------------------------------------------------------------------
 
@@ -324,14 +330,22 @@ class ModelOps:
         elsewhere (another worker's tuning, a CLI rollback)."""
         from pulsegate.registry.persist import label_foreign, restore_components, write_snapshot
 
-        if self.store is None:
+        if self.store is None or not self.breaker.allow():
             return
         with self._snapshot_lock:
             restore_components(self)
-            write_snapshot(self)
-            self.registry.merge(self.store.read("models"))
-            if self.foreign_labels:
-                label_foreign(self)
+            try:
+                write_snapshot(self)
+                self.registry.merge(self.store.read("models"))
+                if self.foreign_labels:
+                    label_foreign(self)
+            except Exception:
+                self.breaker.failure()
+                # The store may have lost data meanwhile (a Redis restart without
+                # persistence): the next successful snapshot rewrites everything.
+                self._written_n, self._full_write = {}, True
+                raise
+            self.breaker.success()
 
     def restore(self) -> None:
         from pulsegate.registry.persist import restore
@@ -341,7 +355,8 @@ class ModelOps:
     def _sync_labels(self) -> None:
         from pulsegate.registry.persist import sync_labels
 
-        sync_labels(self)
+        if self.breaker.allow():
+            sync_labels(self)
 
     def close(self) -> None:
         """Final snapshot and alert delivery; idempotent (gate.close() and atexit)."""

@@ -150,7 +150,7 @@ def write_snapshot(ops: ModelOps) -> None:
             continue
         if row is not None:
             puts.append(("components", name, row))
-    models = ops.registry.rows(only_dirty=True)
+    models = ops.registry.rows(only_dirty=not ops._full_write)
     puts += [("models", k, row) for k, row in models.items()]
     preds = ops.predictions.take_dirty()
     for p in preds:
@@ -181,6 +181,7 @@ def write_snapshot(ops: ModelOps) -> None:
         ops._insights_dirty.update(dirty_insights)
         raise
     ops._written_n = current
+    ops._full_write = False
     ops._absorb = []
 
 
