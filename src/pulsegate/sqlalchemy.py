@@ -30,7 +30,7 @@ from sqlalchemy.orm import ORMExecuteState, Session
 
 from pulsegate.context import query_sink
 from pulsegate.queries import callsite
-from pulsegate.queries.events import QueryEvent, current_load, hook_faults, params_identity
+from pulsegate.queries.events import QueryEvent, current_load, hook_faults, new_event, params_identity
 from pulsegate.queries.nplusone import register_model_resolver
 
 __all__ = ["instrument", "is_instrumented", "uninstrument"]
@@ -67,11 +67,11 @@ def _do_execute(cursor: Any, statement: str, parameters: Any, context: Any) -> b
             except TypeError:
                 phash = hash(repr(parameters))
             load = current_load.get()
-            sink.add_query(QueryEvent(
+            sink.add_query(new_event((
                 statement, (now - t0) * 1000.0, t0, len(parameters), phash, None,
                 _finder.find(_SKIP) if callsite.enabled else None,
                 load[0] if load is not None else None, False,
-                context.dialect.name, load[1] if load is not None else None, "sqlalchemy"))
+                context.dialect.name, load[1] if load is not None else None, "sqlalchemy")))
         else:
             _record(sink, statement, parameters, t0, context, now, _SKIP + 1)
     except Exception as exc:  # fail open: never break the application's query

@@ -32,7 +32,7 @@ from typing import Any
 
 from pulsegate.context import query_sink
 from pulsegate.queries import callsite
-from pulsegate.queries.events import QueryEvent, current_load, hook_faults, params_identity
+from pulsegate.queries.events import current_load, hook_faults, new_event, params_identity
 from pulsegate.queries.nplusone import register_model_resolver
 
 __all__ = ["install", "query_wrapper"]
@@ -65,12 +65,12 @@ def query_wrapper(execute: Callable[..., Any], sql: str, params: Any, many: bool
                 phash, pcount = params_identity(params)
             load = current_load.get()
             conn = context.get("connection")
-            sink.add_query(QueryEvent(
+            sink.add_query(new_event((
                 sql, ms, t0, pcount, phash, None,
                 _finder.find(3) if callsite.enabled else None,  # skip _execute_with_wrappers
                 load[0] if load is not None else None, many,
                 getattr(conn, "vendor", None), load[1] if load is not None else None,
-                "django"))
+                "django")))
         except Exception as exc:
             hook_faults.record("django query hook", exc)
 

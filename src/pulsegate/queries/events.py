@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import contextvars
-from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from pulsegate.faults import FaultCounter
 
 
-@dataclass(slots=True)
-class QueryEvent:
-    """One SQL statement as executed.
+class QueryEvent(NamedTuple):
+    """One SQL statement as executed (immutable; build it with keywords).
 
     ``sql`` is the raw statement text as the driver saw it; it never leaves the process
     (only its redacted fingerprint does). ``params_hash`` identifies the parameter values
@@ -22,6 +21,11 @@ class QueryEvent:
     deferred or expired column load), ``"count"`` (a related manager's count) or
     None; ``orm`` is ``"sqlalchemy"``, ``"django"`` or None (spans, raw DB-API).
     ``many`` marks an ``executemany`` (a bulk write, never a loop by itself).
+
+    A NamedTuple rather than a dataclass because a request may record thousands: the
+    hooks build it with one ``tuple.__new__`` (see :func:`new_event`), and a tuple of
+    strings and numbers is untracked by the garbage collector after its first pass, so
+    a long request's events cost no repeated GC scans.
     """
 
     sql: str
@@ -36,6 +40,15 @@ class QueryEvent:
     db: str | None = None
     load: str | None = None
     orm: str | None = None
+
+
+_tuple_new: Any = tuple.__new__
+
+
+def new_event(fields: tuple[Any, ...]) -> QueryEvent:
+    """A QueryEvent from all twelve fields in order, without the keyword machinery of
+    the generated constructor (the hooks' hot path)."""
+    return _tuple_new(QueryEvent, fields)  # type: ignore[no-any-return]
 
 
 #: Set by the ORM adapters around a statement the ORM runs on behalf of a relationship
