@@ -66,9 +66,44 @@ def plain(ts: list[str], values: list[float]) -> list[float]:
     return [model.update(v).score for v in values]
 
 
-def seasonal(ts: list[str], values: list[float]) -> list[float]:
-    model, season = AnomalyModel(), SeasonalBaseline()
-    return [model.update(season.adjust(epoch(t), v)).score for t, v in zip(ts, values, strict=True)]
+def seasonal(ts: list[str], values: list[float], model_kw: dict[str, Any] | None = None,
+             season_kw: dict[str, Any] | None = None) -> list[float]:
+    model = AnomalyModel(**(model_kw or {}))
+    season = SeasonalBaseline(**(season_kw or {}))
+    return [model.update(season.adjust(epoch(t), v)).score
+            for t, v in zip(ts, values, strict=True)]
+
+
+#: Parameters perturbed by ``--sensitivity`` (each scaled by 2/3 and by 3/2 alone):
+#: a default that only works at one exact point is tuned to these files.
+SENSITIVITY = [("model", "decay_half_life"), ("model", "rarity_rate"), ("model", "gamma"),
+               ("model", "beta"), ("model", "floor_scale"), ("model", "rarity_floor"),
+               ("season", "rate"), ("season", "gamma"), ("season", "gain")]
+
+
+def sensitivity(ns: ModuleType, data: str, labels: dict[str, Any],
+                only: set[str] | None) -> None:
+    base_model, base_season = AnomalyModel(), SeasonalBaseline()
+    print("\nsensitivity (seasonal + model, standard profile), one parameter at a time:")
+    for where, name in SENSITIVITY:
+        row = []
+        for factor in (2 / 3, 3 / 2):
+            model_kw: dict[str, Any] = {}
+            season_kw: dict[str, Any] = {}
+            if name == "decay_half_life":
+                # scale the suppression half-life, not the per-row factor itself
+                half = math.log(0.5) / math.log(base_model.decay)
+                model_kw["decay"] = 0.5 ** (1 / (half * factor))
+            elif where == "model":
+                model_kw[name] = getattr(base_model, name) * factor
+            else:
+                value = getattr(base_season, name) * factor
+                season_kw[name] = min(value, base_season.release) if name == "gain" else value
+            res = evaluate(ns, data, labels,
+                           lambda ts, vs, m=model_kw, s=season_kw: seasonal(ts, vs, m, s),
+                           only)
+            row.append(res["standard"][0])
+        print(f"  {where:6s} {name:16s} x2/3 {row[0]:6.2f}   x3/2 {row[1]:6.2f}")
 
 
 def evaluate(ns: ModuleType, data: str, labels: dict[str, Any], runner: Runner,
@@ -118,6 +153,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data", default=os.path.join(SHARED, "data", "nab"))
     ap.add_argument("--scorer", default=os.path.join(SHARED, "tools", "nab_score.py"))
     ap.add_argument("--only", help="comma-separated NAB categories")
+    ap.add_argument("--sensitivity", action="store_true",
+                    help="also score each parameter scaled by 2/3 and 3/2")
     a = ap.parse_args(argv)
     ns = load_scorer(a.scorer)
     with open(os.path.join(a.data, "labels", "combined_windows.json")) as fh:
@@ -142,6 +179,8 @@ def main(argv: list[str] | None = None) -> None:
     model_us, base_us = per_update_cost()
     print(f"\nAnomalyModel.update: {model_us:.2f} µs per update "
           f"(bare EWMA step {base_us:.2f} µs, ratio {model_us / base_us:.1f}x)")
+    if a.sensitivity:
+        sensitivity(ns, data, labels, only)
 
 
 if __name__ == "__main__":

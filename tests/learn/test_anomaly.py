@@ -53,8 +53,8 @@ def test_surprise_likelihood_and_score_formula() -> None:
     cf = 20.0 / sigma  # 7.98: reaches level 4, where the frequency is 0.01
     cs = 20.0 / (MAD_TO_SD * 4.0)  # 3.99: reaches level 2, frequency 0.1
     scale = -math.log(1e-4)
-    lf = (-math.log(0.01) + 0.5 * math.log2(cf / 4.0)) / scale
-    ls = (-math.log(0.1) + 0.5 * math.log2(cs / 2.0)) / scale
+    lf = (-math.log(0.01) + math.log2(cf / 4.0)) / scale
+    ls = (-math.log(0.1) + math.log2(cs / 2.0)) / scale
     s = m.score(x)
     assert s.z == pytest.approx(cf)
     assert s.likelihood == pytest.approx(max(lf, ls))

@@ -105,3 +105,23 @@ def test_endpoint_feeds_deseasonalised_window_means_to_the_incident_model() -> N
     raw = [math.log(daily(T0 + i * HOUR)) for i in range(24 * 5, 24 * 6)]
     assert max(late) - min(late) < 0.3 * (max(raw) - min(raw))
     assert em.state()["seasonal"]["n"] == len(seen)
+
+
+def test_hysteresis_keeps_a_profile_between_gain_and_release() -> None:
+    s = SeasonalBaseline()  # gain 0.6, release 0.85
+    s.start, s.span = T0, 5 * 86400.0
+    s.err_global, s.err_day, s.err_week = 1.0, 0.7, 0.7
+    s.current = "off"
+    assert s._switch() == "off"  # 0.7 is not below 0.6 * 1.0: stays off
+    s.current = "daily"
+    assert s._switch() == "daily"  # but below 0.85 * 1.0: an active profile stays on
+    s.err_day = 0.9
+    assert s._switch() == "off"  # worse than the release ratio: off
+    s.err_day = 0.5
+    s.current = "off"
+    assert s._switch() == "daily"
+    with pytest.raises(ValueError):
+        SeasonalBaseline(gain=0.9, release=0.8)
+    bad = {**s.state(), "current": "hourly"}
+    with pytest.raises(ValueError):
+        SeasonalBaseline().load_state(bad)

@@ -26,7 +26,7 @@ def _rarity(counts: list[float], norm: float, c: float, eps: float, scale: float
     j = 4 if c >= 32.0 else 3 if c >= 16.0 else 2 if c >= 8.0 else 1 if c >= 4.0 else 0
     p = counts[j] / norm
     frac = _log2(c / LEVELS[j])
-    r = (-_log(p if p > eps else eps) + 0.5 * (frac if frac < 1.0 else 1.0)) / scale
+    r = (-_log(p if p > eps else eps) + (frac if frac < 1.0 else 1.0)) / scale
     return r if r < 1.0 else 1.0
 
 
@@ -92,10 +92,11 @@ class AnomalyModel:
        :math:`w = \max(\lambda, 1/(n + n_0))`, starting from the normal law's tails
        :math:`P(|Z| \ge L_j)` weighted as :math:`n_0` observations. With :math:`j` the
        highest level :math:`c` reaches, the rarity is
-       :math:`\ell(c) = \min(1, [-\ln\max(F_j, \epsilon) + \tfrac12\min(1, \log_2(c/L_j))]
-       / -\ln\epsilon)` -- about :math:`-\log_{10} P / 4` for :math:`\epsilon = 10^{-4}`:
-       0.5 means a surprise this series shows about once in a hundred values, 1 one it
-       has (almost) never shown. ``likelihood`` is
+       :math:`\ell(c) = \min(1, [-\ln\max(F_j, \epsilon) + \min(1, \log_2(c/L_j))]
+       / -\ln\epsilon)` (the second term orders surprises within one level) --
+       about :math:`-\log_{10} P / 4` for :math:`\epsilon = 10^{-4}`: 0.5 means a
+       surprise this series shows about once in a hundred values, 1 one it has (almost)
+       never shown. ``likelihood`` is
        :math:`\max(\ell(c^f), \ell(c^s))`, and 0 unless some surprise exceeds :math:`k`
        (the promised :math:`|z| > k` stays necessary). A spiky series and a smooth one
        thus share one threshold: what counts is how rare the surprise is *for this
@@ -124,7 +125,7 @@ class AnomalyModel:
                  beta: float = 0.01, floor_abs: float = 1e-6, floor_rel: float = 0.0,
                  side: str = "both", floor_scale: float = 0.3, gamma: float = 0.01,
                  rarity_rate: float = 0.0005, rarity_floor: float = 1e-4,
-                 prior_weight: int = 100, decay: float = 0.999, alarm: float = 0.5) -> None:
+                 prior_weight: int = 100, decay: float = 0.9985, alarm: float = 0.5) -> None:
         if not 0.0 < alpha <= 1.0:
             raise ValueError("alpha must be in (0, 1]")
         if threshold <= 0:

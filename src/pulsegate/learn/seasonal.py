@@ -30,33 +30,37 @@ class SeasonalBaseline:
       :math:`|x - G|`, :math:`|x - D_h|`, :math:`|x - W_w|`;
     * ``mode="auto"``: the daily profile is switched on once ``min_days`` of history
       exist and :math:`e_D < g\,e_G` (it explains at least :math:`1-g` of the spread);
-      the weekly one once ``min_weeks`` exist and :math:`e_W < g\,e_D`. ``"daily"`` /
-      ``"weekly"`` force a profile (still only after its minimum history); ``"off"``
-      passes values through;
+      the weekly one once ``min_weeks`` exist and :math:`e_W < g\,e_D`. With
+      hysteresis: an active profile stays on until its error exceeds
+      ``release`` :math:`\cdot` the alternative's (0.85), because flapping between
+      modes makes the adjusted series jump. ``"daily"`` / ``"weekly"`` force a profile
+      (still only after its minimum history); ``"off"`` passes values through;
     * adjusted value :math:`x - D_h + G` (or :math:`x - W_w + G`): the profile is
       removed and the level kept, so a forecast and its interval stay in the units of
       the series.
     """
 
-    __slots__ = ("day", "day_n", "err_day", "err_global", "err_week", "gain", "gamma",
-                 "glob", "min_days", "min_weeks", "mode", "n", "rate", "span", "start",
-                 "utc_offset", "week", "week_n")
+    __slots__ = ("current", "day", "day_n", "err_day", "err_global", "err_week", "gain",
+                 "gamma", "glob", "min_days", "min_weeks", "mode", "n", "rate", "release",
+                 "span", "start", "utc_offset", "week", "week_n")
 
-    def __init__(self, mode: str = "auto", *, rate: float = 0.1, gamma: float = 0.01,
+    def __init__(self, mode: str = "auto", *, rate: float = 0.05, gamma: float = 0.003,
                  min_days: float = 3.0, min_weeks: float = 3.0, gain: float = 0.6,
-                 utc_offset: float = 0.0) -> None:
+                 release: float = 0.85, utc_offset: float = 0.0) -> None:
         if mode not in ("auto", *MODES):
             raise ValueError("mode must be auto, off, daily or weekly")
         if not 0.0 < rate <= 1.0 or not 0.0 < gamma <= 1.0:
             raise ValueError("rate and gamma must be in (0, 1]")
-        if not 0.0 < gain <= 1.0:
-            raise ValueError("gain must be in (0, 1]")
+        if not 0.0 < gain <= release <= 1.0:
+            raise ValueError("need 0 < gain <= release <= 1")
         self.mode = mode
         self.rate = rate
         self.gamma = gamma
         self.min_days = min_days
         self.min_weeks = min_weeks
         self.gain = gain
+        self.release = release
+        self.current = "off"
         self.utc_offset = utc_offset
         self.day = [0.0] * 24
         self.day_n = [0] * 24
@@ -70,18 +74,27 @@ class SeasonalBaseline:
 
     def active(self) -> str:
         """Which profile is applied now: ``off``, ``daily`` or ``weekly``."""
+        return self.current
+
+    def _switch(self) -> str:
+        # Hysteresis: a profile switches on when it explains 1-gain of the spread and
+        # off only when it explains less than 1-release; flapping between modes would
+        # make the adjusted series jump, which is itself a false anomaly.
         if self.mode == "off" or self.start is None:
             return "off"
-        span = self.span
-        weekly = span >= self.min_weeks * 7 * DAY and (
-            self.mode == "weekly" or (self.mode == "auto" and
-                                      self.err_week < self.gain * self.err_day))
-        if weekly:
+        span, cur = self.span, self.current
+        days_ok = span >= self.min_days * DAY
+        weeks_ok = span >= self.min_weeks * 7 * DAY
+        if self.mode != "auto":
+            if self.mode == "weekly" and weeks_ok:
+                return "weekly"
+            return "daily" if days_ok else "off"
+        eg, ed, ew = self.err_global, self.err_day, self.err_week
+        daily_on = days_ok and ed < (self.release if cur != "off" else self.gain) * eg
+        if weeks_ok and daily_on and \
+                ew < (self.release if cur == "weekly" else self.gain) * ed:
             return "weekly"
-        daily = span >= self.min_days * DAY and (
-            self.mode in ("daily", "weekly") or
-            (self.mode == "auto" and self.err_day < self.gain * self.err_global))
-        return "daily" if daily else "off"
+        return "daily" if daily_on else "off"
 
     def adjust(self, t: float, value: float) -> float:
         """Deseasonalise ``value`` observed at epoch time ``t``, then learn it."""
@@ -103,7 +116,7 @@ class SeasonalBaseline:
         self.err_day += g * (ed - self.err_day)
         self.err_week += g * (ew - self.err_week)
         self.span = t - self.start
-        mode = self.active()
+        mode = self.current = self._switch()
         if mode == "weekly" and self.week_n[w]:
             out = value - week[w] + glob
         elif mode != "off" and self.day_n[h]:
@@ -133,7 +146,7 @@ class SeasonalBaseline:
         return {"day": list(self.day), "day_n": list(self.day_n), "week": list(self.week),
                 "week_n": list(self.week_n), "glob": self.glob, "n": self.n,
                 "errors": [self.err_global, self.err_day, self.err_week],
-                "start": self.start, "span": self.span}
+                "start": self.start, "span": self.span, "current": self.current}
 
     def load_state(self, state: dict[str, Any]) -> None:
         try:
@@ -144,13 +157,16 @@ class SeasonalBaseline:
             errors = [float(x) for x in state["errors"]]
             glob, n, span = float(state["glob"]), int(state["n"]), float(state["span"])
             start = None if state["start"] is None else float(state["start"])
+            current = str(state.get("current", "off"))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"inconsistent SeasonalBaseline state: {exc!r}") from None
         floats = [*day, *week, *errors, glob, span] + ([] if start is None else [start])
         if len(day) != 24 or len(day_n) != 24 or len(week) != 168 or len(week_n) != 168 \
                 or len(errors) != 3 or n < 0 or min(day_n + week_n) < 0 \
-                or min(errors) < 0 or span < 0 or not all(math.isfinite(v) for v in floats):
+                or min(errors) < 0 or span < 0 or not all(math.isfinite(v) for v in floats) \
+                or current not in MODES:
             raise ValueError("inconsistent SeasonalBaseline state")
         self.day, self.week, self.day_n, self.week_n = day, week, day_n, week_n
         self.err_global, self.err_day, self.err_week = errors
         self.glob, self.n, self.start, self.span = glob, n, start, span
+        self.current = current
