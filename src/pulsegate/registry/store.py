@@ -110,9 +110,9 @@ class SQLiteStore:
     def _open(self) -> None:
         try:
             self._conn = self._connect()
-        except sqlite3.OperationalError:
-            raise  # locked or unwritable: not damage, let the caller count it
         except sqlite3.DatabaseError as exc:
+            if not _damage(exc):
+                raise  # locked or unwritable: not damage, let the caller count it
             self._move_aside(f"unreadable ({exc})")
             self._conn = self._connect()
         except _Incompatible as exc:
@@ -122,6 +122,9 @@ class SQLiteStore:
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None,
                                check_same_thread=False)
+        # Damaged text must not raise on read: replaced characters make that row's JSON
+        # unreadable, and it is skipped like any other unreadable value.
+        conn.text_factory = lambda b: b.decode("utf-8", "replace")
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
             version = int(conn.execute("PRAGMA user_version").fetchone()[0])
@@ -186,24 +189,57 @@ class SQLiteStore:
         dels = list(deletes)
         drops = [(s,) for s in drop_sections]
         with self.lock:
-            conn = self.conn
-            conn.execute("BEGIN IMMEDIATE")
             try:
-                if drops:
-                    conn.executemany("DELETE FROM kv WHERE section = ?", drops)
-                if dels:
-                    conn.executemany("DELETE FROM kv WHERE section = ? AND key = ?", dels)
-                if rows:
-                    conn.executemany("INSERT OR REPLACE INTO kv VALUES (?, ?, ?, ?)", rows)
-                conn.execute("COMMIT")
-            except BaseException:
+                self._write(rows, dels, drops)
+            except sqlite3.DatabaseError as exc:
+                if not _damage(exc):
+                    raise
+                self._recover(exc)  # damage found late: a fresh file, then write there
+                self._write(rows, dels, drops)
+
+    def _write(self, rows: list[tuple[str, str, str, float]], dels: list[Delete],
+               drops: list[tuple[str]]) -> None:
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if drops:
+                conn.executemany("DELETE FROM kv WHERE section = ?", drops)
+            if dels:
+                conn.executemany("DELETE FROM kv WHERE section = ? AND key = ?", dels)
+            if rows:
+                conn.executemany("INSERT OR REPLACE INTO kv VALUES (?, ?, ?, ?)", rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            try:
                 conn.execute("ROLLBACK")
-                raise
+            except sqlite3.Error:
+                pass
+            raise
+
+    def _recover(self, exc: BaseException) -> None:
+        """Damage that ``quick_check`` did not see at open (it checks the structure, not
+        every row) shows up on a later read or write: move the file aside, start fresh."""
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except sqlite3.Error:
+                pass
+            self._conn = None
+        self._move_aside(f"damaged ({exc})")
+        self._conn = self._connect()
+
+    def _query(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
+        with self.lock:
+            try:
+                return self.conn.execute(sql, args).fetchall()
+            except sqlite3.DatabaseError as exc:
+                if not _damage(exc):
+                    raise
+                self._recover(exc)
+                return []
 
     def read(self, section: str) -> dict[str, Any]:
-        with self.lock:
-            rows = self.conn.execute("SELECT key, value FROM kv WHERE section = ?",
-                                     (section,)).fetchall()
+        rows = self._query("SELECT key, value FROM kv WHERE section = ?", (section,))
         out: dict[str, Any] = {}
         for key, raw in rows:
             ok, value = _loads(raw, f"{self.path}:{section}")
@@ -212,10 +248,8 @@ class SQLiteStore:
         return out
 
     def sections(self, prefix: str = "") -> list[str]:
-        with self.lock:
-            rows = self.conn.execute(
-                "SELECT DISTINCT section FROM kv WHERE substr(section, 1, ?) = ?",
-                (len(prefix), prefix)).fetchall()
+        rows = self._query("SELECT DISTINCT section FROM kv WHERE substr(section, 1, ?) = ?",
+                           (len(prefix), prefix))
         return sorted(r[0] for r in rows)
 
     def close(self) -> None:
@@ -229,6 +263,12 @@ class SQLiteStore:
 
 class _Incompatible(Exception):
     pass
+
+
+def _damage(exc: BaseException) -> bool:
+    """A damaged file ("database disk image is malformed", "file is not a database")
+    raises plain DatabaseError; its subclasses are locks, I/O, constraints, misuse."""
+    return type(exc) is sqlite3.DatabaseError
 
 
 _SQLITE_STORES: weakref.WeakSet[SQLiteStore] = weakref.WeakSet()
