@@ -168,6 +168,11 @@ FINE: list[Scenario] = [
     ("select_related + prefetch_related", False, None,
      lambda: [(b.author.name, list(b.tags.all())) for b in Book.objects.select_related("author").prefetch_related("tags")]),
     ("queryset delete", False, None, lambda: Review.objects.filter(stars=3).delete()),
+    ("bulk_update in batches", False, None,
+     lambda: Book.objects.bulk_update([setattr(b, "title", "w") or b for b in Book.objects.all()], ["title"],
+                                      batch_size=5)),
+    ("bulk_create in batches", False, None,
+     lambda: Tag.objects.bulk_create([Tag(name=f"c{i}") for i in range(60)], batch_size=10)),
 ]
 
 ALL = PROBLEMS + FINE

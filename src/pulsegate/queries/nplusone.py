@@ -13,8 +13,9 @@ of:
 * ``repeated_query`` -- the identical read (same text, same parameters) run
   :math:`n \ge` ``repeated_min`` times: run it once and reuse the result;
 * ``write_loop`` -- a single-row ``INSERT``/``UPDATE``/``DELETE`` of one shape run
-  :math:`n \ge` ``write_min`` times (``executemany`` and multi-row ``VALUES`` are bulk
-  operations already and never count).
+  :math:`n \ge` ``write_min`` times (``executemany``, multi-row ``VALUES``, ``CASE``
+  updates and statements with 20 or more parameters on average are bulk operations
+  already -- ``bulk_update`` and chunked deletes in batches -- and never count).
 
 A group is reported only when its total time reaches ``min_duration_ms`` (0 by default:
 fast N+1s on SQLite in CI count).
@@ -232,6 +233,8 @@ class NPlusOneDetector:
             single = g.count - g.many
             if fp.multi_row or " select " in fp.text or single < self.write_min:
                 return None
+            if g.params >= _BATCH_PARAMS * g.count or " case when " in fp.text:
+                return None  # batched bulk writes (bulk_update's CASE, chunked IN deletes)
             return self._detection("write_loop", g, single, share, 1.0, self.write_min)
         known = g.unknown == 0
         distinct = len(g.identities)
