@@ -128,7 +128,9 @@ class Group:
         self.trained_on = 0
         self.version = 0
         self.tick = 0
-        self.stride = 1
+        # No recent buffer before the first assessment sets the stride from the
+        # traffic: nothing could score those requests anyway (no forest yet).
+        self.stride = 1 << 30
         self.keep = False
         self.seen_at_assess = 0
         self.last: dict[str, float] | None = None
@@ -197,11 +199,15 @@ class MultivariateModel:
         """Count one request of ``key``; the group when this request must be sampled
         (into the reservoir or the recent buffer), else None."""
         g = self.groups.get(key) or self.group(key)
-        keep = g.keep = g.reservoir.due()
-        g.tick += 1
-        if g.tick >= g.stride:
+        r = g.reservoir  # Reservoir.due() inlined: this runs on every request
+        i = r.seen
+        r.seen = i + 1
+        keep = g.keep = i < r.size or i == r.next
+        tick = g.tick + 1
+        if tick >= g.stride:
             g.tick = 0
             return g
+        g.tick = tick
         return g if keep else None
 
     def add(self, g: Group, vector: Vector, univariate: float) -> None:
