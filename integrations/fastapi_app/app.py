@@ -22,7 +22,14 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy import ForeignKey, String, event, func, select
 from sqlalchemy.ext.asyncio import AsyncAttrs, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, selectinload
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    joinedload,
+    mapped_column,
+    relationship,
+    selectinload,
+)
 
 from pulsegate import Config
 from pulsegate.asgi import PulseGateMiddleware
@@ -157,6 +164,28 @@ async def authors_eager() -> dict[str, Any]:
             select(Author).options(selectinload(Author.books)).order_by(Author.id))).all()
         out = [{"name": a.name, "books": [b.title for b in a.books]} for a in authors]
     return counted({"authors": out}, box)
+
+
+@app.get("/books/nplusone")
+async def books_nplusone() -> dict[str, Any]:
+    """Many-to-one the slow way: one query per distinct author (the identity map spares
+    repeats). Fix: joinedload(Book.author)."""
+    _statements.set(box := [0])
+    async with Session() as s:
+        books = (await s.scalars(select(Book).order_by(Book.id))).all()
+        out = [{"title": b.title, "author": (await b.awaitable_attrs.author).name} for b in books]
+    return counted({"books": out}, box)
+
+
+@app.get("/books/eager")
+async def books_eager() -> dict[str, Any]:
+    """The fix: joinedload(Book.author), one query."""
+    _statements.set(box := [0])
+    async with Session() as s:
+        books = (await s.scalars(
+            select(Book).options(joinedload(Book.author)).order_by(Book.id))).all()
+        out = [{"title": b.title, "author": b.author.name} for b in books]
+    return counted({"books": out}, box)
 
 
 @app.get("/books/{book_id}")

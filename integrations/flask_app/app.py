@@ -18,7 +18,14 @@ from typing import Any
 from flask import Flask, Response, abort, g, request
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import ForeignKey, String, event, func, select
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, selectinload
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    joinedload,
+    mapped_column,
+    relationship,
+    selectinload,
+)
 
 from pulsegate.flask import PulseGate, get_gate
 
@@ -126,6 +133,20 @@ def create_app() -> Flask:
             select(Author).options(selectinload(Author.books)).order_by(Author.id)).all()
         return counted({"authors": [{"name": a.name, "books": [b.title for b in a.books]}
                                     for a in authors]})
+
+    @app.get("/books/nplusone")
+    def books_nplusone() -> dict[str, Any]:
+        """Many-to-one the slow way: one query per distinct author (the identity map
+        spares repeats). Fix: joinedload(Book.author)."""
+        books = db.session.scalars(select(Book).order_by(Book.id)).all()
+        return counted({"books": [{"title": b.title, "author": b.author.name} for b in books]})
+
+    @app.get("/books/eager")
+    def books_eager() -> dict[str, Any]:
+        """The fix: joinedload(Book.author), one query."""
+        books = db.session.scalars(
+            select(Book).options(joinedload(Book.author)).order_by(Book.id)).all()
+        return counted({"books": [{"title": b.title, "author": b.author.name} for b in books]})
 
     @app.get("/books/<int:book_id>")
     def book(book_id: int) -> dict[str, Any]:

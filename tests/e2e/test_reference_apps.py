@@ -155,3 +155,27 @@ def test_readme_exists(app: tuple[Deployment, Running]) -> None:
     dep, _ = app
     text = (dep.app_dir / "README.md").read_text()
     assert dep.server in text and "DATABASE_URL" in text
+
+
+
+def test_many_to_one_nplusone_and_its_fix(app: tuple[Deployment, Running]) -> None:
+    """The other N+1 shape: a many-to-one (ForeignKey) loaded row by row. Django runs
+    one query per book; SQLAlchemy's identity map runs one per distinct author."""
+    dep, srv = app
+    with httpx.Client(base_url=srv.url, timeout=30) as client:
+        bad = client.get(dep.path("/books/nplusone"))
+        good = client.get(dep.path("/books/eager"))
+        found = debug(client, dep)["by_endpoint"]
+    django = dep.app_dir.name == "django_app"
+    loads = 3 * AUTHORS if django else AUTHORS
+    assert bad.json()["statements"] == 1 + loads == int(bad.headers["x-ml-query-count"])
+    assert good.json()["statements"] == 1 == int(good.headers["x-ml-query-count"])
+    assert bad.headers["x-ml-nplusone"] == "1" and good.headers["x-ml-nplusone"] == "0"
+    (det,) = [d for d in found["GET " + dep.path("/books/nplusone")] if d["kind"] == "n_plus_one"]
+    assert det["relationship"] == "Book.author"
+    assert det["count"] == loads
+    if django:
+        assert 'select_related("author")' in det["suggestion"]
+    else:
+        assert "load(Book.author)" in det["suggestion"]  # joinedload / selectinload
+    assert "GET " + dep.path("/books/eager") not in found
