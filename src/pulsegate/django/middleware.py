@@ -63,8 +63,8 @@ def add_headers(response: HttpResponseBase, headers: list[tuple[str, str]]) -> N
 
     Django's ``response.headers[name] = value`` re-validates and re-encodes both strings
     (two charset conversions, a CR/LF scan): ~1 µs a header. pulsegate's names are
-    lower-case ASCII tokens and its values ASCII numbers/tokens, so a value that passes
-    the same CR/LF and ASCII test goes straight into the header store Django reads
+    lower-case ASCII tokens and its values ASCII numbers/tokens, so a value that is
+    printable ASCII (no CR/LF) goes straight into the header store Django reads
     (``(name, value)`` under the lower-cased name); anything else takes the public path."""
     store = getattr(response.headers, "_store", None)
     if not isinstance(store, dict):
@@ -72,7 +72,8 @@ def add_headers(response: HttpResponseBase, headers: list[tuple[str, str]]) -> N
             response.headers[name] = value
         return
     for name, value in headers:
-        if value.isascii() and name.isascii() and "\n" not in value and "\r" not in value:
+        # isprintable() is False for CR, LF and every other control character.
+        if value.isascii() and value.isprintable() and name.isascii():
             store[name.lower()] = (name, value)
         else:
             response.headers[name] = value
