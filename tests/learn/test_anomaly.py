@@ -211,3 +211,45 @@ def test_per_update_cost_is_a_few_microseconds() -> None:
         best = min(best, time.perf_counter() - t0)
     # budget 5 µs on an idle core; generous margin for a shared CI machine
     assert best / len(xs) < 15e-6
+
+
+def test_timestamps_switch_the_seasonal_profile_on_and_report_in_series_units() -> None:
+    day0 = 1_700_006_400.0  # a midnight UTC
+    rng = random.Random(8)
+
+    def cycle(t: float) -> float:
+        return 100.0 + 40.0 * math.sin(2 * math.pi * (t % 86400) / 86400)
+
+    m = AnomalyModel()
+    plain = AnomalyModel(seasonality="off")
+    flags, plain_flags = [], []
+    for i in range(24 * 12 * 8):  # 8 days of 5-minute values
+        t = day0 + 300.0 * i
+        x = cycle(t) + rng.gauss(0.0, 1.0)
+        flags.append(m.update(x, at=t).is_anomaly)
+        plain_flags.append(plain.update(x, at=t).is_anomaly)
+    assert m.seasonal is not None and m.seasonal.active() == "daily"
+    assert plain.seasonal is None
+    # noise only after day 4: a few alarms per thousand values at most
+    assert sum(flags[24 * 12 * 4:]) <= 6
+    t = day0 + 8 * 86400 + 6 * 3600.0  # 06:00, the top of the cycle
+    s = m.score(cycle(t), at=t)
+    # forecast and interval come back in the series' units, around the profile
+    assert s.value == pytest.approx(cycle(t))
+    assert s.forecast == pytest.approx(cycle(t), abs=8.0)
+    assert s.low < cycle(t) < s.high
+    assert m.forecast(t) == pytest.approx(s.forecast)
+    # the daily peak's value at the daily trough is an anomaly only with the profile
+    trough = day0 + 8 * 86400 + 18 * 3600.0
+    assert m.score(cycle(t), at=trough).likelihood > 0.5
+    before = m.state()
+    m.score(500.0, at=trough)
+    assert m.state() == before  # score() learns nothing, seasonal profile included
+    clone = AnomalyModel()
+    clone.load_state(m.state())
+    assert clone.update(123.0, at=trough) == m.update(123.0, at=trough)
+    bad = {**before, "seasonal": {**before["seasonal"], "day": [0.0]}}
+    with pytest.raises(ValueError):
+        AnomalyModel().load_state(bad)
+    with pytest.raises(ValueError):
+        AnomalyModel(seasonality="hourly")

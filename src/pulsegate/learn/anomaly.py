@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple
 
+from pulsegate.learn.seasonal import SeasonalBaseline
+
 _log = math.log
 _log2 = math.log2
 # sqrt(pi/2): turns a mean absolute deviation into a standard deviation for a normal law.
@@ -118,14 +120,15 @@ class AnomalyModel:
 
     __slots__ = ("alarm", "alpha", "beta", "counts_fast", "counts_slow", "decay", "floor_abs",
                  "floor_rel", "floor_scale", "gamma", "level", "mad", "memo", "n", "norm",
-                 "prior_weight", "rarity_floor", "rarity_rate", "rarity_scale", "side", "slow",
-                 "slow_dev", "threshold", "warmup")
+                 "prior_weight", "rarity_floor", "rarity_rate", "rarity_scale", "seasonal",
+                 "seasonality", "side", "slow", "slow_dev", "threshold", "warmup")
 
     def __init__(self, alpha: float = 0.3, threshold: float = 3.0, warmup: int = 30, *,
                  beta: float = 0.01, floor_abs: float = 1e-6, floor_rel: float = 0.0,
                  side: str = "both", floor_scale: float = 0.3, gamma: float = 0.01,
                  rarity_rate: float = 0.0005, rarity_floor: float = 1e-4,
-                 prior_weight: int = 100, decay: float = 0.9985, alarm: float = 0.5) -> None:
+                 prior_weight: int = 100, decay: float = 0.9985, alarm: float = 0.5,
+                 seasonality: str = "auto") -> None:
         if not 0.0 < alpha <= 1.0:
             raise ValueError("alpha must be in (0, 1]")
         if threshold <= 0:
@@ -141,6 +144,8 @@ class AnomalyModel:
             raise ValueError("decay must be in [0, 1)")
         if not 0.0 < alarm <= 1.0:
             raise ValueError("alarm must be in (0, 1]")
+        if seasonality not in ("auto", "daily", "weekly", "off"):
+            raise ValueError("seasonality must be auto, daily, weekly or off")
         self.alpha = alpha
         self.beta = beta
         self.threshold = threshold
@@ -156,6 +161,9 @@ class AnomalyModel:
         self.decay = decay
         self.alarm = alarm
         self.side = side
+        self.seasonality = seasonality
+        #: Hour-of-day/week profile, created by the first value given a timestamp.
+        self.seasonal: SeasonalBaseline | None = None
         self.n = 0
         self.level = 0.0
         self.mad = 0.0
@@ -178,28 +186,46 @@ class AnomalyModel:
         return max(_MAD_TO_SD * self.mad, self.floor_abs, self.floor_rel * lvl,
                    self.floor_scale * self.slow_dev)
 
-    def forecast(self) -> float:
-        return self.level
+    def forecast(self, at: float | None = None) -> float:
+        """The next value expected (at epoch time ``at``, with the seasonal profile)."""
+        sb = self.seasonal
+        return self.level + (sb.offset(at) if sb is not None and at is not None else 0.0)
 
-    def score(self, value: float) -> Score:
-        """Score ``value`` against the current state without learning from it."""
-        return self._step(value, False)
+    def score(self, value: float, at: float | None = None) -> Score:
+        """Score ``value`` (observed at epoch seconds ``at``, optional) against the
+        current state without learning from it."""
+        return self._step(value, False, at)
 
-    def update(self, value: float) -> Score:
-        """Score ``value``, then learn it."""
-        return self._step(value, True)
+    def update(self, value: float, at: float | None = None) -> Score:
+        """Score ``value`` (observed at epoch seconds ``at``, optional), then learn it.
+        With timestamps the hour-of-day/week profile is removed first (``seasonality``,
+        see :class:`~pulsegate.learn.seasonal.SeasonalBaseline`); forecast and interval
+        are reported in the series' own units."""
+        return self._step(value, True, at)
 
-    def learn(self, value: float) -> None:
+    def learn(self, value: float, at: float | None = None) -> None:
         """Learn ``value`` (through the scoring path: the stages feed each other)."""
-        self._step(value, True)
+        self._step(value, True, at)
 
-    def _step(self, value: float, learn: bool) -> Score:
+    def _step(self, value: float, learn: bool, at: float | None = None) -> Score:
+        raw = value
+        shift = 0.0
+        if at is not None and self.seasonality != "off":
+            sb = self.seasonal
+            if sb is None:
+                sb = self.seasonal = SeasonalBaseline(self.seasonality)
+            if learn:
+                value = sb.adjust(at, raw)
+                shift = raw - value
+            else:
+                shift = sb.offset(at)
+                value = raw - shift
         n = self.n
         if n == 0:
             if learn:
                 self.level = self.slow = value
                 self.n = 1
-            return Score(value, value, 0.0, 0.0, False, 0.0, value, value, 0.0)
+            return Score(raw, raw, 0.0, 0.0, False, 0.0, raw, raw, 0.0)
         f = self.level
         k = self.threshold
         fabs = self.floor_abs
@@ -267,7 +293,8 @@ class AnomalyModel:
             self.n = n + 1
         conf = 100.0 * (n / self.warmup if n < self.warmup else 1.0) * math.exp(
             -sigma / (lvl if lvl > fabs else fabs))
-        return Score(value, f, z, out, warm and out >= self.alarm, conf, f - k * sigma,
+        f += shift
+        return Score(raw, f, z, out, warm and out >= self.alarm, conf, f - k * sigma,
                      f + k * sigma, lik)
 
     # --- persistence -----------------------------------------------------------------
@@ -278,6 +305,7 @@ class AnomalyModel:
         out: dict[str, Any] = {name: getattr(self, name) for name in self._STATE}
         out["freq_fast"] = [x / self.norm for x in self.counts_fast]
         out["freq_slow"] = [x / self.norm for x in self.counts_slow]
+        out["seasonal"] = self.seasonal.state() if self.seasonal is not None else None
         return out
 
     def _renormalise(self) -> None:
@@ -293,6 +321,11 @@ class AnomalyModel:
             n = int(state["n"])
             vals = {name: float(state[name]) for name in self._STATE[1:]}
             freqs = [[float(x) for x in state[name]] for name in ("freq_fast", "freq_slow")]
+            seasonal = None
+            if state.get("seasonal") is not None:
+                seasonal = SeasonalBaseline(self.seasonality
+                                            if self.seasonality != "off" else "auto")
+                seasonal.load_state(state["seasonal"])
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"inconsistent AnomalyModel state: {exc!r}") from None
         if n < 0 or not all(math.isfinite(v) for v in vals.values()) or \
@@ -306,3 +339,5 @@ class AnomalyModel:
             setattr(self, name, v)
         self.counts_fast, self.counts_slow = freqs
         self.norm = 1.0
+        if seasonal is not None:
+            self.seasonal = seasonal

@@ -130,6 +130,19 @@ class SeasonalBaseline:
         week[w] += max(self.rate, 1.0 / nw) * (value - week[w])
         return out
 
+    def offset(self, t: float) -> float:
+        """Profile minus level at epoch time ``t`` under the current mode (0 while off),
+        without learning: ``value - offset(t)`` is what :meth:`adjust` would return."""
+        mode = self.current
+        if mode == "off":
+            return 0.0
+        hours = int((t + self.utc_offset) // HOUR)
+        if mode == "weekly" and self.week_n[hours % 168]:
+            return self.week[hours % 168] - self.glob
+        if self.day_n[hours % 24]:
+            return self.day[hours % 24] - self.glob
+        return 0.0
+
     def expected(self, t: float) -> float | None:
         """The seasonal expectation at ``t`` (None while no profile is active)."""
         mode = self.active()
