@@ -93,6 +93,9 @@ def main() -> None:
         "bare starlette": bare,
         "pulsegate (measure+score+headers)": with_pulsegate(),
         "pulsegate, headers=none": with_pulsegate(headers="none"),
+        # The whole pipeline: a limit no client reaches, and the allocator admitting all.
+        "pulsegate + rate limit + allocator": with_pulsegate(
+            rate_limiting=True, rate_limit="1000000/second", resource_allocation=True),
         "opentelemetry asgi": with_otel,
     }
     apps = {name: build() for name, build in stacks.items()}
