@@ -247,3 +247,14 @@ def test_feedback_reaching_another_worker_is_routed_through_the_store(tmp_path) 
     assert not memory_only.feedback(pid, True)
     for g in (a, b, memory_only):
         g.close()
+
+
+def test_an_unusable_state_dir_is_counted_and_the_gate_runs_from_memory(tmp_path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    gate, clk = make_gate(state_dir=str(blocker / "state"))
+    assert gate.ops.store is None and "pulsegate.snapshot" not in gate.scheduler.jobs
+    assert any(k.startswith("registry.open_store") for k in gate.faults.by_kind)
+    warm(gate, clk, 31)
+    assert gate.baselines.peek("GET /x").n == 31
+    gate.close()
