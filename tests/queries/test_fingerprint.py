@@ -72,3 +72,25 @@ def test_linear_time_on_adversarial_inputs() -> None:
         big = min(_time(unit * 20_000) for _ in range(3))
         assert big < 4 * 3 * small + 0.01, (unit, small, big)  # 4x input, well under 16x time
         assert big < 1.0
+
+
+def test_cache_is_safe_across_threads() -> None:
+    import threading
+
+    cache = FingerprintCache(maxsize=16)
+    errors: list[BaseException] = []
+
+    def hammer(seed: int) -> None:
+        try:
+            for i in range(3000):
+                fp = cache.get(f"select {(i * seed) % 40} from t")
+                assert fp.text == "select ? from t"
+        except BaseException as exc:  # pragma: no cover - the assertion below reports it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=hammer, args=(s,)) for s in (1, 3, 7, 11)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(cache) <= 16

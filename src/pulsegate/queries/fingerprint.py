@@ -131,8 +131,9 @@ def _compute(sql: str) -> SQLFingerprint:
 class FingerprintCache:
     """Bounded LRU of raw statement text -> :class:`SQLFingerprint`, with hit counters.
 
-    Thread-safe: a hit is one dict look-up plus ``move_to_end`` under a lock (the lock
-    is uncontended in practice and keeps the OrderedDict consistent across threads)."""
+    Thread-safe: a hit is one look-up plus ``move_to_end`` (each a single C call, atomic
+    under the GIL); inserting and evicting take a lock. ``hits`` may under-count by a few
+    under heavy thread contention (it is a statistic, not a lock-protected counter)."""
 
     def __init__(self, maxsize: int = 4096) -> None:
         self.maxsize = max(1, int(maxsize))
@@ -158,12 +159,17 @@ class FingerprintCache:
     def get(self, sql: str) -> SQLFingerprint:
         """The fingerprint of ``sql``; never raises."""
         try:
-            with self._lock:
-                fp = self._data.get(sql)
-                if fp is not None:
-                    self._data.move_to_end(sql)
-                    self.hits += 1
-                    return fp
+            data = self._data
+            fp = data.get(sql)
+            if fp is not None:
+                # OrderedDict's get/move_to_end are single C calls, atomic under the GIL:
+                # the hit path needs no lock (a key evicted in between is just a KeyError).
+                try:
+                    data.move_to_end(sql)
+                except KeyError:
+                    pass
+                self.hits += 1
+                return fp
             fp = _compute(sql if isinstance(sql, str) else str(sql))
             with self._lock:
                 self.misses += 1
