@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "registry"))
 
-from helpers import hit, make_gate, warm
+from registry_helpers import hit, make_gate, warm
 
 from pulsegate import cli
 

@@ -2,7 +2,7 @@
 
 import math
 
-from helpers import hit, make_gate, warm
+from registry_helpers import hit, make_gate, warm
 
 from pulsegate.registry.configure import z_for as _z_for
 

@@ -5,7 +5,7 @@ import math
 import multiprocessing
 import sqlite3
 
-from helpers import hit, make_gate, warm
+from registry_helpers import hit, make_gate, warm
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
@@ -136,7 +136,7 @@ def test_component_states_are_restored(tmp_path) -> None:
 
 
 def _worker(state_dir: str, ms: float, rounds: int) -> None:
-    from helpers import make_gate, warm
+    from registry_helpers import make_gate, warm
 
     gate, clk = make_gate(state_dir=state_dir)
     for _ in range(rounds):

@@ -5,7 +5,7 @@ import time
 import uuid
 
 import pytest
-from helpers import make_gate, warm
+from registry_helpers import make_gate, warm
 
 
 def test_workers_merge_into_a_fleet_baseline(redis_service) -> None:
