@@ -105,29 +105,37 @@ class SeasonalBaseline:
             self.start = t
         hours = int(t // HOUR)
         h, w = hours % 24, hours % 168
-        day, week = self.day, self.week
-        glob = self.glob if self.n else value
-        eg = abs(value - glob)
-        ed = abs(value - day[h]) if self.day_n[h] else eg
-        ew = abs(value - week[w]) if self.week_n[w] else ed
-        self.n += 1
-        g = self.gamma if self.n * self.gamma >= 1.0 else 1.0 / self.n
+        day, week, day_n, week_n = self.day, self.week, self.day_n, self.week_n
+        n = self.n
+        glob = self.glob if n else value
+        dh, ww = day[h], week[w]
+        nd, nw = day_n[h], week_n[w]
+        eg = value - glob if value >= glob else glob - value
+        ed = (value - dh if value >= dh else dh - value) if nd else eg
+        ew = (value - ww if value >= ww else ww - value) if nw else ed
+        n += 1
+        self.n = n
+        gamma = self.gamma
+        g = gamma if n * gamma >= 1.0 else 1.0 / n
         self.err_global += g * (eg - self.err_global)
         self.err_day += g * (ed - self.err_day)
         self.err_week += g * (ew - self.err_week)
         self.span = t - self.start
         mode = self.current = self._switch()
-        if mode == "weekly" and self.week_n[w]:
-            out = value - week[w] + glob
-        elif mode != "off" and self.day_n[h]:
-            out = value - day[h] + glob
+        if mode == "weekly" and nw:
+            out = value - ww + glob
+        elif mode != "off" and nd:
+            out = value - dh + glob
         else:
             out = value
         self.glob = glob + g * (value - glob)
-        nd = self.day_n[h] = self.day_n[h] + 1
-        day[h] += max(self.rate, 1.0 / nd) * (value - day[h])
-        nw = self.week_n[w] = self.week_n[w] + 1
-        week[w] += max(self.rate, 1.0 / nw) * (value - week[w])
+        rate = self.rate
+        nd += 1
+        day_n[h] = nd
+        day[h] = dh + (rate if rate * nd >= 1.0 else 1.0 / nd) * (value - dh)
+        nw += 1
+        week_n[w] = nw
+        week[w] = ww + (rate if rate * nw >= 1.0 else 1.0 / nw) * (value - ww)
         return out
 
     def offset(self, t: float) -> float:
