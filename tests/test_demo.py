@@ -20,4 +20,7 @@ def test_demo_runs_to_completion_and_reports_every_endpoint() -> None:
         assert endpoint in out, out
     assert "internal errors 0" in out, out
     assert "scraper (one API key, flat out)" in out, out
+    # the N+1 endpoint's detection, with the relationship, the app line and the fix
+    assert "relationship: Author.books" in out, out
+    assert "demo_app.py" in out and "fix: options(selectinload(Author.books))" in out, out
     assert "Traceback" not in proc.stderr, proc.stderr

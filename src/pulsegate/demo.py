@@ -225,7 +225,7 @@ def print_query_insights(gate: PulseGate) -> None:
     """The query problems found, ranked across requests, each with its fix."""
     for row in gate.query_insights(limit=5):
         print(f"{row['kind']} on {', '.join(row['endpoints'])}: {row['mean_count']:.0f} x "
-              f"{row['sql'][:70]} ({row['requests']} requests, {row['total_ms']:.0f} ms in all)")
+              f"{row['sql'][:90]} ({row['requests']} requests, {row['total_ms']:.0f} ms in all)")
         if row.get("relationship"):
             print(f"    relationship: {row['relationship']}")
         if row.get("call_site"):

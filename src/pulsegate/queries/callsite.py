@@ -34,6 +34,12 @@ def _library_roots() -> tuple[str, ...]:
     return tuple(sorted(roots))
 
 
+#: Files inside pulsegate that are application code: the demo's own app, whose N+1
+#: the demo shows with its call site.
+_APPLICATION_FILES = frozenset(
+    {os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "demo_app.py")})
+
+
 class CallSiteFinder:
     """Finds the first application frame. ``extra_library_roots`` adds directories whose
     frames are skipped too (an in-house framework, say).
@@ -62,8 +68,10 @@ class CallSiteFinder:
         verdict = self._verdict.get(id(code))
         if verdict is None:
             name = code.co_filename
-            verdict = (not name or name.startswith("<") or "site-packages" in name
-                       or "dist-packages" in name or os.path.abspath(name).startswith(self.roots))
+            path = os.path.abspath(name) if name else ""
+            verdict = (not name or name.startswith("<") or (
+                ("site-packages" in name or "dist-packages" in name
+                 or path.startswith(self.roots)) and path not in _APPLICATION_FILES))
             if len(self._keep) >= self.max_entries:  # generated code churn: stay bounded
                 self._verdict.clear()
                 self._lines.clear()
