@@ -105,6 +105,14 @@ def test_endpoint_feeds_deseasonalised_window_means_to_the_incident_model() -> N
     raw = [math.log(daily(T0 + i * HOUR)) for i in range(24 * 5, 24 * 6)]
     assert max(late) - min(late) < 0.3 * (max(raw) - min(raw))
     assert em.state()["seasonal"]["n"] == len(seen)
+    # the incident verdict is reported in log-latency units, profile included
+    for i in range(24 * 6, 24 * 6 + 7):
+        em.window_add(i * HOUR, math.log(daily(T0 + i * HOUR)))
+    result = em.roll(24 * 6 * HOUR + 7 * HOUR)
+    expected = math.log(daily(T0 + (24 * 6 + 6) * HOUR))
+    assert result.value == pytest.approx(expected)
+    assert result.forecast == pytest.approx(expected, abs=0.1)
+    assert result.low < result.value < result.high
 
 
 def test_hysteresis_keeps_a_profile_between_gain_and_release() -> None:

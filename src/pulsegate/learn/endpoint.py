@@ -242,9 +242,14 @@ class EndpointModel:
         result = None
         if self.win_n:
             mean = self.win_sum / self.win_n
-            if self.seasonal is not None:
-                mean = self.seasonal.adjust(now, mean)
-            result = self.incident.update(mean)
+            if self.seasonal is None:
+                result = self.incident.update(mean)
+            else:
+                # score the deseasonalised mean, report in the series' own units
+                shift = mean - self.seasonal.adjust(now, mean)
+                result = self.incident.update(mean - shift)
+                result = result._replace(value=mean, forecast=result.forecast + shift,
+                                         low=result.low + shift, high=result.high + shift)
         self.win_start = now
         self.win_sum = first if first is not None else 0.0
         self.win_n = 1 if first is not None else 0
