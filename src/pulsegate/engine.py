@@ -396,6 +396,7 @@ class PulseGate:
         out["model_version"] = self.model_version
         if self.control is not None:
             out["control"] = self.control.stats()
+        out["registry"] = self.ops.stats()
         # The ORM hooks run outside any engine call and count their own faults.
         from pulsegate.queries.events import hook_faults
         out["query_hook_errors"] = hook_faults.total

@@ -68,6 +68,9 @@ def test_snapshot_runs_on_the_scheduler_interval(tmp_path) -> None:
     rows = conn.execute("SELECT key FROM kv WHERE section LIKE 'ep:%'").fetchall()
     conn.close()
     assert rows == [("GET /x",)]
+    reg = gate.stats()["registry"]
+    assert (reg["store"], reg["snapshots"], reg["snapshot_failures"]) == ("sqlite", 1, 0)
+    assert reg["versions"]["latency-baseline"] == "1.0.0"
     gate.scheduler.stop()
 
 

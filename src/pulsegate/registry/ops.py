@@ -113,6 +113,8 @@ class ModelOps:
         #: Request count of each endpoint at the last snapshot (unchanged ones are skipped).
         self._written_n: dict[str, int] = {}
         self._full_write = False
+        self.snapshots = self.snapshot_failures = 0
+        self.last_snapshot_at: float | None = None
         self._absorb: list[str] = []
         self._loaded_at = 0.0
         self._pending_components: dict[str, Any] = {}
@@ -340,12 +342,15 @@ class ModelOps:
                 if self.foreign_labels:
                     label_foreign(self)
             except Exception:
+                self.snapshot_failures += 1
                 self.breaker.failure()
                 # The store may have lost data meanwhile (a Redis restart without
                 # persistence): the next successful snapshot rewrites everything.
                 self._written_n, self._full_write = {}, True
                 raise
             self.breaker.success()
+            self.snapshots += 1
+            self.last_snapshot_at = self.wall()
 
     def restore(self) -> None:
         from pulsegate.registry.persist import restore
@@ -373,6 +378,16 @@ class ModelOps:
             self._guard("registry.close_store", self.store.close)
 
     # --- reporting ----------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """For ``gate.stats()["registry"]``: store, snapshots, predictions, alerts."""
+        return {"store": None if self.store is None else self.store.kind,
+                "snapshots": self.snapshots, "snapshot_failures": self.snapshot_failures,
+                "last_snapshot_at": self.last_snapshot_at, "breaker": self.breaker.state,
+                "predictions": len(self.predictions),
+                "labels": sum(self.monitor.metrics(m).n for m in self.monitor.models()),
+                "alerts": len(self.alerts.recent), "alerts_suppressed": self.alerts.suppressed,
+                "versions": {n: self.registry.active(n).version for n in self.registry.names()}}
 
     def performance(self) -> dict[str, Any]:
         return self.monitor.summary()
