@@ -3,7 +3,8 @@
 Each scenario yields ``(t, features, label)`` per request: ``features`` is the dict of
 raw measurements (duration_ms, cpu_ms, memory_blocks, query_count, repeated_share,
 status), ``label`` True inside the injected incident. Scenarios: ``latency_regression``
-(×2.5 latency after a deploy), ``memory_leak`` (allocation delta climbing),
+(×2.5 latency after a deploy), ``memory_leak`` (allocation delta climbing by 2
+blocks per request from the onset),
 ``nplusone`` (a deploy makes one endpoint run 20-40 repeated queries, latency ×1.6),
 ``error_burst`` (30 % 5xx, fast failures).
 """
@@ -34,7 +35,7 @@ def stream(scenario: str, n: int = 6000, onset: int = 4000, length: int = 1000,
             lat *= 2.5
             cpu *= 2.0
         elif bad and scenario == "memory_leak":
-            mem += int(400 + 4 * (i - onset))
+            mem += int(2 * (i - onset))  # gradual: +2 blocks per request
         elif bad and scenario == "nplusone":
             queries = rng.randint(20, 40)
             share = 1.0 - 3.0 / queries
