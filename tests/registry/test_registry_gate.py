@@ -181,3 +181,29 @@ def test_near_misses_are_logged_at_most_once_per_endpoint_per_interval() -> None
     hit(gate, clk, 12.5)
     assert len([p for p in gate.ops.predictions.recent(50) if not p.predicted]) == 2
     gate.close()
+
+
+def test_incidents_get_ids_accept_feedback_and_alert() -> None:
+    got = []
+    gate, clk = make_gate(aggregation_window=1.0, seasonality="off", alert_callback=got.append)
+    for _ in range(60):  # a steady minute, window by window
+        for i in range(5):
+            hit(gate, clk, 10.0 + i % 2)
+        clk.t += 1.0
+    assert gate.counters["incidents"] == 0
+    for _ in range(6):  # a sustained shift
+        for _ in range(5):
+            hit(gate, clk, 80.0)
+        clk.t += 1.0
+    assert gate.counters["incidents"] >= 1
+    inc = gate.incidents[0]
+    p = gate.ops.predictions.get(inc["id"])
+    assert p.kind == "incident" and p.model == "latency-baseline"
+    assert p.summary["endpoint"] == "GET /x"
+    assert gate.feedback(inc["id"], True)
+    assert gate.ops.monitor.metrics("latency-baseline").tp == 1
+    # incidents do not feed the request-level threshold tuning
+    assert gate.ops.monitor.samples("latency-baseline", kinds=("request",)) == []
+    gate.ops.alerts.flush()
+    assert any(a.kind == "incident" and a.subject == "GET /x" for a in got)
+    gate.close()

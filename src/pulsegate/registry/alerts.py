@@ -6,8 +6,8 @@ Three conditions raise one:
 * ``degradation``: its F1 (or accuracy when F1 is undefined) fell by at least
   ``degradation_threshold`` (5 % by default, relative) against the baseline measured
   when its current version first had enough labels;
-* ``critical_anomaly``: a request scored at or above ``alert_critical_score``, or an
-  incident was detected.
+* ``critical_anomaly``: a request scored at or above ``alert_critical_score``;
+  ``incident``: an incident (windowed shift) did.
 
 ``raise_alert`` only appends to a bounded queue (it is called from the request path for
 critical anomalies): logging, the callable and the webhook POST all happen in

@@ -252,7 +252,7 @@ class ModelOps:
             inc["id"] = p.id
             if score >= self.config.alert_critical_score:
                 self.alerts.raise_alert(
-                    "critical_anomaly", str(inc.get("endpoint")), "critical",
+                    "incident", str(inc.get("endpoint")), "critical",
                     f"pulsegate: incident on {inc.get('endpoint')}: window mean "
                     f"{inc.get('window_mean_ms', 0):.1f} ms vs expected "
                     f"{inc.get('expected_ms', 0):.1f} ms", **p.summary)
