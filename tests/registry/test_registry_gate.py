@@ -207,3 +207,27 @@ def test_incidents_get_ids_accept_feedback_and_alert() -> None:
     gate.ops.alerts.flush()
     assert any(a.kind == "incident" and a.subject == "GET /x" for a in got)
     gate.close()
+
+
+def test_real_query_detections_get_ids_on_the_gate_rows() -> None:
+    from pulsegate.queries.events import QueryEvent
+    from pulsegate.records import RequestInfo
+
+    gate, clk = make_gate()
+    for _ in range(3):
+        ctx = gate.begin(RequestInfo("GET", "/authors", "/authors"))
+        ctx.add_query(QueryEvent("SELECT id, name FROM author", 0.2, call_site="app.py:9 in f"))
+        for i in range(10):
+            ctx.add_query(QueryEvent("SELECT id, title FROM book WHERE author_id = ?", 0.1,
+                                     params_count=1, params_hash=i, call_site="app.py:10 in f"))
+        gate.response_headers(ctx, 200)
+        clk.t += 0.01
+        gate.finish(ctx)
+    rows = [r for r in gate.detections if r.get("kind") == "n_plus_one"]
+    assert len(rows) == 3 and len({r["id"] for r in rows}) == 1  # one id per pattern
+    p = gate.ops.predictions.get(rows[0]["id"])
+    assert p.model == "n1-detector" and p.summary["endpoint"] == "GET /authors"
+    [insight] = gate.ops.ranked_insights()
+    assert insight["requests"] == 3 and insight["queries"] == 30
+    assert gate.feedback(rows[0]["id"], True)
+    gate.close()
