@@ -6,6 +6,7 @@ Bounded memory: 24 + 168 slot means, whatever the traffic or the history length.
 from __future__ import annotations
 
 import math
+from array import array
 from typing import Any
 
 DAY = 86400.0
@@ -62,10 +63,11 @@ class SeasonalBaseline:
         self.release = release
         self.current = "off"
         self.utc_offset = utc_offset
-        self.day = [0.0] * 24
-        self.day_n = [0] * 24
-        self.week = [0.0] * 168
-        self.week_n = [0] * 168
+        # Flat typed arrays: ~3 KB per endpoint instead of ~8 KB of boxed floats.
+        self.day = array("d", bytes(8 * 24))
+        self.day_n = array("q", bytes(8 * 24))
+        self.week = array("d", bytes(8 * 168))
+        self.week_n = array("q", bytes(8 * 168))
         self.glob = 0.0
         self.err_global = self.err_day = self.err_week = 0.0
         self.n = 0
@@ -187,7 +189,8 @@ class SeasonalBaseline:
                 or min(errors) < 0 or span < 0 or not all(math.isfinite(v) for v in floats) \
                 or current not in MODES:
             raise ValueError("inconsistent SeasonalBaseline state")
-        self.day, self.week, self.day_n, self.week_n = day, week, day_n, week_n
+        self.day, self.week = array("d", day), array("d", week)
+        self.day_n, self.week_n = array("q", day_n), array("q", week_n)
         self.err_global, self.err_day, self.err_week = errors
         self.glob, self.n, self.start, self.span = glob, n, start, span
         self.current = current
