@@ -64,3 +64,20 @@ def test_parse_version() -> None:
     assert parse_version("1.10.3") == (1, 10, 3)
     with pytest.raises(ValueError):
         parse_version("1.2")
+
+
+def test_same_version_minted_twice_converges_on_the_later_deployment() -> None:
+    base = ModelRegistry(lambda: 100.0)
+    base.register("m", {"threshold": 0.5})
+    applied = []
+    a = ModelRegistry(lambda: 200.0, on_change=lambda v: applied.append(v.config["threshold"]))
+    b = ModelRegistry(lambda: 300.0)
+    a.merge(base.rows())
+    b.merge(base.rows())
+    a.update("m", {"threshold": 0.65})
+    b.update("m", {"threshold": 0.7})  # the same "1.1.0", deployed later
+    a.merge(b.rows(only_dirty=True))
+    assert a.active("m").version == "1.1.0" and a.active("m").config["threshold"] == 0.7
+    assert applied[-1] == 0.7  # the live components follow
+    b.merge(a.rows())
+    assert b.active("m").config["threshold"] == 0.7

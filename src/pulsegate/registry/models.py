@@ -186,6 +186,7 @@ class ModelRegistry:
         later than the local active one becomes active (another worker tuned it, or the
         CLI rolled back). Returns the models whose active version changed."""
         changed: list[ModelVersion] = []
+        reconfigured: set[str] = set()
         with self.lock:
             for raw in rows.values():
                 try:
@@ -197,11 +198,16 @@ class ModelRegistry:
                 if mine is None:
                     known[v.version] = v
                 elif (v.deployed_at or 0.0) > (mine.deployed_at or 0.0):
-                    mine.deployed_at = v.deployed_at
-                    mine.metrics = {**v.metrics, **mine.metrics}
+                    # Deployed later elsewhere. Two workers tuning at once can mint the
+                    # same version number: the later deployment's configuration wins
+                    # everywhere, so one version never means two configurations.
+                    v.metrics = {**mine.metrics, **v.metrics}
+                    known[v.version] = v
+                    if v.config != mine.config:
+                        reconfigured.add(v.name)
             for name, versions in self._versions.items():
                 best = max(versions.values(), key=lambda x: x.deployed_at or 0.0)
-                if self._active.get(name) != best.version:
+                if self._active.get(name) != best.version or name in reconfigured:
                     self._active[name] = best.version
                     changed.append(best)
         for v in changed:
