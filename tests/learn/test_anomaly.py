@@ -253,3 +253,15 @@ def test_timestamps_switch_the_seasonal_profile_on_and_report_in_series_units() 
         AnomalyModel().load_state(bad)
     with pytest.raises(ValueError):
         AnomalyModel(seasonality="hourly")
+
+
+def test_non_finite_values_are_ignored() -> None:
+    m = AnomalyModel()
+    for x in noisy(200):
+        m.update(x)
+    before = m.state()
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        s = m.update(bad)
+        assert s.score == 0.0 and not s.is_anomaly
+    assert m.state() == before
+    assert math.isfinite(m.update(100.0).z)

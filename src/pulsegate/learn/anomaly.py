@@ -209,6 +209,9 @@ class AnomalyModel:
 
     def _step(self, value: float, learn: bool, at: float | None = None) -> Score:
         raw = value
+        if value - value != 0.0:  # NaN or ±inf: never learnt, it would poison the state
+            f = self.level
+            return Score(raw, f, 0.0, 0.0, False, 0.0, f, f, 0.0)
         shift = 0.0
         if at is not None and self.seasonality != "off":
             sb = self.seasonal
