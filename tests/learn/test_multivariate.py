@@ -155,3 +155,25 @@ def test_constructor_validation() -> None:
                    {"min_samples": 5000}):
         with pytest.raises(ValueError):
             MultivariateModel(**kwargs)  # type: ignore[arg-type]
+
+
+def test_retraining_does_not_learn_an_ongoing_incident_unless_it_is_the_new_normal() -> None:
+    rng = random.Random(11)
+    odd = request_features(20.0, 5.0, 10, 30, 0.9, 200, 0.0)
+    m = MultivariateModel(sample_size=400, min_samples=100)
+    for _ in range(400):
+        m.observe("g", normal_vec(rng))  # type: ignore[arg-type]
+    m.train()
+    g = m.groups["g"]
+    for i in range(40):  # the reservoir is full: replace 40 of 400 with the incident
+        g.reservoir.items[i] = odd  # type: ignore[assignment]
+    g.reservoir.seen += 1
+    m.train()
+    [s] = m.score_vectors("g", [odd]) or [0.0]
+    assert s > 0.5  # a 10 % minority flagged by the previous forest is left out
+    for i in range(300):  # now 75 % of the sample: behaviour has changed for good
+        g.reservoir.items[i] = odd  # type: ignore[assignment]
+    g.reservoir.seen += 1
+    m.train()
+    [s] = m.score_vectors("g", [odd]) or [1.0]
+    assert s < 0.5

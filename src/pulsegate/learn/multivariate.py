@@ -144,7 +144,8 @@ class MultivariateModel:
       ``stride``, adapted so the buffer spans about one training interval).
     * **Training** (background, every ``interval`` s): a group with at least
       ``min_samples`` vectors and new data gets a fresh
-      ``IsolationForest(n_estimators, contamination)`` fitted on the reservoir plus
+      ``IsolationForest(n_estimators, contamination)`` fitted on the reservoir (less
+      the vectors the previous forest flags, while they are a minority) plus
       :math:`\mathcal N(0, 0.05^2)` jitter per feature; ``version`` counts trainings
       (``version_string()`` is what the registry reads).
     * **Per-vector score**: with :math:`s(x) = 2^{-E[h(x)]/c(n)}` the forest's anomaly
@@ -241,15 +242,30 @@ class MultivariateModel:
             # forest would be blind to it (an N+1 at normal latency); a little seeded
             # jitter gives every feature a range to split.
             jitter = random.Random(self.seed + self.trainings)
-            forest.fit([[x + jitter.gauss(0.0, _JITTER) for x in v] for v in r.items])
+            sample = self._normal_part(g, r.items)
+            forest.fit([[x + jitter.gauss(0.0, _JITTER) for x in v] for v in sample])
             g.forest = forest
-            g.bounds = feature_bounds(r.items)
+            g.bounds = feature_bounds(sample)
             g.trained_on = r.seen
             self.version += 1
             self.trainings += 1
             g.version = self.version
             trained += 1
         return trained
+
+    def _normal_part(self, g: Group, items: list[Vector]) -> list[Vector]:
+        """The sample without the vectors the current model finds anomalous, so an
+        ongoing incident is not learnt as normal -- unless they are the majority: then
+        behaviour has changed for good (a deploy) and the new forest adopts it."""
+        if g.forest is None:
+            return items
+        key = next((k for k, v in self.groups.items() if v is g), None)
+        scores = self.score_vectors(key, items) if key is not None else None
+        if not scores:
+            return items
+        kept = [v for v, m in zip(items, scores, strict=True) if m < 0.5]
+        return kept if 2 * len(kept) >= len(items) and len(kept) >= self.min_samples \
+            else items
 
     def score_vectors(self, key: str, vectors: Sequence[Vector]) -> list[float] | None:
         """Per-vector multivariate scores :math:`m(x)` in [0, 1]; None before training."""
