@@ -61,6 +61,7 @@ async def test_throttle_429_with_ietf_headers_even_when_headers_none() -> None:
     assert "x-ml-optimization-applied" not in refused.headers  # headers="none"
     assert len(calls) == 3  # the app never saw the refused request
     assert gate.counters["throttled"] == 1
+    assert gate.control.flush() == 4  # behaviour is folded in off the request path
     assert gate.control.limiter.behaviour.profiles["ip:127.0.0.1"].n == 4
 
 
@@ -199,3 +200,18 @@ async def test_stats_report_limiter_and_allocator() -> None:
     s = gate.stats()["control"]
     assert s["ratelimit"]["allowed"] == 1 and s["ratelimit"]["throttled"] == 1
     assert s["allocator"]["admitted"]["normal"] == 1 and s["allocator"]["inflight"] == 0
+
+
+async def test_behaviour_is_folded_in_by_the_scheduler_job() -> None:
+    import time
+
+    gate = PulseGate(rate_limiting=True, rate_limit="100/minute")
+    app, _ = make_app(gate)
+    async with client(app) as c:
+        for _ in range(3):
+            await c.get("/")
+    gate.scheduler.stop()  # drive the job by hand, deterministically
+    assert len(gate.control.pending) <= 3
+    gate.scheduler.run_pending(time.monotonic() + 10)
+    assert not gate.control.pending
+    assert gate.control.limiter.behaviour.profiles["ip:127.0.0.1"].n == 3

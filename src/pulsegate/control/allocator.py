@@ -122,6 +122,14 @@ class ConcurrencyAllocator:
         self.admitted[priority] += 1
         return Ticket(self, priority, now, waited)
 
+    def try_acquire(self, priority: int) -> Ticket | None:
+        """A ticket if a slot is free for this class and nobody better is waiting; never
+        queues. The common, uncontended path of ``acquire``: no Event, no Future."""
+        with self._lock:
+            if self.inflight < self._caps[priority] and not self.queued:
+                return self._grant(priority, self.clock(), 0.0)
+        return None
+
     def acquire_or_enqueue(self, priority: str | int = "normal",
                            notify: Callable[[], None] | None = None) -> Ticket | Waiter | None:
         """A ticket now, a :class:`Waiter` queued (``notify()`` is called when it gets a
@@ -201,6 +209,10 @@ class ConcurrencyAllocator:
 
     def acquire(self, priority: str | int = "normal", timeout: float | None = None) -> Ticket | None:
         """Blocking form (threads/WSGI): a ticket, or None when shed."""
+        if isinstance(priority, int):
+            t = self.try_acquire(priority)
+            if t is not None:
+                return t
         event = threading.Event()
         r = self.acquire_or_enqueue(priority, event.set)
         if not isinstance(r, Waiter):
@@ -211,6 +223,10 @@ class ConcurrencyAllocator:
     async def acquire_async(self, priority: str | int = "normal",
                             timeout: float | None = None) -> Ticket | None:
         """asyncio form: waits without blocking the loop; a ticket, or None when shed."""
+        if isinstance(priority, int):
+            t = self.try_acquire(priority)
+            if t is not None:
+                return t
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
 

@@ -180,7 +180,10 @@ class BehaviourModel:
             paths.append(path)
             if len(paths) > 8:
                 del paths[0]
-        self._score(p, allowance)
+        # Score every request while the profile is young (decisions happen then), then
+        # every 4th: the features are EWMAs and barely move in 3 requests.
+        if p.n <= 32 or not p.n & 3:
+            self._score(p, allowance)
         return p
 
     def _score(self, p: Profile, allowance: float = 1.0) -> None:

@@ -14,8 +14,8 @@ Built by :class:`~pulsegate.engine.PulseGate` only when ``rate_limiting`` or
 4. the allocator -> a ticket (``ctx.optimization = "queued"`` if it waited) or
    ``Rejection(503, "shed")`` with ``Retry-After``.
 
-``finish`` releases the ticket with the measured latency and feeds the client's
-behaviour profile.
+``finish`` releases the ticket with the measured latency and queues the request for
+the client's behaviour profile (folded in by a scheduler job, off the request path).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from pulsegate.context import Rejection, RequestContext
@@ -68,6 +69,11 @@ class Controller:
                 suspicion_threshold=c.suspicion_threshold,
                 prediction_threshold=c.prediction_threshold, max_clients=c.max_clients)
         self.costs = dict(c.rate_limit_costs)
+        #: finished requests waiting to be folded into behaviour profiles (bounded: if the
+        #: scheduler falls behind, the oldest are dropped rather than memory growing)
+        self.pending: deque[tuple[str, RequestRecord, str | None, str]] = deque(maxlen=65536)
+        if self.limiter is not None:
+            gate.scheduler.every(0.25, self.flush, name="control.behaviour")
         self.allocator: ConcurrencyAllocator | None = None
         self._pressure = 0.0
         if c.resource_allocation:
@@ -179,11 +185,29 @@ class Controller:
         if ticket is not None:
             ctx.ticket = None
             ticket.release(record.duration_ms / 1000.0, record.status < 500 and ctx.error is None)
-        limiter = self.limiter
-        if limiter is not None and ctx.client_key is not None:
+        if self.limiter is not None and ctx.client_key is not None:
+            # The behaviour profile is updated off the request path (scheduler, every
+            # 0.25 s): here only a bounded append. Times are the requests' own start
+            # times, so batching does not distort inter-arrival statistics.
             info = ctx.info
-            limiter.observe(ctx.client_key, record, info.headers.get("user-agent"),
-                            info.query_string)
+            self.pending.append((ctx.client_key, record, info.headers.get("user-agent"),
+                                 info.query_string))
+
+    def flush(self) -> int:
+        """Fold pending finished requests into the behaviour profiles (scheduler job;
+        tests call it directly). Returns how many were processed."""
+        limiter = self.limiter
+        if limiter is None:
+            return 0
+        pop = self.pending.popleft
+        n = 0
+        while True:
+            try:
+                key, record, ua, query = pop()
+            except IndexError:
+                return n
+            limiter.observe(key, record, ua, query, now=record.started_at)
+            n += 1
 
     # --- background --------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ float operations -- no locks, no allocation beyond the :class:`Decision`.
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -55,7 +56,8 @@ def parse_rate(spec: str) -> tuple[float, float]:
 class Rule:
     """One rate policy: quota per window, burst, and its GCRA constants."""
 
-    __slots__ = ("burst", "interval", "name", "policy", "quota", "scope", "tolerance", "window")
+    __slots__ = ("_policy_fields", "burst", "interval", "name", "policy", "quota", "scope",
+                 "tolerance", "window")
 
     def __init__(self, spec: str, burst: float | None = None, name: str = "default",
                  scope: str = "") -> None:
@@ -66,6 +68,15 @@ class Rule:
         self.name = name
         self.policy = policy_name(name)
         self.scope = scope
+        #: effective quota -> the RateLimit-Policy value (a handful of multipliers)
+        self._policy_fields: dict[int, str] = {}
+
+    def policy_field(self, quota: int) -> str:
+        f = self._policy_fields.get(quota)
+        if f is None:
+            f = self._policy_fields[quota] = ratelimit_headers(
+                self.policy, quota, self.window, 0, 0.0)[0][1]
+        return f
 
 
 class Decision:
@@ -88,8 +99,15 @@ class Decision:
 
     def headers(self) -> list[tuple[str, str]]:
         """``RateLimit-Policy`` and ``RateLimit`` (+ ``Retry-After`` when refused)."""
-        return ratelimit_headers(self.rule.policy, self.limit, self.rule.window, self.remaining,
-                                 self.reset_after, None if self.allowed else self.retry_after)
+        rule = self.rule
+        if not self.allowed:
+            return ratelimit_headers(rule.policy, self.limit, rule.window, self.remaining,
+                                     self.reset_after, self.retry_after)
+        # Hot path: the policy field is cached per effective quota.
+        reset = self.reset_after
+        t = int(reset) if reset == int(reset) else int(reset) + 1
+        return [("ratelimit-policy", rule.policy_field(self.limit)),
+                ("ratelimit", f"{rule.policy};r={self.remaining};t={t}")]
 
     def __repr__(self) -> str:
         return (f"Decision(allowed={self.allowed}, limit={self.limit}, remaining={self.remaining}"
@@ -126,6 +144,7 @@ class AdaptiveRateLimiter:
         self.multipliers: dict[str, float] = {}
         self.allowed = 0
         self.throttled = 0
+        self._lock = threading.Lock()
 
     def rule_for(self, route: str | None) -> Rule:
         if route is None:
@@ -160,12 +179,17 @@ class AdaptiveRateLimiter:
         return self._decide(ok, debt, rule, m, interval, cost)
 
     def observe(self, key: str, record: Any, user_agent: str | None = None,
-                query: str | None = None) -> float:
+                query: str | None = None, now: float | None = None) -> float:
         """Feed a finished request (a :class:`~pulsegate.records.RequestRecord`) to the
-        client's profile and update its multiplier; returns the multiplier."""
+        client's profile and update its multiplier; returns the multiplier. ``now`` is
+        the request's time (default: the limiter's clock) -- any clock, as long as one
+        limiter always gets the same kind."""
         mults = self.multipliers
-        p = self.behaviour.update(key, self.clock(), record.method, record.route, record.path,
-                                  record.status, user_agent, query, mults.get(key, 1.0))
+        with self._lock:  # the LRU's get/move/evict sequence is not atomic across threads
+            p = self.behaviour.update(key, self.clock() if now is None else now,
+                                      record.method, record.route,
+                                      record.path, record.status, user_agent, query,
+                                      mults.get(key, 1.0))
         if not self.adaptive:
             return 1.0
         if p.confidence < self.prediction_threshold:

@@ -46,30 +46,34 @@ class MemoryStorage:
     swept first; only if that is not enough are the buckets with the *least* debt
     dropped -- the cheapest loss, and never the punished clients first."""
 
-    __slots__ = ("clock", "evictions", "max_keys", "tat")
+    __slots__ = ("_lock", "clock", "evictions", "max_keys", "tat")
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, max_keys: int = 100_000) -> None:
         self.clock = clock
         self.max_keys = max_keys
         self.tat: dict[str, float] = {}
         self.evictions = 0
+        # Read-decide-write must be atomic under WSGI threads (two threads could both
+        # spend the last token otherwise); uncontended, the lock costs ~0.1 us.
+        self._lock = threading.Lock()
 
     def take(self, client: str, scope: str, interval: float, tolerance: float,
              cost: float) -> tuple[bool, float]:
         key = client if not scope else client + "|" + scope
-        now = self.clock()
         tats = self.tat
-        tat = tats.get(key, now)
-        if tat < now:
-            tat = now
-        new = tat + cost * interval
-        debt = new - now
-        if debt > tolerance + 1e-9:
-            return False, tat - now
-        tats[key] = new
-        if len(tats) > self.max_keys:
-            self._shrink(now)
-        return True, debt
+        with self._lock:
+            now = self.clock()
+            tat = tats.get(key, now)
+            if tat < now:
+                tat = now
+            new = tat + cost * interval
+            debt = new - now
+            if debt > tolerance + 1e-9:
+                return False, tat - now
+            tats[key] = new
+            if len(tats) > self.max_keys:
+                self._shrink(now)
+            return True, debt
 
     async def take_async(self, client: str, scope: str, interval: float, tolerance: float,
                          cost: float) -> tuple[bool, float]:
