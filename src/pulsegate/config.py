@@ -436,6 +436,9 @@ class Config:
                               number(0, 1))
     q_epsilon_decay: float = option(0.995, "Per-window multiplicative epsilon decay.",
                                     number(0, 1, lo_open=True))
+    behaviour_forest: bool = option(False, "Also score clients with a scikit-learn "
+                                    "IsolationForest trained in the background (ml extra).",
+                                    _bool)
 
     # registry and export -------------------------------------------------------------------
     # registry (persistence, feedback, tuning, alerts):

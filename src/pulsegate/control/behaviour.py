@@ -23,7 +23,12 @@ Suspicion, a noisy-OR of per-feature evidence ``e_i`` in [0, 1] with weights ``w
     e_param = clip((param - 0.6) / 0.4, 0, 1) * err_gate   rotating params, with failures
     e_div   = clip((div - 0.85) / 0.15, 0, 1)              crawling, never revisiting
 
-and each ``e_i`` is raised to ``clip((z_i - 3) / 3, 0, 1)`` when the feature's z-score
+Optionally (``behaviour_forest``) a scikit-learn IsolationForest is trained in the
+background on all clients' feature vectors; its anomaly score ``a`` (the paper's
+``s(x)``, 0.5 = ordinary) joins the noisy-OR as ``e_if = clip((a - 0.55) / 0.15)`` with
+weight 0.4 -- unusual for this site, in combinations no fixed threshold anticipates.
+
+Each ``e_i`` is raised to ``clip((z_i - 3) / 3, 0, 1)`` when the feature's z-score
 against the population (EWMA mean/variance over all clients) says it is extreme even
 if under the absolute threshold. Weights: rate 0.4, err 0.6, reg 0.35, ua 0.6,
 param 0.5, div 0.3 -- neither rate (the bucket already limits it) nor timing
@@ -44,13 +49,14 @@ from collections import OrderedDict
 
 FEATURES = ("rate", "err", "reg", "ua", "param", "div")
 WEIGHTS = (0.4, 0.6, 0.35, 0.6, 0.5, 0.3)
+FOREST_WEIGHT = 0.4  # the optional IsolationForest term joins the noisy-OR with this weight
 _BETA = 0.1  # per-request EWMA weight
 _POP_BETA = 0.002  # population statistics: slow, so one burst cannot shift "normal"
 
 
 class Profile:
-    __slots__ = ("div", "err", "ia_mean", "ia_var", "last_t", "last_ua", "n", "param",
-                 "paths", "queries", "rate", "suspicion", "ua", "write")
+    __slots__ = ("div", "err", "forest", "ia_mean", "ia_var", "last_t", "last_ua", "n",
+                 "param", "paths", "queries", "rate", "suspicion", "ua", "write")
 
     def __init__(self, prior: float = 0.0) -> None:
         self.n = 0
@@ -67,6 +73,8 @@ class Profile:
         self.paths: list[str] = []
         self.queries: dict[str, str] = {}
         self.suspicion = prior
+        #: evidence from the optional IsolationForest (set in the background), in [0, 1]
+        self.forest = 0.0
 
     @property
     def cv(self) -> float:
@@ -202,8 +210,20 @@ class BehaviourModel:
                 var[i] = (1 - pb) * (var[i] + pb * d * d)
             z = tuple(zs)
         s = suspicion(evidence(f, z))
+        if p.forest > 0.0:
+            s = 1.0 - (1.0 - s) * (1.0 - FOREST_WEIGHT * p.forest)
         # A penalty prior decays as the returning client shows fresh behaviour.
         p.suspicion = max(s, p.suspicion * 0.98) if p.n < 50 else s
+
+    def vectors(self, min_requests: int = 10) -> tuple[list[str], list[tuple[float, ...]]]:
+        """(keys, feature vectors) of the profiles with enough requests, for the
+        optional IsolationForest (:mod:`pulsegate.control.forest`)."""
+        keys, rows = [], []
+        for key, p in list(self.profiles.items()):
+            if p.n >= min_requests:
+                keys.append(key)
+                rows.append(p.features(self.nominal_rate))
+        return keys, rows
 
     def __len__(self) -> int:
         return len(self.profiles)

@@ -73,7 +73,13 @@ class Controller:
         #: scheduler falls behind, the oldest are dropped rather than memory growing)
         self.pending: deque[tuple[str, RequestRecord, str | None, str]] = deque(maxlen=65536)
         if self.limiter is not None:
-            gate.scheduler.every(0.25, self.flush, name="control.behaviour")
+            gate.scheduler.every(0.5, self.flush, name="control.behaviour")
+        self.forest: Any = None
+        if self.limiter is not None and c.behaviour_forest:
+            from pulsegate.control.forest import ForestScorer
+
+            self.forest = ForestScorer(self.limiter.behaviour)
+            gate.scheduler.every(60.0, self._train_forest, name="control.forest")
         self.allocator: ConcurrencyAllocator | None = None
         self._pressure = 0.0
         if c.resource_allocation:
@@ -187,7 +193,7 @@ class Controller:
             ticket.release(record.duration_ms / 1000.0, record.status < 500 and ctx.error is None)
         if self.limiter is not None and ctx.client_key is not None:
             # The behaviour profile is updated off the request path (scheduler, every
-            # 0.25 s): here only a bounded append. Times are the requests' own start
+            # 0.5 s): here only a bounded append. Times are the requests' own start
             # times, so batching does not distort inter-arrival statistics.
             info = ctx.info
             self.pending.append((ctx.client_key, record, info.headers.get("user-agent"),
@@ -210,6 +216,12 @@ class Controller:
             n += 1
 
     # --- background --------------------------------------------------------------------
+
+    def _train_forest(self) -> None:
+        limiter = self.limiter
+        if self.forest is not None and limiter is not None:
+            with limiter._lock:  # profiles must not move while they are read and scored
+                self.forest.run()
 
     def sample_pressure(self) -> None:
         """Scheduler job (1 s): memory and CPU pressure in [0, 1+] for the allocator's
