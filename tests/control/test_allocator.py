@@ -192,3 +192,28 @@ def test_state_roundtrip_and_validation() -> None:
         b.load_state({"version": 1, "limit": 3, "policy": {"q": [[0.0]]}})
     with pytest.raises(ValueError):
         b.load_state({"version": 9})
+
+
+def test_throughput_target_costs_reward_when_unmet() -> None:
+    rewards = []
+    for target in (None, 10_000.0):
+        clk = Clock()
+        a = ConcurrencyAllocator(2, 200, 20, target_latency=0.05, clock=clk, max_queue_wait=0.0,
+                                 policy=QPolicy(epsilon=0.0), throughput_target=target)
+        simulate(a, clk, workers=8, service=0.02, arrivals_per_s=200, seconds=2)
+        rewards.append(a.last_window["reward"])
+    # 200 req/s against a 10 000 req/s target: the same windows earn ~0.5 less.
+    assert rewards[1] < rewards[0] - 0.4
+
+
+def test_pressure_blocks_growth_and_shrinks() -> None:
+    clk = Clock()
+    a = ConcurrencyAllocator(2, 200, 10, target_latency=0.05, clock=clk, max_queue_wait=0.0,
+                             policy=QPolicy(epsilon=0.0),
+                             pressure=lambda: 1.5 if clk.t > 3.0 else 0.0)  # from t = 3 s
+    simulate(a, clk, workers=8, service=0.02, arrivals_per_s=1000, seconds=6)
+    grown = max(lim for t, lim in a.history if t <= 3.0)
+    assert grown > 10
+    after = [lim for t, lim in a.history if t > 3.0]
+    assert after == sorted(after, reverse=True) and after[-1] < grown  # only ever shrinks
+    assert a.last_window["pressure"] is True

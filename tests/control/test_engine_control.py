@@ -215,3 +215,15 @@ async def test_behaviour_is_folded_in_by_the_scheduler_job() -> None:
     gate.scheduler.run_pending(time.monotonic() + 10)
     assert not gate.control.pending
     assert gate.control.limiter.behaviour.profiles["ip:127.0.0.1"].n == 3
+
+
+def test_pressure_sampler_reads_memory_and_cpu() -> None:
+    gate = PulseGate(resource_allocation=True, max_memory_mb=1.0)  # any process exceeds 1 MiB
+    gate.scheduler.stop()
+    gate.control.sample_pressure()
+    assert gate.control._pressure > 1.0
+    calm = PulseGate(resource_allocation=True, max_memory_mb=1e9)
+    calm.scheduler.stop()
+    calm.control.sample_pressure()
+    assert calm.control._pressure < 1.0
+    assert "control.pressure" in calm.scheduler.jobs

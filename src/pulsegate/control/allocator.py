@@ -71,7 +71,7 @@ class ConcurrencyAllocator:
                  interval: float | None = None, min_samples: int = 10,
                  clock: Callable[[], float] = time.monotonic,
                  pressure: Callable[[], float] | None = None, policy: QPolicy | None = None,
-                 learn: bool = True) -> None:
+                 learn: bool = True, throughput_target: float | None = None) -> None:
         self.min_limit = min_limit
         self.max_limit = max_limit
         self._limit = float(initial if initial is not None else max(min_limit, min(max_limit, 20)))
@@ -85,6 +85,8 @@ class ConcurrencyAllocator:
         self.pressure = pressure or (lambda: 0.0)
         self.policy = policy or QPolicy()
         self.learn = learn
+        #: requests/s to sustain; when set, windows completing fewer cost reward
+        self.throughput_target = throughput_target
         self.inflight = 0
         self.queues: tuple[deque[Waiter], ...] = (deque(), deque(), deque())
         self.queued = 0
@@ -292,6 +294,10 @@ class ConcurrencyAllocator:
         reward = ((self._w_good - 2.0 * self._w_late - (self._w_shed - self._w_high_shed)
                    - 5.0 * self._w_high_shed) / max(1.0, offered)
                   - (1.0 if pressure else 0.0))
+        if self.throughput_target:
+            # Short of the operator's throughput target: a penalty up to 0.5 that only
+            # more admitted work can remove (the latency terms still cap it).
+            reward -= 0.5 * max(0.0, 1.0 - (n / span) / self.throughput_target)
         pol = self.policy
         if self._prev is not None:
             if self._prev[1] != HOLD:

@@ -13,6 +13,7 @@ Reward of the window that followed an action::
 
     R = (good - 2 late - shed_other - 5 shed_high) / (completed + shed)
         - pressure - 0.05 [action != hold]
+        - 0.5 max(0, 1 - completed_per_s / throughput_target)     (when a target is set)
 
 ``good``: completions within the target and not failed; ``late``: completions over
 target; ``shed_*``: requests refused in the window. R is 1 when every offered request
@@ -28,10 +29,12 @@ The table starts from a prior (shrink when late or under pressure, grow when the
 demand and latency headroom, hold otherwise) so the first windows are sensible and
 exploration (epsilon-greedy, decaying) refines the boundaries -- e.g. whether to hold
 or grow at 0.8-1.0 of target -- for this service's noise. A safety shield restricts the
-choice: never grow while latency is over target or pressure is high, and always shrink
-beyond 1.5x target. (Bucketed states cannot tell "a bit over" from "far over", so a
-pure learner can settle on "hold" deep in overload where every action's next window
-looks equally bad; the shield removes that trap, learning keeps the judgement calls.)
+choice: never grow while latency is over target, and always shrink beyond 1.5x target
+or under memory/CPU pressure (pressure is not caused by the limit alone, so no window
+would ever "reward" shrinking for it; it is a rule, not a lesson). Bucketed states
+cannot tell "a bit over" from "far over", so a pure learner can settle on "hold" deep
+in overload where every action's next window looks equally bad; the shield removes that
+trap, learning keeps the judgement calls.
 """
 
 from __future__ import annotations
@@ -96,9 +99,9 @@ class QPolicy:
 
     def choose(self, state: int) -> int:
         lat, _, _, pressure = decode(state)
-        if lat >= 4:  # >= 1.5x target: the shield leaves only one safe move
+        if lat >= 4 or pressure:  # >= 1.5x target, or the host itself is short: shrink
             return DECREASE
-        allowed = (DECREASE, HOLD) if (lat >= 3 or pressure) else (DECREASE, HOLD, INCREASE)
+        allowed = (DECREASE, HOLD) if lat >= 3 else (DECREASE, HOLD, INCREASE)
         if self.rng.random() < self.epsilon:
             self.explored += 1
             action = self.rng.choice(allowed)
