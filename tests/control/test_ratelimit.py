@@ -135,4 +135,6 @@ def test_check_throughput_in_memory() -> None:
     for i in range(n):
         rl.check(keys[i % 1000])
     rate = n / (time.perf_counter() - t0)
-    assert rate > 100_000, rate  # bar is 200k/s on an idle core; CI shares 2 cores
+    # The bar (200k/s) is measured by benchmarks/ratelimit_sim.py; CI shares 2 loaded cores,
+    # so this only guards against an order-of-magnitude regression of the hot path.
+    assert rate > 60_000, rate

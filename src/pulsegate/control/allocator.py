@@ -4,8 +4,9 @@ Requests hold a :class:`Ticket` while in flight. The limit ``L`` is moved once p
 control window by :class:`~pulsegate.control.qpolicy.QPolicy` (tabular Q-learning).
 
 Priority classes ``high`` > ``normal`` > ``low``. A class may fill only its share of
-``L`` (high 100 %, normal 90 %, low 75 %): the head-room above a lower class's share is
-kept for the classes above it, so a burst of high-priority work finds a slot without
+``L`` (high 100 %, normal 90 %, low 75 %; 80 % and 50 % once the last window's latency
+reached 0.8 x target, so low priority gives way first): the head-room above a lower
+class's share is kept for the classes above it, so a burst of high-priority work finds a slot without
 waiting for low-priority work to finish. When no slot is free a request waits in a
 bounded queue, best class first (FIFO within a class), for at most ``max_queue_wait``
 seconds; then it is shed. A full queue sheds its newest lowest-priority waiter to make
@@ -31,6 +32,9 @@ from pulsegate.control.qpolicy import CHANGE_COST, DECREASE, HOLD, INCREASE, QPo
 PRIORITIES = {"high": 0, "normal": 1, "low": 2}
 NAMES = ("high", "normal", "low")
 SHARES = (1.0, 0.9, 0.75)
+#: Shares once the last window's latency reached 0.8 x target: lower classes give way
+#: first, before the limit itself has to come down.
+SHARES_HOT = (1.0, 0.8, 0.5)
 
 
 class Ticket:
@@ -94,6 +98,7 @@ class ConcurrencyAllocator:
         self.shed = [0, 0, 0]
         self.history: deque[tuple[float, int]] = deque(maxlen=512)
         self._lock = threading.Lock()
+        self._hot = False
         self._caps = self._compute_caps()
         now = clock()
         self._w_start = now
@@ -112,7 +117,8 @@ class ConcurrencyAllocator:
 
     def _compute_caps(self) -> tuple[int, int, int]:
         lim = self._limit
-        return (max(1, int(lim)), max(1, int(lim * SHARES[1])), max(1, int(lim * SHARES[2])))
+        shares = SHARES_HOT if self._hot else SHARES
+        return (max(1, int(lim)), max(1, int(lim * shares[1])), max(1, int(lim * shares[2])))
 
     def _area(self, now: float) -> None:
         self._w_area += self.inflight * (now - self._w_last)
@@ -310,6 +316,7 @@ class ConcurrencyAllocator:
         elif action == INCREASE:
             lim = lim * 1.1 + 1.0
         self._limit = float(min(self.max_limit, max(self.min_limit, lim)))
+        self._hot = lat_ratio >= 0.8
         self._caps = self._compute_caps()
         self._prev = (state, action)
         self.history.append((now, self.limit))
