@@ -217,3 +217,20 @@ def test_pressure_blocks_growth_and_shrinks() -> None:
     after = [lim for t, lim in a.history if t > 3.0]
     assert after == sorted(after, reverse=True) and after[-1] < grown  # only ever shrinks
     assert a.last_window["pressure"] is True
+
+
+def test_low_priority_share_shrinks_when_latency_nears_target() -> None:
+    clk = Clock()
+    a = ConcurrencyAllocator(1, 100, 20, target_latency=0.1, interval=0.05, min_samples=1,
+                             clock=clk, policy=QPolicy(epsilon=0.0))
+    assert a._caps == (20, 18, 15)
+    t = a.try_acquire(2)
+    assert t is not None
+    clk.t = 0.06
+    t.release(latency_s=0.095)  # a window at 0.95 x target: hold, but tighten the shares
+    assert a.limit == 20 and a._caps == (20, 16, 10)
+    t = a.try_acquire(2)
+    assert t is not None
+    clk.t = 0.12
+    t.release(latency_s=0.02)  # latency back down: shares relax
+    assert a._caps[2] == int(a.limit * 0.75)
