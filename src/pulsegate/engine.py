@@ -41,6 +41,8 @@ Listener = Callable[[RequestRecord, RequestContext], None]
 
 _log = math.log
 _log1p = math.log1p
+_NO_DETECTIONS: list[Any] = []
+_NO_QUERY_HEADERS = (("x-ml-query-count", "0"), ("x-ml-query-ms", "0.0"), ("x-ml-nplusone", "0"))
 
 
 class PulseGate:
@@ -76,6 +78,14 @@ class PulseGate:
             metrics = tuple(m for m in metrics if m != "memory")
         self.metrics = metrics
         self._metric_index = {m: i for i, m in enumerate(metrics)}
+        # Flags read on every request, copied out of the frozen config once.
+        self._enabled = c.enabled
+        self._cpu = c.measure_cpu
+        self._qa = c.query_analysis
+        self._perf = c.performance_prediction
+        self._anom = c.anomaly_detection
+        self._repeat_metric = "repeat_share" in metrics
+        self._memory_metric = "memory" in metrics
         self._mem_every = c.memory_sample_every if c.measure_memory else 0
         self._mem_tick = 0
         self.baselines = BaselineStore(
@@ -146,12 +156,12 @@ class PulseGate:
     def begin(self, info: RequestInfo) -> RequestContext | None:
         """Start measuring a request; None means "not ours, pass it through"."""
         try:
-            if not self.config.enabled:
+            if not self._enabled:
                 return None
-            if self.is_excluded(info.path):
+            path = info.path
+            if path in self._exclude or path.startswith(self._exclude_prefixes):
                 self.counters["excluded"] += 1
                 return None
-            c = self.config
             if not self.scheduler.started and self.scheduler.jobs:
                 self.scheduler.ensure_started()
             mem0 = None
@@ -164,9 +174,9 @@ class PulseGate:
                     mem0 = sys.getallocatedblocks()
             ctx = RequestContext(
                 info, self.clock(), self.wall(),
-                self.cpu_clock() if c.measure_cpu else 0.0, mem0, self._max_queries)
+                self.cpu_clock() if self._cpu else 0.0, mem0, self._max_queries)
             ctx.token = current_request.set(ctx)
-            if c.query_analysis:
+            if self._qa:
                 ctx.sink_token = query_sink.set(ctx)
             return ctx
         except Exception as exc:
@@ -218,26 +228,31 @@ class PulseGate:
                 out.append(("x-ml-optimization-applied", ctx.optimization))
                 out.append(("x-ml-model-version", self.model_version))
                 return out
-            c = self.config
             key = ctx.endpoint = self._endpoint(ctx)
             ms = ttfb * 1000.0
-            values: list[float | None] = [_log(ms if ms > 1e-3 else 1e-3)]
-            if c.query_analysis:
-                values.append(_log1p(ctx.query_count))
-                values.append(_log1p(ctx.query_ms))
-            score = self.baselines.get(key).observe(values, learn=False)
+            latency = _log(ms if ms > 1e-3 else 1e-3)
+            count = ctx.query_count
+            model = self.baselines.get(key)
+            # With no query yet the query metrics cannot rise above their levels, so
+            # only latency is scored.
+            score = model.observe(
+                [latency, _log1p(count), _log1p(ctx.query_ms)] if count and self._qa
+                else [latency], learn=False)
             ctx.score = score
-            if c.performance_prediction:
+            if self._perf:
                 out.append(("x-ml-prediction-confidence", str(round(score.confidence))))
                 if score.predicted_ms is not None:
                     out.append(("x-ml-predicted-latency-ms", f"{score.predicted_ms:.1f}"))
-            if c.anomaly_detection:
+            if self._anom:
                 out.append(("x-ml-anomaly-score", f"{score.score:.3f}"))
             out.append(("x-ml-optimization-applied", ctx.optimization))
-            if c.query_analysis:
-                out.append(("x-ml-query-count", str(ctx.query_count)))
-                out.append(("x-ml-query-ms", f"{ctx.query_ms:.1f}"))
-                out.append(("x-ml-nplusone", str(len(self._analyze_queries(ctx)))))
+            if self._qa:
+                if count:
+                    out.extend((("x-ml-query-count", str(count)),
+                                ("x-ml-query-ms", f"{ctx.query_ms:.1f}"),
+                                ("x-ml-nplusone", str(len(self._analyze_queries(ctx))))))
+                else:
+                    out.extend(_NO_QUERY_HEADERS)
             out.append(("x-ml-model-version", self.model_version))
             return out
         except Exception as exc:
@@ -270,10 +285,9 @@ class PulseGate:
 
     def _finish(self, ctx: RequestContext, status: int | None,
                 error: BaseException | None) -> RequestRecord:
-        c = self.config
         now = self.clock()
         duration = now - ctx.start
-        cpu = (self.cpu_clock() - ctx.cpu0) if c.measure_cpu else 0.0
+        cpu = (self.cpu_clock() - ctx.cpu0) if self._cpu else 0.0
         mem = None if ctx.mem0 is None else sys.getallocatedblocks() - ctx.mem0
         if error is not None:
             ctx.error = type(error).__name__
@@ -282,26 +296,30 @@ class PulseGate:
             ctx.status = status
         final_status = ctx.status if ctx.status is not None else 500
         ttfb = ctx.ttfb if ctx.ttfb is not None else duration
-        self.counters["requests"] += 1
+        counters = self.counters
+        counters["requests"] += 1
         if final_status >= 500:
-            self.counters["errors"] += 1
+            counters["errors"] += 1
         key = ctx.endpoint or self._endpoint(ctx)
         model = self.baselines.get(key)
         ms = duration * 1000.0
-        values: list[float | None] = [_log(ms if ms > 1e-3 else 1e-3)]
-        index = self._metric_index
-        if c.query_analysis:
+        latency = _log(ms if ms > 1e-3 else 1e-3)
+        values: list[float | None] = [latency]
+        detections: list[Any] = _NO_DETECTIONS
+        if self._qa:
             values.append(_log1p(ctx.query_count))
             values.append(_log1p(ctx.query_ms))
-        if c.measure_cpu:
-            values.append(_log1p(cpu * 1000.0 if cpu > 0 else 0.0))
-        detections: list[Any] = []
-        if c.query_analysis:
-            analyzed = self.queries.finish(ctx, key)
-            detections = analyzed
-            if "repeat_share" in index:
-                values.append(_log1p(analyzed.repeat_share))
-        if "memory" in index:
+        if self._cpu:
+            values.append(_log1p(cpu * 1000.0) if cpu > 0 else 0.0)
+        if self._qa:
+            if ctx.query_count:
+                analyzed = self.queries.finish(ctx, key)
+                detections = analyzed
+                if self._repeat_metric:
+                    values.append(_log1p(analyzed.repeat_share))
+            elif self._repeat_metric:
+                values.append(0.0)
+        if self._memory_metric:
             values.append(None if mem is None else (_log1p(mem) if mem >= 0 else -_log1p(-mem)))
         score: EndpointScore = model.observe(values)
         record = RequestRecord(
@@ -315,11 +333,11 @@ class PulseGate:
                 self.control.finish(ctx, record)
             except Exception as exc:
                 self.faults.record("control.finish", exc)
-        if score.is_anomaly and c.anomaly_detection:
+        if score.is_anomaly and self._anom:
             self.counters["anomalies"] += 1
             self.recent_anomalies.append(record)
-        incident = model.window_add(now, _log(ms if ms > 1e-3 else 1e-3))
-        if incident is not None and incident.is_anomaly and c.anomaly_detection:
+        incident = model.window_add(now, latency)
+        if incident is not None and incident.is_anomaly and self._anom:
             self.counters["incidents"] += 1
             self.incidents.append({"endpoint": key, "at": self.wall(),
                                    "window_mean_ms": math.exp(incident.value),
@@ -336,13 +354,20 @@ class PulseGate:
     def _reset_context(self, ctx: RequestContext) -> None:
         # A token made in another context (a WSGI iterable closed by a different thread)
         # cannot be reset there; the other context simply ends.
-        for var, token in ((current_request, ctx.token), (query_sink, ctx.sink_token)):
-            if token is not None:
-                try:
-                    var.reset(token)  # type: ignore[arg-type]
-                except ValueError:
-                    pass
-        ctx.token = ctx.sink_token = None
+        token = ctx.token
+        if token is not None:
+            ctx.token = None
+            try:
+                current_request.reset(token)
+            except ValueError:
+                pass
+        sink_token = ctx.sink_token
+        if sink_token is not None:
+            ctx.sink_token = None
+            try:
+                query_sink.reset(sink_token)
+            except ValueError:
+                pass
 
     def _endpoint(self, ctx: RequestContext) -> str:
         method = ctx.info.method

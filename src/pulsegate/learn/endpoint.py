@@ -195,12 +195,16 @@ class EndpointModel:
         level, var, floors = self.level, self.var, self.floors
         a, b = self.alpha, self.beta
         scored = self.scored
-        for i, x in enumerate(values):
+        i = -1
+        for x in values:
+            i += 1
             if x is None:
                 continue
             f = level[i]
             v = var[i]
             r = x - f
+            if r == 0.0 and v == 0.0:
+                continue  # e.g. no queries, ever: nothing to score, nothing to learn
             if r > 0.0 and i < scored:
                 sd = _sqrt(v)
                 if sd < floors[i]:
