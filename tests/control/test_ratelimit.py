@@ -138,3 +138,24 @@ def test_check_throughput_in_memory() -> None:
     # The bar (200k/s) is measured by benchmarks/ratelimit_sim.py; CI shares 2 loaded cores,
     # so this only guards against an order-of-magnitude regression of the hot path.
     assert rate > 60_000, rate
+
+
+def test_state_survives_a_restart() -> None:
+    import json
+
+    clk = Clock()
+    rl = AdaptiveRateLimiter("10/second", 10, clock=clk)
+    for i in range(40):
+        clk.t += 0.2
+        rl.observe("bot", _rec(401, "/login", "/login", "POST"), f"ua{i % 5}", f"u={i}")
+        rl.observe("human", _rec(200, "/page", f"/page/{i % 3}"), "Firefox", "")
+    state = json.loads(json.dumps(rl.state()))  # JSON-able, as the registry stores it
+    fresh = AdaptiveRateLimiter("10/second", 10, clock=clk)
+    fresh.load_state(state)
+    assert fresh.check("bot").multiplier == 0.5  # still punished after the restart
+    assert fresh.suspicion("bot") == pytest.approx(rl.suspicion("bot"))
+    assert fresh.behaviour.pop_mean == rl.behaviour.pop_mean
+    with pytest.raises(ValueError):
+        fresh.load_state({"version": 2})
+    with pytest.raises(ValueError):
+        fresh.load_state({**state, "pop_mean": [0.0]})

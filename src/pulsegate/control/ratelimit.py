@@ -216,6 +216,40 @@ class AdaptiveRateLimiter:
             punished = dict(list(punished.items())[-self.max_clients:])
         self.multipliers = punished
 
+    def state(self) -> dict[str, Any]:
+        """What survives a restart (the model registry persists it): population
+        statistics, the multipliers, and a penalty record per suspicious client.
+        Bounded by ``max_clients``; JSON-able."""
+        with self._lock:
+            b = self.behaviour
+            penalties = dict(b.penalties)
+            for key, p in list(b.profiles.items()):
+                if p.suspicion >= 0.25:
+                    penalties[key] = p.suspicion
+            items = list(penalties.items())[-self.max_clients:]
+            mults = list(self.multipliers.items())[-2 * self.max_clients:]
+            return {"version": 1, "pop_mean": list(b.pop_mean), "pop_var": list(b.pop_var),
+                    "pop_n": b.pop_n, "penalties": [[k, float(v)] for k, v in items],
+                    "multipliers": [[k, float(v)] for k, v in mults]}
+
+    def load_state(self, data: dict[str, Any]) -> None:
+        """Restore :meth:`state`; raises ``ValueError`` on a state of another shape."""
+        if data.get("version") != 1:
+            raise ValueError("unknown rate-limiter state version")
+        b = self.behaviour
+        mean, var = data["pop_mean"], data["pop_var"]
+        if len(mean) != len(b.pop_mean) or len(var) != len(b.pop_var):
+            raise ValueError("rate-limiter state: feature count mismatch")
+        with self._lock:
+            b.pop_mean = [float(x) for x in mean]
+            b.pop_var = [float(x) for x in var]
+            b.pop_n = int(data["pop_n"])
+            for key, v in data["penalties"]:
+                b.penalties[str(key)] = float(v)
+            while len(b.penalties) > self.max_clients:
+                b.penalties.popitem(last=False)
+            self.multipliers = {str(k): float(v) for k, v in data["multipliers"]}
+
     def suspicion(self, key: str) -> float:
         p = self.behaviour.profiles.get(key)
         return p.suspicion if p is not None else self.behaviour.penalties.get(key, 0.0)
