@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import threading
+import time
 
 import pytest
 
@@ -97,8 +98,9 @@ def test_sync_acquire_waits_for_a_release_from_another_thread() -> None:
     got: list[Ticket | None] = []
     th = threading.Thread(target=lambda: got.append(a.acquire("high")))
     th.start()
+    deadline = time.monotonic() + 10
     while a.queued == 0:
-        pass
+        assert time.monotonic() < deadline, "the waiter never queued"
     t.release()
     th.join(5)
     assert got and isinstance(got[0], Ticket) and got[0].waited >= 0
@@ -110,7 +112,9 @@ async def test_async_acquire_wakes_on_release_and_times_out() -> None:
     t = await a.acquire_async("normal")
     assert t is not None
     task = asyncio.create_task(a.acquire_async("high"))
+    deadline = time.monotonic() + 10
     while a.queued == 0:
+        assert time.monotonic() < deadline, "the waiter never queued"
         await asyncio.sleep(0)
     t.release()
     t2 = await asyncio.wait_for(task, 5)

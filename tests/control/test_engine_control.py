@@ -33,6 +33,15 @@ def make_app(gate: PulseGate, hold: asyncio.Event | None = None) -> tuple[Any, l
     return app, calls
 
 
+async def until(cond: Any, timeout: float = 10.0) -> None:
+    """Wait (bounded) for another task to reach a state; fails instead of hanging."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not cond():
+        assert loop.time() < deadline, "condition never became true"
+        await asyncio.sleep(0.001)
+
+
 def client(app: Any) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
 
@@ -95,8 +104,7 @@ async def test_shed_503_and_queued() -> None:
     app, _ = make_app(gate, hold)
     async with client(app) as c:
         first = asyncio.create_task(c.get("/slow/a"))
-        while gate.control.allocator.inflight == 0:
-            await asyncio.sleep(0.001)
+        await until(lambda: gate.control.allocator.inflight > 0)
         r = await c.get("/")
         assert r.status_code == 503 and r.headers["retry-after"] == "1"
         assert r.headers["x-ml-optimization-applied"] == "shed"
@@ -112,11 +120,9 @@ async def test_waiting_request_is_queued_then_served() -> None:
     app, _ = make_app(gate, hold)
     async with client(app) as c:
         first = asyncio.create_task(c.get("/slow/a"))
-        while gate.control.allocator.inflight == 0:
-            await asyncio.sleep(0.001)
+        await until(lambda: gate.control.allocator.inflight > 0)
         second = asyncio.create_task(c.get("/"))
-        while gate.control.allocator.queued == 0:
-            await asyncio.sleep(0.001)
+        await until(lambda: gate.control.allocator.queued > 0)
         hold.set()
         r1, r2 = await first, await second
     assert r1.headers["x-ml-optimization-applied"] == "none"
@@ -132,13 +138,11 @@ async def test_low_priority_shed_while_high_admitted_and_header_trust() -> None:
     app, _ = make_app(gate, hold)
     async with client(app) as c:
         held = [asyncio.create_task(c.get(f"/slow/{i}")) for i in range(3)]
-        while gate.control.allocator.inflight < 3:
-            await asyncio.sleep(0.001)
+        await until(lambda: gate.control.allocator.inflight >= 3)
         low = await c.get("/low/report")  # low may fill 3 of 4 slots: shed
         assert low.status_code == 503
         high = asyncio.create_task(c.get("/slow/x", headers={"x-priority": "high"}))
-        while gate.control.allocator.inflight < 4:
-            await asyncio.sleep(0.001)
+        await until(lambda: gate.control.allocator.inflight >= 4)
         hold.set()
         assert (await high).status_code == 200
         for t in held:
