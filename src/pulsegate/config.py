@@ -265,7 +265,7 @@ def _route_costs(key: str, value: Any) -> Mapping[str, float]:
 
 def _storage_url(key: str, value: Any) -> str:
     if isinstance(value, str) and value.startswith(("memory://", "redis://", "rediss://",
-                                                     "unix://")):
+                                                     "unix://", "redis+cluster://")):
         return value
     raise ConfigError(key, value, "memory:// or a redis://host:port/db URL")
 

@@ -135,8 +135,19 @@ class RedisStorage:
         self.prefix = prefix
         self.clock = clock
         self.socket_timeout = socket_timeout
-        self.client = client if client is not None else redis.Redis.from_url(
-            url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout)
+        #: ``redis+cluster://host:port`` talks to a Redis Cluster (any node as seed).
+        self.cluster = url.startswith("redis+cluster://")
+        if client is None:
+            if self.cluster:
+                from redis.cluster import RedisCluster
+
+                client = RedisCluster.from_url(
+                    "redis://" + url[len("redis+cluster://"):], socket_timeout=socket_timeout,
+                    socket_connect_timeout=socket_timeout)
+            else:
+                client = redis.Redis.from_url(url, socket_timeout=socket_timeout,
+                                              socket_connect_timeout=socket_timeout)
+        self.client = client
         self.script = self.client.register_script(GCRA_LUA)
         self.breaker = breaker or CircuitBreaker(5, 60.0, clock=time.monotonic)
         self.fallback = fallback or MemoryStorage(clock)
@@ -182,9 +193,17 @@ class RedisStorage:
 
         loop = asyncio.get_running_loop()
         if self._aclient is None or self._aloop is not loop:
-            self._aclient = aredis.Redis.from_url(
-                self.url, socket_timeout=self.socket_timeout,
-                socket_connect_timeout=self.socket_timeout)
+            if self.cluster:
+                from redis.asyncio.cluster import RedisCluster
+
+                self._aclient = RedisCluster.from_url(
+                    "redis://" + self.url[len("redis+cluster://"):],
+                    socket_timeout=self.socket_timeout,
+                    socket_connect_timeout=self.socket_timeout)
+            else:
+                self._aclient = aredis.Redis.from_url(
+                    self.url, socket_timeout=self.socket_timeout,
+                    socket_connect_timeout=self.socket_timeout)
             self._ascript = self._aclient.register_script(GCRA_LUA)
             self._aloop = loop
         return self._ascript
@@ -215,7 +234,8 @@ class RedisStorage:
 def storage_from_url(url: str, *, clock: Callable[[], float], breaker: CircuitBreaker,
                      max_keys: int, on_fallback: Callable[[BaseException], None] | None = None
                      ) -> MemoryStorage | RedisStorage:
-    """``memory://`` or ``redis://...`` / ``rediss://...`` / ``unix://...``."""
+    """``memory://`` or ``redis://...`` / ``rediss://...`` / ``unix://...`` /
+    ``redis+cluster://seed-host:port``."""
     if url.startswith("memory://"):
         return MemoryStorage(clock, max_keys)
     return RedisStorage(url, breaker=breaker, fallback=MemoryStorage(clock, max_keys),
