@@ -255,3 +255,19 @@ def test_internal_fault_leaves_the_response_untouched() -> None:
     assert r.status_code == 200 and r.text == "hi x"
     assert not X_ML & set(r.headers)
     assert gate.stats()["internal_errors"] >= 2
+
+
+def test_route_templates_when_wrapping_a_starlette_app_directly() -> None:
+    gate, records = recording_gate()
+    inner = Starlette(routes=[Mount("/api", routes=[Route("/users/{uid:int}", hello)])])
+    client = TestClient(PulseGateMiddleware(inner, gate=gate))
+    assert client.get("/api/users/3").status_code == 200
+    assert records[-1].route == "/api/users/{uid:int}"
+    info_routes = []
+
+    async def admit(ctx: RequestContext) -> None:
+        info_routes.append(ctx.info.route_resolver() if ctx.info.route_resolver else None)
+
+    gate.admit_async = admit  # type: ignore[assignment,method-assign]
+    client.get("/api/users/4")
+    assert info_routes == ["/api/users/{uid:int}"]  # resolvable before the app runs

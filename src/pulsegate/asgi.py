@@ -135,19 +135,24 @@ class PulseGateMiddleware:
         if internal is not None and internal.matches(path) and \
                 await serve_asgi(internal, scope, receive, send):
             return
-        if gate.is_excluded(path):
+        if not gate._enabled:
+            await self.app(scope, receive, send)
+            return
+        if path in gate._exclude or path.startswith(gate._exclude_prefixes):
             gate.counters["excluded"] += 1
             await self.app(scope, receive, send)
             return
         root_path = scope.get("root_path", "")
-        top_app = scope.get("app")
+        # Starlette sets scope["app"] before its middleware stack; a Starlette app wrapped
+        # directly (PulseGateMiddleware(app)) has not run yet, so use the wrapped app.
+        top_app = scope.get("app") or self.app
         client = scope.get("client")
+        query = scope.get("query_string")
         info = RequestInfo(
             scope.get("method", "GET"), path, None, client[0] if client else None,
-            ASGIHeaders(scope.get("headers")),
-            scope.get("query_string", b"").decode("latin-1"), scope.get("scheme", "http"),
-            lambda: route_template(scope, root_path, top_app))
-        ctx = gate.begin(info)
+            ASGIHeaders(scope.get("headers")), query.decode("latin-1") if query else "",
+            scope.get("scheme", "http"), lambda: route_template(scope, root_path, top_app))
+        ctx = gate.start(info)
         if ctx is None:
             await self.app(scope, receive, send)
             return
@@ -172,7 +177,7 @@ class PulseGateMiddleware:
                         key = encoded.get(name)
                         if key is None:
                             key = encoded[name] = name.encode("latin-1")
-                        headers.append((key, value.encode("latin-1")))
+                        headers.append((key, value.encode()))  # ASCII by construction
                     message["headers"] = headers
                 await send(message)
             elif kind == "http.response.body" and not message.get("more_body", False):

@@ -155,13 +155,18 @@ class PulseGate:
 
     def begin(self, info: RequestInfo) -> RequestContext | None:
         """Start measuring a request; None means "not ours, pass it through"."""
+        if not self._enabled:
+            return None
+        path = info.path
+        if path in self._exclude or path.startswith(self._exclude_prefixes):
+            self.counters["excluded"] += 1
+            return None
+        return self.start(info)
+
+    def start(self, info: RequestInfo) -> RequestContext | None:
+        """:meth:`begin` for an adapter that has already checked ``enabled`` and
+        ``exclude_paths`` itself (the ASGI middleware does, before building ``info``)."""
         try:
-            if not self._enabled:
-                return None
-            path = info.path
-            if path in self._exclude or path.startswith(self._exclude_prefixes):
-                self.counters["excluded"] += 1
-                return None
             if not self.scheduler.started and self.scheduler.jobs:
                 self.scheduler.ensure_started()
             mem0 = None
@@ -235,9 +240,8 @@ class PulseGate:
             model = self.baselines.get(key)
             # With no query yet the query metrics cannot rise above their levels, so
             # only latency is scored.
-            score = model.observe(
-                [latency, _log1p(count), _log1p(ctx.query_ms)] if count and self._qa
-                else [latency], learn=False)
+            score = model.observe([latency, _log1p(count), _log1p(ctx.query_ms)], learn=False) \
+                if count and self._qa else model.score_latency(latency)
             ctx.score = score
             if self._perf:
                 out.append(("x-ml-prediction-confidence", str(round(score.confidence))))

@@ -147,3 +147,12 @@ def test_sub_millisecond_cpu_and_small_query_changes_are_not_anomalous() -> None
     assert loud.is_anomaly and loud.driver == "cpu"  # +4.9 ms CPU
     assert m.observe([math.log(50.0), math.log1p(30), math.log1p(0.1)],
                      learn=False).driver == "queries"
+
+
+def test_score_latency_matches_observe_on_latency_alone() -> None:
+    m = EndpointModel(metrics=("latency", "queries"), warmup=5)
+    for i in range(40):
+        m.observe([math.log(20.0 + i % 4), math.log1p(2)])
+    for ms in (5.0, 21.0, 30.0, 90.0):
+        x = math.log(ms)
+        assert m.score_latency(x) == m.observe([x], learn=False)

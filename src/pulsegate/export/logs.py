@@ -111,7 +111,8 @@ class LogExporter:
                 break
             if kind == "anomaly":
                 a = extra["pulsegate_anomaly"]
-                log.warning("anomalous request on %s: %.1f ms (forecast %s ms, score %.2f)",
+                # One slow request is information; an incident (below) is a warning.
+                log.info("anomalous request on %s: %.1f ms (forecast %s ms, score %.2f)",
                             extra["endpoint"], a["duration_ms"], a["predicted_ms"], a["score"],
                             extra=extra)
             else:

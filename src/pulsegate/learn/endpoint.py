@@ -175,6 +175,20 @@ class EndpointModel:
         conf = 100.0 * min(1.0, n / self.warmup) * _exp(-sd0)
         self.view = (_exp(f0), conf, _exp(f0 - k * sd0), _exp(f0 + k * sd0), f0, sd0)
 
+    def score_latency(self, x: float) -> EndpointScore:
+        """:meth:`observe` of the latency alone, without learning: the headers' case when
+        the request ran no query yet. Reads the cached forecast view, builds no list."""
+        n = self.n
+        if n == 0:
+            return NO_SCORE
+        pred, conf, low, high, f0, sd0 = self.view
+        r = x - f0
+        z = r / sd0
+        if n < self.warmup or r <= 0.0:
+            return EndpointScore(0.0, False, None, conf, pred, low, high, z)
+        k = self.threshold
+        return EndpointScore(z * z / (z * z + k * k), z > k, "latency", conf, pred, low, high, z)
+
     def observe(self, values: list[float | None], *, learn: bool = True) -> EndpointScore:
         """Score one request's metric values, given on their log scales (see
         :func:`transform`) in ``self.metrics`` order; learn them too unless ``learn`` is
