@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -15,6 +16,12 @@ ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts"
 SHARED = ROOT.parent / "shared"
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+# Timing deadlines mean nothing on a shared 2-core machine; in CI the examples are also
+# derandomized, so a run is reproducible and a red CI is a real regression.
+settings.register_profile("pulsegate", deadline=None)
+settings.register_profile("pulsegate-ci", deadline=None, derandomize=True)
+settings.load_profile("pulsegate-ci" if IN_CI else "pulsegate")
 
 
 @pytest.fixture(scope="session")

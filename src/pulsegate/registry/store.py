@@ -110,7 +110,7 @@ class SQLiteStore:
     def _open(self) -> None:
         try:
             self._conn = self._connect()
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
             if not _damage(exc):
                 raise  # locked or unwritable: not damage, let the caller count it
             self._move_aside(f"unreadable ({exc})")
@@ -191,7 +191,7 @@ class SQLiteStore:
         with self.lock:
             try:
                 self._write(rows, dels, drops)
-            except sqlite3.DatabaseError as exc:
+            except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
                 if not _damage(exc):
                     raise
                 self._recover(exc)  # damage found late: a fresh file, then write there
@@ -232,7 +232,7 @@ class SQLiteStore:
         with self.lock:
             try:
                 return self.conn.execute(sql, args).fetchall()
-            except sqlite3.DatabaseError as exc:
+            except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
                 if not _damage(exc):
                     raise
                 self._recover(exc)
@@ -265,10 +265,24 @@ class _Incompatible(Exception):
     pass
 
 
+#: Errors that say "not now" rather than "this file is broken": never move a file aside
+#: for these, let the caller count them and retry on the next snapshot.
+_TRANSIENT_MARKERS = ("locked", "busy", "unable to open", "disk i/o", "out of memory",
+                      "interrupted")
+
+
 def _damage(exc: BaseException) -> bool:
-    """A damaged file ("database disk image is malformed", "file is not a database")
-    raises plain DatabaseError; its subclasses are locks, I/O, constraints, misuse."""
-    return type(exc) is sqlite3.DatabaseError
+    """Whether ``exc`` means the file itself is damaged. A damaged file shows up in many
+    ways depending on which bytes broke -- plain DatabaseError ("malformed", "not a
+    database"), OperationalError ("unsupported file format", "attempt to write a
+    readonly database" when the header's write version is mangled), or text that does
+    not decode -- so any of those but a lock, busy or I/O condition counts as damage."""
+    if isinstance(exc, UnicodeDecodeError) or type(exc) is sqlite3.DatabaseError:
+        return True
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False  # programming, integrity, interface errors: our bug, not the file's
+    text = str(exc).lower()
+    return not any(marker in text for marker in _TRANSIENT_MARKERS)
 
 
 _SQLITE_STORES: weakref.WeakSet[SQLiteStore] = weakref.WeakSet()
