@@ -223,6 +223,7 @@ def test_rejection_from_admission_is_sent_instead_of_the_app() -> None:
         return Rejection(429, "throttle", [("retry-after", "3")], b"slow down")
 
     gate.admit_async = admit  # type: ignore[method-assign]
+    gate.control = object()  # the middleware awaits admission only when control exists
     r = TestClient(PulseGateMiddleware(app, gate=gate)).get("/x")
     assert r.status_code == 429 and r.headers["retry-after"] == "3"
     assert r.headers["x-ml-optimization-applied"] == "throttle" and r.content == b"slow down"
@@ -269,5 +270,6 @@ def test_route_templates_when_wrapping_a_starlette_app_directly() -> None:
         info_routes.append(ctx.info.route_resolver() if ctx.info.route_resolver else None)
 
     gate.admit_async = admit  # type: ignore[assignment,method-assign]
+    gate.control = object()
     client.get("/api/users/4")
     assert info_routes == ["/api/users/{uid:int}"]  # resolvable before the app runs

@@ -28,6 +28,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+_ENCODED_CACHE = 4096
 _FULL = 2  # starlette.routing.Match.FULL, compared by value so starlette stays optional
 _PARTIAL = 1
 
@@ -118,7 +119,9 @@ class PulseGateMiddleware:
         elif config is not None or options:
             raise TypeError("pass either gate= or configuration, not both")
         self.gate = gate
-        self._encoded: dict[str, bytes] = {}
+        # Encoded header pairs: most values repeat ("none", "0", "0.000", a version), so
+        # the bytes are made once. Bounded: varying values simply stop being cached.
+        self._encoded: dict[tuple[str, str], tuple[bytes, bytes]] = {}
         # The dashboard and the Prometheus path (None when both are off: no cost).
         self._internal = internal_endpoints(gate)
 
@@ -156,10 +159,11 @@ class PulseGateMiddleware:
         if ctx is None:
             await self.app(scope, receive, send)
             return
-        rejection = await gate.admit_async(ctx)
-        if rejection is not None:
-            await self._reject(ctx, rejection, send)
-            return
+        if gate.control is not None:  # no coroutine to await when control is off
+            rejection = await gate.admit_async(ctx)
+            if rejection is not None:
+                await self._reject(ctx, rejection, send)
+                return
         encoded = self._encoded
 
         async def send_wrapper(message: Message) -> None:
@@ -173,11 +177,13 @@ class PulseGateMiddleware:
                 extra = gate.response_headers(ctx, message["status"])
                 if extra:
                     headers = list(message.get("headers") or ())
-                    for name, value in extra:
-                        key = encoded.get(name)
-                        if key is None:
-                            key = encoded[name] = name.encode("latin-1")
-                        headers.append((key, value.encode()))  # ASCII by construction
+                    for pair in extra:
+                        raw = encoded.get(pair)
+                        if raw is None:
+                            raw = (pair[0].encode("latin-1"), pair[1].encode("latin-1"))
+                            if len(encoded) < _ENCODED_CACHE:
+                                encoded[pair] = raw
+                        headers.append(raw)
                     message["headers"] = headers
                 await send(message)
             elif kind == "http.response.body" and not message.get("more_body", False):
