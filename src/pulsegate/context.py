@@ -67,6 +67,7 @@ class RequestContext:
     detections_at = -1
     score: Any = None
     endpoint: str | None = None
+    model: Any = None  # the endpoint's model, looked up once at response start
     optimization = "none"
     priority = "normal"
     client_key: str | None = None

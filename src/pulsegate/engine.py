@@ -237,7 +237,7 @@ class PulseGate:
             ms = ttfb * 1000.0
             latency = _log(ms if ms > 1e-3 else 1e-3)
             count = ctx.query_count
-            model = self.baselines.get(key)
+            model = ctx.model = self.baselines.get(key)
             # With no query yet the query metrics cannot rise above their levels, so
             # only latency is scored.
             score = model.observe([latency, _log1p(count), _log1p(ctx.query_ms)], learn=False) \
@@ -305,7 +305,7 @@ class PulseGate:
         if final_status >= 500:
             counters["errors"] += 1
         key = ctx.endpoint or self._endpoint(ctx)
-        model = self.baselines.get(key)
+        model = ctx.model or self.baselines.get(key)
         ms = duration * 1000.0
         latency = _log(ms if ms > 1e-3 else 1e-3)
         values: list[float | None] = [latency]

@@ -147,7 +147,7 @@ class EndpointModel:
     def _refresh_floors(self) -> None:
         # floor_i = max(FLOORS_i, (T(x̂_i + m_i) - T(x̂_i)) / k): a rise of m_i over the
         # current level x̂_i (in the metric's own unit) is exactly z = k. Levels drift
-        # slowly, so this runs every 8th update once warm.
+        # slowly, so this runs every 32nd update once warm.
         k = self.threshold
         for i, (name, m) in enumerate(self.excess):
             if m <= 0.0:
@@ -166,7 +166,7 @@ class EndpointModel:
         # model learns, so they are computed once here rather than on every read.
         n = self.n
         f0 = self.level[0]
-        if n <= self.warmup or not n & 7:
+        if n <= self.warmup or not n & 31:
             self._refresh_floors()
         sd0 = _sqrt(self.var[0])
         if sd0 < self.floors[0]:
