@@ -44,7 +44,7 @@ DEMO_CONFIG: dict[str, Any] = {
     "warmup": 20, "aggregation_window": 1.0,
     "rate_limiting": True, "rate_limit": "40/second", "rate_limit_burst": 40,
     "client_key": "header:x-api-key",
-    "resource_allocation": True, "target_latency_ms": 50, "max_queue_wait": 0.02,
+    "resource_allocation": True, "target_latency_ms": 40, "max_queue_wait": 0.02,
     "priority_rules": {"/fast": "high", "/report": "low"},
 }
 
@@ -135,7 +135,7 @@ async def drive(base: str, seconds: float, concurrency: int, state: dict[str, An
     async with httpx.AsyncClient(base_url=base, timeout=10, limits=limits) as client:
         await asyncio.gather(ticker(), scraper(client),
                              *(regular(client, i) for i in range(concurrency)),
-                             *(exporter(client, i) for i in range(concurrency * 3)))
+                             *(exporter(client, i) for i in range(concurrency * 5)))
     return sent
 
 
@@ -233,6 +233,18 @@ def print_query_insights(gate: PulseGate) -> None:
         print(f"    fix: {row['suggestion']}")
 
 
+def print_control(gate: PulseGate) -> None:
+    """The allocator's learned limit and who it shed, by priority."""
+    control = gate.stats().get("control") or {}
+    alloc = control.get("allocator")
+    if alloc:
+        shed, admitted = alloc["shed"], alloc["admitted"]
+        print(f"allocator: learned concurrency limit {alloc['limit']}; shed high "
+              f"{shed['high']}/{admitted['high'] + shed['high']}, normal {shed['normal']}/"
+              f"{admitted['normal'] + shed['normal']}, low {shed['low']}/"
+              f"{admitted['low'] + shed['low']}")
+
+
 def print_clients(tally: Tally) -> None:
     """What each kind of client experienced: the scraper throttled, the regular clients
     not, the export spike shed."""
@@ -294,6 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_report(report(gate, observed), gate.stats())
         print_query_insights(gate)
         print_clients(tally)
+        print_control(gate)
         gate.close()
     return 0
 
