@@ -213,3 +213,35 @@ def test_flask_sqlalchemy_engines_are_instrumented(order: str) -> None:
     r = app.test_client().get("/authors", buffered=True)
     assert r.json == {"counts": [1, 1, 1]}
     assert r.headers["x-ml-query-count"] == "4"
+
+
+def test_dashboard_and_metrics_served_not_measured() -> None:
+    app = make_app(PULSEGATE_DASHBOARD=True, PULSEGATE_DASHBOARD_TOKEN="t",
+                   PULSEGATE_PROMETHEUS=True)
+    PulseGate(app)
+    gate = get_gate(app)
+    records = records_of(app)
+    client = app.test_client()
+    r = client.get("/_pulsegate/", buffered=True)
+    assert r.status_code == 401 and b"token" in r.data
+    r = client.get("/_pulsegate/", buffered=True, headers={"Authorization": "Bearer t"})
+    assert r.status_code == 200 and r.mimetype == "text/html" and b"<html" in r.data
+    assert "content-security-policy" in r.headers and "x-ml-model-version" not in r.headers
+    assert client.get("/books/1", buffered=True).status_code == 200  # measured
+    r = client.get("/_pulsegate/api/summary", buffered=True,
+                   headers={"Authorization": "Bearer t"})
+    assert r.status_code == 200 and r.json is not None and r.json["stats"]["requests"] == 1
+    assert client.get("/_pulsegate/api/summary", buffered=True).status_code == 401
+    r = client.get("/_pulsegate/metrics", buffered=True)
+    assert r.status_code == 200 and r.mimetype == "text/plain" and b"pulsegate_" in r.data
+    assert gate.stats()["requests"] == 1 and len(records) == 1
+
+
+def test_dashboard_off_is_the_apps_404() -> None:
+    app = make_app()
+    PulseGate(app)
+    records = records_of(app)
+    r = app.test_client().get("/_pulsegate/", buffered=True,
+                              headers={"Authorization": "Bearer t"})
+    assert r.status_code == 404 and "x-ml-model-version" in r.headers
+    assert get_gate(app).stats()["requests"] == 1 and records[0].status == 404

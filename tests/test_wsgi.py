@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from werkzeug.test import create_environ
+from werkzeug.test import Client, create_environ
 
 from pulsegate import Config
 from pulsegate.context import Rejection, current
@@ -365,3 +365,57 @@ def test_under_wsgiref_content_length_and_bodies_are_byte_identical() -> None:
         assert "x-ml-model-version" in gated.headers
     assert responses["gated"][0].headers["content-length"] == "5"
     assert len(records) == 3
+
+
+# --- pulsegate's own endpoints (dashboard, Prometheus metrics) --------------------------
+
+
+def _not_found(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    start_response("404 Not Found", [("Content-Type", "text/plain")])
+    return [b"the app's 404"]
+
+
+def test_dashboard_served_before_begin_and_never_measured() -> None:
+    gate, _, records = make_gate(dashboard=True, dashboard_token="t", warmup=5)
+    client = Client(PulseGateWSGIMiddleware(_not_found, gate=gate))
+    r = client.get("/_pulsegate/", buffered=True)
+    assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer")
+    r = client.get("/_pulsegate/", buffered=True, headers={"Authorization": "Bearer t"})
+    assert r.status_code == 200 and r.mimetype == "text/html"
+    assert b"<html" in r.data and "x-ml-model-version" not in r.headers
+    r = client.get("/_pulsegate/api/summary", buffered=True,
+                   headers={"Authorization": "Bearer t"})
+    assert r.status_code == 200 and r.json is not None and r.json["stats"]["requests"] == 0
+    assert client.get("/_pulsegate/api/summary", buffered=True).status_code == 401
+    body = b'{"id": "nope", "correct": true}'
+    r = client.post("/_pulsegate/api/feedback", buffered=True, data=body,
+                    content_type="application/json", headers={"Authorization": "Bearer t"})
+    assert r.status_code == 404  # the POST body reached the handler: an unknown id
+    assert gate.stats()["requests"] == 0 and records == []
+    # a path beside the dashboard's is the application's, and measured
+    assert client.get("/_pulsegateX", buffered=True).status_code == 404
+    assert gate.stats()["requests"] == 1 and len(records) == 1
+
+
+def test_dashboard_off_is_an_ordinary_request() -> None:
+    gate, _, records = make_gate()
+    middleware = PulseGateWSGIMiddleware(_not_found, gate=gate)
+    assert middleware._internal is None  # nothing to check per request
+    r = Client(middleware).get("/_pulsegate/", buffered=True,
+                               headers={"Authorization": "Bearer t"})
+    assert r.status_code == 404 and r.data == b"the app's 404"
+    assert "x-ml-model-version" in r.headers
+    assert gate.stats()["requests"] == 1 and len(records) == 1
+
+
+def test_prometheus_path_served_before_begin() -> None:
+    gate, _, records = make_gate(prometheus=True)
+    client = Client(PulseGateWSGIMiddleware(hello, gate=gate))
+    assert client.get("/work", buffered=True).status_code == 200
+    r = client.get("/_pulsegate/metrics", buffered=True)
+    assert r.status_code == 200 and r.mimetype == "text/plain"
+    assert b"pulsegate_" in r.data and "x-ml-model-version" not in r.headers
+    assert client.post("/_pulsegate/metrics", buffered=True).status_code == 405
+    assert gate.stats()["requests"] == 1 and len(records) == 1
+    # only the metrics path is ours: the dashboard is off
+    assert client.get("/_pulsegate/", buffered=True).data == b"hello"

@@ -20,6 +20,8 @@ Timeline of one request::
   derive ``Content-Length`` from a one-item list still do.
 * A :class:`~pulsegate.context.Rejection` from ``gate.admit(ctx)`` (429 / 503) is sent
   instead of calling the app.
+* The dashboard and the Prometheus metrics path (when configured) are answered before
+  ``gate.begin``, as the ASGI middleware does: neither measured nor rate limited.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any
 from pulsegate.config import Config
 from pulsegate.context import RequestContext
 from pulsegate.engine import PulseGate
+from pulsegate.export.endpoints import internal_endpoints, serve_wsgi
 from pulsegate.http import EnvironHeaders, parse_status, rejection_response, status_line
 from pulsegate.records import RequestInfo
 
@@ -134,10 +137,18 @@ class PulseGateWSGIMiddleware:
         self.app = app
         self.gate = gate
         self.route_resolver = route_resolver
+        # The dashboard and the Prometheus path (None when both are off: no cost).
+        self._internal = internal_endpoints(gate)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         gate = self.gate
         path = environ.get("PATH_INFO", "") or "/"
+        internal = self._internal
+        if internal is not None and internal.matches(path):
+            # pulsegate's own endpoints: answered before begin, so never measured.
+            out = serve_wsgi(internal, environ, start_response)
+            if out is not None:
+                return out
         if gate.is_excluded(path):
             gate.counters["excluded"] += 1
             return self.app(environ, start_response)

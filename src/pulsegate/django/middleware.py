@@ -14,6 +14,9 @@ plainly. Put it first in ``MIDDLEWARE`` so it measures the whole stack.
   ``got_request_exception`` signal.
 * A :class:`~pulsegate.context.Rejection` from the engine (429 / 503) is returned as a
   Django ``HttpResponse`` without calling the view.
+* The dashboard and the Prometheus metrics path (when configured) are answered by the
+  framework-free handler (:mod:`pulsegate.export.endpoints`) before ``gate.begin``, as an
+  ``HttpResponse``: neither measured nor rate limited, and the view never runs.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from django.urls import Resolver404, get_resolver
 from pulsegate.context import Rejection, RequestContext, current
 from pulsegate.django.gate import get_gate
 from pulsegate.engine import PulseGate
+from pulsegate.export.endpoints import internal_endpoints, read_body
 from pulsegate.http import EnvironHeaders, rejection_response
 from pulsegate.records import RequestInfo
 
@@ -101,10 +105,16 @@ class PulseGateMiddleware:
         self.async_mode = iscoroutinefunction(get_response)
         if self.async_mode:
             markcoroutinefunction(self)
+        # The dashboard and the Prometheus path (None when both are off: no cost).
+        self._internal = internal_endpoints(self.gate)
 
     def __call__(self, request: HttpRequest) -> Any:
         if self.async_mode:
             return self.__acall__(request)
+        if self._internal is not None:
+            internal = self._serve_internal(request)
+            if internal is not None:
+                return internal
         ctx = self._begin(request)
         if ctx is None:
             return self.get_response(request)
@@ -120,6 +130,11 @@ class PulseGateMiddleware:
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = self.get_response
+        if self._internal is not None:
+            # No I/O (the body is already buffered by Django's ASGI handler): no thread hop.
+            internal = self._serve_internal(request)
+            if internal is not None:
+                return internal
         ctx = self._begin(request)
         if ctx is None:
             return await get_response(request)
@@ -134,6 +149,33 @@ class PulseGateMiddleware:
         return self._respond(ctx, request, response)
 
     # --- translation only: the decisions are the engine's --------------------------------
+
+    def _serve_internal(self, request: HttpRequest) -> HttpResponse | None:
+        """pulsegate's own endpoints (dashboard, metrics) as an ``HttpResponse``; None
+        when ``request`` is not for one of them (then nothing of it was read)."""
+        internal = self._internal
+        path = request.path_info or "/"
+        if internal is None or not internal.matches(path):
+            return None
+        meta = request.META
+        method = request.method or "GET"
+        body = b""
+        if method == "POST":
+            try:
+                body = read_body(meta.get("CONTENT_LENGTH"), request.read)
+            except Exception as exc:  # a client gone mid-body, a body already consumed
+                self.gate.faults.record("django.internal", exc)
+        addr = meta.get("REMOTE_ADDR")
+        answer = internal.handle(method, path, EnvironHeaders(meta),
+                                 meta.get("QUERY_STRING", "") or "", body,
+                                 addr if isinstance(addr, str) and addr else None)
+        if answer is None:
+            return None
+        status, headers, payload = answer
+        response = HttpResponse(payload, status=status)
+        for name, value in headers:
+            response.headers[name] = value
+        return response
 
     def _begin(self, request: HttpRequest) -> RequestContext | None:
         gate = self.gate

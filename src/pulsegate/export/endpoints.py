@@ -11,12 +11,12 @@ Adapters::
     if endpoints is not None and endpoints.matches(scope["path"]):
         if await serve_asgi(endpoints, scope, receive, send):
             return
-    # WSGI (Flask, Django's WSGI handler, any WSGI app)
+    # WSGI (PulseGateWSGIMiddleware, hence Flask)
     if endpoints is not None and endpoints.matches(environ["PATH_INFO"]):
         out = serve_wsgi(endpoints, environ, start_response)
         if out is not None:
             return out
-    # anything else
+    # anything else (the Django middleware, sync and async)
     response = endpoints.handle(method, path, headers, query, body, peer)
     # -> None (not ours) or (status, [(name, value), ...], body)
 """
@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from pulsegate.export.dashboard import DashboardHandler, Response
     from pulsegate.export.prometheus import PrometheusExporter
 
+#: Most bytes of a request body the endpoints read (the handlers refuse more).
+MAX_READ = 64 * 1024
 
 
 class InternalEndpoints:
@@ -126,11 +128,11 @@ async def serve_asgi(endpoints: InternalEndpoints, scope: MutableMapping[str, An
                 return True  # client gone
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size <= 64 * 1024:
+            if size <= MAX_READ:
                 chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        body = b"".join(chunks) if size <= 64 * 1024 else b"x" * (64 * 1024 + 1)
+        body = b"".join(chunks) if size <= MAX_READ else b"x" * (MAX_READ + 1)
     response = endpoints.handle(method, path, headers, query, body, peer)
     if response is None:
         return False
@@ -139,6 +141,20 @@ async def serve_asgi(endpoints: InternalEndpoints, scope: MutableMapping[str, An
                 "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in pairs]})
     await send({"type": "http.response.body", "body": payload})
     return True
+
+
+def read_body(content_length: str | None, read: Callable[[int], bytes]) -> bytes:
+    """A POST body for :meth:`InternalEndpoints.handle`, read through ``read(n)`` (a WSGI
+    ``wsgi.input``, Django's ``request.read``): at most ``MAX_READ + 1`` bytes, so an
+    oversized body is seen as such (413) without being read whole; b"" without a
+    positive ``Content-Length``."""
+    try:
+        length = int(content_length or 0)
+    except ValueError:
+        return b""
+    if length <= 0:
+        return b""
+    return read(min(length, MAX_READ + 1))
 
 
 def serve_wsgi(endpoints: InternalEndpoints, environ: Mapping[str, Any],
@@ -150,13 +166,9 @@ def serve_wsgi(endpoints: InternalEndpoints, environ: Mapping[str, Any],
         return None
     body = b""
     if method == "POST":
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
         stream = environ.get("wsgi.input")
-        if stream is not None and length > 0:
-            body = stream.read(min(length, 64 * 1024 + 1))
+        if stream is not None:
+            body = read_body(environ.get("CONTENT_LENGTH"), stream.read)
     response = endpoints.handle(method, path, EnvironHeaders(environ),
                                 environ.get("QUERY_STRING", "") or "", body,
                                 environ.get("REMOTE_ADDR"))
