@@ -30,6 +30,7 @@ settings.configure(
     MIDDLEWARE=[], INSTALLED_APPS=[], DATABASES={}, USE_TZ=True, LOGGING_CONFIG=None)
 django.setup()
 
+from _common import engine_only, start_response  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 from django.core.handlers.wsgi import WSGIHandler  # noqa: E402
 from django.http import HttpRequest, HttpResponse  # noqa: E402
@@ -74,32 +75,6 @@ def otel_handler() -> tuple[WSGIHandler, ASGIHandler]:
     # before this call (the other stacks) keep their own chains.
     DjangoInstrumentor().instrument(tracer_provider=provider)
     return WSGIHandler(), ASGIHandler()
-
-
-def engine_only(n: int) -> float:
-    """The framework-free core alone (begin, response_headers, finish), per request: the
-    part of the overhead the adapter does not control."""
-    from pulsegate.engine import PulseGate
-    from pulsegate.records import RequestInfo
-
-    gate = PulseGate()
-    infos = [RequestInfo("GET", f"/hello/u{i % 50}/", "/hello/<name>/") for i in range(n)]
-    for info in infos[:200]:
-        ctx = gate.begin(info)
-        assert ctx is not None
-        gate.response_headers(ctx, 200)
-        gate.finish(ctx)
-    t0 = time.perf_counter()
-    for info in infos:
-        ctx = gate.begin(info)
-        assert ctx is not None
-        gate.response_headers(ctx, 200)
-        gate.finish(ctx)
-    return (time.perf_counter() - t0) / n * 1e6
-
-
-def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-    return None
 
 
 def run(app: WSGIHandler, environs: list[dict[str, Any]]) -> float:

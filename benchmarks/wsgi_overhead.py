@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from _common import engine_only, start_response
 from flask import Flask
 from werkzeug.test import create_environ
 
@@ -27,6 +28,8 @@ from pulsegate.flask import PulseGate as FlaskPulseGate
 from pulsegate.wsgi import PulseGateWSGIMiddleware
 
 WSGIApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
+
+
 
 
 def flask_app() -> Flask:
@@ -74,32 +77,6 @@ def stacks() -> dict[str, WSGIApp]:
     out["raw wsgi + pulsegate"] = PulseGateWSGIMiddleware(raw_app, gate=PulseGate())
     out["raw wsgi + opentelemetry wsgi"] = otel(raw_app)
     return out
-
-
-def engine_only(n: int) -> float:
-    """The framework-free core alone (begin, response_headers, finish), per request: the
-    part of the overhead the adapter does not control."""
-    from pulsegate.engine import PulseGate
-    from pulsegate.records import RequestInfo
-
-    gate = PulseGate()
-    infos = [RequestInfo("GET", f"/hello/u{i % 50}/", "/hello/<name>/") for i in range(n)]
-    for info in infos[:200]:
-        ctx = gate.begin(info)
-        assert ctx is not None
-        gate.response_headers(ctx, 200)
-        gate.finish(ctx)
-    t0 = time.perf_counter()
-    for info in infos:
-        ctx = gate.begin(info)
-        assert ctx is not None
-        gate.response_headers(ctx, 200)
-        gate.finish(ctx)
-    return (time.perf_counter() - t0) / n * 1e6
-
-
-def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-    return None
 
 
 def run(app: WSGIApp, environs: list[dict[str, Any]]) -> float:

@@ -1,0 +1,34 @@
+"""Shared pieces of the per-request overhead benchmarks (imported by the scripts next to
+this file, which run with this directory on sys.path)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+
+def engine_only(n: int) -> float:
+    """The framework-free core alone (begin, response_headers, finish), per request: the
+    part of the overhead the adapter does not control."""
+    from pulsegate.engine import PulseGate
+    from pulsegate.records import RequestInfo
+
+    gate = PulseGate()
+    infos = [RequestInfo("GET", f"/hello/u{i % 50}/", "/hello/<name>/") for i in range(n)]
+    for info in infos[:200]:
+        ctx = gate.begin(info)
+        assert ctx is not None
+        gate.response_headers(ctx, 200)
+        gate.finish(ctx)
+    t0 = time.perf_counter()
+    for info in infos:
+        ctx = gate.begin(info)
+        assert ctx is not None
+        gate.response_headers(ctx, 200)
+        gate.finish(ctx)
+    return (time.perf_counter() - t0) / n * 1e6
+
+
+def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+    """A WSGI start_response that discards what it is given."""
+    return None
