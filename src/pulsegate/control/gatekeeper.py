@@ -147,6 +147,14 @@ class Controller:
             ctx.optimization = "queued"
         return None
 
+    @staticmethod
+    def _allowed(ctx: RequestContext, decision: Any) -> None:
+        # An allowed request carries its RateLimit fields too (protocol, not diagnostics).
+        if ctx.extra_headers is None:
+            ctx.extra_headers = decision.headers()
+        else:
+            ctx.extra_headers.extend(decision.headers())
+
     def admit(self, ctx: RequestContext) -> Rejection | None:
         ctx.client_key = key = self.keys(ctx.info)
         route = self._route(ctx) if self.need_route else None
@@ -155,10 +163,7 @@ class Controller:
             d = limiter.check(key, self.costs.get(route, 1.0) if route else 1.0, route)
             if not d.allowed:
                 return self._throttle(ctx, d.headers())
-            if ctx.extra_headers is None:
-                ctx.extra_headers = d.headers()
-            else:
-                ctx.extra_headers.extend(d.headers())
+            self._allowed(ctx, d)
         allocator = self.allocator
         if allocator is not None:
             p = self.priority(ctx, route)
@@ -176,10 +181,7 @@ class Controller:
                  else limiter.check(key, cost, route))
             if not d.allowed:
                 return self._throttle(ctx, d.headers())
-            if ctx.extra_headers is None:
-                ctx.extra_headers = d.headers()
-            else:
-                ctx.extra_headers.extend(d.headers())
+            self._allowed(ctx, d)
         allocator = self.allocator
         if allocator is not None:
             p = self.priority(ctx, route)
