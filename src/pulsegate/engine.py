@@ -41,6 +41,8 @@ Listener = Callable[[RequestRecord, RequestContext], None]
 
 _log = math.log
 _log1p = math.log1p
+# Records are built on every request: tuple.__new__ skips the NamedTuple's Python __new__.
+_new_tuple = tuple.__new__
 _NO_DETECTIONS: list[Any] = []
 _NO_QUERY_HEADERS = (("x-ml-query-count", "0"), ("x-ml-query-ms", "0.0"), ("x-ml-nplusone", "0"))
 
@@ -326,12 +328,12 @@ class PulseGate:
         if self._memory_metric:
             values.append(None if mem is None else (_log1p(mem) if mem >= 0 else -_log1p(-mem)))
         score: EndpointScore = model.observe(values)
-        record = RequestRecord(
+        record = _new_tuple(RequestRecord, (
             ctx.method if ctx.method in _KNOWN_METHODS else "OTHER",
             ctx.route or UNMATCHED, ctx.info.path, final_status, ctx.started_at,
             ttfb * 1000.0, ms, cpu * 1000.0, mem, ctx.query_count,
             ctx.query_ms, ctx.client_key, ctx.error, score.score, score.confidence,
-            score.predicted_ms, ctx.optimization, len(detections))
+            score.predicted_ms, ctx.optimization, len(detections)))
         if self.control is not None:
             try:
                 self.control.finish(ctx, record)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 #: The one endpoint key unmatched routes fold into, so random URLs cannot grow memory.
 UNMATCHED = "UNMATCHED"
@@ -43,13 +43,15 @@ class RequestInfo:
     route_resolver: Callable[[], str | None] | None = None
 
 
-@dataclass(slots=True)
-class RequestRecord:
+class RequestRecord(NamedTuple):
     """One finished request, as measured. Times are milliseconds, CPU too.
 
     ``memory_blocks`` is the net change in interpreter-allocated blocks during the
     request (``sys.getallocatedblocks()``), measured on one request in
     ``memory_sample_every`` (None on the others): a leak shows as a steady rise.
+
+    Immutable: one is built per request and handed to every listener, so none of them
+    can change what the next one sees (and a tuple is the cheapest thing to build).
     """
 
     method: str

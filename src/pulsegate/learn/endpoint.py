@@ -63,6 +63,9 @@ class EndpointScore(NamedTuple):
 
 NO_SCORE = EndpointScore(0.0, False, None, 0.0, None, None, None, 0.0)
 
+# Built on every request: tuple.__new__ skips the NamedTuple's Python-level __new__.
+_new_tuple = tuple.__new__
+
 
 class EndpointModel:
     r"""Per-request exponential smoothing of each metric, on log scales.
@@ -185,9 +188,10 @@ class EndpointModel:
         r = x - f0
         z = r / sd0
         if n < self.warmup or r <= 0.0:
-            return EndpointScore(0.0, False, None, conf, pred, low, high, z)
+            return _new_tuple(EndpointScore, (0.0, False, None, conf, pred, low, high, z))
         k = self.threshold
-        return EndpointScore(z * z / (z * z + k * k), z > k, "latency", conf, pred, low, high, z)
+        return _new_tuple(EndpointScore, (z * z / (z * z + k * k), z > k, "latency", conf, pred,
+                                          low, high, z))
 
     def observe(self, values: list[float | None], *, learn: bool = True) -> EndpointScore:
         """Score one request's metric values, given on their log scales (see
@@ -237,10 +241,10 @@ class EndpointModel:
             self.n = n + 1
             self._refresh_view()
         if n < self.warmup:
-            return EndpointScore(0.0, False, None, conf, pred, low, high, lat_z)
-        return EndpointScore(best, zmax > self.threshold,
-                             self.metrics[driver] if driver >= 0 else None,
-                             conf, pred, low, high, lat_z)
+            return _new_tuple(EndpointScore, (0.0, False, None, conf, pred, low, high, lat_z))
+        return _new_tuple(EndpointScore, (best, zmax > self.threshold,
+                                          self.metrics[driver] if driver >= 0 else None,
+                                          conf, pred, low, high, lat_z))
 
     # --- incidents: windowed detection --------------------------------------------------
 
@@ -277,7 +281,8 @@ class EndpointModel:
 
     def state(self) -> dict[str, Any]:
         return {"metrics": list(self.metrics), "n": self.n, "level": list(self.level),
-                "var": list(self.var), "incident": self.incident.state(),
+                "var": list(self.var), "floors": list(self.floors),
+                "incident": self.incident.state(),
                 "seasonal": self.seasonal.state() if self.seasonal is not None else None}
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -293,6 +298,17 @@ class EndpointModel:
                 j = names.index(m)
                 self.level[i], self.var[i] = level[j], var[j]
         self.n = n
+        # The spread floors follow the level only every few updates; restore them as
+        # they were so a restarted model answers exactly as before (a merged fleet
+        # state has none: derive them from the merged levels).
+        floors = state.get("floors")
+        if isinstance(floors, list) and len(floors) == len(names) and all(
+                isinstance(f, (int, float)) and math.isfinite(f) and f > 0 for f in floors):
+            for i, m in enumerate(self.metrics):
+                if m in names:
+                    self.floors[i] = float(floors[names.index(m)])
+        elif n:
+            self._refresh_floors()
         self.incident.load_state(state["incident"])
         if self.seasonal is not None and state.get("seasonal") is not None:
             self.seasonal.load_state(state["seasonal"])
