@@ -45,48 +45,52 @@ class Rejection:
         self.body = body
 
 
+_NO_DETECTIONS: list[Any] = []
+
+
 class RequestContext:
     """Everything pulsegate knows about one in-flight request.
 
     Created by :meth:`pulsegate.engine.PulseGate.begin`; adapters hand it back at
     response start and at the end. Only the engine and the hooks write to it.
 
-    Most fields keep their class-level default for the whole request, so construction
-    sets only the handful that every request has: this object is made on every request.
+    Slots, every one set here: the hot path then reads plain slots.
     """
 
-    # Defaults shared by every instance until a request sets its own value.
-    route: str | None = None
-    ttfb: float | None = None
-    status: int | None = None
-    error: str | None = None
-    queries: list[QueryEvent] | None = None
-    query_count = 0
-    query_ms = 0.0
-    detections: list[Any] = []  # replaced, never mutated, by the query analysis
-    detections_at = -1
-    score: Any = None
-    endpoint: str | None = None
-    model: Any = None  # the endpoint's model, looked up once at response start
-    optimization = "none"
-    priority = "normal"
-    client_key: str | None = None
-    ticket: Any = None
-    rejection: Rejection | None = None
-    extra_headers: list[tuple[str, str]] | None = None
-    finished = False
-    token: contextvars.Token[RequestContext | None] | None = None
-    sink_token: contextvars.Token[QuerySink | None] | None = None
+    __slots__ = ("client_key", "cpu0", "detections", "endpoint", "error", "extra_headers",
+                 "finished", "info", "max_queries", "mem0", "model", "optimization",
+                 "priority", "queries", "query_count", "query_ms", "rejection", "route",
+                 "score", "sink_token", "start", "started_at", "status", "ticket", "token",
+                 "ttfb")
 
     def __init__(self, info: RequestInfo, start: float, started_at: float, cpu0: float,
                  mem0: int | None, max_queries: int) -> None:
         self.info = info
-        self.route = info.route
+        self.route: str | None = info.route
         self.start = start
         self.started_at = started_at
         self.cpu0 = cpu0
         self.mem0 = mem0
         self.max_queries = max_queries
+        self.ttfb: float | None = None
+        self.status: int | None = None
+        self.error: str | None = None
+        self.queries: list[QueryEvent] | None = None
+        self.query_count = 0
+        self.query_ms = 0.0
+        self.detections: list[Any] = _NO_DETECTIONS  # replaced, never mutated
+        self.score: Any = None
+        self.endpoint: str | None = None
+        self.model: Any = None  # the endpoint's model, looked up once at response start
+        self.optimization = "none"
+        self.priority = "normal"
+        self.client_key: str | None = None
+        self.ticket: Any = None
+        self.rejection: Rejection | None = None
+        self.extra_headers: list[tuple[str, str]] | None = None
+        self.finished = False
+        self.token: contextvars.Token[RequestContext | None] | None = None
+        self.sink_token: contextvars.Token[QuerySink | None] | None = None
 
     def add_query(self, event: QueryEvent) -> None:
         self.query_count += 1
