@@ -100,3 +100,13 @@ def test_batched_in_loads_are_not_loops() -> None:
     marked = [ev("SELECT * FROM x WHERE y IN (?)", params=i, relationship="Author.books", load="batch")
               for i in range(6)]
     assert NPlusOneDetector().analyze(marked) == []
+
+
+def test_min_confidence_filters_weak_detections() -> None:
+    events = [ev("SELECT * FROM book WHERE id = ?", params=i, site=None) for i in range(5)]
+    det = NPlusOneDetector()
+    (d,) = det.analyze(events)
+    det.min_confidence = d.confidence + 0.01
+    assert det.analyze(events) == []
+    det.min_confidence = d.confidence
+    assert len(det.analyze(events)) == 1

@@ -231,3 +231,14 @@ def test_real_query_detections_get_ids_on_the_gate_rows() -> None:
     assert insight["requests"] == 3 and insight["queries"] == 30
     assert gate.feedback(rows[0]["id"], True)
     gate.close()
+
+
+def test_n1_detector_threshold_versions_reach_the_live_detector() -> None:
+    gate, clk = make_gate()
+    detector = gate.queries.detector
+    assert detector.min_confidence == 0.0  # the default reports every rule match
+    gate.registry.update("n1-detector", {"threshold": 0.85})
+    assert detector.min_confidence == 0.85
+    gate.registry.rollback("n1-detector", "1.0.0")
+    assert detector.min_confidence == 0.0
+    gate.close()

@@ -156,6 +156,9 @@ class NPlusOneDetector:
         self.write_min = max(2, int(write_min))
         self.min_duration_ms = float(min_duration_ms)
         self.cache = cache if cache is not None else default_cache
+        #: Detections less confident than this are not reported. 0 by default (every
+        #: rule match counts); the model registry tunes it from labelled feedback.
+        self.min_confidence = 0.0
 
     def analyze(self, events: Sequence[QueryEvent]) -> list[Detection]:
         return self.run(events).detections
@@ -217,7 +220,7 @@ class NPlusOneDetector:
             if g.count < 2:
                 continue
             d = self._classify(g, total_ms, n)
-            if d is not None:
+            if d is not None and d.confidence >= self.min_confidence:
                 detections.append(d)
         detections.sort(key=lambda d: (-d.total_ms, -d.count))
         return Analysis(detections, by_shape, n, total_ms, writes)
