@@ -171,16 +171,22 @@ class RedisStorage:
             logger.warning("pulsegate: Redis rate-limit storage failed (%r); using local "
                            "buckets", exc)
 
+    def _args(self, interval: float, tolerance: float, cost: float) -> list[str]:
+        # repr() keeps every float digit across the wire to the Lua script.
+        return [repr(self.clock()), repr(interval), repr(tolerance), repr(cost)]
+
+    def _taken(self, res: Any) -> tuple[bool, float]:
+        """A successful round trip: count it, close the breaker, decode (allowed, wait)."""
+        self.remote_calls += 1
+        self.breaker.success()
+        return bool(int(res[0])), float(res[1])
+
     def take(self, client: str, scope: str, interval: float, tolerance: float,
              cost: float) -> tuple[bool, float]:
         if self.breaker.allow():
             try:
-                res = self.script(keys=[self.key(client, scope)],
-                                  args=[repr(self.clock()), repr(interval), repr(tolerance),
-                                        repr(cost)])
-                self.remote_calls += 1
-                self.breaker.success()
-                return bool(int(res[0])), float(res[1])
+                return self._taken(self.script(keys=[self.key(client, scope)],
+                                               args=self._args(interval, tolerance, cost)))
             except self._errors as exc:
                 self._fail(exc)
         self.fallbacks += 1
@@ -213,12 +219,8 @@ class RedisStorage:
         if self.breaker.allow():
             try:
                 script = self._async_script()
-                res = await script(keys=[self.key(client, scope)],
-                                   args=[repr(self.clock()), repr(interval), repr(tolerance),
-                                         repr(cost)])
-                self.remote_calls += 1
-                self.breaker.success()
-                return bool(int(res[0])), float(res[1])
+                return self._taken(await script(keys=[self.key(client, scope)],
+                                                args=self._args(interval, tolerance, cost)))
             except self._errors as exc:
                 self._fail(exc)
         self.fallbacks += 1
