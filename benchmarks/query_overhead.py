@@ -25,6 +25,9 @@ import argparse
 import time
 from collections.abc import Callable
 
+from pulsegate.engine import PulseGate
+from pulsegate.records import RequestInfo
+
 clock = time.thread_time
 
 Mode = Callable[[int], float]
@@ -39,11 +42,23 @@ def _measure(n: int, rounds: int, bare: Mode, idle: Mode, inst: Mode) -> dict[st
     return best
 
 
+def _in_request(gate: PulseGate, loop: Callable[[int], None], k: int) -> float:
+    """Time ``loop(k)`` statements inside one request, its analysis and finish included;
+    check every statement reached the request with its call site."""
+    t = clock()
+    ctx = gate.begin(RequestInfo("GET", "/bench", route="/bench"))
+    assert ctx is not None
+    loop(k)
+    gate.response_headers(ctx, 200)
+    gate.finish(ctx, 200)
+    dt = clock() - t
+    assert ctx.query_count == k and ctx.queries and ctx.queries[0].call_site
+    return dt
+
+
 def bench_sqlalchemy(n: int, rounds: int) -> dict[str, float]:
     from sqlalchemy import create_engine
 
-    from pulsegate.engine import PulseGate
-    from pulsegate.records import RequestInfo
     from pulsegate.sqlalchemy import instrument, uninstrument
 
     engine = create_engine("sqlite://")
@@ -68,15 +83,7 @@ def bench_sqlalchemy(n: int, rounds: int) -> dict[str, float]:
 
     def inst(k: int) -> float:
         instrument(engine)
-        t = clock()
-        ctx = gate.begin(RequestInfo("GET", "/bench", route="/bench"))
-        assert ctx is not None
-        loop(k)
-        gate.response_headers(ctx, 200)
-        gate.finish(ctx, 200)
-        dt = clock() - t
-        assert ctx.query_count == k and ctx.queries and ctx.queries[0].call_site
-        return dt
+        return _in_request(gate, loop, k)
 
     try:
         return _measure(n, rounds, bare, idle, inst)
@@ -97,8 +104,6 @@ def bench_django(n: int, rounds: int) -> dict[str, float]:
     from django.db import connection
 
     from pulsegate.django.instrument import install, query_wrapper
-    from pulsegate.engine import PulseGate
-    from pulsegate.records import RequestInfo
 
     gate = PulseGate(max_queries_per_request=n)
     connection.ensure_connection()
@@ -123,15 +128,7 @@ def bench_django(n: int, rounds: int) -> dict[str, float]:
 
     def inst(k: int) -> float:
         install()
-        t = clock()
-        ctx = gate.begin(RequestInfo("GET", "/bench", route="/bench"))
-        assert ctx is not None
-        loop(k)
-        gate.response_headers(ctx, 200)
-        gate.finish(ctx, 200)
-        dt = clock() - t
-        assert ctx.query_count == k and ctx.queries and ctx.queries[0].call_site
-        return dt
+        return _in_request(gate, loop, k)
 
     try:
         return _measure(n, rounds, bare, idle, inst)
