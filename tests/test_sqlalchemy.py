@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import Session, selectinload
 
+from corpus_scoring import precision_recall
 from pulsegate import capture
 from pulsegate.queries import QueryEvent
 from pulsegate.sqlalchemy import instrument, is_instrumented
@@ -46,18 +48,14 @@ def test_scenario(session: Session, name: str, problem: bool, kind: str | None, 
 
 
 def test_precision_recall_sqlalchemy(session: Session) -> None:
-    tp = fp = fn = 0
-    for _name, problem, _, run in ALL:
+    def detects(run: Any) -> bool:
         session.rollback()
         session.expunge_all()
         with capture() as cap:
             run(session)
-        found = bool(cap.detections)
-        tp += problem and found
-        fn += problem and not found
-        fp += (not problem) and found
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn)
+        return bool(cap.detections)
+
+    precision, recall = precision_recall(ALL, detects)
     print(f"\nSQLAlchemy corpus: {len(PROBLEMS)} problems, {len(FINE)} non-problems: "
           f"precision {precision:.3f} recall {recall:.3f}")
     assert precision >= 0.98 and recall >= 0.98

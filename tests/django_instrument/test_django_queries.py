@@ -4,11 +4,13 @@ the detector's precision/recall on this ORM."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import dj_corpus
 import pytest
 from django.db import connection, transaction
 
+from corpus_scoring import precision_recall
 from pulsegate import capture
 from pulsegate.django.instrument import install, query_wrapper
 
@@ -46,18 +48,14 @@ def test_scenario(db: None, name: str, problem: bool, kind: str | None, run: obj
 
 
 def test_precision_recall_django(db: None) -> None:
-    tp = fp = fn = 0
-    for _name, problem, _, run in dj_corpus.ALL:
+    def detects(run: Any) -> bool:
         sid = transaction.savepoint()
         with capture() as cap:
             run()
         transaction.savepoint_rollback(sid)
-        found = bool(cap.detections)
-        tp += problem and found
-        fn += problem and not found
-        fp += (not problem) and found
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn)
+        return bool(cap.detections)
+
+    precision, recall = precision_recall(dj_corpus.ALL, detects)
     print(f"\nDjango corpus: {len(dj_corpus.PROBLEMS)} problems, {len(dj_corpus.FINE)} non-problems: "
           f"precision {precision:.3f} recall {recall:.3f}")
     assert precision >= 0.98 and recall >= 0.98
