@@ -26,7 +26,7 @@ from pulsegate.config import Config
 from pulsegate.context import Rejection, RequestContext, current_request, query_sink
 from pulsegate.faults import FaultCounter
 from pulsegate.learn.baseline import BaselineStore
-from pulsegate.learn.endpoint import METRICS, EndpointModel, EndpointScore
+from pulsegate.learn.endpoint import METRICS, EndpointModel
 from pulsegate.learn.seasonal import SeasonalBaseline
 from pulsegate.records import UNMATCHED, RequestInfo, RequestRecord
 from pulsegate.scheduler import Scheduler
@@ -45,6 +45,7 @@ _log1p = math.log1p
 _new_tuple = tuple.__new__
 _NO_DETECTIONS: list[Any] = []
 _NO_QUERY_HEADERS = (("x-ml-query-count", "0"), ("x-ml-query-ms", "0.0"), ("x-ml-nplusone", "0"))
+_NO_OPTIMIZATION = ("x-ml-optimization-applied", "none")
 
 
 class PulseGate:
@@ -94,8 +95,20 @@ class PulseGate:
             lambda: EndpointModel(c.alpha, c.z_threshold, c.warmup, metrics,
                                   window=c.aggregation_window, seasonal=self._seasonal()),
             c.max_endpoints)
+        self._full_metrics = metrics == METRICS
+        self._keys: dict[str, dict[str | None, str]] = {}
+        self._max_keys = 4 * c.max_endpoints
         self.model_version = MODEL_VERSION
+        #: Called with every finished request's record (exporters that aggregate all
+        #: traffic: Prometheus, the dashboard's series, OpenTelemetry).
         self.listeners: list[Listener] = []
+        #: Called only for a notable request: an anomaly or a score of at least
+        #: ``notable_score``, an incident, a query detection, or an optimization applied
+        #: (throttled, shed, degraded). Most requests are none of these, so consumers that
+        #: care only about them (logs, the prediction registry) cost nothing otherwise.
+        self.notable_listeners: list[Listener] = []
+        #: Lowest request score that is notable (the registry lowers it to see near misses).
+        self.notable_score = 2.0
         #: The multivariate background model (``multivariate=True``), else None.
         self.multivariate: Any = None
         if c.multivariate:
@@ -138,6 +151,15 @@ class PulseGate:
         self.ops = ModelOps(self)
         self.registry = self.ops.registry
 
+    @property
+    def model_version(self) -> str:
+        """Reported in ``x-ml-model-version``; the registry sets it on a deploy."""
+        return self._version_header[1]
+
+    @model_version.setter
+    def model_version(self, version: str) -> None:
+        self._version_header = ("x-ml-model-version", version)
+
     def _seasonal(self) -> SeasonalBaseline | None:
         """A seasonal baseline for a new endpoint (None when ``seasonality="off"``); its
         offset turns this gate's monotonic clock into epoch seconds."""
@@ -169,16 +191,18 @@ class PulseGate:
         """:meth:`begin` for an adapter that has already checked ``enabled`` and
         ``exclude_paths`` itself (the ASGI middleware does, before building ``info``)."""
         try:
-            if not self.scheduler.started and self.scheduler.jobs:
-                self.scheduler.ensure_started()
+            scheduler = self.scheduler
+            if not scheduler.started and scheduler.jobs:
+                scheduler.ensure_started()
             mem0 = None
             if self._mem_every:
                 # Sampled: the allocator walk costs ~1 µs, a leak shows just as well in
                 # one request out of N.
-                self._mem_tick += 1
-                if self._mem_tick >= self._mem_every:
-                    self._mem_tick = 0
+                tick = self._mem_tick + 1
+                if tick >= self._mem_every:
+                    tick = 0
                     mem0 = sys.getallocatedblocks()
+                self._mem_tick = tick
             ctx = RequestContext(
                 info, self.clock(), self.wall(),
                 self.cpu_clock() if self._cpu else 0.0, mem0, self._max_queries)
@@ -229,47 +253,50 @@ class PulseGate:
             if out is None:
                 out = ctx.extra_headers = []
             expose = self._expose
-            if expose == "none":
+            if expose != "all":
+                if expose == "safe":
+                    out.append(("x-ml-optimization-applied", ctx.optimization))
+                    out.append(self._version_header)
                 return out
-            if expose == "safe":
-                out.append(("x-ml-optimization-applied", ctx.optimization))
-                out.append(("x-ml-model-version", self.model_version))
-                return out
-            key = ctx.endpoint = self._endpoint(ctx)
+            key = ctx.endpoint = self.endpoint_key(ctx.info.method, ctx.route)
+            model = ctx.model = self.baselines.get(key)
             ms = ttfb * 1000.0
             latency = _log(ms if ms > 1e-3 else 1e-3)
             count = ctx.query_count
-            model = ctx.model = self.baselines.get(key)
             # With no query yet the query metrics cannot rise above their levels, so
             # only latency is scored.
-            score = model.observe([latency, _log1p(count), _log1p(ctx.query_ms)], learn=False) \
+            score = ctx.score = model.update(
+                [latency, _log1p(count), _log1p(ctx.query_ms)], False)[0] \
                 if count and self._qa else model.score_latency(latency)
-            ctx.score = score
             if self._perf:
-                out.append(("x-ml-prediction-confidence", str(round(score.confidence))))
-                if score.predicted_ms is not None:
-                    out.append(("x-ml-predicted-latency-ms", f"{score.predicted_ms:.1f}"))
+                predicted, confidence = model.view[:2]
+                # confidence is 0..100: adding 0.5 and truncating rounds it (half up)
+                out.append(("x-ml-prediction-confidence", "%d" % (confidence + 0.5)))
+                if predicted is not None:
+                    out.append(("x-ml-predicted-latency-ms", "%.1f" % predicted))
             if self._anom:
-                out.append(("x-ml-anomaly-score", f"{score.score:.3f}"))
-            out.append(("x-ml-optimization-applied", ctx.optimization))
+                out.append(("x-ml-anomaly-score", "%.3f" % score))
+            out.append(_NO_OPTIMIZATION if ctx.optimization == "none"
+                       else ("x-ml-optimization-applied", ctx.optimization))
             if self._qa:
                 if count:
                     out.extend((("x-ml-query-count", str(count)),
-                                ("x-ml-query-ms", f"{ctx.query_ms:.1f}"),
+                                ("x-ml-query-ms", "%.1f" % ctx.query_ms),
                                 ("x-ml-nplusone", str(len(self._analyze_queries(ctx))))))
                 else:
                     out.extend(_NO_QUERY_HEADERS)
-            out.append(("x-ml-model-version", self.model_version))
+            out.append(self._version_header)
             return out
         except Exception as exc:
             self.faults.record("response_headers", exc)
             return []
         finally:
-            for hook in self.start_listeners:
-                try:
-                    hook(ctx, status)
-                except Exception as exc:
-                    self.faults.record("start listener", exc)
+            if self.start_listeners:
+                for hook in self.start_listeners:
+                    try:
+                        hook(ctx, status)
+                    except Exception as exc:
+                        self.faults.record("start listener", exc)
 
     def finish(self, ctx: RequestContext, status: int | None = None,
                error: BaseException | None = None) -> RequestRecord | None:
@@ -279,7 +306,77 @@ class PulseGate:
             return None
         ctx.finished = True
         try:
-            return self._finish(ctx, status, error)
+            now = self.clock()
+            duration = now - ctx.start
+            cpu = (self.cpu_clock() - ctx.cpu0) if self._cpu else 0.0
+            mem = None if ctx.mem0 is None else sys.getallocatedblocks() - ctx.mem0
+            if error is not None:
+                ctx.error = type(error).__name__
+                status = 500 if ctx.status is None or ctx.status < 500 else ctx.status
+            if status is not None:
+                ctx.status = status
+            final_status = ctx.status if ctx.status is not None else 500
+            ttfb = ctx.ttfb if ctx.ttfb is not None else duration
+            counters = self.counters
+            counters["requests"] += 1
+            if final_status >= 500:
+                counters["errors"] += 1
+            info = ctx.info
+            key = ctx.endpoint or self.endpoint_key(info.method, ctx.route)
+            model = ctx.model or self.baselines.get(key)
+            ms = duration * 1000.0
+            latency = _log(ms if ms > 1e-3 else 1e-3)
+            count = ctx.query_count
+            detections: list[Any] = _NO_DETECTIONS
+            # The forecast this request is scored against: the model as it was.
+            predicted, confidence = model.view[:2]
+            if self._full_metrics:
+                # The default metric set, in METRICS order, built in one go.
+                if count:
+                    analyzed = self.queries.finish(ctx, key)
+                    detections = analyzed
+                    repeat = _log1p(analyzed.repeat_share)
+                else:
+                    repeat = 0.0
+                score, anomalous, _ = model.update([
+                    latency, _log1p(count), _log1p(ctx.query_ms),
+                    _log1p(cpu * 1000.0) if cpu > 0 else 0.0, repeat,
+                    None if mem is None else (_log1p(mem) if mem >= 0 else -_log1p(-mem))])
+            else:
+                if count and self._qa:
+                    detections = self.queries.finish(ctx, key)
+                score, anomalous, _ = model.update(
+                    self._values(ctx, latency, cpu, mem, detections))
+            method = info.method
+            record = _new_tuple(RequestRecord, (
+                method if method in _KNOWN_METHODS else "OTHER",
+                ctx.route or UNMATCHED, info.path, final_status, ctx.started_at,
+                ttfb * 1000.0, ms, cpu * 1000.0, mem, count,
+                ctx.query_ms, ctx.client_key, ctx.error, score, confidence,
+                predicted, ctx.optimization, len(detections)))
+            if self.control is not None:
+                try:
+                    self.control.finish(ctx, record)
+                except Exception as exc:
+                    self.faults.record("control.finish", exc)
+            notable = bool(detections) or score >= self.notable_score
+            if anomalous and self._anom:
+                counters["anomalies"] += 1
+                self.recent_anomalies.append(record)
+                notable = True
+            incident = model.window_add(now, latency)
+            if incident is not None and incident.is_anomaly and self._anom:
+                counters["incidents"] += 1
+                self.incidents.append({"endpoint": key, "at": self.wall(),
+                                       "window_mean_ms": math.exp(incident.value),
+                                       "expected_ms": math.exp(incident.forecast),
+                                       "score": incident.score})
+                notable = True
+            if notable or ctx.optimization != "none":
+                self._notify(self.notable_listeners, record, ctx)
+            if self.listeners:
+                self._notify(self.listeners, record, ctx)
+            return record
         except Exception as exc:
             self.faults.record("finish", exc)
             return None
@@ -287,99 +384,66 @@ class PulseGate:
             if ctx.ticket is not None:  # never leak an allocator slot, even on a fault
                 ctx.ticket.release(ok=False)
                 ctx.ticket = None
-            self._reset_context(ctx)
+            # A token made in another context (a WSGI iterable closed by a different
+            # thread) cannot be reset there; the other context simply ends.
+            token = ctx.token
+            if token is not None:
+                ctx.token = None
+                try:
+                    current_request.reset(token)
+                except ValueError:
+                    pass
+            sink_token = ctx.sink_token
+            if sink_token is not None:
+                ctx.sink_token = None
+                try:
+                    query_sink.reset(sink_token)
+                except ValueError:
+                    pass
 
-    def _finish(self, ctx: RequestContext, status: int | None,
-                error: BaseException | None) -> RequestRecord:
-        now = self.clock()
-        duration = now - ctx.start
-        cpu = (self.cpu_clock() - ctx.cpu0) if self._cpu else 0.0
-        mem = None if ctx.mem0 is None else sys.getallocatedblocks() - ctx.mem0
-        if error is not None:
-            ctx.error = type(error).__name__
-            status = 500 if ctx.status is None or ctx.status < 500 else ctx.status
-        if status is not None:
-            ctx.status = status
-        final_status = ctx.status if ctx.status is not None else 500
-        ttfb = ctx.ttfb if ctx.ttfb is not None else duration
-        counters = self.counters
-        counters["requests"] += 1
-        if final_status >= 500:
-            counters["errors"] += 1
-        key = ctx.endpoint or self._endpoint(ctx)
-        model = ctx.model or self.baselines.get(key)
-        ms = duration * 1000.0
-        latency = _log(ms if ms > 1e-3 else 1e-3)
+    def _values(self, ctx: RequestContext, latency: float, cpu: float, mem: int | None,
+                detections: Any) -> list[float | None]:
+        """The request's metric values in ``self.metrics`` order, for a configuration
+        that leaves some metrics out (the default set is built inline in finish)."""
         values: list[float | None] = [latency]
-        detections: list[Any] = _NO_DETECTIONS
         if self._qa:
             values.append(_log1p(ctx.query_count))
             values.append(_log1p(ctx.query_ms))
         if self._cpu:
             values.append(_log1p(cpu * 1000.0) if cpu > 0 else 0.0)
-        if self._qa:
-            if ctx.query_count:
-                analyzed = self.queries.finish(ctx, key)
-                detections = analyzed
-                if self._repeat_metric:
-                    values.append(_log1p(analyzed.repeat_share))
-            elif self._repeat_metric:
-                values.append(0.0)
+        if self._repeat_metric:
+            values.append(_log1p(detections.repeat_share) if ctx.query_count else 0.0)
         if self._memory_metric:
             values.append(None if mem is None else (_log1p(mem) if mem >= 0 else -_log1p(-mem)))
-        score: EndpointScore = model.observe(values)
-        record = _new_tuple(RequestRecord, (
-            ctx.method if ctx.method in _KNOWN_METHODS else "OTHER",
-            ctx.route or UNMATCHED, ctx.info.path, final_status, ctx.started_at,
-            ttfb * 1000.0, ms, cpu * 1000.0, mem, ctx.query_count,
-            ctx.query_ms, ctx.client_key, ctx.error, score.score, score.confidence,
-            score.predicted_ms, ctx.optimization, len(detections)))
-        if self.control is not None:
-            try:
-                self.control.finish(ctx, record)
-            except Exception as exc:
-                self.faults.record("control.finish", exc)
-        if score.is_anomaly and self._anom:
-            self.counters["anomalies"] += 1
-            self.recent_anomalies.append(record)
-        incident = model.window_add(now, latency)
-        if incident is not None and incident.is_anomaly and self._anom:
-            self.counters["incidents"] += 1
-            self.incidents.append({"endpoint": key, "at": self.wall(),
-                                   "window_mean_ms": math.exp(incident.value),
-                                   "expected_ms": math.exp(incident.forecast),
-                                   "score": incident.score})
-        for listener in self.listeners:
+        return values
+
+    def _notify(self, listeners: list[Listener], record: RequestRecord,
+                ctx: RequestContext) -> None:
+        for listener in listeners:
             try:
                 listener(record, ctx)
             except Exception as exc:
                 self.faults.record(f"listener {getattr(listener, '__qualname__', listener)}",
                                    exc)
-        return record
 
-    def _reset_context(self, ctx: RequestContext) -> None:
-        # A token made in another context (a WSGI iterable closed by a different thread)
-        # cannot be reset there; the other context simply ends.
-        token = ctx.token
-        if token is not None:
-            ctx.token = None
-            try:
-                current_request.reset(token)
-            except ValueError:
-                pass
-        sink_token = ctx.sink_token
-        if sink_token is not None:
-            ctx.sink_token = None
-            try:
-                query_sink.reset(sink_token)
-            except ValueError:
-                pass
+    def endpoint_key(self, method: str, route: str | None) -> str:
+        """``"METHOD /route/template"``, the key of an endpoint's model. The strings are
+        interned per (method, route) so a request neither builds nor hashes a new one."""
+        by_route = self._keys.get(method)
+        if by_route is not None:
+            key = by_route.get(route)
+            if key is not None:
+                return key
+        return self._new_key(method, route)
 
-    def _endpoint(self, ctx: RequestContext) -> str:
-        method = ctx.info.method
-        if method not in _KNOWN_METHODS:
-            method = "OTHER"
-        return f"{method} {ctx.route or UNMATCHED}"
+    def _new_key(self, method: str, route: str | None) -> str:
+        key = f"{method if method in _KNOWN_METHODS else 'OTHER'} {route or UNMATCHED}"
+        keys = self._keys
+        # Bounded: methods and route templates are few, but set_route() takes anything.
+        if sum(len(v) for v in keys.values()) >= self._max_keys:
+            keys.clear()
+        keys.setdefault(method, {})[route] = key
+        return key
 
     # --- hooks filled by the query package ----------------------------------------------
 

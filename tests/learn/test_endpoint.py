@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from pulsegate.learn.endpoint import FLOORS, EndpointModel, transform
+from pulsegate.learn.endpoint import FLOORS, NO_SCORE, EndpointModel, transform
 
 
 def test_transforms_are_the_documented_log_scales() -> None:
@@ -155,4 +155,30 @@ def test_score_latency_matches_observe_on_latency_alone() -> None:
         m.observe([math.log(20.0 + i % 4), math.log1p(2)])
     for ms in (5.0, 21.0, 30.0, 90.0):
         x = math.log(ms)
-        assert m.score_latency(x) == m.observe([x], learn=False)
+        assert m.score_latency(x) == pytest.approx(m.observe([x], learn=False).score)
+    assert m.score_latency(math.log(90.0)) > 0.5
+
+
+def test_update_returns_what_observe_reports_and_learns_the_same() -> None:
+    a = EndpointModel(metrics=("latency", "queries"), warmup=5)
+    b = EndpointModel(metrics=("latency", "queries"), warmup=5)
+    for i in range(60):
+        values: list[float | None] = [math.log(20.0 + i % 4 + (400.0 if i == 50 else 0.0)),
+                                      math.log1p(2)]
+        full = a.observe(values)
+        score, anomalous, driver = b.update(values)
+        assert (score, anomalous) == (full.score, full.is_anomaly)
+        assert (b.metrics[driver] if driver >= 0 else None) == full.driver
+        assert anomalous == (i == 50)
+    assert a.state() == b.state()
+
+
+def test_the_interval_is_derived_from_the_forecast_and_spread() -> None:
+    m = EndpointModel(warmup=1, metrics=("latency",))
+    for x in (3.0, 3.5, 2.5, 3.0):
+        m.observe([x])
+    s = m.observe([3.0], learn=False)
+    assert s.predicted_ms is not None and s.low_ms is not None and s.high_ms is not None
+    assert s.low_ms == pytest.approx(s.predicted_ms * math.exp(-s.spread))
+    assert s.high_ms == pytest.approx(s.predicted_ms * math.exp(s.spread))
+    assert NO_SCORE.low_ms is None and NO_SCORE.high_ms is None

@@ -144,6 +144,6 @@ class JsonFormatter(logging.Formatter):
 
 def install(gate: PulseGate) -> LogExporter:
     exporter = LogExporter(gate)
-    gate.listeners.append(exporter)
+    gate.notable_listeners.append(exporter)
     gate.scheduler.every(FLUSH_INTERVAL, exporter.flush, name="pulsegate.export.logs")
     return exporter

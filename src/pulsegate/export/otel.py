@@ -119,14 +119,15 @@ class OTelExporter:
         # The SDK validates every attribute value (~3 µs each): set few, set them once.
         attrs: dict[str, Any] = {"pulsegate.query_count": ctx.query_count,
                                  "pulsegate.optimization": ctx.optimization}
-        score = ctx.score
-        if score is None:  # headers "safe"/"none": score time-to-headers ourselves
-            score = self._early_score(ctx)
-        if score is not None:
-            attrs["pulsegate.anomaly_score"] = round(float(score.score), 4)
-            attrs["pulsegate.confidence"] = round(float(score.confidence), 2)
-            if score.predicted_ms is not None:
-                attrs["pulsegate.predicted_latency_ms"] = round(float(score.predicted_ms), 3)
+        score, model = ctx.score, ctx.model
+        if score is None or model is None:  # headers "safe"/"none": score it ourselves
+            score, model = self._early_score(ctx)
+        if score is not None and model is not None:
+            predicted, confidence = model.view[:2]
+            attrs["pulsegate.anomaly_score"] = round(float(score), 4)
+            attrs["pulsegate.confidence"] = round(float(confidence), 2)
+            if predicted is not None:
+                attrs["pulsegate.predicted_latency_ms"] = round(float(predicted), 3)
         dets = ctx.detections
         if dets:
             attrs["pulsegate.nplusone"] = len(dets)
@@ -137,15 +138,16 @@ class OTelExporter:
             pending.clear()
         pending[id(ctx)] = (span, reported, attrs)
 
-    def _early_score(self, ctx: RequestContext) -> Any:
+    def _early_score(self, ctx: RequestContext) -> tuple[float | None, Any]:
+        """(score of the time to headers, the endpoint's model), or (None, None)."""
         if ctx.ttfb is None:
-            return None
-        key = getattr(ctx, "endpoint", None) or self.gate._endpoint(ctx)
+            return None, None
+        key = ctx.endpoint or self.gate.endpoint_key(ctx.info.method, ctx.route)
         model = self.gate.baselines.peek(key)
         if model is None:
-            return None
+            return None, None
         ms = ctx.ttfb * 1000.0
-        return model.observe([math.log(ms if ms > 1e-3 else 1e-3)], learn=False)
+        return model.score_latency(math.log(ms if ms > 1e-3 else 1e-3)), model
 
     def on_finish(self, record: RequestRecord, ctx: RequestContext) -> None:
         entry = self._pending.pop(id(ctx), None)

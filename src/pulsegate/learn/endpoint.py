@@ -48,7 +48,8 @@ class EndpointScore(NamedTuple):
 
     ``score`` is the largest per-metric score, ``driver`` the metric that gave it;
     ``confidence`` and the latency forecast/interval come from the latency metric,
-    converted back from log space: ``predicted_ms = e^f``, interval ``e^{f ± kσ}``.
+    converted back from log space: ``predicted_ms = e^f``, interval ``e^{f ± kσ}``
+    (``low_ms``/``high_ms``, derived from ``spread = kσ`` only when read).
     """
 
     score: float
@@ -56,12 +57,22 @@ class EndpointScore(NamedTuple):
     driver: str | None
     confidence: float
     predicted_ms: float | None
-    low_ms: float | None
-    high_ms: float | None
+    #: kσ of log latency: the half-width of the forecast interval in log space.
+    spread: float
     latency_z: float
 
+    @property
+    def low_ms(self) -> float | None:
+        p = self.predicted_ms
+        return None if p is None else p * _exp(-self.spread)
 
-NO_SCORE = EndpointScore(0.0, False, None, 0.0, None, None, None, 0.0)
+    @property
+    def high_ms(self) -> float | None:
+        p = self.predicted_ms
+        return None if p is None else p * _exp(self.spread)
+
+
+NO_SCORE = EndpointScore(0.0, False, None, 0.0, None, 0.0, 0.0)
 
 # Built on every request: tuple.__new__ skips the NamedTuple's Python-level __new__.
 _new_tuple = tuple.__new__
@@ -130,7 +141,9 @@ class EndpointModel:
         self.level = [0.0] * len(metrics)
         self.var = [0.0] * len(metrics)
         self.n = 0
-        self.view: tuple[float, float, float, float, float, float] = (0.0,) * 6  # type: ignore[assignment]
+        #: (predicted ms, confidence, level f0, spread σ0) of latency, as of the last
+        #: learn; (None, 0, 0, 1) before any.
+        self.view: tuple[float | None, float, float, float] = (None, 0.0, 0.0, 1.0)
         self.window = window
         self.win_start: float | None = None
         self.win_sum = 0.0
@@ -165,40 +178,41 @@ class EndpointModel:
             self.floors[i] = wide if wide > base else base
 
     def _refresh_view(self) -> None:
-        # The latency forecast, its interval and the confidence change only when the
-        # model learns, so they are computed once here rather than on every read.
+        # The latency forecast and the confidence change only when the model learns, so
+        # they are computed once then rather than on every read.
         n = self.n
-        f0 = self.level[0]
         if n <= self.warmup or not n & 31:
             self._refresh_floors()
+        f0 = self.level[0]
         sd0 = _sqrt(self.var[0])
         if sd0 < self.floors[0]:
             sd0 = self.floors[0]
-        k = self.threshold
-        conf = 100.0 * min(1.0, n / self.warmup) * _exp(-sd0)
-        self.view = (_exp(f0), conf, _exp(f0 - k * sd0), _exp(f0 + k * sd0), f0, sd0)
+        c = n / self.warmup
+        self.view = (_exp(f0), 100.0 * (c if c < 1.0 else 1.0) * _exp(-sd0), f0, sd0)
 
-    def score_latency(self, x: float) -> EndpointScore:
-        """:meth:`observe` of the latency alone, without learning: the headers' case when
-        the request ran no query yet. Reads the cached forecast view, builds no list."""
-        n = self.n
-        if n == 0:
-            return NO_SCORE
-        pred, conf, low, high, f0, sd0 = self.view
-        r = x - f0
-        z = r / sd0
-        if n < self.warmup or r <= 0.0:
-            return _new_tuple(EndpointScore, (0.0, False, None, conf, pred, low, high, z))
+    def score_latency(self, x: float) -> float:
+        """The score of a log latency alone, without learning: the headers' case when
+        the request ran no query yet. Reads the cached forecast view, builds nothing."""
+        if self.n < self.warmup:
+            return 0.0
+        view = self.view
+        r = x - view[2]
+        if r <= 0.0:
+            return 0.0
+        z2 = r * r / (view[3] * view[3])
         k = self.threshold
-        return _new_tuple(EndpointScore, (z * z / (z * z + k * k), z > k, "latency", conf, pred,
-                                          low, high, z))
+        return z2 / (z2 + k * k)
 
-    def observe(self, values: list[float | None], *, learn: bool = True) -> EndpointScore:
-        """Score one request's metric values, given on their log scales (see
-        :func:`transform`) in ``self.metrics`` order; learn them too unless ``learn`` is
-        false (the headers are scored before the request has finished). A ``None`` value
-        (a metric not sampled on this request) is skipped; a shorter list scores a
-        prefix of the metrics. The latency (first value) is required."""
+    def update(self, values: list[float | None], learn: bool = True) -> tuple[float, bool, int]:
+        """The request path's verb: score ``values`` against the model as it is, then
+        learn them (unless ``learn`` is false). Returns ``(score, is_anomaly, driver)``,
+        ``driver`` the index of the metric that gave the score (-1: none).
+
+        ``values`` are on their log scales (see :func:`transform`) in ``self.metrics``
+        order; a ``None`` (a metric not sampled on this request) is skipped, and a
+        shorter list scores a prefix of the metrics. The latency (first value) is
+        required. The forecast the request was scored against is ``self.view`` as it was
+        before the call (:meth:`observe` returns it all in one object)."""
         n = self.n
         if n == 0:
             if learn:
@@ -207,8 +221,9 @@ class EndpointModel:
                         self.level[i] = x
                 self.n = 1
                 self._refresh_view()
-            return NO_SCORE
-        k2 = self.threshold * self.threshold
+            return 0.0, False, -1
+        k = self.threshold
+        k2 = k * k
         best, driver, zmax = 0.0, -1, 0.0
         level, var, floors = self.level, self.var, self.floors
         a, b = self.alpha, self.beta
@@ -234,17 +249,27 @@ class EndpointModel:
             if learn:
                 var[i] = v + b * (r * r - v)
                 level[i] = f + a * r
-        pred, conf, low, high, f0, sd0 = self.view
-        x0 = values[0]
-        lat_z = (x0 - f0) / sd0 if x0 is not None else 0.0
         if learn:
             self.n = n + 1
             self._refresh_view()
         if n < self.warmup:
-            return _new_tuple(EndpointScore, (0.0, False, None, conf, pred, low, high, lat_z))
-        return _new_tuple(EndpointScore, (best, zmax > self.threshold,
+            return 0.0, False, -1
+        return best, zmax > k, driver
+
+    def observe(self, values: list[float | None], *, learn: bool = True) -> EndpointScore:
+        """:meth:`update`, returning the whole verdict: the score with its driving
+        metric, and the latency forecast, interval, confidence and z the request was
+        scored against."""
+        if self.n == 0:
+            self.update(values, learn)
+            return NO_SCORE
+        pred, conf, f0, sd0 = self.view
+        score, anomalous, driver = self.update(values, learn)
+        x0 = values[0]
+        lat_z = (x0 - f0) / sd0 if x0 is not None else 0.0
+        return _new_tuple(EndpointScore, (score, anomalous,
                                           self.metrics[driver] if driver >= 0 else None,
-                                          conf, pred, low, high, lat_z))
+                                          conf, pred, self.threshold * sd0, lat_z))
 
     # --- incidents: windowed detection --------------------------------------------------
 

@@ -83,6 +83,7 @@ def apply(ops: ModelOps, v: ModelVersion) -> None:
             ops._factory_wrapped = True
         lo = ops._grid_lo
         ops._near = rescale(lo, k0, k) if t > lo + 1e-9 else 2.0
+        ops.gate.notable_score = min(ops._near, 2.0)
         crit = ops.config.alert_critical_score
         ops._critical = rescale(crit, k0, k) if crit < 1.0 else 2.0
         ops.gate.model_version = v.version

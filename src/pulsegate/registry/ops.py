@@ -137,7 +137,7 @@ class ModelOps:
         self._register_defaults()
         if self.store is not None:
             self._guard("registry.restore", self.restore)
-        gate.listeners.append(self.on_request)
+        gate.notable_listeners.append(self.on_request)
         _ALL.add(self)
         self._schedule()
         self._atexit = functools.partial(_close_at_exit, weakref.ref(self))
@@ -189,7 +189,8 @@ class ModelOps:
     # --- the request path: register predictions -----------------------------------
 
     def on_request(self, record: RequestRecord, ctx: RequestContext) -> None:
-        """Listener: two integer comparisons and a float one unless something was found."""
+        """Notable-request listener (anomalies, near misses, incidents, detections,
+        throttles): the engine calls it only when one of them happened."""
         counters = self.gate.counters
         if counters["anomalies"] != self._anoms_seen:
             self._on_anomalies()

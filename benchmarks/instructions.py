@@ -1,0 +1,180 @@
+"""Per-request cost in CPU instructions, immune to a busy machine: for each adapter, the
+bare app vs pulsegate vs OpenTelemetry's instrumentation, counted by valgrind's callgrind.
+
+    .venv/bin/python benchmarks/instructions.py [--requests 2000] [family ...]
+
+Families: ``asgi`` (Starlette), ``asgi-full`` (the same with rate limiting and the
+allocator on), ``wsgi`` (a bare WSGI callable), ``flask``, ``django`` (Django's WSGI
+handler), ``engine`` (the framework-free core alone, no OpenTelemetry counterpart).
+
+Each stack runs twice under callgrind (a warm-up count, and warm-up + N requests); the
+difference divided by N is what one request costs. Wall-clock time adds what
+instructions do not show (system calls such as the thread CPU clock, cache misses), so
+read this beside the ``*_overhead.py`` scripts, not instead of them. The counts are
+deterministic to a fraction of a percent: use them to A/B a hot-path change. Needs
+valgrind (Debian package).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+WARMUP = 500
+FAMILIES = ("asgi", "asgi-full", "wsgi", "flask", "django", "engine")
+STACKS = ("bare", "pulsegate", "otel")
+
+
+def _asgi(stack: str, full: bool) -> Callable[[int], None]:
+    from asgi_overhead import SCOPE_BASE, bare, with_otel, with_pulsegate
+
+    options = {"rate_limiting": True, "rate_limit": "1000000/second",
+               "resource_allocation": True} if full else {}
+    app: Any = {"bare": bare, "otel": with_otel}.get(stack, with_pulsegate(**options))()
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    async def main(n: int) -> None:
+        for i in range(n):
+            p = f"/hello/u{i % 50}"
+            await app({**SCOPE_BASE, "path": p, "raw_path": p.encode()}, receive, send)
+
+    return lambda n: asyncio.run(main(n))
+
+
+def _wsgi_driver(app: Any, path: str) -> Callable[[int], None]:
+    from _common import start_response
+    from werkzeug.test import create_environ
+
+    def drive(n: int) -> None:
+        for i in range(n):
+            env = create_environ(path.format(i % 50), "http://localhost/",
+                                 headers={"User-Agent": "bench"})
+            env["REMOTE_ADDR"] = "127.0.0.1"
+            result = app(env, start_response)
+            for _ in result:
+                pass
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+    return drive
+
+
+def _wsgi(stack: str, flask: bool) -> Callable[[int], None]:
+    import wsgi_overhead as w
+
+    from pulsegate.engine import PulseGate
+    from pulsegate.wsgi import PulseGateWSGIMiddleware
+
+    if flask:
+        app = w.flask_app()
+        if stack == "pulsegate":
+            from pulsegate.flask import PulseGate as FlaskPulseGate
+            FlaskPulseGate(app)
+        wsgi = w.otel(app.wsgi_app) if stack == "otel" else app.wsgi_app
+    else:
+        wsgi = {"bare": w.raw_app, "otel": w.otel(w.raw_app)}.get(stack) or \
+            PulseGateWSGIMiddleware(w.raw_app, gate=PulseGate())
+    return _wsgi_driver(wsgi, "/hello/u{}")
+
+
+def _django(stack: str) -> Callable[[int], None]:
+    import django_overhead as d
+
+    handler = {"bare": lambda: d.handler([]), "otel": d.otel_handler}.get(stack) or (
+        lambda: d.handler(["pulsegate.django.PulseGateMiddleware"]))
+    return _wsgi_driver(handler()[0], "/hello/u{}/")
+
+
+def _engine(stack: str) -> Callable[[int], None]:
+    from pulsegate.engine import PulseGate
+    from pulsegate.records import RequestInfo
+
+    gate = PulseGate() if stack == "pulsegate" else None
+
+    def drive(n: int) -> None:
+        for i in range(n):
+            info = RequestInfo("GET", f"/hello/u{i % 50}/", "/hello/<name>/")
+            if gate is not None:
+                ctx = gate.begin(info)
+                assert ctx is not None
+                gate.response_headers(ctx, 200)
+                gate.finish(ctx)
+    return drive
+
+
+def child(family: str, stack: str, n: int) -> None:
+    sys.path.insert(0, str(HERE))
+    logging.getLogger("pulsegate").setLevel(logging.CRITICAL)
+    if family in ("asgi", "asgi-full"):
+        drive = _asgi(stack, family == "asgi-full")
+    elif family in ("wsgi", "flask"):
+        drive = _wsgi(stack, family == "flask")
+    elif family == "django":
+        drive = _django(stack)
+    else:
+        drive = _engine(stack)
+    drive(n)
+
+
+def count(family: str, stack: str, n: int) -> int:
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    proc = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+         __file__, "--child", family, stack, str(n)], capture_output=True, text=True, env=env)
+    found = re.search(r"Collected : (\d+)", proc.stderr)
+    if proc.returncode != 0 or found is None:
+        raise SystemExit(f"callgrind failed for {family}/{stack}: {proc.stderr[-2000:]}")
+    return int(found.group(1))
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        return
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--requests", type=int, default=2000)
+    ap.add_argument("family", nargs="*", help=f"any of {', '.join(FAMILIES)}")
+    args = ap.parse_args()
+    unknown = set(args.family) - set(FAMILIES)
+    if unknown:
+        ap.error(f"unknown family {', '.join(sorted(unknown))}; choose from {', '.join(FAMILIES)}")
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is missing: apt-get install -y valgrind")
+    families = args.family or [f for f in FAMILIES if f != "engine"]
+    jobs = [(f, s, n) for f in families for s in STACKS
+            if not (f == "engine" and s == "otel") for n in (WARMUP, WARMUP + args.requests)]
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        counts = dict(zip(jobs, pool.map(lambda job: count(*job), jobs)))
+    print(f"instructions per request ({args.requests} requests after {WARMUP} warm-up)")
+    for family in families:
+        per = {s: (counts[(family, s, WARMUP + args.requests)] - counts[(family, s, WARMUP)])
+               / args.requests for s in STACKS if (family, s, WARMUP) in counts}
+        print(f"\n{family}")
+        for stack, value in per.items():
+            print(f"  {stack:10s} {value:12,.0f} {value - per['bare']:+12,.0f}")
+        if "otel" in per:
+            added_pg, added_otel = per["pulsegate"] - per["bare"], per["otel"] - per["bare"]
+            verdict = "within" if added_pg <= 0.10 * added_otel else "OVER"
+            print(f"  pulsegate adds {added_pg / added_otel * 100:.1f} % of what OpenTelemetry "
+                  f"adds ({verdict} the 10 % budget)")
+
+
+if __name__ == "__main__":
+    main()
