@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
 
 import pytest
@@ -53,6 +54,25 @@ def test_record_carries_every_measurement() -> None:
     assert r.cpu_ms == pytest.approx(20.0)
     assert (r.query_count, r.query_ms) == (3, pytest.approx(1.5))
     assert r.endpoint == "GET /x" and r.started_at == 1.7e9
+
+
+def test_cpu_and_memory_are_measured_on_the_first_request_of_every_n() -> None:
+    gate, clock, cpu = make_gate(warmup=3, cpu_sample_every=3, memory_sample_every=2)
+    records = []
+    for _ in range(7):
+        serve(gate, clock, cpu, 40.0)
+        records.append(serve.last)  # type: ignore[attr-defined]
+    assert [r.cpu_ms is not None for r in records] == [True, False, False] * 2 + [True]
+    assert all(r.cpu_ms == pytest.approx(20.0) for r in records if r.cpu_ms is not None)
+    assert [r.memory_blocks is not None for r in records] == [True, False] * 3 + [True]
+    model = gate.baselines.peek("GET /x")
+    assert model is not None  # the CPU level is learned from the samples alone
+    assert math.expm1(model.level[gate.metrics.index("cpu")]) == pytest.approx(20.0)
+    every, _, _ = make_gate(cpu_sample_every=1)
+    assert every._cpu_every == 1
+    off, clock, cpu = make_gate(measure_cpu=False)
+    serve(off, clock, cpu, 40.0)
+    assert serve.last.cpu_ms is None and "cpu" not in off.metrics  # type: ignore[attr-defined]
 
 
 def test_headers_carry_forecast_confidence_and_score_after_warmup() -> None:

@@ -63,7 +63,7 @@ class RequestContext:
                  "score", "sink_token", "start", "started_at", "status", "ticket", "token",
                  "ttfb")
 
-    def __init__(self, info: RequestInfo, start: float, started_at: float, cpu0: float,
+    def __init__(self, info: RequestInfo, start: float, started_at: float, cpu0: float | None,
                  mem0: int | None, max_queries: int) -> None:
         self.info = info
         self.route: str | None = info.route

@@ -83,14 +83,14 @@ class PulseGate:
         self._metric_index = {m: i for i, m in enumerate(metrics)}
         # Flags read on every request, copied out of the frozen config once.
         self._enabled = c.enabled
-        self._cpu = c.measure_cpu
+        self._cpu_every = c.cpu_sample_every if c.measure_cpu else 0
         self._qa = c.query_analysis
         self._perf = c.performance_prediction
         self._anom = c.anomaly_detection
         self._repeat_metric = "repeat_share" in metrics
         self._memory_metric = "memory" in metrics
         self._mem_every = c.memory_sample_every if c.measure_memory else 0
-        self._mem_tick = 0
+        self._tick = 0  # requests started, for the CPU and memory samples
         self.baselines = BaselineStore(
             lambda: EndpointModel(c.alpha, c.z_threshold, c.warmup, metrics,
                                   window=c.aggregation_window, seasonal=self._seasonal()),
@@ -194,18 +194,16 @@ class PulseGate:
             scheduler = self.scheduler
             if not scheduler.started and scheduler.jobs:
                 scheduler.ensure_started()
-            mem0 = None
-            if self._mem_every:
-                # Sampled: the allocator walk costs ~1 µs, a leak shows just as well in
-                # one request out of N.
-                tick = self._mem_tick + 1
-                if tick >= self._mem_every:
-                    tick = 0
-                    mem0 = sys.getallocatedblocks()
-                self._mem_tick = tick
-            ctx = RequestContext(
-                info, self.clock(), self.wall(),
-                self.cpu_clock() if self._cpu else 0.0, mem0, self._max_queries)
+            # CPU and memory are sampled, on the first request of every N: each read is a
+            # system call or an allocator walk (~0.5-1 µs), and an endpoint's CPU level or
+            # a leak shows just as well on one request in N.
+            tick = self._tick
+            self._tick = tick + 1
+            every = self._cpu_every
+            cpu0 = self.cpu_clock() if every and not tick % every else None
+            every = self._mem_every
+            mem0 = sys.getallocatedblocks() if every and not tick % every else None
+            ctx = RequestContext(info, self.clock(), self.wall(), cpu0, mem0, self._max_queries)
             ctx.token = current_request.set(ctx)
             if self._qa:
                 ctx.sink_token = query_sink.set(ctx)
@@ -308,7 +306,7 @@ class PulseGate:
         try:
             now = self.clock()
             duration = now - ctx.start
-            cpu = (self.cpu_clock() - ctx.cpu0) if self._cpu else 0.0
+            cpu = None if ctx.cpu0 is None else self.cpu_clock() - ctx.cpu0
             mem = None if ctx.mem0 is None else sys.getallocatedblocks() - ctx.mem0
             if error is not None:
                 ctx.error = type(error).__name__
@@ -340,7 +338,7 @@ class PulseGate:
                     repeat = 0.0
                 score, anomalous, _ = model.update([
                     latency, _log1p(count), _log1p(ctx.query_ms),
-                    _log1p(cpu * 1000.0) if cpu > 0 else 0.0, repeat,
+                    None if cpu is None else _log1p(cpu * 1000.0) if cpu > 0 else 0.0, repeat,
                     None if mem is None else (_log1p(mem) if mem >= 0 else -_log1p(-mem))])
             else:
                 if count and self._qa:
@@ -351,7 +349,7 @@ class PulseGate:
             record = _new_tuple(RequestRecord, (
                 method if method in _KNOWN_METHODS else "OTHER",
                 ctx.route or UNMATCHED, info.path, final_status, ctx.started_at,
-                ttfb * 1000.0, ms, cpu * 1000.0, mem, count,
+                ttfb * 1000.0, ms, None if cpu is None else cpu * 1000.0, mem, count,
                 ctx.query_ms, ctx.client_key, ctx.error, score, confidence,
                 predicted, ctx.optimization, len(detections)))
             if self.control is not None:
@@ -401,16 +399,16 @@ class PulseGate:
                 except ValueError:
                     pass
 
-    def _values(self, ctx: RequestContext, latency: float, cpu: float, mem: int | None,
-                detections: Any) -> list[float | None]:
+    def _values(self, ctx: RequestContext, latency: float, cpu: float | None,
+                mem: int | None, detections: Any) -> list[float | None]:
         """The request's metric values in ``self.metrics`` order, for a configuration
         that leaves some metrics out (the default set is built inline in finish)."""
         values: list[float | None] = [latency]
         if self._qa:
             values.append(_log1p(ctx.query_count))
             values.append(_log1p(ctx.query_ms))
-        if self._cpu:
-            values.append(_log1p(cpu * 1000.0) if cpu > 0 else 0.0)
+        if self._cpu_every:
+            values.append(None if cpu is None else _log1p(cpu * 1000.0) if cpu > 0 else 0.0)
         if self._repeat_metric:
             values.append(_log1p(detections.repeat_share) if ctx.query_count else 0.0)
         if self._memory_metric:

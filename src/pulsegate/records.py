@@ -49,6 +49,8 @@ class RequestRecord(NamedTuple):
     ``memory_blocks`` is the net change in interpreter-allocated blocks during the
     request (``sys.getallocatedblocks()``), measured on one request in
     ``memory_sample_every`` (None on the others): a leak shows as a steady rise.
+    ``cpu_ms`` is likewise measured on one request in ``cpu_sample_every`` (None on the
+    others, and when ``measure_cpu`` is off).
 
     Immutable: one is built per request and handed to every listener, so none of them
     can change what the next one sees (and a tuple is the cheapest thing to build).
@@ -61,7 +63,7 @@ class RequestRecord(NamedTuple):
     started_at: float
     ttfb_ms: float
     duration_ms: float
-    cpu_ms: float
+    cpu_ms: float | None
     memory_blocks: int | None
     query_count: int = 0
     query_ms: float = 0.0

@@ -111,7 +111,7 @@ class EndpointModel:
     ``window`` seconds: see :meth:`roll`.
     """
 
-    __slots__ = ("alpha", "beta", "excess", "floors", "incident", "level", "metrics", "min_excess_ms",
+    __slots__ = ("alpha", "beta", "excess", "floors", "floors2", "incident", "level", "metrics", "min_excess_ms",
                  "n", "scored",
                  "seasonal", "threshold", "var", "view", "warmup", "win_n", "win_start",
                  "win_sum", "window")
@@ -136,6 +136,8 @@ class EndpointModel:
         if any(m in TREND_ONLY for m in metrics[:self.scored]):
             raise ValueError("trend-only metrics must come after the scored ones")
         self.floors = [FLOORS[m] for m in metrics]
+        # Squared, for the request path: it compares variances, never takes a root.
+        self.floors2 = [f * f for f in self.floors]
         self.excess = [(m, MIN_EXCESS.get(m, 0.0) if m != "latency" else min_excess_ms)
                        for m in metrics]
         self.level = [0.0] * len(metrics)
@@ -176,6 +178,7 @@ class EndpointModel:
                 wide = (_log1p((native if native > 0.0 else 0.0) + m) - f) / k
             base = FLOORS[name]
             self.floors[i] = wide if wide > base else base
+        self.floors2 = [f * f for f in self.floors]
 
     def _refresh_view(self) -> None:
         # The latency forecast and the confidence change only when the model learns, so
@@ -224,11 +227,13 @@ class EndpointModel:
             return 0.0, False, -1
         k = self.threshold
         k2 = k * k
-        best, driver, zmax = 0.0, -1, 0.0
-        level, var, floors = self.level, self.var, self.floors
+        best, driver, zmax2 = 0.0, -1, 0.0
+        level, var, floors2 = self.level, self.var, self.floors2
         a, b = self.alpha, self.beta
         scored = self.scored
         i = -1
+        # z² = r²/max(v, floor²) and s = z²/(z²+k²): the same as the docstring's
+        # formulas, without a square root; r² serves the variance update too.
         for x in values:
             i += 1
             if x is None:
@@ -238,23 +243,33 @@ class EndpointModel:
             r = x - f
             if r == 0.0 and v == 0.0:
                 continue  # e.g. no queries, ever: nothing to score, nothing to learn
+            rr = r * r
             if r > 0.0 and i < scored:
-                sd = _sqrt(v)
-                if sd < floors[i]:
-                    sd = floors[i]
-                z = r / sd
-                s = z * z / (z * z + k2)
+                fl = floors2[i]
+                z2 = rr / (v if v > fl else fl)
+                s = z2 / (z2 + k2)
                 if s > best:
-                    best, driver, zmax = s, i, z
+                    best, driver, zmax2 = s, i, z2
             if learn:
-                var[i] = v + b * (r * r - v)
+                var[i] = v + b * (rr - v)
                 level[i] = f + a * r
         if learn:
-            self.n = n + 1
-            self._refresh_view()
+            n += 1
+            self.n = n
+            # The view (forecast, confidence) changes only here; refreshed in line
+            # rather than by _refresh_view's call, as this runs on every request.
+            if n <= self.warmup or not n & 31:
+                self._refresh_floors()
+            f0 = level[0]
+            v0 = var[0]
+            fl = floors2[0]
+            sd0 = _sqrt(v0 if v0 > fl else fl)
+            c = n / self.warmup
+            self.view = (_exp(f0), 100.0 * (c if c < 1.0 else 1.0) * _exp(-sd0), f0, sd0)
+            n -= 1
         if n < self.warmup:
             return 0.0, False, -1
-        return best, zmax > k, driver
+        return best, zmax2 > k2, driver
 
     def observe(self, values: list[float | None], *, learn: bool = True) -> EndpointScore:
         """:meth:`update`, returning the whole verdict: the score with its driving
@@ -332,6 +347,7 @@ class EndpointModel:
             for i, m in enumerate(self.metrics):
                 if m in names:
                     self.floors[i] = float(floors[names.index(m)])
+            self.floors2 = [f * f for f in self.floors]
         elif n:
             self._refresh_floors()
         self.incident.load_state(state["incident"])

@@ -25,7 +25,7 @@ Vector = tuple[float, float, float, float, float, float, float]
 _JITTER = 0.05
 
 
-def request_features(duration_ms: float, cpu_ms: float, memory_blocks: int | None,
+def request_features(duration_ms: float, cpu_ms: float | None, memory_blocks: int | None,
                      query_count: int, repeated_share: float, status: int,
                      epoch: float) -> Vector:
     r"""The feature vector of one request: :math:`\log` latency (ms), :math:`\log(1+x)`
@@ -34,7 +34,7 @@ def request_features(duration_ms: float, cpu_ms: float, memory_blocks: int | Non
     status class (2 for 2xx, ..., 5 for 5xx) and the hour of day (UTC, 0-23)."""
     mem = float(memory_blocks or 0)
     return (math.log(duration_ms if duration_ms > 1e-3 else 1e-3),
-            math.log1p(cpu_ms if cpu_ms > 0 else 0.0),
+            math.log1p(cpu_ms if cpu_ms is not None and cpu_ms > 0 else 0.0),
             math.log1p(mem) if mem >= 0 else -math.log1p(-mem),
             math.log1p(query_count),
             repeated_share,
@@ -343,13 +343,22 @@ def attach(gate: Any, model: MultivariateModel, interval: float) -> Multivariate
     ``"multivariate"`` trains, scores and blends every ``interval`` seconds, recording
     an incident (``"source": "multivariate"``) when a group's blended score reaches 0.5."""
 
+    cpu_index = gate.metrics.index("cpu") if "cpu" in gate.metrics else None
+
     def listener(record: Any, ctx: Any) -> None:
-        g = model.wants(f"{record.method} {record.route}")
+        key = f"{record.method} {record.route}"
+        g = model.wants(key)
         if g is None:
             return
         queries = ctx.queries
         share = repeated_share([q.sql for q in queries]) if queries else 0.0
-        model.add(g, request_features(record.duration_ms, record.cpu_ms, record.memory_blocks,
+        cpu = record.cpu_ms
+        if cpu is None and cpu_index is not None:
+            # Not a CPU sample: impute the endpoint's learned CPU level (its best point
+            # estimate) rather than a zero the forest would take for a real value.
+            baseline = gate.baselines.peek(key)
+            cpu = math.expm1(baseline.level[cpu_index]) if baseline is not None else None
+        model.add(g, request_features(record.duration_ms, cpu, record.memory_blocks,
                                       record.query_count, share, record.status,
                                       record.started_at), record.anomaly_score)
 
