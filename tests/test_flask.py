@@ -148,6 +148,7 @@ def test_streaming_response_finishes_after_last_chunk() -> None:
 def test_rejection_from_admit_becomes_the_response() -> None:
     app = make_app()
     PulseGate(app)
+    get_gate(app).control = object()  # admission is asked only when control exists
     get_gate(app).admit = lambda ctx: Rejection(  # type: ignore[method-assign]
         503, "shed", [("retry-after", "1")], b"overloaded\n")
     r = app.test_client().get("/books/1", buffered=True)

@@ -236,6 +236,7 @@ def test_rejection_is_sent_instead_of_calling_the_app() -> None:
         called.append(True)
         return hello(environ, start_response)
 
+    gate.control = object()  # the middleware asks for admission only when control exists
     gate.admit = lambda ctx: Rejection(  # type: ignore[method-assign]
         429, "throttle", [("retry-after", "3"), ("ratelimit", "limit=10, remaining=0")],
         b"rate limited\n")

@@ -96,6 +96,7 @@ class PulseGate:
                                   window=c.aggregation_window, seasonal=self._seasonal()),
             c.max_endpoints)
         self._full_metrics = metrics == METRICS
+        self._cpu_slot = "cpu" in metrics  # the headers score a prefix that skips it
         self._keys: dict[str, dict[str | None, str]] = {}
         self._max_keys = 4 * c.max_endpoints
         self.model_version = MODEL_VERSION
@@ -264,7 +265,8 @@ class PulseGate:
             # With no query yet the query metrics cannot rise above their levels, so
             # only latency is scored.
             score = ctx.score = model.update(
-                [latency, _log1p(count), _log1p(ctx.query_ms)], False)[0] \
+                [latency, None, _log1p(count), _log1p(ctx.query_ms)] if self._cpu_slot
+                else [latency, _log1p(count), _log1p(ctx.query_ms)], False)[0] \
                 if count and self._qa else model.score_latency(latency)
             if self._perf:
                 predicted, confidence = model.view[:2]
@@ -329,20 +331,27 @@ class PulseGate:
             # The forecast this request is scored against: the model as it was.
             predicted, confidence = model.view[:2]
             if self._full_metrics:
-                # The default metric set, in METRICS order, built in one go.
+                # The default metric set, in METRICS order, built in one go; most
+                # requests are latency and (one in N) CPU alone.
+                cpu_value = None if cpu is None else _log1p(cpu * 1000.0) if cpu > 0 else 0.0
                 if count:
                     analyzed = self.queries.finish(ctx, key)
                     detections = analyzed
                     repeat = _log1p(analyzed.repeat_share)
+                    model.queried = True
                 else:
                     repeat = 0.0
-                score, anomalous, _ = model.update([
-                    latency, _log1p(count), _log1p(ctx.query_ms),
-                    None if cpu is None else _log1p(cpu * 1000.0) if cpu > 0 else 0.0, repeat,
-                    None if mem is None else (_log1p(mem) if mem >= 0 else -_log1p(-mem))])
+                if count or mem is not None or model.queried:
+                    score, anomalous, _ = model.update([
+                        latency, cpu_value, _log1p(count), _log1p(ctx.query_ms), repeat,
+                        None if mem is None else (_log1p(mem) if mem >= 0 else -_log1p(-mem))])
+                else:
+                    score, anomalous, _ = model.update(
+                        [latency] if cpu_value is None else [latency, cpu_value])
             else:
                 if count and self._qa:
                     detections = self.queries.finish(ctx, key)
+                    model.queried = True
                 score, anomalous, _ = model.update(
                     self._values(ctx, latency, cpu, mem, detections))
             method = info.method
@@ -404,11 +413,11 @@ class PulseGate:
         """The request's metric values in ``self.metrics`` order, for a configuration
         that leaves some metrics out (the default set is built inline in finish)."""
         values: list[float | None] = [latency]
+        if self._cpu_every:
+            values.append(None if cpu is None else _log1p(cpu * 1000.0) if cpu > 0 else 0.0)
         if self._qa:
             values.append(_log1p(ctx.query_count))
             values.append(_log1p(ctx.query_ms))
-        if self._cpu_every:
-            values.append(None if cpu is None else _log1p(cpu * 1000.0) if cpu > 0 else 0.0)
         if self._repeat_metric:
             values.append(_log1p(detections.repeat_share) if ctx.query_count else 0.0)
         if self._memory_metric:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
-from flask import Flask, current_app, has_request_context, request
+from flask import Flask, current_app
 
 from pulsegate.config import Config
 from pulsegate.engine import PulseGate as Engine
@@ -93,12 +93,18 @@ class PulseGate:
         app.extensions[EXTENSION_KEY] = gate
 
         def resolve(environ: Environ) -> str | None:
-            # Asked when Flask's response calls start_response: Flask's request context
-            # is still active then (also when a before_request answered early), so the
-            # rule the request matched is at hand; outside it, match by the URL map.
-            if has_request_context():
-                rule = request.url_rule
-                return rule.rule if rule is not None else None
+            # Asked when Flask's response calls start_response: the request is still
+            # live then (also when a before_request answered early), and werkzeug keeps
+            # it in the environ -- a dict read, where flask.request is a context-local
+            # proxy. Flask clears it when the request ends; then match by the URL map.
+            req = environ.get("werkzeug.request")
+            if req is not None:
+                try:
+                    rule = req.url_rule
+                except AttributeError:  # a plain werkzeug Request, not Flask's
+                    pass
+                else:
+                    return rule.rule if rule is not None else None
             try:
                 rule, _ = app.url_map.bind_to_environ(environ).match(return_rule=True)
             except Exception:
@@ -129,15 +135,13 @@ class _FlaskMiddleware(PulseGateWSGIMiddleware):
     def __init__(self, app: Flask, wsgi_app: Any, **kwargs: Any) -> None:
         super().__init__(wsgi_app, **kwargs)
         self._flask = weakref.ref(app)
-        self._pending = app not in _instrumented
+        if app not in _instrumented:
+            self.on_first_request = self._instrument
 
-    def __call__(self, environ: Environ, start_response: Any) -> Any:
-        if self._pending:
-            self._pending = False
-            app = self._flask()
-            if app is not None and app.extensions.get("sqlalchemy") is not None:
-                try:
-                    instrument_sqlalchemy(app)
-                except Exception as exc:
-                    self.gate.faults.record("flask.sqlalchemy", exc)
-        return super().__call__(environ, start_response)
+    def _instrument(self) -> None:
+        app = self._flask()
+        if app is not None and app.extensions.get("sqlalchemy") is not None:
+            try:
+                instrument_sqlalchemy(app)
+            except Exception as exc:
+                self.gate.faults.record("flask.sqlalchemy", exc)

@@ -50,24 +50,19 @@ class _Body:
     the app's iterable and then finishes the request. An exception raised while
     producing the body is recorded as the request's error, then re-raised."""
 
-    __slots__ = ("_ctx", "_gate", "_it", "_result")
+    __slots__ = ("_ctx", "_gate", "_result")
 
     def __init__(self, result: Iterable[bytes], gate: PulseGate, ctx: RequestContext) -> None:
         self._result = result
         self._gate = gate
         self._ctx = ctx
-        self._it: Iterator[bytes] | None = None
 
-    def __iter__(self) -> _Body:
-        return self
-
-    def __next__(self) -> bytes:
-        it = self._it
-        if it is None:
-            it = self._it = iter(self._result)
+    def __iter__(self) -> Iterator[bytes]:
+        # A generator delegating with ``yield from``: the chunks and the final
+        # StopIteration pass in C, with no Python frame or handler per chunk.
         try:
-            return next(it)
-        except StopIteration:
+            yield from self._result
+        except GeneratorExit:  # the server stopped iterating; close() finishes
             raise
         except BaseException as exc:
             self._gate.finish(self._ctx, error=exc)
@@ -94,9 +89,8 @@ class _SizedBody(_Body):
     def __len__(self) -> int:
         return len(self._result)  # type: ignore[arg-type]
 
-    def __iter__(self) -> Iterator[bytes]:  # type: ignore[override]
-        # Iterating a list cannot raise: hand the server the list's own C iterator
-        # instead of a Python-level __next__ per chunk.
+    def __iter__(self) -> Iterator[bytes]:
+        # Iterating a list cannot raise: hand the server the list's own C iterator.
         return iter(self._result)
 
 
@@ -139,8 +133,13 @@ class PulseGateWSGIMiddleware:
         self.route_resolver = route_resolver
         # The dashboard and the Prometheus path (None when both are off: no cost).
         self._internal = internal_endpoints(gate)
+        #: Run once, before the first request is measured (subclasses' set-up chores).
+        self.on_first_request: Callable[[], None] | None = None
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        if self.on_first_request is not None:
+            first, self.on_first_request = self.on_first_request, None
+            first()
         gate = self.gate
         path = environ.get("PATH_INFO", "") or "/"
         internal = self._internal
@@ -149,35 +148,42 @@ class PulseGateWSGIMiddleware:
             out = serve_wsgi(internal, environ, start_response)
             if out is not None:
                 return out
-        if gate.is_excluded(path):
+        if not gate._enabled:
+            return self.app(environ, start_response)
+        if path in gate._exclude or path.startswith(gate._exclude_prefixes):
             gate.counters["excluded"] += 1
             return self.app(environ, start_response)
         resolver = self.route_resolver
         addr = environ.get("REMOTE_ADDR")
+        control = gate.control
         info = RequestInfo(
             environ.get("REQUEST_METHOD", "GET"), path, None,
             addr if isinstance(addr, str) and addr else None, EnvironHeaders(environ),
             environ.get("QUERY_STRING", ""), environ.get("wsgi.url_scheme", "http"),
-            (lambda: resolver(environ)) if resolver is not None else None)
-        ctx = gate.begin(info)
+            # asked up front only by the rate limiter and allocator (per-route rules)
+            (lambda: resolver(environ)) if resolver is not None and control is not None
+            else None)
+        ctx = gate.start(info)
         if ctx is None:
             return self.app(environ, start_response)
-        rejection = gate.admit(ctx)
-        if rejection is not None:
-            try:
-                status, headers, body = rejection_response(gate, ctx, rejection)
-                start_response(status_line(status), headers)
-            finally:
-                gate.finish(ctx, status=rejection.status)
-            return [body]
+        if control is not None:
+            rejection = gate.admit(ctx)
+            if rejection is not None:
+                try:
+                    status, headers, body = rejection_response(gate, ctx, rejection)
+                    start_response(status_line(status), headers)
+                finally:
+                    gate.finish(ctx, status=rejection.status)
+                return [body]
 
-        added: list[tuple[str, str]] | None = None
+        started = False
 
         def start(status: str, headers: list[tuple[str, str]],
                   exc_info: ExcInfo | None = None) -> Callable[[bytes], object]:
-            nonlocal added
+            nonlocal started
             code = parse_status(status)
-            if added is None:
+            if not started:
+                started = True
                 if ctx.route is None and resolver is not None:
                     try:
                         ctx.set_route(resolver(environ))
@@ -186,6 +192,7 @@ class PulseGateWSGIMiddleware:
                 added = gate.response_headers(ctx, code)
             else:  # a second call, with exc_info: the error page replaces the response
                 ctx.status = code
+                added = ctx.extra_headers
             if added:
                 headers = [*headers, *added]
             if exc_info is None:
@@ -202,10 +209,10 @@ class PulseGateWSGIMiddleware:
                     pass
             gate.finish(ctx, error=exc)
             raise
+        if type(result) is list or isinstance(result, (list, tuple)):
+            return _SizedBody(result, gate, ctx)
         wrapper = environ.get("wsgi.file_wrapper")
         if (wrapper is not None and isinstance(wrapper, type) and isinstance(result, wrapper)
                 and _chain_close(result, gate, ctx)):
             return result
-        if isinstance(result, (list, tuple)):
-            return _SizedBody(result, gate, ctx)
         return _Body(result, gate, ctx)

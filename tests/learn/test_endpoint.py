@@ -182,3 +182,21 @@ def test_the_interval_is_derived_from_the_forecast_and_spread() -> None:
     assert s.low_ms == pytest.approx(s.predicted_ms * math.exp(-s.spread))
     assert s.high_ms == pytest.approx(s.predicted_ms * math.exp(s.spread))
     assert NO_SCORE.low_ms is None and NO_SCORE.high_ms is None
+
+
+def test_a_request_without_sql_may_leave_the_query_metrics_out_until_one_had_sql() -> None:
+    full, short = EndpointModel(warmup=3), EndpointModel(warmup=3)
+    assert full.metrics[:2] == ("latency", "cpu") and not short.queried
+    for i in range(40):
+        x, cpu = math.log(10.0 + i % 3), math.log1p(2.0 + i % 2)
+        assert full.update([x, cpu, 0.0, 0.0, 0.0, None]) == short.update([x, cpu])
+    assert full.state() == short.state()
+    # once the endpoint ran SQL, a request without any must teach the query metrics zero
+    short.update([math.log(10.0), None, math.log1p(5), math.log1p(2.0), 0.0, None])
+    short.queried = True
+    clone = EndpointModel(warmup=3)
+    clone.load_state(short.state())
+    assert clone.queried and not full.queried
+    level = short.level[2]
+    short.update([math.log(10.0), None, 0.0, 0.0, 0.0, None])
+    assert 0.0 < short.level[2] < level

@@ -9,9 +9,12 @@ from typing import Any, NamedTuple
 from pulsegate.learn.anomaly import AnomalyModel
 from pulsegate.learn.seasonal import SeasonalBaseline
 
-#: The metrics of a request, in the order :meth:`EndpointModel.observe` takes them. The
-#: first three are known when the response starts, so the headers score that prefix.
-METRICS = ("latency", "queries", "query_time", "cpu", "repeat_share", "memory")
+#: The metrics of a request, in the order :meth:`EndpointModel.observe` takes them.
+#: Latency and CPU come first: a request that ran no SQL on an endpoint that never has
+#: (:attr:`EndpointModel.queried` false) is fully described by that prefix.
+METRICS = ("latency", "cpu", "queries", "query_time", "repeat_share", "memory")
+#: The metrics that are zero for a request without SQL.
+QUERY_METRICS = frozenset({"queries", "query_time", "repeat_share"})
 
 # Spread floors in log space: about 5 % for times, 10 % for counts, and a wide one for
 # the allocation delta, which is noisy by nature.
@@ -112,7 +115,7 @@ class EndpointModel:
     """
 
     __slots__ = ("alpha", "beta", "excess", "floors", "floors2", "incident", "level", "metrics", "min_excess_ms",
-                 "n", "scored",
+                 "n", "queried", "scored",
                  "seasonal", "threshold", "var", "view", "warmup", "win_n", "win_start",
                  "win_sum", "window")
 
@@ -143,6 +146,11 @@ class EndpointModel:
         self.level = [0.0] * len(metrics)
         self.var = [0.0] * len(metrics)
         self.n = 0
+        #: False until a request with SQL has been learned: until then every query
+        #: metric's level and spread are exactly zero, so a request without SQL may be
+        #: given as a prefix that leaves them out (the engine does), and update skips
+        #: the same zeros either way. Whoever feeds the model sets it; load_state too.
+        self.queried = False
         #: (predicted ms, confidence, level f0, spread σ0) of latency, as of the last
         #: learn; (None, 0, 0, 1) before any.
         self.view: tuple[float | None, float, float, float] = (None, 0.0, 0.0, 1.0)
@@ -338,6 +346,8 @@ class EndpointModel:
                 j = names.index(m)
                 self.level[i], self.var[i] = level[j], var[j]
         self.n = n
+        self.queried = any(self.level[i] or self.var[i]
+                           for i, m in enumerate(self.metrics) if m in QUERY_METRICS)
         # The spread floors follow the level only every few updates; restore them as
         # they were so a restarted model answers exactly as before (a merged fleet
         # state has none: derive them from the merged levels).
