@@ -25,6 +25,7 @@ from typing import Any
 from pulsegate.config import Config
 from pulsegate.context import Rejection, RequestContext, current_request, query_sink
 from pulsegate.faults import FaultCounter
+from pulsegate.header_values import CONFIDENCE, SCORE, tenths
 from pulsegate.learn.baseline import BaselineStore
 from pulsegate.learn.endpoint import METRICS, EndpointModel
 from pulsegate.learn.seasonal import SeasonalBaseline
@@ -201,10 +202,13 @@ class PulseGate:
             tick = self._tick
             self._tick = tick + 1
             every = self._cpu_every
-            cpu0 = self.cpu_clock() if every and not tick % every else None
+            # (the clocks are instance attributes: read them as attributes, then call --
+            # a method-call lookup on an instance attribute is not specialised)
+            cpu_clock, clock, wall = self.cpu_clock, self.clock, self.wall
+            cpu0 = cpu_clock() if every and not tick % every else None
             every = self._mem_every
             mem0 = sys.getallocatedblocks() if every and not tick % every else None
-            ctx = RequestContext(info, self.clock(), self.wall(), cpu0, mem0, self._max_queries)
+            ctx = RequestContext(info, clock(), wall(), cpu0, mem0, self._max_queries)
             ctx.token = current_request.set(ctx)
             if self._qa:
                 ctx.sink_token = query_sink.set(ctx)
@@ -246,7 +250,8 @@ class PulseGate:
         try:
             ttfb = ctx.ttfb
             if ttfb is None:
-                ttfb = ctx.ttfb = self.clock() - ctx.start
+                clock = self.clock
+                ttfb = ctx.ttfb = clock() - ctx.start
             ctx.status = status
             out = ctx.extra_headers
             if out is None:
@@ -270,18 +275,17 @@ class PulseGate:
                 if count and self._qa else model.score_latency(latency)
             if self._perf:
                 predicted, confidence = model.view[:2]
-                # confidence is 0..100: adding 0.5 and truncating rounds it (half up)
-                out.append(("x-ml-prediction-confidence", "%d" % (confidence + 0.5)))
+                out.append(("x-ml-prediction-confidence", CONFIDENCE[int(confidence + 0.5)]))
                 if predicted is not None:
-                    out.append(("x-ml-predicted-latency-ms", "%.1f" % predicted))
+                    out.append(("x-ml-predicted-latency-ms", tenths(predicted)))
             if self._anom:
-                out.append(("x-ml-anomaly-score", "%.3f" % score))
+                out.append(("x-ml-anomaly-score", SCORE[int(score * 1000.0 + 0.5)]))
             out.append(_NO_OPTIMIZATION if ctx.optimization == "none"
                        else ("x-ml-optimization-applied", ctx.optimization))
             if self._qa:
                 if count:
                     out.extend((("x-ml-query-count", str(count)),
-                                ("x-ml-query-ms", "%.1f" % ctx.query_ms),
+                                ("x-ml-query-ms", tenths(ctx.query_ms)),
                                 ("x-ml-nplusone", str(len(self._analyze_queries(ctx))))))
                 else:
                     out.extend(_NO_QUERY_HEADERS)
@@ -306,9 +310,10 @@ class PulseGate:
             return None
         ctx.finished = True
         try:
-            now = self.clock()
+            clock, cpu_clock = self.clock, self.cpu_clock
+            now = clock()
             duration = now - ctx.start
-            cpu = None if ctx.cpu0 is None else self.cpu_clock() - ctx.cpu0
+            cpu = None if ctx.cpu0 is None else cpu_clock() - ctx.cpu0
             mem = None if ctx.mem0 is None else sys.getallocatedblocks() - ctx.mem0
             if error is not None:
                 ctx.error = type(error).__name__
