@@ -102,7 +102,12 @@ class RequestContext:
             queries.append(event)
 
     def add_header(self, name: str, value: str) -> None:
-        """A header to send with the response (rate-limit fields and the like)."""
+        """A header to send with the response (rate-limit fields and the like). The name
+        is stored lower-cased (adapters write header pairs straight into the framework's
+        store); a name that is not a printable ASCII token is a ValueError."""
+        if not (name and name.isascii() and name.isprintable()) or " " in name or ":" in name:
+            raise ValueError(f"invalid header name {name!r}")
+        name = name.lower()
         if self.extra_headers is None:
             self.extra_headers = [(name, value)]
         else:

@@ -51,6 +51,9 @@ def test_headers_route_template_and_include(records: list[RequestRecord]) -> Non
     assert 0 <= float(r["x-ml-anomaly-score"]) <= 1
     assert 0 <= int(r["x-ml-prediction-confidence"]) <= 100
     assert r["x-ml-optimization-applied"] == "none"
+    # written straight into Django's header store: still case-insensitive, still listed
+    assert r["X-ML-Model-Version"] == r["x-ml-model-version"]
+    assert ("x-ml-anomaly-score", r["x-ml-anomaly-score"]) in r.items()
     client().get("/api/books/4/")
     client().get("/legacy/abc/")
     assert [x.route for x in records] == [
@@ -100,6 +103,7 @@ def test_rejection_sync_and_async(records: list[RequestRecord]) -> None:
     gate = get_gate()
     rej = Rejection(429, "throttle", [("Retry-After", "2"), ("RateLimit", "limit=5, remaining=0")],
                     b"slow down\n")
+    gate.control = object()  # the middleware asks for admission only when control exists
     gate.admit = lambda ctx: rej  # type: ignore[method-assign]
 
     async def admit_async(ctx: Any) -> Rejection:

@@ -21,6 +21,7 @@ plainly. Put it first in ``MIDDLEWARE`` so it measures the whole stack.
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -66,21 +67,23 @@ def add_headers(response: HttpResponseBase, headers: list[tuple[str, str]]) -> N
     """Set pulsegate's headers on a Django response.
 
     Django's ``response.headers[name] = value`` re-validates and re-encodes both strings
-    (two charset conversions, a CR/LF scan): ~1 µs a header. pulsegate's names are
-    lower-case ASCII tokens and its values ASCII numbers/tokens, so a value that is
-    printable ASCII (no CR/LF) goes straight into the header store Django reads
-    (``(name, value)`` under the lower-cased name); anything else takes the public path."""
+    (two charset conversions, a CR/LF scan): ~1 µs a header. pulsegate's header names
+    are its own lower-case ASCII constants (``x-ml-*``, ``ratelimit``, ``retry-after``)
+    and its values ASCII numbers and tokens, so a value that is printable ASCII (no
+    CR/LF) goes straight into the header store Django reads -- ``(name, value)`` under
+    the lower-case name, which is the pair itself; anything else takes the public path."""
     store = getattr(response.headers, "_store", None)
     if not isinstance(store, dict):
         for name, value in headers:
             response.headers[name] = value
         return
-    for name, value in headers:
+    for pair in headers:
+        value = pair[1]
         # isprintable() is False for CR, LF and every other control character.
-        if value.isascii() and value.isprintable() and name.isascii():
-            store[name.lower()] = (name, value)
+        if value.isascii() and value.isprintable():
+            store[pair[0]] = pair
         else:
-            response.headers[name] = value
+            response.headers[pair[0]] = value
 
 
 def _on_exception(sender: Any, request: HttpRequest | None = None, **kwargs: Any) -> None:
@@ -118,9 +121,10 @@ class PulseGateMiddleware:
         ctx = self._begin(request)
         if ctx is None:
             return self.get_response(request)
-        rejection = self.gate.admit(ctx)
-        if rejection is not None:
-            return self._reject(ctx, request, rejection)
+        if self.gate.control is not None:
+            rejection = self.gate.admit(ctx)
+            if rejection is not None:
+                return self._reject(ctx, request, rejection)
         try:
             response = self.get_response(request)
         except BaseException as exc:
@@ -138,9 +142,10 @@ class PulseGateMiddleware:
         ctx = self._begin(request)
         if ctx is None:
             return await get_response(request)
-        rejection = await self.gate.admit_async(ctx)
-        if rejection is not None:
-            return self._reject(ctx, request, rejection)
+        if self.gate.control is not None:  # no coroutine to await when control is off
+            rejection = await self.gate.admit_async(ctx)
+            if rejection is not None:
+                return self._reject(ctx, request, rejection)
         try:
             response = await get_response(request)
         except BaseException as exc:
@@ -179,8 +184,10 @@ class PulseGateMiddleware:
 
     def _begin(self, request: HttpRequest) -> RequestContext | None:
         gate = self.gate
+        if not gate._enabled:
+            return None
         path = request.path_info or "/"
-        if gate.is_excluded(path):
+        if path in gate._exclude or path.startswith(gate._exclude_prefixes):
             gate.counters["excluded"] += 1
             return None
         meta = request.META
@@ -191,8 +198,9 @@ class PulseGateMiddleware:
             # WSGI states the scheme in META; ASGIRequest in its scope. Django's own
             # request.scheme also consults settings on every call.
             meta.get("wsgi.url_scheme") or getattr(request, "scope", {}).get("scheme", "http"),
-            lambda: resolve_route(request))
-        return gate.begin(info)
+            # asked up front only by the rate limiter and allocator (per-route rules)
+            (lambda: resolve_route(request)) if gate.control is not None else None)
+        return gate.start(info)
 
     def _set_route(self, ctx: RequestContext, request: HttpRequest) -> None:
         if ctx.route is not None:
@@ -205,11 +213,18 @@ class PulseGateMiddleware:
 
     def _respond(self, ctx: RequestContext, request: HttpRequest,
                  response: HttpResponseBase) -> HttpResponseBase:
-        self._set_route(ctx, request)
+        gate = self.gate
+        if ctx.route is None:
+            try:
+                match = request.resolver_match
+                if match is not None:
+                    ctx.route = route_of(match.route)
+            except Exception as exc:
+                gate.faults.record("django.route", exc)
         try:
-            add_headers(response, self.gate.response_headers(ctx, response.status_code))
+            add_headers(response, gate.response_headers(ctx, response.status_code))
         except Exception as exc:
-            self.gate.faults.record("django.headers", exc)
+            gate.faults.record("django.headers", exc)
         self._finish_on_close(ctx, response)
         return response
 
@@ -217,11 +232,10 @@ class PulseGateMiddleware:
         # Django closes the response after the server has sent it (WSGI: the server calls
         # close(); ASGI: the handler does after the last chunk), running these closers.
         closers = getattr(response, "_resource_closers", None)
-        gate = self.gate
-        if isinstance(closers, list):
-            closers.append(lambda: gate.finish(ctx))
+        if type(closers) is list or isinstance(closers, list):
+            closers.append(functools.partial(self.gate.finish, ctx))
         else:
-            gate.finish(ctx)
+            self.gate.finish(ctx)
 
     def _fail(self, ctx: RequestContext, request: HttpRequest, exc: BaseException) -> None:
         self._set_route(ctx, request)

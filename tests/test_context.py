@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+import pytest
+
+from pulsegate.context import RequestContext
+from pulsegate.records import RequestInfo
+
+
+def make() -> RequestContext:
+    return RequestContext(RequestInfo("GET", "/x"), 0.0, 0.0, None, None, 10)
+
+
+def test_add_header_lower_cases_the_name_and_keeps_order() -> None:
+    ctx = make()
+    ctx.add_header("RateLimit", "default;r=1;t=1")
+    ctx.add_header("retry-after", "2")
+    assert ctx.extra_headers == [("ratelimit", "default;r=1;t=1"), ("retry-after", "2")]
+
+
+@pytest.mark.parametrize("name", ["bad name", "x:y", "caf\u00e9", "x\r\ny", ""])
+def test_add_header_rejects_a_name_that_is_not_a_token(name: str) -> None:
+    ctx = make()
+    with pytest.raises(ValueError, match="invalid header name"):
+        ctx.add_header(name, "1")
+    assert ctx.extra_headers is None
