@@ -420,3 +420,19 @@ def test_prometheus_path_served_before_begin() -> None:
     assert gate.stats()["requests"] == 1 and len(records) == 1
     # only the metrics path is ours: the dashboard is off
     assert client.get("/_pulsegate/", buffered=True).data == b"hello"
+
+
+@pytest.mark.parametrize(("status", "code"), [
+    ("200 OK", 200), ("404 Not Found", 404), ("299 Custom Thing", 299), ("204", 204),
+    ("2\u00b20 OK", 500), ("abc OK", 500), (b"200 OK", 200), (None, 500),
+])
+def test_odd_status_lines_pass_through_untouched(status: Any, code: int) -> None:
+    gate, _, records = make_gate()
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response(status, [("content-type", "text/plain")])
+        return [b"x"]
+
+    rec, body, _ = run(PulseGateWSGIMiddleware(app, gate=gate))
+    assert rec.calls[0][0] is status and body == b"x"
+    assert records[-1].status == code

@@ -88,6 +88,7 @@ class PulseGate:
         self._qa = c.query_analysis
         self._perf = c.performance_prediction
         self._anom = c.anomaly_detection
+        self._default_headers = self._perf and self._anom and self._qa
         self._repeat_metric = "repeat_share" in metrics
         self._memory_metric = "memory" in metrics
         self._mem_every = c.memory_sample_every if c.measure_memory else 0
@@ -273,15 +274,23 @@ class PulseGate:
                 [latency, None, _log1p(count), _log1p(ctx.query_ms)] if self._cpu_slot
                 else [latency, _log1p(count), _log1p(ctx.query_ms)], False)[0] \
                 if count and self._qa else model.score_latency(latency)
+            optimization = _NO_OPTIMIZATION if ctx.optimization == "none" \
+                else ("x-ml-optimization-applied", ctx.optimization)
+            predicted, confidence = model.view[:2]
+            if self._default_headers and predicted is not None and not count:
+                # every header, no SQL yet: the common case, in one go
+                out += (("x-ml-prediction-confidence", CONFIDENCE[int(confidence + 0.5)]),
+                        ("x-ml-predicted-latency-ms", tenths(predicted)),
+                        ("x-ml-anomaly-score", SCORE[int(score * 1000.0 + 0.5)]),
+                        optimization, *_NO_QUERY_HEADERS, self._version_header)
+                return out
             if self._perf:
-                predicted, confidence = model.view[:2]
                 out.append(("x-ml-prediction-confidence", CONFIDENCE[int(confidence + 0.5)]))
                 if predicted is not None:
                     out.append(("x-ml-predicted-latency-ms", tenths(predicted)))
             if self._anom:
                 out.append(("x-ml-anomaly-score", SCORE[int(score * 1000.0 + 0.5)]))
-            out.append(_NO_OPTIMIZATION if ctx.optimization == "none"
-                       else ("x-ml-optimization-applied", ctx.optimization))
+            out.append(optimization)
             if self._qa:
                 if count:
                     out.extend((("x-ml-query-count", str(count)),

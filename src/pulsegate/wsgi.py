@@ -181,7 +181,9 @@ class PulseGateWSGIMiddleware:
         def start(status: str, headers: list[tuple[str, str]],
                   exc_info: ExcInfo | None = None) -> Callable[[bytes], object]:
             nonlocal started
-            code = parse_status(status)
+            # "200 OK": the well-formed case without a call; anything else is parsed
+            code = int(status[:3]) if type(status) is str and status[3:4] == " " \
+                and status[:3].isdecimal() else parse_status(status)
             if not started:
                 started = True
                 if ctx.route is None and resolver is not None:
