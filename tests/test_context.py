@@ -23,3 +23,10 @@ def test_add_header_rejects_a_name_that_is_not_a_token(name: str) -> None:
     with pytest.raises(ValueError, match="invalid header name"):
         ctx.add_header(name, "1")
     assert ctx.extra_headers is None
+
+
+@pytest.mark.parametrize("value", ["a\r\nx-evil: 1", "caf\u00e9", "tab\there"])
+def test_add_header_rejects_a_value_that_is_not_printable_ascii(value: str) -> None:
+    ctx = make()
+    with pytest.raises(ValueError, match="invalid value"):
+        ctx.add_header("x-custom", value)

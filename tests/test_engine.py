@@ -234,3 +234,9 @@ def test_endpoints_summary_sorted_by_traffic() -> None:
     rows = gate.endpoints()
     assert [r["endpoint"] for r in rows] == ["GET /a", "GET /b"]
     assert rows[0]["requests"] == 3
+
+
+def test_the_model_version_header_is_printable_ascii_whatever_was_stored() -> None:
+    gate, _, _ = make_gate()
+    gate.model_version = "2.0\r\nx-evil: 1 \u00e9"
+    assert gate.model_version == "2.0??x-evil: 1 ?"

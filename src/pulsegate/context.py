@@ -102,11 +102,16 @@ class RequestContext:
             queries.append(event)
 
     def add_header(self, name: str, value: str) -> None:
-        """A header to send with the response (rate-limit fields and the like). The name
-        is stored lower-cased (adapters write header pairs straight into the framework's
-        store); a name that is not a printable ASCII token is a ValueError."""
+        """A header to send with the response (rate-limit fields and the like).
+
+        Every header pulsegate sends is checked where it is made, so adapters can write
+        the pairs straight into the framework's header store: the name is stored
+        lower-cased, and a name that is not a printable ASCII token or a value that is
+        not printable ASCII (CR, LF, any control character) is a ValueError."""
         if not (name and name.isascii() and name.isprintable()) or " " in name or ":" in name:
             raise ValueError(f"invalid header name {name!r}")
+        if not (value.isascii() and value.isprintable()):
+            raise ValueError(f"invalid value for header {name!r}: {value!r}")
         name = name.lower()
         if self.extra_headers is None:
             self.extra_headers = [(name, value)]

@@ -161,7 +161,9 @@ class PulseGate:
 
     @model_version.setter
     def model_version(self, version: str) -> None:
-        self._version_header = ("x-ml-model-version", version)
+        # A header value: printable ASCII only (a stored version could hold anything).
+        self._version_header = ("x-ml-model-version", "".join(
+            ch if " " <= ch <= "~" else "?" for ch in str(version)))
 
     def _seasonal(self) -> SeasonalBaseline | None:
         """A seasonal baseline for a new endpoint (None when ``seasonality="off"``); its
