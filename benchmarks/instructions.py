@@ -8,7 +8,10 @@ allocator on), ``wsgi`` (a bare WSGI callable), ``flask``, ``django`` (Django's 
 handler), ``engine`` (the framework-free core alone, no OpenTelemetry counterpart).
 
 Each stack runs twice under callgrind (a warm-up count, and warm-up + N requests); the
-difference divided by N is what one request costs. Wall-clock time adds what
+difference divided by N is what one request costs. The set-up is frozen out of the
+garbage collector's reach first (``gc.freeze()``, as a pre-forking server does) so that
+a full collection walks only what the requests allocated: without it one more or one
+fewer collection of the whole heap inside the window swings the count by thousands. Wall-clock time adds what
 instructions do not show (system calls such as the thread CPU clock, cache misses), so
 read this beside the ``*_overhead.py`` scripts, not instead of them. The counts are
 deterministic to a fraction of a percent: use them to A/B a hot-path change. Needs
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import re
@@ -129,6 +133,10 @@ def child(family: str, stack: str, n: int) -> None:
         drive = _django(stack)
     else:
         drive = _engine(stack)
+    # Everything built so far (modules, the app, the stack) goes to the permanent
+    # generation: a full collection then walks only what requests left behind, so the
+    # count does not swing by whether one more of them falls inside the window.
+    gc.freeze()
     drive(n)
 
 

@@ -210,12 +210,6 @@ def test_header_values_django_must_vet_take_the_public_path(
     r = client().get("/books/5/")
     assert r.status_code == 200 and r["x-ml-latin"] == "caf\u00e9"
 
-    def upper(ctx: Any, status: int) -> list[tuple[str, str]]:
-        return [*real(ctx, status), ("X-Upper", "1")]
-
-    gate.response_headers = upper  # type: ignore[method-assign]
-    r = client().get("/books/5/")
-    assert r["x-upper"] == "1" and r["X-UPPER"] == "1" and "x-ml-model-version" in r
 
     def injected(ctx: Any, status: int) -> list[tuple[str, str]]:
         return [("x-ml-evil", "1\r\nSet-Cookie: a=b")]
