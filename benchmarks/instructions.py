@@ -169,7 +169,7 @@ def main() -> None:
     jobs = [(f, s, n) for f in families for s in STACKS
             if not (f == "engine" and s == "otel") for n in (WARMUP, WARMUP + args.requests)]
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-        counts = dict(zip(jobs, pool.map(lambda job: count(*job), jobs)))
+        counts = dict(zip(jobs, pool.map(lambda job: count(*job), jobs), strict=True))
     print(f"instructions per request ({args.requests} requests after {WARMUP} warm-up)")
     for family in families:
         per = {s: (counts[(family, s, WARMUP + args.requests)] - counts[(family, s, WARMUP)])

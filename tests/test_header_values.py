@@ -18,13 +18,13 @@ def test_values_agree_with_printf_rounding_off_ties() -> None:
     for _ in range(5000):
         x = rng.uniform(0.0, 5000.0)
         if abs(x * 10 - round(x * 10) - 0.5) > 1e-6:  # not a tie
-            assert hv.tenths(x) == "%.1f" % x
+            assert hv.tenths(x) == f"{x:.1f}"
         s = rng.random()
         if abs(s * 1000 - int(s * 1000) - 0.5) > 1e-6:
-            assert hv.SCORE[int(s * 1000 + 0.5)] == "%.3f" % s
+            assert hv.SCORE[int(s * 1000 + 0.5)] == f"{s:.3f}"
         c = rng.uniform(0.0, 100.0)
         if abs(c - int(c) - 0.5) > 1e-6:
-            assert hv.CONFIDENCE[int(c + 0.5)] == "%.0f" % c
+            assert hv.CONFIDENCE[int(c + 0.5)] == f"{c:.0f}"
 
 
 def test_the_tenths_cache_stays_bounded() -> None:

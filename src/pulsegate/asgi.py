@@ -20,7 +20,7 @@ from pulsegate.context import Rejection, RequestContext
 from pulsegate.engine import PulseGate
 from pulsegate.export.endpoints import internal_endpoints, serve_asgi
 from pulsegate.http import rejection_response
-from pulsegate.records import RequestInfo
+from pulsegate.records import request_info
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -151,7 +151,7 @@ class PulseGateMiddleware:
         top_app = scope.get("app") or self.app
         client = scope.get("client")
         query = scope.get("query_string")
-        info = RequestInfo(
+        info = request_info(
             scope.get("method", "GET"), path, None, client[0] if client else None,
             ASGIHeaders(scope.get("headers")), query.decode("latin-1") if query else "",
             scope.get("scheme", "http"), lambda: route_template(scope, root_path, top_app))

@@ -65,19 +65,19 @@ def rejection_response(gate: PulseGate, ctx: RequestContext,
     return rejection.status, headers, rejection.body
 
 
-class EnvironHeaders:
+class EnvironHeaders(tuple[Mapping[str, Any]]):
     """Lower-case, dash-separated read access to the request headers of a WSGI
     ``environ`` (``CONTENT_TYPE``, ``CONTENT_LENGTH`` and ``HTTP_*`` keys). Nothing is
-    decoded until something asks."""
+    decoded until something asks.
 
-    __slots__ = ("_environ",)
+    Made per request, and rarely asked: a one-item tuple, so making it runs no Python
+    code (``EnvironHeaders((environ,))``)."""
 
-    def __init__(self, environ: Mapping[str, Any]) -> None:
-        self._environ = environ
+    __slots__ = ()
 
     def get(self, name: str, /) -> str | None:
         key = name.upper().replace("-", "_")
         if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
             key = "HTTP_" + key
-        value = self._environ.get(key)
+        value = self[0].get(key)
         return value if isinstance(value, str) else None

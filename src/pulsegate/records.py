@@ -4,7 +4,6 @@ engine recorded of it. No behaviour beyond a few derived properties."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 #: The one endpoint key unmatched routes fold into, so random URLs cannot grow memory.
@@ -22,25 +21,41 @@ class NoHeaders:
         return None
 
 
-@dataclass(slots=True)
-class RequestInfo:
+_NO_HEADERS = NoHeaders()
+
+
+class RequestInfo(NamedTuple):
     """What an adapter tells the engine at the start of a request.
 
     ``route`` is the low-cardinality route template ("/users/{id}") when the framework
     already knows it; adapters that learn it only after routing call
     :meth:`pulsegate.context.RequestContext.set_route` later.
+
+    A tuple: one is made per request, and adapters build it with ``tuple.__new__``
+    (:func:`request_info`), which runs no Python code at all.
     """
 
     method: str
     path: str
     route: str | None = None
     client_ip: str | None = None
-    headers: HeaderGetter = field(default_factory=NoHeaders)
+    headers: HeaderGetter = _NO_HEADERS
     query_string: str = ""
     scheme: str = "http"
     #: Resolves the route before the app runs, for features that need it up front
     #: (per-route rate limits, priority rules). Adapters pass it when they can.
     route_resolver: Callable[[], str | None] | None = None
+
+
+_new_tuple = tuple.__new__
+
+
+def request_info(method: str, path: str, route: str | None, client_ip: str | None,
+                 headers: HeaderGetter, query_string: str, scheme: str,
+                 route_resolver: Callable[[], str | None] | None) -> RequestInfo:
+    """``RequestInfo(...)`` with every field given, for adapters (one per request)."""
+    return _new_tuple(RequestInfo, (method, path, route, client_ip, headers, query_string,
+                                    scheme, route_resolver))
 
 
 class RequestRecord(NamedTuple):

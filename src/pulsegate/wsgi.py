@@ -35,7 +35,7 @@ from pulsegate.context import RequestContext
 from pulsegate.engine import PulseGate
 from pulsegate.export.endpoints import internal_endpoints, serve_wsgi
 from pulsegate.http import EnvironHeaders, parse_status, rejection_response, status_line
-from pulsegate.records import RequestInfo
+from pulsegate.records import request_info
 
 Environ = dict[str, Any]
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
@@ -156,9 +156,9 @@ class PulseGateWSGIMiddleware:
         resolver = self.route_resolver
         addr = environ.get("REMOTE_ADDR")
         control = gate.control
-        info = RequestInfo(
+        info = request_info(
             environ.get("REQUEST_METHOD", "GET"), path, None,
-            addr if isinstance(addr, str) and addr else None, EnvironHeaders(environ),
+            addr if isinstance(addr, str) and addr else None, EnvironHeaders((environ,)),
             environ.get("QUERY_STRING", ""), environ.get("wsgi.url_scheme", "http"),
             # asked up front only by the rate limiter and allocator (per-route rules)
             (lambda: resolver(environ)) if resolver is not None and control is not None
@@ -191,7 +191,7 @@ class PulseGateWSGIMiddleware:
                         ctx.set_route(resolver(environ))
                     except Exception as exc:
                         gate.faults.record("wsgi.route", exc)
-                added = gate.response_headers(ctx, code)
+                added: list[tuple[str, str]] | None = gate.response_headers(ctx, code)
             else:  # a second call, with exc_info: the error page replaces the response
                 ctx.status = code
                 added = ctx.extra_headers

@@ -18,13 +18,13 @@ from django.core.management import call_command
 from django.http import HttpRequest, HttpResponse
 from django.test import AsyncClient, Client, override_settings
 
-from pulsegate.context import Rejection
+from pulsegate.context import Rejection, RequestContext
 from pulsegate.django import PulseGateMiddleware, get_gate
 from pulsegate.django.checks import check_settings
 from pulsegate.django.gate import set_gate
 from pulsegate.django.management.commands.pulsegate import Command
 from pulsegate.engine import PulseGate
-from pulsegate.records import RequestRecord
+from pulsegate.records import RequestInfo, RequestRecord
 
 MW = ["pulsegate.django.PulseGateMiddleware"]
 
@@ -198,25 +198,19 @@ def test_bad_settings_fail_at_middleware_load() -> None:
     set_gate(None)
 
 
-def test_header_values_django_must_vet_take_the_public_path(
+def test_every_header_pulsegate_sends_is_safe_by_construction(
         records: list[RequestRecord]) -> None:
+    """The middleware writes pulsegate's pairs straight into Django's header store, so
+    no source of a pair may yield an unsafe one: a stored model version is sanitised,
+    add_header refuses CR/LF, and what reaches the response is plain ASCII."""
     gate = get_gate()
-    real = gate.response_headers
-
-    def odd(ctx: Any, status: int) -> list[tuple[str, str]]:
-        return [*real(ctx, status), ("x-ml-latin", "caf\u00e9")]
-
-    gate.response_headers = odd  # type: ignore[method-assign]
+    gate.model_version = "9\r\nSet-Cookie: a=b"
     r = client().get("/books/5/")
-    assert r.status_code == 200 and r["x-ml-latin"] == "caf\u00e9"
-
-
-    def injected(ctx: Any, status: int) -> list[tuple[str, str]]:
-        return [("x-ml-evil", "1\r\nSet-Cookie: a=b")]
-
-    gate.response_headers = injected  # type: ignore[method-assign]
-    r = client().get("/books/6/")
-    # Django refuses the header; pulsegate counts the fault and the response goes out
-    assert r.status_code == 200 and r.json() == {"id": 6}
-    assert "Set-Cookie" not in r and "x-ml-evil" not in r
-    assert gate.faults.total >= 1
+    assert r.status_code == 200 and "Set-Cookie" not in r
+    assert r["x-ml-model-version"] == "9??Set-Cookie: a=b"
+    for name, value in r.items():
+        if name.startswith("x-ml-"):
+            assert name.islower() and value.isascii() and value.isprintable()
+    ctx = RequestContext(RequestInfo("GET", "/"), 0.0, 0.0, None, None, 1)
+    with pytest.raises(ValueError):
+        ctx.add_header("x-evil", "1\r\nSet-Cookie: a=b")

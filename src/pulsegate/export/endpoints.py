@@ -169,7 +169,7 @@ def serve_wsgi(endpoints: InternalEndpoints, environ: Mapping[str, Any],
         stream = environ.get("wsgi.input")
         if stream is not None:
             body = read_body(environ.get("CONTENT_LENGTH"), stream.read)
-    response = endpoints.handle(method, path, EnvironHeaders(environ),
+    response = endpoints.handle(method, path, EnvironHeaders((environ,)),
                                 environ.get("QUERY_STRING", "") or "", body,
                                 environ.get("REMOTE_ADDR"))
     if response is None:

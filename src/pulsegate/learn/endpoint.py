@@ -114,10 +114,9 @@ class EndpointModel:
     ``window`` seconds: see :meth:`roll`.
     """
 
-    __slots__ = ("alpha", "beta", "excess", "floors", "floors2", "incident", "level", "metrics", "min_excess_ms",
-                 "n", "queried", "scored",
-                 "seasonal", "threshold", "var", "view", "warmup", "win_n", "win_start",
-                 "win_sum", "window")
+    __slots__ = ("alpha", "beta", "excess", "floors", "floors2", "incident", "level", "metrics",
+                 "min_excess_ms", "n", "queried", "scored", "seasonal", "threshold", "var",
+                 "view", "warmup", "win_n", "win_start", "win_sum", "window")
 
     def __init__(self, alpha: float = 0.3, threshold: float = 3.0, warmup: int = 30,
                  metrics: tuple[str, ...] = METRICS, *, beta: float = 0.05,
