@@ -278,7 +278,8 @@ class PulseGate:
                 if count and self._qa else model.score_latency(latency)
             optimization = _NO_OPTIMIZATION if ctx.optimization == "none" \
                 else ("x-ml-optimization-applied", ctx.optimization)
-            predicted, confidence = model.view[:2]
+            view = model.view
+            predicted, confidence = view[0], view[1]
             if self._default_headers and predicted is not None and not count:
                 # every header, no SQL yet: the common case, in one go
                 out += (("x-ml-prediction-confidence", CONFIDENCE[int(confidence + 0.5)]),
@@ -345,7 +346,7 @@ class PulseGate:
             count = ctx.query_count
             detections: list[Any] = _NO_DETECTIONS
             # The forecast this request is scored against: the model as it was.
-            predicted, confidence = model.view[:2]
+            view = model.view
             if self._full_metrics:
                 # The default metric set, in METRICS order, built in one go; most
                 # requests are latency and (one in N) CPU alone.
@@ -375,14 +376,14 @@ class PulseGate:
                 method if method in _KNOWN_METHODS else "OTHER",
                 ctx.route or UNMATCHED, info.path, final_status, ctx.started_at,
                 ttfb * 1000.0, ms, None if cpu is None else cpu * 1000.0, mem, count,
-                ctx.query_ms, ctx.client_key, ctx.error, score, confidence,
-                predicted, ctx.optimization, len(detections)))
+                ctx.query_ms, ctx.client_key, ctx.error, score, view[1], view[0],
+                ctx.optimization, len(detections)))
             if self.control is not None:
                 try:
                     self.control.finish(ctx, record)
                 except Exception as exc:
                     self.faults.record("control.finish", exc)
-            notable = bool(detections) or score >= self.notable_score
+            notable = score >= self.notable_score or detections or ctx.optimization != "none"
             if anomalous and self._anom:
                 counters["anomalies"] += 1
                 self.recent_anomalies.append(record)
@@ -395,7 +396,7 @@ class PulseGate:
                                        "expected_ms": math.exp(incident.forecast),
                                        "score": incident.score})
                 notable = True
-            if notable or ctx.optimization != "none":
+            if notable:
                 self._notify(self.notable_listeners, record, ctx)
             if self.listeners:
                 self._notify(self.listeners, record, ctx)
@@ -408,17 +409,16 @@ class PulseGate:
                 ctx.ticket.release(ok=False)
                 ctx.ticket = None
             # A token made in another context (a WSGI iterable closed by a different
-            # thread) cannot be reset there; the other context simply ends.
+            # thread) cannot be reset there; the other context simply ends. (Each is
+            # reset once: finish runs once per request.)
             token = ctx.token
             if token is not None:
-                ctx.token = None
                 try:
                     current_request.reset(token)
                 except ValueError:
                     pass
             sink_token = ctx.sink_token
             if sink_token is not None:
-                ctx.sink_token = None
                 try:
                     query_sink.reset(sink_token)
                 except ValueError:
