@@ -68,6 +68,13 @@ def test_cpu_and_memory_are_measured_on_the_first_request_of_every_n() -> None:
     model = gate.baselines.peek("GET /x")
     assert model is not None  # the CPU level is learned from the samples alone
     assert math.expm1(model.level[gate.metrics.index("cpu")]) == pytest.approx(20.0)
+    odd, clock, cpu = make_gate(cpu_sample_every=3, memory_sample_every=5)
+    got = []
+    for _ in range(31):
+        serve(odd, clock, cpu, 5.0)
+        r = serve.last  # type: ignore[attr-defined]
+        got.append((r.cpu_ms is not None, r.memory_blocks is not None))
+    assert got == [(i % 3 == 0, i % 5 == 0) for i in range(31)]
     every, _, _ = make_gate(cpu_sample_every=1)
     assert every._cpu_every == 1
     off, clock, cpu = make_gate(measure_cpu=False)

@@ -93,6 +93,7 @@ class PulseGate:
         self._memory_metric = "memory" in metrics
         self._mem_every = c.memory_sample_every if c.measure_memory else 0
         self._tick = 0  # requests started, for the CPU and memory samples
+        self._next_sample = 0 if self._cpu_every or self._mem_every else -1
         self.baselines = BaselineStore(
             lambda: EndpointModel(c.alpha, c.z_threshold, c.warmup, metrics,
                                   window=c.aggregation_window, seasonal=self._seasonal()),
@@ -200,17 +201,18 @@ class PulseGate:
             if not scheduler.started and scheduler.jobs:
                 scheduler.ensure_started()
             # CPU and memory are sampled, on the first request of every N: each read is a
-            # system call or an allocator walk (~0.5-1 µs), and an endpoint's CPU level or
-            # a leak shows just as well on one request in N.
+            # system call or an allocator walk (~0.5-10 µs), and an endpoint's CPU level
+            # or a leak shows just as well on one request in N. Requests in between pay
+            # one comparison.
             tick = self._tick
             self._tick = tick + 1
-            every = self._cpu_every
+            if tick == self._next_sample:
+                cpu0, mem0 = self._sample(tick)
+            else:
+                cpu0 = mem0 = None
             # (the clocks are instance attributes: read them as attributes, then call --
             # a method-call lookup on an instance attribute is not specialised)
-            cpu_clock, clock, wall = self.cpu_clock, self.clock, self.wall
-            cpu0 = cpu_clock() if every and not tick % every else None
-            every = self._mem_every
-            mem0 = sys.getallocatedblocks() if every and not tick % every else None
+            clock, wall = self.clock, self.wall
             ctx = RequestContext(info, clock(), wall(), cpu0, mem0, self._max_queries)
             ctx.token = current_request.set(ctx)
             if self._qa:
@@ -219,6 +221,16 @@ class PulseGate:
         except Exception as exc:
             self.faults.record("begin", exc)
             return None
+
+    def _sample(self, tick: int) -> tuple[float | None, int | None]:
+        """The CPU clock and block count for request number ``tick`` (each when due),
+        and the number of the next request that samples anything."""
+        cpu_every, mem_every = self._cpu_every, self._mem_every
+        cpu0 = self.cpu_clock() if cpu_every and not tick % cpu_every else None
+        mem0 = sys.getallocatedblocks() if mem_every and not tick % mem_every else None
+        due = [tick + every - tick % every for every in (cpu_every, mem_every) if every]
+        self._next_sample = min(due) if due else -1
+        return cpu0, mem0
 
     def admit(self, ctx: RequestContext) -> Rejection | None:
         """Rate limit and admission control, blocking form (threads, WSGI).
