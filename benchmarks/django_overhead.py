@@ -30,7 +30,7 @@ settings.configure(
     MIDDLEWARE=[], INSTALLED_APPS=[], DATABASES={}, USE_TZ=True, LOGGING_CONFIG=None)
 django.setup()
 
-from _common import engine_only, start_response  # noqa: E402
+from _common import engine_only, freeze_setup, start_response  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 from django.core.handlers.wsgi import WSGIHandler  # noqa: E402
 from django.http import HttpRequest, HttpResponse  # noqa: E402
@@ -157,6 +157,7 @@ def main() -> None:
                                headers={"User-Agent": "bench"}) for i in range(args.requests)]
     for env in environs:
         env["REMOTE_ADDR"] = "127.0.0.1"
+    freeze_setup()
     paths = [f"/ahello/u{i % 50}/" for i in range(args.requests)]
     wsgi: dict[str, list[float]] = {name: [] for name in apps}
     asgi: dict[str, list[float]] = {name: [] for name in apps}

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from _common import engine_only, start_response
+from _common import engine_only, freeze_setup, start_response
 from flask import Flask
 from werkzeug.test import create_environ
 
@@ -127,6 +127,7 @@ def main() -> None:
                                headers={"User-Agent": "bench"}) for i in range(args.requests)]
     for env in environs:
         env["REMOTE_ADDR"] = "127.0.0.1"
+    freeze_setup()
     results: dict[str, list[float]] = {name: [] for name in apps}
     core: list[float] = []
     for _ in range(args.rounds):
