@@ -247,3 +247,25 @@ def test_the_model_version_header_is_printable_ascii_whatever_was_stored() -> No
     gate, _, _ = make_gate()
     gate.model_version = "2.0\r\nx-evil: 1 \u00e9"
     assert gate.model_version == "2.0??x-evil: 1 ?"
+
+
+def test_finish_without_record_builds_one_only_when_something_consumes_it() -> None:
+    gate, clock, cpu = make_gate(warmup=3)
+
+    def serve_quiet(ms: float) -> object:
+        ctx = gate.begin(RequestInfo("GET", "/x/1", "/x"))
+        assert ctx is not None
+        clock.t += ms / 1000
+        gate.response_headers(ctx, 200)
+        return gate.finish(ctx, record=False)
+
+    assert [serve_quiet(10.0) for _ in range(20)] == [None] * 20
+    model = gate.baselines.peek("GET /x")
+    assert model is not None and model.n == 20  # learned all the same
+    assert gate.counters["requests"] == 20
+    slow = serve_quiet(500.0)  # an anomaly: recorded for the notable consumers
+    assert slow is not None and slow.duration_ms == pytest.approx(500.0)
+    assert gate.recent_anomalies[-1] is slow
+    seen: list[object] = []
+    gate.listeners.append(lambda record, ctx: seen.append(record))
+    assert serve_quiet(10.0) is not None and len(seen) == 1  # a listener consumes every one

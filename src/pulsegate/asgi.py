@@ -188,7 +188,7 @@ class PulseGateMiddleware:
                 await send(message)
             elif kind == "http.response.body" and not message.get("more_body", False):
                 await send(message)
-                gate.finish(ctx)
+                gate.finish(ctx, record=False)
             else:
                 await send(message)
 

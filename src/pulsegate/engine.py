@@ -327,9 +327,15 @@ class PulseGate:
                         self.faults.record("start listener", exc)
 
     def finish(self, ctx: RequestContext, status: int | None = None,
-               error: BaseException | None = None) -> RequestRecord | None:
+               error: BaseException | None = None, *,
+               record: bool = True) -> RequestRecord | None:
         """End of the request (after its last body chunk, or on an error): update the
-        endpoint's model and hand the record to the listeners. Idempotent."""
+        endpoint's model and hand the record to the listeners. Idempotent.
+
+        ``record=False`` (the adapters): the caller does not need the
+        :class:`RequestRecord`, so it is built only if something consumes it -- a
+        listener, the controller, or a notable request (anomaly, incident, detection,
+        applied optimization) -- and None is returned otherwise."""
         if ctx.finished:
             return None
         ctx.finished = True
@@ -383,8 +389,15 @@ class PulseGate:
                     model.queried = True
                 score, anomalous, _ = model.update(
                     self._values(ctx, latency, cpu, mem, detections))
+            incident = model.window_add(now, latency)
+            anomalous = anomalous and self._anom
+            flagged = incident is not None and incident.is_anomaly and self._anom
+            notable = anomalous or flagged or score >= self.notable_score or bool(detections) \
+                or ctx.optimization != "none"
+            if not (record or notable or self.listeners or self.control is not None):
+                return None
             method = info.method
-            record = _new_tuple(RequestRecord, (
+            out = _new_tuple(RequestRecord, (
                 method if method in _KNOWN_METHODS else "OTHER",
                 ctx.route or UNMATCHED, info.path, final_status, ctx.started_at,
                 ttfb * 1000.0, ms, None if cpu is None else cpu * 1000.0, mem, count,
@@ -392,27 +405,23 @@ class PulseGate:
                 ctx.optimization, len(detections)))
             if self.control is not None:
                 try:
-                    self.control.finish(ctx, record)
+                    self.control.finish(ctx, out)
                 except Exception as exc:
                     self.faults.record("control.finish", exc)
-            notable = score >= self.notable_score or detections or ctx.optimization != "none"
-            if anomalous and self._anom:
+            if anomalous:
                 counters["anomalies"] += 1
-                self.recent_anomalies.append(record)
-                notable = True
-            incident = model.window_add(now, latency)
-            if incident is not None and incident.is_anomaly and self._anom:
+                self.recent_anomalies.append(out)
+            if flagged and incident is not None:
                 counters["incidents"] += 1
                 self.incidents.append({"endpoint": key, "at": self.wall(),
                                        "window_mean_ms": math.exp(incident.value),
                                        "expected_ms": math.exp(incident.forecast),
                                        "score": incident.score})
-                notable = True
             if notable:
-                self._notify(self.notable_listeners, record, ctx)
+                self._notify(self.notable_listeners, out, ctx)
             if self.listeners:
-                self._notify(self.listeners, record, ctx)
-            return record
+                self._notify(self.listeners, out, ctx)
+            return out
         except Exception as exc:
             self.faults.record("finish", exc)
             return None

@@ -77,7 +77,7 @@ class _Body:
             self._gate.finish(self._ctx, error=exc)
             raise
         finally:
-            self._gate.finish(self._ctx)
+            self._gate.finish(self._ctx, record=False)
 
 
 class _SizedBody(_Body):
@@ -104,7 +104,7 @@ def _chain_close(result: Any, gate: PulseGate, ctx: RequestContext) -> bool:
             if inner is not None:
                 inner()
         finally:
-            gate.finish(ctx)
+            gate.finish(ctx, record=False)
 
     try:
         result.close = close

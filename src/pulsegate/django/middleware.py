@@ -237,7 +237,7 @@ class PulseGateMiddleware:
         # close(); ASGI: the handler does after the last chunk), running these closers.
         closers = getattr(response, "_resource_closers", None)
         if type(closers) is list or isinstance(closers, list):
-            closers.append(functools.partial(self.gate.finish, ctx))
+            closers.append(functools.partial(self.gate.finish, ctx, record=False))
         else:
             self.gate.finish(ctx)
 
