@@ -54,9 +54,9 @@ def artifacts() -> Path:
 def _no_leaked_request_context() -> Iterator[None]:
     """A test that begins a request must finish it: a leaked ContextVar would make the
     next test's queries land in a stale request."""
-    from pulsegate.context import current_request, query_sink
+    from pulsegate.context import current, query_sink
 
     sink = query_sink.get()  # the pytest plugin's own capture, if one is open
     yield
-    assert current_request.get() is None, "a test left a request context open"
+    assert current() is None, "a test left a request context open"
     assert query_sink.get() is sink, "a test left a query sink open"

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from pulsegate.context import current, current_request, query_sink
+from pulsegate.context import current, query_sink
 from pulsegate.engine import PulseGate
 from pulsegate.learn import BaselineStore, EndpointModel
 from pulsegate.queries.events import QueryEvent
@@ -164,7 +164,7 @@ def test_context_is_per_thread() -> None:
     gate, _, _ = make_gate()
     seen: list[object] = []
     ctx = gate.begin(RequestInfo("GET", "/x", "/x"))
-    t = threading.Thread(target=lambda: seen.append(current_request.get()))
+    t = threading.Thread(target=lambda: seen.append(current()))
     t.start()
     t.join()
     assert seen == [None] and current() is ctx

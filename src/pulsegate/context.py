@@ -22,13 +22,11 @@ class QuerySink(Protocol):
     def add_query(self, event: QueryEvent) -> None: ...
 
 
-#: The innermost collector of SQL events: a request, or a ``capture()`` block.
+#: The innermost collector of SQL events: the request being served, or a ``capture()``
+#: block (which knows the request it runs in). One variable for both, so a request pays
+#: a single set and reset; :func:`current` finds the request through it.
 query_sink: contextvars.ContextVar[QuerySink | None] = contextvars.ContextVar(
     "pulsegate_query_sink", default=None
-)
-#: The request being served, if any.
-current_request: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar(
-    "pulsegate_request", default=None
 )
 
 
@@ -60,7 +58,7 @@ class RequestContext:
     __slots__ = ("client_key", "cpu0", "detections", "endpoint", "error", "extra_headers",
                  "finished", "info", "max_queries", "mem0", "model", "optimization",
                  "priority", "queries", "query_count", "query_ms", "rejection", "route",
-                 "score", "sink_token", "start", "started_at", "status", "ticket", "token",
+                 "score", "start", "started_at", "status", "ticket", "token",
                  "ttfb")
 
     def __init__(self, info: RequestInfo, start: float, started_at: float, cpu0: float | None,
@@ -89,8 +87,7 @@ class RequestContext:
         self.rejection: Rejection | None = None
         self.extra_headers: list[tuple[str, str]] | None = None
         self.finished = False
-        self.token: contextvars.Token[RequestContext | None] | None = None
-        self.sink_token: contextvars.Token[QuerySink | None] | None = None
+        self.token: contextvars.Token[QuerySink | None] | None = None
 
     def add_query(self, event: QueryEvent) -> None:
         self.query_count += 1
@@ -128,6 +125,23 @@ class RequestContext:
         return self.info.method
 
 
+class PassThroughContext(RequestContext):
+    """A request whose SQL is not analysed (``query_analysis=False``): it is still the
+    current request, but hands every statement on to the sink it replaced, as if it
+    were not there (a ``capture()`` around it still sees them)."""
+
+    __slots__ = ("outer",)
+
+    def add_query(self, event: QueryEvent) -> None:
+        outer = self.outer
+        if outer is not None:
+            outer.add_query(event)
+
+
 def current() -> RequestContext | None:
     """The request being served in this context, or None."""
-    return current_request.get()
+    sink = query_sink.get()
+    if sink is None or isinstance(sink, RequestContext):
+        return sink
+    request: RequestContext | None = getattr(sink, "request", None)
+    return request

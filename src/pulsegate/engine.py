@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pulsegate.config import Config
-from pulsegate.context import Rejection, RequestContext, current_request, query_sink
+from pulsegate.context import PassThroughContext, Rejection, RequestContext, query_sink
 from pulsegate.faults import FaultCounter
 from pulsegate.header_values import CONFIDENCE, SCORE, tenths
 from pulsegate.learn.baseline import BaselineStore
@@ -213,10 +213,12 @@ class PulseGate:
             # (the clocks are instance attributes: read them as attributes, then call --
             # a method-call lookup on an instance attribute is not specialised)
             clock, wall = self.clock, self.wall
-            ctx = RequestContext(info, clock(), wall(), cpu0, mem0, self._max_queries)
-            ctx.token = current_request.set(ctx)
             if self._qa:
-                ctx.sink_token = query_sink.set(ctx)
+                ctx = RequestContext(info, clock(), wall(), cpu0, mem0, self._max_queries)
+            else:
+                ctx = PassThroughContext(info, clock(), wall(), cpu0, mem0, 0)
+                ctx.outer = query_sink.get()
+            ctx.token = query_sink.set(ctx)
             return ctx
         except Exception as exc:
             self.faults.record("begin", exc)
@@ -430,18 +432,12 @@ class PulseGate:
                 ctx.ticket.release(ok=False)
                 ctx.ticket = None
             # A token made in another context (a WSGI iterable closed by a different
-            # thread) cannot be reset there; the other context simply ends. (Each is
-            # reset once: finish runs once per request.)
+            # thread) cannot be reset there; the other context simply ends. (It is reset
+            # once: finish runs once per request.)
             token = ctx.token
             if token is not None:
                 try:
-                    current_request.reset(token)
-                except ValueError:
-                    pass
-            sink_token = ctx.sink_token
-            if sink_token is not None:
-                try:
-                    query_sink.reset(sink_token)
+                    query_sink.reset(token)
                 except ValueError:
                     pass
 

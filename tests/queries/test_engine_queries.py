@@ -106,6 +106,35 @@ def test_capture_inside_a_request_forwards_and_nests() -> None:
         inner.check(max_queries=3, nplusone=False)
 
 
+def test_current_request_is_found_through_a_capture_inside_it() -> None:
+    from pulsegate.context import current
+
+    gate = PulseGate()
+    ctx = gate.begin(RequestInfo("GET", "/c", route="/c"))
+    with capture(install_hooks=False) as cap:
+        assert query_sink.get() is cap and current() is ctx
+    gate.finish(ctx)
+    with capture(install_hooks=False):
+        assert current() is None
+
+
+def test_without_query_analysis_a_request_hands_its_sql_to_the_outer_sink() -> None:
+    from pulsegate.context import current
+
+    gate = PulseGate(query_analysis=False)
+    with capture(install_hooks=False) as cap:
+        ctx = gate.begin(RequestInfo("GET", "/c", route="/c"))
+        assert ctx is not None and current() is ctx
+        loop(2)
+        gate.finish(ctx)
+    assert cap.query_count == 3 and ctx.query_count == 0
+    ctx = gate.begin(RequestInfo("GET", "/c", route="/c"))
+    assert ctx is not None
+    loop(2)  # no sink outside: the statements are simply not collected
+    gate.finish(ctx)
+    assert ctx.query_count == 0
+
+
 def test_hook_faults_are_counted_and_the_query_still_runs() -> None:
     from sqlalchemy import create_engine
 

@@ -18,7 +18,7 @@ import sys
 from types import TracebackType
 from typing import Any
 
-from pulsegate.context import QuerySink, query_sink
+from pulsegate.context import QuerySink, RequestContext, current, query_sink
 from pulsegate.queries.events import QueryEvent, hook_faults
 from pulsegate.queries.nplusone import Detection, NPlusOneDetector
 
@@ -65,6 +65,7 @@ class Capture:
         self.query_count = 0
         self.query_ms = 0.0
         self._outer: QuerySink | None = None
+        self.request: RequestContext | None = None
         self._token: contextvars.Token[QuerySink | None] | None = None
         self._detections: list[Detection] = []
         self._analyzed = -1
@@ -115,6 +116,8 @@ class Capture:
         if self.install_hooks:
             ensure_hooks()
         self._outer = query_sink.get()
+        #: The request this block runs in (``pulsegate.current()`` inside it), or None.
+        self.request = current()
         self._token = query_sink.set(self)
         return self
 
