@@ -424,7 +424,8 @@ def test_prometheus_path_served_before_begin() -> None:
 
 @pytest.mark.parametrize(("status", "code"), [
     ("200 OK", 200), ("404 Not Found", 404), ("299 Custom Thing", 299), ("204", 204),
-    ("2\u00b20 OK", 500), ("abc OK", 500), (b"200 OK", 200), (None, 500),
+    ("2\u00b20 OK", 500), ("abc OK", 500), (b"200 OK", 200), (None, 500), (["200"], 500),
+    ("0200 OK", 200),
 ])
 def test_odd_status_lines_pass_through_untouched(status: Any, code: int) -> None:
     gate, _, records = make_gate()
@@ -436,3 +437,16 @@ def test_odd_status_lines_pass_through_untouched(status: Any, code: int) -> None
     rec, body, _ = run(PulseGateWSGIMiddleware(app, gate=gate))
     assert rec.calls[0][0] is status and body == b"x"
     assert records[-1].status == code
+
+
+def test_status_lines_are_remembered_in_a_bounded_table() -> None:
+    from pulsegate import wsgi
+
+    wsgi._CODES.clear()
+    assert wsgi._status_code("404 Not Found") == 404 and wsgi._CODES == {"404 Not Found": 404}
+    for odd in ("2\u00b20 OK", "0200 OK", "204", b"200 OK"):
+        wsgi._status_code(odd)  # type: ignore[arg-type]
+    assert list(wsgi._CODES) == ["404 Not Found"]
+    for i in range(600):
+        wsgi._status_code(f"200 Made up {i}")
+    assert 0 < len(wsgi._CODES) <= 512

@@ -80,18 +80,15 @@ class _Body:
             self._gate.finish(self._ctx, record=False)
 
 
-class _SizedBody(_Body):
-    """A body that is a list or tuple: servers such as wsgiref set ``Content-Length``
-    from ``len(result) == 1``, so the wrapper must keep ``len``."""
+class _ListBody(list[bytes]):
+    """A body that is a list or tuple, copied into a list whose ``close()`` finishes the
+    request. Servers such as wsgiref set ``Content-Length`` from ``len(result) == 1``,
+    so it keeps ``len``; iterating and measuring it run in C, and making one runs no
+    Python code (this is the common case: a framework's buffered response)."""
 
-    __slots__ = ()
+    __slots__ = ("_ctx", "_gate", "_result")
 
-    def __len__(self) -> int:
-        return len(self._result)  # type: ignore[arg-type]
-
-    def __iter__(self) -> Iterator[bytes]:
-        # Iterating a list cannot raise: hand the server the list's own C iterator.
-        return iter(self._result)
+    close = _Body.close
 
 
 def _chain_close(result: Any, gate: PulseGate, ctx: RequestContext) -> bool:
@@ -111,6 +108,20 @@ def _chain_close(result: Any, gate: PulseGate, ctx: RequestContext) -> bool:
     except (AttributeError, TypeError):
         return False
     return True
+
+
+_CODES: dict[str, int] = {}
+
+
+def _status_code(status: str) -> int:
+    """The code of a status line not seen before; a well-formed line is remembered
+    (a bounded table: lines are few, but an app could make up reason phrases)."""
+    code = parse_status(status)
+    if type(status) is str and status[3:4] == " " and status[:3] == str(code):
+        if len(_CODES) >= 512:
+            _CODES.clear()
+        _CODES[status] = code
+    return code
 
 
 class PulseGateWSGIMiddleware:
@@ -181,9 +192,10 @@ class PulseGateWSGIMiddleware:
         def start(status: str, headers: list[tuple[str, str]],
                   exc_info: ExcInfo | None = None) -> Callable[[bytes], object]:
             nonlocal started
-            # "200 OK": the well-formed case without a call; anything else is parsed
-            code = int(status[:3]) if type(status) is str and status[3:4] == " " \
-                and status[:3].isdecimal() else parse_status(status)
+            try:
+                code = _CODES[status]  # an app sends the same few status lines
+            except (KeyError, TypeError):
+                code = _status_code(status)
             if not started:
                 started = True
                 if ctx.route is None and resolver is not None:
@@ -212,7 +224,11 @@ class PulseGateWSGIMiddleware:
             gate.finish(ctx, error=exc)
             raise
         if type(result) is list or isinstance(result, (list, tuple)):
-            return _SizedBody(result, gate, ctx)
+            body = _ListBody(result)
+            body._result = result
+            body._gate = gate
+            body._ctx = ctx
+            return body
         wrapper = environ.get("wsgi.file_wrapper")
         if (wrapper is not None and isinstance(wrapper, type) and isinstance(result, wrapper)
                 and _chain_close(result, gate, ctx)):
