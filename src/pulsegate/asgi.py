@@ -141,7 +141,7 @@ class PulseGateMiddleware:
         if not gate._enabled:
             await self.app(scope, receive, send)
             return
-        if path in gate._exclude or path.startswith(gate._exclude_prefixes):
+        if path.startswith(gate._exclude_stems) and gate.is_excluded(path):
             gate.counters["excluded"] += 1
             await self.app(scope, receive, send)
             return

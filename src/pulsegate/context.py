@@ -55,9 +55,9 @@ class RequestContext:
     Slots, every one set here: the hot path then reads plain slots.
     """
 
-    __slots__ = ("client_key", "cpu0", "detections", "endpoint", "error", "extra_headers",
+    __slots__ = ("client_key", "cpu0", "detections", "error", "extra_headers",
                  "finished", "info", "max_queries", "mem0", "model", "optimization",
-                 "priority", "queries", "query_count", "query_ms", "rejection", "route",
+                 "priority", "queries", "query_count", "query_ms", "route",
                  "score", "start", "started_at", "status", "ticket", "token",
                  "ttfb")
 
@@ -78,13 +78,13 @@ class RequestContext:
         self.query_ms = 0.0
         self.detections: list[Any] = _NO_DETECTIONS  # replaced, never mutated
         self.score: Any = None
-        self.endpoint: str | None = None
-        self.model: Any = None  # the endpoint's model, looked up once at response start
+        #: The endpoint's model (its ``key`` names the endpoint), looked up once at
+        #: response start.
+        self.model: Any = None
         self.optimization = "none"
         self.priority = "normal"
         self.client_key: str | None = None
         self.ticket: Any = None
-        self.rejection: Rejection | None = None
         self.extra_headers: list[tuple[str, str]] | None = None
         self.finished = False
         self.token: contextvars.Token[QuerySink | None] | None = None

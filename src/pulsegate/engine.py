@@ -26,14 +26,11 @@ from pulsegate.config import Config
 from pulsegate.context import PassThroughContext, Rejection, RequestContext, query_sink
 from pulsegate.faults import FaultCounter
 from pulsegate.header_values import CONFIDENCE, SCORE, tenths
-from pulsegate.learn.baseline import BaselineStore
+from pulsegate.learn.baseline import KNOWN_METHODS, BaselineStore
 from pulsegate.learn.endpoint import METRICS, EndpointModel
 from pulsegate.learn.seasonal import SeasonalBaseline
 from pulsegate.records import UNMATCHED, RequestInfo, RequestRecord
 from pulsegate.scheduler import Scheduler
-
-_KNOWN_METHODS = frozenset(
-    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
 
 #: Version of the scoring model, reported in ``x-ml-model-version``.
 MODEL_VERSION = "1.0.0"
@@ -100,8 +97,6 @@ class PulseGate:
             c.max_endpoints)
         self._full_metrics = metrics == METRICS
         self._cpu_slot = "cpu" in metrics  # the headers score a prefix that skips it
-        self._keys: dict[str, dict[str | None, str]] = {}
-        self._max_keys = 4 * c.max_endpoints
         self.model_version = MODEL_VERSION
         #: Called with every finished request's record (exporters that aggregate all
         #: traffic: Prometheus, the dashboard's series, OpenTelemetry).
@@ -131,8 +126,11 @@ class PulseGate:
             "requests": 0, "excluded": 0, "anomalies": 0, "incidents": 0, "errors": 0,
             "throttled": 0, "shed": 0,
         }
-        self._exclude = c.exclude_paths
+        self._exclude = frozenset(c.exclude_paths)
         self._exclude_prefixes = tuple(p + "/" for p in c.exclude_paths if p != "/")
+        # Every excluded path starts with one of these: most requests are told apart
+        # by this one test (``stems and is_excluded`` is ``is_excluded``).
+        self._exclude_stems = tuple(c.exclude_paths)
         self._expose = c.headers
         self._max_queries = c.max_queries_per_request
         #: Query analysis (pulsegate.queries): detections per request, ``detections``
@@ -188,7 +186,7 @@ class PulseGate:
         if not self._enabled:
             return None
         path = info.path
-        if path in self._exclude or path.startswith(self._exclude_prefixes):
+        if path.startswith(self._exclude_stems) and self.is_excluded(path):
             self.counters["excluded"] += 1
             return None
         return self.start(info)
@@ -228,10 +226,19 @@ class PulseGate:
         """The CPU clock and block count for request number ``tick`` (each when due),
         and the number of the next request that samples anything."""
         cpu_every, mem_every = self._cpu_every, self._mem_every
-        cpu0 = self.cpu_clock() if cpu_every and not tick % cpu_every else None
-        mem0 = sys.getallocatedblocks() if mem_every and not tick % mem_every else None
-        due = [tick + every - tick % every for every in (cpu_every, mem_every) if every]
-        self._next_sample = min(due) if due else -1
+        cpu0 = mem0 = None
+        nxt = -1
+        if cpu_every:
+            if not tick % cpu_every:
+                cpu0 = self.cpu_clock()
+            nxt = tick + cpu_every - tick % cpu_every
+        if mem_every:
+            if not tick % mem_every:
+                mem0 = sys.getallocatedblocks()
+            due = tick + mem_every - tick % mem_every
+            if nxt < 0 or due < nxt:
+                nxt = due
+        self._next_sample = nxt
         return cpu0, mem0
 
     def admit(self, ctx: RequestContext) -> Rejection | None:
@@ -279,8 +286,7 @@ class PulseGate:
                     out.append(("x-ml-optimization-applied", ctx.optimization))
                     out.append(self._version_header)
                 return out
-            key = ctx.endpoint = self.endpoint_key(ctx.info.method, ctx.route)
-            model = ctx.model = self.baselines.get(key)
+            model = ctx.model = self.baselines.lookup(ctx.info.method, ctx.route)
             ms = ttfb * 1000.0
             latency = _log(ms if ms > 1e-3 else 1e-3)
             count = ctx.query_count
@@ -359,8 +365,8 @@ class PulseGate:
             if final_status >= 500:
                 counters["errors"] += 1
             info = ctx.info
-            key = ctx.endpoint or self.endpoint_key(info.method, ctx.route)
-            model = ctx.model or self.baselines.get(key)
+            model = ctx.model or self.baselines.lookup(info.method, ctx.route)
+            key = model.key
             ms = duration * 1000.0
             latency = _log(ms if ms > 1e-3 else 1e-3)
             count = ctx.query_count
@@ -400,7 +406,7 @@ class PulseGate:
                 return None
             method = info.method
             out = _new_tuple(RequestRecord, (
-                method if method in _KNOWN_METHODS else "OTHER",
+                method if method in KNOWN_METHODS else "OTHER",
                 ctx.route or UNMATCHED, info.path, final_status, ctx.started_at,
                 ttfb * 1000.0, ms, None if cpu is None else cpu * 1000.0, mem, count,
                 ctx.query_ms, ctx.client_key, ctx.error, score, view[1], view[0],
@@ -465,25 +471,6 @@ class PulseGate:
             except Exception as exc:
                 self.faults.record(f"listener {getattr(listener, '__qualname__', listener)}",
                                    exc)
-
-    def endpoint_key(self, method: str, route: str | None) -> str:
-        """``"METHOD /route/template"``, the key of an endpoint's model. The strings are
-        interned per (method, route) so a request neither builds nor hashes a new one."""
-        by_route = self._keys.get(method)
-        if by_route is not None:
-            key = by_route.get(route)
-            if key is not None:
-                return key
-        return self._new_key(method, route)
-
-    def _new_key(self, method: str, route: str | None) -> str:
-        key = f"{method if method in _KNOWN_METHODS else 'OTHER'} {route or UNMATCHED}"
-        keys = self._keys
-        # Bounded: methods and route templates are few, but set_route() takes anything.
-        if sum(len(v) for v in keys.values()) >= self._max_keys:
-            keys.clear()
-        keys.setdefault(method, {})[route] = key
-        return key
 
     # --- hooks filled by the query package ----------------------------------------------
 

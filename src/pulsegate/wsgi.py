@@ -161,7 +161,7 @@ class PulseGateWSGIMiddleware:
                 return out
         if not gate._enabled:
             return self.app(environ, start_response)
-        if path in gate._exclude or path.startswith(gate._exclude_prefixes):
+        if path.startswith(gate._exclude_stems) and gate.is_excluded(path):
             gate.counters["excluded"] += 1
             return self.app(environ, start_response)
         resolver = self.route_resolver

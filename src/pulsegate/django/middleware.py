@@ -191,7 +191,7 @@ class PulseGateMiddleware:
         if not gate._enabled:
             return None
         path = request.path_info or "/"
-        if path in gate._exclude or path.startswith(gate._exclude_prefixes):
+        if path.startswith(gate._exclude_stems) and gate.is_excluded(path):
             gate.counters["excluded"] += 1
             return None
         meta = request.META

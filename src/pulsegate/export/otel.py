@@ -54,6 +54,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from pulsegate.export.series import allocator_state, detection_fields
+from pulsegate.learn.baseline import endpoint_key
 from pulsegate.records import RequestRecord
 
 if TYPE_CHECKING:
@@ -142,8 +143,7 @@ class OTelExporter:
         """(score of the time to headers, the endpoint's model), or (None, None)."""
         if ctx.ttfb is None:
             return None, None
-        key = ctx.endpoint or self.gate.endpoint_key(ctx.info.method, ctx.route)
-        model = self.gate.baselines.peek(key)
+        model = self.gate.baselines.peek(endpoint_key(ctx.info.method, ctx.route))
         if model is None:
             return None, None
         ms = ctx.ttfb * 1000.0

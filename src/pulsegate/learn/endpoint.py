@@ -114,9 +114,10 @@ class EndpointModel:
     ``window`` seconds: see :meth:`roll`.
     """
 
-    __slots__ = ("alpha", "beta", "excess", "floors", "floors2", "incident", "level", "metrics",
-                 "min_excess_ms", "n", "queried", "scored", "seasonal", "threshold", "var",
-                 "view", "warmup", "win_n", "win_start", "win_sum", "window")
+    __slots__ = ("alpha", "beta", "excess", "floors", "floors2", "incident", "key", "level",
+                 "metrics", "min_excess_ms", "n", "queried", "referenced", "scored",
+                 "seasonal", "threshold", "var", "view", "warmup", "win_n", "win_start",
+                 "win_sum", "window")
 
     def __init__(self, alpha: float = 0.3, threshold: float = 3.0, warmup: int = 30,
                  metrics: tuple[str, ...] = METRICS, *, beta: float = 0.05,
@@ -145,6 +146,10 @@ class EndpointModel:
         self.level = [0.0] * len(metrics)
         self.var = [0.0] * len(metrics)
         self.n = 0
+        #: The endpoint's key ("GET /users/{id}"), set by the store that holds the model.
+        self.key = ""
+        #: Used since the store last looked (its CLOCK eviction spares it once).
+        self.referenced = False
         #: False until a request with SQL has been learned: until then every query
         #: metric's level and spread are exactly zero, so a request without SQL may be
         #: given as a prefix that leaves them out (the engine does), and update skips

@@ -74,7 +74,7 @@ def restore(ops: ModelOps) -> None:
             model.threshold = ops._k
             ops._seed[key] = model.n
         except Exception as exc:
-            baselines.models.pop(key, None)
+            baselines.discard(key)
             ops.faults.record("registry.restore endpoint", exc)
     ops._absorb = list(workers)
     ops._loaded_at = now
