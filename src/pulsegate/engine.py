@@ -25,7 +25,7 @@ from typing import Any
 from pulsegate.config import Config
 from pulsegate.context import PassThroughContext, Rejection, RequestContext, query_sink
 from pulsegate.faults import FaultCounter
-from pulsegate.header_values import CONFIDENCE, SCORE, tenths
+from pulsegate.header_values import CONFIDENCE, SCORE, tenths, whole
 from pulsegate.learn.baseline import KNOWN_METHODS, BaselineStore
 from pulsegate.learn.endpoint import METRICS, EndpointModel
 from pulsegate.learn.seasonal import SeasonalBaseline
@@ -302,17 +302,17 @@ class PulseGate:
             predicted, confidence = view[0], view[1]
             if self._default_headers and predicted is not None and not count:
                 # every header, no SQL yet: the common case, in one go
-                out += (("x-ml-prediction-confidence", CONFIDENCE[int(confidence + 0.5)]),
+                out += (("x-ml-prediction-confidence", CONFIDENCE[whole(confidence + 0.5)]),
                         ("x-ml-predicted-latency-ms", tenths(predicted)),
-                        ("x-ml-anomaly-score", SCORE[int(score * 1000.0 + 0.5)]),
+                        ("x-ml-anomaly-score", SCORE[whole(score * 1000.0 + 0.5)]),
                         optimization, *_NO_QUERY_HEADERS, self._version_header)
                 return out
             if self._perf:
-                out.append(("x-ml-prediction-confidence", CONFIDENCE[int(confidence + 0.5)]))
+                out.append(("x-ml-prediction-confidence", CONFIDENCE[whole(confidence + 0.5)]))
                 if predicted is not None:
                     out.append(("x-ml-predicted-latency-ms", tenths(predicted)))
             if self._anom:
-                out.append(("x-ml-anomaly-score", SCORE[int(score * 1000.0 + 0.5)]))
+                out.append(("x-ml-anomaly-score", SCORE[whole(score * 1000.0 + 0.5)]))
             out.append(optimization)
             if self._qa:
                 if count:

@@ -9,9 +9,16 @@ binary expansion); the two differ only on exact ties, in the last digit shown.
 
 from __future__ import annotations
 
-#: ``CONFIDENCE[int(c + 0.5)]`` is a 0..100 confidence ``c`` rounded to an integer.
+import math
+
+#: Rounds these values: ``whole(x + 0.5)``. ``math.floor`` of a float is a plain C call,
+#: about a quarter of what ``int(x)`` costs (a type call that parses its arguments); the
+#: values are never negative, where floor and int agree.
+whole = math.floor
+
+#: ``CONFIDENCE[whole(c + 0.5)]`` is a 0..100 confidence ``c`` rounded to an integer.
 CONFIDENCE = tuple(str(i) for i in range(101))
-#: ``SCORE[int(s * 1000 + 0.5)]`` is an anomaly score ``s`` in [0, 1] with three decimals.
+#: ``SCORE[whole(s * 1000 + 0.5)]`` is an anomaly score ``s`` in [0, 1] with three decimals.
 SCORE = tuple(f"{i // 1000}.{i % 1000:03d}" for i in range(1001))
 
 _TENTHS: dict[int, str] = {}
@@ -20,7 +27,7 @@ _MAX_TENTHS = 4096  # distinct values kept; cleared when full, so memory stays b
 
 def tenths(value: float) -> str:
     """A non-negative number of milliseconds with one decimal."""
-    t = int(value * 10.0 + 0.5)
+    t = whole(value * 10.0 + 0.5)
     text = _TENTHS.get(t)
     if text is None:
         if len(_TENTHS) >= _MAX_TENTHS:
