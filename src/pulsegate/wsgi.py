@@ -80,13 +80,45 @@ class _Body:
             self._gate.finish(self._ctx, record=False)
 
 
-class _ListBody(list[bytes]):
-    """A body that is a list or tuple, copied into a list whose ``close()`` finishes the
-    request. Servers such as wsgiref set ``Content-Length`` from ``len(result) == 1``,
-    so it keeps ``len``; iterating and measuring it run in C, and making one runs no
-    Python code (this is the common case: a framework's buffered response)."""
+class _Exchange(list[bytes]):
+    """One request, as the adapter sees it: ``start_response`` wrapped (the bound method
+    the app is given), and -- when the app's body is a list or tuple, the common case
+    of a framework's buffered response -- the body itself, copied into this list, whose
+    ``close()`` finishes the request.
 
-    __slots__ = ("_ctx", "_gate", "_result")
+    A list: making one runs no Python code, the server iterates and measures it in C,
+    and servers that set ``Content-Length`` from ``len(result) == 1`` (wsgiref) still
+    do. One object per request instead of a closure, its cells and a body wrapper."""
+
+    __slots__ = ("_ctx", "_environ", "_gate", "_resolver", "_result", "_server_start",
+                 "_started")
+
+    def start_response(self, status: str, headers: list[tuple[str, str]],
+                       exc_info: ExcInfo | None = None) -> Callable[[bytes], object]:
+        ctx = self._ctx
+        try:
+            code = _CODES[status]  # an app sends the same few status lines
+        except (KeyError, TypeError):
+            code = _status_code(status)
+        if not self._started:
+            self._started = True
+            resolver = self._resolver
+            if resolver is not None and ctx.route is None:
+                try:
+                    route = resolver(self._environ)
+                    if route is not None:
+                        ctx.route = route
+                except Exception as exc:
+                    self._gate.faults.record("wsgi.route", exc)
+            added: list[tuple[str, str]] | None = self._gate.response_headers(ctx, code)
+        else:  # a second call, with exc_info: the error page replaces the response
+            ctx.status = code
+            added = ctx.extra_headers
+        if added:
+            headers = headers + added
+        if exc_info is None:
+            return self._server_start(status, headers)
+        return self._server_start(status, headers, exc_info)
 
     close = _Body.close
 
@@ -187,34 +219,15 @@ class PulseGateWSGIMiddleware:
                     gate.finish(ctx, status=rejection.status)
                 return [body]
 
-        started = False
-
-        def start(status: str, headers: list[tuple[str, str]],
-                  exc_info: ExcInfo | None = None) -> Callable[[bytes], object]:
-            nonlocal started
-            try:
-                code = _CODES[status]  # an app sends the same few status lines
-            except (KeyError, TypeError):
-                code = _status_code(status)
-            if not started:
-                started = True
-                if ctx.route is None and resolver is not None:
-                    try:
-                        ctx.set_route(resolver(environ))
-                    except Exception as exc:
-                        gate.faults.record("wsgi.route", exc)
-                added: list[tuple[str, str]] | None = gate.response_headers(ctx, code)
-            else:  # a second call, with exc_info: the error page replaces the response
-                ctx.status = code
-                added = ctx.extra_headers
-            if added:
-                headers = [*headers, *added]
-            if exc_info is None:
-                return start_response(status, headers)
-            return start_response(status, headers, exc_info)
-
+        exchange = _Exchange()
+        exchange._gate = gate
+        exchange._ctx = ctx
+        exchange._environ = environ
+        exchange._server_start = start_response
+        exchange._resolver = resolver
+        exchange._started = False
         try:
-            result = self.app(environ, start)
+            result = self.app(environ, exchange.start_response)
         except BaseException as exc:
             if ctx.route is None and resolver is not None:
                 try:
@@ -224,11 +237,9 @@ class PulseGateWSGIMiddleware:
             gate.finish(ctx, error=exc)
             raise
         if type(result) is list or isinstance(result, (list, tuple)):
-            body = _ListBody(result)
-            body._result = result
-            body._gate = gate
-            body._ctx = ctx
-            return body
+            exchange.extend(result)
+            exchange._result = result
+            return exchange
         wrapper = environ.get("wsgi.file_wrapper")
         if (wrapper is not None and isinstance(wrapper, type) and isinstance(result, wrapper)
                 and _chain_close(result, gate, ctx)):
