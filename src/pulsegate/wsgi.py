@@ -15,9 +15,16 @@ Timeline of one request::
 * The full duration ends when the server closes the response iterable, so a streaming
   generator is measured to its last chunk, and a client that disconnects mid-response
   still finishes the request (servers call ``close()`` then too).
-* A ``wsgi.file_wrapper`` object is returned *as is* (only its ``close`` is chained), so
-  servers keep their ``sendfile`` fast path; a list keeps its ``len()``, so servers that
-  derive ``Content-Length`` from a one-item list still do.
+* A body is passed on as cheaply as it allows. A list or tuple is copied into a list
+  (it keeps its ``len()``, so servers that derive ``Content-Length`` from a one-item
+  list still do). Any object that takes a new ``close`` attribute -- werkzeug's and
+  Flask's responses, a ``wsgi.file_wrapper`` (servers keep their ``sendfile`` fast
+  path) -- is returned *as is*, only its ``close`` chained to ours. A generator or
+  another object that refuses it is wrapped in a generator of our own.
+* An error raised while the body is produced is the request's error (status 500 in
+  the record, the response already started is untouched). A wrapped generator sees
+  it directly; for the others it is the exception the server is handling when it
+  closes the body (see ``_Exchange.close``).
 * A :class:`~pulsegate.context.Rejection` from ``gate.admit(ctx)`` (429 / 503) is sent
   instead of calling the app.
 * The dashboard and the Prometheus metrics path (when configured) are answered before
@@ -26,6 +33,7 @@ Timeline of one request::
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any
@@ -82,15 +90,16 @@ class _Body:
 
 class _Exchange(list[bytes]):
     """One request, as the adapter sees it: ``start_response`` wrapped (the bound method
-    the app is given), and -- when the app's body is a list or tuple, the common case
-    of a framework's buffered response -- the body itself, copied into this list, whose
-    ``close()`` finishes the request.
+    the app is given) and ``close`` (which finishes the request). When the app's body
+    is a list or tuple -- a framework's buffered response, the common case -- the body
+    is copied into this list and the exchange is what the server gets: making one runs
+    no Python code, the server iterates and measures it in C, and servers that set
+    ``Content-Length`` from ``len(result) == 1`` (wsgiref) still do. Any other body
+    keeps its own identity and iteration: only its ``close`` is chained to this one.
 
-    A list: making one runs no Python code, the server iterates and measures it in C,
-    and servers that set ``Content-Length`` from ``len(result) == 1`` (wsgiref) still
-    do. One object per request instead of a closure, its cells and a body wrapper."""
+    One object per request instead of a closure, its cells and a body wrapper."""
 
-    __slots__ = ("_ctx", "_environ", "_gate", "_resolver", "_result", "_server_start",
+    __slots__ = ("_close", "_ctx", "_environ", "_gate", "_resolver", "_server_start",
                  "_started")
 
     def start_response(self, status: str, headers: list[tuple[str, str]],
@@ -120,26 +129,35 @@ class _Exchange(list[bytes]):
             return self._server_start(status, headers)
         return self._server_start(status, headers, exc_info)
 
-    close = _Body.close
+    def close(self) -> None:
+        """The server is done with the body: close the app's own iterable, then finish.
 
-
-def _chain_close(result: Any, gate: PulseGate, ctx: RequestContext) -> bool:
-    """Make ``result.close()`` finish the request, keeping ``result`` itself (for
-    ``wsgi.file_wrapper``). False when the object does not allow it."""
-    inner = getattr(result, "close", None)
-
-    def close() -> None:
+        A server closes the body while an exception is still propagating when
+        iterating it failed (gunicorn, waitress, werkzeug and wsgiref call ``close()``
+        in an ``except`` or ``finally`` block): that is the request's error, unless it
+        is the connection's (an ``OSError``: the client went away), which is no fault
+        of the request. A server that swallows the error before closing (uWSGI) leaves
+        the request with the status it started with."""
+        failure = _exc_info()[1]
+        gate, ctx = self._gate, self._ctx
         try:
-            if inner is not None:
-                inner()
+            close = self._close
+            if close is not None:
+                self._close = None  # the app's object and this one refer to each other
+                close()
+        except BaseException as exc:
+            gate.finish(ctx, error=exc)
+            raise
         finally:
-            gate.finish(ctx, record=False)
+            if failure is None or isinstance(failure, _NOT_THE_REQUESTS):
+                gate.finish(ctx, record=False)
+            else:
+                gate.finish(ctx, error=failure)
 
-    try:
-        result.close = close
-    except (AttributeError, TypeError):
-        return False
-    return True
+
+_NOT_THE_REQUESTS = (OSError, GeneratorExit)
+_exc_info = sys.exc_info
+_object_setattr = object.__setattr__
 
 
 _CODES: dict[str, int] = {}
@@ -236,12 +254,22 @@ class PulseGateWSGIMiddleware:
                     pass
             gate.finish(ctx, error=exc)
             raise
-        if type(result) is list or isinstance(result, (list, tuple)):
+        if type(result) is list:
             exchange.extend(result)
-            exchange._result = result
+            exchange._close = None
             return exchange
-        wrapper = environ.get("wsgi.file_wrapper")
-        if (wrapper is not None and isinstance(wrapper, type) and isinstance(result, wrapper)
-                and _chain_close(result, gate, ctx)):
-            return result
+        exchange._close = getattr(result, "close", None)
+        if isinstance(result, (list, tuple)):
+            exchange.extend(result)
+            return exchange
+        # Anything else is returned as is, its close() leading to ours: the server
+        # iterates the app's own object (a ``wsgi.file_wrapper`` keeps its sendfile
+        # path). Objects that refuse the attribute -- generators, C iterators, slotted
+        # classes -- are wrapped instead.
+        if type(result).__setattr__ is _object_setattr:
+            try:
+                result.close = exchange.close  # type: ignore[attr-defined]
+                return result
+            except (AttributeError, TypeError):
+                pass
         return _Body(result, gate, ctx)
