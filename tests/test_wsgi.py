@@ -450,3 +450,99 @@ def test_status_lines_are_remembered_in_a_bounded_table() -> None:
     for i in range(600):
         wsgi._status_code(f"200 Made up {i}")
     assert 0 < len(wsgi._CODES) <= 512
+
+
+class AppIterable:
+    """A body object of the app's own (like werkzeug's ClosingIterator)."""
+
+    def __init__(self, chunks: list[bytes], fail_at: int | None = None,
+                 error: BaseException | None = None) -> None:
+        self.chunks, self.fail_at, self.error = chunks, fail_at, error
+        self.closed = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for i, chunk in enumerate(self.chunks):
+            if i == self.fail_at and self.error is not None:
+                raise self.error
+            yield chunk
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def serve(app: Any) -> Any:
+    """What gunicorn, waitress and werkzeug do with a body: iterate, close in finally."""
+    result = app(create_environ(), Recorder())
+    try:
+        return result, b"".join(result)
+    finally:
+        result.close()
+
+
+def test_an_app_iterable_is_returned_as_is_and_its_close_finishes() -> None:
+    gate, _, records = make_gate()
+    body = AppIterable([b"a", b"b"])
+    result, data = serve(PulseGateWSGIMiddleware(lambda e, sr: (sr("200 OK", []), body)[1],
+                                                 gate=gate))
+    assert result is body and data == b"ab" and body.closed == 1
+    assert len(records) == 1 and records[0].status == 200 and records[0].error is None
+    result.close()  # a second close is harmless: the app's ran once, one record
+    assert body.closed == 1 and len(records) == 1
+
+
+def test_an_app_iterable_failing_is_the_requests_error_when_the_server_closes_it() -> None:
+    gate, _, records = make_gate()
+    body = AppIterable([b"a", b"b"], fail_at=1, error=ValueError("mid-body"))
+    app = PulseGateWSGIMiddleware(lambda e, sr: (sr("200 OK", []), body)[1], gate=gate)
+    with pytest.raises(ValueError):
+        serve(app)
+    assert body.closed == 1
+    assert records[-1].status == 500 and records[-1].error == "ValueError"
+
+
+def test_a_connection_error_while_closing_is_no_error_of_the_request() -> None:
+    gate, _, records = make_gate()
+    body = AppIterable([b"a", b"b"])
+    app = PulseGateWSGIMiddleware(lambda e, sr: (sr("200 OK", []), body)[1], gate=gate)
+    result = app(create_environ(), Recorder())
+    try:
+        raise BrokenPipeError("client went away")  # the server's write failed
+    except BrokenPipeError:
+        result.close()
+    assert records[-1].status == 200 and records[-1].error is None
+
+
+def test_a_slotted_body_that_refuses_close_is_wrapped_and_still_finished() -> None:
+    gate, _, records = make_gate()
+
+    class Slotted:
+        __slots__ = ("closed",)
+
+        def __init__(self) -> None:
+            self.closed = False
+
+        def __iter__(self) -> Iterator[bytes]:
+            return iter([b"x"])
+
+        def close(self) -> None:
+            self.closed = True
+
+    body = Slotted()
+    result, data = serve(PulseGateWSGIMiddleware(lambda e, sr: (sr("200 OK", []), body)[1],
+                                                 gate=gate))
+    assert result is not body and data == b"x" and body.closed
+    assert len(records) == 1 and records[0].status == 200
+
+
+def test_chaining_close_leaves_no_reference_cycle() -> None:
+    import gc
+
+    gate, _, _ = make_gate()
+    body = AppIterable([b"a"])
+    app = PulseGateWSGIMiddleware(lambda e, sr: (sr("200 OK", []), body)[1], gate=gate)
+    result, _ = serve(app)
+    exchange = result.close.__self__
+    # the body refers to the exchange (its close); once closed, nothing leads back
+    reachable = {id(o) for o in gc.get_referents(exchange)}
+    reachable |= {id(o) for r in gc.get_referents(exchange) for o in gc.get_referents(r)}
+    assert id(body) not in reachable

@@ -138,13 +138,15 @@ class _Exchange(list[bytes]):
         is the connection's (an ``OSError``: the client went away), which is no fault
         of the request. A server that swallows the error before closing (uWSGI) leaves
         the request with the status it started with."""
-        failure = _exc_info()[1]
         gate, ctx = self._gate, self._ctx
+        close = self._close
+        if close is None:  # a list body (or closed already): nothing of the app's to close
+            gate.finish(ctx, record=False)
+            return
+        failure = _exc_info()[1]
         try:
-            close = self._close
-            if close is not None:
-                self._close = None  # the app's object and this one refer to each other
-                close()
+            self._close = None  # the app's object and this one refer to each other
+            close()
         except BaseException as exc:
             gate.finish(ctx, error=exc)
             raise
@@ -153,6 +155,10 @@ class _Exchange(list[bytes]):
                 gate.finish(ctx, record=False)
             else:
                 gate.finish(ctx, error=failure)
+
+
+def _nothing_to_close() -> None:
+    """The app's body has no ``close`` of its own (ours still checks for an error)."""
 
 
 _NOT_THE_REQUESTS = (OSError, GeneratorExit)
@@ -258,7 +264,7 @@ class PulseGateWSGIMiddleware:
             exchange.extend(result)
             exchange._close = None
             return exchange
-        exchange._close = getattr(result, "close", None)
+        exchange._close = getattr(result, "close", None) or _nothing_to_close
         if isinstance(result, (list, tuple)):
             exchange.extend(result)
             return exchange
