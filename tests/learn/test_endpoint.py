@@ -200,3 +200,24 @@ def test_a_request_without_sql_may_leave_the_query_metrics_out_until_one_had_sql
     level = short.level[2]
     short.update([math.log(10.0), None, 0.0, 0.0, 0.0, None])
     assert 0.0 < short.level[2] < level
+
+
+def test_floors_of_unseen_metrics_are_those_of_a_full_refresh_also_after_a_new_threshold() -> None:
+    def full_floors(model: EndpointModel) -> list[float]:
+        twin = EndpointModel(metrics=model.metrics, threshold=model.threshold)
+        twin.level, twin.var = list(model.level), list(model.var)
+        twin.floors_k = -1.0  # force every floor
+        twin._refresh_floors()
+        return twin.floors
+
+    unseen = slice(2, 5)  # queries, query_time, repeat_share
+    model = EndpointModel()
+    for i in range(100):
+        model.update([math.log(5.0 + i % 3), math.log1p(2.0)])  # never any SQL
+    assert model.floors[unseen] == full_floors(model)[unseen]
+    model.threshold = 4.5  # the registry retunes k
+    for i in range(64):
+        model.update([math.log(5.0 + i % 3)])
+    assert model.floors[unseen] == full_floors(model)[unseen]
+    assert model.floors[unseen] != EndpointModel().floors[unseen]
+    assert model.floors2 == [f * f for f in model.floors]

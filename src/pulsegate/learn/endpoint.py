@@ -114,7 +114,8 @@ class EndpointModel:
     ``window`` seconds: see :meth:`roll`.
     """
 
-    __slots__ = ("alpha", "beta", "excess", "floors", "floors2", "incident", "key", "level",
+    __slots__ = ("alpha", "beta", "excess", "floors", "floors2", "floors_k", "incident", "key",
+                 "level",
                  "metrics", "min_excess_ms", "n", "queried", "referenced", "scored",
                  "seasonal", "threshold", "var", "view", "warmup", "win_n", "win_start",
                  "win_sum", "window")
@@ -145,6 +146,8 @@ class EndpointModel:
                        for m in metrics]
         self.level = [0.0] * len(metrics)
         self.var = [0.0] * len(metrics)
+        self.floors_k = 0.0  # the threshold the floors were computed with
+        self._refresh_floors()  # the floors at level 0, which unseen metrics keep
         self.n = 0
         #: The endpoint's key ("GET /users/{id}"), set by the store that holds the model.
         self.key = ""
@@ -179,18 +182,25 @@ class EndpointModel:
         # current level x̂_i (in the metric's own unit) is exactly z = k. Levels drift
         # slowly, so this runs every 32nd update once warm.
         k = self.threshold
+        # A metric never seen (no SQL, ever) keeps the floor it had at level 0, unless
+        # the threshold changed since (the registry tunes it).
+        every = k != self.floors_k
+        self.floors_k = k
+        level, var, floors, floors2 = self.level, self.var, self.floors, self.floors2
         for i, (name, m) in enumerate(self.excess):
             if m <= 0.0:
                 continue
-            f = self.level[i]
+            f = level[i]
+            if f == 0.0 and var[i] == 0.0 and not every and i:
+                continue
             if name == "latency":
                 wide = _log1p(m / _exp(f)) / k
             else:
                 native = _exp(f) - 1.0
                 wide = (_log1p((native if native > 0.0 else 0.0) + m) - f) / k
             base = FLOORS[name]
-            self.floors[i] = wide if wide > base else base
-        self.floors2 = [f * f for f in self.floors]
+            floors[i] = fl = wide if wide > base else base
+            floors2[i] = fl * fl
 
     def _refresh_view(self) -> None:
         # The latency forecast and the confidence change only when the model learns, so
@@ -350,6 +360,7 @@ class EndpointModel:
                 j = names.index(m)
                 self.level[i], self.var[i] = level[j], var[j]
         self.n = n
+        self.floors_k = 0.0  # the next refresh recomputes every floor
         self.queried = any(self.level[i] or self.var[i]
                            for i, m in enumerate(self.metrics) if m in QUERY_METRICS)
         # The spread floors follow the level only every few updates; restore them as
