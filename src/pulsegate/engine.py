@@ -91,10 +91,11 @@ class PulseGate:
         self._mem_every = c.memory_sample_every if c.measure_memory else 0
         self._tick = 0  # requests started, for the CPU and memory samples
         self._next_sample = 0 if self._cpu_every or self._mem_every else -1
-        self.baselines = BaselineStore(
+        self.baselines = baselines = BaselineStore(
             lambda: EndpointModel(c.alpha, c.z_threshold, c.warmup, metrics,
                                   window=c.aggregation_window, seasonal=self._seasonal()),
             c.max_endpoints)
+        self._index = baselines.index  # route -> method -> model (see BaselineStore)
         self._full_metrics = metrics == METRICS
         self._cpu_slot = "cpu" in metrics  # the headers score a prefix that skips it
         self.model_version = MODEL_VERSION
@@ -163,6 +164,8 @@ class PulseGate:
         # A header value: printable ASCII only (a stored version could hold anything).
         self._version_header = ("x-ml-model-version", "".join(
             ch if " " <= ch <= "~" else "?" for ch in str(version)))
+        # the last headers of the common case (nothing optimised, no SQL), made once
+        self._default_tail = (_NO_OPTIMIZATION, *_NO_QUERY_HEADERS, self._version_header)
 
     def _seasonal(self) -> SeasonalBaseline | None:
         """A seasonal baseline for a new endpoint (None when ``seasonality="off"``); its
@@ -286,27 +289,39 @@ class PulseGate:
                     out.append(("x-ml-optimization-applied", ctx.optimization))
                     out.append(self._version_header)
                 return out
-            model = ctx.model = self.baselines.lookup(ctx.info.method, ctx.route)
+            info = ctx.info
+            try:  # the store's index, read in line: this runs on every request
+                model = ctx.model = self._index[ctx.route][info.method]
+                model.referenced = True
+            except KeyError:
+                model = ctx.model = self.baselines.lookup(info.method, ctx.route)
             ms = ttfb * 1000.0
-            latency = _log(ms if ms > 1e-3 else 1e-3)
-            count = ctx.query_count
-            # With no query yet the query metrics cannot rise above their levels, so
-            # only latency is scored.
-            score = ctx.score = model.update(
-                [latency, None, _log1p(count), _log1p(ctx.query_ms)] if self._cpu_slot
-                else [latency, _log1p(count), _log1p(ctx.query_ms)], False)[0] \
-                if count and self._qa else model.score_latency(latency)
-            optimization = _NO_OPTIMIZATION if ctx.optimization == "none" \
-                else ("x-ml-optimization-applied", ctx.optimization)
             view = model.view
             predicted, confidence = view[0], view[1]
+            count = ctx.query_count
+            if count and self._qa:
+                # With no query yet the query metrics cannot rise above their levels,
+                # so only latency is scored.
+                latency = _log(ms if ms > 1e-3 else 1e-3)
+                score = model.update(
+                    [latency, None, _log1p(count), _log1p(ctx.query_ms)] if self._cpu_slot
+                    else [latency, _log1p(count), _log1p(ctx.query_ms)], False)[0]
+            elif predicted is not None and ms <= predicted:
+                score = 0.0  # no slower than the forecast: nothing to score
+            else:
+                score = model.score_latency(_log(ms if ms > 1e-3 else 1e-3))
+            ctx.score = score
             if self._default_headers and predicted is not None and not count:
                 # every header, no SQL yet: the common case, in one go
                 out += (("x-ml-prediction-confidence", CONFIDENCE[whole(confidence + 0.5)]),
                         ("x-ml-predicted-latency-ms", tenths(predicted)),
-                        ("x-ml-anomaly-score", SCORE[whole(score * 1000.0 + 0.5)]),
-                        optimization, *_NO_QUERY_HEADERS, self._version_header)
+                        ("x-ml-anomaly-score", SCORE[whole(score * 1000.0 + 0.5)]))
+                out += self._default_tail if ctx.optimization == "none" else (
+                    ("x-ml-optimization-applied", ctx.optimization),
+                    *_NO_QUERY_HEADERS, self._version_header)
                 return out
+            optimization = _NO_OPTIMIZATION if ctx.optimization == "none" \
+                else ("x-ml-optimization-applied", ctx.optimization)
             if self._perf:
                 out.append(("x-ml-prediction-confidence", CONFIDENCE[whole(confidence + 0.5)]))
                 if predicted is not None:

@@ -39,7 +39,9 @@ class BaselineStore:
         self.max_endpoints = max_endpoints
         self.models: OrderedDict[str, EndpointModel] = OrderedDict()
         #: route -> method -> model. Several (method, route) pairs may share a model
-        #: (methods that fold into OTHER), so the index is bounded on its own.
+        #: (methods that fold into OTHER), so the index is bounded on its own. It is
+        #: cleared, never replaced: the engine reads it in line (a hit must also set
+        #: the model's ``referenced``, as :meth:`lookup` does).
         self.index: dict[str | None, dict[str, EndpointModel]] = {}
         self.max_index = 4 * max_endpoints
         self.evictions = 0

@@ -146,8 +146,9 @@ class EndpointModel:
                        for m in metrics]
         self.level = [0.0] * len(metrics)
         self.var = [0.0] * len(metrics)
-        self.floors_k = 0.0  # the threshold the floors were computed with
-        self._refresh_floors()  # the floors at level 0, which unseen metrics keep
+        #: The threshold the floors were last computed with; 0 until the first learn,
+        #: whose refresh computes every floor.
+        self.floors_k = 0.0
         self.n = 0
         #: The endpoint's key ("GET /users/{id}"), set by the store that holds the model.
         self.key = ""
@@ -182,8 +183,8 @@ class EndpointModel:
         # current level x̂_i (in the metric's own unit) is exactly z = k. Levels drift
         # slowly, so this runs every 32nd update once warm.
         k = self.threshold
-        # A metric never seen (no SQL, ever) keeps the floor it had at level 0, unless
-        # the threshold changed since (the registry tunes it).
+        # A metric never seen (no SQL, ever) keeps the floor computed at level 0 by the
+        # first refresh, unless the threshold changed since (the registry tunes it).
         every = k != self.floors_k
         self.floors_k = k
         level, var, floors, floors2 = self.level, self.var, self.floors, self.floors2
