@@ -20,7 +20,7 @@ from pulsegate.context import Rejection, RequestContext
 from pulsegate.engine import PulseGate
 from pulsegate.export.endpoints import internal_endpoints, serve_asgi
 from pulsegate.http import rejection_response
-from pulsegate.records import request_info
+from pulsegate.records import RequestInfo
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -31,6 +31,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _ENCODED_CACHE = 4096
 _FULL = 2  # starlette.routing.Match.FULL, compared by value so starlette stays optional
 _PARTIAL = 1
+# RequestInfo(...) without its Python-level __new__: one is made per request
+_new_tuple = tuple.__new__
 
 
 class ASGIHeaders:
@@ -151,10 +153,10 @@ class PulseGateMiddleware:
         top_app = scope.get("app") or self.app
         client = scope.get("client")
         query = scope.get("query_string")
-        info = request_info(
+        info = _new_tuple(RequestInfo, (  # every field, in order: no Python code runs
             scope.get("method", "GET"), path, None, client[0] if client else None,
             ASGIHeaders(scope.get("headers")), query.decode("latin-1") if query else "",
-            scope.get("scheme", "http"), lambda: route_template(scope, root_path, top_app))
+            scope.get("scheme", "http"), lambda: route_template(scope, root_path, top_app)))
         ctx = gate.start(info)
         if ctx is None:
             await self.app(scope, receive, send)

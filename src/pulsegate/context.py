@@ -131,6 +131,7 @@ class PassThroughContext(RequestContext):
     were not there (a ``capture()`` around it still sees them)."""
 
     __slots__ = ("outer",)
+    outer: QuerySink | None
 
     def add_query(self, event: QueryEvent) -> None:
         outer = self.outer

@@ -363,10 +363,15 @@ class PulseGate:
             return None
         ctx.finished = True
         try:
-            clock, cpu_clock = self.clock, self.cpu_clock
+            clock = self.clock
             now = clock()
             duration = now - ctx.start
-            cpu = None if ctx.cpu0 is None else cpu_clock() - ctx.cpu0
+            cpu0 = ctx.cpu0
+            if cpu0 is None:
+                cpu = None
+            else:
+                cpu_clock = self.cpu_clock
+                cpu = cpu_clock() - cpu0
             mem = None if ctx.mem0 is None else sys.getallocatedblocks() - ctx.mem0
             if error is not None:
                 ctx.error = type(error).__name__
@@ -374,14 +379,11 @@ class PulseGate:
             if status is not None:
                 ctx.status = status
             final_status = ctx.status if ctx.status is not None else 500
-            ttfb = ctx.ttfb if ctx.ttfb is not None else duration
             counters = self.counters
             counters["requests"] += 1
             if final_status >= 500:
                 counters["errors"] += 1
-            info = ctx.info
-            model = ctx.model or self.baselines.lookup(info.method, ctx.route)
-            key = model.key
+            model = ctx.model or self.baselines.lookup(ctx.info.method, ctx.route)
             ms = duration * 1000.0
             latency = _log(ms if ms > 1e-3 else 1e-3)
             count = ctx.query_count
@@ -392,14 +394,14 @@ class PulseGate:
                 # The default metric set, in METRICS order, built in one go; most
                 # requests are latency and (one in N) CPU alone.
                 cpu_value = None if cpu is None else _log1p(cpu * 1000.0) if cpu > 0 else 0.0
-                if count:
-                    analyzed = self.queries.finish(ctx, key)
-                    detections = analyzed
-                    repeat = _log1p(analyzed.repeat_share)
-                    model.queried = True
-                else:
-                    repeat = 0.0
                 if count or mem is not None or model.queried:
+                    if count:
+                        analyzed = self.queries.finish(ctx, model.key)
+                        detections = analyzed
+                        repeat = _log1p(analyzed.repeat_share)
+                        model.queried = True
+                    else:
+                        repeat = 0.0
                     score, anomalous, _ = model.update([
                         latency, cpu_value, _log1p(count), _log1p(ctx.query_ms), repeat,
                         None if mem is None else (_log1p(mem) if mem >= 0 else -_log1p(-mem))])
@@ -408,7 +410,7 @@ class PulseGate:
                         [latency] if cpu_value is None else [latency, cpu_value])
             else:
                 if count and self._qa:
-                    detections = self.queries.finish(ctx, key)
+                    detections = self.queries.finish(ctx, model.key)
                     model.queried = True
                 score, anomalous, _ = model.update(
                     self._values(ctx, latency, cpu, mem, detections))
@@ -419,7 +421,9 @@ class PulseGate:
                 or ctx.optimization != "none"
             if not (record or notable or self.listeners or self.control is not None):
                 return None
+            info = ctx.info
             method = info.method
+            ttfb = ctx.ttfb if ctx.ttfb is not None else duration
             out = _new_tuple(RequestRecord, (
                 method if method in KNOWN_METHODS else "OTHER",
                 ctx.route or UNMATCHED, info.path, final_status, ctx.started_at,
@@ -436,7 +440,7 @@ class PulseGate:
                 self.recent_anomalies.append(out)
             if flagged and incident is not None:
                 counters["incidents"] += 1
-                self.incidents.append({"endpoint": key, "at": self.wall(),
+                self.incidents.append({"endpoint": model.key, "at": self.wall(),
                                        "window_mean_ms": math.exp(incident.value),
                                        "expected_ms": math.exp(incident.forecast),
                                        "score": incident.score})

@@ -31,8 +31,8 @@ class RequestInfo(NamedTuple):
     already knows it; adapters that learn it only after routing call
     :meth:`pulsegate.context.RequestContext.set_route` later.
 
-    A tuple: one is made per request, and adapters build it with ``tuple.__new__``
-    (:func:`request_info`), which runs no Python code at all.
+    A tuple: one is made per request, and adapters build it with every field given,
+    ``tuple.__new__(RequestInfo, (...))``, which runs no Python code at all.
     """
 
     method: str
@@ -45,17 +45,6 @@ class RequestInfo(NamedTuple):
     #: Resolves the route before the app runs, for features that need it up front
     #: (per-route rate limits, priority rules). Adapters pass it when they can.
     route_resolver: Callable[[], str | None] | None = None
-
-
-_new_tuple = tuple.__new__
-
-
-def request_info(method: str, path: str, route: str | None, client_ip: str | None,
-                 headers: HeaderGetter, query_string: str, scheme: str,
-                 route_resolver: Callable[[], str | None] | None) -> RequestInfo:
-    """``RequestInfo(...)`` with every field given, for adapters (one per request)."""
-    return _new_tuple(RequestInfo, (method, path, route, client_ip, headers, query_string,
-                                    scheme, route_resolver))
 
 
 class RequestRecord(NamedTuple):

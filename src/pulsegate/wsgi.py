@@ -43,7 +43,7 @@ from pulsegate.context import RequestContext
 from pulsegate.engine import PulseGate
 from pulsegate.export.endpoints import internal_endpoints, serve_wsgi
 from pulsegate.http import EnvironHeaders, parse_status, rejection_response, status_line
-from pulsegate.records import request_info
+from pulsegate.records import RequestInfo
 
 Environ = dict[str, Any]
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
@@ -51,6 +51,8 @@ StartResponse = Callable[..., Callable[[bytes], object]]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 #: Reads the route template from the environ, before or after the app ran.
 RouteResolver = Callable[[Environ], "str | None"]
+# RequestInfo(...) without its Python-level __new__: one is made per request
+_new_tuple = tuple.__new__
 
 
 class _Body:
@@ -101,6 +103,13 @@ class _Exchange(list[bytes]):
 
     __slots__ = ("_close", "_ctx", "_environ", "_gate", "_resolver", "_server_start",
                  "_started")
+    _close: Callable[[], object] | None
+    _ctx: RequestContext
+    _environ: Environ
+    _gate: PulseGate
+    _resolver: RouteResolver | None
+    _server_start: StartResponse
+    _started: bool
 
     def start_response(self, status: str, headers: list[tuple[str, str]],
                        exc_info: ExcInfo | None = None) -> Callable[[bytes], object]:
@@ -223,13 +232,13 @@ class PulseGateWSGIMiddleware:
         resolver = self.route_resolver
         addr = environ.get("REMOTE_ADDR")
         control = gate.control
-        info = request_info(
+        info = _new_tuple(RequestInfo, (  # every field, in order: no Python code runs
             environ.get("REQUEST_METHOD", "GET"), path, None,
             addr if isinstance(addr, str) and addr else None, EnvironHeaders((environ,)),
             environ.get("QUERY_STRING", ""), environ.get("wsgi.url_scheme", "http"),
             # asked up front only by the rate limiter and allocator (per-route rules)
             (lambda: resolver(environ)) if resolver is not None and control is not None
-            else None)
+            else None))
         ctx = gate.start(info)
         if ctx is None:
             return self.app(environ, start_response)

@@ -36,10 +36,11 @@ from pulsegate.django.gate import get_gate
 from pulsegate.engine import PulseGate
 from pulsegate.export.endpoints import internal_endpoints, read_body
 from pulsegate.http import EnvironHeaders, rejection_response
-from pulsegate.records import request_info
+from pulsegate.records import RequestInfo
 
 GetResponse = Callable[[HttpRequest], Any]
-
+# RequestInfo(...) without its Python-level __new__: one is made per request
+_new_tuple = tuple.__new__
 
 _ROUTES: dict[str, str] = {}  # Django route -> template; routes are few (bounded anyway)
 
@@ -196,14 +197,14 @@ class PulseGateMiddleware:
             return None
         meta = request.META
         addr = meta.get("REMOTE_ADDR")
-        info = request_info(
+        info = _new_tuple(RequestInfo, (  # every field, in order: no Python code runs
             request.method or "GET", path, None, addr if isinstance(addr, str) and addr else None,
             EnvironHeaders((meta,)), meta.get("QUERY_STRING", "") or "",
             # WSGI states the scheme in META; ASGIRequest in its scope. Django's own
             # request.scheme also consults settings on every call.
             meta.get("wsgi.url_scheme") or getattr(request, "scope", {}).get("scheme", "http"),
             # asked up front only by the rate limiter and allocator (per-route rules)
-            (lambda: resolve_route(request)) if gate.control is not None else None)
+            (lambda: resolve_route(request)) if gate.control is not None else None))
         return gate.start(info)
 
     def _set_route(self, ctx: RequestContext, request: HttpRequest) -> None:
