@@ -402,19 +402,19 @@ class PulseGate:
                         model.queried = True
                     else:
                         repeat = 0.0
-                    score, anomalous, _ = model.update([
+                    score, anomalous, _, incident = model.update([
                         latency, cpu_value, _log1p(count), _log1p(ctx.query_ms), repeat,
-                        None if mem is None else (_log1p(mem) if mem >= 0 else -_log1p(-mem))])
+                        None if mem is None else (_log1p(mem) if mem >= 0 else -_log1p(-mem))],
+                        True, now)
                 else:
-                    score, anomalous, _ = model.update(
-                        [latency] if cpu_value is None else [latency, cpu_value])
+                    score, anomalous, _, incident = model.update(
+                        [latency] if cpu_value is None else [latency, cpu_value], True, now)
             else:
                 if count and self._qa:
                     detections = self.queries.finish(ctx, model.key)
                     model.queried = True
-                score, anomalous, _ = model.update(
-                    self._values(ctx, latency, cpu, mem, detections))
-            incident = model.window_add(now, latency)
+                score, anomalous, _, incident = model.update(
+                    self._values(ctx, latency, cpu, mem, detections), True, now)
             anomalous = anomalous and self._anom
             flagged = incident is not None and incident.is_anomaly and self._anom
             notable = anomalous or flagged or score >= self.notable_score or bool(detections) \

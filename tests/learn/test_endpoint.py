@@ -166,11 +166,27 @@ def test_update_returns_what_observe_reports_and_learns_the_same() -> None:
         values: list[float | None] = [math.log(20.0 + i % 4 + (400.0 if i == 50 else 0.0)),
                                       math.log1p(2)]
         full = a.observe(values)
-        score, anomalous, driver = b.update(values)
+        score, anomalous, driver, incident = b.update(values)
+        assert incident is None  # no now, no window
         assert (score, anomalous) == (full.score, full.is_anomaly)
         assert (b.metrics[driver] if driver >= 0 else None) == full.driver
         assert anomalous == (i == 50)
     assert a.state() == b.state()
+
+
+def test_update_given_now_feeds_the_incident_window_as_window_add_does() -> None:
+    a = EndpointModel(metrics=("latency",), window=1.0)
+    b = EndpointModel(metrics=("latency",), window=1.0)
+    verdicts_a, verdicts_b = [], []
+    for step in range(1200):
+        now = step / 10
+        x = math.log((10.0 if now < 90 else 60.0) * (1 + 0.05 * ((step % 3) - 1)))
+        a.update([x])
+        verdicts_a.append(a.window_add(now, x))
+        verdicts_b.append(b.update([x], True, now)[3])
+    assert verdicts_a == verdicts_b and a.state() == b.state()
+    assert any(v is not None and v.is_anomaly for v in verdicts_b)
+    assert b.update([0.0], False, 500.0)[3] is None and b.win_end < 500.0  # no learning
 
 
 def test_the_interval_is_derived_from_the_forecast_and_spread() -> None:

@@ -117,7 +117,7 @@ class EndpointModel:
     __slots__ = ("alpha", "beta", "excess", "floors", "floors2", "floors_k", "incident", "key",
                  "level",
                  "metrics", "min_excess_ms", "n", "queried", "referenced", "scored",
-                 "seasonal", "threshold", "var", "view", "warmup", "win_n", "win_start",
+                 "seasonal", "threshold", "var", "view", "warmup", "win_end", "win_n",
                  "win_sum", "window")
 
     def __init__(self, alpha: float = 0.3, threshold: float = 3.0, warmup: int = 30,
@@ -163,7 +163,9 @@ class EndpointModel:
         #: learn; (None, 0, 0, 1) before any.
         self.view: tuple[float | None, float, float, float] = (None, 0.0, 0.0, 1.0)
         self.window = window
-        self.win_start: float | None = None
+        #: When the current window closes: the first request at or after it rolls the
+        #: window (-inf: none open yet, the first request opens one).
+        self.win_end = -math.inf
         self.win_sum = 0.0
         self.win_n = 0
         self.incident = incident if incident is not None else AnomalyModel(
@@ -229,16 +231,22 @@ class EndpointModel:
         k = self.threshold
         return z2 / (z2 + k * k)
 
-    def update(self, values: list[float | None], learn: bool = True) -> tuple[float, bool, int]:
+    def update(self, values: list[float | None], learn: bool = True,
+               now: float | None = None) -> tuple[float, bool, int, Any]:
         """The request path's verb: score ``values`` against the model as it is, then
-        learn them (unless ``learn`` is false). Returns ``(score, is_anomaly, driver)``,
-        ``driver`` the index of the metric that gave the score (-1: none).
+        learn them (unless ``learn`` is false). Returns ``(score, is_anomaly, driver,
+        incident)``, ``driver`` the index of the metric that gave the score (-1: none).
 
         ``values`` are on their log scales (see :func:`transform`) in ``self.metrics``
         order; a ``None`` (a metric not sampled on this request) is skipped, and a
         shorter list scores a prefix of the metrics. The latency (first value) is
         required. The forecast the request was scored against is ``self.view`` as it was
-        before the call (:meth:`observe` returns it all in one object)."""
+        before the call (:meth:`observe` returns it all in one object).
+
+        Given ``now`` (and learning), the latency also joins the incident window as
+        :meth:`window_add` does, in the same call; ``incident`` is the incident model's
+        verdict when that closed a window, else None."""
+        incident = None
         n = self.n
         if n == 0:
             if learn:
@@ -247,7 +255,9 @@ class EndpointModel:
                         self.level[i] = x
                 self.n = 1
                 self._refresh_view()
-            return 0.0, False, -1
+                if now is not None:
+                    incident = self.window_add(now, values[0])  # type: ignore[arg-type]
+            return 0.0, False, -1, incident
         k = self.threshold
         k2 = k * k
         best, driver, zmax2 = 0.0, -1, 0.0
@@ -290,9 +300,15 @@ class EndpointModel:
             c = n / self.warmup
             self.view = (_exp(f0), 100.0 * (c if c < 1.0 else 1.0) * _exp(-sd0), f0, sd0)
             n -= 1
+            if now is not None:  # window_add, in line
+                if now >= self.win_end:
+                    incident = self.roll(now, values[0])
+                else:
+                    self.win_sum += values[0]  # type: ignore[operator]
+                    self.win_n += 1
         if n < self.warmup:
-            return 0.0, False, -1
-        return best, zmax2 > k2, driver
+            return 0.0, False, -1, incident
+        return best, zmax2 > k2, driver, incident
 
     def observe(self, values: list[float | None], *, learn: bool = True) -> EndpointScore:
         """:meth:`update`, returning the whole verdict: the score with its driving
@@ -302,7 +318,7 @@ class EndpointModel:
             self.update(values, learn)
             return NO_SCORE
         pred, conf, f0, sd0 = self.view
-        score, anomalous, driver = self.update(values, learn)
+        score, anomalous, driver, _ = self.update(values, learn)
         x0 = values[0]
         lat_z = (x0 - f0) / sd0 if x0 is not None else 0.0
         return _new_tuple(EndpointScore, (score, anomalous,
@@ -313,11 +329,9 @@ class EndpointModel:
 
     def window_add(self, now: float, log_latency: float) -> Any:
         """Accumulate one request into the current window; when the window has ended,
-        feed its mean to the incident model and return that model's score."""
-        start = self.win_start
-        if start is None:
-            self.win_start = now
-        elif now - start >= self.window:
+        feed its mean to the incident model and return that model's score.
+        (:meth:`update` does the same when given ``now``.)"""
+        if now >= self.win_end:
             return self.roll(now, log_latency)
         self.win_sum += log_latency
         self.win_n += 1
@@ -335,7 +349,7 @@ class EndpointModel:
                 result = self.incident.update(mean - shift)
                 result = result._replace(value=mean, forecast=result.forecast + shift,
                                          low=result.low + shift, high=result.high + shift)
-        self.win_start = now
+        self.win_end = now + self.window
         self.win_sum = first if first is not None else 0.0
         self.win_n = 1 if first is not None else 0
         return result
