@@ -546,3 +546,23 @@ def test_chaining_close_leaves_no_reference_cycle() -> None:
     reachable = {id(o) for o in gc.get_referents(exchange)}
     reachable |= {id(o) for r in gc.get_referents(exchange) for o in gc.get_referents(r)}
     assert id(body) not in reachable
+
+
+def test_body_types_are_classified_once_and_the_table_stays_bounded() -> None:
+    from pulsegate import wsgi
+
+    class Guarded(AppIterable):
+        def __setattr__(self, name: str, value: Any) -> None:  # e.g. a frozen object
+            raise AttributeError(name)
+
+    class Chunks(list):  # type: ignore[type-arg]
+        def close(self) -> None:
+            pass
+
+    assert wsgi._body_kind(AppIterable) is wsgi._CHAIN
+    assert wsgi._body_kind(Guarded) is wsgi._WRAP
+    assert wsgi._body_kind(type(x for x in ())) is wsgi._WRAP
+    assert wsgi._body_kind(Chunks) is wsgi._LIST and wsgi._BODY_KINDS[Chunks] is wsgi._LIST
+    for i in range(300):
+        wsgi._body_kind(type(f"T{i}", (), {}))
+    assert len(wsgi._BODY_KINDS) <= 256

@@ -25,7 +25,7 @@ from typing import Any
 from pulsegate.config import Config
 from pulsegate.context import PassThroughContext, Rejection, RequestContext, query_sink
 from pulsegate.faults import FaultCounter
-from pulsegate.header_values import CONFIDENCE, SCORE, tenths, whole
+from pulsegate.header_values import CONFIDENCE, SCORE, TENTHS, tenths, whole
 from pulsegate.learn.baseline import KNOWN_METHODS, BaselineStore
 from pulsegate.learn.endpoint import METRICS, EndpointModel
 from pulsegate.learn.seasonal import SeasonalBaseline
@@ -313,8 +313,12 @@ class PulseGate:
             ctx.score = score
             if self._default_headers and predicted is not None and not count:
                 # every header, no SQL yet: the common case, in one go
+                try:
+                    forecast = TENTHS[whole(predicted * 10.0 + 0.5)]
+                except KeyError:
+                    forecast = tenths(predicted)
                 out += (("x-ml-prediction-confidence", CONFIDENCE[whole(confidence + 0.5)]),
-                        ("x-ml-predicted-latency-ms", tenths(predicted)),
+                        ("x-ml-predicted-latency-ms", forecast),
                         ("x-ml-anomaly-score", SCORE[whole(score * 1000.0 + 0.5)]))
                 out += self._default_tail if ctx.optimization == "none" else (
                     ("x-ml-optimization-applied", ctx.optimization),

@@ -21,16 +21,18 @@ CONFIDENCE = tuple(str(i) for i in range(101))
 #: ``SCORE[whole(s * 1000 + 0.5)]`` is an anomaly score ``s`` in [0, 1] with three decimals.
 SCORE = tuple(f"{i // 1000}.{i % 1000:03d}" for i in range(1001))
 
-_TENTHS: dict[int, str] = {}
+#: ``TENTHS[whole(ms * 10 + 0.5)]`` is ``ms`` with one decimal, for the values seen so
+#: far (the request path reads it in line and calls :func:`tenths` on a miss).
+TENTHS: dict[int, str] = {}
 _MAX_TENTHS = 4096  # distinct values kept; cleared when full, so memory stays bounded
 
 
 def tenths(value: float) -> str:
     """A non-negative number of milliseconds with one decimal."""
     t = whole(value * 10.0 + 0.5)
-    text = _TENTHS.get(t)
+    text = TENTHS.get(t)
     if text is None:
-        if len(_TENTHS) >= _MAX_TENTHS:
-            _TENTHS.clear()
-        text = _TENTHS[t] = f"{t // 10}.{t % 10}"
+        if len(TENTHS) >= _MAX_TENTHS:
+            TENTHS.clear()
+        text = TENTHS[t] = f"{t // 10}.{t % 10}"
     return text

@@ -152,7 +152,7 @@ class _Exchange(list[bytes]):
         if close is None:  # a list body (or closed already): nothing of the app's to close
             gate.finish(ctx, record=False)
             return
-        failure = _exc_info()[1]
+        failure = _exception()
         try:
             self._close = None  # the app's object and this one refer to each other
             close()
@@ -171,8 +171,31 @@ def _nothing_to_close() -> None:
 
 
 _NOT_THE_REQUESTS = (OSError, GeneratorExit)
-_exc_info = sys.exc_info
-_object_setattr = object.__setattr__
+
+
+def _exc_info_exception() -> BaseException | None:
+    return sys.exc_info()[1]
+
+
+#: The exception being handled, if any (``sys.exception``, or its 3.10 equivalent).
+_exception: Callable[[], BaseException | None] = getattr(sys, "exception", _exc_info_exception)
+
+# How a body of each type is passed on: copied into the exchange (_LIST), returned with
+# its close chained (_CHAIN: a class that takes attributes), or wrapped (_WRAP).
+_LIST, _CHAIN, _WRAP = "list", "chain", "wrap"
+_BODY_KINDS: dict[type, str] = {list: _LIST, tuple: _LIST}
+
+
+def _body_kind(kind: type) -> str:
+    if issubclass(kind, (list, tuple)):
+        how = _LIST
+    elif kind.__setattr__ is object.__setattr__ and kind.__dictoffset__:
+        how = _CHAIN
+    else:  # generators, C iterators, slotted classes, custom __setattr__
+        how = _WRAP
+    if len(_BODY_KINDS) < 256:  # bounded: body types are few
+        _BODY_KINDS[kind] = how
+    return how
 
 
 _CODES: dict[str, int] = {}
@@ -273,18 +296,21 @@ class PulseGateWSGIMiddleware:
             exchange.extend(result)
             exchange._close = None
             return exchange
-        exchange._close = getattr(result, "close", None) or _nothing_to_close
-        if isinstance(result, (list, tuple)):
+        kind = type(result)
+        how = _BODY_KINDS.get(kind)
+        if how is None:
+            how = _body_kind(kind)
+        if how is _LIST:
             exchange.extend(result)
+            exchange._close = getattr(result, "close", None) or _nothing_to_close
             return exchange
-        # Anything else is returned as is, its close() leading to ours: the server
-        # iterates the app's own object (a ``wsgi.file_wrapper`` keeps its sendfile
-        # path). Objects that refuse the attribute -- generators, C iterators, slotted
-        # classes -- are wrapped instead.
-        if type(result).__setattr__ is _object_setattr:
+        if how is _CHAIN:
+            # Returned as is, its close() leading to ours: the server iterates the app's
+            # own object (a ``wsgi.file_wrapper`` keeps its sendfile path).
             try:
+                exchange._close = getattr(result, "close", None) or _nothing_to_close
                 result.close = exchange.close  # type: ignore[attr-defined]
                 return result
-            except (AttributeError, TypeError):
+            except (AttributeError, TypeError):  # this object refused it after all
                 pass
         return _Body(result, gate, ctx)
