@@ -114,11 +114,10 @@ class EndpointModel:
     ``window`` seconds: see :meth:`roll`.
     """
 
-    __slots__ = ("alpha", "beta", "excess", "floors", "floors2", "floors_k", "incident", "key",
-                 "level",
-                 "metrics", "min_excess_ms", "n", "queried", "referenced", "scored",
-                 "seasonal", "threshold", "var", "view", "warmup", "win_end", "win_n",
-                 "win_sum", "window")
+    __slots__ = ("_k", "alpha", "beta", "excess", "floors", "floors2", "floors_k",
+                 "incident", "k2", "key", "level", "metrics", "min_excess_ms", "n",
+                 "queried", "referenced", "refresh_at", "scored", "seasonal", "var",
+                 "view", "warmup", "win_end", "win_n", "win_sum", "window")
 
     def __init__(self, alpha: float = 0.3, threshold: float = 3.0, warmup: int = 30,
                  metrics: tuple[str, ...] = METRICS, *, beta: float = 0.05,
@@ -131,7 +130,7 @@ class EndpointModel:
         # cries wolf on every jittery request.
         self.beta = beta
         self.min_excess_ms = min_excess_ms
-        self.threshold = threshold
+        self.threshold = threshold  # also k2, the squared threshold the request path uses
         self.warmup = max(1, warmup)
         self.metrics = metrics
         # Trend-only metrics are learned but never raise a request's score: a single
@@ -149,6 +148,8 @@ class EndpointModel:
         #: The threshold the floors were last computed with; 0 until the first learn,
         #: whose refresh computes every floor.
         self.floors_k = 0.0
+        #: The request count at which the floors are next refreshed.
+        self.refresh_at = 1
         self.n = 0
         #: The endpoint's key ("GET /users/{id}"), set by the store that holds the model.
         self.key = ""
@@ -175,6 +176,16 @@ class EndpointModel:
         #: model sees them (``now`` plus its ``utc_offset`` must be epoch seconds).
         self.seasonal = seasonal
 
+    @property
+    def threshold(self) -> float:
+        """k, the z-score above which a request is anomalous (the registry tunes it)."""
+        return self._k
+
+    @threshold.setter
+    def threshold(self, k: float) -> None:
+        self._k = k
+        self.k2 = k * k
+
     def predict(self) -> tuple[float | None, float]:
         """(latency forecast in ms, or None before any data; confidence 0-100)."""
         view = self.view
@@ -183,7 +194,9 @@ class EndpointModel:
     def _refresh_floors(self) -> None:
         # floor_i = max(FLOORS_i, (T(x̂_i + m_i) - T(x̂_i)) / k): a rise of m_i over the
         # current level x̂_i (in the metric's own unit) is exactly z = k. Levels drift
-        # slowly, so this runs every 32nd update once warm.
+        # slowly, so this runs on every update during warm-up, then every 32nd.
+        n = self.n
+        self.refresh_at = n + 1 if n < self.warmup else (n | 31) + 1
         k = self.threshold
         # A metric never seen (no SQL, ever) keeps the floor computed at level 0 by the
         # first refresh, unless the threshold changed since (the registry tunes it).
@@ -209,7 +222,7 @@ class EndpointModel:
         # The latency forecast and the confidence change only when the model learns, so
         # they are computed once then rather than on every read.
         n = self.n
-        if n <= self.warmup or not n & 31:
+        if n >= self.refresh_at:
             self._refresh_floors()
         f0 = self.level[0]
         sd0 = _sqrt(self.var[0])
@@ -258,8 +271,7 @@ class EndpointModel:
                 if now is not None:
                     incident = self.window_add(now, values[0])  # type: ignore[arg-type]
             return 0.0, False, -1, incident
-        k = self.threshold
-        k2 = k * k
+        k2 = self.k2
         best, driver, zmax2 = 0.0, -1, 0.0
         level, var, floors2 = self.level, self.var, self.floors2
         a, b = self.alpha, self.beta
@@ -287,19 +299,18 @@ class EndpointModel:
                 var[i] = v + b * (rr - v)
                 level[i] = f + a * r
         if learn:
-            n += 1
-            self.n = n
+            self.n = n + 1
             # The view (forecast, confidence) changes only here; refreshed in line
             # rather than by _refresh_view's call, as this runs on every request.
-            if n <= self.warmup or not n & 31:
+            if n >= self.refresh_at - 1:
                 self._refresh_floors()
             f0 = level[0]
             v0 = var[0]
             fl = floors2[0]
             sd0 = _sqrt(v0 if v0 > fl else fl)
-            c = n / self.warmup
-            self.view = (_exp(f0), 100.0 * (c if c < 1.0 else 1.0) * _exp(-sd0), f0, sd0)
-            n -= 1
+            warmup = self.warmup
+            self.view = (_exp(f0), (100.0 if n >= warmup else 100.0 * ((n + 1) / warmup))
+                         * _exp(-sd0), f0, sd0)
             if now is not None:  # window_add, in line
                 if now >= self.win_end:
                     incident = self.roll(now, values[0])
@@ -376,6 +387,8 @@ class EndpointModel:
                 self.level[i], self.var[i] = level[j], var[j]
         self.n = n
         self.floors_k = 0.0  # the next refresh recomputes every floor
+        warmup = self.warmup
+        self.refresh_at = n if n <= warmup or not n & 31 else (n | 31) + 1
         self.queried = any(self.level[i] or self.var[i]
                            for i, m in enumerate(self.metrics) if m in QUERY_METRICS)
         # The spread floors follow the level only every few updates; restore them as
