@@ -190,7 +190,7 @@ class PulseGateMiddleware:
                 await send(message)
             elif kind == "http.response.body" and not message.get("more_body", False):
                 await send(message)
-                gate.finish(ctx, record=False)
+                gate.finish(ctx, None, None, False)
             else:
                 await send(message)
 

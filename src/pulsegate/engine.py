@@ -354,7 +354,7 @@ class PulseGate:
                         self.faults.record("start listener", exc)
 
     def finish(self, ctx: RequestContext, status: int | None = None,
-               error: BaseException | None = None, *,
+               error: BaseException | None = None,
                record: bool = True) -> RequestRecord | None:
         """End of the request (after its last body chunk, or on an error): update the
         endpoint's model and hand the record to the listeners. Idempotent.
@@ -362,7 +362,9 @@ class PulseGate:
         ``record=False`` (the adapters): the caller does not need the
         :class:`RequestRecord`, so it is built only if something consumes it -- a
         listener, the controller, or a notable request (anomaly, incident, detection,
-        applied optimization) -- and None is returned otherwise."""
+        applied optimization) -- and None is returned otherwise. Adapters pass all
+        four arguments by position, ``finish(ctx, None, None, False)``: a call that
+        names an argument or leaves defaults to fill costs more."""
         if ctx.finished:
             return None
         ctx.finished = True

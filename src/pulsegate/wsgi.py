@@ -87,7 +87,7 @@ class _Body:
             self._gate.finish(self._ctx, error=exc)
             raise
         finally:
-            self._gate.finish(self._ctx, record=False)
+            self._gate.finish(self._ctx, None, None, False)
 
 
 class _Exchange(list[bytes]):
@@ -150,7 +150,7 @@ class _Exchange(list[bytes]):
         gate, ctx = self._gate, self._ctx
         close = self._close
         if close is None:  # a list body (or closed already): nothing of the app's to close
-            gate.finish(ctx, record=False)
+            gate.finish(ctx, None, None, False)
             return
         failure = _exception()
         try:
@@ -161,7 +161,7 @@ class _Exchange(list[bytes]):
             raise
         finally:
             if failure is None or isinstance(failure, _NOT_THE_REQUESTS):
-                gate.finish(ctx, record=False)
+                gate.finish(ctx, None, None, False)
             else:
                 gate.finish(ctx, error=failure)
 

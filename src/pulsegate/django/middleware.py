@@ -238,7 +238,7 @@ class PulseGateMiddleware:
         # close(); ASGI: the handler does after the last chunk), running these closers.
         closers = getattr(response, "_resource_closers", None)
         if type(closers) is list or isinstance(closers, list):
-            closers.append(functools.partial(self.gate.finish, ctx, record=False))
+            closers.append(functools.partial(self.gate.finish, ctx, None, None, False))
         else:
             self.gate.finish(ctx)
 
