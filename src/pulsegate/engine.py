@@ -280,11 +280,11 @@ class PulseGate:
                 clock = self.clock
                 ttfb = ctx.ttfb = clock() - ctx.start
             ctx.status = status
-            out = ctx.extra_headers
-            if out is None:
-                out = ctx.extra_headers = []
+            out = ctx.extra_headers  # protocol headers (rate limits) come first
             expose = self._expose
             if expose != "all":
+                if out is None:
+                    out = ctx.extra_headers = []
                 if expose == "safe":
                     out.append(("x-ml-optimization-applied", ctx.optimization))
                     out.append(self._version_header)
@@ -317,13 +317,19 @@ class PulseGate:
                     forecast = TENTHS[whole(predicted * 10.0 + 0.5)]
                 except KeyError:
                     forecast = tenths(predicted)
-                out += (("x-ml-prediction-confidence", CONFIDENCE[whole(confidence + 0.5)]),
+                ours = [("x-ml-prediction-confidence", CONFIDENCE[whole(confidence + 0.5)]),
                         ("x-ml-predicted-latency-ms", forecast),
-                        ("x-ml-anomaly-score", SCORE[whole(score * 1000.0 + 0.5)]))
-                out += self._default_tail if ctx.optimization == "none" else (
-                    ("x-ml-optimization-applied", ctx.optimization),
-                    *_NO_QUERY_HEADERS, self._version_header)
+                        ("x-ml-anomaly-score", SCORE[whole(score * 1000.0 + 0.5)]),
+                        *(self._default_tail if ctx.optimization == "none" else (
+                            ("x-ml-optimization-applied", ctx.optimization),
+                            *_NO_QUERY_HEADERS, self._version_header))]
+                if out is None:
+                    ctx.extra_headers = ours
+                    return ours
+                out += ours
                 return out
+            if out is None:
+                out = ctx.extra_headers = []
             optimization = _NO_OPTIMIZATION if ctx.optimization == "none" \
                 else ("x-ml-optimization-applied", ctx.optimization)
             if self._perf:
