@@ -272,32 +272,47 @@ class EndpointModel:
                     incident = self.window_add(now, values[0])  # type: ignore[arg-type]
             return 0.0, False, -1, incident
         k2 = self.k2
-        best, driver, zmax2 = 0.0, -1, 0.0
         level, var, floors2 = self.level, self.var, self.floors2
         a, b = self.alpha, self.beta
-        scored = self.scored
-        i = -1
         # z² = r²/max(v, floor²) and s = z²/(z²+k²): the same as the docstring's
         # formulas, without a square root; r² serves the variance update too.
-        for x in values:
-            i += 1
-            if x is None:
-                continue
-            f = level[i]
-            v = var[i]
-            r = x - f
-            if r == 0.0 and v == 0.0:
-                continue  # e.g. no queries, ever: nothing to score, nothing to learn
-            rr = r * r
-            if r > 0.0 and i < scored:
-                fl = floors2[i]
-                z2 = rr / (v if v > fl else fl)
-                s = z2 / (z2 + k2)
-                if s > best:
-                    best, driver, zmax2 = s, i, z2
-            if learn:
-                var[i] = v + b * (rr - v)
-                level[i] = f + a * r
+        # Latency, always present and always scored, in straight-line code: most
+        # requests carry nothing else (the loop below is the same step for the rest).
+        f = level[0]
+        v = var[0]
+        r = values[0] - f  # type: ignore[operator]
+        rr = r * r
+        if r > 0.0:
+            fl = floors2[0]
+            zmax2 = rr / (v if v > fl else fl)
+            best, driver = zmax2 / (zmax2 + k2), 0
+        else:
+            best, driver, zmax2 = 0.0, -1, 0.0
+        if learn:
+            var[0] = v + b * (rr - v)
+            level[0] = f + a * r
+        if len(values) > 1:
+            scored = self.scored
+            i = 0
+            for x in values[1:]:
+                i += 1
+                if x is None:
+                    continue
+                f = level[i]
+                v = var[i]
+                r = x - f
+                if r == 0.0 and v == 0.0:
+                    continue  # e.g. no queries, ever: nothing to score, nothing to learn
+                rr = r * r
+                if r > 0.0 and i < scored:
+                    fl = floors2[i]
+                    z2 = rr / (v if v > fl else fl)
+                    s = z2 / (z2 + k2)
+                    if s > best:
+                        best, driver, zmax2 = s, i, z2
+                if learn:
+                    var[i] = v + b * (rr - v)
+                    level[i] = f + a * r
         if learn:
             self.n = n + 1
             # The view (forecast, confidence) changes only here; refreshed in line
