@@ -68,8 +68,9 @@ class Config:
     exclude_paths: tuple[str, ...] = option(
         ("/health", "/healthz", "/livez", "/readyz"),
         "URL paths (exact, or as a /-segment prefix) skipped before any measuring.", paths)
-    max_endpoints: int = option(1000, "LRU cap on per-endpoint models; beyond it the least "
-                                "recently used endpoint is forgotten.", number(1, integer=True))
+    max_endpoints: int = option(1000, "Cap on per-endpoint models; beyond it a least "
+                                "recently used endpoint is forgotten (CLOCK approximation "
+                                "of LRU).", number(1, integer=True))
     measure_cpu: bool = option(True, "Record the CPU time of sampled requests (thread CPU "
                                "clock).", _bool)
     cpu_sample_every: int = option(4, "Measure CPU time on one request in N (the thread CPU "
