@@ -269,3 +269,14 @@ def test_finish_without_record_builds_one_only_when_something_consumes_it() -> N
     seen: list[object] = []
     gate.listeners.append(lambda record, ctx: seen.append(record))
     assert serve_quiet(10.0) is not None and len(seen) == 1  # a listener consumes every one
+
+
+def test_a_busy_endpoint_survives_eviction_through_the_engines_index() -> None:
+    gate, clock, cpu = make_gate(max_endpoints=2)
+    serve(gate, clock, cpu, 5.0, route="/busy")
+    serve(gate, clock, cpu, 5.0, route="/other")
+    serve(gate, clock, cpu, 5.0, route="/busy")  # found through the index: referenced
+    serve(gate, clock, cpu, 5.0, route="/new")  # needs room: /other goes, /busy stays
+    assert set(gate.baselines) == {"GET /busy", "GET /new"}
+    busy = gate.baselines.peek("GET /busy")
+    assert busy is not None and busy.n == 2

@@ -237,3 +237,21 @@ def test_floors_of_unseen_metrics_are_those_of_a_full_refresh_also_after_a_new_t
     assert model.floors[unseen] == full_floors(model)[unseen]
     assert model.floors[unseen] != EndpointModel().floors[unseen]
     assert model.floors2 == [f * f for f in model.floors]
+
+
+def test_floors_are_refreshed_on_every_warmup_update_then_every_32nd() -> None:
+    model = EndpointModel(metrics=("latency",), warmup=5)
+    refreshed: list[int] = []
+    original = EndpointModel._refresh_floors
+
+    def spy(self: EndpointModel) -> None:
+        refreshed.append(self.n)
+        original(self)
+
+    EndpointModel._refresh_floors = spy  # type: ignore[method-assign]
+    try:
+        for i in range(100):
+            model.update([math.log(5.0 + i % 3)])
+    finally:
+        EndpointModel._refresh_floors = original  # type: ignore[method-assign]
+    assert refreshed == [1, 2, 3, 4, 5, 32, 64, 96]
