@@ -56,9 +56,10 @@ _new_tuple = tuple.__new__
 
 
 class _Body:
-    """The app's response iterable, passed through chunk by chunk; ``close()`` closes
-    the app's iterable and then finishes the request. An exception raised while
-    producing the body is recorded as the request's error, then re-raised."""
+    """A body that cannot take a chained ``close`` (a generator, a C iterator, a slotted
+    or frozen object), passed through chunk by chunk; ``close()`` closes the app's
+    iterable and then finishes the request. An exception raised while producing the
+    body is recorded as the request's error, then re-raised."""
 
     __slots__ = ("_ctx", "_gate", "_result")
 
