@@ -37,8 +37,11 @@ def _requests(dep: Deployment) -> dict[str, bytes]:
         "head": b"HEAD " + p("/books/1").encode() + b" HTTP/1.1\r\n" + host + b"\r\n",
         "options": b"OPTIONS " + p("/books/1").encode() + b" HTTP/1.1\r\n" + host + b"\r\n",
         "odd method": b"BREW " + p("/books/1").encode() + b" HTTP/1.1\r\n" + host + b"\r\n",
+        # Larger than asyncio's largest single read (256 KiB): uvicorn's h11 then always
+        # sees an unfinished head over its limit. At 70 KB the verdict (200 or 400) hung
+        # on whether the bytes arrived in one read or two -- a race, not a difference.
         "oversized header": b"GET " + p("/books/1").encode() + b" HTTP/1.1\r\n" + host +
-                            b"X-Huge: " + b"a" * 70_000 + b"\r\n\r\n",
+                            b"X-Huge: " + b"a" * 300_000 + b"\r\n\r\n",
         "large header": b"GET " + p("/books/1").encode() + b" HTTP/1.1\r\n" + host +
                         b"X-Big: " + b"b" * 4000 + b"\r\n\r\n",
         "malformed header line": b"GET " + p("/books/1").encode() + b" HTTP/1.1\r\n" + host +
