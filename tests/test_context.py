@@ -7,7 +7,7 @@ from pulsegate.records import RequestInfo
 
 
 def make() -> RequestContext:
-    return RequestContext(RequestInfo("GET", "/x"), 0.0, 0.0, None, None, 10)
+    return RequestContext(RequestInfo("GET", "/x"), 0.0, None, None, 10)
 
 
 def test_add_header_lower_cases_the_name_and_keeps_order() -> None:

@@ -56,6 +56,35 @@ def test_record_carries_every_measurement() -> None:
     assert r.endpoint == "GET /x" and r.started_at == 1.7e9
 
 
+def test_a_records_wall_time_is_its_clock_time_and_the_wall_is_reread_once_a_second() -> None:
+    clock, wall_reads = FakeClock(), []
+    wall = {"t": 1.7e9}
+
+    def read_wall() -> float:
+        wall_reads.append(clock.t)
+        return wall["t"]
+
+    gate = PulseGate(clock=clock, cpu_clock=FakeClock(), wall=read_wall)
+    wall_reads.clear()  # (the constructor may read it)
+
+    def started_at() -> float:
+        ctx = gate.begin(RequestInfo("GET", "/x", "/x"))
+        assert ctx is not None
+        record = gate.finish(ctx)
+        assert record is not None
+        return record.started_at
+
+    assert started_at() == 1.7e9 and wall_reads == [100.0]
+    clock.t += 0.25
+    wall["t"] += 0.25
+    assert started_at() == pytest.approx(1.7e9 + 0.25)
+    clock.t += 0.5  # still within the second: the wall is not read again
+    wall["t"] += 3600.0  # ... so a step of the wall clock is not seen yet
+    assert started_at() == pytest.approx(1.7e9 + 0.75) and len(wall_reads) == 1
+    clock.t += 0.5  # a second after the last read
+    assert started_at() == pytest.approx(1.7e9 + 3600.0 + 0.25) and len(wall_reads) == 2
+
+
 def test_cpu_and_memory_are_measured_on_the_first_request_of_every_n() -> None:
     gate, clock, cpu = make_gate(warmup=3, cpu_sample_every=3, memory_sample_every=2)
     records = []

@@ -58,15 +58,15 @@ class RequestContext:
     __slots__ = ("client_key", "cpu0", "detections", "error", "extra_headers",
                  "finished", "info", "max_queries", "mem0", "model", "optimization",
                  "priority", "queries", "query_count", "query_ms", "route",
-                 "score", "start", "started_at", "status", "ticket", "token",
+                 "score", "start", "status", "ticket", "token",
                  "ttfb")
 
-    def __init__(self, info: RequestInfo, start: float, started_at: float, cpu0: float | None,
-                 mem0: int | None, max_queries: int) -> None:
+    def __init__(self, info: RequestInfo, start: float, cpu0: float | None, mem0: int | None,
+                 max_queries: int) -> None:
         self.info = info
         self.route: str | None = info.route
+        #: The gate's clock when the request began (its record's wall time is derived).
         self.start = start
-        self.started_at = started_at
         self.cpu0 = cpu0
         self.mem0 = mem0
         self.max_queries = max_queries

@@ -211,6 +211,6 @@ def test_every_header_pulsegate_sends_is_safe_by_construction(
     for name, value in r.items():
         if name.startswith("x-ml-"):
             assert name.islower() and value.isascii() and value.isprintable()
-    ctx = RequestContext(RequestInfo("GET", "/"), 0.0, 0.0, None, None, 1)
+    ctx = RequestContext(RequestInfo("GET", "/"), 0.0, None, None, 1)
     with pytest.raises(ValueError):
         ctx.add_header("x-evil", "1\r\nSet-Cookie: a=b")

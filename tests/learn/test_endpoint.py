@@ -163,10 +163,9 @@ def test_update_returns_what_observe_reports_and_learns_the_same() -> None:
     a = EndpointModel(metrics=("latency", "queries"), warmup=5)
     b = EndpointModel(metrics=("latency", "queries"), warmup=5)
     for i in range(60):
-        values: list[float | None] = [math.log(20.0 + i % 4 + (400.0 if i == 50 else 0.0)),
-                                      math.log1p(2)]
-        full = a.observe(values)
-        score, anomalous, driver, incident = b.update(values)
+        latency = math.log(20.0 + i % 4 + (400.0 if i == 50 else 0.0))
+        full = a.observe([latency, math.log1p(2)])
+        score, anomalous, driver, incident = b.update(latency, [math.log1p(2)])
         assert incident is None  # no now, no window
         assert (score, anomalous) == (full.score, full.is_anomaly)
         assert (b.metrics[driver] if driver >= 0 else None) == full.driver
@@ -181,12 +180,17 @@ def test_update_given_now_feeds_the_incident_window_as_window_add_does() -> None
     for step in range(1200):
         now = step / 10
         x = math.log((10.0 if now < 90 else 60.0) * (1 + 0.05 * ((step % 3) - 1)))
-        a.update([x])
+        a.update(x)
         verdicts_a.append(a.window_add(now, x))
-        verdicts_b.append(b.update([x], True, now)[3])
+        verdicts_b.append(b.update(x, None, True, now)[3])
     assert verdicts_a == verdicts_b and a.state() == b.state()
     assert any(v is not None and v.is_anomaly for v in verdicts_b)
-    assert b.update([0.0], False, 500.0)[3] is None and b.win_end < 500.0  # no learning
+    assert b.update(0.0, None, False, 500.0)[3] is None and b.win_end < 500.0  # no learning
+
+
+def test_observe_requires_the_latency() -> None:
+    with pytest.raises(ValueError, match="latency"):
+        EndpointModel().observe([None, 1.0])
 
 
 def test_the_interval_is_derived_from_the_forecast_and_spread() -> None:
@@ -205,16 +209,16 @@ def test_a_request_without_sql_may_leave_the_query_metrics_out_until_one_had_sql
     assert full.metrics[:2] == ("latency", "cpu") and not short.queried
     for i in range(40):
         x, cpu = math.log(10.0 + i % 3), math.log1p(2.0 + i % 2)
-        assert full.update([x, cpu, 0.0, 0.0, 0.0, None]) == short.update([x, cpu])
+        assert full.update(x, [cpu, 0.0, 0.0, 0.0, None]) == short.update(x, [cpu])
     assert full.state() == short.state()
     # once the endpoint ran SQL, a request without any must teach the query metrics zero
-    short.update([math.log(10.0), None, math.log1p(5), math.log1p(2.0), 0.0, None])
+    short.update(math.log(10.0), [None, math.log1p(5), math.log1p(2.0), 0.0, None])
     short.queried = True
     clone = EndpointModel(warmup=3)
     clone.load_state(short.state())
     assert clone.queried and not full.queried
     level = short.level[2]
-    short.update([math.log(10.0), None, 0.0, 0.0, 0.0, None])
+    short.update(math.log(10.0), [None, 0.0, 0.0, 0.0, None])
     assert 0.0 < short.level[2] < level
 
 
@@ -229,11 +233,11 @@ def test_floors_of_unseen_metrics_are_those_of_a_full_refresh_also_after_a_new_t
     unseen = slice(2, 5)  # queries, query_time, repeat_share
     model = EndpointModel()
     for i in range(100):
-        model.update([math.log(5.0 + i % 3), math.log1p(2.0)])  # never any SQL
+        model.update(math.log(5.0 + i % 3), [math.log1p(2.0)])  # never any SQL
     assert model.floors[unseen] == full_floors(model)[unseen]
     model.threshold = 4.5  # the registry retunes k
     for i in range(64):
-        model.update([math.log(5.0 + i % 3)])
+        model.update(math.log(5.0 + i % 3))
     assert model.floors[unseen] == full_floors(model)[unseen]
     assert model.floors[unseen] != EndpointModel().floors[unseen]
     assert model.floors2 == [f * f for f in model.floors]
@@ -251,7 +255,7 @@ def test_floors_are_refreshed_on_every_warmup_update_then_every_32nd() -> None:
     EndpointModel._refresh_floors = spy  # type: ignore[method-assign]
     try:
         for i in range(100):
-            model.update([math.log(5.0 + i % 3)])
+            model.update(math.log(5.0 + i % 3))
     finally:
         EndpointModel._refresh_floors = original  # type: ignore[method-assign]
     assert refreshed == [1, 2, 3, 4, 5, 32, 64, 96]

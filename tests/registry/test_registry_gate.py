@@ -177,7 +177,8 @@ def test_near_misses_are_logged_at_most_once_per_endpoint_per_interval() -> None
         warm(gate, clk, 40)
     near = [p for p in gate.ops.predictions.recent(50) if not p.predicted]
     assert len(gate.ops.predictions) - before == len(near) == 1
-    gate.test_wall.t += 11
+    gate.test_wall.t += 11  # eleven seconds later, on both clocks
+    clk.t += 11
     hit(gate, clk, 12.5)
     assert len([p for p in gate.ops.predictions.recent(50) if not p.predicted]) == 2
     gate.close()

@@ -244,24 +244,27 @@ class EndpointModel:
         k = self.threshold
         return z2 / (z2 + k * k)
 
-    def update(self, values: list[float | None], learn: bool = True,
-               now: float | None = None) -> tuple[float, bool, int, Any]:
-        """The request path's verb: score ``values`` against the model as it is, then
-        learn them (unless ``learn`` is false). Returns ``(score, is_anomaly, driver,
+    def update(self, latency: float, others: list[float | None] | None = None,
+               learn: bool = True, now: float | None = None) -> tuple[float, bool, int, Any]:
+        """The request path's verb: score a request against the model as it is, then
+        learn it (unless ``learn`` is false). Returns ``(score, is_anomaly, driver,
         incident)``, ``driver`` the index of the metric that gave the score (-1: none).
 
-        ``values`` are on their log scales (see :func:`transform`) in ``self.metrics``
-        order; a ``None`` (a metric not sampled on this request) is skipped, and a
-        shorter list scores a prefix of the metrics. The latency (first value) is
-        required. The forecast the request was scored against is ``self.view`` as it was
-        before the call (:meth:`observe` returns it all in one object).
+        ``latency`` is the log latency, which every request has; ``others`` the values
+        of ``self.metrics[1:]`` in order, on their log scales (see :func:`transform`),
+        or None for a request that carries nothing else (most do). A ``None`` among
+        them (a metric not sampled on this request) is skipped, and a shorter list
+        scores a prefix of the metrics. The forecast the request was scored against is
+        ``self.view`` as it was before the call (:meth:`observe` returns it all in one
+        object, from one list of values).
 
         Given ``now`` (and learning), the latency also joins the incident window as
         :meth:`window_add` does, in the same call; ``incident`` is the incident model's
         verdict when that closed a window, else None."""
         incident = None
         n = self.n
-        if n == 0:
+        if not n:
+            values = [latency] if others is None else [latency, *others]
             if learn:
                 for i, x in enumerate(values):
                     if x is not None:
@@ -269,7 +272,7 @@ class EndpointModel:
                 self.n = 1
                 self._refresh_view()
                 if now is not None:
-                    incident = self.window_add(now, values[0])  # type: ignore[arg-type]
+                    incident = self.window_add(now, latency)
             return 0.0, False, -1, incident
         k2 = self.k2
         level, var, floors2 = self.level, self.var, self.floors2
@@ -280,7 +283,7 @@ class EndpointModel:
         # requests carry nothing else (the loop below is the same step for the rest).
         f = level[0]
         v = var[0]
-        r = values[0] - f  # type: ignore[operator]
+        r = latency - f
         rr = r * r
         if r > 0.0:
             fl = floors2[0]
@@ -289,12 +292,12 @@ class EndpointModel:
         else:
             best, driver, zmax2 = 0.0, -1, 0.0
         if learn:
-            var[0] = v + b * (rr - v)
-            level[0] = f + a * r
-        if len(values) > 1:
+            var[0] = v0 = v + b * (rr - v)
+            level[0] = f0 = f + a * r
+        if others is not None:
             scored = self.scored
             i = 0
-            for x in values[1:]:
+            for x in others:
                 i += 1
                 if x is None:
                     continue
@@ -314,23 +317,21 @@ class EndpointModel:
                     var[i] = v + b * (rr - v)
                     level[i] = f + a * r
         if learn:
-            self.n = n + 1
+            self.n = m = n + 1
             # The view (forecast, confidence) changes only here; refreshed in line
             # rather than by _refresh_view's call, as this runs on every request.
-            if n >= self.refresh_at - 1:
+            if m >= self.refresh_at:
                 self._refresh_floors()
-            f0 = level[0]
-            v0 = var[0]
             fl = floors2[0]
             sd0 = _sqrt(v0 if v0 > fl else fl)
             warmup = self.warmup
-            self.view = (_exp(f0), (100.0 if n >= warmup else 100.0 * ((n + 1) / warmup))
+            self.view = (_exp(f0), (100.0 if m > warmup else 100.0 * (m / warmup))
                          * _exp(-sd0), f0, sd0)
             if now is not None:  # window_add, in line
                 if now >= self.win_end:
-                    incident = self.roll(now, values[0])
+                    incident = self.roll(now, latency)
                 else:
-                    self.win_sum += values[0]  # type: ignore[operator]
+                    self.win_sum += latency
                     self.win_n += 1
         if n < self.warmup:
             return 0.0, False, -1, incident
@@ -340,13 +341,16 @@ class EndpointModel:
         """:meth:`update`, returning the whole verdict: the score with its driving
         metric, and the latency forecast, interval, confidence and z the request was
         scored against."""
+        x0 = values[0]
+        if x0 is None:
+            raise ValueError("the latency (the first value) is required")
+        others = values[1:] or None
         if self.n == 0:
-            self.update(values, learn)
+            self.update(x0, others, learn)
             return NO_SCORE
         pred, conf, f0, sd0 = self.view
-        score, anomalous, driver, _ = self.update(values, learn)
-        x0 = values[0]
-        lat_z = (x0 - f0) / sd0 if x0 is not None else 0.0
+        score, anomalous, driver, _ = self.update(x0, others, learn)
+        lat_z = (x0 - f0) / sd0
         return _new_tuple(EndpointScore, (score, anomalous,
                                           self.metrics[driver] if driver >= 0 else None,
                                           conf, pred, self.threshold * sd0, lat_z))
