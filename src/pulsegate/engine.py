@@ -178,7 +178,11 @@ class PulseGate:
         mode = self.config.seasonality
         if mode == "off":
             return None
-        return SeasonalBaseline(mode, utc_offset=self.wall() - self.clock())
+        clock = self.clock
+        now = clock()
+        if now >= self._offset_due:
+            self._sync_wall(now)
+        return SeasonalBaseline(mode, utc_offset=self._wall_offset)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> PulseGate:
