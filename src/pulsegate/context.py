@@ -17,14 +17,20 @@ if TYPE_CHECKING:
 
 
 class QuerySink(Protocol):
-    """Anything that collects the SQL statements run in its scope."""
+    """Anything that collects the SQL statements run in its scope. A ``finished`` sink
+    takes no more: the hooks skip it (a finished request stays in the variable until
+    the next one replaces it)."""
+
+    finished: bool
 
     def add_query(self, event: QueryEvent) -> None: ...
 
 
 #: The innermost collector of SQL events: the request being served, or a ``capture()``
 #: block (which knows the request it runs in). One variable for both, so a request pays
-#: a single set and reset; :func:`current` finds the request through it.
+#: a single set; :func:`current` finds the request through it. A request is not reset
+#: out of it when it finishes unless a live sink was there before (see
+#: ``PulseGate.finish``): readers skip a sink whose ``finished`` is true.
 query_sink: contextvars.ContextVar[QuerySink | None] = contextvars.ContextVar(
     "pulsegate_query_sink", default=None
 )
@@ -135,7 +141,7 @@ class PassThroughContext(RequestContext):
 
     def add_query(self, event: QueryEvent) -> None:
         outer = self.outer
-        if outer is not None:
+        if outer is not None and not outer.finished:
             outer.add_query(event)
 
 
@@ -143,6 +149,6 @@ def current() -> RequestContext | None:
     """The request being served in this context, or None."""
     sink = query_sink.get()
     if sink is None or isinstance(sink, RequestContext):
-        return sink
+        return None if sink is None or sink.finished else sink
     request: RequestContext | None = getattr(sink, "request", None)
-    return request
+    return None if request is None or request.finished else request

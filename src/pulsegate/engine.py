@@ -15,6 +15,7 @@ pulsegate were absent.
 
 from __future__ import annotations
 
+import contextvars
 import math
 import sys
 import time
@@ -42,6 +43,7 @@ _log1p = math.log1p
 # Records are built on every request: tuple.__new__ skips the NamedTuple's Python __new__.
 _new_tuple = tuple.__new__
 _NO_DETECTIONS: list[Any] = []
+_UNSET = contextvars.Token.MISSING  # a token's old value when the variable was unset
 _NO_QUERY_HEADERS = (("x-ml-query-count", "0"), ("x-ml-query-ms", "0.0"), ("x-ml-nplusone", "0"))
 _NO_OPTIMIZATION = ("x-ml-optimization-applied", "none")
 
@@ -492,15 +494,20 @@ class PulseGate:
             if ctx.ticket is not None:  # never leak an allocator slot, even on a fault
                 ctx.ticket.release(ok=False)
                 ctx.ticket = None
-            # A token made in another context (a WSGI iterable closed by a different
-            # thread) cannot be reset there; the other context simply ends. (It is reset
-            # once: finish runs once per request.)
+            # The finished request stays in the ContextVar, ignored (``finished``), until
+            # the next request in this context replaces it: a reset costs as much as the
+            # set, and after a request there is usually nothing to go back to (a new
+            # thread or task context, or the request before, finished too). A live sink
+            # around this one (a ``capture()`` block, an outer request) is put back.
             token = ctx.token
             if token is not None:
-                try:
-                    query_sink.reset(token)
-                except ValueError:
-                    pass
+                ctx.token = None  # it holds the sink before: keep no chain of requests
+                outer = token.old_value
+                if outer is not _UNSET and outer is not None and not outer.finished:
+                    try:
+                        query_sink.reset(token)
+                    except ValueError:  # made in another context (a body closed by
+                        pass            # another thread): that context simply ends
 
     def _values(self, ctx: RequestContext, cpu: float | None, mem: int | None,
                 detections: Any) -> list[float | None] | None:

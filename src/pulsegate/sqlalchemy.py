@@ -54,7 +54,7 @@ _SKIP = 5
 
 def _do_execute(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
     sink = query_sink.get()
-    if sink is None:
+    if sink is None or sink.finished:
         return False
     t0 = perf_counter()
     context.dialect.do_execute(cursor, statement, parameters, context)
@@ -81,7 +81,7 @@ def _do_execute(cursor: Any, statement: str, parameters: Any, context: Any) -> b
 
 def _do_execute_no_params(cursor: Any, statement: str, context: Any) -> bool:
     sink = query_sink.get()
-    if sink is None:
+    if sink is None or sink.finished:
         return False
     t0 = perf_counter()
     context.dialect.do_execute_no_params(cursor, statement, context)
@@ -91,7 +91,7 @@ def _do_execute_no_params(cursor: Any, statement: str, context: Any) -> bool:
 
 def _do_executemany(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
     sink = query_sink.get()
-    if sink is None:
+    if sink is None or sink.finished:
         return False
     t0 = perf_counter()
     context.dialect.do_executemany(cursor, statement, parameters, context)
@@ -129,7 +129,8 @@ def _fault(exc: BaseException) -> None:
 
 def _orm_execute(state: ORMExecuteState) -> Any:
     """Mark relationship and column loads, then run the statement inside the mark."""
-    if query_sink.get() is None or not state.is_select:
+    sink = query_sink.get()
+    if sink is None or sink.finished or not state.is_select:
         return None
     try:
         if state.is_relationship_load:

@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from pulsegate import capture
-from pulsegate.context import query_sink
+from pulsegate.context import current, query_sink
 from pulsegate.engine import PulseGate
 from pulsegate.queries import QueryEvent
 from pulsegate.records import RequestInfo
@@ -101,9 +101,48 @@ def test_capture_inside_a_request_forwards_and_nests() -> None:
     assert len(inner.detections) == 1 and "1 query problem" in inner.report()
     assert query_sink.get() is ctx
     gate.finish(ctx)
-    assert query_sink.get() is None
+    assert current() is None
     with pytest.raises(AssertionError, match="at most 3"):
         inner.check(max_queries=3, nplusone=False)
+
+
+def test_a_finished_request_takes_no_more_sql_and_hands_back_a_live_outer_sink() -> None:
+    from sqlalchemy import create_engine
+
+    from pulsegate.sqlalchemy import instrument
+
+    engine = create_engine("sqlite://")
+    instrument(engine)
+
+    def sql() -> None:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("select 1").scalar()
+
+    gate = PulseGate()
+    first = gate.begin(RequestInfo("GET", "/a", route="/a"))
+    assert first is not None
+    sql()
+    gate.finish(first)
+    sql()  # after the request, in the same context: it is not the request's
+    assert first.query_count == 1 and current() is None
+    with capture(install_hooks=False) as cap:  # a live sink around a request...
+        inner = gate.begin(RequestInfo("GET", "/b", route="/b"))
+        assert inner is not None
+        sql()
+        gate.finish(inner)
+        sql()  # ...gets the statements after it back
+    assert (inner.query_count, cap.query_count) == (1, 1)
+    outer = gate.begin(RequestInfo("GET", "/c", route="/c"))  # requests nest too
+    nested = gate.begin(RequestInfo("GET", "/d", route="/d"))
+    assert outer is not None and nested is not None
+    gate.finish(nested)
+    sql()
+    assert current() is outer and (outer.query_count, nested.query_count) == (1, 0)
+    gate.finish(outer)
+    # only the last finished request is kept, and it holds no token (a token holds the
+    # sink before it: requests would chain up, one per request the thread served)
+    assert query_sink.get() is outer and outer.finished
+    assert first.token is None and outer.token is None
 
 
 def test_current_request_is_found_through_a_capture_inside_it() -> None:
@@ -142,6 +181,8 @@ def test_hook_faults_are_counted_and_the_query_still_runs() -> None:
     from pulsegate.sqlalchemy import instrument
 
     class BrokenSink:
+        finished = False
+
         def add_query(self, event: QueryEvent) -> None:
             raise RuntimeError("sink down")
 

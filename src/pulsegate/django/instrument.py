@@ -46,7 +46,7 @@ def query_wrapper(execute: Callable[..., Any], sql: str, params: Any, many: bool
                   context: dict[str, Any]) -> Any:
     """The execute wrapper: time the statement and hand it to the current sink."""
     sink = query_sink.get()
-    if sink is None:
+    if sink is None or sink.finished:
         return execute(sql, params, many, context)
     t0 = perf_counter()
     try:
@@ -116,7 +116,8 @@ def _resolve_model(table: str) -> tuple[str, str] | None:
 
 
 def _marked(mark: tuple[str, str], fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    if query_sink.get() is None:
+    sink = query_sink.get()
+    if sink is None or sink.finished:
         return fn(*args, **kwargs)
     token = current_load.set(mark)
     try:

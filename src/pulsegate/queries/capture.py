@@ -69,6 +69,9 @@ class Capture:
         self._token: contextvars.Token[QuerySink | None] | None = None
         self._detections: list[Detection] = []
         self._analyzed = -1
+        #: True outside the ``with`` block: the hooks skip a capture left behind in a
+        #: context it was not exited in.
+        self.finished = False
 
     # --- the sink ------------------------------------------------------------------------
 
@@ -78,7 +81,7 @@ class Capture:
         if len(self.queries) < self.max_queries:
             self.queries.append(event)
         outer = self._outer
-        if outer is not None:
+        if outer is not None and not outer.finished:
             outer.add_query(event)
 
     # --- results -------------------------------------------------------------------------
@@ -118,12 +121,14 @@ class Capture:
         self._outer = query_sink.get()
         #: The request this block runs in (``pulsegate.current()`` inside it), or None.
         self.request = current()
+        self.finished = False
         self._token = query_sink.set(self)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         token, self._token = self._token, None
+        self.finished = True
         if token is not None:
             try:
                 query_sink.reset(token)
