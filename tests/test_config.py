@@ -37,6 +37,7 @@ def test_frozen() -> None:
         ("max_endpoints", 2.5, "an integer >= 1"),
         ("measure_cpu", 3, "true or false"),
         ("memory_sample_every", 0, "an integer >= 1"),
+        ("memory_sample_budget_us", -1, "a number >= 0"),
         ("cpu_sample_every", 0, "an integer >= 1"),
         ("state_dir", 5, "a string or none"),
         ("alpha", 0, "a number > 0 and <= 1"),

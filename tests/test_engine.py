@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from itertools import pairwise
 
 import pytest
 
@@ -109,6 +110,34 @@ def test_cpu_and_memory_are_measured_on_the_first_request_of_every_n() -> None:
     off, clock, cpu = make_gate(measure_cpu=False)
     serve(off, clock, cpu, 40.0)
     assert serve.last.cpu_ms is None and "cpu" not in off.metrics  # type: ignore[attr-defined]
+
+
+def test_a_dear_block_count_stretches_the_memory_sample_interval(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    gate, clock, cpu = make_gate(memory_sample_every=4, measure_cpu=False)
+    blocks = sys.getallocatedblocks
+
+    def big_heap() -> int:  # a read that takes 0.1 ms, as in a heap of a few M objects
+        clock.t += 1e-4
+        return blocks()
+
+    monkeypatch.setattr(sys, "getallocatedblocks", big_heap)
+    sampled = []
+    for _ in range(2000):
+        serve(gate, clock, cpu, 5.0)
+        sampled.append(serve.last.memory_blocks is not None)  # type: ignore[attr-defined]
+    # two 0.1 ms reads per sample, 0.25 µs per request on average: one request in 800
+    # (801: the fake clock's float steps are not exactly 0.1 ms)
+    at = [i for i, s in enumerate(sampled) if s]
+    assert at[0] == 0 and len(at) == 3 and all(800 <= b - a <= 801 for a, b in pairwise(at))
+    fixed, clock, cpu = make_gate(memory_sample_every=4, measure_cpu=False,
+                                  memory_sample_budget_us=0)
+    for _ in range(12):
+        serve(fixed, clock, cpu, 5.0)
+        sampled.append(serve.last.memory_blocks is not None)  # type: ignore[attr-defined]
+    assert sampled[-12:] == [True, False, False, False] * 3
 
 
 def test_headers_carry_forecast_confidence_and_score_after_warmup() -> None:

@@ -78,10 +78,14 @@ class Config:
                                    number(1, integer=True))
     measure_memory: bool = option(True, "Record the net allocated interpreter blocks "
                                   "(sys.getallocatedblocks delta) of sampled requests.", _bool)
-    memory_sample_every: int = option(64, "Measure memory on one request in N (the block "
-                                      "count walks every allocator pool: ~1 µs per read in a "
-                                      "small process, ~10 µs at 30 MB of objects, more "
+    memory_sample_every: int = option(64, "Measure memory on one request in N at most (the "
+                                      "block count walks every allocator pool: ~1 µs per read "
+                                      "in a small process, ~10 µs at 30 MB of objects, more "
                                       "beyond).", number(1, integer=True))
+    memory_sample_budget_us: float = option(
+        0.25, "Average cost per request the memory samples may have, in µs: each sample "
+        "is timed, and the interval is stretched past memory_sample_every when the heap "
+        "makes a read dearer. 0 keeps the interval fixed.", number(0))
     state_dir: str | None = option(None, "Directory for persisted state (SQLite). None keeps "
                                    "everything in memory.", text(optional=True))
 

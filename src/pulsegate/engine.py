@@ -93,7 +93,10 @@ class PulseGate:
         self._repeat_metric = "repeat_share" in metrics
         self._memory_metric = "memory" in metrics
         self._mem_every = c.memory_sample_every if c.measure_memory else 0
+        self._mem_budget = c.memory_sample_budget_us * 1e-6  # seconds per request
         self._tick = 0  # requests started, for the CPU and memory samples
+        self._cpu_due = 0 if self._cpu_every else -1  # the next request sampled for each
+        self._mem_due = 0 if self._mem_every else -1
         # wall time = clock time + _wall_offset, re-read when clock passes _offset_due
         self._wall_offset = 0.0
         self._offset_due = -math.inf
@@ -250,21 +253,28 @@ class PulseGate:
 
     def _sample(self, tick: int) -> tuple[float | None, int | None]:
         """The CPU clock and block count for request number ``tick`` (each when due),
-        and the number of the next request that samples anything."""
-        cpu_every, mem_every = self._cpu_every, self._mem_every
+        and the number of the next request that samples anything.
+
+        A block count walks every pool of the allocator, so its cost grows with the heap
+        (~0.4 µs in a small process, ~160 µs at 5 M objects). Each read is timed, and the
+        next one comes after ``max(memory_sample_every, 2·cost / budget)`` requests: two
+        reads per sampled request then average at most the budget per request."""
         cpu0 = mem0 = None
-        nxt = -1
-        if cpu_every:
-            if not tick % cpu_every:
-                cpu0 = self.cpu_clock()
-            nxt = tick + cpu_every - tick % cpu_every
-        if mem_every:
-            if not tick % mem_every:
-                mem0 = sys.getallocatedblocks()
-            due = tick + mem_every - tick % mem_every
-            if nxt < 0 or due < nxt:
-                nxt = due
-        self._next_sample = nxt
+        cpu_due, mem_due = self._cpu_due, self._mem_due
+        if tick == cpu_due:
+            cpu_clock = self.cpu_clock
+            cpu0 = cpu_clock()
+            self._cpu_due = cpu_due = tick + self._cpu_every
+        if tick == mem_due:
+            clock = self.clock
+            t0 = clock()
+            mem0 = sys.getallocatedblocks()
+            cost = clock() - t0
+            every = self._mem_every
+            if self._mem_budget and 2.0 * cost > every * self._mem_budget:
+                every = math.ceil(2.0 * cost / self._mem_budget)
+            self._mem_due = mem_due = tick + every
+        self._next_sample = cpu_due if mem_due < 0 or 0 <= cpu_due < mem_due else mem_due
         return cpu0, mem0
 
     def admit(self, ctx: RequestContext) -> Rejection | None:
