@@ -140,6 +140,23 @@ def test_a_dear_block_count_stretches_the_memory_sample_interval(
     assert sampled[-12:] == [True, False, False, False] * 3
 
 
+def test_the_scheduler_starts_on_the_first_request_and_soon_after_a_job_is_added() -> None:
+    gate, clock, cpu = make_gate(measure_cpu=False, measure_memory=False)
+    scheduler = gate.scheduler
+    scheduler.jobs.clear()
+    serve(gate, clock, cpu, 5.0)
+    assert not scheduler.started  # nothing to run yet
+    scheduler.every(3600.0, lambda: None, name="later")
+    try:
+        for n in range(1, 65):
+            serve(gate, clock, cpu, 5.0)
+            if scheduler.started:
+                break
+        assert scheduler.started and n <= 64  # at most 64 requests after the job came
+    finally:
+        scheduler.stop()
+
+
 def test_headers_carry_forecast_confidence_and_score_after_warmup() -> None:
     gate, clock, cpu = make_gate(warmup=5)
     for _ in range(20):

@@ -100,7 +100,7 @@ class PulseGate:
         # wall time = clock time + _wall_offset, re-read when clock passes _offset_due
         self._wall_offset = 0.0
         self._offset_due = -math.inf
-        self._next_sample = 0 if self._cpu_every or self._mem_every else -1
+        self._next_sample = 0  # the next request to run _sample (the first one does)
         self.baselines = baselines = BaselineStore(
             lambda: EndpointModel(c.alpha, c.z_threshold, c.warmup, metrics,
                                   window=c.aggregation_window, seasonal=self._seasonal()),
@@ -212,13 +212,10 @@ class PulseGate:
         """:meth:`begin` for an adapter that has already checked ``enabled`` and
         ``exclude_paths`` itself (the ASGI middleware does, before building ``info``)."""
         try:
-            scheduler = self.scheduler
-            if not scheduler.started and scheduler.jobs:
-                scheduler.ensure_started()
             # CPU and memory are sampled, on the first request of every N: each read is a
             # system call or an allocator walk (~0.5-10 µs), and an endpoint's CPU level
             # or a leak shows just as well on one request in N. Requests in between pay
-            # one comparison.
+            # one comparison. (A sampling request also starts the scheduler's thread.)
             tick = self._tick
             self._tick = tick + 1
             if tick == self._next_sample:
@@ -253,12 +250,17 @@ class PulseGate:
 
     def _sample(self, tick: int) -> tuple[float | None, int | None]:
         """The CPU clock and block count for request number ``tick`` (each when due),
-        and the number of the next request that samples anything.
+        and the number of the next request that samples anything -- at most 64 on: the
+        scheduler's thread is started here, lazily, once there are jobs (the first
+        request of each process, or soon after a job is added or the process forked).
 
         A block count walks every pool of the allocator, so its cost grows with the heap
         (~0.4 µs in a small process, ~160 µs at 5 M objects). Each read is timed, and the
         next one comes after ``max(memory_sample_every, 2·cost / budget)`` requests: two
         reads per sampled request then average at most the budget per request."""
+        scheduler = self.scheduler
+        if not scheduler.started and scheduler.jobs:
+            scheduler.ensure_started()
         cpu0 = mem0 = None
         cpu_due, mem_due = self._cpu_due, self._mem_due
         if tick == cpu_due:
@@ -274,7 +276,12 @@ class PulseGate:
             if self._mem_budget and 2.0 * cost > every * self._mem_budget:
                 every = math.ceil(2.0 * cost / self._mem_budget)
             self._mem_due = mem_due = tick + every
-        self._next_sample = cpu_due if mem_due < 0 or 0 <= cpu_due < mem_due else mem_due
+        nxt = tick + 64
+        if 0 <= cpu_due < nxt:
+            nxt = cpu_due
+        if 0 <= mem_due < nxt:
+            nxt = mem_due
+        self._next_sample = nxt
         return cpu0, mem0
 
     def admit(self, ctx: RequestContext) -> Rejection | None:

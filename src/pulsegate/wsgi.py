@@ -102,15 +102,13 @@ class _Exchange(list[bytes]):
 
     One object per request instead of a closure, its cells and a body wrapper."""
 
-    __slots__ = ("_close", "_ctx", "_environ", "_gate", "_resolver", "_server_start",
-                 "_started")
+    __slots__ = ("_close", "_ctx", "_environ", "_gate", "_resolver", "_server_start")
     _close: Callable[[], object] | None
     _ctx: RequestContext
     _environ: Environ
     _gate: PulseGate
     _resolver: RouteResolver | None
     _server_start: StartResponse
-    _started: bool
 
     def start_response(self, status: str, headers: list[tuple[str, str]],
                        exc_info: ExcInfo | None = None) -> Callable[[bytes], object]:
@@ -119,8 +117,7 @@ class _Exchange(list[bytes]):
             code = _CODES[status]  # an app sends the same few status lines
         except (KeyError, TypeError):
             code = _status_code(status)
-        if not self._started:
-            self._started = True
+        if ctx.status is None:  # the first call (response_headers sets the status)
             resolver = self._resolver
             if resolver is not None and ctx.route is None:
                 try:
@@ -261,7 +258,7 @@ class PulseGateWSGIMiddleware:
             addr if isinstance(addr, str) and addr else None, EnvironHeaders((environ,)),
             environ.get("QUERY_STRING", ""), environ.get("wsgi.url_scheme", "http"),
             # asked up front only by the rate limiter and allocator (per-route rules)
-            (lambda: resolver(environ)) if resolver is not None and control is not None
+            (lambda: resolver(environ)) if control is not None and resolver is not None
             else None))
         ctx = gate.start(info)
         if ctx is None:
@@ -282,7 +279,6 @@ class PulseGateWSGIMiddleware:
         exchange._environ = environ
         exchange._server_start = start_response
         exchange._resolver = resolver
-        exchange._started = False
         try:
             result = self.app(environ, exchange.start_response)
         except BaseException as exc:
