@@ -157,6 +157,32 @@ def test_the_scheduler_starts_on_the_first_request_and_soon_after_a_job_is_added
         scheduler.stop()
 
 
+@pytest.mark.parametrize("options", [{}, {"measure_memory": False},
+                                     {"query_analysis": False}, {"measure_cpu": False}])
+def test_any_metric_set_learns_a_request_without_sql_from_its_prefix(
+        options: dict[str, bool], monkeypatch: pytest.MonkeyPatch) -> None:
+    gate, clock, cpu = make_gate(warmup=3, cpu_sample_every=2, memory_sample_every=5,
+                                 **options)
+    given: list[list[float | None] | None] = []
+    update = EndpointModel.update
+
+    def spy(self: EndpointModel, latency: float, others: list[float | None] | None = None,
+            learn: bool = True, now: float | None = None) -> tuple[float, bool, int, object]:
+        given.append(others)
+        return update(self, latency, others, learn, now)
+
+    monkeypatch.setattr(EndpointModel, "update", spy)
+    for _ in range(6):
+        serve(gate, clock, cpu, 10.0)
+    # a memory sample (one in 5) needs every metric; otherwise CPU (one in 2) or nothing
+    rest, cpu_on = len(gate.metrics) - 1, "cpu" in gate.metrics
+    want = [rest if "memory" in gate.metrics and i % 5 == 0 else
+            1 if cpu_on and i % 2 == 0 else 0 for i in range(6)]
+    assert [len(o) if o is not None else 0 for o in given] == want
+    model = gate.baselines.peek("GET /x")
+    assert model is not None and model.n == 6 and not model.queried
+
+
 def test_headers_carry_forecast_confidence_and_score_after_warmup() -> None:
     gate, clock, cpu = make_gate(warmup=5)
     for _ in range(20):

@@ -442,31 +442,27 @@ class PulseGate:
             detections: list[Any] = _NO_DETECTIONS
             # The forecast this request is scored against: the model as it was.
             view = model.view
-            if self._full_metrics:
-                # The default metric set, in METRICS order, built in one go; most
-                # requests are latency and (one in N) CPU alone.
-                cpu_value = None if cpu is None else _log1p(cpu * 1000.0) if cpu > 0 else 0.0
-                if count or mem is not None or model.queried:
-                    if count:
-                        analyzed = self.queries.finish(ctx, model.key)
-                        detections = analyzed
-                        repeat = _log1p(analyzed.repeat_share)
-                        model.queried = True
-                    else:
-                        repeat = 0.0
+            cpu_value = None if cpu is None else _log1p(cpu * 1000.0) if cpu > 0 else 0.0
+            if count or mem is not None or model.queried:
+                if count:
+                    analyzed = self.queries.finish(ctx, model.key)
+                    detections = analyzed
+                    model.queried = True
+                if self._full_metrics:  # the default metric set, built in one go
                     score, anomalous, _, incident = model.update(latency, [
-                        cpu_value, _log1p(count), _log1p(ctx.query_ms), repeat,
+                        cpu_value, _log1p(count), _log1p(ctx.query_ms),
+                        _log1p(analyzed.repeat_share) if count else 0.0,
                         None if mem is None else (_log1p(mem) if mem >= 0 else -_log1p(-mem))],
                         True, now)
                 else:
                     score, anomalous, _, incident = model.update(
-                        latency, None if cpu_value is None else [cpu_value], True, now)
+                        latency, self._values(ctx, cpu_value, mem, detections), True, now)
             else:
-                if count and self._qa:
-                    detections = self.queries.finish(ctx, model.key)
-                    model.queried = True
+                # Most requests, in any metric set: latency and (one in N) CPU alone. What
+                # would follow CPU is the query metrics, zero and never seen (``queried``
+                # is false), and memory, not sampled: the prefix says it all.
                 score, anomalous, _, incident = model.update(
-                    latency, self._values(ctx, cpu, mem, detections), True, now)
+                    latency, None if cpu_value is None else [cpu_value], True, now)
             # Most requests are none of these and nobody wants their record: one test.
             if not (anomalous or incident is not None or score >= self.notable_score
                     or detections or ctx.optimization != "none" or record or self.listeners
@@ -526,14 +522,14 @@ class PulseGate:
                     except ValueError:  # made in another context (a body closed by
                         pass            # another thread): that context simply ends
 
-    def _values(self, ctx: RequestContext, cpu: float | None, mem: int | None,
+    def _values(self, ctx: RequestContext, cpu_value: float | None, mem: int | None,
                 detections: Any) -> list[float | None] | None:
         """The request's values of ``self.metrics[1:]`` (all but latency), in order, for
         a configuration that leaves some metrics out (the default set is built inline
         in finish); None when latency is the only metric."""
         values: list[float | None] = []
         if self._cpu_every:
-            values.append(None if cpu is None else _log1p(cpu * 1000.0) if cpu > 0 else 0.0)
+            values.append(cpu_value)
         if self._qa:
             values.append(_log1p(ctx.query_count))
             values.append(_log1p(ctx.query_ms))
