@@ -62,20 +62,15 @@ def _asgi(stack: str, full: bool) -> Callable[[int], None]:
 
 
 def _wsgi_driver(app: Any, path: str) -> Callable[[int], None]:
-    from _common import start_response
     from werkzeug.test import create_environ
+    from wsgi_overhead import serve
 
     def drive(n: int) -> None:
         for i in range(n):
             env = create_environ(path.format(i % 50), "http://localhost/",
                                  headers={"User-Agent": "bench"})
             env["REMOTE_ADDR"] = "127.0.0.1"
-            result = app(env, start_response)
-            for _ in result:
-                pass
-            close = getattr(result, "close", None)
-            if close is not None:
-                close()
+            serve(app, env)
     return drive
 
 
