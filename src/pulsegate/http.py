@@ -76,8 +76,13 @@ class EnvironHeaders(tuple[Mapping[str, Any]]):
     __slots__ = ()
 
     def get(self, name: str, /) -> str | None:
-        key = name.upper().replace("-", "_")
-        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-            key = "HTTP_" + key
-        value = self[0].get(key)
-        return value if isinstance(value, str) else None
+        return environ_header(self[0], name)
+
+
+def environ_header(environ: Mapping[str, Any], name: str) -> str | None:
+    """The request header ``name`` (any case) of a WSGI environ, or None."""
+    key = name.upper().replace("-", "_")
+    if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        key = "HTTP_" + key
+    value = environ.get(key)
+    return value if isinstance(value, str) else None

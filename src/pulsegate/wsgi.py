@@ -42,7 +42,7 @@ from pulsegate.config import Config
 from pulsegate.context import RequestContext
 from pulsegate.engine import PulseGate
 from pulsegate.export.endpoints import internal_endpoints, serve_wsgi
-from pulsegate.http import EnvironHeaders, parse_status, rejection_response, status_line
+from pulsegate.http import environ_header, parse_status, rejection_response, status_line
 from pulsegate.records import RequestInfo
 
 Environ = dict[str, Any]
@@ -57,16 +57,15 @@ _new_tuple = tuple.__new__
 
 class _Body:
     """A body that cannot take a chained ``close`` (a generator, a C iterator, a slotted
-    or frozen object), passed through chunk by chunk; ``close()`` closes the app's
-    iterable and then finishes the request. An exception raised while producing the
-    body is recorded as the request's error, then re-raised."""
+    or frozen object), passed through chunk by chunk; ``close()`` is the exchange's
+    (which closes the app's iterable, then finishes the request). An exception raised
+    while producing the body is recorded as the request's error, then re-raised."""
 
-    __slots__ = ("_ctx", "_gate", "_result")
+    __slots__ = ("_exchange", "_result")
 
-    def __init__(self, result: Iterable[bytes], gate: PulseGate, ctx: RequestContext) -> None:
+    def __init__(self, result: Iterable[bytes], exchange: _Exchange) -> None:
         self._result = result
-        self._gate = gate
-        self._ctx = ctx
+        self._exchange = exchange
 
     def __iter__(self) -> Iterator[bytes]:
         # A generator delegating with ``yield from``: the chunks and the final
@@ -76,31 +75,27 @@ class _Body:
         except GeneratorExit:  # the server stopped iterating; close() finishes
             raise
         except BaseException as exc:
-            self._gate.finish(self._ctx, error=exc)
+            exchange = self._exchange
+            exchange._gate.finish(exchange._ctx, error=exc)
             raise
 
     def close(self) -> None:
-        try:
-            close = getattr(self._result, "close", None)
-            if close is not None:
-                close()
-        except BaseException as exc:
-            self._gate.finish(self._ctx, error=exc)
-            raise
-        finally:
-            self._gate.finish(self._ctx, None, None, False)
+        self._exchange.close()
 
 
 class _Exchange(list[bytes]):
     """One request, as the adapter sees it: ``start_response`` wrapped (the bound method
-    the app is given) and ``close`` (which finishes the request). When the app's body
+    the app is given), ``close`` (which finishes the request) and ``get`` (its request
+    headers: the exchange is the request's ``RequestInfo.headers``). When the app's body
     is a list or tuple -- a framework's buffered response, the common case -- the body
     is copied into this list and the exchange is what the server gets: making one runs
     no Python code, the server iterates and measures it in C, and servers that set
     ``Content-Length`` from ``len(result) == 1`` (wsgiref) still do. Any other body
     keeps its own identity and iteration: only its ``close`` is chained to this one.
 
-    One object per request instead of a closure, its cells and a body wrapper."""
+    One object per request instead of a closure, its cells, a body wrapper and a headers
+    view. ``close`` lets go of the request context, which refers back to the exchange
+    (through its headers): no reference cycle outlives the request."""
 
     __slots__ = ("_close", "_ctx", "_environ", "_gate", "_resolver", "_server_start")
     _close: Callable[[], object] | None
@@ -110,9 +105,17 @@ class _Exchange(list[bytes]):
     _resolver: RouteResolver | None
     _server_start: StartResponse
 
+    def get(self, name: str, /) -> str | None:
+        """The request header ``name`` (any case), or None."""
+        return environ_header(self._environ, name)
+
     def start_response(self, status: str, headers: list[tuple[str, str]],
                        exc_info: ExcInfo | None = None) -> Callable[[bytes], object]:
-        ctx = self._ctx
+        try:
+            ctx = self._ctx
+        except AttributeError:  # closed already (an app that breaks PEP 3333): pass on
+            return self._server_start(status, headers, *(() if exc_info is None
+                                                          else (exc_info,)))
         try:
             code = _CODES[status]  # an app sends the same few status lines
         except (KeyError, TypeError):
@@ -145,11 +148,22 @@ class _Exchange(list[bytes]):
         is the connection's (an ``OSError``: the client went away), which is no fault
         of the request. A server that swallows the error before closing (uWSGI) leaves
         the request with the status it started with."""
-        gate, ctx = self._gate, self._ctx
+        try:
+            ctx = self._ctx
+        except AttributeError:  # closed already
+            return
+        # The context refers back to this exchange (its headers) and may outlive the
+        # request (listeners, the query-sink variable): let go of it, and of the body
+        # the server has sent.
+        del self._ctx
+        gate = self._gate
         close = self._close
-        if close is None:  # a list body (or closed already): nothing of the app's to close
+        if close is None:  # a list body: nothing of the app's to close
+            self.clear()
             gate.finish(ctx, None, None, False)
             return
+        if self:
+            self.clear()
         failure = _exception()
         try:
             self._close = None  # the app's object and this one refer to each other
@@ -253,9 +267,11 @@ class PulseGateWSGIMiddleware:
         resolver = self.route_resolver
         addr = environ.get("REMOTE_ADDR")
         control = gate.control
+        exchange = _Exchange()
+        exchange._environ = environ
         info = _new_tuple(RequestInfo, (  # every field, in order: no Python code runs
             environ.get("REQUEST_METHOD", "GET"), path, None,
-            addr if isinstance(addr, str) and addr else None, EnvironHeaders((environ,)),
+            addr if isinstance(addr, str) and addr else None, exchange,
             environ.get("QUERY_STRING", ""), environ.get("wsgi.url_scheme", "http"),
             # asked up front only by the rate limiter and allocator (per-route rules)
             (lambda: resolver(environ)) if control is not None and resolver is not None
@@ -273,15 +289,14 @@ class PulseGateWSGIMiddleware:
                     gate.finish(ctx, status=rejection.status)
                 return [body]
 
-        exchange = _Exchange()
         exchange._gate = gate
         exchange._ctx = ctx
-        exchange._environ = environ
         exchange._server_start = start_response
         exchange._resolver = resolver
         try:
             result = self.app(environ, exchange.start_response)
         except BaseException as exc:
+            del exchange._ctx  # (see _Exchange.close)
             if ctx.route is None and resolver is not None:
                 try:
                     ctx.set_route(resolver(environ))
@@ -297,17 +312,16 @@ class PulseGateWSGIMiddleware:
         how = _BODY_KINDS.get(kind)
         if how is None:
             how = _body_kind(kind)
+        exchange._close = getattr(result, "close", None) or _nothing_to_close
         if how is _LIST:
             exchange.extend(result)
-            exchange._close = getattr(result, "close", None) or _nothing_to_close
             return exchange
         if how is _CHAIN:
             # Returned as is, its close() leading to ours: the server iterates the app's
             # own object (a ``wsgi.file_wrapper`` keeps its sendfile path).
             try:
-                exchange._close = getattr(result, "close", None) or _nothing_to_close
                 result.close = exchange.close  # type: ignore[attr-defined]
                 return result
             except (AttributeError, TypeError):  # this object refused it after all
                 pass
-        return _Body(result, gate, ctx)
+        return _Body(result, exchange)
