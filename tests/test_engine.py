@@ -381,3 +381,22 @@ def test_a_busy_endpoint_survives_eviction_through_the_engines_index() -> None:
     assert set(gate.baselines) == {"GET /busy", "GET /new"}
     busy = gate.baselines.peek("GET /busy")
     assert busy is not None and busy.n == 2
+
+
+def test_the_engine_makes_a_request_context_as_its_constructor_does() -> None:
+    # start() fills a RequestContext in line rather than through __init__: the two must
+    # set every slot, to the same values.
+    from pulsegate.context import RequestContext
+
+    gate, _, _ = make_gate(cpu_sample_every=1, memory_sample_every=1)
+    info = RequestInfo("GET", "/x/1", "/x")
+    made = gate.begin(info)
+    assert made is not None and made.cpu0 is not None and made.mem0 is not None
+    built = RequestContext(info, made.start, made.cpu0, made.mem0,
+                           gate.config.max_queries_per_request)
+    try:
+        for name in RequestContext.__slots__:
+            if name != "token":  # (the variable's, set by start)
+                assert getattr(made, name) == getattr(built, name), name
+    finally:
+        gate.finish(made)

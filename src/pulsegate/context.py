@@ -49,7 +49,8 @@ class Rejection:
         self.body = body
 
 
-_NO_DETECTIONS: list[Any] = []
+#: The detections of a request without any (shared: replaced, never mutated).
+NO_DETECTIONS: list[Any] = []
 
 
 class RequestContext:
@@ -82,7 +83,7 @@ class RequestContext:
         self.queries: list[QueryEvent] | None = None
         self.query_count = 0
         self.query_ms = 0.0
-        self.detections: list[Any] = _NO_DETECTIONS  # replaced, never mutated
+        self.detections: list[Any] = NO_DETECTIONS  # replaced, never mutated
         self.score: Any = None
         #: The endpoint's model (its ``key`` names the endpoint), looked up once at
         #: response start.
