@@ -137,9 +137,13 @@ def child(family: str, stack: str, n: int) -> None:
 
 def count(family: str, stack: str, n: int) -> int:
     env = dict(os.environ, PYTHONHASHSEED="0")
+    # Address-space randomisation moves objects, and with them collisions in the
+    # interpreter's caches: about ±1 k instructions per request from run to run. Off.
+    fixed = ["setarch", "-R"] if shutil.which("setarch") else []
     proc = subprocess.run(
-        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
-         __file__, "--child", family, stack, str(n)], capture_output=True, text=True, env=env)
+        [*fixed, "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+         sys.executable, __file__, "--child", family, stack, str(n)],
+        capture_output=True, text=True, env=env)
     found = re.search(r"Collected : (\d+)", proc.stderr)
     if proc.returncode != 0 or found is None:
         raise SystemExit(f"callgrind failed for {family}/{stack}: {proc.stderr[-2000:]}")
