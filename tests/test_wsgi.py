@@ -614,3 +614,19 @@ def test_the_request_headers_are_read_from_the_exchange() -> None:
     gate.listeners.append(lambda record, ctx: seen.append(ctx.info.headers.get("user-agent")))
     run(PulseGateWSGIMiddleware(hello, gate=gate), path="/", headers={"User-Agent": "probe"})
     assert seen == ["probe"]
+
+
+def test_a_body_whose_close_cannot_be_read_is_still_served() -> None:
+    class Odd(AppIterable):
+        @property
+        def close(self) -> Any:  # type: ignore[override]
+            raise RuntimeError("no close for you")
+
+    gate, _, records = make_gate()
+    app = PulseGateWSGIMiddleware(lambda e, sr: (sr("200 OK", []), Odd([b"a", b"b"]))[1],
+                                  gate=gate)
+    result = app(create_environ(), Recorder())
+    assert b"".join(result) == b"ab"
+    result.close()  # type: ignore[attr-defined]
+    assert len(records) == 1 and records[0].status == 200
+    assert gate.stats()["internal_errors_by_kind"] == {"wsgi.body:RuntimeError": 1}

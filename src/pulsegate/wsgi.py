@@ -312,7 +312,12 @@ class PulseGateWSGIMiddleware:
         how = _BODY_KINDS.get(kind)
         if how is None:
             how = _body_kind(kind)
-        exchange._close = getattr(result, "close", None) or _nothing_to_close
+        try:
+            exchange._close = getattr(result, "close", None) or _nothing_to_close
+        except Exception as exc:  # a body whose attributes cannot be read (fail open)
+            gate.faults.record("wsgi.body", exc)
+            exchange._close = _nothing_to_close
+            return _Body(result, exchange)
         if how is _LIST:
             exchange.extend(result)
             return exchange
