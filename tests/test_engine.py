@@ -106,7 +106,7 @@ def test_cpu_and_memory_are_measured_on_the_first_request_of_every_n() -> None:
         got.append((r.cpu_ms is not None, r.memory_blocks is not None))
     assert got == [(i % 3 == 0, i % 5 == 0) for i in range(31)]
     every, _, _ = make_gate(cpu_sample_every=1)
-    assert every._cpu_every == 1
+    assert every.sampler.cpu_every == 1
     off, clock, cpu = make_gate(measure_cpu=False)
     serve(off, clock, cpu, 40.0)
     assert serve.last.cpu_ms is None and "cpu" not in off.metrics  # type: ignore[attr-defined]

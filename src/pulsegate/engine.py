@@ -37,6 +37,8 @@ from pulsegate.learn.baseline import KNOWN_METHODS, BaselineStore
 from pulsegate.learn.endpoint import METRICS, EndpointModel
 from pulsegate.learn.seasonal import SeasonalBaseline
 from pulsegate.records import UNMATCHED, RequestInfo, RequestRecord
+from pulsegate.reporting import GateReports
+from pulsegate.sampling import Sampler
 from pulsegate.scheduler import Scheduler
 
 #: Version of the scoring model, reported in ``x-ml-model-version``.
@@ -54,7 +56,7 @@ _NO_QUERY_HEADERS = (("x-ml-query-count", "0"), ("x-ml-query-ms", "0.0"), ("x-ml
 _NO_OPTIMIZATION = ("x-ml-optimization-applied", "none")
 
 
-class PulseGate:
+class PulseGate(GateReports):
     """Measures, scores and (when configured) controls every request of one app.
 
     ``clock`` (monotonic seconds), ``wall`` (epoch seconds) and ``cpu_clock`` (thread CPU
@@ -91,22 +93,21 @@ class PulseGate:
         self._metric_index = {m: i for i, m in enumerate(metrics)}
         # Flags read on every request, copied out of the frozen config once.
         self._enabled = c.enabled
-        self._cpu_every = c.cpu_sample_every if c.measure_cpu else 0
         self._qa = c.query_analysis
         self._perf = c.performance_prediction
         self._anom = c.anomaly_detection
         self._default_headers = self._perf and self._anom and self._qa
         self._repeat_metric = "repeat_share" in metrics
         self._memory_metric = "memory" in metrics
-        self._mem_every = c.memory_sample_every if c.measure_memory else 0
-        self._mem_budget = c.memory_sample_budget_us * 1e-6  # seconds per request
+        #: Which requests read the CPU clock and the block count (see pulsegate.sampling).
+        self.sampler = Sampler(c.cpu_sample_every if c.measure_cpu else 0,
+                               c.memory_sample_every if c.measure_memory else 0,
+                               c.memory_sample_budget_us * 1e-6, clock, cpu_clock)
         self._tick = 0  # requests started, for the CPU and memory samples
-        self._cpu_due = 0 if self._cpu_every else -1  # the next request sampled for each
-        self._mem_due = 0 if self._mem_every else -1
         # wall time = clock time + _wall_offset, re-read when clock passes _offset_due
         self._wall_offset = 0.0
         self._offset_due = -math.inf
-        self._next_sample = 0  # the next request to run _sample (the first one does)
+        self._next_sample = 0  # the next request to ask the sampler (the first one does)
         self.baselines = baselines = BaselineStore(
             lambda: EndpointModel(c.alpha, c.z_threshold, c.warmup, metrics,
                                   window=c.aggregation_window, seasonal=self._seasonal()),
@@ -218,14 +219,18 @@ class PulseGate:
         """:meth:`begin` for an adapter that has already checked ``enabled`` and
         ``exclude_paths`` itself (the ASGI middleware does, before building ``info``)."""
         try:
-            # CPU and memory are sampled, on the first request of every N: each read is a
-            # system call or an allocator walk (~0.5-10 µs), and an endpoint's CPU level
-            # or a leak shows just as well on one request in N. Requests in between pay
-            # one comparison. (A sampling request also starts the scheduler's thread.)
+            # CPU and memory are sampled, on the first request of every N (each read is a
+            # system call or an allocator walk): requests in between pay one comparison.
             tick = self._tick
             self._tick = tick + 1
             if tick == self._next_sample:
-                cpu0, mem0 = self._sample(tick)
+                # at most MAX_GAP requests apart: the scheduler's thread starts here, once
+                # there are jobs (the first request of a process, soon after a job is
+                # added or the process forked)
+                scheduler = self.scheduler
+                if not scheduler.started and scheduler.jobs:
+                    scheduler.ensure_started()
+                cpu0, mem0, self._next_sample = self.sampler.take(tick)
             else:
                 cpu0 = mem0 = None
             # (the clock is an instance attribute: read it as an attribute, then call --
@@ -270,42 +275,6 @@ class PulseGate:
         wall = self.wall
         self._wall_offset = wall() - now
         self._offset_due = now + 1.0
-
-    def _sample(self, tick: int) -> tuple[float | None, int | None]:
-        """The CPU clock and block count for request number ``tick`` (each when due),
-        and the number of the next request that samples anything -- at most 64 on: the
-        scheduler's thread is started here, lazily, once there are jobs (the first
-        request of each process, or soon after a job is added or the process forked).
-
-        A block count walks every pool of the allocator, so its cost grows with the heap
-        (~0.4 µs in a small process, ~160 µs at 5 M objects). Each read is timed, and the
-        next one comes after ``max(memory_sample_every, 2·cost / budget)`` requests: two
-        reads per sampled request then average at most the budget per request."""
-        scheduler = self.scheduler
-        if not scheduler.started and scheduler.jobs:
-            scheduler.ensure_started()
-        cpu0 = mem0 = None
-        cpu_due, mem_due = self._cpu_due, self._mem_due
-        if tick == cpu_due:
-            cpu_clock = self.cpu_clock
-            cpu0 = cpu_clock()
-            self._cpu_due = cpu_due = tick + self._cpu_every
-        if tick == mem_due:
-            clock = self.clock
-            t0 = clock()
-            mem0 = sys.getallocatedblocks()
-            cost = clock() - t0
-            every = self._mem_every
-            if self._mem_budget and 2.0 * cost > every * self._mem_budget:
-                every = math.ceil(2.0 * cost / self._mem_budget)
-            self._mem_due = mem_due = tick + every
-        nxt = tick + 64
-        if 0 <= cpu_due < nxt:
-            nxt = cpu_due
-        if 0 <= mem_due < nxt:
-            nxt = mem_due
-        self._next_sample = nxt
-        return cpu0, mem0
 
     def admit(self, ctx: RequestContext) -> Rejection | None:
         """Rate limit and admission control, blocking form (threads, WSGI).
@@ -551,7 +520,7 @@ class PulseGate:
         a configuration that leaves some metrics out (the default set is built inline
         in finish); None when latency is the only metric."""
         values: list[float | None] = []
-        if self._cpu_every:
+        if self._cpu_slot:
             values.append(cpu_value)
         if self._qa:
             values.append(_log1p(ctx.query_count))
@@ -576,61 +545,3 @@ class PulseGate:
     def _analyze_queries(self, ctx: RequestContext) -> list[Any]:
         """The request's detections, analysed once (again only if more statements ran)."""
         return self.queries.analyze(ctx)
-
-    def query_insights(self, limit: int | None = None) -> list[dict[str, Any]]:
-        """Query problems ranked across requests (most total time first); each row has
-        kind, fingerprint, sql (redacted), requests, statements, total_ms, mean_count,
-        endpoints, call_site, relationship, suggestion, confidence."""
-        return self.queries.insights.ranked(limit)
-
-    def feedback(self, detection_id: str, correct: bool) -> bool:
-        """Label a prediction (an anomaly, incident or query detection, by its id) as
-        correct or not; False when the id is unknown. Feeds accuracy/F1 and tuning."""
-        try:
-            return self.ops.feedback(detection_id, correct)
-        except Exception as exc:
-            self.faults.record("feedback", exc)
-            return False
-
-    def close(self) -> None:
-        """Flush background work and stop the scheduler (ASGI lifespan shutdown, atexit,
-        Django/Flask teardown)."""
-        try:
-            self.scheduler.run_all()
-        except Exception as exc:
-            self.faults.record("close", exc)
-        self.scheduler.stop()
-        try:
-            self.ops.close()  # final snapshot, alert delivery
-        except Exception as exc:
-            self.faults.record("close", exc)
-
-    # --- reporting ---------------------------------------------------------------------
-
-    def stats(self) -> dict[str, Any]:
-        """Counters and sizes, cheap to call; the CLI and the dashboard show these."""
-        out: dict[str, Any] = dict(self.counters)
-        out["internal_errors"] = self.faults.total
-        out["internal_errors_by_kind"] = dict(self.faults.by_kind)
-        out["endpoints"] = len(self.baselines)
-        out["endpoint_evictions"] = self.baselines.evictions
-        out["model_version"] = self.model_version
-        if self.control is not None:
-            out["control"] = self.control.stats()
-        out["registry"] = self.ops.stats()
-        # The ORM hooks run outside any engine call and count their own faults.
-        from pulsegate.queries.events import hook_faults
-        out["query_hook_errors"] = hook_faults.total
-        out["query_detections"] = len(self.queries.recent)
-        out["query_fingerprints"] = len(self.queries.insights)
-        return out
-
-    def endpoints(self) -> list[dict[str, Any]]:
-        """Per-endpoint baseline summaries, most requested first."""
-        rows: list[dict[str, Any]] = []
-        for key, model in self.baselines.items():
-            predicted, confidence = model.predict()
-            rows.append({"endpoint": key, "requests": model.n, "predicted_ms": predicted,
-                         "confidence": confidence})
-        rows.sort(key=lambda r: -int(r["requests"]))
-        return rows

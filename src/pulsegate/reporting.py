@@ -1,0 +1,85 @@
+"""What a gate answers outside the request path: counters, endpoint summaries, query
+insights, feedback on its predictions, and its orderly close. Mixed into
+:class:`pulsegate.engine.PulseGate`, whose state it reads; nothing here runs per
+request."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pulsegate.faults import FaultCounter
+    from pulsegate.learn.baseline import BaselineStore
+    from pulsegate.queries.requests import RequestQueries
+    from pulsegate.registry.ops import ModelOps
+    from pulsegate.scheduler import Scheduler
+
+
+class GateReports:
+    """The reporting half of :class:`~pulsegate.engine.PulseGate`."""
+
+    # what it reads of the gate (PulseGate.__init__ sets each)
+    counters: dict[str, int]
+    faults: FaultCounter
+    baselines: BaselineStore
+    queries: RequestQueries
+    scheduler: Scheduler
+    control: Any
+    ops: ModelOps
+    model_version: str
+
+    def query_insights(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Query problems ranked across requests (most total time first); each row has
+        kind, fingerprint, sql (redacted), requests, statements, total_ms, mean_count,
+        endpoints, call_site, relationship, suggestion, confidence."""
+        return self.queries.insights.ranked(limit)
+
+    def feedback(self, detection_id: str, correct: bool) -> bool:
+        """Label a prediction (an anomaly, incident or query detection, by its id) as
+        correct or not; False when the id is unknown. Feeds accuracy/F1 and tuning."""
+        try:
+            return self.ops.feedback(detection_id, correct)
+        except Exception as exc:
+            self.faults.record("feedback", exc)
+            return False
+
+    def close(self) -> None:
+        """Flush background work and stop the scheduler (ASGI lifespan shutdown, atexit,
+        Django/Flask teardown)."""
+        try:
+            self.scheduler.run_all()
+        except Exception as exc:
+            self.faults.record("close", exc)
+        self.scheduler.stop()
+        try:
+            self.ops.close()  # final snapshot, alert delivery
+        except Exception as exc:
+            self.faults.record("close", exc)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters and sizes, cheap to call; the CLI and the dashboard show these."""
+        out: dict[str, Any] = dict(self.counters)
+        out["internal_errors"] = self.faults.total
+        out["internal_errors_by_kind"] = dict(self.faults.by_kind)
+        out["endpoints"] = len(self.baselines)
+        out["endpoint_evictions"] = self.baselines.evictions
+        out["model_version"] = self.model_version
+        if self.control is not None:
+            out["control"] = self.control.stats()
+        out["registry"] = self.ops.stats()
+        # The ORM hooks run outside any engine call and count their own faults.
+        from pulsegate.queries.events import hook_faults
+        out["query_hook_errors"] = hook_faults.total
+        out["query_detections"] = len(self.queries.recent)
+        out["query_fingerprints"] = len(self.queries.insights)
+        return out
+
+    def endpoints(self) -> list[dict[str, Any]]:
+        """Per-endpoint baseline summaries, most requested first."""
+        rows: list[dict[str, Any]] = []
+        for key, model in self.baselines.items():
+            predicted, confidence = model.predict()
+            rows.append({"endpoint": key, "requests": model.n, "predicted_ms": predicted,
+                         "confidence": confidence})
+        rows.sort(key=lambda r: -int(r["requests"]))
+        return rows
