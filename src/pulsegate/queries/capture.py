@@ -69,8 +69,8 @@ class Capture:
         self._token: contextvars.Token[QuerySink | None] | None = None
         self._detections: list[Detection] = []
         self._analyzed = -1
-        #: True outside the ``with`` block: the hooks skip a capture left behind in a
-        #: context it was not exited in.
+        #: True once the ``with`` block is left: the hooks skip a capture left behind
+        #: in a context it was not exited in.
         self.finished = False
 
     # --- the sink ------------------------------------------------------------------------
