@@ -129,15 +129,40 @@ def test_a_dear_block_count_stretches_the_memory_sample_interval(
         serve(gate, clock, cpu, 5.0)
         sampled.append(serve.last.memory_blocks is not None)  # type: ignore[attr-defined]
     # two 0.1 ms reads per sample, 0.25 µs per request on average: one request in 800
-    # (801: the fake clock's float steps are not exactly 0.1 ms)
+    # (801: the fake clock's float steps are not exactly 0.1 ms), reached by steps of at
+    # most four times the interval before
     at = [i for i, s in enumerate(sampled) if s]
-    assert at[0] == 0 and len(at) == 3 and all(800 <= b - a <= 801 for a, b in pairwise(at))
+    gaps = [b - a for a, b in pairwise(at)]
+    assert at[0] == 0 and gaps[:3] == [16, 64, 256] and all(800 <= g <= 801 for g in gaps[3:])
+    assert len(gaps) == 5
     fixed, clock, cpu = make_gate(memory_sample_every=4, measure_cpu=False,
                                   memory_sample_budget_us=0)
     for _ in range(12):
         serve(fixed, clock, cpu, 5.0)
         sampled.append(serve.last.memory_blocks is not None)  # type: ignore[attr-defined]
     assert sampled[-12:] == [True, False, False, False] * 3
+
+
+def test_a_dear_cpu_clock_stretches_the_cpu_sample_interval() -> None:
+    clock = FakeClock()
+
+    def slow_cpu_clock() -> float:  # a system call of 1 µs, as in a VM
+        clock.t += 1e-6
+        return 0.0
+
+    gate = PulseGate(clock=clock, cpu_clock=slow_cpu_clock, wall=lambda: 1.7e9,
+                     cpu_sample_every=4, measure_memory=False)
+    timed = []
+    for _ in range(100):
+        ctx = gate.begin(RequestInfo("GET", "/x"))
+        assert ctx is not None
+        timed.append(ctx.cpu0 is not None)
+        gate.finish(ctx)
+    # two 1 µs reads per sample, 0.1 µs per request: one request in 20, not one in 4
+    assert [i for i, t in enumerate(timed) if t] == [0, 16, 36, 56, 76, 96]
+    fixed = PulseGate(clock=clock, cpu_clock=slow_cpu_clock, cpu_sample_every=4,
+                      cpu_sample_budget_us=0, measure_memory=False)
+    assert fixed.sampler.take(0)[2] == 4
 
 
 def test_the_scheduler_starts_on_the_first_request_and_soon_after_a_job_is_added() -> None:

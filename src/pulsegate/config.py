@@ -73,9 +73,14 @@ class Config:
                                 "of LRU).", number(1, integer=True))
     measure_cpu: bool = option(True, "Record the CPU time of sampled requests (thread CPU "
                                "clock).", _bool)
-    cpu_sample_every: int = option(4, "Measure CPU time on one request in N (the thread CPU "
-                                   "clock is a system call, ~0.3-0.6 µs per read).",
-                                   number(1, integer=True))
+    cpu_sample_every: int = option(4, "Measure CPU time on one request in N at most (the "
+                                   "thread CPU clock is a system call, ~0.3-0.7 µs per "
+                                   "read).", number(1, integer=True))
+    cpu_sample_budget_us: float = option(
+        0.1, "Average cost per request the CPU samples may have, in µs: each read of the "
+        "thread CPU clock is timed, and the interval is stretched past cpu_sample_every "
+        "where the system call is dear (virtual machines, sandboxes). 0 keeps the "
+        "interval fixed.", number(0))
     measure_memory: bool = option(True, "Record the net allocated interpreter blocks "
                                   "(sys.getallocatedblocks delta) of sampled requests.", _bool)
     memory_sample_every: int = option(64, "Measure memory on one request in N at most (the "

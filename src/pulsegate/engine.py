@@ -102,6 +102,7 @@ class PulseGate(GateReports):
         #: Which requests read the CPU clock and the block count (see pulsegate.sampling).
         self.sampler = Sampler(c.cpu_sample_every if c.measure_cpu else 0,
                                c.memory_sample_every if c.measure_memory else 0,
+                               c.cpu_sample_budget_us * 1e-6,
                                c.memory_sample_budget_us * 1e-6, clock, cpu_clock)
         self._tick = 0  # requests started, for the CPU and memory samples
         # wall time = clock time + _wall_offset, re-read when clock passes _offset_due
