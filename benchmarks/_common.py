@@ -4,6 +4,7 @@ this file, which run with this directory on sys.path)."""
 from __future__ import annotations
 
 import gc
+import statistics
 import time
 from typing import Any
 
@@ -43,3 +44,12 @@ def freeze_setup() -> None:
 def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
     """A WSGI start_response that discards what it is given."""
     return None
+
+
+def paired_added(results: dict[str, list[float]], base: str) -> dict[str, float]:
+    """What each stack adds to ``base``: the median over rounds of the round's own
+    difference (stack minus base, measured back to back). On a shared machine a slow
+    spell lifts every stack of its round alike, so it cancels in the difference; it does
+    not cancel between medians taken separately, which wander by several µs."""
+    return {name: statistics.median([x - y for x, y in zip(v, results[base], strict=True)])
+            for name, v in results.items()}

@@ -5,9 +5,10 @@ in one run.
 Each call is a full request through Django's own handler in-process (URL resolution,
 middleware chain, view, response, ``close()``), no server and no network: the WSGI
 handler, and the ASGI handler (where pulsegate's middleware runs as a coroutine). The
-stacks alternate round by round; each figure is the median of the rounds.
+stacks alternate round by round, in many short rounds; what a stack adds is the median
+over rounds of its difference from bare Django in the same round.
 
-    .venv/bin/python benchmarks/django_overhead.py [--requests 5000] [--rounds 5]
+    .venv/bin/python benchmarks/django_overhead.py [--requests 300] [--rounds 40]
 
 Budget: pulsegate adds at most 10 % of what OpenTelemetry's instrumentation adds.
 """
@@ -30,7 +31,7 @@ settings.configure(
     MIDDLEWARE=[], INSTALLED_APPS=[], DATABASES={}, USE_TZ=True, LOGGING_CONFIG=None)
 django.setup()
 
-from _common import engine_only, freeze_setup, start_response  # noqa: E402
+from _common import engine_only, freeze_setup, paired_added, start_response  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 from django.core.handlers.wsgi import WSGIHandler  # noqa: E402
 from django.http import HttpRequest, HttpResponse  # noqa: E402
@@ -124,16 +125,16 @@ async def run_asgi(app: ASGIHandler, paths: list[str]) -> float:
     return (time.perf_counter() - t0) / len(paths) * 1e6
 
 
-def table(title: str, med: dict[str, float]) -> None:
-    base = med["django bare"]
-    otel_added = med["django + opentelemetry"] - base
+def table(title: str, results: dict[str, list[float]]) -> None:
+    med = {n: statistics.median(v) for n, v in results.items()}
+    added = paired_added(results, "django bare")
+    otel_added = added["django + opentelemetry"]
     print(title)
     print(f"{'stack':36s} {'µs/req':>8s} {'added':>8s} {'vs OTel added':>14s}")
     for name, v in med.items():
-        added = v - base
-        ratio = f"{added / otel_added * 100:6.1f} %" if name != "django bare" else ""
-        print(f"{name:36s} {v:8.1f} {added:+8.1f} {ratio:>14s}")
-    pg = med["django + pulsegate"] - base
+        ratio = f"{added[name] / otel_added * 100:6.1f} %" if name != "django bare" else ""
+        print(f"{name:36s} {v:8.1f} {added[name]:+8.1f} {ratio:>14s}")
+    pg = added["django + pulsegate"]
     verdict = "within" if pg <= 0.10 * otel_added else "OVER"
     print(f"budget: pulsegate adds {pg:.1f} µs = {pg / otel_added * 100:.1f} % of OTel's "
           f"{otel_added:.1f} µs ({verdict} the 10 % budget)")
@@ -142,8 +143,8 @@ def table(title: str, med: dict[str, float]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--requests", type=int, default=5_000)
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--requests", type=int, default=300, help="per stack and round")
+    ap.add_argument("--rounds", type=int, default=40)
     args = ap.parse_args()
     logging.getLogger("pulsegate").setLevel(logging.CRITICAL)
     mw = ["pulsegate.django.PulseGateMiddleware"]
@@ -168,11 +169,11 @@ def main() -> None:
             wsgi[name].append(run(w, environs))
             asgi[name].append(loop.run_until_complete(run_asgi(a, paths)))
         core.append(engine_only(args.requests))
-    print(f"{args.requests} requests x {args.rounds} rounds, median µs/request, in-process "
+    print(f"{args.requests} requests x {args.rounds} rounds, in-process: median µs/request, "
+          "and the median of each round's difference from bare Django "
           f"(Django {django.get_version()}, Python {sys.version.split()[0]})")
-    table("WSGI handler", {n: statistics.median(v) for n, v in wsgi.items()})
-    table("\nASGI handler, async view (pulsegate's middleware runs as a coroutine)",
-          {n: statistics.median(v) for n, v in asgi.items()})
+    table("WSGI handler", wsgi)
+    table("\nASGI handler, async view (pulsegate's middleware runs as a coroutine)", asgi)
     print("(ASGI: Django's handler itself hops to a thread for its request signals and "
           "response.close(), so its run-to-run noise is ~±200 µs; read this table for thread "
           "hops added by a middleware, not for microseconds.)")
