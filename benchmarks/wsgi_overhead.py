@@ -6,7 +6,9 @@ start_response)``, iterate the body, ``close()``. The stacks alternate round by 
 many short rounds; what a stack adds is the median over rounds of its difference from
 the bare stack of the same round (drift on a shared machine cancels in it).
 The bare callable is also measured "cold": each call after a Flask request, so the
-middleware does not find its own code and data still hot from the call before.
+middleware does not find its own code and data still hot from the call before; and
+after 8 MB of plain memory traffic, which evicts the same cache lines without running
+any other code.
 
     .venv/bin/python benchmarks/wsgi_overhead.py [--requests 300] [--rounds 50]
 
@@ -85,10 +87,26 @@ def stacks() -> dict[str, WSGIApp]:
     # own from the call before.
     for name in ("raw wsgi bare", "raw wsgi + pulsegate", "raw wsgi + opentelemetry wsgi"):
         out[name.replace("raw wsgi", COLD)] = after_flask(out[name])
+    # And each call after FLUSH_MB of plain memory traffic: no other Python code, only its
+    # cache lines gone. Which of the two slows a stack down tells what it pays for.
+    for name in ("raw wsgi bare", "raw wsgi + pulsegate", "raw wsgi + opentelemetry wsgi"):
+        out[name.replace("raw wsgi", FLUSHED)] = after_flush(out[name])
     return out
 
 
 COLD = "raw wsgi, cold"
+FLUSH_MB = 8
+FLUSHED = f"raw wsgi, {FLUSH_MB} MB flushed"
+
+
+def after_flush(app: WSGIApp) -> WSGIApp:
+    buffer = bytearray(FLUSH_MB << 20)
+
+    def call(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        buffer[::64] = buffer[1::64]  # reads and writes one byte of every cache line
+        return app(environ, start_response)
+
+    return call
 
 
 def after_flask(app: WSGIApp) -> WSGIApp:
@@ -175,6 +193,12 @@ def main() -> None:
     print()
     print("the same, each call after a Flask request (caches and predictors cold):")
     print(report(med, cold, f"{COLD} bare", f"{COLD} + pulsegate", f"{COLD} + opentelemetry wsgi"))
+    flushed = paired_added({k: v for k, v in results.items() if k.startswith(FLUSHED)},
+                           f"{FLUSHED} bare")
+    print()
+    print(f"the same, each call after {FLUSH_MB} MB of memory traffic (no other code runs):")
+    print(report(med, flushed, f"{FLUSHED} bare", f"{FLUSHED} + pulsegate",
+                 f"{FLUSHED} + opentelemetry wsgi"))
 
 
 if __name__ == "__main__":
