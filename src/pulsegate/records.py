@@ -52,9 +52,10 @@ class RequestRecord(NamedTuple):
 
     ``memory_blocks`` is the net change in interpreter-allocated blocks during the
     request (``sys.getallocatedblocks()``), measured on one request in
-    ``memory_sample_every`` (None on the others): a leak shows as a steady rise.
-    ``cpu_ms`` is likewise measured on one request in ``cpu_sample_every`` (None on the
-    others, and when ``measure_cpu`` is off).
+    ``memory_sample_every`` at most (None on the others): a leak shows as a steady rise.
+    ``cpu_ms`` is likewise measured on one request in ``cpu_sample_every`` at most (None
+    on the others, and when ``measure_cpu`` is off); both intervals stretch where the
+    read is dear (see :mod:`pulsegate.sampling`).
 
     Immutable: one is built per request and handed to every listener, so none of them
     can change what the next one sees (and a tuple is the cheapest thing to build).
