@@ -174,12 +174,13 @@ def main() -> None:
             results[name].append(run(app, environs))
         core.append(engine_only(args.requests))
     med = {name: statistics.median(v) for name, v in results.items()}
-    flask = paired_added({k: v for k, v in results.items() if k.startswith("flask")},
-                         "flask bare")
-    raw = paired_added({k: v for k, v in results.items() if k.startswith("raw wsgi ")},
-                       "raw wsgi bare")
-    cold = paired_added({k: v for k, v in results.items() if k.startswith(COLD)},
-                        f"{COLD} bare")
+
+    def family(prefix: str) -> dict[str, float]:
+        """What each stack named ``prefix ...`` adds to ``prefix bare``, paired by round."""
+        return paired_added({k: v for k, v in results.items() if k.startswith(prefix + " ")},
+                            f"{prefix} bare")
+
+    flask, raw, cold, flushed = (family(p) for p in ("flask", "raw wsgi", COLD, FLUSHED))
     print(f"{args.requests} requests x {args.rounds} rounds, in-process: median µs/request, "
           "and the median of each round's difference from the bare stack")
     print(report(med, flask, "flask bare", "flask + pulsegate (extension)",
@@ -193,8 +194,6 @@ def main() -> None:
     print()
     print("the same, each call after a Flask request (caches and predictors cold):")
     print(report(med, cold, f"{COLD} bare", f"{COLD} + pulsegate", f"{COLD} + opentelemetry wsgi"))
-    flushed = paired_added({k: v for k, v in results.items() if k.startswith(FLUSHED)},
-                           f"{FLUSHED} bare")
     print()
     print(f"the same, each call after {FLUSH_MB} MB of memory traffic (no other code runs):")
     print(report(med, flushed, f"{FLUSHED} bare", f"{FLUSHED} + pulsegate",
