@@ -21,6 +21,7 @@ import logging
 import statistics
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import django
@@ -114,7 +115,7 @@ async def run_asgi(app: ASGIHandler, paths: list[str]) -> float:
             return {"type": "http.disconnect"}
         return receive
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Mapping[str, Any]) -> None:
         pass
 
     for p in paths[:200]:

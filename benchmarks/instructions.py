@@ -38,6 +38,9 @@ HERE = Path(__file__).resolve().parent
 WARMUP = 500
 FAMILIES = ("asgi", "asgi-full", "wsgi", "flask", "django", "engine")
 STACKS = ("bare", "pulsegate", "otel")
+#: Stacks some families count as well: Flask under OpenTelemetry's Flask instrumentation
+#: (``otel`` is its WSGI middleware, the yardstick).
+MORE_STACKS = {"flask": ("otel-flask",)}
 
 
 def _asgi(stack: str, full: bool) -> Callable[[int], None]:
@@ -85,7 +88,8 @@ def _wsgi(stack: str, flask: bool) -> Callable[[int], None]:
         if stack == "pulsegate":
             from pulsegate.flask import PulseGate as FlaskPulseGate
             FlaskPulseGate(app)
-        wsgi = w.otel(app.wsgi_app) if stack == "otel" else app.wsgi_app
+        wsgi = w.otel_flask() if stack == "otel-flask" else \
+            w.otel(app.wsgi_app) if stack == "otel" else app.wsgi_app
     else:
         wsgi = {"bare": w.raw_app, "otel": w.otel(w.raw_app)}.get(stack) or \
             PulseGateWSGIMiddleware(w.raw_app, gate=PulseGate())
@@ -117,17 +121,21 @@ def _engine(stack: str) -> Callable[[int], None]:
     return drive
 
 
-def child(family: str, stack: str, n: int) -> None:
+def driver(family: str, stack: str) -> Callable[[int], None]:
+    """``drive(n)``: n requests through ``stack`` of ``family`` (``bytecodes.py`` too)."""
     sys.path.insert(0, str(HERE))
-    logging.getLogger("pulsegate").setLevel(logging.CRITICAL)
     if family in ("asgi", "asgi-full"):
-        drive = _asgi(stack, family == "asgi-full")
-    elif family in ("wsgi", "flask"):
-        drive = _wsgi(stack, family == "flask")
-    elif family == "django":
-        drive = _django(stack)
-    else:
-        drive = _engine(stack)
+        return _asgi(stack, family == "asgi-full")
+    if family in ("wsgi", "flask"):
+        return _wsgi(stack, family == "flask")
+    if family == "django":
+        return _django(stack)
+    return _engine(stack)
+
+
+def child(family: str, stack: str, n: int) -> None:
+    logging.getLogger("pulsegate").setLevel(logging.CRITICAL)
+    drive = driver(family, stack)
     # Everything built so far (modules, the app, the stack) goes to the permanent
     # generation: a full collection then walks only what requests left behind, so the
     # count does not swing by whether one more of them falls inside the window.
@@ -165,14 +173,15 @@ def main() -> None:
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is missing: apt-get install -y valgrind")
     families = args.family or [f for f in FAMILIES if f != "engine"]
-    jobs = [(f, s, n) for f in families for s in STACKS
+    jobs = [(f, s, n) for f in families for s in STACKS + MORE_STACKS.get(f, ())
             if not (f == "engine" and s == "otel") for n in (WARMUP, WARMUP + args.requests)]
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
         counts = dict(zip(jobs, pool.map(lambda job: count(*job), jobs), strict=True))
     print(f"instructions per request ({args.requests} requests after {WARMUP} warm-up)")
     for family in families:
         per = {s: (counts[(family, s, WARMUP + args.requests)] - counts[(family, s, WARMUP)])
-               / args.requests for s in STACKS if (family, s, WARMUP) in counts}
+               / args.requests for s in STACKS + MORE_STACKS.get(family, ())
+               if (family, s, WARMUP) in counts}
         print(f"\n{family}")
         for stack, value in per.items():
             print(f"  {stack:10s} {value:12,.0f} {value - per['bare']:+12,.0f}")
@@ -181,6 +190,9 @@ def main() -> None:
             verdict = "within" if added_pg <= 0.10 * added_otel else "OVER"
             print(f"  pulsegate adds {added_pg / added_otel * 100:.1f} % of what OpenTelemetry "
                   f"adds ({verdict} the 10 % budget)")
+        if "otel-flask" in per:
+            share = (per["pulsegate"] - per["bare"]) / (per["otel-flask"] - per["bare"])
+            print(f"  and {share * 100:.1f} % of what OpenTelemetry's Flask instrumentation adds")
 
 
 if __name__ == "__main__":

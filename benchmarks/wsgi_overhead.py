@@ -1,5 +1,8 @@
 """Per-request cost of pulsegate on WSGI (a Flask app, and a bare WSGI callable),
-against the bare app and against OpenTelemetry's WSGI middleware, in one run.
+against the bare app and against OpenTelemetry's WSGI middleware, in one run. The Flask
+app is also measured with OpenTelemetry's Flask instrumentation (``FlaskInstrumentor``:
+the WSGI middleware plus its request hooks), which is what a Flask user installs and the
+like of what ``django_overhead.py`` measures for Django.
 
 Each call is a full WSGI cycle in-process (no server, no network): ``app(environ,
 start_response)``, iterate the body, ``close()``. The stacks alternate round by round, in
@@ -12,7 +15,8 @@ any other code.
 
     .venv/bin/python benchmarks/wsgi_overhead.py [--requests 300] [--rounds 50]
 
-Budget: pulsegate adds at most 10 % of what OpenTelemetry's middleware adds.
+Budget: pulsegate adds at most 10 % of what OpenTelemetry's middleware adds (the WSGI
+middleware is the yardstick; the share of the Flask instrumentation is printed too).
 """
 
 from __future__ import annotations
@@ -35,8 +39,6 @@ from pulsegate.wsgi import PulseGateWSGIMiddleware
 WSGIApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
 
 
-
-
 def flask_app() -> Flask:
     app = Flask("bench")
 
@@ -52,8 +54,8 @@ def raw_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     return [b"hello"]
 
 
-def otel(app: WSGIApp) -> WSGIApp:
-    from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
+def tracer_provider() -> Any:
+    """An SDK tracer provider whose batch exporter discards the spans."""
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
@@ -63,7 +65,23 @@ def otel(app: WSGIApp) -> WSGIApp:
 
     provider = TracerProvider()
     provider.add_span_processor(BatchSpanProcessor(Discard()))
-    return OpenTelemetryMiddleware(app, tracer_provider=provider)  # type: ignore[no-any-return]
+    return provider
+
+
+def otel(app: WSGIApp) -> WSGIApp:
+    from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
+
+    return OpenTelemetryMiddleware(app, tracer_provider=tracer_provider())  # type: ignore[no-any-return]
+
+
+def otel_flask() -> WSGIApp:
+    """The Flask app under ``FlaskInstrumentor().instrument_app``."""
+    from opentelemetry.instrumentation.flask import FlaskInstrumentor
+
+    app = flask_app()
+    FlaskInstrumentor().instrument_app(  # type: ignore[no-untyped-call]
+        app, tracer_provider=tracer_provider())
+    return app.wsgi_app
 
 
 def stacks() -> dict[str, WSGIApp]:
@@ -78,6 +96,7 @@ def stacks() -> dict[str, WSGIApp]:
     FlaskPulseGate(app, measure_memory=False)
     out["flask + pulsegate, measure_memory=false"] = app.wsgi_app
     out["flask + opentelemetry wsgi"] = otel(flask_app().wsgi_app)
+    out["flask + opentelemetry flask"] = otel_flask()
     out["raw wsgi bare"] = raw_app
     out["raw wsgi + pulsegate"] = PulseGateWSGIMiddleware(raw_app, gate=PulseGate())
     out["raw wsgi + opentelemetry wsgi"] = otel(raw_app)
@@ -187,6 +206,10 @@ def main() -> None:
                  "flask + opentelemetry wsgi"))
     for variant in ("flask + pulsegate, headers=none", "flask + pulsegate, measure_memory=false"):
         print(f"{variant:36s} {med[variant]:8.1f} {flask[variant]:+8.1f}")
+    instrumented = flask["flask + opentelemetry flask"]
+    print(f"{'flask + opentelemetry flask':36s} {med['flask + opentelemetry flask']:8.1f} "
+          f"{instrumented:+8.1f}   pulsegate adds "
+          f"{flask['flask + pulsegate (extension)'] / instrumented * 100:.1f} % of it")
     print()
     print(report(med, raw, "raw wsgi bare", "raw wsgi + pulsegate", "raw wsgi + opentelemetry wsgi"))
     print(f"of which the engine core alone (begin + response_headers + finish): "

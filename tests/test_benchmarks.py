@@ -1,0 +1,42 @@
+"""The WSGI overhead benchmarks run, on tiny sizes, and count what they say they count
+(figures themselves are the benchmarks' business, not the tests')."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def run(script: str, *args: str) -> str:
+    done = subprocess.run([sys.executable, str(BENCHMARKS / script), *args],
+                          capture_output=True, text=True, timeout=300, cwd=BENCHMARKS)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def added(output: str, stack: str) -> int:
+    found = re.search(rf"^  {re.escape(stack)}\s+[\d,]+\s+\+([\d,]+)$", output, re.MULTILINE)
+    assert found is not None, output
+    return int(found.group(1).replace(",", ""))
+
+
+def test_bytecodes_counts_each_stack_and_names_pulsegates_functions() -> None:
+    out = run("bytecodes.py", "--requests", "20", "--top", "4", "flask")
+    pulsegate, otel, otel_flask = (added(out, s) for s in ("pulsegate", "otel", "otel-flask"))
+    # Each stack does work of its own on top of the bare app's, and the Flask
+    # instrumentation is the WSGI middleware plus Flask hooks.
+    assert 0 < pulsegate < otel < otel_flask
+    assert f"adds {pulsegate / otel * 100:.1f} % of what OpenTelemetry adds" in out
+    # the dearest functions are pulsegate's own, by the difference from the bare stack
+    top = out.split("Flask instrumentation adds\n")[1].split()
+    assert any(name.startswith(("engine.py:", "wsgi.py:", "endpoint.py:")) for name in top)
+
+
+def test_wsgi_overhead_reports_every_family_against_opentelemetry() -> None:
+    out = run("wsgi_overhead.py", "--requests", "10", "--rounds", "2")
+    assert out.count("budget: pulsegate adds") == 4  # flask, raw, cold, flushed
+    assert "flask + opentelemetry flask" in out and "% of it" in out
