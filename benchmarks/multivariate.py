@@ -29,6 +29,7 @@ import math
 import os
 import statistics
 import sys
+from typing import cast
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "src"))
@@ -57,14 +58,16 @@ def run(scenario: str, seed: int) -> dict[str, object]:
     prev_blend = 0.0
     w = 0
     for t, f, bad in stream(scenario, n=N, onset=ONSET, length=LENGTH, seed=seed):
-        values = [transform("latency", f["duration_ms"]), transform("queries", f["query_count"]),
-                  transform("query_time", f["query_count"] * 0.5),
-                  transform("cpu", f["cpu_ms"]), transform("memory", f["memory_blocks"])]
+        latency = transform("latency", f["duration_ms"])
+        values: list[float | None] = [
+            latency, transform("queries", f["query_count"]),
+            transform("query_time", f["query_count"] * 0.5),
+            transform("cpu", f["cpu_ms"]), transform("memory", f["memory_blocks"])]
         s = em.observe(values)
         if s.low_ms is not None and s.high_ms is not None and em.n > 30:
             total += 1
             inside += s.low_ms <= f["duration_ms"] <= s.high_ms
-        win_lat.append(values[0])
+        win_lat.append(latency)
         win_vecs.append(request_features(f["duration_ms"], f["cpu_ms"], f["memory_blocks"],
                                          f["query_count"], f["repeated_share"], f["status"], t))
         win_bad.append(bad)
@@ -107,10 +110,10 @@ def main(argv: list[str] | None = None) -> None:
         delays: dict[str, list[int]] = {"univariate": [], "blend": []}
         for seed in range(a.seeds):
             res = run(sc, seed)
-            i, n = res["coverage"]  # type: ignore[misc]
+            i, n = cast(tuple[int, int], res["coverage"])
             cov_in, cov_n = cov_in + i, cov_n + n
             for name in agg:
-                tp, fp, delay = res[name]  # type: ignore[misc]
+                tp, fp, delay = cast(tuple[int, int, "int | None"], res[name])
                 agg[name][0] += tp
                 agg[name][1] += fp
                 agg[name][2] += delay is not None

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import importlib.util
 import json
 import math
@@ -106,9 +107,8 @@ def sensitivity(ns: ModuleType, data: str, labels: dict[str, Any],
             else:
                 value = getattr(base_season, name) * factor
                 season_kw[name] = min(value, base_season.release) if name == "gain" else value
-            res = evaluate(ns, data, labels,
-                           lambda ts, vs, m=model_kw, s=season_kw: seasonal(ts, vs, m, s),
-                           only)
+            res = evaluate(ns, data, labels, functools.partial(
+                seasonal, model_kw=model_kw, season_kw=season_kw), only)
             row.append(res["standard"][0])
         print(f"  {where:6s} {name:16s} x2/3 {row[0]:6.2f}   x3/2 {row[1]:6.2f}")
 
@@ -175,6 +175,9 @@ def main(argv: list[str] | None = None) -> None:
         labels = json.load(fh)
     only = set(a.only.split(",")) if a.only else None
     data = os.path.join(a.data, "data")
+    if only and not only <= set(os.listdir(data)):
+        ap.error(f"unknown category {', '.join(sorted(only - set(os.listdir(data))))}; "
+                 f"choose from {', '.join(sorted(os.listdir(data)))}")
     rows = []
     for name, runner in (("AnomalyModel, values + timestamps", timestamped),
                          ("AnomalyModel, values only", plain)):

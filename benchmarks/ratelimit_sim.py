@@ -109,7 +109,7 @@ def population(rng: random.Random, seconds: float) -> list[tuple[float, str, str
 
 
 def run(name: str, requests: list[tuple[float, str, str, str, str, str, int]], clock: SimTime,
-        check: Callable[[str], bool], observe: Callable[..., None] | None) -> dict[str, Any]:
+        check: Callable[[str], bool], observe: Callable[..., object] | None) -> dict[str, Any]:
     sent: dict[str, int] = {}
     blocked: dict[str, int] = {}
     first: dict[str, float] = {}
@@ -197,8 +197,8 @@ def simulate(seconds: float, seed: int, moving_window: bool = True) -> list[dict
     static = AdaptiveRateLimiter(f"{RATE}/minute", BURST, clock=clock, adaptive=False)
     results.append(run("static token bucket", requests, clock,
                        lambda c: static.check(c).allowed, None))
-    real_time = limits_memory.time
-    limits_memory.time = clock  # type: ignore[assignment]
+    real_time = limits_memory.time  # type: ignore[attr-defined]
+    limits_memory.time = clock  # type: ignore[attr-defined,assignment]
     try:
         if moving_window:
             mw = limits.strategies.MovingWindowRateLimiter(limits.storage.MemoryStorage())
@@ -206,7 +206,7 @@ def simulate(seconds: float, seed: int, moving_window: bool = True) -> list[dict
             results.append(run("limits moving window", requests, clock,
                                lambda c: mw.hit(item, c), None))
     finally:
-        limits_memory.time = real_time
+        limits_memory.time = real_time  # type: ignore[attr-defined]
     for r in results:
         r["requests"] = len(requests)
     return results

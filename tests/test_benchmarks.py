@@ -1,5 +1,8 @@
-"""The WSGI overhead benchmarks run, on tiny sizes, and count what they say they count
-(figures themselves are the benchmarks' business, not the tests')."""
+"""The benchmark scripts run, on tiny sizes, and report what they say they report (the
+figures themselves are the benchmarks' business, not the tests'). A script that no
+test runs rots: an engine refactor once left two of them calling what was gone. The
+simulations with bars to meet have their own tests (tests/control/), ``nab.py`` needs
+the shared NAB data and ``instructions.py`` valgrind."""
 
 from __future__ import annotations
 
@@ -7,6 +10,8 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -40,3 +45,18 @@ def test_wsgi_overhead_reports_every_family_against_opentelemetry() -> None:
     out = run("wsgi_overhead.py", "--requests", "10", "--rounds", "2")
     assert out.count("budget: pulsegate adds") == 4  # flask, raw, cold, flushed
     assert "flask + opentelemetry flask" in out and "% of it" in out
+
+
+@pytest.mark.parametrize(("script", "args", "says"), [
+    ("asgi_overhead.py", "--requests 20 --rounds 2", "budget: pulsegate adds"),
+    ("django_overhead.py", "--requests 20 --rounds 2", "budget: pulsegate adds"),
+    ("control_overhead.py", "--n 200 --rounds 1", "| both |"),
+    ("registry_overhead.py", "--requests 200 --rounds 1 --endpoints 10",
+     "registry listener alone"),
+    ("export_overhead.py", "--requests 20 --rounds 1", "otel asgi + pulsegate + otel export"),
+    ("memory.py", "--requests 2000 --routes 20 --unmatched 100", "internal errors 0"),
+    ("query_overhead.py", "--rounds 1", "fingerprint cache"),
+    ("multivariate.py", "--seeds 1", "inside the forecast interval"),
+])
+def test_benchmark_runs(script: str, args: str, says: str) -> None:
+    assert says in run(script, *args.split())
