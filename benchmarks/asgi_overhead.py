@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from _common import paired_added
+from _common import discarding_tracer_provider, paired_added
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
@@ -47,17 +47,9 @@ def with_pulsegate(**options: Any) -> Callable[[], Any]:
 
 def with_otel() -> Any:
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-    class Discard(SpanExporter):
-        def export(self, spans: Any) -> SpanExportResult:
-            return SpanExportResult.SUCCESS
-
-    provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(Discard()))
     app = bare()
-    app.add_middleware(OpenTelemetryMiddleware, tracer_provider=provider)
+    app.add_middleware(OpenTelemetryMiddleware, tracer_provider=discarding_tracer_provider())
     return app
 
 

@@ -32,7 +32,13 @@ settings.configure(
     MIDDLEWARE=[], INSTALLED_APPS=[], DATABASES={}, USE_TZ=True, LOGGING_CONFIG=None)
 django.setup()
 
-from _common import engine_only, freeze_setup, paired_added, start_response  # noqa: E402
+from _common import (  # noqa: E402
+    discarding_tracer_provider,
+    engine_only,
+    freeze_setup,
+    paired_added,
+    start_response,
+)
 from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 from django.core.handlers.wsgi import WSGIHandler  # noqa: E402
 from django.http import HttpRequest, HttpResponse  # noqa: E402
@@ -64,15 +70,8 @@ def handler(middleware: list[str], **pulsegate: Any) -> tuple[WSGIHandler, ASGIH
 
 def otel_handler() -> tuple[WSGIHandler, ASGIHandler]:
     from opentelemetry.instrumentation.django import DjangoInstrumentor
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-    class Discard(SpanExporter):
-        def export(self, spans: Any) -> SpanExportResult:
-            return SpanExportResult.SUCCESS
-
-    provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(Discard()))
+    provider = discarding_tracer_provider()
     # The instrumentor inserts its middleware into settings.MIDDLEWARE; handlers built
     # before this call (the other stacks) keep their own chains.
     DjangoInstrumentor().instrument(tracer_provider=provider)

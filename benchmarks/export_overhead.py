@@ -27,26 +27,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from _common import discarding_tracer_provider
 from asgi_overhead import bare, run
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import (
-    BatchSpanProcessor,
-    SpanExporter,
-    SpanExportResult,
-)
 from prometheus_client import CollectorRegistry
 
 from pulsegate.asgi import PulseGateMiddleware
 from pulsegate.engine import PulseGate
 from pulsegate.export import otel, prometheus
-
-
-class Discard(SpanExporter):
-    def export(self, spans: Any) -> SpanExportResult:
-        return SpanExportResult.SUCCESS
 
 
 def stack(*, dashboard: bool = False, prom: bool = False, otel_export: bool = False,
@@ -62,9 +53,7 @@ def stack(*, dashboard: bool = False, prom: bool = False, otel_export: bool = Fa
             otel.install(gate, meter_provider=MeterProvider(metric_readers=[InMemoryMetricReader()]))
         app: Any = PulseGateMiddleware(bare(), gate=gate)
         if otel_mw:
-            provider = TracerProvider()
-            provider.add_span_processor(BatchSpanProcessor(Discard()))
-            app = OpenTelemetryMiddleware(app, tracer_provider=provider,
+            app = OpenTelemetryMiddleware(app, tracer_provider=discarding_tracer_provider(),
                                           meter_provider=MeterProvider())
         return app
     return build

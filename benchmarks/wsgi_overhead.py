@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from _common import engine_only, freeze_setup, paired_added, start_response
+from _common import discarding_tracer_provider, engine_only, freeze_setup, paired_added, start_response
 from flask import Flask
 from werkzeug.test import create_environ
 
@@ -54,24 +54,10 @@ def raw_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     return [b"hello"]
 
 
-def tracer_provider() -> Any:
-    """An SDK tracer provider whose batch exporter discards the spans."""
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-
-    class Discard(SpanExporter):
-        def export(self, spans: Any) -> SpanExportResult:
-            return SpanExportResult.SUCCESS
-
-    provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(Discard()))
-    return provider
-
-
 def otel(app: WSGIApp) -> WSGIApp:
     from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
 
-    return OpenTelemetryMiddleware(app, tracer_provider=tracer_provider())  # type: ignore[no-any-return]
+    return OpenTelemetryMiddleware(app, tracer_provider=discarding_tracer_provider())  # type: ignore[no-any-return]
 
 
 def otel_flask() -> WSGIApp:
@@ -80,7 +66,7 @@ def otel_flask() -> WSGIApp:
 
     app = flask_app()
     FlaskInstrumentor().instrument_app(  # type: ignore[no-untyped-call]
-        app, tracer_provider=tracer_provider())
+        app, tracer_provider=discarding_tracer_provider())
     return app.wsgi_app
 
 
