@@ -101,6 +101,9 @@ def install() -> None:
         _add(connections[alias])
     _patch_orm()
     register_model_resolver("django", _resolve_model)
+    from pulsegate.django.templates import register
+
+    register()  # call sites inside templates name the template line
 
 
 def _resolve_model(table: str) -> tuple[str, str] | None:
