@@ -23,6 +23,7 @@ from pulsegate.config_checks import (
     _bool,
     _cidrs,
     _client_key,
+    _forwarded_header,
     _grid,
     _http_url,
     _priorities,
@@ -191,8 +192,12 @@ class Config:
     client_key: str | Callable[[Any], str | None] = option(  # noqa: RUF009
         "ip", "Client identity: 'ip', 'header:<name>' (e.g. an API key) or a "
         "callable(RequestInfo) -> str.", _client_key)
-    trusted_proxies: tuple[str, ...] = option((), "CIDRs of proxies whose X-Forwarded-For / "
-                                              "Forwarded headers are believed.", _cidrs)
+    trusted_proxies: tuple[str, ...] = option((), "CIDRs of proxies whose forwarding "
+                                              "header (forwarded_header) is believed.", _cidrs)
+    forwarded_header: tuple[str, ...] = option(
+        ("x-forwarded-for",), "What the trusted proxies write: x-forwarded-for | forwarded | "
+        "x-real-ip | cf-connecting-ip | true-client-ip, or a list in hop order (outermost "
+        "first). Other forwarding headers are never read.", _forwarded_header)
     trusted_multiplier: float = option(2.0, "Rate multiplier for clients with a long clean "
                                        "history.", number(1))
     suspicious_multiplier: float = option(0.5, "Rate multiplier for clients whose suspicion "
@@ -343,9 +348,17 @@ class Config:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
         """Build from ``PULSEGATE_*`` environment variables, then apply ``overrides``."""
+        values: dict[str, Any] = cls.env_options(environ)
+        values.update(overrides)
+        return cls(**values)
+
+    @classmethod
+    def env_options(cls, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+        """``option -> raw value`` of the ``PULSEGATE_*`` environment variables (checked
+        when a Config is built from them); an unknown ``PULSEGATE_*`` name raises."""
         env = os.environ if environ is None else environ
         known = {f.name for f in fields(cls)}
-        values: dict[str, Any] = {}
+        values: dict[str, str] = {}
         for name, value in env.items():
             if name.startswith("PULSEGATE_"):
                 key = name[len("PULSEGATE_"):].lower()
@@ -354,8 +367,7 @@ class Config:
                 elif key not in _ENV_IGNORED:
                     raise ConfigError(name, value, "a PULSEGATE_<OPTION> named in "
                                       "docs/configuration.md")
-        values.update(overrides)
-        return cls(**values)
+        return values
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
