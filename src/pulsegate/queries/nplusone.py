@@ -177,14 +177,20 @@ class NPlusOneDetector:
         groups: dict[tuple[int, str | None], _Group] = {}
         lazy: dict[tuple[str | None, str | None, str | None], LazyGroup] = {}
         # Loops repeat the exact text: a per-run memo spares the shared LRU (and its
-        # lock); None marks transaction control, which is skipped.
+        # lock); None marks transaction control, which is skipped. One memo per
+        # database, since the same text may redact differently per dialect.
+        memos: dict[str | None, dict[str, SQLFingerprint | None]] = {}
         local: dict[str, SQLFingerprint | None] = {}
+        db: Any = _MISSING
         missing = _MISSING
         for i, ev in enumerate(events):
             sql = ev.sql
+            if ev.db is not db:
+                db = ev.db
+                local = memos.setdefault(db, {})
             fp = local.get(sql, missing)
             if fp is missing:
-                fp = get(sql)
+                fp = get(sql, db)
                 if fp.verb in _SKIP_VERBS:
                     fp = None
                 local[sql] = fp
