@@ -71,6 +71,7 @@ def test_real_pages_pairs_every_framework_against_opentelemetry() -> None:
     ("memory.py", "--requests 2000 --routes 20 --unmatched 100", "internal errors 0"),
     ("query_overhead.py", "--rounds 1", "fingerprint cache"),
     ("multivariate.py", "--seeds 1", "inside the forecast interval"),
+    ("peer_suites.py", "--detectors pulsegate", "django-zeal              own sizes"),
 ])
 def test_benchmark_runs(script: str, args: str, says: str) -> None:
     assert says in run(script, *args.split())
