@@ -204,6 +204,42 @@ def test_fastapi_routes_prefixes_and_mounted_subapps() -> None:
                                               "/v1/items/{item_id}"]
 
 
+def test_fastapi_include_router_prefixes_are_kept() -> None:
+    """Routers included with a prefix (nested, and inside a mounted sub-app): two
+    routers with the same inner path stay two endpoints."""
+    gate, records = recording_gate()
+    users, admin, inner = APIRouter(), APIRouter(), APIRouter()
+
+    @users.get("/items/{item_id}")
+    def user_item(item_id: int) -> dict[str, int]:
+        return {"id": item_id}
+
+    @admin.get("/items/{item_id}")
+    def admin_item(item_id: int) -> dict[str, int]:
+        return {"admin": item_id}
+
+    @inner.get("/ping")
+    def ping() -> str:
+        return "pong"
+
+    admin.include_router(inner, prefix="/deep")
+    api = FastAPI()
+    api.include_router(users, prefix="/api/v1")
+    api.include_router(admin, prefix="/api/admin")
+    sub = FastAPI()
+    sub.include_router(inner, prefix="/inner")
+    api.mount("/sub", sub)
+    api.add_middleware(PulseGateMiddleware, gate=gate)
+    client = TestClient(api)
+    assert client.get("/api/v1/items/3").json() == {"id": 3}
+    assert client.get("/api/admin/items/3").json() == {"admin": 3}
+    assert client.get("/api/admin/deep/ping").json() == "pong"
+    assert client.get("/sub/inner/ping").json() == "pong"
+    assert [rec.route for rec in records] == [
+        "/api/v1/items/{item_id}", "/api/admin/items/{item_id}", "/api/admin/deep/ping",
+        "/sub/inner/ping"]
+
+
 def test_middleware_accepts_config_keywords() -> None:
     app = Starlette(routes=[Route("/hello/{name}", hello)])
     app.add_middleware(PulseGateMiddleware, headers="safe", warmup=5)

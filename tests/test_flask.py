@@ -101,6 +101,22 @@ def test_config_keys_are_set_by_default_and_validated() -> None:
         PulseGate(make_app(PULSEGATE_NOT_AN_OPTION=1))
 
 
+def test_environment_variables_are_read_below_app_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PULSEGATE_DASHBOARD_TOKEN", "from-env-token-0123456789")
+    monkeypatch.setenv("PULSEGATE_ALPHA", "0.25")
+    monkeypatch.setenv("PULSEGATE_WARMUP", "7")
+    app = make_app(PULSEGATE_ALPHA=0.5)
+    PulseGate(app, warmup=5)
+    gate = get_gate(app)
+    assert gate.config.dashboard_token == "from-env-token-0123456789"
+    assert gate.config.alpha == 0.5  # app.config wins over the environment
+    assert gate.config.warmup == 5  # and so does the extension's keyword
+    monkeypatch.setenv("PULSEGATE_ALPHA", "7")
+    with pytest.raises(ConfigError) as err:
+        PulseGate(make_app())
+    assert err.value.key == "alpha"
+
+
 def test_shared_gate() -> None:
     gate = Engine()
     app = make_app()

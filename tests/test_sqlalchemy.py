@@ -151,3 +151,32 @@ def test_selectinload_batches_over_many_parents_are_not_an_n_plus_one() -> None:
         batches = [q for q in cap.queries if q.relationship == "Author.books"]
         assert len(batches) >= 5 and {q.load for q in batches} == {"batch"}
         assert cap.detections == []
+
+
+_WITHOUT_GREENLET = """
+import sys
+sys.modules["greenlet"] = None  # as on SQLAlchemy 2.1, which no longer installs it
+from sqlalchemy import create_engine, text
+from pulsegate import capture
+from pulsegate.sqlalchemy import instrument
+assert "sqlalchemy.ext.asyncio" not in sys.modules, "imported the asyncio extension"
+engine = create_engine("sqlite://")
+instrument(engine)
+with capture() as cap:
+    with engine.connect() as conn:
+        conn.execute(text("select 1"))
+print(cap.query_count)
+"""
+
+
+def test_sync_engines_need_no_greenlet() -> None:
+    """Issue 20: ``from pulsegate.sqlalchemy import instrument`` and the first capture
+    work for a sync engine when greenlet cannot be imported (SQLAlchemy 2.1's default):
+    the asyncio extension is imported only when an AsyncEngine exists."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _WITHOUT_GREENLET], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "1"

@@ -349,9 +349,17 @@ class Config:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
         """Build from ``PULSEGATE_*`` environment variables, then apply ``overrides``."""
+        values: dict[str, Any] = cls.env_options(environ)
+        values.update(overrides)
+        return cls(**values)
+
+    @classmethod
+    def env_options(cls, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+        """``option -> raw value`` of the ``PULSEGATE_*`` environment variables (checked
+        when a Config is built from them); an unknown ``PULSEGATE_*`` name raises."""
         env = os.environ if environ is None else environ
         known = {f.name for f in fields(cls)}
-        values: dict[str, Any] = {}
+        values: dict[str, str] = {}
         for name, value in env.items():
             if name.startswith("PULSEGATE_"):
                 key = name[len("PULSEGATE_"):].lower()
@@ -360,8 +368,7 @@ class Config:
                 elif key not in _ENV_IGNORED:
                     raise ConfigError(name, value, "a PULSEGATE_<OPTION> named in "
                                       "docs/configuration.md")
-        values.update(overrides)
-        return cls(**values)
+        return values
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)

@@ -20,18 +20,22 @@ Outside a request or ``capture()`` each statement costs one ContextVar read.
 
 from __future__ import annotations
 
+import sys
 from time import perf_counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Dialect, Engine
-from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import ORMExecuteState, Session
 
 from pulsegate.context import query_sink
 from pulsegate.queries import callsite
 from pulsegate.queries.events import QueryEvent, current_load, hook_faults, new_event, params_identity
 from pulsegate.queries.nplusone import register_model_resolver
+
+if TYPE_CHECKING:  # imported lazily: sqlalchemy.ext.asyncio needs greenlet, which
+    # SQLAlchemy 2.1 no longer installs, and a sync engine must not need it
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 __all__ = ["instrument", "is_instrumented", "uninstrument"]
 
@@ -181,7 +185,12 @@ def _resolve_model(table: str) -> tuple[str, str] | None:
 def _target(engine: Engine | AsyncEngine | None) -> Any:
     if engine is None:
         return Dialect
-    if isinstance(engine, AsyncEngine):
+    if isinstance(engine, Engine):
+        return engine.dialect
+    # An AsyncEngine can only exist once sqlalchemy.ext.asyncio is imported: never
+    # import it here (it needs greenlet).
+    asyncio_mod = sys.modules.get("sqlalchemy.ext.asyncio")
+    if asyncio_mod is not None and isinstance(engine, asyncio_mod.AsyncEngine):
         return engine.sync_engine.dialect
     return engine.dialect
 
