@@ -75,7 +75,7 @@ while not isinstance(mw, PulseGateMiddleware):
     mw = mw.app
 gate = mw.gate
 assert gate.stats()["requests"] == 40, gate.stats()
-fixes = {d.suggestion for d in gate.detections}
+fixes = {d["suggestion"] for d in gate.detections}
 assert any("selectinload(Author.books)" in f for f in fixes), fixes
 gate.close()  # the final snapshot, as a lifespan shutdown takes it
 print(report_shows(STATE, "/authors", "selectinload(Author.books)"))

@@ -68,7 +68,7 @@ assert int(shown["x-ml-query-count"]) == 6 and int(shown["x-ml-nplusone"]) == 1,
 gate = get_gate(app)
 assert gate.stats()["requests"] == 40, gate.stats()
 assert "x-ml-predicted-latency-ms" in shown
-assert any("selectinload(Author.books)" in d.suggestion for d in gate.detections)
+assert any("selectinload(Author.books)" in d["suggestion"] for d in gate.detections)
 gate.close()
 print(report_shows(STATE, "/authors", "selectinload(Author.books)"))
 print("flask smoke: ok")
