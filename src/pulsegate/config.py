@@ -24,6 +24,7 @@ from pulsegate.config_checks import (
     _bool,
     _cidrs,
     _client_key,
+    _forwarded_header,
     _grid,
     _http_url,
     _priorities,
@@ -197,8 +198,12 @@ class Config:
     client_key: str | Callable[[Any], str | None] = option(  # noqa: RUF009
         "ip", "Client identity: 'ip', 'header:<name>' (e.g. an API key) or a "
         "callable(RequestInfo) -> str.", _client_key)
-    trusted_proxies: tuple[str, ...] = option((), "CIDRs of proxies whose X-Forwarded-For / "
-                                              "Forwarded headers are believed.", _cidrs)
+    trusted_proxies: tuple[str, ...] = option((), "CIDRs of proxies whose forwarding "
+                                              "header (forwarded_header) is believed.", _cidrs)
+    forwarded_header: tuple[str, ...] = option(
+        ("x-forwarded-for",), "What the trusted proxies write: x-forwarded-for | forwarded | "
+        "x-real-ip | cf-connecting-ip | true-client-ip, or a list in hop order (outermost "
+        "first). Other forwarding headers are never read.", _forwarded_header)
     trusted_multiplier: float = option(2.0, "Rate multiplier for clients with a long clean "
                                        "history.", number(1))
     suspicious_multiplier: float = option(0.5, "Rate multiplier for clients whose suspicion "

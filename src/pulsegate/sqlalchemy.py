@@ -13,7 +13,10 @@ The hooks are SQLAlchemy's dialect ``do_execute`` / ``do_execute_no_params`` /
 The ORM tells us what it is doing: a ``do_orm_execute`` listener on ``Session``
 recognises relationship loads (``is_relationship_load`` and the loader path give
 ``Author.books``, collection or scalar) and deferred/expired column loads, and marks the
-statement it then runs, so the detector can say ``selectinload(Author.books)``.
+statement it then runs, so the detector can say ``selectinload(Author.books)``. A
+mapper ``load`` listener tags every instance with the result that built it, so a lazy
+load says whether its parent came from a multi-row result or was loaded singly (the
+structural rule of :mod:`pulsegate.queries.structural`).
 
 Outside a request or ``capture()`` each statement costs one ContextVar read.
 """
@@ -26,11 +29,18 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Dialect, Engine
-from sqlalchemy.orm import ORMExecuteState, Session
+from sqlalchemy.orm import Mapper, ORMExecuteState, Session
 
 from pulsegate.context import query_sink
 from pulsegate.queries import callsite
-from pulsegate.queries.events import QueryEvent, current_load, hook_faults, new_event, params_identity
+from pulsegate.queries.events import (
+    QueryEvent,
+    ResultToken,
+    current_load,
+    hook_faults,
+    new_event,
+    params_identity,
+)
 from pulsegate.queries.nplusone import register_model_resolver
 
 if TYPE_CHECKING:  # imported lazily: sqlalchemy.ext.asyncio needs greenlet, which
@@ -75,7 +85,8 @@ def _do_execute(cursor: Any, statement: str, parameters: Any, context: Any) -> b
                 statement, (now - t0) * 1000.0, t0, len(parameters), phash, None,
                 _finder.find(_SKIP) if callsite.enabled else None,
                 load[0] if load is not None else None, False,
-                context.dialect.name, load[1] if load is not None else None, "sqlalchemy")))
+                context.dialect.name, load[1] if load is not None else None, "sqlalchemy",
+                load[2] if load is not None else None)))
         else:
             _record(sink, statement, parameters, t0, context, now, _SKIP + 1)
     except Exception as exc:  # fail open: never break the application's query
@@ -122,7 +133,8 @@ def _record(sink: Any, statement: str, parameters: Any, t0: float, context: Any,
             statement, (now - t0) * 1000.0, t0, pcount, phash, None,
             _finder.find(depth) if callsite.enabled else None,
             load[0] if load is not None else None, many,
-            context.dialect.name, load[1] if load is not None else None, "sqlalchemy"))
+            context.dialect.name, load[1] if load is not None else None, "sqlalchemy",
+            load[2] if load is not None else None))
     except Exception as exc:  # fail open: never break the application's query
         _fault(exc)
 
@@ -145,19 +157,21 @@ def _orm_execute(state: ORMExecuteState) -> Any:
             # selectinload/subqueryload also report relationship loads, but in batches
             # (500 parents per IN query): only a lazy load, which names the one parent
             # it loads for, is a candidate N+1.
-            lazy = getattr(state.load_options, "_lazy_loaded_from", None) is not None
+            parent = getattr(state.load_options, "_lazy_loaded_from", None)
             mark = (f"{prop.parent.class_.__name__}.{prop.key}",
-                    ("collection" if prop.uselist else "scalar") if lazy else "batch")
+                    ("collection" if prop.uselist else "scalar") if parent is not None
+                    else "batch", getattr(parent, _SOURCE, None))
         elif state.is_column_load:
             mapper = state.bind_arguments.get("mapper")
             if mapper is None:
                 return None
             opts = state._orm_compile_options()
             props = sorted(getattr(opts, "_only_load_props", None) or ())
+            src = getattr(getattr(state.load_options, "_refresh_state", None), _SOURCE, None)
             if 0 < len(props) < len(mapper.column_attrs):
-                mark = (f"{mapper.class_.__name__}.{props[0]}", "deferred")
+                mark = (f"{mapper.class_.__name__}.{props[0]}", "deferred", src)
             else:
-                mark = (f"{mapper.class_.__name__}", "expired")
+                mark = (f"{mapper.class_.__name__}", "expired", src)
         else:
             return None
     except Exception:
@@ -167,6 +181,29 @@ def _orm_execute(state: ORMExecuteState) -> Any:
         return state.invoke_statement()
     finally:
         current_load.reset(token)
+
+
+#: The attribute an ``InstanceState`` keeps its :attr:`QueryEvent.source` in.
+_SOURCE = "_pulsegate_source"
+
+
+def _on_load(state: Any, context: Any) -> None:
+    """Mapper ``load`` event (raw: ``state`` is the InstanceState): remember which
+    query's result built the instance, one :class:`ResultToken` per query and class, so
+    a later lazy load can tell a multi-row result from a single load."""
+    sink = query_sink.get()
+    if sink is None or sink.finished:
+        return
+    try:
+        attrs = context.attributes
+        key = (_SOURCE, state.class_)
+        source = attrs.get(key)
+        if source is None:
+            source = attrs[key] = (ResultToken(), "")
+        source[0].rows += 1
+        setattr(state, _SOURCE, source)
+    except Exception as exc:
+        _fault(exc)
 
 
 def _resolve_model(table: str) -> tuple[str, str] | None:
@@ -203,6 +240,8 @@ def instrument(engine: Engine | AsyncEngine | None = None) -> None:
             event.listen(target, name, fn)
     if not event.contains(Session, "do_orm_execute", _orm_execute):
         event.listen(Session, "do_orm_execute", _orm_execute)
+    if not event.contains(Mapper, "load", _on_load):
+        event.listen(Mapper, "load", _on_load, raw=True)
     register_model_resolver("sqlalchemy", _resolve_model)
 
 
@@ -221,3 +260,5 @@ def uninstrument(engine: Engine | AsyncEngine | None = None) -> None:
             event.remove(target, name, fn)
     if engine is None and event.contains(Session, "do_orm_execute", _orm_execute):
         event.remove(Session, "do_orm_execute", _orm_execute)
+    if engine is None and event.contains(Mapper, "load", _on_load):
+        event.remove(Mapper, "load", _on_load)

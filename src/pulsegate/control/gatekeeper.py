@@ -47,7 +47,7 @@ class Controller:
     def __init__(self, gate: PulseGate) -> None:
         c = gate.config
         self.gate = gate
-        self.keys = ClientKeyResolver(c.client_key, c.trusted_proxies)
+        self.keys = ClientKeyResolver(c.client_key, c.trusted_proxies, c.forwarded_header)
         self.limiter: AdaptiveRateLimiter | None = None
         self.storage: Storage | None = None
         self.remote = False
