@@ -13,7 +13,6 @@ not. Those are single lazy loads: a conflict with django-zeal's and pulsegate's 
 Scaled: every user of 10 gets an address and a hobby, and the ``[0]`` read runs for
 each of them (``run_scaled``).
 """
-# ruff: noqa: E501
 
 from __future__ import annotations
 

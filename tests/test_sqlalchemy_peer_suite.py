@@ -29,4 +29,4 @@ def test_at_nplusones_size_only_its_one_load_verdicts_differ() -> None:
     for sc in suite.SCENARIOS:
         found = suite.run_one(sc, False, _flagged)
         assert found == [], sc.name
-    assert suite.ONE_LOAD_CONFLICTS == {s.name for s in suite.SCENARIOS if s.problem}
+    assert {s.name for s in suite.SCENARIOS if s.problem} == suite.ONE_LOAD_CONFLICTS

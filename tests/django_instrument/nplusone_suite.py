@@ -17,7 +17,7 @@ not report (issue 17, item 4): scored apart.
 Scaling: nplusone's views read ``[0]`` of a list; scaled, the read runs for every one
 of 10 parents (``run_scaled``), which is what a fixture of 10 would exercise.
 """
-# ruff: noqa: E501
+# ruff: noqa: RUF015  (nplusone's views read list(...)[0]; ported as written)
 
 from __future__ import annotations
 

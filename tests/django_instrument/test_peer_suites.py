@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import nplusone_suite
 import peer_scoring
 import pytest
-import nplusone_suite
 import zeal_suite
 
 from pulsegate.django.instrument import install
