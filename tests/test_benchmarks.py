@@ -74,6 +74,7 @@ def test_real_pages_pairs_every_framework_against_opentelemetry() -> None:
     ("fuzz_soak.py", "--examples 5 wsgi", "1 of 1 adapters held both properties"),
     ("query_overhead.py", "--rounds 1", "fingerprint cache"),
     ("multivariate.py", "--seeds 1", "inside the forecast interval"),
+    ("peer_suites.py", "--detectors pulsegate", "django-zeal              own sizes"),
 ])
 def test_benchmark_runs(script: str, args: str, says: str) -> None:
     assert says in run(script, *args.split())
