@@ -88,8 +88,17 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
         message = "pulsegate: " + "\n".join(problems)
         if policy == "fail" or (max_queries is not None and cap.query_count > max_queries):
             pytest.fail(message, pytrace=False)
-        warnings.warn(PulseGateQueryWarning(message), stacklevel=1)
+        _warn_at_test(item, message)
     return result
+
+
+def _warn_at_test(item: pytest.Item, message: str) -> None:
+    """Warn with the test's own file and line (where ``def test_...`` is), so pytest's
+    warnings summary points at the test rather than at this plugin."""
+    path, lineno, _ = item.reportinfo()
+    module = getattr(getattr(item, "module", None), "__name__", None) or "pulsegate"
+    warnings.warn_explicit(PulseGateQueryWarning(message), PulseGateQueryWarning,
+                           str(path), (lineno or 0) + 1, module=module)
 
 
 @pytest.fixture()

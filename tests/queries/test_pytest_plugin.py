@@ -49,6 +49,11 @@ def test_loop():
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, warnings=1)
     result.stdout.fnmatch_lines(["*PulseGateQueryWarning*"])
+    # the warning points at the test (its `def` line), not at the plugin's own line
+    result.stdout.fnmatch_lines(["*/test_warn_is_the_default_and_off_is_silent.py:*: "
+                                 "PulseGateQueryWarning*", "*fix: prefetch_related*",
+                                 "    def test_loop():"])
+    assert "pytest_plugin.py" not in result.stdout.str()
     result = pytester.runpytest("--pulsegate-nplusone=off", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     assert "PulseGateQueryWarning" not in result.stdout.str()
