@@ -180,3 +180,38 @@ def test_sync_engines_need_no_greenlet() -> None:
                          text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "1"
+
+
+JINJA_PAGE = """<ul>
+{% for book in books %}
+  <li>{{ book.title }}
+    by {{ book.author.name }}</li>
+{% endfor %}
+</ul>
+"""
+
+
+def test_call_site_in_a_jinja_template_is_the_template_line(session: Session, tmp_path: Any) -> None:
+    """The lazy load a template triggers is named by the template file and line (4),
+    not by the line of the Python module Jinja compiled it to; and a loop in Python code
+    through the same ORM path, alternating with it, keeps its own call site."""
+    from jinja2 import Environment, FileSystemLoader
+
+    (tmp_path / "books.html").write_text(JINJA_PAGE)
+    page = Environment(loader=FileSystemLoader(str(tmp_path))).get_template("books.html")
+
+    def python_loop(books: list[Book]) -> list[str]:
+        return [b.author.name for b in books]
+
+    for _round in range(2):
+        for render in (lambda bs: page.render(books=bs), python_loop):
+            with capture() as cap:
+                render(list(session.scalars(select(Book).where(Book.title.like("b_0")))))
+            (d,) = cap.detections
+            assert d.kind == "n_plus_one" and d.count >= 5
+            if render is python_loop:
+                assert d.call_site and "test_sqlalchemy.py:" in d.call_site
+                assert d.call_site.endswith("in <listcomp>") or d.call_site.endswith("in python_loop")
+            else:
+                assert d.call_site == f"{tmp_path / 'books.html'}:4 in template"
+            session.expunge_all()

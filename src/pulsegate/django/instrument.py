@@ -90,6 +90,9 @@ def install() -> None:
         _add(connections[alias])
     patch_orm()
     register_model_resolver("django", _resolve_model)
+    from pulsegate.django.templates import register
+
+    register()  # call sites inside templates name the template line
 
 
 def _resolve_model(table: str) -> tuple[str, str] | None:

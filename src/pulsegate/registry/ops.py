@@ -251,12 +251,14 @@ class ModelOps:
                                      float(inc.get("at", self.wall())),
                                      {k: v for k, v in inc.items() if k != "id"})
             inc["id"] = p.id
-            if score >= self.config.alert_critical_score:
-                self.alerts.raise_alert(
-                    "incident", str(inc.get("endpoint")), "critical",
-                    f"pulsegate: incident on {inc.get('endpoint')}: window mean "
-                    f"{inc.get('window_mean_ms', 0):.1f} ms vs expected "
-                    f"{inc.get('expected_ms', 0):.1f} ms", **p.summary)
+            # an incident is already the detector's considered verdict (evidence over
+            # windows, issue 16): it alerts whatever its score; the request-level
+            # alert_critical_score is for single requests
+            self.alerts.raise_alert(
+                "incident", str(inc.get("endpoint")), "critical",
+                f"pulsegate: incident on {inc.get('endpoint')}: window mean "
+                f"{inc.get('window_mean_ms', 0):.1f} ms vs expected "
+                f"{inc.get('expected_ms', 0):.1f} ms", **p.summary)
 
     def _on_detections(self, record: RequestRecord, ctx: RequestContext) -> None:
         collect.detections(self, record, ctx)
