@@ -96,6 +96,11 @@ TEMPLATES = [
     "SELECT a FROM t WHERE b IN (1, {lit}) ORDER BY a",
     "DELETE FROM t WHERE a = {lit} OR b = {lit}",
 ]
+# Forms escaping only by doubling the quote: with a backslash inside, MySQL (by default)
+# and PostgreSQL (standard_conforming_strings off) read them differently from the
+# standard, so sqlglot's reading is one of two and the oracle has nothing to say; the
+# scanner folds them (tests/queries/test_sqlscan.py pins that).
+_QUOTE_DOUBLED = {"string", "array", "national", "doubled double quotes"}
 _LITERAL_TOKENS = {t for t in TokenType if t.name.endswith("STRING")} | {TokenType.NUMBER}
 
 
@@ -105,14 +110,16 @@ def _planted(secret: str, soup_a: str, soup_b: str, form: Form) -> str:
 
 
 def _oracle_sees_a_literal(sql: str, dialect: str, secret: str) -> None:
-    """sqlglot finds the secret inside a literal or a comment, never as a name."""
+    """sqlglot finds the secret inside a literal or a comment, never as a name (when a
+    backslash escape precedes it, ``\\Z`` in MySQL, the literal's text is the escaped
+    character's and only the "never a name" half applies)."""
     found = False
     for token in Dialect.get_or_raise(dialect).tokenize(sql):
         if secret in token.text:
             assert token.token_type in _LITERAL_TOKENS, (dialect, sql, token)
             found = True
         found = found or any(secret in c for c in token.comments)
-    assert found, (dialect, sql)
+    assert found or "\\" in sql, (dialect, sql)
 
 
 @settings(max_examples=400, deadline=None)
@@ -126,7 +133,8 @@ def test_no_planted_secret_survives_any_literal_form(case: tuple[str, Form], tem
         secret = literal
     elif form[0] == "blob":
         secret = secret.encode().hex()
-    if form[3] is not None:
+    if form[3] is not None and not (dialect in ("mysql", "postgresql") and "\\" in literal
+                                    and form[0] in _QUOTE_DOUBLED):
         _oracle_sees_a_literal(sql, form[3], secret)
     for told in (dialect, None):
         text, _ = normalize(sql, told)
