@@ -262,3 +262,23 @@ def test_dashboard_off_is_the_apps_404() -> None:
                               headers={"Authorization": "Bearer t"})
     assert r.status_code == 404 and "x-ml-model-version" in r.headers
     assert get_gate(app).stats()["requests"] == 1 and records[0].status == 404
+
+
+def test_the_test_client_without_buffered_is_learned_once_per_request() -> None:
+    # Flask's test client reads the body but never closes the response: the end of the
+    # body finishes the request (issue 20, problem 4).
+    app = make_app()
+    PulseGate(app, warmup=5)
+    records = records_of(app)
+    client = app.test_client()
+    for i in range(150):
+        assert client.get(f"/books/{i}").status_code == 200
+    stream = client.get("/stream")
+    assert stream.data == b"line 0\nline 1\nline 2\n"
+    gate = get_gate(app)
+    assert gate.stats()["requests"] == 151 and len(records) == 151
+    last = client.get("/books/1")
+    assert float(last.headers["x-ml-predicted-latency-ms"]) > 0
+    assert int(last.headers["x-ml-prediction-confidence"]) > 0
+    last.close()  # a close after the end finishes nothing twice
+    assert gate.stats()["requests"] == 152
