@@ -215,3 +215,25 @@ def test_call_site_in_a_jinja_template_is_the_template_line(session: Session, tm
             else:
                 assert d.call_site == f"{tmp_path / 'books.html'}:4 in template"
             session.expunge_all()
+
+
+def test_orm_loads_are_named_from_the_execution_context_alone(session: Session) -> None:
+    """Lazy (scalar and collection), batch, deferred and expired loads are each named,
+    with no Session-level listener: ORM executions stay on SQLAlchemy's own path."""
+    from sqlalchemy.orm import defer
+
+    assert not session.dispatch.do_orm_execute  # nothing between the Session and the ORM
+    with capture() as cap:
+        book = session.scalars(select(Book).options(defer(Book.summary)).limit(1)).one()
+        _ = book.author.name, book.summary
+        _ = [len(a.books) for a in session.scalars(select(Author).offset(5).limit(2))]
+        list(session.scalars(select(Author).options(selectinload(Author.books)).limit(2)))
+        session.expire(book)
+        _ = book.title
+    marks = [(q.relationship, q.load) for q in cap.queries if q.relationship]
+    assert marks == [("Book.author", "scalar"), ("Book.summary", "deferred"),
+                     ("Author.books", "collection"), ("Author.books", "collection"),
+                     ("Author.books", "batch"), ("Book", "expired")]
+    # the instance each lazy load serves: both come from one two-row result
+    sources = [q.source for q in cap.queries if q.load == "collection"]
+    assert sources[0] is not None and sources[0] is sources[1] and sources[0][0].rows == 2
