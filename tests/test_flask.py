@@ -118,8 +118,9 @@ def test_environment_variables_are_read_below_app_config(monkeypatch: pytest.Mon
 
 
 def test_set_endpoint_from_a_before_request_hook() -> None:
-    import pulsegate
     from flask import request
+
+    import pulsegate
 
     app = Flask(__name__)
 
