@@ -245,3 +245,10 @@ def test_report_prints_counts_as_integers() -> None:
         command._detections = original
     text = out.getvalue()
     assert "x16 " in text and "x16.0" not in text and 'fix: prefetch_related("books")' in text
+
+
+def test_set_endpoint_splits_a_catch_all_route_by_page_type(records: list[RequestRecord]) -> None:
+    for path in ("/site/breads/rye/", "/site/blog/post-1/", "/site/breads/spelt/", "/site/"):
+        assert client().get(path).status_code == 200
+    assert [x.route for x in records] == ["/cms/breads", "/cms/blog", "/cms/breads", "/cms/home"]
+    assert {e["endpoint"] for e in get_gate().endpoints()} >= {"GET /cms/breads", "GET /cms/blog"}
