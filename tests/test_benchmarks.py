@@ -72,6 +72,7 @@ def test_real_pages_pairs_every_framework_against_opentelemetry() -> None:
     ("memory.py", "--requests 0 --unmatched 0 --clients 200 --field-sizes 16,2048",
      "bytes per client"),
     ("query_overhead.py", "--rounds 1", "fingerprint cache"),
+    ("fingerprint_cost.py", "--rounds 2 --loops 1 --base HEAD", "ratio scanner/base"),
     ("multivariate.py", "--seeds 1", "inside the forecast interval"),
     ("peer_suites.py", "--detectors pulsegate", "django-zeal              own sizes"),
 ])
