@@ -69,8 +69,11 @@ def test_real_pages_pairs_every_framework_against_opentelemetry() -> None:
      "registry listener alone"),
     ("export_overhead.py", "--requests 20 --rounds 1", "otel asgi + pulsegate + otel export"),
     ("memory.py", "--requests 2000 --routes 20 --unmatched 100", "internal errors 0"),
+    ("memory.py", "--requests 0 --unmatched 0 --clients 200 --field-sizes 16,2048",
+     "bytes per client"),
     ("query_overhead.py", "--rounds 1", "fingerprint cache"),
     ("multivariate.py", "--seeds 1", "inside the forecast interval"),
+    ("peer_suites.py", "--detectors pulsegate", "django-zeal              own sizes"),
 ])
 def test_benchmark_runs(script: str, args: str, says: str) -> None:
     assert says in run(script, *args.split())

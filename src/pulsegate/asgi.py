@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from pulsegate.autoinstrument import instrument_orms
 from pulsegate.config import Config
 from pulsegate.context import Rejection, RequestContext
 from pulsegate.engine import PulseGate
@@ -161,6 +162,8 @@ class PulseGateMiddleware:
         self._encoded: dict[tuple[str, str], tuple[bytes, bytes]] = {}
         # The dashboard and the Prometheus path (None when both are off: no cost).
         self._internal = internal_endpoints(gate)
+        # SQLAlchemy engines, existing and future (option instrument_sqlalchemy).
+        instrument_orms(gate)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

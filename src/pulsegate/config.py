@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from pulsegate.autoinstrument import sqlalchemy_setting
 from pulsegate.config_checks import (
     Check,
     ConfigError,
@@ -94,6 +95,11 @@ class Config:
         "makes a read dearer. 0 keeps the interval fixed.", number(0))
     state_dir: str | None = option(None, "Directory for persisted state (SQLite). None keeps "
                                    "everything in memory.", text(optional=True))
+    instrument_sqlalchemy: bool | tuple[Any, ...] = option(
+        True, "Which SQLAlchemy engines the middleware instruments when it is built: true "
+        "-- every engine, existing and future (when SQLAlchemy is installed); false -- none "
+        "(call pulsegate.sqlalchemy.instrument(engine) yourself); or a list of engines.",
+        sqlalchemy_setting)
 
     # learn: the online per-endpoint model ------------------------------------------------
     alpha: float = option(0.3, "Exponential-smoothing factor of the forecast, in (0, 1].",

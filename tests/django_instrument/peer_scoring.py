@@ -30,15 +30,17 @@ def size_of(scenario: Any, scaled: bool) -> int:
     return SCALED if scaled and n >= 2 else n
 
 
-def run_one(scenario: Any, n: int, detect: Callable[[Callable[[], object]], Any]) -> Any:
-    """Seed ``n`` parents, run the scenario through ``detect``, roll everything back."""
+def run_one(scenario: Any, scaled: bool, detect: Callable[[Callable[[], object]], Any]) -> Any:
+    """Seed the scenario's parents (own size or scaled), run it (its scaled variant when
+    it has one) through ``detect``, roll everything back."""
     from django.contrib.contenttypes.models import ContentType
 
     ContentType.objects.clear_cache()
+    run = getattr(scenario, "run_scaled", None) if scaled else None
     with transaction.atomic():
-        scenario.fixture(n)
+        scenario.fixture(size_of(scenario, scaled))
         try:
-            return detect(scenario.run)
+            return detect(run or scenario.run)
         finally:
             transaction.set_rollback(True)
 
@@ -58,7 +60,7 @@ def pulsegate_detect(run: Callable[[], object]) -> tuple[bool, str | None, list[
 def score_pulsegate(scenarios: Iterable[Any], scaled: bool) -> list[Outcome]:
     out = []
     for s in scenarios:
-        flagged, rel, other, fix = run_one(s, size_of(s, scaled), pulsegate_detect)
+        flagged, rel, other, fix = run_one(s, scaled, pulsegate_detect)
         out.append(Outcome(s.name, s.problem, flagged, rel, s.relationship, other, fix))
     return out
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import nplusone_suite
 import peer_scoring
 import pytest
 import zeal_suite
@@ -59,3 +60,30 @@ def test_batched_prefetch_is_never_an_n_plus_one(schema: None) -> None:
         lambda: [list(u.posts.all()) for u in user_posts.iterator(chunk_size=1)])
     (outcome,) = peer_scoring.score_pulsegate([scenario], scaled=False)
     assert not outcome.flagged and outcome.other == []
+
+
+@pytest.fixture()
+def nplusone_schema(schema: None) -> Iterator[None]:
+    global _nplusone_ready
+    if not _nplusone_ready:
+        nplusone_suite.create_schema()
+        _nplusone_ready = True
+    yield
+
+
+_nplusone_ready = False
+
+
+@pytest.mark.parametrize("scaled", [False, True], ids=["own sizes", "scaled to 10"])
+def test_nplusone_suite(nplusone_schema: None, scaled: bool) -> None:
+    """nplusone's N+1 and no-problem verdicts (its unused-eager-load verdicts are another
+    kind). At its own size its two N+1s are one lazy load each -- not an N+1 to zeal or
+    pulsegate -- and are the only difference; scaled, every verdict is met."""
+    scenarios = [s for s in nplusone_suite.SCENARIOS if s.label != "unused_eager_load"]
+    outcomes = peer_scoring.score_pulsegate(scenarios, scaled)
+    precision, recall, problems, fine = peer_scoring.precision_recall(outcomes)
+    print(f"\nnplusone Django suite ({'scaled' if scaled else 'own sizes'}): {problems} problems, "
+          f"{fine} non-problems: precision {precision:.3f} recall {recall:.3f}")
+    wrong = {o.name for o in outcomes if o.flagged != o.problem}
+    assert wrong == (set() if scaled else set(nplusone_suite.ONE_LOAD_CONFLICTS))
+    assert all(o.relationship == o.expected for o in outcomes if o.flagged)

@@ -78,6 +78,9 @@ class Command(BaseCommand):
         s = report["stats"]
         w(f"requests {s['requests']}  anomalies {s['anomalies']}  errors {s['errors']}  "
           f"model {s['model_version']}")
+        if not s["requests"] and not report["endpoints"]:
+            w(EMPTY_HINT)
+            return
         w("\nEndpoints (most requested first)")
         w(f"  {'endpoint':48} {'requests':>8} {'predicted ms':>12} {'confidence':>10}")
         for row in report["endpoints"]:
@@ -85,14 +88,37 @@ class Command(BaseCommand):
             w(f"  {row['endpoint']:48} {row['requests']:>8} {predicted:>12} "
               f"{row['confidence']:>10.0f}")
         w("\nRecent anomalies")
-        for a in report["anomalies"][-20:] or [{"endpoint": "(none)"}]:
+        for a in report["anomalies"][-20:]:
             w("  " + "  ".join(f"{k}={v}" for k, v in a.items()))
+        if not report["anomalies"]:
+            w("  none")
         w("\nQuery detections")
-        for d in report["detections"] or [{"kind": "(none)"}]:
+        for d in report["detections"]:
             fix = d.get("suggestion")
             where = d.get("endpoints") or d.get("endpoint") or ""
             if isinstance(where, (list, tuple)):
                 where = ", ".join(map(str, where))
+            count = d.get("mean_count", d.get("count"))
+            site = d.get("call_site")
             w(f"  {d.get('kind')}  {d.get('relationship') or d.get('sql', '')}"
-              f"  x{d.get('mean_count', d.get('count', ''))}  {where}"
-              f"  at {d.get('call_site', '?')}" + (f"\n    fix: {fix}" if fix else ""))
+              + (f"  x{_number(count)}" if count is not None else "")
+              + (f"  {where}" if where else "") + (f"  at {site}" if site else "")
+              + (f"\n    fix: {fix}" if fix else ""))
+        if not report["detections"]:
+            w("  none")
+
+
+#: Printed instead of empty sections: where the report's data comes from.
+EMPTY_HINT = (
+    "\nNothing recorded yet. This command reads the engine of this process: a fresh "
+    "`manage.py` process has seen no requests, and starts from persisted state only when "
+    "settings.PULSEGATE has \"state_dir\" (or \"state_redis_url\"), which the serving "
+    "processes write every snapshot_interval seconds and at shutdown. Set it, serve some "
+    "requests, then run this again (or `pulsegate report --state-dir DIR`).")
+
+
+def _number(value: Any) -> str:
+    """A count as an integer, a mean with one decimal when it has one."""
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else f"{value:.1f}"
+    return str(value)
