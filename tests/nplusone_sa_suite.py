@@ -112,14 +112,17 @@ SCENARIOS: list[Scenario] = [
 ONE_LOAD_CONFLICTS = frozenset(s.name for s in SCENARIOS if s.problem)
 
 
-def run_one(scenario: Scenario, scaled: bool, detect: Callable[[Callable[[], object]], object]) -> object:
+def run_one(scenario: Scenario, scaled: bool, detect: Callable[[Callable[[], object]], object],
+            *, instrumented: bool = True) -> object:
     """A fresh in-memory database with the fixture (own size, or 10 users scaled), the
-    scenario run through ``detect(run)``."""
-    from pulsegate.sqlalchemy import instrument
-
+    scenario run through ``detect(run)`` (pulsegate's hooks on the engine unless
+    ``instrumented`` is False: a peer's run)."""
     engine = sa.create_engine("sqlite://")
     NBase.metadata.create_all(engine)
-    instrument(engine)
+    if instrumented:
+        from pulsegate.sqlalchemy import instrument
+
+        instrument(engine)
     run = scenario.run_scaled if scaled and scenario.run_scaled else scenario.run
     try:
         with Session(engine) as session:

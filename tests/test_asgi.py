@@ -309,3 +309,28 @@ def test_route_templates_when_wrapping_a_starlette_app_directly() -> None:
     gate.control = object()
     client.get("/api/users/4")
     assert info_routes == ["/api/users/{uid:int}"]  # resolvable before the app runs
+
+
+def test_starlette_and_fastapi_test_clients_are_learned_once_per_request() -> None:
+    # issue 20, build item 3: a request served through TestClient is finished at its
+    # last body message, exactly once, also for a streamed body.
+    app = FastAPI()
+
+    @app.get("/items/{item_id}")
+    def item(item_id: int) -> dict[str, int]:
+        return {"item": item_id}
+
+    @app.get("/stream")
+    def stream() -> StreamingResponse:
+        return StreamingResponse(iter([b"a", b"b", b"c"]))
+
+    gate = PulseGate(warmup=5)
+    records: list[RequestRecord] = []
+    gate.listeners.append(lambda record, ctx: records.append(record))
+    app.add_middleware(PulseGateMiddleware, gate=gate)
+    client = TestClient(app)
+    for i in range(150):
+        assert client.get(f"/items/{i}").status_code == 200
+    assert client.get("/stream").content == b"abc"
+    assert gate.stats()["requests"] == 151 and len(records) == 151
+    assert int(client.get("/items/1").headers["x-ml-prediction-confidence"]) > 0

@@ -73,6 +73,7 @@ def test_real_pages_pairs_every_framework_against_opentelemetry() -> None:
      "bytes per client"),
     ("query_overhead.py", "--rounds 1", "fingerprint cache"),
     ("multivariate.py", "--seeds 1", "inside the forecast interval"),
+    ("peer_suites.py", "--detectors pulsegate", "django-zeal              own sizes"),
 ])
 def test_benchmark_runs(script: str, args: str, says: str) -> None:
     assert says in run(script, *args.split())

@@ -215,3 +215,54 @@ def test_call_site_in_a_jinja_template_is_the_template_line(session: Session, tm
             else:
                 assert d.call_site == f"{tmp_path / 'books.html'}:4 in template"
             session.expunge_all()
+
+
+def test_async_two_object_fixture_is_an_n_plus_one_and_single_gets_are_not() -> None:
+    """The structural rule across the async session's greenlet: the parents' result tag
+    travels with the instances, so two authors are enough; two ``session.get`` read on
+    separate lines are not a loop."""
+    async def main() -> tuple[list[object], list[object]]:
+        engine = create_async_engine("sqlite+aiosqlite://")
+        instrument(engine)
+        async with engine.begin() as conn:
+            await conn.run_sync(Base.metadata.create_all)
+        async with AsyncSession(engine) as s:
+            await s.run_sync(seed)
+        async with AsyncSession(engine) as s, capture() as loop:
+            for a in (await s.scalars(select(Author).limit(2))).all():
+                await a.awaitable_attrs.books
+        async with AsyncSession(engine) as s, capture() as singles:
+            first = await s.get(Author, 1)
+            second = await s.get(Author, 2)
+            assert first is not None and second is not None
+            await first.awaitable_attrs.books
+            await second.awaitable_attrs.books
+        await engine.dispose()
+        return loop.detections, singles.detections  # type: ignore[return-value]
+
+    loop, singles = asyncio.run(main())
+    assert [(d.kind, d.count, d.relationship) for d in loop] == [  # type: ignore[attr-defined]
+        ("n_plus_one", 2, "Author.books")]
+    assert singles == []
+
+
+def test_orm_loads_are_named_from_the_execution_context_alone(session: Session) -> None:
+    """Lazy (scalar and collection), batch, deferred and expired loads are each named,
+    with no Session-level listener: ORM executions stay on SQLAlchemy's own path."""
+    from sqlalchemy.orm import defer
+
+    assert not session.dispatch.do_orm_execute  # nothing between the Session and the ORM
+    with capture() as cap:
+        book = session.scalars(select(Book).options(defer(Book.summary)).limit(1)).one()
+        _ = book.author.name, book.summary
+        _ = [len(a.books) for a in session.scalars(select(Author).offset(5).limit(2))]
+        list(session.scalars(select(Author).options(selectinload(Author.books)).limit(2)))
+        session.expire(book)
+        _ = book.title
+    marks = [(q.relationship, q.load) for q in cap.queries if q.relationship]
+    assert marks == [("Book.author", "scalar"), ("Book.summary", "deferred"),
+                     ("Author.books", "collection"), ("Author.books", "collection"),
+                     ("Author.books", "batch"), ("Book", "expired")]
+    # the instance each lazy load serves: both come from one two-row result
+    sources = [q.source for q in cap.queries if q.load == "collection"]
+    assert sources[0] is not None and sources[0] is sources[1] and sources[0][0].rows == 2

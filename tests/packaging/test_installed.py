@@ -25,7 +25,10 @@ from pathlib import Path
 
 import pytest
 
-tomllib = pytest.importorskip("tomllib")  # Python 3.11+ (the dev environment's)
+try:
+    import tomllib
+except ImportError:  # Python 3.10: the dev extra installs tomli there
+    import tomli as tomllib
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
