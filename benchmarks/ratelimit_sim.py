@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from pulsegate.control.ratelimit import AdaptiveRateLimiter
 from pulsegate.records import RequestRecord
@@ -212,13 +213,122 @@ def simulate(seconds: float, seed: int, moving_window: bool = True) -> list[dict
     return results
 
 
+SWEEP = (30, 45, 60, 90, 120, 180, 240)  # static rates per minute, each with burst = rate
+STRATEGIES = ("token bucket", "limits fixed window (slowapi default)", "limits moving window",
+              "limits sliding window counter")
+
+
+def static_decider(strategy: str, rate: int, clock: SimTime) -> Callable[[str], bool]:
+    """A static limiter at ``rate``/minute: pulsegate's GCRA with adaptation off (burst =
+    rate), or one of ``limits``' strategies on its memory storage (slowapi keys
+    ``limits`` by remote address, fixed window by default)."""
+    import limits
+
+    if strategy == "token bucket":
+        b = AdaptiveRateLimiter(f"{rate}/minute", rate, clock=clock, adaptive=False)
+        return lambda c: b.check(c).allowed
+    strategies = limits.strategies
+    lim: limits.strategies.RateLimiter
+    if strategy.startswith("limits fixed window"):
+        lim = strategies.FixedWindowRateLimiter(limits.storage.MemoryStorage())
+    elif strategy == "limits moving window":
+        lim = strategies.MovingWindowRateLimiter(limits.storage.MemoryStorage())
+    else:
+        lim = strategies.SlidingWindowCounterRateLimiter(limits.storage.MemoryStorage())
+    item = limits.parse(f"{rate}/minute")
+    return lambda c: lim.hit(item, c)
+
+
+def evaluate_mix(mix: str, seed: int, seconds: float,
+                 sweep: tuple[int, ...] = SWEEP) -> dict[str, Any]:
+    """pulsegate (60/minute, burst 60, adaptive) and every static strategy at every
+    swept rate on one mix of closed-loop clients: (legit refused %, abusive admitted %)."""
+    import limits.storage.memory as limits_memory
+    from ratelimit_clients import run_mix, scores
+
+    clock = SimTime()
+    pg = AdaptiveRateLimiter(f"{RATE}/minute", BURST, clock=clock)
+
+    def pg_decide(t: float, key: str, method: str, path: str, ua: str, status: int) -> bool:
+        clock.t = 1_000_000.0 + t
+        ok = pg.check(key).allowed
+        route, _, query = path.partition("?")
+        pg.observe(key, RequestRecord(method, route.rsplit("/", 1)[0] + "/{x}", route,
+                                      status if ok else 429, t, 1.0, 1.0, 0.0, 0), ua, query)
+        return ok
+
+    pg_counts = run_mix(mix, seed, seconds, pg_decide)
+    out: dict[str, Any] = {"pulsegate": scores(pg_counts), "kinds": pg_counts, "static": {}}
+    real_time = limits_memory.time  # type: ignore[attr-defined]
+    limits_memory.time = clock  # type: ignore[attr-defined,assignment]
+    try:
+        for strategy in STRATEGIES:
+            for rate in sweep:
+                check = static_decider(strategy, rate, clock)
+
+                def decide(t: float, key: str, *_: object, check: Callable[[str], bool] = check) -> bool:
+                    clock.t = 1_000_000.0 + t
+                    return check(key)
+
+                out["static"][(strategy, rate)] = scores(run_mix(mix, seed, seconds, decide))
+    finally:
+        limits_memory.time = real_time  # type: ignore[attr-defined]
+    return out
+
+
+def dominated_by(result: dict[str, Any]) -> list[tuple[str, int]]:
+    """Static configurations at least as good as pulsegate on both axes and better on one
+    (pulsegate lies *above* the trade-off curve there)."""
+    lp, ap = result["pulsegate"]
+    return [k for k, (ls, as_) in result["static"].items()
+            if ls <= lp and as_ <= ap and (ls < lp or as_ < ap)]
+
+
+def print_mixes(seeds: list[int], seconds: float) -> dict[str, bool]:
+    from ratelimit_clients import MIXES, iter_kinds
+
+    bars: dict[str, bool] = {}
+    for mix in MIXES:
+        runs = [evaluate_mix(mix, s, seconds) for s in seeds]
+        print(f"\n## mix: {mix} ({seconds:g} s, seeds {','.join(map(str, seeds))}): "
+              "legitimate refused % / abusive admitted %, per request")
+        lp = sum(r["pulsegate"][0] for r in runs) / len(runs)
+        ap = sum(r["pulsegate"][1] for r in runs) / len(runs)
+        print(f"pulsegate adaptive ({RATE}/minute, burst {BURST}): **{lp:.1f} / {ap:.1f}**; by kind "
+              "(% refused, seed " + str(seeds[0]) + "): "
+              + ", ".join(f"{k} {v:.1f}" for k, v in iter_kinds(runs[0]["kinds"])))
+        print("| static strategy | " + " | ".join(f"{r}/min" for r in SWEEP) + " |")
+        print("|---|" + "---|" * len(SWEEP))
+        for strategy in STRATEGIES:
+            cells = []
+            for rate in SWEEP:
+                ls = sum(r["static"][(strategy, rate)][0] for r in runs) / len(runs)
+                as_ = sum(r["static"][(strategy, rate)][1] for r in runs) / len(runs)
+                cells.append(f"{ls:.1f} / {as_:.1f}")
+            print(f"| {strategy} | " + " | ".join(cells) + " |")
+        beaten = sorted({k for r in runs for k in dominated_by(r)}, key=lambda k: (k[1], k[0]))
+        note = (f" ({len(beaten)} static configurations are, e.g. {beaten[0][0]} {beaten[0][1]}/min)"
+                if beaten else "")
+        bars[f"{mix}: no static rate better on both axes{note}"] = not beaten
+    return bars
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=600.0)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--redis", default=None, help="Redis URL (default: start redis-server)")
     ap.add_argument("--checks", type=int, default=200_000)
+    ap.add_argument("--mixes", action="store_true",
+                    help="only the closed-loop mixes against the static sweep (issue 23)")
+    ap.add_argument("--seeds", default="1,2,3", help="seeds for --mixes")
     args = ap.parse_args(argv)
+    if args.mixes:
+        bars = print_mixes([int(x) for x in args.seeds.split(",")], args.seconds)
+        print("\n## bars: pulsegate below every static trade-off curve")
+        for k, v in bars.items():
+            print(f"- {'PASS' if v else 'FAIL'}: {k}")
+        return 0
     results = simulate(args.seconds, args.seed)
     print(f"# rate-limit simulation: {results[0]['requests']} requests over {args.seconds:g} s, "
           f"nominal {RATE}/minute burst {BURST}, seed {args.seed}")

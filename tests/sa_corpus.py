@@ -160,7 +160,23 @@ PROBLEMS: list[Scenario] = [
     ("exists check per item", True, "n_plus_one",
      lambda s: [s.scalar(select(Review.id).where(Review.book_id == b.id).limit(1))
                 for b in s.scalars(select(Book)).all()]),
+    # Under the old repeat-count rule (>= 5) these were misses; the structural rule sees
+    # any loop over a multi-row result (issue 17).
+    ("loop of four", True, "n_plus_one",
+     lambda s: [len(a.books) for a in s.scalars(select(Author).limit(4))]),
+    ("two-object fixture", True, "n_plus_one",
+     lambda s: [b.author.name for b in s.scalars(select(Book).where(Book.id.in_([1, 4])))]),
+    ("single loads in a loop, then a relationship", True, "single_load_loop",
+     lambda s: [len(s.scalars(select(Author).where(Author.id == i)).one().books) for i in (1, 2, 3)]),
 ]
+
+def _singles_on_separate_lines(s: Session) -> None:
+    first = s.get(Author, 1)
+    second = s.get(Author, 2)
+    assert first is not None and second is not None
+    _ = len(first.books)
+    _ = len(second.books)
+
 
 FINE: list[Scenario] = [
     ("selectinload", False, None,
@@ -211,8 +227,9 @@ FINE: list[Scenario] = [
     ("correlated count subquery", False, None,
      lambda s: s.execute(select(Author.id, select(func.count(Book.id)).where(
          Book.author_id == Author.id).scalar_subquery())).all()),
-    ("loop just under the threshold", False, None,
-     lambda s: [len(a.books) for a in s.scalars(select(Author).limit(4))]),
+    ("single loads read on separate lines", False, None, _singles_on_separate_lines),
+    ("one lazy load on a multi-row result", False, None,
+     lambda s: len(s.scalars(select(Author)).all()[0].books)),
     ("delete many objects, one flush", False, None,
      lambda s: ([s.delete(r) for r in s.scalars(select(Review)).all()[:10]], s.flush())),
     ("modify many then one flush", False, None,

@@ -204,6 +204,59 @@ def test_fastapi_routes_prefixes_and_mounted_subapps() -> None:
                                               "/v1/items/{item_id}"]
 
 
+def test_fastapi_include_router_prefixes_are_kept() -> None:
+    """Routers included with a prefix (nested, and inside a mounted sub-app): two
+    routers with the same inner path stay two endpoints."""
+    gate, records = recording_gate()
+    users, admin, inner = APIRouter(), APIRouter(), APIRouter()
+
+    @users.get("/items/{item_id}")
+    def user_item(item_id: int) -> dict[str, int]:
+        return {"id": item_id}
+
+    @admin.get("/items/{item_id}")
+    def admin_item(item_id: int) -> dict[str, int]:
+        return {"admin": item_id}
+
+    @inner.get("/ping")
+    def ping() -> str:
+        return "pong"
+
+    admin.include_router(inner, prefix="/deep")
+    api = FastAPI()
+    api.include_router(users, prefix="/api/v1")
+    api.include_router(admin, prefix="/api/admin")
+    sub = FastAPI()
+    sub.include_router(inner, prefix="/inner")
+    api.mount("/sub", sub)
+    api.add_middleware(PulseGateMiddleware, gate=gate)
+    client = TestClient(api)
+    assert client.get("/api/v1/items/3").json() == {"id": 3}
+    assert client.get("/api/admin/items/3").json() == {"admin": 3}
+    assert client.get("/api/admin/deep/ping").json() == "pong"
+    assert client.get("/sub/inner/ping").json() == "pong"
+    assert [rec.route for rec in records] == [
+        "/api/v1/items/{item_id}", "/api/admin/items/{item_id}", "/api/admin/deep/ping",
+        "/sub/inner/ping"]
+
+
+def test_set_endpoint_from_a_catch_all_starlette_route() -> None:
+    import pulsegate
+
+    gate, records = recording_gate()
+
+    async def page(request: Request) -> PlainTextResponse:
+        kind = request.path_params["path"].split("/", 1)[0]
+        pulsegate.set_endpoint(f"/pages/{kind}")
+        return PlainTextResponse(kind)
+
+    app = Starlette(routes=[Route("/{path:path}", page)])
+    client = TestClient(PulseGateMiddleware(app, gate=gate))
+    for path in ("/breads/rye", "/blog/one", "/breads/spelt"):
+        assert client.get(path).status_code == 200
+    assert [rec.route for rec in records] == ["/pages/breads", "/pages/blog", "/pages/breads"]
+
+
 def test_middleware_accepts_config_keywords() -> None:
     app = Starlette(routes=[Route("/hello/{name}", hello)])
     app.add_middleware(PulseGateMiddleware, headers="safe", warmup=5)
@@ -273,3 +326,28 @@ def test_route_templates_when_wrapping_a_starlette_app_directly() -> None:
     gate.control = object()
     client.get("/api/users/4")
     assert info_routes == ["/api/users/{uid:int}"]  # resolvable before the app runs
+
+
+def test_starlette_and_fastapi_test_clients_are_learned_once_per_request() -> None:
+    # issue 20, build item 3: a request served through TestClient is finished at its
+    # last body message, exactly once, also for a streamed body.
+    app = FastAPI()
+
+    @app.get("/items/{item_id}")
+    def item(item_id: int) -> dict[str, int]:
+        return {"item": item_id}
+
+    @app.get("/stream")
+    def stream() -> StreamingResponse:
+        return StreamingResponse(iter([b"a", b"b", b"c"]))
+
+    gate = PulseGate(warmup=5)
+    records: list[RequestRecord] = []
+    gate.listeners.append(lambda record, ctx: records.append(record))
+    app.add_middleware(PulseGateMiddleware, gate=gate)
+    client = TestClient(app)
+    for i in range(150):
+        assert client.get(f"/items/{i}").status_code == 200
+    assert client.get("/stream").content == b"abc"
+    assert gate.stats()["requests"] == 151 and len(records) == 151
+    assert int(client.get("/items/1").headers["x-ml-prediction-confidence"]) > 0

@@ -47,6 +47,20 @@ def test_wsgi_overhead_reports_every_family_against_opentelemetry() -> None:
     assert "flask + opentelemetry flask" in out and "% of it" in out
 
 
+def test_real_pages_pairs_every_framework_against_opentelemetry() -> None:
+    timed = run("real_pages.py", "--requests", "2", "--rounds", "1", "--rows", "1,3")
+    counted = run("real_pages.py", "--bytecodes", "--requests", "2", "--rows", "3")
+    for out, pages in ((timed, 3), (counted, 2)):
+        for family in ("flask", "django", "fastapi"):
+            rows = [r for r in out.splitlines() if r.startswith(family)]
+            assert len(rows) == pages and all("% of otel" in r for r in rows), out
+    # counted: deterministic, and an N+1 page costs pulsegate more than its clean one
+    per_request = {tuple(r.split()[:2]): float(r.split("pulsegate +")[1].split()[0])
+                   for r in counted.splitlines() if "pulsegate +" in r}
+    assert all(per_request[(f, "n+1")] > per_request[(f, "clean")] > 0
+               for f in ("flask", "django", "fastapi"))
+
+
 @pytest.mark.parametrize(("script", "args", "says"), [
     ("asgi_overhead.py", "--requests 20 --rounds 2", "budget: pulsegate adds"),
     ("django_overhead.py", "--requests 20 --rounds 2", "budget: pulsegate adds"),
@@ -55,8 +69,13 @@ def test_wsgi_overhead_reports_every_family_against_opentelemetry() -> None:
      "registry listener alone"),
     ("export_overhead.py", "--requests 20 --rounds 1", "otel asgi + pulsegate + otel export"),
     ("memory.py", "--requests 2000 --routes 20 --unmatched 100", "internal errors 0"),
+    ("memory.py", "--requests 0 --unmatched 0 --clients 200 --field-sizes 16,2048",
+     "bytes per client"),
+    ("fuzz_soak.py", "--examples 5 wsgi", "1 of 1 adapters held both properties"),
     ("query_overhead.py", "--rounds 1", "fingerprint cache"),
+    ("fingerprint_cost.py", "--rounds 2 --loops 1 --base HEAD", "ratio scanner/base"),
     ("multivariate.py", "--seeds 1", "inside the forecast interval"),
+    ("peer_suites.py", "--detectors pulsegate", "django-zeal              own sizes"),
 ])
 def test_benchmark_runs(script: str, args: str, says: str) -> None:
     assert says in run(script, *args.split())

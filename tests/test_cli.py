@@ -142,3 +142,95 @@ def test_console_script_and_redis_state(redis_service, tmp_path) -> None:
                           timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["totals"]["requests"] == 33
+
+
+# --- for people (issue 20, problem 7) ----------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["nowhere", "empty dir"])
+def test_no_state_explains_where_state_comes_from(where, tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.delenv("PULSEGATE_STATE_DIR", raising=False)
+    monkeypatch.delenv("PULSEGATE_STATE_REDIS_URL", raising=False)
+    argv = ["report"] if where == "nowhere" else ["report", "--state-dir", str(tmp_path)]
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and "Traceback" not in err
+    assert "state_dir=" in err and "--state-dir" in err and "snapshot" in err
+
+
+@pytest.mark.parametrize("command", ["report", "stats"])
+def test_state_without_live_workers_says_why_the_tables_are_empty(command, tmp_path,
+                                                                  capsys) -> None:
+    from pulsegate.registry.store import DB_NAME, SQLiteStore
+
+    SQLiteStore(tmp_path / DB_NAME).close()  # a state file no worker has written to yet
+    code, out, _ = run(capsys, command, "--state-dir", str(tmp_path))
+    assert code == 0 and "no worker has written a snapshot" in out and "state_dir=" in out
+
+
+def test_counts_print_as_integers(state, capsys) -> None:
+    path, _, _ = state
+    code, out, _ = run(capsys, "stats", "--state-dir", str(path))
+    assert code == 0
+    requests = next(line for line in out.splitlines() if line.startswith("requests "))
+    assert requests.split() == ["requests", "76"]
+
+
+def test_off_a_terminal_tables_are_plain_aligned_and_never_break_an_identifier(
+        state, capsys) -> None:
+    path, gate, clk = state
+    fix = "options(selectinload(Author.books).selectinload(Book.reviews_with_a_long_name))"
+    det = {"kind": "n_plus_one", "fingerprint": "select * from review where book_id = ?",
+           "count": 30, "total_ms": 30.0, "confidence": 0.9, "suggestion": fix,
+           "call_site": "a_rather_long_module_name/views/authors.py:123 in list_authors"}
+    gate.ops.observe_detection("GET /authors", det, 1_800_000_000.0)
+    gate.ops.snapshot()
+    code, out, _ = run(capsys, "report", "--state-dir", str(path))
+    assert code == 0
+    lines = out.splitlines()
+    assert any(fix in line and det["call_site"] in line for line in lines)
+    header = next(i for i, line in enumerate(lines) if line.startswith("roi "))
+    assert set(lines[header + 1]) == {"-", " "}  # the rule under the column names
+    assert "┃" not in out and "│" not in out  # no box drawing off a terminal
+
+
+def test_a_closed_pipe_ends_quietly(state, monkeypatch) -> None:
+    path, _, _ = state
+
+    class ClosedPipe:
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self) -> None:
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def isatty(self) -> bool:
+            return False
+
+        def fileno(self) -> int:
+            raise OSError("no descriptor")
+
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    assert cli.main(["--json", "report", "--state-dir", str(path)]) == 141
+
+
+def test_a_closed_pipe_through_the_command_leaves_no_traceback(state) -> None:
+    path, _, _ = state
+    script = BIN / "pulsegate"
+    proc = subprocess.Popen([str(script), "report", "--state-dir", str(path), "--limit", "1000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # `| head -0`: the reader is gone before anything is written
+    err = proc.stderr.read().decode()
+    proc.wait(60)
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+    assert "Exception ignored" not in err, err
+
+
+def test_demo_without_its_dependencies_names_the_extra(capsys, monkeypatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "uvicorn" else real(name, *a))
+    code, out, err = run(capsys, "demo")
+    assert code == 2 and "uvicorn" in err and 'pip install "pulsegate[demo]"' in err

@@ -101,6 +101,46 @@ def test_config_keys_are_set_by_default_and_validated() -> None:
         PulseGate(make_app(PULSEGATE_NOT_AN_OPTION=1))
 
 
+def test_environment_variables_are_read_below_app_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PULSEGATE_DASHBOARD_TOKEN", "from-env-token-0123456789")
+    monkeypatch.setenv("PULSEGATE_ALPHA", "0.25")
+    monkeypatch.setenv("PULSEGATE_WARMUP", "7")
+    app = make_app(PULSEGATE_ALPHA=0.5)
+    PulseGate(app, warmup=5)
+    gate = get_gate(app)
+    assert gate.config.dashboard_token == "from-env-token-0123456789"
+    assert gate.config.alpha == 0.5  # app.config wins over the environment
+    assert gate.config.warmup == 5  # and so does the extension's keyword
+    monkeypatch.setenv("PULSEGATE_ALPHA", "7")
+    with pytest.raises(ConfigError) as err:
+        PulseGate(make_app())
+    assert err.value.key == "alpha"
+
+
+def test_set_endpoint_from_a_before_request_hook() -> None:
+    from flask import request
+
+    import pulsegate
+
+    app = Flask(__name__)
+
+    @app.before_request
+    def name_page() -> None:  # where a CMS knows the page type
+        pulsegate.set_endpoint("/pages/" + request.path.strip("/").split("/")[0])
+
+    @app.get("/<path:anything>")
+    def page(anything: str) -> str:
+        return anything
+
+    PulseGate(app)
+    seen: list[str | None] = []
+    get_gate(app).listeners.append(lambda record, ctx: seen.append(record.route))
+    client = app.test_client()
+    for path in ("/breads/rye", "/blog/one"):
+        assert client.get(path).status_code == 200
+    assert seen == ["/pages/breads", "/pages/blog"]
+
+
 def test_shared_gate() -> None:
     gate = Engine()
     app = make_app()
@@ -246,3 +286,23 @@ def test_dashboard_off_is_the_apps_404() -> None:
                               headers={"Authorization": "Bearer t"})
     assert r.status_code == 404 and "x-ml-model-version" in r.headers
     assert get_gate(app).stats()["requests"] == 1 and records[0].status == 404
+
+
+def test_the_test_client_without_buffered_is_learned_once_per_request() -> None:
+    # Flask's test client reads the body but never closes the response: the end of the
+    # body finishes the request (issue 20, problem 4).
+    app = make_app()
+    PulseGate(app, warmup=5)
+    records = records_of(app)
+    client = app.test_client()
+    for i in range(150):
+        assert client.get(f"/books/{i}").status_code == 200
+    stream = client.get("/stream")
+    assert stream.data == b"line 0\nline 1\nline 2\n"
+    gate = get_gate(app)
+    assert gate.stats()["requests"] == 151 and len(records) == 151
+    last = client.get("/books/1")
+    assert float(last.headers["x-ml-predicted-latency-ms"]) > 0
+    assert int(last.headers["x-ml-prediction-confidence"]) > 0
+    last.close()  # a close after the end finishes nothing twice
+    assert gate.stats()["requests"] == 152

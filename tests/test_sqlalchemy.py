@@ -151,3 +151,118 @@ def test_selectinload_batches_over_many_parents_are_not_an_n_plus_one() -> None:
         batches = [q for q in cap.queries if q.relationship == "Author.books"]
         assert len(batches) >= 5 and {q.load for q in batches} == {"batch"}
         assert cap.detections == []
+
+
+_WITHOUT_GREENLET = """
+import sys
+sys.modules["greenlet"] = None  # as on SQLAlchemy 2.1, which no longer installs it
+from sqlalchemy import create_engine, text
+from pulsegate import capture
+from pulsegate.sqlalchemy import instrument
+assert "sqlalchemy.ext.asyncio" not in sys.modules, "imported the asyncio extension"
+engine = create_engine("sqlite://")
+instrument(engine)
+with capture() as cap:
+    with engine.connect() as conn:
+        conn.execute(text("select 1"))
+print(cap.query_count)
+"""
+
+
+def test_sync_engines_need_no_greenlet() -> None:
+    """Issue 20: ``from pulsegate.sqlalchemy import instrument`` and the first capture
+    work for a sync engine when greenlet cannot be imported (SQLAlchemy 2.1's default):
+    the asyncio extension is imported only when an AsyncEngine exists."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _WITHOUT_GREENLET], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "1"
+
+
+JINJA_PAGE = """<ul>
+{% for book in books %}
+  <li>{{ book.title }}
+    by {{ book.author.name }}</li>
+{% endfor %}
+</ul>
+"""
+
+
+def test_call_site_in_a_jinja_template_is_the_template_line(session: Session, tmp_path: Any) -> None:
+    """The lazy load a template triggers is named by the template file and line (4),
+    not by the line of the Python module Jinja compiled it to; and a loop in Python code
+    through the same ORM path, alternating with it, keeps its own call site."""
+    from jinja2 import Environment, FileSystemLoader
+
+    (tmp_path / "books.html").write_text(JINJA_PAGE)
+    page = Environment(loader=FileSystemLoader(str(tmp_path))).get_template("books.html")
+
+    def python_loop(books: list[Book]) -> list[str]:
+        return [b.author.name for b in books]
+
+    for _round in range(2):
+        for render in (lambda bs: page.render(books=bs), python_loop):
+            with capture() as cap:
+                render(list(session.scalars(select(Book).where(Book.title.like("b_0")))))
+            (d,) = cap.detections
+            assert d.kind == "n_plus_one" and d.count >= 5
+            if render is python_loop:
+                assert d.call_site and "test_sqlalchemy.py:" in d.call_site
+                assert d.call_site.endswith("in <listcomp>") or d.call_site.endswith("in python_loop")
+            else:
+                assert d.call_site == f"{tmp_path / 'books.html'}:4 in template"
+            session.expunge_all()
+
+
+def test_async_two_object_fixture_is_an_n_plus_one_and_single_gets_are_not() -> None:
+    """The structural rule across the async session's greenlet: the parents' result tag
+    travels with the instances, so two authors are enough; two ``session.get`` read on
+    separate lines are not a loop."""
+    async def main() -> tuple[list[object], list[object]]:
+        engine = create_async_engine("sqlite+aiosqlite://")
+        instrument(engine)
+        async with engine.begin() as conn:
+            await conn.run_sync(Base.metadata.create_all)
+        async with AsyncSession(engine) as s:
+            await s.run_sync(seed)
+        async with AsyncSession(engine) as s, capture() as loop:
+            for a in (await s.scalars(select(Author).limit(2))).all():
+                await a.awaitable_attrs.books
+        async with AsyncSession(engine) as s, capture() as singles:
+            first = await s.get(Author, 1)
+            second = await s.get(Author, 2)
+            assert first is not None and second is not None
+            await first.awaitable_attrs.books
+            await second.awaitable_attrs.books
+        await engine.dispose()
+        return loop.detections, singles.detections  # type: ignore[return-value]
+
+    loop, singles = asyncio.run(main())
+    assert [(d.kind, d.count, d.relationship) for d in loop] == [  # type: ignore[attr-defined]
+        ("n_plus_one", 2, "Author.books")]
+    assert singles == []
+
+
+def test_orm_loads_are_named_from_the_execution_context_alone(session: Session) -> None:
+    """Lazy (scalar and collection), batch, deferred and expired loads are each named,
+    with no Session-level listener: ORM executions stay on SQLAlchemy's own path."""
+    from sqlalchemy.orm import defer
+
+    assert not session.dispatch.do_orm_execute  # nothing between the Session and the ORM
+    with capture() as cap:
+        book = session.scalars(select(Book).options(defer(Book.summary)).limit(1)).one()
+        _ = book.author.name, book.summary
+        _ = [len(a.books) for a in session.scalars(select(Author).offset(5).limit(2))]
+        list(session.scalars(select(Author).options(selectinload(Author.books)).limit(2)))
+        session.expire(book)
+        _ = book.title
+    marks = [(q.relationship, q.load) for q in cap.queries if q.relationship]
+    assert marks == [("Book.author", "scalar"), ("Book.summary", "deferred"),
+                     ("Author.books", "collection"), ("Author.books", "collection"),
+                     ("Author.books", "batch"), ("Book", "expired")]
+    # the instance each lazy load serves: both come from one two-row result
+    sources = [q.source for q in cap.queries if q.load == "collection"]
+    assert sources[0] is not None and sources[0] is sources[1] and sources[0][0].rows == 2

@@ -483,14 +483,46 @@ def serve(app: Any) -> Any:
         result.close()
 
 
-def test_an_app_iterable_is_returned_as_is_and_its_close_finishes() -> None:
+def test_an_app_iterable_is_finished_once_and_its_own_close_runs_once() -> None:
     gate, _, records = make_gate()
     body = AppIterable([b"a", b"b"])
     result, data = serve(PulseGateWSGIMiddleware(lambda e, sr: (sr("200 OK", []), body)[1],
                                                  gate=gate))
-    assert result is body and data == b"ab" and body.closed == 1
+    assert data == b"ab" and body.closed == 1
     assert len(records) == 1 and records[0].status == 200 and records[0].error is None
     result.close()  # a second close is harmless: the app's ran once, one record
+    assert body.closed == 1 and len(records) == 1
+
+
+@pytest.mark.parametrize("body", ["list", "app iterable", "generator"])
+def test_a_body_read_to_the_end_but_never_closed_still_finishes_the_request(body: str) -> None:
+    # werkzeug's and Flask's test client without buffered=True, and servers that forget
+    # PEP 3333's close(): the end of the body is the end of the request.
+    gate, _, records = make_gate()
+    chunks = [b"a", b"b"]
+    app_body: Any = {"list": lambda: list(chunks), "app iterable": lambda: AppIterable(chunks),
+                     "generator": lambda: (c for c in chunks)}[body]
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        start_response("200 OK", [])
+        return app_body()
+
+    wrapped = PulseGateWSGIMiddleware(app, gate=gate)
+    for i in range(3):
+        result = wrapped(create_environ(), Recorder())
+        assert b"".join(result) == b"ab"  # read, not closed
+        assert len(records) == i + 1 and records[-1].status == 200
+    result.close()  # a late close finishes nothing twice
+    assert len(records) == 3 and gate.stats()["requests"] == 3
+
+
+def test_the_app_iterables_close_still_runs_when_the_server_closes_after_the_end() -> None:
+    gate, _, records = make_gate()
+    body = AppIterable([b"a"])
+    result = PulseGateWSGIMiddleware(lambda e, sr: (sr("200 OK", []), body)[1],
+                                     gate=gate)(create_environ(), Recorder())
+    assert b"".join(result) == b"a" and len(records) == 1 and body.closed == 0
+    result.close()
     assert body.closed == 1 and len(records) == 1
 
 
@@ -542,9 +574,14 @@ def test_chaining_close_leaves_no_reference_cycle() -> None:
     import gc
 
     gate, _, _ = make_gate()
-    body = AppIterable([b"a"])
+    environ = create_environ()
+    environ["wsgi.file_wrapper"] = wsgiref.util.FileWrapper
+    body = wsgiref.util.FileWrapper(io.BytesIO(b"a"))
     app = PulseGateWSGIMiddleware(lambda e, sr: (sr("200 OK", []), body)[1], gate=gate)
-    result, _ = serve(app)
+    result = app(environ, Recorder())
+    assert result is body  # the server's own file wrapper: returned as is, close chained
+    b"".join(result)
+    result.close()
     exchange = result.close.__self__
     # the body refers to the exchange (its close); once closed, nothing leads back
     reachable = {id(o) for o in gc.get_referents(exchange)}
@@ -563,7 +600,7 @@ def test_body_types_are_classified_once_and_the_table_stays_bounded() -> None:
         def close(self) -> None:
             pass
 
-    assert wsgi._body_kind(AppIterable) is wsgi._CHAIN
+    assert wsgi._body_kind(AppIterable) is wsgi._WRAP  # wrapped: its end is noticed
     assert wsgi._body_kind(Guarded) is wsgi._WRAP
     assert wsgi._body_kind(type(x for x in ())) is wsgi._WRAP
     assert wsgi._body_kind(Chunks) is wsgi._LIST and wsgi._BODY_KINDS[Chunks] is wsgi._LIST

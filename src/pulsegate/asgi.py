@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from pulsegate.autoinstrument import instrument_orms
 from pulsegate.config import Config
 from pulsegate.context import Rejection, RequestContext
 from pulsegate.engine import PulseGate
@@ -74,6 +75,11 @@ def match_route(routes: Any, scope: Scope, prefix: str = "") -> str | None:
         path = getattr(route, "path", "") or ""
         if hasattr(route, "endpoint"):
             template = prefix + path
+        elif hasattr(route, "effective_route_contexts"):  # FastAPI >= 0.165 include_router
+            included = _included_route(route, scope, prefix)
+            if included is None:
+                continue
+            template = included
         else:  # a Mount or Host: descend
             inner = getattr(route, "routes", None)
             template = None
@@ -88,17 +94,47 @@ def match_route(routes: Any, scope: Scope, prefix: str = "") -> str | None:
     return partial
 
 
+def _included_route(router: Any, scope: Scope, prefix: str) -> str | None:
+    """The full template (router prefixes included) of the route an included FastAPI
+    router would reach: its effective routes carry their whole path and pattern."""
+    path = scope.get("path", "")
+    root = scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root):]
+    method = scope.get("method")
+    for ctx in router.effective_route_contexts():
+        regex, methods = getattr(ctx, "path_regex", None), getattr(ctx, "methods", None)
+        if regex is not None and regex.match(path) and (not methods or method in methods):
+            return prefix + str(ctx.path)
+    return None
+
+
+def _effective_path(scope: Scope, route: Any) -> str | None:
+    """FastAPI >= 0.165 keeps included routers nested: ``scope["route"]`` is the inner
+    route (``/items/``) and the prefixed one (``/api/v1/items/``) is its effective
+    context, left in ``scope["fastapi"]``."""
+    fastapi_scope = scope.get("fastapi")
+    if not isinstance(fastapi_scope, dict):
+        return None
+    ctx = fastapi_scope.get("effective_route_context")
+    if ctx is None or getattr(ctx, "original_route", None) is not route:
+        return None
+    path = getattr(ctx, "path", None)
+    return path if isinstance(path, str) else None
+
+
 def route_template(scope: Scope, root_path: str, app: Any = None) -> str | None:
     """Read the route template after the app routed the request.
 
-    FastAPI and Starlette leave the matched route in ``scope["route"]``; its ``path`` is
-    the template unless a Mount changed ``root_path`` on the way, in which case the
+    FastAPI and Starlette leave the matched route in ``scope["route"]``; its ``path`` (or
+    that of its FastAPI effective context, with the routers' prefixes) is the template
+    unless a Mount changed ``root_path`` on the way, in which case the
     prefix is recovered by matching the top-level ``app``'s routes once (a mounted
     sub-application replaces ``scope["app"]``, so the caller passes the one it saw
     first)."""
     route = scope.get("route")
     if route is not None and scope.get("root_path", "") == root_path:
-        path = getattr(route, "path", None)
+        path = _effective_path(scope, route) or getattr(route, "path", None)
         if isinstance(path, str) and hasattr(route, "endpoint"):
             return path
     routes = getattr(app if app is not None else scope.get("app"), "routes", None)
@@ -126,6 +162,8 @@ class PulseGateMiddleware:
         self._encoded: dict[tuple[str, str], tuple[bytes, bytes]] = {}
         # The dashboard and the Prometheus path (None when both are off: no cost).
         self._internal = internal_endpoints(gate)
+        # SQLAlchemy engines, existing and future (option instrument_sqlalchemy).
+        instrument_orms(gate)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

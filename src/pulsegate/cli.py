@@ -8,8 +8,11 @@
 
 The state comes from ``--state-dir`` (the app's SQLite file; env ``PULSEGATE_STATE_DIR``)
 or ``--redis-url`` (env ``PULSEGATE_STATE_REDIS_URL``). Labels and rollbacks written here
-reach the running app at its next monitoring run / snapshot. Tables use ``rich`` when it
-is installed (the ``cli`` extra), plain text otherwise; ``--json`` prints JSON.
+reach the running app at its next monitoring run / snapshot. The app writes that state
+only when it is configured with ``state_dir`` (or ``state_redis_url``): every
+``snapshot_interval`` seconds and when it shuts down. On a terminal, tables use ``rich``
+when it is installed (the ``cli`` extra); off a terminal (a pipe, a file) they are plain
+aligned text whose cells are never wrapped; ``--json`` prints JSON.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pulsegate.cli_output import STATE_HINT, ago, fmt, table
 from pulsegate.registry import snapshot as snap
 from pulsegate.registry.feedback import Prediction, metrics_of
 from pulsegate.registry.models import ModelRegistry, UnknownModel
@@ -35,61 +39,6 @@ class CLIError(Exception):
     pass
 
 
-# --- output ------------------------------------------------------------------------------
-
-
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, float):
-        return f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}"
-    if isinstance(v, dict):
-        return ", ".join(f"{k}={_fmt(x)}" for k, x in v.items())
-    return str(v)
-
-
-def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    cells = [[_fmt(v) for v in row] for row in rows]
-    try:
-        from rich.console import Console
-        from rich.table import Table
-    except ImportError:
-        print(f"\n{title}")
-        widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-        print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
-        print("  ".join("-" * w for w in widths))
-        for r in cells:
-            print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)))
-        if not cells:
-            print("(none)")
-        return
-    t = Table(title=title, title_justify="left")
-    for c in columns:
-        t.add_column(c, overflow="fold")
-    for r in cells:
-        t.add_row(*r)
-    Console(width=max(100, _term_width())).print(t)
-
-
-def _term_width() -> int:
-    try:
-        return os.get_terminal_size().columns
-    except OSError:
-        return 140
-
-
-def _ago(t: float | None, now: float) -> str:
-    if not t:
-        return "-"
-    d = max(0.0, now - float(t))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if d >= size:
-            return f"{d / size:.1f}{unit} ago"
-    return f"{d:.0f}s ago"
-
-
 # --- state ---------------------------------------------------------------------------------
 
 
@@ -99,11 +48,12 @@ def open_state(args: argparse.Namespace) -> StateStore:
         return RedisStore(redis_url, args.namespace)
     state_dir = args.state_dir or os.environ.get("PULSEGATE_STATE_DIR")
     if not state_dir:
-        raise CLIError("no state: pass --state-dir DIR (the app's state_dir) or --redis-url URL")
+        raise CLIError("no state to read: pass --state-dir DIR (the app's state_dir) or "
+                       f"--redis-url URL.\n{STATE_HINT}")
     path = Path(state_dir)
     db = path / DB_NAME if path.is_dir() or path.suffix == "" else path
     if not db.exists():
-        raise CLIError(f"no persisted state at {db} (is state_dir set in the app?)")
+        raise CLIError(f"no persisted state at {db} yet.\n{STATE_HINT}")
     return SQLiteStore(db)
 
 
@@ -180,10 +130,11 @@ def cmd_stats(store: StateStore, args: argparse.Namespace) -> Any:
                            "updated": r.get("updated")} for w, r in sorted(workers.items())]}
     if args.json:
         return out
+    _note_if_empty(workers, store, args)
     table(f"pulsegate stats ({store.location}, {len(workers)} live worker(s))",
           ["counter", "value"], sorted(total.items()))
     table("workers", ["worker", "pid", "requests", "last snapshot"],
-          [(r["worker"], r["pid"], r["requests"], _ago(r["updated"], now))
+          [(r["worker"], r["pid"], r["requests"], ago(r["updated"], now))
            for r in out["per_worker"]])
     return None
 
@@ -197,6 +148,7 @@ def cmd_report(store: StateStore, args: argparse.Namespace) -> Any:
     insights = snap.ranked_insights(snap.fleet_insights(store, workers), now)[: args.limit]
     if args.json:
         return {"endpoints": eps, "anomalies": anomalies, "query_insights": insights}
+    _note_if_empty(workers, store, args)
     table("endpoint baselines (fleet)", ["endpoint", "requests", "forecast ms", "interval ms",
                                          "confidence"],
           [(r["endpoint"], r["requests"], r["predicted_ms"],
@@ -206,7 +158,7 @@ def cmd_report(store: StateStore, args: argparse.Namespace) -> Any:
           [(a["id"], a["kind"], a["summary"].get("endpoint"),
             a["summary"].get("duration_ms", a["summary"].get("window_mean_ms")),
             a["summary"].get("predicted_ms", a["summary"].get("expected_ms")), a["score"],
-            _ago(a["at"], now), _label(a["correct"])) for a in anomalies])
+            ago(a["at"], now), _label(a["correct"])) for a in anomalies])
     table("query insights by ROI (confidence x improvement x calls/min x mean ms)",
           ["roi", "kind", "endpoint", "calls/min", "mean ms", "improve", "conf", "call site",
            "fix", "id"],
@@ -214,6 +166,12 @@ def cmd_report(store: StateStore, args: argparse.Namespace) -> Any:
             f"{i['improvement']:.0%}", i["confidence"], i.get("call_site"),
             i.get("suggestion"), i.get("id")) for i in insights])
     return None
+
+
+def _note_if_empty(workers: dict[str, Any], store: StateStore, args: argparse.Namespace) -> None:
+    if not workers:
+        print(f"(no worker has written a snapshot to {store.location} in the last "
+              f"{fmt(args.ttl)} s: the tables below are empty)\n{STATE_HINT}")
 
 
 def _label(correct: Any) -> str:
@@ -228,7 +186,7 @@ def cmd_models(store: StateStore, args: argparse.Namespace) -> Any:
         if args.json:
             return rows
         table("models", ["name", "version", "deployed", "versions", "config", "metrics"],
-              [(r["name"], r["version"], _ago(r["deployed_at"], time.time()), r["versions"],
+              [(r["name"], r["version"], ago(r["deployed_at"], time.time()), r["versions"],
                 r["config"], {k: v for k, v in r["metrics"].items()
                               if k in ("accuracy", "f1", "labels")}) for r in rows])
         return None
@@ -249,15 +207,15 @@ def cmd_models(store: StateStore, args: argparse.Namespace) -> Any:
                 return [{**v.to_dict(), "active": v.version == active} for v in hist]
             table(f"{args.name} history", ["version", "active", "created", "deployed", "config",
                                            "note"],
-                  [(v.version, v.version == active, _ago(v.created_at, time.time()),
-                    _ago(v.deployed_at, time.time()), v.config, v.note) for v in hist])
+                  [(v.version, v.version == active, ago(v.created_at, time.time()),
+                    ago(v.deployed_at, time.time()), v.config, v.note) for v in hist])
             return None
         if action == "rollback":
             if not args.version:
                 raise CLIError("models rollback needs NAME VERSION")
             v = reg.rollback(args.name, args.version)
             store.write([("models", k, row) for k, row in reg.rows(only_dirty=True).items()])
-            msg = (f"{v.name} rolled back to {v.version} (config {_fmt(v.config)}); running "
+            msg = (f"{v.name} rolled back to {v.version} (config {fmt(v.config)}); running "
                    f"apps apply it at their next snapshot")
             if args.json:
                 return {"name": v.name, "version": v.version, "config": v.config}
@@ -298,7 +256,19 @@ def cmd_feedback(store: StateStore, args: argparse.Namespace) -> Any:
     return None
 
 
+#: What ``pulsegate demo`` imports, and the extra that installs it.
+DEMO_NEEDS = ("fastapi", "sqlalchemy", "uvicorn", "httpx")
+
+
 def cmd_demo(argv: list[str]) -> int:
+    import importlib.util
+
+    missing = [m for m in DEMO_NEEDS if importlib.util.find_spec(m) is None]
+    if missing:
+        print(f"pulsegate demo needs {', '.join(missing)}, which are not installed: "
+              "pip install \"pulsegate[demo]\" (from a clone: pip install -e \".[demo]\", "
+              "or python3 dev.py demo)", file=sys.stderr)
+        return 2
     from pulsegate import demo
 
     result = demo.main(argv)
@@ -342,6 +312,20 @@ COMMANDS = {"stats": cmd_stats, "report": cmd_report, "models": cmd_models,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # The reader went away (`pulsegate report | head`): not an error of ours. Point
+        # stdout at devnull so the interpreter's final flush does not fail again.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 141  # 128 + SIGPIPE, what a shell reports for a writer killed by it
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "demo":
         return cmd_demo(argv[1:])

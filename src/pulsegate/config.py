@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from pulsegate.autoinstrument import sqlalchemy_setting
 from pulsegate.config_checks import (
     MAX_BURST,
     Check,
@@ -25,6 +26,7 @@ from pulsegate.config_checks import (
     _bool,
     _cidrs,
     _client_key,
+    _forwarded_header,
     _grid,
     _header_or_none,
     _http_url,
@@ -107,6 +109,11 @@ class Config:
         "makes a read dearer. 0 keeps the interval fixed.", number(0, MILLION))
     state_dir: str | None = option(None, "Directory for persisted state (SQLite). None keeps "
                                    "everything in memory.", text(optional=True))
+    instrument_sqlalchemy: bool | tuple[Any, ...] = option(
+        True, "Which SQLAlchemy engines the middleware instruments when it is built: true "
+        "-- every engine, existing and future (when SQLAlchemy is installed); false -- none "
+        "(call pulsegate.sqlalchemy.instrument(engine) yourself); or a list of engines.",
+        sqlalchemy_setting)
 
     # learn: the online per-endpoint model ------------------------------------------------
     alpha: float = option(0.3, "Exponential-smoothing factor of the forecast, in (0, 1].",
@@ -180,6 +187,9 @@ class Config:
                                        "(admission control and load shedding).", _bool)
     target_latency_ms: float = option(200.0, "Latency target the allocator protects.",
                                       number(0, HOUR_MS, lo_open=True))
+    auto_target_latency: bool = option(False, "Let the allocator steer to twice the "
+                                       "latency it measures without queueing, at most "
+                                       "target_latency_ms.", _bool)
     max_memory_mb: float | None = option(None, "Process memory (RSS, MiB) treated as "
                                          "full pressure by the allocator; none: ignore.",
                                          number(0, 1000 * MILLION, lo_open=True, optional=True))
@@ -205,8 +215,12 @@ class Config:
     client_key: str | Callable[[Any], str | None] = option(  # noqa: RUF009
         "ip", "Client identity: 'ip', 'header:<name>' (e.g. an API key) or a "
         "callable(RequestInfo) -> str.", _client_key)
-    trusted_proxies: tuple[str, ...] = option((), "CIDRs of proxies whose X-Forwarded-For / "
-                                              "Forwarded headers are believed.", _cidrs)
+    trusted_proxies: tuple[str, ...] = option((), "CIDRs of proxies whose forwarding "
+                                              "header (forwarded_header) is believed.", _cidrs)
+    forwarded_header: tuple[str, ...] = option(
+        ("x-forwarded-for",), "What the trusted proxies write: x-forwarded-for | forwarded | "
+        "x-real-ip | cf-connecting-ip | true-client-ip, or a list in hop order (outermost "
+        "first). Other forwarding headers are never read.", _forwarded_header)
     trusted_multiplier: float = option(2.0, "Rate multiplier for clients with a long clean "
                                        "history.", number(1, 1000))
     suspicious_multiplier: float = option(0.5, "Rate multiplier for clients whose suspicion "
@@ -366,9 +380,17 @@ class Config:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
         """Build from ``PULSEGATE_*`` environment variables, then apply ``overrides``."""
+        values: dict[str, Any] = cls.env_options(environ)
+        values.update(overrides)
+        return cls(**values)
+
+    @classmethod
+    def env_options(cls, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+        """``option -> raw value`` of the ``PULSEGATE_*`` environment variables (checked
+        when a Config is built from them); an unknown ``PULSEGATE_*`` name raises."""
         env = os.environ if environ is None else environ
         known = _option_names()
-        values: dict[str, Any] = {}
+        values: dict[str, str] = {}
         for name, value in env.items():
             if name.startswith("PULSEGATE_"):
                 key = name[len("PULSEGATE_"):].lower()
@@ -376,8 +398,7 @@ class Config:
                     values[key] = value
                 elif key not in _ENV_IGNORED:
                     raise unknown_option(name, value, ("PULSEGATE_" + n.upper() for n in known))
-        values.update(overrides)
-        return cls(**values)
+        return values
 
     def replace(self, **changes: Any) -> Config:
         _refuse_unknown(changes)

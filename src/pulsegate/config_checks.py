@@ -349,6 +349,21 @@ def _header_or_none(key: str, value: Any) -> str | None:
     return header_name(key, value, "an HTTP header name, or none")
 
 
+def _forwarded_header(key: str, value: Any) -> tuple[str, ...]:
+    """One forwarding header name or a list of them in hop order (outermost first)."""
+    from pulsegate.control.clientkey import FORWARDED_HEADERS, parse_forwarded_header
+
+    allowed = ("one of " + " | ".join(FORWARDED_HEADERS) + ", or a list of 1-4 of them in "
+               "hop order")
+    if not isinstance(value, str) and (not isinstance(value, (list, tuple))
+                                       or not all(isinstance(v, str) for v in value)):
+        raise ConfigError(key, value, allowed)
+    try:
+        return parse_forwarded_header(value)
+    except ValueError:
+        raise ConfigError(key, value, allowed) from None
+
+
 def _cidrs(key: str, value: Any) -> tuple[str, ...]:
     import ipaddress
 

@@ -3,7 +3,8 @@
     from pulsegate.flask import PulseGate
     PulseGate(app)                  # or: ext = PulseGate(); ext.init_app(app)
 
-Configuration comes from ``app.config["PULSEGATE_<OPTION>"]`` (every option is set with
+Configuration comes from ``app.config["PULSEGATE_<OPTION>"]``, else the extension's
+keyword arguments, else the environment variable of that name (every option is set with
 ``app.config.setdefault`` to its default, so ``app.config`` shows the effective values)
 and is validated when ``init_app`` runs. Each app gets its own engine, stored in
 ``app.extensions["pulsegate"]``; the extension object keeps no app, so one extension
@@ -85,7 +86,11 @@ class PulseGate:
             raise RuntimeError("pulsegate is already initialised on this app")
         gate = self._shared_gate
         if gate is None:
+            # Precedence: app.config, the extension's keywords, the environment (read
+            # as PulseGate.from_env reads it: overrides win), Config's defaults.
             for key, value in self._defaults.items():
+                app.config.setdefault(PREFIX + key.upper(), value)
+            for key, value in Config.env_options().items():
                 app.config.setdefault(PREFIX + key.upper(), value)
             for name, default, _doc in Config.options():
                 app.config.setdefault(PREFIX + name.upper(), default)

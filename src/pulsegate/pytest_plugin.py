@@ -6,6 +6,11 @@
   :class:`PulseGateQueryWarning`, or nothing happens.
 * ``@pytest.mark.pulsegate(max_queries=N, nplusone="fail")``: per-test budget and policy
   (the marker wins over the option).
+* ``@pytest.mark.pulsegate(allow=["Author.books", "*.get()", "app/views.py:12"])`` and
+  the ``pulsegate_allow`` ini lines: an allow-list, as django-zeal's ``ZEAL_ALLOWLIST``.
+  Each entry is an ``fnmatch`` pattern matched against a detection's relationship
+  (``Model.field``), its call site (``path:line``, with or without `` in function``)
+  and its kind (``repeated_query``); a detection any entry matches is not reported.
 * fixture ``pulsegate_capture``: the test's own :class:`~pulsegate.queries.Capture`
   (``.queries``, ``.query_count``, ``.detections``, ``.report()``).
 
@@ -15,6 +20,7 @@ and the fix. With the policy ``off`` and no ``max_queries`` the test is not wrap
 
 from __future__ import annotations
 
+import fnmatch
 import warnings
 from collections.abc import Generator
 from typing import Any
@@ -22,6 +28,7 @@ from typing import Any
 import pytest
 
 from pulsegate.queries.capture import Capture
+from pulsegate.queries.nplusone import Detection
 
 _KEY = pytest.StashKey[Capture]()
 _POLICIES = ("fail", "warn", "off")
@@ -39,18 +46,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "queries or write loops: fail | warn | off (default warn, or the "
                          "pulsegate_nplusone ini value).")
     parser.addini("pulsegate_nplusone", "Default for --pulsegate-nplusone.", default="warn")
+    parser.addini("pulsegate_allow", "Relationships, call sites or kinds (fnmatch patterns) "
+                                     "never reported in any test.", type="linelist", default=[])
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "pulsegate(max_queries=None, nplusone=None): per-test SQL budget and "
-                   "N+1 policy (fail | warn | off).")
+        "markers", "pulsegate(max_queries=None, nplusone=None, allow=()): per-test SQL "
+                   "budget, N+1 policy (fail | warn | off) and allow-list (relationships, "
+                   "call sites or kinds, fnmatch patterns).")
 
 
-def _policy(item: pytest.Item) -> tuple[str, int | None]:
+def _policy(item: pytest.Item) -> tuple[str, int | None, list[str]]:
     policy = item.config.getoption("--pulsegate-nplusone") or \
         str(item.config.getini("pulsegate_nplusone") or "warn")
     max_queries: int | None = None
+    allow = [str(p) for p in item.config.getini("pulsegate_allow") or ()]
     marker = item.get_closest_marker("pulsegate")
     if marker is not None:
         kwargs: dict[str, Any] = dict(marker.kwargs)
@@ -58,14 +69,33 @@ def _policy(item: pytest.Item) -> tuple[str, int | None]:
             policy = str(kwargs["nplusone"])
         if kwargs.get("max_queries") is not None:
             max_queries = int(kwargs["max_queries"])
+        extra = kwargs.get("allow") or ()
+        if isinstance(extra, str):
+            extra = [extra]
+        allow += [str(p) for p in extra]
     if policy not in _POLICIES:
         raise pytest.UsageError(f"pulsegate: nplusone must be one of {_POLICIES}, got {policy!r}")
-    return policy, max_queries
+    return policy, max_queries, allow
+
+
+def allowed(detection: Detection, patterns: list[str]) -> bool:
+    """True when an allow-list pattern matches the detection's relationship, call site
+    (``path:line`` or ``path:line in function``) or kind.
+
+    >>> d = Detection("n_plus_one", "f", "sql", 2, 1.0, 1.0, "app.py:7 in view",
+    ...               "Author.books", "fix", 1.0)
+    >>> allowed(d, ["Author.*"]), allowed(d, ["app.py:7"]), allowed(d, ["Book.*"])
+    (True, True, False)
+    """
+    site = detection.call_site or ""
+    names = [n for n in (detection.relationship, site, site.split(" in ", 1)[0],
+                         detection.kind) if n]
+    return any(fnmatch.fnmatchcase(n, p) for p in patterns for n in names)
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
-    policy, max_queries = _policy(item)
+    policy, max_queries, allow = _policy(item)
     cap = item.stash.get(_KEY, None)
     if cap is None and policy == "off" and max_queries is None:
         return (yield)
@@ -82,14 +112,26 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     if max_queries is not None and cap.query_count > max_queries:
         problems.append(f"{cap.query_count} SQL statements ran; the test allows at most "
                         f"{max_queries} (@pytest.mark.pulsegate(max_queries={max_queries}))")
-    if policy != "off" and cap.detections:
-        problems.append(cap.report())
+    detections = [d for d in cap.detections if not allowed(d, allow)] if allow else cap.detections
+    if policy != "off" and detections:
+        problems.append(cap.report() if detections is cap.detections else "\n".join(
+            [f"{len(detections)} query problem(s) in {cap.query_count} statements:",
+             *("  " + d.describe() for d in detections)]))
     if problems:
         message = "pulsegate: " + "\n".join(problems)
         if policy == "fail" or (max_queries is not None and cap.query_count > max_queries):
             pytest.fail(message, pytrace=False)
-        warnings.warn(PulseGateQueryWarning(message), stacklevel=1)
+        _warn_at_test(item, message)
     return result
+
+
+def _warn_at_test(item: pytest.Item, message: str) -> None:
+    """Warn with the test's own file and line (where ``def test_...`` is), so pytest's
+    warnings summary points at the test rather than at this plugin."""
+    path, lineno, _ = item.reportinfo()
+    module = getattr(getattr(item, "module", None), "__name__", None) or "pulsegate"
+    warnings.warn_explicit(PulseGateQueryWarning(message), PulseGateQueryWarning,
+                           str(path), (lineno or 0) + 1, module=module)
 
 
 @pytest.fixture()

@@ -70,7 +70,7 @@ class GateReports:
         # The ORM hooks run outside any engine call and count their own faults.
         from pulsegate.queries.events import hook_faults
         out["query_hook_errors"] = hook_faults.total
-        out["query_detections"] = len(self.queries.recent)
+        out["query_detections"] = self.queries.detection_count
         out["query_fingerprints"] = len(self.queries.insights)
         return out
 

@@ -10,28 +10,41 @@ statement ends the dispatch, so a statement is recorded once.
 The hooks are SQLAlchemy's dialect ``do_execute`` / ``do_execute_no_params`` /
 ``do_executemany`` events: the listener times the dialect's own execution.
 
-The ORM tells us what it is doing: a ``do_orm_execute`` listener on ``Session``
-recognises relationship loads (``is_relationship_load`` and the loader path give
-``Author.books``, collection or scalar) and deferred/expired column loads, and marks the
-statement it then runs, so the detector can say ``selectinload(Author.books)``.
+The ORM tells us what it is doing, in the execution context the hook is given
+(:func:`_orm_load`): relationship loads (the loader path gives ``Author.books``,
+collection or scalar) and deferred/expired column loads, so the detector can say
+``selectinload(Author.books)``. A
+mapper ``load`` listener tags every instance with the result that built it, so a lazy
+load says whether its parent came from a multi-row result or was loaded singly (the
+structural rule of :mod:`pulsegate.queries.structural`).
 
 Outside a request or ``capture()`` each statement costs one ContextVar read.
 """
 
 from __future__ import annotations
 
+import sys
 from time import perf_counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Dialect, Engine
-from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.orm import ORMExecuteState, Session
+from sqlalchemy.orm import Mapper
 
 from pulsegate.context import query_sink
 from pulsegate.queries import callsite
-from pulsegate.queries.events import QueryEvent, current_load, hook_faults, new_event, params_identity
+from pulsegate.queries.events import (
+    QueryEvent,
+    ResultToken,
+    hook_faults,
+    new_event,
+    params_identity,
+)
 from pulsegate.queries.nplusone import register_model_resolver
+
+if TYPE_CHECKING:  # imported lazily: sqlalchemy.ext.asyncio needs greenlet, which
+    # SQLAlchemy 2.1 no longer installs, and a sync engine must not need it
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 __all__ = ["instrument", "is_instrumented", "uninstrument"]
 
@@ -66,12 +79,13 @@ def _do_execute(cursor: Any, statement: str, parameters: Any, context: Any) -> b
                 phash: int | None = hash(parameters)
             except TypeError:
                 phash = hash(repr(parameters))
-            load = current_load.get()
+            load = _orm_load(context)
             sink.add_query(new_event((
                 statement, (now - t0) * 1000.0, t0, len(parameters), phash, None,
                 _finder.find(_SKIP) if callsite.enabled else None,
                 load[0] if load is not None else None, False,
-                context.dialect.name, load[1] if load is not None else None, "sqlalchemy")))
+                context.dialect.name, load[1] if load is not None else None, "sqlalchemy",
+                load[2] if load is not None else None)))
         else:
             _record(sink, statement, parameters, t0, context, now, _SKIP + 1)
     except Exception as exc:  # fail open: never break the application's query
@@ -113,12 +127,13 @@ def _record(sink: Any, statement: str, parameters: Any, t0: float, context: Any,
             phash, pcount = None, None
         else:
             phash, pcount = params_identity(parameters)
-        load = current_load.get()
+        load = _orm_load(context)
         sink.add_query(QueryEvent(
             statement, (now - t0) * 1000.0, t0, pcount, phash, None,
             _finder.find(depth) if callsite.enabled else None,
             load[0] if load is not None else None, many,
-            context.dialect.name, load[1] if load is not None else None, "sqlalchemy"))
+            context.dialect.name, load[1] if load is not None else None, "sqlalchemy",
+            load[2] if load is not None else None))
     except Exception as exc:  # fail open: never break the application's query
         _fault(exc)
 
@@ -127,42 +142,94 @@ def _fault(exc: BaseException) -> None:
     hook_faults.record("sqlalchemy hook", exc)
 
 
-def _orm_execute(state: ORMExecuteState) -> Any:
-    """Mark relationship and column loads, then run the statement inside the mark."""
-    sink = query_sink.get()
-    if sink is None or sink.finished or not state.is_select:
+def _orm_load(context: Any) -> tuple[str, str, Any] | None:
+    """What the ORM runs this statement for, read from the execution context the dialect
+    hook is given: ``(relationship, load, source)`` for a relationship or column load
+    (see :attr:`QueryEvent.load` and ``.source``), None for anything else.
+
+    The same facts ``ORMExecuteState`` gives a ``Session.do_orm_execute`` listener, from
+    the same places: the compiled statement's ORM compile options (the loader path of a
+    relationship load, the refresh flags of a column load; both part of the statement
+    cache key, so the cached compiled statement has the right ones) and the load options
+    in the execution options (the instance a lazy load or refresh serves). Reading them
+    here, not in a Session listener, keeps every ORM execution on SQLAlchemy's own path:
+    a ``do_orm_execute`` listener makes the Session build an ``ORMExecuteState`` and
+    re-enter execution for each statement (≈ 350 bytecodes a statement). What the
+    compiled statement says is worked out once and kept on it (:func:`_plan`)."""
+    compiled = getattr(context, "compiled", None)
+    plan: Any = getattr(compiled, _PLAN, _UNKNOWN)
+    if plan is _UNKNOWN:
+        plan = _plan(compiled)
+        try:
+            setattr(compiled, _PLAN, plan)
+        except (AttributeError, TypeError):  # None, or a compiled type without a dict
+            pass
+    if plan is None:
         return None
-    try:
-        if state.is_relationship_load:
-            path = state.loader_strategy_path
-            prop = getattr(path, "prop", None)
-            if prop is None:
-                return None
-            # selectinload/subqueryload also report relationship loads, but in batches
-            # (500 parents per IN query): only a lazy load, which names the one parent
-            # it loads for, is a candidate N+1.
-            lazy = getattr(state.load_options, "_lazy_loaded_from", None) is not None
-            mark = (f"{prop.parent.class_.__name__}.{prop.key}",
-                    ("collection" if prop.uselist else "scalar") if lazy else "batch")
-        elif state.is_column_load:
-            mapper = state.bind_arguments.get("mapper")
-            if mapper is None:
-                return None
-            opts = state._orm_compile_options()
-            props = sorted(getattr(opts, "_only_load_props", None) or ())
-            if 0 < len(props) < len(mapper.column_attrs):
-                mark = (f"{mapper.class_.__name__}.{props[0]}", "deferred")
-            else:
-                mark = (f"{mapper.class_.__name__}", "expired")
-        else:
+    name, load, refresh = plan
+    load_opts = context.execution_options.get("_sa_orm_load_options")
+    if refresh:
+        return name, load, getattr(getattr(load_opts, "_refresh_state", None), _SOURCE, None)
+    # selectinload/subqueryload also load relationships, but in batches (500 parents per
+    # IN query): only a lazy load, which names the one parent it loads for, is a
+    # candidate N+1.
+    parent = getattr(load_opts, "_lazy_loaded_from", None)
+    if parent is None:
+        return name, "batch", None
+    return name, load, getattr(parent, _SOURCE, None)
+
+
+_PLAN = "_pulsegate_orm_load"
+_UNKNOWN = object()
+
+
+def _plan(compiled: Any) -> tuple[str, str, bool] | None:
+    """``(name, load, is_column_load)`` of a compiled ORM statement that loads a
+    relationship (``("Book.author", "scalar", False)``) or refreshes columns
+    (``("Book.summary", "deferred", True)``, ``("Book", "expired", True)``); else None."""
+    statement: Any = getattr(compiled, "statement", None)
+    opts = getattr(statement, "_compile_options", None)
+    path = getattr(opts, "_current_path", None)
+    if path is None:  # Core, DML, driver SQL: no ORM compile options
+        return None
+    if not path.is_root:
+        prop = getattr(path, "prop", None)
+        if prop is None:
             return None
-    except Exception:
+        return (f"{prop.parent.class_.__name__}.{prop.key}",
+                "collection" if prop.uselist else "scalar", False)
+    if not getattr(opts, "_for_refresh_state", False):
         return None
-    token = current_load.set(mark)
+    mapper = statement._propagate_attrs.get("plugin_subject")
+    if mapper is None:
+        return None
+    props = sorted(getattr(opts, "_only_load_props", None) or ())
+    if 0 < len(props) < len(mapper.column_attrs):
+        return f"{mapper.class_.__name__}.{props[0]}", "deferred", True
+    return f"{mapper.class_.__name__}", "expired", True
+
+
+#: The attribute an ``InstanceState`` keeps its :attr:`QueryEvent.source` in.
+_SOURCE = "_pulsegate_source"
+
+
+def _on_load(state: Any, context: Any) -> None:
+    """Mapper ``load`` event (raw: ``state`` is the InstanceState): remember which
+    query's result built the instance, one :class:`ResultToken` per query and class, so
+    a later lazy load can tell a multi-row result from a single load."""
+    sink = query_sink.get()
+    if sink is None or sink.finished:
+        return
     try:
-        return state.invoke_statement()
-    finally:
-        current_load.reset(token)
+        attrs = context.attributes
+        key = (_SOURCE, state.class_)
+        source = attrs.get(key)
+        if source is None:
+            source = attrs[key] = (ResultToken(), "")
+        source[0].rows += 1
+        setattr(state, _SOURCE, source)
+    except Exception as exc:
+        _fault(exc)
 
 
 def _resolve_model(table: str) -> tuple[str, str] | None:
@@ -181,7 +248,12 @@ def _resolve_model(table: str) -> tuple[str, str] | None:
 def _target(engine: Engine | AsyncEngine | None) -> Any:
     if engine is None:
         return Dialect
-    if isinstance(engine, AsyncEngine):
+    if isinstance(engine, Engine):
+        return engine.dialect
+    # An AsyncEngine can only exist once sqlalchemy.ext.asyncio is imported: never
+    # import it here (it needs greenlet).
+    asyncio_mod = sys.modules.get("sqlalchemy.ext.asyncio")
+    if asyncio_mod is not None and isinstance(engine, asyncio_mod.AsyncEngine):
         return engine.sync_engine.dialect
     return engine.dialect
 
@@ -192,8 +264,8 @@ def instrument(engine: Engine | AsyncEngine | None = None) -> None:
     if not is_instrumented(engine):
         for name, fn in _LISTENERS:
             event.listen(target, name, fn)
-    if not event.contains(Session, "do_orm_execute", _orm_execute):
-        event.listen(Session, "do_orm_execute", _orm_execute)
+    if not event.contains(Mapper, "load", _on_load):
+        event.listen(Mapper, "load", _on_load, raw=True)
     register_model_resolver("sqlalchemy", _resolve_model)
 
 
@@ -210,5 +282,5 @@ def uninstrument(engine: Engine | AsyncEngine | None = None) -> None:
     if event.contains(target, "do_execute", _do_execute):
         for name, fn in _LISTENERS:
             event.remove(target, name, fn)
-    if engine is None and event.contains(Session, "do_orm_execute", _orm_execute):
-        event.remove(Session, "do_orm_execute", _orm_execute)
+    if engine is None and event.contains(Mapper, "load", _on_load):
+        event.remove(Mapper, "load", _on_load)

@@ -12,15 +12,19 @@ Timeline of one request::
   When the app calls it a second time with ``exc_info`` (an error after the headers
   were chosen, PEP 3333), the status is updated and the same pulsegate headers are
   appended again, never duplicated into the first list.
-* The full duration ends when the server closes the response iterable, so a streaming
-  generator is measured to its last chunk, and a client that disconnects mid-response
-  still finishes the request (servers call ``close()`` then too).
-* A body is passed on as cheaply as it allows. A list or tuple is copied into a list
+* The full duration ends when the body is exhausted or the server closes the response
+  iterable, whichever comes first, and the request is finished exactly once. So a
+  streaming generator is measured to its last chunk, a client that disconnects
+  mid-response still finishes the request (servers call ``close()`` then too), and a
+  caller that reads the body but never calls ``close()`` -- werkzeug's and Flask's test
+  client without ``buffered=True``, a careless server -- still has its requests learned.
+* A body is passed on as cheaply as that allows. A list or tuple is copied into a list
   (it keeps its ``len()``, so servers that derive ``Content-Length`` from a one-item
-  list still do). Any object that takes a new ``close`` attribute -- werkzeug's and
-  Flask's responses, a ``wsgi.file_wrapper`` (servers keep their ``sendfile`` fast
-  path) -- is returned *as is*, only its ``close`` chained to ours. A generator or
-  another object that refuses it is wrapped in a generator of our own.
+  list still do) whose iterator notices the end. An instance of the server's own
+  ``wsgi.file_wrapper`` is returned *as is*, only its ``close`` chained to ours, so the
+  server keeps its ``sendfile`` fast path (it never iterates it in Python, and always
+  closes it). Anything else -- werkzeug's and Flask's responses, generators -- is
+  wrapped in a generator of our own that finishes the request when it runs out.
 * An error raised while the body is produced is the request's error (status 500 in
   the record, the response already started is untouched). A wrapped generator sees
   it directly; for the others it is the exception the server is handling when it
@@ -35,9 +39,11 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable, Iterator
+from itertools import chain, islice
 from types import TracebackType
 from typing import Any
 
+from pulsegate.autoinstrument import instrument_orms
 from pulsegate.config import Config
 from pulsegate.context import RequestContext
 from pulsegate.engine import PulseGate
@@ -68,16 +74,36 @@ class _Body:
         self._exchange = exchange
 
     def __iter__(self) -> Iterator[bytes]:
-        # A generator delegating with ``yield from``: the chunks and the final
-        # StopIteration pass in C, with no Python frame or handler per chunk.
+        # With a Content-Length the request ends as its last byte is handed over (a
+        # test client reads no further than that); without one, when the body runs
+        # out, and the chunks then pass by ``yield from``: in C, no Python frame or
+        # handler per chunk.
+        exchange = self._exchange
         try:
-            yield from self._result
+            chunks = iter(self._result)
+            for chunk in chunks:
+                remaining = exchange.content_length()
+                if remaining is None:
+                    yield chunk
+                    yield from chunks
+                    break
+                for chunk in chain((chunk,), chunks):  # noqa: B020 - the same stream
+                    remaining -= len(chunk)
+                    if remaining <= 0:
+                        exchange.exhausted()
+                    yield chunk
+                break
         except GeneratorExit:  # the server stopped iterating; close() finishes
             raise
         except BaseException as exc:
             exchange = self._exchange
-            exchange._gate.finish(exchange._ctx, error=exc)
+            try:
+                ctx = exchange._ctx
+            except AttributeError:  # finished already
+                raise exc from None
+            exchange._gate.finish(ctx, error=exc)
             raise
+        self._exchange.exhausted()
 
     def close(self) -> None:
         self._exchange.close()
@@ -97,11 +123,13 @@ class _Exchange(list[bytes]):
     view. ``close`` lets go of the request context, which refers back to the exchange
     (through its headers): no reference cycle outlives the request."""
 
-    __slots__ = ("_close", "_ctx", "_environ", "_gate", "_resolver", "_server_start")
+    __slots__ = ("_close", "_ctx", "_environ", "_gate", "_headers", "_resolver",
+                 "_server_start")
     _close: Callable[[], object] | None
     _ctx: RequestContext
     _environ: Environ
     _gate: PulseGate
+    _headers: list[tuple[str, str]]
     _resolver: RouteResolver | None
     _server_start: StartResponse
 
@@ -120,6 +148,7 @@ class _Exchange(list[bytes]):
             code = _CODES[status]  # an app sends the same few status lines
         except (KeyError, TypeError):
             code = _status_code(status)
+        self._headers = headers  # the app's, for its Content-Length (see _Body)
         if ctx.status is None:  # the first call (response_headers sets the status)
             resolver = self._resolver
             if resolver is not None and ctx.route is None:
@@ -150,7 +179,13 @@ class _Exchange(list[bytes]):
         the request with the status it started with."""
         try:
             ctx = self._ctx
-        except AttributeError:  # closed already
+        except AttributeError:  # finished already (the body ran out) or closed twice
+            if self:
+                self.clear()
+            close = self._close
+            if close is not None:  # the app's own close is still owed to it
+                self._close = None
+                close()
             return
         # The context refers back to this exchange (its headers) and may outlive the
         # request (listeners, the query-sink variable): let go of it, and of the body
@@ -178,6 +213,41 @@ class _Exchange(list[bytes]):
                 gate.finish(ctx, error=failure)
 
 
+    def exhausted(self) -> None:
+        """The body ran out: finish the request now (the server's ``close()``, if it
+        comes, then only closes the app's iterable). Once per request."""
+        try:
+            ctx = self._ctx
+        except AttributeError:
+            return
+        del self._ctx  # not cleared: wsgiref sizes a one-chunk body by len() after this
+        self._gate.finish(ctx, None, None, False)
+
+    def __iter__(self) -> Iterator[bytes]:
+        # A list body was produced in full before the server saw it: the request ends
+        # as its last chunk is handed over, whether or not close() follows (a test
+        # client reads no further). The chunks before it pass in C.
+        last = len(self) - 1
+        if last > 0:
+            yield from islice(list.__iter__(self), last)
+        if last < 0:
+            self.exhausted()
+            return
+        chunk = self[last]
+        self.exhausted()
+        yield chunk
+
+    def content_length(self) -> int | None:
+        """The response's Content-Length as the app set it, or None."""
+        for name, value in getattr(self, "_headers", ()):
+            if name.lower() == "content-length":
+                try:
+                    return int(value)
+                except ValueError:
+                    return None
+        return None
+
+
 def _nothing_to_close() -> None:
     """The app's body has no ``close`` of its own (ours still checks for an error)."""
 
@@ -192,19 +262,15 @@ def _exc_info_exception() -> BaseException | None:
 #: The exception being handled, if any (``sys.exception``, or its 3.10 equivalent).
 _exception: Callable[[], BaseException | None] = getattr(sys, "exception", _exc_info_exception)
 
-# How a body of each type is passed on: copied into the exchange (_LIST), returned with
-# its close chained (_CHAIN: a class that takes attributes), or wrapped (_WRAP).
+# How a body of each type is passed on: copied into the exchange (_LIST) or wrapped
+# (_WRAP); an instance of the server's ``wsgi.file_wrapper`` is returned with its close
+# chained (_CHAIN), decided per request since the class is the server's.
 _LIST, _CHAIN, _WRAP = "list", "chain", "wrap"
 _BODY_KINDS: dict[type, str] = {list: _LIST, tuple: _LIST}
 
 
 def _body_kind(kind: type) -> str:
-    if issubclass(kind, (list, tuple)):
-        how = _LIST
-    elif kind.__setattr__ is object.__setattr__ and kind.__dictoffset__:
-        how = _CHAIN
-    else:  # generators, C iterators, slotted classes, custom __setattr__
-        how = _WRAP
+    how = _LIST if issubclass(kind, (list, tuple)) else _WRAP
     if len(_BODY_KINDS) < 256:  # bounded: body types are few
         _BODY_KINDS[kind] = how
     return how
@@ -244,6 +310,8 @@ class PulseGateWSGIMiddleware:
         self.route_resolver = route_resolver
         # The dashboard and the Prometheus path (None when both are off: no cost).
         self._internal = internal_endpoints(gate)
+        # SQLAlchemy engines, existing and future (option instrument_sqlalchemy).
+        instrument_orms(gate)
         #: Run once, before the first request is measured (subclasses' set-up chores).
         self.on_first_request: Callable[[], None] | None = None
 
@@ -312,6 +380,8 @@ class PulseGateWSGIMiddleware:
         how = _BODY_KINDS.get(kind)
         if how is None:
             how = _body_kind(kind)
+        if kind is environ.get("wsgi.file_wrapper"):
+            how = _CHAIN
         try:
             exchange._close = getattr(result, "close", None) or _nothing_to_close
         except Exception as exc:  # a body whose attributes cannot be read (fail open)
@@ -322,8 +392,8 @@ class PulseGateWSGIMiddleware:
             exchange.extend(result)
             return exchange
         if how is _CHAIN:
-            # Returned as is, its close() leading to ours: the server iterates the app's
-            # own object (a ``wsgi.file_wrapper`` keeps its sendfile path).
+            # Returned as is, its close() leading to ours: the server keeps its sendfile
+            # path, and closes the object it recognised as its own.
             try:
                 result.close = exchange.close  # type: ignore[attr-defined]
                 return result

@@ -1,4 +1,5 @@
-"""The allocator simulation benchmark: pulsegate must meet its bars (standard phases)."""
+"""The allocator simulation benchmark, at a small size: the comparison it prints is
+between equals (same arrivals, same front door), so these checks can fail either way."""
 
 from __future__ import annotations
 
@@ -19,14 +20,47 @@ def load_sim() -> ModuleType:
     return mod
 
 
-def test_pulsegate_meets_the_allocator_bars() -> None:
+def test_hand_tuned_pulsegate_ties_the_windowed_gradient2_and_keeps_priorities() -> None:
     sim = load_sim()
-    q = sim.summarize(sim.Sim(None, 5, 4.0).run(), 4.0)
-    g2 = sim.summarize(sim.Sim(sim.Gradient2(), 5, 4.0).run(), 4.0)
-    verdict = sim.bars(q, g2)
-    assert all(verdict.values()), (verdict, q)
-    static = sim.summarize(sim.Sim(sim.Static(), 5, 4.0).run(), 4.0)
-    # Same arrivals, same queue: only the limit differs, and the learned one wins.
+    pg = sim.summarize(sim.Sim(None, 5, 2.0, "lognormal", target=0.4 * sim.SLO).run())
+    g2 = sim.summarize(sim.Sim(sim.WindowedLimit(sim.Gradient2Limit()), 5, 2.0, "lognormal").run())
+    for p in (1, 2):  # 2x and 3x
+        assert abs(pg["goodput"][p] - g2["goodput"][p]) < 2.0, (pg, g2)
+        assert pg["goodput"][p] > 97.0
+    assert pg["violations"] == 0 and pg["high_shed"] == 0
+
+
+def test_per_sample_vegas_collapses_on_noisy_service_as_the_issue_measured() -> None:
+    # Fed every request's RTT, Vegas takes the fastest one as its no-load RTT and settles
+    # far below the 16 workers: the reason the benchmark also runs it windowed.
+    sim = load_sim()
+    import random
+
+    vegas = sim.summarize(sim.Sim(sim.VegasLimit(rng=random.Random(1)), 5, 2.0, "lognormal").run())
+    assert vegas["limit"][2] < 12 and vegas["goodput"][2] < 70.0
+
+
+def test_report_prints_every_family_and_the_bars(capsys) -> None:  # type: ignore[no-untyped-def]
+    sim = load_sim()
+    sim.FAMILIES = sim.FAMILIES[:1]
+    assert sim.main(["--seeds", "2", "--phase-seconds", "0.6"]) == 0
+    out = capsys.readouterr().out
+    for name in ("pulsegate", "AIMD", "Vegas", "Gradient2", "Envoy gradient", "static"):
+        assert f"| {name} |" in out
+    assert "best configuration per peer" in out and "bars of issue 23" in out
+
+
+def test_auto_target_configured_with_the_slo_needs_no_hand_tuning() -> None:
+    sim = load_sim()
+    fixed = sim.summarize(sim.Sim(None, 5, 2.0, "lognormal", target=sim.SLO).run())
+    auto = sim.summarize(sim.Sim(None, 5, 2.0, "lognormal", target=sim.SLO, auto=True).run())
     for p in (1, 2):
-        assert q["phases"][p]["goodput_cap"] > static["phases"][p]["goodput_cap"] + 3
-        assert q["phases"][p]["goodput_cap"] > g2["phases"][p]["goodput_cap"] + 3
+        assert auto["goodput"][p] > 97.0 and auto["goodput"][p] > fixed["goodput"][p] + 3
+
+
+def test_auto_target_follows_a_slow_dependency_where_the_hand_set_target_collapses() -> None:
+    sim = load_sim()
+    hand = sim.summarize(sim.Sim(None, 5, 2.0, "lognormal", sim.SLOWDOWN, target=0.4 * sim.SLO).run())
+    auto = sim.summarize(sim.Sim(None, 5, 2.0, "lognormal", sim.SLOWDOWN, target=sim.SLO,
+                                 auto=True).run())
+    assert auto["goodput"][1] > hand["goodput"][1] + 15, (auto, hand)

@@ -2,7 +2,15 @@ from __future__ import annotations
 
 import pytest
 
-from pulsegate.control.clientkey import ClientKeyResolver, forwarded_chain
+from pulsegate.config import Config, ConfigError
+from pulsegate.control.clientkey import (
+    MAX_HOPS,
+    MAX_KEY,
+    ClientKeyResolver,
+    forwarded_chain,
+    header_entries,
+    parse_forwarded_header,
+)
 from pulsegate.records import RequestInfo
 
 
@@ -37,10 +45,97 @@ def test_right_most_untrusted_address_is_the_client() -> None:
 
 def test_forwarded_header_rfc7239_with_ports_and_ipv6() -> None:
     h = H({"forwarded": 'for=192.0.2.60;proto=http, for="[2001:db8::1]:4711", for=10.1.1.1:80'})
-    assert forwarded_chain(h) == ["192.0.2.60", "2001:db8::1", "10.1.1.1"]
-    keys = ClientKeyResolver("ip", ["10.0.0.0/8"])
+    assert forwarded_chain(h, ["forwarded"]) == ["192.0.2.60", "2001:db8::1", "10.1.1.1"]
+    keys = ClientKeyResolver("ip", ["10.0.0.0/8"], "forwarded")
     r = RequestInfo("GET", "/", None, "10.9.9.9", h)
     assert keys(r) == "ip:2001:db8::1"
+    # the default proxy writes X-Forwarded-For: a Forwarded header is the client's own
+    assert ClientKeyResolver("ip", ["10.0.0.0/8"])(r) == "ip:10.9.9.9"
+
+
+def test_only_the_header_the_proxy_writes_is_read() -> None:
+    h = {"forwarded": "for=198.51.100.1", "x-forwarded-for": "198.51.100.2, 203.0.113.5",
+         "x-real-ip": "198.51.100.3", "cf-connecting-ip": "198.51.100.4",
+         "true-client-ip": "198.51.100.5"}
+    expect = {"x-forwarded-for": "203.0.113.5", "forwarded": "198.51.100.1",
+              "x-real-ip": "198.51.100.3", "cf-connecting-ip": "198.51.100.4",
+              "true-client-ip": "198.51.100.5"}
+    for name, addr in expect.items():
+        keys = ClientKeyResolver("ip", ["10.0.0.0/8"], name)
+        assert keys(info("10.0.0.2", **{k.replace("-", "_"): v for k, v in h.items()})) == "ip:" + addr
+
+
+def test_a_header_the_proxy_did_not_write_keys_on_the_proxy() -> None:
+    keys = ClientKeyResolver("ip", ["10.0.0.0/8"], "x-real-ip")
+    assert keys(info("10.0.0.2", x_forwarded_for="198.51.100.9")) == "ip:10.0.0.2"
+
+
+def test_hop_order_list_reads_one_entry_per_inner_hop() -> None:
+    """CDN (sets cf-connecting-ip) -> load balancer (appends X-Forwarded-For) -> app."""
+    keys = ClientKeyResolver("ip", ["10.0.0.0/8", "172.64.0.0/13"],
+                             ["cf-connecting-ip", "x-forwarded-for"])
+    got = keys(info("10.0.0.2", cf_connecting_ip="203.0.113.5",
+                    x_forwarded_for="6.6.6.6, 172.64.0.9"))
+    assert got == "ip:203.0.113.5"
+    # someone reaching the load balancer around the CDN: the LB saw them, not a CDN
+    got = keys(info("10.0.0.2", cf_connecting_ip="6.6.6.6", x_forwarded_for="198.51.100.7"))
+    assert got == "ip:198.51.100.7"
+
+
+def test_unusable_entries_stop_at_the_last_known_hop() -> None:
+    keys = ClientKeyResolver("ip", ["10.0.0.0/8"])
+    for bad in ("unknown", "_hidden", "999.1.1.1", "x" * 5000):
+        assert keys(info("10.0.0.2", x_forwarded_for=f"6.6.6.6, {bad}, 10.0.0.7")) == "ip:10.0.0.7"
+    keys = ClientKeyResolver("ip", ["10.0.0.0/8"], "forwarded")
+    assert keys(info("10.0.0.2", forwarded="for=6.6.6.6, by=10.0.0.1")) == "ip:10.0.0.2"
+
+
+def test_addresses_have_one_spelling() -> None:
+    keys = ClientKeyResolver("ip", ["10.0.0.0/8"])
+    for spelled in ("203.0.113.5", "203.0.113.5:8080", "::ffff:203.0.113.5",
+                    "[::ffff:203.0.113.5]:1", '"203.0.113.5"'):
+        assert keys(info("10.0.0.2", x_forwarded_for=spelled)) == "ip:203.0.113.5"
+    for spelled in ("2001:db8::1", "2001:DB8:0:0:0:0:0:1", "[2001:db8:0::1]:443"):
+        assert keys(info("10.0.0.2", x_forwarded_for=spelled)) == "ip:2001:db8::1"
+    assert keys(info("::ffff:10.0.0.2", x_forwarded_for="203.0.113.5")) == "ip:203.0.113.5"
+
+
+def test_huge_chains_are_read_from_the_right_only() -> None:
+    keys = ClientKeyResolver("ip", ["10.0.0.0/8"])
+    chain = ", ".join(["6.6.6.6"] * 200_000 + ["10.0.0.9"] * 40)
+    # more trusted hops than MAX_HOPS: the left-most one read is the answer, and
+    # nothing left of the last MAX_HOPS entries is parsed
+    assert keys(info("10.0.0.2", x_forwarded_for=chain)) == "ip:10.0.0.9"
+    assert len(header_entries("x-forwarded-for", chain)) == MAX_HOPS
+
+
+def test_long_header_and_callable_keys_are_digested() -> None:
+    keys = ClientKeyResolver("header:x-api-key")
+    short = keys(info("1.2.3.4", x_api_key="k" * MAX_KEY))
+    assert short == "h:" + "k" * MAX_KEY
+    long_a = keys(info("1.2.3.4", x_api_key="a" * 100_000))
+    long_b = keys(info("1.2.3.4", x_api_key="a" * 99_999 + "b"))
+    assert long_a != long_b and len(long_a) == len(long_b) == 2 + 1 + 32
+    assert long_a == keys(info("9.9.9.9", x_api_key="a" * 100_000))  # stable
+    assert len(ClientKeyResolver(lambda i: "t" * 10_000)(info("1.2.3.4"))) == 2 + 1 + 32
+
+
+@pytest.mark.parametrize("value", ["x-forwarded-host", "", [], ["forwarded"] * 5, "via",
+                                   ["x-forwarded-for", "cookie"]])
+def test_bad_forwarded_header_rejected(value: object) -> None:
+    with pytest.raises(ValueError, match="forwarded_header"):
+        parse_forwarded_header(value)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="forwarded_header"):
+        Config(forwarded_header=value)
+
+
+def test_forwarded_header_config_forms() -> None:
+    assert Config().forwarded_header == ("x-forwarded-for",)
+    assert Config(forwarded_header="X-Real-IP").forwarded_header == ("x-real-ip",)
+    assert Config(forwarded_header="cf-connecting-ip, x-forwarded-for").forwarded_header == (
+        "cf-connecting-ip", "x-forwarded-for")
+    assert Config.from_mapping({"forwarded_header": ["forwarded"]}).forwarded_header == (
+        "forwarded",)
 
 
 def test_all_hops_trusted_uses_left_most() -> None:

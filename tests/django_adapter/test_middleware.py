@@ -214,3 +214,71 @@ def test_every_header_pulsegate_sends_is_safe_by_construction(
     ctx = RequestContext(RequestInfo("GET", "/"), 0.0, None, None, 1)
     with pytest.raises(ValueError):
         ctx.add_header("x-evil", "1\r\nSet-Cookie: a=b")
+
+
+def test_report_of_a_fresh_process_explains_where_state_comes_from() -> None:
+    set_gate(None)  # a fresh `manage.py` process: an engine that has seen nothing
+    out = StringIO()
+    call_command(Command(), "report", stdout=out)
+    text = out.getvalue()
+    assert "state_dir" in text and "Nothing recorded yet" in text
+    assert "(none)" not in text and " at ?" not in text
+    set_gate(None)
+
+
+def test_report_prints_counts_as_integers() -> None:
+    from django.test import Client
+
+    from pulsegate.django.management.commands import pulsegate as command
+
+    rows = [{"kind": "n_plus_one", "relationship": "Author.books", "mean_count": 16.0,
+             "endpoints": ["GET /authors/"], "call_site": "views.py:12 in authors",
+             "suggestion": 'prefetch_related("books")'}]
+    with override_settings(ROOT_URLCONF="pg_adapter_urls"):
+        Client().get("/books/1/")
+    original = command._detections
+    command._detections = lambda gate: rows  # type: ignore[assignment]
+    try:
+        out = StringIO()
+        call_command(Command(), "report", stdout=out)
+    finally:
+        command._detections = original
+    text = out.getvalue()
+    assert "x16 " in text and "x16.0" not in text and 'fix: prefetch_related("books")' in text
+
+
+def test_set_endpoint_splits_a_catch_all_route_by_page_type(records: list[RequestRecord]) -> None:
+    for path in ("/site/breads/rye/", "/site/blog/post-1/", "/site/breads/spelt/", "/site/"):
+        assert client().get(path).status_code == 200
+    assert [x.route for x in records] == ["/cms/breads", "/cms/blog", "/cms/breads", "/cms/home"]
+    assert {e["endpoint"] for e in get_gate().endpoints()} >= {"GET /cms/breads", "GET /cms/blog"}
+
+
+def test_management_commands_read_the_running_servers_state_store(tmp_path: Any) -> None:
+    """Beside a running server (here: an engine writing the same state_dir), `manage.py
+    pulsegate stats|report` print what the server has seen, not the empty engine of the
+    manage.py process (requests 0 before)."""
+    from pulsegate.django import gate as gate_module
+
+    server = PulseGate(state_dir=str(tmp_path))
+    for i in range(7):
+        ctx = server.begin(RequestInfo("GET", f"/books/{i}/", route="/books/<int:pk>/"))
+        assert ctx is not None
+        server.response_headers(ctx, 200)
+        server.finish(ctx)
+    server.ops.snapshot()
+    with override_settings(PULSEGATE={"state_dir": str(tmp_path)}):
+        set_gate(None)
+        out = StringIO()
+        call_command(Command(), "stats", "--json", stdout=out)
+        assert json.loads(out.getvalue())["totals"]["requests"] == 7
+        out = StringIO()
+        call_command(Command(), "report", "--json", stdout=out)
+        (row,) = json.loads(out.getvalue())["endpoints"]
+        assert row["endpoint"] == "GET /books/<int:pk>/" and row["requests"] == 7
+        out = StringIO()
+        call_command(Command(), "report", stdout=out)
+        assert "GET /books/<int:pk>/" in out.getvalue()
+        assert gate_module._gate is None  # no engine (and no empty worker) was made
+    server.close()
+    set_gate(None)

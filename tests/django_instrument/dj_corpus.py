@@ -88,6 +88,19 @@ def _save_all() -> None:
         b.save()
 
 
+def _singles_on_separate_lines() -> None:
+    first = Author.objects.get(pk=1)
+    second = Author.objects.filter(pk=2).first()
+    assert second is not None
+    list(first.books.all())
+    list(second.books.all())
+
+
+def _gets_on_separate_lines() -> None:
+    Author.objects.get(pk=1)
+    Author.objects.get(pk=2)
+
+
 Scenario = tuple[str, bool, str | None, Callable[[], object]]
 
 PROBLEMS: list[Scenario] = [
@@ -127,6 +140,14 @@ PROBLEMS: list[Scenario] = [
     ("many-to-many add per item", True, "write_loop", lambda: [b.tags.add(Tag.objects.first()) for b in Book.objects.all()[:8]]),
     ("refresh_from_db per item", True, "n_plus_one", lambda: [a.refresh_from_db() for a in Author.objects.all()]),
     ("loop of exactly the threshold", True, "n_plus_one", lambda: [list(a.books.all()) for a in Author.objects.all()[:5]]),
+    # Under the old repeat-count rule (>= 5) these were misses (labelled fine); the
+    # structural rule sees any loop over a multi-row result, and a get() per item from
+    # one line, as django-zeal does (issue 17).
+    ("loop of four", True, "n_plus_one", lambda: [list(a.books.all()) for a in Author.objects.all()[:4]]),
+    ("short get loop", True, "n_plus_one", lambda: [Author.objects.get(pk=i) for i in range(1, 4)]),
+    ("two-object fixture", True, "n_plus_one", lambda: [b.author.name for b in Book.objects.filter(pk__in=[1, 4])]),
+    ("single loads in a loop, then a relationship", True, "single_load_loop",
+     lambda: [list(Author.objects.filter(pk=i).first().books.all()) for i in (1, 2, 3)]),  # type: ignore[union-attr]
 ]
 
 FINE: list[Scenario] = [
@@ -147,7 +168,9 @@ FINE: list[Scenario] = [
      lambda: [a.n for a in Author.objects.annotate(n=Count("books"))]),
     ("bulk_create", False, None, lambda: Tag.objects.bulk_create([Tag(name=f"b{i}") for i in range(50)])),
     ("in_bulk", False, None, lambda: Author.objects.in_bulk(list(range(1, 11)))),
-    ("small loop under threshold", False, None, lambda: [Author.objects.get(pk=i) for i in range(1, 4)]),
+    ("single loads read on separate lines", False, None, lambda: _singles_on_separate_lines()),
+    ("one lazy load on a multi-row result", False, None, lambda: list(Author.objects.all()[:3][0].books.all())),
+    ("gets on separate lines", False, None, lambda: _gets_on_separate_lines()),
     ("pagination count + page", False, None,
      lambda: list(Paginator(Book.objects.order_by("id"), 10).page(2))),
     ("filter pk__in", False, None, lambda: list(Author.objects.filter(pk__in=[1, 2, 3, 4, 5]))),
@@ -164,7 +187,6 @@ FINE: list[Scenario] = [
      lambda: [a.bl for a in Author.objects.prefetch_related(Prefetch("books", to_attr="bl"))]),
     ("Subquery annotation", False, None,
      lambda: list(Author.objects.annotate(first=Subquery(Book.objects.filter(author=OuterRef("pk")).values("title")[:1])))),
-    ("loop just under the threshold", False, None, lambda: [list(a.books.all()) for a in Author.objects.all()[:4]]),
     ("select_related + prefetch_related", False, None,
      lambda: [(b.author.name, list(b.tags.all())) for b in Book.objects.select_related("author").prefetch_related("tags")]),
     ("queryset delete", False, None, lambda: Review.objects.filter(stars=3).delete()),

@@ -127,3 +127,34 @@ def test_async_code_and_new_threads_are_instrumented() -> None:
     (d,) = asyncio.run(main())
     assert d.kind == "n_plus_one" and d.count == 6 and d.call_site is not None
     assert "test_django_queries.py" in d.call_site and "in lookup" in d.call_site
+
+
+DJANGO_PAGE = """<ul>
+{% for book in books %}
+  <li>{{ book.title }}
+    by {{ book.author.name }}</li>
+{% endfor %}
+</ul>
+"""
+
+
+def test_call_site_in_a_django_template_is_the_template_line(db: None, tmp_path: Any) -> None:
+    """A lazy relation read by a Django template is named by the template file and the
+    tag's line, however deep the stack (a render under a server and a middleware chain
+    is more than 80 frames down: it was "unknown call site")."""
+    from django.template import Context, Engine
+
+    install()
+    (tmp_path / "books.html").write_text(DJANGO_PAGE)
+    page = Engine(dirs=[str(tmp_path)]).get_template("books.html")
+
+    def deep(n: int) -> str:
+        if n:
+            return deep(n - 1)
+        return page.render(Context({"books": dj_corpus.Book.objects.all()[:8]}))
+
+    for depth in (0, 150, 0):
+        with capture() as cap:
+            deep(depth)
+        (d,) = cap.detections
+        assert d.kind == "n_plus_one" and d.call_site == f"{tmp_path / 'books.html'}:4 in template"

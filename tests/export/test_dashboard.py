@@ -85,14 +85,17 @@ def test_token_rules(clock: FakeClock) -> None:
 def test_loopback_rules(clock: FakeClock) -> None:
     dash, _ = handler(clock, dashboard_allow_loopback=True)
     api = "/_pulsegate/api/summary"
-    assert dash.handle("GET", api, H(), "", b"", "127.0.0.1")[0] == 200  # type: ignore[index]
-    assert dash.handle("GET", api, H(), "", b"", "::1")[0] == 200  # type: ignore[index]
+    local = H(host="127.0.0.1:8000")
+    assert dash.handle("GET", api, local, "", b"", "127.0.0.1")[0] == 200  # type: ignore[index]
+    assert dash.handle("GET", api, H(host="[::1]:8000"), "", b"", "::1")[0] == 200  # type: ignore[index]
     # no token configured: to anyone else the dashboard does not exist
     assert dash.handle("GET", api, H(), "", b"", "192.0.2.7")[0] == 404  # type: ignore[index]
     assert dash.handle("GET", api, H(), "", b"", None)[0] == 404  # type: ignore[index]
     # through a proxy the peer address says nothing about the client
-    assert dash.handle("GET", api, H(x_forwarded_for="203.0.113.9"), "", b"", "127.0.0.1")[0] == 404  # type: ignore[index]
-    assert dash.handle("GET", api, H(forwarded="for=203.0.113.9"), "", b"", "127.0.0.1")[0] == 404  # type: ignore[index]
+    assert dash.handle("GET", api, H(host="localhost", x_forwarded_for="203.0.113.9"), "", b"",
+                       "127.0.0.1")[0] == 404  # type: ignore[index]
+    assert dash.handle("GET", api, H(host="localhost", forwarded="for=203.0.113.9"), "", b"",
+                       "127.0.0.1")[0] == 404  # type: ignore[index]
     assert is_loopback("127.8.9.10") and not is_loopback("localhost") and not is_loopback("10.0.0.1")
 
 

@@ -151,3 +151,29 @@ def test_dashboard_off_is_404_in_chromium() -> None:
             assert response is not None and response.status == 404
         finally:
             browser.close()
+
+
+def test_axis_labels_of_long_latencies_fit_the_chart() -> None:
+    """A 22 s request: every y-axis label lies inside the chart ("22075 ms" lost its
+    first digit off the left edge)."""
+    clock = FakeClock()
+    gate = make_gate(clock, dashboard=True, dashboard_token=SECRET, aggregation_window=1)
+    with serve(PulseGateMiddleware(build_app(clock), gate=gate)) as base:
+        with httpx.Client(base_url=base, timeout=10) as client:
+            for i in range(12):
+                client.get(f"/work/{i}?ms={20000 + 100 * i}")
+            client.get("/work/slow?ms=22075")
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.goto(f"{base}/_pulsegate/?token={SECRET}")
+                page.wait_for_selector("body[data-loaded]", timeout=15_000)
+                labels = page.eval_on_selector_all(
+                    '#latency-chart text[x="44"]',  # the y axis: anchored at L - 4
+                    "ts => ts.map(t => [t.textContent, t.getBBox().x])")
+            finally:
+                browser.close()
+    assert len(labels) == 5
+    assert labels[0][0] == "0.0 ms", labels
+    assert all(x >= 0 for _text, x in labels), labels

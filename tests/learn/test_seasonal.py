@@ -8,8 +8,9 @@ import random
 
 import pytest
 
-from pulsegate.learn.anomaly import AnomalyModel
+from pulsegate.learn.anomaly import Score
 from pulsegate.learn.endpoint import EndpointModel
+from pulsegate.learn.incident import IncidentDetector
 from pulsegate.learn.seasonal import HOUR, SeasonalBaseline
 
 T0 = 1_700_000_000.0 - (1_700_000_000.0 % 86400)  # a midnight UTC
@@ -92,12 +93,12 @@ def test_state_round_trip_and_validation() -> None:
 def test_endpoint_feeds_deseasonalised_window_means_to_the_incident_model() -> None:
     seen: list[float] = []
 
-    class Spy(AnomalyModel):
-        def update(self, value: float):  # type: ignore[no-untyped-def]
-            seen.append(value)
-            return super().update(value)
+    class Spy(IncidentDetector):
+        def close(self, seconds: float | None = None, shift: float = 0.0) -> Score | None:
+            seen.append(self.s1 / self.n_w - shift)
+            return super().close(seconds, shift)
 
-    em = EndpointModel(window=HOUR, incident=Spy(side="up"),
+    em = EndpointModel(window=HOUR, incident=Spy(HOUR),
                        seasonal=SeasonalBaseline(utc_offset=T0))
     for i in range(24 * 6):
         em.window_add(i * HOUR, math.log(daily(T0 + i * HOUR)))
@@ -113,6 +114,7 @@ def test_endpoint_feeds_deseasonalised_window_means_to_the_incident_model() -> N
     assert result.value == pytest.approx(expected)
     assert result.forecast == pytest.approx(expected, abs=0.1)
     assert result.low < result.value < result.high
+    assert not result.is_anomaly
 
 
 def test_hysteresis_keeps_a_profile_between_gain_and_release() -> None:

@@ -197,3 +197,11 @@ def test_hook_faults_are_counted_and_the_query_still_runs() -> None:
     finally:
         query_sink.reset(token)
     assert gate.stats()["query_hook_errors"] == before + 1 == hook_faults.total
+
+
+def test_query_detections_counts_past_the_recent_buffer() -> None:
+    gate = PulseGate(clock=Clock(), max_recent=3)
+    for _ in range(5):
+        request(gate, 6)
+    assert len(gate.detections) == 3  # the buffer keeps the newest
+    assert gate.stats()["query_detections"] == 5  # the counter counts them all

@@ -49,6 +49,11 @@ def test_loop():
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, warnings=1)
     result.stdout.fnmatch_lines(["*PulseGateQueryWarning*"])
+    # the warning points at the test (its `def` line), not at the plugin's own line
+    result.stdout.fnmatch_lines(["*/test_warn_is_the_default_and_off_is_silent.py:*: "
+                                 "PulseGateQueryWarning*", "*fix: prefetch_related*",
+                                 "    def test_loop():"])
+    assert "pytest_plugin.py" not in result.stdout.str()
     result = pytester.runpytest("--pulsegate-nplusone=off", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     assert "PulseGateQueryWarning" not in result.stdout.str()
@@ -73,3 +78,34 @@ def test_budget_ok(pulsegate_capture):
     result = pytester.runpytest("--pulsegate-nplusone=off", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, failed=2)
     result.stdout.fnmatch_lines(["*4 SQL statements ran; the test allows at most 3*"])
+
+
+def test_allow_list_by_relationship_call_site_or_ini(pytester: pytest.Pytester) -> None:
+    """A two-object fixture fails the test (the structural rule); an allow-list entry
+    -- relationship, call site or ini line -- silences exactly what it names."""
+    pytester.makepyfile(NPLUSONE.replace(
+        'orm="django"))', 'orm="django", source=(token, "")))').replace(
+        "def run_loop(n):", "from pulsegate.queries.events import ResultToken\n"
+        "def run_loop(n):\n    token = ResultToken()\n    token.rows = n") + '''
+def test_two_objects():
+    run_loop(2)
+
+@pytest.mark.pulsegate(allow=["Author.books"])
+def test_allowed_relationship():
+    run_loop(2)
+
+@pytest.mark.pulsegate(allow=["app.py:7"])
+def test_allowed_call_site():
+    run_loop(2)
+
+@pytest.mark.pulsegate(allow=["Book.*"])
+def test_other_relationship_allowed():
+    run_loop(2)
+''')
+    result = pytester.runpytest("--pulsegate-nplusone=fail", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2, failed=2)
+    result.stdout.fnmatch_lines(["*test_two_objects*", "*N+1 query loading Author.books: 2 statements*",
+                                 "*at app.py:7 in view*", '*fix: prefetch_related("books")*'])
+    pytester.makeini("[pytest]\npulsegate_allow =\n    Author.books\n")
+    result = pytester.runpytest("--pulsegate-nplusone=fail", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=4)

@@ -36,6 +36,15 @@ regularity alone makes a client suspicious: each needs a second signal.
 ``confidence = n / (n + 10)`` (number of requests seen); the limiter applies a
 multiplier only when it exceeds ``prediction_threshold``.
 
+A profile never holds a request's strings -- a client chooses their length. It keeps
+fixed-size digests instead (32-bit, from the process's keyed string hash, so a client
+cannot aim collisions at another): the last User-Agent's digest, a ring of the last 8
+distinct path digests, and a 16-slot table of (route digest, query digest) pairs for
+the parameter churn (a route whose slot is held by another route is not tracked, as
+routes beyond the 16th were not before). Its size is the same for a 10-byte and a
+10 MB request (``benchmarks/memory.py --clients``: 957 bytes per client with its bucket,
+map entries and key, for 16 B to 8 KiB request fields).
+
 Profiles live in a bounded LRU (``max_clients``). Evicting a client that was treated
 as suspicious leaves a compact penalty record (one float: its suspicion) in a second,
 bounded map, and a returning client starts from it -- eviction can never launder a
@@ -45,6 +54,7 @@ punished client into a fresh one.
 from __future__ import annotations
 
 import math
+from array import array
 from collections import OrderedDict
 
 FEATURES = ("rate", "err", "reg", "ua", "param", "div")
@@ -52,11 +62,23 @@ WEIGHTS = (0.4, 0.6, 0.35, 0.6, 0.5, 0.3)
 FOREST_WEIGHT = 0.4  # the optional IsolationForest term joins the noisy-OR with this weight
 _BETA = 0.1  # per-request EWMA weight
 _POP_BETA = 0.002  # population statistics: slow, so one burst cannot shift "normal"
+PATH_RING = 8  # distinct recent paths remembered (digests)
+QUERY_SLOTS = 16  # routes whose last query string is remembered (digests)
+
+
+def digest(value: str | None) -> int:
+    """A request string as a 32-bit odd number; 0 for None (so ``""`` and None differ).
+
+    >>> digest(None), digest("") != 0, digest("/a") == digest("/a")
+    (0, True, True)
+    """
+    return 0 if value is None else (hash(value) & 0xFFFFFFFE) | 1
 
 
 class Profile:
     __slots__ = ("div", "err", "forest", "ia_mean", "ia_var", "last_t", "last_ua", "n",
-                 "param", "paths", "queries", "rate", "suspicion", "ua", "write")
+                 "param", "path_next", "paths", "queries", "rate", "suspicion", "ua",
+                 "write")
 
     def __init__(self, prior: float = 0.0) -> None:
         self.n = 0
@@ -69,9 +91,11 @@ class Profile:
         self.param = 0.0
         self.div = 0.0
         self.write = 0.0
-        self.last_ua: str | None = None
-        self.paths: list[str] = []
-        self.queries: dict[str, str] = {}
+        self.last_ua = 0  # digest of the last User-Agent; 0 = none seen yet
+        self.paths = array("I", bytes(4 * PATH_RING))  # ring of distinct path digests
+        self.path_next = 0
+        #: slot i: (route digest, query digest) at [2i], [2i+1]; 0 = free
+        self.queries = array("I", bytes(8 * QUERY_SLOTS))
         self.suspicion = prior
         #: evidence from the optional IsolationForest (set in the background), in [0, 1]
         self.forest = 0.0
@@ -172,22 +196,24 @@ class BehaviourModel:
         # 429 is neutral: our own refusals must not feed back into suspicion.
         p.err += b * ((1.0 if status >= 400 and status != 429 else 0.0) - p.err)
         p.write += b * ((0.0 if method in ("GET", "HEAD") else 1.0) - p.write)
-        if user_agent is not None or p.last_ua is not None:
-            changed = 1.0 if (p.last_ua is not None and user_agent != p.last_ua) else 0.0
+        ua = digest(user_agent)
+        if ua or p.last_ua:
+            changed = 1.0 if (p.last_ua and ua != p.last_ua) else 0.0
             p.ua += b * (changed - p.ua)
-            p.last_ua = user_agent
-        q = query or ""
-        prev_q = p.queries.get(route)
-        if prev_q is not None:
-            p.param += b * ((1.0 if q != prev_q else 0.0) - p.param)
-        if prev_q is not None or len(p.queries) < 16:
-            p.queries[route] = q
-        paths = p.paths
-        p.div += b * ((0.0 if path in paths else 1.0) - p.div)
-        if path not in paths:
-            paths.append(path)
-            if len(paths) > 8:
-                del paths[0]
+            p.last_ua = ua
+        r, q = digest(route), digest(query or "")
+        table, slot = p.queries, 2 * ((r >> 1) % QUERY_SLOTS)
+        if table[slot] == r:
+            p.param += b * ((1.0 if q != table[slot + 1] else 0.0) - p.param)
+            table[slot + 1] = q
+        elif table[slot] == 0:
+            table[slot], table[slot + 1] = r, q
+        h, paths = digest(path), p.paths
+        seen = h in paths
+        p.div += b * ((0.0 if seen else 1.0) - p.div)
+        if not seen:
+            paths[p.path_next] = h
+            p.path_next = (p.path_next + 1) % PATH_RING
         # Score every request while the profile is young (decisions happen then), then
         # every 4th: the features are EWMAs and barely move in 3 requests.
         if p.n <= 32 or not p.n & 3:

@@ -119,9 +119,11 @@ class RedisStorage:
     client's buckets in one Redis Cluster slot. ``clock`` must be a wall clock shared
     by the workers (epoch seconds), since the ``tat`` values are compared across them.
 
-    A :class:`CircuitBreaker` wraps every call. While it is open (or a call fails) the
-    check is answered by a local :class:`MemoryStorage` -- fail-local: the request is
-    still limited, per process, and never errors. ``fallbacks`` counts those checks.
+    A :class:`CircuitBreaker` wraps every call (in its ``guard``, so a cancelled or
+    crashed call still resolves a half-open trial). While it is open (or a call fails,
+    with a Redis error or anything else) the check is answered by a local
+    :class:`MemoryStorage` -- fail-local: the request is still limited, per process, and
+    never errors. ``fallbacks`` counts those checks.
     """
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, prefix: str = "pulsegate:rl:",
@@ -154,7 +156,6 @@ class RedisStorage:
         self.on_fallback = on_fallback
         self.fallbacks = 0
         self.remote_calls = 0
-        self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
         self._aclient: Any = None
         self._ascript: Any = None
         self._aloop: Any = None
@@ -164,7 +165,7 @@ class RedisStorage:
         return f"{self.prefix}{{{client}}}:{scope or '-'}"
 
     def _fail(self, exc: BaseException) -> None:
-        self.breaker.failure()
+        """Report a failed call (the breaker's guard has already counted it)."""
         if self.on_fallback is not None:
             self.on_fallback(exc)
         else:
@@ -176,18 +177,19 @@ class RedisStorage:
         return [repr(self.clock()), repr(interval), repr(tolerance), repr(cost)]
 
     def _taken(self, res: Any) -> tuple[bool, float]:
-        """A successful round trip: count it, close the breaker, decode (allowed, wait)."""
+        """A round trip's answer: count it, decode (allowed, wait); a malformed answer
+        raises inside the breaker's guard, so it counts as a failure."""
         self.remote_calls += 1
-        self.breaker.success()
         return bool(int(res[0])), float(res[1])
 
     def take(self, client: str, scope: str, interval: float, tolerance: float,
              cost: float) -> tuple[bool, float]:
         if self.breaker.allow():
             try:
-                return self._taken(self.script(keys=[self.key(client, scope)],
-                                               args=self._args(interval, tolerance, cost)))
-            except self._errors as exc:
+                with self.breaker.guard():
+                    return self._taken(self.script(keys=[self.key(client, scope)],
+                                                   args=self._args(interval, tolerance, cost)))
+            except Exception as exc:  # Redis, a timeout, or a bug: fail local, never error
                 self._fail(exc)
         self.fallbacks += 1
         return self.fallback.take(client, scope, interval, tolerance, cost)
@@ -218,10 +220,11 @@ class RedisStorage:
                          cost: float) -> tuple[bool, float]:
         if self.breaker.allow():
             try:
-                script = self._async_script()
-                return self._taken(await script(keys=[self.key(client, scope)],
-                                                args=self._args(interval, tolerance, cost)))
-            except self._errors as exc:
+                with self.breaker.guard():  # CancelledError frees the trial and propagates
+                    script = self._async_script()
+                    return self._taken(await script(keys=[self.key(client, scope)],
+                                                    args=self._args(interval, tolerance, cost)))
+            except Exception as exc:
                 self._fail(exc)
         self.fallbacks += 1
         return self.fallback.take(client, scope, interval, tolerance, cost)

@@ -31,6 +31,7 @@ from django.core.signals import got_request_exception
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.urls import Resolver404, get_resolver
 
+from pulsegate.autoinstrument import instrument_orms
 from pulsegate.context import Rejection, RequestContext, current
 from pulsegate.django.gate import get_gate
 from pulsegate.engine import PulseGate
@@ -115,6 +116,8 @@ class PulseGateMiddleware:
             markcoroutinefunction(self)
         # The dashboard and the Prometheus path (None when both are off: no cost).
         self._internal = internal_endpoints(self.gate)
+        # SQLAlchemy engines, existing and future (option instrument_sqlalchemy).
+        instrument_orms(self.gate)
 
     def __call__(self, request: HttpRequest) -> Any:
         if self.async_mode:

@@ -1,12 +1,13 @@
 """One endpoint's behaviour: per-request smoothing of every metric, plus a windowed
-:class:`AnomalyModel` on the latency series for incident-level detection."""
+:class:`~pulsegate.learn.incident.IncidentDetector` on log latency for incidents."""
 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, NamedTuple
 
-from pulsegate.learn.anomaly import AnomalyModel
+from pulsegate.learn.incident import IncidentDetector
 from pulsegate.learn.seasonal import SeasonalBaseline
 
 #: The metrics of a request, in the order :meth:`EndpointModel.observe` takes them.
@@ -109,19 +110,19 @@ class EndpointModel:
 
     The metrics share one request count, so the state is ``2·len(metrics) + 1`` floats
     and an update is a handful of float operations per metric -- this runs on every
-    request. Incident detection (a sustained shift rather than one slow request) runs on
-    the per-window mean of log latency with a full :class:`AnomalyModel`, once per
-    ``window`` seconds: see :meth:`roll`.
+    request. Incident detection (the endpoint changed, rather than one slow request)
+    weighs each window of ``window`` seconds by the requests it holds: see
+    :class:`~pulsegate.learn.incident.IncidentDetector` and :meth:`roll`.
     """
 
     __slots__ = ("_k", "alpha", "beta", "excess", "floors", "floors2", "floors_k",
                  "incident", "k2", "key", "level", "metrics", "min_excess_ms", "n",
                  "queried", "referenced", "refresh_at", "scored", "seasonal", "var",
-                 "view", "warmup", "win_end", "win_n", "win_sum", "window")
+                 "view", "warmup", "win_end", "win_start", "window")
 
     def __init__(self, alpha: float = 0.3, threshold: float = 3.0, warmup: int = 30,
                  metrics: tuple[str, ...] = METRICS, *, beta: float = 0.05,
-                 window: float = 10.0, incident: AnomalyModel | None = None,
+                 window: float = 10.0, incident: IncidentDetector | None = None,
                  seasonal: SeasonalBaseline | None = None,
                  min_excess_ms: float = 1.0) -> None:
         self.alpha = alpha
@@ -167,11 +168,8 @@ class EndpointModel:
         #: When the current window closes: the first request at or after it rolls the
         #: window (-inf: none open yet, the first request opens one).
         self.win_end = -math.inf
-        self.win_sum = 0.0
-        self.win_n = 0
-        self.incident = incident if incident is not None else AnomalyModel(
-            alpha, threshold, warmup=max(3, warmup // 3), floor_abs=FLOORS["latency"],
-            floor_rel=0.0, side="up")
+        self.win_start = -math.inf
+        self.incident = incident if incident is not None else IncidentDetector(window)
         #: Removes the hour-of-day/week profile from the window means before the incident
         #: model sees them (``now`` plus its ``utc_offset`` must be epoch seconds).
         self.seasonal = seasonal
@@ -327,12 +325,11 @@ class EndpointModel:
             warmup = self.warmup
             self.view = (_exp(f0), (100.0 if m > warmup else 100.0 * (m / warmup))
                          * _exp(-sd0), f0, sd0)
-            if now is not None:  # window_add, in line
+            if now is not None:  # window_add
                 if now >= self.win_end:
                     incident = self.roll(now, latency)
                 else:
-                    self.win_sum += latency
-                    self.win_n += 1
+                    self.incident.add(latency)
         if n < self.warmup:
             return 0.0, False, -1, incident
         return best, zmax2 > k2, driver, incident
@@ -359,29 +356,32 @@ class EndpointModel:
 
     def window_add(self, now: float, log_latency: float) -> Any:
         """Accumulate one request into the current window; when the window has ended,
-        feed its mean to the incident model and return that model's score.
+        test it (:meth:`roll`) and return the incident detector's verdict.
         (:meth:`update` does the same when given ``now``.)"""
         if now >= self.win_end:
             return self.roll(now, log_latency)
-        self.win_sum += log_latency
-        self.win_n += 1
+        self.incident.add(log_latency)
         return None
 
     def roll(self, now: float, first: float | None = None) -> Any:
+        """Close the current window (its verdict, or None if it held no request) and
+        open the next at ``now`` with the request ``first``. With a seasonal profile the
+        window is judged against the baseline plus the profile's offset at ``now``."""
+        det = self.incident
         result = None
-        if self.win_n:
-            mean = self.win_sum / self.win_n
+        if det.n_w:
+            # how long the window really ran: a quiet endpoint's lasts until its next request
+            seconds = now - self.win_start
+            seconds = seconds if seconds < 24.0 * self.window else 24.0 * self.window
             if self.seasonal is None:
-                result = self.incident.update(mean)
+                result = det.close(seconds)
             else:
-                # score the deseasonalised mean, report in the series' own units
-                shift = mean - self.seasonal.adjust(now, mean)
-                result = self.incident.update(mean - shift)
-                result = result._replace(value=mean, forecast=result.forecast + shift,
-                                         low=result.low + shift, high=result.high + shift)
+                mean = det.s1 / det.n_w
+                result = det.close(seconds, mean - self.seasonal.adjust(now, mean))
+        self.win_start = now
         self.win_end = now + self.window
-        self.win_sum = first if first is not None else 0.0
-        self.win_n = 1 if first is not None else 0
+        if first is not None:
+            det.add(first)
         return result
 
     # --- persistence -----------------------------------------------------------------
@@ -422,7 +422,14 @@ class EndpointModel:
             self.floors2 = [f * f for f in self.floors]
         elif n:
             self._refresh_floors()
-        self.incident.load_state(state["incident"])
+        try:
+            self.incident.load_state(state["incident"])
+        except (KeyError, TypeError, ValueError) as exc:
+            # an older format (the windowed AnomalyModel): incidents start cold
+            warnings.warn(f"pulsegate: incident state of {self.key or 'an endpoint'} not "
+                          f"restored ({exc}); incident detection starts cold",
+                          RuntimeWarning, stacklevel=2)
+            self.incident = IncidentDetector(self.window)
         if self.seasonal is not None and state.get("seasonal") is not None:
             self.seasonal.load_state(state["seasonal"])
         if n:

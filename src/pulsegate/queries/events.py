@@ -8,6 +8,22 @@ from typing import Any, NamedTuple
 from pulsegate.faults import FaultCounter
 
 
+class ResultToken:
+    """One ORM query's result: every instance it built points at the same token, and
+    ``rows`` counts them as they are built (an ``iterator()`` streams them), so by the
+    time a request is analysed a token with ``rows >= 2`` is a multi-row result -- the
+    ground an N+1 grows on -- and one with ``rows == 1`` a single load (``get``,
+    ``first``, ``[0]``)."""
+
+    __slots__ = ("rows",)
+
+    def __init__(self) -> None:
+        self.rows = 0
+
+    def __repr__(self) -> str:
+        return f"ResultToken(rows={self.rows})"
+
+
 class QueryEvent(NamedTuple):
     """One SQL statement as executed (immutable; build it with keywords).
 
@@ -21,6 +37,10 @@ class QueryEvent(NamedTuple):
     deferred or expired column load), ``"count"`` (a related manager's count) or
     None; ``orm`` is ``"sqlalchemy"``, ``"django"`` or None (spans, raw DB-API).
     ``many`` marks an ``executemany`` (a bulk write, never a loop by itself).
+    ``source`` says where the instance a lazy load serves came from:
+    ``(ResultToken, path)`` -- the result that built it and the lookup path from that
+    result's model (``""``, or ``"author"`` for an object joined by ``select_related``)
+    -- or None when unknown (objects created without a query, raw SQL).
 
     A NamedTuple rather than a dataclass because a request may record thousands: the
     hooks build it with one ``tuple.__new__`` (see :func:`new_event`), and a tuple of
@@ -40,21 +60,24 @@ class QueryEvent(NamedTuple):
     db: str | None = None
     load: str | None = None
     orm: str | None = None
+    source: tuple[ResultToken, str] | None = None
 
 
 _tuple_new: Any = tuple.__new__
 
 
 def new_event(fields: tuple[Any, ...]) -> QueryEvent:
-    """A QueryEvent from all twelve fields in order, without the keyword machinery of
+    """A QueryEvent from all thirteen fields in order, without the keyword machinery of
     the generated constructor (the hooks' hot path)."""
     return _tuple_new(QueryEvent, fields)  # type: ignore[no-any-return]
 
 
 #: Set by the ORM adapters around a statement the ORM runs on behalf of a relationship
-#: or deferred-column load: ``(relationship, load)``, e.g. ``("Author.books",
-#: "collection")``. The statement hook stamps it on the event.
-current_load: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar(
+#: or deferred-column load: ``(relationship, load, source)``, e.g. ``("Author.books",
+#: "collection", (token, ""))`` (see :attr:`QueryEvent.source`). The statement hook
+#: stamps it on the event.
+current_load: contextvars.ContextVar[
+    tuple[str, str, tuple[ResultToken, str] | None] | None] = contextvars.ContextVar(
     "pulsegate_current_load", default=None)
 
 

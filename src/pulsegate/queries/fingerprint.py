@@ -1,22 +1,19 @@
 r"""SQL fingerprints: the statement's shape with every literal replaced by ``?``.
 
-One pass of one compiled regex tokenises the statement; each token is kept (identifiers
-and keywords, lower-cased; quoted identifiers verbatim; punctuation) or redacted
-(string/number/boolean literals, bind placeholders ``?``, ``%s``, ``%(x)s``, ``:x``,
-``$1`` -> ``?``); comments are dropped (sqlcommenter's per-request ``traceparent`` must
-not split one shape into many). Two linear passes then collapse ``IN (?, ?, ...)`` to
-``IN (?)`` and multi-row ``VALUES (?, ?), (?, ?), ...`` to ``VALUES (?, ?), ...``.
-
-Linear time on any input: every alternative of the token regex starts with a distinct
-character class and its repetitions cannot overlap, and unterminated strings, quoted
-identifiers and comments run to the end of the input instead of failing -- so a match
-attempt never fails after a long scan and no position is rescanned (no catastrophic
-backtracking). The collapse patterns repeat fixed ``", ?"`` units, which is linear too.
+:func:`pulsegate.queries.sqlscan.scan` reads the statement once, in the quoting rules of
+its database (the ORM's dialect name), and keeps only keywords and identifiers
+(lower-cased; quoted identifiers verbatim), operators and placeholders (as ``?``);
+literals and anything it cannot classify become ``?``, comments are dropped
+(sqlcommenter's per-request ``traceparent`` must not split one shape into many), and
+where the dialect's readings disagree the rest of the statement folds into one ``?``.
+Two linear passes then collapse ``IN (?, ?, ...)`` to ``IN (?)`` and multi-row
+``VALUES (?, ?), (?, ?), ...`` to ``VALUES (?, ?), ...``. Time is linear in the
+statement and bounded per statement (only the first ``MAX_SCAN`` characters are read).
 
 ``hash`` is the first 64 bits of BLAKE2b over the normalised text, stable across
-processes (unlike ``hash()``). Results are cached by the raw statement text in a
-bounded LRU (:class:`FingerprintCache`): ORM loops repeat the exact same text, so the
-steady-state cost is one dict look-up.
+processes (unlike ``hash()``). Results are cached by the raw statement text and dialect
+in a bounded LRU (:class:`FingerprintCache`): ORM loops repeat the exact same text, so
+the steady-state cost is one dict look-up.
 
 The redacted ``text`` is the only SQL that ever leaves the process.
 """
@@ -28,6 +25,8 @@ import re
 import threading
 from collections import OrderedDict
 from typing import NamedTuple
+
+from pulsegate.queries.sqlscan import rules_for, scan
 
 __all__ = ["FingerprintCache", "SQLFingerprint", "default_cache", "fingerprint", "normalize"]
 
@@ -48,64 +47,26 @@ class SQLFingerprint(NamedTuple):
         return f"{self.hash:016x}"
 
 
-_TOKEN = re.compile(
-    r"""
-      (?P<ws>\s+)
-    | (?P<lc>--[^\n]*)
-    | (?P<bc>/\*(?:[^*]|\*(?!/))*(?:\*/|\Z))
-    | (?P<str>[nNeEbBxX]?'(?:[^'\\]|''|\\.)*(?:'|\Z))
-    | (?P<dq>"(?:[^"]|"")*(?:"|\Z))
-    | (?P<bq>`[^`]*(?:`|\Z))
-    | (?P<brk>\[[^\]\s]*\])
-    | (?P<num>0[xX][0-9a-fA-F]+|(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)
-    | (?P<word>[^\W\d]\w*)
-    | (?P<ph>\?\d*|%(?:\(\w*\))?s|(?<!:):[^\W\d]\w*|\$\d+|@\w+)
-    | (?P<cast>::)
-    | (?P<op>.)
-    """,
-    re.VERBOSE | re.DOTALL,
-)
-_LITERAL_WORDS = frozenset({"true", "false"})
-_NO_SPACE_BEFORE = frozenset({",", ")", ".", "::", ";"})
-_NO_SPACE_AFTER = frozenset({"(", ".", "::"})
-# Keywords keep their space before "(" (``in (?)``, ``values (?)``); function names
-# and table names do not (``count(*)``, ``insert into t(a)`` is rare and harmless).
-_SPACED_KEYWORDS = frozenset({
-    "in", "values", "as", "on", "from", "where", "and", "or", "not", "exists", "join",
-    "using", "select", "into", "over", "filter", "within", "when", "then", "else", "by",
-    "set", "union", "all", "any", "some", "with", "recursive", "between", "like", "is",
-    "case", "returning", "having", "limit", "offset", "lateral", "table"})
 _IN_LIST = re.compile(r"\bin \(\?(?:, \?)+\)")
+# A list the length cap cut short: ``in (?, ?, ?, ...`` (the scanner's tail marker).
+_IN_TAIL = re.compile(r"\bin \(\?(?:, \?)*,? \.\.\.$")
 _VALUES_ROWS = re.compile(r"\((\?(?:, \?)*)\)(?:, \(\1\))+")
 
 
-def normalize(sql: str) -> tuple[str, bool]:
-    """The redacted, normalised text of ``sql`` and whether multi-row VALUES collapsed."""
-    out: list[str] = []
-    append = out.append
-    prev = ""
-    prev_word = False
-    for m in _TOKEN.finditer(sql):
-        kind = m.lastgroup
-        if kind == "ws" or kind == "lc" or kind == "bc":
-            continue
-        if kind == "word":
-            tok = m.group().lower()
-            if tok in _LITERAL_WORDS:
-                tok = "?"
-        elif kind == "str" or kind == "num" or kind == "ph":
-            tok = "?"
-        else:
-            tok = m.group()
-        if out and tok not in _NO_SPACE_BEFORE and prev not in _NO_SPACE_AFTER and not (
-                tok == "(" and prev_word and prev not in _SPACED_KEYWORDS):
-            append(" ")
-        append(tok)
-        prev = tok
-        prev_word = kind == "word"
-    text = "".join(out)
+def normalize(sql: str, dialect: str | None = None) -> tuple[str, bool]:
+    """The redacted, normalised text of ``sql`` and whether multi-row VALUES collapsed.
+
+    ``dialect`` is the ORM's name for the database (``"postgresql"``, ``"mysql"``,
+    ``"sqlite"``, ``"mssql"``, ...); without it the scanner follows every dialect's
+    quoting at once and folds whatever they disagree on.
+
+    >>> normalize("SELECT * FROM t WHERE id IN (1, 2, 3) AND name = 'x'")
+    ('select * from t where id in (?) and name = ?', False)
+    """
+    text = "".join(scan(sql, rules_for(dialect)))
     if "(?" in text:
         text = _IN_LIST.sub("in (?)", text)
+        text = _IN_TAIL.sub("in (?, ...", text)
         collapsed = _VALUES_ROWS.sub(r"(\1), ...", text)
         multi = collapsed != text
         text = collapsed
@@ -114,9 +75,9 @@ def normalize(sql: str) -> tuple[str, bool]:
     return text, multi
 
 
-def _compute(sql: str) -> SQLFingerprint:
+def _compute(sql: str, dialect: str | None = None) -> SQLFingerprint:
     try:
-        text, multi = normalize(sql)
+        text, multi = normalize(sql, dialect)
     except Exception:  # never raises: fall back to an opaque shape of the raw text
         text, multi = f"<unparsed {len(sql)} chars>", False
     digest = hashlib.blake2b(text.encode("utf-8", "replace"), digest_size=8).digest()
@@ -131,19 +92,28 @@ def _compute(sql: str) -> SQLFingerprint:
 class FingerprintCache:
     """Bounded LRU of raw statement text -> :class:`SQLFingerprint`, with hit counters.
 
-    Thread-safe: a hit is one look-up plus ``move_to_end`` (each a single C call, atomic
-    under the GIL); inserting and evicting take a lock. ``hits`` may under-count by a few
-    under heavy thread contention (it is a statistic, not a lock-protected counter)."""
+    One text may redact differently per dialect (``"x"`` is a name in PostgreSQL, a
+    string in MySQL), so entries live in one LRU table per dialect family; ``maxsize``
+    bounds all tables together (an insert past it evicts the oldest entry of its own
+    table, or of the largest other one when its own holds only the new entry).
+
+    Thread-safe: a hit is two look-ups plus ``move_to_end`` (each a single C call,
+    atomic under the GIL); inserting and evicting take a lock. ``hits`` may under-count
+    by a few under heavy thread contention (it is a statistic, not a lock-protected
+    counter)."""
 
     def __init__(self, maxsize: int = 4096) -> None:
         self.maxsize = max(1, int(maxsize))
-        self._data: OrderedDict[str, SQLFingerprint] = OrderedDict()
+        #: dialect family -> LRU table; ``_by_name`` maps the names callers pass to them
+        self._tables: dict[str, OrderedDict[str, SQLFingerprint]] = {}
+        self._by_name: dict[str | None, OrderedDict[str, SQLFingerprint]] = {}
+        self._size = 0
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
     def __len__(self) -> int:
-        return len(self._data)
+        return self._size
 
     @property
     def hit_rate(self) -> float:
@@ -153,13 +123,32 @@ class FingerprintCache:
     def resize(self, maxsize: int) -> None:
         with self._lock:
             self.maxsize = max(1, int(maxsize))
-            while len(self._data) > self.maxsize:
-                self._data.popitem(last=False)
+            self._evict(None)
 
-    def get(self, sql: str) -> SQLFingerprint:
-        """The fingerprint of ``sql``; never raises."""
+    def _table(self, dialect: str | None) -> OrderedDict[str, SQLFingerprint]:
+        family = rules_for(dialect).name
+        with self._lock:
+            table = self._tables.get(family)
+            if table is None:
+                table = self._tables[family] = OrderedDict()
+            if len(self._by_name) < 64:  # names come from ORMs: a handful
+                self._by_name[dialect] = table
+        return table
+
+    def _evict(self, own: OrderedDict[str, SQLFingerprint] | None) -> None:
+        while self._size > self.maxsize:
+            table = own if own is not None and len(own) > 1 else max(
+                self._tables.values(), key=len)
+            table.popitem(last=False)
+            self._size -= 1
+
+    def get(self, sql: str, dialect: str | None = None) -> SQLFingerprint:
+        """The fingerprint of ``sql`` as ``dialect`` quotes it (see :func:`normalize`);
+        never raises."""
         try:
-            data = self._data
+            data = self._by_name.get(dialect)
+            if data is None:
+                data = self._table(dialect)
             fp = data.get(sql)
             if fp is not None:
                 # OrderedDict's get/move_to_end are single C calls, atomic under the GIL:
@@ -170,12 +159,13 @@ class FingerprintCache:
                     pass
                 self.hits += 1
                 return fp
-            fp = _compute(sql if isinstance(sql, str) else str(sql))
+            fp = _compute(sql if isinstance(sql, str) else str(sql), dialect)
             with self._lock:
                 self.misses += 1
-                self._data[sql] = fp
-                if len(self._data) > self.maxsize:
-                    self._data.popitem(last=False)
+                if sql not in data:
+                    self._size += 1
+                data[sql] = fp
+                self._evict(data)
             return fp
         except Exception:
             return SQLFingerprint("<unparsed>", 0, "", False)
@@ -185,6 +175,7 @@ class FingerprintCache:
 default_cache = FingerprintCache()
 
 
-def fingerprint(sql: str) -> SQLFingerprint:
-    """The cached fingerprint of ``sql`` (see the module docstring); never raises."""
-    return default_cache.get(sql)
+def fingerprint(sql: str, dialect: str | None = None) -> SQLFingerprint:
+    """The cached fingerprint of ``sql`` as ``dialect`` quotes it (see the module
+    docstring); never raises."""
+    return default_cache.get(sql, dialect)

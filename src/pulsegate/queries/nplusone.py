@@ -6,10 +6,15 @@ the shape alone (events converted from spans carry only SQL and timings). Transa
 control (``BEGIN``, ``SAVEPOINT``, ``PRAGMA``, ...) is ignored. Each group is then one
 of:
 
-* ``n_plus_one`` -- a read shape run :math:`n \ge` ``min_repeats`` times with
-  different parameters (or unknown ones) from one place -- except batched loads: an ORM
-  eager loader's batches (SQLAlchemy ``selectinload`` over thousands of parents) and
-  ``IN (...)`` shapes with 20 or more parameters per statement on average;
+* ``n_plus_one`` / ``single_load_loop`` -- a relationship lazily loaded for two or more
+  instances of one multi-row result (or of singly loaded ones) from one call site: the
+  structural rule of :mod:`pulsegate.queries.structural`, which decides about every lazy
+  load whose parent's origin the ORM hook knows, whatever the loop's length;
+* ``n_plus_one`` -- otherwise (raw SQL, spans, other drivers), a read shape run
+  :math:`n \ge` ``min_repeats`` times with different parameters (or unknown ones) from
+  one place -- except batched loads: an ORM eager loader's batches (SQLAlchemy
+  ``selectinload`` over thousands of parents) and ``IN (...)`` shapes with 20 or more
+  parameters per statement on average;
 * ``repeated_query`` -- the identical read (same text, same parameters) run
   :math:`n \ge` ``repeated_min`` times: run it once and reuse the result;
 * ``write_loop`` -- a single-row ``INSERT``/``UPDATE``/``DELETE`` of one shape run
@@ -47,10 +52,11 @@ from typing import Any
 
 from pulsegate.queries.events import QueryEvent
 from pulsegate.queries.fingerprint import FingerprintCache, SQLFingerprint, default_cache
+from pulsegate.queries.structural import LazyGroup, is_structural, single_load_fix
 
 __all__ = ["Analysis", "Detection", "NPlusOneDetector", "register_model_resolver"]
 
-KINDS = ("n_plus_one", "repeated_query", "write_loop")
+KINDS = ("n_plus_one", "single_load_loop", "repeated_query", "write_loop")
 _SKIP_VERBS = frozenset({"", "begin", "commit", "rollback", "savepoint", "release", "set",
                          "pragma", "show", "start", "end", "reset", "discard", "use",
                          "deallocate", "prepare", "listen", "notify", "vacuum", "analyze"})
@@ -99,6 +105,7 @@ class Detection:
     def describe(self) -> str:
         """A few lines for logs and test failures: what, where, the SQL and the fix."""
         what = {"n_plus_one": "N+1 query", "repeated_query": "repeated identical query",
+                "single_load_loop": "objects loaded one by one, then a relationship each",
                 "write_loop": "single-row writes in a loop"}.get(self.kind, self.kind)
         rel = f" loading {self.relationship}" if self.relationship else ""
         where = self.call_site or "unknown call site"
@@ -110,7 +117,7 @@ class Detection:
 
 class _Group:
     __slots__ = ("count", "first", "fp", "identities", "loads", "many", "ms", "orm",
-                 "params", "relationship", "site", "unknown")
+                 "params", "relationship", "site", "structural", "unknown")
 
     def __init__(self, fp: SQLFingerprint, ev: QueryEvent, index: int) -> None:
         self.fp = fp
@@ -125,6 +132,8 @@ class _Group:
         self.loads: str | None = ev.load
         self.orm = ev.orm
         self.first = index
+        #: Its statements are lazy loads the structural rule decides about.
+        self.structural = False
 
 
 class Analysis:
@@ -166,24 +175,43 @@ class NPlusOneDetector:
     def run(self, events: Sequence[QueryEvent]) -> Analysis:
         get = self.cache.get
         groups: dict[tuple[int, str | None], _Group] = {}
+        lazy: dict[tuple[str | None, str | None, str | None], LazyGroup] = {}
         # Loops repeat the exact text: a per-run memo spares the shared LRU (and its
-        # lock); None marks transaction control, which is skipped.
+        # lock); None marks transaction control, which is skipped. One memo per
+        # database, since the same text may redact differently per dialect.
+        memos: dict[str | None, dict[str, SQLFingerprint | None]] = {}
         local: dict[str, SQLFingerprint | None] = {}
+        db: Any = _MISSING
         missing = _MISSING
         for i, ev in enumerate(events):
             sql = ev.sql
+            if ev.db is not db:
+                db = ev.db
+                local = memos.setdefault(db, {})
             fp = local.get(sql, missing)
             if fp is missing:
-                fp = get(sql)
+                fp = get(sql, db)
                 if fp.verb in _SKIP_VERBS:
                     fp = None
                 local[sql] = fp
             if fp is None:
                 continue
-            key = (fp.hash, ev.relationship or ev.call_site)  # type: ignore[union-attr]
+            structural = ev.load is not None and is_structural(ev)
+            if structural:
+                lkey = (ev.relationship, ev.load, ev.call_site)
+                lg = lazy.get(lkey)
+                if lg is None:
+                    lg = lazy[lkey] = LazyGroup(fp, ev, i)  # type: ignore[arg-type]
+                lg.add(ev)
+                # Still a shape of its own for the totals; the structural rule decides.
+                key: tuple[int, str | None] = (
+                    fp.hash, f"{ev.relationship} {ev.call_site}")  # type: ignore[union-attr]
+            else:
+                key = (fp.hash, ev.relationship or ev.call_site)  # type: ignore[union-attr]
             g = groups.get(key)
             if g is None:
                 g = groups[key] = _Group(fp, ev, i)  # type: ignore[arg-type]
+                g.structural = structural
             g.count += 1
             g.ms += ev.duration_ms
             if ev.many:
@@ -216,8 +244,19 @@ class NPlusOneDetector:
                 shape[0] += g.count
                 shape[1] += g.ms
         detections: list[Detection] = []
+        flagged: set[tuple[str | None, str | None, str | None]] = set()
+        for lkey, lg in lazy.items():
+            d = self._structural(lg, total_ms, n)
+            if d is not None:
+                flagged.add(lkey)
+                if d.confidence >= self.min_confidence:
+                    detections.append(d)
         for g in groups.values():
             if g.count < 2:
+                continue
+            # Lazy loads are the structural rule's; a single-object lookup it did not
+            # flag (the same get repeated) may still be a repeated query.
+            if g.structural and (g.loads != "get" or (g.relationship, g.loads, g.site) in flagged):
                 continue
             d = self._classify(g, total_ms, n)
             if d is not None and d.confidence >= self.min_confidence:
@@ -256,6 +295,23 @@ class NPlusOneDetector:
         d.distinct_params = distinct if known else None
         return d
 
+    def _structural(self, lg: LazyGroup, total_ms: float, n: int) -> Detection | None:
+        if lg.count < 2 or lg.ms < self.min_duration_ms:
+            return None
+        kind = lg.kind()
+        if kind is None:
+            return None
+        share = lg.ms / total_ms if total_ms > 0 else lg.count / n
+        # r saturates at four loads: two is already the whole proof of a loop.
+        conf = 0.4 * min(1.0, lg.count / 4.0) + 0.2 + 0.2 + 0.2 * min(1.0, share)
+        if lg.first > 0:
+            conf += 0.1
+        rel = lg.relationship or ""
+        fix = (single_load_fix(rel, lg.load, lg.orm) if kind == "single_load_loop"
+               else suggest(kind, lg.fp, lg.relationship, lg.load, lg.orm, lg.path))
+        return Detection(kind, lg.fp.id, lg.fp.text, lg.count, round(lg.ms, 3), round(share, 4),
+                         lg.site, lg.relationship, fix, round(min(1.0, conf), 3), None, lg.orm)
+
     def _detection(self, kind: str, g: _Group, count: int, share: float, variation: float,
                    threshold: int) -> Detection:
         r = min(1.0, count / (2.0 * threshold))
@@ -293,8 +349,10 @@ def _model(orm: str | None, table: str | None) -> tuple[str, str]:
 
 
 def suggest(kind: str, fp: SQLFingerprint, relationship: str | None, load: str | None,
-            orm: str | None) -> str:
-    """The concrete fix for one detection, in the ORM's own words when it is known."""
+            orm: str | None, path: str = "") -> str:
+    """The concrete fix for one detection, in the ORM's own words when it is known.
+    ``path`` is the lookup path from the list query's model to the instance (``"author"``
+    for a post's author joined by ``select_related``)."""
     attr = relationship.rsplit(".", 1)[-1] if relationship else None
     table = table_of(fp.text)
     if kind == "write_loop":
@@ -329,10 +387,15 @@ def suggest(kind: str, fp: SQLFingerprint, relationship: str | None, load: str |
                     f"(commit, refresh, expire): commit once after the loop, or "
                     f"Session(expire_on_commit=False), or reload them in one query")
         return f"{relationship} rows are reloaded one by one: reload them in one query"
+    if load == "get" and relationship:
+        model = relationship.partition(".")[0]
+        return (f"fetch them in one query: {model}.objects.in_bulk(ids) (or "
+                f"filter(pk__in=ids)) instead of .get() per item")
     if relationship and attr:
         if load == "deferred":
             if orm == "django":
-                return (f"{relationship} is deferred: add \"{attr}\" to .only(...) or drop "
+                lookup = f"{path}__{attr}" if path else attr
+                return (f"{relationship} is deferred: add \"{lookup}\" to .only(...) or drop "
                         f"it from .defer(...)")
             return f"{relationship} is deferred: load it with the rows, options(undefer({relationship}))"
         if load == "count":
@@ -340,9 +403,18 @@ def suggest(kind: str, fp: SQLFingerprint, relationship: str | None, load: str |
                 return f"count in the list query: .annotate(Count(\"{attr}\"))"
             return f"count in the list query: a GROUP BY subquery joined to the parents ({relationship})"
         if orm == "django":
+            lookup = f"{path}__{attr}" if path else attr
+            if load == "generic":
+                return (f"prefetch_related(\"{lookup}\") (a GenericForeignKey cannot be "
+                        f"select_related; GenericPrefetch(\"{attr}\", [querysets]) narrows "
+                        f"each content type)")
+            if load == "prefetch":
+                return (f"prefetch_related_objects(objs, \"{lookup}\") once for the whole "
+                        f"list (or prefetch_related(\"{lookup}\") on its queryset), not per "
+                        f"instance")
             if load == "scalar":
-                return f"select_related(\"{attr}\")"
-            return f"prefetch_related(\"{attr}\")"
+                return f"select_related(\"{lookup}\")"
+            return f"prefetch_related(\"{lookup}\")"
         if orm == "sqlalchemy":
             if load == "scalar":
                 return f"options(joinedload({relationship}))"

@@ -54,6 +54,8 @@ class RequestQueries:
         self.insights = QueryInsights(c.max_fingerprints)
         #: Recent detections (dicts with ``endpoint`` and ``at``), newest last.
         self.recent: deque[dict[str, Any]] = deque(maxlen=c.max_recent)
+        #: Detections made since start (``recent`` keeps only the newest ``max_recent``).
+        self.detection_count = 0
         self.interval = c.query_log_interval
         self.max_keys = c.max_fingerprints
         self._logged: OrderedDict[tuple[str, str], float] = OrderedDict()
@@ -76,6 +78,7 @@ class RequestQueries:
     def finish(self, ctx: RequestContext, endpoint: str) -> AnalyzedDetections:
         out = self.analyze(ctx)
         if out:
+            self.detection_count += len(out)
             at = self.wall()
             self.insights.record(endpoint, out, at)
             for d in out:

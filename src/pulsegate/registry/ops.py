@@ -251,12 +251,14 @@ class ModelOps:
                                      float(inc.get("at", self.wall())),
                                      {k: v for k, v in inc.items() if k != "id"})
             inc["id"] = p.id
-            if score >= self.config.alert_critical_score:
-                self.alerts.raise_alert(
-                    "incident", str(inc.get("endpoint")), "critical",
-                    f"pulsegate: incident on {inc.get('endpoint')}: window mean "
-                    f"{inc.get('window_mean_ms', 0):.1f} ms vs expected "
-                    f"{inc.get('expected_ms', 0):.1f} ms", **p.summary)
+            # an incident is already the detector's considered verdict (evidence over
+            # windows, issue 16): it alerts whatever its score; the request-level
+            # alert_critical_score is for single requests
+            self.alerts.raise_alert(
+                "incident", str(inc.get("endpoint")), "critical",
+                f"pulsegate: incident on {inc.get('endpoint')}: window mean "
+                f"{inc.get('window_mean_ms', 0):.1f} ms vs expected "
+                f"{inc.get('expected_ms', 0):.1f} ms", **p.summary)
 
     def _on_detections(self, record: RequestRecord, ctx: RequestContext) -> None:
         collect.detections(self, record, ctx)
@@ -324,7 +326,8 @@ class ModelOps:
     def cleanup_job(self) -> None:
         """Forget silent workers' statistics and trim persisted predictions/labels."""
         if self.breaker.allow():
-            jobs.cleanup(self)
+            with self.breaker.guard():  # resolved whatever happens (a half-open trial)
+                jobs.cleanup(self)
 
     # --- persistence --------------------------------------------------------------------
 
@@ -335,7 +338,7 @@ class ModelOps:
 
         if self.store is None or not self.breaker.allow():
             return
-        with self._snapshot_lock:
+        with self._snapshot_lock, self.breaker.guard():
             restore_components(self)
             try:
                 write_snapshot(self)
@@ -344,12 +347,10 @@ class ModelOps:
                     label_foreign(self)
             except Exception:
                 self.snapshot_failures += 1
-                self.breaker.failure()
                 # The store may have lost data meanwhile (a Redis restart without
                 # persistence): the next successful snapshot rewrites everything.
                 self._written_n, self._full_write = {}, True
                 raise
-            self.breaker.success()
             self.snapshots += 1
             self.last_snapshot_at = self.wall()
 
@@ -362,7 +363,8 @@ class ModelOps:
         from pulsegate.registry.persist import sync_labels
 
         if self.breaker.allow():
-            sync_labels(self)
+            with self.breaker.guard():
+                sync_labels(self)
 
     def close(self) -> None:
         """Final snapshot and alert delivery; idempotent (gate.close() and atexit)."""

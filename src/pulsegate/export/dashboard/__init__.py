@@ -15,10 +15,18 @@ Access (see ``docs/operations.md``, "Dashboard security"):
   address bar and sends the header on its JSON calls. The comparison is constant time
   (``hmac.compare_digest``). A wrong or missing token gets 401;
 * ``dashboard_allow_loopback`` admits a loopback peer without a token -- unless the
-  request carries ``Forwarded``/``X-Forwarded-For``/``X-Real-IP``, i.e. came through a
-  proxy, where the peer address says nothing about the client;
-* the feedback POST needs ``Content-Type: application/json`` and, when the browser sends
-  ``Origin``, one matching ``Host``: a cross-site form cannot forge it;
+  request carries a proxy's header (``Forwarded``, ``X-Forwarded-*``, ``X-Real-IP``,
+  ``Via``, ...), i.e. came through a proxy, where the peer address says nothing about
+  the client, or its ``Host`` does not name ``localhost`` or a loopback address. The
+  Host rule stops DNS rebinding: a page on ``evil.example`` whose name is re-pointed at
+  127.0.0.1 reaches the loopback port from the user's own browser, but its requests
+  still say ``Host: evil.example``;
+* a state-changing request (anything but GET/HEAD) admitted as loopback also needs an
+  ``Origin`` naming the same loopback host (the dashboard page's own fetch sends one; a
+  cross-site page cannot); with the token it is refused only when an ``Origin`` is sent
+  that does not match ``Host``;
+* the feedback POST needs ``Content-Type: application/json``: a cross-site form cannot
+  send it without a CORS preflight;
 * responses carry ``Cache-Control: no-store``, ``Referrer-Policy: no-referrer``,
   ``X-Content-Type-Options: nosniff`` and, for the page, a Content-Security-Policy
   admitting only its own nonce-tagged inline script and style.
@@ -47,7 +55,9 @@ Response = tuple[int, list[tuple[str, str]], bytes]
 logger = logging.getLogger("pulsegate")
 
 MAX_BODY = 16 * 1024
-_PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
+#: Headers only a proxy writes: any of them means the peer is a proxy, not the browser.
+_PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip", "x-forwarded-host",
+                  "x-forwarded-proto", "via", "cf-connecting-ip", "true-client-ip")
 _COMMON = [("cache-control", "no-store"), ("referrer-policy", "no-referrer"),
            ("x-content-type-options", "nosniff")]
 
@@ -59,6 +69,46 @@ def is_loopback(peer: str | None) -> bool:
         return ipaddress.ip_address(peer.split("%", 1)[0]).is_loopback
     except ValueError:
         return False
+
+
+def host_name(authority: str | None) -> str | None:
+    """The host of a ``Host`` header or an origin's authority (``name[:port]``,
+    ``[v6]:port``), lower-cased, without the port; None when it is malformed.
+
+    >>> host_name("LocalHost:8000"), host_name("[::1]:80"), host_name("a:b:c")
+    ('localhost', '::1', None)
+    """
+    if not authority:
+        return None
+    a = authority.strip().lower()
+    if a.startswith("["):
+        name, bracket, port = a[1:].partition("]")
+        if not bracket:
+            return None
+    else:
+        name, _, port = a.partition(":")
+        port = ":" + port if _ else ""
+    if port and not (port[0] == ":" and 1 < len(port) <= 6 and port[1:].isdigit()):
+        return None
+    return name
+
+
+def is_loopback_host(authority: str | None) -> bool:
+    """Does a ``Host`` (or origin authority) name this machine: ``localhost`` or a
+    loopback address, with any port?"""
+    name = host_name(authority)
+    return name is not None and (name.rstrip(".") == "localhost" or is_loopback(name))
+
+
+def _same_loopback_origin(headers: HeaderGetter) -> bool:
+    """``Origin`` is ``http(s)://<the request's own Host>`` and that host is loopback."""
+    origin, host = headers.get("origin"), headers.get("host")
+    if not origin or not host:
+        return False
+    scheme, sep, authority = origin.partition("://")
+    return (bool(sep) and scheme.lower() in ("http", "https")
+            and authority.rstrip("/").lower() == host.strip().lower()
+            and is_loopback_host(authority))
 
 
 def _json(status: int, payload: Any, extra: list[tuple[str, str]] | None = None) -> Response:
@@ -98,8 +148,9 @@ class DashboardHandler:
     # --- access -----------------------------------------------------------------------
 
     def _authorized(self, headers: HeaderGetter, query_token: str | None,
-                    peer: str | None) -> int | None:
-        """None when the caller may in, else the status to answer (401 or 404)."""
+                    peer: str | None) -> str | int:
+        """``"token"`` or ``"loopback"`` (how the caller got in), else the status to
+        answer (401 or 404)."""
         token = self.token
         if token is not None:
             given: str | None = None
@@ -109,10 +160,11 @@ class DashboardHandler:
             elif query_token is not None:
                 given = query_token
             if given is not None and hmac.compare_digest(given.encode(), token):
-                return None
-        if self.allow_loopback and is_loopback(peer) and not any(
-                headers.get(h) for h in _PROXY_HEADERS):
-            return None
+                return "token"
+        if (self.allow_loopback and is_loopback(peer)
+                and is_loopback_host(headers.get("host"))
+                and not any(headers.get(h) for h in _PROXY_HEADERS)):
+            return "loopback"
         # No token configured: nothing but loopback could get in, so to anyone else the
         # dashboard does not exist.
         return 401 if token is not None else 404
@@ -135,14 +187,18 @@ class DashboardHandler:
         params = parse_qs(query, keep_blank_values=True) if query else {}
         is_page = sub == "/"
         qtoken = params.get("token", [None])[-1] if is_page else None
-        denied = self._authorized(headers, qtoken, peer)
-        if denied == 404:
+        via = self._authorized(headers, qtoken, peer)
+        if via == 404:
             return _json(404, {"error": "not found"})
-        if denied == 401:
+        if via == 401:
             if is_page and method in ("GET", "HEAD"):
                 return self._login_response(method)
             return _json(401, {"error": "a valid dashboard token is required"},
                          [("www-authenticate", 'Bearer realm="pulsegate"')])
+        if via == "loopback" and method not in ("GET", "HEAD") \
+                and not _same_loopback_origin(headers):
+            return _json(403, {"error": "a state-changing request needs the token or a "
+                                        "same-origin loopback Origin"})
         try:
             if is_page:
                 if method not in ("GET", "HEAD"):

@@ -1,20 +1,27 @@
 """``python manage.py pulsegate stats|report [--json]``
 
-``stats`` prints the engine's counters; ``report`` the per-endpoint baselines, recent
-anomalies and query detections with their fixes. Both read the project's engine
-(:func:`pulsegate.django.get_gate`): in a process that served requests (a shell, a test,
-``call_command`` from a view or job) that is live data; in a fresh ``manage.py`` process
-it is what persisted state restores (``state_dir``), or empty.
+``stats`` prints the counters; ``report`` the per-endpoint baselines, recent anomalies
+and query detections with their fixes.
+
+With persisted state configured (``state_dir`` or ``state_redis_url`` in
+``settings.PULSEGATE``) both read that store, as ``pulsegate stats|report --state-dir``
+does: the serving processes write it every ``snapshot_interval`` seconds, so this shows
+what the running server has seen (every live worker), not this ``manage.py`` process,
+which served nothing. No engine is built for it (one would add an empty worker).
+Without a store they read the engine of this process (a shell, a test, ``call_command``
+from a view or job), and say so when it has seen nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from pulsegate.django.gate import get_gate
+from pulsegate.config import Config
+from pulsegate.django.gate import config_from_settings, get_gate
 from pulsegate.engine import PulseGate
 
 
@@ -61,6 +68,10 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="machine-readable output")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        config = config_from_settings()
+        if config.state_dir or config.state_redis_url:
+            self._from_store(config, options["what"], bool(options["json"]))
+            return
         gate = get_gate()
         if options["what"] == "stats":
             stats = gate.stats()
@@ -78,6 +89,9 @@ class Command(BaseCommand):
         s = report["stats"]
         w(f"requests {s['requests']}  anomalies {s['anomalies']}  errors {s['errors']}  "
           f"model {s['model_version']}")
+        if not s["requests"] and not report["endpoints"]:
+            w(EMPTY_HINT)
+            return
         w("\nEndpoints (most requested first)")
         w(f"  {'endpoint':48} {'requests':>8} {'predicted ms':>12} {'confidence':>10}")
         for row in report["endpoints"]:
@@ -85,14 +99,57 @@ class Command(BaseCommand):
             w(f"  {row['endpoint']:48} {row['requests']:>8} {predicted:>12} "
               f"{row['confidence']:>10.0f}")
         w("\nRecent anomalies")
-        for a in report["anomalies"][-20:] or [{"endpoint": "(none)"}]:
+        for a in report["anomalies"][-20:]:
             w("  " + "  ".join(f"{k}={v}" for k, v in a.items()))
+        if not report["anomalies"]:
+            w("  none")
         w("\nQuery detections")
-        for d in report["detections"] or [{"kind": "(none)"}]:
+        for d in report["detections"]:
             fix = d.get("suggestion")
             where = d.get("endpoints") or d.get("endpoint") or ""
             if isinstance(where, (list, tuple)):
                 where = ", ".join(map(str, where))
+            count = d.get("mean_count", d.get("count"))
+            site = d.get("call_site")
             w(f"  {d.get('kind')}  {d.get('relationship') or d.get('sql', '')}"
-              f"  x{d.get('mean_count', d.get('count', ''))}  {where}"
-              f"  at {d.get('call_site', '?')}" + (f"\n    fix: {fix}" if fix else ""))
+              + (f"  x{_number(count)}" if count is not None else "")
+              + (f"  {where}" if where else "") + (f"  at {site}" if site else "")
+              + (f"\n    fix: {fix}" if fix else ""))
+        if not report["detections"]:
+            w("  none")
+
+
+    def _from_store(self, config: Config, what: str, as_json: bool) -> None:
+        """The standalone CLI's view of the store the serving processes write."""
+        from pulsegate import cli
+
+        argv = [what, "--ttl", str(config.state_ttl)]
+        if config.state_redis_url:
+            argv += ["--redis-url", config.state_redis_url, "--namespace", config.state_namespace]
+        else:
+            argv += ["--state-dir", str(config.state_dir)]
+        if as_json:
+            argv.append("--json")
+        out: Any = getattr(self.stdout, "_out", self.stdout)  # print() ends its own lines
+        err: Any = getattr(self.stderr, "_out", self.stderr)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = cli.main(argv)
+        if code:
+            raise CommandError(f"pulsegate {what}: could not read the state store "
+                               f"({config.state_redis_url or config.state_dir})")
+
+
+#: Printed instead of empty sections: where the report's data comes from.
+EMPTY_HINT = (
+    "\nNothing recorded yet. This command reads the engine of this process: a fresh "
+    "`manage.py` process has seen no requests, and starts from persisted state only when "
+    "settings.PULSEGATE has \"state_dir\" (or \"state_redis_url\"), which the serving "
+    "processes write every snapshot_interval seconds and at shutdown. Set it, serve some "
+    "requests, then run this again (or `pulsegate report --state-dir DIR`).")
+
+
+def _number(value: Any) -> str:
+    """A count as an integer, a mean with one decimal when it has one."""
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else f"{value:.1f}"
+    return str(value)

@@ -1,0 +1,204 @@
+"""What pulsegate costs on a real page, next to what OpenTelemetry costs on the same page,
+in one run: Flask + SQLAlchemy + a Jinja template, Django ORM + a Django template,
+FastAPI + SQLAlchemy through a service layer (pages in ``real_apps.py``). Each page lists
+``rows`` posts and its template (or service) reads a lazily loaded author per row: an
+N+1 of ``rows + 1`` statements; the ``clean`` page loads the authors with the list (one
+statement).
+
+For each framework three stacks (each its own app and database): ``bare``, ``otel`` (the
+instrumentation an OpenTelemetry user installs: FlaskInstrumentor / DjangoInstrumentor /
+the ASGI middleware, plus its SQLAlchemy instrumentation; OpenTelemetry has no Django ORM
+instrumentation, only driver wrappers that patch the driver process-wide) and
+``pulsegate`` (adapter + ORM hook, default configuration). The stacks alternate in
+short rounds; what a stack adds is the median over rounds of its difference from
+``bare`` in the same round (``_common.paired_added``), also per statement.
+
+    .venv/bin/python benchmarks/real_pages.py [--requests 30] [--rounds 15] [--rows 1,10,50]
+                                              [--families flask,django,fastapi]
+    .venv/bin/python benchmarks/real_pages.py --bytecodes   # deterministic counts
+
+``--bytecodes`` counts Python bytecodes per request instead of timing (as ``bytecodes.py``
+does, in every thread; deterministic, so a change shows without noise); ``--top N`` names the
+functions pulsegate adds the most bytecodes in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import logging
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import real_apps
+from _common import freeze_setup, paired_added, start_response
+from werkzeug.test import create_environ
+
+STACKS = ("bare", "otel", "pulsegate")
+URLS = {"flask": "/posts", "django": "/books/", "fastapi": "/api/v1/posts"}
+
+
+def page_query(rows: int, clean: bool) -> str:
+    return f"rows={rows}" + ("&eager=1" if clean else "")
+
+
+def wsgi_driver(app: Any, url: str, query: str) -> Callable[[int], None]:
+    base = create_environ(url, query_string=query)
+
+    def drive(n: int) -> None:
+        for _ in range(n):
+            body = app(dict(base), start_response)
+            for _chunk in body:
+                pass
+            close = getattr(body, "close", None)
+            if close is not None:
+                close()
+    return drive
+
+
+def asgi_driver(app: Any, url: str, query: str) -> Callable[[int], None]:
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "GET", "scheme": "http", "path": url, "raw_path": url.encode(),
+             "query_string": query.encode(), "root_path": "", "headers": [
+                 (b"host", b"localhost")], "client": ("127.0.0.1", 5000),
+             "server": ("localhost", 80)}
+    loop = asyncio.new_event_loop()
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        pass
+
+    async def many(n: int) -> None:
+        for _ in range(n):
+            await app(dict(scope), receive, send)
+
+    def drive(n: int) -> None:
+        loop.run_until_complete(many(n))
+    return drive
+
+
+def drivers(family: str, query: str) -> dict[str, Callable[[int], None]]:
+    build = real_apps.FAMILIES[family]
+    make = asgi_driver if family == "fastapi" else wsgi_driver
+    return {stack: make(build(stack), URLS[family], query) for stack in STACKS}
+
+
+def timed(drive: Callable[[int], None], n: int) -> float:
+    t0 = time.perf_counter()
+    drive(n)
+    return (time.perf_counter() - t0) / n * 1e6
+
+
+def measure(family: str, rows: int, clean: bool, requests: int, rounds: int) -> dict[str, float]:
+    runs = drivers(family, page_query(rows, clean))
+    for drive in runs.values():
+        drive(max(40, requests))  # warm caches and the endpoint model past its warm-up
+    freeze_setup()
+    results: dict[str, list[float]] = {s: [] for s in STACKS}
+    for _ in range(rounds):
+        for stack, drive in runs.items():
+            results[stack].append(timed(drive, requests))
+    added = paired_added(results, "bare")
+    return {"bare": statistics.median(results["bare"]), "otel": added["otel"],
+            "pulsegate": added["pulsegate"]}
+
+
+_COUNTING: list[collections.Counter[str]] = []
+
+
+def _trace(frame: FrameType, event: str, arg: Any) -> Any:
+    """Counts bytecodes per function into ``_COUNTING[0]`` while it is set. Installed in
+    every thread (FastAPI runs a sync route in a worker thread), before those start."""
+    if not _COUNTING:
+        return None
+    counts = _COUNTING[0]
+    frame.f_trace_opcodes = True
+    frame.f_trace_lines = False
+    code = frame.f_code
+    name = f"{Path(code.co_filename).name}:{getattr(code, 'co_qualname', code.co_name)}"
+
+    def on_opcode(frame: FrameType, event: str, arg: Any) -> Any:
+        if event == "opcode":
+            counts[name] += 1
+        return on_opcode
+    return on_opcode
+
+
+def count(drive: Callable[[int], None], n: int) -> collections.Counter[str]:
+    counts: collections.Counter[str] = collections.Counter()
+    _COUNTING.append(counts)
+    sys.settrace(_trace)
+    try:
+        drive(n)
+    finally:
+        sys.settrace(None)
+        _COUNTING.clear()
+    return counts
+
+
+def bytecodes(family: str, rows: int, clean: bool, requests: int,
+              top: int) -> dict[str, float]:
+    threading.settrace(_trace)  # before the worker threads of the first request start
+    runs = drivers(family, page_query(rows, clean))
+    out: dict[str, float] = {}
+    per_fn: dict[str, collections.Counter[str]] = {}
+    for stack, drive in runs.items():
+        drive(60)
+        per_fn[stack] = count(drive, requests)
+        out[stack] = sum(per_fn[stack].values()) / requests
+    if top:
+        diff = per_fn["pulsegate"].copy()
+        diff.subtract(per_fn["bare"])
+        for name, n in diff.most_common(top):
+            print(f"      {n / requests:9.0f}  {name}")
+    return {"bare": out["bare"], "otel": out["otel"] - out["bare"],
+            "pulsegate": out["pulsegate"] - out["bare"]}
+
+
+def report(family: str, rows: int, clean: bool, r: dict[str, float], unit: str) -> None:
+    statements = 1 if clean else rows + 1
+    share = 100 * r["pulsegate"] / r["otel"] if r["otel"] > 0 else float("nan")
+    print(f"{family:8} {'clean' if clean else 'n+1':6} {statements:4} | bare {r['bare']:10.1f}"
+          f" | otel +{r['otel']:9.1f} ({r['otel'] / statements:7.1f}/stmt)"
+          f" | pulsegate +{r['pulsegate']:8.1f} ({r['pulsegate'] / statements:6.1f}/stmt,"
+          f" {100 * r['pulsegate'] / r['bare']:5.1f} % of bare, {share:5.1f} % of otel) {unit}",
+          flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--requests", type=int, default=30, help="per stack and round")
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--rows", default="1,10,50", help="N+1 pages: rows listed")
+    ap.add_argument("--families", default="flask,django,fastapi")
+    ap.add_argument("--bytecodes", action="store_true", help="count bytecodes, not time")
+    ap.add_argument("--top", type=int, default=0, help="with --bytecodes: dearest functions")
+    args = ap.parse_args(argv)
+    logging.disable(logging.WARNING)  # pulsegate logs the N+1 it finds; not measured here
+    real_apps.django_setup_db()
+    unit = "bytecodes/request" if args.bytecodes else "µs/request"
+    pages = [(int(r), False) for r in args.rows.split(",")] + [(max(
+        int(r) for r in args.rows.split(",")), True)]
+    for family in args.families.split(","):
+        for rows, clean in pages:
+            if args.bytecodes:
+                r = bytecodes(family, rows, clean, args.requests, args.top)
+            else:
+                r = measure(family, rows, clean, args.requests, args.rounds)
+            report(family, rows, clean, r, unit)
+
+
+if __name__ == "__main__":
+    main()

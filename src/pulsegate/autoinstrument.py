@@ -1,0 +1,70 @@
+"""Queries counted with the documented lines: the middleware instruments the ORMs it
+finds, as Sentry's and OpenTelemetry's auto-instrumentation do.
+
+The ``instrument_sqlalchemy`` option says which SQLAlchemy engines:
+
+* ``True`` (default): every engine, existing and future -- when SQLAlchemy is
+  importable, :func:`pulsegate.sqlalchemy.instrument` listens on the ``Dialect`` class,
+  so an engine created after the middleware is covered too;
+* ``False``: none (call ``pulsegate.sqlalchemy.instrument(engine)`` yourself);
+* a list of engines (``Engine`` or ``AsyncEngine``): only those.
+
+Django's ORM is instrumented by ``INSTALLED_APPS += ["pulsegate.django"]`` and Flask-
+SQLAlchemy's engines by the Flask extension, as before. This module imports no ORM
+itself: the adapters call :func:`instrument_orms` when they are built, and nothing is
+imported when SQLAlchemy is not installed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from typing import Any
+
+from pulsegate.config_checks import ConfigError, _bool
+
+__all__ = ["instrument_orms", "sqlalchemy_setting"]
+
+def _is_engine(value: Any) -> bool:
+    # Engine has .dialect, AsyncEngine .sync_engine; checked by shape so that the
+    # configuration never imports SQLAlchemy.
+    return hasattr(value, "sync_engine") or (hasattr(value, "dialect") and hasattr(value, "connect"))
+
+
+def sqlalchemy_setting(key: str, value: Any) -> bool | tuple[Any, ...]:
+    """The check of ``instrument_sqlalchemy``: a boolean (also "true"/"false" from the
+    environment), one engine, or a list of engines (kept as a tuple)."""
+    if _is_engine(value):
+        return (value,)
+    if isinstance(value, (list, tuple)):
+        if value and all(_is_engine(v) for v in value):
+            return tuple(value)
+        raise ConfigError(key, value, "true, false, or a non-empty list of SQLAlchemy engines")
+    try:
+        return bool(_bool(key, value))
+    except ConfigError:
+        raise ConfigError(key, value, "true, false, or a list of SQLAlchemy engines") from None
+
+
+def instrument_orms(gate: Any) -> None:
+    """Apply ``gate.config.instrument_sqlalchemy``. Fails open: a failure is logged and
+    counted in ``gate.stats()["internal_errors"]``, the app starts as usual."""
+    setting = gate.config.instrument_sqlalchemy
+    if setting is False:
+        return
+    if setting is True and "sqlalchemy" not in sys.modules:
+        try:
+            if importlib.util.find_spec("sqlalchemy") is None:
+                return
+        except (ImportError, ValueError):
+            return
+    try:
+        from pulsegate.sqlalchemy import instrument
+
+        if setting is True:
+            instrument()
+        else:
+            for engine in setting:
+                instrument(engine)
+    except Exception as exc:  # logged once, with its traceback, by the fault counter
+        gate.faults.record("sqlalchemy.instrument", exc)

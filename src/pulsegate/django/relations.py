@@ -1,0 +1,302 @@
+"""Relationship marks for the Django ORM: what a statement is loading, and for which
+instance.
+
+Relationship names come from where Django decides to query, as django-zeal does:
+
+* ``ForwardManyToOneDescriptor.get_object`` (``book.author``, forward one-to-one):
+  ``Book.author``, scalar -> ``select_related("author")``;
+* ``ReverseOneToOneDescriptor.__get__`` on a cache miss (``author.profile``): scalar;
+* related managers (``author.books.all()``, many-to-many both ways, ``GenericRelation``):
+  the manager classes Django builds tag their querysets' hints with the relationship and
+  the instance's origin, and ``QuerySet._fetch_all`` / ``count`` mark the statement they
+  run -> ``prefetch_related("books")`` / ``annotate(Count("books"))``;
+* ``GenericForeignKey.__get__`` on a cache miss (``tag.obj``): generic ->
+  ``prefetch_related("obj")``;
+* ``Model.refresh_from_db(fields=[f])`` (what a deferred field access runs):
+  ``Book.title``, deferred; without fields: expired;
+* ``prefetch_related_objects([obj], "books")`` for one instance: prefetch (the
+  queryset's own prefetching, ``iterator(chunk_size=n)``'s per-chunk prefetch and
+  every multi-instance prefetch are batches, never an N+1);
+* ``QuerySet.get`` outside any of the above: ``Author.get()`` (django-zeal's rule: a
+  ``get`` per item from one line is an N+1).
+
+Where an instance came from: ``ModelIterable`` tags each instance it builds (and the
+objects ``select_related`` joined into it, with their lookup path) with one
+:class:`~pulsegate.queries.events.ResultToken` per query, so the detector can tell a
+multi-row result from a single load. Everything here runs only inside a request or
+``capture()``; outside, each patched call costs one ContextVar read.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import Any
+
+from pulsegate.context import query_sink
+from pulsegate.queries.events import ResultToken, current_load, hook_faults
+
+__all__ = ["patch_orm", "source_of"]
+
+_HINT = "_pulsegate_rel"
+_SOURCE = "_pulsegate_source"
+_patched = False
+#: True inside Django's own prefetching (a queryset's prefetch_related, an iterator's
+#: per-chunk prefetch): those loads are batches.
+_in_queryset_prefetch: ContextVar[bool] = ContextVar("pulsegate_in_qs_prefetch", default=False)
+
+
+def source_of(instance: Any) -> tuple[ResultToken, str] | None:
+    """The ``(result token, lookup path)`` an instance was tagged with, or None."""
+    state = getattr(instance, "_state", None)
+    return getattr(state, _SOURCE, None) if state is not None else None
+
+
+def _marked(mark: tuple[str, str, Any], fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    sink = query_sink.get()
+    if sink is None or sink.finished:
+        return fn(*args, **kwargs)
+    token = current_load.set(mark)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        current_load.reset(token)
+
+
+def _tag_joined(obj: Any, source: tuple[ResultToken, str], path: str, depth: int) -> None:
+    """Tag the objects ``select_related`` joined into ``obj`` (not already tagged: known
+    related objects came from an earlier query) with their lookup path."""
+    for name, child in obj._state.fields_cache.items():
+        state = getattr(child, "_state", None)
+        if state is None or getattr(state, _SOURCE, None) is not None:
+            continue
+        child_path = f"{path}__{name}" if path else name
+        setattr(state, _SOURCE, (source[0], child_path))
+        if depth < 3:
+            _tag_joined(child, source, child_path, depth + 1)
+
+
+def _patch_iterable() -> None:
+    from django.db.models.query import ModelIterable
+
+    model_iter = ModelIterable.__iter__
+
+    @functools.wraps(model_iter)
+    def __iter__(self: Any) -> Any:
+        sink = query_sink.get()
+        if sink is None or sink.finished:
+            yield from model_iter(self)
+            return
+        token = ResultToken()
+        source = (token, "")
+        joined = bool(self.queryset.query.select_related)
+        for obj in model_iter(self):
+            token.rows += 1
+            try:
+                setattr(obj._state, _SOURCE, source)
+                if joined:
+                    _tag_joined(obj, source, "", 1)
+            except Exception as exc:  # fail open
+                hook_faults.record("django result tag", exc)
+            yield obj
+
+    ModelIterable.__iter__ = __iter__  # type: ignore[method-assign]
+
+
+def _patch_descriptors() -> None:
+    from django.db.models.fields import related_descriptors as rd
+
+    fwd_get_object = rd.ForwardManyToOneDescriptor.get_object
+
+    @functools.wraps(fwd_get_object)
+    def get_object(self: Any, instance: Any) -> Any:
+        f = self.field
+        return _marked((f"{f.model.__name__}.{f.name}", "scalar", source_of(instance)),
+                       fwd_get_object, self, instance)
+
+    rd.ForwardManyToOneDescriptor.get_object = get_object  # type: ignore[method-assign]
+
+    rev_one_get = rd.ReverseOneToOneDescriptor.__get__
+
+    @functools.wraps(rev_one_get)
+    def rev_get(self: Any, instance: Any, cls: Any = None) -> Any:
+        if instance is None or self.related.is_cached(instance):
+            return rev_one_get(self, instance, cls)
+        rel = self.related
+        return _marked((f"{rel.model.__name__}.{rel.get_accessor_name()}", "scalar",
+                        source_of(instance)), rev_one_get, self, instance, cls)
+
+    rd.ReverseOneToOneDescriptor.__get__ = rev_get  # type: ignore[method-assign]
+
+    make_reverse: Any = rd.create_reverse_many_to_one_manager
+    make_m2m: Any = rd.create_forward_many_to_many_manager
+
+    @functools.wraps(make_reverse)
+    def create_reverse(superclass: Any, rel: Any) -> Any:
+        return _tag(make_reverse(superclass, rel), f"{rel.model.__name__}.{rel.get_accessor_name()}")
+
+    @functools.wraps(make_m2m)
+    def create_m2m(superclass: Any, rel: Any, reverse: bool) -> Any:
+        name = (f"{rel.model.__name__}.{rel.get_accessor_name()}" if reverse
+                else f"{rel.field.model.__name__}.{rel.field.name}")
+        return _tag(make_m2m(superclass, rel, reverse), name)
+
+    rd.create_reverse_many_to_one_manager = create_reverse
+    rd.create_forward_many_to_many_manager = create_m2m
+
+
+def _tag(cls: Any, name: str) -> Any:
+    """Make a related manager class tag its querysets with ``(name, instance origin)``."""
+    orig = cls.get_queryset
+
+    @functools.wraps(orig)
+    def get_queryset(self: Any) -> Any:
+        qs = orig(self)
+        if qs._result_cache is None:  # not prefetched
+            qs._hints[_HINT] = (name, source_of(getattr(self, "instance", None)))
+        return qs
+
+    cls.get_queryset = get_queryset
+    return cls
+
+
+def _patch_queryset() -> None:
+    from django.db.models import QuerySet
+
+    fetch_all = QuerySet._fetch_all
+    count = QuerySet.count
+    get = QuerySet.get
+
+    @functools.wraps(fetch_all)
+    def _fetch_all(self: Any) -> None:
+        if self._result_cache is None:
+            hint = self._hints.get(_HINT)
+            if hint is not None and current_load.get() is None:
+                return _marked((hint[0], "collection", hint[1]), fetch_all, self)  # type: ignore[no-any-return]
+        fetch_all(self)
+
+    @functools.wraps(count)
+    def count_(self: Any) -> int:
+        hint = self._hints.get(_HINT) if self._result_cache is None else None
+        if hint is not None and current_load.get() is None:
+            return _marked((hint[0], "count", hint[1]), count, self)  # type: ignore[no-any-return]
+        return count(self)
+
+    @functools.wraps(get)
+    def get_(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if current_load.get() is None and _HINT not in self._hints:
+            return _marked((f"{self.model.__name__}.get()", "get", None), get, self, *args,
+                           **kwargs)
+        return get(self, *args, **kwargs)
+
+    QuerySet._fetch_all = _fetch_all  # type: ignore[method-assign]
+    QuerySet.count = count_  # type: ignore[method-assign]
+    QuerySet.get = get_  # type: ignore[method-assign]
+
+
+def _patch_refresh() -> None:
+    from django.db.models import Model
+
+    refresh = Model.refresh_from_db
+
+    @functools.wraps(refresh)
+    def refresh_from_db(self: Any, using: Any = None, fields: Any = None, *args: Any,
+                        **kwargs: Any) -> None:
+        names = list(fields) if fields else []
+        if len(names) == 1 and isinstance(names[0], str):
+            mark = (f"{type(self).__name__}.{names[0]}", "deferred", source_of(self))
+        elif not names:
+            mark = (type(self).__name__, "expired", source_of(self))
+        else:
+            refresh(self, using, fields, *args, **kwargs)
+            return
+        _marked(mark, refresh, self, using, fields, *args, **kwargs)
+
+    Model.refresh_from_db = refresh_from_db  # type: ignore[method-assign]
+
+
+def _patch_prefetch() -> None:
+    from django.db.models import QuerySet
+    from django.db.models import query as query_module
+
+    one_level = query_module.prefetch_one_level
+
+    @functools.wraps(one_level)
+    def prefetch_one_level(instances: Any, prefetcher: Any, lookup: Any, level: int) -> Any:
+        try:
+            attr = lookup.prefetch_through.split("__")[level]
+            name = f"{type(instances[0]).__name__}.{attr}" if instances else attr
+            if len(instances) == 1 and not _in_queryset_prefetch.get():
+                mark = (name, "prefetch", source_of(instances[0]))
+            else:
+                mark = (name, "batch", None)
+        except Exception:
+            return one_level(instances, prefetcher, lookup, level)
+        return _marked(mark, one_level, instances, prefetcher, lookup, level)
+
+    query_module.prefetch_one_level = prefetch_one_level
+
+    own_prefetch = QuerySet._prefetch_related_objects  # type: ignore[attr-defined]
+    module_prefetch = query_module.prefetch_related_objects
+
+    @functools.wraps(own_prefetch)
+    def _prefetch_related_objects(self: Any) -> None:
+        flag = _in_queryset_prefetch.set(True)
+        try:
+            own_prefetch(self)
+        finally:
+            _in_queryset_prefetch.reset(flag)
+
+    @functools.wraps(module_prefetch)
+    def chunk_prefetch(*args: Any, **kwargs: Any) -> None:
+        # QuerySet._iterator looks this name up in django.db.models.query; application
+        # code imports django.db.models.prefetch_related_objects, which stays Django's.
+        flag = _in_queryset_prefetch.set(True)
+        try:
+            module_prefetch(*args, **kwargs)
+        finally:
+            _in_queryset_prefetch.reset(flag)
+
+    QuerySet._prefetch_related_objects = _prefetch_related_objects  # type: ignore[attr-defined]
+    query_module.prefetch_related_objects = chunk_prefetch
+
+
+def _patch_generic() -> None:
+    try:
+        from django.contrib.contenttypes import fields as ct_fields
+    except Exception:  # contenttypes not installed: nothing to mark
+        return
+    gfk_get = ct_fields.GenericForeignKey.__get__
+
+    @functools.wraps(gfk_get)
+    def gfk_get_(self: Any, instance: Any, cls: Any = None) -> Any:
+        if instance is None or self.is_cached(instance):
+            return gfk_get_orig(self, instance, cls)
+        return _marked((f"{type(instance).__name__}.{self.name}", "generic", source_of(instance)),
+                       gfk_get_orig, self, instance, cls)
+
+    gfk_get_orig = gfk_get
+    ct_fields.GenericForeignKey.__get__ = gfk_get_  # type: ignore[method-assign,assignment]
+
+    make_generic: Any = ct_fields.create_generic_related_manager
+
+    @functools.wraps(make_generic)
+    def create_generic(superclass: Any, rel: Any) -> Any:
+        return _tag(make_generic(superclass, rel), f"{rel.field.model.__name__}.{rel.field.name}")
+
+    ct_fields.create_generic_related_manager = create_generic
+
+
+def patch_orm() -> None:
+    """Install the marks once (idempotent)."""
+    global _patched
+    if _patched:
+        return
+    _patched = True
+    _patch_iterable()
+    _patch_descriptors()
+    _patch_queryset()
+    _patch_refresh()
+    _patch_prefetch()
+    _patch_generic()

@@ -1,0 +1,115 @@
+r"""The structural N+1 rule: what the ORM knows about where an instance came from.
+
+The repeat-count rule (same shape :math:`\ge` ``min_repeats`` times) needs a loop long
+enough to see; test fixtures have two or three objects. The ORM hooks know more: a lazy
+load names the relationship it serves and the result the parent instance came from
+(:attr:`~pulsegate.queries.QueryEvent.source`). Lazy loads are grouped by
+``(relationship, load, call site)`` and a group is
+
+* ``n_plus_one`` when two or more of its loads serve instances of **one multi-row
+  result** (:math:`rows \ge 2`) -- whatever the loop's length, as django-zeal and
+  nplusone decide;
+* ``single_load_loop`` when two or more of its loads serve instances that were each
+  **loaded singly** (``get``, ``first``, ``[0]``, ``session.get``) from the same line:
+  objects fetched one by one in a loop, then a relationship read for each -- the fix
+  names both the one query for the objects and the relationship to load with it;
+* nothing otherwise: single loads read on separate lines are not a loop (django-zeal's
+  exemption), and one lazy load is not an N+1.
+
+Single-object lookups (``load == "get"``: Django ``QuerySet.get``) from one call site
+with two or more distinct parameter sets are an ``n_plus_one`` (django-zeal's
+``Model.get()`` rule). Loads whose source is unknown (objects created without a
+query) stay with the repeat-count rule.
+"""
+
+from __future__ import annotations
+
+from pulsegate.queries.events import QueryEvent, ResultToken
+from pulsegate.queries.fingerprint import SQLFingerprint
+
+__all__ = ["LAZY_LOADS", "LazyGroup", "is_structural"]
+
+#: ``QueryEvent.load`` values that are one lazy load for one instance.
+LAZY_LOADS = frozenset({"collection", "scalar", "deferred", "count", "generic", "prefetch",
+                        "expired"})
+
+
+def is_structural(ev: QueryEvent) -> bool:
+    """True when the structural rule, not the repeat count, decides about ``ev``."""
+    load = ev.load
+    if load == "get":
+        return ev.relationship is not None
+    return load in LAZY_LOADS and ev.relationship is not None and ev.source is not None
+
+
+class LazyGroup:
+    """The lazy loads of one relationship from one call site."""
+
+    __slots__ = ("count", "first", "fp", "load", "ms", "orm", "params", "path", "relationship",
+                 "singles", "site", "tokens")
+
+    def __init__(self, fp: SQLFingerprint, ev: QueryEvent, index: int) -> None:
+        self.fp = fp
+        self.first = index
+        self.count = 0
+        self.ms = 0.0
+        self.load = ev.load
+        self.orm = ev.orm
+        self.relationship = ev.relationship
+        self.site = ev.call_site
+        self.path = ev.source[1] if ev.source is not None else ""
+        #: id(token) -> [token, lazy loads served from it]
+        self.tokens: dict[int, list[object]] = {}
+        self.singles = 0
+        self.params: set[int | None] = set()
+
+    def add(self, ev: QueryEvent) -> None:
+        self.count += 1
+        self.ms += ev.duration_ms
+        src = ev.source
+        if src is None:
+            self.params.add(ev.params_hash)
+            return
+        token = src[0]
+        row = self.tokens.get(id(token))
+        if row is None:
+            self.tokens[id(token)] = [token, 1]
+        else:
+            row[1] += 1  # type: ignore[operator]
+
+    def kind(self) -> str | None:
+        """``n_plus_one``, ``single_load_loop`` or None (see the module docstring)."""
+        if self.load == "get":
+            return "n_plus_one" if self.count >= 2 and len(self.params) >= 2 else None
+        singles = 0
+        for token, n in self.tokens.values():
+            rows = token.rows if isinstance(token, ResultToken) else 0
+            if rows >= 2 and n >= 2:  # type: ignore[operator]
+                return "n_plus_one"
+            if rows == 1:
+                singles += 1
+        return "single_load_loop" if singles >= 2 else None
+
+
+def single_load_fix(relationship: str, load: str | None, orm: str | None) -> str:
+    """The advice for a loop of single loads followed by a lazy load: one query for the
+    objects, with the relationship loaded eagerly."""
+    model, _, attr = relationship.partition(".")
+    if orm == "django":
+        eager = (f'select_related("{attr}")' if load == "scalar"
+                 else f'only(..., "{attr}")' if load == "deferred"
+                 else f'prefetch_related("{attr}")')
+        return (f"{model} objects are fetched one at a time in a loop and {relationship} is "
+                f"then loaded for each: fetch them in one query, "
+                f"{model}.objects.filter(pk__in=ids).{eager} (or in_bulk(ids) and "
+                f"prefetch_related_objects(objs, \"{attr}\")), instead of .get()/.first() "
+                f"per item")
+    if orm == "sqlalchemy":
+        eager = (f"joinedload({relationship})" if load == "scalar"
+                 else f"undefer({relationship})" if load == "deferred"
+                 else f"selectinload({relationship})")
+        return (f"{model} objects are fetched one at a time in a loop and {relationship} is "
+                f"then loaded for each: fetch them in one query, session.scalars(select("
+                f"{model}).where({model}.id.in_(ids)).options({eager}))")
+    return (f"objects fetched one at a time in a loop, then {relationship} loaded for each: "
+            f"fetch them in one query with {relationship} loaded eagerly")

@@ -1,0 +1,72 @@
+"""The held-out evaluation chooses without the category it scores, and the generated
+test series are what they say (the figures are the benchmark's business)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import generated_series
+import heldout
+
+
+def _fake_scorer() -> Any:
+    """NAB's interface in miniature: a point is (score, window or None, weight); a window
+    scores +1 when some point in it reaches the threshold, else -1; a false positive
+    costs 0.1."""
+
+    def score_at(points: list[Any], profile: str, thr: float) -> Any:
+        wins = {w for _, w, _ in points if w is not None}
+        hit = {w for s, w, _ in points if w is not None and s >= thr}
+        fp = sum(1 for s, w, _ in points if w is None and s >= thr)
+        raw = len(hit) - (len(wins) - len(hit)) - 0.1 * fp
+        return (raw, thr, len(hit), len(wins) - len(hit), fp), len(wins)
+
+    def best_threshold(points: list[Any], profile: str) -> Any:
+        return max((score_at(points, profile, t) for t in {p[0] for p in points} | {1.1}),
+                   key=lambda r: r[0][0])
+
+    return SimpleNamespace(score_at=score_at, best_threshold=best_threshold,
+                           PROFILES={"standard": (1.0, 0.11, 1.0)})
+
+
+def test_each_category_is_scored_with_a_choice_made_on_the_others() -> None:
+    ns = _fake_scorer()
+    # "sharp" finds the window of A only; "blunt" those of B and C.
+    sharp = heldout.Candidate("sharp", lambda ts, v: [], 0.5, {
+        "A": [(0.9, "a", 1.0)], "B": [(0.1, "b", 1.0), (0.5, None, 1.0)],
+        "C": [(0.1, "c", 1.0)]})
+    blunt = heldout.Candidate("blunt", lambda ts, v: [], 0.5, {
+        "A": [(0.1, "a", 1.0)], "B": [(0.9, "b", 1.0)], "C": [(0.9, "c", 1.0)]})
+    rep = heldout.report(ns, [sharp, blunt], ["A", "B", "C"])
+    # chosen on B and C, "blunt" misses A's window: A's held-out score is the worst
+    assert rep.categories["A"][2] == "blunt"
+    assert rep.categories["A"][1] == 0.0
+    assert rep.categories["B"][1] > 90.0
+    assert rep.total_out < rep.total_in
+
+
+def test_spearman_ranks() -> None:
+    assert heldout.spearman([1, 2, 3], [10, 20, 30]) == pytest.approx(1.0)
+    assert heldout.spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert heldout.spearman([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(0.8)
+
+
+def test_generated_suite_is_fixed_and_labels_one_window_per_anomalous_series() -> None:
+    first = list(generated_series.suite())
+    again = list(generated_series.suite())
+    assert [s[2] for s in first] == [s[2] for s in again]
+    for name, ts, values, windows in first:
+        assert len(values) == len(ts) == generated_series.ROWS
+        assert len(windows) == (0 if name.split("/")[1].startswith("none") else 1)
+        for lo, hi in windows:
+            assert ts.index(lo) < ts.index(hi)
+    # the labelled shapes are in the values: the drop to zero is a run of zeros
+    drop = next(v for n, _, v, _ in first if "drop_to_zero" in n)
+    assert any(drop[i:i + 24] == [0.0] * 24 for i in range(len(drop)))
