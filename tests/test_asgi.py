@@ -240,6 +240,23 @@ def test_fastapi_include_router_prefixes_are_kept() -> None:
         "/sub/inner/ping"]
 
 
+def test_set_endpoint_from_a_catch_all_starlette_route() -> None:
+    import pulsegate
+
+    gate, records = recording_gate()
+
+    async def page(request: Request) -> PlainTextResponse:
+        kind = request.path_params["path"].split("/", 1)[0]
+        pulsegate.set_endpoint(f"/pages/{kind}")
+        return PlainTextResponse(kind)
+
+    app = Starlette(routes=[Route("/{path:path}", page)])
+    client = TestClient(PulseGateMiddleware(app, gate=gate))
+    for path in ("/breads/rye", "/blog/one", "/breads/spelt"):
+        assert client.get(path).status_code == 200
+    assert [rec.route for rec in records] == ["/pages/breads", "/pages/blog", "/pages/breads"]
+
+
 def test_middleware_accepts_config_keywords() -> None:
     app = Starlette(routes=[Route("/hello/{name}", hello)])
     app.add_middleware(PulseGateMiddleware, headers="safe", warmup=5)

@@ -30,3 +30,21 @@ def test_add_header_rejects_a_value_that_is_not_printable_ascii(value: str) -> N
     ctx = make()
     with pytest.raises(ValueError, match="invalid value"):
         ctx.add_header("x-custom", value)
+
+
+def test_set_endpoint_names_the_current_request_until_its_response_starts() -> None:
+    import pulsegate
+    from pulsegate.engine import PulseGate
+
+    gate = PulseGate()
+    assert pulsegate.set_endpoint("/outside") is False  # no request
+    ctx = gate.begin(RequestInfo("GET", "/p/a/b", route="/{path:path}"))
+    assert ctx is not None
+    assert pulsegate.set_endpoint("/pages/BreadPage") is True
+    gate.response_headers(ctx, 200)
+    assert pulsegate.set_endpoint("/too-late") is False  # the model was chosen
+    gate.finish(ctx)
+    assert [e["endpoint"] for e in gate.endpoints()] == ["GET /pages/BreadPage"]
+    for bad in ("", "x" * 201, "a\nb", None):
+        with pytest.raises(ValueError):
+            pulsegate.set_endpoint(bad)  # type: ignore[arg-type]

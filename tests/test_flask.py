@@ -117,6 +117,30 @@ def test_environment_variables_are_read_below_app_config(monkeypatch: pytest.Mon
     assert err.value.key == "alpha"
 
 
+def test_set_endpoint_from_a_before_request_hook() -> None:
+    from flask import request
+
+    import pulsegate
+
+    app = Flask(__name__)
+
+    @app.before_request
+    def name_page() -> None:  # where a CMS knows the page type
+        pulsegate.set_endpoint("/pages/" + request.path.strip("/").split("/")[0])
+
+    @app.get("/<path:anything>")
+    def page(anything: str) -> str:
+        return anything
+
+    PulseGate(app)
+    seen: list[str | None] = []
+    get_gate(app).listeners.append(lambda record, ctx: seen.append(record.route))
+    client = app.test_client()
+    for path in ("/breads/rye", "/blog/one"):
+        assert client.get(path).status_code == 200
+    assert seen == ["/pages/breads", "/pages/blog"]
+
+
 def test_shared_gate() -> None:
     gate = Engine()
     app = make_app()

@@ -217,6 +217,35 @@ def test_call_site_in_a_jinja_template_is_the_template_line(session: Session, tm
             session.expunge_all()
 
 
+def test_async_two_object_fixture_is_an_n_plus_one_and_single_gets_are_not() -> None:
+    """The structural rule across the async session's greenlet: the parents' result tag
+    travels with the instances, so two authors are enough; two ``session.get`` read on
+    separate lines are not a loop."""
+    async def main() -> tuple[list[object], list[object]]:
+        engine = create_async_engine("sqlite+aiosqlite://")
+        instrument(engine)
+        async with engine.begin() as conn:
+            await conn.run_sync(Base.metadata.create_all)
+        async with AsyncSession(engine) as s:
+            await s.run_sync(seed)
+        async with AsyncSession(engine) as s, capture() as loop:
+            for a in (await s.scalars(select(Author).limit(2))).all():
+                await a.awaitable_attrs.books
+        async with AsyncSession(engine) as s, capture() as singles:
+            first = await s.get(Author, 1)
+            second = await s.get(Author, 2)
+            assert first is not None and second is not None
+            await first.awaitable_attrs.books
+            await second.awaitable_attrs.books
+        await engine.dispose()
+        return loop.detections, singles.detections  # type: ignore[return-value]
+
+    loop, singles = asyncio.run(main())
+    assert [(d.kind, d.count, d.relationship) for d in loop] == [  # type: ignore[attr-defined]
+        ("n_plus_one", 2, "Author.books")]
+    assert singles == []
+
+
 def test_orm_loads_are_named_from_the_execution_context_alone(session: Session) -> None:
     """Lazy (scalar and collection), batch, deferred and expired loads are each named,
     with no Session-level listener: ORM executions stay on SQLAlchemy's own path."""

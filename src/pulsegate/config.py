@@ -173,6 +173,9 @@ class Config:
                                        "(admission control and load shedding).", _bool)
     target_latency_ms: float = option(200.0, "Latency target the allocator protects.",
                                       number(0, lo_open=True))
+    auto_target_latency: bool = option(False, "Let the allocator steer to twice the "
+                                       "latency it measures without queueing, at most "
+                                       "target_latency_ms.", _bool)
     max_memory_mb: float | None = option(None, "Process memory (RSS, MiB) treated as "
                                          "full pressure by the allocator; none: ignore.",
                                          number(0, lo_open=True, optional=True))

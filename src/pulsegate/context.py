@@ -153,3 +153,32 @@ def current() -> RequestContext | None:
         return None if sink is None or sink.finished else sink
     request: RequestContext | None = getattr(sink, "request", None)
     return None if request is None or request.finished else request
+
+
+#: Longest endpoint name :func:`set_endpoint` takes (endpoint names are map keys).
+MAX_ENDPOINT_NAME = 200
+
+
+def set_endpoint(name: str) -> bool:
+    """Name the endpoint of the request being served, in place of its route template.
+
+    For apps whose router cannot tell pages apart: a CMS serves every page through one
+    catch-all route (Wagtail's ``GET /((?:[\\w\\-]+/)*)``), so every page type would
+    share one endpoint model and a regression on one type would be invisible. Call it
+    from the view, a framework hook or a middleware -- before the response starts, since
+    the endpoint's model is chosen then -- on any framework (the request is found through
+    its ContextVar). The endpoint is ``"<METHOD> <name>"``, as for a route template, so
+    keep the number of names bounded (a page *type*, not a page).
+
+    Returns True if the name was set; False outside a request, or once the response
+    has started. A name that is not a non-empty printable string of at most
+    :data:`MAX_ENDPOINT_NAME` characters raises ValueError."""
+    if not isinstance(name, str) or not name or len(name) > MAX_ENDPOINT_NAME \
+            or not name.isprintable():
+        raise ValueError(f"pulsegate.set_endpoint: invalid endpoint name {name!r} "
+                         f"(a non-empty printable string of at most {MAX_ENDPOINT_NAME} characters)")
+    ctx = current()
+    if ctx is None or ctx.status is not None:
+        return False
+    ctx.route = name
+    return True

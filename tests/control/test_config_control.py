@@ -32,6 +32,7 @@ from pulsegate import Config, ConfigError
     ("priority_rules", ["/a"], "route template or '/prefix*'"),
     ("priority_header", 5, "a string or none"),
     ("allocator_interval", 0, "a number > 0"),
+    ("auto_target_latency", "maybe", "true or false"),
     ("q_alpha", 0, "a number > 0 and <= 1"),
     ("q_gamma", 1.1, "a number >= 0 and <= 1"),
     ("q_epsilon", 2, "a number >= 0 and <= 1"),

@@ -46,6 +46,16 @@ async def async_view(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"async": True})
 
 
+def cms_page(request: HttpRequest, page_path: str) -> HttpResponse:
+    """A CMS catch-all: one route serves every page; the page type is known only here
+    (Wagtail's ``before_serve_page`` hook is where a real app names it)."""
+    import pulsegate
+
+    page_type = page_path.split("/", 1)[0] or "home"
+    pulsegate.set_endpoint(f"/cms/{page_type}")
+    return HttpResponse(page_type)
+
+
 api = [path("books/<int:pk>/", book)]
 
 urlpatterns = [
@@ -57,4 +67,5 @@ urlpatterns = [
     path("stream/", stream),
     path("async/", async_view),
     path("health/", echo),
+    re_path(r"^site/((?:[\w\-]+/)*)$", cms_page),
 ]

@@ -15,9 +15,10 @@ _sqrt = math.sqrt
 _exp = math.exp
 _log = math.log
 _log1p = math.log1p
+_LN2 = math.log(2.0)
 
 #: Bumped when the state's meaning changes: an older state starts cold.
-STATE_VERSION = 2
+STATE_VERSION = 3
 
 
 class IncidentDetector:
@@ -30,40 +31,48 @@ class IncidentDetector:
     request under 1 ms slower than usual is never in the tail):
 
     * **per request** (``add``): the value and its Huber-clipped form
-      :math:`\tilde y = \min(y,\ b + c\,s)` joins the window sums
-      :math:`n_w, \sum\tilde y, \sum\tilde y^2, \sum\min(|y-b|, c\,s)` and the tail count
-      :math:`e_w = \#\{y > u\}`. A GC pause counts as :math:`c\,s` above the baseline,
-      never as the tenfold latency it took: one pause cannot make a window.
+      :math:`\tilde y = \min(y,\ b + \max(c\,s, \ln 2))` joins the window sums
+      :math:`n_w, \sum y, \sum\tilde y, \sum\min(|y-b|, c\,s)` and the tail count
+      :math:`e_w = \#\{y > u\}`. A GC pause counts as :math:`c\,s` above the baseline
+      (at least 2x), never as the tenfold latency it took: one pause cannot make a
+      window.
     * **per window** (``close``), mean :math:`m_w = \sum\tilde y / n_w`:
 
-      - standard error :math:`se_w = \sqrt{v/n_w + \tau^2}` where :math:`v` is the
-        within-window variance of :math:`\tilde y` and :math:`\tau^2` the variance
-        *between* windows that sampling does not explain (drift, daily load), both
-        learnt (:math:`v \ge s_{floor}^2`); mean evidence
+      - standard error :math:`se_w = \sqrt{s^2/n_w + \tau^2}`, :math:`\tau^2` the
+        variance *between* windows that sampling does not explain (drift, daily
+        load), learnt; mean evidence
         :math:`z_w = (m_w - b)/se_w`. Six requests with one pause are weak evidence,
         six hundred strong: the test accounts for it;
       - one-sided CUSUM (Page 1954) of the mean evidence:
         :math:`C \leftarrow \max(0,\ C + \min(z_w, z_{max}) - \kappa)`; a large shift
         crosses :math:`h` in two windows, a small one accumulates;
       - tail evidence (p99-style regressions that barely move the mean), a Bernoulli
-        CUSUM of the tail count against :math:`p_1 = \max(2.5p, p + 0.01)`, :math:`p`
+        CUSUM of the tail count against :math:`p_1 = \max(3p, p + 0.02)`, :math:`p`
         the learnt share of requests above :math:`u`:
         :math:`C_t \leftarrow \max(0,\ C_t + e_w \ln\frac{p_1}{p} + (n_w - e_w)
         \ln\frac{1-p_1}{1-p})` -- exact for a handful of requests as for thousands
         (a window adds at most :math:`0.6\,h_t`, as :math:`z_{max} - \kappa < h`:
         one window alone, however slow, never makes an incident);
       - an **incident** when :math:`C \ge h` and the effect is one a person cares about:
-        with :math:`\bar y_w` the plain (unclipped) window mean,
-        :math:`e^{\bar y_w - b} \ge r_{min}` and :math:`e^{\bar y_w} - e^b \ge m`; or when
-        :math:`C_t \ge h_t`; once per
-        episode: the episode ends when both sums are back at 0, and a clearly larger
-        event (twice the effect that opened it) re-alarms.
+        with :math:`E` the excess :math:`m_w - b` averaged over the windows since
+        :math:`C` last stood at 0 (:math:`E \leftarrow E + (m_w - b - E)/2`),
+        :math:`e^E \ge r_{min}` and :math:`(e^E - 1)\,e^b \ge m`; or when
+        :math:`C_t \ge h_t`. Once per episode: the episode ends when both sums are
+        back at 0, and a clearly larger event (twice the effect that opened it)
+        re-alarms. :math:`C \ge h` with a smaller effect is a real but unimportant
+        change (a deploy step of a few %): the baseline adopts it at full rate and
+        :math:`C` restarts from 0, so such evidence cannot pile up until a noisy
+        window passes the gate.
     * **learning**, after the test, with weight :math:`a = \min(1, \Delta t/T)` per
       window of :math:`\Delta t` seconds (:math:`1/k` for the :math:`k`-th window early
-      on): :math:`b, s, v, \tau^2, p` follow exponentially, :math:`b` and :math:`p` at
-      :math:`a/4` while their CUSUM is above 0 and no incident is open (a slow
-      regression is judged before it is learnt). The baseline adopts a permanent change
-      within a few :math:`T` (deploy steps are not incidents forever).
+      on): :math:`b` (by the window's clipped mean, itself clipped at
+      :math:`\pm 4\,se_w`), :math:`s` (by :math:`1.2533\sum\min(|y-b|, c\,s)/n_w`, the
+      mean absolute deviation of a normal law scaled to its σ) and :math:`\tau^2`
+      follow exponentially; :math:`b` at :math:`a/4` while its CUSUM is above 0 and
+      no incident is open (a slow regression is judged before it is learnt);
+      :math:`p` at :math:`\max(a/4, 1/k)` (the tail share is a long-run property). The
+      baseline adopts a permanent change within a few :math:`T` (deploy steps are not
+      incidents forever).
     * **warm-up**: no incident before ``min_windows`` windows and ``min_requests``
       requests; the first requests of a process (imports, connections) only teach.
 
@@ -87,12 +96,12 @@ class IncidentDetector:
     __slots__ = ("active", "b", "clip", "cusum", "cusum_tail", "cut", "dclip", "e_w",
                  "floor", "h", "h_tail", "kappa", "min_excess_ms", "min_ratio",
                  "min_requests", "min_windows", "n_req", "n_w", "onset_effect", "p", "q",
-                 "raw", "s", "s1", "s2", "sa", "tau2", "time_constant", "top", "v", "window",
+                 "raw", "run_effect", "s", "s1", "sa", "tau2", "time_constant", "top", "window",
                  "windows", "z_max")
 
     def __init__(self, window: float = 60.0, *, time_constant: float = 3600.0,
                  clip: float = 3.0, q: float = 3.0, kappa: float = 1.0, h: float = 8.0,
-                 h_tail: float = 10.0, floor: float = 0.05, min_excess_ms: float = 1.0,
+                 h_tail: float = 13.0, floor: float = 0.05, min_excess_ms: float = 1.0,
                  z_max: float = 6.0, min_ratio: float = 1.25, min_windows: int = 10,
                  min_requests: int = 200) -> None:
         if window <= 0 or time_constant <= 0:
@@ -114,17 +123,17 @@ class IncidentDetector:
         self.min_excess_ms = min_excess_ms
         self.b = 0.0
         self.s = 0.0  # robust per-request scale (0 until the first window closed)
-        self.v = 0.0  # within-window variance of the clipped values
         self.tau2 = 0.0  # between-window variance not explained by sampling
         self.p = 0.01  # share of requests above the tail cut
         self.cusum = 0.0
         self.cusum_tail = 0.0
+        self.run_effect = 0.0
         self.active = False
         self.onset_effect = 0.0
         self.windows = 0
         self.n_req = 0
         self.n_w = 0
-        self.s1 = self.s2 = self.sa = self.raw = 0.0
+        self.s1 = self.sa = self.raw = 0.0
         self.e_w = 0
         self.top = self.cut = self.dclip = math.inf  # nothing to judge by before a window
 
@@ -143,13 +152,13 @@ class IncidentDetector:
         self.n_w += 1
         self.raw += y
         self.s1 += yc
-        self.s2 += yc * yc
 
     def _cuts(self) -> None:
         # the clip, tail cut and deviation clip requests are judged by until next close
         b, s = self.b, self.s
         self.dclip = self.clip * s
-        self.top = b + self.dclip
+        # clipped no lower than 2x, so a large shift still shows its size on a tight series
+        self.top = b + (self.dclip if self.dclip > _LN2 else _LN2)
         lift = self.q * s
         if self.min_excess_ms > 0.0:
             least = _log1p(self.min_excess_ms / _exp(b)) if b < 700.0 else 0.0
@@ -166,31 +175,28 @@ class IncidentDetector:
         dt = self.window if seconds is None or seconds <= 0 else seconds
         mean = self.s1 / n - shift
         raw = self.raw / n - shift
-        var_w = self.s2 / n - (self.s1 / n) ** 2 if n > 1 else 0.0
-        var_w = var_w if var_w > 0.0 else 0.0
         tail_share = self.e_w / n
         sa = self.sa
         e_w = self.e_w
         self.n_w = 0
-        self.s1 = self.s2 = self.sa = self.raw = 0.0
+        self.s1 = self.sa = self.raw = 0.0
         self.e_w = 0
         k = self.windows
         b = self.b
         if k == 0:
-            self.b, self.v = mean, var_w
-            self.s = max(_sqrt(var_w), self.floor)
+            self.b = mean
+            self.s = max(1.2533 * sa / n, self.floor)
             self.windows, self.n_req = 1, n
             self._cuts()
             return Score(raw + shift, mean + shift, 0.0, 0.0, False, 0.0,
                          mean + shift, mean + shift, 0.0)
-        v = self.v
-        fl2 = self.floor * self.floor
-        se = _sqrt((v if v > fl2 else fl2) / n + self.tau2)
+        v = self.s * self.s
+        se = _sqrt(v / n + self.tau2)
         se = se if se > 1e-6 else 1e-6
         r = mean - b
         z = r / se
         p = self.p
-        p1 = 2.5 * p if 2.5 * p > p + 0.01 else p + 0.01
+        p1 = 3.0 * p if 3.0 * p > p + 0.02 else p + 0.02
         t = e_w * _log(p1 / p) + (n - e_w) * _log((1.0 - p1) / (1.0 - p))
         zmax, kappa, h = self.z_max, self.kappa, self.h
         c = self.cusum + (z if z < zmax else zmax) - kappa
@@ -199,9 +205,16 @@ class IncidentDetector:
         ct = self.cusum_tail + (t if t < cap else cap)
         self.cusum_tail = ct = ct if ct > 0.0 else 0.0
         warm = k >= self.min_windows and self.n_req >= self.min_requests
-        ratio = _exp(raw - b)  # the effect as a user sees it: the plain window mean
+        # the effect: the clipped excess, averaged (weight 1/2) over the windows since
+        # the CUSUM last stood at 0 -- one window full of pauses is not a regression
+        effect_log = 0.0 if c == 0.0 else self.run_effect + 0.5 * (r - self.run_effect)
+        self.run_effect = effect_log
+        ratio = _exp(effect_log)
         mean_hit = c >= h and ratio >= self.min_ratio and \
             (ratio - 1.0) * _exp(b) >= self.min_excess_ms
+        # a real but small change (a deploy step of a few %): adopt it, do not let the
+        # evidence pile up until a noisy window passes the gate
+        adopt = c >= h and not mean_hit and not self.active
         tail_hit = ct >= self.h_tail
         effect = max(ratio - 1.0 if mean_hit else 0.0,
                      tail_share / p - 1.0 if tail_hit else 0.0)
@@ -222,26 +235,30 @@ class IncidentDetector:
         rc = r if -clip_r < r < clip_r else (clip_r if r > 0 else -clip_r)
         # while evidence builds up (and no incident is open) the baseline learns at a
         # quarter of the rate: a slow regression is not absorbed before it is judged
-        self.b = b + (a if c == 0.0 or self.active else 0.25 * a) * rc
-        self.v = v + a * (var_w - v)
+        self.b = b + (a if c == 0.0 or self.active or adopt else 0.25 * a) * rc
+        if adopt:
+            self.cusum = self.run_effect = 0.0
         self.tau2 += a * ((rc * rc - v / n if rc * rc > v / n else 0.0) - self.tau2)
         self.s += a * (1.2533 * sa / n - self.s)
         self.s = self.s if self.s > self.floor else self.floor
         dp = tail_share - p
-        ap = 0.25 * a  # the tail share is a long-run property: four times slower
+        # the tail share is a long-run property: four times slower, after warm-up
+        ap = 0.25 * dt / self.time_constant
+        ap = ap if ap > early else early
         self.p = min(0.3, max(0.002, p + ap * dp))
         self.windows = k + 1
         self.n_req += n
         self._cuts()
         score = max(c / h, ct / self.h_tail) / 2.0
         score = score if score < 1.0 else 1.0
-        conf = 100.0 * (1.0 if warm else 0.0) * _exp(-_sqrt(v))
+        conf = 100.0 * (1.0 if warm else 0.0) * _exp(-self.s)
         return Score(raw + shift, b + shift, z, score, fired, conf,
                      b + shift - 3.0 * se, b + shift + 3.0 * se, t)
 
     # --- persistence -----------------------------------------------------------------
 
-    _FIELDS = ("b", "s", "v", "tau2", "p", "cusum", "cusum_tail", "onset_effect")
+    #: the first two may be negative, the others may not
+    _FIELDS = ("b", "run_effect", "s", "tau2", "p", "cusum", "cusum_tail", "onset_effect")
 
     def state(self) -> dict[str, Any]:
         out: dict[str, Any] = {name: getattr(self, name) for name in self._FIELDS}
@@ -261,7 +278,7 @@ class IncidentDetector:
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"inconsistent IncidentDetector state: {exc!r}") from None
         if windows < 0 or n_req < 0 or not all(math.isfinite(x) for x in vals.values()) \
-                or any(vals[name] < 0 for name in self._FIELDS[1:]):
+                or any(vals[name] < 0 for name in self._FIELDS[2:]):
             raise ValueError("inconsistent IncidentDetector state")
         for name, x in vals.items():
             setattr(self, name, x)
