@@ -71,7 +71,9 @@ def test_real_pages_pairs_every_framework_against_opentelemetry() -> None:
     ("memory.py", "--requests 2000 --routes 20 --unmatched 100", "internal errors 0"),
     ("memory.py", "--requests 0 --unmatched 0 --clients 200 --field-sizes 16,2048",
      "bytes per client"),
+    ("fuzz_soak.py", "--examples 5 wsgi", "1 of 1 adapters held both properties"),
     ("query_overhead.py", "--rounds 1", "fingerprint cache"),
+    ("fingerprint_cost.py", "--rounds 2 --loops 1 --base HEAD", "ratio scanner/base"),
     ("multivariate.py", "--seeds 1", "inside the forecast interval"),
     ("peer_suites.py", "--detectors pulsegate", "django-zeal              own sizes"),
 ])

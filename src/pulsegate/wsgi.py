@@ -44,7 +44,7 @@ from types import TracebackType
 from typing import Any
 
 from pulsegate.autoinstrument import instrument_orms
-from pulsegate.config import Config
+from pulsegate.config import Config, ConfigError
 from pulsegate.context import RequestContext
 from pulsegate.engine import PulseGate
 from pulsegate.export.endpoints import internal_endpoints, serve_wsgi
@@ -238,14 +238,19 @@ class _Exchange(list[bytes]):
         yield chunk
 
     def content_length(self) -> int | None:
-        """The response's Content-Length as the app set it, or None."""
-        for name, value in getattr(self, "_headers", ()):
-            if name.lower() == "content-length":
-                try:
-                    return int(value)
-                except ValueError:
-                    return None
-        return None
+        """The response's Content-Length as the app set it, or None (also when spelt in
+        an unusual case: the body then ends when it runs out, a little later)."""
+        try:
+            found = dict(self._headers)  # in C; frameworks spell it one of two ways
+        except (AttributeError, TypeError, ValueError):
+            return None
+        value = found.get("Content-Length") or found.get("content-length")
+        if value is None:
+            return None
+        try:
+            return int(value)
+        except ValueError:
+            return None
 
 
 def _nothing_to_close() -> None:
@@ -304,7 +309,8 @@ class PulseGateWSGIMiddleware:
         if gate is None:
             gate = PulseGate(config, **options) if config is not None else PulseGate(**options)
         elif config is not None or options:
-            raise TypeError("pass either gate= or configuration, not both")
+            raise ConfigError("gate", gate, "a gate= or configuration (config=, options), "
+                              "not both: the gate has its own Config")
         self.app = app
         self.gate = gate
         self.route_resolver = route_resolver

@@ -231,3 +231,10 @@ def test_pressure_sampler_reads_memory_and_cpu() -> None:
     calm.control.sample_pressure()
     assert calm.control._pressure < 1.0
     assert "control.pressure" in calm.scheduler.jobs
+
+
+def test_auto_target_latency_reaches_the_allocator_capped_by_the_target() -> None:
+    gate = PulseGate(resource_allocation=True, target_latency_ms=50, auto_target_latency=True)
+    a = gate.control.allocator
+    assert a is not None and a.auto_target and a.target_cap == 0.05
+    assert not PulseGate(resource_allocation=True).control.allocator.auto_target  # type: ignore[union-attr]

@@ -252,3 +252,33 @@ def test_set_endpoint_splits_a_catch_all_route_by_page_type(records: list[Reques
         assert client().get(path).status_code == 200
     assert [x.route for x in records] == ["/cms/breads", "/cms/blog", "/cms/breads", "/cms/home"]
     assert {e["endpoint"] for e in get_gate().endpoints()} >= {"GET /cms/breads", "GET /cms/blog"}
+
+
+def test_management_commands_read_the_running_servers_state_store(tmp_path: Any) -> None:
+    """Beside a running server (here: an engine writing the same state_dir), `manage.py
+    pulsegate stats|report` print what the server has seen, not the empty engine of the
+    manage.py process (requests 0 before)."""
+    from pulsegate.django import gate as gate_module
+
+    server = PulseGate(state_dir=str(tmp_path))
+    for i in range(7):
+        ctx = server.begin(RequestInfo("GET", f"/books/{i}/", route="/books/<int:pk>/"))
+        assert ctx is not None
+        server.response_headers(ctx, 200)
+        server.finish(ctx)
+    server.ops.snapshot()
+    with override_settings(PULSEGATE={"state_dir": str(tmp_path)}):
+        set_gate(None)
+        out = StringIO()
+        call_command(Command(), "stats", "--json", stdout=out)
+        assert json.loads(out.getvalue())["totals"]["requests"] == 7
+        out = StringIO()
+        call_command(Command(), "report", "--json", stdout=out)
+        (row,) = json.loads(out.getvalue())["endpoints"]
+        assert row["endpoint"] == "GET /books/<int:pk>/" and row["requests"] == 7
+        out = StringIO()
+        call_command(Command(), "report", stdout=out)
+        assert "GET /books/<int:pk>/" in out.getvalue()
+        assert gate_module._gate is None  # no engine (and no empty worker) was made
+    server.close()
+    set_gate(None)

@@ -171,3 +171,20 @@ def test_a_megabyte_costs_what_the_cap_costs(unit: str) -> None:
         th = _cpu(normalize, half, dialect)
         tf = _cpu(normalize, full, dialect)
         assert tf < 2 * th + 0.01 and tf < 0.5, (unit, dialect, th, tf)
+
+
+def test_the_cache_bound_holds_across_dialects() -> None:
+    cache = FingerprintCache(maxsize=3)
+    for i in range(4):
+        for dialect in ("postgresql", "mysql", None):
+            cache.get(f"select {i} from t{i}", dialect)
+    assert len(cache) == 3 and cache.misses == 12
+    cache.resize(1)
+    assert len(cache) == 1
+    assert cache.get("select 3 from t3", None).text == "select ? from t3"
+
+
+def test_the_cap_cuts_between_tokens() -> None:
+    ids = ", ".join(f"%(primary_keys_{i})s::INTEGER" for i in range(500))
+    text = normalize(f"SELECT b.id FROM b WHERE b.a IN ({ids})", "postgresql")[0]
+    assert text.endswith("?::integer, ...") and "primary" not in text and "% (" not in text

@@ -75,13 +75,22 @@ class ConcurrencyAllocator:
                  interval: float | None = None, min_samples: int = 10,
                  clock: Callable[[], float] = time.monotonic,
                  pressure: Callable[[], float] | None = None, policy: QPolicy | None = None,
-                 learn: bool = True, throughput_target: float | None = None) -> None:
+                 learn: bool = True, throughput_target: float | None = None,
+                 auto_target: bool = False) -> None:
         self.min_limit = min_limit
         self.max_limit = max_limit
         self._limit = float(initial if initial is not None else max(min_limit, min(max_limit, 20)))
+        #: the latency the learner steers to; with ``auto_target`` it moves below the
+        #: configured ``target_cap`` (see :meth:`_follow_baseline`)
         self.target = target_latency
+        self.target_cap = target_latency
+        self.auto_target = auto_target
+        #: in-service latency without queueing, learnt from unqueued windows (auto target)
+        self.baseline: float | None = None
+        self._episode: tuple[float, float] | None = None  # (limit, latency) at its start
         self.max_queue = max_queue
         self.max_queue_wait = max_queue_wait
+        self._fixed_interval = interval is not None
         self.interval = interval if interval is not None else min(1.0, max(0.05, 3 * target_latency))
         self.min_samples = min_samples
         self.clock = clock
@@ -316,6 +325,8 @@ class ConcurrencyAllocator:
         elif action == INCREASE:
             lim = lim * 1.1 + 1.0
         self._limit = float(min(self.max_limit, max(self.min_limit, lim)))
+        if self.auto_target:
+            self._follow_baseline(self._w_lat / n, lat_ratio, util, demand)
         self._hot = lat_ratio >= 0.8
         self._caps = self._compute_caps()
         self._prev = (state, action)
@@ -328,10 +339,41 @@ class ConcurrencyAllocator:
         self._w_n = self._w_good = self._w_late = self._w_lat = 0.0
         self._w_high_shed = self._w_shed = 0
 
+    def _follow_baseline(self, mean_latency: float, lat_ratio: float, util: float,
+                         demand: bool) -> None:
+        """Auto target: ``target = min(target_cap, 2 x baseline)``.
+
+        ``baseline`` is an EMA (weight 0.2) of the window's mean in-service latency over
+        windows with nothing queued or shed and under half the limit in use -- latency
+        without queueing. Under overload those windows stop; if a dependency then slows
+        down, the old baseline would drive the limit to the floor. Queueing latency
+        falls with the limit (``R ~ L x S / workers``), latency without queueing does
+        not: so when, within one episode of latency >= 0.8 x target, the limit has been
+        cut to <= 0.6 x where the episode began and mean latency is still >= 0.8 x what
+        it was then, the latency is not queueing and becomes the baseline."""
+        if util < 0.5 and not demand:
+            b = self.baseline
+            self.baseline = mean_latency if b is None else b + 0.2 * (mean_latency - b)
+            self._episode = None
+        elif lat_ratio >= 0.8:
+            if self._episode is None:
+                self._episode = (self._limit, mean_latency)
+            elif (self._limit <= 0.6 * self._episode[0]
+                  and mean_latency >= 0.8 * self._episode[1]):
+                self.baseline = mean_latency
+                self._episode = None
+        else:
+            self._episode = None
+        if self.baseline is not None:
+            self.target = min(self.target_cap, 2.0 * self.baseline)
+            if not self._fixed_interval:
+                self.interval = min(1.0, max(0.05, 3 * self.target))
+
     # --- persistence and reporting ------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
-        return {"version": 1, "limit": self._limit, "policy": self.policy.state()}
+        return {"version": 1, "limit": self._limit, "policy": self.policy.state(),
+                "baseline": self.baseline}
 
     def load_state(self, data: dict[str, Any]) -> None:
         if data.get("version") != 1:
@@ -339,6 +381,10 @@ class ConcurrencyAllocator:
         self.policy.load_state(data["policy"])
         with self._lock:
             self._limit = float(min(self.max_limit, max(self.min_limit, float(data["limit"]))))
+            b = data.get("baseline")  # absent in states saved before the auto target
+            if self.auto_target and isinstance(b, (int, float)) and 0 < b < 3600:
+                self.baseline = float(b)
+                self.target = min(self.target_cap, 2.0 * self.baseline)
             self._caps = self._compute_caps()
 
     def stats(self) -> dict[str, Any]:

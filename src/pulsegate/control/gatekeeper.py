@@ -88,7 +88,7 @@ class Controller:
                 target_latency=c.target_latency_ms / 1000.0, max_queue=c.max_queue,
                 max_queue_wait=c.max_queue_wait, interval=c.allocator_interval,
                 clock=gate.clock, pressure=lambda: self._pressure,
-                throughput_target=c.throughput_target,
+                throughput_target=c.throughput_target, auto_target=c.auto_target_latency,
                 policy=QPolicy(c.q_alpha, c.q_gamma, c.q_epsilon, c.q_epsilon_decay, seed=None))
             self._cpu_last: tuple[float, float] | None = None
             gate.scheduler.every(1.0, self.sample_pressure, name="control.pressure")

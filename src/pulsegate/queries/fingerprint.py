@@ -26,7 +26,7 @@ import threading
 from collections import OrderedDict
 from typing import NamedTuple
 
-from pulsegate.queries.sqlscan import GENERIC, rules_for, scan
+from pulsegate.queries.sqlscan import rules_for, scan
 
 __all__ = ["FingerprintCache", "SQLFingerprint", "default_cache", "fingerprint", "normalize"]
 
@@ -92,19 +92,28 @@ def _compute(sql: str, dialect: str | None = None) -> SQLFingerprint:
 class FingerprintCache:
     """Bounded LRU of raw statement text -> :class:`SQLFingerprint`, with hit counters.
 
-    Thread-safe: a hit is one look-up plus ``move_to_end`` (each a single C call, atomic
-    under the GIL); inserting and evicting take a lock. ``hits`` may under-count by a few
-    under heavy thread contention (it is a statistic, not a lock-protected counter)."""
+    One text may redact differently per dialect (``"x"`` is a name in PostgreSQL, a
+    string in MySQL), so entries live in one LRU table per dialect family; ``maxsize``
+    bounds all tables together (an insert past it evicts the oldest entry of its own
+    table, or of the largest other one when its own holds only the new entry).
+
+    Thread-safe: a hit is two look-ups plus ``move_to_end`` (each a single C call,
+    atomic under the GIL); inserting and evicting take a lock. ``hits`` may under-count
+    by a few under heavy thread contention (it is a statistic, not a lock-protected
+    counter)."""
 
     def __init__(self, maxsize: int = 4096) -> None:
         self.maxsize = max(1, int(maxsize))
-        self._data: OrderedDict[object, SQLFingerprint] = OrderedDict()
+        #: dialect family -> LRU table; ``_by_name`` maps the names callers pass to them
+        self._tables: dict[str, OrderedDict[str, SQLFingerprint]] = {}
+        self._by_name: dict[str | None, OrderedDict[str, SQLFingerprint]] = {}
+        self._size = 0
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
     def __len__(self) -> int:
-        return len(self._data)
+        return self._size
 
     @property
     def hit_rate(self) -> float:
@@ -114,24 +123,38 @@ class FingerprintCache:
     def resize(self, maxsize: int) -> None:
         with self._lock:
             self.maxsize = max(1, int(maxsize))
-            while len(self._data) > self.maxsize:
-                self._data.popitem(last=False)
+            self._evict(None)
+
+    def _table(self, dialect: str | None) -> OrderedDict[str, SQLFingerprint]:
+        family = rules_for(dialect).name
+        with self._lock:
+            table = self._tables.get(family)
+            if table is None:
+                table = self._tables[family] = OrderedDict()
+            if len(self._by_name) < 64:  # names come from ORMs: a handful
+                self._by_name[dialect] = table
+        return table
+
+    def _evict(self, own: OrderedDict[str, SQLFingerprint] | None) -> None:
+        while self._size > self.maxsize:
+            table = own if own is not None and len(own) > 1 else max(
+                self._tables.values(), key=len)
+            table.popitem(last=False)
+            self._size -= 1
 
     def get(self, sql: str, dialect: str | None = None) -> SQLFingerprint:
         """The fingerprint of ``sql`` as ``dialect`` quotes it (see :func:`normalize`);
         never raises."""
         try:
-            data = self._data
-            # One text may redact differently per dialect ("x" is a name in PostgreSQL,
-            # a string in MySQL): the key carries the dialect's rules.
-            rules = rules_for(dialect)
-            key: object = sql if rules is GENERIC else (rules.name, sql)
-            fp = data.get(key)
+            data = self._by_name.get(dialect)
+            if data is None:
+                data = self._table(dialect)
+            fp = data.get(sql)
             if fp is not None:
                 # OrderedDict's get/move_to_end are single C calls, atomic under the GIL:
                 # the hit path needs no lock (a key evicted in between is just a KeyError).
                 try:
-                    data.move_to_end(key)
+                    data.move_to_end(sql)
                 except KeyError:
                     pass
                 self.hits += 1
@@ -139,9 +162,10 @@ class FingerprintCache:
             fp = _compute(sql if isinstance(sql, str) else str(sql), dialect)
             with self._lock:
                 self.misses += 1
-                self._data[key] = fp
-                if len(self._data) > self.maxsize:
-                    self._data.popitem(last=False)
+                if sql not in data:
+                    self._size += 1
+                data[sql] = fp
+                self._evict(data)
             return fp
         except Exception:
             return SQLFingerprint("<unparsed>", 0, "", False)

@@ -1,20 +1,27 @@
 """``python manage.py pulsegate stats|report [--json]``
 
-``stats`` prints the engine's counters; ``report`` the per-endpoint baselines, recent
-anomalies and query detections with their fixes. Both read the project's engine
-(:func:`pulsegate.django.get_gate`): in a process that served requests (a shell, a test,
-``call_command`` from a view or job) that is live data; in a fresh ``manage.py`` process
-it is what persisted state restores (``state_dir``), or empty.
+``stats`` prints the counters; ``report`` the per-endpoint baselines, recent anomalies
+and query detections with their fixes.
+
+With persisted state configured (``state_dir`` or ``state_redis_url`` in
+``settings.PULSEGATE``) both read that store, as ``pulsegate stats|report --state-dir``
+does: the serving processes write it every ``snapshot_interval`` seconds, so this shows
+what the running server has seen (every live worker), not this ``manage.py`` process,
+which served nothing. No engine is built for it (one would add an empty worker).
+Without a store they read the engine of this process (a shell, a test, ``call_command``
+from a view or job), and say so when it has seen nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from pulsegate.django.gate import get_gate
+from pulsegate.config import Config
+from pulsegate.django.gate import config_from_settings, get_gate
 from pulsegate.engine import PulseGate
 
 
@@ -61,6 +68,10 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="machine-readable output")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        config = config_from_settings()
+        if config.state_dir or config.state_redis_url:
+            self._from_store(config, options["what"], bool(options["json"]))
+            return
         gate = get_gate()
         if options["what"] == "stats":
             stats = gate.stats()
@@ -106,6 +117,26 @@ class Command(BaseCommand):
               + (f"\n    fix: {fix}" if fix else ""))
         if not report["detections"]:
             w("  none")
+
+
+    def _from_store(self, config: Config, what: str, as_json: bool) -> None:
+        """The standalone CLI's view of the store the serving processes write."""
+        from pulsegate import cli
+
+        argv = [what, "--ttl", str(config.state_ttl)]
+        if config.state_redis_url:
+            argv += ["--redis-url", config.state_redis_url, "--namespace", config.state_namespace]
+        else:
+            argv += ["--state-dir", str(config.state_dir)]
+        if as_json:
+            argv.append("--json")
+        out: Any = getattr(self.stdout, "_out", self.stdout)  # print() ends its own lines
+        err: Any = getattr(self.stderr, "_out", self.stderr)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = cli.main(argv)
+        if code:
+            raise CommandError(f"pulsegate {what}: could not read the state store "
+                               f"({config.state_redis_url or config.state_dir})")
 
 
 #: Printed instead of empty sections: where the report's data comes from.

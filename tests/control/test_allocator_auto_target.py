@@ -1,0 +1,100 @@
+"""The allocator's auto target: ``target = min(configured target, 2 x baseline)``, the
+baseline learnt from unqueued windows and re-anchored when cutting the limit does not
+lower latency (a slow dependency, not a queue)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from pulsegate.control.allocator import ConcurrencyAllocator, Ticket
+from pulsegate.control.qpolicy import QPolicy
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def make(auto: bool = True) -> tuple[ConcurrencyAllocator, Clock]:
+    clk = Clock()
+    a = ConcurrencyAllocator(2, 100, 20, target_latency=0.05, interval=0.1, min_samples=10,
+                             max_queue_wait=0.0, clock=clk, policy=QPolicy(epsilon=0.0),
+                             auto_target=auto)
+    return a, clk
+
+
+def quiet_window(a: ConcurrencyAllocator, clk: Clock, latency: float) -> None:
+    """Four at a time (under half the limit), nothing shed: an unqueued window."""
+    for _ in range(4):
+        tickets = [a.acquire_or_enqueue("normal") for _ in range(4)]
+        clk.t += 0.03
+        for t in tickets:
+            assert isinstance(t, Ticket)
+            t.release(latency)
+
+
+def busy_window(a: ConcurrencyAllocator, clk: Clock, latency: Callable[[int], float]) -> None:
+    """The limit full and one request shed: demand; latency as a function of the limit."""
+    for _ in range(4):
+        tickets = [a.acquire_or_enqueue("high") for _ in range(a.limit)]
+        assert a.acquire_or_enqueue("high") is None  # shed: there is demand
+        clk.t += 0.03
+        for t in tickets:
+            assert isinstance(t, Ticket)
+            t.release(latency(a.limit))
+
+
+def test_target_follows_twice_the_unqueued_latency_under_the_configured_cap() -> None:
+    a, clk = make()
+    for _ in range(6):
+        quiet_window(a, clk, 0.010)
+    assert a.baseline == pytest.approx(0.010)
+    assert a.target == pytest.approx(0.020)
+    for _ in range(30):
+        quiet_window(a, clk, 0.040)
+    assert a.target == pytest.approx(0.05)  # 2 x 40 ms would exceed the configured 50 ms
+
+
+def test_without_auto_target_the_configured_target_stays() -> None:
+    a, clk = make(auto=False)
+    for _ in range(6):
+        quiet_window(a, clk, 0.010)
+    assert a.target == 0.05 and a.baseline is None
+
+
+def test_a_slow_dependency_re_anchors_the_baseline_instead_of_collapsing_the_limit() -> None:
+    a, clk = make()
+    for _ in range(6):
+        quiet_window(a, clk, 0.010)
+    for _ in range(15):  # 25 ms whatever the limit: cutting it does not help
+        busy_window(a, clk, lambda limit: 0.025)
+    assert a.baseline == pytest.approx(0.025)
+    assert a.target == pytest.approx(0.05)
+    assert a.limit >= 10  # stopped cutting once the latency was understood
+
+
+def test_queueing_latency_does_not_move_the_baseline() -> None:
+    a, clk = make()
+    for _ in range(6):
+        quiet_window(a, clk, 0.010)
+    for _ in range(15):  # latency in proportion to the limit: a queue, which cuts fix
+        busy_window(a, clk, lambda limit: 0.0015 * limit)
+    assert a.baseline == pytest.approx(0.010)
+    assert a.limit <= 14
+
+
+def test_the_baseline_survives_a_restart_and_bad_values_are_ignored() -> None:
+    a, clk = make()
+    for _ in range(6):
+        quiet_window(a, clk, 0.010)
+    b, _ = make()
+    b.load_state(a.state())
+    assert b.baseline == pytest.approx(0.010) and b.target == pytest.approx(0.020)
+    c, _ = make()
+    c.load_state(a.state() | {"baseline": float("nan")})
+    assert c.baseline is None and c.target == 0.05
