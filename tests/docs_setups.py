@@ -233,3 +233,41 @@ with capture() as cap, connection.cursor() as cursor:
 assert cap.query_count == 1, cap.queries
 ''')
 SETUPS["django-apps"] = DJANGO_APPS
+
+# Wagtail is not a dependency: a stand-in for its hooks registry, then a Flask request
+# that runs the registered hook as Wagtail's page serving would.
+WAGTAIL = ('''
+import sys
+import types
+
+registered = {}
+hooks = types.ModuleType("wagtail.hooks")
+hooks.register = lambda name: (lambda fn: registered.setdefault(name, fn))
+sys.modules["wagtail"] = types.ModuleType("wagtail")
+sys.modules["wagtail"].hooks = hooks
+sys.modules["wagtail.hooks"] = hooks
+''', '''
+from flask import Flask
+
+from pulsegate.flask import PulseGate, get_gate
+
+
+class BreadPage:
+    pass
+
+
+site = Flask(__name__)
+
+
+@site.get("/<path:anything>")
+def serve(anything: str) -> str:
+    registered["before_serve_page"](BreadPage(), None, (), {})
+    return "page"
+
+
+PulseGate(site)
+site.test_client().get("/breads/white/")
+names = [row["endpoint"] for row in get_gate(site).endpoints()]
+assert names == ["GET /wagtail/BreadPage"], names
+''')
+SETUPS["wagtail"] = WAGTAIL

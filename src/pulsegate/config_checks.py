@@ -8,7 +8,11 @@ carry ("true", "0.5", "a,b", a JSON object).
 
 from __future__ import annotations
 
+import difflib
+import itertools
 import json
+import math
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
@@ -17,16 +21,58 @@ Check = Callable[[str, Any], Any]
 
 
 class ConfigError(ValueError):
-    """An invalid option: ``key``, the offending ``value`` and what ``allowed``."""
+    """An invalid option: ``key``, the offending ``value`` and what is ``allowed``.
 
-    def __init__(self, key: str, value: object, allowed: str) -> None:
+    ``suggestion`` names a close option or value ("did you mean ...") when there is one.
+    The message stays short: the value is cut to :data:`SHOWN_VALUE_CHARS` characters.
+
+    >>> str(ConfigError("alpha", 1.5, "a number > 0 and <= 1"))
+    'pulsegate: invalid alpha=1.5; allowed: a number > 0 and <= 1'
+    """
+
+    def __init__(self, key: str, value: object, allowed: str, *,
+                 suggestion: str | None = None, unknown: bool = False) -> None:
         self.key = key
         self.value = value
         self.allowed = allowed
-        super().__init__(f"pulsegate: invalid {key}={value!r}; allowed: {allowed}")
+        self.suggestion = suggestion
+        what = "unknown option" if unknown else "invalid"
+        hint = f"; did you mean {suggestion}?" if suggestion else ""
+        super().__init__(f"pulsegate: {what} {key}={shown(value)}; allowed: {allowed}{hint}")
 
 
+#: How much of a bad value a message repeats (a 1 MB string must not become a 1 MB log line).
+SHOWN_VALUE_CHARS = 80
 
+
+def shown(value: object) -> str:
+    """``repr(value)``, cut to :data:`SHOWN_VALUE_CHARS` with the full length noted."""
+    try:
+        text = repr(value)
+    except Exception:  # a hostile __repr__ must not hide the real error
+        text = f"<{type(value).__name__}>"
+    if len(text) <= SHOWN_VALUE_CHARS:
+        return text
+    return f"{text[:SHOWN_VALUE_CHARS - 20]}...({len(text)} chars)"
+
+
+def suggest(word: object, candidates: Iterable[str]) -> str | None:
+    """The candidate closest to ``word`` (difflib ratio >= 0.75), if any.
+
+    >>> suggest("z_treshold", ["z_threshold", "warmup"])
+    'z_threshold'
+    """
+    if not isinstance(word, str) or len(word) > 100:
+        return None
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
+def unknown_option(key: str, value: object, names: Iterable[str]) -> ConfigError:
+    """The error for a key that is no option; ``names`` are the options, spelt as the
+    caller spells keys (``alpha`` or ``PULSEGATE_ALPHA``)."""
+    return ConfigError(key, value, "an option listed in docs/configuration.md",
+                       suggestion=suggest(key, names), unknown=True)
 
 
 def _bool(key: str, value: Any) -> bool:
@@ -43,15 +89,27 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
+def bound(x: float) -> str:
+    """A bound as the messages and docs print it: integers with ``_`` separators.
+
+    >>> bound(1_000_000), bound(0.5)
+    ('1_000_000', '0.5')
+    """
+    return f"{int(x):_}" if x == int(x) else f"{x:g}"
+
+
 def number(lo: float | None = None, hi: float | None = None, *, integer: bool = False,
            lo_open: bool = False, optional: bool = False) -> Check:
-    """A number in [lo, hi] (or (lo, hi] with ``lo_open``); ``optional`` admits None."""
+    """A finite number in [lo, hi] (or (lo, hi] with ``lo_open``); ``optional`` admits None.
+
+    NaN and the infinities are never numbers here; strings are parsed (``"0.5"``,
+    ``"1e3"``, ``"1_000"``) but a string longer than 64 characters is not a number."""
     kind = "an integer" if integer else "a number"
     parts = []
     if lo is not None:
-        parts.append(f"{'>' if lo_open else '>='} {lo:g}")
+        parts.append(f"{'>' if lo_open else '>='} {bound(lo)}")
     if hi is not None:
-        parts.append(f"<= {hi:g}")
+        parts.append(f"<= {bound(hi)}")
     allowed = kind + (" " + " and ".join(parts) if parts else "") + (", or none" if optional else "")
 
     def check(key: str, value: Any) -> Any:
@@ -59,13 +117,16 @@ def number(lo: float | None = None, hi: float | None = None, *, integer: bool = 
             if optional:
                 return None
             raise ConfigError(key, value, allowed)
-        if isinstance(value, bool):
+        if isinstance(value, bool) or (isinstance(value, str) and len(value) > 64):
             raise ConfigError(key, value, allowed)
         try:
-            v = (int(value) if float(value) == int(float(value)) else None) if integer else float(value)
+            f = float(value)
+            if not math.isfinite(f):
+                raise ValueError
+            v: float | None = (int(f) if f == int(f) else None) if integer else f
         except (TypeError, ValueError, OverflowError):
             raise ConfigError(key, value, allowed) from None
-        if v is None or v != v:  # non-integral integer, or NaN
+        if v is None:  # a non-integral value for an integer option
             raise ConfigError(key, value, allowed)
         if lo is not None and (v <= lo if lo_open else v < lo):
             raise ConfigError(key, value, allowed)
@@ -80,20 +141,29 @@ def choice(*allowed: str) -> Check:
     def check(key: str, value: Any) -> str:
         v = value.strip().lower() if isinstance(value, str) else value
         if v not in allowed:
-            raise ConfigError(key, value, " | ".join(allowed))
+            near = suggest(v, allowed)
+            raise ConfigError(key, value, " | ".join(allowed), suggestion=near and repr(near))
         return str(v)
 
     return check
 
 
-def text(*, optional: bool = False) -> Check:
+#: Longest string option (paths, names, tokens, URLs); longer is a mistake, not a setting.
+MAX_TEXT = 4096
+#: Most entries in a list or mapping option.
+MAX_ENTRIES = 10_000
+
+
+def text(*, optional: bool = False, max_len: int = MAX_TEXT) -> Check:
+    allowed = f"a string of at most {max_len} characters" + (", or none" if optional else "")
+
     def check(key: str, value: Any) -> str | None:
         if value is None or (optional and isinstance(value, str) and value.strip() == ""):
             if optional:
                 return None
-            raise ConfigError(key, value, "a string")
-        if not isinstance(value, str):
-            raise ConfigError(key, value, "a string" + (" or none" if optional else ""))
+            raise ConfigError(key, value, allowed)
+        if not isinstance(value, str) or len(value) > max_len or "\x00" in value:
+            raise ConfigError(key, value, allowed)
         return value
 
     return check
@@ -101,10 +171,11 @@ def text(*, optional: bool = False) -> Check:
 
 def paths(key: str, value: Any) -> tuple[str, ...]:
     """A list of URL path prefixes, each starting with '/'. A string is comma-separated."""
-    items = _string_list(key, value, "a list of URL paths starting with '/'")
+    allowed = "a list of URL paths starting with '/'"
+    items = _string_list(key, value, allowed)
     for item in items:
         if not item.startswith("/"):
-            raise ConfigError(key, value, "a list of URL paths starting with '/'")
+            raise ConfigError(key, value, allowed)
     return tuple(p.rstrip("/") or "/" for p in items)
 
 
@@ -116,8 +187,8 @@ def url_path(*, optional: bool = False) -> Check:
         if optional and (value is None or (isinstance(value, str) and
                                            value.strip().lower() in ("", "none"))):
             return None
-        if not isinstance(value, str) or not value.startswith("/") or any(
-                ch in value for ch in "?# \t\r\n"):
+        if not isinstance(value, str) or not value.startswith("/") or len(value) > MAX_TEXT \
+                or any(ch in value for ch in "?# \t\r\n\x00"):
             raise ConfigError(key, value, allowed)
         return value.rstrip("/") or "/"
 
@@ -129,27 +200,31 @@ def strings(key: str, value: Any) -> tuple[str, ...]:
 
 
 def _string_list(key: str, value: Any, allowed: str) -> tuple[str, ...]:
+    """At most :data:`MAX_ENTRIES` strings of at most :data:`MAX_TEXT` characters."""
     if isinstance(value, str):
         value = [v.strip() for v in value.split(",") if v.strip()]
     if not isinstance(value, Iterable) or isinstance(value, (bytes, Mapping)):
         raise ConfigError(key, value, allowed)
-    items = tuple(value)
-    if not all(isinstance(v, str) for v in items):
-        raise ConfigError(key, value, allowed)
+    items = tuple(itertools.islice(value, MAX_ENTRIES + 1))
+    if len(items) > MAX_ENTRIES or not all(isinstance(v, str) and len(v) <= MAX_TEXT
+                                           for v in items):
+        raise ConfigError(key, value, f"{allowed} (at most {MAX_ENTRIES:_} entries)")
     return items
 
 
 def mapping(value_check: Check | None = None, allowed: str = "a mapping") -> Check:
-    """A mapping (a JSON object when given as a string), values checked one by one."""
+    """A mapping (a JSON object when given as a string) of at most :data:`MAX_ENTRIES`
+    string keys, values checked one by one."""
 
     def check(key: str, value: Any) -> Mapping[str, Any]:
         original = value
         if isinstance(value, str):
             try:
                 value = json.loads(value) if value.strip() else {}
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise ConfigError(key, original, allowed + " (JSON object)") from None
-        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        if not isinstance(value, Mapping) or len(value) > MAX_ENTRIES or not all(
+                isinstance(k, str) and len(k) <= MAX_TEXT for k in value):
             raise ConfigError(key, original, allowed)
         out = {k: (value_check(f"{key}[{k!r}]", v) if value_check else v) for k, v in value.items()}
         return MappingProxyType(out)
@@ -157,23 +232,40 @@ def mapping(value_check: Check | None = None, allowed: str = "a mapping") -> Che
     return check
 
 
+def _url(value: Any, schemes: tuple[str, ...]) -> urllib.parse.SplitResult | None:
+    """``value`` split as a URL with one of ``schemes``, a valid port and no blanks or
+    control characters; None when it is not one."""
+    if not isinstance(value, str) or len(value) > MAX_TEXT or any(
+            ch.isspace() or ord(ch) < 32 for ch in value):
+        return None
+    try:
+        url = urllib.parse.urlsplit(value)
+        url.port  # noqa: B018 -- raises ValueError for a port outside 0-65535 or not a number
+    except ValueError:
+        return None
+    return url if url.scheme in schemes else None
+
+
 def _http_url(key: str, value: Any) -> str | None:
     if value is None or (isinstance(value, str) and value.strip() == ""):
         return None
-    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
-        raise ConfigError(key, value, "an http:// or https:// URL, or none")
-    return value
+    url = _url(value, ("http", "https"))
+    if url is None or not url.hostname:
+        raise ConfigError(key, value, "an http:// or https:// URL with a host, or none")
+    return str(value)
 
 
 def _grid(key: str, value: Any) -> tuple[float, float, float]:
-    allowed = "low, high, step with 0 <= low <= high <= 1 and step > 0"
+    allowed = "low, high, step with 0 <= low <= high <= 1 and 0.001 <= step <= 1"
     if isinstance(value, str):
-        value = [v.strip() for v in value.split(",")]
+        value = [v.strip() for v in value.split(",")] if len(value) <= 200 else None
     try:
         lo, hi, step = (float(v) for v in value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ConfigError(key, value, allowed) from None
-    if not (0 <= lo <= hi <= 1 and step > 0):
+    # NaN fails every comparison, so it is refused here too; the step's floor bounds
+    # the grid at 1 000 thresholds per tuning run.
+    if not (0 <= lo <= hi <= 1 and 0.001 <= step <= 1):
         raise ConfigError(key, value, allowed)
     return lo, hi, step
 
@@ -187,14 +279,30 @@ def callable_or_none(key: str, value: Any) -> Any:
 # control checks (rate limits, client keys, priorities) ---------------------------------
 
 
+#: Bounds of a rate: its count, and its window in seconds (a millisecond to a year).
+MAX_RATE_COUNT = 1_000_000_000
+RATE_WINDOW = (0.001, 365 * 86400.0)
+#: Bounds of a bucket's depth (requests at once) and of one request's cost in tokens.
+MAX_BURST = 1_000_000_000
+MAX_COST = 1_000_000
+
+
 def _rate(key: str, value: Any) -> str:
     from pulsegate.control.ratelimit import parse_rate
 
+    allowed = (f"a rate like '100/minute' or '5 per 10 seconds', count 1 to "
+               f"{MAX_RATE_COUNT:_}, window 0.001 s to 365 days")
+    if not isinstance(value, str) or len(value) > 64:
+        raise ConfigError(key, value, allowed)
     try:
-        parse_rate(value)
+        quota, window = parse_rate(value)
     except ValueError as exc:
         raise ConfigError(key, value, str(exc)) from None
-    return str(value).strip()
+    # A 400-digit count parses to inf (or a number no bucket arithmetic survives):
+    # refused here, or every limiter check would fault and limiting silently stop.
+    if not (1 <= quota <= MAX_RATE_COUNT and RATE_WINDOW[0] <= window <= RATE_WINDOW[1]):
+        raise ConfigError(key, value, allowed)
+    return value.strip()
 
 
 def _route_rates(key: str, value: Any) -> Mapping[str, str]:
@@ -207,8 +315,19 @@ def _route_rates(key: str, value: Any) -> Mapping[str, str]:
         rate, _, burst = spec.partition(";")
         _rate(f"{key}[{route!r}]", rate)
         if burst:
-            number(0, lo_open=True)(f"{key}[{route!r}] burst", burst)
+            number(1, MAX_BURST)(f"{key}[{route!r}] burst", burst)
     return out
+
+
+_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
+
+
+def header_name(key: str, value: Any, allowed: str = "an HTTP header name") -> str:
+    """An HTTP field name (RFC 9110 token, at most 256 characters), lower-cased."""
+    v = value.strip().lower() if isinstance(value, str) else ""
+    if not v or len(v) > 256 or not set(v) <= _TOKEN_CHARS:
+        raise ConfigError(key, value, allowed)
+    return v
 
 
 def _client_key(key: str, value: Any) -> Any:
@@ -217,9 +336,17 @@ def _client_key(key: str, value: Any) -> Any:
         return value
     if isinstance(value, str):
         v = value.strip()
-        if v == "ip" or (v.lower().startswith("header:") and v[7:].strip()):
-            return v if v == "ip" else "header:" + v[7:].strip().lower()
+        if v == "ip":
+            return v
+        if v.lower().startswith("header:"):
+            return "header:" + header_name(key, v[7:], allowed)
     raise ConfigError(key, value, allowed)
+
+
+def _header_or_none(key: str, value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+        return None
+    return header_name(key, value, "an HTTP header name, or none")
 
 
 def _forwarded_header(key: str, value: Any) -> tuple[str, ...]:
@@ -240,12 +367,13 @@ def _forwarded_header(key: str, value: Any) -> tuple[str, ...]:
 def _cidrs(key: str, value: Any) -> tuple[str, ...]:
     import ipaddress
 
-    items = _string_list(key, value, "a list of IP networks (CIDR), e.g. 10.0.0.0/8")
+    allowed = "a list of IP networks (CIDR), e.g. 10.0.0.0/8"
+    items = _string_list(key, value, allowed)
     for item in items:
         try:
             ipaddress.ip_network(item.strip(), strict=False)
         except ValueError:
-            raise ConfigError(key, item, "a list of IP networks (CIDR), e.g. 10.0.0.0/8") from None
+            raise ConfigError(key, item, allowed) from None
     return tuple(i.strip() for i in items)
 
 
@@ -258,13 +386,39 @@ def _priorities(key: str, value: Any) -> Mapping[str, str]:
 
 
 def _route_costs(key: str, value: Any) -> Mapping[str, float]:
-    out: Mapping[str, float] = mapping(number(0, lo_open=True),
-                                       "a mapping of route template -> cost > 0")(key, value)
+    out: Mapping[str, float] = mapping(
+        number(0, MAX_COST, lo_open=True),
+        f"a mapping of route template -> cost > 0 and <= {MAX_COST:_}")(key, value)
     return out
 
 
+def _redis_url(url: urllib.parse.SplitResult | None, *, cluster: bool = False) -> bool:
+    """A URL redis-py's ``from_url`` reads: a host (or a unix socket path) and a numeric
+    database (none on a cluster)."""
+    if url is None:
+        return False
+    if url.scheme == "unix":
+        return bool(url.path)
+    db = url.path.strip("/")
+    return bool(url.hostname) and (db == "" or (db.isdigit() and len(db) <= 6 and
+                                                not (cluster and db != "0")))
+
+
 def _storage_url(key: str, value: Any) -> str:
-    if isinstance(value, str) and value.startswith(("memory://", "redis://", "rediss://",
-                                                     "unix://", "redis+cluster://")):
-        return value
-    raise ConfigError(key, value, "memory:// or a redis://host:port/db URL")
+    allowed = ("memory://, redis://host:port/db, rediss://..., unix:///socket or "
+               "redis+cluster://host:port")
+    if isinstance(value, str) and value.strip() == "memory://":
+        return "memory://"
+    url = _url(value, ("redis", "rediss", "unix", "redis+cluster"))
+    if not _redis_url(url, cluster=url is not None and url.scheme == "redis+cluster"):
+        raise ConfigError(key, value, allowed)
+    return str(value)
+
+
+def _state_redis_url(key: str, value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+        return None
+    if not _redis_url(_url(value, ("redis", "rediss", "unix"))):
+        raise ConfigError(key, value, "redis://host:port/db, rediss://... or "
+                          "unix:///socket, or none")
+    return str(value)

@@ -238,14 +238,19 @@ class _Exchange(list[bytes]):
         yield chunk
 
     def content_length(self) -> int | None:
-        """The response's Content-Length as the app set it, or None."""
-        for name, value in getattr(self, "_headers", ()):
-            if name.lower() == "content-length":
-                try:
-                    return int(value)
-                except ValueError:
-                    return None
-        return None
+        """The response's Content-Length as the app set it, or None (also when spelt in
+        an unusual case: the body then ends when it runs out, a little later)."""
+        try:
+            found = dict(self._headers)  # in C; frameworks spell it one of two ways
+        except (AttributeError, TypeError, ValueError):
+            return None
+        value = found.get("Content-Length") or found.get("content-length")
+        if value is None:
+            return None
+        try:
+            return int(value)
+        except ValueError:
+            return None
 
 
 def _nothing_to_close() -> None:

@@ -293,3 +293,35 @@ def test_head_has_no_body_and_root_path_is_refused(clock: FakeClock) -> None:
     assert status == 200 and body == b"" and int(dict(headers)["content-length"]) > 0
     assert state(make_gate(clock, dashboard=True, dashboard_token=SECRET,
                            dashboard_path="/")).dashboard is None
+
+
+async def test_dashboard_is_restored_after_a_restart(clock: FakeClock, tmp_path: Any) -> None:
+    """A worker restarted on the same state_dir shows the counts, anomalies, incidents
+    and query problems of before (it showed 0 requests and "no query problems")."""
+    from pulsegate.export.dashboard.api import summary
+
+    options = {"dashboard_token": SECRET, "state_dir": str(tmp_path)}
+    before_gate = make_gate(clock, dashboard=True, **options)
+    async with client_for(PulseGateMiddleware(build_app(clock), gate=before_gate)) as client:
+        await traffic(client, slow=2, n1=2)
+    before_gate.incidents.append({"id": "incident-1", "endpoint": "GET /work/{id}", "at": 1.0})
+    series = state(before_gate).series
+    assert series is not None
+    before = summary(before_gate, series)
+    before_gate.close()  # the final snapshot
+    assert before["stats"]["requests"] == 34 and before["anomalies"] and before["detections"]
+
+    after_gate = make_gate(clock, dashboard=True, **options)
+    series = state(after_gate).series
+    assert series is not None
+    after = summary(after_gate, series)
+    assert after["stats"]["requests"] == 34
+    assert after["stats"]["anomalies"] == before["stats"]["anomalies"] > 0
+    assert [a["endpoint"] for a in after["anomalies"]] == [a["endpoint"] for a in before["anomalies"]]
+    assert {(d["endpoint"], d["kind"]) for d in after["detections"]} == {
+        (d["endpoint"], d["kind"]) for d in before["detections"]}
+    assert [i["id"] for i in after["incidents"]] == ["incident-1"]
+    async with client_for(PulseGateMiddleware(build_app(clock), gate=after_gate)) as client:
+        await client.get("/work/1?ms=10")
+    assert summary(after_gate, series)["stats"]["requests"] == 35  # and it counts on
+    after_gate.close()

@@ -19,10 +19,10 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     try:
         config_from_settings()
     except ConfigError as exc:
+        # The message already names the key, the value, what is allowed and the nearest
+        # option; the hint only says where the rest is (not the allowed text again).
         return [checks.Error(
-            str(exc), hint=f"Fix PULSEGATE[{exc.key!r}] in settings: allowed {exc.allowed}.",
-            obj="settings.PULSEGATE", id="pulsegate.E001")]
-    except TypeError as exc:
-        return [checks.Error(str(exc), hint="settings.PULSEGATE must be a dict of options.",
-                             obj="settings.PULSEGATE", id="pulsegate.E002")]
+            str(exc), hint="Every option and its allowed values: docs/configuration.md.",
+            obj="settings.PULSEGATE", id="pulsegate.E002" if exc.key == "PULSEGATE" else
+            "pulsegate.E001")]
     return []

@@ -14,7 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.core.signals import setting_changed
 
-from pulsegate.config import Config
+from pulsegate.config import Config, ConfigError
 from pulsegate.engine import PulseGate
 
 _lock = threading.Lock()
@@ -26,7 +26,7 @@ def config_from_settings() -> Config:
     keys); raises :class:`~pulsegate.ConfigError` for a bad key or value."""
     values = getattr(settings, "PULSEGATE", None) or {}
     if not isinstance(values, Mapping):
-        raise TypeError(f"settings.PULSEGATE must be a dict, not {type(values).__name__}")
+        raise ConfigError("PULSEGATE", values, "a dict of options (settings.PULSEGATE)")
     return Config.from_mapping(values)
 
 

@@ -149,6 +149,9 @@ class SeriesStore:
         self.max_clients = 50
         self.feedback: dict[str, bool] = {}
         self._ids = itertools.count(1)
+        #: Counters of the process(es) this one was restored from (``load_state``),
+        #: added to the live ones where the dashboard shows totals.
+        self.restored: dict[str, int] = {}
         # The listener runs on request threads (WSGI) or the event loop; readers (the
         # dashboard's JSON) take the lock only to copy.
         self.lock = threading.Lock()
@@ -251,6 +254,48 @@ class SeriesStore:
         entry["seen"] += 1
         entry["last_at"] = at
 
+    # --- persistence (registered with the registry as the "dashboard" component) ------
+
+    def state(self) -> dict[str, Any]:
+        """What the dashboard lists, for a restart to show again: the counters (added to
+        those restored before), recent anomalies, query problems, incidents, feedback."""
+        counters = self.totals(self.gate.counters)
+        with self.lock:
+            anomalies = [_plain(r) for r in self.anomalies]
+            detections = [_plain(r) for r in self.detections.values()]
+            feedback = dict(self.feedback)
+        incidents = [_plain(i) for i in list(self.gate.incidents)]
+        return {"counters": counters, "anomalies": anomalies, "detections": detections,
+                "incidents": incidents, "feedback": feedback}
+
+    def load_state(self, data: dict[str, Any]) -> None:
+        counters = data.get("counters") or {}
+        self.restored = {str(k): int(v) for k, v in counters.items()
+                         if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        with self.lock:
+            older = [r for r in data.get("anomalies") or () if isinstance(r, dict)]
+            merged = older + list(self.anomalies)
+            self.anomalies.clear()
+            self.anomalies.extend(merged)  # the newest max_recent stay
+            for row in list(data.get("detections") or ())[-self.max_recent:]:
+                if isinstance(row, dict):
+                    ident = (str(row.get("endpoint")), str(row.get("kind")),
+                             str(row.get("fingerprint") or row.get("sql")))
+                    self.detections.setdefault(ident, row)
+            for k, v in dict(data.get("feedback") or {}).items():
+                self.feedback.setdefault(str(k), bool(v))
+        incidents = self.gate.incidents
+        if not incidents:
+            incidents.extend(i for i in data.get("incidents") or () if isinstance(i, dict))
+
+    def totals(self, counters: dict[str, Any]) -> dict[str, Any]:
+        """``counters`` plus the restored ones (a fresh dict)."""
+        out = dict(counters)
+        for k, v in self.restored.items():
+            if isinstance(out.get(k, 0), (int, float)):
+                out[k] = out.get(k, 0) + v
+        return out
+
     # --- readers ----------------------------------------------------------------------
 
     def endpoint_series(self, key: str) -> list[dict[str, Any]]:
@@ -299,3 +344,9 @@ class SeriesStore:
         with self.lock:
             items = sorted(self.throttled_clients.items(), key=lambda kv: -kv[1])[:limit]
         return [{"client": k, "throttled": v} for k, v in items]
+
+
+def _plain(row: dict[str, Any]) -> dict[str, Any]:
+    """A row without its live objects (``_obj``), with JSON-safe values."""
+    return {k: v if isinstance(v, (str, int, float, bool, type(None))) else str(v)
+            for k, v in row.items() if not k.startswith("_")}

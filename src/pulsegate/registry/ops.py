@@ -54,6 +54,25 @@ COMPONENTS = {
     "multivariate": ("multivariate",),
 }
 
+#: Components offered for a gate whose ModelOps is not built yet.
+_OFFERED: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def register_component(gate: Any, name: str, comp: Any) -> None:
+    """Persist ``comp`` (``state()``/``load_state()``) with ``gate``'s state under
+    ``name``, besides the model components: written each snapshot, and given the
+    persisted state at start-up (now, if start-up already read it)."""
+    ops = getattr(gate, "ops", None)
+    if ops is None:
+        _OFFERED.setdefault(gate, {})[name] = comp
+        return
+    from pulsegate.registry.persist import restore_components
+
+    ops.extra_components[name] = comp
+    if name in ops._pending_components:
+        restore_components(ops)
+
+
 #: Seconds between two near-miss predictions of one endpoint.
 NEAR_MISS_EVERY = 10.0
 
@@ -118,6 +137,9 @@ class ModelOps:
         self._absorb: list[str] = []
         self._loaded_at = 0.0
         self._pending_components: dict[str, Any] = {}
+        #: Components registered by name (:func:`register_component`), some of them
+        #: before this object existed (the exports are installed first).
+        self.extra_components: dict[str, Any] = _OFFERED.pop(gate, {})
         self._factory_wrapped = False
         self._snapshot_lock = threading.Lock()
         self._closed = False
@@ -169,6 +191,9 @@ class ModelOps:
     # --- components and models ----------------------------------------------------
 
     def component(self, model: str) -> Any:
+        extra = self.extra_components.get(model)
+        if extra is not None:
+            return extra
         for path in COMPONENTS.get(model, ()):
             comp: Any = self.gate
             for attr in path.split("."):

@@ -138,7 +138,7 @@ def write_snapshot(ops: ModelOps) -> None:
                                 "started": ops.started, "updated": now,
                                 "stats": {k: v for k, v in stats.items()
                                           if isinstance(v, (int, float, str))}}))
-    for name in COMPONENTS:
+    for name in (*COMPONENTS, *ops.extra_components):
         comp = ops.component(name)
         if comp is None or name in ops._pending_components:
             continue

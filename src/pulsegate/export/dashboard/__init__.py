@@ -310,4 +310,8 @@ def install(gate: PulseGate) -> DashboardHandler | None:
     if st.series is None:
         st.series = SeriesStore(gate, points=c.dashboard_points)
         gate.listeners.append(st.series)
+        # persisted with the gate's state (state_dir / Redis): a restart shows it again
+        from pulsegate.registry.ops import register_component
+
+        register_component(gate, "dashboard", st.series)
     return DashboardHandler(gate, st.series)

@@ -106,7 +106,7 @@ def summary(gate: PulseGate, series: SeriesStore) -> dict[str, Any]:
     return {
         "at": gate.wall(),
         "window": series.window,
-        "stats": gate.stats(),
+        "stats": series.totals(gate.stats()),  # with the counts before a restart
         "endpoints": endpoints,
         "anomalies": series.recent_anomalies(50, resolve),
         "incidents": [dict(i, feedback=series.feedback.get(str(i.get("id"))))
