@@ -24,6 +24,7 @@ GARBAGE: list[Any] = [
     "garbage", "redis://", "http://", object(), b"bytes", [math.inf], [HUGE], ["x"] * 20_000,
     {"/a": math.inf}, {"/a": "1" * 400 + "/second"}, {"/a": "5/minute;1e308"}, {"/a": HUGE},
     {"/a": math.nan}, (math.inf, 0.9, 0.05), (0.5, 0.9, 1e-300), "0.5, 0.9, 1e-300",
+    {"/" + "a" * 4000: "1/second"}, {HUGE: 1},
 ]
 #: What an environment variable can carry: the string garbage, and a string of each other.
 ENV_GARBAGE = sorted({g if isinstance(g, str) else str(g) for g in GARBAGE})
@@ -57,6 +58,12 @@ def refused_or_served(key: str, build: Any, value: Any) -> None:
         assert "allowed: " in message
         return
     assert isinstance(config, Config)
+    # Accepted numbers must be finite and modest before an engine is built from them: a
+    # missing bound then fails here, rather than by allocating gigabytes in the engine.
+    for name, _, _ in Config.options():
+        v = getattr(config, name)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            assert math.isfinite(v) and abs(v) <= 1e10, f"{name}={v!r} accepted"
     serve_one_request(config, f"{key}={value!r:.60}")
 
 

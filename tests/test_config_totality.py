@@ -113,3 +113,9 @@ def test_a_huge_bad_value_makes_a_short_message() -> None:
     with pytest.raises(ConfigError) as info:
         Config(state_namespace="x" * 1_000_000)
     assert len(str(info.value)) < 300 and "(1000002 chars)" in str(info.value)
+
+
+def test_a_huge_unknown_key_makes_a_short_message() -> None:
+    with pytest.raises(ConfigError) as info:
+        Config.from_mapping({"k" * 1_000_000: 1})
+    assert len(str(info.value)) < 300 and info.value.key == "k" * 1_000_000
