@@ -228,7 +228,7 @@ def scan(sql: str, rules: DialectRules = GENERIC, limit: int | None = MAX_SCAN) 
     >>> "".join(scan("SELECT a FROM t WHERE b = 'x' -- note"))
     'select a from t where b = ?'
     >>> "".join(scan("select $$it's$$, e'\\\\'' || b", rules_for("postgresql")))
-    'select ?, ? || b'
+    'select ?, ? | | b'
     """
     truncated = limit is not None and len(sql) > limit
     s = sql[:limit] if truncated else sql
