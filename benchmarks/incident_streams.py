@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
         detection((0.1, 1.0), 2, 1.0)
     else:
         false_incidents(rates, {0.1: 28.0, 1.0: 7.0, 5.0: 2.0}, 5)
-        detection(rates, 3, 2.0)
+        detection(rates, 3, 1.0)
 
 
 if __name__ == "__main__":

@@ -152,20 +152,23 @@ def anomaly_model(ts: list[str], values: list[float], stamped: bool = True,
 
 
 def candidates() -> list[heldout.Candidate]:
-    """The configurations the held-out evaluation chooses among (the default first)."""
+    """The configurations the held-out evaluation chooses among (the default first):
+    each stage on or off (seasonal profile: timestamps given or not; suppression:
+    ``decay`` 0 switches it off) and the likelihood's horizon and floor."""
     out = []
     base = AnomalyModel()
-    half = math.log(0.5) / math.log(base.decay)
     for stamped in (True, False):
-        for rate in (0.5, 1.0, 2.0):
-            for life in (0.5, 1.0, 2.0):
-                kw = {"rarity_rate": base.rarity_rate * rate,
-                      "decay": 0.5 ** (1 / (half * life))}
-                name = (f"anomaly {'ts' if stamped else 'values'} rate x{rate:g} "
-                        f"half-life x{life:g}")
-                out.append(heldout.Candidate(name, functools.partial(
-                    anomaly_model, stamped=stamped, **kw), base.alarm))
-    out.sort(key=lambda c: c.name != "anomaly ts rate x1 half-life x1")
+        for rate in (base.rarity_rate, 2.5e-4, 1e-4):
+            for floor in (base.rarity_floor, 1e-6):
+                for decay in (base.decay, 0.0):
+                    kw: dict[str, Any] = {"rarity_rate": rate, "rarity_floor": floor,
+                                          "decay": decay}
+                    name = (f"{'ts' if stamped else 'values'} rate {rate:g} floor {floor:g}"
+                            f"{'' if decay else ' no-suppr'}")
+                    out.append(heldout.Candidate(name, functools.partial(
+                        anomaly_model, stamped=stamped, **kw), base.alarm))
+    default = f"ts rate {base.rarity_rate:g} floor {base.rarity_floor:g}"
+    out.sort(key=lambda c: c.name != default)
     return out
 
 
@@ -268,6 +271,7 @@ def main(argv: list[str] | None = None) -> None:
             cats = [c for c in cats if c in only]
         rep = heldout.report(ns, cands, cats)
         default = cands[0]
+        heldout.reliability(default, cats)
         (_, thr_default, *_), _ = ns.best_threshold(heldout.pool(default, cats), "standard")
         generated_report(ns, [("default", default, thr_default),
                               ("chosen on all NAB", rep.in_sample_choice,

@@ -15,10 +15,16 @@ Populations (simulated clock; every limiter sees the identical request stream):
 
 Abusers ignore 429s and keep sending. Nominal policy: 60/minute, burst 60.
 
-Scores: legitimate requests throttled (%); abusive *excess* blocked (%) -- excess is what
-a client sent beyond its entitlement at the nominal rate (rate x active time + burst),
-so a perfect static limiter scores 100 % here; abusive requests admitted in total (%),
-which is where behaviour matters (the low-and-slow population has no excess at all).
+Scores: legitimate requests throttled (%); abusive requests admitted (%), per request.
+(The "abusive excess blocked" column counts only what a client sent beyond its
+entitlement at the nominal rate, so any limiter at that rate scores 100 % -- printed for
+continuity, never a bar.)
+
+``--mixes`` runs the closed-loop evaluation of issue 23 instead: seven mixes of clients
+that react to refusals (``ratelimit_clients.py``) against pulsegate and against static
+limiters swept over 30-240/minute (token bucket; ``limits``' fixed window -- slowapi's
+default --, moving window and sliding-window counter); pulsegate passes a mix only when
+no static configuration is at least as good on both scores.
 """
 
 from __future__ import annotations
@@ -343,7 +349,6 @@ def main(argv: list[str] | None = None) -> int:
     print("(per-population columns: % of that population's requests refused)")
     pg = results[0]
     print("\n## bars (pulsegate)")
-    print(f"- >= 95% of abusive excess blocked: {'PASS' if pg['excess_blocked'] >= 95 else 'FAIL'}")
     print(f"- <= 0.5% of legitimate requests throttled: "
           f"{'PASS' if pg['legit_throttled'] <= 0.5 else 'FAIL'}")
 

@@ -102,6 +102,8 @@ def requests(draw: Any) -> dict[str, Any]:
     return {"method": draw(METHODS), "path": draw(PATHS), "query": draw(QUERIES),
             "headers": draw(HEADERS), "body": body, "client": draw(CLIENTS),
             "disconnect_after": draw(st.one_of(st.none(), st.integers(0, len(body)))),
+            # ASGI: the server's send() fails after this many messages (peer reset)
+            "send_fails_after": draw(st.one_of(st.none(), st.none(), st.integers(0, 3))),
             # what the app does: answer status, response chunks, or fail
             "status": draw(st.sampled_from([200, 201, 204, 301, 304, 400, 404, 429, 500, 503])),
             "chunks": draw(st.integers(1, 3)),

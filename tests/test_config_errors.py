@@ -63,10 +63,19 @@ def test_a_misspelt_keyword_argument_is_a_config_error_with_a_suggestion(entry: 
     assert str(info.value).startswith("pulsegate: unknown option z_treshold=2; allowed: ")
 
 
-def test_the_flask_extension_names_the_config_key_it_would_set() -> None:
+def test_flask_extension_keyword_typo() -> None:
     with pytest.raises(ConfigError) as info:
         _flask_extension(z_treshold=2)
-    assert_short_suggestion(info.value, "PULSEGATE_Z_TRESHOLD", "PULSEGATE_Z_THRESHOLD")
+    assert_short_suggestion(info.value, "z_treshold", "z_threshold")
+
+
+def test_flask_extension_with_a_gate_and_options() -> None:
+    gate = PulseGate()
+    try:
+        with pytest.raises(ConfigError, match="not both"):
+            _flask_extension(gate=gate, alpha=0.2)
+    finally:
+        gate.close()
 
 
 def test_flask_app_config_typo() -> None:
@@ -127,3 +136,19 @@ def test_keyword_typos_still_type_check() -> None:
     import inspect
 
     assert "z_threshold" in inspect.signature(Config).parameters
+
+
+@pytest.mark.parametrize("middleware", ["asgi", "wsgi"])
+def test_a_gate_and_options_together_is_a_config_error(middleware: str) -> None:
+    """Options next to ``gate=`` would be silently ignored: refused instead."""
+    from pulsegate.asgi import PulseGateMiddleware
+    from pulsegate.wsgi import PulseGateWSGIMiddleware
+
+    cls: Any = PulseGateMiddleware if middleware == "asgi" else PulseGateWSGIMiddleware
+    gate = PulseGate()
+    try:
+        with pytest.raises(ConfigError) as info:
+            cls(lambda *args: None, gate=gate, z_threshold=2)
+        assert info.value.key == "gate" and "not both" in str(info.value)
+    finally:
+        gate.close()

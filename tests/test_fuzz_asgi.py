@@ -79,15 +79,18 @@ async def run(app: Any, req: dict[str, Any]) -> tuple[list[Message], str | None]
         return {"type": "http.request", "body": chunk, "more_body": bool(chunks)}
 
     sent: list[Message] = []
+    fails_after = req["send_fails_after"]
 
     async def send(message: Message) -> None:
+        if fails_after is not None and len(sent) >= fails_after:
+            raise ConnectionResetError("peer gone")
         sent.append(message)
 
     error = None
     try:
         await app(scope_for(req), receive, send)
-    except AppFailure as exc:
-        error = str(exc)
+    except (AppFailure, ConnectionResetError) as exc:
+        error = f"{type(exc).__name__}: {exc}"
     return sent, error
 
 

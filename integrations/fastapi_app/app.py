@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy import ForeignKey, String, event, func, select
 from sqlalchemy.ext.asyncio import AsyncAttrs, async_sessionmaker, create_async_engine
@@ -233,6 +233,34 @@ async def error() -> dict[str, Any]:
 async def health() -> dict[str, str]:
     """Excluded from measuring by pulsegate's default ``exclude_paths``."""
     return {"status": "ok"}
+
+
+# Routers included with a prefix: two routers share the inner path "/items/{book_id}",
+# and pulsegate names each endpoint with its prefix (GET /api/v1/items/{book_id}).
+catalog = APIRouter()
+admin = APIRouter()
+
+
+@catalog.get("/items/{book_id}")
+async def catalog_item(book_id: int) -> dict[str, Any]:
+    async with Session() as s:
+        found = await s.get(Book, book_id)
+        if found is None:
+            raise HTTPException(404, "no such book")
+        return {"id": found.id, "title": found.title}
+
+
+@admin.get("/items/{book_id}")
+async def admin_item(book_id: int) -> dict[str, Any]:
+    async with Session() as s:
+        found = await s.get(Book, book_id)
+        if found is None:
+            raise HTTPException(404, "no such book")
+        return {"id": found.id, "author_id": found.author_id}
+
+
+app.include_router(catalog, prefix="/api/v1")
+app.include_router(admin, prefix="/api/admin")
 
 
 @app.get("/pulsegate/detections")

@@ -4,7 +4,7 @@
     DATABASE_URL=postgresql://user@host/db gunicorn 'app:create_app()'
 
 pulsegate is one line, ``PulseGate(app)``: it wraps ``app.wsgi_app``, reads
-``PULSEGATE_*`` config keys and instruments Flask-SQLAlchemy's engines by itself.
+``PULSEGATE_*`` config keys (and environment variables) and instruments Flask-SQLAlchemy's engines by itself.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Flask, Response, abort, g, request
+from flask import Flask, Response, abort, g, render_template, request
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import ForeignKey, String, event, func, select
 from sqlalchemy.orm import (
@@ -87,9 +87,6 @@ def seed() -> None:
 def create_app() -> Flask:
     app = Flask(__name__)
     app.config["SQLALCHEMY_DATABASE_URI"] = database_url()
-    for key, value in os.environ.items():  # PULSEGATE_* from the environment, as config
-        if key.startswith("PULSEGATE_") and key != "PULSEGATE_INSTALL_SERVICES":
-            app.config[key] = value
     db.init_app(app)
     PulseGate(app)  # <- the whole integration
 
@@ -147,6 +144,13 @@ def create_app() -> Flask:
         books = db.session.scalars(
             select(Book).options(joinedload(Book.author)).order_by(Book.id)).all()
         return counted({"books": [{"title": b.title, "author": b.author.name} for b in books]})
+
+    @app.get("/books/page")
+    def books_page() -> str:
+        """An HTML page whose Jinja template reads each book's author lazily: the N+1 a
+        real app has, named by the template line (books_page.html:6)."""
+        books = db.session.scalars(select(Book).order_by(Book.id)).all()
+        return render_template("books_page.html", books=books)
 
     @app.get("/books/<int:book_id>")
     def book(book_id: int) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from pulsegate.autoinstrument import instrument_orms
-from pulsegate.config import Config
+from pulsegate.config import Config, ConfigError
 from pulsegate.context import Rejection, RequestContext
 from pulsegate.engine import PulseGate
 from pulsegate.export.endpoints import internal_endpoints, serve_asgi
@@ -155,7 +155,8 @@ class PulseGateMiddleware:
         if gate is None:
             gate = PulseGate(config, **options) if config is not None else PulseGate(**options)
         elif config is not None or options:
-            raise TypeError("pass either gate= or configuration, not both")
+            raise ConfigError("gate", gate, "a gate= or configuration (config=, options), "
+                              "not both: the gate has its own Config")
         self.gate = gate
         # Encoded header pairs: most values repeat ("none", "0", "0.000", a version), so
         # the bytes are made once. Bounded: varying values simply stop being cached.

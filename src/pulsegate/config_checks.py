@@ -38,7 +38,8 @@ class ConfigError(ValueError):
         self.suggestion = suggestion
         what = "unknown option" if unknown else "invalid"
         hint = f"; did you mean {suggestion}?" if suggestion else ""
-        super().__init__(f"pulsegate: {what} {key}={shown(value)}; allowed: {allowed}{hint}")
+        name = key if len(key) <= SHOWN_VALUE_CHARS else shown(key)
+        super().__init__(f"pulsegate: {what} {name}={shown(value)}; allowed: {allowed}{hint}")
 
 
 #: How much of a bad value a message repeats (a 1 MB string must not become a 1 MB log line).

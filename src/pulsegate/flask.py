@@ -24,7 +24,7 @@ from typing import Any
 
 from flask import Flask, current_app
 
-from pulsegate.config import Config
+from pulsegate.config import Config, ConfigError
 from pulsegate.engine import PulseGate as Engine
 from pulsegate.wsgi import Environ, PulseGateWSGIMiddleware
 
@@ -76,6 +76,10 @@ class PulseGate:
 
     def __init__(self, app: Flask | None = None, *, gate: Engine | None = None,
                  **options: Any) -> None:
+        if gate is not None and options:
+            raise ConfigError("gate", gate, "a gate= or options, not both: the gate has its "
+                              "own Config")
+        Config(**options)  # typos and bad values fail here, spelt as they were passed
         self._shared_gate = gate
         self._defaults = options
         if app is not None:

@@ -44,7 +44,7 @@ from types import TracebackType
 from typing import Any
 
 from pulsegate.autoinstrument import instrument_orms
-from pulsegate.config import Config
+from pulsegate.config import Config, ConfigError
 from pulsegate.context import RequestContext
 from pulsegate.engine import PulseGate
 from pulsegate.export.endpoints import internal_endpoints, serve_wsgi
@@ -309,7 +309,8 @@ class PulseGateWSGIMiddleware:
         if gate is None:
             gate = PulseGate(config, **options) if config is not None else PulseGate(**options)
         elif config is not None or options:
-            raise TypeError("pass either gate= or configuration, not both")
+            raise ConfigError("gate", gate, "a gate= or configuration (config=, options), "
+                              "not both: the gate has its own Config")
         self.app = app
         self.gate = gate
         self.route_resolver = route_resolver

@@ -109,14 +109,15 @@ def test_huge_chains_are_read_from_the_right_only() -> None:
     assert len(header_entries("x-forwarded-for", chain)) == MAX_HOPS
 
 
-def test_long_header_and_callable_keys_are_digested() -> None:
+def test_header_keys_are_digests_and_long_callable_keys_too() -> None:
     keys = ClientKeyResolver("header:x-api-key")
-    short = keys(info("1.2.3.4", x_api_key="k" * MAX_KEY))
-    assert short == "h:" + "k" * MAX_KEY
+    secret = keys(info("1.2.3.4", x_api_key="sk_live_abc"))
+    assert secret.startswith("h:") and "sk_live" not in secret and len(secret) == 2 + 32
     long_a = keys(info("1.2.3.4", x_api_key="a" * 100_000))
     long_b = keys(info("1.2.3.4", x_api_key="a" * 99_999 + "b"))
-    assert long_a != long_b and len(long_a) == len(long_b) == 2 + 1 + 32
+    assert long_a != long_b and len(long_a) == len(long_b) == 2 + 32
     assert long_a == keys(info("9.9.9.9", x_api_key="a" * 100_000))  # stable
+    assert ClientKeyResolver(lambda i: "t" * MAX_KEY)(info("1.2.3.4")) == "k:" + "t" * MAX_KEY
     assert len(ClientKeyResolver(lambda i: "t" * 10_000)(info("1.2.3.4"))) == 2 + 1 + 32
 
 
@@ -145,7 +146,8 @@ def test_all_hops_trusted_uses_left_most() -> None:
 
 def test_header_key_and_fallback() -> None:
     keys = ClientKeyResolver("header:x-api-key")
-    assert keys(info("1.2.3.4", x_api_key="abc")) == "h:abc"
+    assert keys(info("1.2.3.4", x_api_key="abc")) == keys(info("5.6.7.8", x_api_key="abc"))
+    assert keys(info("1.2.3.4", x_api_key="abc")).startswith("h:")
     assert keys(info("1.2.3.4")) == "ip:1.2.3.4"
 
 

@@ -7,7 +7,9 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
+from config_garbage import FREE_FORM, GARBAGE, documented_options, refused_or_served
 from pulsegate import ConfigError
+from pulsegate.django.checks import check_settings
 from pulsegate.django.gate import config_from_settings, set_gate
 
 
@@ -36,3 +38,20 @@ def test_settings_that_are_not_a_dict_are_a_config_error() -> None:
         config_from_settings()
     assert info.value.key == "PULSEGATE"
     assert "(pulsegate.E002)" in check_output(["alpha"])
+
+
+@pytest.mark.parametrize("key", documented_options())
+def test_garbage_in_settings_is_an_error_of_the_check_or_harmless(key: str) -> None:
+    """Issue 18: the same garbage as tests/test_config_totality.py, through
+    ``settings.PULSEGATE``: the system check names the key, or the engine built from the
+    settings serves without an internal fault."""
+    if key in FREE_FORM:
+        pytest.skip("documented as not validated")
+    for value in GARBAGE:
+        with override_settings(PULSEGATE={key: value}):
+            errors = check_settings()
+            if errors:
+                (error,) = errors
+                assert error.id == "pulsegate.E001" and key in error.msg, error.msg
+            refused_or_served(key, config_from_settings, value)
+    set_gate(None)

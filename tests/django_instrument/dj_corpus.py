@@ -146,6 +146,8 @@ PROBLEMS: list[Scenario] = [
     ("loop of four", True, "n_plus_one", lambda: [list(a.books.all()) for a in Author.objects.all()[:4]]),
     ("short get loop", True, "n_plus_one", lambda: [Author.objects.get(pk=i) for i in range(1, 4)]),
     ("two-object fixture", True, "n_plus_one", lambda: [b.author.name for b in Book.objects.filter(pk__in=[1, 4])]),
+    ("objects created, not queried, then a loop", True, "n_plus_one",
+     lambda: [list(a.books.all()) for a in [Author.objects.create(name=f"c{i}") for i in range(2)]]),
     ("single loads in a loop, then a relationship", True, "single_load_loop",
      lambda: [list(Author.objects.filter(pk=i).first().books.all()) for i in (1, 2, 3)]),  # type: ignore[union-attr]
 ]

@@ -158,3 +158,18 @@ def test_call_site_in_a_django_template_is_the_template_line(db: None, tmp_path:
             deep(depth)
         (d,) = cap.detections
         assert d.kind == "n_plus_one" and d.call_site == f"{tmp_path / 'books.html'}:4 in template"
+
+
+def test_the_vendor_reaches_the_fingerprint_and_sqlites_string_quotes_are_redacted(db: None) -> None:
+    """Django tells the hook its ``connection.vendor``: on SQLite a double-quoted
+    unknown name is a string (SQLite's fallback) and must not reach the report, while
+    Django's own quoted names keep the shape."""
+    table = dj_corpus.Book._meta.db_table
+    with capture() as cap, connection.cursor() as cursor:
+        for _ in range(6):
+            cursor.execute(f'SELECT "{table}"."id" FROM "{table}" WHERE "ZqDjangoLeak" = %s',
+                           ["x"])
+    assert {ev.db for ev in cap.queries} == {"sqlite"}
+    (det,) = cap.detections
+    assert det.sql == f'select "{table}"."id" from "{table}" where ? = ?'
+    assert "zqdjangoleak" not in cap.report().lower()

@@ -179,3 +179,32 @@ def test_many_to_one_nplusone_and_its_fix(app: tuple[Deployment, Running]) -> No
     else:
         assert "load(Book.author)" in det["suggestion"]  # joinedload / selectinload
     assert "GET " + dep.path("/books/eager") not in found
+
+
+def test_template_nplusone_points_at_the_template_line(app: tuple[Deployment, Running]) -> None:
+    """A lazy relation read in a template (Jinja under gunicorn, Django templates under
+    gunicorn and uvicorn): the call site is the template file and line, not the compiled
+    module's line or "unknown"."""
+    dep, srv = app
+    if dep.app_dir.name == "fastapi_app":
+        pytest.skip("the FastAPI reference app serves JSON, no templates")
+    with httpx.Client(base_url=srv.url, timeout=30) as client:
+        page = client.get(dep.path("/books/page"))
+        found = debug(client, dep)["by_endpoint"]
+    assert page.status_code == 200 and page.headers["x-ml-nplusone"] == "1"
+    (det,) = [d for d in found["GET " + dep.path("/books/page")] if d["kind"] == "n_plus_one"]
+    assert det["relationship"] == "Book.author"
+    template = "library/books_page.html" if dep.app_dir.name == "django_app" else "books_page.html"
+    assert det["call_site"].endswith(f"{template}:6 in template"), det["call_site"]
+
+
+def test_included_routers_keep_their_prefixes(app: tuple[Deployment, Running]) -> None:
+    dep, srv = app
+    if dep.app_dir.name != "fastapi_app":
+        pytest.skip("include_router is FastAPI's")
+    with httpx.Client(base_url=srv.url, timeout=30) as client:
+        assert client.get("/api/v1/items/1").json()["id"] == 1
+        assert client.get("/api/admin/items/1").json()["id"] == 1
+        endpoints = {e["endpoint"] for e in debug(client, dep)["endpoints"]}
+    assert {"GET /api/v1/items/{book_id}", "GET /api/admin/items/{book_id}"} <= endpoints
+    assert "GET /items/{book_id}" not in endpoints

@@ -31,8 +31,8 @@ def test_fail_mode_shows_call_site_sql_count_and_fix(pytester: pytest.Pytester) 
 def test_loop():
     run_loop(6)
 
-def test_small_loop():
-    run_loop(3)
+def test_one_load():  # two or more loads from one line are an N+1; one is not
+    run_loop(1)
 ''')
     result = pytester.runpytest("--pulsegate-nplusone=fail", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, failed=1)
@@ -71,8 +71,8 @@ def test_budget():
 
 @pytest.mark.pulsegate(max_queries=10)
 def test_budget_ok(pulsegate_capture):
-    run_loop(2)
-    assert pulsegate_capture.query_count == 3
+    run_loop(1)
+    assert pulsegate_capture.query_count == 2
     assert pulsegate_capture.detections == []
 ''')
     result = pytester.runpytest("--pulsegate-nplusone=off", "-p", "no:cacheprovider")

@@ -182,3 +182,18 @@ def test_the_cache_bound_holds_across_dialects() -> None:
     cache.resize(1)
     assert len(cache) == 1
     assert cache.get("select 3 from t3", None).text == "select ? from t3"
+
+
+def test_the_cap_cuts_between_tokens() -> None:
+    ids = ", ".join(f"%(primary_keys_{i})s::INTEGER" for i in range(500))
+    text = normalize(f"SELECT b.id FROM b WHERE b.a IN ({ids})", "postgresql")[0]
+    assert text.endswith("?::integer, ...") and "primary" not in text and "% (" not in text
+
+
+def test_the_docstring_examples_hold() -> None:
+    import doctest
+    import importlib
+
+    for name in ("pulsegate.queries.sqlscan", "pulsegate.queries.fingerprint"):
+        result = doctest.testmod(importlib.import_module(name))
+        assert result.failed == 0 and result.attempted >= 1, name

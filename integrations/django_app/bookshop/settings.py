@@ -32,6 +32,8 @@ PULSEGATE: dict[str, object] = {
 PULSEGATE.update({k[len("PULSEGATE_"):].lower(): v for k, v in os.environ.items()
                   if k.startswith("PULSEGATE_") and k != "PULSEGATE_INSTALL_SERVICES"})
 
+TEMPLATES = [{"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True}]
+
 ROOT_URLCONF = "bookshop.urls"
 WSGI_APPLICATION = "bookshop.wsgi.application"
 ASGI_APPLICATION = "bookshop.asgi.application"

@@ -6,6 +6,7 @@ urlpatterns = [
     path("authors/eager/", views.authors_eager),
     path("books/nplusone/", views.books_nplusone),
     path("books/eager/", views.books_eager),
+    path("books/page/", views.books_page),
     path("books/<int:pk>/", views.book),
     path("slow/", views.slow),
     path("error/", views.error),

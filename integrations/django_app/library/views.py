@@ -50,6 +50,14 @@ def counted(view: Callable[..., dict[str, Any]]) -> Callable[..., JsonResponse]:
     return wrapper
 
 
+def books_page(request: HttpRequest) -> HttpResponse:
+    """An HTML page whose template reads each book's author lazily: the N+1 a real app
+    has, named by the template line (library/books_page.html:6)."""
+    from django.shortcuts import render
+
+    return render(request, "library/books_page.html", {"books": Book.objects.order_by("id")})
+
+
 @counted
 def authors_nplusone(request: HttpRequest) -> dict[str, Any]:
     """Reverse FK without prefetch: one query per author (fix: prefetch_related)."""

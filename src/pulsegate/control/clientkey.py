@@ -30,12 +30,15 @@ Three kinds of key (option ``client_key``):
   normalised (``::ffff:1.2.3.4`` is ``1.2.3.4``; one spelling per IPv6 address), so one
   client cannot hold several buckets by re-spelling its address.
 * ``"header:<name>"``: a request header such as an API key (falls back to the IP key
-  when absent, so a client cannot dodge its bucket by omitting the header).
-* a callable ``(RequestInfo) -> str | None`` (None also falls back to the IP key).
+  when absent, so a client cannot dodge its bucket by omitting the header). The value
+  is kept only as its BLAKE2b-128 digest (``h:<32 hex digits>``): such a header is
+  usually a credential, and client keys are exported (the dashboard's throttled
+  clients, the persisted penalties, Redis key names).
+* a callable ``(RequestInfo) -> str | None`` (None also falls back to the IP key); a
+  value longer than ``MAX_KEY`` characters is replaced by its digest.
 
-Keys are bounded: a header or callable value longer than ``MAX_KEY`` characters is
-replaced by its BLAKE2b digest (stable across processes and restarts, so persisted
-penalties still find it), so per-client memory does not grow with what a client sends.
+Digests are stable across processes and restarts (persisted penalties still find
+their client), and keep per-client memory independent of what a client sends.
 """
 
 from __future__ import annotations
@@ -120,10 +123,7 @@ def header_entries(name: str, value: str) -> list[str]:
 
 
 def _digest(value: str) -> str:
-    if len(value) <= MAX_KEY:
-        return value
-    return "#" + hashlib.blake2b(value.encode("utf-8", "surrogatepass"),
-                                 digest_size=16).hexdigest()
+    return hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 class ClientKeyResolver:
@@ -207,7 +207,8 @@ class ClientKeyResolver:
         if self._func is not None:
             key = self._func(info)
             if key:
-                return "k:" + _digest(str(key))
+                key = str(key)
+                return "k:" + (key if len(key) <= MAX_KEY else "#" + _digest(key))
         elif self._header is not None:
             value = info.headers.get(self._header)
             if value:

@@ -42,6 +42,11 @@ def get_gate() -> PulseGate:
     return gate
 
 
+def built_gate() -> PulseGate | None:
+    """The project's engine if this process has built one (None: not yet)."""
+    return _gate
+
+
 def set_gate(gate: PulseGate | None) -> None:
     """Use ``gate`` for the project (None: rebuild from settings on next use)."""
     global _gate

@@ -272,11 +272,10 @@ def _patch_generic() -> None:
     @functools.wraps(gfk_get)
     def gfk_get_(self: Any, instance: Any, cls: Any = None) -> Any:
         if instance is None or self.is_cached(instance):
-            return gfk_get_orig(self, instance, cls)
+            return gfk_get(self, instance, cls)
         return _marked((f"{type(instance).__name__}.{self.name}", "generic", source_of(instance)),
-                       gfk_get_orig, self, instance, cls)
+                       gfk_get, self, instance, cls)
 
-    gfk_get_orig = gfk_get
     ct_fields.GenericForeignKey.__get__ = gfk_get_  # type: ignore[method-assign,assignment]
 
     make_generic: Any = ct_fields.create_generic_related_manager

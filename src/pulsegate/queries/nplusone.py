@@ -242,9 +242,9 @@ class NPlusOneDetector:
         for g in groups.values():
             if g.count < 2:
                 continue
-            # Lazy loads are the structural rule's; a single-object lookup it did not
-            # flag (the same get repeated) may still be a repeated query.
-            if g.structural and (g.loads != "get" or (g.relationship, g.loads, g.site) in flagged):
+            # Lazy loads the structural rule flagged are its own; one it did not flag (the
+            # same get or count repeated) may still be a repeated query or a long loop.
+            if g.structural and (g.relationship, g.loads, g.site) in flagged:
                 continue
             d = self._classify(g, total_ms, n)
             if d is not None and d.confidence >= self.min_confidence:

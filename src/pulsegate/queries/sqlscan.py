@@ -228,10 +228,16 @@ def scan(sql: str, rules: DialectRules = GENERIC, limit: int | None = MAX_SCAN) 
     >>> "".join(scan("SELECT a FROM t WHERE b = 'x' -- note"))
     'select a from t where b = ?'
     >>> "".join(scan("select $$it's$$, e'\\\\'' || b", rules_for("postgresql")))
-    'select ?, ? || b'
+    'select ?, ? | | b'
     """
     truncated = limit is not None and len(sql) > limit
     s = sql[:limit] if truncated else sql
+    if truncated:
+        # Cut at the last separator near the cap, not inside a name or placeholder
+        # (cutting inside a literal just leaves it unterminated: it still folds).
+        cut = max(s.rfind(" ", -256), s.rfind(",", -256), s.rfind("\n", -256))
+        if cut > 0:
+            s = s[:cut]
     n = len(s)
     out: list[str] = []
     append = out.append

@@ -13,13 +13,16 @@ load names the relationship it serves and the result the parent instance came fr
   **loaded singly** (``get``, ``first``, ``[0]``, ``session.get``) from the same line:
   objects fetched one by one in a loop, then a relationship read for each -- the fix
   names both the one query for the objects and the relationship to load with it;
+* ``n_plus_one`` too when two or more of its loads, with different parameters, serve
+  instances whose origin is unknown -- created rather than queried, or loaded before
+  the request or ``capture()`` began (a pytest fixture's objects): as django-zeal, only
+  instances known to be loaded singly are exempt;
 * nothing otherwise: single loads read on separate lines are not a loop (django-zeal's
   exemption), and one lazy load is not an N+1.
 
 Single-object lookups (``load == "get"``: Django ``QuerySet.get``) from one call site
 with two or more distinct parameter sets are an ``n_plus_one`` (django-zeal's
-``Model.get()`` rule). Loads whose source is unknown (objects created without a
-query) stay with the repeat-count rule.
+``Model.get()`` rule).
 """
 
 from __future__ import annotations
@@ -35,11 +38,10 @@ LAZY_LOADS = frozenset({"collection", "scalar", "deferred", "count", "generic", 
 
 
 def is_structural(ev: QueryEvent) -> bool:
-    """True when the structural rule, not the repeat count, decides about ``ev``."""
-    load = ev.load
-    if load == "get":
-        return ev.relationship is not None
-    return load in LAZY_LOADS and ev.relationship is not None and ev.source is not None
+    """True when the structural rule, not the repeat count, decides about ``ev``: a
+    lazy load or ``get`` the ORM hook marked."""
+    return (ev.load == "get" or ev.load in LAZY_LOADS) and ev.relationship is not None \
+        and ev.orm is not None
 
 
 class LazyGroup:
@@ -79,8 +81,8 @@ class LazyGroup:
 
     def kind(self) -> str | None:
         """``n_plus_one``, ``single_load_loop`` or None (see the module docstring)."""
-        if self.load == "get":
-            return "n_plus_one" if self.count >= 2 and len(self.params) >= 2 else None
+        if len(self.params) >= 2:  # gets, or loads for instances of unknown origin
+            return "n_plus_one"
         singles = 0
         for token, n in self.tokens.values():
             rows = token.rows if isinstance(token, ResultToken) else 0

@@ -3,13 +3,14 @@
 ``stats`` prints the counters; ``report`` the per-endpoint baselines, recent anomalies
 and query detections with their fixes.
 
-With persisted state configured (``state_dir`` or ``state_redis_url`` in
-``settings.PULSEGATE``) both read that store, as ``pulsegate stats|report --state-dir``
-does: the serving processes write it every ``snapshot_interval`` seconds, so this shows
-what the running server has seen (every live worker), not this ``manage.py`` process,
-which served nothing. No engine is built for it (one would add an empty worker).
-Without a store they read the engine of this process (a shell, a test, ``call_command``
-from a view or job), and say so when it has seen nothing.
+In a process that serves requests (``call_command`` from a view or a job, a shell that
+served some, a test) they read its engine: live data. In a ``manage.py`` process that
+served nothing, with persisted state configured (``state_dir`` or ``state_redis_url`` in
+``settings.PULSEGATE``), they read that store, as ``pulsegate stats|report --state-dir``
+does: the serving processes write it every ``snapshot_interval`` seconds and at shutdown,
+so this shows what the running server has seen (every live worker). No engine is built
+for that (one would add an empty worker). Without a store, a fresh process says where
+its data would come from.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from pulsegate.config import Config
-from pulsegate.django.gate import config_from_settings, get_gate
+from pulsegate.django.gate import built_gate, config_from_settings, get_gate
 from pulsegate.engine import PulseGate
 
 
@@ -69,7 +70,9 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         config = config_from_settings()
-        if config.state_dir or config.state_redis_url:
+        live = built_gate()
+        serving = live is not None and live.counters.get("requests", 0) > 0
+        if (config.state_dir or config.state_redis_url) and not serving:
             self._from_store(config, options["what"], bool(options["json"]))
             return
         gate = get_gate()
