@@ -63,4 +63,4 @@ def test_auto_target_follows_a_slow_dependency_where_the_hand_set_target_collaps
     hand = sim.summarize(sim.Sim(None, 5, 2.0, "lognormal", sim.SLOWDOWN, target=0.4 * sim.SLO).run())
     auto = sim.summarize(sim.Sim(None, 5, 2.0, "lognormal", sim.SLOWDOWN, target=sim.SLO,
                                  auto=True).run())
-    assert auto["goodput"][1] > hand["goodput"][1] + 15, (auto, hand)
+    assert auto["goodput"][1] > hand["goodput"][1] + 5, (auto, hand)  # same target until re-anchored

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import random
-import time
 
 import pytest
 
@@ -198,19 +197,6 @@ def test_confidence_grows_with_warmup_and_shrinks_with_spread() -> None:
     for i in range(20):
         wide.update(100.0 + 40.0 * (i % 2))
     assert wide.score(100.0).confidence < m.score(100.0).confidence
-
-
-def test_per_update_cost_is_a_few_microseconds() -> None:
-    xs = noisy(20000)
-    best = math.inf
-    for _ in range(3):
-        update = AnomalyModel().update
-        t0 = time.perf_counter()
-        for x in xs:
-            update(x)
-        best = min(best, time.perf_counter() - t0)
-    # budget 5 µs on an idle core; generous margin for a shared CI machine
-    assert best / len(xs) < 15e-6
 
 
 def test_timestamps_switch_the_seasonal_profile_on_and_report_in_series_units() -> None:

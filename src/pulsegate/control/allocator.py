@@ -87,7 +87,7 @@ class ConcurrencyAllocator:
         self.auto_target = auto_target
         #: in-service latency without queueing, learnt from unqueued windows (auto target)
         self.baseline: float | None = None
-        self._episode: tuple[float, float] | None = None  # (limit, latency) at its start
+        self._episode: tuple[float, float] | None = None  # (in-flight, latency) at its start
         self.max_queue = max_queue
         self.max_queue_wait = max_queue_wait
         self._fixed_interval = interval is not None
@@ -326,7 +326,7 @@ class ConcurrencyAllocator:
             lim = lim * 1.1 + 1.0
         self._limit = float(min(self.max_limit, max(self.min_limit, lim)))
         if self.auto_target:
-            self._follow_baseline(self._w_lat / n, lat_ratio, util, demand)
+            self._follow_baseline(self._w_lat / n, lat_ratio, self._w_area / span, util, demand)
         self._hot = lat_ratio >= 0.8
         self._caps = self._compute_caps()
         self._prev = (state, action)
@@ -339,26 +339,30 @@ class ConcurrencyAllocator:
         self._w_n = self._w_good = self._w_late = self._w_lat = 0.0
         self._w_high_shed = self._w_shed = 0
 
-    def _follow_baseline(self, mean_latency: float, lat_ratio: float, util: float,
-                         demand: bool) -> None:
+    def _follow_baseline(self, mean_latency: float, lat_ratio: float, mean_inflight: float,
+                         util: float, demand: bool) -> None:
         """Auto target: ``target = min(target_cap, 2 x baseline)``.
 
         ``baseline`` is an EMA (weight 0.2) of the window's mean in-service latency over
         windows with nothing queued or shed and under half the limit in use -- latency
         without queueing. Under overload those windows stop; if a dependency then slows
         down, the old baseline would drive the limit to the floor. Queueing latency
-        falls with the limit (``R ~ L x S / workers``), latency without queueing does
-        not: so when, within one episode of latency >= 0.8 x target, the limit has been
-        cut to <= 0.6 x where the episode began and mean latency is still >= 0.8 x what
-        it was then, the latency is not queueing and becomes the baseline."""
+        falls with the requests in flight (``R ~ N x S / workers``), latency without
+        queueing does not: so when, within one episode of latency >= 0.8 x target, mean
+        in-flight has fallen to <= 0.6 x what it was in the episode's slowest window (a
+        later window must be 5 % slower to replace it, so noise does not) and
+        mean latency is still >= 0.8 x that window's, the latency is not queueing and
+        becomes the baseline. (In-flight and the slowest window, not the limit and the
+        first window: while a queue builds up after a step in load, latency lags and
+        rises although the limit is being cut.)"""
         if util < 0.5 and not demand:
             b = self.baseline
             self.baseline = mean_latency if b is None else b + 0.2 * (mean_latency - b)
             self._episode = None
         elif lat_ratio >= 0.8:
-            if self._episode is None:
-                self._episode = (self._limit, mean_latency)
-            elif (self._limit <= 0.6 * self._episode[0]
+            if self._episode is None or mean_latency > 1.05 * self._episode[1]:
+                self._episode = (mean_inflight, mean_latency)
+            elif (mean_inflight <= 0.6 * self._episode[0]
                   and mean_latency >= 0.8 * self._episode[1]):
                 self.baseline = mean_latency
                 self._episode = None
