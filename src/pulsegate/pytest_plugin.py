@@ -11,6 +11,13 @@
   Each entry is an ``fnmatch`` pattern matched against a detection's relationship
   (``Model.field``), its call site (``path:line``, with or without `` in function``)
   and its kind (``repeated_query``); a detection any entry matches is not reported.
+* Requests served inside the test count too: a test that only calls an endpoint through
+  Flask's or Django's test client or Starlette's ``TestClient`` fails (or warns) when
+  that request has an N+1 or a repeated query, and the message names the request
+  (``in request GET /authors (path /authors)``). The app must run pulsegate's
+  middleware; its requests' detections reach the test's capture through
+  :mod:`pulsegate.queries.served` (also from other threads, while the test runs).
+  ``max_queries`` counts the test's own statements only.
 * fixture ``pulsegate_capture``: the test's own :class:`~pulsegate.queries.Capture`
   (``.queries``, ``.query_count``, ``.detections``, ``.report()``).
 
@@ -101,7 +108,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
         return (yield)
     own = cap is None
     if cap is None:
-        cap = Capture()
+        cap = Capture(watch_requests=True)
         cap.__enter__()
     try:
         result = yield
@@ -112,11 +119,10 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     if max_queries is not None and cap.query_count > max_queries:
         problems.append(f"{cap.query_count} SQL statements ran; the test allows at most "
                         f"{max_queries} (@pytest.mark.pulsegate(max_queries={max_queries}))")
-    detections = [d for d in cap.detections if not allowed(d, allow)] if allow else cap.detections
-    if policy != "off" and detections:
-        problems.append(cap.report() if detections is cap.detections else "\n".join(
-            [f"{len(detections)} query problem(s) in {cap.query_count} statements:",
-             *("  " + d.describe() for d in detections)]))
+    detections = [d for d in cap.detections if not allowed(d, allow)]
+    served = [(r, d) for r, d in cap.served if not allowed(d, allow)]
+    if policy != "off" and (detections or served):
+        problems.append(cap.report(detections, served))
     if problems:
         message = "pulsegate: " + "\n".join(problems)
         if policy == "fail" or (max_queries is not None and cap.query_count > max_queries):
@@ -137,7 +143,7 @@ def _warn_at_test(item: pytest.Item, message: str) -> None:
 @pytest.fixture()
 def pulsegate_capture(request: pytest.FixtureRequest) -> Generator[Capture, None, None]:
     """The test's capture of SQL statements (the one the plugin checks at the end)."""
-    with Capture() as cap:
+    with Capture(watch_requests=True) as cap:
         request.node.stash[_KEY] = cap
         yield cap
     del request.node.stash[_KEY]

@@ -9,6 +9,12 @@ A capture pushes itself as the innermost query sink and forwards every statement
 sink it replaced, so a capture inside a request still feeds the request. On entry it
 instruments the ORMs already imported (SQLAlchemy's ``Engine`` class, Django's
 connections) unless ``install_hooks=False``.
+
+The statements of a request served *inside* the block (a test client calling the app)
+go to that request, not to the block. With ``watch_requests=True`` the block also
+receives the detections of every request that finishes while it is open, in any
+thread (``cap.served``: pairs of the request and the detection; see
+:mod:`pulsegate.queries.served`). The pytest plugin opens its captures so.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from types import TracebackType
 from typing import Any
 
 from pulsegate.context import QuerySink, RequestContext, current, query_sink
+from pulsegate.queries import served as served_requests
 from pulsegate.queries.events import QueryEvent, hook_faults
 from pulsegate.queries.nplusone import Detection, NPlusOneDetector
 
@@ -57,10 +64,22 @@ class Capture:
 
     def __init__(self, detector: NPlusOneDetector | None = None, *,
                  max_queries: int = 100_000, install_hooks: bool = True,
+                 watch_requests: bool = False, max_served: int = 1000,
                  **detector_options: Any) -> None:
         self.detector = detector if detector is not None else NPlusOneDetector(**detector_options)
         self.max_queries = max_queries
         self.install_hooks = install_hooks
+        self.watch_requests = watch_requests
+        self.max_served = max_served
+        #: ``(request, detection)`` for each detection of a request that finished while
+        #: the block was open (``watch_requests=True``); the request is
+        #: ``"GET /route (path /p)"``. At most ``max_served``; the rest are counted in
+        #: ``served_dropped``.
+        self.served: list[tuple[str, Detection]] = []
+        self.served_dropped = 0
+        #: True while the block receives served requests' detections (False when
+        #: ``served.MAX_WATCHERS`` captures already watch).
+        self.watching = False
         self.queries: list[QueryEvent] = []
         self.query_count = 0
         self.query_ms = 0.0
@@ -84,6 +103,12 @@ class Capture:
         if outer is not None and not outer.finished:
             outer.add_query(event)
 
+    def add_served(self, request: str, detections: list[Detection]) -> None:
+        """The detections of a request that finished while this capture watched."""
+        room = self.max_served - len(self.served)
+        self.served.extend((request, d) for d in detections[:max(room, 0)])
+        self.served_dropped += max(len(detections) - max(room, 0), 0)
+
     # --- results -------------------------------------------------------------------------
 
     @property
@@ -93,13 +118,22 @@ class Capture:
             self._analyzed = self.query_count
         return self._detections
 
-    def report(self) -> str:
-        """All detections, one block each (call site, redacted SQL, count, fix)."""
-        dets = self.detections
-        if not dets:
+    def report(self, detections: list[Detection] | None = None,
+               served: list[tuple[str, Detection]] | None = None) -> str:
+        """All detections (or the ones given), one block each (call site, redacted SQL,
+        count, fix); those of served requests name the request."""
+        dets = self.detections if detections is None else detections
+        served = self.served if served is None else served
+        if not dets and not served:
             return f"{self.query_count} statements, no query problems"
-        head = f"{len(dets)} query problem(s) in {self.query_count} statements:"
-        return "\n".join([head, *("  " + d.describe() for d in dets)])
+        lines = []
+        if dets:
+            lines.append(f"{len(dets)} query problem(s) in {self.query_count} statements:")
+            lines += ("  " + d.describe() for d in dets)
+        if served:
+            lines.append(f"{len(served)} query problem(s) in requests served while capturing:")
+            lines += (f"  in request {req}: {d.describe()}" for req, d in served)
+        return "\n".join(lines)
 
     def check(self, *, max_queries: int | None = None, nplusone: bool = True) -> None:
         """Raise :class:`QueryProblemsError` on any detection (when ``nplusone``) or when
@@ -108,7 +142,7 @@ class Capture:
         if max_queries is not None and self.query_count > max_queries:
             problems.append(f"{self.query_count} SQL statements ran; at most {max_queries} "
                             f"allowed")
-        if nplusone and self.detections:
+        if nplusone and (self.detections or self.served):
             problems.append(self.report())
         if problems:
             raise QueryProblemsError("\n".join(problems))
@@ -123,12 +157,18 @@ class Capture:
         self.request = current()
         self.finished = False
         self._token = query_sink.set(self)
+        if self.watch_requests:
+            self.served = []
+            self.watching = served_requests.watch(self)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         token, self._token = self._token, None
         self.finished = True
+        if self.watch_requests:
+            served_requests.unwatch(self)
+            self.watching = False
         if token is not None:
             try:
                 query_sink.reset(token)
@@ -146,6 +186,6 @@ class Capture:
 
 def capture(detector: NPlusOneDetector | None = None, **options: Any) -> Capture:
     """A :class:`Capture` (sync or async context manager). ``options``: ``max_queries``,
-    ``install_hooks`` and the detector's (``min_repeats``, ``repeated_min``,
-    ``write_min``, ``min_duration_ms``)."""
+    ``install_hooks``, ``watch_requests``, ``max_served`` and the detector's
+    (``min_repeats``, ``repeated_min``, ``write_min``, ``min_duration_ms``)."""
     return Capture(detector, **options)

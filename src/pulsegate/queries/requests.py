@@ -14,7 +14,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from pulsegate.queries import callsite
+from pulsegate.queries import callsite, served
 from pulsegate.queries.features import repeat_share
 from pulsegate.queries.fingerprint import default_cache
 from pulsegate.queries.insights import QueryInsights
@@ -87,6 +87,8 @@ class RequestQueries:
                 row["at"] = at
                 self.recent.append(row)
             self._log(endpoint, out)
+            if served.watchers:  # a test's capture is open (pulsegate.queries.served)
+                served.deliver(endpoint, ctx.info.path, out)
         return out
 
     def _log(self, endpoint: str, detections: list[Detection]) -> None:
