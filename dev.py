@@ -29,6 +29,7 @@ SERVICES = {
     "redis-server": ["redis-server"],
     "chromium": ["chromium", "chromium-driver"],
     "postgresql": ["postgresql"],
+    "wrk": ["wrk"],  # the load generator of benchmarks/real_server.py
 }
 
 
@@ -62,6 +63,8 @@ def ensure_services() -> None:
         missing += SERVICES["chromium"]
     if not _postgres_present():
         missing += SERVICES["postgresql"]
+    if not shutil.which("wrk"):
+        missing += SERVICES["wrk"]
     if not missing:
         return
     can_apt = shutil.which("apt-get") and hasattr(os, "geteuid") and os.geteuid() == 0

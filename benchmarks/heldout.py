@@ -22,6 +22,7 @@ from ``../shared/tools/nab_score.py`` (a re-implementation of numenta/NAB's scor
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -182,3 +183,21 @@ def report(ns: ModuleType, candidates: Sequence[Candidate], cats: Sequence[str],
     if len(candidates) > 2:
         print(f"  rank correlation in-sample vs held-out: {spearman(ins, outs):.2f}")
     return Report(rows, total_in, total_out, per_cand, insample, thr_all)
+
+
+def reliability(cand: Candidate, cats: Sequence[str],
+                edges: Sequence[float] = (0.5, 0.6, 0.7, 0.8, 0.9, 1.01)) -> None:
+    """Print, per score bin, how many rows (after NAB's probation) scored in it and the
+    share of them inside a labelled window; and per category the rows at or above the
+    candidate's own alarm per 1000 rows."""
+    print(f"\nreliability of {cand.name}: score bin -> rows, share inside a labelled window")
+    pts = pool(cand, cats)
+    for lo, hi in itertools.pairwise(edges):
+        inside = [p[1] is not None for p in pts if lo <= p[0] < hi]
+        share = f"{sum(inside) / len(inside):.2f}" if inside else "-"
+        print(f"  [{lo:.1f}, {min(hi, 1.0):.1f}{']' if hi > 1 else ')'}  {len(inside):6d} rows"
+              f"  {share}")
+    rates = ", ".join(
+        f"{c} {sum(1 for p in cand.points[c] if p[0] >= cand.alarm) / len(cand.points[c]) * 1000:.2f}"
+        for c in cats if cand.points[c])
+    print(f"  alarms (score >= {cand.alarm}) per 1000 rows: {rates}")

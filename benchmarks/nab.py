@@ -271,6 +271,7 @@ def main(argv: list[str] | None = None) -> None:
             cats = [c for c in cats if c in only]
         rep = heldout.report(ns, cands, cats)
         default = cands[0]
+        heldout.reliability(default, cats)
         (_, thr_default, *_), _ = ns.best_threshold(heldout.pool(default, cats), "standard")
         generated_report(ns, [("default", default, thr_default),
                               ("chosen on all NAB", rep.in_sample_choice,

@@ -61,6 +61,14 @@ def test_real_pages_pairs_every_framework_against_opentelemetry() -> None:
                for f in ("flask", "django", "fastapi"))
 
 
+@pytest.mark.service
+def test_real_server_serves_each_stack_under_wrk() -> None:
+    out = run("real_server.py", "--duration", "1", "--rows", "2", "--families", "flask")
+    rows = {r.split()[1]: r.split() for r in out.splitlines() if r.startswith("flask ")}
+    assert set(rows) == {"bare", "otel", "pulsegate"}, out
+    assert all(float(r[2]) > 0 and float(r[4]) > 0 for r in rows.values()), out
+
+
 @pytest.mark.parametrize(("script", "args", "says"), [
     ("asgi_overhead.py", "--requests 20 --rounds 2", "budget: pulsegate adds"),
     ("django_overhead.py", "--requests 20 --rounds 2", "budget: pulsegate adds"),

@@ -152,3 +152,12 @@ def test_a_gate_and_options_together_is_a_config_error(middleware: str) -> None:
         assert info.value.key == "gate" and "not both" in str(info.value)
     finally:
         gate.close()
+
+
+def test_a_config_error_is_caught_as_the_type_error_and_value_error_it_replaced() -> None:
+    # An unknown keyword used to surface as Python's TypeError, a bad value as a
+    # ValueError: handlers written for either keep working.
+    with pytest.raises(TypeError):
+        Config(z_treshold=2)
+    with pytest.raises(ValueError):
+        Config(alpha=float("nan"))

@@ -70,3 +70,25 @@ def test_generated_suite_is_fixed_and_labels_one_window_per_anomalous_series() -
     # the labelled shapes are in the values: the drop to zero is a run of zeros
     drop = next(v for n, _, v, _ in first if "drop_to_zero" in n)
     assert any(drop[i:i + 24] == [0.0] * 24 for i in range(len(drop)))
+
+
+def test_incident_streams_flag_a_regression_and_leave_an_unchanged_endpoint_alone() -> None:
+    import random
+
+    import incident_streams as streams
+
+    quiet = streams.run(streams.requests(random.Random(1), 1.0, 1.0))
+    assert quiet == []
+    onset = 0.5 * streams.DAY
+    fired = streams.run(streams.requests(random.Random(2), 1.0, 0.6, "p50_4x", onset, 3600.0))
+    assert fired and onset <= fired[0] <= onset + 900.0
+
+
+def test_reliability_reports_the_share_inside_windows_per_bin(capsys: Any) -> None:
+    cand = heldout.Candidate("c", lambda ts, v: [], 0.5, {
+        "A": [(0.95, "a", 1.0), (0.95, None, 1.0), (0.55, None, 1.0), (0.1, None, 1.0)]})
+    heldout.reliability(cand, ["A"])
+    out = capsys.readouterr().out
+    assert "[0.9, 1.0]       2 rows  0.50" in out
+    assert "[0.5, 0.6)       1 rows  0.00" in out
+    assert "A 750.00" in out

@@ -20,8 +20,12 @@ from typing import Any
 Check = Callable[[str, Any], Any]
 
 
-class ConfigError(ValueError):
+class ConfigError(ValueError, TypeError):
     """An invalid option: ``key``, the offending ``value`` and what is ``allowed``.
+
+    A ``ValueError`` for a bad value and also a ``TypeError``, which Python raises for
+    an unknown keyword argument: code written against ``add_middleware(..., typo=1)``
+    raising ``TypeError`` keeps catching it.
 
     ``suggestion`` names a close option or value ("did you mean ...") when there is one.
     The message stays short: the value is cut to :data:`SHOWN_VALUE_CHARS` characters.

@@ -39,11 +39,12 @@ DATA_FILES = ("pulsegate/export/dashboard/page.html",)
 
 #: smoke script -> the extras a user names for that framework
 EXTRAS = {"core": "", "starlette": "starlette", "fastapi": "fastapi,sqlalchemy",
-          "django": "django", "flask": "flask,sqlalchemy"}
+          "django": "django", "flask": "flask,sqlalchemy", "demo": "demo"}
 #: what must *not* be importable in each environment (nothing extra crept in)
 ABSENT = {"core": ["starlette", "sqlalchemy", "django", "flask", "rich", "uvicorn"],
           "starlette": ["fastapi", "sqlalchemy", "httpx"], "fastapi": ["django", "flask", "httpx"],
-          "django": ["sqlalchemy", "flask", "starlette"], "flask": ["django", "starlette"]}
+          "django": ["sqlalchemy", "flask", "starlette"], "flask": ["django", "starlette"],
+          "demo": ["django", "flask"]}
 
 
 def _run(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -86,12 +87,19 @@ def test_build_makes_an_sdist_and_a_wheel_with_everything_a_user_needs(dist: Pat
     assert {"pyproject.toml", "README.md", "src/pulsegate/__init__.py"} <= members
 
 
+def _nested(requirements: list[str]) -> list[str]:
+    """The extras an extra pulls in through ``pulsegate[...]`` (the demo's, ``all``)."""
+    return [e.strip() for r in requirements if r.startswith("pulsegate[")
+            for e in r[len("pulsegate["):r.index("]")].split(",")]
+
+
 def _environment(name: str, wheel: Path) -> Path:
     """A virtual environment with the wheel and ``EXTRAS[name]``; its python."""
     env = CACHE / name
     python = env / BIN / ("python.exe" if os.name == "nt" else "python")
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = [e for e in EXTRAS[name].split(",") if e]
+    extras += [e for x in extras for e in _nested(project["optional-dependencies"][x])]
     # Only what this environment installs: a change to the dev extra rebuilds nothing.
     key = hashlib.sha256(repr((project.get("dependencies"),
                                [project["optional-dependencies"][e] for e in extras],
