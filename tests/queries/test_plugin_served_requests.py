@@ -99,29 +99,60 @@ django.setup()
 '''
 
 DJANGO_APP = '''
-from django.db import connection
-from django.http import HttpResponse
+import pytest
+from django.db import connection, models
+from django.http import JsonResponse
 from django.test import Client
 from django.urls import path
 
+
+class Author(models.Model):
+    name = models.CharField(max_length=50)
+
+    class Meta:
+        app_label = "pulsegate"  # an installed app
+
+
+class Book(models.Model):
+    title = models.CharField(max_length=50)
+    author = models.ForeignKey(Author, related_name="books", on_delete=models.CASCADE)
+
+    class Meta:
+        app_label = "pulsegate"
+
+
 def authors(request):
-    with connection.cursor() as cursor:
-        for author in range(6):
-            cursor.execute("SELECT %s AS author_id", [author])
-    return HttpResponse("ok")
+    return JsonResponse({a.name: [b.title for b in a.books.all()]
+                         for a in Author.objects.all()})
 
-def clean(request):
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1 AS author_id")
-    return HttpResponse("ok")
 
-urlpatterns = [path("authors/", authors), path("clean/", clean)]
+def authors_prefetched(request):
+    return JsonResponse({a.name: [b.title for b in a.books.all()]
+                         for a in Author.objects.prefetch_related("books")})
+
+
+urlpatterns = [path("authors/", authors), path("prefetched/", authors_prefetched)]
+
+
+@pytest.fixture(autouse=True)
+def two_authors():
+    with connection.schema_editor() as editor:
+        editor.create_model(Author)
+        editor.create_model(Book)
+    for name in ("ann", "bob"):  # a fixture of two objects, as in django-zeal's tests
+        Book.objects.create(title=name + "'s book", author=Author.objects.create(name=name))
+    yield
+    with connection.schema_editor() as editor:
+        editor.delete_model(Book)
+        editor.delete_model(Author)
+
 
 def test_endpoint_with_nplusone():
     assert Client().get("/authors/").status_code == 200
 
+
 def test_clean_endpoint():
-    assert Client().get("/clean/").status_code == 200
+    assert Client().get("/prefetched/").status_code == 200
 '''
 
 
@@ -148,13 +179,19 @@ def test_starlette_test_client_in_the_portal_thread(pytester: pytest.Pytester) -
                               "test_starlette_app.py:11 in books_one_by_one")
 
 
-def test_django_test_client(pytester: pytest.Pytester) -> None:
-    # Django's settings are process-wide: the child gets a process of its own.
+def test_django_test_client_two_objects(pytester: pytest.Pytester) -> None:
+    # Django's settings are process-wide: the child gets a process of its own. Two
+    # authors are enough: the structural rule (two loads of Author.books for instances
+    # of one multi-row result) applies inside a request as in a capture.
     pytester.makeconftest(DJANGO_CONFTEST)
     pytester.makepyfile(test_django_app=DJANGO_APP)
     result = pytester.runpytest_subprocess("--pulsegate-nplusone=fail", "-p", "no:cacheprovider")
-    _fails_naming_the_request(result, "GET /authors/ (path /authors/)",
-                              "test_django_app.py:9 in authors")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines([
+        "*in request GET /authors/ (path /authors/): N+1 query loading Author.books: "
+        "2 statements*", "*test_django_app.py:24 in *",
+        '*fix: prefetch_related("books")*'])
+    assert "FAILED *test_clean_endpoint" not in result.stdout.str()
 
 
 def test_policies_and_allow_list_apply_to_served_requests(pytester: pytest.Pytester) -> None:
