@@ -37,10 +37,11 @@ def held_per_client(size: int, clients: int = 300) -> float:
     return held / clients
 
 
-def test_bytes_per_client_are_flat_and_under_a_kibibyte() -> None:
+def test_bytes_per_client_are_flat_and_about_a_kibibyte() -> None:
     small, large = held_per_client(16), held_per_client(16_384)
     assert abs(large - small) < 64, (small, large)
-    assert large <= 1024, large
+    # 959 bytes before issue 23's abrupt-change detector (six doubles in one array)
+    assert large <= 1152, large
 
 
 def test_digests_keep_the_features() -> None:

@@ -43,7 +43,8 @@ distinct path digests, and a 16-slot table of (route digest, query digest) pairs
 the parameter churn (a route whose slot is held by another route is not tracked, as
 routes beyond the 16th were not before). Its size is the same for a 10-byte and a
 10 MB request (``benchmarks/memory.py --clients``: 957 bytes per client with its bucket,
-map entries and key, for 16 B to 8 KiB request fields).
+map entries and key, for 16 B to 8 KiB request fields, before issue 23's abrupt-change
+detector added one 6-double array: ~1 095 by ``tests/control/test_behaviour_memory.py``).
 
 Profiles live in a bounded LRU (``max_clients``). Evicting a client that was treated
 as suspicious leaves a compact penalty record (one float: its suspicion) in a second,
@@ -63,6 +64,13 @@ FOREST_WEIGHT = 0.4  # the optional IsolationForest term joins the noisy-OR with
 _BETA = 0.1  # per-request EWMA weight
 _POP_BETA = 0.002  # population statistics: slow, so one burst cannot shift "normal"
 PATH_RING = 8  # distinct recent paths remembered (digests)
+# Abrupt-change detector (trust lost fast; see BehaviourModel.update_digests):
+_SLOW_BETA = 0.02  # per-request weight of the client's own baselines
+SHIFT_ERR_H = 1.0  # error CUSUM alarm level: two errors in a row
+SHIFT_DIV_H = 2.0  # path CUSUM alarm level: 5 new paths in a row for a reader
+SHIFT_ERR_K = 0.3  # error CUSUM reference: a 2 % background barely moves it
+SHIFT_WARMUP = 30  # requests before the rate test (its baseline is a mean of them)
+SINCE, BURST, BASE_BURST, BASE_DIV, SHIFT_DIV, SHIFT_ERR = range(6)  # Profile.change
 QUERY_SLOTS = 16  # routes whose last query string is remembered (digests)
 
 
@@ -76,8 +84,8 @@ def digest(value: str | None) -> int:
 
 
 class Profile:
-    __slots__ = ("div", "err", "forest", "ia_mean", "ia_var", "last_t", "last_ua", "n",
-                 "param", "path_next", "paths", "queries", "rate", "suspicion", "ua",
+    __slots__ = ("change", "div", "err", "forest", "ia_mean", "ia_var", "last_t", "last_ua",
+                 "n", "param", "path_next", "paths", "queries", "rate", "suspicion", "ua",
                  "write")
 
     def __init__(self, prior: float = 0.0) -> None:
@@ -97,6 +105,12 @@ class Profile:
         #: slot i: (route digest, query digest) at [2i], [2i+1]; 0 = free
         self.queries = array("I", bytes(8 * QUERY_SLOTS))
         self.suspicion = prior
+        #: the abrupt-change detector's state, one flat array (a float object per field
+        #: would cost ~100 bytes more per client): [SINCE] the last abrupt change
+        #: (-inf: none yet), [BURST] fast rate (time constant tau / 6), [BASE_BURST] its usual
+        #: value per request, [BASE_DIV] usual share of new paths, [SHIFT_DIV] /
+        #: [SHIFT_ERR] the CUSUMs (see BehaviourModel._shift)
+        self.change = array("d", (-math.inf, 0.0, 0.0, 0.0, 0.0, 0.0))
         #: evidence from the optional IsolationForest (set in the background), in [0, 1]
         self.forest = 0.0
 
@@ -106,6 +120,11 @@ class Profile:
         if self.n < 10 or self.ia_mean <= 0:
             return 1.0
         return math.sqrt(max(self.ia_var, 0.0)) / self.ia_mean
+
+    @property
+    def since(self) -> float:
+        """Time of the client's last abrupt change (-inf: none seen)."""
+        return self.change[SINCE]
 
     @property
     def confidence(self) -> float:
@@ -142,8 +161,11 @@ def suspicion(e: list[float]) -> float:
 class BehaviourModel:
     """Bounded map of client profiles plus population statistics."""
 
-    def __init__(self, nominal_rate: float, max_clients: int = 10_000, window: float = 60.0) -> None:
+    def __init__(self, nominal_rate: float, max_clients: int = 10_000, window: float = 60.0,
+                 shift_rate: float = 4.0) -> None:
         self.nominal_rate = nominal_rate
+        #: rate alarm: fast rate above shift_rate x its usual fast rate + nominal / 4
+        self.shift_rate = shift_rate
         self.tau = min(max(window, 1.0), 3600.0)
         self.max_clients = max_clients
         self.profiles: OrderedDict[str, Profile] = OrderedDict()
@@ -188,9 +210,12 @@ class BehaviourModel:
         p = self.get(key)
         b = _BETA
         tau = self.tau
+        fast_tau = tau / 6.0
         if p.last_t >= 0.0:
             ia = max(now - p.last_t, 1e-6)
             p.rate = p.rate * math.exp(-ia / tau) + 1.0 / tau
+            c = p.change
+            c[BURST] = c[BURST] * math.exp(-ia / fast_tau) + 1.0 / fast_tau
             if p.n == 1:
                 p.ia_mean = ia
             else:
@@ -199,6 +224,7 @@ class BehaviourModel:
                 p.ia_var = (1 - b) * (p.ia_var + b * d * d)
         else:
             p.rate = 1.0 / tau
+            p.change[BURST] = 1.0 / fast_tau
         p.last_t = now
         p.n += 1
         # 429 is neutral: our own refusals must not feed back into suspicion.
@@ -217,15 +243,58 @@ class BehaviourModel:
             table[slot], table[slot + 1] = r, q
         h, paths = digest(path), p.paths
         seen = h in paths
-        p.div += b * ((0.0 if seen else 1.0) - p.div)
+        new_path = 0.0 if seen else 1.0
+        p.div += b * (new_path - p.div)
         if not seen:
             paths[p.path_next] = h
             p.path_next = (p.path_next + 1) % PATH_RING
+        self._shift(p, now, new_path, 1.0 if status >= 400 and status != 429 else 0.0)
         # Score every request while the profile is young (decisions happen then), then
         # every 4th: the features are EWMAs and barely move in 3 requests.
         if p.n <= 32 or not p.n & 3:
             self._score(p, allowance)
         return p
+
+    def _shift(self, p: Profile, now: float, new_path: float, error: float) -> None:
+        """Abrupt-change detector: restarts the client's clean stretch (``since``).
+
+        Against the client's own slow baselines (per-request EWMA, weight 0.02)::
+
+            S_div <- max(0, S_div + new_path - base_div - max(0.1, (1 - base_div) / 2))
+            S_err <- max(0, S_err + error - 0.3)
+            change  if  S_div > 2  or  S_err > 1
+                    or  burst > shift_rate * base_burst + nominal_rate / 4   (n > 30)
+
+        ``burst`` is the request rate with time constant window / 6; ``base_burst`` its
+        per-request average, i.e. the rate the client's requests usually arrive at --
+        high for a page-loader (most of its requests are inside a load), low for a reader.
+        A reader switching to new paths every request alarms after 5 requests, a client
+        that starts failing after 2 errors in a row. ``shift_rate`` (default 4) trades
+        catching a ramp against bursty users' unusually big page loads: at 4 a reader
+        going from 0.3 to 2 req/s is not caught (its 2x allowance covers it); at 2 it
+        is, within ~15 requests, but 1.5 % of the bursty users' requests in
+        ``benchmarks/ratelimit_sim.py`` are refused instead of 0.04 %. The baselines are
+        a plain mean over the first 50 requests, then an EWMA, 10x slower once the
+        client has been clean for a window (an established habit is a stable
+        reference; a new one becomes the client's normal only after it has lasted).
+        """
+        c = p.change
+        n = p.n
+        if n == 1:
+            c[BASE_DIV], c[BASE_BURST] = new_path, c[BURST]
+            return
+        bd = c[BASE_DIV]
+        k = max(0.1, (1.0 - bd) * 0.5)
+        c[SHIFT_DIV] = max(0.0, c[SHIFT_DIV] + new_path - bd - k)
+        c[SHIFT_ERR] = max(0.0, c[SHIFT_ERR] + error - SHIFT_ERR_K)
+        if (c[SHIFT_DIV] > SHIFT_DIV_H or c[SHIFT_ERR] > SHIFT_ERR_H
+                or (n > SHIFT_WARMUP
+                    and c[BURST] > self.shift_rate * c[BASE_BURST] + 0.25 * self.nominal_rate)):
+            c[SINCE] = now
+            c[SHIFT_DIV] = c[SHIFT_ERR] = 0.0
+        sb = 1.0 / n if n <= 50 else 0.1 * _SLOW_BETA if now - c[SINCE] >= self.tau else _SLOW_BETA
+        c[BASE_DIV] = bd + sb * (new_path - bd)
+        c[BASE_BURST] += sb * (c[BURST] - c[BASE_BURST])
 
     def _score(self, p: Profile, allowance: float = 1.0) -> None:
         f = p.features(self.nominal_rate * allowance)

@@ -120,7 +120,9 @@ class AdaptiveRateLimiter:
                  clock: Callable[[], float] = time.monotonic,
                  trusted_multiplier: float = 2.0, suspicious_multiplier: float = 0.5,
                  suspicion_threshold: float = 0.5, prediction_threshold: float = 0.7,
-                 trust_min_requests: int = 30, max_clients: int = 10_000,
+                 trust_min_requests: int = 30, trust_min_seconds: float | None = None,
+                 trust_shift_rate: float = 4.0,
+                 max_clients: int = 10_000,
                  adaptive: bool = True) -> None:
         self.clock = clock
         self.default = Rule(rate, burst)
@@ -136,10 +138,14 @@ class AdaptiveRateLimiter:
         self.suspicion_threshold = suspicion_threshold
         self.prediction_threshold = prediction_threshold
         self.trust_min_requests = trust_min_requests
+        #: after an abrupt change, a clean stretch this long (default two windows) before
+        #: the trusted multiplier again
+        self.trust_min_seconds = (2.0 * self.default.window if trust_min_seconds is None
+                                  else float(trust_min_seconds))
         self.max_clients = max_clients
         self.adaptive = adaptive
         self.behaviour = BehaviourModel(self.default.quota / self.default.window, max_clients,
-                                        self.default.window)
+                                        self.default.window, trust_shift_rate)
         #: client -> multiplier, only for clients whose multiplier is not 1.
         self.multipliers: dict[str, float] = {}
         self.allowed = 0
@@ -191,18 +197,21 @@ class AdaptiveRateLimiter:
         """As :meth:`observe`, with ``digest(user_agent)`` and ``digest(query or "")``
         (:func:`~pulsegate.control.behaviour.digest`) instead of the strings."""
         mults = self.multipliers
+        if now is None:
+            now = self.clock()
         with self._lock:  # the LRU's get/move/evict sequence is not atomic across threads
-            p = self.behaviour.update_digests(key, self.clock() if now is None else now,
-                                              record.method, record.route, record.path,
+            p = self.behaviour.update_digests(key, now, record.method, record.route, record.path,
                                               record.status, ua_digest, query_digest,
                                               mults.get(key, 1.0))
         if not self.adaptive:
             return 1.0
+        clean = now - p.since  # seconds since its last abrupt change
         if p.confidence < self.prediction_threshold:
             return mults.get(key, 1.0)  # not sure yet: keep what it had
         if p.suspicion >= self.suspicion_threshold:
             m = self.suspicious_multiplier
-        elif p.n >= self.trust_min_requests and p.suspicion < 0.1 and p.err < 0.1:
+        elif (p.n >= self.trust_min_requests and clean >= self.trust_min_seconds
+              and p.suspicion < 0.1 and p.err < 0.1):
             m = self.trusted_multiplier
         else:
             m = 1.0

@@ -1,0 +1,102 @@
+"""Trust earned slowly, lost fast (issue 23, item 4): an abrupt change of rate, path
+pattern or error ratio takes the trusted multiplier away within a few requests, and it
+comes back only after two clean windows."""
+
+from __future__ import annotations
+
+import random
+
+from pulsegate.control.ratelimit import AdaptiveRateLimiter
+from pulsegate.records import RequestRecord
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def send(rl: AdaptiveRateLimiter, clock: Clock, gap: float, path: str, status: int = 200) -> float:
+    clock.t += gap
+    rl.check("c")
+    return rl.observe("c", RequestRecord("GET", path, path, status, clock.t, 1.0, 1.0, 0.0, 0),
+                      "Firefox", "")
+
+
+def trusted_reader(shift_rate: float = 4.0) -> tuple[AdaptiveRateLimiter, Clock, random.Random]:
+    """A reader on five pages, a request every ~3 s, for five minutes: trusted."""
+    clock, rng = Clock(), random.Random(7)
+    rl = AdaptiveRateLimiter("60/minute", clock=clock, trust_shift_rate=shift_rate)
+    m = 1.0
+    for _ in range(100):
+        m = send(rl, clock, rng.expovariate(1 / 3), f"/page/{rng.randrange(5)}")
+    assert m == rl.trusted_multiplier
+    return rl, clock, rng
+
+
+def requests_until_untrusted(step: object, shift_rate: float = 4.0) -> int:
+    rl, clock, rng = trusted_reader(shift_rate)
+    for i in range(1, 100):
+        gap, path, status = step(i, rng)  # type: ignore[operator]
+        if send(rl, clock, gap, path, status) <= 1.0:
+            return i
+    return 100
+
+
+def test_a_trusted_reader_that_ramps_its_rate_loses_trust_within_20_requests() -> None:
+    # From ~0.33 to 2 req/s: inside its 2x allowance, so the rate alone never made it
+    # suspicious and it kept the multiplier. Caught with trust_shift_rate=2 (at the
+    # default 4 it is not: see BehaviourModel._shift).
+    n = requests_until_untrusted(lambda i, rng: (0.5, f"/page/{rng.randrange(5)}", 200), 2.0)
+    assert n <= 20
+
+
+def test_a_trusted_reader_that_walks_new_paths_loses_trust_within_6_requests() -> None:
+    n = requests_until_untrusted(lambda i, rng: (rng.expovariate(1 / 3), f"/products/{i}", 200))
+    assert n <= 6
+
+
+def test_a_trusted_reader_that_starts_failing_loses_trust_within_2_requests() -> None:
+    n = requests_until_untrusted(lambda i, rng: (rng.expovariate(1 / 3), "/login", 401))
+    assert n <= 2
+
+
+def test_trust_lost_is_earned_again_only_after_two_clean_windows() -> None:
+    rl, clock, rng = trusted_reader()
+    send(rl, clock, 3.0, "/login", 401)
+    send(rl, clock, 3.0, "/login", 401)
+    start = clock.t
+    multipliers = []
+    while clock.t - start < 200:
+        m = send(rl, clock, rng.expovariate(1 / 3), f"/page/{rng.randrange(5)}")
+        multipliers.append((clock.t - start, m))
+    back = next(t for t, m in multipliers if m == rl.trusted_multiplier)
+    assert 120 <= back < 130  # two windows of 60 s, not as soon as the errors fade
+
+
+def test_a_new_client_is_trusted_after_30_clean_requests_without_waiting() -> None:
+    # Only a client that changed abruptly waits two windows: making every new client
+    # wait refused 1.2 % of the bursty users' requests in ratelimit_sim.py (vs 0.04 %).
+    clock, rng = Clock(), random.Random(5)
+    rl = AdaptiveRateLimiter("60/minute", clock=clock)
+    ms = [send(rl, clock, rng.expovariate(0.5), f"/page/{i % 3}") for i in range(40)]
+    assert ms.index(rl.trusted_multiplier) + 1 == rl.trust_min_requests
+
+
+def test_a_page_loader_keeps_trust_through_loads_like_its_own() -> None:
+    # Loads of 20-30 requests (six assets) in 1.5 s, then 30-60 s of reading: its usual fast rate is
+    # high, so its own loads are not an abrupt change.
+    clock, rng = Clock(), random.Random(3)
+    rl = AdaptiveRateLimiter("60/minute", clock=clock)
+    lost_after_trusted = 0
+    trusted = False
+    for _ in range(30):
+        size = rng.randrange(20, 30)
+        for k in range(size):
+            m = send(rl, clock, rng.expovariate(size / 1.5), f"/asset/{k % 6}")
+            trusted = trusted or m > 1.0
+            lost_after_trusted += trusted and m <= 1.0
+        clock.t += rng.uniform(30, 60)
+    assert trusted and lost_after_trusted == 0
