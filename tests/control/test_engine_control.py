@@ -238,3 +238,34 @@ def test_auto_target_latency_reaches_the_allocator_capped_by_the_target() -> Non
     a = gate.control.allocator
     assert a is not None and a.auto_target and a.target_cap == 0.05
     assert not PulseGate(resource_allocation=True).control.allocator.auto_target  # type: ignore[union-attr]
+
+
+async def test_pending_entries_hold_digests_not_the_request_strings() -> None:
+    # Issue 18: an entry waiting for the 0.5 s job is fixed-size whatever the User-Agent
+    # and query string a client sends; the profile it makes is the same as from strings.
+    import time
+
+    from pulsegate.control.ratelimit import AdaptiveRateLimiter
+
+    gate = PulseGate(rate_limiting=True, rate_limit="100/minute")
+    app, _ = make_app(gate)
+    agents = ["UA-" + "a" * 5000, "UA-" + "b" * 5000, "UA-" + "a" * 5000]
+    queries = ["q=" + "x" * 5000, "q=" + "y" * 5000, "q=" + "y" * 5000]
+    async with client(app) as c:
+        for ua, q in zip(agents, queries, strict=True):
+            await c.get(f"/items/1?{q}", headers={"user-agent": ua})
+    gate.scheduler.stop()
+    pending = list(gate.control.pending)
+    assert len(pending) == 3
+    for entry in pending:
+        strings = [x for x in entry if isinstance(x, str)]
+        assert strings == ["ip:127.0.0.1"]  # the client key only
+        assert all(len(str(x)) < 32 for x in entry[2:])
+    mirror = AdaptiveRateLimiter("100/minute")
+    for (key, record, _, _), ua, q in zip(pending, agents, queries, strict=True):
+        mirror.observe(key, record, ua, q, now=record.started_at)
+    gate.scheduler.run_pending(time.monotonic() + 10)
+    got = gate.control.limiter.behaviour.profiles["ip:127.0.0.1"]
+    want = mirror.behaviour.profiles["ip:127.0.0.1"]
+    assert (got.n, got.ua, got.param, got.div) == (want.n, want.ua, want.param, want.div)
+    assert got.ua > 0 and got.param > 0  # the changes were seen through the digests

@@ -177,6 +177,14 @@ class BehaviourModel:
         ``allowance`` is the client's current rate multiplier: its rate is judged
         against what it is allowed (a trusted client may use its 2x without losing
         trust; a punished one is judged against its reduced rate)."""
+        return self.update_digests(key, now, method, route, path, status, digest(user_agent),
+                                   digest(query or ""), allowance)
+
+    def update_digests(self, key: str, now: float, method: str, route: str, path: str,
+                       status: int, ua: int, q: int, allowance: float = 1.0) -> Profile:
+        """As :meth:`update`, with the User-Agent and query string already reduced to
+        ``digest(user_agent)`` and ``digest(query or "")`` -- what a queue of finished
+        requests holds, so its entries do not grow with the request."""
         p = self.get(key)
         b = _BETA
         tau = self.tau
@@ -196,12 +204,11 @@ class BehaviourModel:
         # 429 is neutral: our own refusals must not feed back into suspicion.
         p.err += b * ((1.0 if status >= 400 and status != 429 else 0.0) - p.err)
         p.write += b * ((0.0 if method in ("GET", "HEAD") else 1.0) - p.write)
-        ua = digest(user_agent)
         if ua or p.last_ua:
             changed = 1.0 if (p.last_ua and ua != p.last_ua) else 0.0
             p.ua += b * (changed - p.ua)
             p.last_ua = ua
-        r, q = digest(route), digest(query or "")
+        r = digest(route)
         table, slot = p.queries, 2 * ((r >> 1) % QUERY_SLOTS)
         if table[slot] == r:
             p.param += b * ((1.0 if q != table[slot + 1] else 0.0) - p.param)

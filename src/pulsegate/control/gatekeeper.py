@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from pulsegate.context import Rejection, RequestContext
 from pulsegate.control.allocator import PRIORITIES, ConcurrencyAllocator, Ticket
+from pulsegate.control.behaviour import digest
 from pulsegate.control.breaker import CircuitBreaker
 from pulsegate.control.clientkey import ClientKeyResolver
 from pulsegate.control.qpolicy import QPolicy
@@ -71,7 +72,9 @@ class Controller:
         self.costs = dict(c.rate_limit_costs)
         #: finished requests waiting to be folded into behaviour profiles (bounded: if the
         #: scheduler falls behind, the oldest are dropped rather than memory growing)
-        self.pending: deque[tuple[str, RequestRecord, str | None, str]] = deque(maxlen=65536)
+        #: Entries hold the User-Agent and query string as fixed-size digests, never the
+        #: strings, so an entry does not grow with the request.
+        self.pending: deque[tuple[str, RequestRecord, int, int]] = deque(maxlen=65536)
         if self.limiter is not None:
             gate.scheduler.every(0.5, self.flush, name="control.behaviour")
         self.forest: Any = None
@@ -199,8 +202,8 @@ class Controller:
             # 0.5 s): here only a bounded append. Times are the requests' own start
             # times, so batching does not distort inter-arrival statistics.
             info = ctx.info
-            self.pending.append((ctx.client_key, record, info.headers.get("user-agent"),
-                                 info.query_string))
+            self.pending.append((ctx.client_key, record, digest(info.headers.get("user-agent")),
+                                 digest(info.query_string or "")))
 
     def flush(self) -> int:
         """Fold pending finished requests into the behaviour profiles (scheduler job;
@@ -215,7 +218,7 @@ class Controller:
                 key, record, ua, query = pop()
             except IndexError:
                 return n
-            limiter.observe(key, record, ua, query, now=record.started_at)
+            limiter.observe_digests(key, record, ua, query, now=record.started_at)
             n += 1
 
     # --- background --------------------------------------------------------------------

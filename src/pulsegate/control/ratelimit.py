@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pulsegate.control.behaviour import BehaviourModel
+from pulsegate.control.behaviour import BehaviourModel, digest
 from pulsegate.control.headers import policy_name, ratelimit_headers
 from pulsegate.control.storage import MemoryStorage, Storage
 
@@ -184,12 +184,18 @@ class AdaptiveRateLimiter:
         client's profile and update its multiplier; returns the multiplier. ``now`` is
         the request's time (default: the limiter's clock) -- any clock, as long as one
         limiter always gets the same kind."""
+        return self.observe_digests(key, record, digest(user_agent), digest(query or ""), now)
+
+    def observe_digests(self, key: str, record: Any, ua_digest: int, query_digest: int,
+                        now: float | None = None) -> float:
+        """As :meth:`observe`, with ``digest(user_agent)`` and ``digest(query or "")``
+        (:func:`~pulsegate.control.behaviour.digest`) instead of the strings."""
         mults = self.multipliers
         with self._lock:  # the LRU's get/move/evict sequence is not atomic across threads
-            p = self.behaviour.update(key, self.clock() if now is None else now,
-                                      record.method, record.route,
-                                      record.path, record.status, user_agent, query,
-                                      mults.get(key, 1.0))
+            p = self.behaviour.update_digests(key, self.clock() if now is None else now,
+                                              record.method, record.route, record.path,
+                                              record.status, ua_digest, query_digest,
+                                              mults.get(key, 1.0))
         if not self.adaptive:
             return 1.0
         if p.confidence < self.prediction_threshold:
