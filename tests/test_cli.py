@@ -234,3 +234,28 @@ def test_demo_without_its_dependencies_names_the_extra(capsys, monkeypatch) -> N
                         lambda name, *a: None if name == "uvicorn" else real(name, *a))
     code, out, err = run(capsys, "demo")
     assert code == 2 and "uvicorn" in err and 'pip install "pulsegate[demo]"' in err
+
+
+def test_report_lists_incidents_apart_from_anomalous_requests(tmp_path, capsys) -> None:
+    gate, clk = make_gate(state_dir=str(tmp_path), aggregation_window=1)
+    for second in range(200):  # 150 s at 10 ms, then 50 s at 80 ms: one regression
+        for _ in range(5):
+            ms = 10.0 if second < 150 else 80.0
+            hit(gate, clk, ms)
+            clk.t += 0.2 - ms / 1000
+            gate.test_wall.t += 0.2 - ms / 1000
+    gate.ops.snapshot()
+    try:
+        incident = gate.incidents()[0]
+        out = run_json(capsys, tmp_path, "report")
+        assert out["incidents"], out
+        row = out["incidents"][-1]
+        assert row["endpoint"] == "GET /x" and row["ratio"] == pytest.approx(incident.ratio)
+        assert row["requests"] == incident.requests and row["windows"] == incident.windows
+        assert row["start"] == pytest.approx(incident.start)
+        assert all(a["kind"] != "incident" for a in out["anomalies"])
+        code, text, _ = run(capsys, "report", "--state-dir", str(tmp_path))
+        assert code == 0 and "recent incidents (an endpoint changed" in text
+        assert f"{incident.ratio:.1f}x" in text and "x-ml-anomaly-score" in text
+    finally:
+        gate.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_demo_runs_to_completion_and_reports_every_endpoint() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "pulsegate.demo", "--seconds", "4", "--concurrency", "4"],
+        [sys.executable, "-m", "pulsegate.demo", "--seconds", "16", "--concurrency", "4"],
         cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
@@ -24,3 +25,21 @@ def test_demo_runs_to_completion_and_reports_every_endpoint() -> None:
     assert "relationship: Author.books" in out, out
     assert "demo_app.py" in out and "fix: options(selectinload(Author.books))" in out, out
     assert "Traceback" not in proc.stderr, proc.stderr
+
+    # item 8 of issue 16: the report tells the truth.
+    # /slow's regression is an incident, with its magnitude, evidence and p50/p95 before
+    # and after the evidence began; no other endpoint (none changed) has one.
+    incidents = re.findall(r"^incident on (GET \S+) since .*$", out, re.M)
+    assert incidents and set(incidents) == {"GET /slow"}, out
+    line = next(m for m in out.splitlines() if m.startswith("incident on GET /slow"))
+    p50 = re.search(r"p50 ([\d.]+) -> ([\d.]+) ms, p95 ([\d.]+) -> ([\d.]+) ms", line)
+    assert p50 is not None, line
+    before50, after50, before95, after95 = map(float, p50.groups())
+    assert after50 > 2.5 * before50 and after95 > before95, line  # 15 ms -> 60 ms
+    assert re.search(r"over \d+ requests in \d+ windows", line), line
+    assert "no incident flagged on GET /slow" not in out, out
+    # single slow requests are named apart from incidents, UNMATCHED and the column
+    # windows are explained
+    assert "outlier requests" in out and "x-ml-anomaly-score" in out, out
+    assert "not a change of the endpoint" in out and "UNMATCHED: requests no route matched" in out
+    assert "p50 ms (run)" in out and "forecast ms (now)" in out, out

@@ -2,7 +2,7 @@
 
     pulsegate demo [ARGS...]                      run the demo app (pulsegate.demo)
     pulsegate stats                               counters summed over live workers
-    pulsegate report [--limit N]                  baselines, anomalies, query insights by ROI
+    pulsegate report [--limit N]                  baselines, incidents, anomalies, query insights
     pulsegate models list | show NAME | history NAME | rollback NAME VERSION
     pulsegate feedback [ID correct|incorrect]     label a prediction / show accuracy, F1
 
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from pulsegate.cli_output import STATE_HINT, ago, fmt, table
+from pulsegate.incidents import Incident
 from pulsegate.registry import snapshot as snap
 from pulsegate.registry.feedback import Prediction, metrics_of
 from pulsegate.registry.models import ModelRegistry, UnknownModel
@@ -142,23 +143,34 @@ def cmd_stats(store: StateStore, args: argparse.Namespace) -> Any:
 def cmd_report(store: StateStore, args: argparse.Namespace) -> Any:
     now = time.time()
     eps = endpoint_rows(store, now, args.ttl)[: args.limit]
-    anomalies = [p.to_dict() for p in predictions(store)
-                 if p.model == "latency-baseline" and p.predicted][: args.limit]
+    flagged = [p.to_dict() for p in predictions(store)
+               if p.model == "latency-baseline" and p.predicted]
+    # one request unusual for its endpoint (x-ml-anomaly-score) vs the endpoint changed
+    anomalies = [a for a in flagged if a["kind"] != "incident"][: args.limit]
+    incidents = [{"id": a["id"], "label": a["correct"], **Incident.from_dict(a["summary"]).to_dict()}
+                 for a in flagged if a["kind"] == "incident"][: args.limit]
     workers = snap.live_workers(store, now, args.ttl)
     insights = snap.ranked_insights(snap.fleet_insights(store, workers), now)[: args.limit]
     if args.json:
-        return {"endpoints": eps, "anomalies": anomalies, "query_insights": insights}
+        return {"endpoints": eps, "anomalies": anomalies, "incidents": incidents,
+                "query_insights": insights}
     _note_if_empty(workers, store, args)
     table("endpoint baselines (fleet)", ["endpoint", "requests", "forecast ms", "interval ms",
                                          "confidence"],
           [(r["endpoint"], r["requests"], r["predicted_ms"],
             f"{r['low_ms']:.1f}-{r['high_ms']:.1f}", f"{r['confidence']:.0f}") for r in eps])
-    table("recent anomalies", ["id", "kind", "endpoint", "ms", "expected ms", "score", "when",
-                               "label"],
-          [(a["id"], a["kind"], a["summary"].get("endpoint"),
-            a["summary"].get("duration_ms", a["summary"].get("window_mean_ms")),
-            a["summary"].get("predicted_ms", a["summary"].get("expected_ms")), a["score"],
-            ago(a["at"], now), _label(a["correct"])) for a in anomalies])
+    table("recent incidents (an endpoint changed: its windows kept sitting above its baseline)",
+          ["id", "endpoint", "since", "window ms", "expected ms", "ratio", "requests/windows",
+           "score", "label"],
+          [(i["id"], i["endpoint"], ago(i["start"], now), i["window_mean_ms"], i["expected_ms"],
+            f"{i['ratio']:.1f}x", f"{i['requests']}/{i['windows']}", i["score"],
+            _label(i["label"])) for i in incidents])
+    table("recent anomalous requests (one request unusual for its endpoint: "
+          "x-ml-anomaly-score)", ["id", "kind", "endpoint", "ms", "expected ms", "score",
+                                  "when", "label"],
+          [(a["id"], a["kind"], a["summary"].get("endpoint"), a["summary"].get("duration_ms"),
+            a["summary"].get("predicted_ms"), a["score"], ago(a["at"], now),
+            _label(a["correct"])) for a in anomalies])
     table("query insights by ROI (confidence x improvement x calls/min x mean ms)",
           ["roi", "kind", "endpoint", "calls/min", "mean ms", "improve", "conf", "call site",
            "fix", "id"],

@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import random
 import socket
-import statistics
 import sys
 import tempfile
 import threading
@@ -49,6 +48,17 @@ DEMO_CONFIG: dict[str, Any] = {
 }
 
 
+#: What the report's words mean, printed under the table.
+LEGEND = (
+    "outlier requests: single requests far slower than their endpoint's forecast (high "
+    "x-ml-anomaly-score: a GC pause, a cold cache); not a change of the endpoint",
+    "incidents: the endpoint itself changed: its 1 s windows kept sitting above its learnt "
+    "baseline, judged on the evidence of many requests",
+    "UNMATCHED: requests no route matched (the 404s to /nowhere/...), pooled as one endpoint",
+    "p50/p95 (run): over the whole run; forecast (now): the model's expectation at the end",
+)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -56,10 +66,12 @@ def _free_port() -> int:
 
 
 class Observed:
-    """Per-endpoint observed latencies and counts, fed by an engine listener."""
+    """Per-endpoint observed (start wall time, latency ms) and counts, fed by an engine
+    listener."""
 
     def __init__(self) -> None:
-        self.latency: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=5000))
+        self.latency: dict[str, deque[tuple[float, float]]] = defaultdict(
+            lambda: deque(maxlen=20000))
         self.statuses: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
         self.anomalies: dict[str, int] = defaultdict(int)
         self.lock = threading.Lock()
@@ -67,7 +79,7 @@ class Observed:
     def __call__(self, record: RequestRecord, ctx: Any) -> None:
         with self.lock:
             key = record.endpoint
-            self.latency[key].append(record.duration_ms)
+            self.latency[key].append((record.started_at, record.duration_ms))
             self.statuses[key][record.status] += 1
 
 
@@ -107,7 +119,8 @@ async def drive(base: str, seconds: float, concurrency: int, state: dict[str, An
     async def regular(client: httpx.AsyncClient, i: int) -> None:
         rng = random.Random(i)
         while (now := time.monotonic()) < deadline:
-            state["degraded"] = now > deadline - seconds * 0.35
+            if now > deadline - seconds * 0.35 and not state["degraded"]:
+                state["degraded"], state["degraded_at"] = True, time.time()
             path = rng.choices(paths, weights)[0].format(n=rng.randint(1, 500))
             await call(client, "regular", f"user-{i}", path)
             await asyncio.sleep(rng.uniform(0.02, 0.06))
@@ -125,6 +138,13 @@ async def drive(base: str, seconds: float, concurrency: int, state: dict[str, An
         while time.monotonic() < start + seconds * 0.65:
             await call(client, "export", f"export-{i}", "/report")
 
+    async def health_check(client: httpx.AsyncClient) -> None:
+        # A synthetic check polls /slow steadily (as an uptime monitor would): enough
+        # requests for its incident detector to learn /slow before the regression.
+        while time.monotonic() < deadline:
+            await call(client, "check", "health-check", "/slow")
+            await asyncio.sleep(0.02)
+
     async def ticker() -> None:
         while time.monotonic() < deadline:
             progress(min(1.0, (time.monotonic() - start) / seconds), sent)
@@ -133,7 +153,7 @@ async def drive(base: str, seconds: float, concurrency: int, state: dict[str, An
 
     limits = httpx.Limits(max_connections=concurrency * 4 + 8)
     async with httpx.AsyncClient(base_url=base, timeout=10, limits=limits) as client:
-        await asyncio.gather(ticker(), scraper(client),
+        await asyncio.gather(ticker(), scraper(client), health_check(client),
                              *(regular(client, i) for i in range(concurrency)),
                              *(exporter(client, i) for i in range(concurrency * 5)))
     return sent
@@ -149,31 +169,75 @@ def _progress_printer() -> Any:
     return show
 
 
+def _quantile(values: Sequence[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
 def report(gate: PulseGate, observed: Observed) -> list[dict[str, Any]]:
     """One row per endpoint, most requested first."""
     rows = []
     detections = _detections_by_endpoint(gate)
     incidents: dict[str, int] = defaultdict(int)
-    for incident in gate.incidents:
-        incidents[incident["endpoint"]] += 1
-    anomalies: dict[str, int] = defaultdict(int)
+    for incident in gate.incidents():
+        incidents[incident.endpoint] += 1
+    outliers: dict[str, int] = defaultdict(int)
     for record in gate.recent_anomalies:
-        anomalies[record.endpoint] += 1
+        outliers[record.endpoint] += 1
     for summary in gate.endpoints():
         key = summary["endpoint"]
         with observed.lock:
-            lat = list(observed.latency.get(key, ()))
+            lat = [ms for _, ms in observed.latency.get(key, ())]
             statuses = dict(observed.statuses.get(key, {}))
-        recent = lat[-50:]
         rows.append({
             "endpoint": key, "requests": summary["requests"],
-            "observed_p50_ms": statistics.median(recent) if recent else None,
+            "p50_ms": _quantile(lat, 0.5), "p95_ms": _quantile(lat, 0.95),
             "forecast_ms": summary["predicted_ms"], "confidence": summary["confidence"],
-            "anomalies": anomalies[key], "incidents": incidents[key],
+            "outliers": outliers[key], "incidents": incidents[key],
             "errors": statuses.get(500, 0), "throttled": statuses.get(429, 0),
             "shed": statuses.get(503, 0), "nplusone": detections.get(key, []),
         })
     return rows
+
+
+def before_after(observed: Observed, endpoint: str, at: float) -> dict[str, float | None]:
+    """p50 and p95 (ms) of the endpoint's requests started before and after ``at``."""
+    with observed.lock:
+        pairs = list(observed.latency.get(endpoint, ()))
+    before = [ms for t, ms in pairs if t < at]
+    after = [ms for t, ms in pairs if t >= at]
+    return {"p50_before": _quantile(before, 0.5), "p95_before": _quantile(before, 0.95),
+            "p50_after": _quantile(after, 0.5), "p95_after": _quantile(after, 0.95)}
+
+
+def incident_lines(gate: PulseGate, observed: Observed, started: float,
+                   regressed_at: float | None) -> list[str]:
+    """Each incident with its magnitude and evidence and the endpoint's p50/p95 before and
+    after the evidence began; and whether /slow's announced regression was flagged."""
+    def ms(v: float | None) -> str:
+        return "-" if v is None else f"{v:.1f}"
+
+    lines = []
+    incidents = gate.incidents()
+    for i in incidents:
+        ba = before_after(observed, i.endpoint, i.start)
+        lines.append(
+            f"incident on {i.endpoint} since +{i.start - started:.1f} s (flagged at "
+            f"+{i.at - started:.1f} s): {i.window_mean_ms:.1f} ms against {i.expected_ms:.1f} "
+            f"ms expected ({i.ratio:.1f}x), over {i.requests} requests in {i.windows} windows;"
+            f" p50 {ms(ba['p50_before'])} -> {ms(ba['p50_after'])} ms, p95 "
+            f"{ms(ba['p95_before'])} -> {ms(ba['p95_after'])} ms")
+    if regressed_at is not None and not any(i.endpoint == "GET /slow" for i in incidents):
+        ba = before_after(observed, "GET /slow", regressed_at)
+        lines.append(
+            f"no incident flagged on GET /slow, regressed at +{regressed_at - started:.1f} s: "
+            f"p50 {ms(ba['p50_before'])} -> {ms(ba['p50_after'])} ms, p95 "
+            f"{ms(ba['p95_before'])} -> {ms(ba['p95_after'])} ms (too little evidence yet)")
+    if not incidents:
+        lines.append("no incidents")
+    return lines
 
 
 def _detections_by_endpoint(gate: PulseGate) -> dict[str, list[str]]:
@@ -197,10 +261,10 @@ def print_report(rows: Sequence[dict[str, Any]], stats: dict[str, Any]) -> None:
     except ImportError:
         Console = None  # type: ignore[assignment,misc]
 
-    headers = ["endpoint", "requests", "observed p50 ms", "forecast ms", "confidence",
-               "anomalies", "incidents", "429", "503", "5xx app", "N+1"]
-    body = [[r["endpoint"], str(r["requests"]), fmt(r["observed_p50_ms"]),
-             fmt(r["forecast_ms"]), fmt(r["confidence"], ".0f"), str(r["anomalies"]),
+    headers = ["endpoint", "requests", "p50 ms (run)", "p95 ms (run)", "forecast ms (now)",
+               "confidence", "outlier requests", "incidents", "429", "503", "5xx app", "N+1"]
+    body = [[r["endpoint"], str(r["requests"]), fmt(r["p50_ms"]), fmt(r["p95_ms"]),
+             fmt(r["forecast_ms"]), fmt(r["confidence"], ".0f"), str(r["outliers"]),
              str(r["incidents"]), str(r["throttled"]), str(r["shed"]), str(r["errors"]),
              "yes" if r["nplusone"] else "-"]
             for r in rows]
@@ -216,7 +280,9 @@ def print_report(rows: Sequence[dict[str, Any]], stats: dict[str, Any]) -> None:
         print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
         for line in body:
             print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)))
-    print(f"requests {stats['requests']}, anomalies {stats['anomalies']}, incidents "
+    for text in LEGEND:
+        print(text)
+    print(f"requests {stats['requests']}, outlier requests {stats['anomalies']}, incidents "
           f"{stats['incidents']}, throttled {stats['throttled']}, shed {stats['shed']}, "
           f"internal errors {stats['internal_errors']}")
 
@@ -250,6 +316,7 @@ def print_clients(tally: Tally) -> None:
     not, the export spike shed."""
     for who, what in (("regular", "regular clients (one API key each)"),
                       ("scraper", "scraper (one API key, flat out)"),
+                      ("check", "health check polling /slow"),
                       ("export", "low-priority /report spike")):
         total = tally.count(who)
         if not total:
@@ -297,6 +364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{args.concurrency} clients for {args.seconds:.0f} s "
               f"(/slow regresses 4x for the last third)")
         tally = Tally()
+        started = time.time()
         try:
             asyncio.run(drive(f"http://127.0.0.1:{port}", args.seconds, args.concurrency,
                               state, _progress_printer(), tally))
@@ -304,6 +372,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             server.should_exit = True
             thread.join(10)
         print_report(report(gate, observed), gate.stats())
+        for line in incident_lines(gate, observed, started, state.get("degraded_at")):
+            print(line)
         print_query_insights(gate)
         print_clients(tally)
         print_control(gate)

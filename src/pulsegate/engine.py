@@ -33,6 +33,7 @@ from pulsegate.context import (
 )
 from pulsegate.faults import FaultCounter
 from pulsegate.header_values import CONFIDENCE, SCORE, TENTHS, tenths, whole
+from pulsegate.incidents import IncidentLog, incident_record
 from pulsegate.learn.baseline import KNOWN_METHODS, BaselineStore
 from pulsegate.learn.endpoint import METRICS, EndpointModel
 from pulsegate.learn.seasonal import SeasonalBaseline
@@ -140,7 +141,8 @@ class PulseGate(GateReports):
         #: were scored (the OTel exporter: an ASGI server span is ended before finish).
         self.start_listeners: list[Callable[[RequestContext, int], None]] = []
         self.recent_anomalies: deque[RequestRecord] = deque(maxlen=c.max_recent)
-        self.incidents: deque[dict[str, Any]] = deque(maxlen=c.max_recent)
+        #: ``gate.incidents()``: the recent incidents as :class:`~pulsegate.incidents.Incident`
+        self.incidents = IncidentLog(maxlen=c.max_recent)
         self.counters: dict[str, int] = {
             "requests": 0, "excluded": 0, "anomalies": 0, "incidents": 0, "errors": 0,
             "throttled": 0, "shed": 0,
@@ -484,10 +486,8 @@ class PulseGate(GateReports):
                 self.recent_anomalies.append(out)
             if flagged and incident is not None:
                 counters["incidents"] += 1
-                self.incidents.append({"endpoint": model.key, "at": self.wall(),
-                                       "window_mean_ms": math.exp(incident.value),
-                                       "expected_ms": math.exp(incident.forecast),
-                                       "score": incident.score})
+                self.incidents.append(
+                    incident_record(model.key, self.wall(), incident, model.incident))
             if notable:
                 self._notify(self.notable_listeners, out, ctx)
             if self.listeners:

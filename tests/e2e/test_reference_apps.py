@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -25,6 +25,14 @@ from reference_servers import (
 pytestmark = pytest.mark.e2e
 
 CASES = [(name, db) for name in DEPLOYMENTS for db in ("sqlite", "postgresql")]
+
+
+def apps_where(app_dir: Callable[[str], bool]) -> Any:
+    """Run a test only on the deployments whose app directory ``app_dir`` accepts (the
+    ``app`` fixture, parametrized over those cases alone)."""
+    cases = [(n, d) for n, d in CASES if app_dir(DEPLOYMENTS[n].app_dir.name)]
+    return pytest.mark.parametrize("app", cases, ids=[f"{n}-{d}" for n, d in cases],
+                                   indirect=True)
 
 #: Number of authors the apps seed (8 authors x 3 books x 2 reviews).
 AUTHORS = 8
@@ -181,13 +189,12 @@ def test_many_to_one_nplusone_and_its_fix(app: tuple[Deployment, Running]) -> No
     assert "GET " + dep.path("/books/eager") not in found
 
 
+@apps_where(lambda name: name != "fastapi_app")  # the FastAPI app serves JSON, no templates
 def test_template_nplusone_points_at_the_template_line(app: tuple[Deployment, Running]) -> None:
     """A lazy relation read in a template (Jinja under gunicorn, Django templates under
     gunicorn and uvicorn): the call site is the template file and line, not the compiled
     module's line or "unknown"."""
     dep, srv = app
-    if dep.app_dir.name == "fastapi_app":
-        pytest.skip("the FastAPI reference app serves JSON, no templates")
     with httpx.Client(base_url=srv.url, timeout=30) as client:
         page = client.get(dep.path("/books/page"))
         found = debug(client, dep)["by_endpoint"]
@@ -198,10 +205,9 @@ def test_template_nplusone_points_at_the_template_line(app: tuple[Deployment, Ru
     assert det["call_site"].endswith(f"{template}:6 in template"), det["call_site"]
 
 
+@apps_where(lambda name: name == "fastapi_app")  # include_router is FastAPI's
 def test_included_routers_keep_their_prefixes(app: tuple[Deployment, Running]) -> None:
     dep, srv = app
-    if dep.app_dir.name != "fastapi_app":
-        pytest.skip("include_router is FastAPI's")
     with httpx.Client(base_url=srv.url, timeout=30) as client:
         assert client.get("/api/v1/items/1").json()["id"] == 1
         assert client.get("/api/admin/items/1").json()["id"] == 1

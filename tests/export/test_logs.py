@@ -59,7 +59,13 @@ async def test_incident_logged(clock: FakeClock, caplog: pytest.LogCaptureFixtur
         state(gate).logs.flush()  # type: ignore[union-attr]
     incidents = [r for r in caplog.records if hasattr(r, "pulsegate_incident")]
     assert len(incidents) == gate.counters["incidents"]
-    assert incidents[0].pulsegate_incident["window_mean_ms"] > 300  # type: ignore[attr-defined]
+    fields = incidents[0].pulsegate_incident  # type: ignore[attr-defined]
+    assert fields["window_mean_ms"] > 300
+    # the fields of gate.incidents(): magnitude and the evidence behind the verdict
+    first = gate.incidents()[0]
+    assert fields["ratio"] == first.ratio > 2 and fields["start"] == first.start
+    assert fields["requests"] == first.requests >= 2 and fields["windows"] == first.windows >= 2
+    assert f"{first.ratio:.1f}x" in incidents[0].getMessage()
 
 
 def test_queue_is_bounded(clock: FakeClock) -> None:

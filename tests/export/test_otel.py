@@ -252,3 +252,24 @@ def test_missing_opentelemetry_fails_open(clock: FakeClock, monkeypatch: pytest.
     assert state(gate).otel is None and not gate.start_listeners
     assert gate.faults.total == 1
     assert "pip install 'pulsegate[otel]'" in caplog.text
+
+
+async def test_incidents_counted_per_endpoint(clock: FakeClock) -> None:
+    tel = Telemetry()
+    app, gate = instrumented(clock, tel, aggregation_window=1)
+    # steady windows, then a sustained shift over several windows (as in test_logs)
+    await run(app, [f"/work/{i}?ms={100 + i % 7}" for i in range(200)])
+    await run(app, ["/work/x?ms=900"] * 12)
+    assert gate.counters["incidents"] >= 1
+    points = tel.metrics()["pulsegate.incidents"].data.data_points
+    assert [(p.attributes, p.value) for p in points] == [
+        ({"http.route": "/work/{item}", "http.request.method": "GET"},
+         gate.counters["incidents"])]
+
+
+def test_incident_event_attributes_are_the_incident_fields() -> None:
+    attrs = otel.incident_attributes({"endpoint": "GET /x", "ratio": 4.0, "requests": 90,
+                                      "windows": 3, "id": "incident-1", "feedback": None})
+    assert attrs == {"pulsegate.incident.endpoint": "GET /x", "pulsegate.incident.ratio": 4.0,
+                     "pulsegate.incident.requests": 90, "pulsegate.incident.windows": 3,
+                     "pulsegate.incident.id": "incident-1"}

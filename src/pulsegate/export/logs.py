@@ -16,8 +16,10 @@ logger                     ``extra`` key               written by
 =========================  ==========================  ============================
 
 ``pulsegate_anomaly``: ``at`` (epoch s), ``path``, ``status``, ``duration_ms``,
-``predicted_ms``, ``score`` (0-1), ``confidence`` (0-100). ``pulsegate_incident``:
-``at``, ``window_mean_ms``, ``expected_ms``, ``score``. ``pulsegate_detection`` (see
+``predicted_ms``, ``score`` (0-1: how unusual this one request is), ``confidence``
+(0-100). ``pulsegate_incident`` (the endpoint changed; the fields of
+:class:`pulsegate.incidents.Incident`): ``start``, ``at``, ``window_mean_ms``,
+``expected_ms``, ``ratio``, ``excess_ms``, ``requests``, ``windows``, ``score``. ``pulsegate_detection`` (see
 :func:`detection_extra`): ``kind``, ``fingerprint``, ``sql`` (redacted: literals
 replaced, never parameters), ``count``, ``total_ms``, ``call_site``, ``relationship``,
 ``suggestion``, ``confidence``.
@@ -67,7 +69,8 @@ def anomaly_extra(record: RequestRecord) -> dict[str, Any]:
 
 def incident_extra(incident: dict[str, Any]) -> dict[str, Any]:
     return {"pulsegate_incident": {k: incident.get(k) for k in (
-        "at", "window_mean_ms", "expected_ms", "score", "id") if k in incident},
+        "start", "at", "window_mean_ms", "expected_ms", "ratio", "excess_ms", "requests",
+        "windows", "score", "id") if k in incident},
         "endpoint": incident.get("endpoint")}
 
 
@@ -117,9 +120,11 @@ class LogExporter:
                             extra=extra)
             else:
                 i = extra["pulsegate_incident"]
-                log.warning("incident on %s: window mean %.1f ms against %.1f ms expected",
+                log.warning("incident on %s: window mean %.1f ms against %.1f ms expected "
+                            "(%.1fx, over %d requests in %d windows)",
                             extra["endpoint"], i.get("window_mean_ms") or 0.0,
-                            i.get("expected_ms") or 0.0, extra=extra)
+                            i.get("expected_ms") or 0.0, i.get("ratio") or 0.0,
+                            i.get("requests") or 0, i.get("windows") or 0, extra=extra)
             n += 1
         return n
 

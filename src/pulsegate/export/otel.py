@@ -24,6 +24,12 @@ exporter works in two steps:
 Detection events carry the redacted statement (``db.query.text`` holds the fingerprint
 with literals replaced by ``?``), never parameters.
 
+``pulsegate.anomaly.score`` is how unusual one request is (``x-ml-anomaly-score``);
+``pulsegate.incidents`` counts endpoints that changed (their windows kept sitting above
+their baseline: :class:`pulsegate.incidents.Incident`). Each incident is also an event
+``pulsegate.incident`` with its fields (``pulsegate.incident.ratio``, ``.requests``, ...)
+on the span of the request that closed the window, when that span still records.
+
 Metric measurements are queued on the request path and recorded by the scheduler
 thread every second and at the start of every collection (the first observable
 callback flushes the queue), so a reader always sees every finished request.
@@ -38,6 +44,7 @@ instrument                            kind              unit
 ====================================  ================  =========================
 ``pulsegate.anomaly.score``           histogram         ``1`` (buckets 0.1 .. 1)
 ``pulsegate.anomalies``               counter           ``{request}``
+``pulsegate.incidents``               counter           ``{incident}``
 ``pulsegate.detections``              counter           ``{detection}`` (+ kind)
 ``pulsegate.throttles``               counter           ``{request}``
 ``pulsegate.sheds``                   counter           ``{request}``
@@ -64,6 +71,8 @@ if TYPE_CHECKING:
 SCORE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 #: Name of the span event added for each query detection.
 DETECTION_EVENT = "pulsegate.query_detection"
+#: Name of the span event added for each incident (an endpoint changed).
+INCIDENT_EVENT = "pulsegate.incident"
 _MAX_PENDING = 10_000
 _MAX_QUEUED = 50_000
 #: Seconds between flushes of the queued measurements (and at every collection).
@@ -88,6 +97,11 @@ class OTelExporter:
         self.anomalies = meter.create_counter(
             "pulsegate.anomalies", unit="{request}",
             description="Requests classed as anomalous by their endpoint's model.")
+        self.incidents = meter.create_counter(
+            "pulsegate.incidents", unit="{incident}",
+            description="Endpoints that changed: windows kept above the learnt baseline.")
+        self._incidents_seen = gate.counters.get("incidents", 0)
+        self._new_incidents: deque[dict[str, Any]] = deque(maxlen=_MAX_PENDING)
         self.detections = meter.create_counter(
             "pulsegate.detections", unit="{detection}",
             description="Query problems found (N+1, repeated identical, write loops).")
@@ -169,6 +183,15 @@ class OTelExporter:
             if changed:
                 span.set_attributes(changed)
             _add_events(span, ctx.detections, reported)
+        n = self.gate.counters.get("incidents", 0)
+        if n != self._incidents_seen:  # flagged while finishing this request
+            new = list(self.gate.incidents)[-(n - self._incidents_seen):] \
+                if n > self._incidents_seen else []
+            self._incidents_seen = n
+            for inc in new:
+                self._new_incidents.append(inc)
+                if span.is_recording():
+                    span.add_event(INCIDENT_EVENT, incident_attributes(inc))
         self._metrics(record, ctx)
 
     # --- metrics ----------------------------------------------------------------------
@@ -192,6 +215,13 @@ class OTelExporter:
     def flush(self) -> int:
         """Record the queued measurements (scheduler thread, and before every metrics
         collection); returns how many requests were recorded."""
+        while self._new_incidents:
+            try:
+                inc = self._new_incidents.popleft()
+            except IndexError:
+                break
+            method, _, route = str(inc.get("endpoint")).partition(" ")
+            self.incidents.add(1, {"http.route": route, "http.request.method": method})
         queue = self._queue
         n = 0
         while True:
@@ -225,6 +255,13 @@ class OTelExporter:
     def _observe_in_flight(self, options: Any) -> Iterable[Any]:
         _, in_flight = allocator_state(self.gate)
         return [] if in_flight is None else [self._observation(in_flight)]
+
+
+def incident_attributes(incident: dict[str, Any]) -> dict[str, Any]:
+    """The span event attributes of one incident: the fields of
+    :class:`pulsegate.incidents.Incident`, prefixed ``pulsegate.incident.``."""
+    return {f"pulsegate.incident.{k}": v for k, v in incident.items()
+            if isinstance(v, (str, int, float)) and not isinstance(v, bool)}
 
 
 def _add_events(span: Any, detections: list[Any] | None, start: int) -> int:

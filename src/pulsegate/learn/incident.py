@@ -94,7 +94,8 @@ class IncidentDetector:
     """
 
     __slots__ = ("active", "b", "clip", "cusum", "cusum_tail", "cut", "dclip", "e_w",
-                 "floor", "h", "h_tail", "kappa", "min_excess_ms", "min_ratio",
+                 "episode_requests", "episode_seconds", "episode_windows", "floor",
+                 "h", "h_tail", "kappa", "min_excess_ms", "min_ratio",
                  "min_requests", "min_windows", "n_req", "n_w", "onset_effect", "p", "q",
                  "raw", "run_effect", "s", "s1", "sa", "tau2", "time_constant", "top", "window",
                  "windows", "z_max")
@@ -130,6 +131,10 @@ class IncidentDetector:
         self.run_effect = 0.0
         self.active = False
         self.onset_effect = 0.0
+        #: the evidence behind the current episode (windows since the CUSUMs last stood
+        #: at 0, their requests and seconds): what an incident reports, never persisted
+        self.episode_windows = self.episode_requests = 0
+        self.episode_seconds = 0.0
         self.windows = 0
         self.n_req = 0
         self.n_w = 0
@@ -204,6 +209,13 @@ class IncidentDetector:
         cap = 0.6 * self.h_tail  # one window alone never makes an incident
         ct = self.cusum_tail + (t if t < cap else cap)
         self.cusum_tail = ct = ct if ct > 0.0 else 0.0
+        if c == 0.0 and ct == 0.0:
+            self.episode_windows = self.episode_requests = 0
+            self.episode_seconds = 0.0
+        else:
+            self.episode_windows += 1
+            self.episode_requests += n
+            self.episode_seconds += dt
         warm = k >= self.min_windows and self.n_req >= self.min_requests
         # the effect: the clipped excess, averaged (weight 1/2) over the windows since
         # the CUSUM last stood at 0 -- one window full of pauses is not a regression

@@ -283,7 +283,8 @@ class ModelOps:
                 "incident", str(inc.get("endpoint")), "critical",
                 f"pulsegate: incident on {inc.get('endpoint')}: window mean "
                 f"{inc.get('window_mean_ms', 0):.1f} ms vs expected "
-                f"{inc.get('expected_ms', 0):.1f} ms", **p.summary)
+                f"{inc.get('expected_ms', 0):.1f} ms ({inc.get('ratio', 0):.1f}x over "
+                f"{inc.get('requests', 0)} requests)", **p.summary)
 
     def _on_detections(self, record: RequestRecord, ctx: RequestContext) -> None:
         collect.detections(self, record, ctx)

@@ -1,0 +1,86 @@
+"""Incidents: an endpoint changed (its windows kept sitting above its baseline).
+
+Distinct from a request's anomaly score (``x-ml-anomaly-score``, 0-1: how unusual
+*this one request* is against its endpoint's forecast): one slow request (a GC pause,
+a cold cache) is an outlier, not an incident. An incident is the verdict of
+:class:`~pulsegate.learn.incident.IncidentDetector` over several windows of requests.
+
+``gate.incidents()`` returns the recent ones as :class:`Incident` (newest last).
+``gate.incidents`` is also the bounded deque of plain dicts the exporters read (the
+dashboard API, logs, the registry's alerts, persistence); each dict holds the same
+fields as :class:`Incident`, plus ``id`` once the registry has given it one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from pulsegate.learn.anomaly import Score
+from pulsegate.learn.incident import IncidentDetector
+
+
+@dataclass(frozen=True)
+class Incident:
+    """One incident on one endpoint.
+
+    ``start``: wall time (epoch s) the evidence began, the start of the first window
+    since the detector's CUSUM last stood at 0; ``at``: when it was flagged.
+    Magnitude: ``window_mean_ms`` (the flagged window's geometric mean latency) against
+    ``expected_ms`` (the baseline), ``ratio = window_mean_ms / expected_ms`` and
+    ``excess_ms = window_mean_ms - expected_ms``. Evidence: ``requests`` and
+    ``windows`` behind the verdict (the episode's). ``score`` (0-1): the detector's
+    CUSUM against its alarm line, 0.5 at the line.
+
+    >>> i = Incident("GET /slow", 100.0, 160.0, 80.0, 20.0, 4.0, 60.0, 900, 6, 0.6)
+    >>> f"{i.endpoint}: {i.ratio:.1f}x (+{i.excess_ms:.0f} ms) over {i.requests} requests"
+    'GET /slow: 4.0x (+60 ms) over 900 requests'
+    """
+
+    endpoint: str
+    start: float
+    at: float
+    window_mean_ms: float
+    expected_ms: float
+    ratio: float
+    excess_ms: float
+    requests: int
+    windows: int
+    score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Incident:
+        """From a stored record; fields an older record lacks are derived or 0."""
+        mean = float(d.get("window_mean_ms") or 0.0)
+        expected = float(d.get("expected_ms") or 0.0)
+        at = float(d.get("at") or 0.0)
+        return cls(str(d.get("endpoint")), float(d.get("start", at)), at, mean, expected,
+                   float(d.get("ratio", mean / expected if expected > 0 else 0.0)),
+                   float(d.get("excess_ms", mean - expected)),
+                   int(d.get("requests") or 0), int(d.get("windows") or 0),
+                   float(d.get("score") or 0.0))
+
+
+def incident_record(endpoint: str, at: float, verdict: Score,
+                    detector: IncidentDetector) -> dict[str, Any]:
+    """The stored record of an incident flagged now (``at``), from the window's verdict
+    (log-latency value and forecast) and the detector's episode evidence."""
+    mean = math.exp(verdict.value)
+    expected = math.exp(verdict.forecast)
+    return Incident(endpoint, at - detector.episode_seconds, at, mean, expected,
+                    mean / expected, mean - expected, detector.episode_requests,
+                    detector.episode_windows, verdict.score).to_dict()
+
+
+class IncidentLog(deque[dict[str, Any]]):
+    """The recent incidents: a bounded deque of plain dicts (what exporters and
+    persistence read), and callable: ``gate.incidents()`` gives them as
+    :class:`Incident`, oldest first."""
+
+    def __call__(self) -> list[Incident]:
+        return [Incident.from_dict(d) for d in list(self) if isinstance(d, dict)]
