@@ -72,6 +72,7 @@ SHIFT_ERR_K = 0.3  # error CUSUM reference: a 2 % background barely moves it
 SHIFT_WARMUP = 30  # requests before the rate test (its baseline is a mean of them)
 SINCE, BURST, BASE_BURST, BASE_DIV, SHIFT_DIV, SHIFT_ERR = range(6)  # Profile.change
 QUERY_SLOTS = 16  # routes whose last query string is remembered (digests)
+PATHS = 2 * QUERY_SLOTS  # where the path ring starts in a profile's digest array
 
 
 def digest(value: str | None) -> int:
@@ -84,9 +85,8 @@ def digest(value: str | None) -> int:
 
 
 class Profile:
-    __slots__ = ("change", "div", "err", "forest", "ia_mean", "ia_var", "last_t", "last_ua",
-                 "n", "param", "path_next", "paths", "queries", "rate", "suspicion", "ua",
-                 "write")
+    __slots__ = ("change", "digests", "div", "err", "forest", "ia_mean", "ia_var", "last_t",
+                 "last_ua", "n", "param", "path_next", "rate", "suspicion", "ua", "write")
 
     def __init__(self, prior: float = 0.0) -> None:
         self.n = 0
@@ -100,10 +100,11 @@ class Profile:
         self.div = 0.0
         self.write = 0.0
         self.last_ua = 0  # digest of the last User-Agent; 0 = none seen yet
-        self.paths = array("I", bytes(4 * PATH_RING))  # ring of distinct path digests
-        self.path_next = 0
-        #: slot i: (route digest, query digest) at [2i], [2i+1]; 0 = free
-        self.queries = array("I", bytes(8 * QUERY_SLOTS))
+        #: one array of digests (one array header instead of two, per client): query
+        #: slot i is (route digest, query digest) at [2i], [2i+1], 0 = free; from
+        #: PATHS on, a ring of PATH_RING distinct path digests
+        self.digests = array("I", bytes(4 * (PATHS + PATH_RING)))
+        self.path_next = PATHS
         self.suspicion = prior
         #: the abrupt-change detector's state, one flat array (a float object per field
         #: would cost ~100 bytes more per client): [SINCE] the last abrupt change
@@ -235,19 +236,24 @@ class BehaviourModel:
             p.ua += b * (changed - p.ua)
             p.last_ua = ua
         r = digest(route)
-        table, slot = p.queries, 2 * ((r >> 1) % QUERY_SLOTS)
+        table, slot = p.digests, 2 * ((r >> 1) % QUERY_SLOTS)
         if table[slot] == r:
             p.param += b * ((1.0 if q != table[slot + 1] else 0.0) - p.param)
             table[slot + 1] = q
         elif table[slot] == 0:
             table[slot], table[slot + 1] = r, q
-        h, paths = digest(path), p.paths
-        seen = h in paths
+        h = digest(path)  # odd, so never an empty (0) slot of the ring
+        try:
+            table.index(h, PATHS)
+            seen = True
+        except ValueError:
+            seen = False
         new_path = 0.0 if seen else 1.0
         p.div += b * (new_path - p.div)
         if not seen:
-            paths[p.path_next] = h
-            p.path_next = (p.path_next + 1) % PATH_RING
+            table[p.path_next] = h
+            nxt = p.path_next + 1
+            p.path_next = PATHS if nxt == PATHS + PATH_RING else nxt
         self._shift(p, now, new_path, 1.0 if status >= 400 and status != 429 else 0.0)
         # Score every request while the profile is young (decisions happen then), then
         # every 4th: the features are EWMAs and barely move in 3 requests.
