@@ -329,19 +329,7 @@ class EndpointModel:
                 if now >= self.win_end:
                     incident = self.roll(now, latency)
                 else:
-                    # IncidentDetector.add, in line (every request; the latency is a
-                    # finite log here, so add's NaN test is not needed)
-                    det = self.incident
-                    if latency > det.cut:
-                        det.e_w += 1
-                    d = latency - det.b
-                    d = d if d >= 0.0 else -d
-                    dclip = det.dclip
-                    det.sa += d if d < dclip else dclip
-                    det.n_w += 1
-                    det.raw += latency
-                    top = det.top
-                    det.s1 += latency if latency < top else top
+                    self.incident.add(latency)
         if n < self.warmup:
             return 0.0, False, -1, incident
         return best, zmax2 > k2, driver, incident
