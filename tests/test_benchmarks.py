@@ -19,7 +19,8 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 def run(script: str, *args: str) -> str:
     done = subprocess.run([sys.executable, str(BENCHMARKS / script), *args],
                           capture_output=True, text=True, timeout=300, cwd=BENCHMARKS)
-    assert done.returncode == 0, done.stderr
+    # the end of stdout too: a soak or a simulation says there what broke
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr
     return done.stdout
 
 
