@@ -26,10 +26,8 @@ import collections
 import logging
 import sys
 from collections.abc import Callable
-from pathlib import Path
-from types import FrameType
-from typing import Any
 
+from _common import opcode_tracer
 from instructions import FAMILIES, MORE_STACKS, STACKS, driver
 
 WARMUP = 500
@@ -39,19 +37,7 @@ def count(drive: Callable[[int], None], n: int) -> collections.Counter[str]:
     """Bytecodes run by ``drive(n)``, per function (``file:function``)."""
     counts: collections.Counter[str] = collections.Counter()
 
-    def on_call(frame: FrameType, event: str, arg: Any) -> Any:
-        frame.f_trace_opcodes = True
-        frame.f_trace_lines = False
-        code = frame.f_code
-        name = f"{Path(code.co_filename).name}:{getattr(code, 'co_qualname', code.co_name)}"
-
-        def on_opcode(frame: FrameType, event: str, arg: Any) -> Any:
-            if event == "opcode":
-                counts[name] += 1
-            return on_opcode
-        return on_opcode
-
-    sys.settrace(on_call)
+    sys.settrace(opcode_tracer(counts))
     try:
         drive(n)
     finally:

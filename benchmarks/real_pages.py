@@ -40,7 +40,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import real_apps
-from _common import freeze_setup, paired_added, start_response
+from _common import freeze_setup, opcode_tracer, paired_added, start_response
 from werkzeug.test import create_environ
 
 STACKS = ("bare", "otel", "pulsegate")
@@ -122,17 +122,7 @@ def _trace(frame: FrameType, event: str, arg: Any) -> Any:
     every thread (FastAPI runs a sync route in a worker thread), before those start."""
     if not _COUNTING:
         return None
-    counts = _COUNTING[0]
-    frame.f_trace_opcodes = True
-    frame.f_trace_lines = False
-    code = frame.f_code
-    name = f"{Path(code.co_filename).name}:{getattr(code, 'co_qualname', code.co_name)}"
-
-    def on_opcode(frame: FrameType, event: str, arg: Any) -> Any:
-        if event == "opcode":
-            counts[name] += 1
-        return on_opcode
-    return on_opcode
+    return opcode_tracer(_COUNTING[0])(frame, event, arg)
 
 
 def count(drive: Callable[[int], None], n: int) -> collections.Counter[str]:
