@@ -103,7 +103,7 @@ class IncidentDetector:
 
     __slots__ = ("active", "b", "clip", "cusum", "cusum_err", "cusum_tail", "cut",
                  "dclip", "e_w", "episode_requests", "episode_seconds",
-                 "episode_windows", "err_share", "err_w", "floor", "h", "h_tail",
+                 "episode_windows", "err_expected", "err_share", "err_w", "floor", "h", "h_tail",
                  "kappa", "metric", "min_excess_ms", "min_ratio", "min_requests",
                  "min_windows", "n_req", "n_w", "onset_effect", "p", "p_err", "q",
                  "raw", "run_effect", "s", "s1", "sa", "tau2", "time_constant", "top",
@@ -140,7 +140,7 @@ class IncidentDetector:
         self.err_w = 0
         #: the evidence behind the last incident, and the error share of its window
         self.metric = "latency"
-        self.err_share = 0.0
+        self.err_share = self.err_expected = 0.0
         self.cusum = 0.0
         self.cusum_tail = 0.0
         self.run_effect = 0.0
@@ -265,7 +265,7 @@ class IncidentDetector:
                 self.active = True
                 self.onset_effect = effect
                 self.metric = ("latency", "latency tail", "error rate")[effects.index(effect)]
-                self.err_share = err_share
+                self.err_share, self.err_expected = err_share, pe
         elif c == 0.0 and ct == 0.0 and ce == 0.0:
             self.active = False
         # learning: a weight per window of dt seconds, 1/k during warm-up
