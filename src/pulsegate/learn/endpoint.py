@@ -28,6 +28,9 @@ _sqrt = math.sqrt
 _exp = math.exp
 # Built on every request: tuple.__new__ skips the NamedTuple's Python-level __new__.
 _new_tuple = tuple.__new__
+#: log(ms): over a day is a clock that jumped; the engine floors durations at 1 µs.
+_ABSURD_HIGH = math.log(86_400_000.0)
+_ABSURD_LOW = math.log(1e-3) - 1e-9
 
 
 class EndpointModel:
@@ -65,8 +68,8 @@ class EndpointModel:
 
     __slots__ = ("_k", "alpha", "beta", "excess", "floors", "floors2", "floors_k",
                  "incident", "k2", "key", "level", "metrics", "min_excess_ms", "n",
-                 "queried", "referenced", "refresh_at", "scored", "seasonal", "var",
-                 "view", "warmup", "win_end", "win_start", "window")
+                 "queried", "referenced", "refresh_at", "rejected", "scored", "seasonal",
+                 "var", "view", "warmup", "win_end", "win_start", "window")
 
     def __init__(self, alpha: float = 0.3, threshold: float = 3.0, warmup: int = 30,
                  metrics: tuple[str, ...] = METRICS, *, beta: float = 0.05,
@@ -100,6 +103,7 @@ class EndpointModel:
         #: The request count at which the floors are next refreshed.
         self.refresh_at = 1
         self.n = 0
+        self.rejected = 0  #: bad latencies refused (see update): counted, never learnt
         #: The endpoint's key ("GET /users/{id}"), set by the store that holds the model.
         self.key = ""
         #: Used since the store last looked (its CLOCK eviction spares it once).
@@ -206,7 +210,13 @@ class EndpointModel:
 
         Given ``now`` (and learning), the latency also joins the incident window as
         :meth:`window_add` does, in the same call; ``incident`` is the incident model's
-        verdict when that closed a window, else None."""
+        verdict when that closed a window, else None.
+
+        A latency that cannot be one (NaN, infinite, beyond a day or under 1 µs: a
+        clock that jumped) is counted in ``rejected`` and changes nothing."""
+        if not _ABSURD_LOW < latency < _ABSURD_HIGH:  # also false for NaN
+            self.rejected += 1
+            return 0.0, False, -1, None
         incident = None
         n = self.n
         if not n:
@@ -301,6 +311,11 @@ class EndpointModel:
                                           conf, pred, self.threshold * sd0, lat_z))
 
     # --- incidents: windowed detection --------------------------------------------------
+
+    def error(self) -> None:
+        """The request just given to :meth:`update` failed (status >= 500): it counts
+        in its window's error share (the incident detector's error evidence)."""
+        self.incident.error()
 
     def window_add(self, now: float, log_latency: float) -> Any:
         """Accumulate one request into the current window; when the window has ended,
