@@ -113,6 +113,11 @@ class AnomalyModel:
     6. **Level shifts**: the forecast follows a new level with time constant
        :math:`1/\alpha` and the slow mean with :math:`1/\gamma`; suppression keeps
        the shift to one alarm while they catch up.
+    7. **Silence**: a value within 5 % of zero where clear activity is expected
+       (:math:`E = m + \text{seasonal offset} > 4\sqrt{\pi/2}\,s`) extends a run; the
+       ``silence``-th value of a run (3; 0 switches it off) has likelihood 1: a
+       counter that drops to zero is an outage even if its first row looked like
+       the dips before it. ``side="up"`` never judges silence.
 
     ``is_anomaly`` is ``score >= alarm`` (default 0.57: the threshold every
     leave-one-category-out fold of ``benchmarks/nab.py --heldout`` chooses, 0.565-0.579,
@@ -125,16 +130,17 @@ class AnomalyModel:
 
     __slots__ = ("alarm", "alpha", "beta", "counts_fast", "counts_slow", "decay",
                  "floor_abs", "floor_rel", "floor_scale", "gamma", "level", "mad",
-                 "memo", "memo_surprise", "n", "norm", "prior_weight", "rarity_floor",
-                 "rarity_rate", "rarity_scale", "realarm", "seasonal", "seasonality",
-                 "side", "slow", "slow_dev", "threshold", "warmup")
+                 "memo", "memo_surprise", "n", "norm", "prior_weight", "quiet_run",
+                 "rarity_floor", "rarity_rate", "rarity_scale", "realarm", "seasonal",
+                 "seasonality", "side", "silence", "slow", "slow_dev", "threshold",
+                 "warmup")
 
     def __init__(self, alpha: float = 0.3, threshold: float = 3.0, warmup: int = 30, *,
                  beta: float = 0.01, floor_abs: float = 1e-6, floor_rel: float = 0.0,
                  side: str = "both", floor_scale: float = 0.3, gamma: float = 0.01,
                  rarity_rate: float = 0.0005, rarity_floor: float = 1e-4,
                  prior_weight: int = 100, decay: float = 0.9985, alarm: float = 0.57,
-                 seasonality: str = "auto", realarm: float = 2.0) -> None:
+                 seasonality: str = "auto", realarm: float = 2.0, silence: int = 3) -> None:
         if not 0.0 < alpha <= 1.0:
             raise ValueError("alpha must be in (0, 1]")
         if threshold <= 0:
@@ -152,6 +158,8 @@ class AnomalyModel:
             raise ValueError("alarm must be in (0, 1]")
         if realarm < 1.0:
             raise ValueError("realarm must be >= 1")
+        if silence < 0:
+            raise ValueError("silence must be >= 0 (0: off)")
         if seasonality not in ("auto", "daily", "weekly", "off"):
             raise ValueError("seasonality must be auto, daily, weekly or off")
         self.alpha = alpha
@@ -181,6 +189,9 @@ class AnomalyModel:
         #: the largest surprise scored lately (decaying as ``memo`` does)
         self.memo_surprise = 0.0
         self.realarm = realarm
+        #: consecutive values near zero where activity is expected (step 7)
+        self.quiet_run = 0
+        self.silence = int(silence)
         prior = list(PRIOR) if self.prior_weight else [0.0] * len(LEVELS)
         # Exceedance frequencies F_j = counts[j] / norm: scaling ``norm`` up by 1/(1-w)
         # each update decays every frequency at once, so a value that reaches no level
@@ -277,6 +288,15 @@ class AnomalyModel:
             ls = _rarity(self.counts_slow, self.norm, cs, eps, scale)
             if ls > lik:
                 lik = ls
+        # silence: a run of values near zero where clear activity is expected
+        expect = self.slow + shift
+        if self.silence and side != "up" and expect > 4.0 * sd and \
+                (raw if raw >= 0.0 else -raw) <= 0.05 * expect:
+            run = self.quiet_run + 1
+            if run == self.silence:
+                lik = 1.0
+        else:
+            run = 0
         warm = n >= self.warmup
         if not warm:
             lik = 0.0
@@ -309,6 +329,7 @@ class AnomalyModel:
             if norm > 1e200:
                 self._renormalise()
             self.memo = memo if memo > lik else lik
+            self.quiet_run = run
             self.memo_surprise = surprise if lik > 0.0 and surprise > memo_c else memo_c
             self.n = n + 1
         conf = 100.0 * (n / self.warmup if n < self.warmup else 1.0) * math.exp(
