@@ -32,6 +32,7 @@ from pulsegate.context import (
     query_sink,
 )
 from pulsegate.faults import FaultCounter
+from pulsegate.flow import run, run_async
 from pulsegate.headers import HeaderBuilder
 from pulsegate.http import ExcludedPaths
 from pulsegate.incidents import IncidentLog, incident_record
@@ -228,7 +229,7 @@ class PulseGate(GateReports):
         if control is None:
             return None
         try:
-            rejection: Rejection | None = control.admit(ctx)
+            rejection: Rejection | None = run(control.admission(ctx))
             return rejection
         except Exception as exc:
             self.faults.record("admit", exc)
@@ -240,7 +241,7 @@ class PulseGate(GateReports):
         if control is None:
             return None
         try:
-            rejection: Rejection | None = await control.admit_async(ctx)
+            rejection: Rejection | None = await run_async(control.admission(ctx))
             return rejection
         except Exception as exc:
             self.faults.record("admit", exc)
