@@ -32,6 +32,7 @@ from pulsegate.context import (
     query_sink,
 )
 from pulsegate.faults import FaultCounter
+from pulsegate.flow import run, run_async
 from pulsegate.header_values import CONFIDENCE, SCORE, TENTHS, tenths, whole
 from pulsegate.incidents import IncidentLog, incident_record
 from pulsegate.learn.baseline import KNOWN_METHODS, BaselineStore
@@ -92,8 +93,9 @@ class PulseGate(GateReports):
             metrics = tuple(m for m in metrics if m != "memory")
         self.metrics = metrics
         self._metric_index = {m: i for i, m in enumerate(metrics)}
+        #: Off (``enabled=False``): every request passes through untouched.
+        self.enabled = c.enabled
         # Flags read on every request, copied out of the frozen config once.
-        self._enabled = c.enabled
         self._qa = c.query_analysis
         self._perf = c.performance_prediction
         self._anom = c.anomaly_detection
@@ -149,8 +151,8 @@ class PulseGate(GateReports):
         }
         self._exclude = frozenset(c.exclude_paths)
         self._exclude_prefixes = tuple(p + "/" for p in c.exclude_paths if p != "/")
-        # Every excluded path starts with one of these: most requests are told apart
-        # by this one test (``stems and is_excluded`` is ``is_excluded``).
+        # Every excluded path starts with one of these (``stems and is_excluded`` is
+        # ``is_excluded``).
         self._exclude_stems = tuple(c.exclude_paths)
         self._expose = c.headers
         self._max_queries = c.max_queries_per_request
@@ -208,19 +210,26 @@ class PulseGate(GateReports):
     def is_excluded(self, path: str) -> bool:
         return path in self._exclude or path.startswith(self._exclude_prefixes)
 
-    def begin(self, info: RequestInfo) -> RequestContext | None:
-        """Start measuring a request; None means "not ours, pass it through"."""
-        if not self._enabled:
-            return None
-        path = info.path
+    def ignores(self, path: str) -> bool:
+        """Whether a request for ``path`` passes through unmeasured: the gate is off, or
+        the path is in ``exclude_paths`` (counted)."""
+        if not self.enabled:
+            return True
+        # Every excluded path starts with a stem: most paths are told apart by one test.
         if path.startswith(self._exclude_stems) and self.is_excluded(path):
             self.counters["excluded"] += 1
+            return True
+        return False
+
+    def begin(self, info: RequestInfo) -> RequestContext | None:
+        """Start measuring a request; None means "not ours, pass it through"."""
+        if self.ignores(info.path):
             return None
         return self.start(info)
 
     def start(self, info: RequestInfo) -> RequestContext | None:
-        """:meth:`begin` for an adapter that has already checked ``enabled`` and
-        ``exclude_paths`` itself (the ASGI middleware does, before building ``info``)."""
+        """:meth:`begin` once :meth:`ignores` has said no (the request cycle asks it
+        after checking the internal endpoints)."""
         try:
             # CPU and memory are sampled, on the first request of every N (each read is a
             # system call or an allocator walk): requests in between pay one comparison.
@@ -287,7 +296,7 @@ class PulseGate(GateReports):
         if control is None:
             return None
         try:
-            rejection: Rejection | None = control.admit(ctx)
+            rejection: Rejection | None = run(control.admission(ctx))
             return rejection
         except Exception as exc:
             self.faults.record("admit", exc)
@@ -299,7 +308,7 @@ class PulseGate(GateReports):
         if control is None:
             return None
         try:
-            rejection: Rejection | None = await control.admit_async(ctx)
+            rejection: Rejection | None = await run_async(control.admission(ctx))
             return rejection
         except Exception as exc:
             self.faults.record("admit", exc)

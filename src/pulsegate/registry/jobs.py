@@ -24,7 +24,7 @@ def monitoring(ops: ModelOps) -> None:
     """Record each model's metrics on its active version; alert under target."""
     if ops.store is not None:
         ops._sync_labels()
-    c = ops.config
+    c = ops.config.registry
     for name in ops.monitor.models():
         if name not in ops.registry:
             continue
@@ -57,7 +57,7 @@ def monitoring(ops: ModelOps) -> None:
 
 def degradation(ops: ModelOps) -> None:
     """Alert when F1 (else accuracy) fell >= degradation_threshold vs the baseline."""
-    c = ops.config
+    c = ops.config.registry
     for name in ops.monitor.models():
         if name not in ops.registry:
             continue

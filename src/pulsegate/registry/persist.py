@@ -60,7 +60,7 @@ def restore_components(ops: ModelOps) -> None:
 
 
 def restore(ops: ModelOps) -> None:
-    store, gate, c = ops.store, ops.gate, ops.config
+    store, gate, c = ops.store, ops.gate, ops.config.persistence
     assert store is not None
     now = ops.wall()
     workers = snap.live_workers(store, now, c.state_ttl)

@@ -133,7 +133,7 @@ class DashboardHandler:
     ``<path>/api/feedback``; everything else under ``<path>`` is 404."""
 
     def __init__(self, gate: PulseGate, series: SeriesStore) -> None:
-        c = gate.config
+        c = gate.config.export
         self.gate = gate
         self.series = series
         self.base = c.dashboard_path.rstrip("/")
@@ -295,7 +295,7 @@ required><button type="submit">open</button></form>
 def install(gate: PulseGate) -> DashboardHandler | None:
     """Attach the dashboard (its series listener and handler) to ``gate``; None, with a
     warning, when neither a token nor loopback access is configured."""
-    c = gate.config
+    c = gate.config.export
     if c.dashboard_path.rstrip("/") == "":
         logger.warning("pulsegate: dashboard_path='/' would hide the whole application; "
                        "the dashboard is not served")
