@@ -14,6 +14,28 @@ from typing import Any
 _REASONS: dict[int, str] = {s.value: s.phrase for s in HTTPStatus}
 
 
+class ExcludedPaths:
+    """``exclude_paths``: a path is excluded when it is one of them or lies below one.
+
+    >>> "/health/db" in ExcludedPaths(["/health"]), "/healthcare" in ExcludedPaths(["/health"])
+    (True, False)
+    """
+
+    __slots__ = ("exact", "prefixes", "stems")
+
+    def __init__(self, paths: Iterable[str]) -> None:
+        stems = tuple(paths)
+        self.exact = frozenset(stems)
+        self.prefixes = tuple(p + "/" for p in stems if p != "/")
+        #: Every excluded path starts with one of these: most paths are told apart by
+        #: this one test.
+        self.stems = stems
+
+    def __contains__(self, path: str) -> bool:
+        return path.startswith(self.stems) and (
+            path in self.exact or path.startswith(self.prefixes))
+
+
 def status_line(status: int) -> str:
     """``"429 Too Many Requests"``: the WSGI status string for a code."""
     return f"{status} {_REASONS.get(status, 'Unknown')}"

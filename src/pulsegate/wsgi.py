@@ -252,20 +252,6 @@ def _exc_info_exception() -> BaseException | None:
 #: The exception being handled, if any (``sys.exception``, or its 3.10 equivalent).
 _exception: Callable[[], BaseException | None] = getattr(sys, "exception", _exc_info_exception)
 
-# How a body of each type is passed on: copied into the exchange (_LIST) or wrapped
-# (_WRAP); an instance of the server's ``wsgi.file_wrapper`` is returned with its close
-# chained (_CHAIN), decided per request since the class is the server's.
-_LIST, _CHAIN, _WRAP = "list", "chain", "wrap"
-_BODY_KINDS: dict[type, str] = {list: _LIST, tuple: _LIST}
-
-
-def _body_kind(kind: type) -> str:
-    how = _LIST if issubclass(kind, (list, tuple)) else _WRAP
-    if len(_BODY_KINDS) < 256:  # bounded: body types are few
-        _BODY_KINDS[kind] = how
-    return how
-
-
 _CODES: dict[str, int] = {}
 
 
@@ -354,31 +340,25 @@ class PulseGateWSGIMiddleware:
             del exchange._cycle  # (see _Exchange.close)
             cycle.error(exc)
             raise
-        if type(result) is list:
+        if type(result) is list:  # the common case, first
             exchange.extend(result)
             exchange._close = None
             return exchange
-        kind = type(result)
-        how = _BODY_KINDS.get(kind)
-        if how is None:
-            how = _body_kind(kind)
-        if kind is environ.get("wsgi.file_wrapper"):
-            how = _CHAIN
         try:
             exchange._close = getattr(result, "close", None) or _nothing_to_close
         except Exception as exc:  # a body whose attributes cannot be read (fail open)
             self.gate.faults.record("wsgi.body", exc)
             exchange._close = _nothing_to_close
             return _Body(result, exchange)
-        if how is _LIST:
-            exchange.extend(result)
-            return exchange
-        if how is _CHAIN:
-            # Returned as is, its close() leading to ours: the server keeps its sendfile
-            # path, and closes the object it recognised as its own.
+        if type(result) is environ.get("wsgi.file_wrapper"):
+            # The server's own file wrapper, returned as is, its close() leading to ours:
+            # the server keeps its sendfile path, and closes the object it recognised.
             try:
                 result.close = exchange.close  # type: ignore[attr-defined]
                 return result
             except (AttributeError, TypeError):  # this object refused it after all
                 pass
+        elif isinstance(result, (list, tuple)):
+            exchange.extend(result)
+            return exchange
         return _Body(result, exchange)
