@@ -14,7 +14,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from pulsegate.queries import callsite, served
+from pulsegate.queries import callsite, eager, served
 from pulsegate.queries.features import repeat_share
 from pulsegate.queries.fingerprint import default_cache
 from pulsegate.queries.insights import QueryInsights
@@ -51,6 +51,9 @@ class RequestQueries:
             cache=default_cache)
         default_cache.resize(c.fingerprint_cache_size)
         callsite.enabled = c.capture_call_sites
+        self.unused_eager_loads = c.unused_eager_loads
+        if c.unused_eager_loads:
+            eager.watch()
         self.insights = QueryInsights(c.max_fingerprints)
         #: Recent detections (dicts with ``endpoint`` and ``at``), newest last.
         self.recent: deque[dict[str, Any]] = deque(maxlen=c.max_recent)
@@ -71,12 +74,17 @@ class RequestQueries:
             out = AnalyzedDetections([], 0, 0.0)
         else:
             analysis = self.detector.run(ctx.queries or ())
-            out = AnalyzedDetections(analysis.detections, n, repeat_share(analysis))
+            dets = analysis.detections
+            if self.unused_eager_loads:
+                dets += eager.detections(ctx)
+            out = AnalyzedDetections(dets, n, repeat_share(analysis))
         ctx.detections = out
         return out
 
     def finish(self, ctx: RequestContext, endpoint: str) -> AnalyzedDetections:
         out = self.analyze(ctx)
+        if self.unused_eager_loads:
+            eager.forget(ctx)
         if out:
             self.detection_count += len(out)
             at = self.wall()
