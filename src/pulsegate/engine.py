@@ -154,6 +154,7 @@ class PulseGate(GateReports):
         self._exclude_stems = tuple(c.exclude_paths)
         self._expose = c.headers
         self._max_queries = c.max_queries_per_request
+        self._call_sites = c.capture_call_sites
         #: Query analysis (pulsegate.queries): detections per request, ``detections``
         #: (recent, bounded) and ``query_insights()`` (ranked across requests).
         from pulsegate.queries.requests import RequestQueries
@@ -253,6 +254,7 @@ class PulseGate(GateReports):
                 ctx.cpu0 = cpu0
                 ctx.mem0 = mem0
                 ctx.max_queries = self._max_queries
+                ctx.call_sites = self._call_sites
                 ctx.ttfb = ctx.status = ctx.error = ctx.queries = ctx.score = None
                 ctx.model = ctx.client_key = ctx.ticket = ctx.extra_headers = ctx.token = None
                 ctx.query_count = 0
@@ -263,7 +265,9 @@ class PulseGate(GateReports):
                 ctx.finished = False
             else:
                 ctx = PassThroughContext(info, start, cpu0, mem0, 0)
-                ctx.outer = query_sink.get()
+                ctx.outer = outer = query_sink.get()
+                # statements only pass through: find call sites if the outer sink wants them
+                ctx.call_sites = outer is not None and outer.call_sites
             ctx.token = query_sink.set(ctx)
             return ctx
         except Exception as exc:

@@ -82,7 +82,7 @@ def _do_execute(cursor: Any, statement: str, parameters: Any, context: Any) -> b
             load = _orm_load(context)
             sink.add_query(new_event((
                 statement, (now - t0) * 1000.0, t0, len(parameters), phash, None,
-                _finder.find(_SKIP) if callsite.enabled else None,
+                _finder.find(_SKIP) if sink.call_sites else None,
                 load[0] if load is not None else None, False,
                 context.dialect.name, load[1] if load is not None else None, "sqlalchemy",
                 load[2] if load is not None else None)))
@@ -130,7 +130,7 @@ def _record(sink: Any, statement: str, parameters: Any, t0: float, context: Any,
         load = _orm_load(context)
         sink.add_query(QueryEvent(
             statement, (now - t0) * 1000.0, t0, pcount, phash, None,
-            _finder.find(depth) if callsite.enabled else None,
+            _finder.find(depth) if sink.call_sites else None,
             load[0] if load is not None else None, many,
             context.dialect.name, load[1] if load is not None else None, "sqlalchemy",
             load[2] if load is not None else None))

@@ -44,6 +44,7 @@ from types import TracebackType
 from typing import Any
 
 from pulsegate.autoinstrument import instrument_orms
+from pulsegate.bounded import BoundedLRU
 from pulsegate.config import Config, ConfigError
 from pulsegate.context import RequestContext
 from pulsegate.engine import PulseGate
@@ -281,7 +282,7 @@ def _body_kind(kind: type) -> str:
     return how
 
 
-_CODES: dict[str, int] = {}
+_CODES: BoundedLRU[str, int] = BoundedLRU(512)
 
 
 def _status_code(status: str) -> int:
@@ -289,9 +290,7 @@ def _status_code(status: str) -> int:
     (a bounded table: lines are few, but an app could make up reason phrases)."""
     code = parse_status(status)
     if type(status) is str and status[3:4] == " " and status[:3] == str(code):
-        if len(_CODES) >= 512:
-            _CODES.clear()
-        _CODES[status] = code
+        _CODES.put(status, code)
     return code
 
 

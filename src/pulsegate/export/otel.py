@@ -60,6 +60,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from pulsegate.bounded import BoundedLRU
 from pulsegate.export.series import allocator_state, detection_fields
 from pulsegate.learn.baseline import endpoint_key
 from pulsegate.records import RequestRecord
@@ -122,7 +123,8 @@ class OTelExporter:
         # id(ctx) -> (span, detections reported, attributes set); filled at response start,
         # emptied at the end of the same request.
         self._pending: dict[int, tuple[Any, int, dict[str, Any]]] = {}
-        self._attrs: dict[str, dict[str, str]] = {}
+        # Attribute dicts per endpoint, made once (a FIFO: get does not refresh).
+        self._attrs: BoundedLRU[str, dict[str, str]] = BoundedLRU(4 * gate.config.max_endpoints)
         self._queue: deque[tuple[Any, ...]] = deque()
 
     # --- spans ------------------------------------------------------------------------
@@ -232,9 +234,8 @@ class OTelExporter:
             n += 1
             attrs = self._attrs.get(key)
             if attrs is None:
-                if len(self._attrs) >= 4 * self.gate.config.max_endpoints:
-                    self._attrs.clear()
-                attrs = self._attrs[key] = {"http.route": route, "http.request.method": method}
+                attrs = {"http.route": route, "http.request.method": method}
+                self._attrs.put(key, attrs)
             self.score.record(score, attrs)
             if anomalous:
                 self.anomalies.add(1, attrs)

@@ -35,6 +35,7 @@ import os
 import threading
 from typing import TYPE_CHECKING, Any
 
+from pulsegate.bounded import BoundedLRU
 from pulsegate.export.otel import SCORE_BUCKETS
 from pulsegate.export.series import allocator_state
 from pulsegate.records import RequestRecord
@@ -92,18 +93,17 @@ class PrometheusExporter:
         self._detections, self._throttles, self._sheds = (
             m["detections"], m["throttles"], m["sheds"])
         self._limit, self._in_flight = m["limit"], m["in_flight"]
-        # Label look-ups cost a lock and a tuple hash: cache the children per endpoint.
-        self._children: dict[str, tuple[Any, Any]] = {}
+        # Label look-ups cost a lock and a tuple hash: cache the children per endpoint
+        # (capped; get does not refresh, so the oldest made goes first).
+        self._children: BoundedLRU[str, tuple[Any, Any]] = BoundedLRU(4 * gate.config.max_endpoints)
 
     def __call__(self, record: RequestRecord, ctx: RequestContext) -> None:
         key = record.endpoint
         children = self._children.get(key)
         if children is None:
-            if len(self._children) >= 4 * self.gate.config.max_endpoints:
-                self._children.clear()
-            children = self._children[key] = (
-                self._score.labels(record.route, record.method),
-                self._anomalies.labels(record.route, record.method))
+            children = (self._score.labels(record.route, record.method),
+                        self._anomalies.labels(record.route, record.method))
+            self._children.put(key, children)
         children[0].observe(record.anomaly_score)
         recent = self.gate.recent_anomalies
         if recent and recent[-1] is record:

@@ -10,13 +10,14 @@ no statement costs one integer comparison.
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from pulsegate.queries import callsite, served
+from pulsegate.bounded import BoundedLRU
+from pulsegate.queries import served
 from pulsegate.queries.features import repeat_share
-from pulsegate.queries.fingerprint import default_cache
+from pulsegate.queries.fingerprint import FingerprintCache
 from pulsegate.queries.insights import QueryInsights
 from pulsegate.queries.nplusone import Detection, NPlusOneDetector
 
@@ -48,9 +49,7 @@ class RequestQueries:
         self.detector = NPlusOneDetector(
             c.nplusone_min_repeats, repeated_min=c.repeated_query_min,
             write_min=c.write_loop_min, min_duration_ms=c.nplusone_min_duration_ms,
-            cache=default_cache)
-        default_cache.resize(c.fingerprint_cache_size)
-        callsite.enabled = c.capture_call_sites
+            cache=FingerprintCache(c.fingerprint_cache_size))
         self.insights = QueryInsights(c.max_fingerprints)
         #: Recent detections (dicts with ``endpoint`` and ``at``), newest last.
         self.recent: deque[dict[str, Any]] = deque(maxlen=c.max_recent)
@@ -58,7 +57,7 @@ class RequestQueries:
         self.detection_count = 0
         self.interval = c.query_log_interval
         self.max_keys = c.max_fingerprints
-        self._logged: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._logged: BoundedLRU[tuple[str, str], float] = BoundedLRU(c.max_fingerprints)
         self.clock = clock
         self.wall = wall
 
@@ -99,9 +98,6 @@ class RequestQueries:
             last = logged.get(key)
             if last is not None and now - last < self.interval:
                 continue
-            logged[key] = now
-            logged.move_to_end(key)
-            if len(logged) > self.max_keys:
-                logged.popitem(last=False)
+            logged.put(key, now)
             logger.warning("%s: %s", endpoint, d.describe(),
                            extra={"pulsegate_detection": d.as_dict(), "endpoint": endpoint})

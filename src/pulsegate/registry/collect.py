@@ -54,17 +54,15 @@ def observe_detection(ops: ModelOps, endpoint: str, det: Any, at: float) -> str:
             ins = {**summary, "requests": 0, "queries": 0, "total_ms": 0.0,
                    "confidence": 0.0, "first_seen": at, "last_seen": at}
         ins["id"] = p.id
-    ops.insights[key] = ins
-    ops.insights.move_to_end(key)
+    evicted = ops.insights.put(key, ins)
+    if evicted is not None:
+        ops._insights_dirty.discard(evicted[0])
     ins["requests"] += 1
     ins["queries"] += int(get("count", 0) or 0)
     ins["total_ms"] += float(get("total_ms", 0.0) or 0.0)
     ins["confidence"] = max(ins["confidence"], conf)
     ins["last_seen"] = at
     ops._insights_dirty.add(key)
-    while len(ops.insights) > MAX_INSIGHTS:
-        old, _ = ops.insights.popitem(last=False)
-        ops._insights_dirty.discard(old)
     return str(ins["id"])
 
 def throttle(ops: ModelOps, record: RequestRecord) -> None:
@@ -73,10 +71,7 @@ def throttle(ops: ModelOps, record: RequestRecord) -> None:
     last = ops._throttle_seen.get(client)
     if last is not None and now - last < 60.0:
         return
-    ops._throttle_seen[client] = now
-    ops._throttle_seen.move_to_end(client)
-    if len(ops._throttle_seen) > 1000:
-        ops._throttle_seen.popitem(last=False)
+    ops._throttle_seen.put(client, now)
     lim = ops.component("rate-limit-behaviour")
     score = 1.0
     if lim is not None and hasattr(lim, "suspicion"):

@@ -27,9 +27,10 @@ import re
 import socket
 import threading
 import weakref
-from collections import OrderedDict, deque
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from pulsegate.bounded import BoundedLRU
 from pulsegate.control.breaker import CircuitBreaker
 from pulsegate.registry import collect, configure, jobs
 from pulsegate.registry import snapshot as snap
@@ -117,7 +118,7 @@ class ModelOps:
                                    callback=c.alert_callback, webhook=c.alert_webhook,
                                    cooldown=c.alert_cooldown)
         #: Query detections aggregated per ``endpoint|kind|fingerprint`` (bounded LRU).
-        self.insights: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self.insights: BoundedLRU[str, dict[str, Any]] = BoundedLRU(collect.MAX_INSIGHTS)
         self._insights_dirty: set[str] = set()
         self._k0 = c.z_threshold
         self._k = c.z_threshold
@@ -126,8 +127,8 @@ class ModelOps:
         self._critical = 2.0
         self._anoms_seen = gate.counters.get("anomalies", 0)
         self._incidents_seen = gate.counters.get("incidents", 0)
-        self._throttle_seen: OrderedDict[str, float] = OrderedDict()
-        self._near_seen: OrderedDict[str, float] = OrderedDict()
+        self._throttle_seen: BoundedLRU[str, float] = BoundedLRU(1000)
+        self._near_seen: BoundedLRU[str, float] = BoundedLRU(1000)
         self._seed: dict[str, int] = {}
         #: Request count of each endpoint at the last snapshot (unchanged ones are skipped).
         self._written_n: dict[str, int] = {}
@@ -257,10 +258,7 @@ class ModelOps:
         if not self.gate.config.anomaly_detection or (last is not None and
                                                       now - last < NEAR_MISS_EVERY):
             return
-        self._near_seen[key] = now
-        self._near_seen.move_to_end(key)
-        if len(self._near_seen) > 1000:
-            self._near_seen.popitem(last=False)
+        self._near_seen.put(key, now)
         self.predictions.add("latency-baseline", "request", self._score0(record), False,
                              now, collect.record_summary(record), obj=record)
 
