@@ -37,6 +37,7 @@ from pulsegate.incidents import IncidentLog, incident_record
 from pulsegate.learn.baseline import KNOWN_METHODS, BaselineStore
 from pulsegate.learn.endpoint import METRICS, EndpointModel
 from pulsegate.learn.seasonal import SeasonalBaseline
+from pulsegate.plugins import Plugs, RequestListener
 from pulsegate.records import UNMATCHED, RequestInfo, RequestRecord
 from pulsegate.reporting import GateReports
 from pulsegate.sampling import Sampler
@@ -45,7 +46,7 @@ from pulsegate.scheduler import Scheduler
 #: Version of the scoring model, reported in ``x-ml-model-version``.
 MODEL_VERSION = "1.0.0"
 
-Listener = Callable[[RequestRecord, RequestContext], None]
+Listener = RequestListener
 
 _log = math.log
 _log1p = math.log1p
@@ -83,6 +84,9 @@ class PulseGate(GateReports):
         #: Background jobs (persistence, training, export); its thread starts lazily on
         #: the first request of each process.
         self.scheduler = Scheduler(faults=self.faults)
+        #: What the components built below registered (state to persist, tunables,
+        #: stats sections): the registry reads it (pulsegate.plugins).
+        self.plugs = Plugs()
         c = config
         metrics = METRICS if c.query_analysis else tuple(
             m for m in METRICS if m not in ("queries", "query_time", "repeat_share"))
@@ -158,7 +162,7 @@ class PulseGate(GateReports):
         #: Query analysis (pulsegate.queries): detections per request, ``detections``
         #: (recent, bounded) and ``query_insights()`` (ranked across requests).
         from pulsegate.queries.requests import RequestQueries
-        self.queries = RequestQueries(c, clock, wall)
+        self.queries = RequestQueries(c, clock, wall, self.plugs)
         self.detections = self.queries.recent
         # Exporters, dashboard series, structured logs: each only when configured.
         from pulsegate.export import install as install_exports

@@ -42,7 +42,7 @@ from pulsegate.records import RequestRecord
 
 if TYPE_CHECKING:
     from pulsegate.context import RequestContext
-    from pulsegate.engine import PulseGate
+    from pulsegate.plugins import Host
 
 _LOCK = threading.Lock()
 _BY_REGISTRY: dict[int, tuple[Any, dict[str, Any]]] = {}
@@ -83,7 +83,7 @@ def _metrics(registry: Any) -> dict[str, Any]:
 class PrometheusExporter:
     """Feeds the metric objects from the end-of-request listener."""
 
-    def __init__(self, gate: PulseGate, registry: Any = None) -> None:
+    def __init__(self, gate: Host, registry: Any = None) -> None:
         import prometheus_client
 
         self.gate = gate
@@ -137,7 +137,7 @@ class PrometheusExporter:
         return CONTENT_TYPE_LATEST, generate_latest(self.registry)
 
 
-def install(gate: PulseGate, registry: Any = None) -> PrometheusExporter:
+def install(gate: Host, registry: Any = None) -> PrometheusExporter:
     """Attach a :class:`PrometheusExporter` to ``gate`` (default: the global registry)."""
     exporter = PrometheusExporter(gate, registry)
     gate.listeners.append(exporter)

@@ -33,7 +33,7 @@ from pulsegate.records import RequestRecord
 
 if TYPE_CHECKING:
     from pulsegate.context import RequestContext
-    from pulsegate.engine import PulseGate
+    from pulsegate.plugins import Host
 
 
 class Bucket:
@@ -89,7 +89,7 @@ class ControlBucket:
                 "anomalies": self.anomalies, "limit": self.limit, "in_flight": self.in_flight}
 
 
-def allocator_state(gate: PulseGate) -> tuple[float | None, float | None]:
+def allocator_state(gate: Host) -> tuple[float | None, float | None]:
     """(current limit, requests in flight) of the gate's allocator, when it has one.
 
     Read by name so this module does not depend on the control package's layout."""
@@ -134,7 +134,7 @@ def detection_fields(det: Any) -> dict[str, Any]:
 class SeriesStore:
     """The dashboard's memory: see the module docstring for the bounds."""
 
-    def __init__(self, gate: PulseGate, *, points: int = 120) -> None:
+    def __init__(self, gate: Host, *, points: int = 120) -> None:
         c = gate.config
         self.gate = gate
         self.window = float(c.aggregation_window)

@@ -382,4 +382,5 @@ def attach(gate: Any, model: MultivariateModel, interval: float) -> Multivariate
 
     gate.listeners.append(listener)
     gate.scheduler.every(interval, job, name="multivariate")
+    gate.plugs.add_stats("multivariate", model)  # the registry records its training version
     return model

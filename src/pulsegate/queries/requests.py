@@ -24,6 +24,7 @@ from pulsegate.queries.nplusone import Detection, NPlusOneDetector
 if TYPE_CHECKING:
     from pulsegate.config import Config
     from pulsegate.context import RequestContext
+    from pulsegate.plugins import Plugs
 
 __all__ = ["AnalyzedDetections", "RequestQueries", "logger"]
 
@@ -44,12 +45,22 @@ class AnalyzedDetections(list[Detection]):
 
 class RequestQueries:
     def __init__(self, config: Config, clock: Callable[[], float],
-                 wall: Callable[[], float]) -> None:
+                 wall: Callable[[], float], plugs: Plugs | None = None) -> None:
         c = config
         self.detector = NPlusOneDetector(
             c.nplusone_min_repeats, repeated_min=c.repeated_query_min,
             write_min=c.write_loop_min, min_duration_ms=c.nplusone_min_duration_ms,
             cache=FingerprintCache(c.fingerprint_cache_size))
+        if plugs is not None:
+            from pulsegate.plugins import Setting
+
+            detector = self.detector
+
+            def set_floor(value: float) -> None:
+                detector.min_confidence = value
+
+            # the n1-detector model's tuned threshold is the detector's confidence floor
+            plugs.add_tunable("n1-detector", Setting(lambda: detector.min_confidence, set_floor))
         self.insights = QueryInsights(c.max_fingerprints)
         #: Recent detections (dicts with ``endpoint`` and ``at``), newest last.
         self.recent: deque[dict[str, Any]] = deque(maxlen=c.max_recent)
