@@ -121,16 +121,27 @@ def byte_counter(rng: random.Random, anomaly: str | None, onset: int) -> list[fl
 FAMILIES = {"latency": latency, "cpu": cpu, "requests": requests, "bytes": byte_counter}
 
 
+def start(seed: int) -> tuple[random.Random, int]:
+    """The generator of series ``seed`` and the row its anomaly starts at (a daytime
+    onset, 10:00-16:00, after the first week)."""
+    rng = random.Random(seed)
+    day = rng.randrange(7, 13)
+    return rng, int((day * 86400 + rng.uniform(10, 16) * 3600) / STEP)
+
+
+def series(family: str, anomaly: str | None, seed: int) -> tuple[list[float], int]:
+    """One series' values and its anomaly's onset row."""
+    rng, onset = start(seed)
+    return FAMILIES[family](rng, anomaly, onset), onset
+
+
 def suite() -> Iterator[Series]:
     """Every series of :data:`SUITE`: (name, timestamps, values, NAB windows)."""
     ts = stamps()
     width = int(0.1 * ROWS)
     for family, anomaly, seeds in SUITE:
         for seed in seeds:
-            rng = random.Random(seed)
-            # daytime onset (10:00-16:00) after the first week
-            day = rng.randrange(7, 13)
-            onset = int((day * 86400 + rng.uniform(10, 16) * 3600) / STEP)
+            rng, onset = start(seed)
             values = FAMILIES[family](rng, anomaly, onset)
             windows = []
             if anomaly is not None:

@@ -65,3 +65,26 @@ def test_an_older_stored_record_still_reads() -> None:
            "score": 0.6, "id": "incident-1"}
     i = Incident.from_dict(old)
     assert (i.start, i.ratio, i.excess_ms, i.requests, i.windows) == (5.0, 3.0, 20.0, 0, 0)
+
+
+def test_an_error_burst_is_an_incident_named_by_its_error_rate() -> None:
+    """Fast failures lower the latency: only the status says the endpoint broke."""
+    clock = FakeClock()
+    gate = PulseGate(clock=clock, wall=lambda: 1.7e9 + clock.t - 100.0, aggregation_window=1)
+    for second in range(260):
+        for i in range(5):
+            failing = (second >= 200 and i < 2) or (second * 5 + i) % 97 == 0
+            ms = 2.0 if failing else 10.0
+            ctx = gate.begin(RequestInfo("GET", "/x/1", "/x"))
+            assert ctx is not None
+            clock.t += ms / 1000
+            gate.response_headers(ctx, 500 if failing else 200)
+            gate.finish(ctx)
+            clock.t += 0.2 - ms / 1000
+    incidents = gate.incidents()
+    assert len(incidents) == 1, incidents  # the ~1 % background failures: none
+    burst = incidents[0]
+    assert burst.metric == "error rate" and burst.direction == "above"
+    assert 1.7e9 + 200 <= burst.at <= 1.7e9 + 215
+    assert burst.error_rate >= 0.2 and burst.expected_error_rate < 0.05
+    assert gate.incidents[0]["metric"] == "error rate"  # what the exporters read

@@ -47,9 +47,9 @@ def sqlalchemy_setting(key: str, value: Any) -> bool | tuple[Any, ...]:
 
 
 def instrument_orms(gate: Any) -> None:
-    """Apply ``gate.config.instrument_sqlalchemy``. Fails open: a failure is logged and
-    counted in ``gate.stats()["internal_errors"]``, the app starts as usual."""
-    setting = gate.config.instrument_sqlalchemy
+    """Apply ``gate.config.core.instrument_sqlalchemy``. Fails open: a failure is logged
+    and counted in ``gate.stats()["internal_errors"]``, the app starts as usual."""
+    setting = gate.config.core.instrument_sqlalchemy
     if setting is False:
         return
     if setting is True and "sqlalchemy" not in sys.modules:

@@ -160,9 +160,10 @@ def cmd_report(store: StateStore, args: argparse.Namespace) -> Any:
           [(r["endpoint"], r["requests"], r["predicted_ms"],
             f"{r['low_ms']:.1f}-{r['high_ms']:.1f}", f"{r['confidence']:.0f}") for r in eps])
     table("recent incidents (an endpoint changed: its windows kept sitting above its baseline)",
-          ["id", "endpoint", "since", "window ms", "expected ms", "ratio", "requests/windows",
-           "score", "label"],
-          [(i["id"], i["endpoint"], ago(i["start"], now), i["window_mean_ms"], i["expected_ms"],
+          ["id", "endpoint", "what", "since", "window ms", "expected ms", "ratio",
+           "requests/windows", "score", "label"],
+          [(i["id"], i["endpoint"], _what(i), ago(i["start"], now), i["window_mean_ms"],
+            i["expected_ms"],
             f"{i['ratio']:.1f}x", f"{i['requests']}/{i['windows']}", i["score"],
             _label(i["label"])) for i in incidents])
     table("recent anomalous requests (one request unusual for its endpoint: "
@@ -184,6 +185,11 @@ def _note_if_empty(workers: dict[str, Any], store: StateStore, args: argparse.Na
     if not workers:
         print(f"(no worker has written a snapshot to {store.location} in the last "
               f"{fmt(args.ttl)} s: the tables below are empty)\n{STATE_HINT}")
+
+
+def _what(incident: dict[str, Any]) -> str:
+    """The metric that made an incident unusual and its direction: "latency above"."""
+    return f"{incident.get('metric') or 'latency'} {incident.get('direction') or 'above'}"
 
 
 def _label(correct: Any) -> str:

@@ -466,6 +466,8 @@ class PulseGate(GateReports):
                 # is false), and memory, not sampled: the prefix says it all.
                 score, anomalous, _, incident = model.update(
                     latency, None if cpu_value is None else [cpu_value], True, now)
+            if final_status >= 500:  # the incident detector's error evidence
+                model.error()
             # Most requests are none of these and nobody wants their record: one test.
             if not (anomalous or incident is not None or score >= self.notable_score
                     or detections or ctx.optimization != "none" or record or self.listeners

@@ -32,7 +32,12 @@ class Incident:
     ``expected_ms`` (the baseline), ``ratio = window_mean_ms / expected_ms`` and
     ``excess_ms = window_mean_ms - expected_ms``. Evidence: ``requests`` and
     ``windows`` behind the verdict (the episode's). ``score`` (0-1): the detector's
-    CUSUM against its alarm line, 0.5 at the line.
+    CUSUM against its alarm line, 0.5 at the line. What made it unusual: ``metric``
+    (``"latency"``, the window mean; ``"latency tail"``, the slowest requests;
+    ``"error rate"``, failed requests) and ``direction`` (``"above"``: an endpoint
+    that became faster, or fails less, is no incident); ``error_rate`` and
+    ``expected_error_rate`` the flagged window's share of failed requests (status
+    >= 500) and the one learnt before.
 
     >>> i = Incident("GET /slow", 100.0, 160.0, 80.0, 20.0, 4.0, 60.0, 900, 6, 0.6)
     >>> f"{i.endpoint}: {i.ratio:.1f}x (+{i.excess_ms:.0f} ms) over {i.requests} requests"
@@ -49,6 +54,10 @@ class Incident:
     requests: int
     windows: int
     score: float
+    metric: str = "latency"
+    direction: str = "above"
+    error_rate: float = 0.0
+    expected_error_rate: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,7 +72,31 @@ class Incident:
                    float(d.get("ratio", mean / expected if expected > 0 else 0.0)),
                    float(d.get("excess_ms", mean - expected)),
                    int(d.get("requests") or 0), int(d.get("windows") or 0),
-                   float(d.get("score") or 0.0))
+                   float(d.get("score") or 0.0), str(d.get("metric") or "latency"),
+                   str(d.get("direction") or "above"), float(d.get("error_rate") or 0.0),
+                   float(d.get("expected_error_rate") or 0.0))
+
+
+def describe(d: dict[str, Any]) -> str:
+    """What made a stored incident unusual, in words (logs, alerts):
+
+    >>> describe({"metric": "error rate", "error_rate": 0.4, "expected_error_rate": 0.01,
+    ...           "requests": 50, "windows": 3})
+    'error rate above expected: 40.0% of requests failed against 1.0% (over 50 requests in 3 windows)'
+    >>> describe({"window_mean_ms": 80.0, "expected_ms": 10.0, "ratio": 8.0, "requests": 10,
+    ...           "windows": 2})
+    'latency above expected: window mean 80.0 ms against 10.0 ms (8.0x, over 10 requests in 2 windows)'
+    """
+    metric = str(d.get("metric") or "latency")
+    evidence = f"over {d.get('requests') or 0} requests in {d.get('windows') or 0} windows"
+    if metric == "error rate":
+        return (f"error rate {d.get('direction') or 'above'} expected: "
+                f"{100 * float(d.get('error_rate') or 0.0):.1f}% of requests failed against "
+                f"{100 * float(d.get('expected_error_rate') or 0.0):.1f}% ({evidence})")
+    return (f"{metric} {d.get('direction') or 'above'} expected: window mean "
+            f"{float(d.get('window_mean_ms') or 0.0):.1f} ms against "
+            f"{float(d.get('expected_ms') or 0.0):.1f} ms "
+            f"({float(d.get('ratio') or 0.0):.1f}x, {evidence})")
 
 
 def incident_record(endpoint: str, at: float, verdict: Score,
@@ -74,7 +107,8 @@ def incident_record(endpoint: str, at: float, verdict: Score,
     expected = math.exp(verdict.forecast)
     return Incident(endpoint, at - detector.episode_seconds, at, mean, expected,
                     mean / expected, mean - expected, detector.episode_requests,
-                    detector.episode_windows, verdict.score).to_dict()
+                    detector.episode_windows, verdict.score, detector.metric, "above",
+                    detector.err_share, detector.err_expected).to_dict()
 
 
 class IncidentLog(deque[dict[str, Any]]):

@@ -251,3 +251,23 @@ def test_non_finite_values_are_ignored() -> None:
         assert s.score == 0.0 and not s.is_anomaly
     assert m.state() == before
     assert math.isfinite(m.update(100.0).z)
+
+
+def test_a_clearly_larger_event_re_alarms_after_a_smaller_one() -> None:
+    def after_a_spike(realarm: float) -> tuple[Score, Score]:
+        m = AnomalyModel(realarm=realarm)
+        for x in noisy(1000):
+            m.update(x)
+        assert m.update(1000.0).is_anomaly  # a spike ~180 sigma high
+        for x in noisy(5, seed=3):
+            m.update(x)
+        return m.update(1500.0), m.update(20_000.0)
+    similar, larger = after_a_spike(2.0)
+    assert not similar.is_anomaly  # not twice the surprise: the same incident
+    # its rarity (saturated near the top) is below the remembered one's, but the
+    # surprise is twenty times larger: reported
+    assert larger.is_anomaly
+    _, silenced = after_a_spike(math.inf)
+    assert silenced.likelihood == larger.likelihood and not silenced.is_anomaly
+    with pytest.raises(ValueError):
+        AnomalyModel(realarm=0.5)

@@ -259,3 +259,16 @@ def test_floors_are_refreshed_on_every_warmup_update_then_every_32nd() -> None:
     finally:
         EndpointModel._refresh_floors = original  # type: ignore[method-assign]
     assert refreshed == [1, 2, 3, 4, 5, 32, 64, 96]
+
+
+def test_impossible_latencies_are_counted_and_change_nothing() -> None:
+    m = EndpointModel(window=60.0)
+    for i in range(100):
+        m.update(math.log(20.0 + i % 7), None, True, float(i))
+    before = (m.state(), m.view, m.n)
+    for bad in (math.nan, math.inf, -math.inf, math.log(1e9 * 1000), -50.0):
+        assert m.update(bad, None, True, 100.0) == (0.0, False, -1, None)
+    assert m.rejected == 5
+    assert (m.state(), m.view, m.n) == before
+    assert m.update(math.log(21.0), None, True, 101.0)[0] == 0.0  # still learning normally
+    assert m.n == 101

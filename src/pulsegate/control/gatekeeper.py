@@ -47,7 +47,7 @@ _SHED_BODY = b"Service Unavailable: overloaded, retry later\n"
 
 class Controller:
     def __init__(self, gate: Host) -> None:
-        c = gate.config
+        c = gate.config.control
         self.gate = gate
         self.keys = ClientKeyResolver(c.client_key, c.trusted_proxies, c.forwarded_header)
         self.limiter: AdaptiveRateLimiter | None = None
@@ -69,7 +69,9 @@ class Controller:
                 trusted_multiplier=c.trusted_multiplier,
                 suspicious_multiplier=c.suspicious_multiplier,
                 suspicion_threshold=c.suspicion_threshold,
-                prediction_threshold=c.prediction_threshold, max_clients=c.max_clients)
+                prediction_threshold=c.prediction_threshold, max_clients=c.max_clients,
+                trust_min_requests=c.trust_min_requests, trust_min_seconds=c.trust_min_seconds,
+                trust_shift_rate=c.trust_shift_rate)
         self.costs = dict(c.rate_limit_costs)
         #: finished requests waiting to be folded into behaviour profiles (bounded: if the
         #: scheduler falls behind, the oldest are dropped rather than memory growing)
@@ -250,7 +252,7 @@ class Controller:
     def sample_pressure(self) -> None:
         """Scheduler job (1 s): memory and CPU pressure in [0, 1+] for the allocator's
         state. Off the request path because it reads /proc."""
-        c = self.gate.config
+        c = self.gate.config.control
         pressure = 0.0
         if c.max_memory_mb is not None:
             try:

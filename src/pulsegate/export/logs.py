@@ -18,8 +18,10 @@ logger                     ``extra`` key               written by
 ``pulsegate_anomaly``: ``at`` (epoch s), ``path``, ``status``, ``duration_ms``,
 ``predicted_ms``, ``score`` (0-1: how unusual this one request is), ``confidence``
 (0-100). ``pulsegate_incident`` (the endpoint changed; the fields of
-:class:`pulsegate.incidents.Incident`): ``start``, ``at``, ``window_mean_ms``,
-``expected_ms``, ``ratio``, ``excess_ms``, ``requests``, ``windows``, ``score``. ``pulsegate_detection`` (see
+:class:`pulsegate.incidents.Incident`): ``start``, ``at``, ``metric`` (``latency``,
+``latency tail`` or ``error rate``: what made it unusual), ``direction``,
+``window_mean_ms``, ``expected_ms``, ``ratio``, ``excess_ms``, ``error_rate``,
+``expected_error_rate``, ``requests``, ``windows``, ``score``. ``pulsegate_detection`` (see
 :func:`detection_extra`): ``kind``, ``fingerprint``, ``sql`` (redacted: literals
 replaced, never parameters), ``count``, ``total_ms``, ``call_site``, ``relationship``,
 ``suggestion``, ``confidence``.
@@ -38,6 +40,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from pulsegate.export.series import detection_fields
+from pulsegate.incidents import describe
 from pulsegate.records import RequestRecord
 
 if TYPE_CHECKING:
@@ -69,8 +72,9 @@ def anomaly_extra(record: RequestRecord) -> dict[str, Any]:
 
 def incident_extra(incident: dict[str, Any]) -> dict[str, Any]:
     return {"pulsegate_incident": {k: incident.get(k) for k in (
-        "start", "at", "window_mean_ms", "expected_ms", "ratio", "excess_ms", "requests",
-        "windows", "score", "id") if k in incident},
+        "start", "at", "metric", "direction", "window_mean_ms", "expected_ms", "ratio",
+        "excess_ms", "error_rate", "expected_error_rate", "requests", "windows", "score",
+        "id") if k in incident},
         "endpoint": incident.get("endpoint")}
 
 
@@ -120,11 +124,7 @@ class LogExporter:
                             extra=extra)
             else:
                 i = extra["pulsegate_incident"]
-                log.warning("incident on %s: window mean %.1f ms against %.1f ms expected "
-                            "(%.1fx, over %d requests in %d windows)",
-                            extra["endpoint"], i.get("window_mean_ms") or 0.0,
-                            i.get("expected_ms") or 0.0, i.get("ratio") or 0.0,
-                            i.get("requests") or 0, i.get("windows") or 0, extra=extra)
+                log.warning("incident on %s: %s", extra["endpoint"], describe(i), extra=extra)
             n += 1
         return n
 

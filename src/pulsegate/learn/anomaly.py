@@ -106,10 +106,18 @@ class AnomalyModel:
     5. **Suppression of repeated alarms**: a decaying memory of the scores already
        reported, :math:`M_t = \max(\delta M_{t-1}, \ell_t)`; the reported ``score`` is
        :math:`\ell_t` when :math:`\ell_t > \delta M_{t-1}` and 0 otherwise, so the rows
-       that follow an alarm within one incident stay quiet unless it gets worse.
+       that follow an alarm within one incident stay quiet unless it gets worse. As
+       rarity saturates at 1, a surprise at least ``realarm`` (2) times every one scored
+       lately (remembered and decaying likewise) also re-alarms: a clearly larger
+       event is never silenced by a smaller one before it.
     6. **Level shifts**: the forecast follows a new level with time constant
        :math:`1/\alpha` and the slow mean with :math:`1/\gamma`; suppression keeps
        the shift to one alarm while they catch up.
+    7. **Silence**: a value within 5 % of zero where clear activity is expected
+       (:math:`E = m + \text{seasonal offset} > 4\sqrt{\pi/2}\,s`) extends a run; the
+       ``silence``-th value of a run (3; 0 switches it off) has likelihood 1: a
+       counter that drops to zero is an outage even if its first row looked like
+       the dips before it. ``side="up"`` never judges silence.
 
     ``is_anomaly`` is ``score >= alarm`` (default 0.57: the threshold every
     leave-one-category-out fold of ``benchmarks/nab.py --heldout`` chooses, 0.565-0.579,
@@ -120,17 +128,19 @@ class AnomalyModel:
     ``score(x)`` evaluates without learning; ``update(x)`` scores then learns.
     """
 
-    __slots__ = ("alarm", "alpha", "beta", "counts_fast", "counts_slow", "decay", "floor_abs",
-                 "floor_rel", "floor_scale", "gamma", "level", "mad", "memo", "n", "norm",
-                 "prior_weight", "rarity_floor", "rarity_rate", "rarity_scale", "seasonal",
-                 "seasonality", "side", "slow", "slow_dev", "threshold", "warmup")
+    __slots__ = ("alarm", "alpha", "beta", "counts_fast", "counts_slow", "decay",
+                 "floor_abs", "floor_rel", "floor_scale", "gamma", "level", "mad",
+                 "memo", "memo_surprise", "n", "norm", "prior_weight", "quiet_run",
+                 "rarity_floor", "rarity_rate", "rarity_scale", "realarm", "seasonal",
+                 "seasonality", "side", "silence", "slow", "slow_dev", "threshold",
+                 "warmup")
 
     def __init__(self, alpha: float = 0.3, threshold: float = 3.0, warmup: int = 30, *,
                  beta: float = 0.01, floor_abs: float = 1e-6, floor_rel: float = 0.0,
                  side: str = "both", floor_scale: float = 0.3, gamma: float = 0.01,
                  rarity_rate: float = 0.0005, rarity_floor: float = 1e-4,
                  prior_weight: int = 100, decay: float = 0.9985, alarm: float = 0.57,
-                 seasonality: str = "auto") -> None:
+                 seasonality: str = "auto", realarm: float = 2.0, silence: int = 3) -> None:
         if not 0.0 < alpha <= 1.0:
             raise ValueError("alpha must be in (0, 1]")
         if threshold <= 0:
@@ -146,6 +156,10 @@ class AnomalyModel:
             raise ValueError("decay must be in [0, 1)")
         if not 0.0 < alarm <= 1.0:
             raise ValueError("alarm must be in (0, 1]")
+        if realarm < 1.0:
+            raise ValueError("realarm must be >= 1")
+        if silence < 0:
+            raise ValueError("silence must be >= 0 (0: off)")
         if seasonality not in ("auto", "daily", "weekly", "off"):
             raise ValueError("seasonality must be auto, daily, weekly or off")
         self.alpha = alpha
@@ -172,6 +186,12 @@ class AnomalyModel:
         self.slow = 0.0
         self.slow_dev = 0.0
         self.memo = 0.0
+        #: the largest surprise scored lately (decaying as ``memo`` does)
+        self.memo_surprise = 0.0
+        self.realarm = realarm
+        #: consecutive values near zero where activity is expected (step 7)
+        self.quiet_run = 0
+        self.silence = int(silence)
         prior = list(PRIOR) if self.prior_weight else [0.0] * len(LEVELS)
         # Exceedance frequencies F_j = counts[j] / norm: scaling ``norm`` up by 1/(1-w)
         # each update decays every frequency at once, so a value that reaches no level
@@ -268,12 +288,26 @@ class AnomalyModel:
             ls = _rarity(self.counts_slow, self.norm, cs, eps, scale)
             if ls > lik:
                 lik = ls
+        # silence: a run of values near zero where clear activity is expected
+        expect = self.slow + shift
+        if self.silence and side != "up" and expect > 4.0 * sd and \
+                (raw if raw >= 0.0 else -raw) <= 0.05 * expect:
+            run = self.quiet_run + 1
+            if run == self.silence:
+                lik = 1.0
+        else:
+            run = 0
         warm = n >= self.warmup
         if not warm:
             lik = 0.0
         # suppression stage: quiet unless worse than what was already reported
-        memo = self.memo * self.decay
-        out = lik if lik > memo else 0.0
+        decay = self.decay
+        memo = self.memo * decay
+        surprise = cf if cf > cs else cs
+        memo_c = self.memo_surprise * decay
+        # rarity saturates at 1: a clearly larger surprise re-alarms even when its
+        # rarity cannot exceed the one remembered
+        out = lik if lik > memo or (lik > 0.0 and surprise >= self.realarm * memo_c) else 0.0
         if learn:
             absr = r if r >= 0.0 else -r
             clip = 2.0 * k * sigma
@@ -295,6 +329,8 @@ class AnomalyModel:
             if norm > 1e200:
                 self._renormalise()
             self.memo = memo if memo > lik else lik
+            self.quiet_run = run
+            self.memo_surprise = surprise if lik > 0.0 and surprise > memo_c else memo_c
             self.n = n + 1
         conf = 100.0 * (n / self.warmup if n < self.warmup else 1.0) * math.exp(
             -sigma / (lvl if lvl > fabs else fabs))
@@ -304,7 +340,7 @@ class AnomalyModel:
 
     # --- persistence -----------------------------------------------------------------
 
-    _STATE = ("n", "level", "mad", "slow", "slow_dev", "memo")
+    _STATE = ("n", "level", "mad", "slow", "slow_dev", "memo", "memo_surprise")
 
     def state(self) -> dict[str, Any]:
         out: dict[str, Any] = {name: getattr(self, name) for name in self._STATE}
@@ -324,7 +360,9 @@ class AnomalyModel:
         out-of-range field (the model is left untouched then)."""
         try:
             n = int(state["n"])
-            vals = {name: float(state[name]) for name in self._STATE[1:]}
+            # memo_surprise is newer than the format: an older state starts it at 0
+            vals = {name: float(state[name] if name != "memo_surprise"
+                                else state.get(name, 0.0)) for name in self._STATE[1:]}
             freqs = [[float(x) for x in state[name]] for name in ("freq_fast", "freq_slow")]
             seasonal = None
             if state.get("seasonal") is not None:
@@ -334,7 +372,7 @@ class AnomalyModel:
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"inconsistent AnomalyModel state: {exc!r}") from None
         if n < 0 or not all(math.isfinite(v) for v in vals.values()) or \
-                any(vals[name] < 0 for name in ("mad", "slow_dev", "memo")) or \
+                any(vals[name] < 0 for name in ("mad", "slow_dev", "memo", "memo_surprise")) or \
                 vals["memo"] > 1.0 or \
                 any(len(fq) != len(LEVELS) or not all(0.0 <= x <= 1.0 for x in fq)
                     for fq in freqs):

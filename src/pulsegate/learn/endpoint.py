@@ -5,81 +5,32 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, NamedTuple
+from typing import Any
 
 from pulsegate.learn.incident import IncidentDetector
+from pulsegate.learn.metrics import (
+    FLOORS,
+    METRICS,
+    MIN_EXCESS,
+    NO_SCORE,
+    QUERY_METRICS,
+    TREND_ONLY,
+    EndpointScore,
+    transform,
+)
 from pulsegate.learn.seasonal import SeasonalBaseline
 
-#: The metrics of a request, in the order :meth:`EndpointModel.observe` takes them.
-#: Latency and CPU come first: a request that ran no SQL on an endpoint that never has
-#: (:attr:`EndpointModel.queried` false) is fully described by that prefix.
-METRICS = ("latency", "cpu", "queries", "query_time", "repeat_share", "memory")
-#: The metrics that are zero for a request without SQL.
-QUERY_METRICS = frozenset({"queries", "query_time", "repeat_share"})
+__all__ = ["FLOORS", "METRICS", "MIN_EXCESS", "NO_SCORE", "QUERY_METRICS", "TREND_ONLY",
+           "EndpointModel", "EndpointScore", "transform"]
 
-# Spread floors in log space: about 5 % for times, 10 % for counts, and a wide one for
-# the allocation delta, which is noisy by nature.
-FLOORS = {"latency": 0.05, "cpu": 0.05, "memory": 0.5, "queries": 0.1, "query_time": 0.05,
-          # repeat_share: log1p of the share of query time in repeated shapes (0..0.69)
-          "repeat_share": 0.05}
-
-#: The smallest rise, in each metric's own unit, that may ever count as anomalous: a
-#: 40 µs endpoint taking 200 µs is five times slower but nobody's problem. The floor of
-#: the spread is widened so that a rise of exactly this much sits at the threshold.
-MIN_EXCESS = {"latency": 1.0, "cpu": 1.0, "query_time": 1.0, "queries": 2.0,
-              "repeat_share": 0.1}
-
-#: Learned for trends (leaks), not scored per request.
-TREND_ONLY = frozenset({"memory"})
-
-_log = math.log
 _log1p = math.log1p
 _sqrt = math.sqrt
 _exp = math.exp
-
-
-def transform(metric: str, x: float) -> float:
-    """The log scale each metric is modelled on."""
-    if metric == "latency":
-        return _log(x if x > 1e-3 else 1e-3)
-    if metric == "memory":
-        return _log1p(x) if x >= 0 else -_log1p(-x)
-    return _log1p(x if x > 0 else 0.0)
-
-
-class EndpointScore(NamedTuple):
-    """The verdict on one request of one endpoint.
-
-    ``score`` is the largest per-metric score, ``driver`` the metric that gave it;
-    ``confidence`` and the latency forecast/interval come from the latency metric,
-    converted back from log space: ``predicted_ms = e^f``, interval ``e^{f ± kσ}``
-    (``low_ms``/``high_ms``, derived from ``spread = kσ`` only when read).
-    """
-
-    score: float
-    is_anomaly: bool
-    driver: str | None
-    confidence: float
-    predicted_ms: float | None
-    #: kσ of log latency: the half-width of the forecast interval in log space.
-    spread: float
-    latency_z: float
-
-    @property
-    def low_ms(self) -> float | None:
-        p = self.predicted_ms
-        return None if p is None else p * _exp(-self.spread)
-
-    @property
-    def high_ms(self) -> float | None:
-        p = self.predicted_ms
-        return None if p is None else p * _exp(self.spread)
-
-
-NO_SCORE = EndpointScore(0.0, False, None, 0.0, None, 0.0, 0.0)
-
 # Built on every request: tuple.__new__ skips the NamedTuple's Python-level __new__.
 _new_tuple = tuple.__new__
+#: log(ms): over a day is a clock that jumped; the engine floors durations at 1 µs.
+_ABSURD_HIGH = math.log(86_400_000.0)
+_ABSURD_LOW = math.log(1e-3) - 1e-9
 
 
 class EndpointModel:
@@ -117,8 +68,8 @@ class EndpointModel:
 
     __slots__ = ("_k", "alpha", "beta", "excess", "floors", "floors2", "floors_k",
                  "incident", "k2", "key", "level", "metrics", "min_excess_ms", "n",
-                 "queried", "referenced", "refresh_at", "scored", "seasonal", "var",
-                 "view", "warmup", "win_end", "win_start", "window")
+                 "queried", "referenced", "refresh_at", "rejected", "scored", "seasonal",
+                 "var", "view", "warmup", "win_end", "win_start", "window")
 
     def __init__(self, alpha: float = 0.3, threshold: float = 3.0, warmup: int = 30,
                  metrics: tuple[str, ...] = METRICS, *, beta: float = 0.05,
@@ -152,6 +103,7 @@ class EndpointModel:
         #: The request count at which the floors are next refreshed.
         self.refresh_at = 1
         self.n = 0
+        self.rejected = 0  #: bad latencies refused (see update): counted, never learnt
         #: The endpoint's key ("GET /users/{id}"), set by the store that holds the model.
         self.key = ""
         #: Used since the store last looked (its CLOCK eviction spares it once).
@@ -258,7 +210,13 @@ class EndpointModel:
 
         Given ``now`` (and learning), the latency also joins the incident window as
         :meth:`window_add` does, in the same call; ``incident`` is the incident model's
-        verdict when that closed a window, else None."""
+        verdict when that closed a window, else None.
+
+        A latency that cannot be one (NaN, infinite, beyond a day or under 1 µs: a
+        clock that jumped) is counted in ``rejected`` and changes nothing."""
+        if not _ABSURD_LOW < latency < _ABSURD_HIGH:  # also false for NaN
+            self.rejected += 1
+            return 0.0, False, -1, None
         incident = None
         n = self.n
         if not n:
@@ -353,6 +311,11 @@ class EndpointModel:
                                           conf, pred, self.threshold * sd0, lat_z))
 
     # --- incidents: windowed detection --------------------------------------------------
+
+    def error(self) -> None:
+        """The request just given to :meth:`update` failed (status >= 500): it counts
+        in its window's error share (the incident detector's error evidence)."""
+        self.incident.error()
 
     def window_add(self, now: float, log_latency: float) -> Any:
         """Accumulate one request into the current window; when the window has ended,

@@ -18,7 +18,7 @@ _log1p = math.log1p
 _LN2 = math.log(2.0)
 
 #: Bumped when the state's meaning changes: an older state starts cold.
-STATE_VERSION = 3
+STATE_VERSION = 4
 
 
 class IncidentDetector:
@@ -53,6 +53,11 @@ class IncidentDetector:
         \ln\frac{1-p_1}{1-p})` -- exact for a handful of requests as for thousands
         (a window adds at most :math:`0.6\,h_t`, as :math:`z_{max} - \kappa < h`:
         one window alone, however slow, never makes an incident);
+      - error evidence (an error burst, often of *fast* failures that lower the
+        latency): the same Bernoulli CUSUM over the window's failed requests
+        (:meth:`error`: status >= 500) against :math:`p^e_1 = \max(3p^e, p^e + 0.05)`,
+        :math:`p^e` the learnt error share, incident at :math:`C_e \ge h_t` when the
+        window's error share is at least :math:`p^e + 0.05`;
       - an **incident** when :math:`C \ge h` and the effect is one a person cares about:
         with :math:`E` the excess :math:`m_w - b` averaged over the windows since
         :math:`C` last stood at 0 (:math:`E \leftarrow E + (m_w - b - E)/2`),
@@ -76,7 +81,10 @@ class IncidentDetector:
     * **warm-up**: no incident before ``min_windows`` windows and ``min_requests``
       requests; the first requests of a process (imports, connections) only teach.
 
-    ``score`` is :math:`\min(1, \max(C/h, C_t/h_t) / 2)`: 0.5 at the alarm line.
+    ``score`` is :math:`\min(1, \max(C/h, C_t/h_t, C_e/h_t) / 2)`: 0.5 at the alarm
+    line. ``metric`` names the evidence behind the last incident: ``"latency"`` (the
+    window mean above the baseline), ``"latency tail"`` or ``"error rate"``; every
+    incident is a rise (a faster endpoint is no incident).
 
     >>> d = IncidentDetector(window=60.0)
     >>> for w in range(120):              # two hours at 20 requests a window
@@ -93,12 +101,13 @@ class IncidentDetector:
     [False, True, False]
     """
 
-    __slots__ = ("active", "b", "clip", "cusum", "cusum_tail", "cut", "dclip", "e_w",
-                 "episode_requests", "episode_seconds", "episode_windows", "floor",
-                 "h", "h_tail", "kappa", "min_excess_ms", "min_ratio",
-                 "min_requests", "min_windows", "n_req", "n_w", "onset_effect", "p", "q",
-                 "raw", "run_effect", "s", "s1", "sa", "tau2", "time_constant", "top", "window",
-                 "windows", "z_max")
+    __slots__ = ("active", "b", "clip", "cusum", "cusum_err", "cusum_tail", "cut",
+                 "dclip", "e_w", "episode_requests", "episode_seconds",
+                 "episode_windows", "err_expected", "err_share", "err_w", "floor", "h", "h_tail",
+                 "kappa", "metric", "min_excess_ms", "min_ratio", "min_requests",
+                 "min_windows", "n_req", "n_w", "onset_effect", "p", "p_err", "q",
+                 "raw", "run_effect", "s", "s1", "sa", "tau2", "time_constant", "top",
+                 "window", "windows", "z_max")
 
     def __init__(self, window: float = 60.0, *, time_constant: float = 3600.0,
                  clip: float = 3.0, q: float = 3.0, kappa: float = 1.0, h: float = 8.0,
@@ -126,6 +135,12 @@ class IncidentDetector:
         self.s = 0.0  # robust per-request scale (0 until the first window closed)
         self.tau2 = 0.0  # between-window variance not explained by sampling
         self.p = 0.01  # share of requests above the tail cut
+        self.p_err = 0.01  # share of failed requests (status >= 500)
+        self.cusum_err = 0.0
+        self.err_w = 0
+        #: the evidence behind the last incident, and the error share of its window
+        self.metric = "latency"
+        self.err_share = self.err_expected = 0.0
         self.cusum = 0.0
         self.cusum_tail = 0.0
         self.run_effect = 0.0
@@ -158,6 +173,10 @@ class IncidentDetector:
         self.raw += y
         self.s1 += yc
 
+    def error(self) -> None:
+        """The request just added failed (status >= 500): one more error in the window."""
+        self.err_w += 1
+
     def _cuts(self) -> None:
         # the clip, tail cut and deviation clip requests are judged by until next close
         b, s = self.b, self.s
@@ -183,9 +202,10 @@ class IncidentDetector:
         tail_share = self.e_w / n
         sa = self.sa
         e_w = self.e_w
+        errors = self.err_w if self.err_w < n else n
         self.n_w = 0
         self.s1 = self.sa = self.raw = 0.0
-        self.e_w = 0
+        self.e_w = self.err_w = 0
         k = self.windows
         b = self.b
         if k == 0:
@@ -209,7 +229,13 @@ class IncidentDetector:
         cap = 0.6 * self.h_tail  # one window alone never makes an incident
         ct = self.cusum_tail + (t if t < cap else cap)
         self.cusum_tail = ct = ct if ct > 0.0 else 0.0
-        if c == 0.0 and ct == 0.0:
+        pe = self.p_err
+        pe1 = 3.0 * pe if 3.0 * pe > pe + 0.05 else pe + 0.05
+        te = errors * _log(pe1 / pe) + (n - errors) * _log((1.0 - pe1) / (1.0 - pe))
+        ce = self.cusum_err + (te if te < cap else cap)
+        self.cusum_err = ce = ce if ce > 0.0 else 0.0
+        err_share = errors / n
+        if c == 0.0 and ct == 0.0 and ce == 0.0:
             self.episode_windows = self.episode_requests = 0
             self.episode_seconds = 0.0
         else:
@@ -228,15 +254,19 @@ class IncidentDetector:
         # evidence pile up until a noisy window passes the gate
         adopt = c >= h and not mean_hit and not self.active
         tail_hit = ct >= self.h_tail
-        effect = max(ratio - 1.0 if mean_hit else 0.0,
-                     tail_share / p - 1.0 if tail_hit else 0.0)
+        err_hit = ce >= self.h_tail and err_share >= pe + 0.05
+        effects = (ratio - 1.0 if mean_hit else 0.0, tail_share / p - 1.0 if tail_hit else 0.0,
+                   err_share / pe - 1.0 if err_hit else 0.0)
+        effect = max(effects)
         fired = False
-        if warm and (mean_hit or tail_hit):
+        if warm and (mean_hit or tail_hit or err_hit):
             if not self.active or effect >= 2.0 * self.onset_effect:
                 fired = True
                 self.active = True
                 self.onset_effect = effect
-        elif c == 0.0 and ct == 0.0:
+                self.metric = ("latency", "latency tail", "error rate")[effects.index(effect)]
+                self.err_share, self.err_expected = err_share, pe
+        elif c == 0.0 and ct == 0.0 and ce == 0.0:
             self.active = False
         # learning: a weight per window of dt seconds, 1/k during warm-up
         a = dt / self.time_constant
@@ -258,10 +288,11 @@ class IncidentDetector:
         ap = 0.25 * dt / self.time_constant
         ap = ap if ap > early else early
         self.p = min(0.3, max(0.002, p + ap * dp))
+        self.p_err = min(0.5, max(0.002, pe + ap * (err_share - pe)))
         self.windows = k + 1
         self.n_req += n
         self._cuts()
-        score = max(c / h, ct / self.h_tail) / 2.0
+        score = max(c / h, ct / self.h_tail, ce / self.h_tail) / 2.0
         score = score if score < 1.0 else 1.0
         conf = 100.0 * (1.0 if warm else 0.0) * _exp(-self.s)
         return Score(raw + shift, b + shift, z, score, fired, conf,
@@ -270,7 +301,8 @@ class IncidentDetector:
     # --- persistence -----------------------------------------------------------------
 
     #: the first two may be negative, the others may not
-    _FIELDS = ("b", "run_effect", "s", "tau2", "p", "cusum", "cusum_tail", "onset_effect")
+    _FIELDS = ("b", "run_effect", "s", "tau2", "p", "cusum", "cusum_tail", "onset_effect",
+               "p_err", "cusum_err")
 
     def state(self) -> dict[str, Any]:
         out: dict[str, Any] = {name: getattr(self, name) for name in self._FIELDS}

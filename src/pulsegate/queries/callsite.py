@@ -116,14 +116,23 @@ class CallSiteFinder:
         except ValueError:
             return None
         key = (id(start.f_code), start.f_lasti)
-        for up, below in self._paths.get(key, ()):
-            try:
-                under = sys._getframe(depth + up - 1)
-            except ValueError:
-                continue
-            frame = under.f_back
-            if frame is not None and id(under.f_code) == below:
-                site = self._site(frame)
+        paths = self._paths.get(key)
+        if paths is not None:
+            lines = self._lines
+            for up, below in paths:
+                try:
+                    under = sys._getframe(depth + up - 1)
+                except ValueError:
+                    continue
+                frame = under.f_back
+                if frame is None or id(under.f_code) != below:
+                    continue
+                # Only application frames' sites are rendered into ``_lines``: a hit is
+                # the answer in one look-up, without ``_site``'s verdict checks
+                # (benchmarks/real_pages.py --bytecodes: 111 -> 45 a statement).
+                site = lines.get((id(frame.f_code), frame.f_lasti))
+                if site is None:
+                    site = self._site(frame)
                 if site is not None:
                     return site
         return self._walk(start, key)

@@ -27,10 +27,15 @@ with two or more distinct parameter sets are an ``n_plus_one`` (django-zeal's
 
 from __future__ import annotations
 
+from collections import Counter
+from operator import itemgetter
+
 from pulsegate.queries.events import QueryEvent, ResultToken
 from pulsegate.queries.fingerprint import SQLFingerprint
 
 __all__ = ["LAZY_LOADS", "LazyGroup", "is_structural"]
+
+_MS, _SOURCE, _TOKEN = itemgetter(1), itemgetter(12), itemgetter(0)
 
 #: ``QueryEvent.load`` values that are one lazy load for one instance.
 LAZY_LOADS = frozenset({"collection", "scalar", "deferred", "count", "generic", "prefetch",
@@ -60,33 +65,30 @@ class LazyGroup:
         self.relationship = ev.relationship
         self.site = ev.call_site
         self.path = ev.source[1] if ev.source is not None else ""
-        #: id(token) -> [token, lazy loads served from it]
-        self.tokens: dict[int, list[object]] = {}
+        #: result token -> lazy loads served from it
+        self.tokens: dict[object, int] = {}
         self.singles = 0
         self.params: set[int | None] = set()
 
-    def add(self, ev: QueryEvent) -> None:
-        self.count += 1
-        self.ms += ev.duration_ms
-        src = ev.source
-        if src is None:
-            self.params.add(ev.params_hash)
-            return
-        token = src[0]
-        row = self.tokens.get(id(token))
-        if row is None:
-            self.tokens[id(token)] = [token, 1]
-        else:
-            row[1] += 1  # type: ignore[operator]
+    def add(self, evs: list[QueryEvent]) -> None:
+        """Count a bucket of its loads (same text and call site), the sums in C."""
+        self.count += len(evs)
+        self.ms += sum(map(_MS, evs))
+        sources = list(map(_SOURCE, evs))
+        if None in sources:  # instances of unknown origin: their parameters tell them apart
+            self.params.update(ev.params_hash for ev in evs if ev.source is None)
+        tokens = self.tokens
+        for token, n in Counter(map(_TOKEN, filter(None, sources))).items():
+            tokens[token] = tokens.get(token, 0) + n
 
     def kind(self) -> str | None:
         """``n_plus_one``, ``single_load_loop`` or None (see the module docstring)."""
         if len(self.params) >= 2:  # gets, or loads for instances of unknown origin
             return "n_plus_one"
         singles = 0
-        for token, n in self.tokens.values():
+        for token, n in self.tokens.items():
             rows = token.rows if isinstance(token, ResultToken) else 0
-            if rows >= 2 and n >= 2:  # type: ignore[operator]
+            if rows >= 2 and n >= 2:
                 return "n_plus_one"
             if rows == 1:
                 singles += 1

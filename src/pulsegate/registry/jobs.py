@@ -24,7 +24,7 @@ def monitoring(ops: Ops) -> None:
     """Record each model's metrics on its active version; alert under target."""
     if ops.store is not None:
         ops.sync_labels()
-    c = ops.config
+    c = ops.config.registry
     for name in ops.monitor.models():
         if name not in ops.registry:
             continue
@@ -56,7 +56,7 @@ def monitoring(ops: Ops) -> None:
 
 def degradation(ops: Ops) -> None:
     """Alert when F1 (else accuracy) fell >= degradation_threshold vs the baseline."""
-    c = ops.config
+    c = ops.config.registry
     for name in ops.monitor.models():
         if name not in ops.registry:
             continue

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from pulsegate.bounded import BoundedLRU
 from pulsegate.control.breaker import CircuitBreaker
+from pulsegate.incidents import describe
 from pulsegate.registry import collect, configure, jobs, persist
 from pulsegate.registry import snapshot as snap
 from pulsegate.registry.alerts import AlertManager
@@ -243,10 +244,8 @@ class ModelOps:
             # alert_critical_score is for single requests
             self.alerts.raise_alert(
                 "incident", str(inc.get("endpoint")), "critical",
-                f"pulsegate: incident on {inc.get('endpoint')}: window mean "
-                f"{inc.get('window_mean_ms', 0):.1f} ms vs expected "
-                f"{inc.get('expected_ms', 0):.1f} ms ({inc.get('ratio', 0):.1f}x over "
-                f"{inc.get('requests', 0)} requests)", **p.summary)
+                f"pulsegate: incident on {inc.get('endpoint')}: {describe(inc)}",
+                **p.summary)
 
     def _on_detections(self, record: RequestRecord, ctx: RequestContext) -> None:
         collect.detections(self, record, ctx)

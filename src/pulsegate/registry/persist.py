@@ -43,7 +43,7 @@ def restore_components(ops: Ops) -> None:
 
 
 def restore(ops: Ops) -> None:
-    store, gate, c, persisted = ops.store, ops.gate, ops.config, ops.persisted
+    store, gate, c, persisted = ops.store, ops.gate, ops.config.persistence, ops.persisted
     assert store is not None
     now = ops.wall()
     workers = snap.live_workers(store, now, c.state_ttl)

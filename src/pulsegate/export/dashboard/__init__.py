@@ -133,7 +133,7 @@ class DashboardHandler:
     ``<path>/api/feedback``; everything else under ``<path>`` is 404."""
 
     def __init__(self, gate: Host, series: SeriesStore) -> None:
-        c = gate.config
+        c = gate.config.export
         self.gate = gate
         self.series = series
         self.base = c.dashboard_path.rstrip("/")
@@ -302,7 +302,7 @@ def install(gate: Host, st: SeriesSlot) -> DashboardHandler | None:
     """Attach the dashboard (its series listener and handler) to ``gate``, keeping the
     series store in ``st``; None, with a warning, when neither a token nor loopback
     access is configured."""
-    c = gate.config
+    c = gate.config.export
     if c.dashboard_path.rstrip("/") == "":
         logger.warning("pulsegate: dashboard_path='/' would hide the whole application; "
                        "the dashboard is not served")

@@ -21,7 +21,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from pulsegate.config import Config
+from pulsegate.config import PersistenceConfig
 from pulsegate.django.gate import built_gate, config_from_settings, get_gate
 from pulsegate.engine import PulseGate
 
@@ -69,7 +69,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="machine-readable output")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        config = config_from_settings()
+        config = config_from_settings().persistence
         live = built_gate()
         serving = live is not None and live.counters.get("requests", 0) > 0
         if (config.state_dir or config.state_redis_url) and not serving:
@@ -122,7 +122,7 @@ class Command(BaseCommand):
             w("  none")
 
 
-    def _from_store(self, config: Config, what: str, as_json: bool) -> None:
+    def _from_store(self, config: PersistenceConfig, what: str, as_json: bool) -> None:
         """The standalone CLI's view of the store the serving processes write."""
         from pulsegate import cli
 
