@@ -24,6 +24,7 @@ candidate configurations, and scores the default configuration on the generated 
 from __future__ import annotations
 
 import argparse
+import collections
 import datetime as dt
 import functools
 import importlib.util
@@ -42,6 +43,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "src"))
 
 import generated_series  # noqa: E402
 import heldout  # noqa: E402
+from _common import opcode_tracer  # noqa: E402
 
 from pulsegate.learn.anomaly import AnomalyModel  # noqa: E402
 from pulsegate.learn.endpoint import EndpointModel  # noqa: E402
@@ -241,6 +243,23 @@ def per_update_cost(n: int = 200_000) -> tuple[float, float, float, float]:
             best_base / n * 1e6)
 
 
+def per_update_bytecodes(n: int = 1000) -> float:
+    """Bytecodes per EndpointModel.update as the engine calls it (after 2000 requests
+    of warm-up), counted with the interpreter's opcode trace: deterministic, unlike the
+    clock on a shared machine."""
+    model = EndpointModel(window=60.0)
+    for i in range(2000):
+        model.update(math.log(20.0 + i % 7), None, True, 0.05 * i)
+    counts: collections.Counter[str] = collections.Counter()
+    sys.settrace(opcode_tracer(counts))
+    try:
+        for i in range(2000, 2000 + n):
+            model.update(math.log(20.0 + i % 7), None, True, 0.05 * i)
+    finally:
+        sys.settrace(None)
+    return sum(counts.values()) / n
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -278,7 +297,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name:40s} {score:9.2f} {'':>8s} {'':>8s}   (published, dev split)")
     model_us, ts_us, req_us, base_us = per_update_cost()
     print(f"\nper-request update (EndpointModel.update, as the engine calls it): "
-          f"{req_us:.2f} µs (budget 5 µs)\nAnomalyModel.update: {model_us:.2f} µs per "
+          f"{req_us:.2f} µs (budget 5 µs), {per_update_bytecodes():.0f} bytecodes"
+          f"\nAnomalyModel.update: {model_us:.2f} µs per "
           f"update, {ts_us:.2f} µs with a timestamp and the daily profile on (bare EWMA "
           f"step {base_us:.2f} µs; same run, best of 3)")
     if a.heldout:

@@ -72,7 +72,7 @@ def test_configs_with_equal_options_are_equal_whether_or_not_a_section_was_read(
 
 
 def test_a_section_built_alone_is_checked_like_config() -> None:
-    assert ControlConfig(rate_limit="5/minute").rate_limit == "5/minute"
+    assert ControlConfig(rate_limit="5/minute") == Config(rate_limit="5/minute").control
     assert ModelConfig(alpha="0.5").alpha == 0.5  # normalised as in Config
     with pytest.raises(ConfigError) as info:
         ModelConfig(alpha=1.5)
@@ -86,8 +86,12 @@ def test_a_section_names_the_option_a_typo_was_meant_to_be() -> None:
         ModelConfig(z_treshold=2)
     assert info.value.suggestion == "z_threshold"
     assert "an option of config.model" in info.value.allowed
-    with pytest.raises(TypeError):  # as a bad keyword always was
+    with pytest.raises(TypeError) as error:  # as a bad keyword always was
         ControlConfig(alpha=0.2)
+    assert isinstance(error.value, ConfigError) and error.value.suggestion is None
+    assert str(error.value) == ("pulsegate: unknown option alpha=0.2; allowed: an option of "
+                                "config.control (docs/configuration.md); alpha is an option "
+                                "of config.model")
 
 
 # --- every entry point refuses a bad value of every section the same way ----------------

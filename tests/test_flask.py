@@ -162,6 +162,24 @@ def test_404_500_and_aborts_are_recorded() -> None:
         ("UNMATCHED", 404), ("/boom", 500), ("/teapot", 418)]
 
 
+def test_a_views_exception_is_recorded_with_its_name_as_django_records_it() -> None:
+    # Flask turns the exception into its 500 page itself: the middleware never sees it,
+    # only the got_request_exception signal does.
+    app = make_app()
+
+    @app.get("/lookup")
+    def lookup() -> str:
+        return {"a": "b"}["missing"]
+
+    PulseGate(app)
+    records = records_of(app)
+    client = app.test_client()
+    assert client.get("/lookup", buffered=True).status_code == 500
+    assert client.get("/books/1", buffered=True).status_code == 200
+    assert [(x.route, x.status, x.error) for x in records] == [
+        ("/lookup", 500, "KeyError"), ("/books/<int:book_id>", 200, None)]
+
+
 def test_before_request_answering_early_still_has_the_route() -> None:
     app = make_app()
 

@@ -266,3 +266,24 @@ def test_orm_loads_are_named_from_the_execution_context_alone(session: Session) 
     # the instance each lazy load serves: both come from one two-row result
     sources = [q.source for q in cap.queries if q.load == "collection"]
     assert sources[0] is not None and sources[0] is sources[1] and sources[0][0].rows == 2
+
+
+def test_a_streamed_result_and_a_committed_one_are_still_one_multi_row_result(
+        session: Session) -> None:
+    """Where a lazily loaded instance came from is resolved when the load asks: a
+    ``yield_per`` stream builds its second row after the first row's load, and a commit
+    expires the instances, so each is refreshed (with its own result number) before its
+    relationship loads -- both loops are still an N+1 over one result, not single loads."""
+    with capture() as streamed:
+        for a in session.scalars(select(Author).execution_options(yield_per=1).limit(3)):
+            _ = a.books
+    authors = session.scalars(select(Author).limit(3)).all()
+    session.commit()
+    with capture() as committed:
+        for a in authors:
+            _ = a.books
+    assert [(d.kind, d.count, d.relationship) for d in streamed.detections] == [
+        ("n_plus_one", 3, "Author.books")], streamed.report()
+    # the refreshes ran, one per instance of one result: an N+1 of their own
+    assert sorted((d.kind, d.count, d.relationship) for d in committed.detections) == [
+        ("n_plus_one", 3, "Author"), ("n_plus_one", 3, "Author.books")], committed.report()

@@ -7,7 +7,8 @@ Only ``http`` scopes are measured; ``lifespan`` and ``websocket`` pass straight 
 (a completed lifespan shutdown also closes the gate, which takes the final state
 snapshot), and so does every path in ``exclude_paths`` (after one prefix check). The ``x-ml-*``
 headers are added to ``http.response.start``; the request is finished (and its endpoint
-model updated) after the last body chunk has been sent.
+model updated) after the last body chunk has been sent. The steps are a
+:class:`~pulsegate.cycle.RequestCycle`'s; this module translates ASGI messages into them.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from typing import Any
 
 from pulsegate.autoinstrument import instrument_orms
 from pulsegate.config import Config, ConfigError
-from pulsegate.context import Rejection, RequestContext
+from pulsegate.cycle import INTERNAL, PROCEED, REJECT, RequestCycle
 from pulsegate.engine import PulseGate
 from pulsegate.export.endpoints import internal_endpoints, serve_asgi
-from pulsegate.http import rejection_response
+from pulsegate.http import ASGIHeaders
 from pulsegate.records import RequestInfo
 
 Scope = MutableMapping[str, Any]
@@ -34,28 +35,6 @@ _FULL = 2  # starlette.routing.Match.FULL, compared by value so starlette stays 
 _PARTIAL = 1
 # RequestInfo(...) without its Python-level __new__: one is made per request
 _new_tuple = tuple.__new__
-
-
-class ASGIHeaders:
-    """Lazy lower-case view of ``scope["headers"]``; repeated headers are joined with
-    ", " as RFC 9110 allows. Decoded only if something asks."""
-
-    __slots__ = ("_map", "_raw")
-
-    def __init__(self, raw: Any) -> None:
-        self._raw = raw
-        self._map: dict[str, str] | None = None
-
-    def get(self, name: str, /) -> str | None:
-        m = self._map
-        if m is None:
-            m = {}
-            for k, v in self._raw or ():
-                key = k.decode("latin-1").lower()
-                val = v.decode("latin-1")
-                m[key] = f"{m[key]}, {val}" if key in m else val
-            self._map = m
-        return m.get(name)
 
 
 def match_route(routes: Any, scope: Scope, prefix: str = "") -> str | None:
@@ -161,8 +140,8 @@ class PulseGateMiddleware:
         # Encoded header pairs: most values repeat ("none", "0", "0.000", a version), so
         # the bytes are made once. Bounded: varying values simply stop being cached.
         self._encoded: dict[tuple[str, str], tuple[bytes, bytes]] = {}
-        # The dashboard and the Prometheus path (None when both are off: no cost).
-        self._internal = internal_endpoints(gate)
+        #: The dashboard and the Prometheus path (None when both are off: no cost).
+        self.internal_endpoints = internal_endpoints(gate)
         # SQLAlchemy engines, existing and future (option instrument_sqlalchemy).
         instrument_orms(gate)
 
@@ -173,19 +152,6 @@ class PulseGateMiddleware:
             else:
                 await self.app(scope, receive, send)
             return
-        gate = self.gate
-        path = scope.get("path", "")
-        internal = self._internal
-        if internal is not None and internal.matches(path) and \
-                await serve_asgi(internal, scope, receive, send):
-            return
-        if not gate._enabled:
-            await self.app(scope, receive, send)
-            return
-        if path.startswith(gate._exclude_stems) and gate.is_excluded(path):
-            gate.counters["excluded"] += 1
-            await self.app(scope, receive, send)
-            return
         root_path = scope.get("root_path", "")
         # Starlette sets scope["app"] before its middleware stack; a Starlette app wrapped
         # directly (PulseGateMiddleware(app)) has not run yet, so use the wrapped app.
@@ -193,29 +159,33 @@ class PulseGateMiddleware:
         client = scope.get("client")
         query = scope.get("query_string")
         info = _new_tuple(RequestInfo, (  # every field, in order: no Python code runs
-            scope.get("method", "GET"), path, None, client[0] if client else None,
-            ASGIHeaders(scope.get("headers")), query.decode("latin-1") if query else "",
-            scope.get("scheme", "http"), lambda: route_template(scope, root_path, top_app)))
-        ctx = gate.start(info)
-        if ctx is None:
+            scope.get("method", "GET"), scope.get("path", ""), None,
+            client[0] if client else None, ASGIHeaders(scope.get("headers")),
+            query.decode("latin-1") if query else "", scope.get("scheme", "http"),
+            lambda: route_template(scope, root_path, top_app)))
+        cycle = RequestCycle(self.gate, self.internal_endpoints)
+        outcome = await cycle.open_async(info)
+        if outcome is PROCEED:
+            await self._proceed(cycle, scope, receive, send)
+        elif outcome is REJECT:
+            await self._reject(cycle, send)
+        elif outcome is not INTERNAL or not await self._serve_internal(scope, receive, send):
             await self.app(scope, receive, send)
-            return
-        if gate.control is not None:  # no coroutine to await when control is off
-            rejection = await gate.admit_async(ctx)
-            if rejection is not None:
-                await self._reject(ctx, rejection, send)
-                return
+
+    async def _serve_internal(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        endpoints = self.internal_endpoints
+        return endpoints is not None and await serve_asgi(endpoints, scope, receive, send)
+
+    async def _proceed(self, cycle: RequestCycle, scope: Scope, receive: Receive,
+                       send: Send) -> None:
+        """Call the app, adding the headers to its response start and closing the cycle
+        after its last body chunk."""
         encoded = self._encoded
 
         async def send_wrapper(message: Message) -> None:
             kind = message["type"]
             if kind == "http.response.start":
-                if ctx.route is None:
-                    try:
-                        ctx.route = route_template(scope, root_path, top_app)
-                    except Exception as exc:
-                        gate.faults.record("asgi.route", exc)
-                extra = gate.response_headers(ctx, message["status"])
+                extra = cycle.response_start(message["status"])
                 if extra:
                     headers = list(message.get("headers") or ())
                     for pair in extra:
@@ -229,24 +199,17 @@ class PulseGateMiddleware:
                 await send(message)
             elif kind == "http.response.body" and not message.get("more_body", False):
                 await send(message)
-                gate.finish(ctx, None, None, False)
+                cycle.close()
             else:
                 await send(message)
 
         try:
             await self.app(scope, receive, send_wrapper)
         except BaseException as exc:
-            if not ctx.finished:
-                if ctx.route is None:
-                    try:
-                        ctx.route = route_template(scope, root_path, top_app)
-                    except Exception:
-                        pass
-                gate.finish(ctx, error=exc)
+            cycle.error(exc)
             raise
-        if not ctx.finished:
-            # The app returned without a final body chunk (client gone, or no response).
-            gate.finish(ctx, status=ctx.status if ctx.status is not None else 500)
+        # Without a final body chunk (client gone, or no response): closed as it stands.
+        cycle.close()
 
     def _lifespan_send(self, send: Send) -> Send:
         """Pass lifespan messages through unchanged; on a completed shutdown, first close
@@ -260,12 +223,12 @@ class PulseGateMiddleware:
 
         return lifespan_send
 
-    async def _reject(self, ctx: RequestContext, rejection: Rejection, send: Send) -> None:
+    async def _reject(self, cycle: RequestCycle, send: Send) -> None:
         try:
-            status, pairs, body = rejection_response(self.gate, ctx, rejection)
+            status, pairs, body = cycle.rejection_response()
             headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in pairs]
             await send({"type": "http.response.start", "status": status,
                         "headers": headers})
             await send({"type": "http.response.body", "body": body})
         finally:
-            self.gate.finish(ctx, status=rejection.status)
+            cycle.close(cycle.rejection.status)  # type: ignore[union-attr]

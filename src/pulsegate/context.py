@@ -32,8 +32,8 @@ class QuerySink(Protocol):
 #: The innermost collector of SQL events: the request being served, or a ``capture()``
 #: block (which knows the request it runs in). One variable for both, so a request pays
 #: a single set; :func:`current` finds the request through it. A request is not reset
-#: out of it when it finishes unless a live sink was there before (see
-#: ``PulseGate.finish``): readers skip a sink whose ``finished`` is true.
+#: out of it when it finishes unless a live sink was there before (see :func:`leave`):
+#: readers skip a sink whose ``finished`` is true.
 query_sink: contextvars.ContextVar[QuerySink | None] = contextvars.ContextVar(
     "pulsegate_query_sink", default=None
 )
@@ -59,10 +59,8 @@ NO_DETECTIONS: list[Any] = []
 class RequestContext:
     """Everything pulsegate knows about one in-flight request.
 
-    Created by :meth:`pulsegate.engine.PulseGate.begin`; adapters hand it back at
-    response start and at the end. Only the engine and the hooks write to it.
-
-    Slots, every one set here: the hot path then reads plain slots.
+    Created by :meth:`pulsegate.engine.PulseGate.start`; the request cycle hands it back
+    at response start and at the end. Only the engine and the hooks write to it.
     """
 
     __slots__ = ("call_sites", "client_key", "cpu0", "detections", "error", "extra_headers",
@@ -126,6 +124,17 @@ class RequestContext:
         else:
             self.extra_headers.append((name, value))
 
+    def settle_status(self, status: int | None, error: BaseException | None) -> int:
+        """The request's final status, at its end: ``status`` if given, else the one
+        sent; an ``error`` (named in ``self.error``) makes it 500 unless a 5xx was sent;
+        a request that sent nothing is a 500."""
+        if error is not None:
+            self.error = type(error).__name__
+            status = 500 if self.status is None or self.status < 500 else self.status
+        if status is not None:
+            self.status = status
+        return self.status if self.status is not None else 500
+
     def set_route(self, route: str | None) -> None:
         """Adapters call this once routing has resolved the template."""
         if route is not None:
@@ -148,6 +157,28 @@ class PassThroughContext(RequestContext):
         outer = self.outer
         if outer is not None and not outer.finished:
             outer.add_query(event)
+
+
+_UNSET = contextvars.Token.MISSING  # a token's old value when the variable was unset
+
+
+def leave(ctx: RequestContext) -> None:
+    """The finished request ``ctx`` lets go of the query-sink variable.
+
+    It stays there, ignored (``finished``), until the next request in this context
+    replaces it: a reset costs as much as the set, and after a request there is usually
+    nothing to go back to (a new thread or task context, or the request before, finished
+    too). A live sink around it (a ``capture()`` block, an outer request) is put back."""
+    token = ctx.token
+    if token is None:
+        return
+    ctx.token = None  # it holds the sink before: keep no chain of requests
+    outer = token.old_value
+    if outer is not _UNSET and outer is not None and not outer.finished:
+        try:
+            query_sink.reset(token)
+        except ValueError:  # made in another context (a body closed by another
+            pass            # thread): that context simply ends
 
 
 def current() -> RequestContext | None:

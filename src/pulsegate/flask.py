@@ -12,7 +12,8 @@ serves several apps in one process (the application-factory pattern).
 
 ``app.wsgi_app`` is wrapped by :class:`~pulsegate.wsgi.PulseGateWSGIMiddleware`, so the
 full duration runs until the server closes the response; the route template comes
-from ``request.url_rule.rule`` (``/books/<int:book_id>``). When Flask-SQLAlchemy is
+from ``request.url_rule.rule`` (``/books/<int:book_id>``); an exception a view raises
+is recorded by name (``got_request_exception``), as Django's is. When Flask-SQLAlchemy is
 initialised on the app (before or after pulsegate) its engines are instrumented with
 :func:`pulsegate.sqlalchemy.instrument` (at ``init_app``, or on the first request).
 """
@@ -22,9 +23,10 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
-from flask import Flask, current_app
+from flask import Flask, current_app, got_request_exception
 
 from pulsegate.config import Config, ConfigError
+from pulsegate.cycle import record_view_error
 from pulsegate.engine import PulseGate as Engine
 from pulsegate.wsgi import Environ, PulseGateWSGIMiddleware
 
@@ -34,6 +36,16 @@ EXTENSION_KEY = "pulsegate"
 # Apps whose Flask-SQLAlchemy engines were instrumented. Weak, so a discarded app (tests
 # build many) is not kept alive by pulsegate.
 _instrumented: weakref.WeakSet[Flask] = weakref.WeakSet()
+
+
+def _on_exception(sender: Flask, exception: BaseException | None = None,
+                  **extra: Any) -> None:
+    # Flask turns a view's unhandled exception into its 500 page itself, so the WSGI
+    # middleware never sees it: the signal names it as the request's error.
+    record_view_error(exception)
+
+
+got_request_exception.connect(_on_exception)
 
 
 def config_from_app(app: Flask) -> Config:

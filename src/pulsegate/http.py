@@ -1,26 +1,39 @@
 """Framework-free HTTP helpers shared by every adapter (ASGI, WSGI, Django).
 
-The adapters only translate: what a rejected request looks like, how a status line is
-written and how request headers are read from a WSGI ``environ`` is decided once, here,
-so the three adapters cannot drift apart (the sans-IO shape httpx uses to drive its sync
-and async clients from one ``auth_flow``).
+How a status line is written and read, and how request headers are read from an ASGI
+scope or a WSGI ``environ``, is decided once, here; what becomes of a request is
+:mod:`pulsegate.cycle`'s.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
-
-from pulsegate.context import Rejection, RequestContext
-
-if TYPE_CHECKING:
-    from pulsegate.engine import PulseGate
-
-#: Content type of the small plain-text bodies pulsegate itself sends (429 / 503).
-REJECTION_CONTENT_TYPE = "text/plain; charset=utf-8"
+from typing import Any
 
 _REASONS: dict[int, str] = {s.value: s.phrase for s in HTTPStatus}
+
+
+class ExcludedPaths:
+    """``exclude_paths``: a path is excluded when it is one of them or lies below one.
+
+    >>> "/health/db" in ExcludedPaths(["/health"]), "/healthcare" in ExcludedPaths(["/health"])
+    (True, False)
+    """
+
+    __slots__ = ("exact", "prefixes", "stems")
+
+    def __init__(self, paths: Iterable[str]) -> None:
+        stems = tuple(paths)
+        self.exact = frozenset(stems)
+        self.prefixes = tuple(p + "/" for p in stems if p != "/")
+        #: Every excluded path starts with one of these: most paths are told apart by
+        #: this one test.
+        self.stems = stems
+
+    def __contains__(self, path: str) -> bool:
+        return path.startswith(self.stems) and (
+            path in self.exact or path.startswith(self.prefixes))
 
 
 def status_line(status: int) -> str:
@@ -40,29 +53,26 @@ def parse_status(status: str) -> int:
         return 500
 
 
-def rejection_response(gate: PulseGate, ctx: RequestContext,
-                       rejection: Rejection) -> tuple[int, list[tuple[str, str]], bytes]:
-    """Status, complete header list and body to send for ``rejection``.
+class ASGIHeaders:
+    """Lazy lower-case view of an ASGI scope's ``headers``; repeated headers are joined
+    with ", " as RFC 9110 allows. Decoded only if something asks."""
 
-    Headers are the rejection's own (``Retry-After``, ``RateLimit``...), then the
-    ``x-ml-*`` ones for this request, then ``content-length`` and ``content-type``.
-    Calling it records time-to-headers on ``ctx``; the adapter must still call
-    ``gate.finish(ctx, status=rejection.status)`` once the body is out.
+    __slots__ = ("_map", "_raw")
 
-    The app never ran, so nothing routed the request: the route template is resolved
-    here (once, on this exceptional path) so a throttled or shed request is counted
-    against its endpoint rather than ``UNMATCHED``."""
-    resolver = ctx.info.route_resolver
-    if ctx.route is None and resolver is not None:
-        try:
-            ctx.set_route(resolver())
-        except Exception as exc:
-            gate.faults.record("route resolver", exc)
-    extra = gate.response_headers(ctx, rejection.status)
-    headers = [*rejection.headers, *extra,
-               ("content-length", str(len(rejection.body))),
-               ("content-type", REJECTION_CONTENT_TYPE)]
-    return rejection.status, headers, rejection.body
+    def __init__(self, raw: Iterable[tuple[bytes, bytes]] | None) -> None:
+        self._raw = raw
+        self._map: dict[str, str] | None = None
+
+    def get(self, name: str, /) -> str | None:
+        m = self._map
+        if m is None:
+            m = {}
+            for k, v in self._raw or ():
+                key = k.decode("latin-1").lower()
+                val = v.decode("latin-1")
+                m[key] = f"{m[key]}, {val}" if key in m else val
+            self._map = m
+        return m.get(name)
 
 
 class EnvironHeaders(tuple[Mapping[str, Any]]):

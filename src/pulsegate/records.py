@@ -4,7 +4,10 @@ engine recorded of it. No behaviour beyond a few derived properties."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
+
+if TYPE_CHECKING:
+    from pulsegate.context import RequestContext
 
 #: The one endpoint key unmatched routes fold into, so random URLs cannot grow memory.
 UNMATCHED = "UNMATCHED"
@@ -32,7 +35,9 @@ class RequestInfo(NamedTuple):
     :meth:`pulsegate.context.RequestContext.set_route` later.
 
     A tuple: one is made per request, and adapters build it with every field given,
-    ``tuple.__new__(RequestInfo, (...))``, which runs no Python code at all.
+    ``tuple.__new__(RequestInfo, (...))``, which runs no Python code at all
+    (``benchmarks/bytecodes.py``: the NamedTuple's own ``__new__`` is a Python function
+    of eight arguments).
     """
 
     method: str
@@ -58,7 +63,7 @@ class RequestRecord(NamedTuple):
     read is dear (see :mod:`pulsegate.sampling`).
 
     Immutable: one is built per request and handed to every listener, so none of them
-    can change what the next one sees (and a tuple is the cheapest thing to build).
+    can change what the next one sees. The engine builds it with :meth:`of_request`.
     """
 
     method: str
@@ -79,6 +84,25 @@ class RequestRecord(NamedTuple):
     predicted_ms: float | None = None
     optimization: str = "none"
     detections: int = 0
+
+    @classmethod
+    def of_request(cls, ctx: RequestContext, method: str, status: int, *, started_at: float,
+                   duration_ms: float, cpu_ms: float | None, memory_blocks: int | None,
+                   anomaly_score: float, confidence: float, predicted_ms: float | None,
+                   detections: int) -> RequestRecord:
+        """The record of the finished request ``ctx``: what the adapter, the controller
+        and the hooks left on it (route, path, time to headers, queries, client, error,
+        optimization), and what the engine measured at its end. ``method`` as its
+        endpoint key spells it (an unknown method is ``"OTHER"``)."""
+        duration_to_headers = ctx.ttfb
+        return cls(
+            method=method, route=ctx.route or UNMATCHED, path=ctx.info.path, status=status,
+            started_at=started_at,
+            ttfb_ms=duration_ms if duration_to_headers is None else duration_to_headers * 1000.0,
+            duration_ms=duration_ms, cpu_ms=cpu_ms, memory_blocks=memory_blocks,
+            query_count=ctx.query_count, query_ms=ctx.query_ms, client=ctx.client_key,
+            error=ctx.error, anomaly_score=anomaly_score, confidence=confidence,
+            predicted_ms=predicted_ms, optimization=ctx.optimization, detections=detections)
 
     @property
     def endpoint(self) -> str:

@@ -13,10 +13,11 @@ The hooks are SQLAlchemy's dialect ``do_execute`` / ``do_execute_no_params`` /
 The ORM tells us what it is doing, in the execution context the hook is given
 (:func:`_orm_load`): relationship loads (the loader path gives ``Author.books``,
 collection or scalar) and deferred/expired column loads, so the detector can say
-``selectinload(Author.books)``. A
-mapper ``load`` listener tags every instance with the result that built it, so a lazy
-load says whether its parent came from a multi-row result or was loaded singly (the
-structural rule of :mod:`pulsegate.queries.structural`).
+``selectinload(Author.books)``. A lazy
+load also says whether its parent came from a multi-row result or was loaded singly (the
+structural rule of :mod:`pulsegate.queries.structural`): SQLAlchemy stamps every
+instance with the number of the result that built it, and :func:`_origin` counts that
+result's instances only when a lazy load asks -- nothing is done per loaded row.
 
 Outside a request or ``capture()`` each statement costs one ContextVar read.
 """
@@ -24,12 +25,13 @@ Outside a request or ``capture()`` each statement costs one ContextVar read.
 from __future__ import annotations
 
 import sys
+from itertools import repeat
+from operator import attrgetter, eq
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Dialect, Engine
-from sqlalchemy.orm import Mapper
 
 from pulsegate.context import query_sink
 from pulsegate.queries import callsite
@@ -169,14 +171,15 @@ def _orm_load(context: Any) -> tuple[str, str, Any] | None:
     name, load, refresh = plan
     load_opts = context.execution_options.get("_sa_orm_load_options")
     if refresh:
-        return name, load, getattr(getattr(load_opts, "_refresh_state", None), _SOURCE, None)
+        state = getattr(load_opts, "_refresh_state", None)
+        return name, load, _remember_origin(state) if state is not None else None
     # selectinload/subqueryload also load relationships, but in batches (500 parents per
     # IN query): only a lazy load, which names the one parent it loads for, is a
     # candidate N+1.
     parent = getattr(load_opts, "_lazy_loaded_from", None)
     if parent is None:
         return name, "batch", None
-    return name, load, getattr(parent, _SOURCE, None)
+    return name, load, _origin(parent)
 
 
 _PLAN = "_pulsegate_orm_load"
@@ -209,27 +212,65 @@ def _plan(compiled: Any) -> tuple[str, str, bool] | None:
     return f"{mapper.class_.__name__}", "expired", True
 
 
-#: The attribute an ``InstanceState`` keeps its :attr:`QueryEvent.source` in.
-_SOURCE = "_pulsegate_source"
+#: runid -> (source, id of the first instance asked about) of the ORM results a lazy load
+#: asked about. SQLAlchemy numbers every ORM result (``QueryContext.runid``, unique in
+#: the process) and stamps it on each instance it builds (``InstanceState.runid``), so
+#: one small map serves every request; cleared past the cap.
+_results: dict[int, tuple[tuple[ResultToken, str], int]] = {}
+_MAX_RESULTS = 4096
+#: The attribute a refreshed ``InstanceState`` keeps the runid of the result that built it
+#: in (a refresh of expired attributes stamps its own runid).
+_ORIGIN = "_pulsegate_origin"
+_RUNID_CLASS = attrgetter("runid", "class_")
 
 
-def _on_load(state: Any, context: Any) -> None:
-    """Mapper ``load`` event (raw: ``state`` is the InstanceState): remember which
-    query's result built the instance, one :class:`ResultToken` per query and class, so
-    a later lazy load can tell a multi-row result from a single load."""
-    sink = query_sink.get()
-    if sink is None or sink.finished:
-        return
-    try:
-        attrs = context.attributes
-        key = (_SOURCE, state.class_)
-        source = attrs.get(key)
-        if source is None:
-            source = attrs[key] = (ResultToken(), "")
-        source[0].rows += 1
-        setattr(state, _SOURCE, source)
-    except Exception as exc:
-        _fault(exc)
+def _origin(state: Any) -> tuple[ResultToken, str] | None:
+    """Where the instance a lazy load serves came from (:attr:`QueryEvent.source`),
+    resolved when the load asks -- nothing is done per loaded row. The result is the
+    one whose runid the instance carries; its ``rows`` are the instances of that class
+    it built that are still in the session, counted once (in C) at the first lazy load
+    that asks, and raised to 2 when a second instance of it asks (a streamed
+    ``yield_per`` result builds its rows after the first one's load). None for an
+    instance no query built (created, then flushed)."""
+    runid = state.__dict__.get(_ORIGIN, _UNSET)
+    if runid is _UNSET:
+        runid = state.runid
+    if runid is None:
+        return None
+    known = _results.get(runid)
+    if known is None:
+        token = ResultToken()
+        token.rows = _rows(state, runid)
+        source = (token, "")
+        if len(_results) >= _MAX_RESULTS:
+            _results.clear()
+        _results[runid] = (source, id(state))
+        return source
+    source, first = known
+    if source[0].rows < 2 and first != id(state):
+        source[0].rows = 2
+    return source
+
+
+_UNSET: Any = object()
+
+
+def _rows(state: Any, runid: int) -> int:
+    """Instances of ``state``'s class built by result ``runid`` still in its session."""
+    session = state.session
+    if session is None:
+        return 1
+    states = session.identity_map.all_states()
+    return list(map(eq, repeat((runid, state.class_)), map(_RUNID_CLASS, states))).count(True)
+
+
+def _remember_origin(state: Any) -> tuple[ResultToken, str] | None:
+    """A refresh is about to give ``state`` its own runid: keep the one of the result
+    that built it, and return that result."""
+    source = _origin(state)
+    if _ORIGIN not in state.__dict__:
+        state.__dict__[_ORIGIN] = state.runid
+    return source
 
 
 def _resolve_model(table: str) -> tuple[str, str] | None:
@@ -264,8 +305,6 @@ def instrument(engine: Engine | AsyncEngine | None = None) -> None:
     if not is_instrumented(engine):
         for name, fn in _LISTENERS:
             event.listen(target, name, fn)
-    if not event.contains(Mapper, "load", _on_load):
-        event.listen(Mapper, "load", _on_load, raw=True)
     register_model_resolver("sqlalchemy", _resolve_model)
 
 
@@ -282,5 +321,4 @@ def uninstrument(engine: Engine | AsyncEngine | None = None) -> None:
     if event.contains(target, "do_execute", _do_execute):
         for name, fn in _LISTENERS:
             event.remove(target, name, fn)
-    if engine is None and event.contains(Mapper, "load", _on_load):
-        event.remove(Mapper, "load", _on_load)
+

@@ -3,10 +3,10 @@
     app.wsgi_app = PulseGateWSGIMiddleware(app.wsgi_app, gate=gate)   # Flask, by hand
     application = PulseGateWSGIMiddleware(application, gate=gate)    # anything else
 
-Timeline of one request::
+Timeline of one request (the steps of a :class:`~pulsegate.cycle.RequestCycle`)::
 
-    begin -> admit -> app(environ, start_response') -> start_response' adds x-ml-*
-          -> server iterates the body -> server calls close() -> finish
+    open -> app(environ, start_response') -> start_response' adds response_start's
+         headers -> server iterates the body -> server calls close() -> close
 
 * The ``x-ml-*`` headers are added in the wrapped ``start_response`` (time to headers).
   When the app calls it a second time with ``exc_info`` (an error after the headers
@@ -29,10 +29,9 @@ Timeline of one request::
   the record, the response already started is untouched). A wrapped generator sees
   it directly; for the others it is the exception the server is handling when it
   closes the body (see ``_Exchange.close``).
-* A :class:`~pulsegate.context.Rejection` from ``gate.admit(ctx)`` (429 / 503) is sent
-  instead of calling the app.
+* A rejected request (429 / 503) gets the cycle's rejection response instead of the app.
 * The dashboard and the Prometheus metrics path (when configured) are answered before
-  ``gate.begin``, as the ASGI middleware does: neither measured nor rate limited.
+  anything is measured, as the ASGI middleware does: neither measured nor rate limited.
 """
 
 from __future__ import annotations
@@ -46,10 +45,10 @@ from typing import Any
 from pulsegate.autoinstrument import instrument_orms
 from pulsegate.bounded import BoundedLRU
 from pulsegate.config import Config, ConfigError
-from pulsegate.context import RequestContext
+from pulsegate.cycle import INTERNAL, PROCEED, REJECT, RequestCycle
 from pulsegate.engine import PulseGate
 from pulsegate.export.endpoints import internal_endpoints, serve_wsgi
-from pulsegate.http import environ_header, parse_status, rejection_response, status_line
+from pulsegate.http import environ_header, parse_status, status_line
 from pulsegate.records import RequestInfo
 
 Environ = dict[str, Any]
@@ -97,12 +96,11 @@ class _Body:
         except GeneratorExit:  # the server stopped iterating; close() finishes
             raise
         except BaseException as exc:
-            exchange = self._exchange
             try:
-                ctx = exchange._ctx
+                cycle = self._exchange._cycle
             except AttributeError:  # finished already
                 raise exc from None
-            exchange._gate.finish(ctx, error=exc)
+            cycle.error(exc)
             raise
         self._exchange.exhausted()
 
@@ -121,17 +119,15 @@ class _Exchange(list[bytes]):
     keeps its own identity and iteration: only its ``close`` is chained to this one.
 
     One object per request instead of a closure, its cells, a body wrapper and a headers
-    view. ``close`` lets go of the request context, which refers back to the exchange
-    (through its headers): no reference cycle outlives the request."""
+    view. ``_cycle`` is there while the request is live; ``close`` lets go of it (its
+    context refers back to the exchange through its headers): no reference cycle
+    outlives the request."""
 
-    __slots__ = ("_close", "_ctx", "_environ", "_gate", "_headers", "_resolver",
-                 "_server_start")
+    __slots__ = ("_close", "_cycle", "_environ", "_headers", "_server_start")
     _close: Callable[[], object] | None
-    _ctx: RequestContext
+    _cycle: RequestCycle
     _environ: Environ
-    _gate: PulseGate
     _headers: list[tuple[str, str]]
-    _resolver: RouteResolver | None
     _server_start: StartResponse
 
     def get(self, name: str, /) -> str | None:
@@ -141,7 +137,7 @@ class _Exchange(list[bytes]):
     def start_response(self, status: str, headers: list[tuple[str, str]],
                        exc_info: ExcInfo | None = None) -> Callable[[bytes], object]:
         try:
-            ctx = self._ctx
+            cycle = self._cycle
         except AttributeError:  # closed already (an app that breaks PEP 3333): pass on
             return self._server_start(status, headers, *(() if exc_info is None
                                                           else (exc_info,)))
@@ -150,19 +146,9 @@ class _Exchange(list[bytes]):
         except (KeyError, TypeError):
             code = _status_code(status)
         self._headers = headers  # the app's, for its Content-Length (see _Body)
-        if ctx.status is None:  # the first call (response_headers sets the status)
-            resolver = self._resolver
-            if resolver is not None and ctx.route is None:
-                try:
-                    route = resolver(self._environ)
-                    if route is not None:
-                        ctx.route = route
-                except Exception as exc:
-                    self._gate.faults.record("wsgi.route", exc)
-            added: list[tuple[str, str]] | None = self._gate.response_headers(ctx, code)
-        else:  # a second call, with exc_info: the error page replaces the response
-            ctx.status = code
-            added = ctx.extra_headers
+        # (a second call, with exc_info: the error page replaces the response, and the
+        # cycle gives the same headers again)
+        added = cycle.response_start(code)
         if added:
             headers = headers + added
         if exc_info is None:
@@ -179,7 +165,7 @@ class _Exchange(list[bytes]):
         of the request. A server that swallows the error before closing (uWSGI) leaves
         the request with the status it started with."""
         try:
-            ctx = self._ctx
+            cycle = self._cycle
         except AttributeError:  # finished already (the body ran out) or closed twice
             if self:
                 self.clear()
@@ -188,15 +174,14 @@ class _Exchange(list[bytes]):
                 self._close = None
                 close()
             return
-        # The context refers back to this exchange (its headers) and may outlive the
-        # request (listeners, the query-sink variable): let go of it, and of the body
-        # the server has sent.
-        del self._ctx
-        gate = self._gate
+        # The request's context refers back to this exchange (its headers) and may
+        # outlive the request (listeners, the query-sink variable): let go of it, and of
+        # the body the server has sent.
+        del self._cycle
         close = self._close
         if close is None:  # a list body: nothing of the app's to close
             self.clear()
-            gate.finish(ctx, None, None, False)
+            cycle.close()
             return
         if self:
             self.clear()
@@ -205,24 +190,24 @@ class _Exchange(list[bytes]):
             self._close = None  # the app's object and this one refer to each other
             close()
         except BaseException as exc:
-            gate.finish(ctx, error=exc)
+            cycle.error(exc)
             raise
         finally:
             if failure is None or isinstance(failure, _NOT_THE_REQUESTS):
-                gate.finish(ctx, None, None, False)
+                cycle.close()
             else:
-                gate.finish(ctx, error=failure)
+                cycle.error(failure)
 
 
     def exhausted(self) -> None:
         """The body ran out: finish the request now (the server's ``close()``, if it
         comes, then only closes the app's iterable). Once per request."""
         try:
-            ctx = self._ctx
+            cycle = self._cycle
         except AttributeError:
             return
-        del self._ctx  # not cleared: wsgiref sizes a one-chunk body by len() after this
-        self._gate.finish(ctx, None, None, False)
+        del self._cycle  # not cleared: wsgiref sizes a one-chunk body by len() after this
+        cycle.close()
 
     def __iter__(self) -> Iterator[bytes]:
         # A list body was produced in full before the server saw it: the request ends
@@ -268,20 +253,6 @@ def _exc_info_exception() -> BaseException | None:
 #: The exception being handled, if any (``sys.exception``, or its 3.10 equivalent).
 _exception: Callable[[], BaseException | None] = getattr(sys, "exception", _exc_info_exception)
 
-# How a body of each type is passed on: copied into the exchange (_LIST) or wrapped
-# (_WRAP); an instance of the server's ``wsgi.file_wrapper`` is returned with its close
-# chained (_CHAIN), decided per request since the class is the server's.
-_LIST, _CHAIN, _WRAP = "list", "chain", "wrap"
-_BODY_KINDS: dict[type, str] = {list: _LIST, tuple: _LIST}
-
-
-def _body_kind(kind: type) -> str:
-    how = _LIST if issubclass(kind, (list, tuple)) else _WRAP
-    if len(_BODY_KINDS) < 256:  # bounded: body types are few
-        _BODY_KINDS[kind] = how
-    return how
-
-
 _CODES: BoundedLRU[str, int] = BoundedLRU(512)
 
 
@@ -313,8 +284,8 @@ class PulseGateWSGIMiddleware:
         self.app = app
         self.gate = gate
         self.route_resolver = route_resolver
-        # The dashboard and the Prometheus path (None when both are off: no cost).
-        self._internal = internal_endpoints(gate)
+        #: The dashboard and the Prometheus path (None when both are off: no cost).
+        self.internal_endpoints = internal_endpoints(gate)
         # SQLAlchemy engines, existing and future (option instrument_sqlalchemy).
         instrument_orms(gate)
         #: Run once, before the first request is measured (subclasses' set-up chores).
@@ -324,84 +295,69 @@ class PulseGateWSGIMiddleware:
         if self.on_first_request is not None:
             first, self.on_first_request = self.on_first_request, None
             first()
-        gate = self.gate
-        path = environ.get("PATH_INFO", "") or "/"
-        internal = self._internal
-        if internal is not None and internal.matches(path):
-            # pulsegate's own endpoints: answered before begin, so never measured.
-            out = serve_wsgi(internal, environ, start_response)
-            if out is not None:
-                return out
-        if not gate._enabled:
-            return self.app(environ, start_response)
-        if path.startswith(gate._exclude_stems) and gate.is_excluded(path):
-            gate.counters["excluded"] += 1
-            return self.app(environ, start_response)
         resolver = self.route_resolver
         addr = environ.get("REMOTE_ADDR")
-        control = gate.control
         exchange = _Exchange()
         exchange._environ = environ
         info = _new_tuple(RequestInfo, (  # every field, in order: no Python code runs
-            environ.get("REQUEST_METHOD", "GET"), path, None,
+            environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "") or "/", None,
             addr if isinstance(addr, str) and addr else None, exchange,
             environ.get("QUERY_STRING", ""), environ.get("wsgi.url_scheme", "http"),
-            # asked up front only by the rate limiter and allocator (per-route rules)
-            (lambda: resolver(environ)) if control is not None and resolver is not None
-            else None))
-        ctx = gate.start(info)
-        if ctx is None:
-            return self.app(environ, start_response)
-        if control is not None:
-            rejection = gate.admit(ctx)
-            if rejection is not None:
-                try:
-                    status, headers, body = rejection_response(gate, ctx, rejection)
-                    start_response(status_line(status), headers)
-                finally:
-                    gate.finish(ctx, status=rejection.status)
-                return [body]
+            None if resolver is None else lambda: resolver(environ)))
+        cycle = RequestCycle(self.gate, self.internal_endpoints)
+        outcome = cycle.open(info)
+        if outcome is PROCEED:
+            return self._proceed(cycle, exchange, environ, start_response)
+        if outcome is REJECT:
+            return self._reject(cycle, start_response)
+        if outcome is INTERNAL and self.internal_endpoints is not None:
+            # pulsegate's own endpoints: answered before anything is measured
+            out = serve_wsgi(self.internal_endpoints, environ, start_response)
+            if out is not None:
+                return out
+        return self.app(environ, start_response)
 
-        exchange._gate = gate
-        exchange._ctx = ctx
+    @staticmethod
+    def _reject(cycle: RequestCycle, start_response: StartResponse) -> list[bytes]:
+        status = 500
+        try:
+            status, headers, body = cycle.rejection_response()
+            start_response(status_line(status), headers)
+        finally:
+            cycle.close(status)
+        return [body]
+
+    def _proceed(self, cycle: RequestCycle, exchange: _Exchange, environ: Environ,
+                 start_response: StartResponse) -> Iterable[bytes]:
+        """Call the app through the exchange, and pass its body on as cheaply as it
+        allows (see the module's docstring)."""
+        exchange._cycle = cycle
         exchange._server_start = start_response
-        exchange._resolver = resolver
         try:
             result = self.app(environ, exchange.start_response)
         except BaseException as exc:
-            del exchange._ctx  # (see _Exchange.close)
-            if ctx.route is None and resolver is not None:
-                try:
-                    ctx.set_route(resolver(environ))
-                except Exception:
-                    pass
-            gate.finish(ctx, error=exc)
+            del exchange._cycle  # (see _Exchange.close)
+            cycle.error(exc)
             raise
-        if type(result) is list:
+        if type(result) is list:  # the common case, first
             exchange.extend(result)
             exchange._close = None
             return exchange
-        kind = type(result)
-        how = _BODY_KINDS.get(kind)
-        if how is None:
-            how = _body_kind(kind)
-        if kind is environ.get("wsgi.file_wrapper"):
-            how = _CHAIN
         try:
             exchange._close = getattr(result, "close", None) or _nothing_to_close
         except Exception as exc:  # a body whose attributes cannot be read (fail open)
-            gate.faults.record("wsgi.body", exc)
+            self.gate.faults.record("wsgi.body", exc)
             exchange._close = _nothing_to_close
             return _Body(result, exchange)
-        if how is _LIST:
-            exchange.extend(result)
-            return exchange
-        if how is _CHAIN:
-            # Returned as is, its close() leading to ours: the server keeps its sendfile
-            # path, and closes the object it recognised as its own.
+        if type(result) is environ.get("wsgi.file_wrapper"):
+            # The server's own file wrapper, returned as is, its close() leading to ours:
+            # the server keeps its sendfile path, and closes the object it recognised.
             try:
                 result.close = exchange.close  # type: ignore[attr-defined]
                 return result
             except (AttributeError, TypeError):  # this object refused it after all
                 pass
+        elif isinstance(result, (list, tuple)):
+            exchange.extend(result)
+            return exchange
         return _Body(result, exchange)

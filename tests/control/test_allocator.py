@@ -9,6 +9,7 @@ import pytest
 
 from pulsegate.control.allocator import ConcurrencyAllocator, Ticket, Waiter
 from pulsegate.control.qpolicy import N_STATES, QPolicy, decode, encode, prior
+from pulsegate.flow import run_async
 
 
 class Clock:
@@ -109,9 +110,9 @@ def test_sync_acquire_waits_for_a_release_from_another_thread() -> None:
 
 async def test_async_acquire_wakes_on_release_and_times_out() -> None:
     a = ConcurrencyAllocator(1, 4, 1, learn=False, max_queue_wait=5.0)
-    t = await a.acquire_async("normal")
+    t = await run_async(a.acquire_flow("normal"))
     assert t is not None
-    task = asyncio.create_task(a.acquire_async("high"))
+    task = asyncio.create_task(run_async(a.acquire_flow("high")))
     deadline = time.monotonic() + 10
     while a.queued == 0:
         assert time.monotonic() < deadline, "the waiter never queued"
@@ -119,7 +120,7 @@ async def test_async_acquire_wakes_on_release_and_times_out() -> None:
     t.release()
     t2 = await asyncio.wait_for(task, 5)
     assert isinstance(t2, Ticket) and a.inflight == 1
-    assert await a.acquire_async("low", timeout=0.001) is None
+    assert await run_async(a.acquire_flow("low", timeout=0.001)) is None
     assert a.queued == 0 and a.shed[2] == 1
     t2.release()
     assert a.inflight == 0

@@ -12,6 +12,7 @@ import pytest
 
 from pulsegate.control.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 from pulsegate.control.storage import RedisStorage
+from pulsegate.flow import run_async
 
 
 class Clock:
@@ -118,7 +119,7 @@ async def test_async_trial_cancelled_or_timed_out_by_the_caller(how: str) -> Non
                      socket_timeout=5.0, on_fallback=lambda exc: None)
     try:
         if how == "cancel":
-            task = asyncio.create_task(s.take_async("ip:1", "", 1.0, 5.0, 1.0))
+            task = asyncio.create_task(run_async(s.take_flow("ip:1", "", 1.0, 5.0, 1.0)))
             while not received:
                 await asyncio.sleep(0.01)
             task.cancel()
@@ -126,12 +127,12 @@ async def test_async_trial_cancelled_or_timed_out_by_the_caller(how: str) -> Non
                 await task
         else:  # the app's own deadline around the request (asyncio.timeout / wait_for)
             with pytest.raises(TimeoutError):
-                await asyncio.wait_for(s.take_async("ip:1", "", 1.0, 5.0, 1.0), 0.2)
+                await asyncio.wait_for(run_async(s.take_flow("ip:1", "", 1.0, 5.0, 1.0)), 0.2)
         assert b.state == HALF_OPEN
         before = len(received)
         # The next check makes the trial again (it reaches the server), instead of
         # falling back for ever.
-        task = asyncio.create_task(s.take_async("ip:1", "", 1.0, 5.0, 1.0))
+        task = asyncio.create_task(run_async(s.take_flow("ip:1", "", 1.0, 5.0, 1.0)))
         for _ in range(300):
             if len(received) > before:
                 break

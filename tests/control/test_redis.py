@@ -20,6 +20,7 @@ from pulsegate.control.breaker import CLOSED, OPEN, CircuitBreaker
 from pulsegate.control.ratelimit import AdaptiveRateLimiter
 from pulsegate.control.storage import RedisStorage
 from pulsegate.engine import PulseGate
+from pulsegate.flow import run_async
 
 pytestmark = pytest.mark.service
 
@@ -86,10 +87,10 @@ def test_one_clients_keys_share_a_cluster_slot(redis_service) -> None:  # type: 
 async def test_async_and_sync_checks_share_the_bucket(redis_service) -> None:  # type: ignore[no-untyped-def]
     st = RedisStorage(redis_service.url, prefix="as:")
     rl = AdaptiveRateLimiter("3/minute", storage=st)
-    assert (await rl.check_async("k")).allowed
+    assert (await run_async(rl.check_flow("k"))).allowed
     assert rl.check("k").allowed
-    assert (await rl.check_async("k")).allowed
-    d = await rl.check_async("k")
+    assert (await run_async(rl.check_flow("k"))).allowed
+    d = await run_async(rl.check_flow("k"))
     assert not d.allowed and d.retry_after == pytest.approx(20, abs=0.5)
     assert st.remote_calls == 4 and st.fallbacks == 0
 

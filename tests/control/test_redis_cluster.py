@@ -17,6 +17,7 @@ from redis.crc import key_slot
 from pulsegate.control.ratelimit import AdaptiveRateLimiter
 from pulsegate.control.storage import RedisStorage
 from pulsegate.engine import PulseGate
+from pulsegate.flow import run_async
 from services import free_port, require, wait_port
 
 pytestmark = pytest.mark.service
@@ -83,6 +84,6 @@ async def test_async_checks_on_a_cluster(cluster: list[int]) -> None:
     gate = PulseGate(rate_limiting=True, rate_limit="2/minute",
                      rate_limit_storage=f"redis+cluster://127.0.0.1:{cluster[1]}")
     limiter, st = gate.control.limiter, gate.control.storage
-    got = [(await limiter.check_async(f"k{i % 5}")).allowed for i in range(15)]
+    got = [(await run_async(limiter.check_flow(f"k{i % 5}"))).allowed for i in range(15)]
     assert got == [True] * 10 + [False] * 5
     assert st.fallbacks == 0

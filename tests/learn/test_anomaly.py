@@ -249,7 +249,7 @@ def test_non_finite_values_are_ignored() -> None:
     for bad in (float("nan"), float("inf"), -float("inf")):
         s = m.update(bad)
         assert s.score == 0.0 and not s.is_anomaly
-    assert m.state() == before
+    assert m.state() == before and m.rejected == 3
     assert math.isfinite(m.update(100.0).z)
 
 

@@ -272,3 +272,20 @@ def test_impossible_latencies_are_counted_and_change_nothing() -> None:
     assert (m.state(), m.view, m.n) == before
     assert m.update(math.log(21.0), None, True, 101.0)[0] == 0.0  # still learning normally
     assert m.n == 101
+
+
+def test_a_clock_jumping_back_a_day_does_not_freeze_the_incident_windows() -> None:
+    m = EndpointModel(window=60.0)
+    t = 100_000.0
+    for i in range(3000):  # 20 requests a minute
+        m.update(math.log(20.0 + i % 7), None, True, t)
+        t += 3.0
+    t -= 86_400.0  # the wall clock goes back a day
+    closed = []
+    for i in range(2000):  # then the endpoint becomes 4x slower
+        verdict = m.update(math.log(80.0 + i % 7), None, True, t)[3]
+        if verdict is not None:
+            closed.append(verdict)
+        t += 3.0
+    assert len(closed) >= 90  # a window a minute, not one window for a day
+    assert any(v.is_anomaly for v in closed)

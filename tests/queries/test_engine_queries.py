@@ -65,10 +65,10 @@ def test_detector_runs_once_unless_more_queries_arrive() -> None:
     ctx = gate.begin(RequestInfo("GET", "/a", route="/a"))
     assert ctx is not None
     loop(6)
-    first = gate._analyze_queries(ctx)
-    assert gate._analyze_queries(ctx) is first
+    first = gate.queries.analyze(ctx)
+    assert gate.queries.analyze(ctx) is first
     loop(1)
-    assert gate._analyze_queries(ctx) is not first
+    assert gate.queries.analyze(ctx) is not first
     gate.finish(ctx)
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, TypeVar
 
-from pulsegate.config_checks import Check, unknown_option
+from pulsegate.config_checks import Check, ConfigError, unknown_option
 
 S = TypeVar("S", bound="Section")
 T = TypeVar("T")
@@ -83,6 +83,9 @@ def refuse_unknown_keywords(allowed: str) -> Callable[[type[T]], type[T]]:
         generated = cls.__init__
         names = tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
         known = frozenset(names)
+        section = getattr(cls, "NAME", "")
+        if section:
+            SECTION_OF.update(dict.fromkeys(names, section))
 
         @functools.wraps(generated)
         def checked_init(self: Any, *args: Any, **kwargs: Any) -> None:
@@ -95,9 +98,18 @@ def refuse_unknown_keywords(allowed: str) -> Callable[[type[T]], type[T]]:
     return decorate
 
 
+#: option -> the section declaring it, so that a section built alone can say where an
+#: option of another section belongs instead of guessing a near name of its own
+SECTION_OF: dict[str, str] = {}
+
+
 def refuse_unknown(values: Mapping[str, Any], known: frozenset[str], names: Iterable[str],
                    allowed: str) -> None:
     """Raise for the first key of ``values`` that is not in ``known``."""
     for key, value in values.items():
-        if key not in known:
-            raise unknown_option(key, value, names, allowed)
+        if key in known:
+            continue
+        if key in SECTION_OF:
+            raise ConfigError(key, value, f"{allowed}; {key} is an option of "
+                              f"config.{SECTION_OF[key]}", unknown=True)
+        raise unknown_option(key, value, names, allowed)

@@ -15,7 +15,9 @@ request is never shed while a lower one is waiting, and lower classes are never
 admitted while a higher one waits.
 
 ``acquire_or_enqueue`` is the clock-driven core (the simulation drives it with
-``expire(now)``); ``acquire`` (threads) and ``acquire_async`` (asyncio) wrap it.
+``expire(now)``); ``acquire_flow`` waits for a queued ticket as a
+:mod:`~pulsegate.flow` (one code path for threads and asyncio); ``acquire`` is
+its blocking form.
 """
 
 from __future__ import annotations
@@ -27,13 +29,14 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from pulsegate.control.autotarget import LatencyBaseline
 from pulsegate.control.qpolicy import CHANGE_COST, DECREASE, HOLD, INCREASE, QPolicy, encode
+from pulsegate.flow import Flow, run
 
 PRIORITIES = {"high": 0, "normal": 1, "low": 2}
 NAMES = ("high", "normal", "low")
 SHARES = (1.0, 0.9, 0.75)
-#: Shares once the last window's latency reached 0.8 x target: lower classes give way
-#: first, before the limit itself has to come down.
+#: Shares once latency reached 0.8 x target: lower classes give way before the limit.
 SHARES_HOT = (1.0, 0.8, 0.5)
 
 
@@ -69,6 +72,41 @@ class Waiter:
         self.shed = False
 
 
+class Park:
+    """The step of :meth:`ConcurrencyAllocator.acquire_flow`: wait until the waiter
+    is resolved (ticket or shed) or ``timeout`` passes -- on a ``threading.Event``, or on
+    a future of the running loop."""
+
+    __slots__ = ("allocator", "timeout", "waiter")
+
+    def __init__(self, allocator: ConcurrencyAllocator, waiter: Waiter, timeout: float) -> None:
+        self.allocator = allocator
+        self.waiter = waiter
+        self.timeout = timeout
+
+    def call(self) -> None:
+        event = threading.Event()
+        if self.allocator.notify_when_resolved(self.waiter, event.set):
+            event.wait(self.timeout)
+
+    async def acall(self) -> None:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+
+        def resolve() -> None:
+            if not fut.done():
+                fut.set_result(None)
+
+        def wake() -> None:  # slots are freed by any thread
+            loop.call_soon_threadsafe(resolve)
+
+        if self.allocator.notify_when_resolved(self.waiter, wake):
+            try:
+                await asyncio.wait_for(fut, self.timeout)
+            except asyncio.TimeoutError:
+                pass
+
+
 class ConcurrencyAllocator:
     def __init__(self, min_limit: int = 4, max_limit: int = 256, initial: int | None = None, *,
                  target_latency: float = 0.2, max_queue: int = 100, max_queue_wait: float = 0.05,
@@ -81,13 +119,11 @@ class ConcurrencyAllocator:
         self.max_limit = max_limit
         self._limit = float(initial if initial is not None else max(min_limit, min(max_limit, 20)))
         #: the latency the learner steers to; with ``auto_target`` it moves below the
-        #: configured ``target_cap`` (see :meth:`_follow_baseline`)
+        #: configured ``target_cap`` (:mod:`~pulsegate.control.autotarget`)
         self.target = target_latency
         self.target_cap = target_latency
         self.auto_target = auto_target
-        #: in-service latency without queueing, learnt from unqueued windows (auto target)
-        self.baseline: float | None = None
-        self._episode: tuple[float, float] | None = None  # (in-flight, latency) at its start
+        self.latency_baseline = LatencyBaseline(target_latency)
         self.max_queue = max_queue
         self.max_queue_wait = max_queue_wait
         self._fixed_interval = interval is not None
@@ -109,9 +145,7 @@ class ConcurrencyAllocator:
         self._lock = threading.Lock()
         self._hot = False
         self._caps = self._compute_caps()
-        now = clock()
-        self._w_start = now
-        self._w_last = now
+        self._w_start = self._w_last = clock()
         self._w_area = 0.0
         self._w_n = self._w_good = self._w_late = self._w_lat = 0.0
         self._w_high_shed = self._w_shed = 0
@@ -224,49 +258,40 @@ class ConcurrencyAllocator:
             self._count_shed(w.priority)
             return None
 
-    def acquire(self, priority: str | int = "normal", timeout: float | None = None) -> Ticket | None:
-        """Blocking form (threads/WSGI): a ticket, or None when shed."""
-        if isinstance(priority, int):
-            t = self.try_acquire(priority)
-            if t is not None:
-                return t
-        event = threading.Event()
-        r = self.acquire_or_enqueue(priority, event.set)
-        if not isinstance(r, Waiter):
-            return r
-        event.wait(self.max_queue_wait if timeout is None else timeout)
-        return self.finish_wait(r)
+    def notify_when_resolved(self, w: Waiter, notify: Callable[[], None]) -> bool:
+        """Have ``notify()`` called when ``w`` gets a ticket or is shed; False (and no
+        call) if that already happened -- nothing to wait for."""
+        with self._lock:
+            if w.ticket is not None or w.shed:
+                return False
+            w.notify = notify
+            return True
 
-    async def acquire_async(self, priority: str | int = "normal",
-                            timeout: float | None = None) -> Ticket | None:
-        """asyncio form: waits without blocking the loop; a ticket, or None when shed."""
-        if isinstance(priority, int):
-            t = self.try_acquire(priority)
-            if t is not None:
-                return t
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
-
-        def resolve() -> None:
-            if not fut.done():
-                fut.set_result(None)
-
-        def wake() -> None:
-            loop.call_soon_threadsafe(resolve)
-
-        r = self.acquire_or_enqueue(priority, wake)
+    def acquire_flow(self, priority: str | int = "normal", timeout: float | None = None
+                     ) -> Flow[Ticket | None]:
+        """A ticket, or None when shed, as a :mod:`~pulsegate.flow`: waiting in
+        the queue (at most ``timeout``, default ``max_queue_wait``) is its one step,
+        :class:`Park`. If that wait is interrupted (a cancelled task), a ticket granted
+        meanwhile is given back before the interruption propagates."""
+        r = self.acquire_or_enqueue(priority)
         if not isinstance(r, Waiter):
             return r
         try:
-            await asyncio.wait_for(fut, self.max_queue_wait if timeout is None else timeout)
-        except asyncio.TimeoutError:
-            pass
+            yield Park(self, r, self.max_queue_wait if timeout is None else timeout)
         except BaseException:
             t = self.finish_wait(r)
             if t is not None:
                 t.release(ok=False)
             raise
         return self.finish_wait(r)
+
+    def acquire(self, priority: str | int = "normal", timeout: float | None = None) -> Ticket | None:
+        """Blocking form of :meth:`acquire_flow` (threads/WSGI): a ticket, or None when shed."""
+        if isinstance(priority, int):
+            t = self.try_acquire(priority)
+            if t is not None:
+                return t
+        return run(self.acquire_flow(priority, timeout))
 
     def set_limit(self, limit: float) -> None:
         """Set the limit from outside (an operator override, or another controller in
@@ -326,7 +351,9 @@ class ConcurrencyAllocator:
             lim = lim * 1.1 + 1.0
         self._limit = float(min(self.max_limit, max(self.min_limit, lim)))
         if self.auto_target:
-            self._follow_baseline(self._w_lat / n, lat_ratio, self._w_area / span, util, demand)
+            self.latency_baseline.window(self._w_lat / n, lat_ratio, self._w_area / span, util,
+                                         demand)
+            self._retarget()
         self._hot = lat_ratio >= 0.8
         self._caps = self._compute_caps()
         self._prev = (state, action)
@@ -339,39 +366,15 @@ class ConcurrencyAllocator:
         self._w_n = self._w_good = self._w_late = self._w_lat = 0.0
         self._w_high_shed = self._w_shed = 0
 
-    def _follow_baseline(self, mean_latency: float, lat_ratio: float, mean_inflight: float,
-                         util: float, demand: bool) -> None:
-        """Auto target: ``target = min(target_cap, 2 x baseline)``.
+    @property
+    def baseline(self) -> float | None:
+        """In-service latency without queueing, learnt from unqueued windows (auto target)."""
+        return self.latency_baseline.baseline
 
-        ``baseline`` is an EMA (weight 0.2) of the window's mean in-service latency over
-        windows with nothing queued or shed and under half the limit in use -- latency
-        without queueing. Under overload those windows stop; if a dependency then slows
-        down, the old baseline would drive the limit to the floor. Queueing latency
-        falls with the requests in flight (``R ~ N x S / workers``), latency without
-        queueing does not: so when, within one episode of latency >= 0.8 x target, mean
-        in-flight has fallen to <= 0.6 x what it was in the episode's slowest window (a
-        later window must be 5 % slower to replace it, so noise does not) and
-        mean latency is still >= 0.8 x that window's, the latency is not queueing and
-        becomes the baseline. (In-flight and the slowest window, not the limit and the
-        first window: while a queue builds up after a step in load, latency lags and
-        rises although the limit is being cut.)"""
-        if util < 0.5 and not demand:
-            b = self.baseline
-            self.baseline = mean_latency if b is None else b + 0.2 * (mean_latency - b)
-            self._episode = None
-        elif lat_ratio >= 0.8:
-            if self._episode is None or mean_latency > 1.05 * self._episode[1]:
-                self._episode = (mean_inflight, mean_latency)
-            elif (mean_inflight <= 0.6 * self._episode[0]
-                  and mean_latency >= 0.8 * self._episode[1]):
-                self.baseline = mean_latency
-                self._episode = None
-        else:
-            self._episode = None
-        if self.baseline is not None:
-            self.target = min(self.target_cap, 2.0 * self.baseline)
-            if not self._fixed_interval:
-                self.interval = min(1.0, max(0.05, 3 * self.target))
+    def _retarget(self) -> None:
+        self.target = self.latency_baseline.target()
+        if not self._fixed_interval:
+            self.interval = min(1.0, max(0.05, 3 * self.target))
 
     # --- persistence and reporting ------------------------------------------------------
 
@@ -385,10 +388,9 @@ class ConcurrencyAllocator:
         self.policy.load_state(data["policy"])
         with self._lock:
             self._limit = float(min(self.max_limit, max(self.min_limit, float(data["limit"]))))
-            b = data.get("baseline")  # absent in states saved before the auto target
-            if self.auto_target and isinstance(b, (int, float)) and 0 < b < 3600:
-                self.baseline = float(b)
-                self.target = min(self.target_cap, 2.0 * self.baseline)
+            if self.auto_target:  # "baseline" is absent in states saved before it
+                self.latency_baseline.restore(data.get("baseline"))
+                self.target = self.latency_baseline.target()
             self._caps = self._compute_caps()
 
     def stats(self) -> dict[str, Any]:

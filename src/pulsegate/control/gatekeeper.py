@@ -3,7 +3,7 @@
 Built by :class:`~pulsegate.engine.PulseGate` only when ``rate_limiting`` or
 ``resource_allocation`` is on, so with both off the engine pays one ``is None`` check.
 
-``admit`` (threads) / ``admit_async`` (asyncio):
+``admission(ctx)``, one flow for threads and asyncio (:mod:`~pulsegate.flow`):
 
 1. the client key (:class:`~pulsegate.control.clientkey.ClientKeyResolver`);
 2. the route template, resolved up front only when a per-route rule needs it;
@@ -34,6 +34,7 @@ from pulsegate.control.clientkey import ClientKeyResolver
 from pulsegate.control.qpolicy import QPolicy
 from pulsegate.control.ratelimit import AdaptiveRateLimiter
 from pulsegate.control.storage import MemoryStorage, RedisStorage, Storage
+from pulsegate.flow import Flow, run
 from pulsegate.plugins import Plugs, Setting
 from pulsegate.records import RequestRecord
 
@@ -178,12 +179,17 @@ class Controller:
         else:
             ctx.extra_headers.extend(decision.headers())
 
-    def admit(self, ctx: RequestContext) -> Rejection | None:
+    def admission(self, ctx: RequestContext) -> Flow[Rejection | None]:
+        """The per-request admission, written once as a :mod:`~pulsegate.flow`:
+        ``run(control.admission(ctx))`` (threads) or ``await run_async(...)`` (asyncio).
+        Returns the response to send instead of the app's, or None to proceed. Its
+        only steps are I/O: a Redis round trip, a wait in the allocator's queue."""
         ctx.client_key = key = self.keys(ctx.info)
         route = self._route(ctx) if self.need_route else None
         limiter = self.limiter
         if limiter is not None:
-            d = limiter.check(key, self.costs.get(route, 1.0) if route else 1.0, route)
+            d = yield from limiter.check_flow(key, self.costs.get(route, 1.0) if route else 1.0,
+                                              route)
             if not d.allowed:
                 return self._throttle(ctx, d.headers())
             self._allowed(ctx, d)
@@ -191,26 +197,15 @@ class Controller:
         if allocator is not None:
             p = self.priority(ctx, route)
             ctx.priority = NAMES[p]
-            return self._admitted(ctx, allocator.acquire(p))
+            ticket = allocator.try_acquire(p)  # the free-slot path needs no nested flow
+            if ticket is None:
+                ticket = yield from allocator.acquire_flow(p)
+            return self._admitted(ctx, ticket)
         return None
 
-    async def admit_async(self, ctx: RequestContext) -> Rejection | None:
-        ctx.client_key = key = self.keys(ctx.info)
-        route = self._route(ctx) if self.need_route else None
-        limiter = self.limiter
-        if limiter is not None:
-            cost = self.costs.get(route, 1.0) if route else 1.0
-            d = (await limiter.check_async(key, cost, route) if self.remote
-                 else limiter.check(key, cost, route))
-            if not d.allowed:
-                return self._throttle(ctx, d.headers())
-            self._allowed(ctx, d)
-        allocator = self.allocator
-        if allocator is not None:
-            p = self.priority(ctx, route)
-            ctx.priority = NAMES[p]
-            return self._admitted(ctx, await allocator.acquire_async(p))
-        return None
+    def admit(self, ctx: RequestContext) -> Rejection | None:
+        """:meth:`admission` run to its end by blocking (threads, tests, benchmarks)."""
+        return run(self.admission(ctx))
 
     def finish(self, ctx: RequestContext, record: RequestRecord) -> None:
         ticket = ctx.ticket

@@ -17,8 +17,9 @@ the trusted multiplier (seed 2.0) after a long clean history, 1 otherwise; chang
 when the profile's confidence is above ``prediction_threshold``, so an unknown or
 newly returning client keeps whatever it had (a fresh client has 1).
 
-``check`` is the hot path: one dict look-up for the multiplier, one storage call, a few
-float operations -- no locks, no allocation beyond the :class:`Decision`.
+``check_flow`` is the hot path: one dict look-up for the multiplier, one storage call,
+a few float operations -- no locks, no allocation beyond the :class:`Decision` (and the
+flow's generators).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import Any
 from pulsegate.control.behaviour import BehaviourModel, digest
 from pulsegate.control.headers import policy_name, ratelimit_headers
 from pulsegate.control.storage import MemoryStorage, Storage
+from pulsegate.flow import Flow, run
 
 _UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0,
           "h": 3600.0, "hr": 3600.0, "hour": 3600.0, "d": 86400.0, "day": 86400.0}
@@ -168,21 +170,21 @@ class AdaptiveRateLimiter:
         return Decision(False, int(rule.quota * m), max(0, int((tol - debt) / interval + 1e-9)),
                         debt, debt + cost * interval - tol, rule, m)
 
-    def check(self, key: str, cost: float = 1.0, route: str | None = None) -> Decision:
-        """Take ``cost`` tokens from ``key``'s bucket (the route's rule if it has one)."""
+    def check_flow(self, key: str, cost: float = 1.0, route: str | None = None
+                   ) -> Flow[Decision]:
+        """Take ``cost`` tokens from ``key``'s bucket (the route's rule if it has one), as
+        a :mod:`~pulsegate.flow`: the storage's I/O (a Redis round trip) is its
+        only step, so one check serves threads (``run``) and asyncio (``run_async``)."""
         rule = self.default if route is None else self.routes.get(route, self.default)
         m = self.multipliers.get(key, 1.0)
         interval = rule.interval / m
-        ok, debt = self.storage.take(key, rule.scope, interval, rule.tolerance, cost)
+        ok, debt = yield from self.storage.take_flow(key, rule.scope, interval,
+                                                     rule.tolerance, cost)
         return self._decide(ok, debt, rule, m, interval, cost)
 
-    async def check_async(self, key: str, cost: float = 1.0, route: str | None = None) -> Decision:
-        """As :meth:`check`; awaits the Redis round trip instead of blocking the loop."""
-        rule = self.default if route is None else self.routes.get(route, self.default)
-        m = self.multipliers.get(key, 1.0)
-        interval = rule.interval / m
-        ok, debt = await self.storage.take_async(key, rule.scope, interval, rule.tolerance, cost)
-        return self._decide(ok, debt, rule, m, interval, cost)
+    def check(self, key: str, cost: float = 1.0, route: str | None = None) -> Decision:
+        """Blocking form of :meth:`check_flow`."""
+        return run(self.check_flow(key, cost, route))
 
     def observe(self, key: str, record: Any, user_agent: str | None = None,
                 query: str | None = None, now: float | None = None) -> float:

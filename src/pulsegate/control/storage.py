@@ -15,7 +15,10 @@ bucket at all, so expired buckets can be dropped freely (memory) or expire by TT
 (Redis, ``PX = debt``) without changing any decision.
 
 ``take(client, scope, T, tau, cost) -> (allowed, debt)``; ``debt`` is the debt after
-the call when allowed, the current debt when refused.
+the call when allowed, the current debt when refused. ``take_flow`` is the same check
+as a :mod:`~pulsegate.flow` (the form the admission flow uses): in-process
+buckets answer without a step; Redis yields its round trip, so one piece of code --
+breaker, fallback, decoding -- serves threads and asyncio alike.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from pulsegate.control.breaker import CircuitBreaker
+from pulsegate.flow import Flow, run
 
 logger = logging.getLogger("pulsegate")
 
@@ -35,8 +39,8 @@ class Storage(Protocol):
     def take(self, client: str, scope: str, interval: float, tolerance: float,
              cost: float) -> tuple[bool, float]: ...
 
-    async def take_async(self, client: str, scope: str, interval: float, tolerance: float,
-                         cost: float) -> tuple[bool, float]: ...
+    def take_flow(self, client: str, scope: str, interval: float, tolerance: float,
+                  cost: float) -> Flow[tuple[bool, float]]: ...
 
 
 class MemoryStorage:
@@ -75,9 +79,11 @@ class MemoryStorage:
                 self._shrink(now)
             return True, debt
 
-    async def take_async(self, client: str, scope: str, interval: float, tolerance: float,
-                         cost: float) -> tuple[bool, float]:
+    def take_flow(self, client: str, scope: str, interval: float, tolerance: float,
+                  cost: float) -> Flow[tuple[bool, float]]:
+        """:meth:`take` as a flow: no I/O, so no step."""
         return self.take(client, scope, interval, tolerance, cost)
+        yield  # makes this a generator (of no steps)
 
     def _shrink(self, now: float) -> None:
         tats = self.tat
@@ -184,17 +190,24 @@ class RedisStorage:
 
     def take(self, client: str, scope: str, interval: float, tolerance: float,
              cost: float) -> tuple[bool, float]:
+        """Blocking form of :meth:`take_flow` (threads; tests)."""
+        return run(self.take_flow(client, scope, interval, tolerance, cost))
+
+    def take_flow(self, client: str, scope: str, interval: float, tolerance: float,
+                  cost: float) -> Flow[tuple[bool, float]]:
+        """One ``EVALSHA`` (the :class:`RoundTrip` step) inside the breaker's guard; the
+        local buckets answer while the breaker is open or when the call fails."""
         if self.breaker.allow():
             try:
-                with self.breaker.guard():
-                    return self._taken(self.script(keys=[self.key(client, scope)],
-                                                   args=self._args(interval, tolerance, cost)))
+                with self.breaker.guard():  # CancelledError frees the trial and propagates
+                    return self._taken((yield RoundTrip(
+                        self, self.key(client, scope), self._args(interval, tolerance, cost))))
             except Exception as exc:  # Redis, a timeout, or a bug: fail local, never error
                 self._fail(exc)
         self.fallbacks += 1
         return self.fallback.take(client, scope, interval, tolerance, cost)
 
-    def _async_script(self) -> Any:
+    def async_script(self) -> Any:
         import asyncio
 
         import redis.asyncio as aredis
@@ -216,24 +229,29 @@ class RedisStorage:
             self._aloop = loop
         return self._ascript
 
-    async def take_async(self, client: str, scope: str, interval: float, tolerance: float,
-                         cost: float) -> tuple[bool, float]:
-        if self.breaker.allow():
-            try:
-                with self.breaker.guard():  # CancelledError frees the trial and propagates
-                    script = self._async_script()
-                    return self._taken(await script(keys=[self.key(client, scope)],
-                                                    args=self._args(interval, tolerance, cost)))
-            except Exception as exc:
-                self._fail(exc)
-        self.fallbacks += 1
-        return self.fallback.take(client, scope, interval, tolerance, cost)
-
     def close(self) -> None:
         try:
             self.client.close()
         except Exception:
             pass
+
+
+class RoundTrip:
+    """The step of :meth:`RedisStorage.take_flow`: run the GCRA script once, with the
+    blocking client or (one per event loop) the asyncio one."""
+
+    __slots__ = ("args", "key", "storage")
+
+    def __init__(self, storage: RedisStorage, key: str, args: list[str]) -> None:
+        self.storage = storage
+        self.key = key
+        self.args = args
+
+    def call(self) -> Any:
+        return self.storage.script(keys=[self.key], args=self.args)
+
+    async def acall(self) -> Any:
+        return await self.storage.async_script()(keys=[self.key], args=self.args)
 
 
 def storage_from_url(url: str, *, clock: Callable[[], float], breaker: CircuitBreaker,

@@ -12,11 +12,12 @@ plainly. Put it first in ``MIDDLEWARE`` so it measures the whole stack.
   the last byte of a streaming or file response.
 * Exceptions Django turns into a 500 page are recorded by name via the
   ``got_request_exception`` signal.
-* A :class:`~pulsegate.context.Rejection` from the engine (429 / 503) is returned as a
-  Django ``HttpResponse`` without calling the view.
+* The steps are a :class:`~pulsegate.cycle.RequestCycle`'s; this module translates them.
+  A rejected request (429 / 503) is answered with a Django ``HttpResponse`` without
+  calling the view.
 * The dashboard and the Prometheus metrics path (when configured) are answered by the
-  framework-free handler (:mod:`pulsegate.export.endpoints`) before ``gate.begin``, as an
-  ``HttpResponse``: neither measured nor rate limited, and the view never runs.
+  framework-free handler (:mod:`pulsegate.export.endpoints`) as an ``HttpResponse``:
+  neither measured nor rate limited, and the view never runs.
 """
 
 from __future__ import annotations
@@ -33,11 +34,11 @@ from django.urls import Resolver404, get_resolver
 
 from pulsegate.autoinstrument import instrument_orms
 from pulsegate.bounded import BoundedLRU
-from pulsegate.context import Rejection, RequestContext, current
+from pulsegate.cycle import INTERNAL, PROCEED, REJECT, RequestCycle, record_view_error
 from pulsegate.django.gate import get_gate
 from pulsegate.engine import PulseGate
 from pulsegate.export.endpoints import internal_endpoints, read_body
-from pulsegate.http import EnvironHeaders, rejection_response
+from pulsegate.http import EnvironHeaders
 from pulsegate.records import RequestInfo
 
 GetResponse = Callable[[HttpRequest], Any]
@@ -93,10 +94,7 @@ def add_headers(response: HttpResponseBase, headers: list[tuple[str, str]]) -> N
 
 def _on_exception(sender: Any, request: HttpRequest | None = None, **kwargs: Any) -> None:
     # Sent from inside Django's ``except`` block, so sys.exc_info() is the view's error.
-    ctx = current()
-    exc = sys.exc_info()[1]
-    if ctx is not None and exc is not None:
-        ctx.error = type(exc).__name__
+    record_view_error(sys.exc_info()[1])
 
 
 got_request_exception.connect(_on_exception, dispatch_uid="pulsegate-exception")
@@ -113,61 +111,70 @@ class PulseGateMiddleware:
         self.async_mode = iscoroutinefunction(get_response)
         if self.async_mode:
             markcoroutinefunction(self)
-        # The dashboard and the Prometheus path (None when both are off: no cost).
-        self._internal = internal_endpoints(self.gate)
+        #: The dashboard and the Prometheus path (None when both are off: no cost).
+        self.internal_endpoints = internal_endpoints(self.gate)
         # SQLAlchemy engines, existing and future (option instrument_sqlalchemy).
         instrument_orms(self.gate)
 
     def __call__(self, request: HttpRequest) -> Any:
         if self.async_mode:
             return self.__acall__(request)
-        if self._internal is not None:
-            internal = self._serve_internal(request)
-            if internal is not None:
-                return internal
-        ctx = self._begin(request)
-        if ctx is None:
-            return self.get_response(request)
-        if self.gate.control is not None:
-            rejection = self.gate.admit(ctx)
-            if rejection is not None:
-                return self._reject(ctx, request, rejection)
+        cycle = RequestCycle(self.gate, self.internal_endpoints)
+        outcome = cycle.open(self._info(request))
+        if outcome is not PROCEED:
+            other = self._other(cycle, request)
+            return other if other is not None else self.get_response(request)
         try:
             response = self.get_response(request)
         except BaseException as exc:
-            self._fail(ctx, request, exc)
+            cycle.error(exc, _route(request))
             raise
-        return self._respond(ctx, request, response)
+        return self._respond(cycle, request, response)
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = self.get_response
-        if self._internal is not None:
-            # No I/O (the body is already buffered by Django's ASGI handler): no thread hop.
-            internal = self._serve_internal(request)
-            if internal is not None:
-                return internal
-        ctx = self._begin(request)
-        if ctx is None:
-            return await get_response(request)
-        if self.gate.control is not None:  # no coroutine to await when control is off
-            rejection = await self.gate.admit_async(ctx)
-            if rejection is not None:
-                return self._reject(ctx, request, rejection)
+        cycle = RequestCycle(self.gate, self.internal_endpoints)
+        # (internal endpoints do no I/O: Django's ASGI handler has buffered the body)
+        outcome = await cycle.open_async(self._info(request))
+        if outcome is not PROCEED:
+            other = self._other(cycle, request)
+            return other if other is not None else await get_response(request)
         try:
             response = await get_response(request)
         except BaseException as exc:
-            self._fail(ctx, request, exc)
+            cycle.error(exc, _route(request))
             raise
-        return self._respond(ctx, request, response)
+        return self._respond(cycle, request, response)
 
-    # --- translation only: the decisions are the engine's --------------------------------
+    # --- translation only: the decisions are the cycle's ---------------------------------
+
+    def _info(self, request: HttpRequest) -> RequestInfo:
+        meta = request.META
+        addr = meta.get("REMOTE_ADDR")
+        return _new_tuple(RequestInfo, (  # every field, in order: no Python code runs
+            request.method or "GET", request.path_info or "/", None,
+            addr if isinstance(addr, str) and addr else None,
+            EnvironHeaders((meta,)), meta.get("QUERY_STRING", "") or "",
+            # WSGI states the scheme in META; ASGIRequest in its scope. Django's own
+            # request.scheme also consults settings on every call.
+            meta.get("wsgi.url_scheme") or getattr(request, "scope", {}).get("scheme", "http"),
+            # for the rate limiter and allocator (per-route rules, before the view runs);
+            # otherwise the route is the resolver_match the view leaves
+            (lambda: resolve_route(request)) if self.gate.control is not None else None))
+
+    def _other(self, cycle: RequestCycle, request: HttpRequest) -> HttpResponseBase | None:
+        """The response for an outcome other than PROCEED; None: call the view as if
+        pulsegate were absent."""
+        if cycle.outcome is REJECT:
+            return self._reject(cycle)
+        if cycle.outcome is INTERNAL:
+            return self._serve_internal(request)
+        return None
 
     def _serve_internal(self, request: HttpRequest) -> HttpResponse | None:
-        """pulsegate's own endpoints (dashboard, metrics) as an ``HttpResponse``; None
-        when ``request`` is not for one of them (then nothing of it was read)."""
-        internal = self._internal
-        path = request.path_info or "/"
-        if internal is None or not internal.matches(path):
+        """pulsegate's own endpoints (dashboard, metrics) as an ``HttpResponse``."""
+        internal = self.internal_endpoints
+        if internal is None:
             return None
         meta = request.META
         method = request.method or "GET"
@@ -178,7 +185,7 @@ class PulseGateMiddleware:
             except Exception as exc:  # a client gone mid-body, a body already consumed
                 self.gate.faults.record("django.internal", exc)
         addr = meta.get("REMOTE_ADDR")
-        answer = internal.handle(method, path, EnvironHeaders((meta,)),
+        answer = internal.handle(method, request.path_info or "/", EnvironHeaders((meta,)),
                                  meta.get("QUERY_STRING", "") or "", body,
                                  addr if isinstance(addr, str) and addr else None)
         if answer is None:
@@ -189,80 +196,44 @@ class PulseGateMiddleware:
             response.headers[name] = value
         return response
 
-    def _begin(self, request: HttpRequest) -> RequestContext | None:
-        gate = self.gate
-        if not gate._enabled:
-            return None
-        path = request.path_info or "/"
-        if path.startswith(gate._exclude_stems) and gate.is_excluded(path):
-            gate.counters["excluded"] += 1
-            return None
-        meta = request.META
-        addr = meta.get("REMOTE_ADDR")
-        info = _new_tuple(RequestInfo, (  # every field, in order: no Python code runs
-            request.method or "GET", path, None, addr if isinstance(addr, str) and addr else None,
-            EnvironHeaders((meta,)), meta.get("QUERY_STRING", "") or "",
-            # WSGI states the scheme in META; ASGIRequest in its scope. Django's own
-            # request.scheme also consults settings on every call.
-            meta.get("wsgi.url_scheme") or getattr(request, "scope", {}).get("scheme", "http"),
-            # asked up front only by the rate limiter and allocator (per-route rules)
-            (lambda: resolve_route(request)) if gate.control is not None else None))
-        return gate.start(info)
-
-    def _set_route(self, ctx: RequestContext, request: HttpRequest) -> None:
-        if ctx.route is not None:
-            return
-        try:
-            match = getattr(request, "resolver_match", None)
-            ctx.set_route(route_of(match.route) if match is not None else None)
-        except Exception as exc:
-            self.gate.faults.record("django.route", exc)
-
-    def _respond(self, ctx: RequestContext, request: HttpRequest,
+    def _respond(self, cycle: RequestCycle, request: HttpRequest,
                  response: HttpResponseBase) -> HttpResponseBase:
-        gate = self.gate
-        if ctx.route is None:
-            try:
-                match = request.resolver_match
-                if match is not None:
-                    ctx.route = route_of(match.route)
-            except Exception as exc:
-                gate.faults.record("django.route", exc)
         try:
-            add_headers(response, gate.response_headers(ctx, response.status_code))
+            add_headers(response, cycle.response_start(response.status_code, _route(request)))
         except Exception as exc:
-            gate.faults.record("django.headers", exc)
-        self._finish_on_close(ctx, response)
+            self.gate.faults.record("django.headers", exc)
+        _close_with(cycle, response)
         return response
 
-    def _finish_on_close(self, ctx: RequestContext, response: HttpResponseBase) -> None:
-        # Django closes the response after the server has sent it (WSGI: the server calls
-        # close(); ASGI: the handler does after the last chunk), running these closers.
-        closers = getattr(response, "_resource_closers", None)
-        if type(closers) is list or isinstance(closers, list):
-            closers.append(functools.partial(self.gate.finish, ctx, None, None, False))
-        else:
-            self.gate.finish(ctx)
-
-    def _fail(self, ctx: RequestContext, request: HttpRequest, exc: BaseException) -> None:
-        self._set_route(ctx, request)
-        self.gate.finish(ctx, error=exc)
-
-    def _reject(self, ctx: RequestContext, request: HttpRequest,
-                rejection: Rejection) -> HttpResponse:
-        gate = self.gate
+    def _reject(self, cycle: RequestCycle) -> HttpResponse:
+        rejection = cycle.rejection
+        assert rejection is not None  # (the REJECT outcome)
         try:
-            if ctx.route is None:
-                ctx.set_route(resolve_route(request))
-            status, headers, body = rejection_response(gate, ctx, rejection)
+            status, headers, body = cycle.rejection_response()
             response = HttpResponse(body, status=status)
             for name, value in headers:
                 response.headers[name] = value
         except Exception as exc:
-            gate.faults.record("django.reject", exc)
+            self.gate.faults.record("django.reject", exc)
             response = HttpResponse(rejection.body, status=rejection.status)
             for name, value in rejection.headers:
                 response.headers[name] = value
-        self._finish_on_close(ctx, response)
-        ctx.status = rejection.status
+        _close_with(cycle, response, rejection.status)
         return response
+
+
+def _route(request: HttpRequest) -> str | None:
+    """The route template the view was reached by (None before routing, or on a 404)."""
+    match = getattr(request, "resolver_match", None)
+    return None if match is None else route_of(match.route)
+
+
+def _close_with(cycle: RequestCycle, response: HttpResponseBase,
+                status: int | None = None) -> None:
+    """Close ``cycle`` when Django closes ``response``: after the server sent it (WSGI:
+    the server calls close(); ASGI: the handler does, after the last chunk)."""
+    closers = getattr(response, "_resource_closers", None)
+    if isinstance(closers, list):
+        closers.append(cycle.close if status is None else functools.partial(cycle.close, status))
+    else:
+        cycle.close(status)

@@ -48,9 +48,79 @@ _in_queryset_prefetch: ContextVar[bool] = ContextVar("pulsegate_in_qs_prefetch",
 
 
 def source_of(instance: Any) -> tuple[ResultToken, str] | None:
-    """The ``(result token, lookup path)`` an instance was tagged with, or None."""
+    """The ``(result token, lookup path)`` an instance was tagged with, or None. Results
+    a queryset fetched whole are tagged only now, when a lazy load first asks
+    (:func:`_record_result`)."""
     state = getattr(instance, "_state", None)
-    return getattr(state, _SOURCE, None) if state is not None else None
+    if state is None:
+        return None
+    source = getattr(state, _SOURCE, None)
+    if source is None:
+        pending = _pending.get()
+        if pending is not None and pending.results and pending.sink is query_sink.get():
+            _tag_pending(pending)
+            source = getattr(state, _SOURCE, None)
+    return source
+
+
+#: The results the current sink's querysets fetched whole and nobody has asked about
+#: yet (:class:`_Pending`). Tagging them costs one attribute per row,
+#: so it waits until a lazy load asks where an instance came from -- a page without a
+#: lazy load pays one list append per query. Keyed by the sink: a new request (or
+#: ``capture()``) starts afresh.
+_pending: ContextVar[_Pending | None] = ContextVar(
+    "pulsegate_pending_results", default=None)
+#: At most this many rows wait to be tagged per sink; beyond, results are tagged at once
+#: (memory held for the application's instances stays bounded).
+_MAX_PENDING_ROWS = 10_000
+#: True while ``QuerySet._fetch_all`` runs: its rows are tagged later, not one by one.
+_fetching: ContextVar[bool] = ContextVar("pulsegate_fetching", default=False)
+
+
+def _tag_result(results: list[Any], joined: bool) -> None:
+    """Tag every instance of one result (and what ``select_related`` joined into it)."""
+    token = ResultToken()
+    token.rows = len(results)
+    source = (token, "")
+    try:
+        for obj in results:
+            setattr(obj._state, _SOURCE, source)
+            if joined:
+                _tag_joined(obj, source, "", 1)
+    except Exception as exc:  # fail open
+        hook_faults.record("django result tag", exc)
+
+
+def _tag_pending(pending: _Pending) -> None:
+    for results, joined in pending.results:
+        _tag_result(results, joined)
+    pending.results.clear()
+    pending.rows = 0
+
+
+def _record_result(sink: Any, results: list[Any], joined: bool) -> None:
+    """Keep a fetched result for tagging when a lazy load asks (:func:`source_of`)."""
+    current = _pending.get()
+    if current is None or current.sink is not sink:
+        current = _Pending(sink)
+        _pending.set(current)
+    current.rows += len(results)
+    if current.rows > _MAX_PENDING_ROWS:
+        _tag_pending(current)
+        _tag_result(results, joined)
+    else:
+        current.results.append((results, joined))
+
+
+class _Pending:
+    """The results one sink fetched whole that no lazy load has asked about yet."""
+
+    __slots__ = ("results", "rows", "sink")
+
+    def __init__(self, sink: Any) -> None:
+        self.sink = sink
+        self.rows = 0
+        self.results: list[tuple[list[Any], bool]] = []
 
 
 def _marked(mark: tuple[str, str, Any], fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -82,15 +152,12 @@ def _patch_iterable() -> None:
 
     model_iter = ModelIterable.__iter__
 
-    @functools.wraps(model_iter)
-    def __iter__(self: Any) -> Any:
-        sink = query_sink.get()
-        if sink is None or sink.finished:
-            yield from model_iter(self)
-            return
+    def tagging(self: Any) -> Any:
+        # A streamed result (``iterator()``, ``aiterator()``): its rows are gone by the
+        # time a lazy load asks, so each is tagged as it is built.
         token = ResultToken()
-        source = (token, "")
         joined = bool(self.queryset.query.select_related)
+        source = (token, "")
         for obj in model_iter(self):
             token.rows += 1
             try:
@@ -100,6 +167,15 @@ def _patch_iterable() -> None:
             except Exception as exc:  # fail open
                 hook_faults.record("django result tag", exc)
             yield obj
+
+    @functools.wraps(model_iter)
+    def __iter__(self: Any) -> Any:
+        if _fetching.get():  # QuerySet._fetch_all: tagged when a lazy load asks
+            return model_iter(self)
+        sink = query_sink.get()
+        if sink is None or sink.finished:
+            return model_iter(self)
+        return tagging(self)
 
     ModelIterable.__iter__ = __iter__  # type: ignore[method-assign]
 
@@ -168,13 +244,28 @@ def _patch_queryset() -> None:
     count = QuerySet.count
     get = QuerySet.get
 
+    from django.db.models.query import ModelIterable
+
     @functools.wraps(fetch_all)
     def _fetch_all(self: Any) -> None:
-        if self._result_cache is None:
+        if self._result_cache is not None:
+            return fetch_all(self)  # type: ignore[no-any-return]
+        sink = query_sink.get()
+        if sink is None or sink.finished:
+            return fetch_all(self)  # type: ignore[no-any-return]
+        flag = _fetching.set(True)
+        try:
             hint = self._hints.get(_HINT)
             if hint is not None and current_load.get() is None:
-                return _marked((hint[0], "collection", hint[1]), fetch_all, self)  # type: ignore[no-any-return]
-        fetch_all(self)
+                _marked((hint[0], "collection", hint[1]), fetch_all, self)
+            else:
+                fetch_all(self)
+        finally:
+            _fetching.reset(flag)
+        results = self._result_cache
+        if results and issubclass(self._iterable_class, ModelIterable):
+            _record_result(sink, results, bool(self.query.select_related))
+        return None
 
     @functools.wraps(count)
     def count_(self: Any) -> int:

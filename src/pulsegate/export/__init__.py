@@ -22,14 +22,10 @@ _EXTRA = {"otel": "otel", "prometheus": "prometheus"}
 def install(gate: Host) -> ExportState:
     """Attach every configured export part to ``gate``. A part whose optional package is
     missing is skipped with a logged warning (counted in ``stats()``), never a crash."""
-    c = gate.config
+    c = gate.config.export
     st = state(gate)
-    parts: list[tuple[str, bool]] = [
-        ("logs", bool(getattr(c, "log_events", False))),
-        ("otel", bool(getattr(c, "otel", False))),
-        ("prometheus", bool(getattr(c, "prometheus", False))),
-        ("dashboard", bool(getattr(c, "dashboard", False))),
-    ]
+    parts = [("logs", c.log_events), ("otel", c.otel), ("prometheus", c.prometheus),
+             ("dashboard", c.dashboard)]
     for name, wanted in parts:
         if not wanted:
             continue

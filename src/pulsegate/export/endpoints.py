@@ -23,10 +23,10 @@ Adapters::
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from pulsegate.http import EnvironHeaders, status_line
+from pulsegate.http import ASGIHeaders, EnvironHeaders, status_line
 from pulsegate.records import HeaderGetter
 
 if TYPE_CHECKING:
@@ -92,21 +92,6 @@ def internal_endpoints(gate: Host) -> InternalEndpoints | None:
     return InternalEndpoints(gate, st.dashboard, st.prometheus, prom_path)
 
 
-class _ScopeHeaders:
-    __slots__ = ("_map",)
-
-    def __init__(self, raw: Iterable[tuple[bytes, bytes]]) -> None:
-        m: dict[str, str] = {}
-        for k, v in raw:
-            key = k.decode("latin-1").lower()
-            val = v.decode("latin-1")
-            m[key] = f"{m[key]}, {val}" if key in m else val
-        self._map = m
-
-    def get(self, name: str, /) -> str | None:
-        return self._map.get(name)
-
-
 async def serve_asgi(endpoints: InternalEndpoints, scope: MutableMapping[str, Any],
                      receive: Callable[[], Awaitable[MutableMapping[str, Any]]],
                      send: Callable[[MutableMapping[str, Any]], Awaitable[None]]) -> bool:
@@ -114,7 +99,7 @@ async def serve_asgi(endpoints: InternalEndpoints, scope: MutableMapping[str, An
     when it is not."""
     path = scope.get("path", "")
     method = scope.get("method", "GET")
-    headers = _ScopeHeaders(scope.get("headers") or ())
+    headers = ASGIHeaders(scope.get("headers"))
     query = scope.get("query_string", b"").decode("latin-1")
     client = scope.get("client")
     peer = client[0] if client else None

@@ -85,7 +85,7 @@ class LogExporter:
         self.gate = gate
         self.logger = logger or logging.getLogger(ANOMALY_LOGGER)
         self.queue: deque[tuple[str, dict[str, Any]]] = deque()
-        self.max_queue = gate.config.max_recent
+        self.max_queue = gate.config.model.max_recent
         self.dropped = 0
         self._incidents_seen = 0
 

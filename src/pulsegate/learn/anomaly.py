@@ -131,9 +131,9 @@ class AnomalyModel:
     __slots__ = ("alarm", "alpha", "beta", "counts_fast", "counts_slow", "decay",
                  "floor_abs", "floor_rel", "floor_scale", "gamma", "level", "mad",
                  "memo", "memo_surprise", "n", "norm", "prior_weight", "quiet_run",
-                 "rarity_floor", "rarity_rate", "rarity_scale", "realarm", "seasonal",
-                 "seasonality", "side", "silence", "slow", "slow_dev", "threshold",
-                 "warmup")
+                 "rarity_floor", "rarity_rate", "rarity_scale", "realarm", "rejected",
+                 "seasonal", "seasonality", "side", "silence", "slow", "slow_dev",
+                 "threshold", "warmup")
 
     def __init__(self, alpha: float = 0.3, threshold: float = 3.0, warmup: int = 30, *,
                  beta: float = 0.01, floor_abs: float = 1e-6, floor_rel: float = 0.0,
@@ -191,6 +191,8 @@ class AnomalyModel:
         self.realarm = realarm
         #: consecutive values near zero where activity is expected (step 7)
         self.quiet_run = 0
+        #: values refused (NaN, infinite): counted, never scored or learnt
+        self.rejected = 0
         self.silence = int(silence)
         prior = list(PRIOR) if self.prior_weight else [0.0] * len(LEVELS)
         # Exceedance frequencies F_j = counts[j] / norm: scaling ``norm`` up by 1/(1-w)
@@ -232,6 +234,7 @@ class AnomalyModel:
     def _step(self, value: float, learn: bool, at: float | None = None) -> Score:
         raw = value
         if value - value != 0.0:  # NaN or ±inf: never learnt, it would poison the state
+            self.rejected += 1
             f = self.level
             return Score(raw, f, 0.0, 0.0, False, 0.0, f, f, 0.0)
         shift = 0.0

@@ -284,7 +284,7 @@ class EndpointModel:
             self.view = (_exp(f0), (100.0 if m > warmup else 100.0 * (m / warmup))
                          * _exp(-sd0), f0, sd0)
             if now is not None:  # window_add
-                if now >= self.win_end:
+                if not self.win_start <= now < self.win_end:  # ended, or the clock went back
                     incident = self.roll(now, latency)
                 else:
                     self.incident.add(latency)
@@ -321,7 +321,7 @@ class EndpointModel:
         """Accumulate one request into the current window; when the window has ended,
         test it (:meth:`roll`) and return the incident detector's verdict.
         (:meth:`update` does the same when given ``now``.)"""
-        if now >= self.win_end:
+        if not self.win_start <= now < self.win_end:
             return self.roll(now, log_latency)
         self.incident.add(log_latency)
         return None

@@ -1,0 +1,90 @@
+"""The ``x-ml-*`` response headers of a gate: which ones, in which order, from what.
+
+One builder per gate, made from its configuration (``headers`` exposure: ``all``,
+``safe``, ``none``; which features are on) and holding the model version header::
+
+    x-ml-prediction-confidence   performance_prediction
+    x-ml-predicted-latency-ms    performance_prediction, once the endpoint has a forecast
+    x-ml-anomaly-score           anomaly_detection
+    x-ml-optimization-applied    always
+    x-ml-query-count, -query-ms, -nplusone    query_analysis
+    x-ml-model-version           always
+
+``safe`` sends only the optimization and the version; ``none`` nothing. Values come from
+the tables of :mod:`pulsegate.header_values` (printable ASCII by construction); the
+version is sanitised when it is set.
+"""
+
+from __future__ import annotations
+
+from pulsegate.header_values import CONFIDENCE, SCORE, tenths, whole
+
+Header = tuple[str, str]
+
+NO_QUERY_HEADERS: tuple[Header, ...] = (
+    ("x-ml-query-count", "0"), ("x-ml-query-ms", "0.0"), ("x-ml-nplusone", "0"))
+NO_OPTIMIZATION: Header = ("x-ml-optimization-applied", "none")
+
+
+def version_header(version: object) -> Header:
+    """``x-ml-model-version``: printable ASCII only (a stored version could hold
+    anything), every other character shown as ``?``.
+
+    >>> version_header("2.0\\r\\nx-evil: 1")
+    ('x-ml-model-version', '2.0??x-evil: 1')
+    """
+    return ("x-ml-model-version", "".join(ch if " " <= ch <= "~" else "?" for ch in str(version)))
+
+
+class HeaderBuilder:
+    """Builds one request's ``x-ml-*`` headers for a gate's configuration."""
+
+    __slots__ = ("anomaly", "expose", "prediction", "queries", "version")
+
+    def __init__(self, expose: str, prediction: bool, anomaly: bool, queries: bool,
+                 version: str) -> None:
+        self.expose = expose
+        self.prediction = prediction
+        self.anomaly = anomaly
+        self.queries = queries
+        self.version = version_header(version)
+
+    def set_version(self, version: str) -> None:
+        """The model version to report from now on (the registry's, on a deploy)."""
+        self.version = version_header(version)
+
+    @property
+    def scores(self) -> bool:
+        """Whether the headers carry the request's score (``all``): only then is the
+        request scored when its response starts."""
+        return self.expose == "all"
+
+    def unscored(self, optimization: str) -> list[Header]:
+        """The headers of ``safe`` and ``none``, which say nothing of the request's score."""
+        if self.expose == "safe":
+            return [("x-ml-optimization-applied", optimization), self.version]
+        return []
+
+    def build(self, optimization: str, predicted: float | None, confidence: float,
+              score: float, query_count: int, query_ms: float, nplusone: int) -> list[Header]:
+        """Every header ``all`` sends, for a request scored ``score`` against an endpoint
+        forecast of ``predicted`` ms (None before its first request) held with
+        ``confidence``, that ran ``query_count`` statements in ``query_ms`` so far."""
+        out: list[Header] = []
+        if self.prediction:
+            out.append(("x-ml-prediction-confidence", CONFIDENCE[whole(confidence + 0.5)]))
+            if predicted is not None:
+                out.append(("x-ml-predicted-latency-ms", tenths(predicted)))
+        if self.anomaly:
+            out.append(("x-ml-anomaly-score", SCORE[whole(score * 1000.0 + 0.5)]))
+        out.append(NO_OPTIMIZATION if optimization == "none"
+                   else ("x-ml-optimization-applied", optimization))
+        if self.queries:
+            if query_count:
+                out += (("x-ml-query-count", str(query_count)),
+                        ("x-ml-query-ms", tenths(query_ms)),
+                        ("x-ml-nplusone", str(nplusone)))
+            else:
+                out += NO_QUERY_HEADERS
+        out.append(self.version)
+        return out
