@@ -157,20 +157,19 @@ class RequestCycle:
         from the request. ``status`` replaces the one sent, if any (a response that
         never started counts as 500). Idempotent."""
         ctx = self.ctx
-        if ctx is not None:
+        if ctx is not None and not ctx.finished:
             self.gate.finish(ctx, status, None, False)
 
     def _name_route(self, ctx: RequestContext, route: str | None) -> None:
-        if route is None:
-            resolver = ctx.info.route_resolver
-            if resolver is None:
-                return
+        """Name the request's route: ``route`` as the adapter read it, else what the
+        info's resolver says (a fault is counted, and the route stays unnamed)."""
+        if route is None and ctx.info.route_resolver is not None:
             try:
-                route = resolver()
+                route = ctx.info.route_resolver()
             except Exception as exc:
                 self.gate.faults.record("route resolver", exc)
-                return
-        ctx.set_route(route)
+        if route is not None:
+            ctx.route = route
 
 
 def record_view_error(exc: BaseException | None) -> None:

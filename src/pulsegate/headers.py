@@ -39,25 +39,26 @@ def version_header(version: object) -> Header:
 class HeaderBuilder:
     """Builds one request's ``x-ml-*`` headers for a gate's configuration."""
 
-    __slots__ = ("anomaly", "expose", "prediction", "queries", "version")
+    __slots__ = ("anomaly", "expose", "plain_tail", "prediction", "queries", "scores",
+                 "version")
 
     def __init__(self, expose: str, prediction: bool, anomaly: bool, queries: bool,
                  version: str) -> None:
         self.expose = expose
+        #: Whether the headers carry the request's score (``all``): only then is the
+        #: request scored when its response starts.
+        self.scores = expose == "all"
         self.prediction = prediction
         self.anomaly = anomaly
         self.queries = queries
-        self.version = version_header(version)
+        self.set_version(version)
 
     def set_version(self, version: str) -> None:
         """The model version to report from now on (the registry's, on a deploy)."""
         self.version = version_header(version)
-
-    @property
-    def scores(self) -> bool:
-        """Whether the headers carry the request's score (``all``): only then is the
-        request scored when its response starts."""
-        return self.expose == "all"
+        #: What ``all`` ends with for most requests (nothing optimised, no SQL), made once.
+        self.plain_tail = (NO_OPTIMIZATION, *(NO_QUERY_HEADERS if self.queries else ()),
+                           self.version)
 
     def unscored(self, optimization: str) -> list[Header]:
         """The headers of ``safe`` and ``none``, which say nothing of the request's score."""
@@ -77,6 +78,9 @@ class HeaderBuilder:
                 out.append(("x-ml-predicted-latency-ms", tenths(predicted)))
         if self.anomaly:
             out.append(("x-ml-anomaly-score", SCORE[whole(score * 1000.0 + 0.5)]))
+        if optimization == "none" and not query_count:
+            out += self.plain_tail
+            return out
         out.append(NO_OPTIMIZATION if optimization == "none"
                    else ("x-ml-optimization-applied", optimization))
         if self.queries:

@@ -33,7 +33,7 @@ from typing import Any
 from pulsegate.control.behaviour import BehaviourModel, digest
 from pulsegate.control.headers import policy_name, ratelimit_headers
 from pulsegate.control.storage import MemoryStorage, Storage
-from pulsegate.flow import Flow, run
+from pulsegate.flow import Flow
 
 _UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0,
           "h": 3600.0, "hr": 3600.0, "hour": 3600.0, "d": 86400.0, "day": 86400.0}
@@ -170,21 +170,28 @@ class AdaptiveRateLimiter:
         return Decision(False, int(rule.quota * m), max(0, int((tol - debt) / interval + 1e-9)),
                         debt, debt + cost * interval - tol, rule, m)
 
+    def bucket(self, key: str, route: str | None = None) -> tuple[Rule, float, float]:
+        """The rule for ``route``, ``key``'s multiplier and its interval ``T / m``."""
+        rule = self.default if route is None else self.routes.get(route, self.default)
+        m = self.multipliers.get(key, 1.0)
+        return rule, m, rule.interval / m
+
     def check_flow(self, key: str, cost: float = 1.0, route: str | None = None
                    ) -> Flow[Decision]:
         """Take ``cost`` tokens from ``key``'s bucket (the route's rule if it has one), as
-        a :mod:`~pulsegate.flow`: the storage's I/O (a Redis round trip) is its
-        only step, so one check serves threads (``run``) and asyncio (``run_async``)."""
-        rule = self.default if route is None else self.routes.get(route, self.default)
-        m = self.multipliers.get(key, 1.0)
-        interval = rule.interval / m
+        a :mod:`~pulsegate.flow`: the storage's I/O (a Redis round trip) is its only
+        step, so one check serves threads (``run``) and asyncio (``run_async``)."""
+        rule, m, interval = self.bucket(key, route)
         ok, debt = yield from self.storage.take_flow(key, rule.scope, interval,
                                                      rule.tolerance, cost)
         return self._decide(ok, debt, rule, m, interval, cost)
 
     def check(self, key: str, cost: float = 1.0, route: str | None = None) -> Decision:
-        """Blocking form of :meth:`check_flow`."""
-        return run(self.check_flow(key, cost, route))
+        """:meth:`check_flow` with the storage's blocking ``take`` (in-process buckets:
+        no generator at all, the hot path of ``control_overhead.py``)."""
+        rule, m, interval = self.bucket(key, route)
+        ok, debt = self.storage.take(key, rule.scope, interval, rule.tolerance, cost)
+        return self._decide(ok, debt, rule, m, interval, cost)
 
     def observe(self, key: str, record: Any, user_agent: str | None = None,
                 query: str | None = None, now: float | None = None) -> float:

@@ -284,7 +284,8 @@ class EndpointModel:
             self.view = (_exp(f0), (100.0 if m > warmup else 100.0 * (m / warmup))
                          * _exp(-sd0), f0, sd0)
             if now is not None:  # window_add
-                if not self.win_start <= now < self.win_end:  # ended, or the clock went back
+                # ended, or the clock went back over a window (a small step: concurrency)
+                if not self.win_start - self.window <= now < self.win_end:
                     incident = self.roll(now, latency)
                 else:
                     self.incident.add(latency)
@@ -318,10 +319,9 @@ class EndpointModel:
         self.incident.error()
 
     def window_add(self, now: float, log_latency: float) -> Any:
-        """Accumulate one request into the current window; when the window has ended,
-        test it (:meth:`roll`) and return the incident detector's verdict.
-        (:meth:`update` does the same when given ``now``.)"""
-        if not self.win_start <= now < self.win_end:
+        """One request into the current window, as :meth:`update` given ``now`` does; when
+        the window has ended, :meth:`roll` it and return the detector's verdict."""
+        if not self.win_start - self.window <= now < self.win_end:
             return self.roll(now, log_latency)
         self.incident.add(log_latency)
         return None

@@ -60,7 +60,7 @@ from pulsegate.queries.suggestions import register_model_resolver, suggest, tabl
 __all__ = ["Analysis", "Detection", "NPlusOneDetector", "register_model_resolver", "suggest",
            "table_of"]
 
-KINDS = ("n_plus_one", "single_load_loop", "repeated_query", "write_loop")
+KINDS = ("n_plus_one", "single_load_loop", "repeated_query", "write_loop", "unused_eager_load")
 _SKIP_VERBS = frozenset({"", "begin", "commit", "rollback", "savepoint", "release", "set",
                          "pragma", "show", "start", "end", "reset", "discard", "use",
                          "deallocate", "prepare", "listen", "notify", "vacuum", "analyze"})
@@ -102,7 +102,8 @@ class Detection:
         """A few lines for logs and test failures: what, where, the SQL and the fix."""
         what = {"n_plus_one": "N+1 query", "repeated_query": "repeated identical query",
                 "single_load_loop": "objects loaded one by one, then a relationship each",
-                "write_loop": "single-row writes in a loop"}.get(self.kind, self.kind)
+                "write_loop": "single-row writes in a loop",
+                "unused_eager_load": "eager load nothing used"}.get(self.kind, self.kind)
         rel = f" loading {self.relationship}" if self.relationship else ""
         where = self.call_site or "unknown call site"
         return (f"{what}{rel}: {self.count} statements, {self.total_ms:.1f} ms "

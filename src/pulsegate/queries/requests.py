@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pulsegate.bounded import BoundedLRU
-from pulsegate.queries import served
+from pulsegate.queries import eager, served
 from pulsegate.queries.features import repeat_share
 from pulsegate.queries.fingerprint import FingerprintCache
 from pulsegate.queries.insights import QueryInsights
@@ -61,6 +61,9 @@ class RequestQueries:
 
             # the n1-detector model's tuned threshold is the detector's confidence floor
             plugs.add_tunable("n1-detector", Setting(lambda: detector.min_confidence, set_floor))
+        self.unused_eager_loads = c.unused_eager_loads
+        if c.unused_eager_loads:
+            eager.watch()
         self.insights = QueryInsights(c.max_fingerprints)
         #: Recent detections (dicts with ``endpoint`` and ``at``), newest last.
         self.recent: deque[dict[str, Any]] = deque(maxlen=c.max_recent)
@@ -81,12 +84,17 @@ class RequestQueries:
             out = AnalyzedDetections([], 0, 0.0)
         else:
             analysis = self.detector.run(ctx.queries or ())
-            out = AnalyzedDetections(analysis.detections, n, repeat_share(analysis))
+            dets = analysis.detections
+            if self.unused_eager_loads:
+                dets += eager.detections(ctx)
+            out = AnalyzedDetections(dets, n, repeat_share(analysis))
         ctx.detections = out
         return out
 
     def finish(self, ctx: RequestContext, endpoint: str) -> AnalyzedDetections:
         out = self.analyze(ctx)
+        if self.unused_eager_loads:
+            eager.forget(ctx)
         if out:
             self.detection_count += len(out)
             at = self.wall()

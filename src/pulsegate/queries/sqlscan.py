@@ -8,7 +8,8 @@ any character the scanner cannot classify -- becomes ``?``.
 
 **Dialect.** Quoting differs between databases, and a scanner that misjudges where a
 literal ends prints the rest of it as identifiers. ``dialect`` is what the ORM reports
-(SQLAlchemy's ``dialect.name``, Django's ``connection.vendor``); see :data:`DIALECTS`:
+(SQLAlchemy's ``dialect.name``, Django's ``connection.vendor``); the rules are in
+:mod:`pulsegate.queries.sqldialects` (:data:`DIALECTS`):
 
 * PostgreSQL: dollar quotes ``$$…$$`` / ``$tag$…$tag$``, ``E'…'`` with backslash escapes,
   nested ``/* /* */ */`` comments, ``"…"`` identifiers, ``[`` an operator (``ARRAY['…']``);
@@ -37,66 +38,13 @@ scanned; a longer tail folds into one ``...`` marker.
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
+
+from pulsegate.queries.sqldialects import DIALECTS, GENERIC, POSTGRESQL, DialectRules, rules_for
 
 __all__ = ["DIALECTS", "MAX_SCAN", "DialectRules", "rules_for", "scan"]
 
 #: Characters scanned per statement; the rest folds into the ``...`` marker.
 MAX_SCAN = 8192
-
-
-class DialectRules(NamedTuple):
-    """How one family of databases quotes. ``backslash``: ``True`` backslash escapes in
-    ``'…'``, ``False`` none, ``None`` depends on a server setting (fold on disagreement).
-    ``dq``: ``"identifier"``, ``"string"`` or ``"context"`` (identifier where one is
-    expected, else a string). ``brackets``: ``"identifier"``, ``"operator"`` or
-    ``"either"``. ``hash``: ``"comment"``, ``"operator"``, ``"other"`` or ``"either"``.
-    ``nested``: block comments nest. ``dollar``: ``"quote"``, ``"param"`` or
-    ``"either"``. ``dash_space``: ``--`` needs white space after it (MySQL); ``None``
-    unknown. ``backtick``: backticks quote identifiers. ``qquote``: Oracle ``q'[…]'``
-    (``None``: unknown)."""
-
-    name: str
-    backslash: bool | None
-    dq: str
-    brackets: str
-    hash: str
-    nested: bool
-    dollar: str
-    dash_space: bool | None
-    backtick: bool
-    qquote: bool | None
-
-
-POSTGRESQL = DialectRules("postgresql", None, "identifier", "operator", "operator", True,
-                          "quote", False, False, False)
-MYSQL = DialectRules("mysql", None, "string", "operator", "comment", False, "param", True,
-                     True, False)
-SQLITE = DialectRules("sqlite", False, "context", "identifier", "other", False, "param",
-                      False, True, False)
-MSSQL = DialectRules("mssql", False, "identifier", "identifier", "operator", True, "param",
-                     False, False, False)
-ORACLE = DialectRules("oracle", False, "identifier", "operator", "operator", False, "param",
-                      False, False, True)
-GENERIC = DialectRules("generic", None, "context", "either", "either", False, "either", None,
-                       True, None)
-
-#: ORM dialect / vendor names -> rules; any other name (or None) gets ``GENERIC``.
-DIALECTS: dict[str, DialectRules] = {
-    "postgresql": POSTGRESQL, "postgres": POSTGRESQL, "cockroachdb": POSTGRESQL,
-    "mysql": MYSQL, "mariadb": MYSQL, "sqlite": SQLITE, "mssql": MSSQL, "microsoft": MSSQL,
-    "oracle": ORACLE,
-}
-
-
-def rules_for(dialect: str | None) -> DialectRules:
-    """The quoting rules for an ORM's dialect name; unknown names get the generic ones."""
-    if dialect is None:
-        return GENERIC
-    found = DIALECTS.get(dialect)
-    if found is None and isinstance(dialect, str):
-        found = DIALECTS.get(dialect.lower())
-    return found if found is not None else GENERIC
 
 
 # Every alternative starts with its own character class and ends in a greedy run that
