@@ -163,6 +163,8 @@ def _orm_load(context: Any) -> tuple[str, str, Any] | None:
     re-enter execution for each statement (≈ 350 bytecodes a statement). What the
     compiled statement says is worked out once and kept on it (:func:`_plan`)."""
     compiled = getattr(context, "compiled", None)
+    if compiled is None:  # driver SQL (exec_driver_sql, text() is compiled)
+        return None
     plan: Any = getattr(compiled, _PLAN, _UNKNOWN)
     if plan is _UNKNOWN:
         plan = _plan(compiled)

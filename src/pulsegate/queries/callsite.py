@@ -116,6 +116,9 @@ class CallSiteFinder:
         except ValueError:
             return None
         key = (id(start.f_code), start.f_lasti)
+        site = self._lines.get(key)  # rendered: the start frame is the application's
+        if site is not None:
+            return site
         paths = self._paths.get(key)
         if paths is not None:
             lines = self._lines

@@ -183,8 +183,13 @@ class NPlusOneDetector:
     then a pass over the groups."""
 
     def __init__(self, min_repeats: int = 5, *, repeated_min: int = 5, write_min: int = 5,
-                 min_duration_ms: float = 0.0, cache: FingerprintCache | None = None) -> None:
+                 min_duration_ms: float = 0.0, cache: FingerprintCache | None = None,
+                 single_lazy_loads: bool = False) -> None:
         self.min_repeats = max(2, int(min_repeats))
+        #: nplusone's rule instead of django-zeal's: one lazy load of an instance of a
+        #: multi-row result is an N+1 (off by default: it flags every "show the first
+        #: item's relation" page; see docs/queries.md).
+        self.single_lazy_loads = bool(single_lazy_loads)
         self.repeated_min = max(2, int(repeated_min))
         self.write_min = max(2, int(write_min))
         self.min_duration_ms = float(min_duration_ms)
@@ -308,9 +313,9 @@ class NPlusOneDetector:
         return d
 
     def _structural(self, lg: LazyGroup, total_ms: float, n: int) -> Detection | None:
-        if lg.count < 2 or lg.ms < self.min_duration_ms:
+        if lg.count < (1 if self.single_lazy_loads else 2) or lg.ms < self.min_duration_ms:
             return None
-        kind = lg.kind()
+        kind = lg.kind(self.single_lazy_loads)
         if kind is None:
             return None
         share = lg.ms / total_ms if total_ms > 0 else lg.count / n
