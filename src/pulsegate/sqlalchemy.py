@@ -82,7 +82,7 @@ def _do_execute(cursor: Any, statement: str, parameters: Any, context: Any) -> b
             except TypeError:
                 phash = hash(repr(parameters))
             rel, kind, source = _orm_load(context) or _NO_LOAD
-            site = _finder.find(_SKIP) if callsite.enabled else None
+            site = _finder.find(_SKIP) if sink.call_sites else None
             sink.add_query(new_event((
                 statement, (now - t0) * 1000.0, t0, len(parameters), phash, None, site, rel,
                 False, context.dialect.name, kind, "sqlalchemy", source)))
@@ -132,7 +132,7 @@ def _record(sink: Any, statement: str, parameters: Any, t0: float, context: Any,
         else:
             phash, pcount = params_identity(parameters)
         load = _orm_load(context)
-        site = _finder.find(depth) if callsite.enabled else None
+        site = _finder.find(depth) if sink.call_sites else None
         sink.add_query(QueryEvent(
             statement, (now - t0) * 1000.0, t0, pcount, phash, None, site,
             load[0] if load is not None else None, many,

@@ -235,10 +235,6 @@ def _greenlet_parent_frame() -> FrameType | None:
 
 default_finder = CallSiteFinder()
 
-#: Whether the ORM hooks record call sites (config ``capture_call_sites``; process-wide,
-#: because the hooks are).
-enabled = True
-
 
 def call_site(depth: int = 2) -> str | None:
     """The first application frame above the caller of this function's caller."""

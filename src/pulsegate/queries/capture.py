@@ -94,6 +94,8 @@ class Capture:
         #: True once the ``with`` block is left: the hooks skip a capture left behind
         #: in a context it was not exited in.
         self.finished = False
+        #: The hooks find each statement's call site for a capture (``Detection.call_site``).
+        self.call_sites = True
 
     # --- the sink ------------------------------------------------------------------------
 
