@@ -1,5 +1,6 @@
 """Unused eager loads: a relationship a query loaded eagerly (``selectinload``,
-``joinedload``, ``subqueryload``) that nothing read before the request or ``capture()``
+``joinedload``, ``subqueryload``; Django's ``select_related``/``prefetch_related``) that
+nothing read before the request or ``capture()``
 ended -- the eager load costs a join or a query for nothing; the fix is to remove the
 option. Off by default (option ``unused_eager_loads``; ``capture(unused_eager_loads=True)``).
 
