@@ -186,7 +186,8 @@ class Capture:
         if self.unused_eager_loads:  # relationships read since the last look count
             self._analyzed = -1
         _ = self.detections
-        eager.forget(self)
+        if eager.watching:
+            eager.forget(self)
 
     async def __aenter__(self) -> Capture:
         return self.__enter__()

@@ -95,7 +95,7 @@ class RequestQueries:
 
     def finish(self, ctx: RequestContext, endpoint: str) -> AnalyzedDetections:
         out = self.analyze(ctx)
-        if self.unused_eager_loads:
+        if eager.watching:  # another gate or a capture may have turned recording on
             eager.forget(ctx)
         if out:
             self.detection_count += len(out)
