@@ -30,7 +30,7 @@ TESTS = ROOT / "tests"
 DETECTORS = ("pulsegate", "pulsegate+single", "django-zeal", "nplusone")
 #: ``pulsegate+single``: pulsegate with ``single_lazy_loads=True`` (nplusone's rule: one
 #: lazy load of an instance of a multi-row result is an N+1), off by default.
-_OPTIONS: dict[str, dict[str, object]] = {"pulsegate+single": {"single_lazy_loads": True}}
+_OPTIONS: dict[str, dict[str, Any]] = {"pulsegate+single": {"single_lazy_loads": True}}
 SUITES = ("django-zeal", "nplusone (Django)", "nplusone (SQLAlchemy)")
 
 
@@ -57,7 +57,7 @@ def _django_detect(detector: str) -> Callable[[Callable[[], object]], bool]:
 
         install()
         peer_scoring = importlib.import_module("peer_scoring")
-        peer_scoring.CAPTURE_OPTIONS = _OPTIONS.get(detector, {})
+        peer_scoring.__dict__["CAPTURE_OPTIONS"] = _OPTIONS.get(detector, {})
         return lambda run: bool(peer_scoring.pulsegate_detect(run)[0])
     if detector == "django-zeal":
         zeal = importlib.import_module("zeal")

@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import opcode_tracer
 
 from pulsegate.engine import PulseGate
+from pulsegate.queries.fingerprint import FingerprintCache
 from pulsegate.records import RequestInfo
 
 clock = time.thread_time
@@ -71,6 +72,10 @@ def _measure(n: int, rounds: int, bare: Mode, idle: Mode, inst: Mode) -> dict[st
     return best
 
 
+#: The fingerprint caches of the gates measured (the summary line adds them up).
+CACHES: list[FingerprintCache] = []
+
+
 def _in_request(gate: PulseGate, loop: Callable[[int], None], k: int) -> float:
     """Time ``loop(k)`` statements inside one request, its analysis and finish included;
     check every statement reached the request with its call site."""
@@ -92,6 +97,7 @@ def bench_sqlalchemy(n: int, rounds: int) -> dict[str, float]:
 
     engine = create_engine("sqlite://")
     gate = PulseGate(max_queries_per_request=n)
+    CACHES.append(gate.queries.detector.cache)  # each gate has its own
     conn = engine.connect()
 
     def loop(k: int) -> None:
@@ -135,6 +141,7 @@ def bench_django(n: int, rounds: int) -> dict[str, float]:
     from pulsegate.django.instrument import install, query_wrapper
 
     gate = PulseGate(max_queries_per_request=n)
+    CACHES.append(gate.queries.detector.cache)  # each gate has its own
     connection.ensure_connection()
     cur = connection.cursor()
 
@@ -230,7 +237,6 @@ def main() -> None:
                     help="also time reads of a tracked eager relationship")
     args = ap.parse_args()
     n = args.n if args.n is not None else (2000 if args.bytecodes else 100_000)
-    from pulsegate.queries.fingerprint import default_cache
 
     if args.bytecodes:
         COUNT = {}
@@ -253,9 +259,10 @@ def main() -> None:
                 print(f"      {k / n:7.1f}  {fname}")
     if not args.bytecodes:
         analysed = 2 * args.rounds * max(1, n // args.rounds)
-        print(f"fingerprint cache: {analysed} statements fingerprinted, {default_cache.misses} "
-              f"computed (misses), hit rate {1 - default_cache.misses / analysed:.4%}; the "
-              f"shared LRU saw {default_cache.hits + default_cache.misses} look-ups (one per "
+        hits, misses = sum(c.hits for c in CACHES), sum(c.misses for c in CACHES)
+        print(f"fingerprint cache: {analysed} statements fingerprinted, {misses} "
+              f"computed (misses), hit rate {1 - misses / analysed:.4%}; the "
+              f"gates' LRUs saw {hits + misses} look-ups (one per "
               f"distinct text per request, the detector's per-run memo serves the repeats)")
     if args.eager_reads:
         print(bench_eager_reads(200_000))

@@ -320,3 +320,15 @@ def test_unused_eager_loads_are_reported_only_when_asked(session: Session) -> No
     gate.finish(ctx, 200)
     assert [(d.kind, d.relationship) for d in ctx.detections] == [
         ("unused_eager_load", "Author.profile")]
+    # a gate that did not ask reports nothing, and keeps nothing of its request after it
+    from pulsegate.queries import eager
+
+    session.expunge_all()
+    plain = PulseGate()
+    other = plain.begin(RequestInfo("GET", "/authors", route="/authors"))
+    assert other is not None
+    page()
+    plain.response_headers(other, 200)
+    assert eager.unused(other) != []  # recorded (recording is process-wide once on) ...
+    plain.finish(other, 200)
+    assert eager.unused(other) == [] and other.detections == []  # ... forgotten, unreported

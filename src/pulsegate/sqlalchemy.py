@@ -81,13 +81,11 @@ def _do_execute(cursor: Any, statement: str, parameters: Any, context: Any) -> b
                 phash: int | None = hash(parameters)
             except TypeError:
                 phash = hash(repr(parameters))
-            load = _orm_load(context)
-            site = _finder.find(_SKIP) if callsite.enabled else None
+            rel, kind, source = _orm_load(context) or _NO_LOAD
+            site = _finder.find(_SKIP) if sink.call_sites else None
             sink.add_query(new_event((
-                statement, (now - t0) * 1000.0, t0, len(parameters), phash, None, site,
-                load[0] if load is not None else None, False,
-                context.dialect.name, load[1] if load is not None else None, "sqlalchemy",
-                load[2] if load is not None else None)))
+                statement, (now - t0) * 1000.0, t0, len(parameters), phash, None, site, rel,
+                False, context.dialect.name, kind, "sqlalchemy", source)))
             if eager.watching:
                 _record_eager(sink, context, statement, site)
         else:
@@ -117,6 +115,8 @@ def _do_executemany(cursor: Any, statement: str, parameters: Any, context: Any) 
     return True
 
 
+_NO_LOAD = (None, None, None)
+
 _LISTENERS = (("do_execute", _do_execute), ("do_execute_no_params", _do_execute_no_params),
               ("do_executemany", _do_executemany))
 
@@ -132,7 +132,7 @@ def _record(sink: Any, statement: str, parameters: Any, t0: float, context: Any,
         else:
             phash, pcount = params_identity(parameters)
         load = _orm_load(context)
-        site = _finder.find(depth) if callsite.enabled else None
+        site = _finder.find(depth) if sink.call_sites else None
         sink.add_query(QueryEvent(
             statement, (now - t0) * 1000.0, t0, pcount, phash, None, site,
             load[0] if load is not None else None, many,

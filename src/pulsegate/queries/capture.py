@@ -94,6 +94,8 @@ class Capture:
         #: True once the ``with`` block is left: the hooks skip a capture left behind
         #: in a context it was not exited in.
         self.finished = False
+        #: The hooks find each statement's call site for a capture (``Detection.call_site``).
+        self.call_sites = True
 
     # --- the sink ------------------------------------------------------------------------
 
@@ -184,7 +186,8 @@ class Capture:
         if self.unused_eager_loads:  # relationships read since the last look count
             self._analyzed = -1
         _ = self.detections
-        eager.forget(self)
+        if eager.watching:
+            eager.forget(self)
 
     async def __aenter__(self) -> Capture:
         return self.__enter__()

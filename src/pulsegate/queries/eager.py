@@ -1,5 +1,6 @@
 """Unused eager loads: a relationship a query loaded eagerly (``selectinload``,
-``joinedload``, ``subqueryload``) that nothing read before the request or ``capture()``
+``joinedload``, ``subqueryload``; Django's ``select_related``/``prefetch_related``) that
+nothing read before the request or ``capture()``
 ended -- the eager load costs a join or a query for nothing; the fix is to remove the
 option. Off by default (option ``unused_eager_loads``; ``capture(unused_eager_loads=True)``).
 
@@ -8,7 +9,8 @@ The ORM hook calls :func:`record` when a statement carries eager-loader options,
 was loaded and never read into detections when the sink is analysed. A sink's state is
 found by the sink's id (the sink object is the one thing a request shares with the
 thread pools its code runs in; a ContextVar set there would not come back), in a map
-capped at :data:`MAX_SINKS` and emptied as sinks are analysed.
+capped at :data:`MAX_SINKS` and emptied as requests finish and captures close (every
+sink, once recording is on: a sink that did not ask is forgotten too).
 
 Cost: nothing while no sink asked for it (the hook checks :data:`watching`); once one
 did, per statement one attribute read on the cached plan, and per read of a relationship
@@ -30,7 +32,7 @@ __all__ = ["EagerLoad", "detections", "forget", "record", "touch", "unused", "wa
 #: eager loads and track reads (process-wide, as the hooks are; a sink that did not ask
 #: reports nothing).
 watching = False
-MAX_SINKS = 1024
+MAX_SINKS = 256
 
 
 class EagerLoad:
