@@ -3,8 +3,9 @@
 
     python3 dev.py demo   # run the demo (FastAPI app under uvicorn + traffic + report)
     python3 dev.py test   # lint, type-check and run the whole test suite
+    python3 dev.py house  # file sizes, import cycles, private reach (tools/house.py)
 
-Each creates or updates ``.venv`` (re-installing only when ``pyproject.toml`` changed)
+``test`` and ``demo`` create or update ``.venv`` (re-installing only when ``pyproject.toml`` changed)
 and installs what it needs. The services the tests need (Redis,
 PostgreSQL, Chromium) are installed from Debian's packages when missing (as root).
 """
@@ -79,7 +80,7 @@ def ensure_services() -> None:
 def test(args: list[str]) -> int:
     ensure_venv("dev")
     ensure_services()
-    sh(BIN / "ruff", "check", "src", "tests", "benchmarks", "examples", "integrations", "dev.py")
+    sh(BIN / "ruff", "check", "src", "tests", "benchmarks", "tools", "examples", "integrations", "dev.py")
     sh(BIN / "mypy")
     proc = subprocess.run([str(PY), "-m", "pytest", *args], cwd=ROOT)
     return proc.returncode
@@ -90,10 +91,15 @@ def demo(args: list[str]) -> int:
     return subprocess.run([str(PY), "-m", "pulsegate.demo", *args], cwd=ROOT).returncode
 
 
+def house(args: list[str]) -> int:
+    """Standard library only: runs before ``.venv`` exists."""
+    return subprocess.run([sys.executable, str(ROOT / "tools" / "house.py"), *args], cwd=ROOT).returncode
+
+
 def main() -> int:
     if sys.version_info < (3, 10):  # noqa: UP036 - this file runs on whatever python3 is
         sys.exit("pulsegate needs Python 3.10 or newer")
-    commands = {"test": test, "demo": demo}
+    commands = {"test": test, "demo": demo, "house": house}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         print(__doc__)
         return 2

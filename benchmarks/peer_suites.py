@@ -27,7 +27,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests"
-DETECTORS = ("pulsegate", "django-zeal", "nplusone")
+DETECTORS = ("pulsegate", "pulsegate+single", "django-zeal", "nplusone")
+#: ``pulsegate+single``: pulsegate with ``single_lazy_loads=True`` (nplusone's rule: one
+#: lazy load of an instance of a multi-row result is an N+1), off by default.
+_OPTIONS: dict[str, dict[str, Any]] = {"pulsegate+single": {"single_lazy_loads": True}}
 SUITES = ("django-zeal", "nplusone (Django)", "nplusone (SQLAlchemy)")
 
 
@@ -49,11 +52,12 @@ def _setup_django(detector: str) -> None:
 
 
 def _django_detect(detector: str) -> Callable[[Callable[[], object]], bool]:
-    if detector == "pulsegate":
+    if detector.startswith("pulsegate"):
         from pulsegate.django.instrument import install
 
         install()
         peer_scoring = importlib.import_module("peer_scoring")
+        peer_scoring.__dict__["CAPTURE_OPTIONS"] = _OPTIONS.get(detector, {})
         return lambda run: bool(peer_scoring.pulsegate_detect(run)[0])
     if detector == "django-zeal":
         zeal = importlib.import_module("zeal")
@@ -84,11 +88,13 @@ def _nplusone_verdict(run: Callable[[], object]) -> bool:
 
 
 def _sa_detect(detector: str) -> Callable[[Callable[[], object]], bool]:
-    if detector == "pulsegate":
+    if detector.startswith("pulsegate"):
         from pulsegate import capture
 
+        options = _OPTIONS.get(detector, {})
+
         def pulsegate(run: Callable[[], object]) -> bool:
-            with capture() as cap:
+            with capture(**options) as cap:
                 run()
             return any(d.kind == "n_plus_one" for d in cap.detections)
 
@@ -137,7 +143,7 @@ def worker(detector: str) -> None:
         for s in nplusone_sa_suite.SCENARIOS:
             try:
                 verdict = bool(nplusone_sa_suite.run_one(
-                    s, scaled, sa_detect, instrumented=detector == "pulsegate"))
+                    s, scaled, sa_detect, instrumented=detector.startswith("pulsegate")))
             except Exception as exc:
                 verdict = f"crash: {type(exc).__name__}: {exc}"[:200]
             emit("nplusone (SQLAlchemy)", scaled, s.name, s.problem, verdict)

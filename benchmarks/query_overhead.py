@@ -17,15 +17,29 @@ microseconds per statement and the cost added over bare. Budget: <= 3 us added p
 statement (instrumented, analysis included).
 
     python benchmarks/query_overhead.py [-n 100000] [--rounds 20]
+    python benchmarks/query_overhead.py --bytecodes [-n 2000] [--top 8]
+
+``--bytecodes`` counts Python bytecodes per statement in each mode instead of timing
+(deterministic on a loaded machine); ``--top`` names the functions pulsegate adds the
+most in. ``--eager-reads`` times a relationship read with and without
+``unused_eager_loads`` tracking.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import opcode_tracer
 
 from pulsegate.engine import PulseGate
+from pulsegate.queries.fingerprint import FingerprintCache
 from pulsegate.records import RequestInfo
 
 clock = time.thread_time
@@ -33,13 +47,33 @@ clock = time.thread_time
 Mode = Callable[[int], float]
 
 
+COUNT: dict[str, collections.Counter[str]] | None = None
+
+
 def _measure(n: int, rounds: int, bare: Mode, idle: Mode, inst: Mode) -> dict[str, float]:
+    if COUNT is not None:  # --bytecodes: one run per mode under the opcode tracer
+        out = {}
+        for name, fn in (("bare", bare), ("idle", idle), ("instrumented", inst)):
+            fn(min(n, 200))  # warm: the call-site path, the fingerprint cache
+            counts: collections.Counter[str] = collections.Counter()
+            sys.settrace(opcode_tracer(counts))
+            try:
+                fn(n)
+            finally:
+                sys.settrace(None)
+            COUNT[name] = counts
+            out[name] = sum(counts.values()) / n
+        return out
     chunk = max(1, n // rounds)
     best = {"bare": float("inf"), "idle": float("inf"), "instrumented": float("inf")}
     for _ in range(rounds):
         for name, fn in (("bare", bare), ("idle", idle), ("instrumented", inst)):
             best[name] = min(best[name], fn(chunk) / chunk * 1e6)
     return best
+
+
+#: The fingerprint caches of the gates measured (the summary line adds them up).
+CACHES: list[FingerprintCache] = []
 
 
 def _in_request(gate: PulseGate, loop: Callable[[int], None], k: int) -> float:
@@ -63,6 +97,7 @@ def bench_sqlalchemy(n: int, rounds: int) -> dict[str, float]:
 
     engine = create_engine("sqlite://")
     gate = PulseGate(max_queries_per_request=n)
+    CACHES.append(gate.queries.detector.cache)  # each gate has its own
     conn = engine.connect()
 
     def loop(k: int) -> None:
@@ -106,6 +141,7 @@ def bench_django(n: int, rounds: int) -> dict[str, float]:
     from pulsegate.django.instrument import install, query_wrapper
 
     gate = PulseGate(max_queries_per_request=n)
+    CACHES.append(gate.queries.detector.cache)  # each gate has its own
     connection.ensure_connection()
     cur = connection.cursor()
 
@@ -136,29 +172,100 @@ def bench_django(n: int, rounds: int) -> dict[str, float]:
         cur.close()
 
 
+def bench_eager_reads(n: int) -> str:
+    """ns per read of an eagerly loaded relationship: untracked, then tracked
+    (``unused_eager_loads``) inside a capture and outside any."""
+    import timeit
+
+    from sqlalchemy import ForeignKey, create_engine, select
+    from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, selectinload
+
+    from pulsegate import capture
+    from pulsegate.sqlalchemy import instrument
+
+    class Base(DeclarativeBase):
+        pass
+
+    class Parent(Base):
+        __tablename__ = "parent"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        children: Mapped[list[Child]] = relationship()
+
+    class Child(Base):
+        __tablename__ = "child"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        parent_id: Mapped[int] = mapped_column(ForeignKey("parent.id"))
+
+    engine = create_engine("sqlite://")
+    Base.metadata.create_all(engine)
+    instrument(engine)
+    with Session(engine) as s:
+        s.add(Parent(id=1, children=[Child(id=1)]))
+        s.commit()
+        query = select(Parent).options(selectinload(Parent.children))
+        p = s.scalars(query).one()
+
+        def reads() -> None:
+            for _ in range(n):
+                _ = p.children
+
+        def best() -> float:
+            return min(timeit.repeat(reads, number=1, repeat=9)) / n * 1e9
+
+        plain = best()
+        with capture(unused_eager_loads=True):
+            s.scalars(query).one()
+            inside = best()
+        outside = best()
+    return (f"eager relationship read: untracked {plain:.0f} ns; tracked inside a capture "
+            f"{inside:.0f} ns (+{inside - plain:.0f}), outside any {outside:.0f} ns "
+            f"(+{outside - plain:.0f})")
+
+
 def main() -> None:
     import logging
 
+    global COUNT
     logging.getLogger("pulsegate.queries").setLevel(logging.ERROR)  # the loop *is* an N+1
     ap = argparse.ArgumentParser()
-    ap.add_argument("-n", type=int, default=100_000, help="statements per ORM and mode")
+    ap.add_argument("-n", type=int, default=None, help="statements per ORM and mode "
+                    "(100 000 timed, 2 000 with --bytecodes)")
     ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--bytecodes", action="store_true", help="count bytecodes, not time")
+    ap.add_argument("--top", type=int, default=0, help="with --bytecodes: dearest functions")
+    ap.add_argument("--eager-reads", action="store_true",
+                    help="also time reads of a tracked eager relationship")
     args = ap.parse_args()
-    from pulsegate.queries.fingerprint import default_cache
+    n = args.n if args.n is not None else (2000 if args.bytecodes else 100_000)
 
-    print(f"{args.n} statements per ORM and mode, in {args.rounds} interleaved chunks; "
-          f"best chunk, thread CPU time")
+    if args.bytecodes:
+        COUNT = {}
+        print(f"{n} statements per ORM and mode; bytecodes per statement (deterministic)")
+    else:
+        print(f"{n} statements per ORM and mode, in {args.rounds} interleaved chunks; "
+              f"best chunk, thread CPU time")
+    unit = "bytecodes/stmt" if args.bytecodes else "us/stmt"
     for name, fn in (("SQLAlchemy", bench_sqlalchemy), ("Django", bench_django)):
-        r = fn(args.n, args.rounds)
+        r = fn(n, args.rounds)
         added = r["instrumented"] - r["bare"]
+        verdict = "" if args.bytecodes else f" (budget 3: {'OK' if added <= 3 else 'OVER'})"
         print(f"{name:10s} bare {r['bare']:6.2f}  idle {r['idle']:6.2f} (+{r['idle'] - r['bare']:.2f})"
-              f"  instrumented {r['instrumented']:6.2f} us/stmt  added {added:5.2f} us/stmt "
-              f"(budget 3: {'OK' if added <= 3 else 'OVER'})")
-    analysed = 2 * args.rounds * max(1, args.n // args.rounds)
-    print(f"fingerprint cache: {analysed} statements fingerprinted, {default_cache.misses} "
-          f"computed (misses), hit rate {1 - default_cache.misses / analysed:.4%}; the shared "
-          f"LRU saw {default_cache.hits + default_cache.misses} look-ups (one per distinct "
-          f"text per request, the detector's per-run memo serves the repeats)")
+              f"  instrumented {r['instrumented']:6.2f}  added {added:6.2f} {unit}{verdict}",
+              flush=True)
+        if COUNT is not None and args.top:
+            diff = COUNT["instrumented"].copy()
+            diff.subtract(COUNT["bare"])
+            for fname, k in diff.most_common(args.top):
+                print(f"      {k / n:7.1f}  {fname}")
+    if not args.bytecodes:
+        analysed = 2 * args.rounds * max(1, n // args.rounds)
+        hits, misses = sum(c.hits for c in CACHES), sum(c.misses for c in CACHES)
+        print(f"fingerprint cache: {analysed} statements fingerprinted, {misses} "
+              f"computed (misses), hit rate {1 - misses / analysed:.4%}; the "
+              f"gates' LRUs saw {hits + misses} look-ups (one per "
+              f"distinct text per request, the detector's per-run memo serves the repeats)")
+    if args.eager_reads:
+        print(bench_eager_reads(200_000))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,6 @@ def test_values_agree_with_printf_rounding_off_ties() -> None:
 
 
 def test_the_tenths_cache_stays_bounded() -> None:
-    for i in range(3 * hv._MAX_TENTHS):
+    for i in range(3 * hv.TENTHS.maxsize):
         assert hv.tenths(i / 10) == f"{i / 10:.1f}"
-    assert len(hv.TENTHS) <= hv._MAX_TENTHS
+    assert len(hv.TENTHS) <= hv.TENTHS.maxsize

@@ -84,6 +84,17 @@ def test_incident_streams_flag_a_regression_and_leave_an_unchanged_endpoint_alon
     assert fired and onset <= fired[0] <= onset + 900.0
 
 
+def test_incident_streams_through_the_engine_flag_an_error_burst() -> None:
+    import random
+
+    import incident_streams as streams
+
+    onset = 0.5 * streams.DAY
+    fired = streams.run_engine(streams.requests(random.Random(2), 1.0, 0.6, "error_burst",
+                                                onset, 3600.0))
+    assert fired and onset <= fired[0] <= onset + 900.0
+
+
 def test_reliability_reports_the_share_inside_windows_per_bin(capsys: Any) -> None:
     cand = heldout.Candidate("c", lambda ts, v: [], 0.5, {
         "A": [(0.95, "a", 1.0), (0.95, None, 1.0), (0.55, None, 1.0), (0.1, None, 1.0)]})

@@ -287,3 +287,48 @@ def test_a_streamed_result_and_a_committed_one_are_still_one_multi_row_result(
     # the refreshes ran, one per instance of one result: an N+1 of their own
     assert sorted((d.kind, d.count, d.relationship) for d in committed.detections) == [
         ("n_plus_one", 3, "Author"), ("n_plus_one", 3, "Author.books")], committed.report()
+
+
+def test_unused_eager_loads_are_reported_only_when_asked(session: Session) -> None:
+    """An eager load nothing reads is its own kind, with the option to remove; off by
+    default; a relationship read (here through a comprehension) is not reported."""
+    from sqlalchemy.orm import joinedload
+
+    from pulsegate.engine import PulseGate
+    from pulsegate.records import RequestInfo
+
+    def page() -> list[int]:
+        authors = session.scalars(select(Author).options(
+            selectinload(Author.books), joinedload(Author.profile))).unique().all()
+        return [len(a.books) for a in authors]
+
+    with capture(unused_eager_loads=True) as cap:
+        page()
+    assert [(d.kind, d.relationship, d.suggestion.split(":")[0]) for d in cap.detections] == [
+        ("unused_eager_load", "Author.profile", "remove joinedload(Author.profile) from this query")]
+    assert cap.detections[0].call_site is not None and "test_sqlalchemy.py" in cap.detections[0].call_site
+    session.expunge_all()
+    with capture() as default:
+        page()
+    assert default.detections == []
+    session.expunge_all()
+    gate = PulseGate(unused_eager_loads=True)
+    ctx = gate.begin(RequestInfo("GET", "/authors", route="/authors"))
+    assert ctx is not None
+    page()
+    gate.response_headers(ctx, 200)
+    gate.finish(ctx, 200)
+    assert [(d.kind, d.relationship) for d in ctx.detections] == [
+        ("unused_eager_load", "Author.profile")]
+    # a gate that did not ask reports nothing, and keeps nothing of its request after it
+    from pulsegate.queries import eager
+
+    session.expunge_all()
+    plain = PulseGate()
+    other = plain.begin(RequestInfo("GET", "/authors", route="/authors"))
+    assert other is not None
+    page()
+    plain.response_headers(other, 200)
+    assert eager.unused(other) != []  # recorded (recording is process-wide once on) ...
+    plain.finish(other, 200)
+    assert eager.unused(other) == [] and other.detections == []  # ... forgotten, unreported

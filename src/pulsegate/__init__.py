@@ -4,6 +4,6 @@ from pulsegate.config import Config, ConfigError
 from pulsegate.context import set_endpoint
 from pulsegate.engine import PulseGate
 from pulsegate.queries.capture import capture
+from pulsegate.version import __version__
 
-__version__ = "0.1.0"
 __all__ = ["Config", "ConfigError", "PulseGate", "__version__", "capture", "set_endpoint"]

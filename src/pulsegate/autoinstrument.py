@@ -21,29 +21,7 @@ import importlib.util
 import sys
 from typing import Any
 
-from pulsegate.config_checks import ConfigError, _bool
-
-__all__ = ["instrument_orms", "sqlalchemy_setting"]
-
-def _is_engine(value: Any) -> bool:
-    # Engine has .dialect, AsyncEngine .sync_engine; checked by shape so that the
-    # configuration never imports SQLAlchemy.
-    return hasattr(value, "sync_engine") or (hasattr(value, "dialect") and hasattr(value, "connect"))
-
-
-def sqlalchemy_setting(key: str, value: Any) -> bool | tuple[Any, ...]:
-    """The check of ``instrument_sqlalchemy``: a boolean (also "true"/"false" from the
-    environment), one engine, or a list of engines (kept as a tuple)."""
-    if _is_engine(value):
-        return (value,)
-    if isinstance(value, (list, tuple)):
-        if value and all(_is_engine(v) for v in value):
-            return tuple(value)
-        raise ConfigError(key, value, "true, false, or a non-empty list of SQLAlchemy engines")
-    try:
-        return bool(_bool(key, value))
-    except ConfigError:
-        raise ConfigError(key, value, "true, false, or a list of SQLAlchemy engines") from None
+__all__ = ["instrument_orms"]
 
 
 def instrument_orms(gate: Any) -> None:

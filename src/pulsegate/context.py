@@ -19,9 +19,12 @@ if TYPE_CHECKING:
 class QuerySink(Protocol):
     """Anything that collects the SQL statements run in its scope. A ``finished`` sink
     takes no more: the hooks skip it (a finished request stays in the variable until
-    the next one replaces it)."""
+    the next one replaces it). ``call_sites``: whether the hooks find each statement's
+    application call site for it (the gate's ``capture_call_sites``: a setting of the
+    sink, so two gates in one process keep their own)."""
 
     finished: bool
+    call_sites: bool
 
     def add_query(self, event: QueryEvent) -> None: ...
 
@@ -60,15 +63,16 @@ class RequestContext:
     at response start and at the end. Only the engine and the hooks write to it.
     """
 
-    __slots__ = ("client_key", "cpu0", "detections", "error", "extra_headers",
+    __slots__ = ("call_sites", "client_key", "cpu0", "detections", "error", "extra_headers",
                  "finished", "info", "max_queries", "mem0", "model", "optimization",
                  "priority", "queries", "query_count", "query_ms", "route",
                  "score", "start", "status", "ticket", "token",
                  "ttfb")
 
     def __init__(self, info: RequestInfo, start: float, cpu0: float | None, mem0: int | None,
-                 max_queries: int) -> None:
+                 max_queries: int, call_sites: bool = True) -> None:
         self.info = info
+        self.call_sites = call_sites
         self.route: str | None = info.route
         #: The gate's clock when the request began (its record's wall time is derived).
         self.start = start

@@ -39,6 +39,7 @@ from pulsegate.incidents import IncidentLog, incident_record
 from pulsegate.learn.baseline import KNOWN_METHODS, BaselineStore
 from pulsegate.learn.endpoint import EndpointModel
 from pulsegate.learn.seasonal import SeasonalBaseline
+from pulsegate.plugins import Plugs, RequestListener
 from pulsegate.records import RequestInfo, RequestRecord
 from pulsegate.reporting import GateReports
 from pulsegate.sampling import Sampler, WallOffset
@@ -48,7 +49,7 @@ from pulsegate.scoring import MetricValues, log_ms, metric_set
 #: Version of the scoring model, reported in ``x-ml-model-version``.
 MODEL_VERSION = "1.0.0"
 
-Listener = Callable[[RequestRecord, RequestContext], None]
+Listener = RequestListener
 
 
 class PulseGate(GateReports):
@@ -77,6 +78,9 @@ class PulseGate(GateReports):
         #: Background jobs (persistence, training, export); its thread starts lazily on
         #: the first request of each process.
         self.scheduler = Scheduler(faults=self.faults)
+        #: What the components built below registered (state to persist, tunables,
+        #: stats sections): the registry reads it (pulsegate.plugins).
+        self.plugs = Plugs()
         c = config
         self.metrics = metrics = metric_set(c.query_analysis, c.measure_cpu, c.measure_memory)
         self.values = MetricValues(metrics)
@@ -131,10 +135,11 @@ class PulseGate(GateReports):
         }
         self.excluded = ExcludedPaths(c.exclude_paths)
         self._max_queries = c.max_queries_per_request
+        self._call_sites = c.capture_call_sites
         #: Query analysis (pulsegate.queries): detections per request, ``detections``
         #: (recent, bounded) and ``query_insights()`` (ranked across requests).
         from pulsegate.queries.requests import RequestQueries
-        self.queries = RequestQueries(c, clock, wall)
+        self.queries = RequestQueries(c, clock, wall, self.plugs)
         self.detections = self.queries.recent
         # Exporters, dashboard series, structured logs: each only when configured.
         from pulsegate.export import install as install_exports
@@ -211,10 +216,13 @@ class PulseGate(GateReports):
             if start >= self.wall_offset.due:
                 self.wall_offset.sync(start)
             if self._qa:
-                ctx = RequestContext(info, start, cpu0, mem0, self._max_queries)
+                ctx = RequestContext(info, start, cpu0, mem0, self._max_queries,
+                                     self._call_sites)
             else:
                 ctx = PassThroughContext(info, start, cpu0, mem0, 0)
-                ctx.outer = query_sink.get()
+                ctx.outer = outer = query_sink.get()
+                # statements only pass through: find call sites if the outer sink wants them
+                ctx.call_sites = outer is not None and outer.call_sites
             ctx.token = query_sink.set(ctx)
             return ctx
         except Exception as exc:

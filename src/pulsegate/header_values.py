@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 
+from pulsegate.bounded import BoundedLRU
+
 #: Rounds these values: ``whole(x + 0.5)``. ``math.floor`` of a float is a plain C call,
 #: about a quarter of what ``int(x)`` costs (a type call that parses its arguments); the
 #: values are never negative, where floor and int agree.
@@ -23,8 +25,8 @@ SCORE = tuple(f"{i // 1000}.{i % 1000:03d}" for i in range(1001))
 
 #: ``TENTHS[whole(ms * 10 + 0.5)]`` is ``ms`` with one decimal, for the values seen so
 #: far (the request path reads it in line and calls :func:`tenths` on a miss).
-TENTHS: dict[int, str] = {}
-_MAX_TENTHS = 4096  # distinct values kept; cleared when full, so memory stays bounded
+#: At most 4096 distinct values, the oldest made going first: memory stays bounded.
+TENTHS: BoundedLRU[int, str] = BoundedLRU(4096)
 
 
 def tenths(value: float) -> str:
@@ -32,7 +34,6 @@ def tenths(value: float) -> str:
     t = whole(value * 10.0 + 0.5)
     text = TENTHS.get(t)
     if text is None:
-        if len(TENTHS) >= _MAX_TENTHS:
-            TENTHS.clear()
-        text = TENTHS[t] = f"{t // 10}.{t % 10}"
+        text = f"{t // 10}.{t % 10}"
+        TENTHS.put(t, text)
     return text

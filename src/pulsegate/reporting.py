@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pulsegate.faults import FaultCounter
     from pulsegate.learn.baseline import BaselineStore
+    from pulsegate.plugins import Plugs
     from pulsegate.queries.requests import RequestQueries
     from pulsegate.registry.ops import ModelOps
     from pulsegate.scheduler import Scheduler
@@ -24,6 +25,7 @@ class GateReports:
     baselines: BaselineStore
     queries: RequestQueries
     scheduler: Scheduler
+    plugs: Plugs
     control: Any
     ops: ModelOps
     model_version: str
@@ -64,9 +66,9 @@ class GateReports:
         out["endpoints"] = len(self.baselines)
         out["endpoint_evictions"] = self.baselines.evictions
         out["model_version"] = self.model_version
-        if self.control is not None:
-            out["control"] = self.control.stats()
-        out["registry"] = self.ops.stats()
+        # sections registered by the components (control, registry, multivariate, ...)
+        for name, source in list(self.plugs.stats.items()):
+            out[name] = source.stats()
         # The ORM hooks run outside any engine call and count their own faults.
         from pulsegate.queries.events import hook_faults
         out["query_hook_errors"] = hook_faults.total

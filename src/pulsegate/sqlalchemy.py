@@ -34,7 +34,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Dialect, Engine
 
 from pulsegate.context import query_sink
-from pulsegate.queries import callsite
+from pulsegate.queries import callsite, eager
 from pulsegate.queries.events import (
     QueryEvent,
     ResultToken,
@@ -81,13 +81,13 @@ def _do_execute(cursor: Any, statement: str, parameters: Any, context: Any) -> b
                 phash: int | None = hash(parameters)
             except TypeError:
                 phash = hash(repr(parameters))
-            load = _orm_load(context)
+            rel, kind, source = _orm_load(context) or _NO_LOAD
+            site = _finder.find(_SKIP) if sink.call_sites else None
             sink.add_query(new_event((
-                statement, (now - t0) * 1000.0, t0, len(parameters), phash, None,
-                _finder.find(_SKIP) if callsite.enabled else None,
-                load[0] if load is not None else None, False,
-                context.dialect.name, load[1] if load is not None else None, "sqlalchemy",
-                load[2] if load is not None else None)))
+                statement, (now - t0) * 1000.0, t0, len(parameters), phash, None, site, rel,
+                False, context.dialect.name, kind, "sqlalchemy", source)))
+            if eager.watching:
+                _record_eager(sink, context, statement, site)
         else:
             _record(sink, statement, parameters, t0, context, now, _SKIP + 1)
     except Exception as exc:  # fail open: never break the application's query
@@ -115,6 +115,8 @@ def _do_executemany(cursor: Any, statement: str, parameters: Any, context: Any) 
     return True
 
 
+_NO_LOAD = (None, None, None)
+
 _LISTENERS = (("do_execute", _do_execute), ("do_execute_no_params", _do_execute_no_params),
               ("do_executemany", _do_executemany))
 
@@ -130,12 +132,14 @@ def _record(sink: Any, statement: str, parameters: Any, t0: float, context: Any,
         else:
             phash, pcount = params_identity(parameters)
         load = _orm_load(context)
+        site = _finder.find(depth) if sink.call_sites else None
         sink.add_query(QueryEvent(
-            statement, (now - t0) * 1000.0, t0, pcount, phash, None,
-            _finder.find(depth) if callsite.enabled else None,
+            statement, (now - t0) * 1000.0, t0, pcount, phash, None, site,
             load[0] if load is not None else None, many,
             context.dialect.name, load[1] if load is not None else None, "sqlalchemy",
             load[2] if load is not None else None))
+        if eager.watching:
+            _record_eager(sink, context, statement, site)
     except Exception as exc:  # fail open: never break the application's query
         _fault(exc)
 
@@ -159,6 +163,8 @@ def _orm_load(context: Any) -> tuple[str, str, Any] | None:
     re-enter execution for each statement (≈ 350 bytecodes a statement). What the
     compiled statement says is worked out once and kept on it (:func:`_plan`)."""
     compiled = getattr(context, "compiled", None)
+    if compiled is None:  # driver SQL (exec_driver_sql, text() is compiled)
+        return None
     plan: Any = getattr(compiled, _PLAN, _UNKNOWN)
     if plan is _UNKNOWN:
         plan = _plan(compiled)
@@ -271,6 +277,78 @@ def _remember_origin(state: Any) -> tuple[ResultToken, str] | None:
     if _ORIGIN not in state.__dict__:
         state.__dict__[_ORIGIN] = state.runid
     return source
+
+
+_EAGER = "_pulsegate_eager"
+_EAGER_STRATEGIES = {"selectin": "selectinload", "joined": "joinedload",
+                     "subquery": "subqueryload", "immediate": "immediateload"}
+
+
+def _record_eager(sink: Any, context: Any, statement: str, site: str | None) -> None:
+    """Hand the eager-loader options of this statement to :mod:`pulsegate.queries.eager`
+    (worked out once per compiled statement) and track reads of those relationships."""
+    compiled = getattr(context, "compiled", None)
+    options: Any = getattr(compiled, _EAGER, _UNKNOWN)
+    if options is _UNKNOWN:
+        options = _eager_options(compiled)
+        try:
+            setattr(compiled, _EAGER, options)
+        except (AttributeError, TypeError):
+            pass
+    for attr, name, option in options:
+        _track(attr)
+        eager.record(sink, id(attr), eager.EagerLoad(name, option, statement, site,
+                                                      context.dialect.name, "sqlalchemy"))
+
+
+def _eager_options(compiled: Any) -> tuple[tuple[Any, str, str], ...]:
+    """``(class attribute, "Author.books", "selectinload(Author.books)")`` for each
+    relationship a statement's loader options load eagerly."""
+    found = []
+    for opt in getattr(getattr(compiled, "statement", None), "_with_options", ()) or ():
+        for element in getattr(opt, "context", ()) or ():
+            strategy = dict(getattr(element, "strategy", None) or ()).get("lazy")
+            fn = _EAGER_STRATEGIES.get(strategy) if isinstance(strategy, str) else None
+            path = tuple(getattr(getattr(element, "path", None), "path", ()) or ())
+            if fn is None or len(path) < 2:
+                continue
+            prop = path[-2] if len(path) % 2 == 1 else path[-1]
+            attr = getattr(prop, "class_attribute", None)
+            parent = getattr(getattr(prop, "parent", None), "class_", None)
+            if attr is None or parent is None:
+                continue
+            name = f"{parent.__name__}.{prop.key}"
+            found.append((attr, name, f"{fn}({name})"))
+    return tuple(found)
+
+
+_tracked_class: Any = None
+
+
+def _track(attr: Any) -> None:
+    """Make reads of ``attr`` (a relationship's class attribute) tell
+    :func:`pulsegate.queries.eager.touch`: its class becomes a subclass whose
+    ``__get__`` reports first -- only relationships some query loaded eagerly pay it."""
+    global _tracked_class
+    from sqlalchemy.orm.attributes import InstrumentedAttribute
+
+    if type(attr) is not InstrumentedAttribute:
+        return  # tracked already, or a kind of attribute we leave alone
+    if _tracked_class is None:
+        class TrackedAttribute(InstrumentedAttribute[Any]):
+            __slots__ = ()
+            inherit_cache = True
+
+            def __get__(self, instance: Any, owner: Any = None) -> Any:
+                if instance is not None:
+                    eager.touch(id(self))
+                return InstrumentedAttribute.__get__(self, instance, owner)
+
+        _tracked_class = TrackedAttribute
+    try:
+        attr.__class__ = _tracked_class
+    except TypeError as exc:  # a layout we do not know: never track it
+        _fault(exc)
 
 
 def _resolve_model(table: str) -> tuple[str, str] | None:

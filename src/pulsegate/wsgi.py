@@ -43,6 +43,7 @@ from types import TracebackType
 from typing import Any
 
 from pulsegate.autoinstrument import instrument_orms
+from pulsegate.bounded import BoundedLRU
 from pulsegate.config import Config, ConfigError
 from pulsegate.cycle import INTERNAL, PROCEED, REJECT, RequestCycle
 from pulsegate.engine import PulseGate
@@ -252,7 +253,7 @@ def _exc_info_exception() -> BaseException | None:
 #: The exception being handled, if any (``sys.exception``, or its 3.10 equivalent).
 _exception: Callable[[], BaseException | None] = getattr(sys, "exception", _exc_info_exception)
 
-_CODES: dict[str, int] = {}
+_CODES: BoundedLRU[str, int] = BoundedLRU(512)
 
 
 def _status_code(status: str) -> int:
@@ -260,9 +261,7 @@ def _status_code(status: str) -> int:
     (a bounded table: lines are few, but an app could make up reason phrases)."""
     code = parse_status(status)
     if type(status) is str and status[3:4] == " " and status[:3] == str(code):
-        if len(_CODES) >= 512:
-            _CODES.clear()
-        _CODES[status] = code
+        _CODES.put(status, code)
     return code
 
 

@@ -45,10 +45,15 @@ def run_one(scenario: Any, scaled: bool, detect: Callable[[Callable[[], object]]
             transaction.set_rollback(True)
 
 
+#: Options of the detector under test (benchmarks/peer_suites.py scores
+#: ``single_lazy_loads=True``, nplusone's rule, as its own column).
+CAPTURE_OPTIONS: dict[str, object] = {}
+
+
 def pulsegate_detect(run: Callable[[], object]) -> tuple[bool, str | None, list[str], str | None]:
     from pulsegate import capture
 
-    with capture() as cap:
+    with capture(**CAPTURE_OPTIONS) as cap:
         run()
     nplus = [d for d in cap.detections if d.kind == "n_plus_one"]
     other = sorted({d.kind for d in cap.detections if d.kind != "n_plus_one"})

@@ -173,3 +173,23 @@ def test_the_vendor_reaches_the_fingerprint_and_sqlites_string_quotes_are_redact
     (det,) = cap.detections
     assert det.sql == f'select "{table}"."id" from "{table}" where ? = ?'
     assert "zqdjangoleak" not in cap.report().lower()
+
+
+def test_unused_eager_loads_are_reported_only_when_asked(db: None) -> None:
+    """``select_related``/``prefetch_related`` nothing reads is ``unused_eager_load``,
+    with the lookup to remove; off by default; relationships read are not reported."""
+    def page() -> list[int]:
+        books = list(dj_corpus.Book.objects.select_related("author").prefetch_related("tags"))
+        return [len(b.tags.all()) for b in books]
+
+    with capture(unused_eager_loads=True) as cap:
+        page()
+    assert [(d.kind, d.relationship, d.suggestion.split(":")[0]) for d in cap.detections] == [
+        ("unused_eager_load", "Book.author", 'remove select_related("author") from this query')]
+    assert cap.detections[0].call_site and "test_django_queries.py" in cap.detections[0].call_site
+    with capture() as default:
+        page()
+    assert default.detections == []
+    with capture(unused_eager_loads=True) as read:
+        _ = [b.author.name for b in dj_corpus.Book.objects.select_related("author")]
+    assert read.detections == []

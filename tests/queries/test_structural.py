@@ -90,3 +90,14 @@ def test_fixes_name_the_lookup_path_and_the_relation_kind() -> None:
         NPlusOneDetector().analyze(per_instance)[0].suggestion
     batch = [lazy(None, i=i, load="batch") for i in range(8)]
     assert NPlusOneDetector().analyze(batch) == []
+
+
+def test_single_lazy_loads_option_is_nplusones_rule() -> None:
+    """Off by default (django-zeal's rule); with ``single_lazy_loads=True`` one lazy load
+    of an instance of a multi-row result is an N+1, as nplusone judges -- a singly
+    loaded instance's is still not."""
+    one_of_many = [lazy((token(3), ""))]
+    assert NPlusOneDetector().analyze(one_of_many) == []
+    (d,) = NPlusOneDetector(single_lazy_loads=True).analyze(one_of_many)
+    assert (d.kind, d.count, d.relationship) == ("n_plus_one", 1, "Author.books")
+    assert NPlusOneDetector(single_lazy_loads=True).analyze([lazy((token(1), ""))]) == []

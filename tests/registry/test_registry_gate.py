@@ -4,7 +4,7 @@ import math
 
 from registry_helpers import hit, make_gate, warm
 
-from pulsegate.registry.configure import z_for as _z_for
+from pulsegate.registry.parts import z_for as _z_for
 
 
 def anomalies(gate, clk, sizes):

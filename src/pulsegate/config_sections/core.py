@@ -9,8 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from pulsegate.autoinstrument import sqlalchemy_setting
-from pulsegate.config_checks import _bool, choice, mapping, number, paths
+from pulsegate.config_checks import _bool, choice, mapping, number, paths, sqlalchemy_setting
 from pulsegate.config_sections.base import MILLION, Section, option, refuse_unknown_keywords
 
 

@@ -46,3 +46,5 @@ class QueriesConfig(Section):
                                       "statement (a cheap frame walk).", _bool)
     max_fingerprints: int = option(1000, "LRU cap on per-fingerprint query insights kept "
                                    "across requests.", number(1, MILLION, integer=True))
+    unused_eager_loads: bool = option(False, "Also report eager loads nothing read in the "
+                                      "request (unused_eager_load).", _bool)

@@ -56,7 +56,8 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections import OrderedDict
+
+from pulsegate.bounded import BoundedLRU
 
 FEATURES = ("rate", "err", "reg", "ua", "param", "div")
 WEIGHTS = (0.4, 0.6, 0.35, 0.6, 0.5, 0.3)
@@ -169,27 +170,25 @@ class BehaviourModel:
         self.shift_rate = shift_rate
         self.tau = min(max(window, 1.0), 3600.0)
         self.max_clients = max_clients
-        self.profiles: OrderedDict[str, Profile] = OrderedDict()
-        self.penalties: OrderedDict[str, float] = OrderedDict()
+        self.profiles: BoundedLRU[str, Profile] = BoundedLRU(max_clients)
+        #: Suspicion of evicted clients, so forgetting a profile is no amnesty.
+        self.penalties: BoundedLRU[str, float] = BoundedLRU(max_clients)
         self.pop_mean = [0.0] * len(FEATURES)
         self.pop_var = [0.0] * len(FEATURES)
         self.pop_n = 0
         self.evictions = 0
 
     def get(self, key: str) -> Profile:
-        p = self.profiles.get(key)
+        p = self.profiles.touch(key)
         if p is not None:
-            self.profiles.move_to_end(key)
             return p
         p = Profile(self.penalties.pop(key, 0.0))
-        self.profiles[key] = p
-        if len(self.profiles) > self.max_clients:
-            old_key, old = self.profiles.popitem(last=False)
+        evicted = self.profiles.put(key, p)
+        if evicted is not None:
             self.evictions += 1
+            old_key, old = evicted
             if old.suspicion >= 0.25:
-                self.penalties[old_key] = old.suspicion
-                if len(self.penalties) > self.max_clients:
-                    self.penalties.popitem(last=False)
+                self.penalties.put(old_key, old.suspicion)
         return p
 
     def update(self, key: str, now: float, method: str, route: str, path: str,

@@ -48,6 +48,7 @@ import ipaddress
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from pulsegate.bounded import BoundedLRU
 from pulsegate.records import RequestInfo
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -146,7 +147,8 @@ class ClientKeyResolver:
             self._header = mode[len("header:"):].strip().lower()
         elif mode != "ip":
             raise ValueError(f"client_key must be 'ip', 'header:<name>' or a callable, not {mode!r}")
-        self._cache: dict[str, tuple[str | None, bool]] = {}
+        # bounded: forged chains can hold arbitrary strings
+        self._cache: BoundedLRU[str, tuple[str | None, bool]] = BoundedLRU(4096)
 
     def address(self, addr: str) -> tuple[str | None, bool]:
         """``(canonical address or None if it is not one, is it a trusted proxy)``."""
@@ -160,9 +162,7 @@ class ClientKeyResolver:
             out: tuple[str | None, bool] = (str(ip), any(ip in net for net in self.trusted))
         except ValueError:
             out = (None, False)
-        if len(self._cache) > 4096:  # bounded: forged chains can hold arbitrary strings
-            self._cache.clear()
-        self._cache[addr] = out
+        self._cache.put(addr, out)
         return out
 
     def is_trusted(self, addr: str) -> bool:

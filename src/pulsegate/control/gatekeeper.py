@@ -35,10 +35,11 @@ from pulsegate.control.qpolicy import QPolicy
 from pulsegate.control.ratelimit import AdaptiveRateLimiter
 from pulsegate.control.storage import MemoryStorage, RedisStorage, Storage
 from pulsegate.flow import Flow, run
+from pulsegate.plugins import Plugs, Setting
 from pulsegate.records import RequestRecord
 
 if TYPE_CHECKING:
-    from pulsegate.engine import PulseGate
+    from pulsegate.plugins import Host
 
 NAMES = ("high", "normal", "low")
 _THROTTLE_BODY = b"Too Many Requests\n"
@@ -46,7 +47,7 @@ _SHED_BODY = b"Service Unavailable: overloaded, retry later\n"
 
 
 class Controller:
-    def __init__(self, gate: PulseGate) -> None:
+    def __init__(self, gate: Host) -> None:
         c = gate.config.control
         self.gate = gate
         self.keys = ClientKeyResolver(c.client_key, c.trusted_proxies, c.forwarded_header)
@@ -110,6 +111,23 @@ class Controller:
                 self.route_priority[rule] = PRIORITIES[prio]
         self.priority_header = c.priority_header.lower() if c.priority_header else None
         self.need_route = bool(c.rate_limit_routes or self.costs or self.route_priority)
+        self._plug_into(gate.plugs)
+
+    def _plug_into(self, plugs: Plugs) -> None:
+        """What the registry persists, tunes and scores of the control components."""
+        plugs.add_stats("control", self)
+        limiter = self.limiter
+        if limiter is not None:
+            plugs.add_state("rate-limit-behaviour", limiter)
+            plugs.add_score("rate-limit-behaviour", limiter.suspicion)
+
+            def set_threshold(value: float) -> None:
+                limiter.suspicion_threshold = value
+
+            plugs.add_tunable("rate-limit-behaviour", Setting(
+                lambda: limiter.suspicion_threshold, set_threshold))
+        if self.allocator is not None:
+            plugs.add_state("allocator", self.allocator)
 
     # --- per request -------------------------------------------------------------------
 

@@ -269,9 +269,7 @@ class AdaptiveRateLimiter:
             b.pop_var = [float(x) for x in var]
             b.pop_n = int(data["pop_n"])
             for key, v in data["penalties"]:
-                b.penalties[str(key)] = float(v)
-            while len(b.penalties) > self.max_clients:
-                b.penalties.popitem(last=False)
+                b.penalties.put(str(key), float(v))
             self.multipliers = {str(k): float(v) for k, v in data["multipliers"]}
 
     def suspicion(self, key: str) -> float:

@@ -56,7 +56,7 @@ def query_wrapper(execute: Callable[..., Any], sql: str, params: Any, many: bool
             conn = context.get("connection")
             sink.add_query(new_event((
                 sql, ms, t0, pcount, phash, None,
-                _finder.find(3) if callsite.enabled else None,  # skip _execute_with_wrappers
+                _finder.find(3) if sink.call_sites else None,  # skip _execute_with_wrappers
                 load[0] if load is not None else None, many,
                 getattr(conn, "vendor", None), load[1] if load is not None else None,
                 "django", load[2] if load is not None else None)))

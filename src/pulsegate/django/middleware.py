@@ -33,6 +33,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.urls import Resolver404, get_resolver
 
 from pulsegate.autoinstrument import instrument_orms
+from pulsegate.bounded import BoundedLRU
 from pulsegate.cycle import INTERNAL, PROCEED, REJECT, RequestCycle, record_view_error
 from pulsegate.django.gate import get_gate
 from pulsegate.engine import PulseGate
@@ -44,7 +45,7 @@ GetResponse = Callable[[HttpRequest], Any]
 # RequestInfo(...) without its Python-level __new__: one is made per request
 _new_tuple = tuple.__new__
 
-_ROUTES: dict[str, str] = {}  # Django route -> template; routes are few (bounded anyway)
+_ROUTES: BoundedLRU[str, str] = BoundedLRU(4096)  # Django route -> template; routes are few
 
 
 def route_of(route: str | None) -> str | None:
@@ -56,9 +57,7 @@ def route_of(route: str | None) -> str | None:
     if template is None:
         template = route[1:] if route.startswith("^") else route
         template = "/" + (template[:-1] if template.endswith("$") else template)
-        if len(_ROUTES) >= 4096:
-            _ROUTES.clear()
-        _ROUTES[route] = template
+        _ROUTES.put(route, template)
     return template
 
 

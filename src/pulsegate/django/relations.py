@@ -35,6 +35,8 @@ from contextvars import ContextVar
 from typing import Any
 
 from pulsegate.context import query_sink
+from pulsegate.django.eager import record_queryset
+from pulsegate.queries import eager
 from pulsegate.queries.events import ResultToken, current_load, hook_faults
 
 __all__ = ["patch_orm", "source_of"]
@@ -254,6 +256,7 @@ def _patch_queryset() -> None:
         if sink is None or sink.finished:
             return fetch_all(self)  # type: ignore[no-any-return]
         flag = _fetching.set(True)
+        first = getattr(sink, "query_count", 0) if eager.watching else 0
         try:
             hint = self._hints.get(_HINT)
             if hint is not None and current_load.get() is None:
@@ -265,6 +268,8 @@ def _patch_queryset() -> None:
         results = self._result_cache
         if results and issubclass(self._iterable_class, ModelIterable):
             _record_result(sink, results, bool(self.query.select_related))
+            if eager.watching:
+                record_queryset(sink, self, first)
         return None
 
     @functools.wraps(count)

@@ -14,32 +14,28 @@ from __future__ import annotations
 from types import FrameType
 from typing import Any
 
+from pulsegate.bounded import BoundedLRU
 from pulsegate.queries import callsite
 
 __all__ = ["node_site", "register"]
 
-_sites: dict[int, str | None] = {}
-_keep: list[Any] = []
-_MAX = 20_000
+#: id(node) -> (node, site): the node is kept so its id stays its own while it is a key.
+_sites: BoundedLRU[int, tuple[Any, str | None]] = BoundedLRU(20_000)
 
 
 def node_site(frame: FrameType) -> str | None:
     """``path:line in template`` of the node rendering in ``frame`` (None: not known)."""
     node = frame.f_locals.get("self")
     key = id(node)
-    site = _sites.get(key, False)
-    if site is not False:
-        return site  # type: ignore[return-value]
+    hit = _sites.get(key)
+    if hit is not None:
+        return hit[1]
     origin, token = getattr(node, "origin", None), getattr(node, "token", None)
     name, line = getattr(origin, "name", None), getattr(token, "lineno", None)
     site = None
     if isinstance(name, str) and isinstance(line, int) and not name.startswith("<"):
         site = f"{callsite.default_finder.relative(name)}:{line} in template"
-    if len(_keep) >= _MAX:
-        _sites.clear()
-        _keep.clear()
-    _keep.append(node)  # its id stays its own while it is a key
-    _sites[key] = site
+    _sites.put(key, (node, site))
     return site
 
 

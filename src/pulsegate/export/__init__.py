@@ -7,45 +7,19 @@ attached (the dashboard and the adapters read it)."""
 from __future__ import annotations
 
 import logging
-import weakref
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from pulsegate.export.parts import ExportState, state
 
 if TYPE_CHECKING:
-    from pulsegate.engine import PulseGate
-    from pulsegate.export.dashboard import DashboardHandler
-    from pulsegate.export.logs import LogExporter
-    from pulsegate.export.otel import OTelExporter
-    from pulsegate.export.prometheus import PrometheusExporter
-    from pulsegate.export.series import SeriesStore
+    from pulsegate.plugins import Host
 
-
-@dataclass
-class ExportState:
-    """What :func:`install` attached to one gate (None: that part is off)."""
-
-    series: SeriesStore | None = None
-    otel: OTelExporter | None = None
-    prometheus: PrometheusExporter | None = None
-    logs: LogExporter | None = None
-    dashboard: DashboardHandler | None = None
-
+__all__ = ["ExportState", "install", "state"]
 
 logger = logging.getLogger("pulsegate")
 _EXTRA = {"otel": "otel", "prometheus": "prometheus"}
 
-_STATES: weakref.WeakKeyDictionary[Any, ExportState] = weakref.WeakKeyDictionary()
-
-
-def state(gate: PulseGate) -> ExportState:
-    """The export parts attached to ``gate`` (an empty state if none)."""
-    st = _STATES.get(gate)
-    if st is None:
-        st = _STATES[gate] = ExportState()
-    return st
-
-
-def install(gate: PulseGate) -> ExportState:
+def install(gate: Host) -> ExportState:
     """Attach every configured export part to ``gate``. A part whose optional package is
     missing is skipped with a logged warning (counted in ``stats()``), never a crash."""
     c = gate.config.export
@@ -67,7 +41,7 @@ def install(gate: PulseGate) -> ExportState:
     return st
 
 
-def _install_part(gate: PulseGate, st: ExportState, name: str) -> None:
+def _install_part(gate: Host, st: ExportState, name: str) -> None:
     if name == "logs":
         from pulsegate.export.logs import install as install_logs
         st.logs = install_logs(gate)
@@ -79,4 +53,4 @@ def _install_part(gate: PulseGate, st: ExportState, name: str) -> None:
         st.prometheus = install_prometheus(gate)
     elif name == "dashboard":
         from pulsegate.export.dashboard import install as install_dashboard
-        st.dashboard = install_dashboard(gate)
+        st.dashboard = install_dashboard(gate, st)

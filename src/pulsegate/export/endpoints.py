@@ -30,9 +30,9 @@ from pulsegate.http import ASGIHeaders, EnvironHeaders, status_line
 from pulsegate.records import HeaderGetter
 
 if TYPE_CHECKING:
-    from pulsegate.engine import PulseGate
     from pulsegate.export.dashboard import DashboardHandler, Response
     from pulsegate.export.prometheus import PrometheusExporter
+    from pulsegate.plugins import Host
 
 #: Most bytes of a request body the endpoints read (the handlers refuse more).
 MAX_READ = 64 * 1024
@@ -41,7 +41,7 @@ MAX_READ = 64 * 1024
 class InternalEndpoints:
     """Routes a request to the dashboard or the metrics exposition."""
 
-    def __init__(self, gate: PulseGate, dashboard: DashboardHandler | None,
+    def __init__(self, gate: Host, dashboard: DashboardHandler | None,
                  prometheus: PrometheusExporter | None, prometheus_path: str | None) -> None:
         self.gate = gate
         self.dashboard = dashboard
@@ -80,9 +80,9 @@ class InternalEndpoints:
         return None
 
 
-def internal_endpoints(gate: PulseGate) -> InternalEndpoints | None:
+def internal_endpoints(gate: Host) -> InternalEndpoints | None:
     """The endpoints ``gate`` serves, or None when it serves none."""
-    from pulsegate.export import state
+    from pulsegate.export.parts import state
 
     st = state(gate)
     c = gate.config

@@ -45,7 +45,7 @@ from pulsegate.records import RequestRecord
 
 if TYPE_CHECKING:
     from pulsegate.context import RequestContext
-    from pulsegate.engine import PulseGate
+    from pulsegate.plugins import Host
 
 ANOMALY_LOGGER = "pulsegate.anomalies"
 QUERY_LOGGER = "pulsegate.queries"
@@ -81,7 +81,7 @@ def incident_extra(incident: dict[str, Any]) -> dict[str, Any]:
 class LogExporter:
     """Queues anomalies and incidents on the request path, logs them off it."""
 
-    def __init__(self, gate: PulseGate, logger: logging.Logger | None = None) -> None:
+    def __init__(self, gate: Host, logger: logging.Logger | None = None) -> None:
         self.gate = gate
         self.logger = logger or logging.getLogger(ANOMALY_LOGGER)
         self.queue: deque[tuple[str, dict[str, Any]]] = deque()
@@ -147,7 +147,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
-def install(gate: PulseGate) -> LogExporter:
+def install(gate: Host) -> LogExporter:
     exporter = LogExporter(gate)
     gate.notable_listeners.append(exporter)
     gate.scheduler.every(FLUSH_INTERVAL, exporter.flush, name="pulsegate.export.logs")

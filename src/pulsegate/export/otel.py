@@ -60,13 +60,14 @@ from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from pulsegate.bounded import BoundedLRU
 from pulsegate.export.series import allocator_state, detection_fields
 from pulsegate.learn.baseline import endpoint_key
 from pulsegate.records import RequestRecord
 
 if TYPE_CHECKING:
     from pulsegate.context import RequestContext
-    from pulsegate.engine import PulseGate
+    from pulsegate.plugins import Host
 
 SCORE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 #: Name of the span event added for each query detection.
@@ -82,13 +83,13 @@ FLUSH_INTERVAL = 1.0
 class OTelExporter:
     """Span decoration and metrics for one gate. Build with :func:`install`."""
 
-    def __init__(self, gate: PulseGate, meter_provider: Any = None) -> None:
+    def __init__(self, gate: Host, meter_provider: Any = None) -> None:
         from opentelemetry import metrics, trace  # optional dependency: the otel extra
 
         self.gate = gate
         self._get_span = trace.get_current_span
         provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
-        from pulsegate import __version__
+        from pulsegate.version import __version__
         meter = provider.get_meter("pulsegate", __version__)
         self.score = meter.create_histogram(
             "pulsegate.anomaly.score", unit="1",
@@ -122,7 +123,8 @@ class OTelExporter:
         # id(ctx) -> (span, detections reported, attributes set); filled at response start,
         # emptied at the end of the same request.
         self._pending: dict[int, tuple[Any, int, dict[str, Any]]] = {}
-        self._attrs: dict[str, dict[str, str]] = {}
+        # Attribute dicts per endpoint, made once (a FIFO: get does not refresh).
+        self._attrs: BoundedLRU[str, dict[str, str]] = BoundedLRU(4 * gate.config.model.max_endpoints)
         self._queue: deque[tuple[Any, ...]] = deque()
 
     # --- spans ------------------------------------------------------------------------
@@ -232,9 +234,8 @@ class OTelExporter:
             n += 1
             attrs = self._attrs.get(key)
             if attrs is None:
-                if len(self._attrs) >= 4 * self.gate.config.max_endpoints:
-                    self._attrs.clear()
-                attrs = self._attrs[key] = {"http.route": route, "http.request.method": method}
+                attrs = {"http.route": route, "http.request.method": method}
+                self._attrs.put(key, attrs)
             self.score.record(score, attrs)
             if anomalous:
                 self.anomalies.add(1, attrs)
@@ -282,7 +283,7 @@ def _add_events(span: Any, detections: list[Any] | None, start: int) -> int:
     return len(detections)
 
 
-def install(gate: PulseGate, meter_provider: Any = None) -> OTelExporter:
+def install(gate: Host, meter_provider: Any = None) -> OTelExporter:
     """Attach an :class:`OTelExporter` to ``gate`` (its response-start and end hooks).
 
     ``meter_provider`` defaults to the global one (``metrics.get_meter_provider()``);

@@ -35,13 +35,14 @@ import os
 import threading
 from typing import TYPE_CHECKING, Any
 
+from pulsegate.bounded import BoundedLRU
 from pulsegate.export.otel import SCORE_BUCKETS
 from pulsegate.export.series import allocator_state
 from pulsegate.records import RequestRecord
 
 if TYPE_CHECKING:
     from pulsegate.context import RequestContext
-    from pulsegate.engine import PulseGate
+    from pulsegate.plugins import Host
 
 _LOCK = threading.Lock()
 _BY_REGISTRY: dict[int, tuple[Any, dict[str, Any]]] = {}
@@ -82,7 +83,7 @@ def _metrics(registry: Any) -> dict[str, Any]:
 class PrometheusExporter:
     """Feeds the metric objects from the end-of-request listener."""
 
-    def __init__(self, gate: PulseGate, registry: Any = None) -> None:
+    def __init__(self, gate: Host, registry: Any = None) -> None:
         import prometheus_client
 
         self.gate = gate
@@ -92,18 +93,17 @@ class PrometheusExporter:
         self._detections, self._throttles, self._sheds = (
             m["detections"], m["throttles"], m["sheds"])
         self._limit, self._in_flight = m["limit"], m["in_flight"]
-        # Label look-ups cost a lock and a tuple hash: cache the children per endpoint.
-        self._children: dict[str, tuple[Any, Any]] = {}
+        # Label look-ups cost a lock and a tuple hash: cache the children per endpoint
+        # (capped; get does not refresh, so the oldest made goes first).
+        self._children: BoundedLRU[str, tuple[Any, Any]] = BoundedLRU(4 * gate.config.model.max_endpoints)
 
     def __call__(self, record: RequestRecord, ctx: RequestContext) -> None:
         key = record.endpoint
         children = self._children.get(key)
         if children is None:
-            if len(self._children) >= 4 * self.gate.config.max_endpoints:
-                self._children.clear()
-            children = self._children[key] = (
-                self._score.labels(record.route, record.method),
-                self._anomalies.labels(record.route, record.method))
+            children = (self._score.labels(record.route, record.method),
+                        self._anomalies.labels(record.route, record.method))
+            self._children.put(key, children)
         children[0].observe(record.anomaly_score)
         recent = self.gate.recent_anomalies
         if recent and recent[-1] is record:
@@ -137,7 +137,7 @@ class PrometheusExporter:
         return CONTENT_TYPE_LATEST, generate_latest(self.registry)
 
 
-def install(gate: PulseGate, registry: Any = None) -> PrometheusExporter:
+def install(gate: Host, registry: Any = None) -> PrometheusExporter:
     """Attach a :class:`PrometheusExporter` to ``gate`` (default: the global registry)."""
     exporter = PrometheusExporter(gate, registry)
     gate.listeners.append(exporter)

@@ -24,15 +24,16 @@ from __future__ import annotations
 import itertools
 import math
 import threading
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from pulsegate.bounded import BoundedLRU
 from pulsegate.records import RequestRecord
 
 if TYPE_CHECKING:
     from pulsegate.context import RequestContext
-    from pulsegate.engine import PulseGate
+    from pulsegate.plugins import Host
 
 
 class Bucket:
@@ -88,7 +89,7 @@ class ControlBucket:
                 "anomalies": self.anomalies, "limit": self.limit, "in_flight": self.in_flight}
 
 
-def allocator_state(gate: PulseGate) -> tuple[float | None, float | None]:
+def allocator_state(gate: Host) -> tuple[float | None, float | None]:
     """(current limit, requests in flight) of the gate's allocator, when it has one.
 
     Read by name so this module does not depend on the control package's layout."""
@@ -133,20 +134,20 @@ def detection_fields(det: Any) -> dict[str, Any]:
 class SeriesStore:
     """The dashboard's memory: see the module docstring for the bounds."""
 
-    def __init__(self, gate: PulseGate, *, points: int = 120) -> None:
-        c = gate.config
+    def __init__(self, gate: Host, *, points: int = 120) -> None:
+        c = gate.config.model
         self.gate = gate
         self.window = float(c.aggregation_window)
         self.points = points
         self.max_endpoints = c.max_endpoints
         self.k = float(c.z_threshold)
-        self.series: OrderedDict[str, deque[Bucket]] = OrderedDict()
+        self.series: BoundedLRU[str, deque[Bucket]] = BoundedLRU(c.max_endpoints)
         self.control: deque[ControlBucket] = deque(maxlen=points)
         self.anomalies: deque[dict[str, Any]] = deque(maxlen=c.max_recent)
-        self.detections: OrderedDict[tuple[str, str, str], dict[str, Any]] = OrderedDict()
+        self.detections: BoundedLRU[tuple[str, str, str], dict[str, Any]] = BoundedLRU(c.max_recent)
         self.max_recent = c.max_recent
-        self.throttled_clients: OrderedDict[str, int] = OrderedDict()
         self.max_clients = 50
+        self.throttled_clients: BoundedLRU[str, int] = BoundedLRU(self.max_clients)
         self.feedback: dict[str, bool] = {}
         self._ids = itertools.count(1)
         #: Counters of the process(es) this one was restored from (``load_state``),
@@ -162,13 +163,10 @@ class SeriesStore:
         key = getattr(ctx, "endpoint", None) or record.endpoint
         t = record.started_at - record.started_at % self.window
         with self.lock:
-            buckets = self.series.get(key)
+            buckets = self.series.touch(key)
             if buckets is None:
-                buckets = self.series[key] = deque(maxlen=self.points)
-                if len(self.series) > self.max_endpoints:
-                    self.series.popitem(last=False)
-            else:
-                self.series.move_to_end(key)
+                buckets = deque(maxlen=self.points)
+                self.series.put(key, buckets)
             b = buckets[-1] if buckets else None
             if b is None or b.t != t:
                 if b is not None and t < b.t:  # a late record of an older window
@@ -220,10 +218,7 @@ class SeriesStore:
             cb.throttled += 1
             client = record.client or "unknown"
             clients = self.throttled_clients
-            clients[client] = clients.get(client, 0) + 1
-            clients.move_to_end(client)
-            if len(clients) > self.max_clients:
-                clients.popitem(last=False)
+            clients.put(client, clients.get(client, 0) + 1)
         elif opt == "shed":
             cb.shed += 1
         if anomalous:
@@ -244,11 +239,9 @@ class SeriesStore:
             entry = {"id": str(own) if own is not None else f"detection-{next(self._ids)}",
                      "endpoint": endpoint, "first_at": at, "seen": 0, **fields}
             entry["_obj"] = (endpoint, det)  # how the registry's prediction is found
-            self.detections[ident] = entry
-            if len(self.detections) > self.max_recent:
-                self.detections.popitem(last=False)
+            self.detections.put(ident, entry)
         else:
-            self.detections.move_to_end(ident)
+            self.detections.touch(ident)
             entry.update(fields)
             entry["_obj"] = (endpoint, det)
         entry["seen"] += 1
@@ -281,7 +274,8 @@ class SeriesStore:
                 if isinstance(row, dict):
                     ident = (str(row.get("endpoint")), str(row.get("kind")),
                              str(row.get("fingerprint") or row.get("sql")))
-                    self.detections.setdefault(ident, row)
+                    if ident not in self.detections:
+                        self.detections.put(ident, row)
             for k, v in dict(data.get("feedback") or {}).items():
                 self.feedback.setdefault(str(k), bool(v))
         incidents = self.gate.incidents

@@ -32,11 +32,14 @@ class BaselineStore:
     adapter has them -- two dictionary reads, no key string built or hashed.
     """
 
-    __slots__ = ("evictions", "factory", "index", "max_endpoints", "max_index", "models")
+    __slots__ = ("evictions", "factory", "index", "max_endpoints", "max_index", "models",
+                 "threshold")
 
     def __init__(self, factory: Callable[[], EndpointModel], max_endpoints: int = 1000) -> None:
         self.factory = factory
         self.max_endpoints = max_endpoints
+        #: The z threshold every model gets (None: the factory's own), see set_threshold.
+        self.threshold: float | None = None
         self.models: OrderedDict[str, EndpointModel] = OrderedDict()
         #: route -> method -> model. Several (method, route) pairs may share a model
         #: (methods that fold into OTHER), so the index is bounded on its own. It is
@@ -71,7 +74,16 @@ class BaselineStore:
             self._evict()
         model = models[key] = self.factory()
         model.key = key
+        if self.threshold is not None:
+            model.threshold = self.threshold
         return model
+
+    def set_threshold(self, k: float) -> None:
+        """The z threshold of every endpoint model, those held and those made later (a
+        deployed model version's tuned value)."""
+        self.threshold = k
+        for model in list(self.models.values()):
+            model.threshold = k
 
     def _evict(self) -> None:
         models = self.models

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import math
 import random
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
+
+from pulsegate.bounded import BoundedLRU
 
 #: The features of one request, in vector order.
 FEATURES = ("log_latency", "log_cpu", "log_memory", "log_queries", "repeated_share",
@@ -177,7 +179,7 @@ class MultivariateModel:
         self.max_groups = max_groups
         self.rng = random.Random(seed)
         self.seed = seed
-        self.groups: OrderedDict[str, Group] = OrderedDict()
+        self.groups: BoundedLRU[str, Group] = BoundedLRU(max_groups)
         #: Trainings so far, all groups together: the model version counter.
         self.version = 0
         self.trainings = 0
@@ -191,9 +193,8 @@ class MultivariateModel:
         groups = self.groups
         g = groups.get(key)
         if g is None:
-            g = groups[key] = Group(self.sample_size, self.recent_size, self.rng)
-            if len(groups) > self.max_groups:
-                groups.popitem(last=False)
+            g = Group(self.sample_size, self.recent_size, self.rng)
+            groups.put(key, g)
         return g
 
     def wants(self, key: str) -> Group | None:
@@ -381,4 +382,5 @@ def attach(gate: Any, model: MultivariateModel, interval: float) -> Multivariate
 
     gate.listeners.append(listener)
     gate.scheduler.every(interval, job, name="multivariate")
+    gate.plugs.add_stats("multivariate", model)  # the registry records its training version
     return model

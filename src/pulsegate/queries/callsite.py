@@ -117,7 +117,11 @@ class CallSiteFinder:
             return None
         key = (id(start.f_code), start.f_lasti)
         paths = self._paths.get(key)
-        if paths is not None:
+        if paths is None:
+            site = self._lines.get(key)  # rendered: the start frame is the application's
+            if site is not None:
+                return site
+        else:
             lines = self._lines
             for up, below in paths:
                 try:
@@ -230,10 +234,6 @@ def _greenlet_parent_frame() -> FrameType | None:
 
 
 default_finder = CallSiteFinder()
-
-#: Whether the ORM hooks record call sites (config ``capture_call_sites``; process-wide,
-#: because the hooks are).
-enabled = True
 
 
 def call_site(depth: int = 2) -> str | None:

@@ -25,6 +25,7 @@ from types import TracebackType
 from typing import Any
 
 from pulsegate.context import QuerySink, RequestContext, current, query_sink
+from pulsegate.queries import eager
 from pulsegate.queries import served as served_requests
 from pulsegate.queries.events import QueryEvent, hook_faults
 from pulsegate.queries.nplusone import Detection, NPlusOneDetector
@@ -65,12 +66,14 @@ class Capture:
     def __init__(self, detector: NPlusOneDetector | None = None, *,
                  max_queries: int = 100_000, install_hooks: bool = True,
                  watch_requests: bool = False, max_served: int = 1000,
-                 **detector_options: Any) -> None:
+                 unused_eager_loads: bool = False, **detector_options: Any) -> None:
         self.detector = detector if detector is not None else NPlusOneDetector(**detector_options)
         self.max_queries = max_queries
         self.install_hooks = install_hooks
         self.watch_requests = watch_requests
         self.max_served = max_served
+        #: Report eager loads nothing read (``unused_eager_load``; see queries/eager.py).
+        self.unused_eager_loads = unused_eager_loads
         #: ``(request, detection)`` for each detection of a request that finished while
         #: the block was open (``watch_requests=True``); the request is
         #: ``"GET /route (path /p)"``. At most ``max_served``; the rest are counted in
@@ -91,6 +94,8 @@ class Capture:
         #: True once the ``with`` block is left: the hooks skip a capture left behind
         #: in a context it was not exited in.
         self.finished = False
+        #: The hooks find each statement's call site for a capture (``Detection.call_site``).
+        self.call_sites = True
 
     # --- the sink ------------------------------------------------------------------------
 
@@ -115,6 +120,8 @@ class Capture:
     def detections(self) -> list[Detection]:
         if self._analyzed != self.query_count:
             self._detections = self.detector.analyze(self.queries)
+            if self.unused_eager_loads:
+                self._detections += eager.detections(self)
             self._analyzed = self.query_count
         return self._detections
 
@@ -157,6 +164,8 @@ class Capture:
         self.request = current()
         self.finished = False
         self._token = query_sink.set(self)
+        if self.unused_eager_loads:
+            eager.watch()
         if self.watch_requests:
             self.served = []
             self.watching = served_requests.watch(self)
@@ -174,7 +183,11 @@ class Capture:
                 query_sink.reset(token)
             except ValueError:  # exited in another context: just stop collecting there
                 query_sink.set(self._outer)
+        if self.unused_eager_loads:  # relationships read since the last look count
+            self._analyzed = -1
         _ = self.detections
+        if eager.watching:
+            eager.forget(self)
 
     async def __aenter__(self) -> Capture:
         return self.__enter__()
@@ -186,6 +199,7 @@ class Capture:
 
 def capture(detector: NPlusOneDetector | None = None, **options: Any) -> Capture:
     """A :class:`Capture` (sync or async context manager). ``options``: ``max_queries``,
-    ``install_hooks``, ``watch_requests``, ``max_served`` and the detector's
+    ``install_hooks``, ``watch_requests``, ``max_served``, ``unused_eager_loads`` and the
+    detector's
     (``min_repeats``, ``repeated_min``, ``write_min``, ``min_duration_ms``)."""
     return Capture(detector, **options)

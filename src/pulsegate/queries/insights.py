@@ -10,10 +10,10 @@ by ``max_fingerprints`` entries whatever the traffic.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
+from pulsegate.bounded import BoundedLRU
 from pulsegate.queries.nplusone import Detection
 
 __all__ = ["QueryInsights"]
@@ -23,7 +23,7 @@ class QueryInsights:
     def __init__(self, max_fingerprints: int = 1000, max_endpoints_per_entry: int = 10) -> None:
         self.max_fingerprints = max(1, max_fingerprints)
         self.max_endpoints = max_endpoints_per_entry
-        self._data: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
+        self._data: BoundedLRU[tuple[str, str], dict[str, Any]] = BoundedLRU(max_fingerprints)
         self._lock = threading.Lock()
         self.evictions = 0
 
@@ -34,17 +34,13 @@ class QueryInsights:
         with self._lock:
             for d in detections:
                 key = (d.kind, d.fingerprint)
-                e = self._data.get(key)
+                e = self._data.touch(key)
                 if e is None:
-                    e = self._data[key] = {
-                        "kind": d.kind, "fingerprint": d.fingerprint, "sql": d.sql,
-                        "requests": 0, "statements": 0, "total_ms": 0.0,
-                        "endpoints": [], "first_seen": now, "max_count": 0}
-                    if len(self._data) > self.max_fingerprints:
-                        self._data.popitem(last=False)
+                    e = {"kind": d.kind, "fingerprint": d.fingerprint, "sql": d.sql,
+                         "requests": 0, "statements": 0, "total_ms": 0.0,
+                         "endpoints": [], "first_seen": now, "max_count": 0}
+                    if self._data.put(key, e) is not None:
                         self.evictions += 1
-                else:
-                    self._data.move_to_end(key)
                 e["requests"] += 1
                 e["statements"] += d.count
                 e["total_ms"] += d.total_ms

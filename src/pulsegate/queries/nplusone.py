@@ -60,7 +60,7 @@ from pulsegate.queries.suggestions import register_model_resolver, suggest, tabl
 __all__ = ["Analysis", "Detection", "NPlusOneDetector", "register_model_resolver", "suggest",
            "table_of"]
 
-KINDS = ("n_plus_one", "single_load_loop", "repeated_query", "write_loop")
+KINDS = ("n_plus_one", "single_load_loop", "repeated_query", "write_loop", "unused_eager_load")
 _SKIP_VERBS = frozenset({"", "begin", "commit", "rollback", "savepoint", "release", "set",
                          "pragma", "show", "start", "end", "reset", "discard", "use",
                          "deallocate", "prepare", "listen", "notify", "vacuum", "analyze"})
@@ -102,7 +102,8 @@ class Detection:
         """A few lines for logs and test failures: what, where, the SQL and the fix."""
         what = {"n_plus_one": "N+1 query", "repeated_query": "repeated identical query",
                 "single_load_loop": "objects loaded one by one, then a relationship each",
-                "write_loop": "single-row writes in a loop"}.get(self.kind, self.kind)
+                "write_loop": "single-row writes in a loop",
+                "unused_eager_load": "eager load nothing used"}.get(self.kind, self.kind)
         rel = f" loading {self.relationship}" if self.relationship else ""
         where = self.call_site or "unknown call site"
         return (f"{what}{rel}: {self.count} statements, {self.total_ms:.1f} ms "
@@ -182,8 +183,13 @@ class NPlusOneDetector:
     then a pass over the groups."""
 
     def __init__(self, min_repeats: int = 5, *, repeated_min: int = 5, write_min: int = 5,
-                 min_duration_ms: float = 0.0, cache: FingerprintCache | None = None) -> None:
+                 min_duration_ms: float = 0.0, cache: FingerprintCache | None = None,
+                 single_lazy_loads: bool = False) -> None:
         self.min_repeats = max(2, int(min_repeats))
+        #: nplusone's rule instead of django-zeal's: one lazy load of an instance of a
+        #: multi-row result is an N+1 (off by default: it flags every "show the first
+        #: item's relation" page; see docs/queries.md).
+        self.single_lazy_loads = bool(single_lazy_loads)
         self.repeated_min = max(2, int(repeated_min))
         self.write_min = max(2, int(write_min))
         self.min_duration_ms = float(min_duration_ms)
@@ -307,9 +313,9 @@ class NPlusOneDetector:
         return d
 
     def _structural(self, lg: LazyGroup, total_ms: float, n: int) -> Detection | None:
-        if lg.count < 2 or lg.ms < self.min_duration_ms:
+        if lg.count < (1 if self.single_lazy_loads else 2) or lg.ms < self.min_duration_ms:
             return None
-        kind = lg.kind()
+        kind = lg.kind(self.single_lazy_loads)
         if kind is None:
             return None
         share = lg.ms / total_ms if total_ms > 0 else lg.count / n

@@ -21,15 +21,21 @@ nothing and says so in ``Capture.served_dropped``), and each keeps at most
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from pulsegate.queries.events import hook_faults
 
 if TYPE_CHECKING:
-    from pulsegate.queries.capture import Capture
     from pulsegate.queries.nplusone import Detection
 
-__all__ = ["MAX_WATCHERS", "deliver", "unwatch", "watch", "watchers"]
+__all__ = ["MAX_WATCHERS", "Watcher", "deliver", "unwatch", "watch", "watchers"]
+
+
+class Watcher(Protocol):
+    """What watches served requests (:class:`~pulsegate.queries.capture.Capture`)."""
+
+    def add_served(self, request: str, detections: list[Detection]) -> None: ...
+
 
 #: Most captures watching served requests at once (nested fixtures, pytester's child
 #: sessions in the same process); more is a leak, not a use.
@@ -37,11 +43,11 @@ MAX_WATCHERS = 16
 
 #: The open watching captures. Replaced, never mutated, so :func:`deliver` reads it
 #: without the lock.
-watchers: tuple[Capture, ...] = ()
+watchers: tuple[Watcher, ...] = ()
 _lock = threading.Lock()
 
 
-def watch(cap: Capture) -> bool:
+def watch(cap: Watcher) -> bool:
     """Start handing ``cap`` the detections of finished requests. False when
     :data:`MAX_WATCHERS` captures already watch."""
     global watchers
@@ -54,7 +60,7 @@ def watch(cap: Capture) -> bool:
         return True
 
 
-def unwatch(cap: Capture) -> None:
+def unwatch(cap: Watcher) -> None:
     """Stop handing ``cap`` anything (idempotent)."""
     global watchers
     with _lock:

@@ -81,14 +81,17 @@ class LazyGroup:
         for token, n in Counter(map(_TOKEN, filter(None, sources))).items():
             tokens[token] = tokens.get(token, 0) + n
 
-    def kind(self) -> str | None:
-        """``n_plus_one``, ``single_load_loop`` or None (see the module docstring)."""
+    def kind(self, single_lazy_loads: bool = False) -> str | None:
+        """``n_plus_one``, ``single_load_loop`` or None (see the module docstring).
+        ``single_lazy_loads``: nplusone's rule -- one lazy load of an instance of a
+        multi-row result is already an N+1."""
         if len(self.params) >= 2:  # gets, or loads for instances of unknown origin
             return "n_plus_one"
+        least = 1 if single_lazy_loads and self.load != "get" else 2
         singles = 0
         for token, n in self.tokens.items():
             rows = token.rows if isinstance(token, ResultToken) else 0
-            if rows >= 2 and n >= 2:
+            if rows >= 2 and n >= least:
                 return "n_plus_one"
             if rows == 1:
                 singles += 1

@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pulsegate.context import RequestContext
     from pulsegate.records import RequestRecord
-    from pulsegate.registry.ops import ModelOps
+    from pulsegate.registry.parts import Ops
 
 #: Cap on query insights kept per worker (LRU).
 MAX_INSIGHTS = 500
 
 
-def detections(ops: ModelOps, record: RequestRecord, ctx: RequestContext) -> None:
+def detections(ops: Ops, record: RequestRecord, ctx: RequestContext) -> None:
     dets = list(getattr(ctx, "detections", None) or ())
     recent = getattr(ops.gate, "detections", None)
     # The gate's recent-detection rows (dicts, shown by the dashboard) get the id too.
@@ -36,7 +36,7 @@ def detections(ops: ModelOps, record: RequestRecord, ctx: RequestContext) -> Non
                 row["id"] = pid
                 break
 
-def observe_detection(ops: ModelOps, endpoint: str, det: Any, at: float) -> str:
+def observe_detection(ops: Ops, endpoint: str, det: Any, at: float) -> str:
     """Aggregate one query detection into the insights; returns its prediction id
     (one prediction per endpoint, kind and fingerprint while the insight is kept)."""
     get = det.get if isinstance(det, dict) else lambda k, d=None: getattr(det, k, d)
@@ -54,34 +54,29 @@ def observe_detection(ops: ModelOps, endpoint: str, det: Any, at: float) -> str:
             ins = {**summary, "requests": 0, "queries": 0, "total_ms": 0.0,
                    "confidence": 0.0, "first_seen": at, "last_seen": at}
         ins["id"] = p.id
-    ops.insights[key] = ins
-    ops.insights.move_to_end(key)
+    evicted = ops.insights.put(key, ins)
+    if evicted is not None:
+        ops.insights_dirty.discard(evicted[0])
     ins["requests"] += 1
     ins["queries"] += int(get("count", 0) or 0)
     ins["total_ms"] += float(get("total_ms", 0.0) or 0.0)
     ins["confidence"] = max(ins["confidence"], conf)
     ins["last_seen"] = at
-    ops._insights_dirty.add(key)
-    while len(ops.insights) > MAX_INSIGHTS:
-        old, _ = ops.insights.popitem(last=False)
-        ops._insights_dirty.discard(old)
+    ops.insights_dirty.add(key)
     return str(ins["id"])
 
-def throttle(ops: ModelOps, record: RequestRecord) -> None:
+def throttle(ops: Ops, record: RequestRecord) -> None:
     client = record.client or "?"
     now = record.started_at
-    last = ops._throttle_seen.get(client)
+    last = ops.throttle_seen.get(client)
     if last is not None and now - last < 60.0:
         return
-    ops._throttle_seen[client] = now
-    ops._throttle_seen.move_to_end(client)
-    if len(ops._throttle_seen) > 1000:
-        ops._throttle_seen.popitem(last=False)
-    lim = ops.component("rate-limit-behaviour")
+    ops.throttle_seen.put(client, now)
+    score_of = ops.plugs.scores.get("rate-limit-behaviour")
     score = 1.0
-    if lim is not None and hasattr(lim, "suspicion"):
+    if score_of is not None:
         try:
-            score = float(lim.suspicion(client))
+            score = float(score_of(client))
         except Exception:
             score = 1.0
     ops.predictions.add("rate-limit-behaviour", "throttle", score, True, now,

@@ -29,10 +29,12 @@ import os
 import socket
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
+
+from pulsegate.bounded import BoundedLRU
 
 
 def process_tag() -> str:
@@ -80,7 +82,7 @@ class PredictionLog:
         self.capacity = capacity
         self.tag = tag or process_tag()
         self._counter = itertools.count(1)
-        self._items: OrderedDict[str, Prediction] = OrderedDict()
+        self._items: BoundedLRU[str, Prediction] = BoundedLRU(capacity)
         self._by_object: dict[int, str] = {}
         self._objects: dict[str, object] = {}
         self.lock = threading.Lock()
@@ -100,14 +102,14 @@ class PredictionLog:
             summary: dict[str, Any] | None = None, obj: object | None = None) -> Prediction:
         p = Prediction(self.new_id(), model, kind, score, predicted, at, summary or {})
         with self.lock:
-            self._items[p.id] = p
+            evicted = self._items.put(p.id, p)
             self.dirty.add(p.id)
             if obj is not None:
                 # Keep the object alive while mapped so its id() cannot be reused.
                 self._by_object[id(obj)] = p.id
                 self._objects[p.id] = obj
-            while len(self._items) > self.capacity:
-                old, _ = self._items.popitem(last=False)
+            if evicted is not None:
+                old = evicted[0]
                 self.dirty.discard(old)
                 o = self._objects.pop(old, None)
                 if o is not None:
@@ -117,9 +119,7 @@ class PredictionLog:
     def restore(self, p: Prediction) -> None:
         with self.lock:
             if p.id not in self._items:
-                self._items[p.id] = p
-                while len(self._items) > self.capacity:
-                    self._items.popitem(last=False)
+                self._items.put(p.id, p)
 
     def get(self, pid: str) -> Prediction | None:
         return self._items.get(pid)

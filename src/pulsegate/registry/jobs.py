@@ -17,13 +17,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pulsegate.registry.ops import ModelOps
+    from pulsegate.registry.parts import Ops
 
 
-def monitoring(ops: ModelOps) -> None:
+def monitoring(ops: Ops) -> None:
     """Record each model's metrics on its active version; alert under target."""
     if ops.store is not None:
-        ops._sync_labels()
+        ops.sync_labels()
     c = ops.config.registry
     for name in ops.monitor.models():
         if name not in ops.registry:
@@ -45,17 +45,16 @@ def monitoring(ops: ModelOps) -> None:
                 f"pulsegate: {name} accuracy {m.accuracy:.3f} is under its target "
                 f"{target:.3f} (last {m.n} labels)", accuracy=m.accuracy, target=target,
                 version=v.version)
-    mv = ops.component("multivariate")
+    mv = ops.plugs.stats.get("multivariate")
     if mv is not None and "multivariate" in ops.registry:
-        trained = str(mv.version_string() if callable(getattr(mv, "version_string", None))
-                      else getattr(mv, "version", ""))
+        trained = str(mv.stats().get("version", ""))
         if ops.registry.active("multivariate").metrics.get("trained") != trained:
             # A retraining is recorded, not versioned: it happens every few minutes.
             ops.registry.set_metrics("multivariate", {"trained": trained,
                                                       "trained_seen_at": ops.wall()})
 
 
-def degradation(ops: ModelOps) -> None:
+def degradation(ops: Ops) -> None:
     """Alert when F1 (else accuracy) fell >= degradation_threshold vs the baseline."""
     c = ops.config.registry
     for name in ops.monitor.models():
@@ -79,15 +78,15 @@ def degradation(ops: ModelOps) -> None:
                 current=cur, metric=what, drop=drop, version=v.version)
 
 
-def cleanup(ops: ModelOps) -> None:
+def cleanup(ops: Ops) -> None:
     """Forget silent workers' statistics and trim predictions/labels."""
     store = ops.store
     if store is None:
         return
-    now, c = ops.wall(), ops.config
+    now, c, ttl = ops.wall(), ops.config.registry, ops.config.persistence.state_ttl
     workers = store.read("workers")
     dead = [w for w, r in workers.items() if w != ops.worker and
-            (not isinstance(r, dict) or now - float(r.get("updated", 0)) > c.state_ttl)]
+            (not isinstance(r, dict) or now - float(r.get("updated", 0)) > ttl)]
     drops = [f"{p}:{w}" for w in dead for p in ("ep", "insights")]
     deletes = [("workers", w) for w in dead]
     preds = store.read("predictions")

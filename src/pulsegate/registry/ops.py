@@ -10,6 +10,10 @@
 * registers the periodic jobs on ``gate.scheduler``: snapshot, alert delivery,
   monitoring, degradation, tuning and clean-up -- never any I/O on the request path.
 
+It sees the gate only as a :class:`~pulsegate.plugins.Host`, and the other components
+only through what they registered on ``gate.plugs`` (state providers, tunables, scores,
+stats sources): it does not import the engine.
+
 The latency model's tunable ``threshold`` is on the anomaly-score scale of the
 *configured* ``z_threshold`` :math:`k_0`: :math:`t = 0.5` means :math:`|z| > k_0`, and
 a threshold :math:`t` is applied as the per-endpoint :math:`k = k_0\\sqrt{t/(1-t)}`
@@ -27,51 +31,25 @@ import re
 import socket
 import threading
 import weakref
-from collections import OrderedDict, deque
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from pulsegate.bounded import BoundedLRU
 from pulsegate.control.breaker import CircuitBreaker
 from pulsegate.incidents import describe
-from pulsegate.registry import collect, configure, jobs
+from pulsegate.registry import collect, configure, jobs, persist
 from pulsegate.registry import snapshot as snap
 from pulsegate.registry.alerts import AlertManager
-from pulsegate.registry.configure import rescale
 from pulsegate.registry.feedback import Label, PerformanceMonitor, Prediction, PredictionLog
 from pulsegate.registry.models import ModelRegistry, ModelVersion
+from pulsegate.registry.parts import LatencyThreshold, Persisted
 from pulsegate.registry.store import StateStore, open_store
 from pulsegate.registry.tuning import ThresholdTuner, grid
 
 if TYPE_CHECKING:
     from pulsegate.context import RequestContext
-    from pulsegate.engine import PulseGate
+    from pulsegate.plugins import Host
     from pulsegate.records import RequestRecord
-
-#: Attributes of the gate where each model's live component may be found (duck-typed:
-#: whatever has ``state()``/``load_state()`` is persisted).
-COMPONENTS = {
-    "rate-limit-behaviour": ("control.limiter", "limiter", "rate_limiter"),
-    "allocator": ("control.allocator", "allocator"),
-    "n1-detector": ("queries.detector", "detector"),
-    "multivariate": ("multivariate",),
-}
-
-#: Components offered for a gate whose ModelOps is not built yet.
-_OFFERED: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
-
-
-def register_component(gate: Any, name: str, comp: Any) -> None:
-    """Persist ``comp`` (``state()``/``load_state()``) with ``gate``'s state under
-    ``name``, besides the model components: written each snapshot, and given the
-    persisted state at start-up (now, if start-up already read it)."""
-    ops = getattr(gate, "ops", None)
-    if ops is None:
-        _OFFERED.setdefault(gate, {})[name] = comp
-        return
-    from pulsegate.registry.persist import restore_components
-
-    ops.extra_components[name] = comp
-    if name in ops._pending_components:
-        restore_components(ops)
 
 
 #: Seconds between two near-miss predictions of one endpoint.
@@ -99,9 +77,11 @@ def _close_at_exit(ref: weakref.ReferenceType[ModelOps]) -> None:
 
 
 class ModelOps:
-    def __init__(self, gate: PulseGate) -> None:
+    def __init__(self, gate: Host) -> None:
         self.gate = gate
-        c = self.config = gate.config
+        self.plugs = gate.plugs
+        self.config = gate.config
+        c, p = gate.config.registry, gate.config.persistence
         self.faults = gate.faults
         self.wall = gate.wall
         self.registry = ModelRegistry(gate.wall, on_change=self._apply)
@@ -118,30 +98,20 @@ class ModelOps:
                                    callback=c.alert_callback, webhook=c.alert_webhook,
                                    cooldown=c.alert_cooldown)
         #: Query detections aggregated per ``endpoint|kind|fingerprint`` (bounded LRU).
-        self.insights: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self._insights_dirty: set[str] = set()
-        self._k0 = c.z_threshold
-        self._k = c.z_threshold
-        self._grid_lo = lo
-        self._near = 2.0  # current-scale floor of near misses; 2.0 = none
-        self._critical = 2.0
+        self.insights: BoundedLRU[str, dict[str, Any]] = BoundedLRU(collect.MAX_INSIGHTS)
+        #: Insights changed since the last snapshot.
+        self.insights_dirty: set[str] = set()
+        #: The latency model's tuned threshold and the floors that follow it.
+        self.latency = LatencyThreshold(gate.config.model.z_threshold, lo,
+                                        c.alert_critical_score)
         self._anoms_seen = gate.counters.get("anomalies", 0)
         self._incidents_seen = gate.counters.get("incidents", 0)
-        self._throttle_seen: OrderedDict[str, float] = OrderedDict()
-        self._near_seen: OrderedDict[str, float] = OrderedDict()
-        self._seed: dict[str, int] = {}
-        #: Request count of each endpoint at the last snapshot (unchanged ones are skipped).
-        self._written_n: dict[str, int] = {}
-        self._full_write = False
+        #: Last throttle prediction per client / near miss per endpoint (rate-limited).
+        self.throttle_seen: BoundedLRU[str, float] = BoundedLRU(1000)
+        self._near_seen: BoundedLRU[str, float] = BoundedLRU(1000)
+        self.persisted = Persisted()
         self.snapshots = self.snapshot_failures = 0
         self.last_snapshot_at: float | None = None
-        self._absorb: list[str] = []
-        self._loaded_at = 0.0
-        self._pending_components: dict[str, Any] = {}
-        #: Components registered by name (:func:`register_component`), some of them
-        #: before this object existed (the exports are installed first).
-        self.extra_components: dict[str, Any] = _OFFERED.pop(gate, {})
-        self._factory_wrapped = False
         self._snapshot_lock = threading.Lock()
         self._closed = False
         #: Feedback for ids made by other workers: (id, correct, at), resolved in the store.
@@ -149,9 +119,9 @@ class ModelOps:
         self.store: StateStore | None = None
         #: Two failed snapshots in a row open it: while the store (Redis) is down the
         #: scheduler thread does not wait on connect timeouts, it skips the store.
-        self.breaker = CircuitBreaker(2, max(30.0, 5 * c.snapshot_interval), clock=gate.clock)
+        self.breaker = CircuitBreaker(2, max(30.0, 5 * p.snapshot_interval), clock=gate.clock)
         try:
-            self.store = open_store(c.state_dir, c.state_redis_url, c.state_namespace, gate.wall)
+            self.store = open_store(p.state_dir, p.state_redis_url, p.state_namespace, gate.wall)
         except Exception as exc:
             self.faults.record("registry.open_store", exc)
         if self.store is not None:
@@ -160,6 +130,8 @@ class ModelOps:
         self._register_defaults()
         if self.store is not None:
             self._guard("registry.restore", self.restore)
+        self.plugs.on_state_added.append(self._state_added)
+        self.plugs.add_stats("registry", self)
         gate.notable_listeners.append(self.on_request)
         _ALL.add(self)
         self._schedule()
@@ -175,8 +147,8 @@ class ModelOps:
         self.predictions.retag()
         self.worker = self._worker_id()
         self.started = self.wall()
-        self._seed = {k: m.n for k, m in self.gate.baselines.items()}
-        self._written_n = {}
+        self.persisted.seed = {k: m.n for k, m in self.gate.baselines.items()}
+        self.persisted.written_n = {}
         self._snapshot_lock = threading.Lock()
         self.monitor.lock = threading.Lock()
         self.registry.lock = threading.RLock()
@@ -191,19 +163,14 @@ class ModelOps:
 
     # --- components and models ----------------------------------------------------
 
-    def component(self, model: str) -> Any:
-        extra = self.extra_components.get(model)
-        if extra is not None:
-            return extra
-        for path in COMPONENTS.get(model, ()):
-            comp: Any = self.gate
-            for attr in path.split("."):
-                comp = getattr(comp, attr, None)
-                if comp is None:
-                    break
-            if comp is not None:
-                return comp
-        return None
+    def component(self, name: str) -> Any:
+        """The state provider registered under ``name`` (None if there is none)."""
+        return self.plugs.states.get(name)
+
+    def _state_added(self, name: str) -> None:
+        # a component registered after start-up read the store: give it its state now
+        if name in self.persisted.pending:
+            persist.restore_components(self)
 
     def _register_defaults(self) -> None:
         configure.register_defaults(self)
@@ -220,7 +187,7 @@ class ModelOps:
         counters = self.gate.counters
         if counters["anomalies"] != self._anoms_seen:
             self._on_anomalies()
-        elif record.anomaly_score >= self._near:
+        elif record.anomaly_score >= self.latency.near:
             self._on_near_miss(record)
         if counters["incidents"] != self._incidents_seen:
             self._on_incidents()
@@ -230,7 +197,7 @@ class ModelOps:
             self._on_throttle(record)
 
     def _score0(self, record: RequestRecord) -> float:
-        return rescale(record.anomaly_score, self._k, self._k0)
+        return self.latency.score0(record.anomaly_score)
 
     def _on_anomalies(self) -> None:
         n = self.gate.counters["anomalies"]
@@ -243,7 +210,7 @@ class ModelOps:
             s0 = self._score0(r)
             self.predictions.add("latency-baseline", "request", s0, True, r.started_at,
                                  collect.record_summary(r), obj=r)
-            if r.anomaly_score >= self._critical:
+            if r.anomaly_score >= self.latency.critical:
                 self.alerts.raise_alert(
                     "critical_anomaly", r.endpoint, "critical",
                     f"pulsegate: critical anomaly on {r.endpoint}: {r.duration_ms:.1f} ms "
@@ -255,13 +222,10 @@ class ModelOps:
         # threshold must not let them crowd real anomalies out of the bounded log.
         key, now = record.endpoint, record.started_at
         last = self._near_seen.get(key)
-        if not self.gate.config.anomaly_detection or (last is not None and
+        if not self.gate.config.model.anomaly_detection or (last is not None and
                                                       now - last < NEAR_MISS_EVERY):
             return
-        self._near_seen[key] = now
-        self._near_seen.move_to_end(key)
-        if len(self._near_seen) > 1000:
-            self._near_seen.popitem(last=False)
+        self._near_seen.put(key, now)
         self.predictions.add("latency-baseline", "request", self._score0(record), False,
                              now, collect.record_summary(record), obj=record)
 
@@ -324,18 +288,20 @@ class ModelOps:
     # --- scheduling, jobs -------------------------------------------------------------
 
     def _schedule(self) -> None:
-        c, s = self.config, self.gate.scheduler
+        c, s = self.config.registry, self.gate.scheduler
         if self.store is not None:
-            s.every(c.snapshot_interval, self.snapshot, "pulsegate.snapshot")
+            s.every(self.config.persistence.snapshot_interval, self.snapshot,
+                    "pulsegate.snapshot")
         s.every(5.0, self.alerts.flush, "pulsegate.alerts")
         s.every(c.monitoring_interval, self.monitoring_job, "pulsegate.monitoring")
         s.every(c.degradation_interval, self.degradation_job, "pulsegate.degradation")
         if c.auto_tuning:
             s.every(c.tuning_interval, self.tuning_job, "pulsegate.tuning")
-        s.every(c.cleanup_interval, self.cleanup_job, "pulsegate.cleanup")
+        s.every(self.config.persistence.cleanup_interval, self.cleanup_job, "pulsegate.cleanup")
 
     def target(self, model: str) -> float:
-        return float(self.config.accuracy_targets.get(model, self.config.accuracy_target))
+        c = self.config.registry
+        return float(c.accuracy_targets.get(model, c.accuracy_target))
 
     def monitoring_job(self) -> None:
         """Record each model's metrics on its active version; alert under target."""
@@ -359,37 +325,32 @@ class ModelOps:
     def snapshot(self) -> None:
         """Write this worker's state (one atomic batch), then pick up versions deployed
         elsewhere (another worker's tuning, a CLI rollback)."""
-        from pulsegate.registry.persist import label_foreign, restore_components, write_snapshot
-
         if self.store is None or not self.breaker.allow():
             return
         with self._snapshot_lock, self.breaker.guard():
-            restore_components(self)
+            persist.restore_components(self)
             try:
-                write_snapshot(self)
+                persist.write_snapshot(self)
                 self.registry.merge(self.store.read("models"))
                 if self.foreign_labels:
-                    label_foreign(self)
+                    persist.label_foreign(self)
             except Exception:
                 self.snapshot_failures += 1
                 # The store may have lost data meanwhile (a Redis restart without
                 # persistence): the next successful snapshot rewrites everything.
-                self._written_n, self._full_write = {}, True
+                self.persisted.written_n, self.persisted.full_write = {}, True
                 raise
             self.snapshots += 1
             self.last_snapshot_at = self.wall()
 
     def restore(self) -> None:
-        from pulsegate.registry.persist import restore
+        persist.restore(self)
 
-        restore(self)
-
-    def _sync_labels(self) -> None:
-        from pulsegate.registry.persist import sync_labels
-
+    def sync_labels(self) -> None:
+        """Feed labels written by other workers or the CLI into this worker's monitor."""
         if self.breaker.allow():
             with self.breaker.guard():
-                sync_labels(self)
+                persist.sync_labels(self)
 
     def close(self) -> None:
         """Final snapshot and alert delivery; idempotent (gate.close() and atexit)."""

@@ -13,54 +13,37 @@ from typing import TYPE_CHECKING, Any
 
 from pulsegate.registry import snapshot as snap
 from pulsegate.registry.feedback import Label, Prediction
-from pulsegate.registry.ops import COMPONENTS
 from pulsegate.registry.store import dumps
 
 if TYPE_CHECKING:
-    from pulsegate.registry.ops import ModelOps
+    from pulsegate.plugins import StateProvider
+    from pulsegate.registry.parts import Ops
 
 
-def component_state(comp: Any) -> Any:
-    """``state()`` if the component has one; else the rate limiter's compact penalty
-    records (``behaviour.penalties``), the part worth keeping across a restart."""
-    if callable(getattr(comp, "state", None)) and callable(getattr(comp, "load_state", None)):
-        return {"state": comp.state()}
-    penalties = getattr(getattr(comp, "behaviour", None), "penalties", None)
-    if penalties is not None:
-        return {"penalties": {str(k): float(v) for k, v in list(penalties.items())}}
-    return None
-
-
-def load_component_state(comp: Any, row: Any) -> bool:
-    if not isinstance(row, dict):
+def load_component_state(provider: StateProvider, row: Any) -> bool:
+    if not isinstance(row, dict) or "state" not in row:
         return False
-    if "state" in row and callable(getattr(comp, "load_state", None)):
-        comp.load_state(row["state"])
-        return True
-    penalties = getattr(getattr(comp, "behaviour", None), "penalties", None)
-    if "penalties" in row and penalties is not None:
-        for k, v in dict(row["penalties"]).items():
-            penalties.setdefault(str(k), float(v))
-        return True
-    return False
+    provider.load_state(row["state"])
+    return True
 
 
-def restore_components(ops: ModelOps) -> None:
-    """Load persisted component states into components that exist now (a component
-    created after the registry is restored on the first snapshot instead)."""
-    for name in list(ops._pending_components):
-        comp = ops.component(name)
-        if comp is None:
+def restore_components(ops: Ops) -> None:
+    """Load persisted component states into the providers registered by now (one that
+    registers later gets its state when it does: ``Plugs.on_state_added``)."""
+    pending = ops.persisted.pending
+    for name in list(pending):
+        provider = ops.plugs.states.get(name)
+        if provider is None:
             continue
-        row = ops._pending_components.pop(name)
+        row = pending.pop(name)
         try:
-            load_component_state(comp, row)
+            load_component_state(provider, row)
         except Exception as exc:
             ops.faults.record(f"registry.restore {name}", exc)
 
 
-def restore(ops: ModelOps) -> None:
-    store, gate, c = ops.store, ops.gate, ops.config.persistence
+def restore(ops: Ops) -> None:
+    store, gate, c, persisted = ops.store, ops.gate, ops.config.persistence, ops.persisted
     assert store is not None
     now = ops.wall()
     workers = snap.live_workers(store, now, c.state_ttl)
@@ -71,15 +54,15 @@ def restore(ops: ModelOps) -> None:
         model = baselines.get(key)
         try:
             model.load_state(state)
-            model.threshold = ops._k
-            ops._seed[key] = model.n
+            model.threshold = ops.latency.k
+            persisted.seed[key] = model.n
         except Exception as exc:
             baselines.discard(key)
             ops.faults.record("registry.restore endpoint", exc)
-    ops._absorb = list(workers)
-    ops._loaded_at = now
+    persisted.absorb = list(workers)
+    persisted.loaded_at = now
     for name, row in store.read("components").items():
-        ops._pending_components[name] = row
+        persisted.pending[name] = row
     restore_components(ops)
     preds = sorted(store.read("predictions").values(), key=lambda d: float(d.get("at", 0)))
     for d in preds[-ops.predictions.capacity:]:
@@ -90,7 +73,7 @@ def restore(ops: ModelOps) -> None:
     sync_labels(ops)
 
 
-def sync_labels(ops: ModelOps) -> None:
+def sync_labels(ops: Ops) -> None:
     """Feed labels written by other workers or the CLI into this worker's monitor."""
     assert ops.store is not None
     rows = [r for r in ops.store.read("labels").values()
@@ -116,18 +99,18 @@ def label_row(p: Prediction) -> dict[str, Any]:
             "labelled_at": p.labelled_at}
 
 
-def write_snapshot(ops: ModelOps) -> None:
-    store, gate = ops.store, ops.gate
+def write_snapshot(ops: Ops) -> None:
+    store, gate, persisted = ops.store, ops.gate, ops.persisted
     assert store is not None
     now, w = ops.wall(), ops.worker
     puts: list[tuple[str, str, Any]] = []
-    written = ops._written_n
+    written = persisted.written_n
     current: dict[str, int] = {}
     for key, model in gate.baselines.items():
         n = current[key] = model.n
         if written.get(key) == n:
             continue  # no request since the last snapshot: its row is up to date
-        own = max(0, n - ops._seed.get(key, 0))
+        own = max(0, n - persisted.seed.get(key, 0))
         puts.append((f"ep:{w}", key, {"state": model.state(), "own": own}))
     deletes = [(f"ep:{w}", k) for k in written.keys() - current.keys()]
     try:
@@ -138,36 +121,34 @@ def write_snapshot(ops: ModelOps) -> None:
                                 "started": ops.started, "updated": now,
                                 "stats": {k: v for k, v in stats.items()
                                           if isinstance(v, (int, float, str))}}))
-    for name in (*COMPONENTS, *ops.extra_components):
-        comp = ops.component(name)
-        if comp is None or name in ops._pending_components:
+    for name, provider in list(ops.plugs.states.items()):
+        if name in persisted.pending:  # not restored yet: keep the stored row
             continue
         try:
-            row = component_state(comp)
+            row = {"state": provider.state()}
             dumps(row)  # one unserialisable component must not sink the whole snapshot
         except Exception as exc:
             ops.faults.record(f"registry.state {name}", exc)
             continue
-        if row is not None:
-            puts.append(("components", name, row))
-    models = ops.registry.rows(only_dirty=not ops._full_write)
+        puts.append(("components", name, row))
+    models = ops.registry.rows(only_dirty=not persisted.full_write)
     puts += [("models", k, row) for k, row in models.items()]
     preds = ops.predictions.take_dirty()
     for p in preds:
         puts.append(("predictions", p.id, p.to_dict()))
         if p.correct is not None:
             puts.append(("labels", p.id, label_row(p)))
-    dirty_insights = list(ops._insights_dirty)
-    ops._insights_dirty.clear()
+    dirty_insights = list(ops.insights_dirty)
+    ops.insights_dirty.clear()
     puts += [(f"insights:{w}", k, dict(ops.insights[k])) for k in dirty_insights
              if k in ops.insights]
     drops: list[str] = []
-    if ops._absorb:
+    if persisted.absorb:
         # The merged states of the workers this one was seeded from now live on in its
         # own rows: drop theirs unless they wrote again since (still alive).
         rows = store.read("workers")
-        gone = [x for x in ops._absorb if x != w and
-                float((rows.get(x) or {}).get("updated", 0)) <= ops._loaded_at]
+        gone = [x for x in persisted.absorb if x != w and
+                float((rows.get(x) or {}).get("updated", 0)) <= persisted.loaded_at]
         drops = [f"ep:{x}" for x in gone]
         deletes += [("workers", x) for x in gone if x in rows and
                     not store.read(f"insights:{x}")]
@@ -178,14 +159,14 @@ def write_snapshot(ops: ModelOps) -> None:
         with ops.predictions.lock:
             ops.predictions.dirty.update(p.id for p in preds)
         ops.registry.dirty.update(tuple(k.split("@", 1)) for k in models)  # type: ignore[misc]
-        ops._insights_dirty.update(dirty_insights)
+        ops.insights_dirty.update(dirty_insights)
         raise
-    ops._written_n = current
-    ops._full_write = False
-    ops._absorb = []
+    persisted.written_n = current
+    persisted.full_write = False
+    persisted.absorb = []
 
 
-def label_foreign(ops: ModelOps) -> None:
+def label_foreign(ops: Ops) -> None:
     """Resolve feedback given to this worker for other workers' ids (see
     ``ModelOps.feedback``): label them in the store, where their owner reads it."""
     assert ops.store is not None

@@ -40,7 +40,7 @@ import json
 import logging
 import secrets
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs
 
 from pulsegate.export.dashboard.api import feedback, series_payload, summary
@@ -48,7 +48,7 @@ from pulsegate.export.series import SeriesStore
 from pulsegate.records import HeaderGetter
 
 if TYPE_CHECKING:
-    from pulsegate.engine import PulseGate
+    from pulsegate.plugins import Host
 
 Response = tuple[int, list[tuple[str, str]], bytes]
 
@@ -132,7 +132,7 @@ class DashboardHandler:
     """Routes ``<path>/``, ``<path>/api/summary``, ``<path>/api/series`` and
     ``<path>/api/feedback``; everything else under ``<path>`` is 404."""
 
-    def __init__(self, gate: PulseGate, series: SeriesStore) -> None:
+    def __init__(self, gate: Host, series: SeriesStore) -> None:
         c = gate.config.export
         self.gate = gate
         self.series = series
@@ -292,9 +292,16 @@ required><button type="submit">open</button></form>
 """
 
 
-def install(gate: PulseGate) -> DashboardHandler | None:
-    """Attach the dashboard (its series listener and handler) to ``gate``; None, with a
-    warning, when neither a token nor loopback access is configured."""
+class SeriesSlot(Protocol):
+    """Where the gate's series store is kept (``pulsegate.export.ExportState``)."""
+
+    series: SeriesStore | None
+
+
+def install(gate: Host, st: SeriesSlot) -> DashboardHandler | None:
+    """Attach the dashboard (its series listener and handler) to ``gate``, keeping the
+    series store in ``st``; None, with a warning, when neither a token nor loopback
+    access is configured."""
     c = gate.config.export
     if c.dashboard_path.rstrip("/") == "":
         logger.warning("pulsegate: dashboard_path='/' would hide the whole application; "
@@ -304,14 +311,9 @@ def install(gate: PulseGate) -> DashboardHandler | None:
         logger.warning("pulsegate: dashboard=True but neither dashboard_token nor "
                        "dashboard_allow_loopback is set; the dashboard is not served")
         return None
-    from pulsegate.export import state
-
-    st = state(gate)
     if st.series is None:
         st.series = SeriesStore(gate, points=c.dashboard_points)
         gate.listeners.append(st.series)
         # persisted with the gate's state (state_dir / Redis): a restart shows it again
-        from pulsegate.registry.ops import register_component
-
-        register_component(gate, "dashboard", st.series)
+        gate.plugs.add_state("dashboard", st.series)
     return DashboardHandler(gate, st.series)

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 from pulsegate.export.series import SeriesStore, allocator_state
 
 if TYPE_CHECKING:
-    from pulsegate.engine import PulseGate
+    from pulsegate.plugins import Host
 
 #: Endpoints whose series are embedded in the summary (most requested first).
 SUMMARY_SERIES = 12
 
-def _part(gate: PulseGate, name: str, method: str) -> Any:
+def _part(gate: Host, name: str, method: str) -> Any:
     """``gate.<name>`` or ``gate.ops.<name>`` / ``gate.control.<name>`` when it has
     ``method``; None otherwise."""
     for owner in (gate, getattr(gate, "ops", None), getattr(gate, "control", None)):
@@ -30,7 +30,7 @@ def _part(gate: PulseGate, name: str, method: str) -> Any:
     return None
 
 
-def resolver(gate: PulseGate) -> Callable[[object], str | None] | None:
+def resolver(gate: Host) -> Callable[[object], str | None] | None:
     """Maps an anomalous record or a query detection to the registry's prediction id
     (the id ``gate.feedback`` takes), when the gate has a registry."""
     log = _part(gate, "predictions", "id_of")
@@ -54,7 +54,7 @@ def resolver(gate: PulseGate) -> Callable[[object], str | None] | None:
     return resolve
 
 
-def models(gate: PulseGate) -> list[dict[str, Any]]:
+def models(gate: Host) -> list[dict[str, Any]]:
     """The model registry's rows with their accuracy figures; without a registry, the
     engine's own scoring model."""
     rows: list[dict[str, Any]]
@@ -67,8 +67,8 @@ def models(gate: PulseGate) -> list[dict[str, Any]]:
         rows = [dict(r) for r in listed]
     else:
         rows = [{"name": "latency-baseline", "version": gate.model_version, "config": {
-            "alpha": gate.config.alpha, "z_threshold": gate.config.z_threshold,
-            "warmup": gate.config.warmup}, "metrics": {}}]
+            "alpha": gate.config.model.alpha, "z_threshold": gate.config.model.z_threshold,
+            "warmup": gate.config.model.warmup}, "metrics": {}}]
     mon = _part(gate, "monitor", "summary")
     perf: dict[str, Any] = mon.summary() if mon is not None else {}
     for row in rows:
@@ -76,7 +76,7 @@ def models(gate: PulseGate) -> list[dict[str, Any]]:
     return rows
 
 
-def control(gate: PulseGate, series: SeriesStore) -> dict[str, Any]:
+def control(gate: Host, series: SeriesStore) -> dict[str, Any]:
     limit, in_flight = allocator_state(gate)
     alloc = _part(gate, "allocator", "stats")
     alloc_stats = alloc.stats() if alloc is not None else None
@@ -86,18 +86,18 @@ def control(gate: PulseGate, series: SeriesStore) -> dict[str, Any]:
     return {"limit": limit, "in_flight": in_flight, "allocator": alloc_stats,
             "limiter": limiter_stats, "throttled": counters.get("throttled", 0),
             "shed": counters.get("shed", 0),
-            "rate_limiting": bool(gate.config.rate_limiting),
-            "resource_allocation": bool(gate.config.resource_allocation),
+            "rate_limiting": bool(gate.config.control.rate_limiting),
+            "resource_allocation": bool(gate.config.control.resource_allocation),
             "throttled_clients": series.top_throttled(),
             "series": series.control_series()}
 
 
-def series_payload(gate: PulseGate, series: SeriesStore, endpoint: str) -> dict[str, Any]:
+def series_payload(gate: Host, series: SeriesStore, endpoint: str) -> dict[str, Any]:
     return {"endpoint": endpoint, "window": series.window,
             "points": series.endpoint_series(endpoint)}
 
 
-def summary(gate: PulseGate, series: SeriesStore) -> dict[str, Any]:
+def summary(gate: Host, series: SeriesStore) -> dict[str, Any]:
     resolve = resolver(gate)
     endpoints = gate.endpoints()
     for i, row in enumerate(endpoints):
@@ -118,7 +118,7 @@ def summary(gate: PulseGate, series: SeriesStore) -> dict[str, Any]:
     }
 
 
-def feedback(gate: PulseGate, series: SeriesStore, ident: str,
+def feedback(gate: Host, series: SeriesStore, ident: str,
              correct: bool) -> tuple[int, dict[str, Any]]:
     """Label one anomaly, incident or detection: forwarded to
     ``gate.feedback(id, correct)`` (the registry's accuracy/F1 and tuning) and
