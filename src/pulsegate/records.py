@@ -4,10 +4,7 @@ engine recorded of it. No behaviour beyond a few derived properties."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NamedTuple, Protocol
-
-if TYPE_CHECKING:
-    from pulsegate.context import RequestContext
+from typing import NamedTuple, Protocol
 
 #: The one endpoint key unmatched routes fold into, so random URLs cannot grow memory.
 UNMATCHED = "UNMATCHED"
@@ -52,6 +49,28 @@ class RequestInfo(NamedTuple):
     route_resolver: Callable[[], str | None] | None = None
 
 
+class FinishedRequest(Protocol):
+    """What :meth:`RequestRecord.of_request` reads of a finished request (a
+    :class:`~pulsegate.context.RequestContext`; records stay a leaf: no import of it)."""
+
+    @property
+    def info(self) -> RequestInfo: ...
+    @property
+    def route(self) -> str | None: ...
+    @property
+    def ttfb(self) -> float | None: ...
+    @property
+    def query_count(self) -> int: ...
+    @property
+    def query_ms(self) -> float: ...
+    @property
+    def client_key(self) -> str | None: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def optimization(self) -> str: ...
+
+
 class RequestRecord(NamedTuple):
     """One finished request, as measured. Times are milliseconds, CPU too.
 
@@ -86,7 +105,7 @@ class RequestRecord(NamedTuple):
     detections: int = 0
 
     @classmethod
-    def of_request(cls, ctx: RequestContext, method: str, status: int, *, started_at: float,
+    def of_request(cls, ctx: FinishedRequest, method: str, status: int, *, started_at: float,
                    duration_ms: float, cpu_ms: float | None, memory_blocks: int | None,
                    anomaly_score: float, confidence: float, predicted_ms: float | None,
                    detections: int) -> RequestRecord:
