@@ -124,7 +124,7 @@ class OTelExporter:
         # emptied at the end of the same request.
         self._pending: dict[int, tuple[Any, int, dict[str, Any]]] = {}
         # Attribute dicts per endpoint, made once (a FIFO: get does not refresh).
-        self._attrs: BoundedLRU[str, dict[str, str]] = BoundedLRU(4 * gate.config.max_endpoints)
+        self._attrs: BoundedLRU[str, dict[str, str]] = BoundedLRU(4 * gate.config.model.max_endpoints)
         self._queue: deque[tuple[Any, ...]] = deque()
 
     # --- spans ------------------------------------------------------------------------

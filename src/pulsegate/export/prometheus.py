@@ -95,7 +95,7 @@ class PrometheusExporter:
         self._limit, self._in_flight = m["limit"], m["in_flight"]
         # Label look-ups cost a lock and a tuple hash: cache the children per endpoint
         # (capped; get does not refresh, so the oldest made goes first).
-        self._children: BoundedLRU[str, tuple[Any, Any]] = BoundedLRU(4 * gate.config.max_endpoints)
+        self._children: BoundedLRU[str, tuple[Any, Any]] = BoundedLRU(4 * gate.config.model.max_endpoints)
 
     def __call__(self, record: RequestRecord, ctx: RequestContext) -> None:
         key = record.endpoint

@@ -135,7 +135,7 @@ class SeriesStore:
     """The dashboard's memory: see the module docstring for the bounds."""
 
     def __init__(self, gate: Host, *, points: int = 120) -> None:
-        c = gate.config
+        c = gate.config.model
         self.gate = gate
         self.window = float(c.aggregation_window)
         self.points = points

@@ -46,7 +46,7 @@ class AnalyzedDetections(list[Detection]):
 class RequestQueries:
     def __init__(self, config: Config, clock: Callable[[], float],
                  wall: Callable[[], float], plugs: Plugs | None = None) -> None:
-        c = config
+        c = config.queries
         self.detector = NPlusOneDetector(
             c.nplusone_min_repeats, repeated_min=c.repeated_query_min,
             write_min=c.write_loop_min, min_duration_ms=c.nplusone_min_duration_ms,
@@ -66,7 +66,7 @@ class RequestQueries:
             eager.watch()
         self.insights = QueryInsights(c.max_fingerprints)
         #: Recent detections (dicts with ``endpoint`` and ``at``), newest last.
-        self.recent: deque[dict[str, Any]] = deque(maxlen=c.max_recent)
+        self.recent: deque[dict[str, Any]] = deque(maxlen=config.model.max_recent)
         #: Detections made since start (``recent`` keeps only the newest ``max_recent``).
         self.detection_count = 0
         self.interval = c.query_log_interval

@@ -19,13 +19,13 @@ def _threshold(ops: Ops, model: str, default: float = 0.5) -> float:
 
 def register_defaults(ops: Ops) -> None:
     """The default models with their configured values (tuned ones are kept)."""
-    c = ops.config
+    m, q, c = ops.config.model, ops.config.queries, ops.config.control
     ops.registry.register("latency-baseline", {
-        "threshold": 0.5, "z_threshold": c.z_threshold, "alpha": c.alpha,
-        "warmup": c.warmup}, "per-endpoint exponential smoothing + z-score")
+        "threshold": 0.5, "z_threshold": m.z_threshold, "alpha": m.alpha,
+        "warmup": m.warmup}, "per-endpoint exponential smoothing + z-score")
     n1: dict[str, Any] = {"threshold": _threshold(ops, "n1-detector"),
-                          "nplusone_min_repeats": c.nplusone_min_repeats,
-                          "nplusone_min_duration_ms": c.nplusone_min_duration_ms}
+                          "nplusone_min_repeats": q.nplusone_min_repeats,
+                          "nplusone_min_duration_ms": q.nplusone_min_duration_ms}
     ops.registry.register("n1-detector", n1, "N+1 / repeated query / write loop detector")
     rl: dict[str, Any] = {"threshold": _threshold(ops, "rate-limit-behaviour"),
                           "enabled": c.rate_limiting, "rate": c.rate_limit}
@@ -34,10 +34,10 @@ def register_defaults(ops: Ops) -> None:
                                          "target_latency_ms": c.target_latency_ms},
                            "Q-learning concurrency allocator", tuned=())
     if "multivariate" in ops.plugs.stats:
-        conf = {"multivariate_interval": c.multivariate_interval,
-                "multivariate_sample_size": c.multivariate_sample_size,
-                "multivariate_contamination": c.multivariate_contamination,
-                "multivariate_weight": c.multivariate_weight}
+        conf = {"multivariate_interval": m.multivariate_interval,
+                "multivariate_sample_size": m.multivariate_sample_size,
+                "multivariate_contamination": m.multivariate_contamination,
+                "multivariate_weight": m.multivariate_weight}
         ops.registry.register("multivariate", conf,
                                "IsolationForest background model (training version in "
                                "metrics)", tuned=())

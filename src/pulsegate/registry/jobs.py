@@ -83,10 +83,10 @@ def cleanup(ops: Ops) -> None:
     store = ops.store
     if store is None:
         return
-    now, c = ops.wall(), ops.config
+    now, c, ttl = ops.wall(), ops.config.registry, ops.config.persistence.state_ttl
     workers = store.read("workers")
     dead = [w for w, r in workers.items() if w != ops.worker and
-            (not isinstance(r, dict) or now - float(r.get("updated", 0)) > c.state_ttl)]
+            (not isinstance(r, dict) or now - float(r.get("updated", 0)) > ttl)]
     drops = [f"{p}:{w}" for w in dead for p in ("ep", "insights")]
     deletes = [("workers", w) for w in dead]
     preds = store.read("predictions")

@@ -80,7 +80,8 @@ class ModelOps:
     def __init__(self, gate: Host) -> None:
         self.gate = gate
         self.plugs = gate.plugs
-        c = self.config = gate.config
+        self.config = gate.config
+        c, p = gate.config.registry, gate.config.persistence
         self.faults = gate.faults
         self.wall = gate.wall
         self.registry = ModelRegistry(gate.wall, on_change=self._apply)
@@ -101,7 +102,8 @@ class ModelOps:
         #: Insights changed since the last snapshot.
         self.insights_dirty: set[str] = set()
         #: The latency model's tuned threshold and the floors that follow it.
-        self.latency = LatencyThreshold(c.z_threshold, lo, c.alert_critical_score)
+        self.latency = LatencyThreshold(gate.config.model.z_threshold, lo,
+                                        c.alert_critical_score)
         self._anoms_seen = gate.counters.get("anomalies", 0)
         self._incidents_seen = gate.counters.get("incidents", 0)
         #: Last throttle prediction per client / near miss per endpoint (rate-limited).
@@ -117,9 +119,9 @@ class ModelOps:
         self.store: StateStore | None = None
         #: Two failed snapshots in a row open it: while the store (Redis) is down the
         #: scheduler thread does not wait on connect timeouts, it skips the store.
-        self.breaker = CircuitBreaker(2, max(30.0, 5 * c.snapshot_interval), clock=gate.clock)
+        self.breaker = CircuitBreaker(2, max(30.0, 5 * p.snapshot_interval), clock=gate.clock)
         try:
-            self.store = open_store(c.state_dir, c.state_redis_url, c.state_namespace, gate.wall)
+            self.store = open_store(p.state_dir, p.state_redis_url, p.state_namespace, gate.wall)
         except Exception as exc:
             self.faults.record("registry.open_store", exc)
         if self.store is not None:
@@ -220,7 +222,7 @@ class ModelOps:
         # threshold must not let them crowd real anomalies out of the bounded log.
         key, now = record.endpoint, record.started_at
         last = self._near_seen.get(key)
-        if not self.gate.config.anomaly_detection or (last is not None and
+        if not self.gate.config.model.anomaly_detection or (last is not None and
                                                       now - last < NEAR_MISS_EVERY):
             return
         self._near_seen.put(key, now)
@@ -286,18 +288,20 @@ class ModelOps:
     # --- scheduling, jobs -------------------------------------------------------------
 
     def _schedule(self) -> None:
-        c, s = self.config, self.gate.scheduler
+        c, s = self.config.registry, self.gate.scheduler
         if self.store is not None:
-            s.every(c.snapshot_interval, self.snapshot, "pulsegate.snapshot")
+            s.every(self.config.persistence.snapshot_interval, self.snapshot,
+                    "pulsegate.snapshot")
         s.every(5.0, self.alerts.flush, "pulsegate.alerts")
         s.every(c.monitoring_interval, self.monitoring_job, "pulsegate.monitoring")
         s.every(c.degradation_interval, self.degradation_job, "pulsegate.degradation")
         if c.auto_tuning:
             s.every(c.tuning_interval, self.tuning_job, "pulsegate.tuning")
-        s.every(c.cleanup_interval, self.cleanup_job, "pulsegate.cleanup")
+        s.every(self.config.persistence.cleanup_interval, self.cleanup_job, "pulsegate.cleanup")
 
     def target(self, model: str) -> float:
-        return float(self.config.accuracy_targets.get(model, self.config.accuracy_target))
+        c = self.config.registry
+        return float(c.accuracy_targets.get(model, c.accuracy_target))
 
     def monitoring_job(self) -> None:
         """Record each model's metrics on its active version; alert under target."""

@@ -67,8 +67,8 @@ def models(gate: Host) -> list[dict[str, Any]]:
         rows = [dict(r) for r in listed]
     else:
         rows = [{"name": "latency-baseline", "version": gate.model_version, "config": {
-            "alpha": gate.config.alpha, "z_threshold": gate.config.z_threshold,
-            "warmup": gate.config.warmup}, "metrics": {}}]
+            "alpha": gate.config.model.alpha, "z_threshold": gate.config.model.z_threshold,
+            "warmup": gate.config.model.warmup}, "metrics": {}}]
     mon = _part(gate, "monitor", "summary")
     perf: dict[str, Any] = mon.summary() if mon is not None else {}
     for row in rows:
@@ -86,8 +86,8 @@ def control(gate: Host, series: SeriesStore) -> dict[str, Any]:
     return {"limit": limit, "in_flight": in_flight, "allocator": alloc_stats,
             "limiter": limiter_stats, "throttled": counters.get("throttled", 0),
             "shed": counters.get("shed", 0),
-            "rate_limiting": bool(gate.config.rate_limiting),
-            "resource_allocation": bool(gate.config.resource_allocation),
+            "rate_limiting": bool(gate.config.control.rate_limiting),
+            "resource_allocation": bool(gate.config.control.resource_allocation),
             "throttled_clients": series.top_throttled(),
             "series": series.control_series()}
 
