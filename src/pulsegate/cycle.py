@@ -73,34 +73,31 @@ class RequestCycle:
 
     def open(self, info: RequestInfo) -> str:
         """Decide what becomes of the request (blocking admission: threads, WSGI)."""
-        outcome = self._enter(info)
-        if outcome is PROCEED and self.gate.control is not None:
-            return self._admitted(self.gate.admit(self.ctx))  # type: ignore[arg-type]
-        return outcome
+        ctx = self._enter(info)
+        if ctx is None or self.gate.control is None:
+            return self.outcome
+        return self._admitted(self.gate.admit(ctx))
 
     async def open_async(self, info: RequestInfo) -> str:
         """:meth:`open` for asyncio: admission waits without a thread."""
-        outcome = self._enter(info)
-        if outcome is PROCEED and self.gate.control is not None:
-            return self._admitted(await self.gate.admit_async(self.ctx))  # type: ignore[arg-type]
-        return outcome
+        ctx = self._enter(info)
+        if ctx is None or self.gate.control is None:
+            return self.outcome
+        return self._admitted(await self.gate.admit_async(ctx))
 
-    def _enter(self, info: RequestInfo) -> str:
-        """Everything of :meth:`open` but admission: internal endpoint, pass-through,
-        or a measured request."""
-        gate = self.gate
+    def _enter(self, info: RequestInfo) -> RequestContext | None:
+        """Everything of :meth:`open` but admission: an internal endpoint, a request
+        passed through, or a measured one (its context, returned)."""
         endpoints = self.endpoints
         if endpoints is not None and endpoints.matches(info.path):
             self.outcome = INTERNAL
-            return INTERNAL
-        if gate.ignores(info.path):
-            return PASS
-        ctx = gate.start(info)
-        if ctx is None:  # a fault: fail open
-            return PASS
-        self.ctx = ctx
-        self.outcome = PROCEED
-        return PROCEED
+            return None
+        if self.gate.ignores(info.path):
+            return None
+        ctx = self.ctx = self.gate.start(info)
+        if ctx is not None:  # (None: a fault, fail open)
+            self.outcome = PROCEED
+        return ctx
 
     def _admitted(self, rejection: Rejection | None) -> str:
         if rejection is None:

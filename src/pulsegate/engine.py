@@ -1,17 +1,15 @@
 """The framework-free core: one :class:`PulseGate` per application.
 
-The adapters drive it through a :class:`~pulsegate.cycle.RequestCycle` (open, response
-start, error, close); the cycle calls the gate's measuring steps, which code outside a
-web request (tests, benchmarks, jobs) may call directly::
+Adapters drive it through a :class:`~pulsegate.cycle.RequestCycle`, which calls the
+measuring steps below; code outside a web request (tests, benchmarks) may call them::
 
     ctx = gate.begin(info)                 # None: pass through untouched
     rejection = gate.admit(ctx)            # or: await gate.admit_async(ctx)
     headers = gate.response_headers(ctx, status)   # when the response starts
     record = gate.finish(ctx)              # after the last body chunk (or an error)
 
-None of them raises into the application: a fault is counted in
-``stats()["internal_errors"]``, logged once per kind, and the request proceeds as if
-pulsegate were absent.
+None raises into the app: a fault is counted (``stats()["internal_errors"]``), logged
+once per kind, and the request proceeds as if pulsegate were absent.
 """
 
 from __future__ import annotations
@@ -32,7 +30,7 @@ from pulsegate.context import (
     query_sink,
 )
 from pulsegate.faults import FaultCounter
-from pulsegate.flow import run, run_async
+from pulsegate.flow import settle, settle_async
 from pulsegate.headers import HeaderBuilder
 from pulsegate.http import ExcludedPaths
 from pulsegate.incidents import IncidentLog, incident_record
@@ -78,8 +76,7 @@ class PulseGate(GateReports):
         #: Background jobs (persistence, training, export); its thread starts lazily on
         #: the first request of each process.
         self.scheduler = Scheduler(faults=self.faults)
-        #: What the components built below registered (state to persist, tunables,
-        #: stats sections): the registry reads it (pulsegate.plugins).
+        #: What the components below register (state, tunables, stats): pulsegate.plugins
         self.plugs = Plugs()
         c = config
         self.metrics = metrics = metric_set(c.query_analysis, c.measure_cpu, c.measure_memory)
@@ -237,7 +234,7 @@ class PulseGate(GateReports):
         if control is None:
             return None
         try:
-            rejection: Rejection | None = run(control.admission(ctx))
+            rejection: Rejection | None = settle(control.admission(ctx))
             return rejection
         except Exception as exc:
             self.faults.record("admit", exc)
@@ -249,7 +246,7 @@ class PulseGate(GateReports):
         if control is None:
             return None
         try:
-            rejection: Rejection | None = await run_async(control.admission(ctx))
+            rejection: Rejection | None = await settle_async(control.admission(ctx))
             return rejection
         except Exception as exc:
             self.faults.record("admit", exc)
@@ -333,9 +330,11 @@ class PulseGate(GateReports):
             detections: Any = NO_DETECTIONS
             if ctx.query_count:
                 detections = self.queries.finish(ctx, model.key)
-            score, anomalous, _, incident = model.update(
-                log_ms(duration), self._learned_values(ctx, model, cpu_ms, mem, detections),
-                True, now)
+                model.queried = True
+            values = self.values.learned(
+                model.queried, cpu_ms, ctx.query_count, ctx.query_ms,
+                detections.repeat_share if ctx.query_count else 0.0, mem)
+            score, anomalous, _, incident = model.update(log_ms(duration), values, True, now)
             if final_status >= 500:  # the incident detector's error evidence
                 model.error()
             # Most requests are none of these and nobody wants their record: one test.
@@ -359,18 +358,6 @@ class PulseGate(GateReports):
                 ctx.ticket.release(ok=False)
                 ctx.ticket = None
             leave(ctx)
-
-    def _learned_values(self, ctx: RequestContext, model: EndpointModel, cpu_ms: float | None,
-                        mem: int | None, detections: Any) -> list[float | None] | None:
-        """What the endpoint's model learns of the request besides its latency."""
-        if ctx.query_count:
-            model.queried = True
-        if ctx.query_count or mem is not None or model.queried:
-            return self.values.of(cpu_ms, ctx.query_count, ctx.query_ms,
-                                  detections.repeat_share if ctx.query_count else 0.0, mem)
-        if cpu_ms is not None:  # the query metrics never seen: not scored
-            return self.values.of(cpu_ms, None, None)
-        return None  # latency alone, as on most requests
 
     def _publish(self, out: RequestRecord, ctx: RequestContext, model: EndpointModel,
                  anomalous: bool, incident: Any) -> None:

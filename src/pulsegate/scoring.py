@@ -85,3 +85,20 @@ class MetricValues:
         while values and values[-1] is None:
             values.pop()
         return values or None
+
+    def learned(self, queried: bool, cpu_ms: float | None, query_count: int, query_ms: float,
+                repeat_share: float, memory_blocks: int | None) -> list[float | None] | None:
+        """What an endpoint's model learns of a finished request besides its latency.
+        The query metrics of an endpoint that never ran SQL (``queried`` false) are left
+        out while nothing else follows them, as on most requests: then latency, and CPU
+        when sampled, say it all.
+
+        >>> MetricValues(("latency", "cpu", "queries", "query_time")).learned(
+        ...     False, None, 0, 0.0, 0.0, None) is None
+        True
+        """
+        if query_count or memory_blocks is not None or queried:
+            return self.of(cpu_ms, query_count, query_ms, repeat_share, memory_blocks)
+        if cpu_ms is not None:
+            return self.of(cpu_ms, None, None)
+        return None
