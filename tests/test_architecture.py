@@ -42,7 +42,8 @@ FRAMEWORKS = frozenset({"starlette", "fastapi", "django", "flask", "werkzeug", "
                         "greenlet"})
 #: The adapter layer: the only modules that may import a framework (and the demo app).
 ADAPTERS = ("pulsegate.asgi", "pulsegate.wsgi", "pulsegate.flask", "pulsegate.django",
-            "pulsegate.sqlalchemy", "pulsegate.demo", "pulsegate.demo_app", "pulsegate.cli",
+            "pulsegate.sqlalchemy", "pulsegate.sqlalchemy_eager", "pulsegate.demo",
+            "pulsegate.demo_app", "pulsegate.cli",
             "pulsegate.pytest_plugin")
 #: Subsystems that plug into the gate and must not import the engine (nor the package
 #: ``__init__``, which imports it).

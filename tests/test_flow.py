@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from pulsegate.flow import Constant, Flow, run, run_async
+from pulsegate.flow import Constant, Flow, as_flow, run, run_async, settle, settle_async
 
 
 class Failing:
@@ -51,3 +51,14 @@ def test_a_step_failure_the_flow_does_not_handle_propagates() -> None:
         run(careless())
     with pytest.raises(ConnectionError):
         asyncio.run(run_async(careless()))
+
+
+def test_an_answer_now_or_a_flow_settles_the_same_way_in_both_runners() -> None:
+    assert settle("now") == "now" and asyncio.run(settle_async("now")) == "now"
+    assert settle(fetch_twice()) == [1, "down", 3]
+    assert asyncio.run(settle_async(fetch_twice())) == [1, "down", 3]
+
+    def outer() -> Flow[tuple[Any, Any]]:
+        return ((yield from as_flow("now")), (yield from as_flow(fetch_twice())))
+
+    assert run(outer()) == ("now", [1, "down", 3])

@@ -30,7 +30,7 @@ from pulsegate.context import (
     query_sink,
 )
 from pulsegate.faults import FaultCounter
-from pulsegate.flow import run, run_async
+from pulsegate.flow import settle, settle_async
 from pulsegate.headers import HeaderBuilder
 from pulsegate.http import ExcludedPaths
 from pulsegate.incidents import IncidentLog, incident_record
@@ -234,7 +234,7 @@ class PulseGate(GateReports):
         if control is None:
             return None
         try:
-            rejection: Rejection | None = run(control.admission(ctx))
+            rejection: Rejection | None = settle(control.admission(ctx))
             return rejection
         except Exception as exc:
             self.faults.record("admit", exc)
@@ -246,7 +246,7 @@ class PulseGate(GateReports):
         if control is None:
             return None
         try:
-            rejection: Rejection | None = await run_async(control.admission(ctx))
+            rejection: Rejection | None = await settle_async(control.admission(ctx))
             return rejection
         except Exception as exc:
             self.faults.record("admit", exc)

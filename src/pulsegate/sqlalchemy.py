@@ -43,6 +43,7 @@ from pulsegate.queries.events import (
     params_identity,
 )
 from pulsegate.queries.nplusone import register_model_resolver
+from pulsegate.sqlalchemy_eager import record_eager
 
 if TYPE_CHECKING:  # imported lazily: sqlalchemy.ext.asyncio needs greenlet, which
     # SQLAlchemy 2.1 no longer installs, and a sync engine must not need it
@@ -87,7 +88,7 @@ def _do_execute(cursor: Any, statement: str, parameters: Any, context: Any) -> b
                 statement, (now - t0) * 1000.0, t0, len(parameters), phash, None, site, rel,
                 False, context.dialect.name, kind, "sqlalchemy", source)))
             if eager.watching:
-                _record_eager(sink, context, statement, site)
+                record_eager(sink, context, statement, site)
         else:
             _record(sink, statement, parameters, t0, context, now, _SKIP + 1)
     except Exception as exc:  # fail open: never break the application's query
@@ -139,7 +140,7 @@ def _record(sink: Any, statement: str, parameters: Any, t0: float, context: Any,
             context.dialect.name, load[1] if load is not None else None, "sqlalchemy",
             load[2] if load is not None else None))
         if eager.watching:
-            _record_eager(sink, context, statement, site)
+            record_eager(sink, context, statement, site)
     except Exception as exc:  # fail open: never break the application's query
         _fault(exc)
 
@@ -277,78 +278,6 @@ def _remember_origin(state: Any) -> tuple[ResultToken, str] | None:
     if _ORIGIN not in state.__dict__:
         state.__dict__[_ORIGIN] = state.runid
     return source
-
-
-_EAGER = "_pulsegate_eager"
-_EAGER_STRATEGIES = {"selectin": "selectinload", "joined": "joinedload",
-                     "subquery": "subqueryload", "immediate": "immediateload"}
-
-
-def _record_eager(sink: Any, context: Any, statement: str, site: str | None) -> None:
-    """Hand the eager-loader options of this statement to :mod:`pulsegate.queries.eager`
-    (worked out once per compiled statement) and track reads of those relationships."""
-    compiled = getattr(context, "compiled", None)
-    options: Any = getattr(compiled, _EAGER, _UNKNOWN)
-    if options is _UNKNOWN:
-        options = _eager_options(compiled)
-        try:
-            setattr(compiled, _EAGER, options)
-        except (AttributeError, TypeError):
-            pass
-    for attr, name, option in options:
-        _track(attr)
-        eager.record(sink, id(attr), eager.EagerLoad(name, option, statement, site,
-                                                      context.dialect.name, "sqlalchemy"))
-
-
-def _eager_options(compiled: Any) -> tuple[tuple[Any, str, str], ...]:
-    """``(class attribute, "Author.books", "selectinload(Author.books)")`` for each
-    relationship a statement's loader options load eagerly."""
-    found = []
-    for opt in getattr(getattr(compiled, "statement", None), "_with_options", ()) or ():
-        for element in getattr(opt, "context", ()) or ():
-            strategy = dict(getattr(element, "strategy", None) or ()).get("lazy")
-            fn = _EAGER_STRATEGIES.get(strategy) if isinstance(strategy, str) else None
-            path = tuple(getattr(getattr(element, "path", None), "path", ()) or ())
-            if fn is None or len(path) < 2:
-                continue
-            prop = path[-2] if len(path) % 2 == 1 else path[-1]
-            attr = getattr(prop, "class_attribute", None)
-            parent = getattr(getattr(prop, "parent", None), "class_", None)
-            if attr is None or parent is None:
-                continue
-            name = f"{parent.__name__}.{prop.key}"
-            found.append((attr, name, f"{fn}({name})"))
-    return tuple(found)
-
-
-_tracked_class: Any = None
-
-
-def _track(attr: Any) -> None:
-    """Make reads of ``attr`` (a relationship's class attribute) tell
-    :func:`pulsegate.queries.eager.touch`: its class becomes a subclass whose
-    ``__get__`` reports first -- only relationships some query loaded eagerly pay it."""
-    global _tracked_class
-    from sqlalchemy.orm.attributes import InstrumentedAttribute
-
-    if type(attr) is not InstrumentedAttribute:
-        return  # tracked already, or a kind of attribute we leave alone
-    if _tracked_class is None:
-        class TrackedAttribute(InstrumentedAttribute[Any]):
-            __slots__ = ()
-            inherit_cache = True
-
-            def __get__(self, instance: Any, owner: Any = None) -> Any:
-                if instance is not None:
-                    eager.touch(id(self))
-                return InstrumentedAttribute.__get__(self, instance, owner)
-
-        _tracked_class = TrackedAttribute
-    try:
-        attr.__class__ = _tracked_class
-    except TypeError as exc:  # a layout we do not know: never track it
-        _fault(exc)
 
 
 def _resolve_model(table: str) -> tuple[str, str] | None:

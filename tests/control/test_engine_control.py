@@ -233,11 +233,12 @@ def test_pressure_sampler_reads_memory_and_cpu() -> None:
     assert "control.pressure" in calm.scheduler.jobs
 
 
-def test_auto_target_latency_reaches_the_allocator_capped_by_the_target() -> None:
-    gate = PulseGate(resource_allocation=True, target_latency_ms=50, auto_target_latency=True)
+def test_auto_target_latency_is_on_by_default_capped_by_the_target_and_can_be_turned_off() -> None:
+    gate = PulseGate(resource_allocation=True, target_latency_ms=50)
     a = gate.control.allocator
     assert a is not None and a.auto_target and a.target_cap == 0.05
-    assert not PulseGate(resource_allocation=True).control.allocator.auto_target  # type: ignore[union-attr]
+    off = PulseGate(resource_allocation=True, auto_target_latency=False)
+    assert not off.control.allocator.auto_target  # type: ignore[union-attr]
 
 
 async def test_pending_entries_hold_digests_not_the_request_strings() -> None:

@@ -234,7 +234,8 @@ def test_report_prints_counts_as_integers() -> None:
     rows = [{"kind": "n_plus_one", "relationship": "Author.books", "mean_count": 16.0,
              "endpoints": ["GET /authors/"], "call_site": "views.py:12 in authors",
              "suggestion": 'prefetch_related("books")'}]
-    with override_settings(ROOT_URLCONF="pg_adapter_urls"):
+    # The middleware is named here too: whoever configured Django first may not list it.
+    with override_settings(ROOT_URLCONF="pg_adapter_urls", MIDDLEWARE=MW):
         Client().get("/books/1/")
     original = command._detections
     command._detections = lambda gate: rows  # type: ignore[assignment]

@@ -100,7 +100,9 @@ class ControlConfig(Section):
     # the concurrency allocator ---------------------------------------------------------
     target_latency_ms: float = option(200.0, "Latency target the allocator protects.",
                                       number(0, HOUR_MS, lo_open=True))
-    auto_target_latency: bool = option(False, "Let the allocator steer to twice the "
+    # On by default: configured with the SLO it keeps more goodput than a fixed target
+    # in every allocator_sim.py family and seed (docs/control.md, "Auto target").
+    auto_target_latency: bool = option(True, "Let the allocator steer to 1.5x the "
                                        "latency it measures without queueing, at most "
                                        "target_latency_ms.", _bool)
     max_memory_mb: float | None = option(None, "Process memory (RSS, MiB) treated as "

@@ -34,7 +34,7 @@ from pulsegate.control.clientkey import ClientKeyResolver
 from pulsegate.control.qpolicy import QPolicy
 from pulsegate.control.ratelimit import AdaptiveRateLimiter
 from pulsegate.control.storage import MemoryStorage, RedisStorage, Storage
-from pulsegate.flow import Flow, run
+from pulsegate.flow import Flow, Maybe, as_flow, settle
 from pulsegate.plugins import Plugs, Setting
 from pulsegate.records import RequestRecord
 
@@ -155,10 +155,18 @@ class Controller:
                 return p
         return 1
 
-    def _throttle(self, ctx: RequestContext, headers: list[tuple[str, str]]) -> Rejection:
-        ctx.optimization = "throttle"
-        self.gate.counters["throttled"] += 1
-        return Rejection(429, "throttle", headers, _THROTTLE_BODY)
+    def _limited(self, ctx: RequestContext, d: Any) -> Rejection | None:
+        """The rate limiter's decision: a 429, or the RateLimit fields on the response
+        (an allowed request carries them too: protocol, not diagnostics)."""
+        if not d.allowed:
+            ctx.optimization = "throttle"
+            self.gate.counters["throttled"] += 1
+            return Rejection(429, "throttle", d.headers(), _THROTTLE_BODY)
+        if ctx.extra_headers is None:
+            ctx.extra_headers = d.headers()
+        else:
+            ctx.extra_headers.extend(d.headers())
+        return None
 
     def _admitted(self, ctx: RequestContext, ticket: Ticket | None) -> Rejection | None:
         if ticket is None:
@@ -171,43 +179,54 @@ class Controller:
             ctx.optimization = "queued"
         return None
 
-    @staticmethod
-    def _allowed(ctx: RequestContext, decision: Any) -> None:
-        # An allowed request carries its RateLimit fields too (protocol, not diagnostics).
-        if ctx.extra_headers is None:
-            ctx.extra_headers = decision.headers()
-        else:
-            ctx.extra_headers.extend(decision.headers())
+    def admission(self, ctx: RequestContext) -> Maybe[Rejection | None]:
+        """The per-request admission, written once for threads and asyncio.
 
-    def admission(self, ctx: RequestContext) -> Flow[Rejection | None]:
-        """The per-request admission, written once as a :mod:`~pulsegate.flow`:
-        ``run(control.admission(ctx))`` (threads) or ``await run_async(...)`` (asyncio).
-        Returns the response to send instead of the app's, or None to proceed. Its
-        only steps are I/O: a Redis round trip, a wait in the allocator's queue."""
+        Returns the response to send instead of the app's, or None to proceed -- at
+        once when nothing needs I/O (in-process buckets, a free slot: the common
+        case, no generator), else a :mod:`~pulsegate.flow` for the rest, whose
+        steps are the I/O (a Redis round trip, a wait in the allocator's queue):
+        ``settle(...)`` runs it blocking, ``await settle_async(...)`` on the loop."""
         ctx.client_key = key = self.keys(ctx.info)
         route = self._route(ctx) if self.need_route else None
         limiter = self.limiter
         if limiter is not None:
             cost = self.costs.get(route, 1.0) if route else 1.0
-            # In-process buckets answer without I/O: the plain check, no nested flow.
-            d = (yield from limiter.check_flow(key, cost, route)) if self.remote else (
-                limiter.check(key, cost, route))
-            if not d.allowed:
-                return self._throttle(ctx, d.headers())
-            self._allowed(ctx, d)
+            if self.remote:
+                return self._limit_remotely(ctx, key, cost, route)
+            rejection = self._limited(ctx, limiter.check(key, cost, route))
+            if rejection is not None:
+                return rejection
+        return self._allocate(ctx, route)
+
+    def _limit_remotely(self, ctx: RequestContext, key: str, cost: float,
+                        route: str | None) -> Flow[Rejection | None]:
+        limiter = self.limiter
+        assert limiter is not None
+        rejection = self._limited(ctx, (yield from limiter.check_flow(key, cost, route)))
+        if rejection is not None:
+            return rejection
+        return (yield from as_flow(self._allocate(ctx, route)))
+
+    def _allocate(self, ctx: RequestContext, route: str | None) -> Maybe[Rejection | None]:
         allocator = self.allocator
-        if allocator is not None:
-            p = self.priority(ctx, route)
-            ctx.priority = NAMES[p]
-            ticket = allocator.try_acquire(p)  # the free-slot path needs no nested flow
-            if ticket is None:
-                ticket = yield from allocator.acquire_flow(p)
-            return self._admitted(ctx, ticket)
-        return None
+        if allocator is None:
+            return None
+        p = self.priority(ctx, route)
+        ctx.priority = NAMES[p]
+        ticket = allocator.try_acquire(p)
+        if ticket is None:
+            return self._queue(ctx, p)
+        return self._admitted(ctx, ticket)
+
+    def _queue(self, ctx: RequestContext, p: int) -> Flow[Rejection | None]:
+        allocator = self.allocator
+        assert allocator is not None
+        return self._admitted(ctx, (yield from allocator.acquire_flow(p)))
 
     def admit(self, ctx: RequestContext) -> Rejection | None:
         """:meth:`admission` run to its end by blocking (threads, tests, benchmarks)."""
-        return run(self.admission(ctx))
+        return settle(self.admission(ctx))
 
     def finish(self, ctx: RequestContext, record: RequestRecord) -> None:
         ticket = ctx.ticket
