@@ -121,6 +121,20 @@ def test_critical_anomaly_alert_is_delivered_off_the_request_path() -> None:
     gate.close()
 
 
+def test_a_single_unusual_request_does_not_page_by_default() -> None:
+    """Issue 16: routine GC pauses score >= 0.9 on endpoints that never changed (0.9-35
+    critical alerts per endpoint-day, ``benchmarks/incident_streams.py --engine``), so
+    single-request alerts are opt-in; the request is still an anomaly on record."""
+    got = []
+    gate, clk = make_gate(alert_callback=got.append)
+    warm(gate, clk, 40)
+    hit(gate, clk, 200.0)
+    gate.scheduler.run_pending(gate.scheduler.clock() + 6)
+    assert got == [] and gate.counters["anomalies"] >= 1
+    assert gate.config.registry.alert_critical_score is None
+    gate.close()
+
+
 def test_query_detections_get_ids_and_rank_by_roi() -> None:
     gate, clk = make_gate()
     ops = gate.ops
