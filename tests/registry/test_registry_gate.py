@@ -257,3 +257,25 @@ def test_n1_detector_threshold_versions_reach_the_live_detector() -> None:
     gate.registry.rollback("n1-detector", "1.0.0")
     assert detector.min_confidence == 0.0
     gate.close()
+
+
+def test_retention_forgets_old_anomalies_and_detections() -> None:
+    """``retention`` (seconds) bounds what reports and the dashboard keep by age."""
+    gate, clk = make_gate(retention=100)
+    warm(gate, clk, 40)
+    hit(gate, clk, 200.0)
+    assert len(gate.recent_anomalies) >= 1
+    wall = gate.test_wall  # type: ignore[attr-defined]
+    gate.detections.append({"kind": "n_plus_one", "at": wall.t})
+    due = gate.scheduler.clock()
+    wall.t += 50.0
+    clk.t += 50.0
+    gate.scheduler.run_pending(due + 11)
+    assert gate.recent_anomalies and gate.detections  # younger than retention: kept
+    wall.t += 60.0
+    clk.t += 60.0
+    hit(gate, clk, 400.0)  # a new anomaly, inside the window
+    gate.scheduler.run_pending(due + 22)
+    assert [r.duration_ms > 300 for r in gate.recent_anomalies] == [True]
+    assert not gate.detections
+    gate.close()
