@@ -88,22 +88,16 @@ def forget_old(records: deque[RequestRecord], detections: deque[dict[str, Any]],
     seconds): ``retention``. Both deques are in time order, so only their left ends are
     looked at; request threads append on the right meanwhile. Returns how many went."""
     dropped = 0
-    for queue, when in ((records, _started), (detections, _at)):
-        try:
-            while queue and when(queue[0]) < before:
-                queue.popleft()
-                dropped += 1
-        except IndexError:  # emptied by the deque's own bound meanwhile
-            pass
+    try:
+        while records and records[0].started_at < before:
+            records.popleft()
+            dropped += 1
+        while detections and float(detections[0].get("at", 0.0)) < before:
+            detections.popleft()
+            dropped += 1
+    except IndexError:  # emptied by the deque's own bound meanwhile
+        pass
     return dropped
-
-
-def _started(record: RequestRecord) -> float:
-    return record.started_at
-
-
-def _at(row: dict[str, Any]) -> float:
-    return float(row.get("at", 0.0))
 
 
 def cleanup(ops: Ops) -> None:
