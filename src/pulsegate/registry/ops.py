@@ -213,8 +213,9 @@ class ModelOps:
             if r.anomaly_score >= self.latency.critical:
                 self.alerts.raise_alert(
                     "critical_anomaly", r.endpoint, "critical",
-                    f"pulsegate: critical anomaly on {r.endpoint}: {r.duration_ms:.1f} ms "
-                    f"(expected {r.predicted_ms or 0:.1f} ms, score {s0:.2f})",
+                    f"pulsegate: critical anomaly on {r.endpoint}: "
+                    f"{r.unusual or 'latency'}: {r.duration_ms:.1f} ms (forecast "
+                    f"{r.predicted_ms or 0:.1f} ms), {r.query_count} queries, score {s0:.2f}",
                     **collect.record_summary(r))
 
     def _on_near_miss(self, record: RequestRecord) -> None:
