@@ -167,9 +167,10 @@ def cmd_report(store: StateStore, args: argparse.Namespace) -> Any:
             f"{i['ratio']:.1f}x", f"{i['requests']}/{i['windows']}", i["score"],
             _label(i["label"])) for i in incidents])
     table("recent anomalous requests (one request unusual for its endpoint: "
-          "x-ml-anomaly-score)", ["id", "kind", "endpoint", "ms", "expected ms", "score",
-                                  "when", "label"],
-          [(a["id"], a["kind"], a["summary"].get("endpoint"), a["summary"].get("duration_ms"),
+          "x-ml-anomaly-score)", ["id", "kind", "endpoint", "what rose", "ms", "expected ms",
+                                  "score", "when", "label"],
+          [(a["id"], a["kind"], a["summary"].get("endpoint"), a["summary"].get("unusual") or "-",
+            a["summary"].get("duration_ms"),
             a["summary"].get("predicted_ms"), a["score"], ago(a["at"], now),
             _label(a["correct"])) for a in anomalies])
     table("query insights by ROI (confidence x improvement x calls/min x mean ms)",

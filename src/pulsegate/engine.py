@@ -334,7 +334,8 @@ class PulseGate(GateReports):
             values = self.values.learned(
                 model.queried, cpu_ms, ctx.query_count, ctx.query_ms,
                 detections.repeat_share if ctx.query_count else 0.0, mem)
-            score, anomalous, _, incident = model.update(log_ms(duration), values, True, now)
+            score, anomalous, driver, incident = model.update(log_ms(duration), values, True,
+                                                              now)
             if final_status >= 500:  # the incident detector's error evidence
                 model.error()
             # Most requests are none of these and nobody wants their record: one test.
@@ -347,7 +348,8 @@ class PulseGate(GateReports):
                 ctx, method if method in KNOWN_METHODS else "OTHER", final_status,
                 started_at=ctx.start + self.wall_offset.offset, duration_ms=duration * 1000.0,
                 cpu_ms=cpu_ms, memory_blocks=mem, anomaly_score=score, confidence=view[1],
-                predicted_ms=view[0], detections=len(detections))
+                predicted_ms=view[0], detections=len(detections),
+                anomaly_metric=model.metrics[driver] if driver >= 0 else None)
             self._publish(out, ctx, model, anomalous and self._anom, incident)
             return out
         except Exception as exc:

@@ -8,6 +8,10 @@ from typing import NamedTuple, Protocol
 
 #: The one endpoint key unmatched routes fold into, so random URLs cannot grow memory.
 UNMATCHED = "UNMATCHED"
+#: How each scored metric of :data:`pulsegate.learn.metrics.METRICS` reads in a message.
+METRIC_WORDS = {"latency": "latency", "cpu": "CPU time", "queries": "query count",
+                "query_time": "query time", "repeat_share": "repeated-query share",
+                "memory": "memory"}
 
 
 class HeaderGetter(Protocol):
@@ -103,12 +107,15 @@ class RequestRecord(NamedTuple):
     predicted_ms: float | None = None
     optimization: str = "none"
     detections: int = 0
+    #: The metric whose rise above its forecast gave ``anomaly_score`` (``"latency"``,
+    #: ``"queries"``, ``"cpu"``...; None: nothing rose). Only rises are scored.
+    anomaly_metric: str | None = None
 
     @classmethod
     def of_request(cls, ctx: FinishedRequest, method: str, status: int, *, started_at: float,
                    duration_ms: float, cpu_ms: float | None, memory_blocks: int | None,
                    anomaly_score: float, confidence: float, predicted_ms: float | None,
-                   detections: int) -> RequestRecord:
+                   detections: int, anomaly_metric: str | None = None) -> RequestRecord:
         """The record of the finished request ``ctx``: what the adapter, the controller
         and the hooks left on it (route, path, time to headers, queries, client, error,
         optimization), and what the engine measured at its end. ``method`` as its
@@ -121,11 +128,22 @@ class RequestRecord(NamedTuple):
             duration_ms=duration_ms, cpu_ms=cpu_ms, memory_blocks=memory_blocks,
             query_count=ctx.query_count, query_ms=ctx.query_ms, client=ctx.client_key,
             error=ctx.error, anomaly_score=anomaly_score, confidence=confidence,
-            predicted_ms=predicted_ms, optimization=ctx.optimization, detections=detections)
+            predicted_ms=predicted_ms, optimization=ctx.optimization, detections=detections,
+            anomaly_metric=anomaly_metric)
 
     @property
     def endpoint(self) -> str:
         return f"{self.method} {self.route}"
+
+    @property
+    def unusual(self) -> str | None:
+        """What made the request unusual, in words: ``"latency above forecast"``,
+        ``"query count above usual"``... (None when no metric rose)."""
+        metric = self.anomaly_metric
+        if metric is None:
+            return None
+        noun = METRIC_WORDS.get(metric, metric)
+        return f"{noun} above {'forecast' if metric == 'latency' else 'usual'}"
 
     @property
     def status_class(self) -> int:

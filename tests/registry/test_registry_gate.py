@@ -121,6 +121,20 @@ def test_critical_anomaly_alert_is_delivered_off_the_request_path() -> None:
     gate.close()
 
 
+def test_a_single_unusual_request_does_not_page_by_default() -> None:
+    """Issue 16: routine GC pauses score >= 0.9 on endpoints that never changed (0.9-35
+    critical alerts per endpoint-day, ``benchmarks/incident_streams.py --engine``), so
+    single-request alerts are opt-in; the request is still an anomaly on record."""
+    got = []
+    gate, clk = make_gate(alert_callback=got.append)
+    warm(gate, clk, 40)
+    hit(gate, clk, 200.0)
+    gate.scheduler.run_pending(gate.scheduler.clock() + 6)
+    assert got == [] and gate.counters["anomalies"] >= 1
+    assert gate.config.registry.alert_critical_score is None
+    gate.close()
+
+
 def test_query_detections_get_ids_and_rank_by_roi() -> None:
     gate, clk = make_gate()
     ops = gate.ops
@@ -242,4 +256,26 @@ def test_n1_detector_threshold_versions_reach_the_live_detector() -> None:
     assert detector.min_confidence == 0.85
     gate.registry.rollback("n1-detector", "1.0.0")
     assert detector.min_confidence == 0.0
+    gate.close()
+
+
+def test_retention_forgets_old_anomalies_and_detections() -> None:
+    """``retention`` (seconds) bounds what reports and the dashboard keep by age."""
+    gate, clk = make_gate(retention=100)
+    warm(gate, clk, 40)
+    hit(gate, clk, 200.0)
+    assert len(gate.recent_anomalies) >= 1
+    wall = gate.test_wall  # type: ignore[attr-defined]
+    gate.detections.append({"kind": "n_plus_one", "at": wall.t})
+    due = gate.scheduler.clock()
+    wall.t += 50.0
+    clk.t += 50.0
+    gate.scheduler.run_pending(due + 11)
+    assert gate.recent_anomalies and gate.detections  # younger than retention: kept
+    wall.t += 60.0
+    clk.t += 60.0
+    hit(gate, clk, 400.0)  # a new anomaly, inside the window
+    gate.scheduler.run_pending(due + 22)
+    assert [r.duration_ms > 300 for r in gate.recent_anomalies] == [True]
+    assert not gate.detections
     gate.close()

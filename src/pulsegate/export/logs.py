@@ -17,7 +17,9 @@ logger                     ``extra`` key               written by
 
 ``pulsegate_anomaly``: ``at`` (epoch s), ``path``, ``status``, ``duration_ms``,
 ``predicted_ms``, ``score`` (0-1: how unusual this one request is), ``confidence``
-(0-100). ``pulsegate_incident`` (the endpoint changed; the fields of
+(0-100), ``metric`` (the one whose rise gave the score: ``latency``, ``queries``,
+``query_time``, ``repeat_share``, ``cpu``) and ``unusual`` (the same in words, e.g.
+``query count above usual``). ``pulsegate_incident`` (the endpoint changed; the fields of
 :class:`pulsegate.incidents.Incident`): ``start``, ``at``, ``metric`` (``latency``,
 ``latency tail`` or ``error rate``: what made it unusual), ``direction``,
 ``window_mean_ms``, ``expected_ms``, ``ratio``, ``excess_ms``, ``error_rate``,
@@ -66,7 +68,8 @@ def anomaly_extra(record: RequestRecord) -> dict[str, Any]:
         "at": record.started_at, "path": record.path, "status": record.status,
         "duration_ms": round(record.duration_ms, 3),
         "predicted_ms": None if record.predicted_ms is None else round(record.predicted_ms, 3),
-        "score": round(record.anomaly_score, 4), "confidence": round(record.confidence, 2)},
+        "score": round(record.anomaly_score, 4), "confidence": round(record.confidence, 2),
+        "metric": record.anomaly_metric, "unusual": record.unusual},
         "endpoint": record.endpoint}
 
 
@@ -119,9 +122,9 @@ class LogExporter:
             if kind == "anomaly":
                 a = extra["pulsegate_anomaly"]
                 # One slow request is information; an incident (below) is a warning.
-                log.info("anomalous request on %s: %.1f ms (forecast %s ms, score %.2f)",
-                            extra["endpoint"], a["duration_ms"], a["predicted_ms"], a["score"],
-                            extra=extra)
+                log.info("anomalous request on %s: %s: %.1f ms (forecast %s ms, score %.2f)",
+                         extra["endpoint"], a["unusual"] or "latency", a["duration_ms"],
+                         a["predicted_ms"], a["score"], extra=extra)
             else:
                 i = extra["pulsegate_incident"]
                 log.warning("incident on %s: %s", extra["endpoint"], describe(i), extra=extra)

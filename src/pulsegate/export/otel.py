@@ -179,6 +179,8 @@ class OTelExporter:
                 "pulsegate.optimization": record.optimization}
             if record.predicted_ms is not None:
                 final["pulsegate.predicted_latency_ms"] = round(record.predicted_ms, 3)
+            if record.anomaly_metric is not None:
+                final["pulsegate.anomaly_metric"] = record.anomaly_metric
             if record.detections:
                 final["pulsegate.nplusone"] = record.detections
             changed = {k: v for k, v in final.items() if sent.get(k) != v}

@@ -200,6 +200,7 @@ class SeriesStore:
                     "endpoint": key, "path": record.path, "status": record.status,
                     "duration_ms": ms, "predicted_ms": record.predicted_ms,
                     "score": record.anomaly_score, "confidence": record.confidence,
+                    "metric": record.anomaly_metric, "unusual": record.unusual,
                     "_obj": record})
             self._control(record, t, anomalous)
             if record.detections and ctx.detections:

@@ -1,13 +1,14 @@
 """Alerts: logged on ``pulsegate.alerts`` and handed to an optional callable/webhook.
 
-Three conditions raise one:
+Four conditions raise one:
 
 * ``accuracy``: a model's accuracy over its last 100 labels fell under its target;
 * ``degradation``: its F1 (or accuracy when F1 is undefined) fell by at least
   ``degradation_threshold`` (5 % by default, relative) against the baseline measured
   when its current version first had enough labels;
-* ``critical_anomaly``: a request scored at or above ``alert_critical_score``;
-  ``incident``: an incident (windowed shift) did.
+* ``critical_anomaly``: a request scored at or above ``alert_critical_score`` (off by
+  default: one unusual request does not page);
+* ``incident``: an incident (windowed shift, error burst) was opened on an endpoint.
 
 ``raise_alert`` only appends to a bounded queue (it is called from the request path for
 critical anomalies): logging, the callable and the webhook POST all happen in

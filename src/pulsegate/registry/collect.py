@@ -86,4 +86,5 @@ def throttle(ops: Ops, record: RequestRecord) -> None:
 def record_summary(r: RequestRecord) -> dict[str, Any]:
     return {"endpoint": r.endpoint, "path": r.path, "status": r.status,
             "duration_ms": round(r.duration_ms, 3), "predicted_ms": r.predicted_ms,
-            "anomaly_score": round(r.anomaly_score, 4), "queries": r.query_count}
+            "anomaly_score": round(r.anomaly_score, 4), "queries": r.query_count,
+            "metric": r.anomaly_metric, "unusual": r.unusual}

@@ -10,13 +10,17 @@ r"""The periodic model-management jobs, run on the gate's scheduler thread.
   current one :math:`c` (accuracy when F1 is undefined).
 * cleanup (``cleanup_interval``, daily): drop the rows of workers silent for
   ``state_ttl``, trim persisted predictions and labels to their caps.
+* retention (every ``min(60 s, retention / 10)``): forget recent anomalous records and
+  query detections older than ``retention`` (reports, the dashboard).
 """
 
 from __future__ import annotations
 
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pulsegate.records import RequestRecord
     from pulsegate.registry.parts import Ops
 
 
@@ -76,6 +80,24 @@ def degradation(ops: Ops) -> None:
                 f"pulsegate: {name} {what} degraded {drop:.1%} ({float(base):.3f} -> "
                 f"{cur:.3f}) since version {v.version} was measured", baseline=base,
                 current=cur, metric=what, drop=drop, version=v.version)
+
+
+def forget_old(records: deque[RequestRecord], detections: deque[dict[str, Any]],
+               before: float) -> int:
+    """Drop recent anomalous records and query detections from before ``before`` (wall
+    seconds): ``retention``. Both deques are in time order, so only their left ends are
+    looked at; request threads append on the right meanwhile. Returns how many went."""
+    dropped = 0
+    try:
+        while records and records[0].started_at < before:
+            records.popleft()
+            dropped += 1
+        while detections and float(detections[0].get("at", 0.0)) < before:
+            detections.popleft()
+            dropped += 1
+    except IndexError:  # emptied by the deque's own bound meanwhile
+        pass
+    return dropped
 
 
 def cleanup(ops: Ops) -> None:

@@ -213,8 +213,9 @@ class ModelOps:
             if r.anomaly_score >= self.latency.critical:
                 self.alerts.raise_alert(
                     "critical_anomaly", r.endpoint, "critical",
-                    f"pulsegate: critical anomaly on {r.endpoint}: {r.duration_ms:.1f} ms "
-                    f"(expected {r.predicted_ms or 0:.1f} ms, score {s0:.2f})",
+                    f"pulsegate: critical anomaly on {r.endpoint}: "
+                    f"{r.unusual or 'latency'}: {r.duration_ms:.1f} ms (forecast "
+                    f"{r.predicted_ms or 0:.1f} ms), {r.query_count} queries, score {s0:.2f}",
                     **collect.record_summary(r))
 
     def _on_near_miss(self, record: RequestRecord) -> None:
@@ -298,6 +299,9 @@ class ModelOps:
         if c.auto_tuning:
             s.every(c.tuning_interval, self.tuning_job, "pulsegate.tuning")
         s.every(self.config.persistence.cleanup_interval, self.cleanup_job, "pulsegate.cleanup")
+        # ``retention`` bounds recent records and detections by age (max_recent by count).
+        s.every(min(60.0, self.config.model.retention / 10), self.retention_job,
+                "pulsegate.retention")
 
     def target(self, model: str) -> float:
         c = self.config.registry
@@ -313,6 +317,11 @@ class ModelOps:
 
     def tuning_job(self) -> list[Any]:
         return self.tuner.tune_all()
+
+    def retention_job(self) -> None:
+        """Forget recent anomalies and detections older than ``retention`` seconds."""
+        jobs.forget_old(self.gate.recent_anomalies, self.gate.detections,
+                        self.wall() - self.config.model.retention)
 
     def cleanup_job(self) -> None:
         """Forget silent workers' statistics and trim persisted predictions/labels."""

@@ -48,9 +48,10 @@ class LatencyThreshold:
     """The latency model's tuned threshold :math:`t` as the per-endpoint :math:`k`, and
     the two floors that follow it: near misses (scores from the tuning grid's lowest
     candidate up are worth a prediction) and critical alerts (``alert_critical_score``),
-    both on the current scale. 2.0 means "none" (no score reaches it)."""
+    both on the current scale. 2.0 means "none" (no score reaches it), as does a
+    ``critical_score`` of None or 1."""
 
-    def __init__(self, k0: float, grid_lo: float, critical_score: float) -> None:
+    def __init__(self, k0: float, grid_lo: float, critical_score: float | None) -> None:
         self.k0 = self.k = k0
         self.grid_lo = grid_lo
         self.critical_score = critical_score
@@ -62,7 +63,7 @@ class LatencyThreshold:
         k = self.k = z_for(t, k0)
         self.near = rescale(self.grid_lo, k0, k) if t > self.grid_lo + 1e-9 else 2.0
         crit = self.critical_score
-        self.critical = rescale(crit, k0, k) if crit < 1.0 else 2.0
+        self.critical = rescale(crit, k0, k) if crit is not None and crit < 1.0 else 2.0
 
     def score0(self, score: float) -> float:
         """A request's score on the configured scale (labels stay comparable)."""

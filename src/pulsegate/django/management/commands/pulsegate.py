@@ -55,7 +55,8 @@ def build_report(gate: PulseGate) -> dict[str, Any]:
         "endpoints": gate.endpoints(),
         "anomalies": [
             {"endpoint": r.endpoint, "path": r.path, "status": r.status,
-             "duration_ms": round(r.duration_ms, 2), "score": round(r.anomaly_score, 3)}
+             "duration_ms": round(r.duration_ms, 2), "score": round(r.anomaly_score, 3),
+             "unusual": r.unusual}
             for r in list(gate.recent_anomalies)],
         "detections": _detections(gate),
     }
