@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from pulsegate.context import query_sink
+from pulsegate.context import RequestContext, query_sink
 from pulsegate.engine import PulseGate
 from pulsegate.records import RequestInfo, RequestRecord
 
@@ -45,10 +45,12 @@ CASES: dict[str, dict[str, object]] = {
 }
 
 
-def one_round(opts: dict[str, object], n: int) -> tuple[float, float]:
+def started(opts: dict[str, object], n: int) -> tuple[PulseGate, list[RequestContext],
+                                                      RequestRecord]:
+    """A gate with ``opts`` (scheduler stopped), ``n`` requests begun side by side, and
+    the record each will finish with."""
     gate = PulseGate(measure_memory=False, query_analysis=False, **opts)  # type: ignore[arg-type]
     gate.scheduler.stop()
-    control = gate.control
     ctxs = []
     for i in range(n):
         ctx = gate.begin(RequestInfo("GET", "/items/1", "/items/{id}", f"10.0.0.{i % 200}"))
@@ -60,6 +62,13 @@ def one_round(opts: dict[str, object], n: int) -> tuple[float, float]:
             ctx.token = None
         ctxs.append(ctx)
     record = RequestRecord("GET", "/items/{id}", "/items/1", 200, 0.0, 1.0, 1.0, 0.0, 0)
+    return gate, ctxs, record
+
+
+def one_round(opts: dict[str, object], n: int) -> tuple[float, float]:
+    gate, ctxs, record = started(opts, n)
+    control = gate.control
+    assert control is not None
     t0 = time.perf_counter()
     for ctx in ctxs:
         control.admit(ctx)
@@ -72,18 +81,9 @@ def one_round(opts: dict[str, object], n: int) -> tuple[float, float]:
 
 def counted(opts: dict[str, object], n: int, runner: str) -> None:
     """The callgrind child: set up, then admit + finish ``n`` requests."""
-    gate = PulseGate(measure_memory=False, query_analysis=False, **opts)  # type: ignore[arg-type]
-    gate.scheduler.stop()
+    gate, ctxs, record = started(opts, n + 200)
     control = gate.control
-    ctxs = []
-    for i in range(n + 200):
-        ctx = gate.begin(RequestInfo("GET", "/items/1", "/items/{id}", f"10.0.0.{i % 200}"))
-        assert ctx is not None
-        if ctx.token is not None:
-            query_sink.reset(ctx.token)
-            ctx.token = None
-        ctxs.append(ctx)
-    record = RequestRecord("GET", "/items/{id}", "/items/1", 200, 0.0, 1.0, 1.0, 0.0, 0)
+    assert control is not None
     gc.freeze()
     gc.disable()
     if runner == "sync":
