@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import gc
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -90,3 +91,14 @@ def opcode_tracer(counts: collections.Counter[str]) -> Callable[[FrameType, str,
             return on_opcode
         return on_opcode
     return on_call
+
+
+def count_bytecodes(drive: Callable[[int], object], n: int) -> collections.Counter[str]:
+    """Bytecodes run by ``drive(n)``, per function (``file:function``)."""
+    counts: collections.Counter[str] = collections.Counter()
+    sys.settrace(opcode_tracer(counts))
+    try:
+        drive(n)
+    finally:
+        sys.settrace(None)
+    return counts

@@ -24,10 +24,8 @@ from __future__ import annotations
 import argparse
 import collections
 import logging
-import sys
-from collections.abc import Callable
 
-from _common import opcode_tracer
+from _common import count_bytecodes
 from instructions import FAMILIES, MORE_STACKS, STACKS, driver
 
 WARMUP = 500
@@ -41,18 +39,6 @@ YARDSTICKS: dict[str, tuple[tuple[str, str], ...]] = {
               ("otel", "OpenTelemetry's bare WSGI middleware (for information)")),
     "django": (("otel", "OpenTelemetry's DjangoInstrumentor (budget)"),),
 }
-
-
-def count(drive: Callable[[int], None], n: int) -> collections.Counter[str]:
-    """Bytecodes run by ``drive(n)``, per function (``file:function``)."""
-    counts: collections.Counter[str] = collections.Counter()
-
-    sys.settrace(opcode_tracer(counts))
-    try:
-        drive(n)
-    finally:
-        sys.settrace(None)
-    return counts
 
 
 def main() -> None:
@@ -75,7 +61,7 @@ def main() -> None:
                 continue
             drive = driver(family, stack)
             drive(WARMUP)
-            functions[stack] = count(drive, args.requests)
+            functions[stack] = count_bytecodes(drive, args.requests)
             per[stack] = functions[stack].total() / args.requests
         print(f"\n{family}")
         for stack, value in per.items():

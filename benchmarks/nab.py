@@ -24,7 +24,6 @@ candidate configurations, and scores the default configuration on the generated 
 from __future__ import annotations
 
 import argparse
-import collections
 import datetime as dt
 import functools
 import importlib.util
@@ -43,7 +42,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "src"))
 
 import generated_series  # noqa: E402
 import heldout  # noqa: E402
-from _common import opcode_tracer  # noqa: E402
+from _common import count_bytecodes  # noqa: E402
 
 from pulsegate.learn.anomaly import AnomalyModel  # noqa: E402
 from pulsegate.learn.endpoint import EndpointModel  # noqa: E402
@@ -250,14 +249,12 @@ def per_update_bytecodes(n: int = 1000) -> float:
     model = EndpointModel(window=60.0)
     for i in range(2000):
         model.update(math.log(20.0 + i % 7), None, True, 0.05 * i)
-    counts: collections.Counter[str] = collections.Counter()
-    sys.settrace(opcode_tracer(counts))
-    try:
+
+    def updates(n: int) -> None:
         for i in range(2000, 2000 + n):
             model.update(math.log(20.0 + i % 7), None, True, 0.05 * i)
-    finally:
-        sys.settrace(None)
-    return sum(counts.values()) / n
+
+    return sum(count_bytecodes(updates, n).values()) / n
 
 
 def main(argv: list[str] | None = None) -> None:

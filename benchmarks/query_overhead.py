@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import opcode_tracer
+from _common import count_bytecodes
 
 from pulsegate.engine import PulseGate
 from pulsegate.queries.fingerprint import FingerprintCache
@@ -55,13 +55,7 @@ def _measure(n: int, rounds: int, bare: Mode, idle: Mode, inst: Mode) -> dict[st
         out = {}
         for name, fn in (("bare", bare), ("idle", idle), ("instrumented", inst)):
             fn(min(n, 200))  # warm: the call-site path, the fingerprint cache
-            counts: collections.Counter[str] = collections.Counter()
-            sys.settrace(opcode_tracer(counts))
-            try:
-                fn(n)
-            finally:
-                sys.settrace(None)
-            COUNT[name] = counts
+            COUNT[name] = counts = count_bytecodes(fn, n)
             out[name] = sum(counts.values()) / n
         return out
     chunk = max(1, n // rounds)
