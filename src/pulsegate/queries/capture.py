@@ -121,7 +121,7 @@ class Capture:
         if self._analyzed != self.query_count:
             self._detections = self.detector.analyze(self.queries)
             if self.unused_eager_loads:
-                self._detections += eager.detections(self)
+                self._detections += eager.detections(self, self.detector.cache)
             self._analyzed = self.query_count
         return self._detections
 

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from pulsegate.bounded import BoundedLRU
 from pulsegate.context import query_sink
-from pulsegate.queries.fingerprint import default_cache
+from pulsegate.queries.fingerprint import FingerprintCache
 from pulsegate.queries.nplusone import Detection
 
 __all__ = ["EagerLoad", "detections", "forget", "record", "touch", "unused", "watch"]
@@ -60,7 +61,7 @@ class _SinkLoads:
         self.touched: set[int] = set()
 
 
-_by_sink: dict[int, _SinkLoads] = {}
+_by_sink: BoundedLRU[int, _SinkLoads] = BoundedLRU(MAX_SINKS)
 
 
 def watch() -> None:
@@ -73,9 +74,8 @@ def record(sink: Any, key: int, load: EagerLoad) -> None:
     """``sink``'s statement loaded the relationship ``key`` eagerly."""
     state = _by_sink.get(id(sink))
     if state is None or state.sink is not sink:
-        if len(_by_sink) >= MAX_SINKS:
-            _by_sink.clear()
-        state = _by_sink[id(sink)] = _SinkLoads(sink)
+        state = _SinkLoads(sink)
+        _by_sink.put(id(sink), state)
     if key not in state.loads:
         state.loads[key] = load
 
@@ -101,15 +101,16 @@ def forget(sink: Any) -> None:
     """``sink`` is done (the request finished, the capture closed)."""
     state = _by_sink.get(id(sink))
     if state is not None and state.sink is sink:
-        del _by_sink[id(sink)]
+        _by_sink.pop(id(sink), None)
 
 
-def detections(sink: Any) -> list[Detection]:
+def detections(sink: Any, cache: FingerprintCache) -> list[Detection]:
     """:func:`unused` as ``unused_eager_load`` detections, each with the option to
-    remove (``selectinload(Author.books)``)."""
+    remove (``selectinload(Author.books)``), fingerprinted with the caller's ``cache``
+    (the gate's or the capture's own)."""
     out = []
     for load in unused(sink):
-        fp = default_cache.get(load.sql, load.db)
+        fp = cache.get(load.sql, load.db)
         out.append(Detection(
             "unused_eager_load", fp.id, fp.text, 1, 0.0, 0.0, load.call_site,
             load.relationship,

@@ -88,7 +88,7 @@ class RequestQueries:
             analysis = self.detector.run(ctx.queries or ())
             dets = analysis.detections
             if self.unused_eager_loads:
-                dets += eager.detections(ctx)
+                dets += eager.detections(ctx, self.detector.cache)
             out = AnalyzedDetections(dets, n, repeat_share(analysis))
         ctx.detections = out
         return out
