@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import math
 
-from pulsegate.learn.endpoint import METRICS
+from pulsegate.learn.metrics import METRICS, QUERY_METRICS
 
 _log1p = math.log1p
-QUERY_METRICS = ("queries", "query_time", "repeat_share")
 
 
 def metric_set(query_analysis: bool, measure_cpu: bool, measure_memory: bool) -> tuple[str, ...]:
@@ -23,8 +22,13 @@ def metric_set(query_analysis: bool, measure_cpu: bool, measure_memory: bool) ->
     >>> metric_set(False, True, False)
     ('latency', 'cpu')
     """
-    left_out = (() if query_analysis else QUERY_METRICS) + \
-        (() if measure_cpu else ("cpu",)) + (() if measure_memory else ("memory",))
+    left_out: set[str] = set()
+    if not query_analysis:
+        left_out |= QUERY_METRICS
+    if not measure_cpu:
+        left_out.add("cpu")
+    if not measure_memory:
+        left_out.add("memory")
     return tuple(m for m in METRICS if m not in left_out)
 
 
