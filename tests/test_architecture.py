@@ -16,25 +16,15 @@ the rule, so a check that cannot fail would show here.
 from __future__ import annotations
 
 import ast
-import importlib.util
-import sys
 import textwrap
 from pathlib import Path
-from types import ModuleType
+
+from script_loader import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _load_house() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("house", ROOT / "tools" / "house.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["house"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-house = _load_house()
+house = load_script("tools/house.py")
 
 #: Third-party packages only the adapters may import (web frameworks, servers, ORMs).
 FRAMEWORKS = frozenset({"starlette", "fastapi", "django", "flask", "werkzeug", "sqlalchemy",

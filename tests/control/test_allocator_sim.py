@@ -3,21 +3,13 @@ between equals (same arrivals, same front door), so these checks can fail either
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
-PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "allocator_sim.py"
+from script_loader import load_script
 
 
 def load_sim() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("allocator_sim", PATH)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["allocator_sim"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("benchmarks/allocator_sim.py")
 
 
 def test_hand_tuned_pulsegate_ties_the_windowed_gradient2_and_keeps_priorities() -> None:

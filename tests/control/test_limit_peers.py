@@ -4,27 +4,13 @@ pinned on short hand-made sample sequences (values worked out from the Java / C+
 
 from __future__ import annotations
 
-import importlib.util
 import random
-import sys
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "limit_peers.py"
+from script_loader import load_script
 
-
-def load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("limit_peers", PATH)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["limit_peers"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-P = load()
+P = load_script("benchmarks/limit_peers.py")
 MS = 0.001
 
 
