@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pulsegate.cli_io import io_report, print_io
 from pulsegate.cli_output import STATE_HINT, ago, fmt, table
 from pulsegate.incidents import Incident
 from pulsegate.registry import snapshot as snap
@@ -151,9 +152,10 @@ def cmd_report(store: StateStore, args: argparse.Namespace) -> Any:
                  for a in flagged if a["kind"] == "incident"][: args.limit]
     workers = snap.live_workers(store, now, args.ttl)
     insights = snap.ranked_insights(snap.fleet_insights(store, workers), now)[: args.limit]
+    io = io_report(store, args.limit)
     if args.json:
         return {"endpoints": eps, "anomalies": anomalies, "incidents": incidents,
-                "query_insights": insights}
+                "query_insights": insights, **io}
     _note_if_empty(workers, store, args)
     table("endpoint baselines (fleet)", ["endpoint", "requests", "forecast ms", "interval ms",
                                          "confidence"],
@@ -179,6 +181,7 @@ def cmd_report(store: StateStore, args: argparse.Namespace) -> Any:
           [(i["roi"], i.get("kind"), i.get("endpoint"), i["calls_per_minute"], i["mean_ms"],
             f"{i['improvement']:.0%}", i["confidence"], i.get("call_site"),
             i.get("suggestion"), i.get("id")) for i in insights])
+    print_io(io)
     return None
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from pulsegate.export.io import io_summary
 from pulsegate.export.series import SeriesStore, allocator_state
 
 if TYPE_CHECKING:
@@ -114,6 +115,7 @@ def summary(gate: Host, series: SeriesStore) -> dict[str, Any]:
         "detections": series.recent_detections(50, resolve),
         "control": control(gate, series),
         "models": models(gate),
+        "io": io_summary(gate),
         "feedback_enabled": callable(getattr(gate, "feedback", None)),
     }
 
