@@ -75,7 +75,7 @@ def test_dashboard_summary() -> None:
     gate = PulseGate()
     try:
         fill(gate)
-        io = summary(gate, SeriesStore(gate))["io"]
+        io = summary(gate, SeriesStore(gate))["reports"]
         assert io["caches"]["patterns"][0]["pattern"] == "user:{id}:profile"
         assert io["outbound"]["upstreams"][0]["upstream"] == "https://api.example.com"
         assert "4242" not in json.dumps(io)

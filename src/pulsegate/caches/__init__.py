@@ -71,7 +71,8 @@ def attach(gate: Host) -> CacheMonitor:
         monitor.cacheable = attach_queries(gate)
     from pulsegate.export.io import install as install_export
 
-    install_export(gate, caches=monitor, report=lambda: report(gate))
+    install_export(gate, caches=monitor)
+    gate.plugs.add_report("caches", lambda: report(gate))
     return monitor
 
 

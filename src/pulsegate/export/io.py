@@ -20,18 +20,16 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pulsegate.plugins import Host
 
-__all__ = ["cache_samples", "install", "io_summary", "register_otel", "upstream_samples"]
+__all__ = ["cache_samples", "install", "register_otel", "upstream_samples"]
 
 _LOCK = threading.Lock()
-#: gate -> [cache monitor, outbound monitor, cache report, outbound report] (None: not
-#: attached), read at collection; the reports are the monitors' packages' own
-#: functions, handed in (this module imports neither package)
+#: gate -> [cache monitor, outbound monitor] (None: not attached), read at collection
 _SOURCES: weakref.WeakKeyDictionary[Any, list[Any]] = weakref.WeakKeyDictionary()
 _PROM_REGISTRIES: set[int] = set()
 _OTEL_GATES: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -116,18 +114,16 @@ def _observe(gate: Any, kind: str) -> Any:
     return callback
 
 
-def install(gate: Host, caches: Any = None, outbound: Any = None,
-            report: Callable[[], dict[str, Any]] | None = None) -> None:
-    """Report ``gate``'s cache monitor or outbound monitor (and its ``report()``, for
-    the dashboard) to the exporters its configuration turns on (``prometheus``,
-    ``otel``). Idempotent per gate; a missing optional package is counted in the gate's
-    faults, never raised."""
+def install(gate: Host, caches: Any = None, outbound: Any = None) -> None:
+    """Report ``gate``'s cache monitor or outbound monitor to the exporters its
+    configuration turns on (``prometheus``, ``otel``). Idempotent per gate; a missing
+    optional package is counted in the gate's faults, never raised."""
     with _LOCK:
-        sources = _SOURCES.setdefault(gate, [None, None, None, None])
+        sources = _SOURCES.setdefault(gate, [None, None])
         if caches is not None:
-            sources[0], sources[2] = caches, report
+            sources[0] = caches
         if outbound is not None:
-            sources[1], sources[3] = outbound, report
+            sources[1] = outbound
     c = gate.config.export
     if c.prometheus:
         try:
@@ -168,11 +164,3 @@ def register_otel(gate: Host, meter_provider: Any = None) -> None:
         "pulsegate.upstream.health", callbacks=[_observe(gate, "health")], unit="1",
         description="Health score of each upstream (0-1; docs/outbound.md).")
 
-
-def io_summary(gate: Any) -> dict[str, Any]:
-    """The dashboard's ``io`` part: ``{"caches": report or None, "outbound": report or
-    None}`` (None: that monitor is not attached to ``gate``)."""
-    sources = _SOURCES.get(gate) or [None, None, None, None]
-    caches_report, outbound_report = sources[2], sources[3]
-    return {"caches": caches_report() if caches_report is not None else None,
-            "outbound": outbound_report() if outbound_report is not None else None}

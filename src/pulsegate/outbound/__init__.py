@@ -72,7 +72,8 @@ def attach(gate: Host) -> OutboundMonitor:
     gate.scheduler.every(10.0, monitor.causes.run, "outbound.causes")
     from pulsegate.export.io import install as install_export
 
-    install_export(gate, outbound=monitor, report=lambda: report(gate))
+    install_export(gate, outbound=monitor)
+    gate.plugs.add_report("outbound", lambda: report(gate))
     return monitor
 
 

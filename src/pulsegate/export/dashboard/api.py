@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from pulsegate.export.io import io_summary
 from pulsegate.export.series import SeriesStore, allocator_state
 
 if TYPE_CHECKING:
@@ -115,9 +114,20 @@ def summary(gate: Host, series: SeriesStore) -> dict[str, Any]:
         "detections": series.recent_detections(50, resolve),
         "control": control(gate, series),
         "models": models(gate),
-        "io": io_summary(gate),
         "feedback_enabled": callable(getattr(gate, "feedback", None)),
+        "reports": reports(gate),
     }
+
+
+def reports(gate: Host) -> dict[str, Any]:
+    """The sections components registered with ``plugs.add_report`` (the advisor's)."""
+    out: dict[str, Any] = {}
+    for name, report in list(gate.plugs.reports.items()):
+        try:
+            out[name] = report()
+        except Exception as exc:
+            gate.faults.record(f"report {name}", exc)
+    return out
 
 
 def feedback(gate: Host, series: SeriesStore, ident: str,
