@@ -56,7 +56,7 @@ def test_generic_plan_finds_the_missing_index(shop: str) -> None:
                      "ORDER BY created_at DESC LIMIT 20")
     assert [f.kind for f in found] == ["missing_index"]
     f = found[0]
-    assert f.fix == ("CREATE INDEX CONCURRENTLY ix_orders_customer_id_created_at ON orders "
+    assert f.fix == ("CREATE INDEX CONCURRENTLY ix_orders_customer_id_created_at_desc ON orders "
                      "(customer_id, created_at DESC);")
     assert "Seq Scan on orders" in f.evidence and f.confidence == 0.9
     assert "generic" in f.plan_method.lower() or "GENERIC_PLAN" in f.plan_method
@@ -101,7 +101,7 @@ def test_order_by_limit_without_index(shop: str) -> None:
     found = run(advisor(shop), "SELECT id FROM orders ORDER BY total DESC LIMIT 10")
     assert [(f.kind, f.fix) for f in found] == [
         ("sort_without_index",
-         "CREATE INDEX CONCURRENTLY ix_orders_total ON orders (total DESC);")]
+         "CREATE INDEX CONCURRENTLY ix_orders_total_desc ON orders (total DESC);")]
 
 
 def test_runs_read_only_with_a_timeout_never_in_the_apps_transaction(shop: str) -> None:
@@ -129,5 +129,28 @@ def test_runs_read_only_with_a_timeout_never_in_the_apps_transaction(shop: str) 
         app.close()
     # and once the lock is gone the same advisor explains (after the recheck delay)
     found = run(adv, "SELECT id FROM customers WHERE email = %s", now=4000.0)
+    assert [f.fix for f in found] == [
+        "CREATE INDEX CONCURRENTLY ix_customers_email ON customers (email);"]
+
+
+def test_an_index_scan_that_filters_row_by_row_still_misses_an_index(shop: str) -> None:
+    """The planner walks the created_at index for ORDER BY ... LIMIT and checks
+    customer_id on every row: the (customer_id, created_at) index is still missing."""
+    with psycopg.connect(shop, autocommit=True) as conn:
+        conn.execute("CREATE INDEX ix_orders_created_at_given ON orders (created_at)")
+        conn.execute("ANALYZE orders")
+    try:
+        found = run(advisor(shop), "SELECT id FROM orders WHERE customer_id = %s AND "
+                                   "created_at > %s ORDER BY created_at LIMIT 5")
+        assert [(f.kind, f.columns) for f in found] == [
+            ("missing_index", ["customer_id", "created_at"])]
+    finally:
+        with psycopg.connect(shop, autocommit=True) as conn:
+            conn.execute("DROP INDEX ix_orders_created_at_given")
+
+
+def test_a_self_join_is_judged_per_alias(shop: str) -> None:
+    found = run(advisor(shop), "SELECT a.id, b.id FROM customers a JOIN customers b "
+                               "ON b.email = a.email WHERE a.id = %s")
     assert [f.fix for f in found] == [
         "CREATE INDEX CONCURRENTLY ix_customers_email ON customers (email);"]

@@ -89,7 +89,7 @@ def test_finds_the_missing_index_with_the_right_column_order(shop: Path) -> None
     assert [f.kind for f in found] == ["missing_index"]
     f = found[0]
     # equality column first, then the ORDER BY column in its direction
-    assert f.fix == ("CREATE INDEX ix_orders_customer_id_created_at ON orders "
+    assert f.fix == ("CREATE INDEX ix_orders_customer_id_created_at_desc ON orders "
                      "(customer_id, created_at DESC);")
     assert "SCAN orders" in f.evidence and f.endpoints == ["GET /orders"]
     assert 0 < f.confidence <= 1 and f.saving_ms_per_min > 0

@@ -9,7 +9,14 @@ import random
 
 import pytest
 
-from pulsegate.advisor.capacity import advise, erlang_c, response_tail, workers_needed
+from pulsegate.advisor.capacity import (
+    advise,
+    erlang_c,
+    from_log_moments,
+    response_tail,
+    service_mixture,
+    workers_needed,
+)
 
 
 def test_erlang_c_matches_known_values() -> None:
@@ -65,3 +72,16 @@ def test_replicas_from_the_allocator_limit() -> None:
     advice = advise(2000.0, 0.010, 0.3, 0.05, 0.99, limit_per_replica=8.0)
     assert advice.workers is not None and advice.replicas == math.ceil(advice.workers / 8)
     assert advice.utilisation is not None and advice.utilisation < 1
+
+
+def test_log_moments_read_as_gamma_recover_an_exponential() -> None:
+    rng = random.Random(5)
+    logs = [math.log(rng.expovariate(1 / 10.0)) for _ in range(50_000)]
+    level = sum(logs) / len(logs)
+    var = sum((x - level) ** 2 for x in logs) / len(logs)
+    mean, cv2 = from_log_moments(level, var, "gamma")
+    assert mean == pytest.approx(10.0, rel=0.03) and cv2 == pytest.approx(1.0, rel=0.05)
+    # read as a log-normal the same logs claim a tail four times as wide
+    assert from_log_moments(level, var, "lognormal")[1] > 3.5
+    mean_s, cv2_s = service_mixture([(1.0, level, var)])
+    assert workers_needed(400.0, mean_s, cv2_s, 0.05, 0.99) is not None

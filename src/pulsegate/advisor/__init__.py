@@ -26,7 +26,7 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from pulsegate.advisor.capacity import Advice, advise, lognormal_mixture
+from pulsegate.advisor.capacity import Advice, advise, service_mixture
 from pulsegate.advisor.patterns import Patterns
 from pulsegate.advisor.query_advisor import QueryAdvisor
 from pulsegate.advisor.rules import Finding, Thresholds
@@ -132,7 +132,7 @@ class Advisor:
                 parts.append((float(model.n), float(model.level[0]), float(model.var[0])))
         if peak <= 0 or not parts:
             return None
-        mean_s, cv2 = lognormal_mixture(parts)
+        mean_s, cv2 = service_mixture(parts)
         limit = None
         control = self.gate.config.control
         target_ms = self.target_ms or control.target_latency_ms

@@ -22,8 +22,8 @@ Allen-Cunneen correction:
 * **replicas**: :math:`\lceil c^* / L \rceil`, :math:`L` the concurrency one process
   sustains at its target -- the allocator's learnt limit.
 
->>> workers_needed(800.0, 0.010, 1.0, 0.050, 0.99)
-12
+>>> workers_needed(800.0, 0.010, 1.0, 0.050, 0.99)   # exponential service: M/M/c
+10
 """
 
 from __future__ import annotations
@@ -55,29 +55,114 @@ def erlang_c(c: int, a: float) -> float:
     return last / (total + last)
 
 
-def _lognormal_cdf(x: float, mu: float, sigma: float) -> float:
+def _lognormal_cdf(x: float, mean: float, cv2: float) -> float:
     if x <= 0:
         return 0.0
-    return 0.5 * (1.0 + math.erf((math.log(x) - mu) / (sigma * math.sqrt(2.0))))
+    sigma2 = math.log1p(max(cv2, 1e-12))
+    mu = math.log(mean) - sigma2 / 2.0
+    return 0.5 * (1.0 + math.erf((math.log(x) - mu) / math.sqrt(2.0 * sigma2)))
+
+
+def _gamma_p(a: float, x: float) -> float:
+    """Regularised lower incomplete gamma :math:`P(a, x)` (series below :math:`a + 1`,
+    Lentz's continued fraction above)."""
+    if x <= 0:
+        return 0.0
+    log_front = -x + a * math.log(x) - math.lgamma(a)
+    if x < a + 1.0:
+        term = total = 1.0 / a
+        n = 1
+        while abs(term) > abs(total) * 1e-13 and n < 10_000:
+            term *= x / (a + n)
+            total += term
+            n += 1
+        return min(1.0, total * math.exp(log_front))
+    tiny = 1e-300
+    b = x + 1.0 - a
+    c = 1.0 / tiny
+    d = 1.0 / b
+    h = d
+    for i in range(1, 10_000):
+        an = -i * (i - a)
+        b += 2.0
+        d = an * d + b
+        d = tiny if abs(d) < tiny else d
+        c = b + an / c
+        c = tiny if abs(c) < tiny else c
+        d = 1.0 / d
+        delta = d * c
+        h *= delta
+        if abs(delta - 1.0) < 1e-13:
+            break
+    return max(0.0, 1.0 - math.exp(log_front) * h)
+
+
+def _gamma_cdf(x: float, mean: float, cv2: float) -> float:
+    k = 1.0 / max(cv2, 1e-9)
+    return _gamma_p(k, x / (mean / k))
+
+
+FAMILIES = {"gamma": _gamma_cdf, "lognormal": _lognormal_cdf}
+
+
+def _digamma(x: float) -> float:
+    r = 0.0
+    while x < 6.0:
+        r -= 1.0 / x
+        x += 1.0
+    f = 1.0 / (x * x)
+    return r + math.log(x) - 0.5 / x - f * (1 / 12 - f * (1 / 120 - f / 252))
+
+
+def _trigamma(x: float) -> float:
+    r = 0.0
+    while x < 6.0:
+        r += 1.0 / (x * x)
+        x += 1.0
+    f = 1.0 / (x * x)
+    return r + 1.0 / x + f / 2 + f / x * (1 / 6 - f * (1 / 30 - f / 42))
+
+
+def from_log_moments(level: float, var: float, family: str = "gamma") -> tuple[float, float]:
+    r"""Mean (the units of :math:`e^{level}`) and :math:`c_s^2` of a service time whose
+    logarithm has mean ``level`` and variance ``var`` (what an endpoint model learns).
+    Gamma: the shape :math:`k` solves :math:`\psi'(k) = var` (exact for the gamma
+    family, the exponential included), scale :math:`e^{level - \psi(k)}`, :math:`c_s^2 =
+    1/k`. Log-normal: :math:`e^{level + var/2}`, :math:`c_s^2 = e^{var} - 1`.
+
+    >>> m, cv2 = from_log_moments(math.log(10.0) - 0.5772156649, math.pi ** 2 / 6)
+    >>> round(m, 3), round(cv2, 3)          # an exponential of mean 10
+    (10.0, 1.0)
+    """
+    var = max(var, 1e-9)
+    if family == "lognormal":
+        return math.exp(level + var / 2.0), math.expm1(var)
+    lo, hi = 1e-4, 1e7  # psi' decreases: bisect on a log scale
+    for _ in range(100):
+        mid = math.sqrt(lo * hi)
+        if _trigamma(mid) > var:
+            lo = mid
+        else:
+            hi = mid
+    k = math.sqrt(lo * hi)
+    return k * math.exp(level - _digamma(k)), 1.0 / k
 
 
 def response_tail(c: int, lam: float, mean_s: float, cs2: float, target: float,
-                  ca2: float = 1.0, points: int = 256) -> float:
+                  ca2: float = 1.0, points: int = 256, family: str = "gamma") -> float:
     """:math:`P(R > T)` of the module docstring."""
     a = lam * mean_s
     if a >= c:
         return 1.0
-    sigma2 = math.log1p(max(cs2, 1e-9))
-    sigma = math.sqrt(sigma2)
-    mu = math.log(mean_s) - sigma2 / 2.0
+    cdf_of = FAMILIES[family]
     p_wait = erlang_c(c, a)
     decay = (c / mean_s - lam) / max(1e-9, (ca2 + cs2) / 2.0)
-    tail = 1.0 - _lognormal_cdf(target, mu, sigma)
+    tail = 1.0 - cdf_of(target, mean_s, cs2)
     step = target / points
     prev = 0.0
     for i in range(1, points + 1):
         s = i * step
-        cdf = _lognormal_cdf(s, mu, sigma)
+        cdf = cdf_of(s, mean_s, cs2)
         mid = s - step / 2.0
         tail += (cdf - prev) * p_wait * math.exp(-decay * (target - mid))
         prev = cdf
@@ -85,17 +170,16 @@ def response_tail(c: int, lam: float, mean_s: float, cs2: float, target: float,
 
 
 def workers_needed(lam: float, mean_s: float, cs2: float, target: float, quantile: float,
-                   ca2: float = 1.0, max_workers: int = 100_000) -> int | None:
+                   ca2: float = 1.0, max_workers: int = 100_000,
+                   family: str = "gamma") -> int | None:
     """The smallest worker count meeting the target (None: none can)."""
     if lam <= 0 or mean_s <= 0:
         return 1
-    sigma2 = math.log1p(max(cs2, 1e-9))
-    mu = math.log(mean_s) - sigma2 / 2.0
-    if 1.0 - _lognormal_cdf(target, mu, math.sqrt(sigma2)) > 1.0 - quantile:
+    if 1.0 - FAMILIES[family](target, mean_s, cs2) > 1.0 - quantile:
         return None
     c = max(1, math.floor(lam * mean_s) + 1)
     while c <= max_workers:
-        if response_tail(c, lam, mean_s, cs2, target, ca2) <= 1.0 - quantile:
+        if response_tail(c, lam, mean_s, cs2, target, ca2, family=family) <= 1.0 - quantile:
             return c
         c += 1 if c < 64 else max(1, c // 64)
     return None
@@ -120,11 +204,12 @@ class Advice:
 
 def advise(peak_rps: float, mean_service_s: float, service_cv2: float, target_s: float,
            quantile: float = 0.99, limit_per_replica: float | None = None,
-           arrival_cv2: float = 1.0) -> Advice:
+           arrival_cv2: float = 1.0, family: str = "gamma") -> Advice:
     """Workers and replicas for ``peak_rps`` (see the module docstring)."""
-    c = workers_needed(peak_rps, mean_service_s, service_cv2, target_s, quantile, arrival_cv2)
+    c = workers_needed(peak_rps, mean_service_s, service_cv2, target_s, quantile, arrival_cv2,
+                       family=family)
     replicas = None
-    note = "M/G/c (Erlang C, Allen-Cunneen), log-normal service"
+    note = f"M/G/c (Erlang C, Allen-Cunneen), {family} service"
     if c is None:
         note = (f"no worker count meets it: more than {1 - quantile:.1%} of requests take "
                 f"longer than the target by themselves")
@@ -136,20 +221,21 @@ def advise(peak_rps: float, mean_service_s: float, service_cv2: float, target_s:
                   None if util is None else round(util, 3), limit_per_replica, note)
 
 
-def lognormal_mixture(parts: list[tuple[float, float, float]]) -> tuple[float, float]:
-    """Mean (s) and :math:`c_s^2` of a mixture of log-normal service times, each part
-    ``(weight, mean log-ms, variance of log-ms)`` -- the endpoint models' latency level
-    and spread, weighted by their requests.
+def service_mixture(parts: list[tuple[float, float, float]], family: str = "gamma"
+                    ) -> tuple[float, float]:
+    """Mean (s) and :math:`c_s^2` of a mixture of service times, each part ``(weight,
+    mean log-ms, variance of log-ms)`` -- the endpoint models' latency level and spread,
+    weighted by their requests -- each read by :func:`from_log_moments`.
 
-    >>> m, cv2 = lognormal_mixture([(1.0, math.log(10.0), 0.0)])
+    >>> m, cv2 = service_mixture([(1.0, math.log(10.0), 0.0)], "lognormal")
     >>> round(m, 4), round(cv2, 4)
     (0.01, 0.0)
     """
     total = sum(w for w, _l, _v in parts)
     if total <= 0:
         return 0.0, 1.0
-    m1 = sum(w * math.exp(level + var / 2.0) for w, level, var in parts) / total
-    m2 = sum(w * math.exp(2 * level + 2 * var) for w, level, var in parts) / total
-    mean_s = m1 / 1000.0
+    read = [(w, *from_log_moments(level, var, family)) for w, level, var in parts]
+    m1 = sum(w * m for w, m, _c in read) / total
+    m2 = sum(w * m * m * (1.0 + c) for w, m, c in read) / total
     cv2 = max(0.0, m2 / (m1 * m1) - 1.0) if m1 > 0 else 1.0
-    return mean_s, cv2
+    return m1 / 1000.0, cv2

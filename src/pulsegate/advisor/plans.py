@@ -46,6 +46,9 @@ class Scan:
     kind: str
     rows: float | None = None  # rows the planner expects out of it
     detail: str = ""
+    #: a condition checked row by row after the access (PostgreSQL's ``Filter``): on an
+    #: index scan, columns the index used does not serve
+    filter: str = ""
 
 
 @dataclass
@@ -235,7 +238,8 @@ def read_postgres_plan(doc: Any, method: str = "") -> Plan:
             scan_kind = "full" if kind == "Seq Scan" else "index" if "Index" in kind or \
                 "Bitmap Heap" in kind else "other"
             plan.scans.append(Scan(str(rel), str(node.get("Alias") or rel), scan_kind,
-                                   float(node.get("Plan Rows") or 0), str(extra)))
+                                   float(node.get("Plan Rows") or 0), str(extra),
+                                   str(node.get("Filter") or "")))
         if node.get("Parent Relationship") == "SubPlan" and not name.startswith("hashed"):
             plan.correlated += 1
         if kind == "Sort" and parent is not None and parent.get("Node Type") == "Limit":

@@ -84,10 +84,11 @@ def create_index(dialect: str, table: str, columns: list[str], where: str | None
                  order: dict[str, str] | None = None) -> str:
     """The DDL: ``CREATE INDEX CONCURRENTLY`` on PostgreSQL (no write lock on a live
     table), plain ``CREATE INDEX`` on SQLite."""
-    cols = ", ".join(c + (" DESC" if order and order.get(c) == "desc" else "") for c in columns)
+    desc = [c + (" DESC" if order and order.get(c) == "desc" else "") for c in columns]
     concurrently = " CONCURRENTLY" if dialect == "postgresql" else ""
     partial = f" WHERE {where}" if where else ""
-    return f"CREATE INDEX{concurrently} {index_name(table, columns)} ON {table} ({cols}){partial};"
+    name = index_name(table, [d.replace(" DESC", "_desc") for d in desc])
+    return f"CREATE INDEX{concurrently} {name} ON {table} ({', '.join(desc)}){partial};"
 
 
 def index_columns(preds: list[Predicate], order_cols: list[str]) -> list[str]:
@@ -137,12 +138,25 @@ def findings(fp_id: str, sql: str, shape: Shape, plan: Plan | None,
             info = tables.get(scan.table)
             if info is None or scan.table in seen:
                 continue
-            if scan.kind not in ("full", "auto_index"):
-                continue
             rows = info.rows or 0.0
             if rows < th.min_rows:
                 continue
-            preds = [p for p in shape.predicates if p.table == scan.table]
+            # this access's own predicates: by its alias when the plan names one
+            aliased = [p for p in shape.predicates if p.table == scan.table
+                       and p.alias is not None and p.alias == scan.alias]
+            preds = aliased or [p for p in shape.predicates if p.table == scan.table
+                                and (p.alias is None or p.alias == scan.table
+                                     or p.alias not in shape.tables
+                                     or scan.alias == scan.table)]
+            if scan.kind == "index":
+                # an index serves the access but an equality is checked row by row
+                # after it: the index on that column is what is missing
+                preds = [p for p in preds if p.equality and p.op != "is"
+                         and f"{p.column} =" in scan.filter]
+                if not preds:
+                    continue
+            elif scan.kind not in ("full", "auto_index"):
+                continue
             order_cols = [c for q, c, _d in shape.order_by
                           if shape.table_of(q, c, {t: set(i.columns) for t, i in tables.items()
                                                    if i}) == scan.table]
@@ -182,9 +196,10 @@ def findings(fp_id: str, sql: str, shape: Shape, plan: Plan | None,
                         conf, f, selectivity = 0.7, 0.9, min(others) / rows
                 if conf == 0.0:
                     continue  # the filter keeps most rows: a scan is right
-                ev = (f"{plan.method}: Seq Scan on {scan.table} (~{rows:.0f} rows, planner "
+                access = "Seq Scan" if scan.kind == "full" else "an index scan filtering"
+                ev = (f"{plan.method}: {access} on {scan.table} (~{rows:.0f} rows, planner "
                       f"expects {scan.rows:.0f} out: {selectivity:.1%})"
-                      f"{' filter ' + scan.detail if scan.detail else ''}")
+                      f"{' filter ' + (scan.filter or scan.detail) if scan.detail else ''}")
             else:
                 equality = any(p.equality for p in use)
                 conf = 0.8 if scan.kind == "auto_index" else 0.7 if equality else 0.5

@@ -57,6 +57,8 @@ class Predicate:
     column: str
     op: str
     join: str | None = None
+    #: the qualifier the statement used (``o`` in ``o.customer_id``), None unqualified
+    alias: str | None = None
 
     @property
     def equality(self) -> bool:
@@ -187,7 +189,7 @@ def shape_of(text: str) -> Shape:
                 if right is not None:
                     owner = shape.table_of(right[0], right[1])
                     if owner is not None:
-                        shape.predicates.append(Predicate(owner, right[1], t))
+                        shape.predicates.append(Predicate(owner, right[1], t, None, right[0]))
             continue
         owner = shape.table_of(left[0], left[1])
         if owner is None and left[0] is None:
@@ -202,10 +204,11 @@ def shape_of(text: str) -> Shape:
                 continue
             join = f"{other_table}.{other[1]}"
             # the join serves both sides: either table may be the one missing an index
-            shape.predicates.append(Predicate(other_table, other[1], t, f"{owner}.{left[1]}"))
+            shape.predicates.append(Predicate(other_table, other[1], t, f"{owner}.{left[1]}",
+                                              other[0]))
         elif other is not None:
             continue  # col = other_col unqualified: unreadable
-        shape.predicates.append(Predicate(owner, left[1], t, join))
+        shape.predicates.append(Predicate(owner, left[1], t, join, left[0]))
     # order by / limit of the outermost query
     depth = 0
     order_at = -1
@@ -280,7 +283,7 @@ def resolve_unqualified(shape: Shape, columns: dict[str, set[str]]) -> None:
             table = shape.table_of(None, p.column, columns)
             if table is None:
                 continue
-            p = Predicate(table, p.column, p.op, p.join)
+            p = Predicate(table, p.column, p.op, p.join, p.alias)
         kept.append(p)
     shape.predicates = kept
 
