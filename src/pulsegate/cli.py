@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from pulsegate.advisor.show import as_insights, print_advice
+from pulsegate.cli_io import io_report, print_io
 from pulsegate.cli_output import STATE_HINT, ago, fmt, table
 from pulsegate.incidents import Incident
 from pulsegate.registry import snapshot as snap
@@ -157,9 +158,10 @@ def cmd_report(store: StateStore, args: argparse.Namespace) -> Any:
     insights = sorted(snap.ranked_insights(snap.fleet_insights(store, workers), now)
                       + as_insights(advice.get("findings") or []),
                       key=lambda r: -float(r["roi"]))[: args.limit]
+    io = io_report(store, args.limit)
     if args.json:
         return {"endpoints": eps, "anomalies": anomalies, "incidents": incidents,
-                "query_insights": insights, "advice": advice}
+                "query_insights": insights, "advice": advice, **io}
     _note_if_empty(workers, store, args)
     table("endpoint baselines (fleet)", ["endpoint", "requests", "forecast ms", "interval ms",
                                          "confidence"],
@@ -187,6 +189,7 @@ def cmd_report(store: StateStore, args: argparse.Namespace) -> Any:
             i.get("suggestion"), i.get("id")) for i in insights])
     if advice:
         print_advice(advice)
+    print_io(io)
     return None
 
 
