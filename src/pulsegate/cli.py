@@ -27,6 +27,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pulsegate.advisor.show import as_insights, print_advice
+from pulsegate.cli_io import io_report, print_io
 from pulsegate.cli_output import STATE_HINT, ago, fmt, table
 from pulsegate.incidents import Incident
 from pulsegate.registry import snapshot as snap
@@ -150,10 +152,16 @@ def cmd_report(store: StateStore, args: argparse.Namespace) -> Any:
     incidents = [{"id": a["id"], "label": a["correct"], **Incident.from_dict(a["summary"]).to_dict()}
                  for a in flagged if a["kind"] == "incident"][: args.limit]
     workers = snap.live_workers(store, now, args.ttl)
-    insights = snap.ranked_insights(snap.fleet_insights(store, workers), now)[: args.limit]
+    # the query advisor's findings rank with the N+1 insights (ms saved per minute)
+    row = store.read("components").get("advisor") or {}
+    advice = (row.get("state") or {}).get("report") or {} if isinstance(row, dict) else {}
+    insights = sorted(snap.ranked_insights(snap.fleet_insights(store, workers), now)
+                      + as_insights(advice.get("findings") or []),
+                      key=lambda r: -float(r["roi"]))[: args.limit]
+    io = io_report(store, args.limit)
     if args.json:
         return {"endpoints": eps, "anomalies": anomalies, "incidents": incidents,
-                "query_insights": insights}
+                "query_insights": insights, "advice": advice, **io}
     _note_if_empty(workers, store, args)
     table("endpoint baselines (fleet)", ["endpoint", "requests", "forecast ms", "interval ms",
                                          "confidence"],
@@ -179,6 +187,9 @@ def cmd_report(store: StateStore, args: argparse.Namespace) -> Any:
           [(i["roi"], i.get("kind"), i.get("endpoint"), i["calls_per_minute"], i["mean_ms"],
             f"{i['improvement']:.0%}", i["confidence"], i.get("call_site"),
             i.get("suggestion"), i.get("id")) for i in insights])
+    if advice:
+        print_advice(advice)
+    print_io(io)
     return None
 
 
