@@ -159,9 +159,10 @@ def cmd_report(store: StateStore, args: argparse.Namespace) -> Any:
                       + as_insights(advice.get("findings") or []),
                       key=lambda r: -float(r["roi"]))[: args.limit]
     io = io_report(store, args.limit)
+    healing = _healing_switches(store)[: args.limit]
     if args.json:
         return {"endpoints": eps, "anomalies": anomalies, "incidents": incidents,
-                "query_insights": insights, "advice": advice, **io}
+                "query_insights": insights, "advice": advice, "healing": healing, **io}
     _note_if_empty(workers, store, args)
     table("endpoint baselines (fleet)", ["endpoint", "requests", "forecast ms", "interval ms",
                                          "confidence"],
@@ -189,8 +190,21 @@ def cmd_report(store: StateStore, args: argparse.Namespace) -> Any:
             i.get("suggestion"), i.get("id")) for i in insights])
     if advice:
         print_advice(advice)
+    if healing:
+        table("healing actions (switched on by an incident, off when healing_seconds ran out)",
+              ["when", "state", "what", "after an incident on", "score"],
+              [(ago(h.get("at") or now, now), h.get("state"), h.get("what"), h.get("incident"),
+                h.get("score")) for h in healing])
     print_io(io)
     return None
+
+
+def _healing_switches(store: StateStore) -> list[dict[str, Any]]:
+    """The healing actions' switches the healer persisted, newest first."""
+    row = store.read("components").get("healing") or {}
+    state = row.get("state") if isinstance(row, dict) else None
+    rows = state.get("history") if isinstance(state, dict) else None
+    return [r for r in reversed(rows) if isinstance(r, dict)] if isinstance(rows, list) else []
 
 
 def _note_if_empty(workers: dict[str, Any], store: StateStore, args: argparse.Namespace) -> None:

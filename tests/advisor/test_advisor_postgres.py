@@ -17,8 +17,18 @@ from pulsegate.queries.events import QueryEvent
 pytestmark = pytest.mark.service
 
 
+@pytest.fixture(scope="module", params=["15", "16"])
+def server_url(request: pytest.FixtureRequest) -> str:
+    """The system PostgreSQL (15 on Debian bookworm: PREPARE + force_generic_plan) and
+    PostgreSQL 16 (EXPLAIN (GENERIC_PLAN))."""
+    url: str = request.getfixturevalue("postgres_url" if request.param == "15"
+                                       else "postgres16_url")
+    return url
+
+
 @pytest.fixture(scope="module")
-def shop(postgres_url: str) -> Iterator[str]:
+def shop(server_url: str) -> Iterator[str]:
+    postgres_url = server_url
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute("DROP DATABASE IF EXISTS advisor_shop")
         conn.execute("CREATE DATABASE advisor_shop")
@@ -59,7 +69,10 @@ def test_generic_plan_finds_the_missing_index(shop: str) -> None:
     assert f.fix == ("CREATE INDEX CONCURRENTLY ix_orders_customer_id_created_at_desc ON orders "
                      "(customer_id, created_at DESC);")
     assert "Seq Scan on orders" in f.evidence and f.confidence == 0.9
-    assert "generic" in f.plan_method.lower() or "GENERIC_PLAN" in f.plan_method
+    with psycopg.connect(shop) as conn:
+        version = int(conn.execute("SHOW server_version_num").fetchone()[0])
+    assert f.plan_method == ("EXPLAIN (GENERIC_PLAN)" if version >= 160000 else
+                             "PREPARE + force_generic_plan + EXPLAIN EXECUTE (NULLs)")
 
 
 def test_applied_fix_turns_the_scan_into_an_index_scan(shop: str) -> None:
