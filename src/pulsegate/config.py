@@ -33,6 +33,7 @@ from pulsegate.config_sections.base import Section, option, refuse_unknown, refu
 from pulsegate.config_sections.control import ControlConfig
 from pulsegate.config_sections.core import CoreConfig
 from pulsegate.config_sections.export import ExportConfig
+from pulsegate.config_sections.io import IOConfig
 from pulsegate.config_sections.model import ModelConfig
 from pulsegate.config_sections.persistence import PersistenceConfig
 from pulsegate.config_sections.queries import QueriesConfig
@@ -40,13 +41,13 @@ from pulsegate.config_sections.registry import RegistryConfig
 from pulsegate.config_sections.units import UnitsConfig
 
 __all__ = ["SECTIONS", "Check", "Config", "ConfigError", "ControlConfig", "CoreConfig",
-           "ExportConfig", "ModelConfig", "PersistenceConfig", "QueriesConfig",
+           "ExportConfig", "IOConfig", "ModelConfig", "PersistenceConfig", "QueriesConfig",
            "RegistryConfig", "UnitsConfig", "option"]
 
 #: The sections in the order of docs/configuration.md; ``Config.<NAME>`` is each one.
 SECTIONS: tuple[type[Section], ...] = (CoreConfig, ModelConfig, QueriesConfig, ControlConfig,
                                        PersistenceConfig, RegistryConfig, ExportConfig,
-                                       UnitsConfig)
+                                       IOConfig, UnitsConfig)
 
 _UNKNOWN = "an option listed in docs/configuration.md"
 
@@ -55,12 +56,12 @@ _UNKNOWN = "an option listed in docs/configuration.md"
 # of its bases, so the options keep the order of SECTIONS (core first).
 @refuse_unknown_keywords(_UNKNOWN)
 @dataclass(frozen=True)
-class Config(UnitsConfig, ExportConfig, RegistryConfig, PersistenceConfig, ControlConfig, QueriesConfig,
-             ModelConfig, CoreConfig):
+class Config(UnitsConfig, IOConfig, ExportConfig, RegistryConfig, PersistenceConfig,
+             ControlConfig, QueriesConfig, ModelConfig, CoreConfig):
     """Every pulsegate option. Build with ``Config(**kwargs)``, :meth:`from_mapping` or
     :meth:`from_env`; all values are validated when it is built. ``config.core``,
-    ``.model``, ``.queries``, ``.control``, ``.persistence``, ``.registry`` and
-    ``.export``, ``.units`` are its sections (frozen, built once, not checked again)."""
+    ``.model``, ``.queries``, ``.control``, ``.persistence``, ``.registry``,
+    ``.export``, ``.io`` and ``.units`` are its sections (frozen, built once, not checked again)."""
 
     NAME: ClassVar[str] = ""
 
@@ -93,6 +94,10 @@ class Config(UnitsConfig, ExportConfig, RegistryConfig, PersistenceConfig, Contr
     @cached_property
     def export(self) -> ExportConfig:
         return ExportConfig.view(self)
+
+    @cached_property
+    def io(self) -> IOConfig:
+        return IOConfig.view(self)
 
     @cached_property
     def units(self) -> UnitsConfig:

@@ -16,8 +16,8 @@ import redis
 from rq import Queue, Retry
 
 from pulsegate.engine import PulseGate
-from pulsegate.jobs import tracker_of
 from pulsegate.jobs import rq as pg_rq
+from pulsegate.jobs import tracker_of
 from services import RedisServer, redis_server
 
 pytestmark = pytest.mark.service

@@ -5,6 +5,7 @@ failures named and re-raised; the gate chosen when none is given."""
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -118,6 +119,7 @@ def test_a_block_needs_a_name() -> None:
 def test_without_a_gate_set_one_is_built_from_the_environment_once(
         monkeypatch: pytest.MonkeyPatch) -> None:
     set_gate(None)
+    monkeypatch.delitem(sys.modules, "django", raising=False)  # no Django project here
     monkeypatch.setenv("PULSEGATE_MAX_UNITS", "3")
     try:
         first = get_gate()
@@ -130,6 +132,7 @@ def test_without_a_gate_set_one_is_built_from_the_environment_once(
 def test_a_bad_environment_leaves_the_job_running_unmeasured(
         monkeypatch: pytest.MonkeyPatch) -> None:
     set_gate(None)
+    monkeypatch.delitem(sys.modules, "django", raising=False)
     monkeypatch.setenv("PULSEGATE_MAX_UNITS", "many")
 
     @observe_job("still_runs")

@@ -13,6 +13,7 @@ metric                                      type       labels
 ``pulsegate_sheds_total``                   counter    ``route``, ``method``
 ``pulsegate_allocator_limit``               gauge
 ``pulsegate_allocator_in_flight``           gauge
+``pulsegate_recommended_workers``           gauge      (set by ``pulsegate.advisor``)
 ``pulsegate_unit_runs_total``               counter    ``kind``, ``name``, ``outcome``
 ``pulsegate_unit_duration_seconds``         histogram  ``kind``, ``name``
 ==========================================  =========  ==============================
@@ -82,6 +83,10 @@ def _metrics(registry: Any) -> dict[str, Any]:
             "in_flight": Gauge("pulsegate_allocator_in_flight", "Requests currently "
                                "admitted by the allocator.", registry=registry,
                                multiprocess_mode="livesum"),
+            "recommended_workers": Gauge(
+                "pulsegate_recommended_workers", "Workers (requests served at once) the "
+                "observed peak needs for the latency target (pulsegate.advisor).",
+                registry=registry, multiprocess_mode="max"),
         }
         unit = ("kind", "name")
         m["unit_runs"] = Counter("pulsegate_unit_runs", "Finished runs of units of work that "
@@ -174,3 +179,12 @@ def install(gate: Host, registry: Any = None) -> PrometheusExporter:
     gate.listeners.append(exporter)
     gate.unit_listeners.append(exporter.on_unit)
     return exporter
+
+
+def recommended_workers_gauge(registry: Any = None) -> Any:
+    """The ``pulsegate_recommended_workers`` gauge of ``registry`` (default: the global
+    one), which the advisor's capacity job sets (:mod:`pulsegate.advisor.capacity`)."""
+    import prometheus_client
+
+    return _metrics(registry if registry is not None else prometheus_client.REGISTRY)[
+        "recommended_workers"]
