@@ -34,11 +34,11 @@ FRAMEWORKS = frozenset({"starlette", "fastapi", "django", "flask", "werkzeug", "
 ADAPTERS = ("pulsegate.asgi", "pulsegate.wsgi", "pulsegate.flask", "pulsegate.django",
             "pulsegate.sqlalchemy", "pulsegate.sqlalchemy_eager", "pulsegate.demo",
             "pulsegate.demo_app", "pulsegate.cli",
-            "pulsegate.pytest_plugin", "pulsegate.caches.django")
+            "pulsegate.pytest_plugin", "pulsegate.caches.django", "pulsegate.advisor.orm")
 #: Subsystems that plug into the gate and must not import the engine (nor the package
 #: ``__init__``, which imports it).
 SUBSYSTEMS = ("pulsegate.registry", "pulsegate.export", "pulsegate.control",
-              "pulsegate.learn", "pulsegate.queries")
+              "pulsegate.learn", "pulsegate.queries", "pulsegate.advisor")
 
 
 def _is_adapter(module: str) -> bool:

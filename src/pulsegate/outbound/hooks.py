@@ -19,9 +19,11 @@ gate's fault counter and ignored.
 from __future__ import annotations
 
 import contextvars
+import threading
 import time
 from typing import Any
 
+from pulsegate.bounded import BoundedLRU
 from pulsegate.outbound.monitor import OutboundMonitor
 from pulsegate.outbound.urls import fold_path, upstream_label, upstream_of
 
@@ -34,11 +36,16 @@ current_route: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 #: The monitors every instrumented client reports to.
 MONITORS: list[OutboundMonitor] = []
 _ORIGINALS: dict[tuple[type, str], Any] = {}
+#: URL -> (upstream, route): most calls go to a few URLs, and parsing one costs more
+#: than the rest of the hook. Bounded; read without a lock (a dict read is atomic),
+#: written under one. Never reported: only the values are.
+_WHERE: BoundedLRU[str, tuple[str, str]] = BoundedLRU(2048)
+_WHERE_LOCK = threading.Lock()
 
 
-def _report(upstream: str, route: str, elapsed: float, status: int | None,
-            outcome: str) -> None:
+def _report(where: tuple[str, str], elapsed: float, status: int | None, outcome: str) -> None:
     named = current_route.get()
+    upstream, route = where
     for monitor in MONITORS:
         try:
             monitor.call(upstream, named or route, elapsed, status, outcome)
@@ -48,19 +55,33 @@ def _report(upstream: str, route: str, elapsed: float, status: int | None,
                 faults.record("outbound", exc)
 
 
+def _remember(url: str, where: tuple[str, str]) -> tuple[str, str]:
+    with _WHERE_LOCK:
+        _WHERE.put(url, where)
+    return where
+
+
 def _httpx_where(request: Any) -> tuple[str, str]:
     url = request.url
-    return upstream_label(url.scheme, url.host, url.port), fold_path(url.path)
+    raw = str(url)
+    where = _WHERE.get(raw)
+    if where is None:
+        where = _remember(raw, (upstream_label(url.scheme, url.host, url.port),
+                                fold_path(url.path)))
+    return where
+
+
+def _url_where(url: str) -> tuple[str, str]:
+    where = _WHERE.get(url)
+    if where is None:
+        where = _remember(str(url), upstream_of(str(url)))
+    return where
 
 
 def _httpx_outcome(exc: BaseException) -> str:
     import httpx
 
     return "timeout" if isinstance(exc, httpx.TimeoutException) else "error"
-
-
-def _status_outcome(status: int) -> str:
-    return "failure" if status >= 500 else "success"
 
 
 def _wrap_httpx_sync(original: Any) -> Any:
@@ -73,11 +94,15 @@ def _wrap_httpx_sync(original: Any) -> Any:
         except Exception as exc:
             elapsed = _perf() - t0
             outcome = _httpx_outcome(exc)
-            _safely(lambda: _report(*_httpx_where(request), elapsed, None, outcome))
+            _safely(lambda: _report(_httpx_where(request), elapsed, None, outcome))
             raise
         elapsed = _perf() - t0
-        status = response.status_code
-        _safely(lambda: _report(*_httpx_where(request), elapsed, status, _status_outcome(status)))
+        try:
+            status = response.status_code
+            _report(_httpx_where(request), elapsed, status,
+                    "failure" if status >= 500 else "success")
+        except Exception as exc:
+            _fault(exc)
         return response
 
     handle_request.__wrapped__ = original  # type: ignore[attr-defined]
@@ -94,11 +119,15 @@ def _wrap_httpx_async(original: Any) -> Any:
         except Exception as exc:
             elapsed = _perf() - t0
             outcome = _httpx_outcome(exc)
-            _safely(lambda: _report(*_httpx_where(request), elapsed, None, outcome))
+            _safely(lambda: _report(_httpx_where(request), elapsed, None, outcome))
             raise
         elapsed = _perf() - t0
-        status = response.status_code
-        _safely(lambda: _report(*_httpx_where(request), elapsed, status, _status_outcome(status)))
+        try:
+            status = response.status_code
+            _report(_httpx_where(request), elapsed, status,
+                    "failure" if status >= 500 else "success")
+        except Exception as exc:
+            _fault(exc)
         return response
 
     handle_async_request.__wrapped__ = original  # type: ignore[attr-defined]
@@ -117,26 +146,34 @@ def _wrap_requests(original: Any) -> Any:
             import requests
 
             outcome = "timeout" if isinstance(exc, requests.Timeout) else "error"
-            _safely(lambda: _report(*upstream_of(str(request.url)), elapsed, None, outcome))
+            _safely(lambda: _report(_url_where(str(request.url)), elapsed, None, outcome))
             raise
         elapsed = _perf() - t0
-        status = response.status_code
-        _safely(lambda: _report(*upstream_of(str(request.url)), elapsed, status,
-                                _status_outcome(status)))
+        try:
+            status = response.status_code
+            _report(_url_where(request.url), elapsed, status,
+                    "failure" if status >= 500 else "success")
+        except Exception as exc:
+            _fault(exc)
         return response
 
     send.__wrapped__ = original  # type: ignore[attr-defined]
     return send
 
 
+def _fault(exc: Exception) -> None:
+    """A fault in the counting (a URL that could not be read): counted, never raised."""
+    for monitor in MONITORS[:1]:
+        faults = getattr(monitor.gate, "faults", None)
+        if faults is not None:
+            faults.record("outbound", exc)
+
+
 def _safely(fn: Any) -> None:
     try:
         fn()
-    except Exception as exc:  # the URL could not be read: count it, never raise
-        for monitor in MONITORS[:1]:
-            faults = getattr(monitor.gate, "faults", None)
-            if faults is not None:
-                faults.record("outbound", exc)
+    except Exception as exc:
+        _fault(exc)
 
 
 def _patch(cls: type, attr: str, factory: Any) -> None:
