@@ -202,6 +202,9 @@ def generated_report(ns: ModuleType, chosen: list[tuple[str, heldout.Candidate, 
                   f"fp rows {fp_rows}")
         rates = ", ".join(f"{fam} {a / n * 1000:.2f}" for fam, (a, n) in alarms.items())
         print(f"    alarms per 1000 rows on unlabelled series at own alarm: {rates}")
+        one, own = heldout.oracle_gain(ns, files)
+        print(f"    one threshold for every series {one:.2f}, each at its own best {own:.2f}: "
+              f"+{own - one:.2f}")
         if label == "default":
             heldout.false_alarms(cand.alarm, files, "generated series")
 
@@ -305,7 +308,7 @@ def main(argv: list[str] | None = None) -> None:
             cats = [c for c in cats if c in only]
         rep = heldout.report(ns, cands, cats)
         default = cands[0]
-        heldout.reliability(default, cats)
+        heldout.reliability(ns, default, cats)
         (_, thr_default, *_), _ = ns.best_threshold(heldout.pool(default, cats), "standard")
         generated_report(ns, [("default", default, thr_default),
                               ("chosen on all NAB", rep.in_sample_choice,

@@ -10,7 +10,7 @@ from hypothesis import settings
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from services import RedisServer, postgres_server, redis_server
+from services import RedisServer, pgserver_bindir, postgres_server, redis_server
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts"
@@ -41,6 +41,13 @@ def redis_instance() -> Iterator[RedisServer]:
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def postgres16_url() -> Iterator[str]:
+    """PostgreSQL 16 (the pgserver wheel's binaries), for what needs 16+."""
+    with postgres_server(pgserver_bindir()) as url:
         yield url
 
 

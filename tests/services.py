@@ -83,7 +83,9 @@ def redis_server() -> Iterator[RedisServer]:
         shutil.rmtree(server.dir, ignore_errors=True)
 
 
-def _pg_bin(name: str) -> str:
+def _pg_bin(name: str, bindir: Path | None = None) -> str:
+    if bindir is not None:
+        return str(bindir / name)
     found = shutil.which(name)
     if found:
         return found
@@ -93,12 +95,25 @@ def _pg_bin(name: str) -> str:
     return str(candidates[-1])
 
 
+def pgserver_bindir() -> Path:
+    """PostgreSQL 16's binaries as the ``pgserver`` wheel ships them (a dev dependency:
+    the advisor's ``EXPLAIN (GENERIC_PLAN)`` needs 16+, Debian bookworm has 15). Found
+    without importing the package."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("pgserver")
+    if spec is None or spec.origin is None:
+        pytest.fail("pgserver is missing: pip install -e '.[dev]'", pytrace=False)
+    return Path(spec.origin).parent / "pginstall" / "bin"
+
+
 @contextlib.contextmanager
-def postgres_server() -> Iterator[str]:
+def postgres_server(bindir: Path | None = None) -> Iterator[str]:
     """A throw-away PostgreSQL cluster on a free loopback port; yields its URL
     (``postgresql://postgres@127.0.0.1:PORT/postgres``). Runs as the ``postgres`` user
-    when we are root, since PostgreSQL refuses to run as root."""
-    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    when we are root, since PostgreSQL refuses to run as root. ``bindir``: another
+    installation's binaries (:func:`pgserver_bindir`)."""
+    initdb, pg_ctl = _pg_bin("initdb", bindir), _pg_bin("pg_ctl", bindir)
     port = free_port()
     data = tempfile.mkdtemp(prefix="pulsegate-pg-")
     run_as: list[str] = []

@@ -34,11 +34,11 @@ FRAMEWORKS = frozenset({"starlette", "fastapi", "django", "flask", "werkzeug", "
 ADAPTERS = ("pulsegate.asgi", "pulsegate.wsgi", "pulsegate.flask", "pulsegate.django",
             "pulsegate.sqlalchemy", "pulsegate.sqlalchemy_eager", "pulsegate.demo",
             "pulsegate.demo_app", "pulsegate.cli",
-            "pulsegate.pytest_plugin")
+            "pulsegate.pytest_plugin", "pulsegate.caches.django", "pulsegate.advisor.orm")
 #: Subsystems that plug into the gate and must not import the engine (nor the package
 #: ``__init__``, which imports it).
 SUBSYSTEMS = ("pulsegate.registry", "pulsegate.export", "pulsegate.control",
-              "pulsegate.learn", "pulsegate.queries")
+              "pulsegate.learn", "pulsegate.queries", "pulsegate.advisor")
 
 
 def _is_adapter(module: str) -> bool:
@@ -100,6 +100,8 @@ def engine_imports(src: Path) -> dict[str, set[str]]:
 KNOWN_ADAPTER_IMPORTS = {
     "pulsegate.queries.capture": {"pulsegate.sqlalchemy", "pulsegate.django.instrument"},
     "pulsegate.autoinstrument": {"pulsegate.sqlalchemy"},
+    # instrument(gate) applies cache_monitoring to Django's caches when Django is loaded
+    "pulsegate.caches": {"pulsegate.caches.django"},
 }
 KNOWN_FRAMEWORK_IMPORTS = {"pulsegate.queries.capture": {"django"}}
 

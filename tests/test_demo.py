@@ -24,6 +24,9 @@ def test_demo_runs_to_completion_and_reports_every_endpoint() -> None:
     # the N+1 endpoint's detection, with the relationship, the app line and the fix
     assert "relationship: Author.books" in out, out
     assert "demo_app.py" in out and "fix: options(selectinload(Author.books))" in out, out
+    # the query advisor (issue 22): the unindexed column, from SQLite's own plan
+    assert "fix: CREATE INDEX ix_reviews_book_id ON reviews (book_id);" in out, out
+    assert "capacity: " in out, out
     assert "Traceback" not in proc.stderr, proc.stderr
 
     # item 8 of issue 16: the report tells the truth.

@@ -98,8 +98,20 @@ def test_incident_streams_through_the_engine_flag_an_error_burst() -> None:
 def test_reliability_reports_the_share_inside_windows_per_bin(capsys: Any) -> None:
     cand = heldout.Candidate("c", lambda ts, v: [], 0.5, {
         "A": [(0.95, "a", 1.0), (0.95, None, 1.0), (0.55, None, 1.0), (0.1, None, 1.0)]})
-    heldout.reliability(cand, ["A"])
+    heldout.reliability(_fake_scorer(), cand, ["A"])
     out = capsys.readouterr().out
     assert "[0.9, 1.0]       2 rows  0.50" in out
     assert "[0.5, 0.6)       1 rows  0.00" in out
     assert "A 750.00" in out
+
+
+def test_oracle_gain_is_what_one_threshold_for_every_series_costs() -> None:
+    ns = _fake_scorer()
+    same = {"x": [(0.9, "a", 1.0), (0.5, None, 1.0)], "y": [(0.9, "b", 1.0), (0.5, None, 1.0)]}
+    one, own = heldout.oracle_gain(ns, same)
+    assert one == own == 100.0
+    # y's window scores below x's false alarm: no one threshold serves both
+    apart = {"x": [(0.9, "a", 1.0)] + [(0.5, None, 1.0)] * 20,
+             "y": [(0.4, "b", 1.0), (0.1, None, 1.0)]}
+    one, own = heldout.oracle_gain(ns, apart)
+    assert own == 100.0 and one == 50.0

@@ -21,12 +21,14 @@ import importlib.util
 import sys
 from typing import Any
 
-__all__ = ["instrument_orms"]
+__all__ = ["instrument_clients", "instrument_orms"]
 
 
 def instrument_orms(gate: Any) -> None:
-    """Apply ``gate.config.core.instrument_sqlalchemy``. Fails open: a failure is logged
-    and counted in ``gate.stats()["internal_errors"]``, the app starts as usual."""
+    """Apply ``gate.config.core.instrument_sqlalchemy``, and the I/O settings
+    (:func:`instrument_clients`). Fails open: a failure is logged and counted in
+    ``gate.stats()["internal_errors"]``, the app starts as usual."""
+    instrument_clients(gate)
     setting = gate.config.core.instrument_sqlalchemy
     if setting is False:
         return
@@ -46,3 +48,18 @@ def instrument_orms(gate: Any) -> None:
                 instrument(engine)
     except Exception as exc:  # logged once, with its traceback, by the fault counter
         gate.faults.record("sqlalchemy.instrument", exc)
+
+
+def instrument_clients(gate: Any) -> None:
+    """Apply ``cache_monitoring`` (Django's caches, redis-py: :func:`pulsegate.caches.
+    instrument`) and ``outbound_monitoring`` (httpx, requests: :func:`pulsegate.outbound.
+    instrument`). Each imports nothing that is not installed and fails open."""
+    io = gate.config.io
+    if io.cache_monitoring:
+        from pulsegate.caches import instrument as instrument_caches
+
+        instrument_caches(gate)
+    if io.outbound_monitoring:
+        from pulsegate.outbound import instrument as instrument_outbound
+
+        instrument_outbound(gate)

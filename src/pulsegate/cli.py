@@ -27,6 +27,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pulsegate.advisor.show import as_insights, print_advice
+from pulsegate.cli_io import io_report, print_io
 from pulsegate.cli_output import STATE_HINT, ago, fmt, table
 from pulsegate.incidents import Incident
 from pulsegate.registry import snapshot as snap
@@ -150,10 +152,17 @@ def cmd_report(store: StateStore, args: argparse.Namespace) -> Any:
     incidents = [{"id": a["id"], "label": a["correct"], **Incident.from_dict(a["summary"]).to_dict()}
                  for a in flagged if a["kind"] == "incident"][: args.limit]
     workers = snap.live_workers(store, now, args.ttl)
-    insights = snap.ranked_insights(snap.fleet_insights(store, workers), now)[: args.limit]
+    # the query advisor's findings rank with the N+1 insights (ms saved per minute)
+    row = store.read("components").get("advisor") or {}
+    advice = (row.get("state") or {}).get("report") or {} if isinstance(row, dict) else {}
+    insights = sorted(snap.ranked_insights(snap.fleet_insights(store, workers), now)
+                      + as_insights(advice.get("findings") or []),
+                      key=lambda r: -float(r["roi"]))[: args.limit]
+    io = io_report(store, args.limit)
+    healing = _healing_switches(store)[: args.limit]
     if args.json:
         return {"endpoints": eps, "anomalies": anomalies, "incidents": incidents,
-                "query_insights": insights}
+                "query_insights": insights, "advice": advice, "healing": healing, **io}
     _note_if_empty(workers, store, args)
     table("endpoint baselines (fleet)", ["endpoint", "requests", "forecast ms", "interval ms",
                                          "confidence"],
@@ -179,7 +188,23 @@ def cmd_report(store: StateStore, args: argparse.Namespace) -> Any:
           [(i["roi"], i.get("kind"), i.get("endpoint"), i["calls_per_minute"], i["mean_ms"],
             f"{i['improvement']:.0%}", i["confidence"], i.get("call_site"),
             i.get("suggestion"), i.get("id")) for i in insights])
+    if advice:
+        print_advice(advice)
+    if healing:
+        table("healing actions (switched on by an incident, off when healing_seconds ran out)",
+              ["when", "state", "what", "after an incident on", "score"],
+              [(ago(h.get("at") or now, now), h.get("state"), h.get("what"), h.get("incident"),
+                h.get("score")) for h in healing])
+    print_io(io)
     return None
+
+
+def _healing_switches(store: StateStore) -> list[dict[str, Any]]:
+    """The healing actions' switches the healer persisted, newest first."""
+    row = store.read("components").get("healing") or {}
+    state = row.get("state") if isinstance(row, dict) else None
+    rows = state.get("history") if isinstance(state, dict) else None
+    return [r for r in reversed(rows) if isinstance(r, dict)] if isinstance(rows, list) else []
 
 
 def _note_if_empty(workers: dict[str, Any], store: StateStore, args: argparse.Namespace) -> None:

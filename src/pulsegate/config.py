@@ -33,18 +33,20 @@ from pulsegate.config_sections.base import Section, option, refuse_unknown, refu
 from pulsegate.config_sections.control import ControlConfig
 from pulsegate.config_sections.core import CoreConfig
 from pulsegate.config_sections.export import ExportConfig
+from pulsegate.config_sections.io import IOConfig
 from pulsegate.config_sections.model import ModelConfig
 from pulsegate.config_sections.persistence import PersistenceConfig
 from pulsegate.config_sections.queries import QueriesConfig
 from pulsegate.config_sections.registry import RegistryConfig
 
 __all__ = ["SECTIONS", "Check", "Config", "ConfigError", "ControlConfig", "CoreConfig",
-           "ExportConfig", "ModelConfig", "PersistenceConfig", "QueriesConfig",
+           "ExportConfig", "IOConfig", "ModelConfig", "PersistenceConfig", "QueriesConfig",
            "RegistryConfig", "option"]
 
 #: The sections in the order of docs/configuration.md; ``Config.<NAME>`` is each one.
 SECTIONS: tuple[type[Section], ...] = (CoreConfig, ModelConfig, QueriesConfig, ControlConfig,
-                                       PersistenceConfig, RegistryConfig, ExportConfig)
+                                       PersistenceConfig, RegistryConfig, ExportConfig,
+                                       IOConfig)
 
 _UNKNOWN = "an option listed in docs/configuration.md"
 
@@ -53,7 +55,7 @@ _UNKNOWN = "an option listed in docs/configuration.md"
 # of its bases, so the options keep the order of SECTIONS (core first).
 @refuse_unknown_keywords(_UNKNOWN)
 @dataclass(frozen=True)
-class Config(ExportConfig, RegistryConfig, PersistenceConfig, ControlConfig, QueriesConfig,
+class Config(IOConfig, ExportConfig, RegistryConfig, PersistenceConfig, ControlConfig, QueriesConfig,
              ModelConfig, CoreConfig):
     """Every pulsegate option. Build with ``Config(**kwargs)``, :meth:`from_mapping` or
     :meth:`from_env`; all values are validated when it is built. ``config.core``,
@@ -91,6 +93,10 @@ class Config(ExportConfig, RegistryConfig, PersistenceConfig, ControlConfig, Que
     @cached_property
     def export(self) -> ExportConfig:
         return ExportConfig.view(self)
+
+    @cached_property
+    def io(self) -> IOConfig:
+        return IOConfig.view(self)
 
     @classmethod
     def sections(cls) -> dict[str, type[Section]]:

@@ -63,11 +63,15 @@ class RequestContext:
     at response start and at the end. Only the engine and the hooks write to it.
     """
 
+    # ``io``: the request's cache and outbound tally (pulsegate.io_tally), set only by
+    # those hooks on first use and read with getattr(ctx, "io", None): never initialised
+    # here, so requests that make no instrumented call pay nothing for it.
     __slots__ = ("call_sites", "client_key", "cpu0", "detections", "error", "extra_headers",
-                 "finished", "info", "max_queries", "mem0", "model", "optimization",
+                 "finished", "info", "io", "max_queries", "mem0", "model", "optimization",
                  "priority", "queries", "query_count", "query_ms", "route",
                  "score", "start", "status", "ticket", "token",
                  "ttfb")
+    io: Any  # the I/O tally (see the comment above): no default, never initialised here
 
     def __init__(self, info: RequestInfo, start: float, cpu0: float | None, mem0: int | None,
                  max_queries: int, call_sites: bool = True) -> None:

@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import random
 import socket
+import sqlite3
 import sys
 import tempfile
 import threading
@@ -30,12 +31,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pulsegate.advisor import Advisor
+from pulsegate.advisor.show import summary_lines
 from pulsegate.engine import PulseGate
 from pulsegate.records import RequestRecord
 
 # (path, weight) of the regular clients' mix; {n} is filled with a random id.
-TRAFFIC = [("/fast", 30), ("/items/{n}", 25), ("/authors", 10), ("/authors/eager", 10),
-           ("/slow", 15), ("/flaky", 10), ("/nowhere/{n}", 2)]
+TRAFFIC = [("/fast", 25), ("/items/{n}", 25), ("/authors", 10), ("/authors/eager", 10),
+           ("/slow", 15), ("/flaky", 10), ("/reviews/{n}", 5), ("/nowhere/{n}", 2)]
 
 #: The gate the demo runs: short warm-up and windows so a 20 s run shows everything;
 #: per-client rate limits keyed by API key; the allocator with route priorities.
@@ -348,7 +351,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="pulsegate-demo-") as tmp:
         from pulsegate.demo_app import build_app
 
-        app = build_app(gate, Path(tmp) / "demo.sqlite3", state)
+        db = Path(tmp) / "demo.sqlite3"
+        app = build_app(gate, db, state)
+        # the query advisor: generic plans on a read-only connection of its own
+        advisor = Advisor(gate, dialect="sqlite", interval=5.0, sample_interval=2.0,
+                          connect=lambda: sqlite3.connect(f"file:{db}?mode=ro", uri=True))
         port = _free_port()
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
                                                log_level="warning", lifespan="off"))
@@ -375,6 +382,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in incident_lines(gate, observed, started, state.get("degraded_at")):
             print(line)
         print_query_insights(gate)
+        advisor.sample()
+        advisor.run()  # the advisor's job, once more now that the traffic is over
+        print("\n".join(summary_lines(advisor.report())))
         print_clients(tally)
         print_control(gate)
         gate.close()

@@ -1,5 +1,6 @@
-"""The demo's FastAPI app: SQLAlchemy on SQLite, an N+1-prone relationship, a fast,
-a slow (regressing) and a flaky endpoint. Imported by :mod:`pulsegate.demo` only."""
+"""The demo's FastAPI app: SQLAlchemy on SQLite, an N+1-prone relationship, a table
+read by an unindexed column (the query advisor's case), a fast, a slow (regressing) and a
+flaky endpoint. Imported by :mod:`pulsegate.demo` only."""
 
 from __future__ import annotations
 
@@ -35,6 +36,15 @@ class Book(Base):
     author: Mapped[Author] = relationship(back_populates="books")
 
 
+class Review(Base):
+    """Read by ``book_id``, which has no index: the query advisor's finding."""
+
+    __tablename__ = "reviews"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    book_id: Mapped[int] = mapped_column()
+    stars: Mapped[int] = mapped_column()
+
+
 def build_app(gate: PulseGate, db_path: Path, state: dict[str, Any]) -> FastAPI:
     """The demo's FastAPI app: SQLAlchemy on SQLite, with an N+1-prone relationship."""
     engine = create_engine(f"sqlite:///{db_path}", connect_args={"check_same_thread": False})
@@ -45,6 +55,7 @@ def build_app(gate: PulseGate, db_path: Path, state: dict[str, Any]) -> FastAPI:
             author = Author(name=f"author {a}")
             author.books = [Book(title=f"book {a}.{b}") for b in range(3)]
             session.add(author)
+        session.add_all(Review(book_id=i % 36 + 1, stars=i % 5 + 1) for i in range(3000))
         session.commit()
 
     app = FastAPI(title="pulsegate demo")
@@ -61,6 +72,12 @@ def build_app(gate: PulseGate, db_path: Path, state: dict[str, Any]) -> FastAPI:
         with Session(engine) as session:
             book = session.get(Book, item_id % 36 + 1)
             return {"id": item_id, "title": book.title if book else None}
+
+    @app.get("/reviews/{book_id}")
+    def reviews(book_id: int) -> dict[str, Any]:
+        with Session(engine) as session:
+            rows = session.scalars(select(Review).where(Review.book_id == book_id % 36 + 1))
+            return {"book": book_id, "stars": [r.stars for r in rows][:10]}
 
     @app.get("/authors")
     def authors_lazy() -> list[dict[str, Any]]:

@@ -141,10 +141,10 @@ class PulseGate(GateReports):
         # Exporters, dashboard series, structured logs: each only when configured.
         from pulsegate.export import install as install_exports
         install_exports(self)
-        #: Rate limiter and allocator (pulsegate.control), only when one is enabled: with
-        #: both off the request path pays a single ``is None`` check.
+        #: Rate limiter, allocator and healing actions (pulsegate.control), only when one
+        #: is configured: with all off the request path pays a single ``is None`` check.
         self.control: Any = None
-        if c.rate_limiting or c.resource_allocation:
+        if c.rate_limiting or c.resource_allocation or c.healing_actions:
             from pulsegate.control.gatekeeper import Controller
             self.control = Controller(self)
         # Model registry, persistence (warm start), feedback, tuning, alerts: built last

@@ -15,6 +15,8 @@ controller depend on these interfaces (and on :mod:`pulsegate.records`), never o
   ``threshold`` drives: ``plugs.add_tunable(model_name, t)``;
 * a **stats source** (``stats()``) adds a section to ``gate.stats()``:
   ``plugs.add_stats(name, s)``;
+* a **report** ``() -> dict`` is a section of the dashboard's summary:
+  ``plugs.add_report(name, fn)``;
 * a **score** ``(subject) -> float`` is what a model currently thinks of a subject (the
   rate limiter's suspicion of a client), recorded with that model's predictions:
   ``plugs.add_score(model_name, fn)``.
@@ -107,6 +109,9 @@ class Plugs:
         self.tunables: dict[str, Tunable] = {}
         self.stats: dict[str, StatsSource] = {}
         self.scores: dict[str, Callable[[str], float]] = {}
+        #: name -> ``report()``: a section of the dashboard's summary (the advisor's
+        #: findings, patterns and capacity advice); called off the request path
+        self.reports: dict[str, Callable[[], dict[str, Any]]] = {}
         #: Called with the name of each state provider added from now on (the registry
         #: hands it a state read at start-up).
         self.on_state_added: list[Callable[[str], None]] = []
@@ -124,6 +129,9 @@ class Plugs:
 
     def add_score(self, name: str, score: Callable[[str], float]) -> None:
         self.scores[name] = score
+
+    def add_report(self, name: str, report: Callable[[], dict[str, Any]]) -> None:
+        self.reports[name] = report
 
 
 class Host(Protocol):

@@ -59,7 +59,8 @@ def traffic(base: str) -> None:
 def dashboard_app() -> Iterator[tuple[str, PulseGate]]:
     clock = FakeClock()
     gate = make_gate(clock, dashboard=True, dashboard_token=SECRET, aggregation_window=1,
-                     resource_allocation=True, rate_limiting=True, rate_limit="1000/minute")
+                     resource_allocation=True, rate_limiting=True, rate_limit="1000/minute",
+                     healing_actions=[{"do": "shed", "priority": "low"}])
     with serve(PulseGateMiddleware(build_app(clock), gate=gate)) as base:
         traffic(base)
         yield base, gate
@@ -96,6 +97,9 @@ def test_dashboard_in_chromium(dashboard_app: tuple[str, PulseGate], artifacts: 
             assert page.locator("#latency-chart circle.anomaly").count() >= 1
             assert page.locator("#endpoints svg.spark path").count() >= 1
             assert page.locator("#control-chart path.limit").count() == 1
+            # healing actions configured, none switched on: the section says so
+            assert page.locator("#healing").is_visible()
+            assert "no action switched on yet" in page.locator("#healing").inner_text()
             # 63 sent, plus Chromium's favicon request for the 401 page
             shown = int(page.locator("#cards [data-key=requests] .v").inner_text())
             assert shown == gate.counters["requests"] >= 63

@@ -101,6 +101,9 @@ def test_state_round_trip_and_an_older_state_starts_cold_with_a_warning() -> Non
     e = IncidentDetector()
     e.load_state(d.state())
     assert e.state() == d.state()
+    before_drift = {k: v for k, v in d.state().items() if not k.endswith("_long")}
+    e.load_state(before_drift)  # saved before the drift test: it starts from the baseline
+    assert e.b_long == d.b and e.cusum_long == 0.0
     with pytest.raises(ValueError):
         e.load_state({**d.state(), "version": 1})
     with pytest.raises(ValueError):
@@ -113,3 +116,19 @@ def test_state_round_trip_and_an_older_state_starts_cold_with_a_warning() -> Non
     with pytest.warns(RuntimeWarning, match="starts cold"):
         fresh.load_state(old)
     assert fresh.n == 1 and fresh.incident.windows == 0
+
+
+def test_a_slow_leak_at_low_traffic_is_found_against_the_long_reference() -> None:
+    """+100 % over six hours, six requests a window (1.25x after 90 windows): the
+    baseline (1 h) follows the ramp, the long reference (6 h) does not."""
+
+    def first(seed: int, long_constant: float) -> int:
+        d = IncidentDetector(long_constant=long_constant)
+        rng = random.Random(seed)
+        windows(d, rng, 600, 6)
+        fired = [f for w in range(240) for f in windows(d, rng, 1, 6, factor=1.0 + w / 360)]
+        assert fired.count(True) <= 2  # once, and again when it has clearly grown
+        return fired.index(True) if True in fired else 240
+
+    assert max(first(seed, 21600.0) for seed in range(4)) <= 120   # within 2 h (1.33x)
+    assert min(first(seed, 3600.0) for seed in range(4)) > 120     # no long reference

@@ -26,6 +26,7 @@ from pulsegate.config_sections.control_checks import (
     _client_key,
     _forwarded_header,
     _header_or_none,
+    _healing_actions,
     _priorities,
     _rate,
     _route_costs,
@@ -144,8 +145,22 @@ class ControlConfig(Section):
     q_epsilon_decay: float = option(0.995, "Per-window multiplicative epsilon decay.",
                                     number(0, 1, lo_open=True))
 
+    healing_actions: tuple[Any, ...] = option((), "Actions a critical incident switches on "
+                                              "for healing_seconds: shed a priority class, "
+                                              "degrade or tighten an endpoint, call a "
+                                              "function (docs/control.md); empty: none.",
+                                              _healing_actions)
+    healing_seconds: float = option(300.0, "Seconds a healing action stays on after the "
+                                    "last incident that triggered it.", number(1, DAY_S))
+    healing_max_per_hour: int = option(4, "Healing actions switched on in any hour, at "
+                                       "most (re-arming one already on does not count).",
+                                       number(1, 1000, integer=True))
+
     def __post_init__(self) -> None:
         super().__post_init__()
+        if any(a.do == "tighten" for a in self.healing_actions) and not self.rate_limiting:
+            raise ConfigError("healing_actions", [a.do for a in self.healing_actions],
+                              "'tighten' only with rate_limiting on")
         if self.min_concurrency > self.max_concurrency:
             raise ConfigError("min_concurrency", self.min_concurrency,
                               f"<= max_concurrency ({self.max_concurrency})")

@@ -8,6 +8,7 @@ is allowed.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -145,3 +146,31 @@ def _storage_url(key: str, value: Any) -> str:
     if not _redis_url(url, cluster=url is not None and url.scheme == "redis+cluster"):
         raise ConfigError(key, value, allowed)
     return str(value)
+
+
+def _healing_actions(key: str, value: Any) -> tuple[Any, ...]:
+    """A list (a JSON array when given as a string) of healing actions, each a mapping
+    like ``{"do": "shed", "priority": "low"}`` (:mod:`pulsegate.control.healing_actions`)."""
+    from pulsegate.control.healing_actions import MAX_ACTIONS, parse_action
+
+    allowed = (f"a list of at most {MAX_ACTIONS} actions like "
+               "[{\"do\": \"shed\", \"priority\": \"low\"}] (docs/control.md)")
+    original = value
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip() else []
+        except (ValueError, RecursionError):
+            raise ConfigError(key, original, allowed + " (JSON array)") from None
+    if value is None:
+        return ()
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, (list, tuple)) \
+            or len(value) > MAX_ACTIONS:
+        raise ConfigError(key, original, allowed)
+    out = []
+    for i, entry in enumerate(value):
+        try:
+            out.append(parse_action(f"{key}[{i}]", entry))
+        except ValueError as exc:  # "healing_actions[1]['priority']: what is allowed"
+            where, _, what = str(exc).partition(": ")
+            raise ConfigError(where, entry, what) from None
+    return tuple(out)

@@ -14,6 +14,11 @@ Built by :class:`~pulsegate.engine.PulseGate` only when ``rate_limiting`` or
 4. the allocator -> a ticket (``ctx.optimization = "queued"`` if it waited) or
    ``Rejection(503, "shed")`` with ``Retry-After``.
 
+While a healing action is on (:mod:`~pulsegate.control.healing`, after a critical
+incident) the route is resolved up front and, before step 3, a request of a shed
+priority class gets ``Rejection(503, "shed")``, one of a degraded endpoint
+``ctx.optimization = "degrade"``, and one of a tightened endpoint costs ``1 / factor``.
+
 ``finish`` releases the ticket with the measured latency and queues the request for
 the client's behaviour profile (folded in by a scheduler job, off the request path).
 """
@@ -39,6 +44,7 @@ from pulsegate.plugins import Plugs, Setting
 from pulsegate.records import RequestRecord
 
 if TYPE_CHECKING:
+    from pulsegate.control.healing import Healer
     from pulsegate.plugins import Host
 
 NAMES = ("high", "normal", "low")
@@ -112,6 +118,12 @@ class Controller:
                 self.route_priority[rule] = PRIORITIES[prio]
         self.priority_header = c.priority_header.lower() if c.priority_header else None
         self.need_route = bool(c.rate_limit_routes or self.costs or self.route_priority)
+        self.healer: Healer | None = None
+        if c.healing_actions:
+            from pulsegate.control.healing import Healer
+
+            self.healer = Healer(gate, c.healing_actions, c.healing_seconds,
+                                 c.healing_max_per_hour)
         self._plug_into(gate.plugs)
 
     def _plug_into(self, plugs: Plugs) -> None:
@@ -176,7 +188,7 @@ class Controller:
             retry = max(1, math.ceil(self.allocator.interval if self.allocator else 1.0))
             return Rejection(503, "shed", [("retry-after", str(retry))], _SHED_BODY)
         ctx.ticket = ticket
-        if ticket.waited > 0.0:
+        if ticket.waited > 0.0 and ctx.optimization == "none":  # "degrade" says more
             ctx.optimization = "queued"
         return None
 
@@ -189,16 +201,38 @@ class Controller:
         steps are the I/O (a Redis round trip, a wait in the allocator's queue):
         ``settle(...)`` runs it blocking, ``await settle_async(...)`` on the loop."""
         ctx.client_key = key = self.keys(ctx.info)
-        route = self._route(ctx) if self.need_route else None
+        healer = self.healer
+        healing = healer is not None and healer.engaged
+        route = self._route(ctx) if self.need_route or healing else None
+        if healing:
+            assert healer is not None
+            rejection = self._heal(ctx, route, healer)
+            if rejection is not None:
+                return rejection
         limiter = self.limiter
         if limiter is not None:
             cost = self.costs.get(route, 1.0) if route else 1.0
+            if healing and route:
+                assert healer is not None
+                cost /= healer.tightened.get(f"{ctx.method} {route}", 1.0)
             if self.remote:
                 return self._limit_remotely(ctx, key, cost, route)
             rejection = self._limited(ctx, limiter.check(key, cost, route))
             if rejection is not None:
                 return rejection
         return self._allocate(ctx, route)
+
+    def _heal(self, ctx: RequestContext, route: str | None, healer: Healer) -> Rejection | None:
+        """What the healing actions on now do to this request: shed it (503) or mark it
+        degraded."""
+        if healer.shed_from < len(NAMES) and self.priority(ctx, route) >= healer.shed_from:
+            ctx.optimization = "shed"
+            self.gate.counters["shed"] += 1
+            retry = str(min(60, math.ceil(healer.seconds)))
+            return Rejection(503, "shed", [("retry-after", retry)], _SHED_BODY)
+        if route is not None and f"{ctx.method} {route}" in healer.degraded:
+            ctx.optimization = "degrade"
+        return None
 
     def _limit_remotely(self, ctx: RequestContext, key: str, cost: float,
                         route: str | None) -> Flow[Rejection | None]:

@@ -13,6 +13,7 @@ metric                                      type       labels
 ``pulsegate_sheds_total``                   counter    ``route``, ``method``
 ``pulsegate_allocator_limit``               gauge
 ``pulsegate_allocator_in_flight``           gauge
+``pulsegate_recommended_workers``           gauge      (set by ``pulsegate.advisor``)
 ==========================================  =========  ==============================
 
 The metric objects are registered once per registry (the client's default ``REGISTRY``
@@ -75,6 +76,10 @@ def _metrics(registry: Any) -> dict[str, Any]:
             "in_flight": Gauge("pulsegate_allocator_in_flight", "Requests currently "
                                "admitted by the allocator.", registry=registry,
                                multiprocess_mode="livesum"),
+            "recommended_workers": Gauge(
+                "pulsegate_recommended_workers", "Workers (requests served at once) the "
+                "observed peak needs for the latency target (pulsegate.advisor).",
+                registry=registry, multiprocess_mode="max"),
         }
         _BY_REGISTRY[id(registry)] = (registry, m)
         return m
@@ -142,3 +147,12 @@ def install(gate: Host, registry: Any = None) -> PrometheusExporter:
     exporter = PrometheusExporter(gate, registry)
     gate.listeners.append(exporter)
     return exporter
+
+
+def recommended_workers_gauge(registry: Any = None) -> Any:
+    """The ``pulsegate_recommended_workers`` gauge of ``registry`` (default: the global
+    one), which the advisor's capacity job sets (:mod:`pulsegate.advisor.capacity`)."""
+    import prometheus_client
+
+    return _metrics(registry if registry is not None else prometheus_client.REGISTRY)[
+        "recommended_workers"]

@@ -58,14 +58,23 @@ class IncidentDetector:
         (:meth:`error`: status >= 500) against :math:`p^e_1 = \max(3p^e, p^e + 0.05)`,
         :math:`p^e` the learnt error share, incident at :math:`C_e \ge h_t` when the
         window's error share is at least :math:`p^e + 0.05`;
+      - slow drift (a leak that the baseline would follow): the same CUSUM
+        :math:`C_L` of :math:`z^L_w = (m_w - b_L)/\sqrt{s^2/n_w + \tau_L^2}` against a
+        *long* reference :math:`b_L` (time constant :math:`T_L`, ``long_constant``,
+        6 h; :math:`\tau_L^2` its own between-window variance), gated as below with
+        the excess averaged at weight 1/8 instead of 1/2 (a drift is slow; one noisy
+        window must not carry a small one past the gate). The fast baseline lags a
+        ramp by about its slope times :math:`T`, so a leak barely shows against it;
+        :math:`b_L` hardly moves within hours;
       - an **incident** when :math:`C \ge h` and the effect is one a person cares about:
         with :math:`E` the excess :math:`m_w - b` averaged over the windows since
         :math:`C` last stood at 0 (:math:`E \leftarrow E + (m_w - b - E)/2`),
-        :math:`e^E \ge r_{min}` and :math:`(e^E - 1)\,e^b \ge m`; or when
-        :math:`C_t \ge h_t`. Once per episode: the episode ends when both sums are
-        back at 0, and a clearly larger event (twice the effect that opened it)
-        re-alarms. :math:`C \ge h` with a smaller effect is a real but unimportant
-        change (a deploy step of a few %): the baseline adopts it at full rate and
+        :math:`e^E \ge r_{min}` and :math:`(e^E - 1)\,e^b \ge m`; the same with
+        :math:`C_L`, :math:`b_L` and its :math:`E_L`; or when :math:`C_t \ge h_t`.
+        Once per episode: the episode ends when every sum is back at 0, and a clearly
+        larger event (twice the effect that opened it) re-alarms. :math:`C \ge h`
+        with a smaller effect is a real but unimportant change (a deploy step of a
+        few %): the baseline adopts it at full rate and
         :math:`C` restarts from 0, so such evidence cannot pile up until a noisy
         window passes the gate.
     * **learning**, after the test, with weight :math:`a = \min(1, \Delta t/T)` per
@@ -75,13 +84,18 @@ class IncidentDetector:
       mean absolute deviation of a normal law scaled to its σ) and :math:`\tau^2`
       follow exponentially; :math:`b` at :math:`a/4` while its CUSUM is above 0 and
       no incident is open (a slow regression is judged before it is learnt);
-      :math:`p` at :math:`\max(a/4, 1/k)` (the tail share is a long-run property). The
+      :math:`p` at :math:`\max(a/4, 1/k)` (the tail share is a long-run property);
+      :math:`b_L` and :math:`\tau_L^2` likewise with :math:`a_L = \min(1, \Delta t/T_L)`
+      (a quarter of it while :math:`C_L > 0`; at the fast rate :math:`a` while an
+      incident is open). :math:`C_L \ge h` with a small effect is held at :math:`h` and
+      :math:`b_L` learns at :math:`a_L`: a ramp stays judged until it matters, a
+      small permanent step is adopted within a few :math:`T_L`. The
       baseline adopts a permanent change within a few :math:`T` (deploy steps are not
       incidents forever).
     * **warm-up**: no incident before ``min_windows`` windows and ``min_requests``
       requests; the first requests of a process (imports, connections) only teach.
 
-    ``score`` is :math:`\min(1, \max(C/h, C_t/h_t, C_e/h_t) / 2)`: 0.5 at the alarm
+    ``score`` is :math:`\min(1, \max(C/h, C_L/h, C_t/h_t, C_e/h_t) / 2)`: 0.5 at the alarm
     line. ``metric`` names the evidence behind the last incident: ``"latency"`` (the
     window mean above the baseline), ``"latency tail"`` or ``"error rate"``; every
     incident is a rise (a faster endpoint is no incident).
@@ -101,25 +115,28 @@ class IncidentDetector:
     [False, True, False]
     """
 
-    __slots__ = ("active", "b", "clip", "cusum", "cusum_err", "cusum_tail", "cut",
-                 "dclip", "e_w", "episode_requests", "episode_seconds",
-                 "episode_windows", "err_expected", "err_share", "err_w", "floor", "h", "h_tail",
-                 "kappa", "metric", "min_excess_ms", "min_ratio", "min_requests",
-                 "min_windows", "n_req", "n_w", "onset_effect", "p", "p_err", "q",
-                 "raw", "run_effect", "s", "s1", "sa", "tau2", "time_constant", "top",
-                 "window", "windows", "z_max")
+    __slots__ = ("active", "b", "b_long", "clip", "cusum", "cusum_err", "cusum_long",
+                 "cusum_tail", "cut", "dclip", "e_w", "episode_requests",
+                 "episode_seconds", "episode_windows", "err_expected", "err_share",
+                 "err_w", "floor", "h", "h_tail", "kappa", "long_constant", "metric",
+                 "min_excess_ms", "min_ratio", "min_requests", "min_windows", "n_req",
+                 "n_w", "onset_effect", "p", "p_err", "q", "raw", "run_effect", "run_long",
+                 "s", "s1", "sa", "tau2", "tau2_long", "time_constant", "top", "window",
+                 "windows", "z_max")
 
     def __init__(self, window: float = 60.0, *, time_constant: float = 3600.0,
                  clip: float = 3.0, q: float = 3.0, kappa: float = 1.0, h: float = 8.0,
                  h_tail: float = 13.0, floor: float = 0.05, min_excess_ms: float = 1.0,
                  z_max: float = 6.0, min_ratio: float = 1.25, min_windows: int = 10,
-                 min_requests: int = 200) -> None:
-        if window <= 0 or time_constant <= 0:
-            raise ValueError("window and time_constant must be > 0")
+                 min_requests: int = 200, long_constant: float = 21600.0) -> None:
+        if window <= 0 or time_constant <= 0 or long_constant < time_constant:
+            raise ValueError("window and time_constant must be > 0, "
+                             "long_constant >= time_constant")
         if kappa <= 0 or h <= 0 or min_ratio < 1.0:
             raise ValueError("need kappa > 0, h > 0, min_ratio >= 1")
         self.window = window
         self.time_constant = time_constant
+        self.long_constant = long_constant
         self.clip = clip
         self.q = q
         self.kappa = kappa
@@ -134,6 +151,8 @@ class IncidentDetector:
         self.b = 0.0
         self.s = 0.0  # robust per-request scale (0 until the first window closed)
         self.tau2 = 0.0  # between-window variance not explained by sampling
+        #: the long reference of the drift test, its CUSUM, variance and run effect
+        self.b_long = self.cusum_long = self.tau2_long = self.run_long = 0.0
         self.p = 0.01  # share of requests above the tail cut
         self.p_err = 0.01  # share of failed requests (status >= 500)
         self.cusum_err = 0.0
@@ -209,7 +228,7 @@ class IncidentDetector:
         k = self.windows
         b = self.b
         if k == 0:
-            self.b = mean
+            self.b = self.b_long = mean
             self.s = max(1.2533 * sa / n, self.floor)
             self.windows, self.n_req = 1, n
             self._cuts()
@@ -235,7 +254,14 @@ class IncidentDetector:
         ce = self.cusum_err + (te if te < cap else cap)
         self.cusum_err = ce = ce if ce > 0.0 else 0.0
         err_share = errors / n
-        if c == 0.0 and ct == 0.0 and ce == 0.0:
+        # drift: the same test against the long reference
+        rl = mean - self.b_long
+        sel = _sqrt(v / n + self.tau2_long)
+        sel = sel if sel > 1e-6 else 1e-6
+        zl = rl / sel
+        cl = self.cusum_long + (zl if zl < zmax else zmax) - kappa
+        self.cusum_long = cl = cl if cl > 0.0 else 0.0
+        if c == 0.0 and ct == 0.0 and ce == 0.0 and cl == 0.0:
             self.episode_windows = self.episode_requests = 0
             self.episode_seconds = 0.0
         else:
@@ -250,23 +276,35 @@ class IncidentDetector:
         ratio = _exp(effect_log)
         mean_hit = c >= h and ratio >= self.min_ratio and \
             (ratio - 1.0) * _exp(b) >= self.min_excess_ms
+        # a drift is slow: its effect is averaged over about eight windows, so one noisy
+        # window cannot carry a small drift past the gate
+        effect_long = 0.0 if cl == 0.0 else self.run_long + 0.125 * (rl - self.run_long)
+        self.run_long = effect_long
+        ratio_long = _exp(effect_long)
+        drift_hit = cl >= h and ratio_long >= self.min_ratio and \
+            (ratio_long - 1.0) * _exp(self.b_long) >= self.min_excess_ms
+        small_drift = cl >= h and not drift_hit and not self.active
         # a real but small change (a deploy step of a few %): adopt it, do not let the
         # evidence pile up until a noisy window passes the gate
         adopt = c >= h and not mean_hit and not self.active
         tail_hit = ct >= self.h_tail
         err_hit = ce >= self.h_tail and err_share >= pe + 0.05
-        effects = (ratio - 1.0 if mean_hit else 0.0, tail_share / p - 1.0 if tail_hit else 0.0,
+        # one latency effect for both tests (the larger), so the fast test confirming
+        # what the drift test saw first is not "clearly larger"
+        effects = ((ratio if ratio > ratio_long else ratio_long) - 1.0
+                   if mean_hit or drift_hit else 0.0,
+                   tail_share / p - 1.0 if tail_hit else 0.0,
                    err_share / pe - 1.0 if err_hit else 0.0)
         effect = max(effects)
         fired = False
-        if warm and (mean_hit or tail_hit or err_hit):
+        if warm and (mean_hit or drift_hit or tail_hit or err_hit):
             if not self.active or effect >= 2.0 * self.onset_effect:
                 fired = True
                 self.active = True
                 self.onset_effect = effect
                 self.metric = ("latency", "latency tail", "error rate")[effects.index(effect)]
                 self.err_share, self.err_expected = err_share, pe
-        elif c == 0.0 and ct == 0.0 and ce == 0.0:
+        elif c == 0.0 and ct == 0.0 and ce == 0.0 and cl == 0.0:
             self.active = False
         # learning: a weight per window of dt seconds, 1/k during warm-up
         a = dt / self.time_constant
@@ -280,6 +318,20 @@ class IncidentDetector:
         self.b = b + (a if c == 0.0 or self.active or adopt else 0.25 * a) * rc
         if adopt:
             self.cusum = self.run_effect = 0.0
+        # the long reference: the fast rate while an incident is open; a quarter of its
+        # own while its CUSUM is above 0, unless the drift is real but small (held at
+        # h, learnt at the long rate: a ramp keeps being judged, a small step is adopted)
+        al = dt / self.long_constant
+        al = al if al > early else early
+        al = a if self.active else (al if cl == 0.0 or small_drift else 0.25 * al)
+        al = al if al < 1.0 else 1.0
+        clip_l = 4.0 * sel
+        rlc = rl if -clip_l < rl < clip_l else (clip_l if rl > 0 else -clip_l)
+        self.b_long += al * rlc
+        self.tau2_long += al * ((rlc * rlc - v / n if rlc * rlc > v / n else 0.0)
+                                - self.tau2_long)
+        if small_drift:
+            self.cusum_long = h
         self.tau2 += a * ((rc * rc - v / n if rc * rc > v / n else 0.0) - self.tau2)
         self.s += a * (1.2533 * sa / n - self.s)
         self.s = self.s if self.s > self.floor else self.floor
@@ -292,7 +344,7 @@ class IncidentDetector:
         self.windows = k + 1
         self.n_req += n
         self._cuts()
-        score = max(c / h, ct / self.h_tail, ce / self.h_tail) / 2.0
+        score = max(c / h, cl / h, ct / self.h_tail, ce / self.h_tail) / 2.0
         score = score if score < 1.0 else 1.0
         conf = 100.0 * (1.0 if warm else 0.0) * _exp(-self.s)
         return Score(raw + shift, b + shift, z, score, fired, conf,
@@ -304,8 +356,13 @@ class IncidentDetector:
     _FIELDS = ("b", "run_effect", "s", "tau2", "p", "cusum", "cusum_tail", "onset_effect",
                "p_err", "cusum_err")
 
+    #: the drift test's fields (newer than version 4: an older state starts them from
+    #: its baseline); the first two may be negative
+    _LONG = ("b_long", "run_long", "tau2_long", "cusum_long")
+
     def state(self) -> dict[str, Any]:
-        out: dict[str, Any] = {name: getattr(self, name) for name in self._FIELDS}
+        out: dict[str, Any] = {name: getattr(self, name)
+                               for name in (*self._FIELDS, *self._LONG)}
         out.update(version=STATE_VERSION, windows=self.windows, n_req=self.n_req,
                    active=self.active)
         return out
@@ -317,12 +374,14 @@ class IncidentDetector:
             if int(state.get("version", 0)) != STATE_VERSION:
                 raise ValueError(f"state version {state.get('version')!r}")
             vals = {name: float(state[name]) for name in self._FIELDS}
+            vals.update({name: float(state.get(name, vals["b"] if name == "b_long" else 0.0))
+                         for name in self._LONG})
             windows, n_req = int(state["windows"]), int(state["n_req"])
             active = bool(state["active"])
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"inconsistent IncidentDetector state: {exc!r}") from None
         if windows < 0 or n_req < 0 or not all(math.isfinite(x) for x in vals.values()) \
-                or any(vals[name] < 0 for name in self._FIELDS[2:]):
+                or any(vals[name] < 0 for name in (*self._FIELDS[2:], *self._LONG[2:])):
             raise ValueError("inconsistent IncidentDetector state")
         for name, x in vals.items():
             setattr(self, name, x)

@@ -115,7 +115,19 @@ def summary(gate: Host, series: SeriesStore) -> dict[str, Any]:
         "control": control(gate, series),
         "models": models(gate),
         "feedback_enabled": callable(getattr(gate, "feedback", None)),
+        "reports": reports(gate),
     }
+
+
+def reports(gate: Host) -> dict[str, Any]:
+    """The sections components registered with ``plugs.add_report`` (the advisor's)."""
+    out: dict[str, Any] = {}
+    for name, report in list(gate.plugs.reports.items()):
+        try:
+            out[name] = report()
+        except Exception as exc:
+            gate.faults.record(f"report {name}", exc)
+    return out
 
 
 def feedback(gate: Host, series: SeriesStore, ident: str,

@@ -1,0 +1,120 @@
+r"""Cache keys folded into patterns: what is reported instead of the key itself.
+
+A raw key never leaves the process (it may hold a user id, an e-mail, a session id); it
+is reported as its *pattern*. A key is split on its delimiters (``: / . - _ | , = @``
+and space) and each part is folded:
+
+* a part that is an id -- all digits, a UUID, eight or more hexadecimal characters with
+  a digit, or twenty or more characters of a token alphabet (letters, digits, ``+``,
+  ``/``, ``=``, ``_``, ``-``) -- becomes ``{id}``;
+* any other run of digits inside a part becomes ``{n}`` (``page3`` -> ``page{n}``);
+* after folding, a pattern whose *last* part still takes more than ``max_tails``
+  distinct values under the same head (``search:shoes``, ``search:boots``, ...) has
+  that part folded to ``{*}`` from then on (``search:{*}``): free text in a key cannot
+  grow the pattern map.
+
+Linear in the key's length, which is capped at :data:`MAX_KEY_CHARS` (a longer key is
+cut there and ends in ``...``).
+
+>>> folder = KeyPatterns()
+>>> folder.pattern("user:1234:profile")
+'user:{id}:profile'
+>>> folder.pattern("views.cache_page.GET.3f2a9c0d41b7e8aa9c0d41b7e8aa3f2a.en-us")
+'views.cache_page.GET.{id}.en-us'
+>>> folder.pattern("feed:page3:550e8400-e29b-41d4-a716-446655440000")
+'feed:page{n}:{id}'
+>>> folder.pattern(b"sess:abc")
+'sess:abc'
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+
+from pulsegate.bounded import BoundedLRU
+
+__all__ = ["MAX_KEY_CHARS", "KeyPatterns"]
+
+#: Longest key prefix folded; the rest is cut (``...``).
+MAX_KEY_CHARS = 200
+_PARTS = re.compile(r"([:/.\-_|,=@ ]+)")
+_DIGITS = re.compile(r"\d+")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?"
+                   r"[0-9a-fA-F]{12}")
+_HEX = re.compile(r"[0-9a-fA-F]{8,}")
+_TOKEN = re.compile(r"[A-Za-z0-9+/=_\-]{20,}")
+_HAS_DIGIT = re.compile(r"\d")
+
+
+def _fold_part(part: str) -> str:
+    if part.isdigit():
+        return "{id}"
+    if (_HEX.fullmatch(part) and _HAS_DIGIT.search(part)) or _TOKEN.fullmatch(part):
+        return "{id}"
+    if _HAS_DIGIT.search(part):
+        return _DIGITS.sub("{n}", part)
+    return part
+
+
+def fold(key: str) -> str:
+    """The key with its ids and digit runs folded (no cardinality guard): see the module
+    doc. UUIDs are found before the key is split, since their dashes are delimiters.
+
+    >>> fold("order-42-items")
+    'order-{id}-items'
+    """
+    cut = len(key) > MAX_KEY_CHARS
+    if cut:
+        key = key[:MAX_KEY_CHARS]
+    key = _UUID.sub("{id}", key) if "-" in key or len(key) >= 32 else key
+    pieces = _PARTS.split(key)
+    out = [p if i % 2 or p == "{id}" else _fold_part(p) for i, p in enumerate(pieces)]
+    return "".join(out) + ("..." if cut else "")
+
+
+class KeyPatterns:
+    """Folds keys into patterns, remembering the recent raw keys it folded (a bounded
+    map: a hit costs one dictionary read) and how many distinct last parts each head
+    has shown (the cardinality guard). Thread-safe; one per monitor."""
+
+    __slots__ = ("_lock", "heads", "max_tails", "memo", "wide")
+
+    def __init__(self, memo_size: int = 4096, max_heads: int = 2048, max_tails: int = 64) -> None:
+        self.memo: BoundedLRU[str, str] = BoundedLRU(memo_size)
+        #: head -> the distinct last parts seen under it (at most ``max_tails`` kept)
+        self.heads: BoundedLRU[str, set[str]] = BoundedLRU(max_heads)
+        #: heads whose last part is folded to ``{*}``
+        self.wide: BoundedLRU[str, bool] = BoundedLRU(max_heads)
+        self.max_tails = max_tails
+        self._lock = threading.Lock()
+
+    def pattern(self, key: str | bytes) -> str:
+        """The pattern of ``key`` (``bytes`` are read as UTF-8, errors replaced)."""
+        if not isinstance(key, str):
+            key = key.decode("utf-8", "replace") if isinstance(key, (bytes, bytearray)) \
+                else str(key)
+        found = self.memo.get(key)
+        if found is not None:
+            return found
+        folded = fold(key)
+        cut = folded.rfind(":") + 1 or max(folded.rfind("/"), folded.rfind(".")) + 1
+        head, tail = folded[:cut], folded[cut:]
+        with self._lock:
+            if tail and not tail.startswith("{"):
+                if head in self.wide:
+                    folded = head + "{*}"
+                else:
+                    tails = self.heads.get(head)
+                    if tails is None:
+                        tails = set()
+                        self.heads.put(head, tails)
+                    tails.add(tail)
+                    if len(tails) > self.max_tails:
+                        self.wide.put(head, True)
+                        self.heads.pop(head, None)
+                        self.memo.clear()  # earlier keys of this head now fold too
+                        folded = head + "{*}"
+            if len(key) <= MAX_KEY_CHARS:  # a long key is folded again rather than kept
+                self.memo.put(key, folded)
+        return folded

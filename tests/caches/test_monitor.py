@@ -1,0 +1,134 @@
+"""The cache monitor's counters and reports, driven with a clock of our own."""
+
+from __future__ import annotations
+
+import random
+
+from pulsegate.caches.advice import pattern_rows, ttl_advice
+from pulsegate.caches.monitor import NO_EXPIRY, CacheMonitor
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def row(monitor: CacheMonitor, pattern: str) -> dict[str, object]:
+    return next(r for r in pattern_rows(monitor) if r["pattern"] == pattern)
+
+
+def test_hits_misses_sets_deletes_per_pattern() -> None:
+    m = CacheMonitor(sample=1)
+    m.write("default", "user:1", 60.0, size=10)
+    m.read("default", "user:1", True, size=10)
+    m.read("default", "user:2", False)
+    m.delete("default", "user:1")
+    m.read("default", "page:home", True)
+    r = row(m, "user:{id}")
+    assert (r["hits"], r["misses"], r["sets"], r["deletes"]) == (1, 1, 1, 1)
+    assert r["hit_rate"] == 0.5
+    assert r["mean_bytes"] == 10
+    assert m.stats_summary()["default"]["hits"] == 2
+
+
+def test_misses_are_told_apart_cold_expired_evicted() -> None:
+    clock = Clock()
+    m = CacheMonitor(clock=clock, sample=1)
+    m.read("c", "k:1", False)                 # never written: cold
+    m.write("c", "k:2", 10.0)
+    clock.t += 30                             # past its ttl: expired
+    m.read("c", "k:2", False)
+    m.write("c", "k:3", 300.0)
+    clock.t += 5                              # ttl left, not deleted: evicted
+    m.read("c", "k:3", False)
+    r = row(m, "k:{id}")
+    assert (r["cold_misses"], r["expired_misses"], r["evicted_misses"]) == (1, 1, 1)
+
+
+def test_ttl_that_expires_before_reuse_gets_a_longer_suggestion() -> None:
+    clock = Clock()
+    m = CacheMonitor(clock=clock, sample=1)
+    for i in range(40):                       # written with 30 s, read again after 120 s
+        m.write("c", f"report:{i}", 30.0)
+    clock.t += 120
+    for i in range(40):
+        m.read("c", f"report:{i}", False)
+    advice = ttl_advice(m.patterns()[0])
+    assert advice is not None and advice["problem"] == "expires before reuse"
+    assert advice["suggested_ttl_s"] >= 120
+
+
+def test_ttl_far_above_reuse_gets_a_shorter_suggestion() -> None:
+    clock = Clock()
+    m = CacheMonitor(clock=clock, sample=1)
+    for i in range(100):                       # a day of ttl, read within 2 s
+        m.write("c", f"u:{i}", 86400.0)
+        clock.t += 2.0
+        m.read("c", f"u:{i}", True)
+    advice = ttl_advice(m.patterns()[0])
+    assert advice is not None and advice["problem"] == "outlives its reuse"
+    assert 2 <= advice["suggested_ttl_s"] <= 10
+
+
+def test_no_expiry_with_short_reuse_is_advised_a_ttl() -> None:
+    clock = Clock()
+    m = CacheMonitor(clock=clock, sample=1)
+    for i in range(60):
+        m.write("c", f"u:{i}", NO_EXPIRY)
+        clock.t += 1.0
+        m.read("c", f"u:{i}", True)
+    advice = ttl_advice(m.patterns()[0])
+    assert advice is not None and advice["problem"] == "never expires"
+
+
+def test_a_well_set_ttl_gets_no_advice() -> None:
+    clock = Clock()
+    m = CacheMonitor(clock=clock, sample=1)
+    for i in range(100):
+        m.write("c", f"u:{i}", 10.0)
+        clock.t += 5.0
+        m.read("c", f"u:{i}", True)
+    assert ttl_advice(m.patterns()[0]) is None
+
+
+def test_hot_key_of_a_pattern() -> None:
+    m = CacheMonitor()
+    rng = random.Random(1)
+    for _ in range(1000):
+        key = "product:42" if rng.random() < 0.6 else f"product:{rng.randrange(10_000)}"
+        m.read("c", key, True)
+    r = row(m, "product:{id}")
+    assert r["hot_key"] is True and 0.5 < float(r["hot_key_share"]) < 0.75  # type: ignore[arg-type]
+    flat = CacheMonitor()
+    for i in range(1000):
+        flat.read("c", f"product:{i % 500}", True)
+    assert row(flat, "product:{id}")["hot_key"] is False
+
+
+def test_memory_is_bounded_by_configuration_not_traffic() -> None:
+    m = CacheMonitor(max_patterns=20, max_tracked_keys=100, sample=1)
+    rng = random.Random(2)
+    for i in range(20_000):
+        word = "".join(rng.choices("abcdefghij", k=6))
+        m.write(f"cache{i % 3}", f"{word}:{word}:{i}", 5.0)
+        m.read(f"cache{i % 3}", f"{word}x", False)
+    assert len(m.stats) <= 20
+    assert len(m.tracked) <= 100
+    assert len(m.keys.memo) <= m.keys.memo.maxsize
+
+
+def test_the_kinds_of_misses_are_estimated_from_a_key_sample() -> None:
+    clock = Clock()
+    m = CacheMonitor(clock=clock, sample=4)
+    for i in range(4000):
+        m.write("c", f"k:{i}", 10.0)
+    clock.t += 60
+    for i in range(4000):
+        m.read("c", f"k:{i}", False)
+    r = row(m, "k:{id}")
+    assert r["misses"] == 4000                       # every miss is counted
+    assert 3400 <= r["expired_misses"] <= 4600       # their kind is estimated (x4)
+    assert len(m.tracked) < 1400

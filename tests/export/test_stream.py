@@ -1,0 +1,155 @@
+"""The detection stream: real Redis Streams (XADD MAXLEN, a consumer group reads it) and
+a real webhook on loopback, from the scheduler's job, with back-pressure."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+import redis
+
+from pulsegate import ConfigError, PulseGate
+from pulsegate.export.stream import DetectionStream, RedisStreamSink, WebhookSink
+from pulsegate.queries.events import QueryEvent
+from pulsegate.records import RequestInfo
+
+# the N+1 in these requests is the point: the pytest plugin must not report it
+pytestmark = pytest.mark.pulsegate(nplusone="off")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def traffic(gate: PulseGate, clock: Clock, slow_ms: float = 3000.0) -> None:
+    """50 ordinary requests, one very slow one (an anomaly), one with an N+1."""
+    for i in range(52):
+        ctx = gate.begin(RequestInfo("GET", "/items", route="/items"))
+        assert ctx is not None
+        if i == 51:
+            for k in range(8):
+                ctx.add_query(QueryEvent(sql="SELECT * FROM tag WHERE item_id = ?",
+                                         duration_ms=0.5, params_hash=k, call_site="app.py:9"))
+        clock.t += slow_ms / 1000.0 if i == 50 else 0.010 + 0.001 * (i % 3)
+        gate.response_headers(ctx, 200)
+        gate.finish(ctx, 200)
+
+
+@pytest.fixture()
+def gate() -> Iterator[tuple[PulseGate, Clock]]:
+    clock = Clock()
+    g = PulseGate(clock=clock, wall=lambda: 1.7e9 + clock.t)
+    yield g, clock
+    g.close()
+
+
+@pytest.mark.service
+def test_redis_stream_with_a_consumer_group(redis_service: Any, gate: Any) -> None:
+    g, clock = gate
+    client = redis.Redis.from_url(redis_service.url)
+    client.delete("pg:test")
+    stream = DetectionStream(g, [RedisStreamSink(redis_service.url, "pg:test")])
+    traffic(g, clock)
+    stream.run()
+    entries = client.xrange("pg:test")
+    types = [e[1][b"type"].decode() for e in entries]
+    assert "anomaly" in types and "detection" in types
+    detection = json.loads(next(e[1][b"data"] for e in entries if e[1][b"type"] == b"detection"))
+    assert detection["kind"] == "n_plus_one" and detection["endpoint"] == "GET /items"
+    assert "?" in detection["sql"]  # the redacted fingerprint, never values
+    client.xgroup_create("pg:test", "ops", id="0")
+    got = client.xreadgroup("ops", "worker-1", {"pg:test": ">"})
+    assert len(got[0][1]) == len(entries)
+    assert g.stats()["stream"]["sinks"]["redis:pg:test"]["sent"] == len(entries)
+
+
+@pytest.mark.service
+def test_redis_maxlen_caps_the_stream(redis_service: Any, gate: Any) -> None:
+    g, clock = gate
+    client = redis.Redis.from_url(redis_service.url)
+    client.delete("pg:capped")
+    stream = DetectionStream(g, [RedisStreamSink(redis_service.url, "pg:capped", maxlen=3,
+                                                 approximate=False)])
+    for _ in range(3):
+        traffic(g, clock)
+        stream.run()
+    assert client.xlen("pg:capped") == 3
+
+
+class Hook(BaseHTTPRequestHandler):
+    received: list[tuple[dict[str, Any], str | None, bytes]] = []
+    failing = False
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        if Hook.failing:
+            self.send_response(500)
+        else:
+            Hook.received.append((json.loads(body), self.headers.get("X-Pulsegate-Signature"),
+                                  body))
+            self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture()
+def hook() -> Iterator[str]:
+    Hook.received = []
+    Hook.failing = False
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
+    server.shutdown()
+    server.server_close()
+
+
+def test_webhook_signed_batches(hook: str, gate: Any) -> None:
+    g, clock = gate
+    DetectionStream(g, [WebhookSink(hook, secret="s3cret")], batch=2)
+    traffic(g, clock)
+    g.scheduler.run_all()  # the job, as the scheduler thread runs it
+    (payload, signature, body), = Hook.received
+    assert len(payload["events"]) == 2  # one batch per run
+    assert signature == "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+
+
+def test_webhook_back_pressure_and_recovery(hook: str, gate: Any) -> None:
+    g, clock = gate
+    now = [0.0]
+    stream = DetectionStream(g, [WebhookSink(hook)], buffer=3, clock=lambda: now[0])
+    Hook.failing = True
+    for _ in range(3):
+        traffic(g, clock)
+        stream.run()
+        now[0] += 0.5  # retried only after its back-off
+    sink = g.stats()["stream"]["sinks"][f"webhook:{hook}"]
+    assert sink["failures"] == 2 and sink["backlog"] == 3 and sink["dropped"] > 0
+    assert sink["backoff_s"] == 2.0
+    Hook.failing = False
+    now[0] += 10
+    stream.run()
+    assert len(Hook.received) == 1 and len(Hook.received[0][0]["events"]) == 3
+    assert g.stats()["stream"]["sinks"][f"webhook:{hook}"]["backlog"] == 0
+
+
+def test_only_notable_requests_reach_the_listener(gate: Any) -> None:
+    g, clock = gate
+    stream = DetectionStream(g, [])
+    assert stream._listen in g.notable_listeners and stream._listen not in g.listeners
+
+
+def test_bad_webhook_url() -> None:
+    with pytest.raises(ConfigError):
+        WebhookSink("file:///etc/passwd")
