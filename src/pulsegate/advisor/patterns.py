@@ -38,9 +38,11 @@ from __future__ import annotations
 import math
 import statistics
 from array import array
+from collections import deque
 from typing import Any
 
 HOUR = 3600.0
+PEAK_WINDOW = 7 * 86400.0
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 __all__ = ["DAYS", "Patterns", "TrafficProfile"]
@@ -224,6 +226,8 @@ class Patterns:
         self.profiles: BoundedLRU[str, TrafficProfile] = BoundedLRU(max_keys)
         self.total = TrafficProfile()
         self.last_t: float | None = None
+        #: the whole gate's rate per sample over the last ``PEAK_WINDOW`` seconds
+        self.recent: deque[tuple[float, float]] = deque(maxlen=20_000)
         self.latency: dict[str, list[float | None]] = {}
 
     def sample(self, t: float, models: list[tuple[str, Any]]) -> None:
@@ -251,6 +255,9 @@ class Patterns:
                                      for h in range(24)]
         if seconds > 0:
             self.total.add(t, seconds, total)
+            self.recent.append((t, total / seconds))
+            while self.recent and self.recent[0][0] < t - PEAK_WINDOW:
+                self.recent.popleft()
         for key in [k for k in self.latency if k not in self.profiles]:
             del self.latency[key]
 
@@ -268,15 +275,19 @@ class Patterns:
                 "endpoints": {k: self.summary(k) for k in keys[:limit]}}
 
     def peak_rate(self) -> float:
-        """The highest whole-gate arrival rate over one sample (requests/s)."""
-        return self.total.peak_rate
+        """The observed peak: the highest whole-gate arrival rate over one sample
+        (requests/s) in the last ``PEAK_WINDOW`` seconds (a week: the busiest hour of
+        every weekday is in it, a spike of last month is not)."""
+        return max((rate for _t, rate in self.recent), default=0.0)
 
     def state(self) -> dict[str, Any]:
-        return {"total": self.total.state(),
+        return {"total": self.total.state(), "recent": [list(x) for x in self.recent],
                 "profiles": {k: p.state() for k, p in self.profiles.items()}}
 
     def load_state(self, data: dict[str, Any]) -> None:
         self.total.load_state(data["total"])
+        self.recent.extend((float(t), float(r)) for t, r in data.get("recent") or ()
+                           if math.isfinite(float(t)) and math.isfinite(float(r)) and r >= 0)
         for key, st in dict(data.get("profiles") or {}).items():
             p = TrafficProfile()
             p.load_state(st)
