@@ -12,13 +12,13 @@ from playwright.sync_api import sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "export"))
 
-from exportkit import SECRET, FakeClock, build_app, make_gate  # noqa: E402
-from test_dashboard_browser import CHROMIUM_ARGS, serve, traffic  # noqa: E402
+from exportkit import SECRET, FakeClock, build_app, make_gate
+from test_dashboard_browser import CHROMIUM_ARGS, serve, traffic
 
-from pulsegate.advisor import Advisor  # noqa: E402
-from pulsegate.asgi import PulseGateMiddleware  # noqa: E402
-from pulsegate.queries.events import QueryEvent  # noqa: E402
-from services import chromium_path  # noqa: E402
+from pulsegate.advisor import Advisor
+from pulsegate.asgi import PulseGateMiddleware
+from pulsegate.queries.events import QueryEvent
+from services import chromium_path
 
 pytestmark = [pytest.mark.service, pytest.mark.e2e, pytest.mark.pulsegate(nplusone="off")]
 
