@@ -79,7 +79,8 @@ class Controller:
                 suspicion_threshold=c.suspicion_threshold,
                 prediction_threshold=c.prediction_threshold, max_clients=c.max_clients,
                 trust_min_requests=c.trust_min_requests, trust_min_seconds=c.trust_min_seconds,
-                trust_shift_rate=c.trust_shift_rate)
+                trust_shift_rate=c.trust_shift_rate,
+                auth_failures_allowed=c.auth_failures_allowed)
         self.costs = dict(c.rate_limit_costs)
         #: finished requests waiting to be folded into behaviour profiles (bounded: if the
         #: scheduler falls behind, the oldest are dropped rather than memory growing)
