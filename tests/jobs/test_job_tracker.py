@@ -61,9 +61,12 @@ def test_state_survives_a_restart_and_bad_rows_are_skipped() -> None:
     for i in range(12):
         t.started("nightly", 86400.0 * i)
     again = JobTracker()
-    again.load_state({**t.state(), "bad": ["x", 1, 2, None], "neg": [-1.0, 0.0, 3, None]})
+    t.finished("nightly", "retry")
+    again.load_state({**t.state(), "bad": {"mean": "x"}, "old": [1.0, 0.0, 3, None],
+                      "neg": {"mean": -1.0, "dev": 0.0, "intervals": 3}})
     assert list(again.rates) == ["nightly"]
     assert again.starving(86400.0 * 11 + 86400.0 * 2.5) == ["nightly"]
+    assert again.stats()["names"]["nightly"]["outcomes"] == {"retry": 1}
 
 
 def test_the_gate_flags_starvation_as_an_incident_of_the_job() -> None:
