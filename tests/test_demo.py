@@ -27,6 +27,10 @@ def test_demo_runs_to_completion_and_reports_every_endpoint() -> None:
     # the query advisor (issue 22): the unindexed column, from SQLite's own plan
     assert "fix: CREATE INDEX ix_reviews_book_id ON reviews (book_id);" in out, out
     assert "capacity: " in out, out
+    # issue 21: the price cache per key pattern, and the pricing upstream with its health
+    assert re.search(r"^cache demo price:\{id\}: \d+ reads, hit rate", out, re.M), out
+    assert re.search(r"^upstream http://127\.0\.0\.1:\d+ \(/upstream/price/\{id\}\): \d+ calls, "
+                     r"health [\d.]+", out, re.M), out
     assert "Traceback" not in proc.stderr, proc.stderr
 
     # item 8 of issue 16: the report tells the truth.

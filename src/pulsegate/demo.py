@@ -33,17 +33,20 @@ from typing import Any
 
 from pulsegate.advisor import Advisor
 from pulsegate.advisor.show import summary_lines
+from pulsegate.demo_io import print_io
 from pulsegate.engine import PulseGate
 from pulsegate.records import RequestRecord
 
 # (path, weight) of the regular clients' mix; {n} is filled with a random id.
-TRAFFIC = [("/fast", 25), ("/items/{n}", 25), ("/authors", 10), ("/authors/eager", 10),
-           ("/slow", 15), ("/flaky", 10), ("/reviews/{n}", 5), ("/nowhere/{n}", 2)]
+TRAFFIC = [("/fast", 19), ("/items/{n}", 25), ("/authors", 10), ("/authors/eager", 10),
+           ("/slow", 15), ("/flaky", 10), ("/reviews/{n}", 5), ("/nowhere/{n}", 2),
+           ("/pricing/{n}", 6)]
 
 #: The gate the demo runs: short warm-up and windows so a 20 s run shows everything;
 #: per-client rate limits keyed by API key; the allocator with route priorities.
 DEMO_CONFIG: dict[str, Any] = {
-    "warmup": 20, "aggregation_window": 1.0,
+    "warmup": 20, "aggregation_window": 1.0, "exclude_paths": ("/upstream",),
+    "cache_reuse_sample": 1,
     "rate_limiting": True, "rate_limit": "40/second", "rate_limit_burst": 40,
     "client_key": "header:x-api-key",
     "resource_allocation": True, "target_latency_ms": 40, "max_queue_wait": 0.02,
@@ -382,6 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in incident_lines(gate, observed, started, state.get("degraded_at")):
             print(line)
         print_query_insights(gate)
+        print_io(gate)
         advisor.sample()
         advisor.run()  # the advisor's job, once more now that the traffic is over
         print("\n".join(summary_lines(advisor.report())))

@@ -46,7 +46,7 @@ from typing import Any
 from pulsegate.autoinstrument import instrument_orms
 from pulsegate.bounded import BoundedLRU
 from pulsegate.config import Config, ConfigError
-from pulsegate.cycle import INTERNAL, PROCEED, REJECT, RequestCycle
+from pulsegate.cycle import CAPTURE, INTERNAL, PROCEED, REJECT, RequestCycle
 from pulsegate.engine import PulseGate
 from pulsegate.export.endpoints import internal_endpoints, serve_wsgi
 from pulsegate.http import environ_header, parse_status, status_line
@@ -308,6 +308,10 @@ class PulseGateWSGIMiddleware:
             return self._proceed(cycle, exchange, environ, start_response)
         if outcome is REJECT:
             return self._reject(cycle, start_response)
+        if outcome is CAPTURE:  # the response cache learns the app's response
+            capture = cycle.capture
+            return capture.wsgi_body(self._proceed(cycle, exchange, environ,
+                                                   capture.wsgi_start(start_response)))
         if outcome is INTERNAL and self.internal_endpoints is not None:
             # pulsegate's own endpoints: answered before anything is measured
             out = serve_wsgi(self.internal_endpoints, environ, start_response)

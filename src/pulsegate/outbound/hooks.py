@@ -27,7 +27,8 @@ from pulsegate.bounded import BoundedLRU
 from pulsegate.outbound.monitor import OutboundMonitor
 from pulsegate.outbound.urls import fold_path, upstream_label, upstream_of
 
-__all__ = ["current_route", "instrument_httpx", "instrument_requests", "uninstrument"]
+__all__ = ["current_route", "instrument_httpx", "instrument_requests", "instrument_transport",
+           "uninstrument"]
 
 _perf = time.perf_counter
 #: The route template the caller named for the calls in its scope (None: fold the path).
@@ -43,10 +44,11 @@ _WHERE: BoundedLRU[str, tuple[str, str]] = BoundedLRU(2048)
 _WHERE_LOCK = threading.Lock()
 
 
-def _report(where: tuple[str, str], elapsed: float, status: int | None, outcome: str) -> None:
+def _report(monitors: list[OutboundMonitor], where: tuple[str, str], elapsed: float,
+            status: int | None, outcome: str) -> None:
     named = current_route.get()
     upstream, route = where
-    for monitor in MONITORS:
+    for monitor in monitors:
         try:
             monitor.call(upstream, named or route, elapsed, status, outcome)
         except Exception as exc:
@@ -84,9 +86,9 @@ def _httpx_outcome(exc: BaseException) -> str:
     return "timeout" if isinstance(exc, httpx.TimeoutException) else "error"
 
 
-def _wrap_httpx_sync(original: Any) -> Any:
+def _wrap_httpx_sync(original: Any, monitors: list[OutboundMonitor] = MONITORS) -> Any:
     def handle_request(self: Any, request: Any) -> Any:
-        if not MONITORS:
+        if not monitors:
             return original(self, request)
         t0 = _perf()
         try:
@@ -94,12 +96,12 @@ def _wrap_httpx_sync(original: Any) -> Any:
         except Exception as exc:
             elapsed = _perf() - t0
             outcome = _httpx_outcome(exc)
-            _safely(lambda: _report(_httpx_where(request), elapsed, None, outcome))
+            _safely(lambda: _report(monitors, _httpx_where(request), elapsed, None, outcome))
             raise
         elapsed = _perf() - t0
         try:
             status = response.status_code
-            _report(_httpx_where(request), elapsed, status,
+            _report(monitors, _httpx_where(request), elapsed, status,
                     "failure" if status >= 500 else "success")
         except Exception as exc:
             _fault(exc)
@@ -109,9 +111,9 @@ def _wrap_httpx_sync(original: Any) -> Any:
     return handle_request
 
 
-def _wrap_httpx_async(original: Any) -> Any:
+def _wrap_httpx_async(original: Any, monitors: list[OutboundMonitor] = MONITORS) -> Any:
     async def handle_async_request(self: Any, request: Any) -> Any:
-        if not MONITORS:
+        if not monitors:
             return await original(self, request)
         t0 = _perf()
         try:
@@ -119,12 +121,12 @@ def _wrap_httpx_async(original: Any) -> Any:
         except Exception as exc:
             elapsed = _perf() - t0
             outcome = _httpx_outcome(exc)
-            _safely(lambda: _report(_httpx_where(request), elapsed, None, outcome))
+            _safely(lambda: _report(monitors, _httpx_where(request), elapsed, None, outcome))
             raise
         elapsed = _perf() - t0
         try:
             status = response.status_code
-            _report(_httpx_where(request), elapsed, status,
+            _report(monitors, _httpx_where(request), elapsed, status,
                     "failure" if status >= 500 else "success")
         except Exception as exc:
             _fault(exc)
@@ -146,12 +148,13 @@ def _wrap_requests(original: Any) -> Any:
             import requests
 
             outcome = "timeout" if isinstance(exc, requests.Timeout) else "error"
-            _safely(lambda: _report(_url_where(str(request.url)), elapsed, None, outcome))
+            _safely(lambda: _report(MONITORS, _url_where(str(request.url)), elapsed, None,
+                                    outcome))
             raise
         elapsed = _perf() - t0
         try:
             status = response.status_code
-            _report(_url_where(request.url), elapsed, status,
+            _report(MONITORS, _url_where(request.url), elapsed, status,
                     "failure" if status >= 500 else "success")
         except Exception as exc:
             _fault(exc)
@@ -201,6 +204,26 @@ def instrument_requests(monitor: OutboundMonitor) -> None:
     if monitor not in MONITORS:
         MONITORS.append(monitor)
     _patch(requests.Session, "send", _wrap_requests)
+
+
+def instrument_transport(monitor: OutboundMonitor, transport: Any) -> Any:
+    """Report the calls through one httpx transport (``httpx.HTTPTransport`` or
+    ``AsyncHTTPTransport``, given to a client as ``transport=``) to ``monitor`` only;
+    returns the transport."""
+    import httpx
+
+    own = [monitor]
+    if isinstance(transport, httpx.AsyncBaseTransport):
+        original = type(transport).handle_async_request
+        original = _ORIGINALS.get((type(transport), "handle_async_request"), original)
+        wrapped = _wrap_httpx_async(original, own)
+        transport.handle_async_request = wrapped.__get__(transport)  # type: ignore[method-assign]
+    else:
+        original = type(transport).handle_request
+        original = _ORIGINALS.get((type(transport), "handle_request"), original)
+        wrapped = _wrap_httpx_sync(original, own)
+        transport.handle_request = wrapped.__get__(transport)  # type: ignore[method-assign]
+    return transport
 
 
 def uninstrument(monitor: OutboundMonitor | None = None) -> None:
