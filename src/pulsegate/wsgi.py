@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from itertools import chain, islice
 from types import TracebackType
 from typing import Any
@@ -300,7 +301,7 @@ class PulseGateWSGIMiddleware:
             environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "") or "/", None,
             addr if isinstance(addr, str) and addr else None, exchange,
             environ.get("QUERY_STRING", ""), environ.get("wsgi.url_scheme", "http"),
-            None if resolver is None else lambda: resolver(environ)))
+            None if resolver is None else partial(resolver, environ)))  # (in C: no frame)
         cycle = RequestCycle(self.gate, self.internal_endpoints)
         outcome = cycle.open(info)
         if outcome is PROCEED:
