@@ -2,7 +2,9 @@
 
     .venv/bin/python benchmarks/advisor_indexes.py [--seeds 1,2,3] [--rows 60000] [--url URL]
 
-Without ``--url`` a throw-away PostgreSQL is started on loopback (``tests/services.py``).
+Without ``--url`` a throw-away PostgreSQL is started on loopback (``tests/services.py``):
+the system's (15 on Debian bookworm: generic plans through PREPARE + force_generic_plan)
+or, with ``--server 16``, the pgserver wheel's PostgreSQL 16 (``EXPLAIN (GENERIC_PLAN)``).
 
 Per seed: ``--tables`` tables of ``--rows`` rows, each with a primary key and eight
 columns of known cardinality (``u*``: nearly unique, ``m*``: ~1 000 values, ``l*``: 3
@@ -51,13 +53,13 @@ COLUMNS = {"u1": 10**9, "u2": 10**9, "u3": 10**9, "m1": 1000, "m2": 1000, "m3": 
 
 
 @contextlib.contextmanager
-def server(url: str | None) -> Iterator[str]:
+def server(url: str | None, version: str) -> Iterator[str]:
     if url:
         yield url
         return
-    from services import postgres_server  # type: ignore[import-not-found]
+    from services import pgserver_bindir, postgres_server  # type: ignore[import-not-found]
 
-    with postgres_server() as started:
+    with postgres_server(pgserver_bindir() if version == "16" else None) as started:
         yield started
 
 
@@ -198,8 +200,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--templates", type=int, default=30)
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--url", default=None)
+    ap.add_argument("--server", choices=("system", "16"), default="system",
+                    help="the system PostgreSQL (15 on Debian bookworm) or 16 (pgserver)")
     args = ap.parse_args(argv)
-    with server(args.url) as url:
+    with server(args.url, args.server) as url:
         rows = [run_seed(url, int(s), args.tables, args.rows, args.templates, args.runs)
                 for s in args.seeds.split(",")]
     print(f"{'seed':>4} {'tpl':>4} {'need':>5} {'sugg':>5} {'prec':>6} {'useful':>6} {'recall':>7} "

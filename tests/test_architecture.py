@@ -29,16 +29,17 @@ house = load_script("tools/house.py")
 #: Third-party packages only the adapters may import (web frameworks, servers, ORMs).
 FRAMEWORKS = frozenset({"starlette", "fastapi", "django", "flask", "werkzeug", "sqlalchemy",
                         "flask_sqlalchemy", "asgiref", "uvicorn", "gunicorn", "jinja2",
-                        "greenlet"})
+                        "greenlet", "celery", "kombu", "rq"})
 #: The adapter layer: the only modules that may import a framework (and the demo app).
 ADAPTERS = ("pulsegate.asgi", "pulsegate.wsgi", "pulsegate.flask", "pulsegate.django",
             "pulsegate.sqlalchemy", "pulsegate.sqlalchemy_eager", "pulsegate.demo",
-            "pulsegate.demo_app", "pulsegate.cli",
-            "pulsegate.pytest_plugin", "pulsegate.caches.django")
+            "pulsegate.demo_app", "pulsegate.demo_jobs", "pulsegate.cli",
+            "pulsegate.pytest_plugin", "pulsegate.caches.django", "pulsegate.advisor.orm",
+            "pulsegate.jobs")
 #: Subsystems that plug into the gate and must not import the engine (nor the package
 #: ``__init__``, which imports it).
 SUBSYSTEMS = ("pulsegate.registry", "pulsegate.export", "pulsegate.control",
-              "pulsegate.learn", "pulsegate.queries")
+              "pulsegate.learn", "pulsegate.queries", "pulsegate.advisor")
 
 
 def _is_adapter(module: str) -> bool:

@@ -24,6 +24,17 @@ def test_demo_runs_to_completion_and_reports_every_endpoint() -> None:
     # the N+1 endpoint's detection, with the relationship, the app line and the fix
     assert "relationship: Author.books" in out, out
     assert "demo_app.py" in out and "fix: options(selectinload(Author.books))" in out, out
+    # the query advisor (issue 22): the unindexed column, from SQLite's own plan
+    assert "fix: CREATE INDEX ix_reviews_book_id ON reviews (book_id);" in out, out
+    assert "capacity: " in out, out
+    # issue 21: the price cache per key pattern, and the pricing upstream with its health
+    assert re.search(r"^cache demo price:\{id\}: \d+ reads, hit rate", out, re.M), out
+    assert re.search(r"^upstream http://127\.0\.0\.1:\d+ \(/upstream/price/\{id\}\): \d+ calls, "
+                     r"health [\d.]+", out, re.M), out
+    # and the background job beside the endpoints: its runs, waits and the N+1 inside it
+    assert re.search(r"^job demo\.send_receipt: \d+ runs, forecast [\d.]+ ms, last queue "
+                     r"wait [\d.]+ ms", out, re.M), out
+    assert re.search(r"^  n_plus_one inside the job: \d+ statements, fix: ", out, re.M), out
     assert "Traceback" not in proc.stderr, proc.stderr
 
     # item 8 of issue 16: the report tells the truth.

@@ -8,11 +8,9 @@ live gate), drives weighted traffic at it with a progress bar, then prints one r
 endpoint: requests, observed latency, the forecast and its confidence, anomalies and
 incidents flagged, 429s and 503s, and the N+1 queries found with their fix.
 
-Along the way: the ``/slow`` endpoint regresses (4x slower) for the last third; a
-scraper hammers the API with its own key and is throttled (429) while the regular
-clients are not; and a spike of low-priority ``/report`` exports in the middle third is
-shed (503) by the concurrency allocator before it can hurt the high-priority ``/fast``.
-It stops by itself.
+Along the way: ``/slow`` regresses 4x for the last third; a scraper on its own API key
+is throttled (429), the regular clients are not; a spike of low-priority ``/report``
+exports is shed (503) before it hurts ``/fast``; a background job runs beside. It stops.
 """
 
 from __future__ import annotations
@@ -21,6 +19,7 @@ import argparse
 import asyncio
 import random
 import socket
+import sqlite3
 import sys
 import tempfile
 import threading
@@ -30,17 +29,23 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pulsegate.advisor import Advisor
+from pulsegate.advisor.show import summary_lines
+from pulsegate.demo_io import print_io
+from pulsegate.demo_jobs import DemoJobs, print_jobs
 from pulsegate.engine import PulseGate
 from pulsegate.records import RequestRecord
 
 # (path, weight) of the regular clients' mix; {n} is filled with a random id.
-TRAFFIC = [("/fast", 30), ("/items/{n}", 25), ("/authors", 10), ("/authors/eager", 10),
-           ("/slow", 15), ("/flaky", 10), ("/nowhere/{n}", 2)]
+TRAFFIC = [("/fast", 19), ("/items/{n}", 25), ("/authors", 10), ("/authors/eager", 10),
+           ("/slow", 15), ("/flaky", 10), ("/reviews/{n}", 5), ("/nowhere/{n}", 2),
+           ("/pricing/{n}", 6)]
 
 #: The gate the demo runs: short warm-up and windows so a 20 s run shows everything;
 #: per-client rate limits keyed by API key; the allocator with route priorities.
 DEMO_CONFIG: dict[str, Any] = {
-    "warmup": 20, "aggregation_window": 1.0,
+    "warmup": 20, "aggregation_window": 1.0, "exclude_paths": ("/upstream",),
+    "cache_reuse_sample": 1,
     "rate_limiting": True, "rate_limit": "40/second", "rate_limit_burst": 40,
     "client_key": "header:x-api-key",
     "resource_allocation": True, "target_latency_ms": 40, "max_queue_wait": 0.02,
@@ -348,7 +353,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="pulsegate-demo-") as tmp:
         from pulsegate.demo_app import build_app
 
-        app = build_app(gate, Path(tmp) / "demo.sqlite3", state)
+        db = Path(tmp) / "demo.sqlite3"
+        app = build_app(gate, db, state)
+        # the query advisor: generic plans on a read-only connection of its own
+        advisor = Advisor(gate, dialect="sqlite", interval=5.0, sample_interval=2.0,
+                          connect=lambda: sqlite3.connect(f"file:{db}?mode=ro", uri=True))
         port = _free_port()
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
                                                log_level="warning", lifespan="off"))
@@ -363,8 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pulsegate demo: FastAPI + SQLite on http://127.0.0.1:{port}, "
               f"{args.concurrency} clients for {args.seconds:.0f} s "
               f"(/slow regresses 4x for the last third)")
-        tally = Tally()
-        started = time.time()
+        tally, started, jobs = Tally(), time.time(), DemoJobs(gate, db).start()
         try:
             asyncio.run(drive(f"http://127.0.0.1:{port}", args.seconds, args.concurrency,
                               state, _progress_printer(), tally))
@@ -375,6 +383,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in incident_lines(gate, observed, started, state.get("degraded_at")):
             print(line)
         print_query_insights(gate)
+        print_io(gate)
+        jobs.stop()
+        print_jobs(gate)
+        advisor.sample()
+        advisor.run()  # the advisor's job, once more now that the traffic is over
+        print("\n".join(summary_lines(advisor.report())))
         print_clients(tally)
         print_control(gate)
         gate.close()

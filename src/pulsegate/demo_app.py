@@ -1,5 +1,7 @@
-"""The demo's FastAPI app: SQLAlchemy on SQLite, an N+1-prone relationship, a fast,
-a slow (regressing) and a flaky endpoint. Imported by :mod:`pulsegate.demo` only."""
+"""The demo's FastAPI app: SQLAlchemy on SQLite, an N+1-prone relationship, a table
+read by an unindexed column (the query advisor's case), a fast, a slow (regressing) and a
+flaky endpoint, and a cached price from an upstream service (:mod:`pulsegate.demo_io`).
+Imported by :mod:`pulsegate.demo` only."""
 
 from __future__ import annotations
 
@@ -8,11 +10,13 @@ import random
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, HTTPException
+import httpx
+from fastapi import FastAPI, HTTPException, Request
 from sqlalchemy import ForeignKey, String, create_engine, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, selectinload
 
 from pulsegate.asgi import PulseGateMiddleware
+from pulsegate.demo_io import attach as attach_io
 from pulsegate.engine import PulseGate
 
 
@@ -35,6 +39,15 @@ class Book(Base):
     author: Mapped[Author] = relationship(back_populates="books")
 
 
+class Review(Base):
+    """Read by ``book_id``, which has no index: the query advisor's finding."""
+
+    __tablename__ = "reviews"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    book_id: Mapped[int] = mapped_column()
+    stars: Mapped[int] = mapped_column()
+
+
 def build_app(gate: PulseGate, db_path: Path, state: dict[str, Any]) -> FastAPI:
     """The demo's FastAPI app: SQLAlchemy on SQLite, with an N+1-prone relationship."""
     engine = create_engine(f"sqlite:///{db_path}", connect_args={"check_same_thread": False})
@@ -45,6 +58,7 @@ def build_app(gate: PulseGate, db_path: Path, state: dict[str, Any]) -> FastAPI:
             author = Author(name=f"author {a}")
             author.books = [Book(title=f"book {a}.{b}") for b in range(3)]
             session.add(author)
+        session.add_all(Review(book_id=i % 36 + 1, stars=i % 5 + 1) for i in range(3000))
         session.commit()
 
     app = FastAPI(title="pulsegate demo")
@@ -61,6 +75,34 @@ def build_app(gate: PulseGate, db_path: Path, state: dict[str, Any]) -> FastAPI:
         with Session(engine) as session:
             book = session.get(Book, item_id % 36 + 1)
             return {"id": item_id, "title": book.title if book else None}
+
+    @app.get("/reviews/{book_id}")
+    def reviews(book_id: int) -> dict[str, Any]:
+        with Session(engine) as session:
+            rows = session.scalars(select(Review).where(Review.book_id == book_id % 36 + 1))
+            return {"book": book_id, "stars": [r.stars for r in rows][:10]}
+
+    prices, transport = attach_io(gate)
+    clients: dict[str, httpx.AsyncClient] = {}
+
+    @app.get("/pricing/{item_id}")
+    async def pricing(item_id: int, request: Request) -> dict[str, Any]:
+        # a cache in front of a pricing service (another process in real life)
+        key = f"price:{item_id % 40}"
+        price = prices.get(key)
+        if price is None:
+            client = clients.get("pricing")
+            if client is None:  # one client for the app's life (its transport counts)
+                client = clients["pricing"] = httpx.AsyncClient(transport=transport)
+            url = f"{request.base_url}upstream/price/{item_id % 40}"
+            price = (await client.get(url)).json()["price"]
+            prices.set(key, price)
+        return {"id": item_id, "price": price}
+
+    @app.get("/upstream/price/{item_id}")
+    async def upstream_price(item_id: int) -> dict[str, float]:
+        await asyncio.sleep(0.004)  # the pricing service (excluded from the gate)
+        return {"price": round(1.5 * item_id + 9.99, 2)}
 
     @app.get("/authors")
     def authors_lazy() -> list[dict[str, Any]]:

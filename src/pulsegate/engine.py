@@ -43,6 +43,7 @@ from pulsegate.reporting import GateReports
 from pulsegate.sampling import Sampler, WallOffset
 from pulsegate.scheduler import Scheduler
 from pulsegate.scoring import MetricValues, log_ms, metric_set
+from pulsegate.units import Units
 
 #: Version of the scoring model, reported in ``x-ml-model-version``.
 MODEL_VERSION = "1.0.0"
@@ -138,13 +139,17 @@ class PulseGate(GateReports):
         from pulsegate.queries.requests import RequestQueries
         self.queries = RequestQueries(c, clock, wall, self.plugs)
         self.detections = self.queries.recent
+        #: Work that is not a request, learnt by the same models (pulsegate.units), and
+        #: what sees each finished run: ``(record, run)``, as a request listener.
+        self.unit_listeners: list[Listener] = []
+        self.units = Units(self)
         # Exporters, dashboard series, structured logs: each only when configured.
         from pulsegate.export import install as install_exports
         install_exports(self)
         #: Rate limiter, allocator and healing actions (pulsegate.control), only when one
         #: is configured: with all off the request path pays a single ``is None`` check.
         self.control: Any = None
-        if c.rate_limiting or c.resource_allocation or c.healing_actions:
+        if c.rate_limiting or c.resource_allocation or c.healing_actions or c.response_cache:
             from pulsegate.control.gatekeeper import Controller
             self.control = Controller(self)
         # Model registry, persistence (warm start), feedback, tuning, alerts: built last
@@ -350,7 +355,12 @@ class PulseGate(GateReports):
                 cpu_ms=cpu_ms, memory_blocks=mem, anomaly_score=score, confidence=view[1],
                 predicted_ms=view[0], detections=len(detections),
                 anomaly_metric=model.metrics[driver] if driver >= 0 else None)
-            self._publish(out, ctx, model, anomalous and self._anom, incident)
+            if self.control is not None:
+                try:
+                    self.control.finish(ctx, out)
+                except Exception as exc:
+                    self.faults.record("control.finish", exc)
+            self.publish(out, ctx, model, anomalous and self._anom, incident, self.listeners)
             return out
         except Exception as exc:
             self.faults.record("finish", exc)
@@ -361,16 +371,11 @@ class PulseGate(GateReports):
                 ctx.ticket = None
             leave(ctx)
 
-    def _publish(self, out: RequestRecord, ctx: RequestContext, model: EndpointModel,
-                 anomalous: bool, incident: Any) -> None:
-        """Hand the record on: to the controller (ticket, behaviour), the recent
-        anomalies and incidents, the notable listeners if it is notable, and the
-        listeners."""
-        if self.control is not None:
-            try:
-                self.control.finish(ctx, out)
-            except Exception as exc:
-                self.faults.record("control.finish", exc)
+    def publish(self, out: RequestRecord, ctx: RequestContext, model: EndpointModel,
+                anomalous: bool, incident: Any, listeners: list[Listener]) -> None:
+        """Hand a finished request's (or unit run's: pulsegate.units) record on: to the
+        recent anomalies and incidents, the notable listeners if it is notable, and
+        ``listeners`` (the request or the unit ones)."""
         flagged = incident is not None and incident.is_anomaly and self._anom
         if anomalous:
             self.counters["anomalies"] += 1
@@ -382,8 +387,8 @@ class PulseGate(GateReports):
         if anomalous or flagged or out.anomaly_score >= self.notable_score \
                 or out.detections or ctx.optimization != "none":
             self._notify(self.notable_listeners, out, ctx)
-        if self.listeners:
-            self._notify(self.listeners, out, ctx)
+        if listeners:
+            self._notify(listeners, out, ctx)
 
     def _notify(self, listeners: list[Listener], record: RequestRecord,
                 ctx: RequestContext) -> None:

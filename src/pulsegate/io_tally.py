@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pulsegate.context import current
+from pulsegate.context import RequestContext, query_sink
 
 __all__ = ["MAX_UPSTREAMS_PER_REQUEST", "IOTally", "request_tally", "tally_of"]
 
@@ -20,16 +20,15 @@ MAX_UPSTREAMS_PER_REQUEST = 16
 
 
 class IOTally:
-    """Counts of one request: cache hits, misses and time; outbound calls, errors and
-    time, per upstream (``name -> [calls, ms]``)."""
+    """Counts of one request: cache hits and misses; outbound calls, errors and time,
+    per upstream (``name -> [calls, ms]``)."""
 
-    __slots__ = ("cache_hits", "cache_misses", "cache_ms", "out_calls", "out_errors",
-                 "out_ms", "upstreams")
+    __slots__ = ("cache_hits", "cache_misses", "out_calls", "out_errors", "out_ms",
+                 "upstreams")
 
     def __init__(self) -> None:
         self.cache_hits = 0
         self.cache_misses = 0
-        self.cache_ms = 0.0
         self.out_calls = 0
         self.out_errors = 0
         self.out_ms = 0.0
@@ -59,8 +58,12 @@ def tally_of(ctx: Any) -> IOTally | None:
 def request_tally() -> IOTally | None:
     """The tally of the request (or unit run) being served here, made on first use;
     None outside any."""
-    ctx = current()
-    if ctx is None:
+    # pulsegate.context.current(), in line: this runs on every instrumented call
+    sink = query_sink.get()
+    if sink is None:
+        return None
+    ctx = sink if isinstance(sink, RequestContext) else getattr(sink, "request", None)
+    if ctx is None or ctx.finished:
         return None
     tally: IOTally | None = getattr(ctx, "io", None)
     if tally is None:

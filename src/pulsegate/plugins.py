@@ -7,7 +7,9 @@ controller depend on these interfaces (and on :mod:`pulsegate.records`), never o
 
 * a **request listener** ``(record, ctx) -> None`` sees finished requests: every one
   (``host.listeners``) or only notable ones (``host.notable_listeners``); a **start
-  listener** ``(ctx, status) -> None`` sees the response start;
+  listener** ``(ctx, status) -> None`` sees the response start; a **unit listener**
+  (``host.unit_listeners``, same signature) sees every finished unit run -- a job, an
+  outbound call (:mod:`pulsegate.units`; notable runs reach the notable listeners too);
 * a **job** runs off the request path on ``host.scheduler.every(seconds, fn, name)``;
 * a **state provider** (``state()`` / ``load_state(data)``) is persisted by the registry
   with each snapshot and given its state back at start-up: ``plugs.add_state(name, p)``;
@@ -172,6 +174,9 @@ class Host(Protocol):
 
     @property
     def start_listeners(self) -> list[StartListener]: ...
+
+    @property
+    def unit_listeners(self) -> list[RequestListener]: ...
 
     @property
     def metrics(self) -> tuple[str, ...]: ...

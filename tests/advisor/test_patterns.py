@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 import random
 
+import pytest
+
 from pulsegate.advisor.patterns import DAYS, Patterns, TrafficProfile, batch_windows
 
 HOUR = 3600.0
@@ -118,3 +120,22 @@ def test_batch_windows_wrap_midnight() -> None:
     means: list[float | None] = [1.0] * 24
     means[23] = means[0] = 40.0
     assert batch_windows(means) == [{"start_hour": 23, "end_hour": 1, "times_median": 40.0}]
+
+
+def test_the_observed_peak_is_last_weeks() -> None:
+    spike = {"on": True}
+
+    def rate(t: float) -> float:
+        return 36_000.0 if spike["on"] else 360.0  # requests per hour: 10/s, then 0.1/s
+
+    p = Patterns()
+    model = Model()
+    t = MONDAY
+    for step in range(12 * 24 * 9):  # nine days, every 5 minutes; the spike the first hour
+        spike["on"] = step < 12
+        model.n += int(rate(t) * 300 / HOUR)
+        p.sample(t, [("GET /a", model)])
+        if step == 24:
+            assert p.peak_rate() == pytest.approx(10.0)
+        t += 300.0
+    assert p.peak_rate() == pytest.approx(0.1)

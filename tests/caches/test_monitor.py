@@ -21,7 +21,7 @@ def row(monitor: CacheMonitor, pattern: str) -> dict[str, object]:
 
 
 def test_hits_misses_sets_deletes_per_pattern() -> None:
-    m = CacheMonitor()
+    m = CacheMonitor(sample=1)
     m.write("default", "user:1", 60.0, size=10)
     m.read("default", "user:1", True, size=10)
     m.read("default", "user:2", False)
@@ -36,7 +36,7 @@ def test_hits_misses_sets_deletes_per_pattern() -> None:
 
 def test_misses_are_told_apart_cold_expired_evicted() -> None:
     clock = Clock()
-    m = CacheMonitor(clock=clock)
+    m = CacheMonitor(clock=clock, sample=1)
     m.read("c", "k:1", False)                 # never written: cold
     m.write("c", "k:2", 10.0)
     clock.t += 30                             # past its ttl: expired
@@ -50,7 +50,7 @@ def test_misses_are_told_apart_cold_expired_evicted() -> None:
 
 def test_ttl_that_expires_before_reuse_gets_a_longer_suggestion() -> None:
     clock = Clock()
-    m = CacheMonitor(clock=clock)
+    m = CacheMonitor(clock=clock, sample=1)
     for i in range(40):                       # written with 30 s, read again after 120 s
         m.write("c", f"report:{i}", 30.0)
     clock.t += 120
@@ -63,7 +63,7 @@ def test_ttl_that_expires_before_reuse_gets_a_longer_suggestion() -> None:
 
 def test_ttl_far_above_reuse_gets_a_shorter_suggestion() -> None:
     clock = Clock()
-    m = CacheMonitor(clock=clock)
+    m = CacheMonitor(clock=clock, sample=1)
     for i in range(100):                       # a day of ttl, read within 2 s
         m.write("c", f"u:{i}", 86400.0)
         clock.t += 2.0
@@ -75,7 +75,7 @@ def test_ttl_far_above_reuse_gets_a_shorter_suggestion() -> None:
 
 def test_no_expiry_with_short_reuse_is_advised_a_ttl() -> None:
     clock = Clock()
-    m = CacheMonitor(clock=clock)
+    m = CacheMonitor(clock=clock, sample=1)
     for i in range(60):
         m.write("c", f"u:{i}", NO_EXPIRY)
         clock.t += 1.0
@@ -86,7 +86,7 @@ def test_no_expiry_with_short_reuse_is_advised_a_ttl() -> None:
 
 def test_a_well_set_ttl_gets_no_advice() -> None:
     clock = Clock()
-    m = CacheMonitor(clock=clock)
+    m = CacheMonitor(clock=clock, sample=1)
     for i in range(100):
         m.write("c", f"u:{i}", 10.0)
         clock.t += 5.0
@@ -109,7 +109,7 @@ def test_hot_key_of_a_pattern() -> None:
 
 
 def test_memory_is_bounded_by_configuration_not_traffic() -> None:
-    m = CacheMonitor(max_patterns=20, max_tracked_keys=100)
+    m = CacheMonitor(max_patterns=20, max_tracked_keys=100, sample=1)
     rng = random.Random(2)
     for i in range(20_000):
         word = "".join(rng.choices("abcdefghij", k=6))
@@ -118,3 +118,17 @@ def test_memory_is_bounded_by_configuration_not_traffic() -> None:
     assert len(m.stats) <= 20
     assert len(m.tracked) <= 100
     assert len(m.keys.memo) <= m.keys.memo.maxsize
+
+
+def test_the_kinds_of_misses_are_estimated_from_a_key_sample() -> None:
+    clock = Clock()
+    m = CacheMonitor(clock=clock, sample=4)
+    for i in range(4000):
+        m.write("c", f"k:{i}", 10.0)
+    clock.t += 60
+    for i in range(4000):
+        m.read("c", f"k:{i}", False)
+    r = row(m, "k:{id}")
+    assert r["misses"] == 4000                       # every miss is counted
+    assert 3400 <= r["expired_misses"] <= 4600       # their kind is estimated (x4)
+    assert len(m.tracked) < 1400

@@ -3,6 +3,7 @@ the real ASGI middleware (Starlette app, in-process, injected clock)."""
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -13,11 +14,12 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from pulsegate import ConfigError
+from pulsegate import ConfigError, cli
 from pulsegate.asgi import PulseGateMiddleware
 from pulsegate.config import Config
 from pulsegate.control.healing import degraded
 from pulsegate.engine import PulseGate
+from pulsegate.export.dashboard.api import reports
 from pulsegate.incidents import Incident
 
 
@@ -157,6 +159,30 @@ async def test_an_action_is_not_switched_on_more_often_than_allowed(
     assert healer.stats()["refused"] == 1
     assert "healing_max_per_hour" in caplog.text
     assert healer.revert() == 1 and not healer.engaged
+
+
+async def test_switches_show_on_the_dashboard_and_in_report_after_the_process_is_gone(
+        tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    shop = Shop(healing_actions=[{"do": "degrade"}], healing_seconds=5,
+                state_dir=str(tmp_path))
+    try:
+        async with shop.client:
+            await shop.regress()
+            shop.gate.scheduler.run_all()
+            shown = reports(shop.gate)["healing"]
+            assert [a["what"] for a in shown["active"]] == ["degrade GET /slow"]
+            assert shown["history"][0]["state"] == "on"
+            await shop.seconds(10, 10.0)
+        shop.gate.ops.snapshot()
+    finally:
+        shop.gate.close()
+    assert reports(shop.gate)["healing"]["active"] == []
+    assert cli.main(["report", "--state-dir", str(tmp_path), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["healing"]
+    assert [(r["state"], r["what"]) for r in rows] == [("off", "degrade GET /slow"),
+                                                       ("on", "degrade GET /slow")]
+    assert cli.main(["report", "--state-dir", str(tmp_path)]) == 0
+    assert "healing actions (switched on by an incident" in capsys.readouterr().out
 
 
 def test_triggers_choose_the_incidents_an_action_answers() -> None:

@@ -20,6 +20,7 @@ from playwright.sync_api import sync_playwright
 
 from pulsegate.asgi import PulseGateMiddleware
 from pulsegate.engine import PulseGate
+from pulsegate.jobs import observe_job
 from services import chromium_path, free_port, wait_port
 
 pytestmark = [pytest.mark.service, pytest.mark.e2e, pytest.mark.pulsegate(nplusone="off")]
@@ -59,7 +60,8 @@ def traffic(base: str) -> None:
 def dashboard_app() -> Iterator[tuple[str, PulseGate]]:
     clock = FakeClock()
     gate = make_gate(clock, dashboard=True, dashboard_token=SECRET, aggregation_window=1,
-                     resource_allocation=True, rate_limiting=True, rate_limit="1000/minute")
+                     resource_allocation=True, rate_limiting=True, rate_limit="1000/minute",
+                     healing_actions=[{"do": "shed", "priority": "low"}])
     with serve(PulseGateMiddleware(build_app(clock), gate=gate)) as base:
         traffic(base)
         yield base, gate
@@ -69,6 +71,9 @@ def test_dashboard_in_chromium(dashboard_app: tuple[str, PulseGate], artifacts: 
     base, gate = dashboard_app
     url = f"{base}/_pulsegate/"
     problems: list[str] = []
+    for _ in range(3):  # a background job beside the endpoints (pulsegate.jobs)
+        with observe_job("reports.build", gate=gate, queue_wait_ms=40.0):
+            pass
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
         try:
@@ -96,9 +101,17 @@ def test_dashboard_in_chromium(dashboard_app: tuple[str, PulseGate], artifacts: 
             assert page.locator("#latency-chart circle.anomaly").count() >= 1
             assert page.locator("#endpoints svg.spark path").count() >= 1
             assert page.locator("#control-chart path.limit").count() == 1
+            # healing actions configured, none switched on: the section says so
+            assert page.locator("#healing").is_visible()
+            assert "no action switched on yet" in page.locator("#healing").inner_text()
             # 63 sent, plus Chromium's favicon request for the 401 page
             shown = int(page.locator("#cards [data-key=requests] .v").inner_text())
             assert shown == gate.counters["requests"] >= 63
+
+            # the job: its row in the jobs table, its model beside the endpoints
+            job_row = page.locator("#job-rows tbody tr").first
+            assert job_row.inner_text().split()[:2] == ["reports.build", "3"]
+            assert "JOB reports.build" in page.locator("#endpoints").inner_text()
 
             # the N+1 detection with its call site and fix
             row = page.locator("#detections tbody tr[data-id]").first

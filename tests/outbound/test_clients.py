@@ -126,3 +126,13 @@ def test_uninstrumented_clients_are_untouched(upstream) -> None:  # type: ignore
     uninstrument()
     assert httpx.HTTPTransport.handle_request is before
     gate.close()
+
+
+async def test_one_transport_only(upstream, gate: PulseGate) -> None:  # type: ignore[no-untyped-def]
+    watched = httpx.AsyncHTTPTransport()
+    pulsegate.outbound.instrument(gate, watched)
+    async with httpx.AsyncClient(transport=watched) as client:
+        await client.get(f"{upstream.url}/ok")
+    async with httpx.AsyncClient() as other:   # not instrumented
+        await other.get(f"{upstream.url}/ok")
+    assert upstream_row(gate, upstream.url)["calls"] == 1

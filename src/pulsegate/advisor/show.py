@@ -9,7 +9,7 @@ from typing import Any
 from pulsegate.advisor.patterns import DAYS
 from pulsegate.cli_output import table
 
-__all__ = ["as_insights", "heatmap_text", "print_advice"]
+__all__ = ["as_insights", "heatmap_text", "print_advice", "summary_lines"]
 
 _SHADES = " .:-=+*#%@"
 
@@ -73,3 +73,21 @@ def print_advice(report: dict[str, Any]) -> None:
                 cap.get("mean_service_ms"), cap.get("service_cv2"), cap.get("target_ms"),
                 cap.get("quantile"), cap.get("utilisation"), cap.get("limit_per_replica"),
                 cap.get("note"))])
+
+
+def summary_lines(report: dict[str, Any], limit: int = 3) -> list[str]:
+    """A few lines: the top query findings with their fix, and the capacity advice."""
+    lines = []
+    for f in (report.get("findings") or [])[:limit]:
+        lines.append(f"{f['kind']} on {', '.join(f['endpoints'])}: {f['evidence']}")
+        lines.append(f"    fix: {f['fix']}")
+    cap = report.get("capacity")
+    if cap:
+        if cap.get("workers") is None:
+            lines.append(f"capacity: {cap['target_ms']:.0f} ms for {cap['quantile']:.0%} of "
+                         f"requests: {cap['note']}")
+        else:
+            lines.append(f"capacity: {cap['workers']} workers meet {cap['target_ms']:.0f} ms "
+                         f"for {cap['quantile']:.0%} of requests at the observed peak of "
+                         f"{cap['peak_rps']:.0f} requests/s ({cap['note']})")
+    return lines

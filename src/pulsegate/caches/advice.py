@@ -79,15 +79,16 @@ def pattern_rows(monitor: CacheMonitor, limit: int | None = None) -> list[dict[s
     """One row per (cache, pattern), most read first: counts, hit rate, sizes, the hot
     key share and the TTL advice."""
     rows: list[dict[str, Any]] = []
+    scale = monitor.sample  # the kinds of misses are counted on one key in ``sample``
     for s in monitor.patterns():
         reads = s.reads
         hot = s.hottest_share()
         rows.append({
             "cache": s.cache, "pattern": s.pattern, "reads": reads, "hits": s.hits,
             "misses": s.misses, "hit_rate": s.hit_rate, "sets": s.sets, "deletes": s.deletes,
-            "errors": s.errors, "cold_misses": s.cold_misses,
-            "expired_misses": s.expired_misses, "evicted_misses": s.lost_misses,
-            "mean_ms": s.call_ms / s.calls if s.calls else None,
+            "errors": s.errors, "cold_misses": s.cold_misses * scale,
+            "expired_misses": s.expired_misses * scale, "evicted_misses": s.lost_misses * scale,
+            "mean_ms": s.call_s * 1000.0 / s.calls if s.calls else None,
             "mean_bytes": (s.bytes_read + s.bytes_written) / s.sized if s.sized else None,
             "max_bytes": s.max_size if s.sized else None,
             "mean_ttl_s": s.mean_ttl(),

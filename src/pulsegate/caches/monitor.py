@@ -22,7 +22,7 @@ from typing import Any
 
 from pulsegate.bounded import BoundedLRU
 from pulsegate.caches.keys import KeyPatterns
-from pulsegate.caches.stats import PatternStats
+from pulsegate.caches.stats import HOT_SAMPLE, PatternStats
 from pulsegate.faults import FaultCounter
 from pulsegate.io_tally import request_tally
 
@@ -43,6 +43,7 @@ class CacheMonitor:
     """Counters per (cache, key pattern) for one gate; see the module doc."""
 
     def __init__(self, *, max_patterns: int = 500, max_tracked_keys: int = 10_000,
+                 sample: int = 4,
                  clock: Callable[[], float] = time.monotonic,
                  faults: FaultCounter | None = None) -> None:
         self.clock = clock
@@ -52,19 +53,24 @@ class CacheMonitor:
         self.stats: BoundedLRU[tuple[str, str], PatternStats] = BoundedLRU(max_patterns)
         #: key hash -> [written at, ttl (None: none, -1: unknown)], the reuse sample
         self.tracked: BoundedLRU[int, list[Any]] = BoundedLRU(max_tracked_keys)
+        #: one key in ``sample`` (by its hash) is tracked for reuse intervals and the
+        #: kind of its misses: the counts of those are of the sample (scaled in reports)
+        self.sample = max(1, int(sample))
         self.evictions = 0
         self._lock = threading.Lock()
-        #: per cache: its totals over every pattern (cheap to read for stats())
-        self.totals: dict[str, PatternStats] = {}
         #: queries worth caching (pulsegate.caches.queries), when attached
         self.cacheable: Any = None
 
     # --- the hooks' verbs ----------------------------------------------------------------
+    # Each runs once per key of every cache call: they are written flat (one look-up of
+    # the key's pattern in the folder's memo, one of its counters), since this is the
+    # whole of pulsegate's cost per call (benchmarks/io_overhead.py).
 
-    def entry(self, cache: str, key: Any) -> tuple[PatternStats, int]:
-        """The counters of ``key``'s pattern in ``cache`` (made on first use) and the
-        key's hash."""
-        pattern = self.keys.pattern(key)
+    def entry(self, cache: str, key: Any) -> PatternStats:
+        """The counters of ``key``'s pattern in ``cache``, made on first use."""
+        pattern = self.keys.memo.get(key) if key.__class__ is str else None
+        if pattern is None:
+            pattern = self.keys.pattern(key)
         stats = self.stats.get((cache, pattern))
         if stats is None:
             with self._lock:
@@ -73,19 +79,23 @@ class CacheMonitor:
                     stats = PatternStats(cache, pattern)
                     if self.stats.put((cache, pattern), stats) is not None:
                         self.evictions += 1
-                    if cache not in self.totals and len(self.totals) < 64:
-                        self.totals[cache] = PatternStats(cache, "*")
-        return stats, hash(key)
+        return stats
 
     def read(self, cache: str, key: Any, hit: bool, size: int | None = None,
              elapsed: float = 0.0) -> None:
         """A read of one key (``elapsed``: seconds the call took, shared by the keys of
         a multi-key read; ``size``: bytes of the value read, when known)."""
-        stats, key_hash = self.entry(cache, key)
-        stats.calls += 1
-        stats.call_ms += elapsed * 1000.0
-        stats.read(key_hash)
-        track = self.tracked.get(key_hash)
+        # entry(), its common case in line: the key's pattern is in the memo
+        pattern = self.keys.memo.get(key) if key.__class__ is str else None
+        stats = self.stats.get((cache, pattern)) if pattern is not None else None
+        if stats is None:
+            stats = self.entry(cache, key)
+        key_hash = hash(key)
+        calls = stats.calls = stats.calls + 1
+        stats.call_s += elapsed
+        if not calls % HOT_SAMPLE:
+            stats.read(key_hash)
+        track = self.tracked.get(key_hash) if not key_hash % self.sample else None
         if hit:
             stats.hits += 1
             if size is not None:
@@ -98,7 +108,8 @@ class CacheMonitor:
         else:
             stats.misses += 1
             if track is None:
-                stats.cold_misses += 1
+                if not key_hash % self.sample:
+                    stats.cold_misses += 1
             else:
                 gap = self.clock() - track[0]
                 ttl = track[1]
@@ -108,29 +119,20 @@ class CacheMonitor:
                 else:
                     stats.lost_misses += 1
                 self.tracked.pop(key_hash, None)
-        total = self.totals.get(cache)
-        if total is not None:
-            total.calls += 1
-            total.call_ms += elapsed * 1000.0
-            if hit:
-                total.hits += 1
-            else:
-                total.misses += 1
         tally = request_tally()
         if tally is not None:
             if hit:
                 tally.cache_hits += 1
             else:
                 tally.cache_misses += 1
-            tally.cache_ms += elapsed * 1000.0
 
     def write(self, cache: str, key: Any, ttl: float | None = UNKNOWN_TTL,
               size: int | None = None, elapsed: float = 0.0) -> None:
         """A write of one key with time to live ``ttl`` seconds (:data:`NO_EXPIRY`,
         :data:`UNKNOWN_TTL`)."""
-        stats, key_hash = self.entry(cache, key)
+        stats = self.entry(cache, key)
         stats.calls += 1
-        stats.call_ms += elapsed * 1000.0
+        stats.call_s += elapsed
         stats.sets += 1
         if size is not None:
             stats.sized += 1
@@ -144,37 +146,24 @@ class CacheMonitor:
             stats.ttl_sum += ttl
             if ttl > stats.ttl_max:
                 stats.ttl_max = ttl
-        self.tracked.put(key_hash, [self.clock(), ttl])
-        total = self.totals.get(cache)
-        if total is not None:
-            total.calls += 1
-            total.sets += 1
-            total.call_ms += elapsed * 1000.0
-        tally = request_tally()
-        if tally is not None:
-            tally.cache_ms += elapsed * 1000.0
+        key_hash = hash(key)
+        if not key_hash % self.sample:
+            self.tracked.put(key_hash, [self.clock(), ttl])
 
     def delete(self, cache: str, key: Any, elapsed: float = 0.0) -> None:
-        stats, key_hash = self.entry(cache, key)
+        stats = self.entry(cache, key)
         stats.calls += 1
-        stats.call_ms += elapsed * 1000.0
+        stats.call_s += elapsed
         stats.deletes += 1
-        self.tracked.pop(key_hash, None)
-        total = self.totals.get(cache)
-        if total is not None:
-            total.calls += 1
-            total.deletes += 1
+        self.tracked.pop(hash(key), None)
 
     def failed(self, cache: str, key: Any, elapsed: float = 0.0) -> None:
         """A call that raised (the cache is down, a timeout): counted; the hook
         re-raises or answers as the client would."""
-        stats, _ = self.entry(cache, key)
+        stats = self.entry(cache, key)
         stats.errors += 1
         stats.calls += 1
-        stats.call_ms += elapsed * 1000.0
-        total = self.totals.get(cache)
-        if total is not None:
-            total.errors += 1
+        stats.call_s += elapsed
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -184,12 +173,19 @@ class CacheMonitor:
             return list(self.stats.values())
 
     def stats_summary(self) -> dict[str, Any]:
-        """``gate.stats()["caches"]``: totals per cache."""
+        """``gate.stats()["caches"]``: totals per cache (summed over its patterns)."""
         out: dict[str, Any] = {"patterns": len(self.stats), "pattern_evictions": self.evictions,
                                "tracked_keys": len(self.tracked)}
-        for name, t in list(self.totals.items()):
-            out[name] = {"hits": t.hits, "misses": t.misses, "sets": t.sets,
-                         "deletes": t.deletes, "errors": t.errors,
-                         "hit_rate": t.hit_rate, "calls": t.calls,
-                         "mean_ms": t.call_ms / t.calls if t.calls else None}
+        totals: dict[str, list[float]] = {}
+        for p in self.patterns():
+            t = totals.setdefault(p.cache, [0, 0, 0, 0, 0, 0, 0.0])
+            for i, v in enumerate((p.hits, p.misses, p.sets, p.deletes, p.errors, p.calls,
+                                   p.call_s)):
+                t[i] += v
+        for name, (hits, misses, sets, deletes, errors, calls, call_s) in totals.items():
+            reads = hits + misses
+            out[name] = {"hits": int(hits), "misses": int(misses), "sets": int(sets),
+                         "deletes": int(deletes), "errors": int(errors),
+                         "hit_rate": hits / reads if reads else None, "calls": int(calls),
+                         "mean_ms": call_s * 1000.0 / calls if calls else None}
         return out

@@ -18,7 +18,6 @@ sends are not counted again.
 from __future__ import annotations
 
 import time
-import weakref
 from typing import Any
 
 from pulsegate.caches.commands import classify, value_size, values_written
@@ -32,25 +31,24 @@ _ORIGINALS: dict[tuple[type, str], Any] = {}
 #: The monitors every client reports to (class-wide instrumentation); a client wrapped
 #: on its own reports to its own.
 _CLASS_MONITORS: list[CacheMonitor] = []
-_NAMES: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+#: The cache name is kept on the client's connection pool under this attribute
+#: (computed once per pool; a pool is shared by the clients made from it).
+_NAME_ATTR = "_pulsegate_cache_name"
 
 
 def cache_name(client: Any) -> str:
-    """``redis host:port/db`` of a client (its connection pool's settings)."""
+    """``redis host:port/db`` of a client (its connection pool's settings; no user,
+    no password)."""
     pool = getattr(client, "connection_pool", None)
-    try:
-        name = _NAMES.get(pool) if pool is not None else None
-    except TypeError:
-        name = None
+    name: str | None = getattr(pool, _NAME_ATTR, None)
     if name is not None:
         return name
     kw = getattr(pool, "connection_kwargs", None) or {}
     where = kw.get("path") or f"{kw.get('host', 'localhost')}:{kw.get('port', 6379)}"
     name = f"redis {where}/{kw.get('db', 0)}"
     try:
-        if pool is not None:
-            _NAMES[pool] = name
-    except TypeError:
+        setattr(pool, _NAME_ATTR, name)
+    except (AttributeError, TypeError):
         pass
     return name
 
@@ -108,7 +106,18 @@ def _command_wrapper(original: Any, monitors: list[CacheMonitor]) -> Any:
         except Exception:
             report(monitors, self, args, None, _perf() - t0, True)
             raise
-        report(monitors, self, args, result, _perf() - t0, False)
+        elapsed = _perf() - t0
+        if args[0] != "GET" or len(args) != 2:
+            report(monitors, self, args, result, elapsed, False)
+            return result
+        try:  # GET, the common case, counted in line (this runs on every call)
+            name = getattr(self.connection_pool, _NAME_ATTR, None) or cache_name(self)
+            hit = result is not None
+            size = len(result) if hit and result.__class__ is bytes else None
+            for monitor in monitors:
+                monitor.read(name, args[1], hit, size, elapsed)
+        except Exception as exc:
+            monitors[0].faults.record("caches.redis", exc)
         return result
 
     execute_command.__wrapped__ = original  # type: ignore[attr-defined]

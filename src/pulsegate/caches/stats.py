@@ -19,8 +19,10 @@ days; a quantile is read as its bucket's upper edge (at most 41 % high).
 >>> round(h.quantile(0.5), 3), round(h.quantile(0.99), 2)
 (0.016, 1.45)
 
-**Hot keys.** A space-saving top-:data:`TOP_K` of key hashes (Metwally et al., 2005):
-:meth:`PatternStats.hottest_share` is the share of the pattern's reads that surely went
+**Hot keys.** A space-saving top-:data:`TOP_K` of key hashes (Metwally et al., 2005)
+over one read in :data:`HOT_SAMPLE` (every fourth read of the pattern, whatever its
+key: an unbiased sample of its reads, a quarter of the cost):
+:meth:`PatternStats.hottest_share` is the share of the sampled reads that surely went
 to its most read key (its count less the count it inherited: a lower bound, so a
 pattern whose reads are spread evenly never shows a hot key). Only the share is
 reported, never the key or its hash.
@@ -30,11 +32,13 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["TOP_K", "LogHistogram", "PatternStats"]
+__all__ = ["HOT_SAMPLE", "TOP_K", "LogHistogram", "PatternStats"]
 
 BUCKETS = 64
 TOP_K = 4
-_LOG2 = math.log2
+HOT_SAMPLE = 4
+_frexp = math.frexp
+_HALF = math.sqrt(0.5)
 
 
 class LogHistogram:
@@ -47,9 +51,10 @@ class LogHistogram:
         self.n = 0
 
     def add(self, seconds: float) -> None:
-        ms = seconds * 1000.0
-        i = 0 if ms < 1.0 else min(BUCKETS - 1, int(2.0 * _LOG2(ms)) + 1)
-        self.counts[i] += 1
+        # ms = m·2^e with 0.5 <= m < 1: the half octave is 2e-1, or 2e when m >= √½
+        m, e = _frexp(seconds * 1000.0)
+        i = 2 * e - (m < _HALF) if e > 0 else 0
+        self.counts[i if i < BUCKETS else BUCKETS - 1] += 1
         self.n += 1
 
     def quantile(self, q: float) -> float:
@@ -74,9 +79,10 @@ class PatternStats:
     and a lost increment under thread contention is tolerated (as the fingerprint
     cache's hit counter is)."""
 
-    __slots__ = ("bytes_read", "bytes_written", "cache", "call_ms", "calls", "cold_misses",
+    __slots__ = ("bytes_read", "bytes_written", "cache", "call_s", "calls", "cold_misses",
                  "deletes", "errors", "expired_gaps", "expired_misses", "hits", "lost_misses",
-                 "max_size", "misses", "pattern", "reuse", "sets", "sized", "top", "ttl_max",
+                 "max_size", "misses", "pattern", "reuse", "sampled", "sets", "sized", "top",
+                 "ttl_max",
                  "ttl_none", "ttl_sum", "ttls")
 
     def __init__(self, cache: str, pattern: str) -> None:
@@ -91,7 +97,7 @@ class PatternStats:
         self.deletes = 0
         self.errors = 0
         self.calls = 0
-        self.call_ms = 0.0
+        self.call_s = 0.0
         #: values whose size is known (read and written), their bytes, the largest
         self.sized = 0
         self.bytes_read = 0
@@ -107,9 +113,12 @@ class PatternStats:
         #: key hash -> [estimated reads, over-estimate bound] (space-saving, at most
         #: TOP_K entries)
         self.top: dict[int, list[int]] = {}
+        #: reads that went through the top-k (one in HOT_SAMPLE)
+        self.sampled = 0
 
     def read(self, key_hash: int) -> None:
-        """One read of a key (hit or miss) for the hot-key estimate."""
+        """One sampled read of a key (hit or miss) for the hot-key estimate."""
+        self.sampled += 1
         top = self.top
         entry = top.get(key_hash)
         if entry is not None:
@@ -131,11 +140,10 @@ class PatternStats:
         return self.hits / reads if reads else None
 
     def hottest_share(self) -> float:
-        """Share of reads that surely went to the most read key: its count less its
-        error bound, a lower bound (0 without reads)."""
-        reads = self.hits + self.misses
+        """Share of the sampled reads that surely went to the most read key: its count
+        less its error bound, a lower bound (0 without reads)."""
         best = max((count - err for count, err in self.top.values()), default=0)
-        return best / reads if reads else 0.0
+        return best / self.sampled if self.sampled else 0.0
 
     def mean_ttl(self) -> float | None:
         return self.ttl_sum / self.ttls if self.ttls else None

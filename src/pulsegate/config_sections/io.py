@@ -25,6 +25,10 @@ class IOConfig(Section):
                                      "recently made is dropped first.", number(1, MILLION, integer=True))
     cache_tracked_keys: int = option(10_000, "Keys (by hash) remembered for reuse intervals and "
                                      "TTL advice.", number(1, MILLION, integer=True))
+    cache_reuse_sample: int = option(4, "One key in N (by its hash) is tracked for reuse "
+                                     "intervals, TTL advice and the kind of its misses (cold, "
+                                     "expired, evicted); 1 tracks every key.",
+                                     number(1, 1000, integer=True))
     cacheable_queries: bool = option(True, "With cache_monitoring: look for reads repeated "
                                      "across requests with the same parameters on rarely "
                                      "written tables.", _bool)

@@ -92,6 +92,8 @@ class Healer:
         self.refused = 0
         gate.scheduler.every(1.0, self.poll, name="control.healing")
         gate.plugs.add_stats("healing", self)
+        gate.plugs.add_report("healing", self.report)
+        gate.plugs.add_state("healing", self)
 
     # --- background -------------------------------------------------------------------
 
@@ -204,10 +206,35 @@ class Healer:
                 self.gate.faults.record("healing.callback", exc)
 
     def stats(self) -> dict[str, Any]:
+        return {"active": self.active(), "switched": len(self.history),
+                "refused": self.refused, "history": list(self.history)[-10:]}
+
+    def active(self) -> list[dict[str, Any]]:
+        """The actions on now, with the incident that armed each and the seconds left."""
+        now = self.clock()
         with self._lock:
-            active = [{"action": self.actions[a.action].do,
-                       "what": self.actions[a.action].describe(a.endpoint),
-                       "seconds_left": max(0.0, a.until - self.clock())}
-                      for a in self._active.values()]
-        return {"active": active, "switched": len(self.history), "refused": self.refused,
-                "history": list(self.history)[-10:]}
+            return [{"action": self.actions[a.action].do,
+                     "what": self.actions[a.action].describe(a.endpoint),
+                     "incident": a.incident.endpoint,
+                     "seconds_left": round(max(0.0, a.until - now), 1)}
+                    for a in self._active.values()]
+
+    def report(self) -> dict[str, Any]:
+        """The dashboard's section: what is on, and the switches, newest first."""
+        return {"active": self.active(), "history": list(reversed(self.history)),
+                "refused": self.refused}
+
+    # --- persistence (the registry's snapshots): the switches, not the actions ----------
+
+    def state(self) -> dict[str, Any]:
+        """What ``pulsegate report`` shows after the process is gone. Actions on now are
+        not kept: a restarted process starts with none on, and the next incident
+        switches them on again."""
+        return {"history": list(self.history)}
+
+    def load_state(self, data: Any) -> None:
+        rows = data.get("history") if isinstance(data, dict) else None
+        if isinstance(rows, list):
+            since_start = list(self.history)  # switched before the state was read
+            self.history.clear()
+            self.history.extend([r for r in rows if isinstance(r, dict)] + since_start)

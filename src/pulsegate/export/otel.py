@@ -50,7 +50,15 @@ instrument                            kind              unit
 ``pulsegate.sheds``                   counter           ``{request}``
 ``pulsegate.allocator.limit``         observable gauge  ``{request}``
 ``pulsegate.allocator.in_flight``     observable gauge  ``{request}``
+``pulsegate.unit.runs``               counter           ``{run}`` (+ outcome)
+``pulsegate.unit.duration``           histogram         ``s``
 ====================================  ================  =========================
+
+Units of work that are not requests (:mod:`pulsegate.units`) carry the attributes
+``pulsegate.unit.kind`` (``JOB``, ``QUEUE``, ``UPSTREAM``, ``CACHE``) and
+``pulsegate.unit.name`` instead of the HTTP ones; a JOB run decorates the current span
+(the task's, under OpenTelemetry's Celery instrumentation) with the request attributes
+plus ``pulsegate.job.name``, ``.outcome``, ``.retries`` and ``.queue_wait_ms``.
 """
 
 from __future__ import annotations
@@ -126,6 +134,15 @@ class OTelExporter:
         # Attribute dicts per endpoint, made once (a FIFO: get does not refresh).
         self._attrs: BoundedLRU[str, dict[str, str]] = BoundedLRU(4 * gate.config.model.max_endpoints)
         self._queue: deque[tuple[Any, ...]] = deque()
+        self._unit_queue: deque[tuple[str, str, float, str, float]] = deque()
+        self.unit_runs = meter.create_counter(
+            "pulsegate.unit.runs", unit="{run}",
+            description="Finished runs of units that are not requests (jobs, queue waits, "
+                        "outbound calls), by kind, name and outcome.")
+        self.unit_duration = meter.create_histogram(
+            "pulsegate.unit.duration", unit="s",
+            description="Duration of each unit run: a job's execution, a QUEUE's wait, an "
+                        "upstream call.")
 
     # --- spans ------------------------------------------------------------------------
 
@@ -187,6 +204,12 @@ class OTelExporter:
             if changed:
                 span.set_attributes(changed)
             _add_events(span, ctx.detections, reported)
+        self._incidents(span)
+        self._metrics(record, ctx)
+
+    def _incidents(self, span: Any) -> None:
+        """Count the incidents flagged since the last record (each an event on ``span``
+        when it records)."""
         n = self.gate.counters.get("incidents", 0)
         if n != self._incidents_seen:  # flagged while finishing this request
             new = list(self.gate.incidents)[-(n - self._incidents_seen):] \
@@ -194,9 +217,43 @@ class OTelExporter:
             self._incidents_seen = n
             for inc in new:
                 self._new_incidents.append(inc)
-                if span.is_recording():
+                if span is not None and span.is_recording():
                     span.add_event(INCIDENT_EVENT, incident_attributes(inc))
-        self._metrics(record, ctx)
+
+    def on_unit(self, record: RequestRecord, run: RequestContext) -> None:
+        """A finished unit run (pulsegate.units). A JOB's figures go on the current span
+        -- the task's own when the job library is OTel-instrumented -- as a request's
+        do, plus ``pulsegate.job.*``; other kinds (an outbound call, a cache) run inside
+        someone else's span and leave it alone. Metrics: ``pulsegate.unit.runs`` and
+        ``pulsegate.unit.duration``, and the score beside the endpoints."""
+        span = None
+        if record.method == "JOB":
+            span = self._get_span()
+            if span.is_recording():
+                attrs: dict[str, Any] = {
+                    "pulsegate.anomaly_score": round(record.anomaly_score, 4),
+                    "pulsegate.confidence": round(record.confidence, 2),
+                    "pulsegate.query_count": record.query_count,
+                    "pulsegate.job.name": record.route,
+                    "pulsegate.job.outcome": getattr(run, "outcome", None) or "success",
+                    "pulsegate.job.retries": int(getattr(run, "retries", 0) or 0)}
+                wait = getattr(run, "queue_wait_ms", None)
+                if wait is not None:
+                    attrs["pulsegate.job.queue_wait_ms"] = round(float(wait), 3)
+                if record.predicted_ms is not None:
+                    attrs["pulsegate.predicted_latency_ms"] = round(record.predicted_ms, 3)
+                if record.anomaly_metric is not None:
+                    attrs["pulsegate.anomaly_metric"] = record.anomaly_metric
+                if record.detections:
+                    attrs["pulsegate.nplusone"] = record.detections
+                span.set_attributes(attrs)
+                _add_events(span, run.detections, 0)
+        self._incidents(span)
+        self._unit_queue.append((record.method, record.route, record.duration_ms / 1000.0,
+                                 getattr(run, "outcome", None) or "success",
+                                 record.anomaly_score))
+        if len(self._unit_queue) >= _MAX_QUEUED:
+            self.flush()
 
     # --- metrics ----------------------------------------------------------------------
 
@@ -226,6 +283,16 @@ class OTelExporter:
                 break
             method, _, route = str(inc.get("endpoint")).partition(" ")
             self.incidents.add(1, {"http.route": route, "http.request.method": method})
+        units = self._unit_queue
+        while units:
+            try:
+                kind, name, seconds, outcome, score = units.popleft()
+            except IndexError:
+                break
+            unit = {"pulsegate.unit.kind": kind, "pulsegate.unit.name": name}
+            self.unit_duration.record(seconds, unit)
+            self.unit_runs.add(1, {**unit, "pulsegate.unit.outcome": outcome})
+            self.score.record(score, unit)
         queue = self._queue
         n = 0
         while True:
@@ -293,5 +360,6 @@ def install(gate: Host, meter_provider: Any = None) -> OTelExporter:
     exporter = OTelExporter(gate, meter_provider)
     gate.start_listeners.append(exporter.on_response_start)
     gate.listeners.append(exporter.on_finish)
+    gate.unit_listeners.append(exporter.on_unit)
     gate.scheduler.every(FLUSH_INTERVAL, exporter.flush, name="pulsegate.export.otel")
     return exporter

@@ -14,7 +14,14 @@ metric                                      type       labels
 ``pulsegate_allocator_limit``               gauge
 ``pulsegate_allocator_in_flight``           gauge
 ``pulsegate_recommended_workers``           gauge      (set by ``pulsegate.advisor``)
+``pulsegate_unit_runs_total``               counter    ``kind``, ``name``, ``outcome``
+``pulsegate_unit_duration_seconds``         histogram  ``kind``, ``name``
 ==========================================  =========  ==============================
+
+Units of work that are not requests (:mod:`pulsegate.units`: jobs, their queue wait,
+outbound calls) show beside the endpoints in the first three families, with ``method``
+the kind (``JOB``, ``QUEUE``, ``UPSTREAM``, ``CACHE``) and ``route`` the name, and in the
+two ``pulsegate_unit_*`` families (a ``QUEUE`` unit's duration is the job's wait).
 
 The metric objects are registered once per registry (the client's default ``REGISTRY``
 unless one is passed), so several gates in one process share them, and an application
@@ -81,6 +88,13 @@ def _metrics(registry: Any) -> dict[str, Any]:
                 "observed peak needs for the latency target (pulsegate.advisor).",
                 registry=registry, multiprocess_mode="max"),
         }
+        unit = ("kind", "name")
+        m["unit_runs"] = Counter("pulsegate_unit_runs", "Finished runs of units of work that "
+                                 "are not requests (JOB, QUEUE, UPSTREAM, CACHE), by outcome.",
+                                 (*unit, "outcome"), registry=registry)
+        m["unit_seconds"] = Histogram("pulsegate_unit_duration_seconds", "Duration of each "
+                                      "run of a unit: a job's execution, a QUEUE's wait, an "
+                                      "upstream call.", unit, registry=registry)
         _BY_REGISTRY[id(registry)] = (registry, m)
         return m
 
@@ -98,6 +112,7 @@ class PrometheusExporter:
         self._detections, self._throttles, self._sheds = (
             m["detections"], m["throttles"], m["sheds"])
         self._limit, self._in_flight = m["limit"], m["in_flight"]
+        self._unit_runs, self._unit_seconds = m["unit_runs"], m["unit_seconds"]
         # Label look-ups cost a lock and a tuple hash: cache the children per endpoint
         # (capped; get does not refresh, so the oldest made goes first).
         self._children: BoundedLRU[str, tuple[Any, Any]] = BoundedLRU(4 * gate.config.model.max_endpoints)
@@ -128,6 +143,22 @@ class PrometheusExporter:
         if in_flight is not None:
             self._in_flight.set(in_flight)
 
+    def on_unit(self, record: RequestRecord, run: RequestContext) -> None:
+        """A finished unit run (pulsegate.units): its outcome and duration, and beside
+        the endpoints (``method`` the kind, ``route`` the name) its score, anomaly and
+        query detections."""
+        kind, name = record.method, record.route
+        self._unit_runs.labels(kind, name, getattr(run, "outcome", None) or "success").inc()
+        self._unit_seconds.labels(kind, name).observe(record.duration_ms / 1000.0)
+        self._score.labels(name, kind).observe(record.anomaly_score)
+        recent = self.gate.recent_anomalies
+        if recent and recent[-1] is record:
+            self._anomalies.labels(name, kind).inc()
+        if record.detections:
+            for det in run.detections:
+                self._detections.labels(name, kind,
+                                        str(getattr(det, "kind", None) or "unknown")).inc()
+
     def render(self) -> tuple[str, bytes]:
         """(content type, body) of the exposition: this registry, or every worker's
         files in multiprocess mode."""
@@ -146,6 +177,7 @@ def install(gate: Host, registry: Any = None) -> PrometheusExporter:
     """Attach a :class:`PrometheusExporter` to ``gate`` (default: the global registry)."""
     exporter = PrometheusExporter(gate, registry)
     gate.listeners.append(exporter)
+    gate.unit_listeners.append(exporter.on_unit)
     return exporter
 
 

@@ -109,12 +109,26 @@ def _installed(module: str) -> bool:
         return False
 
 
-def instrument(gate: Host, *, httpx: bool = True, requests: bool = True) -> OutboundMonitor:
-    """Watch ``gate``'s outbound calls made with httpx and requests (those installed).
-    Fails open: a library that cannot be instrumented is counted in
-    ``gate.stats()["internal_errors"]``."""
+def instrument(gate: Host, *transports: Any, httpx: bool = True,
+               requests: bool = True) -> OutboundMonitor:
+    """Watch ``gate``'s outbound calls made with httpx and requests (those installed);
+    with ``transports`` (httpx transports, given to a client as ``transport=``), only
+    the calls through those. Fails open: a library that cannot be instrumented is
+    counted in ``gate.stats()["internal_errors"]``."""
     monitor = attach(gate)
-    from pulsegate.outbound.hooks import instrument_httpx, instrument_requests
+    from pulsegate.outbound.hooks import (
+        instrument_httpx,
+        instrument_requests,
+        instrument_transport,
+    )
+
+    if transports:
+        for transport in transports:
+            try:
+                instrument_transport(monitor, transport)
+            except Exception as exc:
+                gate.faults.record("outbound.instrument transport", exc)
+        return monitor
 
     for wanted, name, install in ((httpx, "httpx", instrument_httpx),
                                   (requests, "requests", instrument_requests)):

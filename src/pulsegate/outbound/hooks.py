@@ -19,13 +19,16 @@ gate's fault counter and ignored.
 from __future__ import annotations
 
 import contextvars
+import threading
 import time
 from typing import Any
 
+from pulsegate.bounded import BoundedLRU
 from pulsegate.outbound.monitor import OutboundMonitor
 from pulsegate.outbound.urls import fold_path, upstream_label, upstream_of
 
-__all__ = ["current_route", "instrument_httpx", "instrument_requests", "uninstrument"]
+__all__ = ["current_route", "instrument_httpx", "instrument_requests", "instrument_transport",
+           "uninstrument"]
 
 _perf = time.perf_counter
 #: The route template the caller named for the calls in its scope (None: fold the path).
@@ -34,12 +37,18 @@ current_route: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 #: The monitors every instrumented client reports to.
 MONITORS: list[OutboundMonitor] = []
 _ORIGINALS: dict[tuple[type, str], Any] = {}
+#: URL -> (upstream, route): most calls go to a few URLs, and parsing one costs more
+#: than the rest of the hook. Bounded; read without a lock (a dict read is atomic),
+#: written under one. Never reported: only the values are.
+_WHERE: BoundedLRU[str, tuple[str, str]] = BoundedLRU(2048)
+_WHERE_LOCK = threading.Lock()
 
 
-def _report(upstream: str, route: str, elapsed: float, status: int | None,
-            outcome: str) -> None:
+def _report(monitors: list[OutboundMonitor], where: tuple[str, str], elapsed: float,
+            status: int | None, outcome: str) -> None:
     named = current_route.get()
-    for monitor in MONITORS:
+    upstream, route = where
+    for monitor in monitors:
         try:
             monitor.call(upstream, named or route, elapsed, status, outcome)
         except Exception as exc:
@@ -48,9 +57,27 @@ def _report(upstream: str, route: str, elapsed: float, status: int | None,
                 faults.record("outbound", exc)
 
 
+def _remember(url: str, where: tuple[str, str]) -> tuple[str, str]:
+    with _WHERE_LOCK:
+        _WHERE.put(url, where)
+    return where
+
+
 def _httpx_where(request: Any) -> tuple[str, str]:
     url = request.url
-    return upstream_label(url.scheme, url.host, url.port), fold_path(url.path)
+    raw = str(url)
+    where = _WHERE.get(raw)
+    if where is None:
+        where = _remember(raw, (upstream_label(url.scheme, url.host, url.port),
+                                fold_path(url.path)))
+    return where
+
+
+def _url_where(url: str) -> tuple[str, str]:
+    where = _WHERE.get(url)
+    if where is None:
+        where = _remember(str(url), upstream_of(str(url)))
+    return where
 
 
 def _httpx_outcome(exc: BaseException) -> str:
@@ -59,13 +86,9 @@ def _httpx_outcome(exc: BaseException) -> str:
     return "timeout" if isinstance(exc, httpx.TimeoutException) else "error"
 
 
-def _status_outcome(status: int) -> str:
-    return "failure" if status >= 500 else "success"
-
-
-def _wrap_httpx_sync(original: Any) -> Any:
+def _wrap_httpx_sync(original: Any, monitors: list[OutboundMonitor] = MONITORS) -> Any:
     def handle_request(self: Any, request: Any) -> Any:
-        if not MONITORS:
+        if not monitors:
             return original(self, request)
         t0 = _perf()
         try:
@@ -73,20 +96,24 @@ def _wrap_httpx_sync(original: Any) -> Any:
         except Exception as exc:
             elapsed = _perf() - t0
             outcome = _httpx_outcome(exc)
-            _safely(lambda: _report(*_httpx_where(request), elapsed, None, outcome))
+            _safely(lambda: _report(monitors, _httpx_where(request), elapsed, None, outcome))
             raise
         elapsed = _perf() - t0
-        status = response.status_code
-        _safely(lambda: _report(*_httpx_where(request), elapsed, status, _status_outcome(status)))
+        try:
+            status = response.status_code
+            _report(monitors, _httpx_where(request), elapsed, status,
+                    "failure" if status >= 500 else "success")
+        except Exception as exc:
+            _fault(exc)
         return response
 
     handle_request.__wrapped__ = original  # type: ignore[attr-defined]
     return handle_request
 
 
-def _wrap_httpx_async(original: Any) -> Any:
+def _wrap_httpx_async(original: Any, monitors: list[OutboundMonitor] = MONITORS) -> Any:
     async def handle_async_request(self: Any, request: Any) -> Any:
-        if not MONITORS:
+        if not monitors:
             return await original(self, request)
         t0 = _perf()
         try:
@@ -94,11 +121,15 @@ def _wrap_httpx_async(original: Any) -> Any:
         except Exception as exc:
             elapsed = _perf() - t0
             outcome = _httpx_outcome(exc)
-            _safely(lambda: _report(*_httpx_where(request), elapsed, None, outcome))
+            _safely(lambda: _report(monitors, _httpx_where(request), elapsed, None, outcome))
             raise
         elapsed = _perf() - t0
-        status = response.status_code
-        _safely(lambda: _report(*_httpx_where(request), elapsed, status, _status_outcome(status)))
+        try:
+            status = response.status_code
+            _report(monitors, _httpx_where(request), elapsed, status,
+                    "failure" if status >= 500 else "success")
+        except Exception as exc:
+            _fault(exc)
         return response
 
     handle_async_request.__wrapped__ = original  # type: ignore[attr-defined]
@@ -117,26 +148,35 @@ def _wrap_requests(original: Any) -> Any:
             import requests
 
             outcome = "timeout" if isinstance(exc, requests.Timeout) else "error"
-            _safely(lambda: _report(*upstream_of(str(request.url)), elapsed, None, outcome))
+            _safely(lambda: _report(MONITORS, _url_where(str(request.url)), elapsed, None,
+                                    outcome))
             raise
         elapsed = _perf() - t0
-        status = response.status_code
-        _safely(lambda: _report(*upstream_of(str(request.url)), elapsed, status,
-                                _status_outcome(status)))
+        try:
+            status = response.status_code
+            _report(MONITORS, _url_where(request.url), elapsed, status,
+                    "failure" if status >= 500 else "success")
+        except Exception as exc:
+            _fault(exc)
         return response
 
     send.__wrapped__ = original  # type: ignore[attr-defined]
     return send
 
 
+def _fault(exc: Exception) -> None:
+    """A fault in the counting (a URL that could not be read): counted, never raised."""
+    for monitor in MONITORS[:1]:
+        faults = getattr(monitor.gate, "faults", None)
+        if faults is not None:
+            faults.record("outbound", exc)
+
+
 def _safely(fn: Any) -> None:
     try:
         fn()
-    except Exception as exc:  # the URL could not be read: count it, never raise
-        for monitor in MONITORS[:1]:
-            faults = getattr(monitor.gate, "faults", None)
-            if faults is not None:
-                faults.record("outbound", exc)
+    except Exception as exc:
+        _fault(exc)
 
 
 def _patch(cls: type, attr: str, factory: Any) -> None:
@@ -164,6 +204,26 @@ def instrument_requests(monitor: OutboundMonitor) -> None:
     if monitor not in MONITORS:
         MONITORS.append(monitor)
     _patch(requests.Session, "send", _wrap_requests)
+
+
+def instrument_transport(monitor: OutboundMonitor, transport: Any) -> Any:
+    """Report the calls through one httpx transport (``httpx.HTTPTransport`` or
+    ``AsyncHTTPTransport``, given to a client as ``transport=``) to ``monitor`` only;
+    returns the transport."""
+    import httpx
+
+    own = [monitor]
+    if isinstance(transport, httpx.AsyncBaseTransport):
+        original = type(transport).handle_async_request
+        original = _ORIGINALS.get((type(transport), "handle_async_request"), original)
+        wrapped = _wrap_httpx_async(original, own)
+        transport.handle_async_request = wrapped.__get__(transport)  # type: ignore[method-assign]
+    else:
+        original = type(transport).handle_request
+        original = _ORIGINALS.get((type(transport), "handle_request"), original)
+        wrapped = _wrap_httpx_sync(original, own)
+        transport.handle_request = wrapped.__get__(transport)  # type: ignore[method-assign]
+    return transport
 
 
 def uninstrument(monitor: OutboundMonitor | None = None) -> None:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from pulsegate.bounded import BoundedLRU
 from pulsegate.io_tally import request_tally
 from pulsegate.outbound import health_score as hf
+from pulsegate.outbound.health_score import SUCCESS_BETA
 
 if TYPE_CHECKING:
     from pulsegate.plugins import Host
@@ -41,12 +42,14 @@ FAST, SLOW = 0.2, 0.01
 class RouteStats:
     """Counters of one (upstream, route)."""
 
-    __slots__ = ("calls", "errors", "failures", "max_ms", "route", "statuses", "timeouts",
-                 "total_ms", "upstream")
+    __slots__ = ("calls", "errors", "failures", "health", "max_ms", "route", "statuses",
+                 "timeouts", "total_ms", "upstream")
 
-    def __init__(self, upstream: str, route: str) -> None:
+    def __init__(self, upstream: str, route: str, health: list[float] | None = None) -> None:
         self.upstream = upstream
         self.route = route
+        #: the upstream's health state, shared by its routes: [S, last call, calls, ms]
+        self.health = health if health is not None else [1.0, 0.0, 0, 0.0]
         self.calls = 0
         self.failures = 0  # 5xx responses
         self.errors = 0    # exceptions other than timeouts
@@ -84,39 +87,45 @@ class OutboundMonitor:
         self.spend: BoundedLRU[tuple[str, str], list[float]] = BoundedLRU(4 * max_upstreams)
         #: the cause finder (pulsegate.outbound.causes), once attached to a gate
         self.causes: Any = None
+        #: the gate's units (pulsegate.units), when it has them: each call is a run
+        self.units: Any = getattr(gate, "units", None)
         self._lock = threading.Lock()
 
     # --- the hooks' verb -----------------------------------------------------------------
 
-    def route_of(self, upstream: str, route: str) -> str:
-        names = self.route_names.get(upstream)
-        if names is None:
-            with self._lock:
-                names = self.route_names.get(upstream)
-                if names is None:
-                    names = set()
-                    self.route_names.put(upstream, names)
-        if route in names:
-            return route
-        if len(names) >= self.max_routes:
-            return "*"
-        names.add(route)
-        return route
+    def route_stats(self, upstream: str, route: str) -> RouteStats:
+        """The counters of (upstream, route), made on first use; a route past the
+        upstream's ``max_routes`` is counted under ``*``."""
+        with self._lock:
+            stats = self.routes.get((upstream, route))
+            if stats is not None:
+                return stats
+            names = self.route_names.get(upstream)
+            if names is None:
+                names = set()
+                self.route_names.put(upstream, names)
+            if route not in names and len(names) >= self.max_routes:
+                route = "*"
+                stats = self.routes.get((upstream, route))
+                if stats is not None:
+                    return stats
+            names.add(route)
+            state = self.health_state.get(upstream)
+            if state is None:
+                state = [1.0, 0.0, 0, 0.0]
+                self.health_state.put(upstream, state)
+            stats = RouteStats(upstream, route, state)
+            self.routes.put((upstream, route), stats)
+            return stats
 
     def call(self, upstream: str, route: str, elapsed: float, status: int | None,
              outcome: str) -> None:
         """One finished call: ``status`` of the response (None when it raised),
-        ``outcome`` one of :data:`OUTCOMES`."""
-        ms = elapsed * 1000.0
-        route = self.route_of(upstream, route)
-        key = (upstream, route)
-        stats = self.routes.get(key)
+        ``outcome`` one of :data:`OUTCOMES`. Runs on every outbound call: flat."""
+        stats = self.routes.get((upstream, route))
         if stats is None:
-            with self._lock:
-                stats = self.routes.get(key)
-                if stats is None:
-                    stats = RouteStats(upstream, route)
-                    self.routes.put(key, stats)
+            stats = self.route_stats(upstream, route)
+        ms = elapsed * 1000.0
         stats.calls += 1
         stats.total_ms += ms
         if ms > stats.max_ms:
@@ -124,25 +133,22 @@ class OutboundMonitor:
         if status is not None:
             stats.statuses[status // 100 if 100 <= status < 600 else 0] += 1
         ok = outcome == "success"
-        if outcome == "failure":
-            stats.failures += 1
-        elif outcome == "error":
-            stats.errors += 1
-        elif outcome == "timeout":
-            stats.timeouts += 1
-        state = self.health_state.get(upstream)
-        if state is None:
-            state = [1.0, 0.0, 0, 0.0]
-            with self._lock:
-                self.health_state.put(upstream, state)
-        state[0] += hf.SUCCESS_BETA * ((1.0 if ok else 0.0) - state[0])
+        if not ok:
+            if outcome == "failure":
+                stats.failures += 1
+            elif outcome == "timeout":
+                stats.timeouts += 1
+            else:
+                stats.errors += 1
+        state = stats.health  # [S, last call, calls, total ms] of the upstream
+        state[0] += SUCCESS_BETA * ((1.0 if ok else 0.0) - state[0])
         state[1] = self.clock()
         state[2] += 1
         state[3] += ms
         tally = request_tally()
         if tally is not None:
             tally.outbound(upstream, ms, not ok)
-        units = getattr(self.gate, "units", None)
+        units = self.units
         if units is not None:
             units.record(UPSTREAM, upstream, ms,
                          outcome="success" if ok else ("timeout" if outcome == "timeout"

@@ -43,6 +43,10 @@ class AnalyzedDetections(list[Detection]):
         self.repeat_share = share
 
 
+#: The analysis of a request of 0 or 1 statements: nothing (shared, never mutated).
+_NOTHING_IN = (AnalyzedDetections([], 0, 0.0), AnalyzedDetections([], 1, 0.0))
+
+
 class RequestQueries:
     def __init__(self, config: Config, clock: Callable[[], float],
                  wall: Callable[[], float], plugs: Plugs | None = None) -> None:
@@ -82,8 +86,9 @@ class RequestQueries:
             return dets
         if n < 2 and not self.unused_eager_loads:
             # Every rule needs two statements (a lone one repeats nothing): skip the pass
-            # (benchmarks/real_pages.py --bytecodes: ≈ 500 bytecodes on a one-query page).
-            out = AnalyzedDetections([], n, 0.0)
+            # (benchmarks/real_pages.py --bytecodes: ≈ 500 bytecodes on a one-query page),
+            # and answer with a shared empty result (never mutated).
+            out = _NOTHING_IN[n]
         else:
             analysis = self.detector.run(ctx.queries or ())
             dets = analysis.detections

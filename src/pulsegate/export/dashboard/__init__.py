@@ -314,6 +314,7 @@ def install(gate: Host, st: SeriesSlot) -> DashboardHandler | None:
     if st.series is None:
         st.series = SeriesStore(gate, points=c.dashboard_points)
         gate.listeners.append(st.series)
+        gate.unit_listeners.append(st.series)  # jobs, queue waits... beside the endpoints
         # persisted with the gate's state (state_dir / Redis): a restart shows it again
         gate.plugs.add_state("dashboard", st.series)
     return DashboardHandler(gate, st.series)

@@ -1,0 +1,168 @@
+"""Per-job cost of pulsegate against the bare call and against OpenTelemetry's Celery
+instrumentation, in one run (issue 21: at most 10 % of what OpenTelemetry adds).
+
+* **Celery**: a task run in-process by ``task.apply()`` -- Celery's own tracer with every
+  signal a worker sends (``task_prerun``, ``task_success``, ``task_postrun``), without
+  the broker round trip, which would drown both costs in noise. Three stacks: bare,
+  ``pulsegate.jobs.celery.instrument()``, ``CeleryInstrumentor().instrument()`` with an SDK
+  tracer provider whose batch exporter discards the spans (the whole cost of tracing,
+  none of an export's I/O). Signals are global, so each stack is switched on for its own
+  turn of each round and off after it.
+* **observe_job**: a plain function called bare and under ``@observe_job``.
+
+The stacks alternate round by round, in many short rounds; what a stack adds is the
+median over rounds of its difference from the bare stack of the same round.
+
+    .venv/bin/python benchmarks/job_overhead.py [--jobs 300] [--rounds 30] [--bytecodes]
+
+``--bytecodes`` prints the bytecodes pulsegate adds per job instead (deterministic).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import time
+from collections.abc import Callable
+
+from _common import count_bytecodes, discarding_tracer_provider, freeze_setup, paired_added
+from celery import Celery
+
+from pulsegate.engine import PulseGate
+from pulsegate.jobs import celery as pg_celery
+from pulsegate.jobs import observe_job, set_gate
+
+app = Celery("bench", broker="memory://", backend="cache+memory://")
+app.conf.update(task_store_eager_result=False, task_ignore_result=True)
+
+
+@app.task(name="bench.work")  # type: ignore[untyped-decorator]
+def work(x: int) -> int:
+    return x + 1
+
+
+def plain(x: int) -> int:
+    return x + 1
+
+
+observed = observe_job("bench.plain")(plain)
+
+
+class Stack:
+    """A way of running jobs, switched on for its turn (signals are process-wide)."""
+
+    def __init__(self, call: Callable[[int], object], on: Callable[[], None] = lambda: None,
+                 off: Callable[[], None] = lambda: None) -> None:
+        self.call, self.on, self.off = call, on, off
+
+    def calls(self, n: int) -> None:
+        call = self.call
+        for i in range(n):
+            call(i)
+
+    def run(self, n: int) -> float:
+        self.on()
+        try:
+            call = self.call
+            for i in range(50):  # warm the path and the job's model
+                call(i)
+            t0 = time.perf_counter()
+            for i in range(n):
+                call(i)
+            return (time.perf_counter() - t0) / n * 1e6
+        finally:
+            self.off()
+
+
+def stacks() -> dict[str, Stack]:
+    from opentelemetry.instrumentation.celery import CeleryInstrumentor
+
+    provider = discarding_tracer_provider()
+    otel = CeleryInstrumentor()  # type: ignore[no-untyped-call]
+
+    def otel_on() -> None:
+        otel.instrument(tracer_provider=provider)
+
+    def pg_on() -> None:
+        pg_celery.instrument(app)
+
+    def apply(i: int) -> object:
+        return work.apply((i,))
+
+    return {
+        "celery bare": Stack(apply),
+        "celery + pulsegate": Stack(apply, pg_on, pg_celery.uninstrument),
+        "celery + opentelemetry celery": Stack(apply, otel_on, otel.uninstrument),
+        "function bare": Stack(plain),
+        "function + observe_job": Stack(observed),
+    }
+
+
+def bytecodes(n: int) -> None:
+    """Bytecodes per job each way, and what pulsegate adds."""
+    all_stacks = stacks()
+    per: dict[str, float] = {}
+    for name, stack in all_stacks.items():
+        stack.on()
+        try:
+            for i in range(50):
+                stack.call(i)
+            counts = count_bytecodes(stack.calls, n)
+        finally:
+            stack.off()
+        per[name] = sum(counts.values()) / n
+    for base, names in (("celery bare", ("celery + pulsegate", "celery + opentelemetry celery")),
+                        ("function bare", ("function + observe_job",))):
+        print(f"{base:32s} {per[base]:9.0f} bytecodes/job")
+        for name in names:
+            print(f"{name:32s} {per[name]:9.0f}  +{per[name] - per[base]:.0f}")
+    pg = per["celery + pulsegate"] - per["celery bare"]
+    ot = per["celery + opentelemetry celery"] - per["celery bare"]
+    print(f"celery: pulsegate adds {pg:.0f} bytecodes = {pg / ot * 100:.1f} % of "
+          f"OpenTelemetry's {ot:.0f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--jobs", type=int, default=300, help="per stack and round")
+    ap.add_argument("--rounds", type=int, default=30)
+    ap.add_argument("--bytecodes", action="store_true")
+    args = ap.parse_args()
+    logging.getLogger("pulsegate").setLevel(logging.CRITICAL)
+    logging.getLogger("celery").setLevel(logging.CRITICAL)
+    gate = PulseGate(log_events=False)
+    set_gate(gate)
+    if args.bytecodes:
+        bytecodes(args.jobs)
+        return
+    all_stacks = stacks()
+    freeze_setup()
+    results: dict[str, list[float]] = {name: [] for name in all_stacks}
+    for _ in range(args.rounds):
+        for name, stack in all_stacks.items():
+            results[name].append(stack.run(args.jobs))
+    med = {name: statistics.median(v) for name, v in results.items()}
+    print(f"{args.jobs} jobs x {args.rounds} rounds, in-process: median µs/job, and the "
+          "median of each round's difference from the bare stack")
+    print(f"{'stack':32s} {'µs/job':>8s} {'added':>8s} {'vs OTel added':>14s}")
+    celery = paired_added({k: v for k, v in results.items() if k.startswith("celery")},
+                          "celery bare")
+    o = celery["celery + opentelemetry celery"]
+    for name in ("celery bare", "celery + pulsegate", "celery + opentelemetry celery"):
+        share = f"{celery[name] / o * 100:6.1f} %" if name != "celery bare" else ""
+        print(f"{name:32s} {med[name]:8.1f} {celery[name]:+8.1f} {share:>14s}")
+    pg = celery["celery + pulsegate"]
+    verdict = "within" if pg <= 0.10 * o else "OVER"
+    print(f"budget: pulsegate adds {pg:.1f} µs = {pg / o * 100:.1f} % of OTel's {o:.1f} µs "
+          f"({verdict} the 10 % budget)")
+    fn = paired_added({k: v for k, v in results.items() if k.startswith("function")},
+                      "function bare")
+    for name in ("function bare", "function + observe_job"):
+        print(f"{name:32s} {med[name]:8.1f} {fn[name]:+8.1f}")
+    print(f"pulsegate's own stats: {gate.stats()['units']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+"""The units section (``config.units``): work that is not an HTTP request -- jobs, their
+queue wait, outbound calls, cache patterns -- learnt by the endpoint models under
+``"<KIND> <name>"`` keys (:mod:`pulsegate.units`). Read by ``units.py`` and the packages
+built on it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from pulsegate.config_checks import number
+from pulsegate.config_sections.base import Section, option, refuse_unknown_keywords
+
+
+@refuse_unknown_keywords("an option of config.units (docs/configuration.md)")
+@dataclass(frozen=True)
+class UnitsConfig(Section):
+    """How many units of each kind are learnt."""
+
+    NAME: ClassVar[str] = "units"
+
+    max_units: int = option(200, "Cap on names per kind of unit (job names, upstream hosts, "
+                            "cache key patterns); a new name past it folds into "
+                            "`<KIND> (other)`. Their models share `max_endpoints`.",
+                            number(1, 100_000, integer=True))

@@ -1,0 +1,104 @@
+"""A job run against a gate: the steps every job integration (``observe_job``, Celery,
+RQ) takes, written once.
+
+::
+
+    run = start(gate, "send_email", queue_wait_ms=1250.0, retries=0)
+    ...                                  # the job
+    end(gate, run, "success")            # "failure", "retry", "timeout"
+
+``start`` learns the queue wait as a run of ``"QUEUE <name>"`` (when known), begins a run
+of ``"JOB <name>"`` that collects the SQL run in its context and measures thread CPU and
+the allocated-block delta, and tells the gate's :class:`~pulsegate.jobs.tracker.JobTracker`
+the job started. Both fail open (None), like every unit step.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from pulsegate.jobs.tracker import JobTracker
+from pulsegate.units import JOB, QUEUE
+
+if TYPE_CHECKING:
+    from pulsegate.records import RequestRecord
+    from pulsegate.units import UnitGate, UnitRun
+
+__all__ = ["MIN_WAIT_MS", "end", "start", "tracker_of"]
+
+#: The shortest queue wait the QUEUE model learns (ms): shorter is "did not wait".
+MIN_WAIT_MS = 1.0
+
+_TRACKERS: weakref.WeakKeyDictionary[Any, JobTracker] = weakref.WeakKeyDictionary()
+_LOCK = threading.Lock()
+
+
+def tracker_of(gate: UnitGate) -> JobTracker:
+    """The gate's job tracker, made (and plugged in: stats ``"jobs"``, persisted state
+    ``"jobs"``, the starvation check on the scheduler) on first use."""
+    tracker = _TRACKERS.get(gate)
+    if tracker is not None:
+        return tracker
+    with _LOCK:
+        tracker = _TRACKERS.get(gate)
+        if tracker is None:
+            tracker = JobTracker(gate.config.units.max_units)
+            _TRACKERS[gate] = tracker
+            gate.plugs.add_stats("jobs", tracker)
+            gate.plugs.add_state("jobs", tracker)
+            ref = weakref.ref(gate)
+
+            def check() -> None:
+                g = ref()
+                if g is not None:
+                    check_starvation(g, tracker)
+
+            gate.scheduler.every(tracker.check_interval, check, "pulsegate.jobs.starvation")
+    return tracker
+
+
+def check_starvation(gate: UnitGate, tracker: JobTracker) -> list[dict[str, Any]]:
+    """Flag every job name that stopped starting against its learnt rate (see
+    :mod:`pulsegate.jobs.tracker`); returns the incidents recorded."""
+    now = gate.wall()
+    out = []
+    for name in tracker.starving(now):
+        fields = tracker.verdict(name, now)
+        score = fields.pop("score", 1.0)
+        out.append(gate.units.flag(JOB, name, "starvation", score, **fields))
+    return out
+
+
+def start(gate: UnitGate, name: object, *, queue_wait_ms: float | None = None,
+          retries: int = 0) -> UnitRun | None:
+    """Begin a job run of ``name`` (after ``queue_wait_ms`` in its queue, its
+    ``retries``-th retry); None when the gate is off or on a fault."""
+    units = gate.units
+    if queue_wait_ms is not None:
+        queue_wait_ms = queue_wait_ms if queue_wait_ms > 0.0 else 0.0
+        # learnt as at least 1 ms: on the models' log scale a job that did not wait at
+        # all (1 µs, the floor) would read as a thousandfold drop from one that waited
+        # a millisecond, and an idle queue's zeros would swamp its spread
+        units.record(QUEUE, name, queue_wait_ms if queue_wait_ms > MIN_WAIT_MS else MIN_WAIT_MS)
+    run = units.begin(JOB, name, sql=True, memory=True, queue_wait_ms=queue_wait_ms,
+                      retries=retries)
+    if run is not None:
+        try:
+            tracker_of(gate).started(run.name, gate.wall(), queue_wait_ms)
+        except Exception as exc:
+            gate.faults.record("jobs.start", exc)
+    return run
+
+
+def end(gate: UnitGate, run: UnitRun, outcome: str = "success",
+        error: BaseException | str | None = None) -> RequestRecord | None:
+    """Finish a job run (see :meth:`pulsegate.units.Units.finish`)."""
+    record = gate.units.finish(run, outcome, error)
+    if record is not None:
+        try:
+            tracker_of(gate).finished(run.name, run.outcome or outcome)
+        except Exception as exc:
+            gate.faults.record("jobs.end", exc)
+    return record

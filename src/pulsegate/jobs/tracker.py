@@ -1,0 +1,217 @@
+"""Per job name, what a single run cannot tell: how often the job starts (and whether it
+stopped: starvation), how long it waited, how often it is retried, the backlog behind it.
+
+Every run's own figures (duration, CPU, memory, SQL, outcome) are learnt by the job's
+endpoint model (``"JOB <name>"``, :mod:`pulsegate.units`) and every wait by the model of
+``"QUEUE <name>"`` -- so a queue that backs up is an ordinary incident of that model
+(its waits sit above their baseline, window after window). This tracker adds the rate.
+
+**Starvation.** For each name the interval between starts is smoothed:
+:math:`m \\leftarrow m + a(\\Delta - m)`, :math:`d \\leftarrow d + a(|\\Delta - m| - d)`
+with :math:`a = \\max(1/k, 0.05)` at the :math:`k`-th interval (a plain mean at first),
+and :math:`\\sigma = 1.2533\\,d` (the mean absolute deviation of a normal law, scaled to
+its σ). A name that has started at least ``MIN_INTERVALS`` times *starves* when the time
+since its last start exceeds
+
+.. math:: L = m + \\max(m,\\ 8\\sigma)
+
+-- one missed run of a periodic job (:math:`\\sigma \\approx 0`: :math:`L = 2m`); for
+starts that arrive at random (Poisson: exponential intervals, whose mean absolute
+deviation is :math:`2m/e`, so :math:`\\sigma \\approx 0.92m`) :math:`L \\approx 8.4m`, which a
+working job exceeds with probability :math:`e^{-8.4} \\approx 0.02\\%` per interval (more
+while :math:`m` and :math:`d` are still noisy estimates). The check
+runs on the scheduler thread every ``check_interval`` seconds, flags each episode once
+(:meth:`pulsegate.units.Units.flag`, metric ``"starvation"``, score
+:math:`\\min(1, g / 2L)` for a gap :math:`g`: 0.5 at the line) and the episode ends at
+the next start.
+
+**Backlog.** With :math:`\\lambda` the recent start rate (:math:`1/m`) and :math:`w` the
+last queue wait, the jobs queued behind the one that just started are about
+:math:`\\lambda w` (Little's law, :math:`L = \\lambda W`, for a queue served first in,
+first out at the rate it is fed): ``backlog_estimate``.
+
+>>> t = JobTracker(check_interval=60.0)
+>>> for i in range(12):
+...     t.started("nightly", 3600.0 * i, 5.0)
+>>> t.starving(3600.0 * 12.5), t.starving(3600.0 * 13.1)
+([], ['nightly'])
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import Any
+
+from pulsegate.bounded import BoundedLRU
+
+__all__ = ["MIN_INTERVALS", "JobRate", "JobTracker"]
+
+#: Starts a name needs before it can starve (its rate is known by then).
+MIN_INTERVALS = 10
+#: How many σ of the interval past its mean a silence must last to be starvation.
+SIGMAS = 8.0
+#: σ of the interval from its mean absolute deviation (normal law): sqrt(pi / 2).
+MAD_TO_SIGMA = math.sqrt(math.pi / 2.0)
+
+
+class JobRate:
+    """One job name's starts: the smoothed interval between them and its spread, the
+    last start, the last queue wait, counts by outcome, and whether it is starving."""
+
+    __slots__ = ("dev", "intervals", "last_start", "last_wait_ms", "mean", "outcomes",
+                 "retries", "starving")
+
+    def __init__(self) -> None:
+        self.mean = 0.0
+        self.dev = 0.0
+        self.intervals = 0
+        self.last_start: float | None = None
+        self.last_wait_ms: float | None = None
+        self.outcomes: dict[str, int] = {}
+        self.retries = 0
+        self.starving = False
+
+    def start(self, at: float, wait_ms: float | None) -> None:
+        last = self.last_start
+        if last is not None and at >= last:
+            gap = at - last
+            self.intervals = k = self.intervals + 1
+            a = max(1.0 / k, 0.05)
+            if k == 1:
+                self.mean = gap
+            else:
+                self.dev += a * (abs(gap - self.mean) - self.dev)
+                self.mean += a * (gap - self.mean)
+        if last is None or at >= last:
+            self.last_start = at
+        if wait_ms is not None:
+            self.last_wait_ms = wait_ms
+        self.starving = False
+
+    def limit(self) -> float | None:
+        """:math:`L = m + \\max(m, 8\\sigma)` seconds, None before ``MIN_INTERVALS``."""
+        if self.intervals < MIN_INTERVALS or self.mean <= 0.0:
+            return None
+        return self.mean + max(self.mean, SIGMAS * MAD_TO_SIGMA * self.dev)
+
+    def state(self) -> dict[str, Any]:
+        return {"mean": self.mean, "dev": self.dev, "intervals": self.intervals,
+                "last_start": self.last_start, "last_wait_ms": self.last_wait_ms,
+                "outcomes": dict(self.outcomes), "retries": self.retries,
+                "starving": self.starving}
+
+    def load(self, data: Any) -> None:
+        mean, dev, intervals = float(data["mean"]), float(data["dev"]), int(data["intervals"])
+        if not (math.isfinite(mean) and math.isfinite(dev)) or min(mean, dev, intervals) < 0:
+            raise ValueError("inconsistent job rate")
+        self.mean, self.dev, self.intervals = mean, dev, intervals
+        last, wait = data.get("last_start"), data.get("last_wait_ms")
+        self.last_start = None if last is None else float(last)
+        self.last_wait_ms = None if wait is None else float(wait)
+        outcomes = data.get("outcomes")
+        if isinstance(outcomes, dict):
+            self.outcomes = {str(k): int(v) for k, v in list(outcomes.items())[:8]}
+        self.retries = int(data.get("retries") or 0)
+        self.starving = bool(data.get("starving"))
+
+
+class JobTracker:
+    """The job names of one gate (at most ``max_names``, least recently started
+    forgotten first). Times are wall-clock seconds (starts may be compared across a
+    restart: the state is persisted with the registry's snapshots)."""
+
+    def __init__(self, max_names: int = 200, check_interval: float = 30.0) -> None:
+        self.rates: BoundedLRU[str, JobRate] = BoundedLRU(max_names)
+        self.check_interval = check_interval
+        self.lock = threading.Lock()
+        self.starvations = 0
+
+    def _rate(self, name: str) -> JobRate:
+        rate = self.rates.touch(name)
+        if rate is None:
+            rate = JobRate()
+            self.rates.put(name, rate)
+        return rate
+
+    def started(self, name: str, at: float, wait_ms: float | None = None) -> None:
+        """A run of ``name`` started at ``at`` after waiting ``wait_ms`` in its queue."""
+        with self.lock:
+            self._rate(name).start(at, wait_ms)
+
+    def finished(self, name: str, outcome: str) -> None:
+        with self.lock:
+            rate = self._rate(name)
+            rate.outcomes[outcome] = rate.outcomes.get(outcome, 0) + 1
+            if outcome == "retry":
+                rate.retries += 1
+
+    def starving(self, now: float) -> list[str]:
+        """The names that starve at ``now`` and were not flagged yet (each episode
+        once: they are marked)."""
+        out = []
+        with self.lock:
+            for name, rate in self.rates.items():
+                limit = rate.limit()
+                if rate.starving or limit is None or rate.last_start is None:
+                    continue
+                if now - rate.last_start > limit:
+                    rate.starving = True
+                    out.append(name)
+        self.starvations += len(out)
+        return out
+
+    def verdict(self, name: str, now: float) -> dict[str, Any]:
+        """The fields of a starvation incident of ``name`` at ``now``: the gap and the
+        expected interval (in ms, as ``window_mean_ms`` and ``expected_ms``), their
+        ratio, the limit and the score."""
+        rate = self.rates.get(name)
+        if rate is None or rate.last_start is None:
+            return {}
+        gap = now - rate.last_start
+        limit = rate.limit() or gap
+        return {"window_mean_ms": gap * 1000.0, "expected_ms": rate.mean * 1000.0,
+                "ratio": gap / rate.mean if rate.mean > 0 else 0.0,
+                "excess_ms": (gap - rate.mean) * 1000.0, "limit_ms": limit * 1000.0,
+                "requests": rate.intervals + 1, "start": rate.last_start,
+                "score": min(1.0, gap / (2.0 * limit)) if limit > 0 else 1.0}
+
+    def backlog_estimate(self, name: str) -> float | None:
+        """:math:`\\lambda w`: jobs queued behind the last start of ``name``."""
+        rate = self.rates.get(name)
+        if rate is None or rate.last_wait_ms is None or rate.intervals == 0 or rate.mean <= 0:
+            return None
+        return rate.last_wait_ms / 1000.0 / rate.mean
+
+    # --- reporting and persistence ------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """``gate.stats()["jobs"]``: per name, starts, mean interval, last wait, retries,
+        outcomes, backlog estimate, starving."""
+        with self.lock:
+            names = list(self.rates.items())
+        out: dict[str, Any] = {"starvations": self.starvations, "names": {}}
+        for name, rate in names:
+            out["names"][name] = {
+                "intervals": rate.intervals,
+                "mean_interval_s": round(rate.mean, 3) if rate.intervals else None,
+                "last_wait_ms": rate.last_wait_ms, "retries": rate.retries,
+                "outcomes": dict(rate.outcomes), "backlog_estimate":
+                    self.backlog_estimate(name), "starving": rate.starving}
+        return out
+
+    def state(self) -> dict[str, Any]:
+        with self.lock:
+            return {name: rate.state() for name, rate in self.rates.items()}
+
+    def load_state(self, data: Any) -> None:
+        if not isinstance(data, dict):
+            return
+        with self.lock:
+            for name, row in list(data.items())[: self.rates.maxsize]:
+                rate = JobRate()
+                try:
+                    rate.load(row)
+                except (TypeError, ValueError, KeyError, AttributeError):
+                    continue
+                self.rates.put(str(name), rate)

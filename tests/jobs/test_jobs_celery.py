@@ -1,0 +1,119 @@
+"""Celery end to end: a real worker process (``celery worker``, prefork, one child) on a
+real Redis broker on loopback, started here; the test process is the producer. With
+CI=true a missing redis-server fails the test (tests/services.py), never skips it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services import redis_server
+
+pytestmark = pytest.mark.service
+
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="module")
+def worker() -> Iterator[Any]:
+    """(the Celery app module, as the producer imports it) with a worker consuming."""
+    with redis_server() as redis:
+        os.environ["JOBS_TEST_BROKER"] = redis.url
+        sys.modules.pop("jobs_celery_app", None)
+        sys.path.insert(0, str(HERE))
+        try:
+            import jobs_celery_app as tasks
+        finally:
+            sys.path.remove(str(HERE))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), *sys.path]))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "jobs_celery_app", "worker",
+             "--pool=prefork", "--concurrency=1", "--loglevel=WARNING", "--without-gossip",
+             "--without-mingle", "--without-heartbeat", "-n", "pulsegate-test@%h"],
+            cwd=HERE, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            assert tasks.add.delay(1, 2).get(timeout=60) == 3, "the worker never answered"
+            yield tasks
+        finally:
+            proc.terminate()
+            try:
+                out = proc.communicate(timeout=20)[0]
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out = proc.communicate()[0]
+            from pulsegate.jobs.celery import uninstrument
+
+            uninstrument()
+            sys.modules.pop("jobs_celery_app", None)
+            if out and b"Traceback" in out:
+                print(out.decode(errors="replace")[-4000:])
+
+
+def report(tasks: Any) -> dict[str, Any]:
+    result: dict[str, Any] = tasks.report.delay().get(timeout=30)
+    return result
+
+
+def endpoint(rows: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    found = [r for r in rows if r["endpoint"] == key]
+    assert found, f"{key} not among {[r['endpoint'] for r in rows]}"
+    return found[0]
+
+
+def test_every_task_run_is_learnt_under_its_name_with_its_outcome(worker: Any) -> None:
+    tasks = worker
+    for i in range(3):
+        assert tasks.add.delay(i, 1).get(timeout=30) == i + 1
+    with pytest.raises(ValueError, match="no such invoice"):
+        tasks.boom.delay().get(timeout=30)
+    seen = report(tasks)
+    assert endpoint(seen["endpoints"], "JOB jobs_celery_app.add")["requests"] >= 4
+    assert endpoint(seen["endpoints"], "JOB jobs_celery_app.boom")["requests"] == 1
+    names = seen["jobs"]["names"]
+    assert names["jobs_celery_app.boom"]["outcomes"] == {"failure": 1}
+    assert names["jobs_celery_app.add"]["outcomes"]["success"] >= 4
+    assert seen["internal_errors"] == 0
+
+
+def test_the_queue_wait_counts_from_the_publish_time(worker: Any) -> None:
+    tasks = worker
+    blocker = tasks.sleepy.delay(600)  # one worker child: the next task waits behind it
+    queued = tasks.add.delay(2, 2)
+    assert queued.get(timeout=30) == 4 and blocker.get(timeout=30) == 600
+    seen = report(tasks)
+    wait = seen["jobs"]["names"]["jobs_celery_app.add"]["last_wait_ms"]
+    assert 400.0 <= wait <= 5000.0
+    assert endpoint(seen["endpoints"], "QUEUE jobs_celery_app.add")["requests"] >= 1
+
+
+def test_a_countdown_is_not_waiting(worker: Any) -> None:
+    tasks = worker
+    started = time.time()
+    assert tasks.add.apply_async((5, 5), countdown=1.5).get(timeout=30) == 10
+    assert time.time() - started >= 1.4
+    wait = report(tasks)["jobs"]["names"]["jobs_celery_app.add"]["last_wait_ms"]
+    assert 0.0 <= wait < 1000.0
+
+
+def test_retries_are_counted_and_the_run_that_succeeds_knows_its_attempt(worker: Any) -> None:
+    tasks = worker
+    assert tasks.flaky.delay(2).get(timeout=30) == 2
+    names = report(tasks)["jobs"]["names"]
+    assert names["jobs_celery_app.flaky"]["outcomes"] == {"retry": 2, "success": 1}
+    assert names["jobs_celery_app.flaky"]["retries"] == 2
+
+
+def test_an_nplusone_inside_a_task_is_reported_against_the_task(worker: Any) -> None:
+    tasks = worker
+    assert tasks.authors_one_by_one.delay().get(timeout=30) == 20
+    detections = [d for d in report(tasks)["detections"]
+                  if d["endpoint"] == "JOB jobs_celery_app.authors_one_by_one"]
+    assert detections and detections[0]["kind"] == "n_plus_one"
+    assert detections[0]["count"] >= 20 and detections[0]["suggestion"]
