@@ -23,6 +23,8 @@ def _target(key: str, value: Any) -> str:
             or any(ch in value for ch in "\r\n\t\x00"):
         raise ConfigError(key, value, _TARGET)
     text = value.strip()
+    if text == "$path":  # (an invalidation target: the write's own path)
+        return text
     method, _, rest = text.partition(" ") if " " in text else ("", "", text)
     if (method and method.upper() not in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE",
                                           "*")) or not rest.startswith("/"):
@@ -48,6 +50,8 @@ def _vary(key: str, value: Any) -> tuple[str, ...]:
 
 def _invalidations(key: str, value: Any) -> Mapping[str, tuple[str, ...]]:
     checked = mapping(_targets, "a mapping of write target -> targets it invalidates")(key, value)
+    if "$path" in checked:
+        raise ConfigError(key, value, "a write target: " + _TARGET)
     return {_target(key, k): v for k, v in checked.items()}
 
 
@@ -83,7 +87,8 @@ class ResponseCacheConfig(Section):
         "key the entries; a request with Authorization or Cookie is cached only if that "
         "header is named here (then per value: never across users).", _vary)
     response_cache_invalidate: Mapping[str, tuple[str, ...]] = option(
-        dict, "Write target -> targets it invalidates ('POST /items*': ['/items*']); "
+        dict, "Write target -> targets it invalidates ('PUT /items/{id}': ['$path', "
+        "'/items']; '$path': the write's own path); "
         "empty: every non-GET/HEAD/OPTIONS request invalidates the whole cache.",
         _invalidations, factory=True)
     response_cache_max_entries: int = option(1000, "Stored responses, at most.",

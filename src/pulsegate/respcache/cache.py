@@ -98,7 +98,7 @@ class ResponseCache:
         self.max_body = c.response_cache_max_body
         self.store = MemoryStore(c.response_cache_max_entries, c.response_cache_max_bytes)
         #: key -> (digest of the last body the app produced for it, when): for learning
-        self.digests: BoundedLRU[bytes, tuple[bytes, float]] = BoundedLRU(
+        self.digests: BoundedLRU[bytes, tuple[bytes, float, int]] = BoundedLRU(
             4 * c.response_cache_max_entries)
         self.learners: BoundedLRU[str, RouteLearner] = BoundedLRU(MAX_ROUTES)
         self.generation = 0
@@ -182,13 +182,14 @@ class ResponseCache:
         learner.produced((now - capture.ctx.start) * 1000.0)
         digest = hashlib.blake2b(body, digest_size=16).digest()
         seen = self.digests.get(key)
-        if seen is not None:
+        if seen is not None and seen[2] == capture.generation:
             same, age = seen[0] == digest, now - seen[1]
             # A body that changed only after its time to live breaks no promise of the
-            # cache's; one that stayed the same for longer supports it all the more.
+            # cache's; one that stayed the same for longer supports it all the more. (A
+            # change across an invalidation -- a write -- is expected: not compared.)
             if age <= self.ttl or (same and age <= self.ttl + self.stale):
                 learner.compare(same)
-        self.digests.put(key, (digest, now))
+        self.digests.put(key, (digest, now, capture.generation))
         if capture.generation != self.generation:
             self.counts["discarded"] += 1  # a write was in flight: never stored
             self.store.drop(key)
@@ -216,7 +217,10 @@ class ResponseCache:
         for rule, targets in self.rules.items():
             if rule.matches(method, path, route):
                 for target in targets:
-                    self._invalidate(target.matches_entry, "writes")
+                    if target.route == "$path":  # the entries of the written path itself
+                        self._invalidate(lambda e: e.path.partition("?")[0] == path, "writes")
+                    else:
+                        self._invalidate(target.matches_entry, "writes")
 
     def finished(self, ctx: RequestContext) -> None:
         """The controller's finish: a write invalidates again once it is done."""

@@ -129,6 +129,7 @@ class Capture(Rejection):
                 read.append(chunk)
                 size += len(chunk)
                 if size > limit:
+                    self.done(self._status, self._headers, None)
                     return _Rest(chain(read, it), body)
         except BaseException:
             _Rest(iter(()), body).close()  # the server never sees this body: close it here

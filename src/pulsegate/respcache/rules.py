@@ -54,7 +54,7 @@ def request_refusal(headers: Any, vary: tuple[str, ...]) -> str | None:
     """Why a GET with ``headers`` (a ``.get(name)`` view) may not use the cache, or None."""
     get = headers.get
     for name in CREDENTIAL_HEADERS:
-        if get(name) is not None and name not in vary:
+        if get(name) and name not in vary:  # (an empty value identifies nobody)
             return name
     for name in ("cache-control", "pragma"):
         value = get(name)
