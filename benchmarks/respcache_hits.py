@@ -41,7 +41,7 @@ from pulsegate.engine import PulseGate
 PRODUCTS = 5000
 HOT = 200
 USERS = 20
-CACHE = {"response_cache": True,
+CACHE: dict[str, Any] = {"response_cache": True,
          "response_cache_routes": ["/items/{id}", "/me", "/search"],
          "response_cache_vary": ["accept", "authorization"]}
 #: ``--invalidate``: what a PUT invalidates. ``route`` (every item page: right, since a
@@ -95,7 +95,7 @@ def build(cache: bool, invalidate: str) -> tuple[httpx.AsyncClient, PulseGate, s
                             Route("/me", me), Route("/search", search)])
     gate = PulseGate(**({**CACHE, "response_cache_invalidate": INVALIDATE[invalidate]}
                         if cache else {}))
-    app.add_middleware(PulseGateMiddleware, gate=gate)
+    app.add_middleware(PulseGateMiddleware, gate=gate)  # type: ignore[arg-type]
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t"), gate, db
 
 
