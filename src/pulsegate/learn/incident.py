@@ -250,6 +250,7 @@ class IncidentDetector:
         pt = p + 2.0 * _sqrt(p / seen)
         pt = pt if pt < 0.5 else 0.5
         p1 = 3.0 * pt if 3.0 * pt > pt + 0.02 else pt + 0.02
+        p1 = p1 if p1 < 0.5 * (1.0 + pt) else 0.5 * (1.0 + pt)  # a share stays below 1
         t = e_w * _log(p1 / pt) + (n - e_w) * _log((1.0 - p1) / (1.0 - pt))
         zmax, kappa, h = self.z_max, self.kappa, self.h
         c = self.cusum + (z if z < zmax else zmax) - kappa
@@ -259,6 +260,7 @@ class IncidentDetector:
         self.cusum_tail = ct = ct if ct > 0.0 else 0.0
         pe = self.p_err
         pe1 = 3.0 * pe if 3.0 * pe > pe + 0.05 else pe + 0.05
+        pe1 = pe1 if pe1 < 0.5 * (1.0 + pe) else 0.5 * (1.0 + pe)
         te = errors * _log(pe1 / pe) + (n - errors) * _log((1.0 - pe1) / (1.0 - pe))
         ce = self.cusum_err + (te if te < cap else cap)
         self.cusum_err = ce = ce if ce > 0.0 else 0.0
