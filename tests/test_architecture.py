@@ -33,7 +33,7 @@ FRAMEWORKS = frozenset({"starlette", "fastapi", "django", "flask", "werkzeug", "
 #: The adapter layer: the only modules that may import a framework (and the demo app).
 ADAPTERS = ("pulsegate.asgi", "pulsegate.wsgi", "pulsegate.flask", "pulsegate.django",
             "pulsegate.sqlalchemy", "pulsegate.sqlalchemy_eager", "pulsegate.demo",
-            "pulsegate.demo_app", "pulsegate.cli",
+            "pulsegate.demo_app", "pulsegate.demo_jobs", "pulsegate.cli",
             "pulsegate.pytest_plugin", "pulsegate.caches.django", "pulsegate.advisor.orm",
             "pulsegate.jobs")
 #: Subsystems that plug into the gate and must not import the engine (nor the package

@@ -19,7 +19,7 @@ from pulsegate.config import SECTIONS, ControlConfig, ModelConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = ("core", "model", "queries", "control", "persistence", "registry", "export", "io",
-         "units")
+         "units", "respcache")
 
 
 def section_options() -> dict[str, tuple[str, ...]]:
@@ -106,7 +106,8 @@ BAD = {"core": ("headers", "sfe", "all | safe | none"),
        "registry": ("accuracy_target", "2", "a number >= 0 and <= 1"),
        "export": ("dashboard_points", "1", "an integer >= 2 and <= 10_000"),
        "io": ("outbound_max_routes", "0", "an integer >= 1 and <= 10_000"),
-       "units": ("max_units", "0", "an integer >= 1 and <= 100_000")}
+       "units": ("max_units", "0", "an integer >= 1 and <= 100_000"),
+       "respcache": ("response_cache_ttl", "0", "a number > 0 and <= 86_400")}
 
 
 def _flask(key: str, value: str) -> Any:

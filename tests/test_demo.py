@@ -31,6 +31,10 @@ def test_demo_runs_to_completion_and_reports_every_endpoint() -> None:
     assert re.search(r"^cache demo price:\{id\}: \d+ reads, hit rate", out, re.M), out
     assert re.search(r"^upstream http://127\.0\.0\.1:\d+ \(/upstream/price/\{id\}\): \d+ calls, "
                      r"health [\d.]+", out, re.M), out
+    # and the background job beside the endpoints: its runs, waits and the N+1 inside it
+    assert re.search(r"^job demo\.send_receipt: \d+ runs, forecast [\d.]+ ms, last queue "
+                     r"wait [\d.]+ ms", out, re.M), out
+    assert re.search(r"^  n_plus_one inside the job: \d+ statements, fix: ", out, re.M), out
     assert "Traceback" not in proc.stderr, proc.stderr
 
     # item 8 of issue 16: the report tells the truth.

@@ -130,7 +130,11 @@ def test_outside_any_sink_the_dialect_runs_the_statement() -> None:
     with engine.connect() as conn:
         assert conn.exec_driver_sql("select ?", (7,)).scalar() == 7  # SQLAlchemy executed it
         raw = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        ctx = type("Ctx", (), {"dialect": engine.dialect, "executemany": False})()
+        from sqlalchemy.engine.interfaces import ExecuteStyle
+
+        # (what the hook reads of a real execution context)
+        ctx = type("Ctx", (), {"dialect": engine.dialect, "executemany": False,
+                               "execute_style": ExecuteStyle.EXECUTE})()
         assert _do_execute(raw, "select 1", (), ctx) is False  # no sink: not ours to run
         with capture() as cap:
             assert _do_execute(raw, "select ?", (1,), ctx) is True

@@ -225,3 +225,40 @@ def test_a_failing_listener_is_counted_never_raised_into_the_job() -> None:
     gate.unit_listeners.append(broken)
     assert gate.units.record(JOB, "x", 5.0) is not None
     assert gate.stats()["internal_errors"] == 1
+
+
+class TickingClock:
+    """Every read moves time on by ``step`` seconds: a block count costs what two reads
+    around it see (1 ms here, as in a large process)."""
+
+    def __init__(self, step: float) -> None:
+        self.t = 100.0
+        self.step = step
+
+    def __call__(self) -> float:
+        self.t += self.step
+        return self.t
+
+
+def test_block_counts_take_at_most_one_percent_of_the_units_time() -> None:
+    clock = TickingClock(0.0005)
+    gate = PulseGate(clock=clock, wall=lambda: 1.7e9)
+    counted = []
+    for _ in range(400):  # tiny jobs: a count each would be most of their time
+        run = gate.units.begin(JOB, "tiny", memory=True)
+        assert run is not None
+        counted.append(run.mem0 is not None)
+        gate.units.finish(run)
+    spent = 1e-3 * sum(counted)
+    total = clock.t - 100.0
+    assert spent <= 0.01 * total + 0.05 + 1e-3
+    assert 1 < sum(counted) < 100
+    long_counted = []
+    for _ in range(3):  # long jobs earn counts (credit comes as a run ends)
+        run = gate.units.begin(JOB, "long", memory=True)
+        assert run is not None
+        clock.t += 10.0
+        record = gate.units.finish(run)
+        assert record is not None
+        long_counted.append(record.memory_blocks is not None)
+    assert long_counted[1:] == [True, True]

@@ -18,7 +18,7 @@ from typing import Any
 
 from pulsegate.autoinstrument import instrument_orms
 from pulsegate.config import Config, ConfigError
-from pulsegate.cycle import INTERNAL, PROCEED, REJECT, RequestCycle
+from pulsegate.cycle import CAPTURE, INTERNAL, PROCEED, REJECT, RequestCycle
 from pulsegate.engine import PulseGate
 from pulsegate.export.endpoints import internal_endpoints, serve_asgi
 from pulsegate.http import ASGIHeaders
@@ -169,6 +169,8 @@ class PulseGateMiddleware:
             await self._proceed(cycle, scope, receive, send)
         elif outcome is REJECT:
             await self._reject(cycle, send)
+        elif outcome is CAPTURE:  # the response cache learns the app's response
+            await self._proceed(cycle, scope, receive, cycle.capture.asgi_send(send))
         elif outcome is not INTERNAL or not await self._serve_internal(scope, receive, send):
             await self.app(scope, receive, send)
 

@@ -2,7 +2,7 @@
 
     pulsegate demo [ARGS...]                      run the demo app (pulsegate.demo)
     pulsegate stats                               counters summed over live workers
-    pulsegate report [--limit N]                  baselines, incidents, anomalies, query insights
+    pulsegate report [--limit N]                  baselines, incidents, anomalies, query insights, jobs
     pulsegate models list | show NAME | history NAME | rollback NAME VERSION
     pulsegate feedback [ID correct|incorrect]     label a prediction / show accuracy, F1
 
@@ -10,9 +10,8 @@ The state comes from ``--state-dir`` (the app's SQLite file; env ``PULSEGATE_STA
 or ``--redis-url`` (env ``PULSEGATE_STATE_REDIS_URL``). Labels and rollbacks written here
 reach the running app at its next monitoring run / snapshot. The app writes that state
 only when it is configured with ``state_dir`` (or ``state_redis_url``): every
-``snapshot_interval`` seconds and when it shuts down. On a terminal, tables use ``rich``
-when it is installed (the ``cli`` extra); off a terminal (a pipe, a file) they are plain
-aligned text whose cells are never wrapped; ``--json`` prints JSON.
+``snapshot_interval`` seconds and when it shuts down. Tables use ``rich`` on a terminal
+(the ``cli`` extra), else plain aligned text never wrapped; ``--json`` prints JSON.
 """
 
 from __future__ import annotations
@@ -29,6 +28,7 @@ from typing import Any
 
 from pulsegate.advisor.show import as_insights, print_advice
 from pulsegate.cli_io import io_report, print_io
+from pulsegate.cli_jobs import jobs_report, print_jobs
 from pulsegate.cli_output import STATE_HINT, ago, fmt, table
 from pulsegate.incidents import Incident
 from pulsegate.registry import snapshot as snap
@@ -158,7 +158,7 @@ def cmd_report(store: StateStore, args: argparse.Namespace) -> Any:
     insights = sorted(snap.ranked_insights(snap.fleet_insights(store, workers), now)
                       + as_insights(advice.get("findings") or []),
                       key=lambda r: -float(r["roi"]))[: args.limit]
-    io = io_report(store, args.limit)
+    io = {**io_report(store, args.limit), **jobs_report(store, args.limit)}
     healing = _healing_switches(store)[: args.limit]
     if args.json:
         return {"endpoints": eps, "anomalies": anomalies, "incidents": incidents,
@@ -196,6 +196,7 @@ def cmd_report(store: StateStore, args: argparse.Namespace) -> Any:
               [(ago(h.get("at") or now, now), h.get("state"), h.get("what"), h.get("incident"),
                 h.get("score")) for h in healing])
     print_io(io)
+    print_jobs(io)
     return None
 
 

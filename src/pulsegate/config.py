@@ -38,16 +38,18 @@ from pulsegate.config_sections.model import ModelConfig
 from pulsegate.config_sections.persistence import PersistenceConfig
 from pulsegate.config_sections.queries import QueriesConfig
 from pulsegate.config_sections.registry import RegistryConfig
+from pulsegate.config_sections.respcache import ResponseCacheConfig
 from pulsegate.config_sections.units import UnitsConfig
 
 __all__ = ["SECTIONS", "Check", "Config", "ConfigError", "ControlConfig", "CoreConfig",
            "ExportConfig", "IOConfig", "ModelConfig", "PersistenceConfig", "QueriesConfig",
-           "RegistryConfig", "UnitsConfig", "option"]
+           "RegistryConfig", "ResponseCacheConfig", "UnitsConfig",
+           "option"]
 
 #: The sections in the order of docs/configuration.md; ``Config.<NAME>`` is each one.
 SECTIONS: tuple[type[Section], ...] = (CoreConfig, ModelConfig, QueriesConfig, ControlConfig,
                                        PersistenceConfig, RegistryConfig, ExportConfig,
-                                       IOConfig, UnitsConfig)
+                                       IOConfig, UnitsConfig, ResponseCacheConfig)
 
 _UNKNOWN = "an option listed in docs/configuration.md"
 
@@ -56,8 +58,8 @@ _UNKNOWN = "an option listed in docs/configuration.md"
 # of its bases, so the options keep the order of SECTIONS (core first).
 @refuse_unknown_keywords(_UNKNOWN)
 @dataclass(frozen=True)
-class Config(UnitsConfig, IOConfig, ExportConfig, RegistryConfig, PersistenceConfig,
-             ControlConfig, QueriesConfig, ModelConfig, CoreConfig):
+class Config(ResponseCacheConfig, UnitsConfig, IOConfig, ExportConfig, RegistryConfig,
+             PersistenceConfig, ControlConfig, QueriesConfig, ModelConfig, CoreConfig):
     """Every pulsegate option. Build with ``Config(**kwargs)``, :meth:`from_mapping` or
     :meth:`from_env`; all values are validated when it is built. ``config.core``,
     ``.model``, ``.queries``, ``.control``, ``.persistence``, ``.registry``,
@@ -102,6 +104,10 @@ class Config(UnitsConfig, IOConfig, ExportConfig, RegistryConfig, PersistenceCon
     @cached_property
     def units(self) -> UnitsConfig:
         return UnitsConfig.view(self)
+
+    @cached_property
+    def respcache(self) -> ResponseCacheConfig:
+        return ResponseCacheConfig.view(self)
 
     @classmethod
     def sections(cls) -> dict[str, type[Section]]:

@@ -40,16 +40,20 @@ query_sink: contextvars.ContextVar[QuerySink | None] = contextvars.ContextVar(
 
 
 class Rejection:
-    """A response pulsegate produces instead of calling the app (429 throttle, 503 shed)."""
+    """A response pulsegate produces instead of calling the app (429 throttle, 503 shed,
+    a response cache hit). ``proceed`` is true only for the response cache's
+    :class:`~pulsegate.respcache.Capture`: the app runs, and its response is captured."""
 
-    __slots__ = ("body", "headers", "reason", "status")
+    __slots__ = ("body", "content_type", "headers", "reason", "status")
+    proceed = False
 
     def __init__(self, status: int, reason: str, headers: list[tuple[str, str]],
-                 body: bytes = b"") -> None:
+                 body: bytes = b"", content_type: str = "text/plain; charset=utf-8") -> None:
         self.status = status
         self.reason = reason
         self.headers = headers
         self.body = body
+        self.content_type = content_type
 
 
 #: The detections of a request without any (shared: replaced, never mutated).

@@ -10,8 +10,10 @@ steps of a :class:`RequestCycle` and do the I/O themselves, the way httpx's
         call the app untouched
     elif outcome is INTERNAL:                  # the dashboard or the metrics path
         answer through endpoints (never measured, never rate limited)
-    elif outcome is REJECT:                    # 429 throttle, 503 shed
+    elif outcome is REJECT:                    # 429 throttle, 503 shed, a cache hit
         send cycle.rejection_response(), then cycle.close()
+    elif outcome is CAPTURE:                   # the response cache wants the response
+        as PROCEED, handing the response to cycle.capture (pulsegate.respcache.capture)
     else:                                      # PROCEED
         call the app;
         headers = cycle.response_start(status) # when the response starts: add them
@@ -39,12 +41,14 @@ if TYPE_CHECKING:
     from pulsegate.engine import PulseGate
     from pulsegate.export.endpoints import InternalEndpoints
     from pulsegate.records import RequestInfo
+    from pulsegate.respcache.capture import Capture
 
 #: The outcomes of :meth:`RequestCycle.open` (compare with ``is``).
 PASS: Final = "pass"
 INTERNAL: Final = "internal"
 REJECT: Final = "reject"
 PROCEED: Final = "proceed"
+CAPTURE: Final = "capture"
 
 #: Content type of the small plain-text bodies pulsegate itself sends (429 / 503).
 REJECTION_CONTENT_TYPE = "text/plain; charset=utf-8"
@@ -103,8 +107,13 @@ class RequestCycle:
         if rejection is None:
             return PROCEED
         self.rejection = rejection
-        self.outcome = REJECT
-        return REJECT
+        self.outcome = CAPTURE if rejection.proceed else REJECT
+        return self.outcome
+
+    @property
+    def capture(self) -> Capture:
+        """The response cache's capture (the CAPTURE outcome only)."""
+        return self.rejection  # type: ignore[return-value]
 
     # --- the response -------------------------------------------------------------------
 
@@ -136,7 +145,7 @@ class RequestCycle:
         extra = self.response_start(rejection.status)
         headers = [*rejection.headers, *extra,
                    ("content-length", str(len(rejection.body))),
-                   ("content-type", REJECTION_CONTENT_TYPE)]
+                   ("content-type", rejection.content_type)]
         return rejection.status, headers, rejection.body
 
     def error(self, exc: BaseException, route: str | None = None) -> None:

@@ -8,11 +8,9 @@ live gate), drives weighted traffic at it with a progress bar, then prints one r
 endpoint: requests, observed latency, the forecast and its confidence, anomalies and
 incidents flagged, 429s and 503s, and the N+1 queries found with their fix.
 
-Along the way: the ``/slow`` endpoint regresses (4x slower) for the last third; a
-scraper hammers the API with its own key and is throttled (429) while the regular
-clients are not; and a spike of low-priority ``/report`` exports in the middle third is
-shed (503) by the concurrency allocator before it can hurt the high-priority ``/fast``.
-It stops by itself.
+Along the way: ``/slow`` regresses 4x for the last third; a scraper on its own API key
+is throttled (429), the regular clients are not; a spike of low-priority ``/report``
+exports is shed (503) before it hurts ``/fast``; a background job runs beside. It stops.
 """
 
 from __future__ import annotations
@@ -34,6 +32,7 @@ from typing import Any
 from pulsegate.advisor import Advisor
 from pulsegate.advisor.show import summary_lines
 from pulsegate.demo_io import print_io
+from pulsegate.demo_jobs import DemoJobs, print_jobs
 from pulsegate.engine import PulseGate
 from pulsegate.records import RequestRecord
 
@@ -373,8 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pulsegate demo: FastAPI + SQLite on http://127.0.0.1:{port}, "
               f"{args.concurrency} clients for {args.seconds:.0f} s "
               f"(/slow regresses 4x for the last third)")
-        tally = Tally()
-        started = time.time()
+        tally, started, jobs = Tally(), time.time(), DemoJobs(gate, db).start()
         try:
             asyncio.run(drive(f"http://127.0.0.1:{port}", args.seconds, args.concurrency,
                               state, _progress_printer(), tally))
@@ -386,6 +384,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(line)
         print_query_insights(gate)
         print_io(gate)
+        jobs.stop()
+        print_jobs(gate)
         advisor.sample()
         advisor.run()  # the advisor's job, once more now that the traffic is over
         print("\n".join(summary_lines(advisor.report())))

@@ -149,7 +149,7 @@ class PulseGate(GateReports):
         #: Rate limiter, allocator and healing actions (pulsegate.control), only when one
         #: is configured: with all off the request path pays a single ``is None`` check.
         self.control: Any = None
-        if c.rate_limiting or c.resource_allocation or c.healing_actions:
+        if c.rate_limiting or c.resource_allocation or c.healing_actions or c.response_cache:
             from pulsegate.control.gatekeeper import Controller
             self.control = Controller(self)
         # Model registry, persistence (warm start), feedback, tuning, alerts: built last

@@ -86,8 +86,16 @@ def describe(d: dict[str, Any]) -> str:
     >>> describe({"window_mean_ms": 80.0, "expected_ms": 10.0, "ratio": 8.0, "requests": 10,
     ...           "windows": 2})
     'latency above expected: window mean 80.0 ms against 10.0 ms (8.0x, over 10 requests in 2 windows)'
+    >>> describe({"metric": "starvation", "window_mean_ms": 7.2e6, "expected_ms": 3.6e6,
+    ...           "ratio": 2.0, "requests": 12})
+    'starvation: no run for 7200 s, one expected every 3600 s (2.0x, learnt from 12 starts)'
     """
     metric = str(d.get("metric") or "latency")
+    if metric == "starvation":  # a job that stopped running (pulsegate.jobs.tracker)
+        return (f"starvation: no run for {float(d.get('window_mean_ms') or 0.0) / 1000:.0f} s, "
+                f"one expected every {float(d.get('expected_ms') or 0.0) / 1000:.0f} s "
+                f"({float(d.get('ratio') or 0.0):.1f}x, learnt from {d.get('requests') or 0} "
+                "starts)")
     evidence = f"over {d.get('requests') or 0} requests in {d.get('windows') or 0} windows"
     if metric == "error rate":
         return (f"error rate {d.get('direction') or 'above'} expected: "

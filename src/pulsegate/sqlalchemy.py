@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.engine.interfaces import ExecuteStyle
 
 from pulsegate.context import query_sink
 from pulsegate.queries import callsite, eager
@@ -59,6 +60,8 @@ _finder = callsite.default_finder
 #: between a listener and any caller (the public Connection.execute & co are above).
 #: ``sys._getframe(n)`` jumps them in C without building frame objects.
 _SKIP = 5
+#: One statement, one parameter set (not ``executemany`` nor an "insertmanyvalues" batch).
+_EXECUTE = ExecuteStyle.EXECUTE
 
 
 # One dialect-level listener per execution path: it runs the statement itself (through
@@ -77,7 +80,8 @@ def _do_execute(cursor: Any, statement: str, parameters: Any, context: Any) -> b
     now = perf_counter()
     # The hot path (one statement, tuple parameters) is inlined: this runs per statement.
     try:
-        if type(parameters) is tuple and not context.executemany:
+        # (``execute_style``, not the ``executemany`` property: a Python call a statement)
+        if type(parameters) is tuple and context.execute_style is _EXECUTE:
             try:
                 phash: int | None = hash(parameters)
             except TypeError:

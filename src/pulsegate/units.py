@@ -13,17 +13,11 @@ for it (``sql=True``) is analysed like a request's: an N+1 is reported against t
 unit's key. No model, detector or store is copied.
 
 A kind can never be mistaken for an HTTP method: the engine folds every method outside
-HTTP's own into ``OTHER``, so no endpoint key starts with ``JOB`` or ``UPSTREAM``.
-
-::
-
-    run = gate.units.begin(JOB, "send_email", sql=True)   # None: gate off or a fault
-    ...                                                    # the work
-    gate.units.finish(run, "success")                      # or "failure", "retry"
-
-    with gate.units.observe(UPSTREAM, "api.example.com"):  # also ``async with``
-        ...
-    gate.units.record(QUEUE, "send_email", 1250.0)         # measured elsewhere
+HTTP's own into ``OTHER``, so no endpoint key starts with ``JOB`` or ``UPSTREAM``. Use:
+``run = gate.units.begin(JOB, "send_email", sql=True)`` then ``gate.units.finish(run,
+"success")`` (None: gate off or a fault); ``with gate.units.observe(UPSTREAM, name):``
+(or ``async with``); ``gate.units.record(QUEUE, name, 1250.0)`` for a run measured
+elsewhere.
 
 Names are bounded: at most ``max_units`` per kind, the next ones fold into
 ``"<KIND> (other)"`` (first come, first kept: a stream of new names cannot evict the
@@ -55,19 +49,21 @@ if TYPE_CHECKING:
 __all__ = ["CACHE", "JOB", "MAX_UNIT_NAME", "OUTCOME_STATUS", "OVERFLOW_NAME", "QUEUE",
            "UNIT_KINDS", "UPSTREAM", "UnitGate", "UnitRun", "UnitScope", "Units", "is_unit", "unit_key"]
 
-#: A background job's run (:mod:`pulsegate.jobs`).
+#: The kinds: a job's run (pulsegate.jobs); its wait in the queue, publish to start (the
+#: name is the job's); an outbound call to an upstream; a cache operation by pattern.
 JOB: Final = "JOB"
-#: The wait of a job in its queue, from publish to start (the name is the job's).
 QUEUE: Final = "QUEUE"
-#: An outbound call to an upstream host.
 UPSTREAM: Final = "UPSTREAM"
-#: A cache operation, by cache and key pattern.
 CACHE: Final = "CACHE"
 UNIT_KINDS: Final = frozenset({JOB, QUEUE, UPSTREAM, CACHE})
 
 #: A run's outcome -> its record's status. A status of 500 or more is the incident
 #: detector's error evidence, as for a failed request.
 OUTCOME_STATUS: Final = {"success": 200, "retry": 503, "failure": 500, "timeout": 504}
+#: Share of the units' measured time the block counts may take (see Units.begin).
+MEMORY_SHARE: Final = 0.01
+#: Most credit (s) the block counts may save up while nothing needs them.
+MEMORY_CREDIT_CAP: Final = 0.05
 #: Longest unit name kept (longer ones are cut).
 MAX_UNIT_NAME: Final = 200
 #: Where the names of a kind past its ``max_units`` fold.
@@ -104,9 +100,8 @@ def clean_name(name: object) -> str:
 
 
 class UnitGate(Host, Protocol):
-    """The gate as :class:`Units` sees it (:class:`~pulsegate.engine.PulseGate` is one):
-    a :class:`~pulsegate.plugins.Host`, plus the request path's own pieces a run uses
-    the same way -- clocks, metric layout, query analysis, the publish step."""
+    """The gate as :class:`Units` sees it (``PulseGate`` is one): a ``Host``, plus the
+    request path's pieces a run uses too (clocks, metric layout, queries, publish)."""
 
     enabled: bool
 
@@ -165,6 +160,10 @@ class Units:
         self._qa = c.query_analysis
         self._cpu = c.measure_cpu
         self._mem = c.measure_memory
+        #: The memory samples' budget (see :meth:`begin`): seconds of block counting
+        #: still allowed, and what the two counts of one run cost (learnt).
+        self.memory_credit = MEMORY_CREDIT_CAP
+        self.memory_cost = 0.0
         self._anom = c.anomaly_detection
         #: kind -> admitted names (a dict: ordered, O(1) membership)
         self.names: dict[str, dict[str, None]] = {}
@@ -200,7 +199,13 @@ class Units:
         ``sql``: the run collects the SQL statements run in its context (jobs; not an
         outbound call inside a request, whose statements stay the request's); ``cpu``:
         measure its thread CPU time (``measure_cpu`` on); ``memory``: its allocated
-        block delta (``measure_memory`` on; a walk of the allocator, fine for a job)."""
+        block delta (``measure_memory`` on). Counting blocks walks the interpreter's
+        allocator -- from about 1 µs in a small process to 0.1-0.3 ms in a large one --
+        so it is budgeted: at most :data:`MEMORY_SHARE` (1 %) of the units' measured
+        time goes to it. Each run earns 1 % of its duration as credit (capped at
+        :data:`MEMORY_CREDIT_CAP` s) and a run is counted when the credit covers the
+        two counts' learnt cost: a job of 50 ms or more is counted every time even in
+        a large process, a burst of tiny ones one time in many."""
         gate = self.gate
         if not gate.enabled or kind not in UNIT_KINDS:
             return None
@@ -209,7 +214,14 @@ class Units:
             if not scheduler.started and scheduler.jobs:
                 scheduler.ensure_started()
             cpu0 = gate.cpu_clock() if cpu and self._cpu else None
-            mem0 = sys.getallocatedblocks() if memory and self._mem else None
+            mem0 = None
+            if memory and self._mem and self.memory_credit >= self.memory_cost:
+                t0 = gate.clock()
+                mem0 = sys.getallocatedblocks()
+                read = 2.0 * (gate.clock() - t0)  # this read, and the one at the end
+                cost = self.memory_cost
+                self.memory_cost = read if not cost else cost + 0.2 * (read - cost)
+                self.memory_credit -= read
             start = gate.clock()
             if start >= gate.wall_offset.due:
                 gate.wall_offset.sync(start)
@@ -242,6 +254,8 @@ class Units:
             now = gate.clock()
             if duration is None:
                 duration = now - run.start
+            credit = self.memory_credit + MEMORY_SHARE * duration
+            self.memory_credit = credit if credit < MEMORY_CREDIT_CAP else MEMORY_CREDIT_CAP
             if run.cpu0 is not None:
                 cpu_ms = (gate.cpu_clock() - run.cpu0) * 1000.0
             mem = None if run.mem0 is None else sys.getallocatedblocks() - run.mem0
@@ -283,8 +297,7 @@ class Units:
             leave(run)
 
     def observe(self, kind: str, name: object, **options: Any) -> UnitScope:
-        """A run as a block: ``with`` or ``async with`` (see :class:`UnitScope`);
-        ``options`` as for :meth:`begin`."""
+        """A run as a block (:class:`UnitScope`); ``options`` as for :meth:`begin`."""
         return UnitScope(self, kind, name, options)
 
     def record(self, kind: str, name: object, duration_ms: float, *,
@@ -309,7 +322,8 @@ class Units:
              **fields: Any) -> dict[str, Any]:
         """Record an incident of a unit found outside any run (a job that stopped
         running): appended to ``gate.incidents`` and counted, as the engine does with
-        the incidents of its windows. ``fields`` add to (or override) the
+        the incidents of its windows, and shown to the notable listeners with a record
+        of status 0 (no run ended). ``fields`` add to (or override) the
         :class:`~pulsegate.incidents.Incident` ones."""
         from pulsegate.incidents import Incident
 
@@ -320,6 +334,20 @@ class Units:
         incident.update(fields)
         gate.counters["incidents"] += 1
         gate.incidents.append(incident)
+        # The notable listeners (registry alerts, logs) learn of an incident from the
+        # record that comes with it: here one of status 0, the silence as its duration.
+        run = UnitRun(kind, name, gate.clock(), None, None, 0, False)
+        run.finished = True
+        run.outcome = metric
+        record = RequestRecord.of_request(
+            run, kind, 0, started_at=at, duration_ms=float(incident.get("window_mean_ms") or 0.0),
+            cpu_ms=None, memory_blocks=None, anomaly_score=0.0, confidence=0.0,
+            predicted_ms=None, detections=0)
+        for listener in list(gate.notable_listeners):
+            try:
+                listener(record, run)
+            except Exception as exc:
+                gate.faults.record("units.flag listener", exc)
         return incident
 
     # --- reporting --------------------------------------------------------------------

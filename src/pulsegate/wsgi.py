@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from itertools import chain, islice
 from types import TracebackType
 from typing import Any
@@ -45,7 +46,7 @@ from typing import Any
 from pulsegate.autoinstrument import instrument_orms
 from pulsegate.bounded import BoundedLRU
 from pulsegate.config import Config, ConfigError
-from pulsegate.cycle import INTERNAL, PROCEED, REJECT, RequestCycle
+from pulsegate.cycle import CAPTURE, INTERNAL, PROCEED, REJECT, RequestCycle
 from pulsegate.engine import PulseGate
 from pulsegate.export.endpoints import internal_endpoints, serve_wsgi
 from pulsegate.http import environ_header, parse_status, status_line
@@ -300,13 +301,17 @@ class PulseGateWSGIMiddleware:
             environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "") or "/", None,
             addr if isinstance(addr, str) and addr else None, exchange,
             environ.get("QUERY_STRING", ""), environ.get("wsgi.url_scheme", "http"),
-            None if resolver is None else lambda: resolver(environ)))
+            None if resolver is None else partial(resolver, environ)))  # (in C: no frame)
         cycle = RequestCycle(self.gate, self.internal_endpoints)
         outcome = cycle.open(info)
         if outcome is PROCEED:
             return self._proceed(cycle, exchange, environ, start_response)
         if outcome is REJECT:
             return self._reject(cycle, start_response)
+        if outcome is CAPTURE:  # the response cache learns the app's response
+            capture = cycle.capture
+            return capture.wsgi_body(self._proceed(cycle, exchange, environ,
+                                                   capture.wsgi_start(start_response)))
         if outcome is INTERNAL and self.internal_endpoints is not None:
             # pulsegate's own endpoints: answered before anything is measured
             out = serve_wsgi(self.internal_endpoints, environ, start_response)

@@ -113,3 +113,30 @@ def test_a_slowdown_that_starts_with_a_long_queue_still_re_anchors() -> None:
         busy_window(a, clk, lambda limit: max(0.025, 0.025 * limit / 16))
     assert a.baseline == pytest.approx(0.025)
     assert a.limit >= 10
+
+
+
+def test_a_queue_draining_after_a_cut_is_not_taken_for_a_slow_dependency() -> None:
+    """Pure queueing: each request waits in proportion to the requests in flight when
+    it was admitted. When the learner cuts the limit, the completions still carry the
+    deeper queue they joined while in-flight has already fallen; paired with the
+    in-flight each request saw, that latency is recognised as queueing."""
+    from collections import deque
+
+    a, clk = make()
+    for _ in range(6):
+        quiet_window(a, clk, 0.010)
+    a.set_limit(40)
+    held: deque[tuple[Ticket, int]] = deque()  # (ticket, in flight when admitted)
+    for _ in range(600):  # 6 s: a completion every 10 ms, arrivals fill every free slot
+        while True:
+            t = a.acquire_or_enqueue("normal")
+            if not isinstance(t, Ticket):
+                break
+            held.append((t, a.inflight))
+        clk.t += 0.010
+        if held:
+            done, ahead = held.popleft()
+            done.release(0.0008 * ahead)  # 0.8 ms per request in flight when it came
+    assert a.baseline == pytest.approx(0.010)
+    assert a.limit <= 20

@@ -67,7 +67,9 @@ def _rec(status: int = 200, route: str = "/", path: str = "/", method: str = "GE
 
 def test_suspicious_client_gets_half_rate_only_when_confident() -> None:
     clk = Clock()
-    rl = AdaptiveRateLimiter("10/second", 10, clock=clk)
+    # (auth-failure backoff off: with it this client is refused outright after 5 401s,
+    # tests/control/test_ratelimit_backoff.py; here the multiplier is under test)
+    rl = AdaptiveRateLimiter("10/second", 10, clock=clk, auth_failures_allowed=0)
     # Credential stuffing: POST /login every 0.2 s like clockwork, 401s, rotating UAs.
     mults = []
     for i in range(40):

@@ -20,6 +20,7 @@ from playwright.sync_api import sync_playwright
 
 from pulsegate.asgi import PulseGateMiddleware
 from pulsegate.engine import PulseGate
+from pulsegate.jobs import observe_job
 from services import chromium_path, free_port, wait_port
 
 pytestmark = [pytest.mark.service, pytest.mark.e2e, pytest.mark.pulsegate(nplusone="off")]
@@ -70,6 +71,9 @@ def test_dashboard_in_chromium(dashboard_app: tuple[str, PulseGate], artifacts: 
     base, gate = dashboard_app
     url = f"{base}/_pulsegate/"
     problems: list[str] = []
+    for _ in range(3):  # a background job beside the endpoints (pulsegate.jobs)
+        with observe_job("reports.build", gate=gate, queue_wait_ms=40.0):
+            pass
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
         try:
@@ -103,6 +107,11 @@ def test_dashboard_in_chromium(dashboard_app: tuple[str, PulseGate], artifacts: 
             # 63 sent, plus Chromium's favicon request for the 401 page
             shown = int(page.locator("#cards [data-key=requests] .v").inner_text())
             assert shown == gate.counters["requests"] >= 63
+
+            # the job: its row in the jobs table, its model beside the endpoints
+            job_row = page.locator("#job-rows tbody tr").first
+            assert job_row.inner_text().split()[:2] == ["reports.build", "3"]
+            assert "JOB reports.build" in page.locator("#endpoints").inner_text()
 
             # the N+1 detection with its call site and fix
             row = page.locator("#detections tbody tr[data-id]").first

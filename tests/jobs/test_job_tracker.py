@@ -4,6 +4,7 @@ backlog estimate, persisted state; starvation flagged on the gate as an incident
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 
@@ -60,9 +61,12 @@ def test_state_survives_a_restart_and_bad_rows_are_skipped() -> None:
     for i in range(12):
         t.started("nightly", 86400.0 * i)
     again = JobTracker()
-    again.load_state({**t.state(), "bad": ["x", 1, 2, None], "neg": [-1.0, 0.0, 3, None]})
+    t.finished("nightly", "retry")
+    again.load_state({**t.state(), "bad": {"mean": "x"}, "old": [1.0, 0.0, 3, None],
+                      "neg": {"mean": -1.0, "dev": 0.0, "intervals": 3}})
     assert list(again.rates) == ["nightly"]
     assert again.starving(86400.0 * 11 + 86400.0 * 2.5) == ["nightly"]
+    assert again.stats()["names"]["nightly"]["outcomes"] == {"retry": 1}
 
 
 def test_the_gate_flags_starvation_as_an_incident_of_the_job() -> None:
@@ -82,4 +86,22 @@ def test_the_gate_flags_starvation_as_an_incident_of_the_job() -> None:
     assert incident.expected_ms == pytest.approx(3.6e6) and 0.5 < incident.score <= 1.0
     assert gate.stats()["jobs"]["starvations"] == 1
     assert "pulsegate.jobs.starvation" in gate.scheduler.jobs
+    gate.close()
+
+
+def test_a_starved_job_pages_like_an_endpoint_incident() -> None:
+    wall = {"t": 1.7e9}
+    alerts: list[Any] = []
+    gate = PulseGate(wall=lambda: wall["t"], alert_callback=alerts.append)
+    for _ in range(MIN_INTERVALS + 2):
+        run = start(gate, "nightly")
+        assert run is not None
+        end(gate, run)
+        wall["t"] += 86400.0
+    wall["t"] += 86400.0 * 2
+    check_starvation(gate, tracker_of(gate))
+    gate.scheduler.run_all()  # alert delivery runs on the scheduler thread
+    paged = [a for a in alerts if a.kind == "incident"]
+    assert [a.subject for a in paged] == ["JOB nightly"]
+    assert "starvation" in paged[0].message
     gate.close()

@@ -95,6 +95,10 @@ class ControlConfig(Section):
     trust_shift_rate: float = option(
         4.0, "Abrupt rate change: a client's requests arriving faster than this many times "
         "their usual rate (+ a quarter of the nominal rate) lose trust.", number(1, 1000))
+    auth_failures_allowed: int = option(
+        5, "Consecutive 401/403 answers a client may get before each further request "
+        "waits, doubling from min(window, 60 s); 0: no backoff.",
+        number(0, MILLION, integer=True))
     behaviour_forest: bool = option(False, "Also score clients with a scikit-learn "
                                     "IsolationForest trained in the background (ml extra).",
                                     _bool)

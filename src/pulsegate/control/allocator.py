@@ -41,14 +41,13 @@ SHARES_HOT = (1.0, 0.8, 0.5)
 
 
 class Ticket:
-    __slots__ = ("allocator", "priority", "released", "start", "waited")
+    __slots__ = ("allocator", "inflight", "priority", "released", "start", "waited")
 
     def __init__(self, allocator: ConcurrencyAllocator, priority: int, start: float,
-                 waited: float) -> None:
-        self.allocator = allocator
-        self.priority = priority
-        self.start = start
-        self.waited = waited
+                 waited: float, inflight: int = 1) -> None:
+        self.allocator, self.priority, self.start, self.waited = allocator, priority, start, waited
+        #: requests in flight when this one was admitted (itself included)
+        self.inflight = inflight
         self.released = False
 
     def release(self, latency_s: float | None = None, ok: bool = True) -> None:
@@ -147,7 +146,7 @@ class ConcurrencyAllocator:
         self._caps = self._compute_caps()
         self._w_start = self._w_last = clock()
         self._w_area = 0.0
-        self._w_n = self._w_good = self._w_late = self._w_lat = 0.0
+        self._w_n = self._w_good = self._w_late = self._w_lat = self._w_seen = 0.0
         self._w_high_shed = self._w_shed = 0
         self._prev: tuple[int, int] | None = None
         self.last_window: dict[str, Any] = {}
@@ -171,7 +170,7 @@ class ConcurrencyAllocator:
         self._area(now)
         self.inflight += 1
         self.admitted[priority] += 1
-        return Ticket(self, priority, now, waited)
+        return Ticket(self, priority, now, waited, self.inflight)
 
     def try_acquire(self, priority: int) -> Ticket | None:
         """A ticket if a slot is free for this class and nobody better is waiting; never
@@ -311,6 +310,7 @@ class ConcurrencyAllocator:
             lat = now - ticket.start if latency_s is None else latency_s
             self._w_n += 1
             self._w_lat += lat
+            self._w_seen += ticket.inflight
             if lat > self.target:
                 self._w_late += 1
             elif ok:
@@ -351,7 +351,7 @@ class ConcurrencyAllocator:
             lim = lim * 1.1 + 1.0
         self._limit = float(min(self.max_limit, max(self.min_limit, lim)))
         if self.auto_target:
-            self.latency_baseline.window(self._w_lat / n, lat_ratio, self._w_area / span, util,
+            self.latency_baseline.window(self._w_lat / n, lat_ratio, self._w_seen / n, util,
                                          demand)
             self._retarget()
         self._hot = lat_ratio >= 0.8
@@ -363,7 +363,7 @@ class ConcurrencyAllocator:
                             "samples": n}
         self._w_start = self._w_last = now
         self._w_area = 0.0
-        self._w_n = self._w_good = self._w_late = self._w_lat = 0.0
+        self._w_n = self._w_good = self._w_late = self._w_lat = self._w_seen = 0.0
         self._w_high_shed = self._w_shed = 0
 
     @property

@@ -10,11 +10,21 @@
   flight (``R ~ N x S / workers`` once ``N > workers``), latency without queueing does
   not (``R ~ S``). So while latency is at >= 0.8 x target, the window is compared with
   the window of most requests in flight among the last ``RING`` (8) windows: if in-flight
-  is now <= 0.6 x that window's and latency still >= 0.8 x its latency, the latency is
+  is now <= 0.6 x that window's and latency still >= 0.7 x its latency, the latency is
   not queueing (under queueing it would have fallen with in-flight, to <= 0.6 x) and
   becomes the baseline. A window that is itself queued cannot pass (its latency ratio
   equals its in-flight ratio, <= 0.6); one below the workers can only be anchored at
   its own, unqueued, latency.
+* each latency is paired with the in-flight count *its request saw when admitted*
+  (the window's mean over its completions), not the window's time-average: latency is
+  known only at completion, so right after the limit is cut a window's completions
+  still carry the earlier queue while its time-averaged in-flight has already fallen
+  (and at a step up, the reverse). Paired with the time-average, such windows
+  re-anchored at 24-32 ms on a 10 ms service and the limit stayed at 15-19 through the
+  overload (``allocator_sim.py``, 4 workers, 4 of the tuning seeds 11-34). Paired per
+  request, a queued window's latency ratio equals its in-flight ratio, so the latency
+  test could be relaxed from 0.8 to 0.7 (slowdowns recognised sooner; chosen on seeds
+  11-16 of the slowdown families and 11-34 of the 4-worker one, seeds 1-3 held out).
 
 (Before 2026-12-06's second revision the reference was the slowest window of the
 whole episode: a queued window at the start of a slowdown then kept the ratio under
@@ -50,14 +60,17 @@ class LatencyBaseline:
     def window(self, mean_latency: float, lat_ratio: float, mean_inflight: float,
                util: float, demand: bool) -> None:
         """Fold in one control window (latency in seconds, ``lat_ratio`` = latency /
-        current target, ``util`` = mean in-flight / limit, ``demand``: queued or shed)."""
+        current target, ``mean_inflight`` = mean over its completions of the in-flight
+        count each saw when admitted, ``util`` = time-averaged in-flight / limit,
+        ``demand``: queued or shed)."""
         if util < 0.5 and not demand:
             b = self.baseline
             self.baseline = mean_latency if b is None else b + 0.2 * (mean_latency - b)
         elif lat_ratio >= 0.8 and self.recent:
             ref_inflight, ref_latency = max(self.recent)
-            if (mean_inflight <= 0.6 * ref_inflight
-                    and mean_latency >= 0.8 * ref_latency):
+            passed = (mean_inflight <= 0.6 * ref_inflight
+                      and mean_latency >= 0.7 * ref_latency)
+            if passed:
                 self.baseline = mean_latency
                 self.recent.clear()
                 return

@@ -9,7 +9,8 @@ Each finished request updates its client's :class:`Profile` (O(1), a few floats)
 * ``err``: EWMA of the 4xx/5xx indicator;
 * ``ua``: EWMA of "the User-Agent changed since the last request";
 * ``param``: EWMA of "same route, new query string" (rotating credentials/parameters);
-* ``div``: EWMA of "a path not among the last 8 seen" (scrapers walk the site);
+* ``div``: EWMA of "a path not among the last 48 distinct ones seen" (scrapers walk
+  the site; a page-loader fetches the same few dozen assets load after load);
 * ``write``: EWMA of the non-GET/HEAD indicator (kept for reports; not scored alone).
 
 Suspicion, a noisy-OR of per-feature evidence ``e_i`` in [0, 1] with weights ``w_i``::
@@ -37,14 +38,18 @@ regularity alone makes a client suspicious: each needs a second signal.
 multiplier only when it exceeds ``prediction_threshold``.
 
 A profile never holds a request's strings -- a client chooses their length. It keeps
-fixed-size digests instead (32-bit, from the process's keyed string hash, so a client
-cannot aim collisions at another): the last User-Agent's digest, a ring of the last 8
+fixed-size digests instead (from the process's keyed string hash, so a client cannot
+aim collisions at another): the last User-Agent's digest, a ring of the last 48
 distinct path digests, and a 16-slot table of (route digest, query digest) pairs for
 the parameter churn (a route whose slot is held by another route is not tracked, as
-routes beyond the 16th were not before). Its size is the same for a 10-byte and a
+routes beyond the 16th were not before). Table and ring keep 16 bits of each digest
+(odd, so 1 in 32 768 that two differ yet match): 48 paths in the bytes 8 took at 32
+bits -- a ring of 8 called every asset of a 40-asset page "new" on every load, so a
+page-loader looked like a crawler and was never trusted (issue 23). Its size is the same for a 10-byte and a
 10 MB request (``benchmarks/memory.py --clients``: 957 bytes per client with its bucket,
 map entries and key, for 16 B to 8 KiB request fields, before issue 23's abrupt-change
-detector added one 6-double array: ~1 095 by ``tests/control/test_behaviour_memory.py``).
+detector; with it, the failure streak and the burst history in one 9-double array,
+1 015 by ``tests/control/test_behaviour_memory.py``).
 
 Profiles live in a bounded LRU (``max_clients``). Evicting a client that was treated
 as suspicious leaves a compact penalty record (one float: its suspicion) in a second,
@@ -64,14 +69,19 @@ WEIGHTS = (0.4, 0.6, 0.35, 0.6, 0.5, 0.3)
 FOREST_WEIGHT = 0.4  # the optional IsolationForest term joins the noisy-OR with this weight
 _BETA = 0.1  # per-request EWMA weight
 _POP_BETA = 0.002  # population statistics: slow, so one burst cannot shift "normal"
-PATH_RING = 8  # distinct recent paths remembered (digests)
+PATH_RING = 48  # distinct recent paths remembered (16-bit digests)
+LOW16 = 0xFFFF  # what a profile keeps of a digest (odd digests stay odd)
 # Abrupt-change detector (trust lost fast; see BehaviourModel.update_digests):
 _SLOW_BETA = 0.02  # per-request weight of the client's own baselines
 SHIFT_ERR_H = 1.0  # error CUSUM alarm level: two errors in a row
 SHIFT_DIV_H = 2.0  # path CUSUM alarm level: 5 new paths in a row for a reader
 SHIFT_ERR_K = 0.3  # error CUSUM reference: a 2 % background barely moves it
 SHIFT_WARMUP = 30  # requests before the rate test (its baseline is a mean of them)
-SINCE, BURST, BASE_BURST, BASE_DIV, SHIFT_DIV, SHIFT_ERR = range(6)  # Profile.change
+# Profile.change: the abrupt-change detector's fields, then the auth-failure streak and
+# the burst history behind the learnt burst allowance
+SINCE, BURST, BASE_BURST, BASE_DIV, SHIFT_DIV, SHIFT_ERR, FAILS, RUN, PEAK = range(9)
+PEAK_KEEP = 0.9  # the largest recent burst is forgotten by 10 % per burst
+AUTH_FAILURES = (401, 403)  # statuses that extend a client's failure streak
 QUERY_SLOTS = 16  # routes whose last query string is remembered (digests)
 PATHS = 2 * QUERY_SLOTS  # where the path ring starts in a profile's digest array
 
@@ -101,18 +111,20 @@ class Profile:
         self.div = 0.0
         self.write = 0.0
         self.last_ua = 0  # digest of the last User-Agent; 0 = none seen yet
-        #: one array of digests (one array header instead of two, per client): query
-        #: slot i is (route digest, query digest) at [2i], [2i+1], 0 = free; from
+        #: one array of 16-bit digests (one array header instead of two, per client):
+        #: query slot i is (route digest, query digest) at [2i], [2i+1], 0 = free; from
         #: PATHS on, a ring of PATH_RING distinct path digests
-        self.digests = array("I", bytes(4 * (PATHS + PATH_RING)))
+        self.digests = array("H", bytes(2 * (PATHS + PATH_RING)))
         self.path_next = PATHS
         self.suspicion = prior
         #: the abrupt-change detector's state, one flat array (a float object per field
         #: would cost ~100 bytes more per client): [SINCE] the last abrupt change
         #: (-inf: none yet), [BURST] fast rate (time constant tau / 6), [BASE_BURST] its usual
         #: value per request, [BASE_DIV] usual share of new paths, [SHIFT_DIV] /
-        #: [SHIFT_ERR] the CUSUMs (see BehaviourModel._shift)
-        self.change = array("d", (-math.inf, 0.0, 0.0, 0.0, 0.0, 0.0))
+        #: [SHIFT_ERR] the CUSUMs (see BehaviourModel._shift); [FAILS] consecutive auth
+        #: failures (401/403) since the last success; [RUN] requests in the current burst
+        #: and [PEAK] the largest recent one (see BehaviourModel._burst)
+        self.change = array("d", (-math.inf, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0))
         #: evidence from the optional IsolationForest (set in the background), in [0, 1]
         self.forest = 0.0
 
@@ -127,6 +139,16 @@ class Profile:
     def since(self) -> float:
         """Time of the client's last abrupt change (-inf: none seen)."""
         return self.change[SINCE]
+
+    @property
+    def auth_failures(self) -> int:
+        """Consecutive 401/403 answers since the client's last success."""
+        return int(self.change[FAILS])
+
+    @property
+    def peak_burst(self) -> float:
+        """The client's largest recent burst (requests closer than the nominal interval)."""
+        return max(self.change[PEAK], self.change[RUN])
 
     @property
     def confidence(self) -> float:
@@ -213,6 +235,7 @@ class BehaviourModel:
         fast_tau = tau / 6.0
         if p.last_t >= 0.0:
             ia = max(now - p.last_t, 1e-6)
+            self._burst(p.change, ia)
             p.rate = p.rate * math.exp(-ia / tau) + 1.0 / tau
             c = p.change
             c[BURST] = c[BURST] * math.exp(-ia / fast_tau) + 1.0 / fast_tau
@@ -225,23 +248,29 @@ class BehaviourModel:
         else:
             p.rate = 1.0 / tau
             p.change[BURST] = 1.0 / fast_tau
+            p.change[RUN] = 1.0
         p.last_t = now
         p.n += 1
         # 429 is neutral: our own refusals must not feed back into suspicion.
         p.err += b * ((1.0 if status >= 400 and status != 429 else 0.0) - p.err)
+        if status in AUTH_FAILURES:
+            p.change[FAILS] += 1.0
+        elif status < 400:  # only a success ends a streak (a 404 between tries does not)
+            p.change[FAILS] = 0.0
         p.write += b * ((0.0 if method in ("GET", "HEAD") else 1.0) - p.write)
         if ua or p.last_ua:
             changed = 1.0 if (p.last_ua and ua != p.last_ua) else 0.0
             p.ua += b * (changed - p.ua)
             p.last_ua = ua
-        r = digest(route)
+        r = digest(route) & LOW16
+        q &= LOW16
         table, slot = p.digests, 2 * ((r >> 1) % QUERY_SLOTS)
         if table[slot] == r:
             p.param += b * ((1.0 if q != table[slot + 1] else 0.0) - p.param)
             table[slot + 1] = q
         elif table[slot] == 0:
             table[slot], table[slot + 1] = r, q
-        h = digest(path)  # odd, so never an empty (0) slot of the ring
+        h = digest(path) & LOW16  # odd, so never an empty (0) slot of the ring
         try:
             table.index(h, PATHS)
             seen = True
@@ -259,6 +288,19 @@ class BehaviourModel:
         if p.n <= 32 or not p.n & 3:
             self._score(p, allowance)
         return p
+
+    def _burst(self, c: array[float], gap: float) -> None:
+        """Burst history: a burst is a run of requests closer than the nominal interval
+        (faster than the bucket refills); ``PEAK <- max(run, 0.9 PEAK)`` when one ends,
+        so the largest recent burst is remembered and fades by 10 % a burst."""
+        if gap * self.nominal_rate < 1.0:
+            c[RUN] += 1.0
+        else:
+            run = c[RUN]
+            if run > 1.0:
+                peak = PEAK_KEEP * c[PEAK]
+                c[PEAK] = run if run > peak else peak
+            c[RUN] = 1.0
 
     def _shift(self, p: Profile, now: float, new_path: float, error: float) -> None:
         """Abrupt-change detector: restarts the client's clean stretch (``since``).

@@ -46,6 +46,7 @@ from pulsegate.records import RequestRecord
 if TYPE_CHECKING:
     from pulsegate.control.healing import Healer
     from pulsegate.plugins import Host
+    from pulsegate.respcache import ResponseCache
 
 NAMES = ("high", "normal", "low")
 _THROTTLE_BODY = b"Too Many Requests\n"
@@ -78,7 +79,8 @@ class Controller:
                 suspicion_threshold=c.suspicion_threshold,
                 prediction_threshold=c.prediction_threshold, max_clients=c.max_clients,
                 trust_min_requests=c.trust_min_requests, trust_min_seconds=c.trust_min_seconds,
-                trust_shift_rate=c.trust_shift_rate)
+                trust_shift_rate=c.trust_shift_rate,
+                auth_failures_allowed=c.auth_failures_allowed)
         self.costs = dict(c.rate_limit_costs)
         #: finished requests waiting to be folded into behaviour profiles (bounded: if the
         #: scheduler falls behind, the oldest are dropped rather than memory growing)
@@ -117,6 +119,12 @@ class Controller:
                 self.route_priority[rule] = PRIORITIES[prio]
         self.priority_header = c.priority_header.lower() if c.priority_header else None
         self.need_route = bool(c.rate_limit_routes or self.costs or self.route_priority)
+        #: The learned response cache (pulsegate.respcache), only when it is on.
+        self.cache: ResponseCache | None = None
+        if gate.config.respcache.response_cache:
+            from pulsegate.respcache import ResponseCache
+
+            self.cache = ResponseCache(gate)
         self.healer: Healer | None = None
         if c.healing_actions:
             from pulsegate.control.healing import Healer
@@ -243,26 +251,36 @@ class Controller:
         return (yield from as_flow(self._allocate(ctx, route)))
 
     def _allocate(self, ctx: RequestContext, route: str | None) -> Maybe[Rejection | None]:
+        """The response cache (a hit needs no slot), then the allocator."""
+        cache = self.cache
+        answer = None
+        if cache is not None:
+            answer = cache.admit(ctx, self._route(ctx))
+            if answer is not None and not answer.proceed:
+                return answer
         allocator = self.allocator
         if allocator is None:
-            return None
+            return answer
         p = self.priority(ctx, route)
         ctx.priority = NAMES[p]
         ticket = allocator.try_acquire(p)
         if ticket is None:
-            return self._queue(ctx, p)
-        return self._admitted(ctx, ticket)
+            return self._queue(ctx, p, answer)
+        return self._admitted(ctx, ticket) or answer
 
-    def _queue(self, ctx: RequestContext, p: int) -> Flow[Rejection | None]:
+    def _queue(self, ctx: RequestContext, p: int,
+               answer: Rejection | None = None) -> Flow[Rejection | None]:
         allocator = self.allocator
         assert allocator is not None
-        return self._admitted(ctx, (yield from allocator.acquire_flow(p)))
+        return self._admitted(ctx, (yield from allocator.acquire_flow(p))) or answer
 
     def admit(self, ctx: RequestContext) -> Rejection | None:
         """:meth:`admission` run to its end by blocking (threads, tests, benchmarks)."""
         return settle(self.admission(ctx))
 
     def finish(self, ctx: RequestContext, record: RequestRecord) -> None:
+        if self.cache is not None:
+            self.cache.finished(ctx)
         ticket = ctx.ticket
         if ticket is not None:
             ctx.ticket = None

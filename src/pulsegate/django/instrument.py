@@ -29,6 +29,8 @@ from pulsegate.queries.nplusone import register_model_resolver
 __all__ = ["install", "query_wrapper"]
 
 _finder = callsite.default_finder
+#: ``(relationship, load, source)`` of a statement no relationship load marked.
+_NO_LOAD = (None, None, None)
 
 
 def query_wrapper(execute: Callable[..., Any], sql: str, params: Any, many: bool,
@@ -52,14 +54,12 @@ def query_wrapper(execute: Callable[..., Any], sql: str, params: Any, many: bool
                     phash, pcount = params_identity(params)
             else:
                 phash, pcount = params_identity(params)
-            load = current_load.get()
-            conn = context.get("connection")
+            rel, kind, source = current_load.get() or _NO_LOAD
             sink.add_query(new_event((
                 sql, ms, t0, pcount, phash, None,
                 _finder.find(3) if sink.call_sites else None,  # skip _execute_with_wrappers
-                load[0] if load is not None else None, many,
-                getattr(conn, "vendor", None), load[1] if load is not None else None,
-                "django", load[2] if load is not None else None)))
+                rel, many, getattr(context.get("connection"), "vendor", None), kind,
+                "django", source)))
         except Exception as exc:
             hook_faults.record("django query hook", exc)
 

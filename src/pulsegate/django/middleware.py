@@ -34,7 +34,7 @@ from django.urls import Resolver404, get_resolver
 
 from pulsegate.autoinstrument import instrument_orms
 from pulsegate.bounded import BoundedLRU
-from pulsegate.cycle import INTERNAL, PROCEED, REJECT, RequestCycle, record_view_error
+from pulsegate.cycle import CAPTURE, INTERNAL, PROCEED, REJECT, RequestCycle, record_view_error
 from pulsegate.django.gate import get_gate
 from pulsegate.engine import PulseGate
 from pulsegate.export.endpoints import internal_endpoints, read_body
@@ -122,6 +122,9 @@ class PulseGateMiddleware:
         cycle = RequestCycle(self.gate, self.internal_endpoints)
         outcome = cycle.open(self._info(request))
         if outcome is not PROCEED:
+            if outcome is CAPTURE:  # the response cache learns the view's response
+                return self._respond(cycle, request, _captured(cycle, request,
+                                                               self.get_response))
             other = self._other(cycle, request)
             return other if other is not None else self.get_response(request)
         try:
@@ -137,6 +140,13 @@ class PulseGateMiddleware:
         # (internal endpoints do no I/O: Django's ASGI handler has buffered the body)
         outcome = await cycle.open_async(self._info(request))
         if outcome is not PROCEED:
+            if outcome is CAPTURE:
+                try:
+                    response = await get_response(request)
+                except BaseException as exc:
+                    cycle.error(exc, _route(request))
+                    raise
+                return self._respond(cycle, request, _learnt(cycle, response))
             other = self._other(cycle, request)
             return other if other is not None else await get_response(request)
         try:
@@ -220,6 +230,27 @@ class PulseGateMiddleware:
                 response.headers[name] = value
         _close_with(cycle, response, rejection.status)
         return response
+
+
+def _captured(cycle: RequestCycle, request: HttpRequest,
+              get_response: GetResponse) -> HttpResponseBase:
+    """The view's response, handed to the response cache (the CAPTURE outcome)."""
+    try:
+        response = get_response(request)
+    except BaseException as exc:
+        cycle.error(exc, _route(request))
+        raise
+    return _learnt(cycle, response)
+
+
+def _learnt(cycle: RequestCycle, response: HttpResponseBase) -> HttpResponseBase:
+    """Hand ``response`` to the cache: its headers (a cookie set through
+    ``response.cookies`` counts as ``Set-Cookie``) and its body unless it streams."""
+    headers = list(response.items())
+    headers += [("set-cookie", name) for name in response.cookies]
+    body = None if response.streaming else response.content  # type: ignore[attr-defined]
+    cycle.capture.done(response.status_code, headers, body)
+    return response
 
 
 def _route(request: HttpRequest) -> str | None:

@@ -26,7 +26,10 @@ if TYPE_CHECKING:
     from pulsegate.records import RequestRecord
     from pulsegate.units import UnitGate, UnitRun
 
-__all__ = ["end", "start", "tracker_of"]
+__all__ = ["MIN_WAIT_MS", "end", "start", "tracker_of"]
+
+#: The shortest queue wait the QUEUE model learns (ms): shorter is "did not wait".
+MIN_WAIT_MS = 1.0
 
 _TRACKERS: weakref.WeakKeyDictionary[Any, JobTracker] = weakref.WeakKeyDictionary()
 _LOCK = threading.Lock()
@@ -75,7 +78,10 @@ def start(gate: UnitGate, name: object, *, queue_wait_ms: float | None = None,
     units = gate.units
     if queue_wait_ms is not None:
         queue_wait_ms = queue_wait_ms if queue_wait_ms > 0.0 else 0.0
-        units.record(QUEUE, name, queue_wait_ms)
+        # learnt as at least 1 ms: on the models' log scale a job that did not wait at
+        # all (1 µs, the floor) would read as a thousandfold drop from one that waited
+        # a millisecond, and an idle queue's zeros would swamp its spread
+        units.record(QUEUE, name, queue_wait_ms if queue_wait_ms > MIN_WAIT_MS else MIN_WAIT_MS)
     run = units.begin(JOB, name, sql=True, memory=True, queue_wait_ms=queue_wait_ms,
                       retries=retries)
     if run is not None:

@@ -95,16 +95,25 @@ class JobRate:
             return None
         return self.mean + max(self.mean, SIGMAS * MAD_TO_SIGMA * self.dev)
 
-    def state(self) -> list[float | int | None]:
-        return [self.mean, self.dev, self.intervals, self.last_start]
+    def state(self) -> dict[str, Any]:
+        return {"mean": self.mean, "dev": self.dev, "intervals": self.intervals,
+                "last_start": self.last_start, "last_wait_ms": self.last_wait_ms,
+                "outcomes": dict(self.outcomes), "retries": self.retries,
+                "starving": self.starving}
 
     def load(self, data: Any) -> None:
-        mean, dev, intervals, last = data
-        if not (math.isfinite(float(mean)) and math.isfinite(float(dev))) or \
-                float(mean) < 0 or float(dev) < 0 or int(intervals) < 0:
+        mean, dev, intervals = float(data["mean"]), float(data["dev"]), int(data["intervals"])
+        if not (math.isfinite(mean) and math.isfinite(dev)) or min(mean, dev, intervals) < 0:
             raise ValueError("inconsistent job rate")
-        self.mean, self.dev, self.intervals = float(mean), float(dev), int(intervals)
+        self.mean, self.dev, self.intervals = mean, dev, intervals
+        last, wait = data.get("last_start"), data.get("last_wait_ms")
         self.last_start = None if last is None else float(last)
+        self.last_wait_ms = None if wait is None else float(wait)
+        outcomes = data.get("outcomes")
+        if isinstance(outcomes, dict):
+            self.outcomes = {str(k): int(v) for k, v in list(outcomes.items())[:8]}
+        self.retries = int(data.get("retries") or 0)
+        self.starving = bool(data.get("starving"))
 
 
 class JobTracker:
@@ -203,6 +212,6 @@ class JobTracker:
                 rate = JobRate()
                 try:
                     rate.load(row)
-                except (TypeError, ValueError):
+                except (TypeError, ValueError, KeyError, AttributeError):
                     continue
                 self.rates.put(str(name), rate)

@@ -1,0 +1,156 @@
+"""Handing the app's response to the cache: the smallest thing each adapter can call.
+
+A :class:`Capture` is admission's third answer (beside "proceed" and a
+:class:`~pulsegate.context.Rejection`): the request cycle's ``CAPTURE`` outcome, "call
+the app, and give me what it answered". It is a ``Rejection`` only so that it travels
+the same path (``proceed`` is true: the app runs). The adapter hands it the response:
+
+* ASGI: ``send = capture.asgi_send(send)`` (the messages pass unchanged);
+* WSGI: ``start_response = capture.wsgi_start(start_response)`` and
+  ``body = capture.wsgi_body(body)`` (a body up to ``max_body`` bytes is read ahead,
+  a longer one is passed on as it comes and never cached);
+* any other: ``capture.done(status, headers, body)`` (Django: ``response.content``).
+
+``done`` never raises: a fault of the cache is counted and the response goes out as
+the app made it (fail open).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
+from itertools import chain
+from typing import Any, Protocol
+
+from pulsegate.context import Rejection, RequestContext
+
+Message = MutableMapping[str, Any]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class Learner(Protocol):
+    """What a capture hands the response to (the :class:`~.cache.ResponseCache`)."""
+
+    max_body: int
+    gate: Any
+
+    def learn(self, capture: Capture, status: int, headers: list[tuple[str, str]],
+              body: bytes | None) -> None: ...
+
+
+class Capture(Rejection):
+    """Proceed, and hand the response to the cache (see the module's docstring)."""
+
+    __slots__ = (
+        "_headers",
+        "_status",
+        "cache",
+        "ctx",
+        "endpoint",
+        "generation",
+        "key",
+        "path",
+        "refresh",
+    )
+    proceed = True
+
+    def __init__(self, cache: Learner, ctx: RequestContext, key: bytes, endpoint: str,
+                 path: str, generation: int, refresh: bool) -> None:
+        super().__init__(0, "capture", [])
+        self.cache = cache
+        self.ctx = ctx
+        self.key = key
+        self.endpoint = endpoint
+        self.path = path
+        self.generation = generation
+        self.refresh = refresh
+        self._status = 0
+        self._headers: list[tuple[str, str]] = []
+
+    def done(self, status: int, headers: list[tuple[str, str]], body: bytes | None) -> None:
+        """The app answered ``status``, ``headers`` and ``body`` (None: not captured
+        whole). Learnt, and stored if the route is worth it; never raises."""
+        try:
+            self.cache.learn(self, status, headers, body)
+        except Exception as exc:
+            self.cache.gate.faults.record("respcache.learn", exc)
+
+    # --- ASGI ---------------------------------------------------------------------------
+
+    def asgi_send(self, send: Send) -> Send:
+        limit = self.cache.max_body
+        chunks: list[bytes] = []
+        size = 0
+
+        async def capturing_send(message: Message) -> None:
+            nonlocal size
+            kind = message.get("type")
+            if kind == "http.response.start":
+                self._status = int(message.get("status", 0))
+                self._headers = [(bytes(k).decode("latin-1"), bytes(v).decode("latin-1"))
+                                 for k, v in message.get("headers") or ()]
+            elif kind == "http.response.body" and size >= 0:
+                body = message.get("body", b"")
+                size += len(body)
+                if size > limit:
+                    size = -1
+                    chunks.clear()
+                else:
+                    chunks.append(bytes(body))
+                if not message.get("more_body", False):
+                    self.done(self._status, self._headers,
+                              None if size < 0 else b"".join(chunks))
+            await send(message)
+
+        return capturing_send
+
+    # --- WSGI ---------------------------------------------------------------------------
+
+    def wsgi_start(self, start_response: Callable[..., Any]) -> Callable[..., Any]:
+        def capturing_start(status: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
+            try:
+                self._status = int(str(status)[:3])
+            except ValueError:
+                self._status = 0
+            self._headers = list(headers)
+            return start_response(status, headers, *exc)
+
+        return capturing_start
+
+    def wsgi_body(self, body: Iterable[bytes]) -> Iterable[bytes]:
+        """``body`` read ahead up to ``max_body`` bytes: learnt when it ends there,
+        otherwise passed on whole (what was read, then the rest) and not cached. The
+        result closes ``body`` when the server closes it."""
+        limit = self.cache.max_body
+        read: list[bytes] = []
+        size = 0
+        try:
+            it = iter(body)
+            for chunk in it:
+                read.append(chunk)
+                size += len(chunk)
+                if size > limit:
+                    self.done(self._status, self._headers, None)
+                    return _Rest(chain(read, it), body)
+        except BaseException:
+            _Rest(iter(()), body).close()  # the server never sees this body: close it here
+            raise
+        self.done(self._status, self._headers, b"".join(read))
+        return _Rest(iter(read), body)
+
+
+class _Rest:
+    """The body as read ahead, closing the app's body (and so the request) on close."""
+
+    __slots__ = ("_body", "_chunks")
+
+    def __init__(self, chunks: Iterator[bytes], body: Iterable[bytes]) -> None:
+        self._chunks = chunks
+        self._body = body
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._chunks
+
+    def close(self) -> None:
+        close = getattr(self._body, "close", None)
+        if close is not None:
+            close()

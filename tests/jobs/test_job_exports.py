@@ -1,0 +1,127 @@
+"""Jobs in the exporters, beside endpoints: Prometheus (unit families, score with the kind
+as ``method``), OpenTelemetry (the task's own span under OpenTelemetry's Celery
+instrumentation gets ``pulsegate.job.*``; unit metrics), the dashboard's series and
+summary, and ``gate.endpoints()``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from celery import Celery
+from opentelemetry.instrumentation.celery import CeleryInstrumentor
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from pulsegate.engine import PulseGate
+from pulsegate.export import otel, prometheus
+from pulsegate.jobs import celery as pg_celery
+from pulsegate.jobs import observe_job
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_prometheus_shows_runs_durations_and_waits_beside_the_endpoints() -> None:
+    registry = CollectorRegistry()
+    gate = PulseGate(log_events=False)
+    exporter = prometheus.install(gate, registry)
+    for _ in range(3):
+        with observe_job("mail.send", gate=gate, queue_wait_ms=120.0):
+            pass
+    with pytest.raises(RuntimeError), observe_job("mail.send", gate=gate):
+        raise RuntimeError("smtp down")
+    s = samples(exporter.render()[1].decode())
+    job = (("kind", "JOB"), ("name", "mail.send"))
+    assert s[("pulsegate_unit_runs_total", (*job, ("outcome", "success")))] == 3
+    assert s[("pulsegate_unit_runs_total", (*job, ("outcome", "failure")))] == 1
+    assert s[("pulsegate_unit_duration_seconds_count", job)] == 4
+    wait = (("kind", "QUEUE"), ("name", "mail.send"))
+    assert s[("pulsegate_unit_duration_seconds_sum", wait)] == pytest.approx(0.36)
+    assert s[("pulsegate_anomaly_score_count", (("method", "JOB"), ("route", "mail.send")))] == 4
+
+
+@pytest.fixture()
+def traced() -> Iterator[tuple[Any, InMemorySpanExporter, InMemoryMetricReader, PulseGate]]:
+    """A Celery app whose tasks run in-process (``apply``: the worker's tracer and
+    signals), instrumented by OpenTelemetry first, then by pulsegate -- the order in
+    which OpenTelemetry's span would already be ended in ``task_postrun``."""
+    app = Celery("traced", broker="memory://")
+    app.conf.task_ignore_result = True
+
+    @app.task(name="reports.build")
+    def build(n: int) -> int:
+        return n * 2
+
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    instrumentor = CeleryInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    reader = InMemoryMetricReader()
+    gate = PulseGate(log_events=False)
+    otel.install(gate, meter_provider=MeterProvider(metric_readers=[reader]))
+    pg_celery.instrument(app, gate)
+    try:
+        yield build, spans, reader, gate
+    finally:
+        pg_celery.uninstrument()
+        instrumentor.uninstrument()
+        gate.close()
+
+
+def test_the_tasks_own_span_carries_the_jobs_figures(traced: Any) -> None:
+    build, spans, reader, gate = traced
+    for n in range(3):
+        assert build.apply((n,)).get() == 2 * n
+    run_spans = [s for s in spans.get_finished_spans() if s.name.startswith("run/")]
+    assert len(run_spans) == 3
+    attrs = dict(run_spans[-1].attributes or {})
+    assert attrs["pulsegate.job.name"] == "reports.build"
+    assert attrs["pulsegate.job.outcome"] == "success"
+    assert "pulsegate.anomaly_score" in attrs and attrs["pulsegate.job.retries"] == 0
+    data = reader.get_metrics_data()
+    points = {(m.name, tuple(sorted(p.attributes.items()))): p
+              for rm in data.resource_metrics for sm in rm.scope_metrics
+              for m in sm.metrics for p in m.data.data_points}
+    runs = points[("pulsegate.unit.runs", (("pulsegate.unit.kind", "JOB"),
+                                           ("pulsegate.unit.name", "reports.build"),
+                                           ("pulsegate.unit.outcome", "success")))]
+    assert runs.value == 3
+
+
+def test_an_outbound_unit_leaves_the_enclosing_span_alone() -> None:
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    gate = PulseGate(log_events=False)
+    otel.install(gate, meter_provider=MeterProvider())
+    with provider.get_tracer("t").start_as_current_span("request"):
+        gate.units.record("UPSTREAM", "https://api.example.com", 12.0)
+    (span,) = spans.get_finished_spans()
+    assert not any(k.startswith("pulsegate.") for k in (span.attributes or {}))
+    gate.close()
+
+
+def test_jobs_show_in_the_dashboard_series_and_summary() -> None:
+    from pulsegate.export import state
+    from pulsegate.export.dashboard.api import summary
+
+    gate = PulseGate(log_events=False, dashboard=True, dashboard_allow_loopback=True)
+    with observe_job("thumbs.resize", gate=gate):
+        pass
+    series = state(gate).series
+    assert series is not None
+    page = summary(gate, series)
+    assert "JOB thumbs.resize" in [row["endpoint"] for row in page["endpoints"]]
+    assert series.endpoint_series("JOB thumbs.resize")
+    assert page["stats"]["jobs"]["names"]["thumbs.resize"]["outcomes"] == {"success": 1}
+    gate.close()

@@ -1,0 +1,187 @@
+"""The learned response cache through the WSGI middleware (Flask, and a plain WSGI app
+streaming its body) and the Django middleware (sync and async handlers): the same
+promises as under ASGI -- served once learnt, never across users, never after a write."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import cache_django_urls as urls
+import pytest
+from cache_shop import FakeClock
+from django.test import AsyncClient, Client, override_settings
+from flask import Flask, request
+
+from pulsegate.django.gate import set_gate
+from pulsegate.engine import PulseGate
+from pulsegate.flask import PulseGate as FlaskPulseGate
+from pulsegate.wsgi import PulseGateWSGIMiddleware
+
+OPTIONS: dict[str, Any] = {"response_cache": True, "response_cache_min_saving_ms": 0.0}
+
+
+def cached(headers: Any) -> bool:
+    return headers.get("x-ml-optimization-applied") == "cache"
+
+
+# --- Flask (WSGI) -----------------------------------------------------------------------
+
+def flask_shop(**options: Any) -> tuple[Flask, FakeClock, dict[str, int], dict[str, str]]:
+    clock = FakeClock()
+    items = {"1": "apple"}
+    calls = {"item": 0, "me": 0}
+    app = Flask(__name__)
+
+    @app.get("/items/<pk>")
+    def item(pk: str) -> str:
+        calls["item"] += 1
+        clock.t += 0.005
+        return f"item {items.get(pk, '?')}"
+
+    @app.put("/items/<pk>")
+    def put_item(pk: str) -> str:
+        items[pk] = request.get_data(as_text=True)
+        return "ok"
+
+    @app.get("/me")
+    def me() -> str:
+        calls["me"] += 1
+        clock.t += 0.005
+        return f"hello {request.headers.get('authorization') or request.cookies.get('s')}"
+
+    gate = PulseGate(clock=clock, response_cache_routes=["/items/<pk>", "/me"],
+                     **{**OPTIONS, **options})
+    FlaskPulseGate(app, gate=gate)
+    return app, clock, calls, items
+
+
+def test_flask_serves_a_learnt_route_and_never_after_a_write() -> None:
+    app, clock, calls, items = flask_shop()
+    client = app.test_client()
+    for _ in range(12):
+        clock.t += 0.1
+        r = client.get("/items/1")
+        assert r.text == "item apple"
+    produced = calls["item"]
+    for _ in range(10):
+        r = client.get("/items/1")
+        assert cached(r.headers) and r.text == "item apple" and r.content_type.startswith(
+            "text/html")
+    assert calls["item"] == produced
+    assert client.put("/items/1", data="banana").text == "ok"
+    r = client.get("/items/1")
+    assert not cached(r.headers) and r.text == "item banana"
+
+
+def test_flask_never_serves_across_users() -> None:
+    app, clock, calls, _ = flask_shop(response_cache_vary=["authorization"])
+    client = app.test_client()
+    for _ in range(15):
+        for user in ("alice", "bob"):
+            clock.t += 0.1
+            assert client.get("/me", headers={"authorization": user}).text == f"hello {user}"
+    hits = 0
+    for user in ("alice", "bob") * 5:
+        r = client.get("/me", headers={"authorization": user})
+        assert r.text == f"hello {user}"
+        hits += cached(r.headers)
+    assert hits >= 9  # (one in 20 is an audit, answered by the app)
+    client.set_cookie("s", "carol")  # a cookie, not named in vary: never cached
+    for _ in range(15):
+        r = client.get("/me")
+        assert not cached(r.headers) and r.text == "hello carol"
+
+
+def test_a_streamed_wsgi_body_past_max_body_is_passed_whole_and_never_cached() -> None:
+    closed: list[bool] = []
+
+    class Body:
+        def __iter__(self) -> Iterator[bytes]:
+            yield from (b"x" * 100 for _ in range(50))
+
+        def close(self) -> None:
+            closed.append(True)
+
+    def app(environ: dict[str, Any], start_response: Any) -> Body:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return Body()
+
+    gate = PulseGate(response_cache_routes=["/big"], response_cache_max_body=1000, **OPTIONS)
+    wrapped = PulseGateWSGIMiddleware(app, gate=gate)
+    started: list[Any] = []
+    for _ in range(15):
+        body = wrapped({"REQUEST_METHOD": "GET", "PATH_INFO": "/big"},
+                       lambda status, headers, *exc: started.append(headers))
+        assert b"".join(body) == b"x" * 5000
+        body.close()  # type: ignore[attr-defined]
+        assert not cached(dict(started[-1]))
+    assert closed == [True] * 15
+    stats = gate.stats()["response_cache"]
+    assert stats["refused"] == {"response size": 15} and stats["entries"] == 0
+
+
+# --- Django -----------------------------------------------------------------------------
+
+@pytest.fixture()
+def django_gate() -> Iterator[PulseGate]:
+    urls.clock = clock = FakeClock()
+    urls.items.clear()
+    urls.items["1"] = "apple"
+    urls.calls.clear()
+    gate = PulseGate(clock=clock, response_cache_routes=["/items/<str:pk>/", "/aitems*",
+                                                         "/me/", "/cookie/"],
+                     response_cache_vary=["authorization"], **OPTIONS)
+    with override_settings(ROOT_URLCONF="cache_django_urls",
+                           MIDDLEWARE=["pulsegate.django.PulseGateMiddleware"]):
+        set_gate(gate)
+        yield gate
+    set_gate(None)
+    urls.clock = None
+
+
+def test_django_serves_a_learnt_route_and_never_after_a_write(django_gate: PulseGate) -> None:
+    client = Client()
+    for _ in range(12):
+        urls.clock.t += 0.1
+        assert client.get("/items/1/").content == b"item apple"
+    produced = urls.calls["item"]
+    for _ in range(10):
+        r = client.get("/items/1/")
+        assert cached(r) and r.content == b"item apple" and r["content-type"] == "text/plain"
+    assert urls.calls["item"] == produced
+    assert client.put("/items/1/", data="fig").content == b"ok"
+    r = client.get("/items/1/")
+    assert not cached(r) and r.content == b"item fig"
+
+
+def test_django_never_serves_across_users_nor_a_response_setting_a_cookie(
+        django_gate: PulseGate) -> None:
+    client = Client()
+    for _ in range(15):
+        for user in ("alice", "bob"):
+            urls.clock.t += 0.1
+            client.get("/me/", HTTP_AUTHORIZATION=user)
+    hits = 0
+    for user in ("alice", "bob") * 5:
+        r = client.get("/me/", HTTP_AUTHORIZATION=user)
+        assert r.content == f"hello {user}".encode()
+        hits += cached(r)
+    assert hits >= 9  # (one in 20 is an audit, answered by the app)
+    r = client.get("/me/", HTTP_AUTHORIZATION="mallory")
+    assert not cached(r) and r.content == b"hello mallory"
+    for _ in range(15):  # (a new client each time: the cookie set would come back)
+        assert not cached(Client().get("/cookie/"))
+    assert django_gate.stats()["response_cache"]["refused"]["response set-cookie"] == 15
+
+
+async def test_django_async_handler_serves_and_invalidates(django_gate: PulseGate) -> None:
+    client = AsyncClient()
+    for _ in range(12):
+        urls.clock.t += 0.1
+        assert (await client.get("/aitems/1/")).content == b"item apple"
+    r = await client.get("/aitems/1/")
+    assert cached(r) and r.content == b"item apple"
+    await client.put("/items/1/", data="kiwi")
+    r = await client.get("/aitems/1/")
+    assert not cached(r) and r.content == b"item kiwi"

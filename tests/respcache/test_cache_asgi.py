@@ -1,0 +1,222 @@
+"""The learned response cache through the real ASGI middleware (Starlette, in-process,
+injected clock): it serves what it learnt repeats, never across users, never after a
+write the app signals, never what is unsafe to cache, and fails open."""
+
+from __future__ import annotations
+
+import pytest
+from cache_shop import Shop
+
+from pulsegate import ConfigError
+from pulsegate.config import Config
+from pulsegate.engine import PulseGate
+from pulsegate.respcache import invalidate
+
+CACHE = ("x-ml-optimization-applied", "cache")
+
+
+def cached(response: object) -> bool:
+    return response.headers.get("x-ml-optimization-applied") == "cache"  # type: ignore[attr-defined]
+
+
+async def test_a_route_answering_identically_is_served_from_the_cache_once_learnt() -> None:
+    shop = Shop()
+    first = await shop.get("/items/1")
+    assert not cached(first) and first.text == "item apple"
+    await shop.learn("/items/1")
+    produced = shop.calls["item"]
+    before = shop.gate.stats()["response_cache"]
+    hits = 0
+    for _ in range(20):
+        r = await shop.get("/items/1")
+        assert r.status_code == 200 and r.text == "item apple"
+        if cached(r):
+            hits += 1
+            assert r.headers["content-type"] == first.headers["content-type"]
+            assert int(r.headers["content-length"]) == len("item apple")
+    stats = shop.gate.stats()["response_cache"]
+    audits = stats["audits"] - before["audits"]
+    assert hits == 19 and audits == 1  # one hit in 20 is checked against the app
+    assert shop.calls["item"] == produced + audits  # the app ran for the audit only
+    assert stats["hits"] - before["hits"] == 19 and stats["hit_rate"] > 0.5
+    assert stats["saved_ms"] - before["saved_ms"] == pytest.approx(19 * 5.0, rel=0.01)
+
+
+async def test_audits_notice_a_route_that_changed_behind_the_caches_back() -> None:
+    shop = Shop()
+    await shop.learn("/items/1")
+    shop.items["1"] = "damson"  # a write the gate never sees
+    answers = [(await shop.get("/items/1")).text for _ in range(25)]
+    changed = answers.index("item damson")  # the first audit after the change ...
+    assert changed < 20 and set(answers[changed:]) == {"item damson"}  # ... and no stale one
+    routes = {r["endpoint"]: r for r in shop.gate.control.cache.report()["routes"]}
+    assert routes["GET /items/{id}"]["confidence"] < 0.9
+    # another key of the route is learnt on its own: its first answer is the app's
+    assert not cached(await shop.get("/items/2"))
+
+
+async def test_a_route_whose_bodies_vary_is_never_served_from_the_cache() -> None:
+    shop = Shop()
+    for i in range(40):
+        r = await shop.get("/random")
+        assert not cached(r) and r.text == f"n={i + 1}"
+    assert shop.gate.stats()["response_cache"]["hits"] == 0
+
+
+async def test_requests_with_credentials_are_never_cached_unless_configured() -> None:
+    shop = Shop()
+    for i in range(30):
+        user = "alice" if i % 2 else "bob"
+        r = await shop.get("/me", headers={"authorization": f"Bearer {user}"})
+        assert not cached(r) and r.text == f"hello Bearer {user}"
+        r = await shop.get("/me", cookies={"session": user})
+        assert not cached(r) and r.text == f"hello {user}"
+    assert shop.calls["me"] == 60
+    refused = shop.gate.stats()["response_cache"]["refused"]
+    assert refused == {"request authorization": 30, "request cookie": 30}
+
+
+async def test_with_authorization_in_vary_each_user_gets_only_their_own_entry() -> None:
+    shop = Shop(response_cache_vary=["authorization"])
+    users = ["alice", "bob", "carol"]
+    for _ in range(15):
+        for user in users:
+            await shop.get("/me", headers={"authorization": user})
+    hits = 0
+    for _ in range(10):
+        for user in users:
+            r = await shop.get("/me", headers={"authorization": user})
+            assert r.text == f"hello {user}"
+            hits += cached(r)
+    assert hits >= 28  # (one in 20 is an audit, answered by the app)
+    # a user never seen is answered by the app, not from anyone's entry
+    r = await shop.get("/me", headers={"authorization": "mallory"})
+    assert not cached(r) and r.text == "hello mallory"
+    # and so is a request without credentials
+    r = await shop.get("/me")
+    assert not cached(r) and r.text == "hello None"
+
+
+async def test_a_write_the_app_signals_invalidates_before_the_next_read() -> None:
+    shop = Shop()
+    await shop.learn("/items/1")
+    assert cached(await shop.get("/items/1"))
+    assert (await shop.client.put("/items/1", content=b"banana")).text == "ok"
+    r = await shop.get("/items/1")
+    assert not cached(r) and r.text == "item banana"
+    stats = shop.gate.stats()["response_cache"]
+    assert stats["invalidations"]["writes"] == 2  # when admitted and when finished
+
+
+async def test_a_response_produced_while_a_write_was_in_flight_is_never_stored() -> None:
+    shop = Shop()
+    await shop.learn("/items/1")
+    invalidate("/items*")  # the next GET is produced by the app ...
+
+    async def write() -> None:  # ... and, while it runs, another request writes
+        await shop.client.put("/items/1", content=b"cherry")
+
+    shop.during = write
+    r = await shop.get("/items/1")
+    assert not cached(r) and r.text == "item apple"  # read before the write: stale
+    r = await shop.get("/items/1")
+    assert not cached(r) and r.text == "item cherry"  # never the stale one
+    assert shop.gate.stats()["response_cache"]["discarded"] >= 1
+
+
+async def test_configured_invalidation_rules_drop_only_what_they_name() -> None:
+    shop = Shop(response_cache_invalidate={"PUT /items/{id}": ["/items*"]})
+    await shop.learn("/items/1")
+    await shop.learn("/random", 2)
+    shop.items["1"] = "plum"  # changed behind the gate's back ...
+    assert (await shop.get("/items/1")).text == "item apple"  # ... so still cached
+    assert invalidate("GET /items/{id}") >= 1  # (every cache of the process)
+    assert (await shop.get("/items/1")).text == "item plum"
+
+
+async def test_a_write_can_invalidate_only_its_own_path() -> None:
+    shop = Shop(response_cache_invalidate={"PUT /items/{id}": ["$path"]})
+    await shop.learn("/items/1")
+    await shop.learn("/items/2")
+    await shop.client.put("/items/1", content=b"quince")
+    r1, r2 = await shop.get("/items/1"), await shop.get("/items/2")
+    assert not cached(r1) and r1.text == "item quince"
+    assert cached(r2) and r2.text == "item pear"
+
+
+def test_the_dashboard_report_lists_each_route_learnt() -> None:
+    import asyncio
+
+    from pulsegate.export.dashboard.api import reports
+
+    shop = Shop()
+    asyncio.run(shop.learn("/items/1"))
+    asyncio.run(shop.learn("/random"))
+    report = reports(shop.gate)["response_cache"]
+    routes = {r["endpoint"]: r for r in report["routes"]}
+    assert routes["GET /items/{id}"]["serving"] and routes["GET /items/{id}"]["hits"] >= 1
+    assert not routes["GET /random"]["serving"]
+    assert routes["GET /random"]["confidence"] < 0.5
+
+
+@pytest.mark.parametrize("path", ["/cookie", "/private", "/big", "/missing"])
+async def test_unsafe_responses_are_never_served_from_the_cache(path: str) -> None:
+    shop = Shop(response_cache_max_body=4096)
+    for _ in range(30):
+        assert not cached(await shop.get(path))
+    assert shop.calls[path.strip("/")] == 30
+    assert shop.gate.stats()["response_cache"]["entries"] == 0
+
+
+async def test_stale_while_revalidate_one_request_refreshes_the_others_get_the_stale_copy(
+) -> None:
+    shop = Shop(response_cache_ttl=5, response_cache_stale_seconds=10)
+    await shop.learn("/items/1")
+    shop.items["1"] = "fig"
+    shop.clock.t += 6  # past freshness, within the stale window
+    stale_answers: list[str] = []
+
+    async def another_reader() -> None:
+        r = await shop.client.get("/items/1")
+        assert cached(r)
+        stale_answers.append(r.text)
+
+    shop.during = another_reader
+    refresher = await shop.get("/items/1")
+    assert not cached(refresher) and refresher.text == "item fig"
+    assert stale_answers == ["item apple"]
+    r = await shop.get("/items/1")  # the refreshed copy is stored
+    assert cached(r) and r.text == "item fig"
+    shop.clock.t += 30  # past the stale window: the app answers
+    assert not cached(await shop.get("/items/1"))
+
+
+async def test_a_cache_fault_serves_the_apps_response(monkeypatch: pytest.MonkeyPatch) -> None:
+    shop = Shop()
+    cache = shop.gate.control.cache
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("store down")
+
+    monkeypatch.setattr(cache.store, "put", broken)
+    for _ in range(20):
+        r = await shop.get("/items/1")
+        assert r.status_code == 200 and r.text == "item apple" and not cached(r)
+    assert shop.gate.faults.by_kind.get("respcache.learn:RuntimeError", 0) >= 1
+
+
+def test_off_by_default_and_no_controller_is_built() -> None:
+    assert PulseGate().control is None
+    assert "response_cache" not in PulseGate().stats()
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("response_cache_routes", ["items"]), ("response_cache_ttl", 0),
+    ("response_cache_prediction_threshold", 1.5), ("response_cache_vary", ["bad header"]),
+    ("response_cache_invalidate", {"POST /x": ["nope"]}), ("response_cache_max_body", 0),
+    ("response_cache_invalidate", {"$path": ["/x*"]}),
+    ("response_cache", "maybe")])
+def test_bad_options_name_key_value_and_allowed(key: str, value: object) -> None:
+    with pytest.raises(ConfigError) as info:
+        Config(**{key: value})
+    assert info.value.key.startswith(key) and "allowed:" in str(info.value)
