@@ -16,6 +16,8 @@ short rounds; what a stack adds is the median over rounds of its difference from
     .venv/bin/python benchmarks/real_pages.py [--requests 30] [--rounds 15] [--rows 1,10,50]
                                               [--families flask,django,fastapi]
     .venv/bin/python benchmarks/real_pages.py --bytecodes   # deterministic counts
+    .venv/bin/python benchmarks/real_pages.py --profile 60 --families flask --rows 50
+                                              # where pulsegate's CPU goes, in place
 
 ``--bytecodes`` counts Python bytecodes per request instead of timing (as ``bytecodes.py``
 does, in every thread; deterministic, so a change shows without noise); ``--top N`` names the
@@ -156,6 +158,55 @@ def bytecodes(family: str, rows: int, clean: bool, requests: int,
             "pulsegate": out["pulsegate"] - out["bare"]}
 
 
+def profile(family: str, rows: int, clean: bool, seconds: float, top: int) -> None:
+    """Where pulsegate's time goes on a real page, in place (its code as cold as the page
+    leaves it): a CPU-time timer (``ITIMER_PROF``) samples the pulsegate stack; a sample
+    counts for pulsegate when the innermost frame that is not the standard library's is
+    pulsegate's, for every pulsegate function on that chain (inclusive). Python-level
+    signals run between bytecodes, so a sample taken during a long C call (SQLite, a
+    garbage collection) lands on the next bytecode: read the shares, not single lines."""
+    import os
+    import signal
+
+    drive = drivers(family, page_query(rows, clean))["pulsegate"]
+    drive(200)
+    freeze_setup()
+    ours = os.sep + os.path.join("src", "pulsegate") + os.sep
+    stdlib = os.path.dirname(os.__file__) + os.sep
+    counts: collections.Counter[str] = collections.Counter()
+    total = [0]
+
+    def sample(signum: int, frame: FrameType | None) -> None:
+        total[0] += 1
+        seen: set[str] = set()
+        while frame is not None:
+            name = frame.f_code.co_filename
+            if ours in name:
+                code = frame.f_code
+                seen.add(f"{Path(name).name}:{getattr(code, 'co_qualname', code.co_name)}")
+            elif not name.startswith(stdlib) or "-packages" in name:
+                break  # the page's own code (app, framework, ORM)
+            frame = frame.f_back
+        if seen:
+            counts["(pulsegate)"] += 1
+            counts.update(seen)
+
+    signal.signal(signal.SIGPROF, sample)
+    signal.setitimer(signal.ITIMER_PROF, 0.001, 0.001)
+    t0, n = time.thread_time(), 0
+    while time.thread_time() - t0 < seconds:
+        drive(20)
+        n += 20
+    signal.setitimer(signal.ITIMER_PROF, 0, 0)
+    per = (time.thread_time() - t0) / n * 1e6 / max(total[0], 1)
+    print(f"{family} {'clean' if clean else 'n+1'} rows={rows}: {n} requests, "
+          f"{total[0]} samples, {per * total[0]:.0f} µs CPU a request; pulsegate "
+          f"{100 * counts['(pulsegate)'] / max(total[0], 1):.1f} % = "
+          f"{per * counts['(pulsegate)']:.1f} µs (inclusive, by function):")
+    for name, k in counts.most_common(top + 1)[1:]:
+        print(f"  {per * k:7.1f} µs  {name}")
+
+
 def report(family: str, rows: int, clean: bool, r: dict[str, float], unit: str) -> None:
     statements = 1 if clean else rows + 1
     share = 100 * r["pulsegate"] / r["otel"] if r["otel"] > 0 else float("nan")
@@ -174,7 +225,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rows", default="1,10,50", help="N+1 pages: rows listed")
     ap.add_argument("--families", default="flask,django,fastapi")
     ap.add_argument("--bytecodes", action="store_true", help="count bytecodes, not time")
-    ap.add_argument("--top", type=int, default=0, help="with --bytecodes: dearest functions")
+    ap.add_argument("--top", type=int, default=0,
+                    help="with --bytecodes or --profile: dearest functions")
+    ap.add_argument("--profile", type=float, default=0, metavar="SECONDS",
+                    help="sample the pulsegate stack for SECONDS of CPU a page, not time it")
     args = ap.parse_args(argv)
     logging.disable(logging.WARNING)  # pulsegate logs the N+1 it finds; not measured here
     real_apps.django_setup_db()
@@ -183,6 +237,9 @@ def main(argv: list[str] | None = None) -> None:
         int(r) for r in args.rows.split(",")), True)]
     for family in args.families.split(","):
         for rows, clean in pages:
+            if args.profile:
+                profile(family, rows, clean, args.profile, args.top or 25)
+                continue
             if args.bytecodes:
                 r = bytecodes(family, rows, clean, args.requests, args.top)
             else:

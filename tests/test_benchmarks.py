@@ -93,6 +93,7 @@ def test_real_server_serves_each_stack_under_wrk() -> None:
     ("fingerprint_cost.py", "--rounds 2 --loops 1 --base HEAD", "ratio scanner/base"),
     ("multivariate.py", "--seeds 1", "inside the forecast interval"),
     ("peer_suites.py", "--detectors pulsegate", "django-zeal              own sizes"),
+    ("respcache_hits.py", "--requests 300 --rounds 1", "mean latency on/off"),
 ])
 def test_benchmark_runs(script: str, args: str, says: str) -> None:
     assert says in run(script, *args.split())

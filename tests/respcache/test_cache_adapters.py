@@ -86,7 +86,7 @@ def test_flask_never_serves_across_users() -> None:
         r = client.get("/me", headers={"authorization": user})
         assert r.text == f"hello {user}"
         hits += cached(r.headers)
-    assert hits == 10
+    assert hits >= 9  # (one in 20 is an audit, answered by the app)
     client.set_cookie("s", "carol")  # a cookie, not named in vary: never cached
     for _ in range(15):
         r = client.get("/me")
@@ -162,9 +162,12 @@ def test_django_never_serves_across_users_nor_a_response_setting_a_cookie(
         for user in ("alice", "bob"):
             urls.clock.t += 0.1
             client.get("/me/", HTTP_AUTHORIZATION=user)
+    hits = 0
     for user in ("alice", "bob") * 5:
         r = client.get("/me/", HTTP_AUTHORIZATION=user)
-        assert cached(r) and r.content == f"hello {user}".encode()
+        assert r.content == f"hello {user}".encode()
+        hits += cached(r)
+    assert hits >= 9  # (one in 20 is an audit, answered by the app)
     r = client.get("/me/", HTTP_AUTHORIZATION="mallory")
     assert not cached(r) and r.content == b"hello mallory"
     for _ in range(15):  # (a new client each time: the cookie set would come back)

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import threading
 from array import array
 from collections import deque
 from typing import Any
@@ -218,11 +219,13 @@ def batch_windows(means: list[float | None], factor: float = 5.0, longest: int =
 
 class Patterns:
     """Traffic profiles of every endpoint a gate's baselines hold (at most
-    ``max_keys``), plus the whole gate's (``total``, key ``"*"``)."""
+    ``max_keys``), plus the whole gate's (``total``, key ``"*"``). The scheduler writes,
+    the dashboard reads from a request thread: one lock."""
 
     def __init__(self, max_keys: int = 1000) -> None:
         from pulsegate.bounded import BoundedLRU
 
+        self.lock = threading.RLock()
         self.profiles: BoundedLRU[str, TrafficProfile] = BoundedLRU(max_keys)
         self.total = TrafficProfile()
         self.last_t: float | None = None
@@ -233,62 +236,68 @@ class Patterns:
     def sample(self, t: float, models: list[tuple[str, Any]]) -> None:
         """One sample at epoch time ``t`` of ``(key, model)`` pairs: each model's request
         count ``n`` and (when it has one) its seasonal baseline's hourly latency."""
-        seconds = 0.0 if self.last_t is None else max(0.0, t - self.last_t)
-        self.last_t = t
-        total = 0.0
-        for key, model in models:
-            p = self.profiles.touch(key)
-            if p is None:
-                p = TrafficProfile()
-                self.profiles.put(key, p)
-            n = int(getattr(model, "n", 0))
-            if p.last_n is None or n < p.last_n:  # new to us, restored or re-created
-                p.last_n = n
-                continue
-            delta, p.last_n = n - p.last_n, n
+        with self.lock:
+            seconds = 0.0 if self.last_t is None else max(0.0, t - self.last_t)
+            self.last_t = t
+            total = 0.0
+            for key, model in models:
+                p = self.profiles.touch(key)
+                if p is None:
+                    p = TrafficProfile()
+                    self.profiles.put(key, p)
+                n = int(getattr(model, "n", 0))
+                if p.last_n is None or n < p.last_n:  # new to us, restored or re-created
+                    p.last_n = n
+                    continue
+                delta, p.last_n = n - p.last_n, n
+                if seconds > 0:
+                    p.add(t, seconds, delta)
+                    total += delta
+                seasonal = getattr(model, "seasonal", None)
+                if seasonal is not None:
+                    self.latency[key] = [math.exp(seasonal.day[h]) if seasonal.day_n[h] else None
+                                         for h in range(24)]
             if seconds > 0:
-                p.add(t, seconds, delta)
-                total += delta
-            seasonal = getattr(model, "seasonal", None)
-            if seasonal is not None:
-                self.latency[key] = [math.exp(seasonal.day[h]) if seasonal.day_n[h] else None
-                                     for h in range(24)]
-        if seconds > 0:
-            self.total.add(t, seconds, total)
-            self.recent.append((t, total / seconds))
-            while self.recent and self.recent[0][0] < t - PEAK_WINDOW:
-                self.recent.popleft()
-        for key in [k for k in self.latency if k not in self.profiles]:
-            del self.latency[key]
+                self.total.add(t, seconds, total)
+                self.recent.append((t, total / seconds))
+                while self.recent and self.recent[0][0] < t - PEAK_WINDOW:
+                    self.recent.popleft()
+            for key in [k for k in self.latency if k not in self.profiles]:
+                del self.latency[key]
 
     def summary(self, key: str) -> dict[str, Any] | None:
-        if key == "*":
-            return self.total.summary()
-        p = self.profiles.get(key)
-        return None if p is None else p.summary(self.latency.get(key))
+        with self.lock:
+            if key == "*":
+                return self.total.summary()
+            p = self.profiles.get(key)
+            return None if p is None else p.summary(self.latency.get(key))
 
     def report(self, limit: int = 20) -> dict[str, Any]:
         """The gate's patterns and those of the busiest endpoints."""
-        keys = sorted(self.profiles, key=lambda k: -sum(
-            self.profiles[k].day[3 * h] * self.profiles[k].day[3 * h + 1] for h in range(24)))
-        return {"total": self.total.summary(),
-                "endpoints": {k: self.summary(k) for k in keys[:limit]}}
+        with self.lock:
+            keys = sorted(self.profiles, key=lambda k: -sum(
+                self.profiles[k].day[3 * h] * self.profiles[k].day[3 * h + 1] for h in range(24)))
+            return {"total": self.total.summary(),
+                    "endpoints": {k: self.summary(k) for k in keys[:limit]}}
 
     def peak_rate(self) -> float:
         """The observed peak: the highest whole-gate arrival rate over one sample
         (requests/s) in the last ``PEAK_WINDOW`` seconds (a week: the busiest hour of
         every weekday is in it, a spike of last month is not)."""
-        return max((rate for _t, rate in self.recent), default=0.0)
+        with self.lock:
+            return max((rate for _t, rate in self.recent), default=0.0)
 
     def state(self) -> dict[str, Any]:
-        return {"total": self.total.state(), "recent": [list(x) for x in self.recent],
-                "profiles": {k: p.state() for k, p in self.profiles.items()}}
+        with self.lock:
+            return {"total": self.total.state(), "recent": [list(x) for x in self.recent],
+                    "profiles": {k: p.state() for k, p in self.profiles.items()}}
 
     def load_state(self, data: dict[str, Any]) -> None:
-        self.total.load_state(data["total"])
-        self.recent.extend((float(t), float(r)) for t, r in data.get("recent") or ()
-                           if math.isfinite(float(t)) and math.isfinite(float(r)) and r >= 0)
-        for key, st in dict(data.get("profiles") or {}).items():
-            p = TrafficProfile()
-            p.load_state(st)
-            self.profiles.put(str(key), p)
+        with self.lock:
+            self.total.load_state(data["total"])
+            self.recent.extend((float(t), float(r)) for t, r in data.get("recent") or ()
+                               if math.isfinite(float(t)) and math.isfinite(float(r)) and r >= 0)
+            for key, st in dict(data.get("profiles") or {}).items():
+                p = TrafficProfile()
+                p.load_state(st)
+                self.profiles.put(str(key), p)

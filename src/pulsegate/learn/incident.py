@@ -47,10 +47,12 @@ class IncidentDetector:
         :math:`C \leftarrow \max(0,\ C + \min(z_w, z_{max}) - \kappa)`; a large shift
         crosses :math:`h` in two windows, a small one accumulates;
       - tail evidence (p99-style regressions that barely move the mean), a Bernoulli
-        CUSUM of the tail count against :math:`p_1 = \max(3p, p + 0.02)`, :math:`p`
-        the learnt share of requests above :math:`u`:
-        :math:`C_t \leftarrow \max(0,\ C_t + e_w \ln\frac{p_1}{p} + (n_w - e_w)
-        \ln\frac{1-p_1}{1-p})` -- exact for a handful of requests as for thousands
+        CUSUM of the tail count against :math:`p_1 = \max(3\hat p, \hat p + 0.02)`,
+        :math:`\hat p = p + 2\sqrt{p/N}` an upper bound of :math:`p`, the learnt share
+        of requests above :math:`u`, from the :math:`N` requests it was learnt on
+        (uncertain while young); both :math:`p_1` capped at :math:`(1 + p)/2`:
+        :math:`C_t \leftarrow \max(0,\ C_t + e_w \ln\frac{p_1}{\hat p} + (n_w - e_w)
+        \ln\frac{1-p_1}{1-\hat p})` -- exact for a handful of requests as for thousands
         (a window adds at most :math:`0.6\,h_t`, as :math:`z_{max} - \kappa < h`:
         one window alone, however slow, never makes an incident);
       - error evidence (an error burst, often of *fast* failures that lower the
@@ -58,14 +60,12 @@ class IncidentDetector:
         (:meth:`error`: status >= 500) against :math:`p^e_1 = \max(3p^e, p^e + 0.05)`,
         :math:`p^e` the learnt error share, incident at :math:`C_e \ge h_t` when the
         window's error share is at least :math:`p^e + 0.05`;
-      - slow drift (a leak that the baseline would follow): the same CUSUM
-        :math:`C_L` of :math:`z^L_w = (m_w - b_L)/\sqrt{s^2/n_w + \tau_L^2}` against a
-        *long* reference :math:`b_L` (time constant :math:`T_L`, ``long_constant``,
-        6 h; :math:`\tau_L^2` its own between-window variance), gated as below with
-        the excess averaged at weight 1/8 instead of 1/2 (a drift is slow; one noisy
-        window must not carry a small one past the gate). The fast baseline lags a
-        ramp by about its slope times :math:`T`, so a leak barely shows against it;
-        :math:`b_L` hardly moves within hours;
+      - slow drift (a leak, which :math:`b` follows with a lag of its slope times
+        :math:`T`): the same CUSUM :math:`C_L` of :math:`z^L_w = (m_w - b_L)/se^L_w`,
+        :math:`se^L_w = \sqrt{s^2/n_w + \tau_L^2}`, against a *long* reference
+        :math:`b_L` (``long_constant`` :math:`T_L` = 6 h, its own :math:`\tau_L^2`),
+        gated as below on the excess averaged at weight 1/8 (a drift is slow) less
+        :math:`0.5\,se^L_w`, two standard errors of that average;
       - an **incident** when :math:`C \ge h` and the effect is one a person cares about:
         with :math:`E` the excess :math:`m_w - b` averaged over the windows since
         :math:`C` last stood at 0 (:math:`E \leftarrow E + (m_w - b - E)/2`),
@@ -85,11 +85,10 @@ class IncidentDetector:
       follow exponentially; :math:`b` at :math:`a/4` while its CUSUM is above 0 and
       no incident is open (a slow regression is judged before it is learnt);
       :math:`p` at :math:`\max(a/4, 1/k)` (the tail share is a long-run property);
-      :math:`b_L` and :math:`\tau_L^2` likewise with :math:`a_L = \min(1, \Delta t/T_L)`
-      (a quarter of it while :math:`C_L > 0`; at the fast rate :math:`a` while an
-      incident is open). :math:`C_L \ge h` with a small effect is held at :math:`h` and
-      :math:`b_L` learns at :math:`a_L`: a ramp stays judged until it matters, a
-      small permanent step is adopted within a few :math:`T_L`. The
+      :math:`b_L`, :math:`\tau_L^2` likewise at :math:`a_L = \min(1, \Delta t/T_L)`
+      (:math:`a_L/4` while :math:`C_L > 0`, :math:`a` while an incident is open);
+      :math:`C_L \ge h` with a small effect is held at :math:`h`, :math:`b_L` at
+      :math:`a_L` (a ramp stays judged, a small step is adopted within hours). The
       baseline adopts a permanent change within a few :math:`T` (deploy steps are not
       incidents forever).
     * **warm-up**: no incident before ``min_windows`` windows and ``min_requests``
@@ -239,9 +238,15 @@ class IncidentDetector:
         se = se if se > 1e-6 else 1e-6
         r = mean - b
         z = r / se
+        # against an upper bound of the learnt tail share (uncertain while young)
+        memory = 4.0 * self.time_constant / dt
+        seen = (k if k < memory else memory) * self.n_req / k
         p = self.p
-        p1 = 3.0 * p if 3.0 * p > p + 0.02 else p + 0.02
-        t = e_w * _log(p1 / p) + (n - e_w) * _log((1.0 - p1) / (1.0 - p))
+        pt = p + 2.0 * _sqrt(p / seen)
+        pt = pt if pt < 0.5 else 0.5
+        p1 = 3.0 * pt if 3.0 * pt > pt + 0.02 else pt + 0.02
+        p1 = p1 if p1 < 0.5 * (1.0 + pt) else 0.5 * (1.0 + pt)  # a share stays below 1
+        t = e_w * _log(p1 / pt) + (n - e_w) * _log((1.0 - p1) / (1.0 - pt))
         zmax, kappa, h = self.z_max, self.kappa, self.h
         c = self.cusum + (z if z < zmax else zmax) - kappa
         self.cusum = c = c if c > 0.0 else 0.0
@@ -250,6 +255,7 @@ class IncidentDetector:
         self.cusum_tail = ct = ct if ct > 0.0 else 0.0
         pe = self.p_err
         pe1 = 3.0 * pe if 3.0 * pe > pe + 0.05 else pe + 0.05
+        pe1 = pe1 if pe1 < 0.5 * (1.0 + pe) else 0.5 * (1.0 + pe)
         te = errors * _log(pe1 / pe) + (n - errors) * _log((1.0 - pe1) / (1.0 - pe))
         ce = self.cusum_err + (te if te < cap else cap)
         self.cusum_err = ce = ce if ce > 0.0 else 0.0
@@ -281,8 +287,11 @@ class IncidentDetector:
         effect_long = 0.0 if cl == 0.0 else self.run_long + 0.125 * (rl - self.run_long)
         self.run_long = effect_long
         ratio_long = _exp(effect_long)
-        drift_hit = cl >= h and ratio_long >= self.min_ratio and \
-            (ratio_long - 1.0) * _exp(self.b_long) >= self.min_excess_ms
+        # ... and judged by its lower bound: two standard errors of that average
+        # (sel / sqrt(15)), so a few requests a window cannot pass a drift of 1.15x
+        low = _exp(effect_long - 0.5 * sel)
+        drift_hit = cl >= h and low >= self.min_ratio and \
+            (low - 1.0) * _exp(self.b_long) >= self.min_excess_ms
         small_drift = cl >= h and not drift_hit and not self.active
         # a real but small change (a deploy step of a few %): adopt it, do not let the
         # evidence pile up until a noisy window passes the gate

@@ -10,7 +10,8 @@ allocator, so a hit is rate limited but takes no concurrency slot):
   produced while a write was in flight is never stored (its capture began in an older
   generation);
 * a GET of an allow-listed route that the safety rules admit (:mod:`.rules`) is looked
-  up by its key. A fresh entry of a route still worth caching is a hit: a 200
+  up by its key. A fresh entry of a route still worth caching is a hit (but one in
+  ``AUDIT_EVERY`` goes to the app, and its body is compared with the entry's): a 200
   ``Rejection`` with the stored headers, ``age`` and ``x-ml-optimization-applied:
   cache``. A stale entry within ``response_cache_stale_seconds`` is served too, except
   to the one request that refreshes it (stale-while-revalidate). Otherwise the request
@@ -47,6 +48,9 @@ if TYPE_CHECKING:
     from pulsegate.plugins import Host
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: One fresh hit of a route in this many is answered by the app instead and its body
+#: compared with the stored one: the route keeps being learnt while it is served.
+AUDIT_EVERY = 20
 MAX_ROUTES = 1000
 _LIVE: weakref.WeakSet[ResponseCache] = weakref.WeakSet()
 
@@ -139,7 +143,10 @@ class ResponseCache:
             if not learner.worth(self.threshold, self.min_saving):
                 self.store.drop(key, entry)  # the route stopped being worth it
             elif now < entry.fresh_until:
-                return self._hit(ctx, entry, learner, now, stale=False)
+                if (learner.hits + learner.audits) % AUDIT_EVERY != AUDIT_EVERY - 1:
+                    return self._hit(ctx, entry, learner, now, stale=False)
+                learner.audits += 1  # answered by the app, its body compared (see learn)
+                self.counts["audits"] += 1
             elif now < entry.stale_until:
                 with self._lock:
                     busy = entry.refreshing is not None and now - entry.refreshing < self.stale
@@ -176,7 +183,8 @@ class ResponseCache:
                                   self.max_body, self.vary)
         if reason is not None or body is None:
             self.refused["response " + (reason or "size")] += 1
-            self.digests.pop(key, None)
+            with self._lock:
+                self.digests.pop(key, None)
             self.store.drop(key)
             return
         learner.produced((now - capture.ctx.start) * 1000.0)
@@ -189,7 +197,8 @@ class ResponseCache:
             # change across an invalidation -- a write -- is expected: not compared.)
             if age <= self.ttl or (same and age <= self.ttl + self.stale):
                 learner.compare(same)
-        self.digests.put(key, (digest, now, capture.generation))
+        with self._lock:  # (BoundedLRU's writers hold their own lock)
+            self.digests.put(key, (digest, now, capture.generation))
         if capture.generation != self.generation:
             self.counts["discarded"] += 1  # a write was in flight: never stored
             self.store.drop(key)
@@ -247,8 +256,11 @@ class ResponseCache:
     def _learner(self, endpoint: str) -> RouteLearner:
         learner = self.learners.get(endpoint)
         if learner is None:
-            learner = RouteLearner()
-            self.learners.put(endpoint, learner)
+            with self._lock:
+                learner = self.learners.get(endpoint)
+                if learner is None:
+                    learner = RouteLearner()
+                    self.learners.put(endpoint, learner)
         return learner
 
     # --- reading --------------------------------------------------------------------------
@@ -262,6 +274,7 @@ class ResponseCache:
                 "hit_rate": round(hits / lookups, 4) if lookups else 0.0,
                 "saved_ms": round(sum(r.saved_ms for r in self.learners.values()), 1),
                 "stored": self.counts["stored"], "discarded": self.counts["discarded"],
+                "audits": self.counts["audits"],
                 "invalidated": self.counts["invalidated"],
                 "invalidations": {k.split(" ", 1)[1]: v for k, v in self.counts.items()
                                   if k.startswith("invalidations ")},

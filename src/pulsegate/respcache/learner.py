@@ -21,6 +21,10 @@ A :class:`RouteLearner` sees each response the app produced for a cacheable requ
 * **slowness** -- ``latency_ms``: an exponentially weighted mean of the app's time to
   produce the route's cacheable responses.
 
+While a route is served, one fresh hit in ``AUDIT_EVERY`` (20) is answered by the app
+instead and compared like any repeat: a route whose bodies started to change (a write
+the cache was not told about) loses its confidence even though its keys are hits.
+
 The route is served from the cache while
 
       confidence > prediction_threshold  and  repeat_share * latency_ms >= min_saving_ms
@@ -43,7 +47,7 @@ LATENCY_ALPHA = 0.1
 
 
 class RouteLearner:
-    __slots__ = ("agree", "disagree", "hits", "latency_ms", "lookups", "repeat_share",
+    __slots__ = ("agree", "audits", "disagree", "hits", "latency_ms", "lookups", "repeat_share",
                  "saved_ms", "stale_hits", "stored")
 
     def __init__(self) -> None:
@@ -53,6 +57,7 @@ class RouteLearner:
         self.latency_ms = 0.0
         self.lookups = 0
         self.hits = 0
+        self.audits = 0
         self.stale_hits = 0
         self.stored = 0
         self.saved_ms = 0.0
@@ -89,5 +94,6 @@ class RouteLearner:
         return {"confidence": round(self.confidence, 3),
                 "repeat_share": round(self.repeat_share, 3),
                 "latency_ms": round(self.latency_ms, 3), "lookups": self.lookups,
-                "hits": self.hits, "stale_hits": self.stale_hits, "stored": self.stored,
+                "hits": self.hits, "audits": self.audits, "stale_hits": self.stale_hits,
+                "stored": self.stored,
                 "saved_ms": round(self.saved_ms, 1)}
