@@ -78,3 +78,51 @@ def test_a_failing_upstream_loses_its_traffic_and_gets_it_back(
 
 def test_pick_without_monitoring_is_the_first(gate: PulseGate) -> None:
     assert pulsegate.outbound.pick_upstream(gate, ["http://a", "http://b"]) == "http://a"
+
+
+def test_an_upstream_that_slows_down_loses_health_and_raises_an_incident(clock: Clock) -> None:
+    """The latency half of the score and the incident come from the upstream's own unit
+    model (UPSTREAM <upstream> in the gate's baselines), fed by the calls."""
+    gate = PulseGate(clock=clock, wall=clock, aggregation_window=5.0, seasonality="off")
+    try:
+        monitor = pulsegate.outbound.attach(gate)
+        up = "https://pricing.example"
+
+        def window(ms: float) -> None:
+            for i in range(40):
+                monitor.call(up, "/price/{id}", ms * (1 + 0.1 * ((i * 7) % 5 - 2)) / 1000,
+                             200, "success")
+                clock.t += 5.0 / 40
+                if i % 8 == 7:
+                    monitor.drain()   # the scheduler's job
+
+        for _ in range(40):
+            window(20.0)
+        assert pulsegate.outbound.health(gate, up) == pytest.approx(1.0, abs=0.05)
+        assert gate.baselines.peek(f"UPSTREAM {up}") is not None
+        for _ in range(6):
+            window(100.0)
+        assert pulsegate.outbound.health(gate, up) < 0.5  # type: ignore[operator]
+        flagged = [i for i in gate.incidents() if i.endpoint == f"UPSTREAM {up}"]
+        assert flagged and flagged[0].ratio > 3
+        row = pulsegate.outbound.report(gate)["upstreams"][0]
+        assert row["latency_ms"] > 50
+    finally:
+        gate.close()
+
+
+def test_a_drain_learns_a_bounded_uniform_sample_of_calls(clock: Clock) -> None:
+    from pulsegate.outbound.monitor import LEARN_PER_DRAIN
+
+    gate = PulseGate(clock=clock)
+    try:
+        monitor = pulsegate.outbound.attach(gate)
+        for i in range(1000):
+            monitor.call("https://a", "/x", 0.01, 500 if i % 2 else 200,
+                         "failure" if i % 2 else "success")
+        monitor.drain()
+        runs = gate.stats()["units"]["UPSTREAM"]["runs"]
+        assert sum(runs.values()) == LEARN_PER_DRAIN
+        assert runs["failure"] >= 1 and runs["success"] >= 1
+    finally:
+        gate.close()

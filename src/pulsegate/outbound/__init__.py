@@ -70,6 +70,7 @@ def attach(gate: Host) -> OutboundMonitor:
 
     monitor.causes = CauseFinder(gate, monitor)
     gate.scheduler.every(10.0, monitor.causes.run, "outbound.causes")
+    gate.scheduler.every(0.5, monitor.drain, "outbound.units")
     from pulsegate.export.io import install as install_export
 
     install_export(gate, outbound=monitor)

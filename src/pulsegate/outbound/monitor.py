@@ -15,8 +15,10 @@ Memory is bounded by configuration: at most ``max_upstreams`` upstreams, at most
 from __future__ import annotations
 
 import math
+import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +37,10 @@ OUTCOMES = ("success", "failure", "error", "timeout")
 #: The unit kind of an outbound call (pulsegate.units.UPSTREAM): its model's key is
 #: ``"UPSTREAM <upstream>"``.
 UPSTREAM = "UPSTREAM"
+#: Calls queued for the unit models between two drains (older ones are dropped).
+MAX_PENDING = 10_000
+#: Calls of one upstream its model learns per drain (a drain every 0.5 s).
+LEARN_PER_DRAIN = 8
 #: Smoothing of an endpoint's time per request in an upstream: fast and baseline.
 FAST, SLOW = 0.2, 0.01
 
@@ -87,8 +93,11 @@ class OutboundMonitor:
         self.spend: BoundedLRU[tuple[str, str], list[float]] = BoundedLRU(4 * max_upstreams)
         #: the cause finder (pulsegate.outbound.causes), once attached to a gate
         self.causes: Any = None
-        #: the gate's units (pulsegate.units), when it has them: each call is a run
+        #: the gate's units (pulsegate.units), when it has them: each call is a run of
+        #: the unit ``UPSTREAM <upstream>``, queued here and learnt by drain()
         self.units: Any = getattr(gate, "units", None)
+        self.pending: deque[tuple[str, float, str]] = deque(maxlen=MAX_PENDING)
+        self.rng = random.Random(0x10B0)
         self._lock = threading.Lock()
 
     # --- the hooks' verb -----------------------------------------------------------------
@@ -148,11 +157,33 @@ class OutboundMonitor:
         tally = request_tally()
         if tally is not None:
             tally.outbound(upstream, ms, not ok)
-        units = self.units
-        if units is not None:
-            units.record(UPSTREAM, upstream, ms,
-                         outcome="success" if ok else ("timeout" if outcome == "timeout"
-                                                       else "failure"))
+        if self.units is not None:  # learnt off the call's path: see drain()
+            self.pending.append((upstream, ms, "success" if ok else (
+                "timeout" if outcome == "timeout" else "failure")))
+
+    def drain(self) -> None:
+        """Hand the calls made since the last drain to the upstreams' unit models
+        (``gate.units.record``): a scheduler job every half second, so the model update,
+        its incident windows and the unit's record cost the calls nothing (the queue
+        holds at most :data:`MAX_PENDING` calls; older ones are dropped).
+
+        At most :data:`LEARN_PER_DRAIN` calls per upstream are learnt per drain (16 a
+        second): below that rate every call, above it a uniform sample of them in their
+        order, which keeps the latency distribution and the failure share unbiased and
+        bounds the learning at 16 model updates a second per upstream."""
+        units, pending = self.units, self.pending
+        if units is None or not pending:
+            return
+        by_upstream: dict[str, list[tuple[float, str]]] = {}
+        while pending:
+            upstream, ms, outcome = pending.popleft()
+            by_upstream.setdefault(upstream, []).append((ms, outcome))
+        for upstream, calls in by_upstream.items():
+            if len(calls) > LEARN_PER_DRAIN:
+                keep = sorted(self.rng.sample(range(len(calls)), LEARN_PER_DRAIN))
+                calls = [calls[i] for i in keep]
+            for ms, outcome in calls:
+                units.record(UPSTREAM, upstream, ms, outcome=outcome)
 
     # --- health ------------------------------------------------------------------------------
 
@@ -210,6 +241,7 @@ class OutboundMonitor:
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per upstream with its health, then its routes (most called first)."""
+        self.drain()
         now = self.clock()
         by_upstream: dict[str, list[dict[str, Any]]] = {}
         for stats in list(self.routes.values()):

@@ -183,7 +183,8 @@ class ResponseCache:
                                   self.max_body, self.vary)
         if reason is not None or body is None:
             self.refused["response " + (reason or "size")] += 1
-            self.digests.pop(key, None)
+            with self._lock:
+                self.digests.pop(key, None)
             self.store.drop(key)
             return
         learner.produced((now - capture.ctx.start) * 1000.0)
@@ -196,7 +197,8 @@ class ResponseCache:
             # change across an invalidation -- a write -- is expected: not compared.)
             if age <= self.ttl or (same and age <= self.ttl + self.stale):
                 learner.compare(same)
-        self.digests.put(key, (digest, now, capture.generation))
+        with self._lock:  # (BoundedLRU's writers hold their own lock)
+            self.digests.put(key, (digest, now, capture.generation))
         if capture.generation != self.generation:
             self.counts["discarded"] += 1  # a write was in flight: never stored
             self.store.drop(key)
@@ -254,8 +256,11 @@ class ResponseCache:
     def _learner(self, endpoint: str) -> RouteLearner:
         learner = self.learners.get(endpoint)
         if learner is None:
-            learner = RouteLearner()
-            self.learners.put(endpoint, learner)
+            with self._lock:
+                learner = self.learners.get(endpoint)
+                if learner is None:
+                    learner = RouteLearner()
+                    self.learners.put(endpoint, learner)
         return learner
 
     # --- reading --------------------------------------------------------------------------
