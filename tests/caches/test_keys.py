@@ -54,3 +54,19 @@ def test_fold_is_linear_on_adversarial_keys() -> None:
         t0 = time.perf_counter()
         fold(key)
         assert time.perf_counter() - t0 < 0.05
+
+
+def test_emails_and_mixed_ids_never_survive() -> None:
+    p = KeyPatterns()
+    assert p.pattern("rl:jo.smith@example.com:login") == "rl:{id}:login"
+    assert p.pattern("session:ana-maria@mail.example.org") == "session:{id}"
+    assert p.pattern("stripe:cus_NffrFeUfNV2Hib") == "stripe:cus_{id}"
+    assert p.pattern("user:u5r9x") == "user:{id}"
+    assert p.pattern("feed:page3") == "feed:page{n}"  # a counter, not an id
+
+
+def test_email_folding_stays_linear() -> None:
+    for key in ("a" * 5000 + "@", "@" * 5000, "a@" * 5000):
+        t0 = time.perf_counter()
+        fold(key)
+        assert time.perf_counter() - t0 < 0.05

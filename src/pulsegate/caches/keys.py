@@ -7,6 +7,8 @@ and space) and each part is folded:
 * a part that is an id -- all digits, a UUID, eight or more hexadecimal characters with
   a digit, or twenty or more characters of a token alphabet (letters, digits, ``+``,
   ``/``, ``=``, ``_``, ``-``) -- becomes ``{id}``;
+* an e-mail address (``local@domain``) becomes ``{id}`` before the key is split;
+* a part whose digits sit between letters (``ABC123xyz``, ``u5r9``) is an id too: ``{id}``;
 * any other run of digits inside a part becomes ``{n}`` (``page3`` -> ``page{n}``);
 * after folding, a pattern whose *last* part still takes more than ``max_tails``
   distinct values under the same head (``search:shoes``, ``search:boots``, ...) has
@@ -25,6 +27,10 @@ cut there and ends in ``...``).
 'feed:page{n}:{id}'
 >>> folder.pattern(b"sess:abc")
 'sess:abc'
+>>> folder.pattern("rl:jo.smith@example.com:login")
+'rl:{id}:login'
+>>> folder.pattern("stripe:cus_NffrFeUfNV2Hib")
+'stripe:cus_{id}'
 """
 
 from __future__ import annotations
@@ -45,6 +51,9 @@ _UUID = re.compile(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]
 _HEX = re.compile(r"[0-9a-fA-F]{8,}")
 _TOKEN = re.compile(r"[A-Za-z0-9+/=_\-]{20,}")
 _HAS_DIGIT = re.compile(r"\d")
+#: ``local@domain``: its parts are what ``_PARTS`` splits on, less ``.``, ``-`` and ``_``
+_EMAIL = re.compile(r"[^:/|,=@ ]+@[^:/|,=@ ]+")
+_INNER_DIGITS = re.compile(r"[A-Za-z]\d+[A-Za-z]")
 
 
 def _fold_part(part: str) -> str:
@@ -53,7 +62,7 @@ def _fold_part(part: str) -> str:
     if (_HEX.fullmatch(part) and _HAS_DIGIT.search(part)) or _TOKEN.fullmatch(part):
         return "{id}"
     if _HAS_DIGIT.search(part):
-        return _DIGITS.sub("{n}", part)
+        return "{id}" if _INNER_DIGITS.search(part) else _DIGITS.sub("{n}", part)
     return part
 
 
@@ -68,6 +77,7 @@ def fold(key: str) -> str:
     if cut:
         key = key[:MAX_KEY_CHARS]
     key = _UUID.sub("{id}", key) if "-" in key or len(key) >= 32 else key
+    key = _EMAIL.sub("{id}", key) if "@" in key else key
     pieces = _PARTS.split(key)
     out = [p if i % 2 or p == "{id}" else _fold_part(p) for i, p in enumerate(pieces)]
     return "".join(out) + ("..." if cut else "")

@@ -3,9 +3,11 @@ template -- never the query string, the fragment or the user information.
 
 * the host is lower-cased, a default port (80 for http, 443 for https) dropped, an IPv6
   address kept in brackets;
-* the path's segments that are ids are folded to ``{id}``: all digits, a UUID, eight or
-  more hexadecimal characters with a digit, or twenty or more characters of a token
-  alphabet (base64, random ids); the path is cut after :data:`MAX_SEGMENTS` segments;
+* fail-closed: a path segment is kept only if it reads as a route literal -- a word of
+  letters (``-``, ``_``, ``.``, ``~`` between them, at most :data:`MAX_WORD` characters)
+  or a version (``v2``, ``v1.1``); anything else (digits, a UUID, ``cus_ABC123``, an
+  e-mail, an encoded value) is folded to ``{id}``; the path is cut after
+  :data:`MAX_SEGMENTS` segments;
 * a route template the caller names (:func:`pulsegate.outbound.route`) replaces the
   folded path.
 
@@ -13,6 +15,10 @@ template -- never the query string, the fragment or the user information.
 ('https://api.example.com', '/v1/users/{id}/orders')
 >>> upstream_of("http://10.0.0.5:8080/items/550e8400-e29b-41d4-a716-446655440000")
 ('http://10.0.0.5:8080', '/items/{id}')
+>>> upstream_of("https://api.stripe.com/v1/customers/cus_NffrFeUfNV2Hib/sources")
+('https://api.stripe.com', '/v1/customers/{id}/sources')
+>>> upstream_of("https://mail.example/users/jo@example.com/inbox")
+('https://mail.example', '/users/{id}/inbox')
 """
 
 from __future__ import annotations
@@ -23,8 +29,9 @@ from urllib.parse import urlsplit
 __all__ = ["MAX_SEGMENTS", "fold_path", "upstream_label", "upstream_of"]
 
 MAX_SEGMENTS = 8
-_ID = re.compile(r"\d+|[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?"
-                 r"[0-9a-fA-F]{12}|(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{8,}|[A-Za-z0-9+=_\-~.%]{20,}")
+#: Longest word kept as a path literal.
+MAX_WORD = 40
+_LITERAL = re.compile(r"[A-Za-z]+(?:[-_.~][A-Za-z]+)*|v\d{1,3}(?:\.\d{1,3})?")
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
 
@@ -38,7 +45,8 @@ def fold_path(path: str) -> str:
     cut = len(parts) > MAX_SEGMENTS + 1
     if cut:
         parts = parts[:MAX_SEGMENTS + 1]
-    out = ["{id}" if part and _ID.fullmatch(part) else part for part in parts]
+    out = [part if not part or (len(part) <= MAX_WORD and _LITERAL.fullmatch(part))
+           else "{id}" for part in parts]
     return "/".join(out) + ("/..." if cut else "") if path else "/"
 
 
