@@ -9,11 +9,13 @@ the request path pays nothing when caches and outbound calls are not instrumente
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from typing import Any
 
 from pulsegate.context import RequestContext, query_sink
 
-__all__ = ["MAX_UPSTREAMS_PER_REQUEST", "IOTally", "request_tally", "tally_of"]
+__all__ = ["MAX_UPSTREAMS_PER_REQUEST", "IOTally", "installed", "request_tally", "tally_of"]
 
 #: Upstreams kept apart in one request's tally; more fold into ``"(other)"``.
 MAX_UPSTREAMS_PER_REQUEST = 16
@@ -69,3 +71,14 @@ def request_tally() -> IOTally | None:
     if tally is None:
         tally = ctx.io = IOTally()
     return tally
+
+
+def installed(module: str) -> bool:
+    """Whether ``module`` can be imported (without importing it): which client libraries
+    ``caching``/``outbound`` instrumentation can patch."""
+    if module in sys.modules:
+        return True
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False

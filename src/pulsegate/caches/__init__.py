@@ -16,7 +16,6 @@ With ``headers="all"`` each response carries ``x-ml-cache-hits`` and
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import weakref
 from typing import TYPE_CHECKING, Any
@@ -24,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from pulsegate.caches.advice import pattern_rows
 from pulsegate.caches.keys import KeyPatterns
 from pulsegate.caches.monitor import NO_EXPIRY, UNKNOWN_TTL, CacheMonitor
-from pulsegate.io_tally import tally_of
+from pulsegate.io_tally import installed, tally_of
 
 if TYPE_CHECKING:
     from pulsegate.context import RequestContext
@@ -34,15 +33,6 @@ __all__ = ["NO_EXPIRY", "UNKNOWN_TTL", "CacheMonitor", "KeyPatterns", "instrumen
            "monitor_of", "report"]
 
 _MONITORS: weakref.WeakKeyDictionary[Any, CacheMonitor] = weakref.WeakKeyDictionary()
-
-
-def _installed(module: str) -> bool:
-    if module in sys.modules:
-        return True
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
 
 
 def monitor_of(gate: Host) -> CacheMonitor | None:
@@ -121,7 +111,7 @@ def instrument(gate: Host, *clients: Any) -> CacheMonitor:
             for client in clients:
                 instrument_redis(monitor, client)
             return monitor
-        if _installed("redis"):
+        if installed("redis"):
             from pulsegate.caches.redis import instrument_redis
 
             instrument_redis(monitor)

@@ -18,13 +18,11 @@ Then::
 from __future__ import annotations
 
 import contextlib
-import importlib.util
-import sys
 import weakref
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pulsegate.io_tally import tally_of
+from pulsegate.io_tally import installed, tally_of
 from pulsegate.outbound import health_score as hf
 from pulsegate.outbound.hooks import current_route
 from pulsegate.outbound.monitor import OutboundMonitor
@@ -101,15 +99,6 @@ class _Section:
                               if r["health"] is not None and r["health"] < 0.5]}
 
 
-def _installed(module: str) -> bool:
-    if module in sys.modules:
-        return True
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
-
-
 def instrument(gate: Host, *transports: Any, httpx: bool = True,
                requests: bool = True) -> OutboundMonitor:
     """Watch ``gate``'s outbound calls made with httpx and requests (those installed);
@@ -133,7 +122,7 @@ def instrument(gate: Host, *transports: Any, httpx: bool = True,
 
     for wanted, name, install in ((httpx, "httpx", instrument_httpx),
                                   (requests, "requests", instrument_requests)):
-        if wanted and _installed(name):
+        if wanted and installed(name):
             try:
                 install(monitor)
             except Exception as exc:

@@ -94,21 +94,31 @@ def _wrap_httpx_sync(original: Any, monitors: list[OutboundMonitor] = MONITORS) 
         try:
             response = original(self, request)
         except Exception as exc:
-            elapsed = _perf() - t0
-            outcome = _httpx_outcome(exc)
-            _safely(lambda: _report(monitors, _httpx_where(request), elapsed, None, outcome))
+            _httpx_failed(monitors, request, _perf() - t0, exc)
             raise
-        elapsed = _perf() - t0
-        try:
-            status = response.status_code
-            _report(monitors, _httpx_where(request), elapsed, status,
-                    "failure" if status >= 500 else "success")
-        except Exception as exc:
-            _fault(exc)
+        _httpx_answered(monitors, request, _perf() - t0, response)
         return response
 
     handle_request.__wrapped__ = original  # type: ignore[attr-defined]
     return handle_request
+
+
+def _httpx_failed(monitors: list[OutboundMonitor], request: Any, elapsed: float,
+                  exc: BaseException) -> None:
+    """An httpx call that raised (the sync and async transports alike)."""
+    outcome = _httpx_outcome(exc)
+    _safely(lambda: _report(monitors, _httpx_where(request), elapsed, None, outcome))
+
+
+def _httpx_answered(monitors: list[OutboundMonitor], request: Any, elapsed: float,
+                    response: Any) -> None:
+    """An httpx call that got a response: a 5xx is a failure."""
+    try:
+        status = response.status_code
+        _report(monitors, _httpx_where(request), elapsed, status,
+                "failure" if status >= 500 else "success")
+    except Exception as exc:
+        _fault(exc)
 
 
 def _wrap_httpx_async(original: Any, monitors: list[OutboundMonitor] = MONITORS) -> Any:
@@ -119,17 +129,9 @@ def _wrap_httpx_async(original: Any, monitors: list[OutboundMonitor] = MONITORS)
         try:
             response = await original(self, request)
         except Exception as exc:
-            elapsed = _perf() - t0
-            outcome = _httpx_outcome(exc)
-            _safely(lambda: _report(monitors, _httpx_where(request), elapsed, None, outcome))
+            _httpx_failed(monitors, request, _perf() - t0, exc)
             raise
-        elapsed = _perf() - t0
-        try:
-            status = response.status_code
-            _report(monitors, _httpx_where(request), elapsed, status,
-                    "failure" if status >= 500 else "success")
-        except Exception as exc:
-            _fault(exc)
+        _httpx_answered(monitors, request, _perf() - t0, response)
         return response
 
     handle_async_request.__wrapped__ = original  # type: ignore[attr-defined]
