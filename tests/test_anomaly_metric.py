@@ -9,13 +9,14 @@ import logging
 
 import pytest
 
+from fakeclock import FakeClock
 from pulsegate.engine import PulseGate
 from pulsegate.queries.events import QueryEvent
 from pulsegate.records import RequestInfo, RequestRecord
-from registry.registry_helpers import Clock, make_gate
+from registry.registry_helpers import make_gate
 
 
-def serve(gate: PulseGate, clk: Clock, ms: float, queries: int) -> RequestRecord | None:
+def serve(gate: PulseGate, clk: FakeClock, ms: float, queries: int) -> RequestRecord | None:
     ctx = gate.begin(RequestInfo("GET", "/books", "/books"))
     assert ctx is not None
     for i in range(queries):
@@ -26,7 +27,7 @@ def serve(gate: PulseGate, clk: Clock, ms: float, queries: int) -> RequestRecord
     return gate.finish(ctx)
 
 
-def warmed() -> tuple[PulseGate, Clock]:
+def warmed() -> tuple[PulseGate, FakeClock]:
     gate, clk = make_gate(warmup=5)
     for i in range(60):
         serve(gate, clk, 10.0 + (i % 3), 2)

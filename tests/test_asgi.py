@@ -16,6 +16,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocket
 
+from fakeclock import FakeClock
 from pulsegate.asgi import PulseGateMiddleware
 from pulsegate.context import Rejection, RequestContext
 from pulsegate.engine import PulseGate
@@ -24,14 +25,6 @@ from pulsegate.records import UNMATCHED, RequestRecord
 
 X_ML = {"x-ml-prediction-confidence", "x-ml-anomaly-score", "x-ml-optimization-applied",
         "x-ml-query-count", "x-ml-query-ms", "x-ml-nplusone", "x-ml-model-version"}
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def recording_gate(**options: Any) -> tuple[PulseGate, list[RequestRecord]]:
@@ -98,7 +91,7 @@ def test_unhandled_exception_recorded_as_500_and_reraised() -> None:
 
 
 def test_streaming_full_duration_ends_at_the_last_chunk() -> None:
-    clock = Clock()
+    clock = FakeClock(0.0)
     gate, records = recording_gate()
     gate.clock = clock
 

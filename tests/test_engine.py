@@ -9,19 +9,12 @@ from itertools import pairwise
 
 import pytest
 
+from fakeclock import FakeClock
 from pulsegate.context import current, query_sink
 from pulsegate.engine import PulseGate
 from pulsegate.learn import BaselineStore, EndpointModel
 from pulsegate.queries.events import QueryEvent
 from pulsegate.records import UNMATCHED, RequestInfo
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 100.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def record_statement(sql: str) -> None:
@@ -32,7 +25,7 @@ def record_statement(sql: str) -> None:
 
 
 def make_gate(**options: object) -> tuple[PulseGate, FakeClock, FakeClock]:
-    clock, cpu = FakeClock(), FakeClock()
+    clock, cpu = FakeClock(100.0), FakeClock(100.0)
     return PulseGate(clock=clock, cpu_clock=cpu, wall=lambda: 1.7e9, **options), clock, cpu
 
 
@@ -65,14 +58,14 @@ def test_record_carries_every_measurement() -> None:
 
 
 def test_a_records_wall_time_is_its_clock_time_and_the_wall_is_reread_once_a_second() -> None:
-    clock, wall_reads = FakeClock(), []
+    clock, wall_reads = FakeClock(100.0), []
     wall = {"t": 1.7e9}
 
     def read_wall() -> float:
         wall_reads.append(clock.t)
         return wall["t"]
 
-    gate = PulseGate(clock=clock, cpu_clock=FakeClock(), wall=read_wall)
+    gate = PulseGate(clock=clock, cpu_clock=FakeClock(100.0), wall=read_wall)
     wall_reads.clear()  # (the constructor may read it)
 
     def started_at() -> float:
@@ -151,7 +144,7 @@ def test_a_dear_block_count_stretches_the_memory_sample_interval(
 
 
 def test_a_dear_cpu_clock_stretches_the_cpu_sample_interval() -> None:
-    clock = FakeClock()
+    clock = FakeClock(100.0)
 
     def slow_cpu_clock() -> float:  # a system call of 1 µs, as in a VM
         clock.t += 1e-6

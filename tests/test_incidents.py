@@ -6,22 +6,15 @@ import dataclasses
 
 import pytest
 
+from fakeclock import FakeClock
 from pulsegate.engine import PulseGate
 from pulsegate.incidents import Incident
 from pulsegate.records import RequestInfo
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 100.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
 def shifted_gate() -> tuple[PulseGate, FakeClock]:
     """150 s at 10 ms (5 requests a second), then 50 s at 80 ms: one regression."""
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     gate = PulseGate(clock=clock, wall=lambda: 1.7e9 + clock.t - 100.0, aggregation_window=1)
     for second in range(200):
         for _ in range(5):
@@ -69,7 +62,7 @@ def test_an_older_stored_record_still_reads() -> None:
 
 def test_an_error_burst_is_an_incident_named_by_its_error_rate() -> None:
     """Fast failures lower the latency: only the status says the endpoint broke."""
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     gate = PulseGate(clock=clock, wall=lambda: 1.7e9 + clock.t - 100.0, aggregation_window=1)
     for second in range(260):
         for i in range(5):

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from fakeclock import FakeClock
 from pulsegate.context import current, query_sink
 from pulsegate.engine import PulseGate
 from pulsegate.queries.events import QueryEvent
@@ -25,16 +26,8 @@ from pulsegate.units import (
 )
 
 
-class FakeClock:
-    def __init__(self, t: float = 100.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
 def make_gate(**options: Any) -> tuple[PulseGate, FakeClock, FakeClock]:
-    clock, cpu = FakeClock(), FakeClock()
+    clock, cpu = FakeClock(100.0), FakeClock(100.0)
     gate = PulseGate(clock=clock, cpu_clock=cpu, wall=lambda: 1.7e9 + clock.t, **options)
     return gate, clock, cpu
 

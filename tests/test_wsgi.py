@@ -15,6 +15,7 @@ import httpx
 import pytest
 from werkzeug.test import Client, create_environ
 
+from fakeclock import FakeClock
 from pulsegate import Config
 from pulsegate.context import Rejection, current
 from pulsegate.engine import PulseGate
@@ -22,16 +23,8 @@ from pulsegate.records import RequestRecord
 from pulsegate.wsgi import PulseGateWSGIMiddleware
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.t = 100.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def make_gate(**options: Any) -> tuple[PulseGate, Clock, list[RequestRecord]]:
-    clock = Clock()
+def make_gate(**options: Any) -> tuple[PulseGate, FakeClock, list[RequestRecord]]:
+    clock = FakeClock(100.0)
     gate = PulseGate(Config(**options), clock=clock)
     records: list[RequestRecord] = []
     gate.listeners.append(lambda record, ctx: records.append(record))

@@ -8,18 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from fakeclock import FakeClock
 from pulsegate import ConfigError, PulseGate
 from pulsegate.advisor import Advisor
 from pulsegate.queries.events import QueryEvent
 from pulsegate.records import RequestInfo
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 @pytest.fixture()
@@ -34,7 +27,7 @@ def db(tmp_path: Path) -> Path:
     return path
 
 
-def request(gate: PulseGate, clock: Clock, sql: str) -> None:
+def request(gate: PulseGate, clock: FakeClock, sql: str) -> None:
     ctx = gate.begin(RequestInfo("GET", "/items", route="/items"))
     assert ctx is not None
     ctx.add_query(QueryEvent(sql=sql, duration_ms=3.0, db="sqlite"))
@@ -44,7 +37,7 @@ def request(gate: PulseGate, clock: Clock, sql: str) -> None:
 
 
 def test_end_to_end_on_a_gate(db: Path) -> None:
-    clock = Clock()
+    clock = FakeClock()
     gate = PulseGate(clock=clock, wall=lambda: 1.7e9 + clock.t)
     advisor = Advisor(gate, connect=lambda: sqlite3.connect(db), dialect="sqlite")
     for _ in range(20):

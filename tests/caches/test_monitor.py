@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import random
 
+from fakeclock import FakeClock
 from pulsegate.caches.advice import pattern_rows, ttl_advice
 from pulsegate.caches.monitor import NO_EXPIRY, CacheMonitor
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def row(monitor: CacheMonitor, pattern: str) -> dict[str, object]:
@@ -35,7 +28,7 @@ def test_hits_misses_sets_deletes_per_pattern() -> None:
 
 
 def test_misses_are_told_apart_cold_expired_evicted() -> None:
-    clock = Clock()
+    clock = FakeClock()
     m = CacheMonitor(clock=clock, sample=1)
     m.read("c", "k:1", False)                 # never written: cold
     m.write("c", "k:2", 10.0)
@@ -49,7 +42,7 @@ def test_misses_are_told_apart_cold_expired_evicted() -> None:
 
 
 def test_ttl_that_expires_before_reuse_gets_a_longer_suggestion() -> None:
-    clock = Clock()
+    clock = FakeClock()
     m = CacheMonitor(clock=clock, sample=1)
     for i in range(40):                       # written with 30 s, read again after 120 s
         m.write("c", f"report:{i}", 30.0)
@@ -62,7 +55,7 @@ def test_ttl_that_expires_before_reuse_gets_a_longer_suggestion() -> None:
 
 
 def test_ttl_far_above_reuse_gets_a_shorter_suggestion() -> None:
-    clock = Clock()
+    clock = FakeClock()
     m = CacheMonitor(clock=clock, sample=1)
     for i in range(100):                       # a day of ttl, read within 2 s
         m.write("c", f"u:{i}", 86400.0)
@@ -74,7 +67,7 @@ def test_ttl_far_above_reuse_gets_a_shorter_suggestion() -> None:
 
 
 def test_no_expiry_with_short_reuse_is_advised_a_ttl() -> None:
-    clock = Clock()
+    clock = FakeClock()
     m = CacheMonitor(clock=clock, sample=1)
     for i in range(60):
         m.write("c", f"u:{i}", NO_EXPIRY)
@@ -85,7 +78,7 @@ def test_no_expiry_with_short_reuse_is_advised_a_ttl() -> None:
 
 
 def test_a_well_set_ttl_gets_no_advice() -> None:
-    clock = Clock()
+    clock = FakeClock()
     m = CacheMonitor(clock=clock, sample=1)
     for i in range(100):
         m.write("c", f"u:{i}", 10.0)
@@ -121,7 +114,7 @@ def test_memory_is_bounded_by_configuration_not_traffic() -> None:
 
 
 def test_the_kinds_of_misses_are_estimated_from_a_key_sample() -> None:
-    clock = Clock()
+    clock = FakeClock()
     m = CacheMonitor(clock=clock, sample=4)
     for i in range(4000):
         m.write("c", f"k:{i}", 10.0)

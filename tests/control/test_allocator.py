@@ -7,21 +7,14 @@ import time
 
 import pytest
 
+from fakeclock import FakeClock
 from pulsegate.control.allocator import ConcurrencyAllocator, Ticket, Waiter
 from pulsegate.control.qpolicy import N_STATES, QPolicy, decode, encode, prior
 from pulsegate.flow import run_async
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def alloc(limit: int = 10, **kw: object) -> tuple[ConcurrencyAllocator, Clock]:
-    clk = Clock()
+def alloc(limit: int = 10, **kw: object) -> tuple[ConcurrencyAllocator, FakeClock]:
+    clk = FakeClock(0.0)
     a = ConcurrencyAllocator(1, 100, limit, clock=clk, learn=False, **kw)  # type: ignore[arg-type]
     return a, clk
 
@@ -142,7 +135,7 @@ def test_qpolicy_state_encoding_roundtrip_and_prior() -> None:
     assert max(range(3), key=lambda i: prior(headroom)[i]) == 2  # grow with demand + headroom
 
 
-def simulate(a: ConcurrencyAllocator, clk: Clock, workers: int, service: float,
+def simulate(a: ConcurrencyAllocator, clk: FakeClock, workers: int, service: float,
              arrivals_per_s: float, seconds: float) -> list[float]:
     """Processor-sharing server: latency = service * max(1, in-flight / workers)."""
     done: list[tuple[float, int, Ticket]] = []
@@ -166,7 +159,7 @@ def simulate(a: ConcurrencyAllocator, clk: Clock, workers: int, service: float,
 
 
 def test_q_learning_shrinks_an_oversized_limit_until_latency_meets_target() -> None:
-    clk = Clock()
+    clk = FakeClock(0.0)
     a = ConcurrencyAllocator(2, 200, 150, target_latency=0.05, clock=clk, max_queue_wait=0.0,
                              policy=QPolicy(epsilon=0.0))
     lat = simulate(a, clk, workers=8, service=0.02, arrivals_per_s=2000, seconds=20)
@@ -177,7 +170,7 @@ def test_q_learning_shrinks_an_oversized_limit_until_latency_meets_target() -> N
 
 
 def test_q_learning_grows_an_undersized_limit_under_demand() -> None:
-    clk = Clock()
+    clk = FakeClock(0.0)
     a = ConcurrencyAllocator(2, 200, 2, target_latency=0.05, clock=clk, max_queue_wait=0.0,
                              policy=QPolicy(epsilon=0.0))
     simulate(a, clk, workers=8, service=0.02, arrivals_per_s=1000, seconds=20)
@@ -185,7 +178,7 @@ def test_q_learning_grows_an_undersized_limit_under_demand() -> None:
 
 
 def test_state_roundtrip_and_validation() -> None:
-    clk = Clock()
+    clk = FakeClock(0.0)
     a = ConcurrencyAllocator(2, 200, 150, target_latency=0.05, clock=clk, max_queue_wait=0.0)
     simulate(a, clk, 8, 0.02, 2000, 3)
     s = a.state()
@@ -202,7 +195,7 @@ def test_state_roundtrip_and_validation() -> None:
 def test_throughput_target_costs_reward_when_unmet() -> None:
     rewards = []
     for target in (None, 10_000.0):
-        clk = Clock()
+        clk = FakeClock(0.0)
         a = ConcurrencyAllocator(2, 200, 20, target_latency=0.05, clock=clk, max_queue_wait=0.0,
                                  policy=QPolicy(epsilon=0.0), throughput_target=target)
         simulate(a, clk, workers=8, service=0.02, arrivals_per_s=200, seconds=2)
@@ -212,7 +205,7 @@ def test_throughput_target_costs_reward_when_unmet() -> None:
 
 
 def test_pressure_blocks_growth_and_shrinks() -> None:
-    clk = Clock()
+    clk = FakeClock(0.0)
     a = ConcurrencyAllocator(2, 200, 10, target_latency=0.05, clock=clk, max_queue_wait=0.0,
                              policy=QPolicy(epsilon=0.0),
                              pressure=lambda: 1.5 if clk.t > 3.0 else 0.0)  # from t = 3 s
@@ -225,7 +218,7 @@ def test_pressure_blocks_growth_and_shrinks() -> None:
 
 
 def test_low_priority_share_shrinks_when_latency_nears_target() -> None:
-    clk = Clock()
+    clk = FakeClock(0.0)
     a = ConcurrencyAllocator(1, 100, 20, target_latency=0.1, interval=0.05, min_samples=1,
                              clock=clk, policy=QPolicy(epsilon=0.0))
     assert a._caps == (20, 18, 15)

@@ -8,27 +8,20 @@ from collections.abc import Callable
 
 import pytest
 
+from fakeclock import FakeClock
 from pulsegate.control.allocator import ConcurrencyAllocator, Ticket
 from pulsegate.control.qpolicy import QPolicy
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def make(auto: bool = True) -> tuple[ConcurrencyAllocator, Clock]:
-    clk = Clock()
+def make(auto: bool = True) -> tuple[ConcurrencyAllocator, FakeClock]:
+    clk = FakeClock(0.0)
     a = ConcurrencyAllocator(2, 100, 20, target_latency=0.05, interval=0.1, min_samples=10,
                              max_queue_wait=0.0, clock=clk, policy=QPolicy(epsilon=0.0),
                              auto_target=auto)
     return a, clk
 
 
-def quiet_window(a: ConcurrencyAllocator, clk: Clock, latency: float) -> None:
+def quiet_window(a: ConcurrencyAllocator, clk: FakeClock, latency: float) -> None:
     """Four at a time (under half the limit), nothing shed: an unqueued window."""
     for _ in range(4):
         tickets = [a.acquire_or_enqueue("normal") for _ in range(4)]
@@ -38,7 +31,7 @@ def quiet_window(a: ConcurrencyAllocator, clk: Clock, latency: float) -> None:
             t.release(latency)
 
 
-def busy_window(a: ConcurrencyAllocator, clk: Clock, latency: Callable[[int], float]) -> None:
+def busy_window(a: ConcurrencyAllocator, clk: FakeClock, latency: Callable[[int], float]) -> None:
     """The limit full and one request shed: demand; latency as a function of the limit."""
     for _ in range(4):
         tickets = [a.acquire_or_enqueue("high") for _ in range(a.limit)]

@@ -10,20 +10,13 @@ from typing import Any
 
 import pytest
 
+from fakeclock import FakeClock
 from pulsegate.control.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 from pulsegate.control.storage import RedisStorage
 from pulsegate.flow import run_async
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def half_open(clock: Clock) -> CircuitBreaker:
+def half_open(clock: FakeClock) -> CircuitBreaker:
     """A breaker whose next ``allow()`` is the half-open trial."""
     b = CircuitBreaker(1, 10.0, clock=clock)
     b.failure()
@@ -34,7 +27,7 @@ def half_open(clock: Clock) -> CircuitBreaker:
 
 @pytest.mark.parametrize("exc", [RuntimeError("bug"), TimeoutError("slow"), ConnectionError()])
 def test_an_exception_in_the_trial_reopens_the_breaker(exc: Exception) -> None:
-    clock = Clock()
+    clock = FakeClock(0.0)
     b = half_open(clock)
     assert b.allow() and b.state == HALF_OPEN
     with pytest.raises(type(exc)), b.guard():
@@ -45,7 +38,7 @@ def test_an_exception_in_the_trial_reopens_the_breaker(exc: Exception) -> None:
 
 
 def test_a_cancelled_trial_is_freed_for_the_next_caller() -> None:
-    clock = Clock()
+    clock = FakeClock(0.0)
     b = half_open(clock)
     assert b.allow()
     with pytest.raises(asyncio.CancelledError), b.guard():
@@ -58,7 +51,7 @@ def test_a_cancelled_trial_is_freed_for_the_next_caller() -> None:
 
 
 def test_an_abandoned_trial_expires() -> None:
-    clock = Clock()
+    clock = FakeClock(0.0)
     b = half_open(clock)
     assert b.allow()  # a caller that never reports back
     assert not b.allow()
@@ -84,7 +77,7 @@ class FailingClient:
 
 
 def test_storage_falls_back_and_resolves_on_an_unexpected_exception() -> None:
-    clock = Clock()
+    clock = FakeClock(0.0)
     b = half_open(clock)
     client = FailingClient(RuntimeError("driver bug"))
     seen: list[BaseException] = []
@@ -113,7 +106,7 @@ async def _silent_server() -> tuple[asyncio.AbstractServer, list[bytes]]:
 async def test_async_trial_cancelled_or_timed_out_by_the_caller(how: str) -> None:
     server, received = await _silent_server()
     port = server.sockets[0].getsockname()[1]
-    clock = Clock()
+    clock = FakeClock(0.0)
     b = half_open(clock)
     s = RedisStorage(f"redis://127.0.0.1:{port}/0", breaker=b, clock=clock,
                      socket_timeout=5.0, on_fallback=lambda exc: None)

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from fakeclock import FakeClock
 from pulsegate import ConfigError, cli
 from pulsegate.asgi import PulseGateMiddleware
 from pulsegate.config import Config
@@ -23,20 +24,12 @@ from pulsegate.export.dashboard.api import reports
 from pulsegate.incidents import Incident
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 100.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
 class Shop:
     """A Starlette app whose ``/slow`` takes ``slow_ms`` of the fake clock, and which
     records whether pulsegate told it to degrade."""
 
     def __init__(self, **options: Any) -> None:
-        self.clock = clock = FakeClock()
+        self.clock = clock = FakeClock(100.0)
         self.slow_ms = 10.0
         self.saw_degraded: list[bool] = []
         self.gate = PulseGate(clock=clock, wall=lambda: 1.7e9 + clock.t, aggregation_window=1,

@@ -4,17 +4,10 @@ import time
 
 import pytest
 
+from fakeclock import FakeClock
 from pulsegate.control.ratelimit import AdaptiveRateLimiter, parse_rate
 from pulsegate.control.storage import MemoryStorage
 from pulsegate.records import RequestRecord
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 @pytest.mark.parametrize(("spec", "expected"), [
@@ -32,7 +25,7 @@ def test_parse_rate_rejects(spec: str) -> None:
 
 
 def test_token_bucket_burst_refill_and_headers() -> None:
-    clk = Clock()
+    clk = FakeClock()
     rl = AdaptiveRateLimiter("10/second", 5, clock=clk)
     got = [rl.check("a") for _ in range(6)]
     assert [d.allowed for d in got] == [True] * 5 + [False]
@@ -50,7 +43,7 @@ def test_token_bucket_burst_refill_and_headers() -> None:
 
 
 def test_cost_and_route_rules() -> None:
-    clk = Clock()
+    clk = FakeClock()
     rl = AdaptiveRateLimiter("10/second", 10, routes={"/login": "2/minute;2"}, clock=clk)
     assert rl.check("a", cost=8).allowed
     assert not rl.check("a", cost=3).allowed
@@ -66,7 +59,7 @@ def _rec(status: int = 200, route: str = "/", path: str = "/", method: str = "GE
 
 
 def test_suspicious_client_gets_half_rate_only_when_confident() -> None:
-    clk = Clock()
+    clk = FakeClock()
     # (auth-failure backoff off: with it this client is refused outright after 5 401s,
     # tests/control/test_ratelimit_backoff.py; here the multiplier is under test)
     rl = AdaptiveRateLimiter("10/second", 10, clock=clk, auth_failures_allowed=0)
@@ -84,7 +77,7 @@ def test_suspicious_client_gets_half_rate_only_when_confident() -> None:
 
 
 def test_clean_long_history_is_trusted() -> None:
-    clk = Clock()
+    clk = FakeClock()
     rl = AdaptiveRateLimiter("10/second", 10, clock=clk)
     gaps = [0.5, 3.0, 0.2, 7.0, 1.0, 0.1, 4.0]
     for i in range(60):
@@ -94,7 +87,7 @@ def test_clean_long_history_is_trusted() -> None:
 
 
 def test_eviction_keeps_penalty_record() -> None:
-    clk = Clock()
+    clk = FakeClock()
     rl = AdaptiveRateLimiter("10/second", 10, clock=clk, max_clients=3)
     for i in range(40):
         clk.t += 0.2
@@ -114,7 +107,7 @@ def test_eviction_keeps_penalty_record() -> None:
 
 
 def test_memory_storage_is_bounded_and_drops_expired_first() -> None:
-    clk = Clock()
+    clk = FakeClock()
     st = MemoryStorage(clk, max_keys=100)
     for i in range(100):
         st.take(f"old{i}", "", 0.01, 1.0, 1.0)  # expires 10 ms later
@@ -145,7 +138,7 @@ def test_check_throughput_in_memory() -> None:
 def test_state_survives_a_restart() -> None:
     import json
 
-    clk = Clock()
+    clk = FakeClock()
     rl = AdaptiveRateLimiter("10/second", 10, clock=clk)
     for i in range(40):
         clk.t += 0.2

@@ -5,19 +5,12 @@ number of tries logarithmic in time, however slowly it sends."""
 
 from __future__ import annotations
 
+from fakeclock import FakeClock
 from pulsegate.control.ratelimit import AdaptiveRateLimiter
 from pulsegate.records import RequestRecord
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def attempt(rl: AdaptiveRateLimiter, clock: Clock, status: int, key: str = "bot",
+def attempt(rl: AdaptiveRateLimiter, clock: FakeClock, status: int, key: str = "bot",
             path: str = "/login") -> bool:
     """One request: checked, then observed with its answer (429 when refused)."""
     ok = rl.check(key).allowed
@@ -26,7 +19,7 @@ def attempt(rl: AdaptiveRateLimiter, clock: Clock, status: int, key: str = "bot"
     return ok
 
 
-def admitted_times(rl: AdaptiveRateLimiter, clock: Clock, gap: float, seconds: float,
+def admitted_times(rl: AdaptiveRateLimiter, clock: FakeClock, gap: float, seconds: float,
                    status: int = 401) -> list[float]:
     start, out = clock.t, []
     while clock.t - start < seconds:
@@ -37,7 +30,7 @@ def admitted_times(rl: AdaptiveRateLimiter, clock: Clock, gap: float, seconds: f
 
 
 def test_a_key_that_only_fails_is_held_back_after_five_failures_with_doubling_waits() -> None:
-    clock = Clock()
+    clock = FakeClock()
     rl = AdaptiveRateLimiter("60/minute", clock=clock)
     times = admitted_times(rl, clock, 10.0, 1000.0)  # one login every 10 s: far under the rate
     assert times[:5] == [0.0, 10.0, 20.0, 30.0, 40.0]
@@ -46,7 +39,7 @@ def test_a_key_that_only_fails_is_held_back_after_five_failures_with_doubling_wa
 
 
 def test_refused_retries_do_not_re_arm_the_wait() -> None:
-    clock = Clock()
+    clock = FakeClock()
     rl = AdaptiveRateLimiter("60/minute", clock=clock)
     fast = admitted_times(rl, clock, 1.0, 170.0)  # retries every second while waiting
     assert fast[5:] == [64.0]  # 60 s after the 5th failure at 4 s, not 60 s after a retry
@@ -55,7 +48,7 @@ def test_refused_retries_do_not_re_arm_the_wait() -> None:
 
 
 def test_a_success_ends_the_streak_and_a_404_does_not() -> None:
-    clock = Clock()
+    clock = FakeClock()
     rl = AdaptiveRateLimiter("60/minute", clock=clock)
     for status in (401, 401, 401, 401, 404, 401):  # a 404 between tries keeps the count
         assert attempt(rl, clock, status)
@@ -71,7 +64,7 @@ def test_a_success_ends_the_streak_and_a_404_does_not() -> None:
 
 
 def test_other_clients_and_other_errors_are_not_held_back() -> None:
-    clock = Clock()
+    clock = FakeClock()
     rl = AdaptiveRateLimiter("60/minute", clock=clock)
     for _ in range(10):
         clock.t += 5.0
@@ -82,13 +75,13 @@ def test_other_clients_and_other_errors_are_not_held_back() -> None:
 
 
 def test_zero_turns_the_backoff_off() -> None:
-    clock = Clock()
+    clock = FakeClock()
     rl = AdaptiveRateLimiter("60/minute", clock=clock, auth_failures_allowed=0)
     assert len(admitted_times(rl, clock, 10.0, 300.0)) == 30
 
 
 def test_a_clock_that_jumps_back_never_leaves_a_key_stuck() -> None:
-    clock = Clock()
+    clock = FakeClock()
     rl = AdaptiveRateLimiter("60/minute", clock=clock)
     admitted_times(rl, clock, 1.0, 10.0)  # in backoff now
     assert not rl.check("bot").allowed
@@ -101,7 +94,7 @@ def test_a_clock_that_jumps_back_never_leaves_a_key_stuck() -> None:
 
 
 def test_the_backoff_map_is_bounded() -> None:
-    clock = Clock()
+    clock = FakeClock()
     rl = AdaptiveRateLimiter("60/minute", clock=clock, max_clients=50)
     for i in range(400):
         for _ in range(6):

@@ -6,28 +6,21 @@ from __future__ import annotations
 
 import random
 
+from fakeclock import FakeClock
 from pulsegate.control.ratelimit import AdaptiveRateLimiter
 from pulsegate.records import RequestRecord
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def send(rl: AdaptiveRateLimiter, clock: Clock, gap: float, path: str, status: int = 200) -> float:
+def send(rl: AdaptiveRateLimiter, clock: FakeClock, gap: float, path: str, status: int = 200) -> float:
     clock.t += gap
     rl.check("c")
     return rl.observe("c", RequestRecord("GET", path, path, status, clock.t, 1.0, 1.0, 0.0, 0),
                       "Firefox", "")
 
 
-def trusted_reader(shift_rate: float = 4.0) -> tuple[AdaptiveRateLimiter, Clock, random.Random]:
+def trusted_reader(shift_rate: float = 4.0) -> tuple[AdaptiveRateLimiter, FakeClock, random.Random]:
     """A reader on five pages, a request every ~3 s, for five minutes: trusted."""
-    clock, rng = Clock(), random.Random(7)
+    clock, rng = FakeClock(), random.Random(7)
     rl = AdaptiveRateLimiter("60/minute", clock=clock, trust_shift_rate=shift_rate)
     m = 1.0
     for _ in range(100):
@@ -79,7 +72,7 @@ def test_trust_lost_is_earned_again_only_after_two_clean_windows() -> None:
 def test_a_new_client_is_trusted_after_30_clean_requests_without_waiting() -> None:
     # Only a client that changed abruptly waits two windows: making every new client
     # wait refused 1.2 % of the bursty users' requests in ratelimit_sim.py (vs 0.04 %).
-    clock, rng = Clock(), random.Random(5)
+    clock, rng = FakeClock(), random.Random(5)
     rl = AdaptiveRateLimiter("60/minute", clock=clock)
     ms = [send(rl, clock, rng.expovariate(0.5), f"/page/{i % 3}") for i in range(40)]
     assert ms.index(rl.trusted_multiplier) + 1 == rl.trust_min_requests
@@ -88,7 +81,7 @@ def test_a_new_client_is_trusted_after_30_clean_requests_without_waiting() -> No
 def test_a_page_loader_keeps_trust_through_loads_like_its_own() -> None:
     # Loads of 20-30 requests (six assets) in 1.5 s, then 30-60 s of reading: its usual fast rate is
     # high, so its own loads are not an abrupt change.
-    clock, rng = Clock(), random.Random(3)
+    clock, rng = FakeClock(), random.Random(3)
     rl = AdaptiveRateLimiter("60/minute", clock=clock)
     lost_after_trusted = 0
     trusted = False
@@ -102,7 +95,7 @@ def test_a_page_loader_keeps_trust_through_loads_like_its_own() -> None:
     assert trusted and lost_after_trusted == 0
 
 
-def page_loads(rl: AdaptiveRateLimiter, clock: Clock, rng: random.Random, loads: int,
+def page_loads(rl: AdaptiveRateLimiter, clock: FakeClock, rng: random.Random, loads: int,
                size: int, assets: int, gap: tuple[float, float] = (30, 60)) -> list[float]:
     """``loads`` page loads of ``size`` requests over ``assets`` assets in 1.5 s, ``gap``
     seconds apart; the multiplier after each load."""
@@ -119,13 +112,13 @@ def page_loads(rl: AdaptiveRateLimiter, clock: Clock, rng: random.Random, loads:
 def test_a_page_loader_with_forty_assets_earns_trust() -> None:
     # Its 40 assets come back every load: not a crawl. A ring of the last 8 paths
     # called each of them new every time, so it was never trusted.
-    clock, rng = Clock(), random.Random(11)
+    clock, rng = FakeClock(), random.Random(11)
     rl = AdaptiveRateLimiter("60/minute", clock=clock)
     ms = page_loads(rl, clock, rng, 12, 40, 40)
     assert ms[-1] == rl.trusted_multiplier
 
 
-def burst_admitted(rl: AdaptiveRateLimiter, clock: Clock, n: int) -> int:
+def burst_admitted(rl: AdaptiveRateLimiter, clock: FakeClock, n: int) -> int:
     """How many of ``n`` requests fired within 0.1 s pass."""
     ok = 0
     for _ in range(n):
@@ -135,7 +128,7 @@ def burst_admitted(rl: AdaptiveRateLimiter, clock: Clock, n: int) -> int:
 
 
 def test_a_trusted_client_may_burst_as_far_as_its_own_loads_have_gone() -> None:
-    clock, rng = Clock(), random.Random(12)
+    clock, rng = FakeClock(), random.Random(12)
     rl = AdaptiveRateLimiter("60/minute", clock=clock)
     # loads of 100 (over the nominal burst of 60) every ~2 minutes: under the rate
     ms = page_loads(rl, clock, rng, 8, 100, 40, (100, 130))

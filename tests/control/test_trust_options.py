@@ -12,19 +12,12 @@ from typing import Any
 import pytest
 from werkzeug.test import Client
 
+from fakeclock import FakeClock
 from pulsegate import Config, ConfigError, PulseGate
 from pulsegate.wsgi import PulseGateWSGIMiddleware
 
 NOMINAL = 'q=60;w=60'   # rate_limit="60/minute"
 TRUSTED = 'q=120;w=60'  # x trusted_multiplier (2)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -38,7 +31,7 @@ class OneClient:
     behaviour job runs after each request (in production every 0.5 s)."""
 
     def __init__(self, **options: Any) -> None:
-        self.clock = Clock()
+        self.clock = FakeClock()
         self.gate = PulseGate(rate_limiting=True, rate_limit="60/minute", clock=self.clock,
                               wall=self.clock, **options)
         self.http = Client(PulseGateWSGIMiddleware(app, gate=self.gate))

@@ -10,19 +10,12 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from fakeclock import FakeClock
 from pulsegate.context import query_sink
 from pulsegate.engine import PulseGate
 from pulsegate.queries.events import QueryEvent
 
 SECRET = "s3cret-token"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 class Wall:

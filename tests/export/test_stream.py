@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import redis
 
+from fakeclock import FakeClock
 from pulsegate import ConfigError, PulseGate
 from pulsegate.export.stream import DetectionStream, RedisStreamSink, WebhookSink
 from pulsegate.queries.events import QueryEvent
@@ -23,15 +24,7 @@ from pulsegate.records import RequestInfo
 pytestmark = pytest.mark.pulsegate(nplusone="off")
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.t = 100.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def traffic(gate: PulseGate, clock: Clock, slow_ms: float = 3000.0) -> None:
+def traffic(gate: PulseGate, clock: FakeClock, slow_ms: float = 3000.0) -> None:
     """50 ordinary requests, one very slow one (an anomaly), one with an N+1."""
     for i in range(52):
         ctx = gate.begin(RequestInfo("GET", "/items", route="/items"))
@@ -46,8 +39,8 @@ def traffic(gate: PulseGate, clock: Clock, slow_ms: float = 3000.0) -> None:
 
 
 @pytest.fixture()
-def gate() -> Iterator[tuple[PulseGate, Clock]]:
-    clock = Clock()
+def gate() -> Iterator[tuple[PulseGate, FakeClock]]:
+    clock = FakeClock(100.0)
     g = PulseGate(clock=clock, wall=lambda: 1.7e9 + clock.t)
     yield g, clock
     g.close()

@@ -7,19 +7,12 @@ from __future__ import annotations
 
 import random
 
+from fakeclock import FakeClock
 from pulsegate.engine import PulseGate
 from pulsegate.jobs import observe_job
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def make_gate(clock: Clock, window: float = 10.0) -> PulseGate:
+def make_gate(clock: FakeClock, window: float = 10.0) -> PulseGate:
     return PulseGate(clock=clock, cpu_clock=clock, wall=lambda: 1.7e9 + clock.t,
                      aggregation_window=window, log_events=False)
 
@@ -34,7 +27,7 @@ def test_a_backlog_that_builds_up_is_an_incident_of_the_jobs_queue() -> None:
     so the queue grows. Default 60 s windows (10 s ones alarm on the 80 % queue's own
     swings right after the 100 s warm-up: docs/dev-notes/issue-21-jobs.md)."""
     rng = random.Random(3)
-    clock = Clock()
+    clock = FakeClock(0.0)
     gate = make_gate(clock, window=60.0)
     arrival = free_at = 0.0
     flagged_at = None
@@ -54,7 +47,7 @@ def test_a_backlog_that_builds_up_is_an_incident_of_the_jobs_queue() -> None:
 
 def test_rising_retries_are_an_error_rate_incident_of_the_job() -> None:
     rng = random.Random(5)
-    clock = Clock()
+    clock = FakeClock(0.0)
     gate = make_gate(clock)
     for i in range(3000):  # 2 % retried for 25 minutes, then 40 %
         clock.t += 0.5
@@ -70,7 +63,7 @@ def test_rising_retries_are_an_error_rate_incident_of_the_job() -> None:
 
 def test_a_job_that_slows_down_is_a_latency_incident_and_its_queue_is_not() -> None:
     rng = random.Random(11)
-    clock = Clock()
+    clock = FakeClock(0.0)
     gate = make_gate(clock)
     for i in range(2400):
         clock.t += 1.0

@@ -12,18 +12,11 @@ from typing import Any
 import pytest
 
 import pulsegate.jobs as jobs
+from fakeclock import FakeClock
 from pulsegate.context import query_sink
 from pulsegate.engine import PulseGate
 from pulsegate.jobs import get_gate, observe_job, set_gate, tracker_of
 from pulsegate.queries.events import QueryEvent
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 @pytest.fixture()

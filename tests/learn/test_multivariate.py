@@ -8,6 +8,7 @@ import random
 
 import pytest
 
+from fakeclock import FakeClock
 from pulsegate.engine import PulseGate
 from pulsegate.learn.multivariate import (
     MultivariateModel,
@@ -91,15 +92,7 @@ def test_share_score_and_range_guard_by_hand() -> None:
     assert flat[3] == (1.0, 1.0, 0.25)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def serve(gate: PulseGate, clock: Clock, ms: float, queries: int = 2, distinct: bool = True,
+def serve(gate: PulseGate, clock: FakeClock, ms: float, queries: int = 2, distinct: bool = True,
           status: int = 200) -> None:
     ctx = gate.begin(RequestInfo("GET", "/items", "/items"))
     assert ctx is not None
@@ -111,7 +104,7 @@ def serve(gate: PulseGate, clock: Clock, ms: float, queries: int = 2, distinct: 
 
 
 def test_gate_trains_on_scheduler_and_reports_multivariate_incident() -> None:
-    clock = Clock()
+    clock = FakeClock(0.0)
     gate = PulseGate(clock=clock, cpu_clock=lambda: 0.0, wall=lambda: 1.7e9,
                      multivariate=True, multivariate_interval=60.0,
                      multivariate_sample_size=256,

@@ -10,34 +10,27 @@ import httpx
 import pytest
 
 import pulsegate.outbound
+from fakeclock import FakeClock
 from pulsegate.engine import PulseGate
 from pulsegate.io_tally import tally_of
 from pulsegate.outbound.hooks import uninstrument
 from pulsegate.records import RequestInfo
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
+@pytest.fixture()
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 @pytest.fixture()
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture()
-def gate(clock: Clock) -> Iterator[PulseGate]:
+def gate(clock: FakeClock) -> Iterator[PulseGate]:
     gate = PulseGate(clock=clock, wall=clock, aggregation_window=5.0, seasonality="off")
     yield gate
     uninstrument()
     gate.close()
 
 
-def serve(gate: PulseGate, clock: Clock, client: httpx.Client, route: str, url: str | None,
+def serve(gate: PulseGate, clock: FakeClock, client: httpx.Client, route: str, url: str | None,
           own_ms: float) -> None:
     """One request of ``route``: ``own_ms`` of its own work, plus the real wait in the
     upstream (``url``) added to the gate's clock."""
@@ -53,7 +46,7 @@ def serve(gate: PulseGate, clock: Clock, client: httpx.Client, route: str, url: 
 
 
 def test_two_endpoints_regressing_with_one_upstream_name_it(upstream, gate: PulseGate,  # type: ignore[no-untyped-def]
-                                                            clock: Clock) -> None:
+                                                            clock: FakeClock) -> None:
     pulsegate.outbound.instrument(gate)
     with httpx.Client() as client:
         def round_of_requests() -> None:

@@ -9,26 +9,19 @@ import httpx
 import pytest
 
 import pulsegate.outbound
+from fakeclock import FakeClock
 from pulsegate.engine import PulseGate
 from pulsegate.outbound import health_score as hf
 from pulsegate.outbound.hooks import uninstrument
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.t = 100.0
-
-    def __call__(self) -> float:
-        return self.t
+@pytest.fixture()
+def clock() -> FakeClock:
+    return FakeClock(100.0)
 
 
 @pytest.fixture()
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture()
-def gate(clock: Clock) -> Iterator[PulseGate]:
+def gate(clock: FakeClock) -> Iterator[PulseGate]:
     gate = PulseGate(clock=clock)
     yield gate
     uninstrument()
@@ -53,7 +46,7 @@ def test_pick_prefers_unknown_then_healthiest_then_fastest() -> None:
 
 
 def test_a_failing_upstream_loses_its_traffic_and_gets_it_back(
-        upstream, second_upstream, gate: PulseGate, clock: Clock) -> None:  # type: ignore[no-untyped-def]
+        upstream, second_upstream, gate: PulseGate, clock: FakeClock) -> None:  # type: ignore[no-untyped-def]
     pulsegate.outbound.instrument(gate)
     good, bad = upstream.url, second_upstream.url
     candidates = [bad, good]
@@ -80,7 +73,7 @@ def test_pick_without_monitoring_is_the_first(gate: PulseGate) -> None:
     assert pulsegate.outbound.pick_upstream(gate, ["http://a", "http://b"]) == "http://a"
 
 
-def test_an_upstream_that_slows_down_loses_health_and_raises_an_incident(clock: Clock) -> None:
+def test_an_upstream_that_slows_down_loses_health_and_raises_an_incident(clock: FakeClock) -> None:
     """The latency half of the score and the incident come from the upstream's own unit
     model (UPSTREAM <upstream> in the gate's baselines), fed by the calls."""
     gate = PulseGate(clock=clock, wall=clock, aggregation_window=5.0, seasonality="off")
@@ -111,7 +104,7 @@ def test_an_upstream_that_slows_down_loses_health_and_raises_an_incident(clock: 
         gate.close()
 
 
-def test_a_drain_learns_a_bounded_uniform_sample_of_calls(clock: Clock) -> None:
+def test_a_drain_learns_a_bounded_uniform_sample_of_calls(clock: FakeClock) -> None:
     from pulsegate.outbound.monitor import LEARN_PER_DRAIN
 
     gate = PulseGate(clock=clock)

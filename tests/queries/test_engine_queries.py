@@ -7,6 +7,7 @@ import logging
 
 import pytest
 
+from fakeclock import FakeClock
 from pulsegate import capture
 from pulsegate.context import current, query_sink
 from pulsegate.engine import PulseGate
@@ -14,14 +15,6 @@ from pulsegate.queries import QueryEvent
 from pulsegate.records import RequestInfo
 
 pytestmark = pytest.mark.pulsegate(nplusone="off")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def loop(n: int, ms: float = 0.5) -> None:
@@ -43,7 +36,7 @@ def request(gate: PulseGate, n: int, route: str = "/authors") -> dict[str, str]:
 
 
 def test_headers_log_once_per_interval_and_insights(caplog: pytest.LogCaptureFixture) -> None:
-    clock = Clock()
+    clock = FakeClock()
     gate = PulseGate(clock=clock, query_log_interval=60)
     caplog.set_level(logging.WARNING, logger="pulsegate.queries")
     h = request(gate, 6)
@@ -200,7 +193,7 @@ def test_hook_faults_are_counted_and_the_query_still_runs() -> None:
 
 
 def test_query_detections_counts_past_the_recent_buffer() -> None:
-    gate = PulseGate(clock=Clock(), max_recent=3)
+    gate = PulseGate(clock=FakeClock(), max_recent=3)
     for _ in range(5):
         request(gate, 6)
     assert len(gate.detections) == 3  # the buffer keeps the newest

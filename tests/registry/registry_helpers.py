@@ -4,21 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from fakeclock import FakeClock
 from pulsegate.engine import PulseGate
 from pulsegate.records import RequestInfo, RequestRecord
 
 
-class Clock:
-    def __init__(self, t: float = 1000.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def make_gate(wall_start: float = 1_800_000_000.0, **options: Any) -> tuple[PulseGate, Clock]:
-    clk = Clock()
-    wall = Clock(wall_start)
+def make_gate(wall_start: float = 1_800_000_000.0, **options: Any) -> tuple[PulseGate, FakeClock]:
+    clk = FakeClock()
+    wall = FakeClock(wall_start)
     options.setdefault("measure_cpu", False)
     options.setdefault("measure_memory", False)
     gate = PulseGate(clock=clk, wall=wall, cpu_clock=lambda: 0.0, **options)
@@ -26,7 +19,7 @@ def make_gate(wall_start: float = 1_800_000_000.0, **options: Any) -> tuple[Puls
     return gate, clk
 
 
-def hit(gate: PulseGate, clk: Clock, ms: float, path: str = "/x") -> RequestRecord | None:
+def hit(gate: PulseGate, clk: FakeClock, ms: float, path: str = "/x") -> RequestRecord | None:
     ctx = gate.begin(RequestInfo("GET", path, path))
     assert ctx is not None
     clk.t += ms / 2000.0
@@ -36,6 +29,6 @@ def hit(gate: PulseGate, clk: Clock, ms: float, path: str = "/x") -> RequestReco
     return gate.finish(ctx)
 
 
-def warm(gate: PulseGate, clk: Clock, n: int = 40, ms: float = 10.0, path: str = "/x") -> None:
+def warm(gate: PulseGate, clk: FakeClock, n: int = 40, ms: float = 10.0, path: str = "/x") -> None:
     for _ in range(n):
         hit(gate, clk, ms, path)

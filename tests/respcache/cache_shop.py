@@ -11,23 +11,16 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from fakeclock import FakeClock
 from pulsegate.asgi import PulseGateMiddleware
 from pulsegate.engine import PulseGate
 
 ROUTES = ["/items/{id}", "/me", "/cookie", "/private", "/random", "/big", "/missing"]
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 100.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
 class Shop:
     def __init__(self, **options: Any) -> None:
-        self.clock = clock = FakeClock()
+        self.clock = clock = FakeClock(100.0)
         self.items = {"1": "apple", "2": "pear"}
         self.calls: dict[str, int] = {}
         self.during: Any = None  # an awaitable factory run inside the next GET /items
