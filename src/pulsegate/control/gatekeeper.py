@@ -146,8 +146,11 @@ class Controller:
 
             plugs.add_tunable("rate-limit-behaviour", Setting(
                 lambda: limiter.suspicion_threshold, set_threshold))
-        if self.allocator is not None:
-            plugs.add_state("allocator", self.allocator)
+        allocator = self.allocator
+        if allocator is not None:
+            plugs.add_state("allocator", allocator)
+            plugs.add_gauge("concurrency_limit", lambda: allocator.limit)
+            plugs.add_gauge("in_flight", lambda: allocator.inflight)
 
     # --- per request -------------------------------------------------------------------
 

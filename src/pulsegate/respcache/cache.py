@@ -52,6 +52,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: compared with the stored one: the route keeps being learnt while it is served.
 AUDIT_EVERY = 20
 MAX_ROUTES = 1000
+MAX_REASONS = 64
 _LIVE: weakref.WeakSet[ResponseCache] = weakref.WeakSet()
 
 
@@ -129,7 +130,7 @@ class ResponseCache:
             return None
         refusal = request_refusal(info.headers, self.vary)
         if refusal is not None or len(path) + len(info.query_string) > MAX_URL:
-            self.refused["request " + (refusal or "url length")] += 1
+            self._refuse("request " + (refusal or "url length"))
             return None
         key = request_key(method, path, info.query_string, info.headers, self.vary)
         endpoint = f"{method} {route if route is not None else path}"
@@ -182,7 +183,7 @@ class ResponseCache:
         reason = response_refusal(status, headers, None if body is None else len(body),
                                   self.max_body, self.vary)
         if reason is not None or body is None:
-            self.refused["response " + (reason or "size")] += 1
+            self._refuse("response " + (reason or "size"))
             with self._lock:
                 self.digests.pop(key, None)
             self.store.drop(key)
@@ -252,6 +253,13 @@ class ResponseCache:
         self.counts["invalidations " + why] += 1
         self.counts["invalidated"] += dropped
         return dropped
+
+    def _refuse(self, reason: str) -> None:
+        """Count a refusal by its reason; a header's name is the client's to choose, so
+        past ``MAX_REASONS`` distinct reasons the new ones are counted together."""
+        if reason not in self.refused and len(self.refused) >= MAX_REASONS:
+            reason = "(other reasons)"
+        self.refused[reason] += 1
 
     def _learner(self, endpoint: str) -> RouteLearner:
         learner = self.learners.get(endpoint)
