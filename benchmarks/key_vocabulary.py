@@ -40,13 +40,13 @@ def main() -> None:
                                        "django.contrib.sessions", "django.contrib.admin",
                                        "django.contrib.messages"])
     django.setup()
-    import django.contrib.admin.sites  # noqa: F401
-    import django.views.decorators.cache  # noqa: F401
+    import django.contrib.admin.sites
+    import django.views.decorators.cache
+    from test_keys import generated_user_names  # type: ignore[import-not-found]
 
-    import pulsegate.django  # noqa: F401
+    import pulsegate.django
     import pulsegate.engine  # noqa: F401
     from pulsegate.caches.vocabulary import ProgramWords
-    from test_keys import generated_user_names
 
     t0 = time.perf_counter()
     words = ProgramWords(start=False)
