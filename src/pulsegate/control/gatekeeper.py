@@ -29,7 +29,8 @@ import math
 import os
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from types import GeneratorType
+from typing import TYPE_CHECKING, Any, cast
 
 from pulsegate.context import Rejection, RequestContext
 from pulsegate.control.allocator import PRIORITIES, ConcurrencyAllocator, Ticket
@@ -258,9 +259,24 @@ class Controller:
         cache = self.cache
         answer = None
         if cache is not None:
-            answer = cache.admit(ctx, self._route(ctx))
+            found = cache.admit(ctx, self._route(ctx))
+            if isinstance(found, GeneratorType):  # a shared store: its look-up is I/O
+                return self._allocate_after(ctx, route, found)
+            answer = cast("Rejection | None", found)
             if answer is not None and not answer.proceed:
                 return answer
+        return self._slot(ctx, route, answer)
+
+    def _allocate_after(self, ctx: RequestContext, route: str | None,
+                        found: Flow[Rejection | None]) -> Flow[Rejection | None]:
+        answer = yield from found
+        if answer is not None and not answer.proceed:
+            return answer
+        return (yield from as_flow(self._slot(ctx, route, answer)))
+
+    def _slot(self, ctx: RequestContext, route: str | None,
+              answer: Rejection | None) -> Maybe[Rejection | None]:
+        """The allocator's slot (``answer``: the cache's capture, kept when admitted)."""
         allocator = self.allocator
         if allocator is None:
             return answer
