@@ -30,7 +30,7 @@ import os
 import time
 from collections import deque
 from types import GeneratorType
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from pulsegate.context import Rejection, RequestContext
 from pulsegate.control.allocator import PRIORITIES, ConcurrencyAllocator, Ticket
@@ -254,29 +254,18 @@ class Controller:
             return rejection
         return (yield from as_flow(self._allocate(ctx, route)))
 
-    def _allocate(self, ctx: RequestContext, route: str | None) -> Maybe[Rejection | None]:
-        """The response cache (a hit needs no slot), then the allocator."""
+    def _allocate(self, ctx: RequestContext, route: str | None, answer: Rejection | None = None,
+                  looked_up: bool = False) -> Maybe[Rejection | None]:
+        """The response cache (a hit needs no slot), then the allocator (``answer``: the
+        cache's capture, kept when admitted; ``looked_up``: the cache has answered)."""
         cache = self.cache
-        answer = None
-        if cache is not None:
+        if cache is not None and not looked_up:
             found = cache.admit(ctx, self._route(ctx))
             if isinstance(found, GeneratorType):  # a shared store: its look-up is I/O
                 return self._allocate_after(ctx, route, found)
-            answer = cast("Rejection | None", found)
+            answer = found  # type: ignore[assignment]  # (not a flow: narrowed above)
             if answer is not None and not answer.proceed:
                 return answer
-        return self._slot(ctx, route, answer)
-
-    def _allocate_after(self, ctx: RequestContext, route: str | None,
-                        found: Flow[Rejection | None]) -> Flow[Rejection | None]:
-        answer = yield from found
-        if answer is not None and not answer.proceed:
-            return answer
-        return (yield from as_flow(self._slot(ctx, route, answer)))
-
-    def _slot(self, ctx: RequestContext, route: str | None,
-              answer: Rejection | None) -> Maybe[Rejection | None]:
-        """The allocator's slot (``answer``: the cache's capture, kept when admitted)."""
         allocator = self.allocator
         if allocator is None:
             return answer
@@ -286,6 +275,13 @@ class Controller:
         if ticket is None:
             return self._queue(ctx, p, answer)
         return self._admitted(ctx, ticket) or answer
+
+    def _allocate_after(self, ctx: RequestContext, route: str | None,
+                        found: Flow[Rejection | None]) -> Flow[Rejection | None]:
+        answer = yield from found
+        if answer is not None and not answer.proceed:
+            return answer
+        return (yield from as_flow(self._allocate(ctx, route, answer, looked_up=True)))
 
     def _queue(self, ctx: RequestContext, p: int,
                answer: Rejection | None = None) -> Flow[Rejection | None]:
