@@ -43,6 +43,29 @@ async def test_a_route_answering_identically_is_served_from_the_cache_once_learn
     assert stats["saved_ms"] - before["saved_ms"] == pytest.approx(19 * 5.0, rel=0.01)
 
 
+async def test_a_head_is_answered_from_the_gets_entry_without_a_body() -> None:
+    shop = Shop()
+    for _ in range(15):  # HEADs teach nothing: the route is not learnt from them
+        r = await shop.client.head("/items/1")
+        assert r.status_code == 200 and not cached(r) and r.content == b""
+    assert shop.calls["item"] == 15 and shop.gate.stats()["response_cache"]["stored"] == 0
+    await shop.learn("/items/1")
+    produced = shop.calls["item"]
+    for _ in range(30):  # (never audited: a HEAD has no body to compare)
+        r = await shop.client.head("/items/1")
+        assert cached(r) and r.content == b""
+        assert int(r.headers["content-length"]) == len("item apple")
+        assert r.headers["content-type"].startswith("text/plain")
+    assert shop.calls["item"] == produced
+    await shop.client.put("/items/1", content=b"quince")
+    r = await shop.client.head("/items/1")
+    assert not cached(r) and shop.calls["item"] == produced + 1
+    assert int(r.headers["content-length"]) == len("item quince")
+    # a HEAD with a credential-like header is the app's, as a GET would be
+    await shop.learn("/items/1")
+    assert not cached(await shop.client.head("/items/1", headers={"x-session-token": "t"}))
+
+
 async def test_audits_notice_a_route_that_changed_behind_the_caches_back() -> None:
     shop = Shop()
     await shop.learn("/items/1")
