@@ -23,8 +23,9 @@ from pulsegate.engine import PulseGate
 from pulsegate.learn import BaselineStore, EndpointModel
 from pulsegate.records import UNMATCHED, RequestRecord
 
+# A request without SQL: the query headers are sent only when it ran some.
 X_ML = {"x-ml-prediction-confidence", "x-ml-anomaly-score", "x-ml-optimization-applied",
-        "x-ml-query-count", "x-ml-query-ms", "x-ml-nplusone", "x-ml-model-version"}
+        "x-ml-model-version"}
 
 
 def recording_gate(**options: Any) -> tuple[PulseGate, list[RequestRecord]]:

@@ -233,9 +233,11 @@ def test_every_pulsegate_name_in_the_docs_exists() -> None:
 
 # --- the README's header claims -----------------------------------------------------
 
+QUERY_HEADERS = {"x-ml-query-count", "x-ml-query-ms", "x-ml-nplusone"}
 ALL_HEADERS = {"x-ml-prediction-confidence", "x-ml-predicted-latency-ms", "x-ml-anomaly-score",
-               "x-ml-optimization-applied", "x-ml-query-count", "x-ml-query-ms",
-               "x-ml-nplusone", "x-ml-model-version"}
+               "x-ml-optimization-applied", "x-ml-model-version"} | QUERY_HEADERS
+#: What a request that ran no SQL carries (decision 1: query headers only with SQL).
+NO_SQL_HEADERS = ALL_HEADERS - QUERY_HEADERS
 
 
 def _asgi_client(**options: object) -> object:
@@ -252,7 +254,18 @@ def _asgi_client(**options: object) -> object:
     def boom(request: object) -> PlainTextResponse:
         raise RuntimeError("unhandled")
 
-    app = Starlette(routes=[Route("/ok", ok), Route("/boom", boom), Route("/health", ok)])
+    def sql(request: object) -> PlainTextResponse:
+        from pulsegate.context import query_sink
+        from pulsegate.queries import QueryEvent
+
+        sink = query_sink.get()
+        assert sink is not None
+        for _ in range(2):
+            sink.add_query(QueryEvent(sql="SELECT 1", duration_ms=0.5, params_count=0))
+        return PlainTextResponse("ran SQL")
+
+    app = Starlette(routes=[Route("/ok", ok), Route("/boom", boom), Route("/health", ok),
+                            Route("/sql", sql)])
     app.add_middleware(PulseGateMiddleware, **options)
     return TestClient(app, raise_server_exceptions=False)
 
@@ -265,9 +278,13 @@ def _ml(response: object) -> dict[str, str]:
 def test_readme_header_claims_for_asgi() -> None:
     client: object = _asgi_client()
     first, second = _ml(client.get("/ok")), _ml(client.get("/ok"))  # type: ignore[attr-defined]
-    assert set(first) == ALL_HEADERS - {"x-ml-predicted-latency-ms"}
+    assert set(first) == NO_SQL_HEADERS - {"x-ml-predicted-latency-ms"}
     assert first["x-ml-prediction-confidence"] == "0"
-    assert set(second) == ALL_HEADERS
+    assert set(second) == NO_SQL_HEADERS
+    client.get("/sql")  # type: ignore[attr-defined]
+    with_sql = _ml(client.get("/sql"))  # type: ignore[attr-defined]
+    assert set(with_sql) == ALL_HEADERS
+    assert (with_sql["x-ml-query-count"], with_sql["x-ml-nplusone"]) == ("2", "0")
     boom = client.get("/boom")  # type: ignore[attr-defined]
     assert boom.status_code == 500 and _ml(boom) == {}
     assert _ml(client.get("/health")) == {}  # type: ignore[attr-defined]
@@ -291,4 +308,4 @@ def test_readme_header_claims_for_a_flask_500() -> None:
     PulseGate(app)
     response = app.test_client().get("/boom")
     assert response.status_code == 500
-    assert set(_ml(response)) == ALL_HEADERS - {"x-ml-predicted-latency-ms"}
+    assert set(_ml(response)) == NO_SQL_HEADERS - {"x-ml-predicted-latency-ms"}

@@ -207,7 +207,7 @@ def test_headers_carry_forecast_confidence_and_score_after_warmup() -> None:
     assert 90 <= int(h["x-ml-prediction-confidence"]) <= 100
     assert h["x-ml-anomaly-score"] == "0.000"
     assert h["x-ml-optimization-applied"] == "none"
-    assert h["x-ml-query-count"] == "0" and h["x-ml-nplusone"] == "0"
+    assert "x-ml-query-count" not in h and "x-ml-nplusone" not in h  # no SQL ran
     assert h["x-ml-model-version"] == gate.model_version
     slow = serve(gate, clock, cpu, 500.0)
     assert float(slow["x-ml-anomaly-score"]) > 0.9

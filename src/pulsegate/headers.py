@@ -7,10 +7,14 @@ One builder per gate, made from its configuration (``headers`` exposure: ``all``
     x-ml-predicted-latency-ms    performance_prediction, once the endpoint has a forecast
     x-ml-anomaly-score           anomaly_detection
     x-ml-optimization-applied    always
-    x-ml-query-count, -query-ms, -nplusone    query_analysis
+    x-ml-query-count, -query-ms, -nplusone    query_analysis, once the request ran SQL
     x-ml-model-version           always
 
-``safe`` sends only the optimization and the version; ``none`` nothing. Values come from
+The query headers are left out of a response whose request ran no SQL before it
+started: three headers saying "0" on every SQL-free request would cost each framework
+a header's work (Django: ≈ 33 bytecodes of its own a header) and tell every client how
+the endpoint uses the database. ``safe`` sends only the optimization and the version;
+``none`` nothing. Values come from
 the tables of :mod:`pulsegate.header_values` (printable ASCII by construction); the
 version is sanitised when it is set.
 """
@@ -21,8 +25,6 @@ from pulsegate.header_values import CONFIDENCE, SCORE, tenths, whole
 
 Header = tuple[str, str]
 
-NO_QUERY_HEADERS: tuple[Header, ...] = (
-    ("x-ml-query-count", "0"), ("x-ml-query-ms", "0.0"), ("x-ml-nplusone", "0"))
 NO_OPTIMIZATION: Header = ("x-ml-optimization-applied", "none")
 
 
@@ -57,8 +59,7 @@ class HeaderBuilder:
         """The model version to report from now on (the registry's, on a deploy)."""
         self.version = version_header(version)
         #: What ``all`` ends with for most requests (nothing optimised, no SQL), made once.
-        self.plain_tail = (NO_OPTIMIZATION, *(NO_QUERY_HEADERS if self.queries else ()),
-                           self.version)
+        self.plain_tail = (NO_OPTIMIZATION, self.version)
 
     def unscored(self, optimization: str) -> list[Header]:
         """The headers of ``safe`` and ``none``, which say nothing of the request's score."""
@@ -83,12 +84,9 @@ class HeaderBuilder:
             return out
         out.append(NO_OPTIMIZATION if optimization == "none"
                    else ("x-ml-optimization-applied", optimization))
-        if self.queries:
-            if query_count:
-                out += (("x-ml-query-count", str(query_count)),
-                        ("x-ml-query-ms", tenths(query_ms)),
-                        ("x-ml-nplusone", str(nplusone)))
-            else:
-                out += NO_QUERY_HEADERS
+        if query_count and self.queries:
+            out += (("x-ml-query-count", str(query_count)),
+                    ("x-ml-query-ms", tenths(query_ms)),
+                    ("x-ml-nplusone", str(nplusone)))
         out.append(self.version)
         return out

@@ -74,6 +74,11 @@ class ASGIHeaders:
             self._map = m
         return m.get(name)
 
+    def names(self) -> list[str]:
+        """The lower-case names of the headers present (asked only by the response cache,
+        which refuses a request carrying a header that looks like a credential)."""
+        return [k.decode("latin-1").lower() for k, _ in self._raw or ()]
+
 
 class EnvironHeaders(tuple[Mapping[str, Any]]):
     """Lower-case, dash-separated read access to the request headers of a WSGI
@@ -88,6 +93,10 @@ class EnvironHeaders(tuple[Mapping[str, Any]]):
     def get(self, name: str, /) -> str | None:
         return environ_header(self[0], name)
 
+    def names(self) -> list[str]:
+        """See :func:`environ_header_names`."""
+        return environ_header_names(self[0])
+
 
 def environ_header(environ: Mapping[str, Any], name: str) -> str | None:
     """The request header ``name`` (any case) of a WSGI environ, or None."""
@@ -96,3 +105,24 @@ def environ_header(environ: Mapping[str, Any], name: str) -> str | None:
         key = "HTTP_" + key
     value = environ.get(key)
     return value if isinstance(value, str) else None
+
+
+#: CGI variables a server sets from the client's own credentials (HTTP authentication
+#: done by the server, a client certificate): they name a user as a header would.
+_CGI_IDENTITY = ("REMOTE_USER", "AUTH_TYPE", "SSL_CLIENT_CERT", "SSL_CLIENT_S_DN")
+
+
+def environ_header_names(environ: Mapping[str, Any]) -> list[str]:
+    """The lower-case names of the request headers of a WSGI environ, then
+    ``cgi:remote_user`` and the like for each CGI variable that carries the client's
+    identity (``REMOTE_USER``, ``AUTH_TYPE``, ``SSL_CLIENT_CERT``, ``SSL_CLIENT_S_DN``).
+    No header can be named so (``:`` is not a token character): a configuration can
+    never mistake one for the other.
+
+    >>> environ_header_names({"HTTP_X_SESSION_TOKEN": "t", "REMOTE_USER": "al", "PATH_INFO": "/"})
+    ['x-session-token', 'cgi:remote_user']
+    """
+    names = [k[5:].lower().replace("_", "-") for k in environ if k.startswith("HTTP_")]
+    names += [k.lower() for k in ("CONTENT_TYPE", "CONTENT_LENGTH") if environ.get(k)]
+    names += ["cgi:" + k.lower() for k in _CGI_IDENTITY if environ.get(k)]
+    return names

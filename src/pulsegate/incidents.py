@@ -33,7 +33,9 @@ class Incident:
     ``excess_ms = window_mean_ms - expected_ms``. Evidence: ``requests`` and
     ``windows`` behind the verdict (the episode's). ``score`` (0-1): the detector's
     CUSUM against its alarm line, 0.5 at the line. What made it unusual: ``metric``
-    (``"latency"``, the window mean; ``"latency tail"``, the slowest requests;
+    (``"latency"``, the window mean; ``"latency drift"``, a slow rise such as a leak,
+    judged against the long reference, which ``expected_ms`` then is; ``"latency
+    tail"``, the slowest requests;
     ``"error rate"``, failed requests) and ``direction`` (``"above"``: an endpoint
     that became faster, or fails less, is no incident); ``error_rate`` and
     ``expected_error_rate`` the flagged window's share of failed requests (status
@@ -86,6 +88,9 @@ def describe(d: dict[str, Any]) -> str:
     >>> describe({"window_mean_ms": 80.0, "expected_ms": 10.0, "ratio": 8.0, "requests": 10,
     ...           "windows": 2})
     'latency above expected: window mean 80.0 ms against 10.0 ms (8.0x, over 10 requests in 2 windows)'
+    >>> describe({"metric": "latency drift", "window_mean_ms": 65.0, "expected_ms": 50.0,
+    ...           "ratio": 1.3, "requests": 60, "windows": 9})
+    'latency drift above expected: window mean 65.0 ms against 50.0 ms (1.3x, over 60 requests in 9 windows)'
     >>> describe({"metric": "starvation", "window_mean_ms": 7.2e6, "expected_ms": 3.6e6,
     ...           "ratio": 2.0, "requests": 12})
     'starvation: no run for 7200 s, one expected every 3600 s (2.0x, learnt from 12 starts)'

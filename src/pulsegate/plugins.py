@@ -21,7 +21,12 @@ controller depend on these interfaces (and on :mod:`pulsegate.records`), never o
   ``plugs.add_report(name, fn)``;
 * a **score** ``(subject) -> float`` is what a model currently thinks of a subject (the
   rate limiter's suspicion of a client), recorded with that model's predictions:
-  ``plugs.add_score(model_name, fn)``.
+  ``plugs.add_score(model_name, fn)``;
+* a **gauge** ``() -> float`` is a current value the exporters plot (the allocator's
+  ``concurrency_limit`` and ``in_flight``): ``plugs.add_gauge(name, fn)``;
+* a **model catalog** (:class:`ModelCatalog`, the registry) lists the models with their
+  accuracy and names the prediction behind a record or a detection, so the dashboard
+  can ask for feedback on it: ``plugs.set_catalog(c)``.
 
 :class:`Host` is the gate as these components see it: its services (config, clocks,
 fault counter, scheduler, counters) and the places to plug in.
@@ -41,13 +46,15 @@ if TYPE_CHECKING:
     from pulsegate.learn.baseline import BaselineStore
     from pulsegate.records import RequestRecord
 
-__all__ = ["Host", "Plugs", "RequestListener", "Scheduling", "Setting", "StartListener",
-           "StateProvider", "StatsSource", "Tunable"]
+__all__ = ["Gauge", "Host", "ModelCatalog", "Plugs", "RequestListener", "Scheduling", "Setting",
+           "StartListener", "StateProvider", "StatsSource", "Tunable"]
 
 #: Called with each finished request's record and context.
 RequestListener = Callable[["RequestRecord", "RequestContext"], None]
 #: Called as ``(ctx, status)`` when a response starts, after its headers were scored.
 StartListener = Callable[["RequestContext", int], None]
+#: A current value worth plotting, read off the request path.
+Gauge = Callable[[], float]
 
 
 class Scheduling(Protocol):
@@ -77,6 +84,19 @@ class StatsSource(Protocol):
     """A section of ``gate.stats()``: cheap to call, plain values."""
 
     def stats(self) -> dict[str, Any]: ...
+
+
+class ModelCatalog(Protocol):
+    """The models a gate runs, as the dashboard shows them (the registry is one)."""
+
+    def model_rows(self) -> list[dict[str, Any]]:
+        """One row per model: name, version, config, metrics and ``performance``."""
+        ...
+
+    def prediction_id(self, obj: object) -> str | None:
+        """The id ``gate.feedback`` takes for an anomalous record or a query detection
+        row ``(endpoint, detection)``; None when nothing was predicted about it."""
+        ...
 
 
 class Setting:
@@ -114,6 +134,8 @@ class Plugs:
         #: name -> ``report()``: a section of the dashboard's summary (the advisor's
         #: findings, patterns and capacity advice); called off the request path
         self.reports: dict[str, Callable[[], dict[str, Any]]] = {}
+        self.gauges: dict[str, Gauge] = {}
+        self.catalog: ModelCatalog | None = None
         #: Called with the name of each state provider added from now on (the registry
         #: hands it a state read at start-up).
         self.on_state_added: list[Callable[[str], None]] = []
@@ -134,6 +156,12 @@ class Plugs:
 
     def add_report(self, name: str, report: Callable[[], dict[str, Any]]) -> None:
         self.reports[name] = report
+
+    def add_gauge(self, name: str, gauge: Gauge) -> None:
+        self.gauges[name] = gauge
+
+    def set_catalog(self, catalog: ModelCatalog) -> None:
+        self.catalog = catalog
 
 
 class Host(Protocol):

@@ -49,7 +49,7 @@ from pulsegate.config import Config, ConfigError
 from pulsegate.cycle import CAPTURE, INTERNAL, PROCEED, REJECT, RequestCycle
 from pulsegate.engine import PulseGate
 from pulsegate.export.endpoints import internal_endpoints, serve_wsgi
-from pulsegate.http import environ_header, parse_status, status_line
+from pulsegate.http import environ_header, environ_header_names, parse_status, status_line
 from pulsegate.records import RequestInfo
 
 Environ = dict[str, Any]
@@ -134,6 +134,10 @@ class _Exchange(list[bytes]):
     def get(self, name: str, /) -> str | None:
         """The request header ``name`` (any case), or None."""
         return environ_header(self._environ, name)
+
+    def names(self) -> list[str]:
+        """The request's header names (see :func:`~pulsegate.http.environ_header_names`)."""
+        return environ_header_names(self._environ)
 
     def start_response(self, status: str, headers: list[tuple[str, str]],
                        exc_info: ExcInfo | None = None) -> Callable[[bytes], object]:

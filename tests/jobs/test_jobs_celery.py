@@ -117,3 +117,37 @@ def test_an_nplusone_inside_a_task_is_reported_against_the_task(worker: Any) -> 
                   if d["endpoint"] == "JOB jobs_celery_app.authors_one_by_one"]
     assert detections and detections[0]["kind"] == "n_plus_one"
     assert detections[0]["count"] >= 20 and detections[0]["suggestion"]
+
+
+def test_a_queue_no_worker_reads_stalls_as_the_producer_sees_it(worker: Any) -> None:
+    """Tasks published to a queue the worker does not consume (as if its worker died):
+    the producer's gate sees the length, the oldest message's publish time (the
+    ``pulsegate_published`` header) and flags the stall -- nothing from a worker."""
+    import uuid
+
+    from pulsegate.engine import PulseGate
+    from pulsegate.jobs.celery import watch_queues
+
+    tasks = worker
+    dead = f"nobody-{uuid.uuid4().hex[:8]}"
+    gate = PulseGate(log_events=False, queue_stall_seconds=1.0)
+    try:
+        published = time.time()
+        for i in range(4):
+            tasks.add.apply_async((i, i), queue=dead)
+        broker = watch_queues(tasks.app, gate=gate, queues=[dead, "celery"], interval=3600.0)
+        time.sleep(0.3)
+        assert broker.poll(gate) == []
+        row = gate.stats()["job_queues"][dead]
+        assert row["length"] == 4 and row["head_age_s"] >= 0.25  # from the publish time
+        assert row["head_age_s"] <= time.time() - published + 0.05
+        time.sleep(1.0)
+        flagged = broker.poll(gate)
+        assert [i["endpoint"] for i in flagged] == [f"QUEUE {dead}"]
+        assert flagged[0]["metric"] == "starvation"
+        assert not gate.stats()["job_queues"]["celery"]["stalled"]  # the live queue
+    finally:
+        gate.close()
+        client = broker.client if "broker" in locals() and broker is not None else None
+        if client is not None:
+            client.delete(dead)

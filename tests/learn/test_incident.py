@@ -136,6 +136,29 @@ def test_a_slow_leak_at_low_traffic_is_found_against_the_long_reference() -> Non
         assert found < first(seed, 3600.0)  # sooner than with no long reference
 
 
+def test_a_leak_is_named_latency_drift_against_the_long_reference() -> None:
+    """A leak only the long reference shows is a "latency drift", reported against
+    what that reference expected (not the baseline that followed the ramp); a step
+    is a plain "latency" incident."""
+    for seed in range(3):
+        d = IncidentDetector()
+        rng = random.Random(seed)
+        windows(d, rng, 600, 6)
+        for w in range(240):
+            for _ in range(6):
+                d.add(math.log(50.0 * (1.0 + w / 360)))
+            verdict = d.close()
+            if verdict is not None and verdict.is_anomaly:
+                break
+        assert verdict is not None and verdict.is_anomaly and d.metric == "latency drift"
+        assert 45.0 < math.exp(verdict.forecast) < 60.0  # the long reference, near 50 ms
+        assert math.exp(verdict.value) / math.exp(verdict.forecast) >= 1.25
+    d = IncidentDetector()
+    rng = random.Random(7)
+    windows(d, rng, 600, 20)
+    assert True in windows(d, rng, 10, 20, factor=2.0) and d.metric == "latency"
+
+
 def test_mostly_failing_or_mostly_slow_windows_never_break_the_detector() -> None:
     """Error and tail shares near their caps (a job that mostly fails, a young
     endpoint whose share is uncertain): the alternative share stays below 1."""

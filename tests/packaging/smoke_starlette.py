@@ -25,7 +25,7 @@ for i in range(30):
 assert status == 200
 shown = ml_headers(headers)
 print(first, shown, sep="\n")
-assert shown["x-ml-query-count"] == "0" and shown["x-ml-optimization-applied"] == "none"
+assert "x-ml-query-count" not in shown and shown["x-ml-optimization-applied"] == "none"
 assert "x-ml-predicted-latency-ms" in shown and "x-ml-predicted-latency-ms" not in first
 mw = app.middleware_stack
 while not isinstance(mw, PulseGateMiddleware):

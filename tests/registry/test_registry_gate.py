@@ -30,7 +30,7 @@ def test_every_anomaly_gets_an_id_and_feedback_feeds_the_metrics() -> None:
     assert gate.feedback("nope-1", True) is False
     m = gate.ops.monitor.metrics("latency-baseline")
     assert (m.tp, m.fp, m.precision) == (1, 1, 0.5)
-    assert gate.ops.performance()["latency-baseline"]["last_100"]["n"] == 2
+    assert gate.ops.monitor.summary()["latency-baseline"]["last_100"]["n"] == 2
     gate.close()
 
 

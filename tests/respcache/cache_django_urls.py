@@ -29,7 +29,8 @@ def item(request: HttpRequest, pk: str) -> HttpResponse:
 
 def me(request: HttpRequest) -> HttpResponse:
     _produced("me")
-    who = request.META.get("HTTP_AUTHORIZATION") or request.COOKIES.get("session")
+    who = request.META.get("HTTP_AUTHORIZATION") or request.COOKIES.get("session") \
+        or request.META.get("HTTP_X_SESSION_TOKEN") or request.META.get("REMOTE_USER")
     return HttpResponse(f"hello {who}", content_type="text/plain")
 
 

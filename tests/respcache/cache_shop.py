@@ -15,6 +15,9 @@ from fakeclock import FakeClock
 from pulsegate.asgi import PulseGateMiddleware
 from pulsegate.engine import PulseGate
 
+#: The headers httpx (and werkzeug's test client) send on their own: every other one is the test's.
+CLIENT_DEFAULTS = frozenset({"host", "accept", "accept-encoding", "connection", "user-agent",
+                             "content-length"})
 ROUTES = ["/items/{id}", "/me", "/cookie", "/private", "/random", "/big", "/missing"]
 
 
@@ -48,7 +51,10 @@ class Shop:
 
         async def me(request: Request) -> Response:
             produced("me")
-            who = request.headers.get("authorization") or request.cookies.get("session")
+            # (an app may know its users by any header: here, by any the client chose)
+            who = request.headers.get("authorization") or request.cookies.get("session") \
+                or ",".join(v for k, v in request.headers.items() if k not in CLIENT_DEFAULTS) \
+                or None
             return PlainTextResponse(f"hello {who}")
 
         async def cookie(request: Request) -> Response:

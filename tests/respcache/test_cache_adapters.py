@@ -9,7 +9,8 @@ from typing import Any
 
 import cache_django_urls as urls
 import pytest
-from cache_shop import FakeClock
+from cache_shop import CLIENT_DEFAULTS, FakeClock
+from credential_names import generated
 from django.test import AsyncClient, Client, override_settings
 from flask import Flask, request
 
@@ -48,7 +49,10 @@ def flask_shop(**options: Any) -> tuple[Flask, FakeClock, dict[str, int], dict[s
     def me() -> str:
         calls["me"] += 1
         clock.t += 0.005
-        return f"hello {request.headers.get('authorization') or request.cookies.get('s')}"
+        who = request.headers.get("authorization") or request.cookies.get("s") \
+            or request.environ.get("REMOTE_USER") \
+            or ",".join(v for k, v in request.headers.items() if k.lower() not in CLIENT_DEFAULTS)
+        return f"hello {who}"
 
     gate = PulseGate(clock=clock, response_cache_routes=["/items/<pk>", "/me"],
                      **{**OPTIONS, **options})
@@ -74,6 +78,26 @@ def test_flask_serves_a_learnt_route_and_never_after_a_write() -> None:
     assert not cached(r.headers) and r.text == "item banana"
 
 
+def test_flask_and_django_answer_a_head_from_the_gets_entry(django_gate: PulseGate) -> None:
+    app, clock, calls, _ = flask_shop()
+    client = app.test_client()
+    for _ in range(12):
+        clock.t += 0.1
+        client.get("/items/1")
+    produced = calls["item"]
+    r = client.head("/items/1")
+    assert cached(r.headers) and r.data == b"" and r.headers["content-length"] == "10"
+    assert calls["item"] == produced
+    django = Client()
+    for _ in range(12):
+        urls.clock.t += 0.1
+        django.get("/items/1/")
+    produced = urls.calls["item"]
+    r = django.head("/items/1/")
+    assert cached(r) and r.content == b"" and r["content-length"] == "10"
+    assert urls.calls["item"] == produced
+
+
 def test_flask_never_serves_across_users() -> None:
     app, clock, calls, _ = flask_shop(response_cache_vary=["authorization"])
     client = app.test_client()
@@ -91,6 +115,25 @@ def test_flask_never_serves_across_users() -> None:
     for _ in range(15):
         r = client.get("/me")
         assert not cached(r.headers) and r.text == "hello carol"
+
+
+def test_flask_never_caches_a_credential_like_header_nor_a_server_authenticated_user() -> None:
+    app, clock, calls, _ = flask_shop()
+    client = app.test_client()
+    for name in generated(20, seed=11):
+        if "_" in name:  # (WSGI has no way to tell '_' from '-': servers drop such names)
+            continue
+        for user in ["alice"] * 14 + ["bob"] * 3:  # alice learnt, then bob: his own page
+            clock.t += 0.1
+            r = client.get("/me", headers={name: user})
+            assert not cached(r.headers) and r.text == f"hello {user}"
+    for user in ["alice"] * 14 + ["bob"] * 3:  # the server authenticated the client
+        clock.t += 0.1
+        r = client.get("/me", environ_overrides={"REMOTE_USER": user})
+        assert not cached(r.headers) and r.text == f"hello {user}"
+    refused = app.extensions["pulsegate"].stats()["response_cache"]["refused"]
+    assert refused["request cgi:remote_user"] == 17 and calls["me"] == 17 + sum(
+        n for k, n in refused.items() if k != "request cgi:remote_user")
 
 
 def test_a_streamed_wsgi_body_past_max_body_is_passed_whole_and_never_cached() -> None:
@@ -173,6 +216,19 @@ def test_django_never_serves_across_users_nor_a_response_setting_a_cookie(
     for _ in range(15):  # (a new client each time: the cookie set would come back)
         assert not cached(Client().get("/cookie/"))
     assert django_gate.stats()["response_cache"]["refused"]["response set-cookie"] == 15
+
+
+def test_django_never_caches_a_credential_like_header_nor_a_remote_user(
+        django_gate: PulseGate) -> None:
+    client = Client()
+    for user in ["alice"] * 14 + ["bob"] * 2:  # alice learnt, then bob: his own page
+        urls.clock.t += 0.1
+        r = client.get("/me/", HTTP_X_SESSION_TOKEN=user)
+        assert not cached(r) and r.content == f"hello {user}".encode()
+        r = client.get("/me/", REMOTE_USER=user)
+        assert not cached(r) and r.content == f"hello {user}".encode()
+    refused = django_gate.stats()["response_cache"]["refused"]
+    assert refused["request x-session-token"] == refused["request cgi:remote_user"] == 16
 
 
 async def test_django_async_handler_serves_and_invalidates(django_gate: PulseGate) -> None:

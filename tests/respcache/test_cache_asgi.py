@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 from cache_shop import Shop
+from credential_names import generated
 
 from pulsegate import ConfigError
 from pulsegate.config import Config
@@ -42,6 +43,42 @@ async def test_a_route_answering_identically_is_served_from_the_cache_once_learn
     assert stats["saved_ms"] - before["saved_ms"] == pytest.approx(19 * 5.0, rel=0.01)
 
 
+async def test_a_head_is_answered_from_the_gets_entry_without_a_body() -> None:
+    shop = Shop()
+    for _ in range(15):  # HEADs teach nothing: the route is not learnt from them
+        r = await shop.client.head("/items/1")
+        assert r.status_code == 200 and not cached(r) and r.content == b""
+    assert shop.calls["item"] == 15 and shop.gate.stats()["response_cache"]["stored"] == 0
+    await shop.learn("/items/1")
+    produced = shop.calls["item"]
+    for _ in range(30):  # (never audited: a HEAD has no body to compare)
+        r = await shop.client.head("/items/1")
+        assert cached(r) and r.content == b""
+        assert int(r.headers["content-length"]) == len("item apple")
+        assert r.headers["content-type"].startswith("text/plain")
+    assert shop.calls["item"] == produced
+    await shop.client.put("/items/1", content=b"quince")
+    r = await shop.client.head("/items/1")
+    assert not cached(r) and shop.calls["item"] == produced + 1
+    assert int(r.headers["content-length"]) == len("item quince")
+    # a HEAD with a credential-like header is the app's, as a GET would be
+    await shop.learn("/items/1")
+    assert not cached(await shop.client.head("/items/1", headers={"x-session-token": "t"}))
+
+
+async def test_hits_are_counted_but_not_learnt_by_the_endpoints_latency_model() -> None:
+    shop = Shop()
+    await shop.learn("/items/1")
+    model = shop.gate.baselines.peek("GET /items/{id}")
+    assert model is not None
+    learnt, requests = model.n, shop.gate.counters["requests"]
+    hits = sum([cached(await shop.get("/items/1")) for _ in range(40)])
+    assert hits >= 38 and shop.gate.stats()["response_cache"]["hits"] >= hits
+    # the hits' microseconds are the cache's, not the route's: only the audits are learnt
+    assert model.n == learnt + (40 - hits)
+    assert shop.gate.counters["requests"] == requests + 40
+
+
 async def test_audits_notice_a_route_that_changed_behind_the_caches_back() -> None:
     shop = Shop()
     await shop.learn("/items/1")
@@ -74,6 +111,46 @@ async def test_requests_with_credentials_are_never_cached_unless_configured() ->
     assert shop.calls["me"] == 60
     refused = shop.gate.stats()["response_cache"]["refused"]
     assert refused == {"request authorization": 30, "request cookie": 30}
+
+
+async def test_an_app_knowing_users_by_a_header_the_cache_does_not_know_shares_nothing() -> None:
+    # (fail-closed: X-Session-Token, X-Forwarded-User ... look like credentials)
+    names = [*generated(30, seed=7), "X-Session-Token", "X-Forwarded-User", "X-Hasura-User-Id"]
+    shop = Shop()
+    for name in names:  # alice long enough to be learnt, then bob: his own page
+        for user in ["alice"] * 14 + ["bob"] * 3:
+            r = await shop.get("/me", headers={name: user})
+            assert not cached(r) and r.text == f"hello {user}"
+    assert shop.calls["me"] == 17 * len(names)
+    stats = shop.gate.stats()["response_cache"]
+    assert stats["hits"] == stats["stored"] == 0
+    assert sum(stats["refused"].values()) == 17 * len(names)
+
+
+async def test_a_credential_like_header_named_in_vary_keys_each_user_apart() -> None:
+    shop = Shop(response_cache_vary=["x-session-token"])
+    users = ["alice", "bob", "carol"]
+    for _ in range(15):
+        for user in users:
+            await shop.get("/me", headers={"x-session-token": user})
+    hits = 0
+    for _ in range(10):
+        for user in users:
+            r = await shop.get("/me", headers={"x-session-token": user})
+            assert r.text == f"hello {user}"
+            hits += cached(r)
+    assert hits >= 28
+    # another credential-like header beside the keyed one: not cached at all
+    r = await shop.get("/me", headers={"x-session-token": "alice", "x-api-key": "k"})
+    assert not cached(r) and r.text == "hello alice,k"
+
+
+async def test_refusals_by_header_name_are_counted_in_bounded_memory() -> None:
+    shop = Shop()
+    for name in generated(300, seed=3):
+        await shop.get("/items/1", headers={name: "v"})
+    refused = shop.gate.stats()["response_cache"]["refused"]
+    assert len(refused) <= 64 + 1 and sum(refused.values()) == 300
 
 
 async def test_with_authorization_in_vary_each_user_gets_only_their_own_entry() -> None:

@@ -49,7 +49,8 @@ def attach(gate: Host) -> CacheMonitor:
     c = gate.config
     monitor = CacheMonitor(max_patterns=c.io.cache_max_patterns,
                            max_tracked_keys=c.io.cache_tracked_keys,
-                           sample=c.io.cache_reuse_sample, faults=gate.faults)
+                           sample=c.io.cache_reuse_sample, faults=gate.faults,
+                           key_words=c.io.cache_key_words)
     _MONITORS[gate] = monitor
     section = _Section(gate, monitor)
     gate.plugs.add_stats("caches", section)

@@ -17,12 +17,13 @@ from __future__ import annotations
 import contextvars
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from pulsegate.bounded import BoundedLRU
 from pulsegate.caches.keys import KeyPatterns
 from pulsegate.caches.stats import HOT_SAMPLE, PatternStats
+from pulsegate.caches.vocabulary import Vocabulary
 from pulsegate.faults import FaultCounter
 from pulsegate.io_tally import request_tally
 
@@ -43,13 +44,17 @@ class CacheMonitor:
     """Counters per (cache, key pattern) for one gate; see the module doc."""
 
     def __init__(self, *, max_patterns: int = 500, max_tracked_keys: int = 10_000,
-                 sample: int = 4,
+                 sample: int = 4, key_words: Iterable[str] = (),
                  clock: Callable[[], float] = time.monotonic,
                  faults: FaultCounter | None = None) -> None:
         self.clock = clock
         #: where the hooks count their own faults (the gate's)
         self.faults = faults if faults is not None else FaultCounter()
-        self.keys = KeyPatterns()
+        vocabulary = Vocabulary(key_words)
+        # the program's words are read once per process (≈ 1 s for 1 350 modules, on
+        # the first monitor, at start-up): patterns are right from the first cache call
+        vocabulary.ready(5.0)
+        self.keys = KeyPatterns(words=vocabulary)
         self.stats: BoundedLRU[tuple[str, str], PatternStats] = BoundedLRU(max_patterns)
         #: key hash -> [written at, ttl (None: none, -1: unknown)], the reuse sample
         self.tracked: BoundedLRU[int, list[Any]] = BoundedLRU(max_tracked_keys)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from pulsegate.config_checks import _bool, number
+from pulsegate.config_checks import _bool, number, strings
 from pulsegate.config_sections.base import DAY_S, MILLION, Section, option, refuse_unknown_keywords
 
 
@@ -29,6 +29,9 @@ class IOConfig(Section):
                                      "intervals, TTL advice and the kind of its misses (cold, "
                                      "expired, evicted); 1 tracks every key.",
                                      number(1, 1000, integer=True))
+    cache_key_words: tuple[str, ...] = option((), "Words kept in key patterns besides those "
+                                              "the loaded code spells (a key part that is "
+                                              "neither is reported as {*}).", strings)
     cacheable_queries: bool = option(True, "With cache_monitoring: look for reads repeated "
                                      "across requests with the same parameters on rarely "
                                      "written tables.", _bool)

@@ -84,7 +84,8 @@ class ResponseCacheConfig(Section):
         "latency) below which it is not worth caching.", number(0, 3_600_000))
     response_cache_vary: tuple[str, ...] = option(
         ("accept", "accept-encoding", "accept-language"), "Request headers whose values "
-        "key the entries; a request with Authorization or Cookie is cached only if that "
+        "key the entries; a request with a header that looks like a credential "
+        "(Authorization, Cookie, X-Session-Token, X-Api-Key ...) is cached only if that "
         "header is named here (then per value: never across users).", _vary)
     response_cache_invalidate: Mapping[str, tuple[str, ...]] = option(
         dict, "Write target -> targets it invalidates ('PUT /items/{id}': ['$path', "

@@ -23,3 +23,8 @@ class UnitsConfig(Section):
                             "cache key patterns); a new name past it folds into "
                             "`<KIND> (other)`. Their models share `max_endpoints`.",
                             number(1, 100_000, integer=True))
+    queue_stall_seconds: float = option(300.0, "A watched broker queue (pulsegate.jobs."
+                                        "broker) whose oldest message has not moved for "
+                                        "this long stalls, whatever the dwell learnt; "
+                                        "the whole line before ten dwells are known.",
+                                        number(1.0, 7 * 86_400.0))

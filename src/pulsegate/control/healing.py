@@ -24,7 +24,7 @@ The actions (``healing_actions``, a list of mappings; docs/control.md):
 
 Triggers, on any action: ``"on"`` -- the incident's endpoint (``"GET /search"``, or a
 prefix ending in ``*``; default every endpoint), ``"metric"`` (``latency``, ``latency
-tail`` or ``error rate``; default any), ``"min_score"`` (the incident's score, 0.5 at
+drift``, ``latency tail`` or ``error rate``; default any), ``"min_score"`` (the incident's score, 0.5 at
 its detector's alarm line; default 0.5, i.e. every incident).
 
 At most ``healing_max_per_hour`` actions are switched on in any hour (re-arming an

@@ -13,7 +13,7 @@ from typing import Any
 __all__ = ["ACTIONS", "MAX_ACTIONS", "METRICS", "SHED_FROM", "HealingAction", "parse_action"]
 
 ACTIONS = ("shed", "degrade", "tighten", "callback")
-METRICS = ("latency", "latency tail", "error rate")
+METRICS = ("latency", "latency drift", "latency tail", "error rate")
 #: priority class name -> the lowest priority number shed (allocator.PRIORITIES: 0 high)
 SHED_FROM = {"low": 2, "normal": 1}
 MAX_ACTIONS = 32

@@ -21,7 +21,7 @@ logger                     ``extra`` key               written by
 ``query_time``, ``repeat_share``, ``cpu``) and ``unusual`` (the same in words, e.g.
 ``query count above usual``). ``pulsegate_incident`` (the endpoint changed; the fields of
 :class:`pulsegate.incidents.Incident`): ``start``, ``at``, ``metric`` (``latency``,
-``latency tail`` or ``error rate``: what made it unusual), ``direction``,
+``latency drift``, ``latency tail`` or ``error rate``: what made it unusual), ``direction``,
 ``window_mean_ms``, ``expected_ms``, ``ratio``, ``excess_ms``, ``error_rate``,
 ``expected_error_rate``, ``requests``, ``windows``, ``score``. ``pulsegate_detection`` (see
 :func:`detection_extra`): ``kind``, ``fingerprint``, ``sql`` (redacted: literals

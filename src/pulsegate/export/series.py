@@ -90,21 +90,10 @@ class ControlBucket:
 
 
 def allocator_state(gate: Host) -> tuple[float | None, float | None]:
-    """(current limit, requests in flight) of the gate's allocator, when it has one.
-
-    Read by name so this module does not depend on the control package's layout."""
-    alloc = getattr(gate, "allocator", None)
-    if alloc is None:
-        alloc = getattr(getattr(gate, "control", None), "allocator", None)
-    if alloc is None:
-        return None, None
-    limit = _number(getattr(alloc, "limit", None))
-    in_flight = None
-    for name in ("in_flight", "inflight", "active"):
-        in_flight = _number(getattr(alloc, name, None))
-        if in_flight is not None:
-            break
-    return limit, in_flight
+    """(current limit, requests in flight) from the gauges the allocator registered
+    (``concurrency_limit``, ``in_flight``); (None, None) without an allocator."""
+    gauges = gate.plugs.gauges
+    return _number(gauges.get("concurrency_limit")), _number(gauges.get("in_flight"))
 
 
 def _number(value: Any) -> float | None:

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from pulsegate.engine import PulseGate
     from pulsegate.units import UnitRun
 
-__all__ = ["HEADER", "CeleryJobs", "instrument", "uninstrument"]
+__all__ = ["HEADER", "CeleryJobs", "instrument", "uninstrument", "watch_queues"]
 
 #: The message header carrying the publish time (epoch seconds).
 HEADER = "pulsegate_published"
@@ -214,3 +214,24 @@ def uninstrument() -> None:
         if _installed is not None:
             _installed.disconnect()
             _installed = None
+
+
+def watch_queues(app: Any, gate: PulseGate | None = None, queues: Any = None,
+                 interval: float = 10.0) -> Any:
+    """Sample the length and the oldest message of ``app``'s queues on a Redis broker
+    (:mod:`pulsegate.jobs.broker`): ``queues`` default to the app's default queue and
+    those of ``task_queues``. Any process may watch (a producer sees a stall with no
+    worker alive). None when the broker is not Redis."""
+    from pulsegate.jobs.broker import CELERY, watch
+
+    url = str(app.conf.broker_url or "")
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        return None
+    import redis
+
+    if queues is None:
+        names = [str(app.conf.task_default_queue or "celery")]
+        names += [str(getattr(q, "name", q)) for q in (app.conf.task_queues or ())]
+        queues = names
+    client = redis.Redis.from_url(url)
+    return watch(gate if gate is not None else get_gate(), client, queues, CELERY, interval)

@@ -22,7 +22,10 @@ arguments are never read. Nothing raises into RQ: faults are counted by the gate
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +39,7 @@ from pulsegate.units import JOB, QUEUE
 if TYPE_CHECKING:
     from pulsegate.engine import PulseGate
 
-__all__ = ["SimpleWorker", "Worker", "outcome_of", "queue_wait_ms"]
+__all__ = ["SimpleWorker", "Worker", "outcome_of", "queue_wait_ms", "watch_queues"]
 
 
 def _epoch(when: Any) -> float | None:
@@ -104,6 +107,22 @@ class _Measured:
     def _fault(self, where: str, exc: Exception) -> None:
         if self.pulsegate is not None:
             self.pulsegate.faults.record(where, exc)
+
+    def work(self, *args: Any, **kwargs: Any) -> bool:
+        """RQ's ``work``, leaving the process's SIGINT and SIGTERM handlers as it found
+        them: RQ installs its own (they raise ``StopRequested`` when the worker is idle)
+        and never puts the old ones back, so a worker run in process (a burst worker in
+        a test, a management command) would leave a stale handler raising ``StopRequested``
+        into whatever runs next when the process is signalled."""
+        if threading.current_thread() is not threading.main_thread():
+            return bool(super().work(*args, **kwargs))  # type: ignore[misc]
+        saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            return bool(super().work(*args, **kwargs))  # type: ignore[misc]
+        finally:
+            for sig, handler in saved.items():
+                if handler is not None:
+                    signal.signal(sig, handler)
 
 
 class SimpleWorker(_Measured, rq.SimpleWorker):  # type: ignore[misc]
@@ -199,3 +218,17 @@ def _error_of(job: Any) -> str | None:
         return None
     head = text[-1].split(":", 1)[0].strip().rsplit(".", 1)[-1]
     return head[:100] if head.isidentifier() else None
+
+
+def watch_queues(queues: Iterable[Any], gate: PulseGate | None = None,
+                 interval: float = 10.0) -> Any:
+    """Sample the length and the oldest job of RQ ``queues`` (``rq.Queue`` objects on one
+    connection) on the gate's scheduler (:mod:`pulsegate.jobs.broker`): any process may
+    watch, so a producer sees a queue that no worker takes from."""
+    from pulsegate.jobs.broker import RQ, watch
+
+    queues = list(queues)
+    if not queues:
+        raise ValueError("watch_queues needs at least one rq.Queue")
+    return watch(gate if gate is not None else get_gate(), queues[0].connection,
+                 [q.name for q in queues], RQ, interval)

@@ -1,7 +1,6 @@
 """Has an endpoint changed? Evidence-weighted window tests with a CUSUM over windows.
 
-Per request: three additions (O(1), pure Python). Per window: a few dozen float
-operations. State: a dozen floats.
+Per request: three additions (O(1), pure Python). Per window: a few dozen float ops.
 """
 
 from __future__ import annotations
@@ -40,9 +39,8 @@ class IncidentDetector:
 
       - standard error :math:`se_w = \sqrt{s^2/n_w + \tau^2}`, :math:`\tau^2` the
         variance *between* windows that sampling does not explain (drift, daily
-        load), learnt; mean evidence
-        :math:`z_w = (m_w - b)/se_w`. Six requests with one pause are weak evidence,
-        six hundred strong: the test accounts for it;
+        load), learnt; mean evidence :math:`z_w = (m_w - b)/se_w`. Six requests with
+        one pause are weak evidence, six hundred strong: the test accounts for it;
       - one-sided CUSUM (Page 1954) of the mean evidence:
         :math:`C \leftarrow \max(0,\ C + \min(z_w, z_{max}) - \kappa)`; a large shift
         crosses :math:`h` in two windows, a small one accumulates;
@@ -74,9 +72,8 @@ class IncidentDetector:
         Once per episode: the episode ends when every sum is back at 0, and a clearly
         larger event (twice the effect that opened it) re-alarms. :math:`C \ge h`
         with a smaller effect is a real but unimportant change (a deploy step of a
-        few %): the baseline adopts it at full rate and
-        :math:`C` restarts from 0, so such evidence cannot pile up until a noisy
-        window passes the gate.
+        few %): the baseline adopts it at full rate and :math:`C` restarts from 0, so
+        such evidence cannot pile up until a noisy window passes the gate.
     * **learning**, after the test, with weight :math:`a = \min(1, \Delta t/T)` per
       window of :math:`\Delta t` seconds (:math:`1/k` for the :math:`k`-th window early
       on): :math:`b` (by the window's clipped mean, itself clipped at
@@ -88,16 +85,16 @@ class IncidentDetector:
       :math:`b_L`, :math:`\tau_L^2` likewise at :math:`a_L = \min(1, \Delta t/T_L)`
       (:math:`a_L/4` while :math:`C_L > 0`, :math:`a` while an incident is open);
       :math:`C_L \ge h` with a small effect is held at :math:`h`, :math:`b_L` at
-      :math:`a_L` (a ramp stays judged, a small step is adopted within hours). The
-      baseline adopts a permanent change within a few :math:`T` (deploy steps are not
-      incidents forever).
+      :math:`a_L` (a ramp stays judged, a small step is adopted within hours). The baseline
+      adopts a permanent change within a few :math:`T` (deploy steps are not incidents).
     * **warm-up**: no incident before ``min_windows`` windows and ``min_requests``
       requests; the first requests of a process (imports, connections) only teach.
 
     ``score`` is :math:`\min(1, \max(C/h, C_L/h, C_t/h_t, C_e/h_t) / 2)`: 0.5 at the alarm
     line. ``metric`` names the evidence behind the last incident: ``"latency"`` (the
-    window mean above the baseline), ``"latency tail"`` or ``"error rate"``; every
-    incident is a rise (a faster endpoint is no incident).
+    window mean above the baseline), ``"latency drift"`` (only :math:`C_L`: a leak;
+    the verdict's ``forecast`` is then :math:`b_L`), ``"latency tail"`` or ``"error
+    rate"``; every incident is a rise (a faster endpoint is no incident).
 
     >>> d = IncidentDetector(window=60.0)
     >>> for w in range(120):              # two hours at 20 requests a window
@@ -311,7 +308,9 @@ class IncidentDetector:
                 fired = True
                 self.active = True
                 self.onset_effect = effect
-                self.metric = ("latency", "latency tail", "error rate")[effects.index(effect)]
+                # a rise only the long reference sees is a slow drift (a leak)
+                self.metric = ("latency" if mean_hit else "latency drift", "latency tail",
+                               "error rate")[effects.index(effect)]
                 self.err_share, self.err_expected = err_share, pe
         elif c == 0.0 and ct == 0.0 and ce == 0.0 and cl == 0.0:
             self.active = False
@@ -356,7 +355,9 @@ class IncidentDetector:
         score = max(c / h, cl / h, ct / self.h_tail, ce / self.h_tail) / 2.0
         score = score if score < 1.0 else 1.0
         conf = 100.0 * (1.0 if warm else 0.0) * _exp(-self.s)
-        return Score(raw + shift, b + shift, z, score, fired, conf,
+        # a drift is above the long reference (as it stood before this window)
+        expected = mean - rl if fired and self.metric == "latency drift" else b
+        return Score(raw + shift, expected + shift, z, score, fired, conf,
                      b + shift - 3.0 * se, b + shift + 3.0 * se, t)
 
     # --- persistence -----------------------------------------------------------------

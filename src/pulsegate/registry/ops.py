@@ -12,7 +12,8 @@
 
 It sees the gate only as a :class:`~pulsegate.plugins.Host`, and the other components
 only through what they registered on ``gate.plugs`` (state providers, tunables, scores,
-stats sources): it does not import the engine.
+stats sources); it registers itself as the gate's model catalog. It does not import the
+engine.
 
 The latency model's tunable ``threshold`` is on the anomaly-score scale of the
 *configured* ``z_threshold`` :math:`k_0`: :math:`t = 0.5` means :math:`|z| > k_0`, and
@@ -40,6 +41,7 @@ from pulsegate.incidents import describe
 from pulsegate.registry import collect, configure, jobs, persist
 from pulsegate.registry import snapshot as snap
 from pulsegate.registry.alerts import AlertManager
+from pulsegate.registry.catalog import RegistryCatalog
 from pulsegate.registry.feedback import Label, PerformanceMonitor, Prediction, PredictionLog
 from pulsegate.registry.models import ModelRegistry, ModelVersion
 from pulsegate.registry.parts import LatencyThreshold, Persisted
@@ -132,6 +134,8 @@ class ModelOps:
             self._guard("registry.restore", self.restore)
         self.plugs.on_state_added.append(self._state_added)
         self.plugs.add_stats("registry", self)
+        self.plugs.set_catalog(RegistryCatalog(self.registry, self.monitor, self.predictions,
+                                               self.insights))
         gate.notable_listeners.append(self.on_request)
         _ALL.add(self)
         self._schedule()
@@ -386,9 +390,6 @@ class ModelOps:
                 "labels": sum(self.monitor.metrics(m).n for m in self.monitor.models()),
                 "alerts": len(self.alerts.recent), "alerts_suppressed": self.alerts.suppressed,
                 "versions": {n: self.registry.active(n).version for n in self.registry.names()}}
-
-    def performance(self) -> dict[str, Any]:
-        return self.monitor.summary()
 
     def recent_predictions(self, limit: int = 50, model: str | None = None,
                            kind: str | None = None) -> list[dict[str, Any]]:

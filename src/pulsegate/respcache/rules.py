@@ -3,10 +3,14 @@
 A request may use the cache (be served from it, or have its response learnt) only if
 
 * its method is GET;
-* it carries no credential -- ``Authorization``, ``Proxy-Authorization``, ``Cookie``,
-  ``X-API-Key``, ``X-Auth-Token`` -- unless ``response_cache_vary`` names that header,
-  in which case its value (digested) is part of the key: one user's entry can never
-  answer another's request;
+* it carries no header that looks like a credential -- ``Authorization``, ``Cookie``,
+  and any whose name has one of :data:`CREDENTIAL_WORDS` in it (``X-Session-Token``,
+  ``X-Api-Key``, ``X-Forwarded-User``, ``X-Hub-Signature`` ...: fail-closed, an
+  unknown way to say who the user is counts as one) -- unless ``response_cache_vary``
+  names that header, in which case its value (digested) is part of the key: one
+  user's entry can never answer another's request. Nor a WSGI request whose server
+  authenticated the client (``REMOTE_USER``, ``AUTH_TYPE``, a client certificate), nor
+  one whose header names cannot be read;
 * it does not ask for a fresh answer (``Cache-Control: no-cache``/``no-store``,
   ``Pragma: no-cache``), nor for a conditional or partial one (``If-None-Match``,
   ``If-Modified-Since``, ``Range``: the app answers those itself).
@@ -24,21 +28,38 @@ of ``no-store``, ``private``, ``no-cache`` and no ``max-age=0``/``s-maxage=0``, 
     'cache-control'
     >>> freshness([("cache-control", "public, max-age=5")], 30.0)
     5.0
+    >>> [looks_like_credential(n) for n in ("X-Session-Token", "x_apikey", "user-agent")]
+    [True, True, False]
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 
-__all__ = ["CREDENTIAL_HEADERS", "freshness", "request_key", "request_refusal",
-           "response_refusal", "stored_headers"]
+__all__ = ["CREDENTIAL_WORDS", "credential_header", "freshness", "looks_like_credential",
+           "request_key", "request_refusal", "response_refusal", "stored_headers"]
 
-#: Request headers that identify a user: such a request is never cached unless the
-#: header is named in ``response_cache_vary`` (and then keyed by its value).
-CREDENTIAL_HEADERS = ("authorization", "proxy-authorization", "cookie", "x-api-key",
-                      "x-auth-token")
+#: Words in a request header's name that say it may carry who the user is (compared
+#: with the name's letters and digits only: ``X-Api-Key``, ``x_apikey`` and
+#: ``X-APIKEY`` all have ``key``). Such a request is never cached unless the header is
+#: named in ``response_cache_vary`` (and then keyed by its value). Broad on purpose:
+#: a header wrongly taken for a credential costs hits, one wrongly taken for none
+#: could share a user's page with another.
+CREDENTIAL_WORDS = (
+    "auth", "token", "sess", "cookie", "key", "secret", "passw", "pwd", "signature",
+    "signed", "credential", "cert", "sslclient", "jwt", "bearer", "assertion", "oidc",
+    "saml", "sso", "csrf", "xsrf", "user", "login", "email", "identity", "principal",
+    "account", "tenant", "customer", "member", "role", "clientid", "orgid", "uid",
+    "impersonat", "onbehalfof", "claim", "group", "consumer", "device", "visitor",
+    "anonym", "profile", "person")
+#: Names with such a word that identify nobody, read the same way (removed first).
+_INNOCENT = re.compile("useragent|secfetchuser|devicememory|uuid|guid")
+_WORDS = re.compile("|".join(CREDENTIAL_WORDS))
+_NOT_ALNUM = re.compile("[^a-z0-9]")
 _NEVER = ("no-store", "private", "no-cache")
 #: Response headers never replayed from an entry: per connection or per response
 #: (recomputed, or added by the server and by pulsegate on the hit itself).
@@ -50,12 +71,39 @@ _NOT_STORED = frozenset({"connection", "keep-alive", "transfer-encoding", "te", 
 MAX_URL = 2048
 
 
-def request_refusal(headers: Any, vary: tuple[str, ...]) -> str | None:
-    """Why a GET with ``headers`` (a ``.get(name)`` view) may not use the cache, or None."""
+@lru_cache(maxsize=1024)
+def looks_like_credential(name: str) -> bool:
+    """Whether a request header's name has a :data:`CREDENTIAL_WORDS` word in it."""
+    squashed = _INNOCENT.sub("", _NOT_ALNUM.sub("", name.lower()))
+    return _WORDS.search(squashed) is not None
+
+
+def credential_header(headers: Any, vary: tuple[str, ...]) -> str | None:
+    """The first header of ``headers`` (a view with ``get(name)`` and ``names()``) that
+    looks like a credential and is not keyed by ``vary``, or None. A ``cgi:`` name (a
+    server's own authentication, :func:`pulsegate.http.environ_header_names`) always
+    counts; a header with an empty value identifies nobody. A view that cannot list
+    its names counts as one that has a credential (fail-closed)."""
+    names = getattr(headers, "names", None)
+    if names is None:
+        return "unlisted headers"
     get = headers.get
-    for name in CREDENTIAL_HEADERS:
-        if get(name) and name not in vary:  # (an empty value identifies nobody)
+    name: str
+    for name in names():
+        if name in vary or not looks_like_credential(name):
+            continue
+        if name.startswith("cgi:") or get(name):
             return name
+    return None
+
+
+def request_refusal(headers: Any, vary: tuple[str, ...]) -> str | None:
+    """Why a GET with ``headers`` (a ``.get(name)``/``.names()`` view) may not use the
+    cache, or None."""
+    get = headers.get
+    credential = credential_header(headers, vary)
+    if credential is not None:
+        return credential
     for name in ("cache-control", "pragma"):
         value = get(name)
         if value is not None and ("no-cache" in value.lower() or "no-store" in value.lower()):

@@ -1,10 +1,7 @@
-"""The dashboard's JSON: assembled from the engine, the series store and, when present,
-the model registry, the performance monitor and the control plane.
-
-The registry and control parts are read by attribute name (``registry``, ``monitor``,
-``predictions``, ``allocator``, ``limiter``, on the gate, ``gate.ops`` or
-``gate.control``), so the dashboard works -- with fewer panels filled -- whichever of
-them a gate has.
+"""The dashboard's JSON: assembled from the engine, the series store and what the
+gate's components registered on ``gate.plugs`` -- the model catalog (the registry), the
+``control`` stats section, the allocator's gauges, the reports -- so the dashboard works,
+with fewer panels filled, whichever of them a gate has.
 """
 
 from __future__ import annotations
@@ -20,71 +17,32 @@ if TYPE_CHECKING:
 #: Endpoints whose series are embedded in the summary (most requested first).
 SUMMARY_SERIES = 12
 
-def _part(gate: Host, name: str, method: str) -> Any:
-    """``gate.<name>`` or ``gate.ops.<name>`` / ``gate.control.<name>`` when it has
-    ``method``; None otherwise."""
-    for owner in (gate, getattr(gate, "ops", None), getattr(gate, "control", None)):
-        obj = getattr(owner, name, None) if owner is not None else None
-        if obj is not None and callable(getattr(obj, method, None)):
-            return obj
-    return None
-
 
 def resolver(gate: Host) -> Callable[[object], str | None] | None:
     """Maps an anomalous record or a query detection to the registry's prediction id
     (the id ``gate.feedback`` takes), when the gate has a registry."""
-    log = _part(gate, "predictions", "id_of")
-    if log is None:
-        return None
-    insights = getattr(getattr(gate, "ops", None), "insights", None)
-
-    def resolve(obj: object) -> str | None:
-        pid = log.id_of(obj)
-        if pid is None and isinstance(obj, tuple) and insights is not None:
-            # A detection row: the registry keeps one prediction per endpoint, kind and
-            # fingerprint (its "insight").
-            endpoint, det = obj
-            kind = getattr(det, "kind", None) or "n_plus_one"
-            ins = insights.get(f"{endpoint}|{kind}|{getattr(det, 'fingerprint', '')}")
-            pid = ins.get("id") if isinstance(ins, dict) else None
-            if pid is None:
-                pid = log.id_of(det)
-        return None if pid is None else str(pid)
-
-    return resolve
+    catalog = gate.plugs.catalog
+    return None if catalog is None else catalog.prediction_id
 
 
 def models(gate: Host) -> list[dict[str, Any]]:
     """The model registry's rows with their accuracy figures; without a registry, the
     engine's own scoring model."""
-    rows: list[dict[str, Any]]
-    reg = _part(gate, "registry", "summaries")
-    listed = reg.summaries() if reg is not None else None
-    if listed is None:
-        reg = _part(gate, "registry", "list")
-        listed = reg.list() if reg is not None else None
-    if listed is not None:
-        rows = [dict(r) for r in listed]
-    else:
-        rows = [{"name": "latency-baseline", "version": gate.model_version, "config": {
-            "alpha": gate.config.model.alpha, "z_threshold": gate.config.model.z_threshold,
-            "warmup": gate.config.model.warmup}, "metrics": {}}]
-    mon = _part(gate, "monitor", "summary")
-    perf: dict[str, Any] = mon.summary() if mon is not None else {}
-    for row in rows:
-        row["performance"] = perf.get(str(row.get("name")), {})
-    return rows
+    catalog = gate.plugs.catalog
+    if catalog is not None:
+        return catalog.model_rows()
+    return [{"name": "latency-baseline", "version": gate.model_version, "config": {
+        "alpha": gate.config.model.alpha, "z_threshold": gate.config.model.z_threshold,
+        "warmup": gate.config.model.warmup}, "metrics": {}, "performance": {}}]
 
 
 def control(gate: Host, series: SeriesStore) -> dict[str, Any]:
     limit, in_flight = allocator_state(gate)
-    alloc = _part(gate, "allocator", "stats")
-    alloc_stats = alloc.stats() if alloc is not None else None
-    limiter = _part(gate, "limiter", "stats")
-    limiter_stats = limiter.stats() if limiter is not None else None
+    section = gate.plugs.stats.get("control")
+    parts = section.stats() if section is not None else {}
     counters = gate.counters
-    return {"limit": limit, "in_flight": in_flight, "allocator": alloc_stats,
-            "limiter": limiter_stats, "throttled": counters.get("throttled", 0),
+    return {"limit": limit, "in_flight": in_flight, "allocator": parts.get("allocator"),
+            "limiter": parts.get("ratelimit"), "throttled": counters.get("throttled", 0),
             "shed": counters.get("shed", 0),
             "rate_limiting": bool(gate.config.control.rate_limiting),
             "resource_allocation": bool(gate.config.control.resource_allocation),
