@@ -66,6 +66,19 @@ async def test_a_head_is_answered_from_the_gets_entry_without_a_body() -> None:
     assert not cached(await shop.client.head("/items/1", headers={"x-session-token": "t"}))
 
 
+async def test_hits_are_counted_but_not_learnt_by_the_endpoints_latency_model() -> None:
+    shop = Shop()
+    await shop.learn("/items/1")
+    model = shop.gate.baselines.peek("GET /items/{id}")
+    assert model is not None
+    learnt, requests = model.n, shop.gate.counters["requests"]
+    hits = sum([cached(await shop.get("/items/1")) for _ in range(40)])
+    assert hits >= 38 and shop.gate.stats()["response_cache"]["hits"] >= hits
+    # the hits' microseconds are the cache's, not the route's: only the audits are learnt
+    assert model.n == learnt + (40 - hits)
+    assert shop.gate.counters["requests"] == requests + 40
+
+
 async def test_audits_notice_a_route_that_changed_behind_the_caches_back() -> None:
     shop = Shop()
     await shop.learn("/items/1")
