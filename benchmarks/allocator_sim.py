@@ -366,12 +366,45 @@ def report(all_seeds: dict[int, dict[str, Any]], phase_seconds: float) -> dict[s
     return bars
 
 
+def parse_seeds(text: str) -> list[int]:
+    """``"1,2,3"`` or ``"4-60"`` (inclusive) or a mix: ``"4-9,11"``."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        seeds.extend(range(int(lo), int(hi or lo) + 1))
+    return seeds
+
+
+def tuning(seeds: list[int], families: list[str], phase_seconds: float) -> None:
+    """pulsegate's auto target alone (configured with the SLO) on many seeds: the run the
+    allocator's constants are chosen on. Use seeds other than the ones reported."""
+    by_key = {key: (dist, workers, phases) for key, dist, workers, phases in FAMILIES}
+    for key in families:
+        dist, workers, phases = by_key[key]
+        scores = []
+        for seed in seeds:
+            r = summarize(Sim(None, seed, phase_seconds, dist, phases, target=SLO,
+                              workers=workers, auto=True).run())
+            scores.append(overload(r, key.split("/")[1]))
+            print(f"{key} seed {seed}: goodput {fmt(r['goodput'])}, settle {fmt(r['settle'])}, "
+                  f"limit {fmt(r['limit'])}", flush=True)
+        print(f"== {key}, seeds {seeds[0]}..{seeds[-1]} ({len(seeds)}): mean "
+              f"{statistics.mean(scores):.2f}, worst {min(scores):.1f} % over the overloaded "
+              "phases", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    ap.add_argument("--seeds", default="1,2,3")
+    ap.add_argument("--seeds", default="1,2,3", help='e.g. "1,2,3" or "4-60"')
     ap.add_argument("--phase-seconds", type=float, default=4.0)
+    ap.add_argument("--tuning", metavar="FAMILIES", help=(
+        "comma-separated families (e.g. lognormal-4-workers/step): pulsegate's auto target "
+        "only, mean and worst over the seeds"))
     args = ap.parse_args(argv)
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds = parse_seeds(args.seeds)
+    if args.tuning:
+        tuning(seeds, args.tuning.split(","), args.phase_seconds)
+        return 0
     print(f"# allocator simulation: {WORKERS} workers (4 and 64 in two families), mean service "
           f"{MEAN_SERVICE * 1000:.0f} ms, SLO {SLO * 1000:.0f} ms, capacity {CAPACITY:.0f} req/s")
     all_seeds = {s: run_all(s, args.phase_seconds) for s in seeds}

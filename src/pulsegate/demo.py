@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import random
 import socket
-import sqlite3
 import sys
 import tempfile
 import threading
@@ -29,8 +28,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pulsegate.advisor import Advisor
 from pulsegate.advisor.show import summary_lines
+from pulsegate.demo_healing import HEALING_CONFIG, healing_lines, switched_on_at
 from pulsegate.demo_io import print_io
 from pulsegate.demo_jobs import DemoJobs, print_jobs
 from pulsegate.engine import PulseGate
@@ -207,12 +206,14 @@ def report(gate: PulseGate, observed: Observed) -> list[dict[str, Any]]:
     return rows
 
 
-def before_after(observed: Observed, endpoint: str, at: float) -> dict[str, float | None]:
-    """p50 and p95 (ms) of the endpoint's requests started before and after ``at``."""
+def before_after(observed: Observed, endpoint: str, at: float,
+                 until: float | None = None) -> dict[str, float | None]:
+    """p50 and p95 (ms) of the endpoint's requests started before and after ``at`` (and
+    before ``until``: when a healing action changed what the endpoint serves)."""
     with observed.lock:
         pairs = list(observed.latency.get(endpoint, ()))
     before = [ms for t, ms in pairs if t < at]
-    after = [ms for t, ms in pairs if t >= at]
+    after = [ms for t, ms in pairs if at <= t < (until or float("inf"))]
     return {"p50_before": _quantile(before, 0.5), "p95_before": _quantile(before, 0.95),
             "p50_after": _quantile(after, 0.5), "p95_after": _quantile(after, 0.95)}
 
@@ -226,8 +227,8 @@ def incident_lines(gate: PulseGate, observed: Observed, started: float,
 
     lines = []
     incidents = gate.incidents()
-    for i in incidents:
-        ba = before_after(observed, i.endpoint, i.start)
+    for i in incidents:  # "after": until a healing action (if any) changed the endpoint
+        ba = before_after(observed, i.endpoint, i.start, switched_on_at(gate, i.endpoint))
         lines.append(
             f"incident on {i.endpoint} since +{i.start - started:.1f} s (flagged at "
             f"+{i.at - started:.1f} s): {i.window_mean_ms:.1f} ms against {i.expected_ms:.1f} "
@@ -346,18 +347,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     # instead, so the progress bar stays on one line.
     logging.getLogger("pulsegate").addHandler(logging.NullHandler())
     logging.getLogger("pulsegate").propagate = False
-    gate = PulseGate(**DEMO_CONFIG)
-    observed = Observed()
-    gate.listeners.append(observed)
-    state: dict[str, Any] = {"degraded": False}
+    observed, state = Observed(), {"degraded": False}
     with tempfile.TemporaryDirectory(prefix="pulsegate-demo-") as tmp:
         from pulsegate.demo_app import build_app
 
         db = Path(tmp) / "demo.sqlite3"
+        # the query advisor from settings: plans on a read-only connection of its own
+        gate = PulseGate(**DEMO_CONFIG, **HEALING_CONFIG, advisor=True, advisor_interval=5,
+                         advisor_sample_interval=2, advisor_database=f"sqlite:///{db}")
+        gate.listeners.append(observed)
         app = build_app(gate, db, state)
-        # the query advisor: generic plans on a read-only connection of its own
-        advisor = Advisor(gate, dialect="sqlite", interval=5.0, sample_interval=2.0,
-                          connect=lambda: sqlite3.connect(f"file:{db}?mode=ro", uri=True))
         port = _free_port()
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
                                                log_level="warning", lifespan="off"))
@@ -380,15 +379,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             server.should_exit = True
             thread.join(10)
         print_report(report(gate, observed), gate.stats())
-        for line in incident_lines(gate, observed, started, state.get("degraded_at")):
-            print(line)
+        gate.control.healer.poll()  # the healer's job, once more: an incident at the very end
+        print("\n".join(incident_lines(gate, observed, started, state.get("degraded_at"))
+                        + healing_lines(gate, observed.latency["GET /slow"], started)))
         print_query_insights(gate)
         print_io(gate)
         jobs.stop()
         print_jobs(gate)
-        advisor.sample()
-        advisor.run()  # the advisor's job, once more now that the traffic is over
-        print("\n".join(summary_lines(advisor.report())))
+        gate.advisor.sample()
+        gate.advisor.run()  # the advisor's job, once more now that the traffic is over
+        print("\n".join(summary_lines(gate.advisor.report())))
         print_clients(tally)
         print_control(gate)
         gate.close()

@@ -16,6 +16,7 @@ from sqlalchemy import ForeignKey, String, create_engine, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, selectinload
 
 from pulsegate.asgi import PulseGateMiddleware
+from pulsegate.control.healing import degraded
 from pulsegate.demo_io import attach as attach_io
 from pulsegate.engine import PulseGate
 
@@ -119,7 +120,12 @@ def build_app(gate: PulseGate, db_path: Path, state: dict[str, Any]) -> FastAPI:
 
     @app.get("/slow")
     async def slow() -> dict[str, float]:
-        # Regresses part-way through the run: 15 ms, then 60 ms.
+        # Regresses part-way through the run: 15 ms, then 60 ms. Once that is an
+        # incident the demo's healing action degrades it: the cheaper variant (a cached
+        # quote, 5 ms) is served, with x-ml-optimization-applied: degrade.
+        if degraded():
+            await asyncio.sleep(0.005 * random.uniform(0.9, 1.1))
+            return {"slept_ms": 5.0}
         delay = 0.060 if state.get("degraded") else 0.015
         await asyncio.sleep(delay * random.uniform(0.9, 1.1))
         return {"slept_ms": delay * 1000}

@@ -152,6 +152,7 @@ class PulseGate(GateReports):
         if c.rate_limiting or c.resource_allocation or c.healing_actions or c.response_cache:
             from pulsegate.control.gatekeeper import Controller
             self.control = Controller(self)
+        self.advisor = self.attach_advisor()  # pulsegate.advisor when ``advisor`` is on
         # Model registry, persistence (warm start), feedback, tuning, alerts: built last
         # so it can restore the state of every component created above.
         from pulsegate.registry.ops import ModelOps

@@ -122,9 +122,14 @@ class ProgramWords:
 
     @property
     def settled(self) -> bool:
-        """Every module loaded now has been read (no read running, none due)."""
+        """Every module loaded now has been read (no read running, none due). When a
+        read is due it is started (in the background), so a caller that asks again
+        later finds it settled."""
+        if len(sys.modules) != self._seen:
+            self._read_in_background()
+            return False
         thread = self._thread  # after a fork the reading thread is gone: not alive
-        return len(sys.modules) == self._seen and (thread is None or not thread.is_alive())
+        return thread is None or not thread.is_alive()
 
     def ready(self, timeout: float = 30.0) -> bool:
         """Read what is due and wait for it (tests, start-up code); returns
