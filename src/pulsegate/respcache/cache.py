@@ -114,6 +114,7 @@ class ResponseCache:
         _LIVE.add(self)
         gate.plugs.add_stats("response_cache", self)
         gate.plugs.add_report("response_cache", self.report)
+        gate.plugs.add_state("response_cache", self)
 
     # --- the request path ---------------------------------------------------------------
 
@@ -309,6 +310,14 @@ class ResponseCache:
                 "invalidations": {k.split(" ", 1)[1]: v for k, v in self.counts.items()
                                   if k.startswith("invalidations ")},
                 "refused": dict(self.refused), **self.store.stats()}
+
+    def state(self) -> dict[str, Any]:
+        """What ``pulsegate report`` shows after the process is gone (its last snapshot)."""
+        return {"report": self.report()}
+
+    def load_state(self, data: Any) -> None:
+        """Nothing is restored: a process learns its routes afresh (a deploy may have
+        changed what they answer), and its counts start at zero."""
 
     def report(self) -> dict[str, Any]:
         """The dashboard's section: the totals and each route's learnt figures."""
