@@ -94,7 +94,7 @@ def test_django_backquoted_statement_and_applied_fix(shop: str) -> None:
 
 
 def test_no_index_advice_for_indexed_columns(shop: str) -> None:
-    # sku has an index; id is the primary key (read as a const table: no access shown)
+    # sku has an index; id is the primary key (a const table: the row id = 1 is read)
     assert run(advisor(shop), "SELECT id FROM orders WHERE sku = %s",
                "SELECT * FROM customers WHERE id = %s") == []
 
@@ -168,7 +168,17 @@ def test_catalog_and_limit_placeholders(shop: str) -> None:
     assert ["sku"] in info.indexes and ["id"] in info.indexes
     assert info.rows is not None and 15_000 <= info.rows <= 25_000
     assert explainer.table("no_such_table") is None
-    # LIMIT ? gets a count, not '0' (which would read as "Zero limit")
+    # LIMIT ? gets a count, not the value constant
     plan = explainer.plan("select id from orders where status = ? limit ? offset ?")
     assert plan is not None and [s.kind for s in plan.scans] == ["full"]
     explainer.close()
+
+
+def test_a_join_behind_a_primary_key_lookup_is_still_planned(shop: str) -> None:
+    """``c.id = ?`` makes customers a const table, read while planning; the constant is
+    one an auto-increment key holds, so the orders side is still planned (a ``'0'``
+    would have ended the plan at "Impossible WHERE noticed after reading const
+    tables")."""
+    found = run(advisor(shop), "SELECT o.id FROM customers c JOIN orders o ON "
+                               "o.customer_id = c.id WHERE c.id = %s")
+    assert [(f.table, f.columns) for f in found] == [("orders", ["customer_id"])]

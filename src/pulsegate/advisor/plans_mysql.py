@@ -6,20 +6,21 @@ binds the same neutral constant to every placeholder -- never a value of the
 application::
 
     START TRANSACTION READ ONLY
-    SET @pulsegate_v = '0', @pulsegate_n = 10
+    SET @pulsegate_v = '1', @pulsegate_n = 10
     PREPARE pulsegate_advice FROM 'EXPLAIN SELECT ... WHERE customer_id = ? LIMIT ?'
     EXECUTE pulsegate_advice USING @pulsegate_v, @pulsegate_n
     DEALLOCATE PREPARE pulsegate_advice
     ROLLBACK
 
-``'0'`` is a string, which MySQL converts to the column's type (so an index on a number,
+``'1'`` is a string, which MySQL converts to the column's type (so an index on a number,
 a string or a date column stays usable: an integer would disable an index on a string
 column); ``NULL`` would make every ``col = ?`` an "Impossible WHERE" and hide the plan.
-A ``LIMIT``/``OFFSET`` placeholder gets ``10`` (``'0'`` would read as "Zero limit").
-Where ``col = '0'`` hits a primary or unique key the server reads that one row while
-planning ("const table"); when no row matches it reports "Impossible WHERE noticed after
-reading const tables" and no access at all: that fingerprint gets no plan-based finding
-(its key is indexed anyway, the others are not judged).
+A ``LIMIT``/``OFFSET`` placeholder gets ``10``. Where ``col = '1'`` hits a primary or
+unique key the server reads that one row while planning ("const table"): ``1`` is the
+first value of an auto-increment key, so the row usually exists and the plan of the
+other tables follows; when none matches the server reports "Impossible WHERE noticed
+after reading const tables" and no access at all: that fingerprint gets no plan-based
+finding (its key is indexed anyway, the other tables are not judged).
 
 Limits: ``max_statement_time`` (MariaDB, seconds) or ``max_execution_time`` (MySQL, ms)
 at the advisor's timeout; ``lock_wait_timeout`` and ``innodb_lock_wait_timeout`` are whole
@@ -120,7 +121,7 @@ class MySQLExplainer:
     def plan(self, statement: str) -> Plan | None:
         using = placeholder_kinds(statement)
         names, rows = self._run([
-            ("SET @pulsegate_v = '0', @pulsegate_n = 10", ()),
+            ("SET @pulsegate_v = '1', @pulsegate_n = 10", ()),
             (f"PREPARE {PREPARED} FROM %s", ("EXPLAIN " + statement,)),
             (f"EXECUTE {PREPARED}" + (" USING " + ", ".join(using) if using else ""), ()),
             (f"DEALLOCATE PREPARE {PREPARED}", ())])
