@@ -17,10 +17,10 @@ import httpx
 import pytest
 from cache_shop import Shop
 from cache_worker import build
-from services import free_port, wait_port
 
 from pulsegate import ConfigError
 from pulsegate.engine import PulseGate
+from services import free_port, wait_port
 
 
 def cached(response: Any) -> bool:
