@@ -33,6 +33,7 @@ else at most one range column last.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -206,6 +207,19 @@ def findings(fp_id: str, sql: str, shape: Shape, plan: Plan | None,
                 ev = (f"{plan.method}: {access} on {scan.table} (~{rows:.0f} rows, planner "
                       f"expects {scan.rows:.0f} out: {selectivity:.1%})"
                       f"{' filter ' + (scan.filter or scan.detail) if scan.detail else ''}")
+            elif info.distinct:
+                # MySQL: no selectivity in the plan; the sampled distinct counts give it
+                # (equalities as independent, 1/distinct each; a range alone keeps 1/3)
+                eq = dict.fromkeys(p.column for p in use
+                                   if p.equality and p.column in info.distinct)
+                selectivity = math.prod(1.0 / max(1.0, info.distinct[c]) for c in eq) \
+                    if eq else 1.0 / 3.0
+                conf = 0.9 if selectivity <= 0.05 else 0.7 if selectivity <= 0.2 else 0.0
+                if conf == 0.0:
+                    continue  # the filter keeps most rows: a scan is right
+                f = min(0.95, 1.0 - selectivity)
+                ev = (f"{plan.method}: {scan.detail} (~{rows:.0f} rows, no index on "
+                      f"{cols[0]}; ~{selectivity:.1%} kept by sampled distinct values)")
             else:
                 equality = any(p.equality for p in use)
                 conf = 0.8 if scan.kind == "auto_index" else 0.7 if equality else 0.5
