@@ -12,9 +12,10 @@ with :math:`f` the share of the statement's time the fix removes, per rule:
 rule                   fires when                                             f
 =====================  =====================================================  ======
 missing_index          a full scan of a table of ``min_rows`` rows or more,   PG: 1 - selectivity
-                       filtered (``=``/range/IN) or joined on columns no      (at most 0.95);
-                       index leads with; SQLite also when it builds an        SQLite, MySQL
-                       automatic index                                        0.8 (=), 0.5 (range)
+                       filtered (``=``/range/IN) or joined on columns no      (at most 0.95,
+                       index leads with; SQLite also when it builds an        MySQL: sampled);
+                       automatic index                                        SQLite 0.8 (=),
+                                                                              0.5 (range)
 sort_without_index     ORDER BY + LIMIT sorted in full (top-N sort /          0.8
                        temp B-tree) on such a table
 correlated_subquery    the plan runs a subquery once per outer row            0.5
@@ -23,10 +24,10 @@ wide_select            every column of a ``wide_columns``-wide table read      0
 =====================  =====================================================  ======
 
 Confidence: missing index 0.9 when the planner's own estimate says the scan keeps at most
-5 % of the rows (PostgreSQL), 0.7 up to 20 %, 0.7 for an equality on SQLite and MySQL
-(whose plans give no selectivity to judge by) and 0.5 for a range; the rest are fixed
-(sort 0.7, correlated 0.8, IN list 0.6, wide select 0.4: we do not see which columns the
-code reads). The index's columns are ordered the classic way:
+5 % of the rows (PostgreSQL; MySQL from sampled distinct counts, its plans carry no
+selectivity), 0.7 up to 20 %, 0.7 for an equality on SQLite and 0.5 for a range; the
+rest are fixed (sort 0.7, correlated 0.8, IN list 0.6, wide select 0.4: we do not see
+which columns the code reads). The index's columns are ordered the classic way:
 equality columns first, then the ORDER BY columns (when every filter is an equality),
 else at most one range column last.
 """
