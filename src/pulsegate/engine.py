@@ -338,10 +338,8 @@ class PulseGate(GateReports):
             values = self.values.learned(
                 model.queried, cpu_ms, ctx.query_count, ctx.query_ms,
                 detections.repeat_share if ctx.query_count else 0.0, mem)
-            # A cache hit's latency is the cache's, not the endpoint's: scored, not
-            # learnt (decision 7; it stays in the counts and the cache's stats).
-            score, anomalous, driver, incident = model.update(
-                log_ms(duration), values, ctx.optimization != "cache", now)
+            score, anomalous, driver, incident = model.update(  # a cache hit: not learnt
+                log_ms(duration), values, ctx.optimization != "cache", now)  # (decision 7)
             if final_status >= 500:  # the incident detector's error evidence
                 model.error()
             # Most requests are none of these and nobody wants their record: one test.

@@ -4,11 +4,14 @@ write the app signals, never what is unsafe to cache, and fails open."""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
 from cache_shop import Shop
 from credential_names import generated
 
-from pulsegate import ConfigError
+from pulsegate import ConfigError, cli
 from pulsegate.config import Config
 from pulsegate.engine import PulseGate
 from pulsegate.respcache import invalidate
@@ -297,3 +300,24 @@ def test_bad_options_name_key_value_and_allowed(key: str, value: object) -> None
     with pytest.raises(ConfigError) as info:
         Config(**{key: value})
     assert info.value.key.startswith(key) and "allowed:" in str(info.value)
+
+
+async def test_report_shows_the_cache_after_the_process_is_gone(
+        tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    shop = Shop(state_dir=str(tmp_path))
+    try:
+        await shop.learn("/items/1")
+        hits = sum([cached(await shop.get("/items/1")) for _ in range(10)])
+        shop.gate.ops.snapshot()
+    finally:
+        shop.gate.close()
+    assert cli.main(["report", "--state-dir", str(tmp_path), "--json"]) == 0
+    served = json.loads(capsys.readouterr().out)["response_cache"]
+    assert served["hits"] >= hits >= 9 and served["stored"] >= 1
+    route = served["routes"][0]
+    assert route["endpoint"] == "GET /items/{id}" and route["serving"]
+    assert route["hits"] == served["hits"]
+    assert cli.main(["report", "--state-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "response cache (x-ml-optimization-applied: cache)" in out
+    assert "GET /items/{id}" in out.split("response cache by route")[1]

@@ -95,6 +95,13 @@ class ResponseCache:
         self.threshold = c.response_cache_prediction_threshold
         self.min_saving = c.response_cache_min_saving_ms
         self.max_body = c.response_cache_max_body
+        if store is None and c.response_cache_storage != "memory://":
+            from pulsegate.respcache.redis_store import RedisStore
+
+            store = RedisStore(c.response_cache_storage, c.response_cache_key_prefix,
+                               c.response_cache_max_entries, self.ttl + self.stale,
+                               lambda exc: gate.faults.record("respcache.redis", exc),
+                               clock=self.clock)
         self.store = store if store is not None else MemoryStore(
             c.response_cache_max_entries, c.response_cache_max_bytes)
         #: key -> (digest of the last body the app produced for it, when): for learning
@@ -107,6 +114,7 @@ class ResponseCache:
         _LIVE.add(self)
         gate.plugs.add_stats("response_cache", self)
         gate.plugs.add_report("response_cache", self.report)
+        gate.plugs.add_state("response_cache", self)
 
     # --- the request path ---------------------------------------------------------------
 
@@ -149,10 +157,17 @@ class ResponseCache:
         entry = found.entry
         head = ctx.info.method == "HEAD"
         if entry is not None:
-            if not learner.worth(self.threshold, self.min_saving):
+            # A shared entry was stored by a process that had learnt the route: trusted
+            # unless this process saw the route disagree with itself lately.
+            shared = self.store.shared
+            if not (learner.worth(self.threshold, self.min_saving)
+                    or (shared and learner.disagree < 0.5)):
                 if not self.store.shared:  # (another process may still serve it)
                     self.store.drop(key, entry)  # the route stopped being worth it
             elif now < entry.fresh_until:
+                if shared and self.digests.get(key) is None:  # audits compare with it
+                    with self._lock:
+                        self.digests.put(key, (entry.digest, entry.stored_at, found.generation))
                 if head or (learner.hits + learner.audits) % AUDIT_EVERY != AUDIT_EVERY - 1:
                     return self._hit(ctx, entry, learner, now, stale=False)
                 learner.audits += 1  # answered by the app, its body compared (see learn)
@@ -198,7 +213,8 @@ class ResponseCache:
         learner.produced((now - capture.ctx.start) * 1000.0)
         digest = hashlib.blake2b(body, digest_size=16).digest()
         seen = self.digests.get(key)
-        if seen is not None and seen[2] == capture.generation:
+        # (generation -1: the shared store could not say; nothing to compare against)
+        if seen is not None and seen[2] == capture.generation >= 0:
             same, age = seen[0] == digest, now - seen[1]
             # A body that changed only after its time to live breaks no promise of the
             # cache's; one that stayed the same for longer supports it all the more. (A
@@ -294,6 +310,14 @@ class ResponseCache:
                 "invalidations": {k.split(" ", 1)[1]: v for k, v in self.counts.items()
                                   if k.startswith("invalidations ")},
                 "refused": dict(self.refused), **self.store.stats()}
+
+    def state(self) -> dict[str, Any]:
+        """What ``pulsegate report`` shows after the process is gone (its last snapshot)."""
+        return {"report": self.report()}
+
+    def load_state(self, data: Any) -> None:
+        """Nothing is restored: a process learns its routes afresh (a deploy may have
+        changed what they answer), and its counts start at zero."""
 
     def report(self) -> dict[str, Any]:
         """The dashboard's section: the totals and each route's learnt figures."""
