@@ -257,6 +257,7 @@ def watch(gate: UnitGate, client: Any, queues: Iterable[str], layout: Layout = C
     broker = BrokerQueues(client, queues, layout, gate.config.units.queue_stall_seconds)
     with _LOCK:
         brokers = _WATCHED.get(gate)
+        first = brokers is None
         if brokers is None:
             brokers = _WATCHED[gate] = []
             gate.plugs.add_stats("job_queues", _QueuesSection(brokers))
@@ -270,6 +271,10 @@ def watch(gate: UnitGate, client: Any, queues: Iterable[str], layout: Layout = C
             broker.poll(g)
 
     gate.scheduler.every(interval, poll, f"pulsegate.jobs.broker.{layout.name}.{index}")
+    if first:
+        from pulsegate.export.io import install
+
+        install(gate, queues=brokers)  # Prometheus gauges per queue
     return broker
 
 
