@@ -214,6 +214,21 @@ async def test_configured_invalidation_rules_drop_only_what_they_name() -> None:
     assert (await shop.get("/items/1")).text == "item plum"
 
 
+async def test_writes_to_other_paths_do_not_stop_a_route_being_learnt() -> None:
+    shop = Shop(response_cache_invalidate={"PUT /items/{id}": ["$path"]})
+    for i in range(14):  # each read of /items/1 follows a write to /items/2
+        await shop.client.put("/items/2", content=f"pear{i}".encode())
+        r = await shop.get("/items/1")
+        assert r.text == "item apple"
+    assert cached(await shop.get("/items/1"))
+    # a write to /items/1 itself: its next body is not compared with the last
+    await shop.client.put("/items/1", content=b"apricot")
+    r = await shop.get("/items/1")
+    assert not cached(r) and r.text == "item apricot"
+    routes = {r["endpoint"]: r for r in shop.gate.control.cache.report()["routes"]}
+    assert routes["GET /items/{id}"]["confidence"] > 0.9  # (the change was expected)
+
+
 async def test_a_write_can_invalidate_only_its_own_path() -> None:
     shop = Shop(response_cache_invalidate={"PUT /items/{id}": ["$path"]})
     await shop.learn("/items/1")
