@@ -7,7 +7,7 @@
 
 ``test`` and ``demo`` create or update ``.venv`` (re-installing only when ``pyproject.toml`` changed)
 and installs what it needs. The services the tests need (Redis,
-PostgreSQL, Chromium) are installed from Debian's packages when missing (as root).
+PostgreSQL, MariaDB, Chromium) are installed from Debian's packages when missing (as root).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ SERVICES = {
     "redis-server": ["redis-server"],
     "chromium": ["chromium", "chromium-driver"],
     "postgresql": ["postgresql"],
+    "mariadbd": ["mariadb-server-core"],  # the advisor's MySQL/MariaDB plans
     "wrk": ["wrk"],  # the load generator of benchmarks/real_server.py
 }
 
@@ -64,6 +65,8 @@ def ensure_services() -> None:
         missing += SERVICES["chromium"]
     if not _postgres_present():
         missing += SERVICES["postgresql"]
+    if not (shutil.which("mariadbd") or Path("/usr/sbin/mariadbd").exists()):
+        missing += SERVICES["mariadbd"]
     if not shutil.which("wrk"):
         missing += SERVICES["wrk"]
     if not missing:

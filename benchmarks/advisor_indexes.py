@@ -1,10 +1,13 @@
-"""The query advisor on a generated schema with known missing indexes (PostgreSQL).
+"""The query advisor on a generated schema with known missing indexes (PostgreSQL,
+MariaDB).
 
     .venv/bin/python benchmarks/advisor_indexes.py [--seeds 1,2,3] [--rows 60000] [--url URL]
 
-Without ``--url`` a throw-away PostgreSQL is started on loopback (``tests/services.py``):
-the system's (15 on Debian bookworm: generic plans through PREPARE + force_generic_plan)
-or, with ``--server 16``, the pgserver wheel's PostgreSQL 16 (``EXPLAIN (GENERIC_PLAN)``).
+Without ``--url`` a throw-away server is started on loopback (``tests/services.py``):
+the system's PostgreSQL (15 on Debian bookworm: generic plans through PREPARE +
+force_generic_plan), with ``--server 16`` the pgserver wheel's PostgreSQL 16
+(``EXPLAIN (GENERIC_PLAN)``), with ``--server mariadb`` Debian's MariaDB 10.11 (server
+placeholders with a neutral constant: ``pulsegate.advisor.plans_mysql``).
 
 Per seed: ``--tables`` tables of ``--rows`` rows, each with a primary key and eight
 columns of known cardinality (``u*``: nearly unique, ``m*``: ~1 000 values, ``l*``: 3
@@ -52,35 +55,82 @@ COLUMNS = {"u1": 10**9, "u2": 10**9, "u3": 10**9, "m1": 1000, "m2": 1000, "m3": 
            "l1": 3, "ts": 10**9}
 
 
+class Database:
+    """What differs between the servers: driver, row generator, hash, ANALYZE."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.dialect = "mysql" if url.startswith(("mysql:", "mariadb:")) else "postgresql"
+
+    def connect(self) -> Any:
+        if self.dialect == "mysql":
+            from pulsegate.advisor.connections import from_url
+            conn = from_url(self.url)["connect"]()
+            conn.autocommit(True)
+            return conn
+        import psycopg
+        return psycopg.connect(self.url, autocommit=True)
+
+    def run(self, conn: Any, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        cur = conn.cursor()
+        cur.execute(sql, params or None)
+        return list(cur.fetchall()) if cur.description is not None else []
+
+    def hashed(self, expr: str) -> str:
+        """A non-negative pseudo-random integer of ``expr``."""
+        return f"abs(hashint4({expr}))::bigint" if self.dialect == "postgresql" \
+            else f"crc32({expr})"
+
+    def series(self, rows: int) -> str:
+        return (f"generate_series(1, {rows}) g" if self.dialect == "postgresql"
+                else f"(SELECT seq AS g FROM seq_1_to_{rows}) s")
+
+    def analyze(self, conn: Any, table: str) -> None:
+        self.run(conn, f"ANALYZE {table}" if self.dialect == "postgresql"
+                 else f"ANALYZE TABLE {table}")
+
+
 @contextlib.contextmanager
 def server(url: str | None, version: str) -> Iterator[str]:
     if url:
         yield url
         return
-    from services import pgserver_bindir, postgres_server  # type: ignore[import-not-found]
+    from services import (  # type: ignore[import-not-found]
+        mariadb_server,
+        pgserver_bindir,
+        postgres_server,
+    )
 
+    if version == "mariadb":
+        with mariadb_server() as started:
+            conn = Database(started).connect()
+            Database(started).run(conn, "CREATE DATABASE IF NOT EXISTS bench")
+            conn.close()
+            yield started + "bench"
+        return
     with postgres_server(pgserver_bindir() if version == "16" else None) as started:
         yield started
 
 
-def build(conn: Any, rng: random.Random, tables: int, rows: int) -> dict[str, set[str]]:
+def build(db: Database, conn: Any, rng: random.Random, tables: int, rows: int
+          ) -> dict[str, set[str]]:
     """Create the schema; returns table -> columns that have an index."""
     indexed: dict[str, set[str]] = {}
     for t in range(tables):
         name = f"t{t}"
-        conn.execute(f"DROP TABLE IF EXISTS {name} CASCADE")
-        conn.execute(f"CREATE TABLE {name} (id int PRIMARY KEY, parent int, "
-                     + ", ".join(f"{c} bigint" for c in COLUMNS) + ")")
+        db.run(conn, f"DROP TABLE IF EXISTS {name} CASCADE")
+        db.run(conn, f"CREATE TABLE {name} (id int PRIMARY KEY, parent int, "
+               + ", ".join(f"{c} bigint" for c in COLUMNS) + ")")
         exprs = ", ".join(
-            f"abs(hashint4(g * {i + 7}) % {card})::bigint" if card < 10**9 else
-            f"abs(hashint4(g * {i + 11}))::bigint" for i, (c, card) in enumerate(COLUMNS.items()))
-        conn.execute(f"INSERT INTO {name} SELECT g, 1 + abs(hashint4(g)) % {rows}, {exprs} "
-                     f"FROM generate_series(1, {rows}) g")
+            f"{db.hashed(f'g * {i + 7}')} % {card}" if card < 10**9 else
+            db.hashed(f"g * {i + 11}") for i, (c, card) in enumerate(COLUMNS.items()))
+        db.run(conn, f"INSERT INTO {name} SELECT g, 1 + {db.hashed('g')} % {rows}, {exprs} "
+               f"FROM {db.series(rows)}")
         chosen = {c for c in ("u1", "u2", "u3", "m1", "m2", "m3", "ts") if rng.random() < 0.35}
         for c in sorted(chosen):
-            conn.execute(f"CREATE INDEX ix_{name}_{c}_given ON {name} ({c})")
+            db.run(conn, f"CREATE INDEX ix_{name}_{c}_given ON {name} ({c})")
         indexed[name] = chosen
-        conn.execute(f"ANALYZE {name}")
+        db.analyze(conn, name)
     return indexed
 
 
@@ -124,35 +174,37 @@ def value(kind: str, rng: random.Random, rows: int) -> Any:
     return rng.randrange(card if card < 10**9 else 2**31)
 
 
-def timed(conn: Any, tpls: list[Any], rng: random.Random, rows: int, runs: int) -> list[float]:
+def timed(db: Database, conn: Any, tpls: list[Any], rng: random.Random, rows: int,
+          runs: int) -> list[float]:
     out = []
     for sql, _need, _t, kinds in tpls:
         times = []
         for _ in range(runs):
             params = tuple(value(k, rng, rows) for k in kinds)
             t0 = time.perf_counter()
-            conn.execute(sql, params).fetchall()
+            db.run(conn, sql, params)
             times.append((time.perf_counter() - t0) * 1000.0)
         out.append(statistics.median(times))
     return out
 
 
 def run_seed(url: str, seed: int, tables: int, rows: int, n: int, runs: int) -> dict[str, Any]:
-    import psycopg
-
+    db = Database(url)
     rng = random.Random(seed)
-    with psycopg.connect(url, autocommit=True) as conn:
-        indexed = build(conn, rng, tables, rows)
-        tpls = templates(rng, indexed, n)
-        before = timed(conn, tpls, random.Random(seed + 100), rows, runs)
-    adv = QueryAdvisor(lambda: psycopg.connect(url), "postgresql", explains_per_minute=600,
-                       top=n)
+    conn = db.connect()
+    indexed = build(db, conn, rng, tables, rows)
+    tpls = templates(rng, indexed, n)
+    before = timed(db, conn, tpls, random.Random(seed + 100), rows, runs)
+    conn.close()
+    # the advisor's own connection: a plain one (not in autocommit), as an app's would be
+    from pulsegate.advisor.connections import from_url
+    adv = QueryAdvisor(from_url(url)["connect"], db.dialect, explains_per_minute=600, top=n)
     for (sql, _need, _t, _k), ms in zip(tpls, before, strict=True):
-        adv.offer("GET /bench", [QueryEvent(sql=sql, duration_ms=ms, db="postgresql")])
+        adv.offer("GET /bench", [QueryEvent(sql=sql, duration_ms=ms, db=db.dialect)])
     found = [f for f in adv.run(0.0) if f.kind in ("missing_index", "sort_without_index")]
     by_sql: dict[str, list[tuple[str | None, str]]] = {}
     for sql, need, t, _k in tpls:
-        by_sql.setdefault(adv.costs.cache.get(sql, "postgresql").id, []).append((need, t))
+        by_sql.setdefault(adv.costs.cache.get(sql, db.dialect).id, []).append((need, t))
     tp = fp = 0
     for f in found:
         wants = by_sql.get(f.fingerprint, [])
@@ -163,21 +215,23 @@ def run_seed(url: str, seed: int, tables: int, rows: int, n: int, runs: int) -> 
     needing = [(sql, need, t) for sql, need, t, _k in tpls if need is not None]
     got = sum(1 for sql, need, t in needing if any(
         f.columns and f.columns[0] == need and f.table == t and
-        f.fingerprint == adv.costs.cache.get(sql, "postgresql").id for f in found))
+        f.fingerprint == adv.costs.cache.get(sql, db.dialect).id for f in found))
     ddl = sorted({f.fix for f in found})
-    with psycopg.connect(url, autocommit=True) as conn:
-        for d in ddl:
-            try:
-                conn.execute(d)
-            except psycopg.errors.DuplicateTable:
-                pass  # the same index suggested for two statements
-        for t in indexed:
-            conn.execute(f"ANALYZE {t}")
-        after = timed(conn, tpls, random.Random(seed + 100), rows, runs)
+    conn = db.connect()
+    for d in ddl:
+        try:
+            db.run(conn, d)
+        except Exception as exc:  # the same index suggested for two statements
+            if "exist" not in str(exc).lower() and "duplicate" not in str(exc).lower():
+                raise
+    for t in indexed:
+        db.analyze(conn, t)
+    after = timed(db, conn, tpls, random.Random(seed + 100), rows, runs)
+    conn.close()
     adv.close()
     need_idx = [i for i, (_s, need, _t, _k) in enumerate(tpls) if need is not None]
     # measured: a suggestion is useful when its statement got >= 1.5x faster once applied
-    speed = {adv.costs.cache.get(sql, "postgresql").id: before[i] / max(after[i], 1e-9)
+    speed = {adv.costs.cache.get(sql, db.dialect).id: before[i] / max(after[i], 1e-9)
              for i, (sql, _n, _t, _k) in enumerate(tpls)}
     useful = sum(1 for f in found if speed.get(f.fingerprint, 1.0) >= 1.5)
     return {"seed": seed, "templates": len(tpls), "needing": len(needing),
@@ -200,8 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--templates", type=int, default=30)
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--url", default=None)
-    ap.add_argument("--server", choices=("system", "16"), default="system",
-                    help="the system PostgreSQL (15 on Debian bookworm) or 16 (pgserver)")
+    ap.add_argument("--server", choices=("system", "16", "mariadb"), default="system",
+                    help="the system PostgreSQL (15 on Debian bookworm), 16 (pgserver) or "
+                         "Debian's MariaDB")
     args = ap.parse_args(argv)
     with server(args.url, args.server) as url:
         rows = [run_seed(url, int(s), args.tables, args.rows, args.templates, args.runs)

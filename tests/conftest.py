@@ -10,7 +10,7 @@ from hypothesis import settings
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from services import RedisServer, pgserver_bindir, postgres_server, redis_server
+from services import RedisServer, mariadb_server, pgserver_bindir, postgres_server, redis_server
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts"
@@ -48,6 +48,13 @@ def postgres_url() -> Iterator[str]:
 def postgres16_url() -> Iterator[str]:
     """PostgreSQL 16 (the pgserver wheel's binaries), for what needs 16+."""
     with postgres_server(pgserver_bindir()) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def mariadb_url() -> Iterator[str]:
+    """MariaDB from Debian's packages, for the advisor's MySQL plans."""
+    with mariadb_server() as url:
         yield url
 
 

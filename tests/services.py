@@ -1,4 +1,4 @@
-"""Real services for the tests (Redis, PostgreSQL, Chromium), started on loopback.
+"""Real services for the tests (Redis, PostgreSQL, MariaDB, Chromium), started on loopback.
 
 The binaries come from Debian's packages (``python3 dev.py test`` installs them when it
 runs as root). A test that needs a service *fails* when it is missing -- it never skips:
@@ -137,6 +137,55 @@ def postgres_server(bindir: Path | None = None) -> Iterator[str]:
     finally:
         subprocess.run([*run_as, pg_ctl, "-D", data, "-m", "immediate", "stop"],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def fresh_database(postgres_url: str, name: str, schema: str) -> str:
+    """(Re)create database ``name`` on the server of ``postgres_url``, run ``schema`` in
+    it, and return its URL."""
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name}")
+        conn.execute(f"CREATE DATABASE {name}")
+    url = postgres_url.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(schema)
+    return url
+
+
+@contextlib.contextmanager
+def mariadb_server() -> Iterator[str]:
+    """A throw-away MariaDB (Debian's ``mariadb-server-core``) on a free loopback port;
+    yields ``mysql://root@127.0.0.1:PORT/``. An empty data directory and
+    ``--skip-grant-tables``: no system tables to install (``mariadb-install-db`` needs
+    the client package), up in about a second; any user name connects. Every statement
+    the server receives is logged to the file ``SELECT @@general_log_file`` names."""
+    binary = shutil.which("mariadbd") or (
+        "/usr/sbin/mariadbd" if Path("/usr/sbin/mariadbd").exists() else None)
+    if binary is None:
+        pytest.fail("mariadbd is missing: install Debian's mariadb-server-core package "
+                    "(python3 dev.py test does it when run as root)", pytrace=False)
+    port = free_port()
+    data = tempfile.mkdtemp(prefix="pulsegate-maria-")
+    as_root = ["--user=root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
+    proc = subprocess.Popen(
+        [binary, "--no-defaults", *as_root, f"--datadir={data}", f"--port={port}",
+         "--bind-address=127.0.0.1", f"--socket={data}/sock", f"--pid-file={data}/pid",
+         f"--log-error={data}/log", f"--tmpdir={data}", "--skip-grant-tables",
+         "--skip-log-bin", "--innodb-buffer-pool-size=32M", "--innodb-flush-log-at-trx-commit=0",
+         "--log-output=FILE", "--general-log=1", f"--general-log-file={data}/general.log"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, timeout=30.0)
+        yield f"mysql://root@127.0.0.1:{port}/"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
         shutil.rmtree(data, ignore_errors=True)
 
 

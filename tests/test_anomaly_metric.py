@@ -72,3 +72,22 @@ def test_the_log_line_and_the_dashboard_row_say_what_rose(
     prediction = gate.ops.predictions.get(pid)
     assert prediction is not None and prediction.summary["metric"] == "queries"
     gate.close()
+
+
+def test_the_header_scores_latency_only_and_the_finish_records_the_query_rise() -> None:
+    """Decision 2 (2026-12-07): ``x-ml-anomaly-score`` is the time to headers against
+    the latency forecast; a usual latency with 20x the queries scores 0 there, and the
+    finished request is still the anomaly named by its query count."""
+    gate, clk = warmed()
+    ctx = gate.begin(RequestInfo("GET", "/books", "/books"))
+    assert ctx is not None
+    for i in range(40):
+        ctx.add_query(QueryEvent(sql=f"SELECT * FROM book WHERE id = {i}", duration_ms=0.05))
+    clk.t += 0.010
+    gate.test_wall.t += 0.010  # type: ignore[attr-defined]
+    headers = dict(gate.response_headers(ctx, 200))
+    assert headers["x-ml-anomaly-score"] == "0.000" and headers["x-ml-query-count"] == "40"
+    record = gate.finish(ctx)
+    assert record is not None and record.anomaly_score > 0.9
+    assert record.anomaly_metric == "queries" and gate.recent_anomalies[-1] is record
+    gate.close()

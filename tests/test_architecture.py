@@ -103,6 +103,9 @@ KNOWN_ADAPTER_IMPORTS = {
     "pulsegate.autoinstrument": {"pulsegate.sqlalchemy"},
     # instrument(gate) applies cache_monitoring to Django's caches when Django is loaded
     "pulsegate.caches": {"pulsegate.caches.django"},
+    # advisor_database may name a Django alias or hold a SQLAlchemy engine: the gate's
+    # advisor turns it into a connection factory through the adapter, only when set
+    "pulsegate.advisor": {"pulsegate.advisor.orm"},
 }
 KNOWN_FRAMEWORK_IMPORTS = {"pulsegate.queries.capture": {"django"}}
 

@@ -19,7 +19,7 @@ from pulsegate.config import SECTIONS, ControlConfig, ModelConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = ("core", "model", "queries", "control", "persistence", "registry", "export", "io",
-         "units", "respcache")
+         "units", "respcache", "advice")
 
 
 def section_options() -> dict[str, tuple[str, ...]]:
@@ -107,7 +107,8 @@ BAD = {"core": ("headers", "sfe", "all | safe | none"),
        "export": ("dashboard_points", "1", "an integer >= 2 and <= 10_000"),
        "io": ("outbound_max_routes", "0", "an integer >= 1 and <= 10_000"),
        "units": ("max_units", "0", "an integer >= 1 and <= 100_000"),
-       "respcache": ("response_cache_ttl", "0", "a number > 0 and <= 86_400")}
+       "respcache": ("response_cache_ttl", "0", "a number > 0 and <= 86_400"),
+       "advice": ("advisor_top", "0", "an integer >= 1 and <= 1_000")}
 
 
 def _flask(key: str, value: str) -> Any:

@@ -35,6 +35,13 @@ def test_demo_runs_to_completion_and_reports_every_endpoint() -> None:
     assert re.search(r"^job demo\.send_receipt: \d+ runs, forecast [\d.]+ ms, last queue "
                      r"wait [\d.]+ ms", out, re.M), out
     assert re.search(r"^  n_plus_one inside the job: \d+ statements, fix: ", out, re.M), out
+    # issue 22 item 4: catalog pages learnt and served from the response cache (keyed by
+    # the clients' x-api-key), and no read after a write older than the write
+    served = re.search(r"^response cache: hit rate [\d.]+ \((\d+) hits", out, re.M)
+    assert served is not None and int(served.group(1)) > 0, out
+    assert re.search(r"^  GET /catalog/\{page\}: served from the cache", out, re.M), out
+    assert re.search(r"^  [1-9]\d* reads right after a write, as another client: 0 older "
+                     r"than the write", out, re.M), out
     assert "Traceback" not in proc.stderr, proc.stderr
 
     # item 8 of issue 16: the report tells the truth.
@@ -49,6 +56,13 @@ def test_demo_runs_to_completion_and_reports_every_endpoint() -> None:
     assert after50 > 2.5 * before50 and after95 > before95, line  # 15 ms -> 60 ms
     assert re.search(r"over \d+ requests in \d+ windows", line), line
     assert "no incident flagged on GET /slow" not in out, out
+    # issue 22 item 5: the incident switches on the demo's healing action, and the
+    # requests served while it is on get the cheaper variant (5 ms, not 60)
+    assert re.search(r"^healing: degrade GET /slow switched on at \+[\d.]+ s, after the "
+                     r"incident on GET /slow", out, re.M), out
+    degraded = re.search(r"^  GET /slow served degraded .*: \d+ requests, p50 ([\d.]+) ms", out,
+                         re.M)
+    assert degraded is None or float(degraded.group(1)) < 0.5 * after50, out
     # single slow requests are named apart from incidents, UNMATCHED and the column
     # windows are explained
     assert "outlier requests" in out and "x-ml-anomaly-score" in out, out

@@ -1,6 +1,7 @@
 """``pulsegate report``'s cache and upstream tables, read from the state a running app
-persisted: the ``caches`` and ``outbound`` components that :mod:`pulsegate.caches` and
-:mod:`pulsegate.outbound` register (written with each snapshot)."""
+persisted: the ``caches``, ``outbound`` and ``response_cache`` components that
+:mod:`pulsegate.caches`, :mod:`pulsegate.outbound` and :mod:`pulsegate.respcache`
+register (written with each snapshot)."""
 
 from __future__ import annotations
 
@@ -25,10 +26,14 @@ def io_report(store: Any, limit: int) -> dict[str, Any]:
     the app last persisted them (empty lists when it watches no cache or upstream)."""
     caches = _component(store, "caches")
     outbound = _component(store, "outbound")
+    served = _component(store, "response_cache").get("report")
+    if isinstance(served, dict):
+        served = {**served, "routes": list(served.get("routes") or [])[:limit]}
     return {"cache_patterns": list(caches.get("patterns") or [])[:limit],
             "cacheable_queries": list(caches.get("cacheable_queries") or [])[:limit],
             "upstreams": list(outbound.get("upstreams") or [])[:limit],
-            "upstream_causes": list(outbound.get("causes") or [])[:limit]}
+            "upstream_causes": list(outbound.get("causes") or [])[:limit],
+            "response_cache": served if isinstance(served, dict) else {}}
 
 
 def _ttl(advice: Any) -> str:
@@ -64,3 +69,20 @@ def print_io(report: dict[str, Any]) -> None:
               ["upstream", "endpoints", "explained ms per request"],
               [(c.get("upstream"), ", ".join(c.get("endpoints") or []), c.get("explained_ms"))
                for c in report["upstream_causes"]])
+    served = report["response_cache"]
+    if served:
+        table("response cache (x-ml-optimization-applied: cache)",
+              ["hits", "stale hits", "misses", "hit rate", "saved ms", "stored", "discarded",
+               "audits", "invalidations", "refused"],
+              [(served.get("hits"), served.get("stale_hits"), served.get("misses"),
+                served.get("hit_rate"), served.get("saved_ms"), served.get("stored"),
+                served.get("discarded"), served.get("audits"),
+                sum((served.get("invalidations") or {}).values()),
+                sum((served.get("refused") or {}).values()))])
+        table("response cache by route (served while confidence > threshold and repeat "
+              "share x latency >= the minimum saving)",
+              ["endpoint", "serving", "confidence", "repeat share", "app ms", "hits",
+               "audits", "saved ms"],
+              [(r.get("endpoint"), "yes" if r.get("serving") else "no", r.get("confidence"),
+                r.get("repeat_share"), r.get("latency_ms"), r.get("hits"), r.get("audits"),
+                r.get("saved_ms")) for r in served.get("routes") or []])

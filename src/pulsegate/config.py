@@ -29,6 +29,7 @@ from functools import cached_property
 from typing import Any, ClassVar
 
 from pulsegate.config_checks import Check, ConfigError, unknown_option
+from pulsegate.config_sections.advisor import AdvisorConfig
 from pulsegate.config_sections.base import Section, option, refuse_unknown, refuse_unknown_keywords
 from pulsegate.config_sections.control import ControlConfig
 from pulsegate.config_sections.core import CoreConfig
@@ -41,15 +42,16 @@ from pulsegate.config_sections.registry import RegistryConfig
 from pulsegate.config_sections.respcache import ResponseCacheConfig
 from pulsegate.config_sections.units import UnitsConfig
 
-__all__ = ["SECTIONS", "Check", "Config", "ConfigError", "ControlConfig", "CoreConfig",
-           "ExportConfig", "IOConfig", "ModelConfig", "PersistenceConfig", "QueriesConfig",
+__all__ = ["SECTIONS", "AdvisorConfig", "Check", "Config", "ConfigError", "ControlConfig",
+           "CoreConfig", "ExportConfig", "IOConfig", "ModelConfig", "PersistenceConfig", "QueriesConfig",
            "RegistryConfig", "ResponseCacheConfig", "UnitsConfig",
            "option"]
 
 #: The sections in the order of docs/configuration.md; ``Config.<NAME>`` is each one.
 SECTIONS: tuple[type[Section], ...] = (CoreConfig, ModelConfig, QueriesConfig, ControlConfig,
                                        PersistenceConfig, RegistryConfig, ExportConfig,
-                                       IOConfig, UnitsConfig, ResponseCacheConfig)
+                                       IOConfig, UnitsConfig, ResponseCacheConfig,
+                                       AdvisorConfig)
 
 _UNKNOWN = "an option listed in docs/configuration.md"
 
@@ -58,12 +60,13 @@ _UNKNOWN = "an option listed in docs/configuration.md"
 # of its bases, so the options keep the order of SECTIONS (core first).
 @refuse_unknown_keywords(_UNKNOWN)
 @dataclass(frozen=True)
-class Config(ResponseCacheConfig, UnitsConfig, IOConfig, ExportConfig, RegistryConfig,
-             PersistenceConfig, ControlConfig, QueriesConfig, ModelConfig, CoreConfig):
+class Config(AdvisorConfig, ResponseCacheConfig, UnitsConfig, IOConfig, ExportConfig,
+             RegistryConfig, PersistenceConfig, ControlConfig, QueriesConfig, ModelConfig, CoreConfig):
     """Every pulsegate option. Build with ``Config(**kwargs)``, :meth:`from_mapping` or
     :meth:`from_env`; all values are validated when it is built. ``config.core``,
     ``.model``, ``.queries``, ``.control``, ``.persistence``, ``.registry``,
-    ``.export``, ``.io`` and ``.units`` are its sections (frozen, built once, not checked again)."""
+    ``.export``, ``.io``, ``.units``, ``.respcache`` and ``.advice`` are its sections
+    (frozen, built once, not checked again)."""
 
     NAME: ClassVar[str] = ""
 
@@ -108,6 +111,10 @@ class Config(ResponseCacheConfig, UnitsConfig, IOConfig, ExportConfig, RegistryC
     @cached_property
     def respcache(self) -> ResponseCacheConfig:
         return ResponseCacheConfig.view(self)
+
+    @cached_property
+    def advice(self) -> AdvisorConfig:
+        return AdvisorConfig.view(self)
 
     @classmethod
     def sections(cls) -> dict[str, type[Section]]:

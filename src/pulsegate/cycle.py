@@ -146,7 +146,8 @@ class RequestCycle:
         headers = [*rejection.headers, *extra,
                    ("content-length", str(len(rejection.body))),
                    ("content-type", rejection.content_type)]
-        return rejection.status, headers, rejection.body
+        # A HEAD response says the body's length and sends none (RFC 9110 9.3.2).
+        return rejection.status, headers, b"" if ctx.info.method == "HEAD" else rejection.body
 
     def error(self, exc: BaseException, route: str | None = None) -> None:
         """The app raised ``exc``: the request ends here, as an error (status 500 unless

@@ -3,14 +3,13 @@
     python3 dev.py demo [--seconds 20] [--concurrency 8]
     pulsegate demo
 
-It starts the app on a free 127.0.0.1 port in this process (so the report reads the
-live gate), drives weighted traffic at it with a progress bar, then prints one row per
-endpoint: requests, observed latency, the forecast and its confidence, anomalies and
-incidents flagged, 429s and 503s, and the N+1 queries found with their fix.
+It starts the app on a free 127.0.0.1 port in this process (so the report reads the live gate),
+drives weighted traffic at it with a progress bar, then prints one row per endpoint: requests, latency,
+the forecast and its confidence, anomalies, incidents, 429s and 503s, and the N+1 queries with their fix.
 
-Along the way: ``/slow`` regresses 4x for the last third; a scraper on its own API key
-is throttled (429), the regular clients are not; a spike of low-priority ``/report``
-exports is shed (503) before it hurts ``/fast``; a background job runs beside. It stops.
+Along the way: ``/slow`` regresses 4x for the last third; a scraper on its own API key is throttled
+(429), the regular clients are not; a spike of low-priority ``/report`` exports is shed (503) before it
+hurts ``/fast``; catalog pages come from the response cache; a background job runs beside. It stops.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ import argparse
 import asyncio
 import random
 import socket
-import sqlite3
 import sys
 import tempfile
 import threading
@@ -29,17 +27,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pulsegate.advisor import Advisor
 from pulsegate.advisor.show import summary_lines
+from pulsegate.demo_cache import CACHE_CONFIG, PAGES, cache_lines, editor, new_checks
+from pulsegate.demo_healing import HEALING_CONFIG, healing_lines, switched_on_at
 from pulsegate.demo_io import print_io
 from pulsegate.demo_jobs import DemoJobs, print_jobs
 from pulsegate.engine import PulseGate
 from pulsegate.records import RequestRecord
 
 # (path, weight) of the regular clients' mix; {n} is filled with a random id.
-TRAFFIC = [("/fast", 19), ("/items/{n}", 25), ("/authors", 10), ("/authors/eager", 10),
+TRAFFIC = [("/fast", 19), ("/items/{n}", 15), ("/authors", 10), ("/authors/eager", 10),
            ("/slow", 15), ("/flaky", 10), ("/reviews/{n}", 5), ("/nowhere/{n}", 2),
-           ("/pricing/{n}", 6)]
+           ("/pricing/{n}", 6), ("/catalog/{page}", 10)]
 
 #: The gate the demo runs: short warm-up and windows so a 20 s run shows everything;
 #: per-client rate limits keyed by API key; the allocator with route priorities.
@@ -126,7 +125,7 @@ async def drive(base: str, seconds: float, concurrency: int, state: dict[str, An
         while (now := time.monotonic()) < deadline:
             if now > deadline - seconds * 0.35 and not state["degraded"]:
                 state["degraded"], state["degraded_at"] = True, time.time()
-            path = rng.choices(paths, weights)[0].format(n=rng.randint(1, 500))
+            path = rng.choices(paths, weights)[0].format(n=rng.randint(1, 500), page=rng.randint(1, PAGES))
             await call(client, "regular", f"user-{i}", path)
             await asyncio.sleep(rng.uniform(0.02, 0.06))
 
@@ -158,7 +157,7 @@ async def drive(base: str, seconds: float, concurrency: int, state: dict[str, An
 
     limits = httpx.Limits(max_connections=concurrency * 4 + 8)
     async with httpx.AsyncClient(base_url=base, timeout=10, limits=limits) as client:
-        await asyncio.gather(ticker(), scraper(client), health_check(client),
+        await asyncio.gather(ticker(), scraper(client), health_check(client), editor(client, deadline, state),
                              *(regular(client, i) for i in range(concurrency)),
                              *(exporter(client, i) for i in range(concurrency * 5)))
     return sent
@@ -207,12 +206,14 @@ def report(gate: PulseGate, observed: Observed) -> list[dict[str, Any]]:
     return rows
 
 
-def before_after(observed: Observed, endpoint: str, at: float) -> dict[str, float | None]:
-    """p50 and p95 (ms) of the endpoint's requests started before and after ``at``."""
+def before_after(observed: Observed, endpoint: str, at: float,
+                 until: float | None = None) -> dict[str, float | None]:
+    """p50 and p95 (ms) of the endpoint's requests started before and after ``at`` (and
+    before ``until``: when a healing action changed what the endpoint serves)."""
     with observed.lock:
         pairs = list(observed.latency.get(endpoint, ()))
     before = [ms for t, ms in pairs if t < at]
-    after = [ms for t, ms in pairs if t >= at]
+    after = [ms for t, ms in pairs if at <= t < (until or float("inf"))]
     return {"p50_before": _quantile(before, 0.5), "p95_before": _quantile(before, 0.95),
             "p50_after": _quantile(after, 0.5), "p95_after": _quantile(after, 0.95)}
 
@@ -226,8 +227,8 @@ def incident_lines(gate: PulseGate, observed: Observed, started: float,
 
     lines = []
     incidents = gate.incidents()
-    for i in incidents:
-        ba = before_after(observed, i.endpoint, i.start)
+    for i in incidents:  # "after": until a healing action (if any) changed the endpoint
+        ba = before_after(observed, i.endpoint, i.start, switched_on_at(gate, i.endpoint))
         lines.append(
             f"incident on {i.endpoint} since +{i.start - started:.1f} s (flagged at "
             f"+{i.at - started:.1f} s): {i.window_mean_ms:.1f} ms against {i.expected_ms:.1f} "
@@ -346,18 +347,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     # instead, so the progress bar stays on one line.
     logging.getLogger("pulsegate").addHandler(logging.NullHandler())
     logging.getLogger("pulsegate").propagate = False
-    gate = PulseGate(**DEMO_CONFIG)
-    observed = Observed()
-    gate.listeners.append(observed)
-    state: dict[str, Any] = {"degraded": False}
+    observed, state = Observed(), {"degraded": False, "catalog": new_checks()}
     with tempfile.TemporaryDirectory(prefix="pulsegate-demo-") as tmp:
         from pulsegate.demo_app import build_app
 
         db = Path(tmp) / "demo.sqlite3"
+        # the query advisor from settings: plans on a read-only connection of its own
+        gate = PulseGate(**DEMO_CONFIG, **HEALING_CONFIG, **CACHE_CONFIG, advisor=True, advisor_interval=5,
+                         advisor_sample_interval=2, advisor_database=f"sqlite:///{db}")
+        gate.listeners.append(observed)
         app = build_app(gate, db, state)
-        # the query advisor: generic plans on a read-only connection of its own
-        advisor = Advisor(gate, dialect="sqlite", interval=5.0, sample_interval=2.0,
-                          connect=lambda: sqlite3.connect(f"file:{db}?mode=ro", uri=True))
         port = _free_port()
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
                                                log_level="warning", lifespan="off"))
@@ -380,15 +379,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             server.should_exit = True
             thread.join(10)
         print_report(report(gate, observed), gate.stats())
-        for line in incident_lines(gate, observed, started, state.get("degraded_at")):
-            print(line)
+        gate.control.healer.poll()  # the healer's job, once more: an incident at the very end
+        print("\n".join(incident_lines(gate, observed, started, state.get("degraded_at"))
+                        + healing_lines(gate, observed.latency["GET /slow"], started)
+                        + cache_lines(gate, state)))
         print_query_insights(gate)
         print_io(gate)
         jobs.stop()
         print_jobs(gate)
-        advisor.sample()
-        advisor.run()  # the advisor's job, once more now that the traffic is over
-        print("\n".join(summary_lines(advisor.report())))
+        gate.advisor.sample()
+        gate.advisor.run()  # the advisor's job, once more now that the traffic is over
+        print("\n".join(summary_lines(gate.advisor.report())))
         print_clients(tally)
         print_control(gate)
         gate.close()

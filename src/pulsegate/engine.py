@@ -152,6 +152,7 @@ class PulseGate(GateReports):
         if c.rate_limiting or c.resource_allocation or c.healing_actions or c.response_cache:
             from pulsegate.control.gatekeeper import Controller
             self.control = Controller(self)
+        self.advisor = self.attach_advisor()  # pulsegate.advisor when ``advisor`` is on
         # Model registry, persistence (warm start), feedback, tuning, alerts: built last
         # so it can restore the state of every component created above.
         from pulsegate.registry.ops import ModelOps
@@ -286,24 +287,22 @@ class PulseGate(GateReports):
                     self.faults.record("start listener", exc)
 
     def _scored_headers(self, ctx: RequestContext, ttfb: float) -> list[tuple[str, str]]:
-        """Score the request as it stands at response start (``ttfb`` seconds in)
-        against its endpoint's model (nothing is learned yet) and build every ``x-ml-*``
-        header from that."""
+        """Score the request's time to headers (``ttfb`` seconds) against its endpoint's
+        latency forecast (nothing is learned yet) and build every ``x-ml-*`` header.
+
+        Latency alone, with or without SQL (decision 2 of 2026-12-07): scoring the query
+        metrics too would be a second pass of the whole model on every request that ran
+        SQL, only for the header; :meth:`finish` scores every metric and records a
+        query-count anomaly (record, logs, incidents, counters)."""
         model = ctx.model = self.baselines.lookup(ctx.info.method, ctx.route)
         predicted, confidence = model.view[0], model.view[1]
-        count = ctx.query_count
-        if count and self._qa:
-            # With no query yet the query metrics cannot rise above their levels, so
-            # without SQL only latency is scored.
-            score = model.update(log_ms(ttfb), self.values.of(None, count, ctx.query_ms),
-                                 False)[0]
-            nplusone = len(self.queries.analyze(ctx))  # analysed once, unless more ran
+        if predicted is not None and ttfb * 1000.0 <= predicted:
+            score = 0.0  # no slower than the forecast: nothing to score
         else:
-            nplusone = 0
-            if predicted is not None and ttfb * 1000.0 <= predicted:
-                score = 0.0  # no slower than the forecast: nothing to score
-            else:
-                score = model.score_latency(log_ms(ttfb))
+            score = model.score_latency(log_ms(ttfb))
+        count = ctx.query_count
+        # analysed once, unless more statements run before the finish
+        nplusone = len(self.queries.analyze(ctx)) if count and self._qa else 0
         ctx.score = score
         return self.headers.build(ctx.optimization, predicted, confidence, score, count,
                                   ctx.query_ms, nplusone)
@@ -339,8 +338,8 @@ class PulseGate(GateReports):
             values = self.values.learned(
                 model.queried, cpu_ms, ctx.query_count, ctx.query_ms,
                 detections.repeat_share if ctx.query_count else 0.0, mem)
-            score, anomalous, driver, incident = model.update(log_ms(duration), values, True,
-                                                              now)
+            score, anomalous, driver, incident = model.update(  # a cache hit: not learnt
+                log_ms(duration), values, ctx.optimization != "cache", now)  # (decision 7)
             if final_status >= 500:  # the incident detector's error evidence
                 model.error()
             # Most requests are none of these and nobody wants their record: one test.

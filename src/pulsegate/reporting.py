@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pulsegate.config import Config
     from pulsegate.faults import FaultCounter
     from pulsegate.learn.baseline import BaselineStore
     from pulsegate.plugins import Plugs
@@ -29,6 +30,18 @@ class GateReports:
     control: Any
     ops: ModelOps
     model_version: str
+    config: Config
+    #: query, workload and capacity advice (:mod:`pulsegate.advisor`) when ``advisor`` is on
+    advisor: Any = None
+
+    def attach_advisor(self) -> Any:
+        """The advisor ``config.advice`` describes, or None when ``advisor`` is off (the
+        gate calls this once, before the registry restores state). A bad
+        ``advisor_database`` raises ``ConfigError`` here, at start-up."""
+        if not self.config.advisor:
+            return None
+        from pulsegate.advisor import Advisor
+        return Advisor.from_config(self)  # type: ignore[arg-type]
 
     def query_insights(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Query problems ranked across requests (most total time first); each row has
@@ -53,6 +66,8 @@ class GateReports:
         except Exception as exc:
             self.faults.record("close", exc)
         self.scheduler.stop()
+        if self.advisor is not None:
+            self.advisor.close()  # its own database connection
         try:
             self.ops.close()  # final snapshot, alert delivery
         except Exception as exc:

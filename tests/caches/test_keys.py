@@ -148,7 +148,7 @@ def test_words_of_code_loaded_later_and_of_settings_are_kept() -> None:
          "        return str(pk)\n", module.__dict__)
     sys.modules[module.__name__] = module
     try:
-        assert p.pattern(f"{basket}_bag:7") == "{*}_bag:{id}"  # read in the background...
+        p.pattern(f"{basket}_bag:7")  # starts the read of the new module (background)
         assert p.words.ready()  # type: ignore[attr-defined]
         assert p.pattern(f"{basket}_bag:7") == f"{basket}_bag:{{id}}"
         assert p.pattern(f"{prefix}:{basket}_bag:{joined('xqv', 'orna')}") == \
@@ -181,5 +181,41 @@ def test_prose_and_long_constants_are_not_words() -> None:
         assert words.ready()
         assert "greet" in words and "table" in words
         assert joined("van", "torq") not in words and joined("brum", "lingq") not in words
+    finally:
+        del sys.modules[module.__name__]
+
+
+def test_patterns_are_memoised_again_once_a_later_import_is_read() -> None:
+    p = ready_folder()
+    module = types.ModuleType("pulsegate_test_quiet_import")
+    sys.modules[module.__name__] = module  # an import with no new word in it
+    try:
+        key = "user:1234:profile"
+        assert p.pattern(key) == "user:{id}:profile"  # right, not kept: a read was due
+        assert p.words.ready()  # type: ignore[attr-defined]
+        p.pattern(key)
+        assert p.memo.get(key) == "user:{id}:profile"  # kept from now on: calls stay cheap
+    finally:
+        del sys.modules[module.__name__]
+
+
+def test_a_module_still_being_imported_is_read_once_it_is_done() -> None:
+    from importlib.machinery import ModuleSpec
+
+    from pulsegate.caches.vocabulary import ProgramWords
+
+    word = joined("snor", "kelwick")
+    module = types.ModuleType("pulsegate_test_half_imported")
+    module.__spec__ = ModuleSpec(module.__name__, None)
+    module.__spec__._initializing = True  # type: ignore[attr-defined]
+    module.__dict__["PREFIX"] = word
+    sys.modules[module.__name__] = module
+    try:
+        words = ProgramWords(start=False)
+        words.read_new_modules()
+        assert word not in words.words and not words.settled
+        module.__spec__._initializing = False  # type: ignore[attr-defined]
+        assert words.ready()
+        assert word in words
     finally:
         del sys.modules[module.__name__]

@@ -125,3 +125,33 @@ def test_the_kinds_of_misses_are_estimated_from_a_key_sample() -> None:
     assert r["misses"] == 4000                       # every miss is counted
     assert 3400 <= r["expired_misses"] <= 4600       # their kind is estimated (x4)
     assert len(m.tracked) < 1400
+
+
+# --- reads queued on the calling thread (the redis GET path), counted by drain() -----
+
+def test_queued_reads_count_as_reads_in_their_order_and_at_their_time() -> None:
+    clock = FakeClock()
+    m = CacheMonitor(clock=clock, sample=1)
+    m.read_later("c", "k:1", False, None, 0.001)  # a miss before the key is written: cold
+    clock.t += 1
+    m.write("c", "k:1", 10.0)                      # counts the queued read first
+    clock.t += 30
+    m.read_later("c", "k:1", False, None, 0.001)  # 30 s later: expired
+    m.write("c", "k:2", 600.0)
+    clock.t += 5
+    m.read_later("c", "k:2", True, 3, 0.001)      # reused 5 s after its write
+    clock.t += 1000                                # the drain runs much later
+    r = row(m, "k:{id}")
+    assert (r["reads"], r["misses"], r["cold_misses"], r["expired_misses"]) == (3, 2, 1, 1)
+    assert 5.0 <= r["reuse_p50_s"] <= 5.0 * 1.5  # the read's own time, not the drain's
+
+
+def test_no_queued_read_is_dropped_and_the_queue_stays_bounded() -> None:
+    from pulsegate.caches.monitor import MAX_PENDING
+
+    m = CacheMonitor()
+    for i in range(3 * MAX_PENDING + 7):
+        m.read_later("c", f"user:{i % 50}", i % 3 == 0, 3, 0.0)
+        assert len(m.pending) <= MAX_PENDING
+    assert m.stats_summary()["c"]["calls"] == 3 * MAX_PENDING + 7
+    assert not m.pending

@@ -10,6 +10,7 @@ import pytest
 
 from fakeclock import FakeClock
 from pulsegate.control.allocator import ConcurrencyAllocator, Ticket
+from pulsegate.control.autotarget import LatencyBaseline
 from pulsegate.control.qpolicy import QPolicy
 
 
@@ -133,3 +134,31 @@ def test_a_queue_draining_after_a_cut_is_not_taken_for_a_slow_dependency() -> No
             done.release(0.0008 * ahead)  # 0.8 ms per request in flight when it came
     assert a.baseline == pytest.approx(0.010)
     assert a.limit <= 20
+
+
+
+def test_queueing_left_in_a_re_anchored_window_drains_out_of_the_baseline() -> None:
+    """A dependency slows to 25 ms while 40 requests are in flight (60 ms). The limit is
+    cut; the window at 20 in flight still holds part of the queue (45 ms) but no longer
+    falls with in-flight, so it re-anchors the baseline -- too high. The windows after it
+    answer in 25 ms, and the baseline follows them down instead of keeping the queueing
+    it was anchored with (without that, the target stays 1.5 x 45 ms and the limit high)."""
+    b = LatencyBaseline(cap=0.100)
+    b.window(0.010, lat_ratio=0.5, mean_inflight=4.0, util=0.2, demand=False)
+    for _ in range(3):
+        b.window(0.060, lat_ratio=4.0, mean_inflight=40.0, util=0.9, demand=True)
+    b.window(0.045, lat_ratio=3.0, mean_inflight=20.0, util=0.9, demand=True)
+    assert b.baseline == pytest.approx(0.045)
+    for _ in range(8):
+        b.window(0.025, lat_ratio=0.9, mean_inflight=16.0, util=0.9, demand=True)
+    assert b.baseline == pytest.approx(0.025, rel=0.01)
+    assert b.target() == pytest.approx(0.0375, rel=0.01)
+
+
+def test_before_any_re_anchor_a_fast_overloaded_window_does_not_lower_the_baseline() -> None:
+    """Without a re-anchor the baseline comes from unqueued windows only: a lucky fast
+    window under overload (heavy-tailed service) does not drag it down."""
+    b = LatencyBaseline(cap=0.100)
+    b.window(0.010, lat_ratio=0.5, mean_inflight=4.0, util=0.2, demand=False)
+    b.window(0.006, lat_ratio=0.4, mean_inflight=16.0, util=0.9, demand=True)
+    assert b.baseline == pytest.approx(0.010)

@@ -56,3 +56,16 @@ def test_auto_target_follows_a_slow_dependency_where_the_hand_set_target_collaps
     auto = sim.summarize(sim.Sim(None, 5, 2.0, "lognormal", sim.SLOWDOWN, target=sim.SLO,
                                  auto=True).run())
     assert auto["goodput"][1] > hand["goodput"][1] + 5, (auto, hand)  # same target until re-anchored
+
+
+def test_settle_judges_the_answer_to_the_step_not_one_unlucky_window_later() -> None:
+    """A constant limit has nothing to settle. On exponential service the old metric
+    (every later window healthy) still gave it 3 s after the 2x -> 3x step (one window
+    late in the phase dipped); the first healthy 0.5 s span gives 0. A limit far too low
+    for the load never settles."""
+    sim = load_sim()
+    fixed = sim.summarize(sim.Sim(None, 12, 4.0, "exponential", static=20).run())
+    assert max(fixed["settle"]) <= 0.5 < max(fixed["every_later"]), fixed
+    assert min(fixed["steady"]) >= 80.0, fixed
+    starved = sim.summarize(sim.Sim(None, 12, 4.0, "exponential", static=4).run())
+    assert starved["settle"][:2] == [float("inf")] * 2, starved

@@ -78,6 +78,26 @@ def test_flask_serves_a_learnt_route_and_never_after_a_write() -> None:
     assert not cached(r.headers) and r.text == "item banana"
 
 
+def test_flask_and_django_answer_a_head_from_the_gets_entry(django_gate: PulseGate) -> None:
+    app, clock, calls, _ = flask_shop()
+    client = app.test_client()
+    for _ in range(12):
+        clock.t += 0.1
+        client.get("/items/1")
+    produced = calls["item"]
+    r = client.head("/items/1")
+    assert cached(r.headers) and r.data == b"" and r.headers["content-length"] == "10"
+    assert calls["item"] == produced
+    django = Client()
+    for _ in range(12):
+        urls.clock.t += 0.1
+        django.get("/items/1/")
+    produced = urls.calls["item"]
+    r = django.head("/items/1/")
+    assert cached(r) and r.content == b"" and r["content-length"] == "10"
+    assert urls.calls["item"] == produced
+
+
 def test_flask_never_serves_across_users() -> None:
     app, clock, calls, _ = flask_shop(response_cache_vary=["authorization"])
     client = app.test_client()

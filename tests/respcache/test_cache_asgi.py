@@ -4,11 +4,14 @@ write the app signals, never what is unsafe to cache, and fails open."""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
 from cache_shop import Shop
 from credential_names import generated
 
-from pulsegate import ConfigError
+from pulsegate import ConfigError, cli
 from pulsegate.config import Config
 from pulsegate.engine import PulseGate
 from pulsegate.respcache import invalidate
@@ -41,6 +44,42 @@ async def test_a_route_answering_identically_is_served_from_the_cache_once_learn
     assert shop.calls["item"] == produced + audits  # the app ran for the audit only
     assert stats["hits"] - before["hits"] == 19 and stats["hit_rate"] > 0.5
     assert stats["saved_ms"] - before["saved_ms"] == pytest.approx(19 * 5.0, rel=0.01)
+
+
+async def test_a_head_is_answered_from_the_gets_entry_without_a_body() -> None:
+    shop = Shop()
+    for _ in range(15):  # HEADs teach nothing: the route is not learnt from them
+        r = await shop.client.head("/items/1")
+        assert r.status_code == 200 and not cached(r) and r.content == b""
+    assert shop.calls["item"] == 15 and shop.gate.stats()["response_cache"]["stored"] == 0
+    await shop.learn("/items/1")
+    produced = shop.calls["item"]
+    for _ in range(30):  # (never audited: a HEAD has no body to compare)
+        r = await shop.client.head("/items/1")
+        assert cached(r) and r.content == b""
+        assert int(r.headers["content-length"]) == len("item apple")
+        assert r.headers["content-type"].startswith("text/plain")
+    assert shop.calls["item"] == produced
+    await shop.client.put("/items/1", content=b"quince")
+    r = await shop.client.head("/items/1")
+    assert not cached(r) and shop.calls["item"] == produced + 1
+    assert int(r.headers["content-length"]) == len("item quince")
+    # a HEAD with a credential-like header is the app's, as a GET would be
+    await shop.learn("/items/1")
+    assert not cached(await shop.client.head("/items/1", headers={"x-session-token": "t"}))
+
+
+async def test_hits_are_counted_but_not_learnt_by_the_endpoints_latency_model() -> None:
+    shop = Shop()
+    await shop.learn("/items/1")
+    model = shop.gate.baselines.peek("GET /items/{id}")
+    assert model is not None
+    learnt, requests = model.n, shop.gate.counters["requests"]
+    hits = sum([cached(await shop.get("/items/1")) for _ in range(40)])
+    assert hits >= 38 and shop.gate.stats()["response_cache"]["hits"] >= hits
+    # the hits' microseconds are the cache's, not the route's: only the audits are learnt
+    assert model.n == learnt + (40 - hits)
+    assert shop.gate.counters["requests"] == requests + 40
 
 
 async def test_audits_notice_a_route_that_changed_behind_the_caches_back() -> None:
@@ -175,6 +214,21 @@ async def test_configured_invalidation_rules_drop_only_what_they_name() -> None:
     assert (await shop.get("/items/1")).text == "item plum"
 
 
+async def test_writes_to_other_paths_do_not_stop_a_route_being_learnt() -> None:
+    shop = Shop(response_cache_invalidate={"PUT /items/{id}": ["$path"]})
+    for i in range(14):  # each read of /items/1 follows a write to /items/2
+        await shop.client.put("/items/2", content=f"pear{i}".encode())
+        r = await shop.get("/items/1")
+        assert r.text == "item apple"
+    assert cached(await shop.get("/items/1"))
+    # a write to /items/1 itself: its next body is not compared with the last
+    await shop.client.put("/items/1", content=b"apricot")
+    r = await shop.get("/items/1")
+    assert not cached(r) and r.text == "item apricot"
+    routes = {r["endpoint"]: r for r in shop.gate.control.cache.report()["routes"]}
+    assert routes["GET /items/{id}"]["confidence"] > 0.9  # (the change was expected)
+
+
 async def test_a_write_can_invalidate_only_its_own_path() -> None:
     shop = Shop(response_cache_invalidate={"PUT /items/{id}": ["$path"]})
     await shop.learn("/items/1")
@@ -261,3 +315,24 @@ def test_bad_options_name_key_value_and_allowed(key: str, value: object) -> None
     with pytest.raises(ConfigError) as info:
         Config(**{key: value})
     assert info.value.key.startswith(key) and "allowed:" in str(info.value)
+
+
+async def test_report_shows_the_cache_after_the_process_is_gone(
+        tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    shop = Shop(state_dir=str(tmp_path))
+    try:
+        await shop.learn("/items/1")
+        hits = sum([cached(await shop.get("/items/1")) for _ in range(10)])
+        shop.gate.ops.snapshot()
+    finally:
+        shop.gate.close()
+    assert cli.main(["report", "--state-dir", str(tmp_path), "--json"]) == 0
+    served = json.loads(capsys.readouterr().out)["response_cache"]
+    assert served["hits"] >= hits >= 9 and served["stored"] >= 1
+    route = served["routes"][0]
+    assert route["endpoint"] == "GET /items/{id}" and route["serving"]
+    assert route["hits"] == served["hits"]
+    assert cli.main(["report", "--state-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "response cache (x-ml-optimization-applied: cache)" in out
+    assert "GET /items/{id}" in out.split("response cache by route")[1]

@@ -74,3 +74,11 @@ def test_the_rules_doctests_pass() -> None:
     from pulsegate.respcache import rules
 
     assert doctest.testmod(rules).failed == 0 and doctest.testmod(http).failed == 0
+
+
+def test_the_targets_doctests_pass() -> None:
+    import doctest
+
+    from pulsegate.respcache import targets
+
+    assert doctest.testmod(targets).failed == 0

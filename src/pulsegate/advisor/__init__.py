@@ -22,7 +22,6 @@ Without the advisor nothing is registered: no listener, no job, no per-request c
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +30,7 @@ from pulsegate.advisor.patterns import Patterns
 from pulsegate.advisor.query_advisor import QueryAdvisor
 from pulsegate.advisor.rules import Finding, Thresholds
 from pulsegate.config_checks import ConfigError
+from pulsegate.config_sections.advisor import AdvisorConfig
 
 if TYPE_CHECKING:
     from pulsegate.context import RequestContext
@@ -39,20 +39,16 @@ if TYPE_CHECKING:
 
 __all__ = ["Advice", "Advisor", "Finding"]
 
-_DIALECTS = ("postgresql", "postgres", "sqlite")
-
-
-def _number(key: str, value: Any, lo: float, hi: float, integer: bool = False) -> Any:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and \
-        math.isfinite(value) and lo <= value <= hi and (not integer or float(value).is_integer())
-    if not ok:
-        kind = "an integer" if integer else "a number"
-        raise ConfigError(f"advisor {key}", value, f"{kind} in [{lo:g}, {hi:g}]")
-    return int(value) if integer else float(value)
+_DIALECTS = ("postgresql", "postgres", "sqlite", "mysql", "mariadb")
 
 
 class Advisor:
-    """Query, workload and capacity advice for one gate (see the module docstring)."""
+    """Query, workload and capacity advice for one gate (see the module docstring).
+
+    The keywords are checked by the declarations of ``config.advice``
+    (:mod:`pulsegate.config_sections.advisor`): a bad one is a ``ConfigError`` naming
+    ``advisor_<keyword>``. With ``advisor=True`` in the configuration the gate builds one
+    itself (:meth:`from_config`)."""
 
     def __init__(self, gate: Host, *, connect: Callable[[], Any] | None = None,
                  dialect: str | None = None, interval: float = 60.0,
@@ -67,24 +63,27 @@ class Advisor:
                               "a callable returning a new DB-API connection")
         if connect is not None and dialect not in _DIALECTS:
             raise ConfigError("advisor dialect", dialect, ", ".join(_DIALECTS))
-        self.interval = _number("interval", interval, 1, 86400)
-        self.sample_interval = _number("sample_interval", sample_interval, 1, 3600)
-        self.quantile = _number("quantile", quantile, 0.5, 0.9999)
-        self.target_ms = None if target_latency_ms is None else _number(
-            "target_latency_ms", target_latency_ms, 0.1, 3_600_000)
+        o = AdvisorConfig(
+            advisor=True, advisor_interval=interval, advisor_sample_interval=sample_interval,
+            advisor_explains_per_minute=explains_per_minute,
+            advisor_statement_timeout_ms=statement_timeout_ms, advisor_top=top,
+            advisor_recheck_seconds=recheck_seconds, advisor_min_table_rows=min_table_rows,
+            advisor_in_list_min=in_list_min, advisor_wide_columns=wide_columns,
+            advisor_target_latency_ms=target_latency_ms, advisor_quantile=quantile)
+        self.interval = float(o.advisor_interval)
+        self.sample_interval = float(o.advisor_sample_interval)
+        self.quantile = float(o.advisor_quantile)
+        self.target_ms = o.advisor_target_latency_ms
         self.gate = gate
         self.queries: QueryAdvisor | None = None
         if connect is not None and dialect is not None:
             self.queries = QueryAdvisor(
                 connect, dialect,
-                explains_per_minute=_number("explains_per_minute", explains_per_minute, 0.1, 600),
-                timeout_ms=_number("statement_timeout_ms", statement_timeout_ms, 1, 60000, True),
-                top=_number("top", top, 1, 1000, True),
-                recheck_seconds=_number("recheck_seconds", recheck_seconds, 0, 7 * 86400),
-                thresholds=Thresholds(
-                    _number("min_table_rows", min_table_rows, 0, 10**12, True),
-                    _number("in_list_min", in_list_min, 2, 10**6, True),
-                    _number("wide_columns", wide_columns, 2, 10_000, True)),
+                explains_per_minute=o.advisor_explains_per_minute,
+                timeout_ms=o.advisor_statement_timeout_ms, top=o.advisor_top,
+                recheck_seconds=o.advisor_recheck_seconds,
+                thresholds=Thresholds(o.advisor_min_table_rows, o.advisor_in_list_min,
+                                      o.advisor_wide_columns),
                 max_fingerprints=gate.config.queries.max_fingerprints, clock=gate.clock)
             gate.listeners.append(self._listen)
         self.patterns = Patterns(gate.config.model.max_endpoints)
@@ -95,6 +94,28 @@ class Advisor:
         gate.plugs.add_state("advisor", self)
         gate.plugs.add_stats("advisor", self)
         gate.plugs.add_report("advisor", self.report)
+
+    @classmethod
+    def from_config(cls, gate: Host) -> Advisor:
+        """The advisor ``gate.config.advice`` describes (the gate calls this when it is
+        built with ``advisor`` on); ``advisor_database`` is turned into a connection
+        factory here (:func:`pulsegate.advisor.orm.connection_for`): a bad alias or a missing
+        driver is a ``ConfigError`` at start-up, the connection itself is made later,
+        on the scheduler thread."""
+        o = gate.config.advice
+        where: dict[str, Any] = {}
+        if o.advisor_database is not None:
+            from pulsegate.advisor.orm import connection_for
+            where = connection_for(o.advisor_database)
+        return cls(gate, **where, interval=o.advisor_interval,
+                   sample_interval=o.advisor_sample_interval,
+                   explains_per_minute=o.advisor_explains_per_minute,
+                   statement_timeout_ms=o.advisor_statement_timeout_ms, top=o.advisor_top,
+                   recheck_seconds=o.advisor_recheck_seconds,
+                   min_table_rows=o.advisor_min_table_rows, in_list_min=o.advisor_in_list_min,
+                   wide_columns=o.advisor_wide_columns,
+                   target_latency_ms=o.advisor_target_latency_ms,
+                   quantile=o.advisor_quantile)
 
     def _listen(self, record: RequestRecord, ctx: RequestContext) -> None:
         queries = self.queries

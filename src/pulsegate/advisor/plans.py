@@ -3,7 +3,7 @@
 Each explainer owns **its own connection**, made by the ``connect`` callable it is given
 (never the application's: it is opened on the scheduler thread, so no EXPLAIN ever runs
 inside an application transaction), and sends only the redacted fingerprint with
-placeholders -- no parameter value, real or made up, beyond ``NULL``.
+placeholders -- no real parameter value (``NULL``; on MySQL a neutral constant).
 
 * **PostgreSQL**, in a ``READ ONLY`` transaction with ``statement_timeout`` and
   ``lock_timeout`` set locally, rolled back afterwards:
@@ -14,6 +14,9 @@ placeholders -- no parameter value, real or made up, beyond ``NULL``.
   ``DEALLOCATE``; older servers: no plan (the advice stays plan-free).
 * **SQLite**: ``EXPLAIN QUERY PLAN`` with ``NULL`` bound to each ``?``, cut off by a
   progress handler at the timeout.
+* **MySQL / MariaDB** (:mod:`pulsegate.advisor.plans_mysql`): the server's own
+  placeholders (``PREPARE ... FROM 'EXPLAIN ...?...'``, ``EXECUTE ... USING``) with a
+  neutral constant, since MySQL has no generic plan.
 
 Neither form executes the statement. Catalog look-ups (row estimates, columns, the
 column order of existing indexes) go through the same connection; table names are put in
@@ -29,10 +32,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["Explainer", "Plan", "PostgresExplainer", "SQLiteExplainer", "Scan", "TableInfo",
-           "explainer_for"]
+__all__ = ["Explainer", "OwnConnection", "Plan", "PostgresExplainer", "SQLiteExplainer", "Scan",
+           "TableInfo"]
 
-_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,62}")
+PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,62}")
 PREPARED = "pulsegate_advice"
 
 
@@ -70,6 +73,12 @@ class TableInfo:
     rows: float | None
     columns: list[str]
     indexes: list[list[str]]  # each index's columns in order
+    #: the primary key's columns, where a secondary index holds them after its own
+    #: (InnoDB): an index need not name them to give their order
+    clustered_key: list[str] = field(default_factory=list)
+    #: column -> distinct values in a bounded sample of rows (MySQL, whose plans carry
+    #: no selectivity); empty where the plan's own estimate is used
+    distinct: dict[str, float] = field(default_factory=dict)
 
     def leading(self) -> set[str]:
         return {ix[0] for ix in self.indexes if ix}
@@ -85,7 +94,7 @@ class Explainer(Protocol):
     def close(self) -> None: ...
 
 
-class _Connection:
+class OwnConnection:
     """The explainer's own DB-API connection, made on first use and again after a
     failure."""
 
@@ -117,7 +126,7 @@ class PostgresExplainer:
                 conn.autocommit = False  # SET LOCAL needs a transaction to be local to
             return conn
 
-        self.conn = _Connection(transactional)
+        self.conn = OwnConnection(transactional)
         self.timeout_ms = int(timeout_ms)
         self.version: int | None = None
         self.tables: dict[str, TableInfo | None] = {}
@@ -193,7 +202,7 @@ class PostgresExplainer:
         if name in self.tables:
             return self.tables[name]
         info = None
-        if _PLAIN_NAME.fullmatch(name):
+        if PLAIN_NAME.fullmatch(name):
             reg = f"to_regclass('{name}')"
             rows = self._run([
                 f"SELECT c.reltuples, (SELECT array_agg(a.attname::text ORDER BY a.attnum) "
@@ -256,7 +265,7 @@ class SQLiteExplainer:
 
     def __init__(self, connect: Callable[[], Any], timeout_ms: int = 250,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.conn = _Connection(connect)
+        self.conn = OwnConnection(connect)
         self.timeout_ms = int(timeout_ms)
         self.clock = clock
         self.tables: dict[str, TableInfo | None] = {}
@@ -284,13 +293,13 @@ class SQLiteExplainer:
         if name in self.tables:
             return self.tables[name]
         info = None
-        if _PLAIN_NAME.fullmatch(name):
+        if PLAIN_NAME.fullmatch(name):
             cols = [str(r[1]) for r in self._rows(f'PRAGMA table_info("{name}")')]
             if cols:
                 indexes = []
                 for r in self._rows(f'PRAGMA index_list("{name}")'):
                     ix = str(r[1])
-                    if _PLAIN_NAME.fullmatch(ix) or ix.startswith("sqlite_autoindex"):
+                    if PLAIN_NAME.fullmatch(ix) or ix.startswith("sqlite_autoindex"):
                         info_rows = self._rows(f'PRAGMA index_info("{ix}")')
                         indexes.append([str(x[2]) for x in sorted(info_rows)])
                 pk = [str(r[1]) for r in self._rows(f'PRAGMA table_info("{name}")')
@@ -333,12 +342,3 @@ def read_sqlite_plan(details: list[str]) -> Plan:
             plan.sort_for_limit = True
     plan.text = "; ".join(details)[:600]
     return plan
-
-
-def explainer_for(dialect: str, connect: Callable[[], Any], timeout_ms: int) -> Explainer | None:
-    """The explainer of a dialect (None: plan-free advice only)."""
-    if dialect in ("postgresql", "postgres"):
-        return PostgresExplainer(connect, timeout_ms)
-    if dialect == "sqlite":
-        return SQLiteExplainer(connect, timeout_ms)
-    return None

@@ -18,7 +18,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pulsegate.advisor.costs import StatementCosts
-from pulsegate.advisor.plans import Explainer, Plan, TableInfo, explainer_for
+from pulsegate.advisor.plans import Explainer, Plan, PostgresExplainer, SQLiteExplainer, TableInfo
+from pulsegate.advisor.plans_mysql import MySQLExplainer
 from pulsegate.advisor.rules import Finding, Thresholds, findings
 from pulsegate.advisor.shape import explainable, resolve_unqualified, shape_of, to_placeholders
 from pulsegate.bounded import BoundedLRU
@@ -26,7 +27,18 @@ from pulsegate.bounded import BoundedLRU
 if TYPE_CHECKING:
     from pulsegate.queries.events import QueryEvent
 
-__all__ = ["QueryAdvisor", "TokenBucket"]
+__all__ = ["QueryAdvisor", "TokenBucket", "explainer_for"]
+
+
+def explainer_for(dialect: str, connect: Callable[[], Any], timeout_ms: int) -> Explainer | None:
+    """The explainer of a dialect (None: plan-free advice only)."""
+    if dialect in ("postgresql", "postgres"):
+        return PostgresExplainer(connect, timeout_ms)
+    if dialect == "sqlite":
+        return SQLiteExplainer(connect, timeout_ms)
+    if dialect in ("mysql", "mariadb"):
+        return MySQLExplainer(connect, timeout_ms)
+    return None
 
 
 class TokenBucket:
@@ -48,13 +60,19 @@ class TokenBucket:
         return False
 
 
+def _dialect_name(name: str) -> str:
+    """One name per family: ORMs say ``postgres``/``postgresql``, ``mysql``/``mariadb``."""
+    low = name.lower()
+    return "postgresql" if low.startswith("postgres") else "mysql" if low == "mariadb" else low
+
+
 class QueryAdvisor:
     def __init__(self, connect: Callable[[], Any] | None, dialect: str, *,
                  explains_per_minute: float = 6.0, timeout_ms: int = 250, top: int = 10,
                  recheck_seconds: float = 3600.0, thresholds: Thresholds | None = None,
                  max_fingerprints: int = 1000, clock: Callable[[], float] = time.monotonic,
                  explainer: Explainer | None = None) -> None:
-        self.dialect = "postgresql" if dialect in ("postgres", "postgresql") else dialect
+        self.dialect = _dialect_name(dialect)
         self.explainer = explainer if explainer is not None else (
             explainer_for(self.dialect, connect, timeout_ms) if connect is not None else None)
         self.costs = StatementCosts(max_fingerprints)
@@ -108,8 +126,7 @@ class QueryAdvisor:
         return out
 
     def _dialect(self, db: object) -> str:
-        name = str(db or self.dialect).lower()
-        return "postgresql" if name.startswith("postgres") else name
+        return _dialect_name(str(db or self.dialect))
 
     def _explain(self, fp_id: str, text: str, shape: Any, now: float
                  ) -> tuple[Plan | None, dict[str, TableInfo | None], float, str | None] | None:

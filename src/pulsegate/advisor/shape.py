@@ -33,8 +33,10 @@ from dataclasses import dataclass, field
 
 __all__ = ["Predicate", "Shape", "explainable", "shape_of"]
 
-_TOKEN = re.compile(r'"[^"]*"|`[^`]*`|\[[^\]]*\]'
-                    r'|[a-z_][a-z0-9_$]*(?:\.(?:"[^"]*"|[a-z_][a-z0-9_$]*|\*))*'
+# an identifier, plain or quoted ("x", `x` as MySQL and Django's MySQL backend write
+# them, [x]); a qualified name ("app_book"."id") is one token
+_IDENT = r'"[^"]*"|`[^`]*`|\[[^\]]*\]|[a-z_][a-z0-9_$]*'
+_TOKEN = re.compile(rf"(?:{_IDENT})(?:\.(?:{_IDENT}|\*))*"
                     r"|\?|\$\d+|[(),;*]|[<>!=|:]+|\S")
 _KEYWORDS = frozenset([
     "select", "from", "where", "and", "or", "not", "join", "inner", "left", "right", "full",

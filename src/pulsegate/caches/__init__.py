@@ -52,6 +52,7 @@ def attach(gate: Host) -> CacheMonitor:
                            sample=c.io.cache_reuse_sample, faults=gate.faults,
                            key_words=c.io.cache_key_words)
     _MONITORS[gate] = monitor
+    gate.scheduler.every(0.5, monitor.drain, "caches.drain")  # the queued GETs
     section = _Section(gate, monitor)
     gate.plugs.add_stats("caches", section)
     gate.plugs.add_state("caches", section)

@@ -14,6 +14,7 @@ hash of the key, never the key), and the key-pattern folder's own bounded maps.
 
 from __future__ import annotations
 
+import collections
 import contextvars
 import threading
 import time
@@ -33,6 +34,9 @@ __all__ = ["NO_EXPIRY", "UNKNOWN_TTL", "CacheMonitor", "inside_cache_call"]
 #: hooks below it (redis-py) do not count its commands a second time.
 inside_cache_call: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "pulsegate_inside_cache_call", default=False)
+
+#: Reads queued by :meth:`CacheMonitor.read_later` at most; the caller drains past it.
+MAX_PENDING = 4096
 
 #: ``ttl`` of a write that never expires.
 NO_EXPIRY: float | None = None
@@ -63,6 +67,10 @@ class CacheMonitor:
         self.sample = max(1, int(sample))
         self.evictions = 0
         self._lock = threading.Lock()
+        #: reads queued by :meth:`read_later`: (cache, key, hit, size, elapsed, at)
+        self.pending: collections.deque[tuple[str, Any, bool, int | None, float, float]] = \
+            collections.deque()
+        self._drain_lock = threading.Lock()
         #: queries worth caching (pulsegate.caches.queries), when attached
         self.cacheable: Any = None
 
@@ -90,6 +98,53 @@ class CacheMonitor:
              elapsed: float = 0.0) -> None:
         """A read of one key (``elapsed``: seconds the call took, shared by the keys of
         a multi-key read; ``size``: bytes of the value read, when known)."""
+        if self.pending:
+            self.drain()  # in order: a queued read of this key comes first
+        self._read(cache, key, hit, size, elapsed, self.clock())
+        tally = request_tally()
+        if tally is not None:
+            if hit:
+                tally.cache_hits += 1
+            else:
+                tally.cache_misses += 1
+
+    def read_later(self, cache: str, key: Any, hit: bool, size: int | None,
+                   elapsed: float) -> None:
+        """:meth:`read`, its counting queued for :meth:`drain` (the gate's scheduler
+        thread, every 0.5 s, or the next reader of the counters): the calling thread
+        pays an append and the request's tally. At :data:`MAX_PENDING` queued reads the
+        caller drains the queue itself (no read is ever dropped)."""
+        pending = self.pending
+        if len(pending) >= MAX_PENDING:
+            self.drain()
+        pending.append((cache, key, hit, size, elapsed, self.clock()))
+        tally = request_tally()  # the request's own count (its headers), in line
+        if tally is not None:
+            if hit:
+                tally.cache_hits += 1
+            else:
+                tally.cache_misses += 1
+
+    def drain(self) -> int:
+        """Count the queued reads, oldest first; returns how many."""
+        pending = self.pending
+        done = 0
+        with self._drain_lock:
+            while pending:
+                try:
+                    item = pending.popleft()
+                except IndexError:  # another thread took the last one
+                    break
+                try:
+                    self._read(*item)
+                except Exception as exc:  # a fault in the counting: counted, never raised
+                    self.faults.record("caches.drain", exc)
+                done += 1
+        return done
+
+    def _read(self, cache: str, key: Any, hit: bool, size: int | None, elapsed: float,
+              now: float) -> None:
+        """:meth:`read`'s counting, at ``now`` (the clock when the read happened)."""
         # entry(), its common case in line: the key's pattern is in the memo
         pattern = self.keys.memo.get(key) if key.__class__ is str else None
         stats = self.stats.get((cache, pattern)) if pattern is not None else None
@@ -109,14 +164,14 @@ class CacheMonitor:
                 if size > stats.max_size:
                     stats.max_size = size
             if track is not None:
-                stats.reuse.add(self.clock() - track[0])
+                stats.reuse.add(now - track[0])
         else:
             stats.misses += 1
             if track is None:
                 if not key_hash % self.sample:
                     stats.cold_misses += 1
             else:
-                gap = self.clock() - track[0]
+                gap = now - track[0]
                 ttl = track[1]
                 if ttl is not None and 0 <= ttl <= gap:
                     stats.expired_misses += 1
@@ -124,17 +179,13 @@ class CacheMonitor:
                 else:
                     stats.lost_misses += 1
                 self.tracked.pop(key_hash, None)
-        tally = request_tally()
-        if tally is not None:
-            if hit:
-                tally.cache_hits += 1
-            else:
-                tally.cache_misses += 1
 
     def write(self, cache: str, key: Any, ttl: float | None = UNKNOWN_TTL,
               size: int | None = None, elapsed: float = 0.0) -> None:
         """A write of one key with time to live ``ttl`` seconds (:data:`NO_EXPIRY`,
         :data:`UNKNOWN_TTL`)."""
+        if self.pending:
+            self.drain()
         stats = self.entry(cache, key)
         stats.calls += 1
         stats.call_s += elapsed
@@ -156,6 +207,8 @@ class CacheMonitor:
             self.tracked.put(key_hash, [self.clock(), ttl])
 
     def delete(self, cache: str, key: Any, elapsed: float = 0.0) -> None:
+        if self.pending:
+            self.drain()
         stats = self.entry(cache, key)
         stats.calls += 1
         stats.call_s += elapsed
@@ -165,6 +218,8 @@ class CacheMonitor:
     def failed(self, cache: str, key: Any, elapsed: float = 0.0) -> None:
         """A call that raised (the cache is down, a timeout): counted; the hook
         re-raises or answers as the client would."""
+        if self.pending:
+            self.drain()
         stats = self.entry(cache, key)
         stats.errors += 1
         stats.calls += 1
@@ -173,12 +228,17 @@ class CacheMonitor:
     # --- reading ---------------------------------------------------------------------------
 
     def patterns(self) -> list[PatternStats]:
-        """Every (cache, pattern) entry held (a copy of the list; the entries are live)."""
+        """Every (cache, pattern) entry held (a copy of the list; the entries are live),
+        after the queued reads are counted."""
+        if self.pending:
+            self.drain()
         with self._lock:
             return list(self.stats.values())
 
     def stats_summary(self) -> dict[str, Any]:
         """``gate.stats()["caches"]``: totals per cache (summed over its patterns)."""
+        if self.pending:
+            self.drain()
         out: dict[str, Any] = {"patterns": len(self.stats), "pattern_evictions": self.evictions,
                                "tracked_keys": len(self.tracked)}
         totals: dict[str, list[float]] = {}

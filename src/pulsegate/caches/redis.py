@@ -114,8 +114,8 @@ def _command_wrapper(original: Any, monitors: list[CacheMonitor]) -> Any:
             name = getattr(self.connection_pool, _NAME_ATTR, None) or cache_name(self)
             hit = result is not None
             size = len(result) if hit and result.__class__ is bytes else None
-            for monitor in monitors:
-                monitor.read(name, args[1], hit, size, elapsed)
+            for monitor in monitors:  # counted on the scheduler thread (drain)
+                monitor.read_later(name, args[1], hit, size, elapsed)
         except Exception as exc:
             monitors[0].faults.record("caches.redis", exc)
         return result

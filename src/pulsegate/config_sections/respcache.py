@@ -8,7 +8,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from pulsegate.config_checks import ConfigError, _bool, _string_list, mapping, number
+from pulsegate.config_checks import (
+    ConfigError,
+    _bool,
+    _redis_url,
+    _string_list,
+    _url,
+    mapping,
+    number,
+)
 from pulsegate.config_sections.base import DAY_S, MILLION, Section, option, refuse_unknown_keywords
 
 _TARGET = ("a route ('GET /items/{id}', '/items/{id}') or a path prefix ending in '*' "
@@ -46,6 +54,23 @@ def _vary(key: str, value: Any) -> tuple[str, ...]:
             raise ConfigError(key, value, allowed)
         out.append(low)
     return tuple(dict.fromkeys(out))
+
+
+def _storage(key: str, value: Any) -> str:
+    allowed = "memory:// (per process), redis://host:port/db, rediss://... or unix:///socket"
+    if isinstance(value, str) and value.strip() == "memory://":
+        return "memory://"
+    if not _redis_url(_url(value, ("redis", "rediss", "unix"))):
+        raise ConfigError(key, value, allowed)
+    return str(value)
+
+
+def _prefix(key: str, value: Any) -> str:
+    allowed = "1-64 characters of letters, digits and ':._-'"
+    if not isinstance(value, str) or not 0 < len(value) <= 64 or not set(value) <= set(
+            "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:._-"):
+        raise ConfigError(key, value, allowed)
+    return value
 
 
 def _invalidations(key: str, value: Any) -> Mapping[str, tuple[str, ...]]:
@@ -99,3 +124,10 @@ class ResponseCacheConfig(Section):
     response_cache_max_body: int = option(256 * 1024, "Largest body stored or digested "
                                           "(bytes); a larger response is never cached.",
                                           number(1, 2**31, integer=True))
+    response_cache_storage: str = option("memory://", "Where entries live: memory:// (per "
+                                         "process) or redis://host:port/db (shared by every "
+                                         "worker, with a shared invalidation generation).",
+                                         _storage)
+    response_cache_key_prefix: str = option("pulsegate:rc", "Prefix of the shared store's "
+                                            "Redis keys (one per application sharing a "
+                                            "Redis).", _prefix)

@@ -26,6 +26,21 @@
   test could be relaxed from 0.8 to 0.7 (slowdowns recognised sooner; chosen on seeds
   11-16 of the slowdown families and 11-34 of the 4-worker one, seeds 1-3 held out).
 
+* a re-anchored baseline is an upper bound: the window it came from may still hold
+  some queueing (in flight above the workers, which the allocator does not know). So
+  until the next unqueued window, every window whose mean latency is below the baseline
+  moves it halfway there (``DOWN``): the queueing left in the anchor drains out,
+  as Vegas's minimum RTT would, without one lucky window setting it. Before the first
+  re-anchor this does not apply -- the baseline then comes from unqueued windows, and
+  following every low window down under overload cost the exponential steps 2 points
+  (tuning seeds 11-15). Anchored at the window's mean alone, the 4-worker step kept a
+  31 ms baseline on a 10 ms service (limit 16-20 through the overload, 82 % at 2x/3x on
+  tuning seeds 39, 66, 108), and the slowdowns kept ~26 ms on a 20 ms service (a limit
+  30-40 on 16 workers). Chosen on the tuning seeds (4 workers 4-60, slowdowns 11-16,
+  steps 11-15, 64 workers 11-13; seeds 1-3 held out): 4 workers 98.75 -> 99.14 % (worst
+  82.4 -> 95.4), slow phases +1.3 to +1.7 points, steps unchanged; ``DOWN`` = 1 (the
+  minimum itself) lost 3 points on the exponential slowdown.
+
 (Before 2026-12-06's second revision the reference was the slowest window of the
 whole episode: a queued window at the start of a slowdown then kept the ratio under
 0.8 for good, and the limit stayed at the floor -- ``allocator_sim.py`` seeds 11-12.)
@@ -41,15 +56,18 @@ from __future__ import annotations
 from collections import deque
 
 RING = 8  # recent windows the re-anchor rule compares against
+#: after a re-anchor, the baseline moves this far towards any lower window mean (see above)
+DOWN = 0.5
 MULTIPLE = 1.5  # target = MULTIPLE x baseline (chosen on allocator_sim seeds 11-12, see docs/control.md)
 
 
 class LatencyBaseline:
-    __slots__ = ("baseline", "cap", "recent")
+    __slots__ = ("anchored", "baseline", "cap", "recent")
 
     def __init__(self, cap: float) -> None:
         self.cap = cap
         self.baseline: float | None = None
+        self.anchored = False
         #: (mean in-flight, mean latency) of the last RING windows
         self.recent: deque[tuple[float, float]] = deque(maxlen=RING)
 
@@ -66,12 +84,16 @@ class LatencyBaseline:
         if util < 0.5 and not demand:
             b = self.baseline
             self.baseline = mean_latency if b is None else b + 0.2 * (mean_latency - b)
+            self.anchored = False
+        elif self.anchored and self.baseline is not None and mean_latency < self.baseline:
+            self.baseline += DOWN * (mean_latency - self.baseline)
         elif lat_ratio >= 0.8 and self.recent:
             ref_inflight, ref_latency = max(self.recent)
             passed = (mean_inflight <= 0.6 * ref_inflight
                       and mean_latency >= 0.7 * ref_latency)
             if passed:
                 self.baseline = mean_latency
+                self.anchored = True
                 self.recent.clear()
                 return
         self.recent.append((mean_inflight, mean_latency))

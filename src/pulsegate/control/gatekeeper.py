@@ -29,6 +29,7 @@ import math
 import os
 import time
 from collections import deque
+from types import GeneratorType
 from typing import TYPE_CHECKING, Any
 
 from pulsegate.context import Rejection, RequestContext
@@ -253,12 +254,16 @@ class Controller:
             return rejection
         return (yield from as_flow(self._allocate(ctx, route)))
 
-    def _allocate(self, ctx: RequestContext, route: str | None) -> Maybe[Rejection | None]:
-        """The response cache (a hit needs no slot), then the allocator."""
+    def _allocate(self, ctx: RequestContext, route: str | None, answer: Rejection | None = None,
+                  looked_up: bool = False) -> Maybe[Rejection | None]:
+        """The response cache (a hit needs no slot), then the allocator (``answer``: the
+        cache's capture, kept when admitted; ``looked_up``: the cache has answered)."""
         cache = self.cache
-        answer = None
-        if cache is not None:
-            answer = cache.admit(ctx, self._route(ctx))
+        if cache is not None and not looked_up:
+            found = cache.admit(ctx, self._route(ctx))
+            if isinstance(found, GeneratorType):  # a shared store: its look-up is I/O
+                return self._allocate_after(ctx, route, found)
+            answer = found  # type: ignore[assignment]  # (not a flow: narrowed above)
             if answer is not None and not answer.proceed:
                 return answer
         allocator = self.allocator
@@ -270,6 +275,13 @@ class Controller:
         if ticket is None:
             return self._queue(ctx, p, answer)
         return self._admitted(ctx, ticket) or answer
+
+    def _allocate_after(self, ctx: RequestContext, route: str | None,
+                        found: Flow[Rejection | None]) -> Flow[Rejection | None]:
+        answer = yield from found
+        if answer is not None and not answer.proceed:
+            return answer
+        return (yield from as_flow(self._allocate(ctx, route, answer, looked_up=True)))
 
     def _queue(self, ctx: RequestContext, p: int,
                answer: Rejection | None = None) -> Flow[Rejection | None]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Awaitable, Callable
+from operator import itemgetter
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
@@ -45,7 +46,8 @@ GetResponse = Callable[[HttpRequest], Any]
 # RequestInfo(...) without its Python-level __new__: one is made per request
 _new_tuple = tuple.__new__
 
-_ROUTES: BoundedLRU[str, str] = BoundedLRU(4096)  # Django route -> template; routes are few
+_ROUTES: BoundedLRU[str, str] = BoundedLRU(4096)
+_header_name = itemgetter(0)  # Django route -> template; routes are few
 
 
 def route_of(route: str | None) -> str | None:
@@ -88,8 +90,8 @@ def add_headers(response: HttpResponseBase, headers: list[tuple[str, str]]) -> N
         for name, value in headers:
             response.headers[name] = value
         return
-    for pair in headers:
-        store[pair[0]] = pair
+    # in C, no bytecode a header: (name, value) under the name
+    store.update(zip(map(_header_name, headers), headers, strict=True))
 
 
 def _on_exception(sender: Any, request: HttpRequest | None = None, **kwargs: Any) -> None:

@@ -28,10 +28,13 @@ import hashlib
 import threading
 import weakref
 from collections import Counter
+from collections.abc import Sequence
+from types import GeneratorType
 from typing import TYPE_CHECKING, Any
 
 from pulsegate.bounded import BoundedLRU
 from pulsegate.context import Rejection, RequestContext
+from pulsegate.flow import Flow, Maybe, settle
 from pulsegate.respcache.capture import Capture
 from pulsegate.respcache.learner import RouteLearner
 from pulsegate.respcache.rules import (
@@ -42,18 +45,32 @@ from pulsegate.respcache.rules import (
     response_refusal,
     stored_headers,
 )
-from pulsegate.respcache.store import Entry, MemoryStore
+from pulsegate.respcache.store import Entry, Found, MemoryStore
+from pulsegate.respcache.targets import EVERYTHING, Target
 
 if TYPE_CHECKING:
     from pulsegate.plugins import Host
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+READS = frozenset({"GET", "HEAD"})
 #: One fresh hit of a route in this many is answered by the app instead and its body
 #: compared with the stored one: the route keeps being learnt while it is served.
 AUDIT_EVERY = 20
 MAX_ROUTES = 1000
 MAX_REASONS = 64
 _LIVE: weakref.WeakSet[ResponseCache] = weakref.WeakSet()
+
+
+def _none_after(done: Maybe[int]) -> Maybe[None]:
+    """None, once ``done`` (a count, or a flow giving one) is."""
+    if isinstance(done, GeneratorType):
+        return _drained(done)
+    return None
+
+
+def _drained(done: Flow[int]) -> Flow[None]:
+    yield from done
+    return None
 
 
 def invalidate(target: str = "*") -> int:
@@ -64,36 +81,13 @@ def invalidate(target: str = "*") -> int:
     return sum(cache.invalidate(target) for cache in list(_LIVE))
 
 
-class _Target:
-    """A configured target: a route (with or without a method) or a path prefix."""
-
-    __slots__ = ("method", "prefix", "route")
-
-    def __init__(self, text: str) -> None:
-        method, _, rest = text.partition(" ") if " " in text else ("", "", text)
-        self.method = None if method in ("", "*") else method.upper()
-        self.prefix = rest[:-1] if rest.endswith("*") else None
-        self.route = None if rest.endswith("*") else rest
-
-    def matches(self, method: str, path: str, route: str | None) -> bool:
-        if self.method is not None and self.method != method:
-            return False
-        if self.prefix is not None:
-            return path.startswith(self.prefix)
-        return self.route == (route if route is not None else path)
-
-    def matches_entry(self, entry: Entry) -> bool:
-        method, _, route = entry.endpoint.partition(" ")
-        return self.matches(method, entry.path.partition("?")[0], route)
-
-
 class ResponseCache:
-    def __init__(self, gate: Host) -> None:
+    def __init__(self, gate: Host, store: Any = None) -> None:
         c = gate.config.respcache
         self.gate = gate
         self.clock = gate.clock
-        self.allowed = tuple(_Target(t) for t in c.response_cache_routes)
-        self.rules = {_Target(k): tuple(_Target(t) for t in v)
+        self.allowed = tuple(Target(t) for t in c.response_cache_routes)
+        self.rules = {Target(k): tuple(Target(t) for t in v)
                       for k, v in c.response_cache_invalidate.items()}
         self.vary = c.response_cache_vary
         self.ttl = c.response_cache_ttl
@@ -101,66 +95,94 @@ class ResponseCache:
         self.threshold = c.response_cache_prediction_threshold
         self.min_saving = c.response_cache_min_saving_ms
         self.max_body = c.response_cache_max_body
-        self.store = MemoryStore(c.response_cache_max_entries, c.response_cache_max_bytes)
+        if store is None and c.response_cache_storage != "memory://":
+            from pulsegate.respcache.redis_store import RedisStore
+
+            store = RedisStore(c.response_cache_storage, c.response_cache_key_prefix,
+                               c.response_cache_max_entries, self.ttl + self.stale,
+                               lambda exc: gate.faults.record("respcache.redis", exc),
+                               clock=self.clock)
+        self.store = store if store is not None else MemoryStore(
+            c.response_cache_max_entries, c.response_cache_max_bytes)
         #: key -> (digest of the last body the app produced for it, when): for learning
         self.digests: BoundedLRU[bytes, tuple[bytes, float, int]] = BoundedLRU(
             4 * c.response_cache_max_entries)
         self.learners: BoundedLRU[str, RouteLearner] = BoundedLRU(MAX_ROUTES)
-        self.generation = 0
         self.counts: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()
         self._lock = threading.Lock()
         _LIVE.add(self)
         gate.plugs.add_stats("response_cache", self)
         gate.plugs.add_report("response_cache", self.report)
+        gate.plugs.add_state("response_cache", self)
 
     # --- the request path ---------------------------------------------------------------
 
-    def admit(self, ctx: RequestContext, route: str | None) -> Rejection | None:
+    def admit(self, ctx: RequestContext, route: str | None) -> Maybe[Rejection | None]:
         """A hit (a 200 to send instead of the app), a :class:`Capture` (proceed and
-        learn the response) or None (not the cache's business)."""
+        learn the response) or None (not the cache's business) -- at once, or as a
+        :mod:`~pulsegate.flow` when the store is remote (its look-up is I/O)."""
         info = ctx.info
         method = info.method
-        if method != "GET":
+        if method not in READS:
             if method not in SAFE_METHODS:
-                self.written(method, info.path, route)
+                return _none_after(self.written(method, info.path, route))
             return None
         path = info.path
-        if not any(t.matches(method, path, route) for t in self.allowed):
+        if not any(t.matches("GET", path, route) for t in self.allowed):
             return None
         refusal = request_refusal(info.headers, self.vary)
         if refusal is not None or len(path) + len(info.query_string) > MAX_URL:
             self._refuse("request " + (refusal or "url length"))
             return None
-        key = request_key(method, path, info.query_string, info.headers, self.vary)
-        endpoint = f"{method} {route if route is not None else path}"
+        # A HEAD is answered from the GET's entry (its headers, no body), never learnt.
+        key = request_key("GET", path, info.query_string, info.headers, self.vary)
+        endpoint = f"GET {route if route is not None else path}"
         learner = self._learner(endpoint)
         now = self.clock()
-        seen = self.digests.get(key)
-        learner.looked_up(seen is not None and now - seen[1] <= self.ttl + self.stale)
-        entry = self.store.get(key)
-        refresh = False
+        if method == "GET":
+            seen = self.digests.get(key)
+            learner.looked_up(seen is not None and now - seen[1] <= self.ttl + self.stale)
+        found = self.store.lookup(key, now, self.stale, method == "GET")
+        if isinstance(found, GeneratorType):
+            return self._answer_later(found, ctx, key, endpoint, learner, now)
+        return self._answer(found, ctx, key, endpoint, learner, now)
+
+    def _answer_later(self, found: Flow[Found], ctx: RequestContext, key: bytes, endpoint: str,
+                      learner: RouteLearner, now: float) -> Flow[Rejection | None]:
+        return self._answer((yield from found), ctx, key, endpoint, learner, now)
+
+    def _answer(self, found: Found, ctx: RequestContext, key: bytes, endpoint: str,
+                learner: RouteLearner, now: float) -> Rejection | None:
+        entry = found.entry
+        head = ctx.info.method == "HEAD"
         if entry is not None:
-            if not learner.worth(self.threshold, self.min_saving):
-                self.store.drop(key, entry)  # the route stopped being worth it
+            # A shared entry was stored by a process that had learnt the route: trusted
+            # unless this process saw the route disagree with itself lately.
+            shared = self.store.shared
+            if not (learner.worth(self.threshold, self.min_saving)
+                    or (shared and learner.disagree < 0.5)):
+                if not self.store.shared:  # (another process may still serve it)
+                    self.store.drop(key, entry)  # the route stopped being worth it
             elif now < entry.fresh_until:
-                if (learner.hits + learner.audits) % AUDIT_EVERY != AUDIT_EVERY - 1:
+                if shared and self.digests.get(key) is None:  # audits compare with it
+                    with self._lock:
+                        self.digests.put(key, (entry.digest, entry.stored_at, found.generation))
+                if head or (learner.hits + learner.audits) % AUDIT_EVERY != AUDIT_EVERY - 1:
                     return self._hit(ctx, entry, learner, now, stale=False)
                 learner.audits += 1  # answered by the app, its body compared (see learn)
                 self.counts["audits"] += 1
             elif now < entry.stale_until:
-                with self._lock:
-                    busy = entry.refreshing is not None and now - entry.refreshing < self.stale
-                    if not busy:
-                        entry.refreshing = now
-                if busy:
+                if head or not found.refresh:
                     return self._hit(ctx, entry, learner, now, stale=True)
-                refresh = True
-            else:
+            elif not self.store.shared:
                 self.store.drop(key, entry)
         self.counts["misses"] += 1
-        return Capture(self, ctx, key, endpoint, f"{path}?{info.query_string}"
-                       if info.query_string else path, self.generation, refresh)
+        if head:
+            return None  # (a HEAD response has no body to learn)
+        info = ctx.info
+        return Capture(self, ctx, key, endpoint, f"{info.path}?{info.query_string}"
+                       if info.query_string else info.path, found.generation, found.refresh)
 
     def _hit(self, ctx: RequestContext, entry: Entry, learner: RouteLearner, now: float,
              stale: bool) -> Rejection:
@@ -186,12 +208,12 @@ class ResponseCache:
             self._refuse("response " + (reason or "size"))
             with self._lock:
                 self.digests.pop(key, None)
-            self.store.drop(key)
+            self.store.drop(key)  # (not cacheable now: no copy answers for it)
             return
         learner.produced((now - capture.ctx.start) * 1000.0)
         digest = hashlib.blake2b(body, digest_size=16).digest()
         seen = self.digests.get(key)
-        if seen is not None and seen[2] == capture.generation:
+        if seen is not None and self._comparable(seen[2], capture.generation, capture):
             same, age = seen[0] == digest, now - seen[1]
             # A body that changed only after its time to live breaks no promise of the
             # cache's; one that stayed the same for longer supports it all the more. (A
@@ -200,56 +222,71 @@ class ResponseCache:
                 learner.compare(same)
         with self._lock:  # (BoundedLRU's writers hold their own lock)
             self.digests.put(key, (digest, now, capture.generation))
-        if capture.generation != self.generation:
-            self.counts["discarded"] += 1  # a write was in flight: never stored
-            self.store.drop(key)
-            return
         if not learner.worth(self.threshold, self.min_saving):
-            self.store.drop(key)
+            if not self.store.shared:  # (another process may still serve it)
+                self.store.drop(key)
             return
         fresh = freshness(headers, self.ttl)
         content_type, kept = stored_headers(headers, capture.ctx.extra_headers)
         entry = Entry(capture.endpoint, capture.path, content_type, kept, body, digest, now,
                       now + fresh, now + fresh + self.stale)
-        with self._lock:
-            if capture.generation != self.generation:  # (a write began meanwhile)
-                self.counts["discarded"] += 1
-                return
-            self.store.put(key, entry)
-        learner.stored += 1
-        self.counts["stored"] += 1
+        # Stored only if no invalidation came since the capture began (a write was in
+        # flight: never stored); a shared store answers later, and counts it itself.
+        stored = self.store.put(key, entry, capture.generation)
+        if stored is not None:
+            self.counts["stored" if stored else "discarded"] += 1
+        if stored is not False:
+            learner.stored += 1
 
-    def written(self, method: str, path: str, route: str | None) -> None:
+    def _comparable(self, before: int, now: int, capture: Capture) -> bool:
+        """Whether a body of generation ``before`` and one of ``now`` answer the same
+        question: no invalidation between them named the capture's entry (a write may
+        have changed it). Only the memory store remembers what its invalidations named;
+        the shared one's generation also moves with other workers' writes. (-1: the
+        shared store could not say.)"""
+        if before == now:
+            return now >= 0
+        recent = getattr(self.store, "recent", None)
+        if recent is None or before < 0 or now < before:
+            return False
+        between = [targets for generation, targets in list(recent) if before < generation <= now]
+        return len(between) == now - before and not any(
+            t.matches_entry(capture.endpoint, capture.path) for ts in between for t in ts)
+
+    def written(self, method: str, path: str, route: str | None) -> Maybe[int]:
         """A write request was admitted or finished: invalidate what it may change."""
         if not self.rules:
-            self._invalidate(lambda e: True, "writes")
-            return
-        for rule, targets in self.rules.items():
-            if rule.matches(method, path, route):
-                for target in targets:
-                    if target.route == "$path":  # the entries of the written path itself
-                        self._invalidate(lambda e: e.path.partition("?")[0] == path, "writes")
-                    else:
-                        self._invalidate(target.matches_entry, "writes")
+            return self._invalidate(EVERYTHING, "writes")
+        targets = [Target.path(path) if target.route == "$path" else target
+                   for rule, named in self.rules.items() if rule.matches(method, path, route)
+                   for target in named]
+        return self._invalidate(targets, "writes") if targets else 0
 
     def finished(self, ctx: RequestContext) -> None:
         """The controller's finish: a write invalidates again once it is done."""
         method = ctx.info.method
         if method not in SAFE_METHODS:
-            self.written(method, ctx.info.path, ctx.route)
+            settle(self.written(method, ctx.info.path, ctx.route))
 
     # --- invalidation ---------------------------------------------------------------------
 
     def invalidate(self, target: str = "*") -> int:
         """Drop the entries ``target`` names (see :func:`invalidate`)."""
-        if target.strip() in ("*", ""):
-            return self._invalidate(lambda e: True, "explicit")
-        return self._invalidate(_Target(target.strip()).matches_entry, "explicit")
+        text = target.strip() or "*"
+        return settle(self._invalidate((Target(text),), "explicit"))
 
-    def _invalidate(self, match: Any, why: str) -> int:
-        with self._lock:
-            self.generation += 1
-            dropped = self.store.drop_where(match)
+    def _invalidate(self, targets: Sequence[Target], why: str) -> Maybe[int]:
+        """Bump the generation and drop what ``targets`` name (a flow when the store is
+        remote); counted by cause once done."""
+        dropped = self.store.invalidate(targets)
+        if isinstance(dropped, GeneratorType):
+            return self._counted_later(dropped, why)
+        return self._counted(dropped, why)
+
+    def _counted_later(self, dropped: Flow[int], why: str) -> Flow[int]:
+        return self._counted((yield from dropped), why)
+
+    def _counted(self, dropped: int, why: str) -> int:
         self.counts["invalidations " + why] += 1
         self.counts["invalidated"] += dropped
         return dropped
@@ -286,8 +323,15 @@ class ResponseCache:
                 "invalidated": self.counts["invalidated"],
                 "invalidations": {k.split(" ", 1)[1]: v for k, v in self.counts.items()
                                   if k.startswith("invalidations ")},
-                "refused": dict(self.refused), "entries": len(self.store.entries),
-                "bytes": self.store.bytes, "evicted": self.store.evicted}
+                "refused": dict(self.refused), **self.store.stats()}
+
+    def state(self) -> dict[str, Any]:
+        """What ``pulsegate report`` shows after the process is gone (its last snapshot)."""
+        return {"report": self.report()}
+
+    def load_state(self, data: Any) -> None:
+        """Nothing is restored: a process learns its routes afresh (a deploy may have
+        changed what they answer), and its counts start at zero."""
 
     def report(self) -> dict[str, Any]:
         """The dashboard's section: the totals and each route's learnt figures."""

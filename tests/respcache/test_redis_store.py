@@ -1,0 +1,209 @@
+"""The shared store against a real Redis (started on loopback by the test set-up; with
+CI=true a missing Redis fails, never skips): two gates stand for two worker processes
+-- nothing is shared between them but Redis -- behind the real ASGI middleware (the
+look-up awaited on the loop) and Flask's WSGI one (blocking); and a real second worker
+process (wsgiref) beside this one."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cache_shop import Shop
+from cache_worker import build
+
+from pulsegate import ConfigError
+from pulsegate.engine import PulseGate
+from services import free_port, wait_port
+
+
+def cached(response: Any) -> bool:
+    return response.headers.get("x-ml-optimization-applied") == "cache"
+
+
+def pair(url: str, **options: Any) -> tuple[Shop, Shop]:
+    """Two workers of one app: their own gates, one database (items), one Redis."""
+    prefix = "t" + uuid.uuid4().hex[:12]
+    a = Shop(response_cache_storage=url, response_cache_key_prefix=prefix, **options)
+    b = Shop(response_cache_storage=url, response_cache_key_prefix=prefix, **options)
+    b.items = a.items
+    return a, b
+
+
+def flush(*shops: Shop) -> None:
+    for shop in shops:
+        shop.gate.control.cache.store.flush()
+
+
+async def test_an_entry_one_worker_stored_is_served_by_another(redis_service: Any) -> None:
+    a, b = pair(redis_service.url)
+    await a.learn("/items/1")
+    flush(a)
+    assert a.gate.stats()["response_cache"]["stored"] >= 1
+    r = await b.get("/items/1")  # b never answered it
+    assert cached(r) and r.text == "item apple" and b.calls.get("item", 0) == 0
+    assert int(r.headers["content-length"]) == len("item apple")
+    r = await b.client.head("/items/1")
+    assert cached(r) and r.content == b""
+
+
+async def test_a_write_one_worker_sees_invalidates_every_workers_reads(
+        redis_service: Any) -> None:
+    a, b = pair(redis_service.url)
+    await a.learn("/items/1")
+    flush(a)
+    assert cached(await a.get("/items/1")) and cached(await b.get("/items/1"))
+    assert (await b.client.put("/items/1", content=b"banana")).text == "ok"
+    r = await a.get("/items/1")  # a never saw the write
+    assert not cached(r) and r.text == "item banana"
+    stats = b.gate.stats()["response_cache"]
+    assert stats["invalidations"]["writes"] == 2 and stats["invalidated"] >= 1
+
+
+async def test_a_response_produced_during_another_workers_write_is_never_stored(
+        redis_service: Any) -> None:
+    a, b = pair(redis_service.url)
+    await a.learn("/items/1")
+    flush(a)
+    await b.client.put("/items/1", content=b"apple")  # (same value: entries dropped)
+
+    async def write() -> None:  # while a produces its answer, b writes
+        await b.client.put("/items/1", content=b"cherry")
+
+    a.during = write
+    r = await a.get("/items/1")
+    assert not cached(r) and r.text == "item apple"
+    flush(a)
+    for shop in (a, b, a):
+        r = await shop.get("/items/1")
+        assert r.text == "item cherry"
+    assert a.gate.control.cache.store.counts["discarded"] >= 1
+
+
+async def test_configured_rules_invalidate_across_workers(redis_service: Any) -> None:
+    a, b = pair(redis_service.url, response_cache_invalidate={"PUT /items/{id}": ["$path"]})
+    await a.learn("/items/1")
+    await a.learn("/items/2")
+    flush(a)
+    await b.client.put("/items/1", content=b"fig")
+    r1, r2 = await a.get("/items/1"), await a.get("/items/2")
+    assert not cached(r1) and r1.text == "item fig"
+    assert cached(r2) and r2.text == "item pear"  # another path: kept
+    assert b.gate.control.cache.invalidate("/items*") >= 1
+    assert not cached(await a.get("/items/2"))
+
+
+async def test_redis_down_reads_go_to_the_app_and_a_failed_invalidation_blinds(
+        redis_instance: Any) -> None:
+    a, b = pair(redis_instance.url)
+    await a.learn("/items/1")
+    flush(a)
+    assert cached(await a.get("/items/1"))
+    redis_instance.stop()
+    r = await a.get("/items/1")  # fail open: the app answers
+    assert not cached(r) and r.text == "item apple"
+    await a.client.put("/items/1", content=b"kiwi")  # its invalidation cannot be done
+    redis_instance.start()
+    stats = a.gate.stats()["response_cache"]
+    assert stats["blind"] and stats["invalidations_failed"] >= 1
+    assert sum(n for kind, n in a.gate.faults.by_kind.items()
+               if kind.startswith("respcache.redis:")) >= 2
+    await b.learn("/items/1")  # b (not blind) learns and stores again
+    flush(b)
+    assert cached(await b.get("/items/1"))
+    for _ in range(3):  # a serves nothing from Redis for the entries' lifetime ...
+        r = await a.get("/items/1")
+        assert not cached(r) and r.text == "item kiwi"
+    a.clock.t += 41.0  # ... (ttl 30 s + stale 10 s)
+    assert cached(await a.get("/items/1"))
+
+
+def test_flask_workers_share_entries_and_invalidations(redis_service: Any) -> None:
+    from flask import Flask, request
+
+    prefix = "f" + uuid.uuid4().hex[:12]
+    items = {"1": "apple"}
+    calls = {"item": 0}
+
+    def worker() -> Any:
+        app = Flask(__name__)
+
+        @app.route("/items/<pk>", methods=["GET", "PUT"])
+        def item(pk: str) -> str:
+            if request.method == "PUT":
+                items[pk] = request.get_data(as_text=True)
+                return "ok"
+            calls["item"] += 1
+            return f"item {items[pk]}"
+
+        from pulsegate.flask import PulseGate as FlaskPulseGate
+        gate = PulseGate(response_cache=True, response_cache_routes=["/items/<pk>"],
+                         response_cache_min_saving_ms=0.0,
+                         response_cache_storage=redis_service.url,
+                         response_cache_key_prefix=prefix)
+        FlaskPulseGate(app, gate=gate)
+        return app, gate
+
+    (app_a, gate_a), (app_b, _) = worker(), worker()
+    a, b = app_a.test_client(), app_b.test_client()
+    for _ in range(12):
+        a.get("/items/1")
+    gate_a.control.cache.store.flush()
+    produced = calls["item"]
+    r = b.get("/items/1")
+    assert cached(r) and r.text == "item apple" and calls["item"] == produced
+    assert a.put("/items/1", data="plum").text == "ok"
+    r = b.get("/items/1")
+    assert not cached(r) and r.text == "item plum"
+
+
+def test_a_bad_storage_url_or_prefix_is_a_config_error() -> None:
+    for options in ({"response_cache_storage": "mysql://x"},
+                    {"response_cache_storage": "redis://"},
+                    {"response_cache_key_prefix": "a b"}, {"response_cache_key_prefix": ""}):
+        with pytest.raises(ConfigError) as info:
+            PulseGate(response_cache=True, **options)
+        assert next(iter(options)) in str(info.value)
+
+
+def test_two_worker_processes_share_entries_and_invalidations(redis_service: Any,
+                                                              tmp_path: Path) -> None:
+    """Worker B is a real second process (wsgiref); worker A is this one."""
+    items = tmp_path / "items.json"
+    items.write_text(json.dumps({"1": "apple"}))
+    prefix = "p" + uuid.uuid4().hex[:12]
+    port = free_port()
+    worker = subprocess.Popen([sys.executable, str(Path(__file__).with_name("cache_worker.py")),
+                               redis_service.url, prefix, str(items), str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_port(port)
+        wsgi, gate = build(redis_service.url, prefix, items)
+        # (both clients httpx: the same accept/accept-encoding, which key the entries)
+        a = httpx.Client(transport=httpx.WSGITransport(app=wsgi), base_url="http://a")
+        b = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5)
+        for _ in range(12):  # A learns the route and stores the entry
+            assert a.get("/items/1").text == "item apple"
+        gate.control.cache.store.flush()
+        assert gate.stats()["response_cache"]["stored"] >= 1
+        r = b.get("/items/1")  # B, which never answered it, serves A's entry
+        assert cached(r) and r.text == "item apple"
+        assert b.put("/items/1", content=b"banana").text == "ok"  # B sees a write ...
+        r = a.get("/items/1")  # ... and A's next read is the app's, with the new body
+        assert not cached(r) and r.text == "item banana"
+        for _ in range(12):  # A learns it again; a write through A reaches B
+            a.get("/items/1")
+        gate.control.cache.store.flush()
+        assert cached(b.get("/items/1"))
+        assert a.put("/items/1", content=b"cherry").text == "ok"
+        r = b.get("/items/1")
+        assert not cached(r) and r.text == "item cherry"
+    finally:
+        worker.kill()
+        worker.wait(10)
