@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -207,3 +208,26 @@ def test_two_worker_processes_share_entries_and_invalidations(redis_service: Any
     finally:
         worker.kill()
         worker.wait(10)
+
+
+def test_one_worker_refreshes_a_stale_shared_entry_while_the_others_serve_it(
+        redis_service: Any) -> None:
+    from pulsegate.flow import settle
+    from pulsegate.respcache.redis_store import RedisStore
+    from pulsegate.respcache.store import Entry
+
+    prefix = "s" + uuid.uuid4().hex[:12]
+    workers = [RedisStore(redis_service.url, prefix, 10, 2.0, lambda exc: None)
+               for _ in range(3)]
+    key = b"k" * 16
+    # fresh for 0.1 s, then stale for 1.9 s (Redis's clock)
+    workers[0].put(key, Entry("GET /a", "/a", "text/plain", [], b"body", b"d" * 16,
+                              0.0, 0.1, 2.0), 0)
+    workers[0].flush()
+    fresh = settle(workers[1].lookup(key, 0.0, 1.9, True))
+    assert fresh.entry is not None and fresh.entry.body == b"body" and not fresh.refresh
+    time.sleep(0.3)
+    found = [settle(w.lookup(key, 0.0, 1.9, True)) for w in workers]
+    assert all(f.entry is not None and f.entry.fresh_until <= 0.0 for f in found)  # stale
+    assert [f.refresh for f in found] == [True, False, False]  # one refresher in all
+    assert not settle(workers[0].lookup(key, 0.0, 1.9, False)).refresh  # (a HEAD: never)
