@@ -35,6 +35,13 @@ def test_demo_runs_to_completion_and_reports_every_endpoint() -> None:
     assert re.search(r"^job demo\.send_receipt: \d+ runs, forecast [\d.]+ ms, last queue "
                      r"wait [\d.]+ ms", out, re.M), out
     assert re.search(r"^  n_plus_one inside the job: \d+ statements, fix: ", out, re.M), out
+    # issue 22 item 4: catalog pages learnt and served from the response cache (keyed by
+    # the clients' x-api-key), and no read after a write older than the write
+    served = re.search(r"^response cache: hit rate [\d.]+ \((\d+) hits", out, re.M)
+    assert served is not None and int(served.group(1)) > 0, out
+    assert re.search(r"^  GET /catalog/\{page\}: served from the cache", out, re.M), out
+    assert re.search(r"^  [1-9]\d* reads right after a write, as another client: 0 older "
+                     r"than the write", out, re.M), out
     assert "Traceback" not in proc.stderr, proc.stderr
 
     # item 8 of issue 16: the report tells the truth.

@@ -14,6 +14,7 @@ from pulsegate.context import current, query_sink
 from pulsegate.engine import PulseGate
 from pulsegate.queries.events import QueryEvent
 from pulsegate.records import RequestInfo, RequestRecord
+from pulsegate.unit_flags import flag
 from pulsegate.units import (
     JOB,
     OVERFLOW_NAME,
@@ -193,7 +194,7 @@ def test_a_unit_that_slows_down_becomes_an_incident_that_names_it() -> None:
 
 def test_flag_records_an_incident_found_outside_any_run() -> None:
     gate, _, _ = make_gate()
-    incident = gate.units.flag(JOB, "nightly", "starvation", 0.7, expected_ms=3.6e6)
+    incident = flag(gate, JOB, "nightly", "starvation", 0.7, expected_ms=3.6e6)
     assert gate.counters["incidents"] == 1
     assert gate.incidents()[-1].endpoint == "JOB nightly"
     assert (incident["metric"], incident["score"], incident["expected_ms"]) == \

@@ -3,14 +3,13 @@
     python3 dev.py demo [--seconds 20] [--concurrency 8]
     pulsegate demo
 
-It starts the app on a free 127.0.0.1 port in this process (so the report reads the
-live gate), drives weighted traffic at it with a progress bar, then prints one row per
-endpoint: requests, observed latency, the forecast and its confidence, anomalies and
-incidents flagged, 429s and 503s, and the N+1 queries found with their fix.
+It starts the app on a free 127.0.0.1 port in this process (so the report reads the live gate),
+drives weighted traffic at it with a progress bar, then prints one row per endpoint: requests, latency,
+the forecast and its confidence, anomalies, incidents, 429s and 503s, and the N+1 queries with their fix.
 
-Along the way: ``/slow`` regresses 4x for the last third; a scraper on its own API key
-is throttled (429), the regular clients are not; a spike of low-priority ``/report``
-exports is shed (503) before it hurts ``/fast``; a background job runs beside. It stops.
+Along the way: ``/slow`` regresses 4x for the last third; a scraper on its own API key is throttled
+(429), the regular clients are not; a spike of low-priority ``/report`` exports is shed (503) before it
+hurts ``/fast``; catalog pages come from the response cache; a background job runs beside. It stops.
 """
 
 from __future__ import annotations
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from pulsegate.advisor.show import summary_lines
+from pulsegate.demo_cache import CACHE_CONFIG, PAGES, cache_lines, editor, new_checks
 from pulsegate.demo_healing import HEALING_CONFIG, healing_lines, switched_on_at
 from pulsegate.demo_io import print_io
 from pulsegate.demo_jobs import DemoJobs, print_jobs
@@ -36,9 +36,9 @@ from pulsegate.engine import PulseGate
 from pulsegate.records import RequestRecord
 
 # (path, weight) of the regular clients' mix; {n} is filled with a random id.
-TRAFFIC = [("/fast", 19), ("/items/{n}", 25), ("/authors", 10), ("/authors/eager", 10),
+TRAFFIC = [("/fast", 19), ("/items/{n}", 15), ("/authors", 10), ("/authors/eager", 10),
            ("/slow", 15), ("/flaky", 10), ("/reviews/{n}", 5), ("/nowhere/{n}", 2),
-           ("/pricing/{n}", 6)]
+           ("/pricing/{n}", 6), ("/catalog/{page}", 10)]
 
 #: The gate the demo runs: short warm-up and windows so a 20 s run shows everything;
 #: per-client rate limits keyed by API key; the allocator with route priorities.
@@ -125,7 +125,7 @@ async def drive(base: str, seconds: float, concurrency: int, state: dict[str, An
         while (now := time.monotonic()) < deadline:
             if now > deadline - seconds * 0.35 and not state["degraded"]:
                 state["degraded"], state["degraded_at"] = True, time.time()
-            path = rng.choices(paths, weights)[0].format(n=rng.randint(1, 500))
+            path = rng.choices(paths, weights)[0].format(n=rng.randint(1, 500), page=rng.randint(1, PAGES))
             await call(client, "regular", f"user-{i}", path)
             await asyncio.sleep(rng.uniform(0.02, 0.06))
 
@@ -157,7 +157,7 @@ async def drive(base: str, seconds: float, concurrency: int, state: dict[str, An
 
     limits = httpx.Limits(max_connections=concurrency * 4 + 8)
     async with httpx.AsyncClient(base_url=base, timeout=10, limits=limits) as client:
-        await asyncio.gather(ticker(), scraper(client), health_check(client),
+        await asyncio.gather(ticker(), scraper(client), health_check(client), editor(client, deadline, state),
                              *(regular(client, i) for i in range(concurrency)),
                              *(exporter(client, i) for i in range(concurrency * 5)))
     return sent
@@ -347,13 +347,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     # instead, so the progress bar stays on one line.
     logging.getLogger("pulsegate").addHandler(logging.NullHandler())
     logging.getLogger("pulsegate").propagate = False
-    observed, state = Observed(), {"degraded": False}
+    observed, state = Observed(), {"degraded": False, "catalog": new_checks()}
     with tempfile.TemporaryDirectory(prefix="pulsegate-demo-") as tmp:
         from pulsegate.demo_app import build_app
 
         db = Path(tmp) / "demo.sqlite3"
         # the query advisor from settings: plans on a read-only connection of its own
-        gate = PulseGate(**DEMO_CONFIG, **HEALING_CONFIG, advisor=True, advisor_interval=5,
+        gate = PulseGate(**DEMO_CONFIG, **HEALING_CONFIG, **CACHE_CONFIG, advisor=True, advisor_interval=5,
                          advisor_sample_interval=2, advisor_database=f"sqlite:///{db}")
         gate.listeners.append(observed)
         app = build_app(gate, db, state)
@@ -381,7 +381,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_report(report(gate, observed), gate.stats())
         gate.control.healer.poll()  # the healer's job, once more: an incident at the very end
         print("\n".join(incident_lines(gate, observed, started, state.get("degraded_at"))
-                        + healing_lines(gate, observed.latency["GET /slow"], started)))
+                        + healing_lines(gate, observed.latency["GET /slow"], started)
+                        + cache_lines(gate, state)))
         print_query_insights(gate)
         print_io(gate)
         jobs.stop()

@@ -1,6 +1,7 @@
 """The demo's FastAPI app: SQLAlchemy on SQLite, an N+1-prone relationship, a table
 read by an unindexed column (the query advisor's case), a fast, a slow (regressing) and a
-flaky endpoint, and a cached price from an upstream service (:mod:`pulsegate.demo_io`).
+flaky endpoint, a cached price from an upstream service (:mod:`pulsegate.demo_io`) and
+catalog pages the response cache serves (:mod:`pulsegate.demo_cache`).
 Imported by :mod:`pulsegate.demo` only."""
 
 from __future__ import annotations
@@ -129,6 +130,20 @@ def build_app(gate: PulseGate, db_path: Path, state: dict[str, Any]) -> FastAPI:
         delay = 0.060 if state.get("degraded") else 0.015
         await asyncio.sleep(delay * random.uniform(0.9, 1.1))
         return {"slept_ms": delay * 1000}
+
+    catalog: dict[int, int] = {}  # page -> version (PUT by the demo's editor)
+
+    @app.get("/catalog/{page}")
+    async def catalog_page(page: int) -> dict[str, Any]:
+        # The same for everyone, 8 ms to render: the response cache learns and serves it.
+        await asyncio.sleep(0.008)
+        return {"page": page, "version": catalog.get(page, 0),
+                "products": [f"product {page}.{i}" for i in range(10)]}
+
+    @app.put("/catalog/{page}")
+    async def catalog_write(page: int, request: Request) -> dict[str, int]:
+        catalog[page] = int((await request.json())["version"])
+        return {"page": page, "version": catalog[page]}
 
     inflight = {"report": 0}
 

@@ -64,6 +64,8 @@ OUTCOME_STATUS: Final = {"success": 200, "retry": 503, "failure": 500, "timeout"
 MEMORY_SHARE: Final = 0.01
 #: Most credit (s) the block counts may save up while nothing needs them.
 MEMORY_CREDIT_CAP: Final = 0.05
+#: A closed run's measures (:meth:`Units.close`): (clock, duration s, cpu ms, blocks).
+Closed = tuple[float, float, "float | None", "int | None"]
 #: Longest unit name kept (longer ones are cut).
 MAX_UNIT_NAME: Final = 200
 #: Where the names of a kind past its ``max_units`` fold.
@@ -241,11 +243,19 @@ class Units:
                error: BaseException | str | None = None,
                duration: float | None = None,
                cpu_ms: float | None = None) -> RequestRecord | None:
-        """End of the run: learn it in its unit's model and publish its record (None if
-        it was finished already, or on a fault). ``outcome`` is a key of
-        :data:`OUTCOME_STATUS` (anything else counts as ``"failure"``); ``error`` names
-        what went wrong; ``duration`` (seconds) and ``cpu_ms`` replace the ones
-        measured (a run measured elsewhere: another process)."""
+        """End of the run: :meth:`close` it, then :meth:`learn` it (None if it was
+        finished already, or on a fault). ``outcome`` is a key of :data:`OUTCOME_STATUS`
+        (anything else counts as ``"failure"``); ``error`` names what went wrong;
+        ``duration`` (seconds) and ``cpu_ms`` replace the ones measured (a run measured
+        elsewhere: another process)."""
+        closed = self.close(run, duration, cpu_ms)
+        return None if closed is None else self.learn(run, outcome, error, closed)
+
+    def close(self, run: UnitRun, duration: float | None = None,
+              cpu_ms: float | None = None) -> Closed | None:
+        """The calling thread's half of :meth:`finish`: the clocks read, the SQL sink
+        let go of. Returns ``(now, duration s, cpu ms, blocks)`` for :meth:`learn`
+        (None: finished already, or a fault)."""
         if run.finished:
             return None
         run.finished = True
@@ -259,6 +269,20 @@ class Units:
             if run.cpu0 is not None:
                 cpu_ms = (gate.cpu_clock() - run.cpu0) * 1000.0
             mem = None if run.mem0 is None else sys.getallocatedblocks() - run.mem0
+            return now, duration, cpu_ms, mem
+        except Exception as exc:
+            gate.faults.record("units.finish", exc)
+            return None
+        finally:
+            leave(run)
+
+    def learn(self, run: UnitRun, outcome: str, error: BaseException | str | None,
+              closed: Closed) -> RequestRecord | None:
+        """:meth:`finish`'s learning of a closed run, on any thread: the unit's model,
+        its record, the publish step (None on a fault)."""
+        gate = self.gate
+        now, duration, cpu_ms, mem = closed
+        try:
             if outcome not in OUTCOME_STATUS:
                 outcome = "failure"
             status = OUTCOME_STATUS[outcome]
@@ -293,8 +317,6 @@ class Units:
         except Exception as exc:
             gate.faults.record("units.finish", exc)
             return None
-        finally:
-            leave(run)
 
     def observe(self, kind: str, name: object, **options: Any) -> UnitScope:
         """A run as a block (:class:`UnitScope`); ``options`` as for :meth:`begin`."""
@@ -315,40 +337,6 @@ class Units:
         if attrs:
             run.attrs.update(attrs)
         return self.finish(run, outcome, error, duration=seconds, cpu_ms=cpu_ms)
-
-    # --- verdicts made outside a run ----------------------------------------------------
-
-    def flag(self, kind: str, name: str, metric: str, score: float,
-             **fields: Any) -> dict[str, Any]:
-        """Record an incident of a unit found outside any run (a job that stopped
-        running): appended to ``gate.incidents`` and counted, as the engine does with
-        the incidents of its windows, and shown to the notable listeners with a record
-        of status 0 (no run ended). ``fields`` add to (or override) the
-        :class:`~pulsegate.incidents.Incident` ones."""
-        from pulsegate.incidents import Incident
-
-        gate = self.gate
-        at = gate.wall()
-        incident = Incident(unit_key(kind, name), at, at, 0.0, 0.0, 0.0, 0.0, 0, 0,
-                            float(score), metric).to_dict()
-        incident.update(fields)
-        gate.counters["incidents"] += 1
-        gate.incidents.append(incident)
-        # The notable listeners (registry alerts, logs) learn of an incident from the
-        # record that comes with it: here one of status 0, the silence as its duration.
-        run = UnitRun(kind, name, gate.clock(), None, None, 0, False)
-        run.finished = True
-        run.outcome = metric
-        record = RequestRecord.of_request(
-            run, kind, 0, started_at=at, duration_ms=float(incident.get("window_mean_ms") or 0.0),
-            cpu_ms=None, memory_blocks=None, anomaly_score=0.0, confidence=0.0,
-            predicted_ms=None, detections=0)
-        for listener in list(gate.notable_listeners):
-            try:
-                listener(record, run)
-            except Exception as exc:
-                gate.faults.record("units.flag listener", exc)
-        return incident
 
     # --- reporting --------------------------------------------------------------------
 

@@ -197,3 +197,25 @@ def test_patterns_are_memoised_again_once_a_later_import_is_read() -> None:
         assert p.memo.get(key) == "user:{id}:profile"  # kept from now on: calls stay cheap
     finally:
         del sys.modules[module.__name__]
+
+
+def test_a_module_still_being_imported_is_read_once_it_is_done() -> None:
+    from importlib.machinery import ModuleSpec
+
+    from pulsegate.caches.vocabulary import ProgramWords
+
+    word = joined("snor", "kelwick")
+    module = types.ModuleType("pulsegate_test_half_imported")
+    module.__spec__ = ModuleSpec(module.__name__, None)
+    module.__spec__._initializing = True  # type: ignore[attr-defined]
+    module.__dict__["PREFIX"] = word
+    sys.modules[module.__name__] = module
+    try:
+        words = ProgramWords(start=False)
+        words.read_new_modules()
+        assert word not in words.words and not words.settled
+        module.__spec__._initializing = False  # type: ignore[attr-defined]
+        assert words.ready()
+        assert word in words
+    finally:
+        del sys.modules[module.__name__]

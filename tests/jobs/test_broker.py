@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 
 import jobs_rq_tasks as tasks
+import prometheus_client
 import pytest
 import redis
 from rq import Queue
@@ -94,7 +95,8 @@ class SimpleWorker(pg_rq.SimpleWorker):
 
 
 def test_rq_queues_with_no_worker_stall_from_the_producer_side(conn: redis.Redis) -> None:
-    gate = PulseGate(log_events=False, queue_stall_seconds=1.0)
+    gate = PulseGate(log_events=False, queue_stall_seconds=1.0, prometheus=True,
+                     prometheus_path=None)
     try:
         queue = Queue(f"q{uuid.uuid4().hex[:8]}", connection=conn)
         idle = Queue(f"idle{uuid.uuid4().hex[:8]}", connection=conn)
@@ -105,12 +107,16 @@ def test_rq_queues_with_no_worker_stall_from_the_producer_side(conn: redis.Redis
         row = gate.stats()["job_queues"][queue.name]
         assert row["length"] == 3 and row["head_age_s"] >= 0.0 and not row["stalled"]
         assert gate.stats()["job_queues"][idle.name]["length"] == 0
+        text = prometheus_client.generate_latest(prometheus_client.REGISTRY).decode()
+        assert f'pulsegate_queue_length{{queue="{queue.name}"}} 3.0' in text
         time.sleep(1.2)
         flagged = broker.poll(gate)
         assert [i["endpoint"] for i in flagged] == [f"QUEUE {queue.name}"]
         assert flagged[0]["metric"] == "starvation" and flagged[0]["queue_length"] == 3
         assert flagged[0] in list(gate.incidents)
         assert broker.poll(gate) == []  # one flag per episode
+        text = prometheus_client.generate_latest(prometheus_client.REGISTRY).decode()
+        assert f'pulsegate_queue_stalled{{queue="{queue.name}"}} 1.0' in text
         SimpleWorker([queue], connection=conn, gate=gate).work(burst=True)
         broker.poll(gate)
         row = gate.stats()["job_queues"][queue.name]

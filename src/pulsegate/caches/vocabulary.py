@@ -157,13 +157,18 @@ class ProgramWords:
         returns how many were read."""
         with self._read_lock:
             modules = list(sys.modules.items())
-            self._seen = len(modules)
+            seen = len(modules)
             fresh = [(name, module) for name, module in modules if name not in self._read]
             texts: set[str] = set()  # the candidate strings, each split once at the end
             for name, module in fresh:
+                is_module = issubclass(type(module), types.ModuleType)  # never a lazy proxy
+                if is_module and getattr(module.__dict__.get("__spec__"), "_initializing",
+                                         False) is True:
+                    seen = -1  # still being imported (by another thread): read it later
+                    continue
                 self._read.add(name)
                 texts.add(name)
-                if issubclass(type(module), types.ModuleType):  # never a lazy proxy
+                if is_module:
                     try:
                         _read_namespace(list(module.__dict__.values()), name, texts)
                     except Exception:  # an odd metaclass or descriptor: its words are lost
@@ -173,6 +178,7 @@ class ProgramWords:
                 if not _SPACE.search(text):
                     words.update(_WORDS.findall(text))
             self.words = self.words | words  # one reference swap: readers never lock
+            self._seen = seen
             return len(fresh)
 
 

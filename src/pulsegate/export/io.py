@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 __all__ = ["cache_samples", "install", "register_otel", "upstream_samples"]
 
 _LOCK = threading.Lock()
-#: gate -> [cache monitor, outbound monitor] (None: not attached), read at collection
+#: gate -> [cache monitor, outbound monitor, broker queues] (None: not attached), read
+#: at collection
 _SOURCES: weakref.WeakKeyDictionary[Any, list[Any]] = weakref.WeakKeyDictionary()
 _PROM_REGISTRIES: set[int] = set()
 _OTEL_GATES: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -73,6 +74,20 @@ def upstream_samples(gate: Any = None) -> Iterator[tuple[str, dict[str, str], fl
                 yield "health", {"upstream": upstream}, row["health"]
 
 
+def queue_samples(gate: Any = None) -> Iterator[tuple[str, dict[str, str], float]]:
+    """``("length" | "head_age" | "stalled", labels, value)`` of every watched broker
+    queue (:mod:`pulsegate.jobs.broker`; of ``gate``, or of every gate)."""
+    for *_, brokers in _sources(gate):
+        for broker in list(brokers or ()):
+            for queue, row in broker.stats().items():
+                labels = {"queue": queue}
+                if row["sampled_at"] is None:
+                    continue
+                yield "length", labels, float(row["length"])
+                yield "head_age", labels, float(row["head_age_s"] or 0.0)
+                yield "stalled", labels, 1.0 if row["stalled"] else 0.0
+
+
 class _PrometheusCollector:
     """A prometheus-client custom collector over the monitors."""
 
@@ -95,7 +110,18 @@ class _PrometheusCollector:
                 calls.add_metric([labels["upstream"], labels["outcome"]], value)
             else:
                 health.add_metric([labels["upstream"]], value)
-        yield from (ops, calls, health)
+        gauges = {
+            "length": GaugeMetricFamily("pulsegate_queue_length", "Messages waiting in a "
+                                        "watched broker queue (Redis LLEN).", labels=("queue",)),
+            "head_age": GaugeMetricFamily("pulsegate_queue_head_age_seconds", "How long the "
+                                          "oldest message of a watched queue has been there.",
+                                          labels=("queue",)),
+            "stalled": GaugeMetricFamily("pulsegate_queue_stalled", "1 while a watched queue's "
+                                         "oldest message has not moved past its line "
+                                         "(docs/jobs.md).", labels=("queue",))}
+        for kind, labels, value in queue_samples():
+            gauges[kind].add_metric([labels["queue"]], value)
+        yield from (ops, calls, health, *gauges.values())
 
 
 def _observe(gate: Any, kind: str) -> Any:
@@ -114,16 +140,19 @@ def _observe(gate: Any, kind: str) -> Any:
     return callback
 
 
-def install(gate: Host, caches: Any = None, outbound: Any = None) -> None:
-    """Report ``gate``'s cache monitor or outbound monitor to the exporters its
+def install(gate: Host, caches: Any = None, outbound: Any = None, queues: Any = None) -> None:
+    """Report ``gate``'s cache monitor, outbound monitor or watched broker queues (a
+    list of :class:`~pulsegate.jobs.broker.BrokerQueues`) to the exporters its
     configuration turns on (``prometheus``, ``otel``). Idempotent per gate; a missing
     optional package is counted in the gate's faults, never raised."""
     with _LOCK:
-        sources = _SOURCES.setdefault(gate, [None, None])
+        sources = _SOURCES.setdefault(gate, [None, None, None])
         if caches is not None:
             sources[0] = caches
         if outbound is not None:
             sources[1] = outbound
+        if queues is not None:
+            sources[2] = queues
     c = gate.config.export
     if c.prometheus:
         try:

@@ -24,7 +24,7 @@ the start). The dwell in progress is never learnt, nor the dwell of a head that
 stalled once it leaves, so an outage cannot teach the line to be longer. A stall is
 flagged once per episode as an incident of ``QUEUE <queue>`` (metric
 ``"starvation"``, score :math:`\min(1, g / 2L)` for a dwell :math:`g`) through
-:meth:`pulsegate.units.Units.flag`: the registry's alerts, the logs, ``gate.incidents``.
+:func:`pulsegate.unit_flags.flag`: the registry's alerts, the logs, ``gate.incidents``.
 
 >>> probe = QueueProbe("celery", CELERY, floor_s=300.0)
 >>> probe.sample(0.0, 3, "m1", 0.0) is None     # one message waiting since t=0
@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pulsegate.jobs.tracker import JobRate
+from pulsegate.unit_flags import flag
 from pulsegate.units import QUEUE
 
 if TYPE_CHECKING:
@@ -216,8 +217,7 @@ class BrokerQueues:
                 fields = probe.sample(now, length, head, published)
                 if fields is not None:
                     score = fields.pop("score")
-                    out.append(gate.units.flag(QUEUE, probe.name, "starvation", score,
-                                               **fields))
+                    out.append(flag(gate, QUEUE, probe.name, "starvation", score, **fields))
         return out
 
     def stats(self) -> dict[str, Any]:
@@ -257,6 +257,7 @@ def watch(gate: UnitGate, client: Any, queues: Iterable[str], layout: Layout = C
     broker = BrokerQueues(client, queues, layout, gate.config.units.queue_stall_seconds)
     with _LOCK:
         brokers = _WATCHED.get(gate)
+        first = brokers is None
         if brokers is None:
             brokers = _WATCHED[gate] = []
             gate.plugs.add_stats("job_queues", _QueuesSection(brokers))
@@ -270,6 +271,10 @@ def watch(gate: UnitGate, client: Any, queues: Iterable[str], layout: Layout = C
             broker.poll(g)
 
     gate.scheduler.every(interval, poll, f"pulsegate.jobs.broker.{layout.name}.{index}")
+    if first:
+        from pulsegate.export.io import install
+
+        install(gate, queues=brokers)  # Prometheus gauges per queue
     return broker
 
 

@@ -19,14 +19,16 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from pulsegate.jobs.deferred import DeferredJobs
 from pulsegate.jobs.tracker import JobTracker
+from pulsegate.unit_flags import flag
 from pulsegate.units import JOB, QUEUE
 
 if TYPE_CHECKING:
     from pulsegate.records import RequestRecord
     from pulsegate.units import UnitGate, UnitRun
 
-__all__ = ["MIN_WAIT_MS", "end", "start", "tracker_of"]
+__all__ = ["MIN_WAIT_MS", "deferred_of", "end", "start", "tracker_of"]
 
 #: The shortest queue wait the QUEUE model learns (ms): shorter is "did not wait".
 MIN_WAIT_MS = 1.0
@@ -59,6 +61,24 @@ def tracker_of(gate: UnitGate) -> JobTracker:
     return tracker
 
 
+_DEFERRED: weakref.WeakKeyDictionary[Any, DeferredJobs] = weakref.WeakKeyDictionary()
+
+
+def deferred_of(gate: UnitGate) -> DeferredJobs:
+    """The gate's queue of job runs learnt in the background (``job_learning=
+    "background"``), made (and its drain put on the scheduler) on first use."""
+    found = _DEFERRED.get(gate)
+    if found is not None:
+        return found
+    tracker = tracker_of(gate)
+    with _LOCK:
+        found = _DEFERRED.get(gate)
+        if found is None:
+            found = _DEFERRED[gate] = DeferredJobs(gate, tracker, MIN_WAIT_MS)
+            gate.scheduler.every(0.5, found.drain, "pulsegate.jobs.learn")
+        return found
+
+
 def check_starvation(gate: UnitGate, tracker: JobTracker) -> list[dict[str, Any]]:
     """Flag every job name that stopped starting against its learnt rate (see
     :mod:`pulsegate.jobs.tracker`); returns the incidents recorded."""
@@ -67,7 +87,7 @@ def check_starvation(gate: UnitGate, tracker: JobTracker) -> list[dict[str, Any]
     for name in tracker.starving(now):
         fields = tracker.verdict(name, now)
         score = fields.pop("score", 1.0)
-        out.append(gate.units.flag(JOB, name, "starvation", score, **fields))
+        out.append(flag(gate, JOB, name, "starvation", score, **fields))
     return out
 
 
@@ -78,6 +98,8 @@ def start(gate: UnitGate, name: object, *, queue_wait_ms: float | None = None,
     units = gate.units
     if queue_wait_ms is not None:
         queue_wait_ms = queue_wait_ms if queue_wait_ms > 0.0 else 0.0
+    later = gate.config.units.job_learning == "background"
+    if queue_wait_ms is not None and not later:
         # learnt as at least 1 ms: on the models' log scale a job that did not wait at
         # all (1 µs, the floor) would read as a thousandfold drop from one that waited
         # a millisecond, and an idle queue's zeros would swamp its spread
@@ -86,7 +108,10 @@ def start(gate: UnitGate, name: object, *, queue_wait_ms: float | None = None,
                       retries=retries)
     if run is not None:
         try:
-            tracker_of(gate).started(run.name, gate.wall(), queue_wait_ms)
+            if later:
+                deferred_of(gate).started(run.name, gate.wall(), queue_wait_ms)
+            else:
+                tracker_of(gate).started(run.name, gate.wall(), queue_wait_ms)
         except Exception as exc:
             gate.faults.record("jobs.start", exc)
     return run
@@ -94,7 +119,14 @@ def start(gate: UnitGate, name: object, *, queue_wait_ms: float | None = None,
 
 def end(gate: UnitGate, run: UnitRun, outcome: str = "success",
         error: BaseException | str | None = None) -> RequestRecord | None:
-    """Finish a job run (see :meth:`pulsegate.units.Units.finish`)."""
+    """Finish a job run (see :meth:`pulsegate.units.Units.finish`); with
+    ``job_learning="background"`` the run is closed here and learnt on the scheduler
+    thread (:mod:`pulsegate.jobs.deferred`): None."""
+    if gate.config.units.job_learning == "background":
+        closed = gate.units.close(run)
+        if closed is not None:
+            deferred_of(gate).ended(run, closed, outcome, error)
+        return None
     record = gate.units.finish(run, outcome, error)
     if record is not None:
         try:

@@ -21,7 +21,7 @@ deviation is :math:`2m/e`, so :math:`\\sigma \\approx 0.92m`) :math:`L \\approx 
 working job exceeds with probability :math:`e^{-8.4} \\approx 0.02\\%` per interval (more
 while :math:`m` and :math:`d` are still noisy estimates). The check
 runs on the scheduler thread every ``check_interval`` seconds, flags each episode once
-(:meth:`pulsegate.units.Units.flag`, metric ``"starvation"``, score
+(:func:`pulsegate.unit_flags.flag`, metric ``"starvation"``, score
 :math:`\\min(1, g / 2L)` for a gap :math:`g`: 0.5 at the line) and the episode ends at
 the next start.
 

@@ -213,8 +213,7 @@ class ResponseCache:
         learner.produced((now - capture.ctx.start) * 1000.0)
         digest = hashlib.blake2b(body, digest_size=16).digest()
         seen = self.digests.get(key)
-        # (generation -1: the shared store could not say; nothing to compare against)
-        if seen is not None and seen[2] == capture.generation >= 0:
+        if seen is not None and self._comparable(seen[2], capture.generation, capture):
             same, age = seen[0] == digest, now - seen[1]
             # A body that changed only after its time to live breaks no promise of the
             # cache's; one that stayed the same for longer supports it all the more. (A
@@ -238,6 +237,21 @@ class ResponseCache:
             self.counts["stored" if stored else "discarded"] += 1
         if stored is not False:
             learner.stored += 1
+
+    def _comparable(self, before: int, now: int, capture: Capture) -> bool:
+        """Whether a body of generation ``before`` and one of ``now`` answer the same
+        question: no invalidation between them named the capture's entry (a write may
+        have changed it). Only the memory store remembers what its invalidations named;
+        the shared one's generation also moves with other workers' writes. (-1: the
+        shared store could not say.)"""
+        if before == now:
+            return now >= 0
+        recent = getattr(self.store, "recent", None)
+        if recent is None or before < 0 or now < before:
+            return False
+        between = [targets for generation, targets in list(recent) if before < generation <= now]
+        return len(between) == now - before and not any(
+            t.matches_entry(capture.endpoint, capture.path) for ts in between for t in ts)
 
     def written(self, method: str, path: str, route: str | None) -> Maybe[int]:
         """A write request was admitted or finished: invalidate what it may change."""

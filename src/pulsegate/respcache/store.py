@@ -11,6 +11,7 @@ response produced while a write was in flight is never stored). The shared store
 from __future__ import annotations
 
 import threading
+from collections import deque
 from typing import TYPE_CHECKING, NamedTuple
 
 from pulsegate.bounded import BoundedLRU
@@ -63,6 +64,9 @@ class MemoryStore:
         self.bytes = 0
         self.evicted = 0
         self.generation = 0
+        #: The last invalidations, (generation, targets): what learning may compare
+        #: across (a body before and after an invalidation that did not name it).
+        self.recent: deque[tuple[int, tuple[Target, ...]]] = deque(maxlen=64)
         self._lock = threading.Lock()
 
     def lookup(self, key: bytes, now: float, stale: float, claim: bool) -> Found:
@@ -109,6 +113,7 @@ class MemoryStore:
         """Bump the generation and drop the entries any of ``targets`` names."""
         with self._lock:
             self.generation += 1
+            self.recent.append((self.generation, tuple(targets)))
             gone = [k for k, e in self.entries.items()
                     if any(t.matches_entry(e.endpoint, e.path) for t in targets)]
             for k in gone:

@@ -1,0 +1,87 @@
+"""``job_learning="background"``: the worker's thread only closes the run and queues it;
+the scheduler's drain learns the same figures through the same steps -- the model, the
+queue wait, the tracker, SQL detections, failures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from fakeclock import FakeClock
+from pulsegate.context import query_sink
+from pulsegate.engine import PulseGate
+from pulsegate.jobs import observe_job, tracker_of
+from pulsegate.jobs.deferred import MAX_PENDING
+from pulsegate.jobs.runs import deferred_of
+from pulsegate.queries.events import QueryEvent
+
+
+def make_gate(learning: str) -> tuple[PulseGate, FakeClock]:
+    clock = FakeClock()
+    return PulseGate(clock=clock, cpu_clock=clock, wall=lambda: 1.7e9 + clock.t,
+                     job_learning=learning), clock
+
+
+@pytest.fixture()
+def gates() -> Iterator[dict[str, tuple[PulseGate, FakeClock]]]:
+    made = {"inline": make_gate("inline"), "background": make_gate("background")}
+    yield made
+    for g, _ in made.values():
+        g.close()
+
+
+def run_jobs(g: PulseGate, clock: FakeClock) -> list[Any]:
+    """The same jobs on either gate: waits, a retry, a failure, an N+1."""
+    seen: list[Any] = []
+    g.unit_listeners.append(lambda record, run: seen.append((record.route, record.status)))
+    for i in range(20):
+        with observe_job("thumbs", gate=g, queue_wait_ms=100.0 + i):
+            clock.t += 0.05 + 0.001 * i
+    with observe_job("thumbs", gate=g) as scope:
+        scope.outcome = "retry"
+    with pytest.raises(KeyError), observe_job("charge", gate=g):
+        raise KeyError("card")
+    with observe_job("digest", gate=g):
+        sink = query_sink.get()
+        assert sink is not None
+        for i in range(6):
+            sink.add_query(QueryEvent(sql=f"SELECT * FROM book WHERE author_id = {i}",
+                                      duration_ms=0.3, call_site="digest.py:9 in digest"))
+    return seen
+
+
+def summary(g: PulseGate) -> dict[str, Any]:
+    rows = {r["endpoint"]: r["requests"] for r in g.endpoints()}
+    names = tracker_of(g).stats()["names"]
+    return {"rows": rows, "runs": g.stats()["units"]["JOB"]["runs"],
+            "thumbs": {k: names["thumbs"][k] for k in ("intervals", "last_wait_ms", "outcomes")},
+            "detections": [d["endpoint"] for d in g.detections],
+            "predicted": round(g.baselines.peek("JOB thumbs").predict()[0], 6)}  # type: ignore[union-attr]
+
+
+def test_background_learning_learns_what_inline_learns(
+        gates: dict[str, tuple[PulseGate, FakeClock]]) -> None:
+    inline, clock = gates["inline"]
+    seen_inline = run_jobs(inline, clock)
+    background, clock2 = gates["background"]
+    seen_background = run_jobs(background, clock2)
+    assert seen_background == []  # nothing learnt on the job's thread
+    assert not [r for r in background.endpoints() if r["endpoint"].startswith("JOB")]
+    assert deferred_of(background).drain() == 2 * 23
+    assert seen_background == seen_inline
+    assert summary(background) == summary(inline)
+
+
+def test_the_queue_never_grows_past_its_bound_nor_loses_a_run() -> None:
+    g, clock = make_gate("background")
+    try:
+        for _ in range(MAX_PENDING + 10):
+            with observe_job("tick", gate=g):
+                clock.t += 0.001
+            assert len(deferred_of(g).pending) <= MAX_PENDING
+        deferred_of(g).drain()
+        assert g.stats()["units"]["JOB"]["runs"] == {"success": MAX_PENDING + 10}
+    finally:
+        g.close()
