@@ -1,4 +1,6 @@
-"""Generated operations series with labelled shapes: a test set no choice is made on.
+"""Generated operations series with labelled shapes: a test set (the suite's own seeds
+were looked at while the silence and re-alarm stages were built; ``suite(offset)`` and
+``shape_rates(..., FRESH_SEEDS)`` give series nobody looked at).
 
 Four families of 5-minute series (14 days, 4032 rows each), seeded:
 
@@ -24,7 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 ROWS = 4032  # 14 days of 5-minute rows
 STEP = 300.0
@@ -135,12 +137,15 @@ def series(family: str, anomaly: str | None, seed: int) -> tuple[list[float], in
     return FAMILIES[family](rng, anomaly, onset), onset
 
 
-def suite() -> Iterator[Series]:
-    """Every series of :data:`SUITE`: (name, timestamps, values, NAB windows)."""
+def suite(offset: int = 0) -> Iterator[Series]:
+    """Every series of :data:`SUITE`: (name, timestamps, values, NAB windows); with
+    ``offset`` the same families and shapes from seeds ``seed + offset`` (fresh series:
+    the suite's own seeds were looked at while the shape stages were built)."""
     ts = stamps()
     width = int(0.1 * ROWS)
     for family, anomaly, seeds in SUITE:
         for seed in seeds:
+            seed += offset
             rng, onset = start(seed)
             values = FAMILIES[family](rng, anomaly, onset)
             windows = []
@@ -148,3 +153,27 @@ def suite() -> Iterator[Series]:
                 lo, hi = max(0, onset - width // 2), min(ROWS - 1, onset + width // 2)
                 windows = [[ts[lo], ts[hi]]]
             yield f"generated_{family}/{anomaly or 'none'}_{seed}", ts, values, windows
+
+
+#: The fresh seeds ``shape_rates`` judges each labelled shape on (never looked at).
+FRESH_SEEDS = tuple(range(3000, 3020))
+
+
+def shape_rates(score: Callable[[list[str], list[float]], list[float]], alarm: float,
+                seeds: Sequence[int] | None = None, within: int = 40
+                ) -> dict[str, tuple[int, int]]:
+    """Per labelled shape: (series flagged, series tried), flagged = some score >=
+    ``alarm`` in the ``within`` rows from the onset. ``seeds`` None: the suite's own."""
+    ts = stamps()
+    out: dict[str, tuple[int, int]] = {}
+    for family, anomaly, own in SUITE:
+        if anomaly is None:
+            continue
+        flagged, tried = out.get(f"{family}/{anomaly}", (0, 0))
+        for seed in own if seeds is None else seeds:
+            values, onset = series(family, anomaly, seed)
+            scores = score(ts, values)
+            flagged += any(x >= alarm for x in scores[onset:onset + within])
+            tried += 1
+        out[f"{family}/{anomaly}"] = (flagged, tried)
+    return out

@@ -180,7 +180,7 @@ def generated_report(ns: ModuleType, chosen: list[tuple[str, heldout.Candidate, 
     own alarm): nothing here was chosen on these series."""
     series = list(generated_series.suite())
     print(f"\ngenerated series ({len(series)} series, {generated_series.ROWS} rows each, "
-          "fixed seeds; a test set, never used to choose):")
+          "fixed seeds; looked at while the shape stages were built, fresh seeds below):")
     for label, cand, thr in chosen:
         points: list[Any] = []
         alarms: dict[str, list[int]] = {}
@@ -207,6 +207,28 @@ def generated_report(ns: ModuleType, chosen: list[tuple[str, heldout.Candidate, 
               f"+{own - one:.2f}")
         if label == "default":
             heldout.false_alarms(cand.alarm, files, "generated series")
+            fresh_generated(ns, cand)
+
+
+def fresh_generated(ns: ModuleType, cand: heldout.Candidate) -> None:
+    """The default on series nobody looked at: the suite's families from other seeds,
+    and each labelled shape on :data:`generated_series.FRESH_SEEDS` next to the suite's
+    own seeds (which the shape stages were built on)."""
+    print(f"\n{cand.name} on fresh generated series (own alarm {cand.alarm}):")
+    for offset in (1000, 2000):
+        files = {name: ns.points_for_file(name, ts, cand.runner(ts, values), windows)
+                 for name, ts, values, windows in generated_series.suite(offset)}
+        points = [p for f in files.values() for p in f]
+        nwin = heldout.windows_of(points)
+        (raw, _, hit, _, fp_rows), _ = ns.score_at(points, "standard", cand.alarm)
+        one, own = heldout.oracle_gain(ns, files)
+        print(f"  seeds + {offset}: standard {heldout.normalise(ns, raw, nwin, 'standard'):6.2f}"
+              f"  hit {hit}/{nwin}, fp rows {fp_rows}; own-threshold gain +{own - one:.2f}")
+    own_seeds = generated_series.shape_rates(cand.runner, cand.alarm)
+    fresh = generated_series.shape_rates(cand.runner, cand.alarm, generated_series.FRESH_SEEDS)
+    print("  shape flagged within 40 rows of its onset: suite's seeds | fresh seeds")
+    for shape, (f, n) in own_seeds.items():
+        print(f"    {shape:24s} {f}/{n} | {fresh[shape][0]}/{fresh[shape][1]}")
 
 
 def per_update_cost(n: int = 200_000) -> tuple[float, float, float, float]:

@@ -18,6 +18,7 @@ statement (instrumented, analysis included).
 
     python benchmarks/query_overhead.py [-n 100000] [--rounds 20]
     python benchmarks/query_overhead.py --bytecodes [-n 2000] [--top 8]
+    python benchmarks/query_overhead.py --steps [-n 40000] [--rounds 40]
 
 ``--bytecodes`` counts Python bytecodes per statement in each mode instead of timing
 (deterministic on a loaded machine); ``--top`` names the functions pulsegate adds the
@@ -33,6 +34,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -216,6 +218,115 @@ def bench_eager_reads(n: int) -> str:
             f"(+{outside - plain:.0f})")
 
 
+def _step_hooks() -> dict[str, Callable[..., bool]]:
+    """SQLAlchemy ``do_execute`` hooks that each do one more step of the real one
+    (``pulsegate.sqlalchemy._do_execute``, whose private helpers they use): where a
+    statement's microseconds go."""
+    from pulsegate.context import query_sink
+    from pulsegate.queries.events import new_event
+    from pulsegate.sqlalchemy import _EXECUTE, _NO_LOAD, _do_execute, _orm_load
+
+    def check(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
+        sink = query_sink.get()
+        if sink is None or sink.finished:
+            return False
+        context.dialect.do_execute(cursor, statement, parameters, context)
+        return True
+
+    def clocks(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
+        sink = query_sink.get()
+        if sink is None or sink.finished:
+            return False
+        t0 = time.perf_counter()
+        context.dialect.do_execute(cursor, statement, parameters, context)
+        time.perf_counter()
+        return t0 > 0.0
+
+    def orm_facts(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
+        sink = query_sink.get()
+        if sink is None or sink.finished:
+            return False
+        t0 = time.perf_counter()
+        context.dialect.do_execute(cursor, statement, parameters, context)
+        time.perf_counter()
+        if type(parameters) is tuple and context.execute_style is _EXECUTE:
+            hash(parameters)
+            _orm_load(context) or _NO_LOAD
+        return t0 > 0.0
+
+    def event(cursor: Any, statement: str, parameters: Any, context: Any,
+              add: bool = False) -> bool:
+        sink = query_sink.get()
+        if sink is None or sink.finished:
+            return False
+        t0 = time.perf_counter()
+        context.dialect.do_execute(cursor, statement, parameters, context)
+        now = time.perf_counter()
+        if type(parameters) is tuple and context.execute_style is _EXECUTE:
+            phash = hash(parameters)
+            rel, kind, source = _orm_load(context) or _NO_LOAD
+            made = new_event((statement, (now - t0) * 1000.0, t0, len(parameters), phash,
+                              None, None, rel, False, context.dialect.name, kind,
+                              "sqlalchemy", source))
+            if add:
+                sink.add_query(made)
+        return True
+
+    def added(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
+        return event(cursor, statement, parameters, context, True)
+
+    return {"sink check": check, "+ two clock reads": clocks,
+            "+ parameter hash, ORM facts": orm_facts, "+ the event built": event,
+            "+ sink.add_query": added, "the real hook (+ call site)": _do_execute}
+
+
+def bench_steps(n: int, rounds: int) -> str:
+    """µs a statement each step of the SQLAlchemy hook adds over bare, paired round by
+    round (best round), the request's analysis included as in ``instrumented``."""
+    from sqlalchemy import create_engine, event
+
+    engine = create_engine("sqlite://")
+    gate = PulseGate(max_queries_per_request=n)
+    conn = engine.connect()
+    chunk = max(1, n // rounds)
+
+    def loop(k: int) -> None:
+        for i in range(k):
+            conn.exec_driver_sql("SELECT ?", (i % 100,))
+
+    def run(hook: Callable[..., bool] | None) -> float:
+        if hook is None:
+            t = clock()
+            loop(chunk)
+            return clock() - t
+        event.listen(engine, "do_execute", hook)
+        try:
+            return _in_request(gate, loop, chunk) if hook.__name__ == "_do_execute" \
+                else _timed_request(gate, loop, chunk)
+        finally:
+            event.remove(engine, "do_execute", hook)
+
+    hooks: dict[str, Callable[..., bool] | None] = {"bare": None, **_step_hooks()}
+    best = dict.fromkeys(hooks, float("inf"))
+    for _ in range(rounds):
+        for name, hook in hooks.items():
+            best[name] = min(best[name], run(hook) / chunk * 1e6)
+    conn.close()
+    return "\n".join(f"  {name:30s} {us:6.2f} us/stmt  added {us - best['bare']:+.2f}"
+                     for name, us in best.items())
+
+
+def _timed_request(gate: PulseGate, loop: Callable[[int], None], k: int) -> float:
+    """``_in_request`` for a hook that records nothing (no call site to check)."""
+    t = clock()
+    ctx = gate.begin(RequestInfo("GET", "/bench", route="/bench"))
+    loop(k)
+    if ctx is not None:
+        gate.response_headers(ctx, 200)
+        gate.finish(ctx, 200)
+    return clock() - t
+
+
 def main() -> None:
     import logging
 
@@ -229,9 +340,17 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=0, help="with --bytecodes: dearest functions")
     ap.add_argument("--eager-reads", action="store_true",
                     help="also time reads of a tracked eager relationship")
+    ap.add_argument("--steps", action="store_true",
+                    help="time the SQLAlchemy hook step by step (where a statement's us go)")
     args = ap.parse_args()
     n = args.n if args.n is not None else (2000 if args.bytecodes else 100_000)
 
+    if args.steps:
+        rounds = args.rounds if args.rounds != 20 else 40
+        print(f"SQLAlchemy hook step by step: {rounds} rounds of {max(1, (args.n or 40_000) // rounds)}"
+              " statements in one request, best round, thread CPU time")
+        print(bench_steps(args.n or 40_000, rounds))
+        return
     if args.bytecodes:
         COUNT = {}
         print(f"{n} statements per ORM and mode; bytecodes per statement (deterministic)")

@@ -3,6 +3,7 @@ promises checked on every response (never another user's body, never a body olde
 than the last write).
 
     .venv/bin/python benchmarks/respcache_hits.py [--requests 3000] [--rounds 2] [--seed 1]
+        [--invalidate route|all|path] [--writes 0.05] [--storage redis://127.0.0.1:6379/0]
 
 The app (Starlette behind the real ASGI middleware, in-process through httpx): a
 catalogue of 5000 products in SQLite (in memory); ``GET /items/{id}`` reads a product
@@ -16,7 +17,9 @@ the cache off and on, alternately, ``--rounds`` times; latency is the client's
 (``perf_counter`` around each request), paired in the same run.
 
 Options: all three routes allow-listed, ``response_cache_vary`` with
-``authorization``, ``response_cache_invalidate`` by ``--invalidate`` (see INVALIDATE).
+``authorization``, ``response_cache_invalidate`` by ``--invalidate`` (see INVALIDATE),
+``response_cache_storage`` by ``--storage`` (memory, or a Redis: each run its own key
+prefix; the look-up is one round trip, puts go through the store's writer thread).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import random
 import sqlite3
 import statistics
 import time
+import uuid
 from typing import Any
 
 import httpx
@@ -71,7 +75,8 @@ def item_body(db: sqlite3.Connection, pid: int) -> dict[str, Any]:
     return {"id": row[0], "name": row[2], "price": row[3], "cheapest": cheapest}
 
 
-def build(cache: bool, invalidate: str) -> tuple[httpx.AsyncClient, PulseGate, sqlite3.Connection]:
+def build(cache: bool, invalidate: str,
+          storage: str) -> tuple[httpx.AsyncClient, PulseGate, sqlite3.Connection]:
     db = catalogue()
 
     async def item(request: Request) -> Response:
@@ -93,8 +98,10 @@ def build(cache: bool, invalidate: str) -> tuple[httpx.AsyncClient, PulseGate, s
     app = Starlette(routes=[Route("/items/{id}", item, methods=["GET"]),
                             Route("/items/{id}", put_item, methods=["PUT"]),
                             Route("/me", me), Route("/search", search)])
-    gate = PulseGate(**({**CACHE, "response_cache_invalidate": INVALIDATE[invalidate]}
-                        if cache else {}))
+    shared = {"response_cache_storage": storage,
+              "response_cache_key_prefix": f"bench{uuid.uuid4().hex[:12]}"}
+    gate = PulseGate(**({**CACHE, "response_cache_invalidate": INVALIDATE[invalidate],
+                         **(shared if storage != "memory://" else {})} if cache else {}))
     app.add_middleware(PulseGateMiddleware, gate=gate)  # type: ignore[arg-type]
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t"), gate, db
 
@@ -117,8 +124,9 @@ def workload(n: int, seed: int, writes: float) -> list[tuple[str, str, Any]]:
     return out
 
 
-async def run(cache: bool, plan: list[tuple[str, str, Any]], invalidate: str) -> dict[str, Any]:
-    client, gate, db = build(cache, invalidate)
+async def run(cache: bool, plan: list[tuple[str, str, Any]], invalidate: str,
+              storage: str) -> dict[str, Any]:
+    client, gate, db = build(cache, invalidate, storage)
     lat: list[float] = []
     stale = cross = served = 0
     for method, path, arg in plan:
@@ -153,20 +161,22 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--invalidate", choices=list(INVALIDATE), default="route")
     ap.add_argument("--writes", type=float, default=0.05, help="share of PUTs (< 0.1)")
+    ap.add_argument("--storage", default="memory://", help="response_cache_storage")
     args = ap.parse_args()
     plan = workload(args.requests, args.seed, args.writes)
     gets = sum(m == "GET" for m, _, _ in plan)
     rows: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
     for _ in range(args.rounds):
         for cache in (False, True):
-            rows[cache].append(asyncio.run(run(cache, plan, args.invalidate)))
+            rows[cache].append(asyncio.run(run(cache, plan, args.invalidate, args.storage)))
     off, on = rows[False], rows[True]
     mean_off = statistics.fmean(r["mean_ms"] for r in off)
     mean_on = statistics.fmean(r["mean_ms"] for r in on)
     last = on[-1]
     st = last["stats"]
     print(f"{args.requests} requests ({gets} GETs), seed {args.seed}, {args.rounds} rounds "
-          f"off/on alternated, --invalidate {args.invalidate}, --writes {args.writes}")
+          f"off/on alternated, --invalidate {args.invalidate}, --writes {args.writes}, "
+          f"--storage {args.storage}")
     print("| cache | mean ms | median ms | served from cache | stale bodies | other user's |")
     print("|---|---|---|---|---|---|")
     for name, rs in (("off", off), ("on", on)):

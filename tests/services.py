@@ -140,6 +140,20 @@ def postgres_server(bindir: Path | None = None) -> Iterator[str]:
         shutil.rmtree(data, ignore_errors=True)
 
 
+def fresh_database(postgres_url: str, name: str, schema: str) -> str:
+    """(Re)create database ``name`` on the server of ``postgres_url``, run ``schema`` in
+    it, and return its URL."""
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name}")
+        conn.execute(f"CREATE DATABASE {name}")
+    url = postgres_url.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(schema)
+    return url
+
+
 @contextlib.contextmanager
 def mariadb_server() -> Iterator[str]:
     """A throw-away MariaDB (Debian's ``mariadb-server-core``) on a free loopback port;

@@ -72,6 +72,36 @@ def test_generated_suite_is_fixed_and_labels_one_window_per_anomalous_series() -
     assert any(drop[i:i + 24] == [0.0] * 24 for i in range(len(drop)))
 
 
+def test_fresh_generated_series_are_new_values_with_the_same_shapes() -> None:
+    own = {n: (v, w) for n, _, v, w in generated_series.suite()}
+    fresh = list(generated_series.suite(1000))
+    assert len(fresh) == len(own)
+    for name, _, values, windows in fresh:
+        kind, tag = name.split("/")
+        base = next(k for k in own if k.startswith(f"{kind}/{tag.rsplit('_', 1)[0]}_"))
+        assert values != own[base][0] and len(windows) == len(own[base][1])
+
+
+def test_shape_rates_count_series_flagged_near_their_onset() -> None:
+    onsets = {}
+    for family, anomaly, _ in generated_series.SUITE:
+        if anomaly:
+            values, onset = generated_series.series(family, anomaly, 3000)
+            onsets[tuple(values)] = onset
+
+    def at_onset(ts: list[str], values: list[float]) -> list[float]:
+        """Alarms on the onset row of the labelled series these values are."""
+        onset = onsets.get(tuple(values), -1)
+        return [1.0 if i == onset else 0.0 for i in range(len(values))]
+
+    rates = generated_series.shape_rates(at_onset, 0.5, seeds=(3000,))
+    assert all(got == (1, 1) for got in rates.values())
+    never = generated_series.shape_rates(lambda ts, v: [0.0] * len(v), 0.5)
+    assert never["cpu/oscillation"] == (0, 1) and never["cpu/bump_30pct"] == (0, 2)
+    late = generated_series.shape_rates(at_onset, 0.5, seeds=(3000,), within=0)
+    assert all(got == (0, 1) for got in late.values())
+
+
 def test_incident_streams_flag_a_regression_and_leave_an_unchanged_endpoint_alone() -> None:
     import random
 

@@ -17,6 +17,8 @@ import psycopg
 import pytest
 from django.conf import settings
 
+from services import fresh_database
+
 if not settings.configured:  # settings are process-global: another directory may have
     settings.configure(      # configured them first, with the same default
         DEBUG=False, SECRET_KEY="pulsegate-tests", ALLOWED_HOSTS=["*"],
@@ -45,33 +47,20 @@ def drop_alias(alias: str) -> None:
 
 
 @pytest.fixture()
-def sqlite_alias(tmp_path: Path) -> Iterator[str]:
-    path = tmp_path / "shop.db"
-    conn = sqlite3.connect(path)
-    conn.executescript("""
-        CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INT, total INT);
-        WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000)
-        INSERT INTO orders SELECT i, i % 700, i % 90 FROM n;
-    """)
-    conn.commit()
-    conn.close()
-    add_alias("advisor_sqlite", {"ENGINE": "django.db.backends.sqlite3", "NAME": str(path)})
+def sqlite_alias(orders_db: Path) -> Iterator[str]:
+    add_alias("advisor_sqlite", {"ENGINE": "django.db.backends.sqlite3",
+                                 "NAME": str(orders_db)})
     yield "advisor_sqlite"
     drop_alias("advisor_sqlite")
 
 
 @pytest.fixture()
 def pg_alias(postgres_url: str) -> Iterator[str]:
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute("DROP DATABASE IF EXISTS advisor_django")
-        conn.execute("CREATE DATABASE advisor_django")
-    url = postgres_url.rsplit("/", 1)[0] + "/advisor_django"
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("""
-            CREATE TABLE shop_order (id int PRIMARY KEY, customer_id int, total int);
-            INSERT INTO shop_order SELECT g, g % 3000, g % 90 FROM generate_series(1, 30000) g;
-            ANALYZE shop_order;
-        """)
+    url = fresh_database(postgres_url, "advisor_django", """
+        CREATE TABLE shop_order (id int PRIMARY KEY, customer_id int, total int);
+        INSERT INTO shop_order SELECT g, g % 3000, g % 90 FROM generate_series(1, 30000) g;
+        ANALYZE shop_order;
+    """)
     host_port = url.split("@", 1)[1].split("/", 1)[0]
     add_alias("advisor_pg", {"ENGINE": "django.db.backends.postgresql", "NAME": "advisor_django",
                              "USER": "postgres", "HOST": host_port.split(":")[0],

@@ -5,7 +5,6 @@ so the planner's choice between a scan and an index is the real one."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -13,6 +12,7 @@ import pytest
 
 from pulsegate.advisor.query_advisor import QueryAdvisor
 from pulsegate.queries.events import QueryEvent
+from services import fresh_database
 
 pytestmark = pytest.mark.service
 
@@ -27,14 +27,8 @@ def server_url(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="module")
-def shop(server_url: str) -> Iterator[str]:
-    postgres_url = server_url
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute("DROP DATABASE IF EXISTS advisor_shop")
-        conn.execute("CREATE DATABASE advisor_shop")
-    url = postgres_url.rsplit("/", 1)[0] + "/advisor_shop"
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("""
+def shop(server_url: str) -> str:
+    return fresh_database(server_url, "advisor_shop", """
             CREATE TABLE customers (id int PRIMARY KEY, email text, region int);
             CREATE TABLE orders (id int PRIMARY KEY, customer_id int, status int,
                                  created_at timestamptz, total numeric, sku int);
@@ -46,7 +40,6 @@ def shop(server_url: str) -> Iterator[str]:
               FROM generate_series(1, 60000) g;
             ANALYZE customers; ANALYZE orders;
         """)
-    yield url
 
 
 def advisor(url: str, **kw: Any) -> QueryAdvisor:

@@ -6,7 +6,6 @@ value is a ``ConfigError`` naming the key, never echoing a password."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,20 +13,6 @@ import pytest
 
 from pulsegate import Config, ConfigError, PulseGate
 from pulsegate.queries.events import QueryEvent
-
-
-@pytest.fixture()
-def shop(tmp_path: Path) -> Iterator[Path]:
-    path = tmp_path / "shop.db"
-    conn = sqlite3.connect(path)
-    conn.executescript("""
-        CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INT, total INT);
-        WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000)
-        INSERT INTO orders SELECT i, i % 700, i % 90 FROM n;
-    """)
-    conn.commit()
-    conn.close()
-    yield path
 
 
 def offer_and_run(gate: PulseGate) -> list[Any]:
@@ -57,9 +42,9 @@ def test_patterns_and_capacity_without_a_database() -> None:
 
 
 def test_environment_variables_give_query_advice_on_a_read_only_connection(
-        shop: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        orders_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PULSEGATE_ADVISOR", "true")
-    monkeypatch.setenv("PULSEGATE_ADVISOR_DATABASE", f"sqlite:///{shop}")
+    monkeypatch.setenv("PULSEGATE_ADVISOR_DATABASE", f"sqlite:///{orders_db}")
     monkeypatch.setenv("PULSEGATE_ADVISOR_MIN_TABLE_ROWS", "100")
     gate = PulseGate.from_env()
     found = offer_and_run(gate)
@@ -72,14 +57,14 @@ def test_environment_variables_give_query_advice_on_a_read_only_connection(
     gate.close()
 
 
-def test_a_mapping_as_djangos_pulsegate_dict(shop: Path) -> None:
+def test_a_mapping_as_djangos_pulsegate_dict(orders_db: Path) -> None:
     gate = PulseGate(Config.from_mapping({"advisor": True, "advisor_database":
-                                          f"sqlite:///{shop}", "advisor_min_table_rows": 100}))
+                                          f"sqlite:///{orders_db}", "advisor_min_table_rows": 100}))
     assert offer_and_run(gate)[0]["columns"] == ["customer_id"]
     gate.close()
 
 
-def test_flask_config_with_a_sqlalchemy_engine(shop: Path) -> None:
+def test_flask_config_with_a_sqlalchemy_engine(orders_db: Path) -> None:
     from flask import Flask
     from sqlalchemy import create_engine
 
@@ -87,7 +72,7 @@ def test_flask_config_with_a_sqlalchemy_engine(shop: Path) -> None:
     from pulsegate.flask import get_gate
 
     app = Flask(__name__)
-    engine = create_engine(f"sqlite:///{shop}")
+    engine = create_engine(f"sqlite:///{orders_db}")
     app.config.update(PULSEGATE_ADVISOR=True, PULSEGATE_ADVISOR_DATABASE=engine,
                       PULSEGATE_ADVISOR_MIN_TABLE_ROWS=100)
     FlaskPulseGate(app)
@@ -99,7 +84,7 @@ def test_flask_config_with_a_sqlalchemy_engine(shop: Path) -> None:
 
 @pytest.mark.parametrize(("key", "value", "allowed"), [
     ("advisor_database", "oracle://scott:tiger@db/orcl", "a database URL"),
-    ("advisor_database", "postgresql://app:s3cret@db:99999/shop", "a database URL"),
+    ("advisor_database", "postgresql://app:s3cret@db:99999/orders_db", "a database URL"),
     ("advisor_database", "not an alias!", "a database URL"),
     ("advisor_top", "0", "an integer >= 1"),
     ("advisor_explains_per_minute", "nan", "a number >= 0.1"),

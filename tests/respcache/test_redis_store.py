@@ -1,18 +1,27 @@
 """The shared store against a real Redis (started on loopback by the test set-up; with
 CI=true a missing Redis fails, never skips): two gates stand for two worker processes
 -- nothing is shared between them but Redis -- behind the real ASGI middleware (the
-look-up awaited on the loop) and Flask's WSGI one (blocking)."""
+look-up awaited on the loop) and Flask's WSGI one (blocking); and a real second worker
+process (wsgiref) beside this one."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import time
 import uuid
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from cache_shop import Shop
+from cache_worker import build
 
 from pulsegate import ConfigError
 from pulsegate.engine import PulseGate
+from services import free_port, wait_port
 
 
 def cached(response: Any) -> bool:
@@ -162,3 +171,63 @@ def test_a_bad_storage_url_or_prefix_is_a_config_error() -> None:
         with pytest.raises(ConfigError) as info:
             PulseGate(response_cache=True, **options)
         assert next(iter(options)) in str(info.value)
+
+
+def test_two_worker_processes_share_entries_and_invalidations(redis_service: Any,
+                                                              tmp_path: Path) -> None:
+    """Worker B is a real second process (wsgiref); worker A is this one."""
+    items = tmp_path / "items.json"
+    items.write_text(json.dumps({"1": "apple"}))
+    prefix = "p" + uuid.uuid4().hex[:12]
+    port = free_port()
+    worker = subprocess.Popen([sys.executable, str(Path(__file__).with_name("cache_worker.py")),
+                               redis_service.url, prefix, str(items), str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_port(port)
+        wsgi, gate = build(redis_service.url, prefix, items)
+        # (both clients httpx: the same accept/accept-encoding, which key the entries)
+        a = httpx.Client(transport=httpx.WSGITransport(app=wsgi), base_url="http://a")
+        b = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5)
+        for _ in range(12):  # A learns the route and stores the entry
+            assert a.get("/items/1").text == "item apple"
+        gate.control.cache.store.flush()
+        assert gate.stats()["response_cache"]["stored"] >= 1
+        r = b.get("/items/1")  # B, which never answered it, serves A's entry
+        assert cached(r) and r.text == "item apple"
+        assert b.put("/items/1", content=b"banana").text == "ok"  # B sees a write ...
+        r = a.get("/items/1")  # ... and A's next read is the app's, with the new body
+        assert not cached(r) and r.text == "item banana"
+        for _ in range(12):  # A learns it again; a write through A reaches B
+            a.get("/items/1")
+        gate.control.cache.store.flush()
+        assert cached(b.get("/items/1"))
+        assert a.put("/items/1", content=b"cherry").text == "ok"
+        r = b.get("/items/1")
+        assert not cached(r) and r.text == "item cherry"
+    finally:
+        worker.kill()
+        worker.wait(10)
+
+
+def test_one_worker_refreshes_a_stale_shared_entry_while_the_others_serve_it(
+        redis_service: Any) -> None:
+    from pulsegate.flow import settle
+    from pulsegate.respcache.redis_store import RedisStore
+    from pulsegate.respcache.store import Entry
+
+    prefix = "s" + uuid.uuid4().hex[:12]
+    workers = [RedisStore(redis_service.url, prefix, 10, 2.0, lambda exc: None)
+               for _ in range(3)]
+    key = b"k" * 16
+    # fresh for 0.1 s, then stale for 1.9 s (Redis's clock)
+    workers[0].put(key, Entry("GET /a", "/a", "text/plain", [], b"body", b"d" * 16,
+                              0.0, 0.1, 2.0), 0)
+    workers[0].flush()
+    fresh = settle(workers[1].lookup(key, 0.0, 1.9, True))
+    assert fresh.entry is not None and fresh.entry.body == b"body" and not fresh.refresh
+    time.sleep(0.3)
+    found = [settle(w.lookup(key, 0.0, 1.9, True)) for w in workers]
+    assert all(f.entry is not None and f.entry.fresh_until <= 0.0 for f in found)  # stale
+    assert [f.refresh for f in found] == [True, False, False]  # one refresher in all
+    assert not settle(workers[0].lookup(key, 0.0, 1.9, False)).refresh  # (a HEAD: never)

@@ -76,6 +76,9 @@ class TableInfo:
     #: the primary key's columns, where a secondary index holds them after its own
     #: (InnoDB): an index need not name them to give their order
     clustered_key: list[str] = field(default_factory=list)
+    #: column -> distinct values in a bounded sample of rows (MySQL, whose plans carry
+    #: no selectivity); empty where the plan's own estimate is used
+    distinct: dict[str, float] = field(default_factory=dict)
 
     def leading(self) -> set[str]:
         return {ix[0] for ix in self.indexes if ix}

@@ -12,9 +12,10 @@ with :math:`f` the share of the statement's time the fix removes, per rule:
 rule                   fires when                                             f
 =====================  =====================================================  ======
 missing_index          a full scan of a table of ``min_rows`` rows or more,   PG: 1 - selectivity
-                       filtered (``=``/range/IN) or joined on columns no      (at most 0.95);
-                       index leads with; SQLite also when it builds an        SQLite, MySQL
-                       automatic index                                        0.8 (=), 0.5 (range)
+                       filtered (``=``/range/IN) or joined on columns no      (at most 0.95,
+                       index leads with; SQLite also when it builds an        MySQL: sampled);
+                       automatic index                                        SQLite 0.8 (=),
+                                                                              0.5 (range)
 sort_without_index     ORDER BY + LIMIT sorted in full (top-N sort /          0.8
                        temp B-tree) on such a table
 correlated_subquery    the plan runs a subquery once per outer row            0.5
@@ -23,16 +24,17 @@ wide_select            every column of a ``wide_columns``-wide table read      0
 =====================  =====================================================  ======
 
 Confidence: missing index 0.9 when the planner's own estimate says the scan keeps at most
-5 % of the rows (PostgreSQL), 0.7 up to 20 %, 0.7 for an equality on SQLite and MySQL
-(whose plans give no selectivity to judge by) and 0.5 for a range; the rest are fixed
-(sort 0.7, correlated 0.8, IN list 0.6, wide select 0.4: we do not see which columns the
-code reads). The index's columns are ordered the classic way:
+5 % of the rows (PostgreSQL; MySQL from sampled distinct counts, its plans carry no
+selectivity), 0.7 up to 20 %, 0.7 for an equality on SQLite and 0.5 for a range; the
+rest are fixed (sort 0.7, correlated 0.8, IN list 0.6, wide select 0.4: we do not see
+which columns the code reads). The index's columns are ordered the classic way:
 equality columns first, then the ORDER BY columns (when every filter is an equality),
 else at most one range column last.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -206,6 +208,19 @@ def findings(fp_id: str, sql: str, shape: Shape, plan: Plan | None,
                 ev = (f"{plan.method}: {access} on {scan.table} (~{rows:.0f} rows, planner "
                       f"expects {scan.rows:.0f} out: {selectivity:.1%})"
                       f"{' filter ' + (scan.filter or scan.detail) if scan.detail else ''}")
+            elif info.distinct:
+                # MySQL: no selectivity in the plan; the sampled distinct counts give it
+                # (equalities as independent, 1/distinct each; a range alone keeps 1/3)
+                eq = dict.fromkeys(p.column for p in use
+                                   if p.equality and p.column in info.distinct)
+                selectivity = math.prod(1.0 / max(1.0, info.distinct[c]) for c in eq) \
+                    if eq else 1.0 / 3.0
+                conf = 0.9 if selectivity <= 0.05 else 0.7 if selectivity <= 0.2 else 0.0
+                if conf == 0.0:
+                    continue  # the filter keeps most rows: a scan is right
+                f = min(0.95, 1.0 - selectivity)
+                ev = (f"{plan.method}: {scan.detail} (~{rows:.0f} rows, no index on "
+                      f"{cols[0]}; ~{selectivity:.1%} kept by sampled distinct values)")
             else:
                 equality = any(p.equality for p in use)
                 conf = 0.8 if scan.kind == "auto_index" else 0.7 if equality else 0.5

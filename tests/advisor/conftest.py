@@ -1,0 +1,23 @@
+"""Shared set-up of the advisor tests."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture()
+def orders_db(tmp_path: Path) -> Path:
+    """A SQLite file with ``orders`` (5 000 rows, ``customer_id`` unindexed, 700 values)."""
+    path = tmp_path / "shop.db"
+    conn = sqlite3.connect(path)
+    conn.executescript("""
+        CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INT, total INT);
+        WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000)
+        INSERT INTO orders SELECT i, i % 700, i % 90 FROM n;
+    """)
+    conn.commit()
+    conn.close()
+    return path
