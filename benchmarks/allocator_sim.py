@@ -279,7 +279,6 @@ def run_all(seed: int, phase_seconds: float, families: Sequence[str] = ()) -> di
 def report(all_seeds: dict[int, dict[str, Any]], phase_seconds: float) -> dict[str, bool]:
     seeds = sorted(all_seeds)
     first = all_seeds[seeds[0]]
-    keys = list(next(iter(first.values())))
     bars: dict[str, bool] = {}
     for key in first:
         dist, scen = key.split("/")
@@ -292,7 +291,7 @@ def report(all_seeds: dict[int, dict[str, Any]], phase_seconds: float) -> dict[s
               "| high shed | hi-shed-while-low-admitted | mean limit per phase |")
         print("|---|---|---|---|---|---|---|---|---|")
         best: dict[str, tuple[float, str]] = {}
-        for k in keys:
+        for k in first[key]:  # the rows differ by family (the static row names its workers)
             rs = [all_seeds[s][key][k] for s in seeds]
             gp = [statistics.mean(r["goodput"][i] for r in rs) for i in range(len(phases))]
             st = [max(r["settle"][i] for r in rs) for i in range(len(phases) - 1)]
