@@ -14,13 +14,13 @@ hash of the key, never the key), and the key-pattern folder's own bounded maps.
 
 from __future__ import annotations
 
-import collections
 import contextvars
 import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from pulsegate.backlog import Backlog
 from pulsegate.bounded import BoundedLRU
 from pulsegate.caches.keys import KeyPatterns
 from pulsegate.caches.stats import HOT_SAMPLE, PatternStats
@@ -68,9 +68,9 @@ class CacheMonitor:
         self.evictions = 0
         self._lock = threading.Lock()
         #: reads queued by :meth:`read_later`: (cache, key, hit, size, elapsed, at)
-        self.pending: collections.deque[tuple[str, Any, bool, int | None, float, float]] = \
-            collections.deque()
-        self._drain_lock = threading.Lock()
+        self.pending: Backlog[tuple[str, Any, bool, int | None, float, float]] = Backlog(
+            lambda item: self._read(*item),
+            lambda exc: self.faults.record("caches.drain", exc), MAX_PENDING)
         #: queries worth caching (pulsegate.caches.queries), when attached
         self.cacheable: Any = None
 
@@ -114,10 +114,7 @@ class CacheMonitor:
         thread, every 0.5 s, or the next reader of the counters): the calling thread
         pays an append and the request's tally. At :data:`MAX_PENDING` queued reads the
         caller drains the queue itself (no read is ever dropped)."""
-        pending = self.pending
-        if len(pending) >= MAX_PENDING:
-            self.drain()
-        pending.append((cache, key, hit, size, elapsed, self.clock()))
+        self.pending.put((cache, key, hit, size, elapsed, self.clock()))
         tally = request_tally()  # the request's own count (its headers), in line
         if tally is not None:
             if hit:
@@ -126,21 +123,9 @@ class CacheMonitor:
                 tally.cache_misses += 1
 
     def drain(self) -> int:
-        """Count the queued reads, oldest first; returns how many."""
-        pending = self.pending
-        done = 0
-        with self._drain_lock:
-            while pending:
-                try:
-                    item = pending.popleft()
-                except IndexError:  # another thread took the last one
-                    break
-                try:
-                    self._read(*item)
-                except Exception as exc:  # a fault in the counting: counted, never raised
-                    self.faults.record("caches.drain", exc)
-                done += 1
-        return done
+        """Count the queued reads, oldest first (a fault in the counting is counted,
+        never raised); returns how many."""
+        return self.pending.drain()
 
     def _read(self, cache: str, key: Any, hit: bool, size: int | None, elapsed: float,
               now: float) -> None:

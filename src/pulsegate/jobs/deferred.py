@@ -17,11 +17,10 @@ attributes) and :class:`~pulsegate.jobs.JobScope` ``.record`` stays None.
 
 from __future__ import annotations
 
-import collections
-import threading
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from pulsegate.backlog import Backlog
 from pulsegate.units import QUEUE
 
 if TYPE_CHECKING:
@@ -33,6 +32,7 @@ __all__ = ["MAX_PENDING", "DeferredJobs"]
 #: Items queued at most; the worker drains past it.
 MAX_PENDING = 4096
 
+
 class DeferredJobs:
     """The queue of one gate's job starts and ends, and its drain (into ``tracker``; a
     queue wait is learnt as at least ``min_wait_ms``, as inline)."""
@@ -41,48 +41,39 @@ class DeferredJobs:
         self._gate = weakref.ref(gate)
         self.tracker = tracker
         self.min_wait_ms = min_wait_ms
-        self.pending: collections.deque[tuple[Any, ...]] = collections.deque()
-        self.lock = threading.Lock()
+        self.pending: Backlog[tuple[Any, ...]] = Backlog(self._learn, self._fault, MAX_PENDING)
 
     def started(self, name: str, at: float, wait_ms: float | None) -> None:
         """A run of ``name`` began at wall time ``at`` after ``wait_ms`` queued."""
-        if len(self.pending) >= MAX_PENDING:
-            self.drain()
-        self.pending.append((name, at, wait_ms))
+        self.pending.put((name, at, wait_ms))
 
     def ended(self, run: UnitRun, closed: Closed, outcome: str,
               error: BaseException | str | None) -> None:
         """A closed run (:meth:`pulsegate.units.Units.close`) to learn."""
-        if len(self.pending) >= MAX_PENDING:
-            self.drain()
-        self.pending.append((run, closed, outcome, error))
+        self.pending.put((run, closed, outcome, error))
 
     def drain(self) -> int:
         """Learn what is queued, oldest first; returns how many items."""
+        if self._gate() is None:
+            return 0
+        return self.pending.drain()
+
+    def _learn(self, item: tuple[Any, ...]) -> None:
         gate = self._gate()
         if gate is None:
-            return 0
-        tracker, least = self.tracker, self.min_wait_ms
-        units = gate.units
-        pending = self.pending
-        done = 0
-        with self.lock:
-            while pending:
-                try:
-                    item = pending.popleft()
-                except IndexError:
-                    break
-                done += 1
-                try:
-                    if len(item) == 3:  # a start
-                        name, at, wait = item
-                        if wait is not None:
-                            units.record(QUEUE, name, wait if wait > least else least)
-                        tracker.started(name, at, wait)
-                    else:
-                        run, closed, outcome, error = item
-                        if units.learn(run, outcome, error, closed) is not None:
-                            tracker.finished(run.name, run.outcome or outcome)
-                except Exception as exc:  # never into the scheduler: counted
-                    gate.faults.record("jobs.drain", exc)
-        return done
+            return
+        if len(item) == 3:  # a start
+            name, at, wait = item
+            if wait is not None:
+                least = self.min_wait_ms
+                gate.units.record(QUEUE, name, wait if wait > least else least)
+            self.tracker.started(name, at, wait)
+        else:
+            run, closed, outcome, error = item
+            if gate.units.learn(run, outcome, error, closed) is not None:
+                self.tracker.finished(run.name, run.outcome or outcome)
+
+    def _fault(self, exc: Exception) -> None:
+        gate = self._gate()
+        if gate is not None:
+            gate.faults.record("jobs.drain", exc)
