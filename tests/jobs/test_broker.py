@@ -152,3 +152,42 @@ def test_an_rq_worker_leaves_the_signal_handlers_as_it_found_them(conn: redis.Re
     assert {s: signal.getsignal(s) for s in before} == before
 
 
+
+
+def test_celery_priority_lists_follow_the_transport_options() -> None:
+    """Keys as kombu's Redis transport names them: ``priority_steps``, ``sep`` and
+    ``global_keyprefix`` from ``broker_transport_options``; step 0 is the queue's list."""
+    import doctest
+
+    from pulsegate.jobs import celery as pg_celery
+
+    assert doctest.testmod(pg_celery).failed == 0
+    rows = pg_celery.priority_lists("mail", {"priority_steps": list(range(10)), "sep": ":",
+                                             "global_keyprefix": "app1_"})
+    assert [r.key for r in rows] == ["app1_mail"] + [f"app1_mail:{i}" for i in range(1, 10)]
+    assert rows[0].name == "mail" and not rows[0].optional
+    assert rows[9].name == "mail [priority 9]" and rows[9].optional
+    assert [r.key for r in pg_celery.priority_lists("mail", {})] == [
+        "mail", "mail\x06\x163", "mail\x06\x166", "mail\x06\x169"]
+
+
+def test_a_list_is_read_at_its_own_key_and_shown_once_it_held_a_message(
+        conn: redis.Redis) -> None:
+    from pulsegate.jobs.broker import QueueList
+
+    name = f"q{uuid.uuid4().hex[:8]}"
+    conn.lpush(f"{name}-low", b'{"headers": {}}')
+    try:
+        broker = BrokerQueues(conn, [QueueList(name, None),
+                                     QueueList(f"{name} low", f"{name}-low", optional=True),
+                                     QueueList(f"{name} high", f"{name}-high", optional=True)],
+                              CELERY)
+        gate = PulseGate(log_events=False)
+        try:
+            broker.poll(gate)
+        finally:
+            gate.close()
+        assert set(broker.stats()) == {name, f"{name} low"}
+        assert broker.stats()[f"{name} low"]["length"] == 1
+    finally:
+        conn.delete(f"{name}-low")

@@ -151,3 +151,36 @@ def test_a_queue_no_worker_reads_stalls_as_the_producer_sees_it(worker: Any) -> 
         client = broker.client if "broker" in locals() and broker is not None else None
         if client is not None:
             client.delete(dead)
+
+
+def test_a_low_priority_starved_in_its_own_list_stalls_under_its_name(worker: Any) -> None:
+    """Celery on Redis keeps a message sent with a priority in a list of its own
+    (kombu's ``<queue>\\x06\\x16<step>``): three priority-9 tasks on a queue nobody
+    consumes wait there, not in the queue's list. The watcher reads that list under
+    ``"<queue> [priority 9]"`` and flags its stall; the priority lists that never held a
+    message stay out of the stats."""
+    import uuid
+
+    from pulsegate.engine import PulseGate
+    from pulsegate.jobs.celery import watch_queues
+
+    tasks = worker
+    dead = f"nobody-{uuid.uuid4().hex[:8]}"
+    gate = PulseGate(log_events=False, queue_stall_seconds=1.0)
+    broker = None
+    try:
+        for i in range(3):
+            tasks.add.apply_async((i, i), queue=dead, priority=9)
+        broker = watch_queues(tasks.app, gate=gate, queues=[dead], interval=3600.0)
+        assert broker.poll(gate) == []
+        rows = gate.stats()["job_queues"]
+        assert rows[f"{dead} [priority 9]"]["length"] == 3
+        assert rows[dead]["length"] == 0  # the queue's own list is empty
+        assert f"{dead} [priority 3]" not in rows and f"{dead} [priority 6]" not in rows
+        time.sleep(1.2)
+        flagged = broker.poll(gate)
+        assert [i["endpoint"] for i in flagged] == [f"QUEUE {dead} [priority 9]"]
+    finally:
+        gate.close()
+        if broker is not None:
+            broker.client.delete(*(p.key for p in broker.probes))

@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from pulsegate.units import UnitGate
 
 __all__ = ["CELERY", "MAX_HEAD_BYTES", "MAX_QUEUES", "RQ", "BrokerQueues", "Layout",
-           "QueueProbe", "watch"]
+           "QueueList", "QueueProbe", "watch"]
 
 #: Queues sampled per broker at most (the rest are ignored, counted in ``dropped``).
 MAX_QUEUES = 32
@@ -78,6 +78,16 @@ CELERY = Layout("celery", "{}", -1)
 RQ = Layout("rq", "rq:queue:{}", 0)
 
 
+@dataclass(frozen=True)
+class QueueList:
+    """One Redis list to watch under ``name``: at ``key`` (None: the layout's key for
+    the name); ``optional`` lists are left out of the stats until they hold a message."""
+
+    name: str
+    key: str | None
+    optional: bool = False
+
+
 def _celery_published(head: bytes) -> float | None:
     """The ``pulsegate_published`` header of a Celery message (set by the producer's
     ``before_task_publish``), else None."""
@@ -95,12 +105,14 @@ class QueueProbe:
     """One queue's samples: its length, its head and since when, the learnt dwell of a
     head, and whether the current head stalls (see the module doc)."""
 
-    __slots__ = ("dwell", "floor_s", "head", "head_since", "layout", "length", "name",
+    __slots__ = ("dwell", "floor_s", "head", "head_since", "key", "layout", "length", "name",
                  "sampled_at", "stalled", "stalls")
 
-    def __init__(self, name: str, layout: Layout, floor_s: float) -> None:
+    def __init__(self, name: str, layout: Layout, floor_s: float,
+                 key: str | None = None) -> None:
         self.name = name
         self.layout = layout
+        self.key = layout.key_format.format(name) if key is None else key
         self.floor_s = floor_s
         self.dwell = JobRate()  # "starts" are head changes: its interval is a dwell
         self.length = 0
@@ -157,6 +169,10 @@ class QueueProbe:
         else:
             self.dwell.start(now, None)
 
+    def held_a_message(self) -> bool:
+        """Whether any sample found a message here (a head now or a dwell begun)."""
+        return self.head is not None or self.dwell.last_start is not None
+
     def stats(self) -> dict[str, Any]:
         return {"layout": self.layout.name, "length": self.length,
                 "head_age_s": None if self.head is None or self.sampled_at is None
@@ -169,15 +185,24 @@ class QueueProbe:
 class BrokerQueues:
     """The queues of one Redis broker watched for one gate: :meth:`poll` is the
     scheduler job (one pipeline per call; a broker that is down is counted in
-    ``errors`` and tried again at the next interval)."""
+    ``errors`` and tried again at the next interval).
 
-    def __init__(self, client: Any, queues: Iterable[str], layout: Layout,
+    ``queues`` are names (the key from the layout) or ``QueueList`` rows: a list shown
+    under its own name, kept out of the stats until it has held a message (a priority
+    list nobody publishes to)."""
+
+    def __init__(self, client: Any, queues: Iterable[str | QueueList], layout: Layout,
                  floor_s: float = 300.0) -> None:
-        names = list(dict.fromkeys(str(q) for q in queues))
+        by_name: dict[str, QueueList] = {}
+        for q in queues:
+            row = q if isinstance(q, QueueList) else QueueList(str(q), None)
+            by_name.setdefault(row.name, row)  # a name given twice: the first
+        rows = list(by_name.values())
         self.client = client
         self.layout = layout
-        self.probes = [QueueProbe(n, layout, floor_s) for n in names[:MAX_QUEUES]]
-        self.dropped = max(0, len(names) - MAX_QUEUES)
+        self.probes = [QueueProbe(r.name, layout, floor_s, r.key) for r in rows[:MAX_QUEUES]]
+        self.optional = {r.name for r in rows[:MAX_QUEUES] if r.optional}
+        self.dropped = max(0, len(rows) - MAX_QUEUES)
         self.errors = 0
         self.lock = threading.Lock()
 
@@ -185,9 +210,8 @@ class BrokerQueues:
         """(length, head) of each queue, in one round trip."""
         pipe = self.client.pipeline(transaction=False)
         for probe in self.probes:
-            key = self.layout.key_format.format(probe.name)
-            pipe.llen(key)
-            pipe.lindex(key, self.layout.oldest_index)
+            pipe.llen(probe.key)
+            pipe.lindex(probe.key, self.layout.oldest_index)
         replies = pipe.execute()
         return [(int(replies[i] or 0), replies[i + 1]) for i in range(0, len(replies), 2)]
 
@@ -222,7 +246,8 @@ class BrokerQueues:
 
     def stats(self) -> dict[str, Any]:
         with self.lock:
-            return {p.name: p.stats() for p in self.probes}
+            return {p.name: p.stats() for p in self.probes
+                    if p.name not in self.optional or p.held_a_message()}
 
 
 def _rq_enqueued(client: Any, job_id: bytes) -> float | None:
@@ -249,7 +274,8 @@ def watched(gate: Any) -> list[BrokerQueues]:
     return list(_WATCHED.get(gate, ()))
 
 
-def watch(gate: UnitGate, client: Any, queues: Iterable[str], layout: Layout = CELERY,
+def watch(gate: UnitGate, client: Any, queues: Iterable[str | QueueList],
+          layout: Layout = CELERY,
           interval: float = 10.0) -> BrokerQueues:
     """Watch ``queues`` of the Redis broker behind ``client`` (a redis-py client) for
     ``gate``: sampled every ``interval`` seconds on its scheduler, shown in

@@ -42,7 +42,8 @@ if TYPE_CHECKING:
     from pulsegate.engine import PulseGate
     from pulsegate.units import UnitRun
 
-__all__ = ["HEADER", "CeleryJobs", "instrument", "uninstrument", "watch_queues"]
+__all__ = ["HEADER", "CeleryJobs", "instrument", "priority_lists", "uninstrument",
+           "watch_queues"]
 
 #: The message header carrying the publish time (epoch seconds).
 HEADER = "pulsegate_published"
@@ -221,7 +222,11 @@ def watch_queues(app: Any, gate: PulseGate | None = None, queues: Any = None,
     """Sample the length and the oldest message of ``app``'s queues on a Redis broker
     (:mod:`pulsegate.jobs.broker`): ``queues`` default to the app's default queue and
     those of ``task_queues``. Any process may watch (a producer sees a stall with no
-    worker alive). None when the broker is not Redis."""
+    worker alive). None when the broker is not Redis.
+
+    Each queue is watched with its priority lists (:func:`priority_lists`): a message
+    sent with a priority waits in a list of its own, and a low priority starved by a
+    busy high one stalls there while the queue's main list keeps moving."""
     from pulsegate.jobs.broker import CELERY, watch
 
     url = str(app.conf.broker_url or "")
@@ -233,5 +238,33 @@ def watch_queues(app: Any, gate: PulseGate | None = None, queues: Any = None,
         names = [str(app.conf.task_default_queue or "celery")]
         names += [str(getattr(q, "name", q)) for q in (app.conf.task_queues or ())]
         queues = names
+    options = dict(app.conf.broker_transport_options or {})
+    lists = [row for q in dict.fromkeys(str(q) for q in queues)
+             for row in priority_lists(q, options)]
     client = redis.Redis.from_url(url)
-    return watch(gate if gate is not None else get_gate(), client, queues, CELERY, interval)
+    return watch(gate if gate is not None else get_gate(), client, lists, CELERY, interval)
+
+
+def priority_lists(queue: str, options: dict[str, Any]) -> list[Any]:
+    """The Redis lists kombu's Redis transport keeps for ``queue``, given the app's
+    ``broker_transport_options``: the queue's own list, and one per non-zero
+    ``priority_steps`` entry (default ``[0, 3, 6, 9]``) named
+    ``<queue><sep><step>`` (``sep`` default ``"\\x06\\x16"``), every key behind
+    ``global_keyprefix``. The priority lists are shown as ``"<queue> [priority N]"``
+    once they have held a message. (The layout is read from kombu's
+    ``kombu/transport/redis.py``, ``Channel._q_for_pri``, BSD licence.)
+
+    >>> [(r.name, r.key) for r in priority_lists("mail", {"priority_steps": [0, 5]})]
+    [('mail', 'mail'), ('mail [priority 5]', 'mail\\x06\\x165')]
+    """
+    from pulsegate.jobs.broker import QueueList
+
+    steps = options.get("priority_steps", (0, 3, 6, 9))
+    sep = str(options.get("sep", "\x06\x16"))
+    prefix = str(options.get("global_keyprefix", "") or "")
+    rows = [QueueList(queue, prefix + queue)]
+    for step in steps:
+        if step:
+            rows.append(QueueList(f"{queue} [priority {step}]", f"{prefix}{queue}{sep}{step}",
+                                  optional=True))
+    return rows
