@@ -133,7 +133,8 @@ def test_a_queue_draining_after_a_cut_is_not_taken_for_a_slow_dependency() -> No
             done, ahead = held.popleft()
             done.release(0.0008 * ahead)  # 0.8 ms per request in flight when it came
     assert a.baseline == pytest.approx(0.010)
-    assert a.limit <= 20
+    # steered to the 15 ms target: ~19 in flight (the limit less normal's 10 % reserve)
+    assert a.limit <= 22
 
 
 

@@ -5,8 +5,9 @@ control window by :class:`~pulsegate.control.qpolicy.QPolicy` (tabular Q-learnin
 
 Priority classes ``high`` > ``normal`` > ``low``. A class may fill only its share of
 ``L`` (high 100 %, normal 90 %, low 75 %; 80 % and 50 % once the last window's latency
-reached 0.8 x target, so low priority gives way first): the head-room above a lower
-class's share is kept for the classes above it, so a burst of high-priority work finds a slot without
+reached 0.8 x target, so low priority gives way first; the reserve rounded down, see
+:mod:`~pulsegate.control.allocator_shares`): the head-room above a lower class's share
+is kept for the classes above it, so a burst of high-priority work finds a slot without
 waiting for low-priority work to finish. When no slot is free a request waits in a
 bounded queue, best class first (FIFO within a class), for at most ``max_queue_wait``
 seconds; then it is shed. A full queue sheds its newest lowest-priority waiter to make
@@ -29,15 +30,13 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from pulsegate.control.allocator_shares import class_caps
 from pulsegate.control.autotarget import LatencyBaseline
 from pulsegate.control.qpolicy import CHANGE_COST, DECREASE, HOLD, INCREASE, QPolicy, encode
 from pulsegate.flow import Flow, run
 
 PRIORITIES = {"high": 0, "normal": 1, "low": 2}
 NAMES = ("high", "normal", "low")
-SHARES = (1.0, 0.9, 0.75)
-#: Shares once latency reached 0.8 x target: lower classes give way before the limit.
-SHARES_HOT = (1.0, 0.8, 0.5)
 
 
 class Ticket:
@@ -158,9 +157,7 @@ class ConcurrencyAllocator:
         return int(self._limit)
 
     def _compute_caps(self) -> tuple[int, int, int]:
-        lim = self._limit
-        shares = SHARES_HOT if self._hot else SHARES
-        return (max(1, int(lim)), max(1, int(lim * shares[1])), max(1, int(lim * shares[2])))
+        return class_caps(int(self._limit), self._hot)
 
     def _area(self, now: float) -> None:
         self._w_area += self.inflight * (now - self._w_last)
