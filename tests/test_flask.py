@@ -203,6 +203,73 @@ def test_streaming_response_finishes_after_last_chunk() -> None:
     assert records[0].route == "/stream" and records[0].duration_ms >= records[0].ttfb_ms
 
 
+def serve(app: Flask, path: str) -> tuple[Any, list[str]]:
+    """One request as a WSGI server makes it: the result as returned, then iterate and
+    close it; returns the result and the events seen ("returned", "read", "closed")."""
+    from werkzeug.test import create_environ
+
+    events: list[str] = []
+    result = app.wsgi_app(create_environ(path), lambda status, headers, exc=None: None)
+    events.append("returned")
+    try:
+        b"".join(result)
+        events.append("read")
+    finally:
+        result.close()
+        events.append("closed")
+    return result, events
+
+
+def test_a_buffered_response_is_finished_as_flask_returns_it_and_closed_as_before() -> None:
+    # A view's string/JSON/template response is a list inside werkzeug's ClosingIterator:
+    # the request ends as Flask returns it, the server gets werkzeug's own iterable and
+    # its close (the response's call_on_close callbacks) runs once, as without pulsegate.
+    app = make_app()
+    PulseGate(app)
+    records = records_of(app)
+    seen: list[int] = []
+
+    @app.get("/closing")
+    def closing() -> Response:
+        response = Response("done")
+        response.call_on_close(lambda: seen.append(len(records)))
+        return response
+
+    result, _ = serve(app, "/closing")
+    assert type(result).__name__ == "ClosingIterator"  # werkzeug's, not wrapped
+    assert seen == [1]  # the request was already learned when the server closed it
+    assert len(records) == 1 and records[0].status == 200 and records[0].route == "/closing"
+
+
+def test_a_streamed_response_is_still_measured_to_its_last_chunk_and_its_error_recorded(
+) -> None:
+    app = make_app()
+    PulseGate(app)
+    records = records_of(app)
+    finished_at: list[int] = []
+
+    @app.get("/slow-stream")
+    def slow_stream() -> Response:
+        def gen() -> Iterator[str]:
+            yield "a"
+            finished_at.append(len(records))  # not finished while still streaming
+            yield "b"
+        return Response(gen())
+
+    @app.get("/broken-stream")
+    def broken_stream() -> Response:
+        def gen() -> Iterator[str]:
+            yield "a"
+            raise ValueError("mid-stream")
+        return Response(gen())
+
+    serve(app, "/slow-stream")
+    assert finished_at == [0] and len(records) == 1 and records[0].status == 200
+    with pytest.raises(ValueError):
+        serve(app, "/broken-stream")
+    assert len(records) == 2 and records[1].status == 500 and records[1].error == "ValueError"
+
+
 def test_rejection_from_admit_becomes_the_response() -> None:
     app = make_app()
     PulseGate(app)

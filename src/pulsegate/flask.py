@@ -21,9 +21,12 @@ initialised on the app (before or after pulsegate) its engines are instrumented 
 from __future__ import annotations
 
 import weakref
+from collections.abc import Iterable
 from typing import Any
 
 from flask import Flask, current_app, got_request_exception
+from werkzeug.wrappers import Response
+from werkzeug.wsgi import ClosingIterator
 
 from pulsegate.config import Config, ConfigError
 from pulsegate.cycle import record_view_error
@@ -158,6 +161,25 @@ class _FlaskMiddleware(PulseGateWSGIMiddleware):
         self._flask = weakref.ref(app)
         if app not in _instrumented:
             self.on_first_request = self._instrument
+
+    @staticmethod
+    def body_is_complete(result: Iterable[bytes]) -> bool:
+        """A list or tuple, or the body of a buffered werkzeug ``Response`` -- what a
+        view returning a string, a template or JSON gives: werkzeug's
+        ``ClosingIterator`` whose last callback is the response's own ``close`` and whose
+        body is a list (``Response.is_sequence``). Iterating it only encodes those
+        items, so the request finishes as Flask returns it, without wrapping the body
+        (saves ≈ 150 bytecodes a request: ``benchmarks/bytecodes.py flask``). A streamed
+        response (a generator) is not complete and is measured to its last chunk.
+        Reads werkzeug's private ``_callbacks``: another werkzeug only loses the
+        shortcut."""
+        if type(result) is not ClosingIterator:
+            return isinstance(result, (list, tuple))
+        try:
+            response = result._callbacks[-1].__self__  # type: ignore[attr-defined]
+        except (AttributeError, IndexError, TypeError):
+            return False
+        return isinstance(response, Response) and response.is_sequence
 
     def _instrument(self) -> None:
         app = self._flask()

@@ -12,23 +12,27 @@ Timeline of one request (the steps of a :class:`~pulsegate.cycle.RequestCycle`):
   When the app calls it a second time with ``exc_info`` (an error after the headers
   were chosen, PEP 3333), the status is updated and the same pulsegate headers are
   appended again, never duplicated into the first list.
-* The full duration ends when the body is exhausted or the server closes the response
-  iterable, whichever comes first, and the request is finished exactly once. So a
+* The full duration ends when the body is complete: at once when the app returns a body
+  it has already made whole (a list or tuple; the Flask middleware adds werkzeug's
+  buffered responses), else when the body is exhausted or the server closes the response
+  iterable, whichever comes first. The request is finished exactly once. So a
   streaming generator is measured to its last chunk, a client that disconnects
   mid-response still finishes the request (servers call ``close()`` then too), and a
   caller that reads the body but never calls ``close()`` -- werkzeug's and Flask's test
   client without ``buffered=True``, a careless server -- still has its requests learned.
-* A body is passed on as cheaply as that allows. A list or tuple is copied into a list
-  (it keeps its ``len()``, so servers that derive ``Content-Length`` from a one-item
-  list still do) whose iterator notices the end. An instance of the server's own
+* A body is passed on as cheaply as that allows. A complete body is returned *as is*:
+  the request already ended, so there is nothing to notice or chain (the server closes
+  it if it has a ``close``, and a one-item list keeps the ``len()`` that wsgiref derives
+  ``Content-Length`` from). An instance of the server's own
   ``wsgi.file_wrapper`` is returned *as is*, only its ``close`` chained to ours, so the
   server keeps its ``sendfile`` fast path (it never iterates it in Python, and always
-  closes it). Anything else -- werkzeug's and Flask's responses, generators -- is
+  closes it). Anything else -- streamed werkzeug and Flask responses, generators -- is
   wrapped in a generator of our own that finishes the request when it runs out.
 * An error raised while the body is produced is the request's error (status 500 in
   the record, the response already started is untouched). A wrapped generator sees
-  it directly; for the others it is the exception the server is handling when it
-  closes the body (see ``_Exchange.close``).
+  it directly; for the server's file wrapper it is the exception the server is handling
+  when it closes the body (see ``_Exchange.close``). A complete body produces nothing
+  more, and its own ``close()`` is the server's business with the app.
 * A rejected request (429 / 503) gets the cycle's rejection response instead of the app.
 * The dashboard and the Prometheus metrics path (when configured) are answered before
   anything is measured, as the ASGI middleware does: neither measured nor rate limited.
@@ -39,7 +43,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
-from itertools import chain, islice
+from itertools import chain
 from types import TracebackType
 from typing import Any
 
@@ -108,18 +112,14 @@ class _Body:
         self._exchange.close()
 
 
-class _Exchange(list[bytes]):
+class _Exchange:
     """One request, as the adapter sees it: ``start_response`` wrapped (the bound method
-    the app is given), ``close`` (which finishes the request) and ``get`` (its request
-    headers: the exchange is the request's ``RequestInfo.headers``). When the app's body
-    is a list or tuple -- a framework's buffered response, the common case -- the body
-    is copied into this list and the exchange is what the server gets: making one runs
-    no Python code, the server iterates and measures it in C, and servers that set
-    ``Content-Length`` from ``len(result) == 1`` (wsgiref) still do. Any other body
-    keeps its own identity and iteration: only its ``close`` is chained to this one.
+    the app is given), ``close`` (which finishes the request, chained to a body's own)
+    and ``get`` (its request headers: the exchange is the request's
+    ``RequestInfo.headers``).
 
-    One object per request instead of a closure, its cells, a body wrapper and a headers
-    view. ``_cycle`` is the request's cycle while it is live and None once it finished;
+    One object per request instead of a closure, its cells and a headers view.
+    ``_cycle`` is the request's cycle while it is live and None once it finished;
     finishing lets go of it (its context refers back to the exchange through its
     headers): no reference cycle outlives the request. (None, not a deleted attribute:
     a caught ``AttributeError`` costs more than the rest of the adapter's step.)"""
@@ -169,29 +169,19 @@ class _Exchange(list[bytes]):
         of the request. A server that swallows the error before closing (uWSGI) leaves
         the request with the status it started with."""
         cycle = self._cycle
+        close = self._close
+        self._close = None  # the app's object and this one refer to each other
         if cycle is None:  # finished already (the body ran out) or closed twice
-            if self:
-                self.clear()
-            close = self._close
             if close is not None:  # the app's own close is still owed to it
-                self._close = None
                 close()
             return
         # The request's context refers back to this exchange (its headers) and may
-        # outlive the request (listeners, the query-sink variable): let go of it, and of
-        # the body the server has sent.
+        # outlive the request (listeners, the query-sink variable): let go of it.
         self._cycle = None
-        close = self._close
-        if close is None:  # a list body: nothing of the app's to close
-            self.clear()
-            cycle.close()
-            return
-        if self:
-            self.clear()
         failure = _exception()
         try:
-            self._close = None  # the app's object and this one refer to each other
-            close()
+            if close is not None:
+                close()
         except BaseException as exc:
             cycle.error(exc)
             raise
@@ -201,29 +191,14 @@ class _Exchange(list[bytes]):
             else:
                 cycle.error(failure)
 
-
     def exhausted(self) -> None:
         """The body ran out: finish the request now (the server's ``close()``, if it
         comes, then only closes the app's iterable). Once per request."""
         cycle = self._cycle
         if cycle is None:
             return
-        self._cycle = None  # the list is not cleared: wsgiref sizes a one-chunk body by
-        cycle.close()       # len() after this
-
-    def __iter__(self) -> Iterator[bytes]:
-        # A list body was produced in full before the server saw it: the request ends
-        # as its last chunk is handed over, whether or not close() follows (a test
-        # client reads no further). The chunks before it pass in C.
-        last = len(self) - 1
-        if last > 0:
-            yield from islice(list.__iter__(self), last)
-        if last < 0:
-            self.exhausted()
-            return
-        chunk = self[last]
-        self.exhausted()
-        yield chunk
+        self._cycle = None
+        cycle.close()
 
     def content_length(self) -> int | None:
         """The response's Content-Length as the app set it, or None (also when spelt in
@@ -239,10 +214,6 @@ class _Exchange(list[bytes]):
             return int(value)
         except ValueError:
             return None
-
-
-def _nothing_to_close() -> None:
-    """The app's body has no ``close`` of its own (ours still checks for an error)."""
 
 
 _NOT_THE_REQUESTS = (OSError, GeneratorExit)
@@ -333,6 +304,15 @@ class PulseGateWSGIMiddleware:
             cycle.close(status)
         return [body]
 
+    @staticmethod
+    def body_is_complete(result: Iterable[bytes]) -> bool:
+        """Whether the app's body ``result`` is already whole when the app returns it, so
+        that the request can finish then: a list or tuple. The server gets it as the app
+        made it, a subclass with its own ``__iter__`` and ``close`` too (an error in
+        those is then the server's, not recorded as the request's). The Flask middleware
+        adds werkzeug's buffered responses."""
+        return isinstance(result, (list, tuple))
+
     def _proceed(self, cycle: RequestCycle, exchange: _Exchange, environ: Environ,
                  start_response: StartResponse) -> Iterable[bytes]:
         """Call the app through the exchange, and pass its body on as cheaply as it
@@ -345,16 +325,27 @@ class PulseGateWSGIMiddleware:
             exchange._cycle = None  # (see _Exchange.close)
             cycle.error(exc)
             raise
-        if type(result) is list:  # the common case, first
-            exchange.extend(result)
-            exchange._close = None
-            return exchange
+        if type(result) is list or self.body_is_complete(result):
+            # The whole body is in hand (the common case): the request ends here, and the
+            # body goes to the server as the app made it -- nothing to notice or chain.
+            exchange._cycle = None  # (see _Exchange.close)
+            cycle.close()
+            return result
         try:
-            exchange._close = getattr(result, "close", None) or _nothing_to_close
+            exchange._close = getattr(result, "close", None)
         except Exception as exc:  # a body whose attributes cannot be read (fail open)
             self.gate.faults.record("wsgi.body", exc)
-            exchange._close = _nothing_to_close
+            exchange._close = None
             return _Body(result, exchange)
+        if type(result) is environ.get("wsgi.file_wrapper"):
+            # The server's own file wrapper, returned as is, its close() leading to ours:
+            # the server keeps its sendfile path, and closes the object it recognised.
+            try:
+                result.close = exchange.close  # type: ignore[attr-defined]
+                return result
+            except (AttributeError, TypeError):  # this object refused it after all
+                pass
+        return _Body(result, exchange)
         if type(result) is environ.get("wsgi.file_wrapper"):
             # The server's own file wrapper, returned as is, its close() leading to ours:
             # the server keeps its sendfile path, and closes the object it recognised.
