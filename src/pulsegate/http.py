@@ -121,8 +121,11 @@ def environ_header_names(environ: Mapping[str, Any]) -> list[str]:
 
     >>> environ_header_names({"HTTP_X_SESSION_TOKEN": "t", "REMOTE_USER": "al", "PATH_INFO": "/"})
     ['x-session-token', 'cgi:remote_user']
+    >>> environ_header_names({"CONTENT_TYPE": "text/plain", "CONTENT_LENGTH": ""})
+    ['content-type']
     """
     names = [k[5:].lower().replace("_", "-") for k in environ if k.startswith("HTTP_")]
-    names += [k.lower() for k in ("CONTENT_TYPE", "CONTENT_LENGTH") if environ.get(k)]
+    names += [k.lower().replace("_", "-") for k in ("CONTENT_TYPE", "CONTENT_LENGTH")
+              if environ.get(k)]
     names += ["cgi:" + k.lower() for k in _CGI_IDENTITY if environ.get(k)]
     return names

@@ -18,7 +18,7 @@ from pulsegate.engine import PulseGate
 #: The headers httpx (and werkzeug's test client) send on their own: every other one is the test's.
 CLIENT_DEFAULTS = frozenset({"host", "accept", "accept-encoding", "connection", "user-agent",
                              "content-length"})
-ROUTES = ["/items/{id}", "/me", "/cookie", "/private", "/random", "/big", "/missing"]
+ROUTES = ["/items/{id}", "/me", "/cookie", "/private", "/random", "/big", "/missing", "/link"]
 
 
 class Shop:
@@ -80,7 +80,14 @@ class Shop:
             produced("missing")
             return PlainTextResponse("gone", status_code=404)
 
+        async def link(request: Request) -> Response:
+            produced("link")  # an absolute link, from the Host the client sent (or the
+            # proxy's X-Forwarded-Host, as Django's USE_X_FORWARDED_HOST or ProxyFix do)
+            host = request.headers.get("x-forwarded-host") or request.headers["host"]
+            return PlainTextResponse(f"see http://{host}{request.url.path}")
+
         app = Starlette(routes=[
+            Route("/link", link),
             Route("/items/{id}", item, methods=["GET"]),
             Route("/items/{id}", put_item, methods=["PUT"]),
             Route("/me", me), Route("/cookie", cookie), Route("/private", private),

@@ -63,3 +63,49 @@ def generated(n: int, seed: int = 22) -> list[str]:
         name = "".join(c.upper() if rng.random() < 0.3 else c for c in name)
         out.add(name)
     return sorted(out)
+
+
+#: Whole request header sets of ordinary clients, captured on loopback (2026-12-07) by a
+#: server printing the names it received: headless Chromium (Debian's package) loading
+#: a page (navigation), its image, its ``fetch()`` and an ``XMLHttpRequest``, and the
+#: default requests of curl, urllib, requests and httpx. Not used to write
+#: ``KNOWN_HEADERS`` (held out: captured after the list was written).
+CLIENT_SETS = {
+    "chromium navigation": ("host", "connection", "sec-ch-ua", "sec-ch-ua-mobile",
+                            "sec-ch-ua-platform", "upgrade-insecure-requests", "user-agent",
+                            "accept", "sec-fetch-site", "sec-fetch-mode", "sec-fetch-user",
+                            "sec-fetch-dest", "accept-encoding", "accept-language"),
+    "chromium fetch/img": ("host", "connection", "sec-ch-ua-platform", "user-agent",
+                           "sec-ch-ua", "sec-ch-ua-mobile", "accept", "sec-fetch-site",
+                           "sec-fetch-mode", "sec-fetch-dest", "referer", "accept-encoding",
+                           "accept-language"),
+    "chromium xhr": ("host", "connection", "sec-ch-ua-platform", "x-requested-with",
+                     "user-agent", "sec-ch-ua", "sec-ch-ua-mobile", "accept",
+                     "sec-fetch-site", "sec-fetch-mode", "sec-fetch-dest", "referer",
+                     "accept-encoding", "accept-language"),
+    "curl": ("host", "user-agent", "accept"),
+    "urllib": ("accept-encoding", "host", "user-agent", "connection"),
+    "requests": ("host", "user-agent", "accept-encoding", "accept", "connection"),
+    "httpx": ("host", "accept", "accept-encoding", "connection", "user-agent"),
+}
+
+#: What a proxy in front adds, from each one's documentation (nginx: the usual
+#: ``proxy_set_header`` lines; Cloudflare "HTTP request headers"; CloudFront "Add
+#: CloudFront request headers"; ALB "HTTP headers and Application Load Balancers";
+#: Google Cloud "External Application Load Balancer overview"; Heroku "HTTP routing";
+#: Fly.io "Request headers"). ``None``: straight to the app.
+PROXY_HEADERS = {
+    "none": (),
+    "nginx": ("x-real-ip", "x-forwarded-for", "x-forwarded-proto"),
+    "cloudflare": ("cf-connecting-ip", "cf-ipcountry", "cf-ray", "cf-visitor", "cdn-loop",
+                   "x-forwarded-for", "x-forwarded-proto"),
+    "cloudfront": ("via", "x-amz-cf-id", "x-forwarded-for", "cloudfront-viewer-country",
+                   "cloudfront-is-mobile-viewer"),
+    "aws alb": ("x-forwarded-for", "x-forwarded-proto", "x-forwarded-port", "x-amzn-trace-id"),
+    "google lb": ("via", "x-forwarded-for", "x-forwarded-proto", "x-cloud-trace-context",
+                  "traceparent"),
+    "heroku": ("x-forwarded-for", "x-forwarded-proto", "x-forwarded-port", "x-request-id",
+               "x-request-start", "via", "connect-time", "total-route-time"),
+    "fly.io": ("fly-client-ip", "fly-forwarded-port", "fly-region", "fly-request-id", "via",
+               "x-forwarded-for", "x-forwarded-proto", "x-forwarded-port"),
+}

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from cache_shop import Shop
 from credential_names import generated
+from test_rules import UNWORDED
 
 from pulsegate import ConfigError, cli
 from pulsegate.config import Config
@@ -117,8 +118,10 @@ async def test_requests_with_credentials_are_never_cached_unless_configured() ->
 
 
 async def test_an_app_knowing_users_by_a_header_the_cache_does_not_know_shares_nothing() -> None:
-    # (fail-closed: X-Session-Token, X-Forwarded-User ... look like credentials)
-    names = [*generated(30, seed=7), "X-Session-Token", "X-Forwarded-User", "X-Hasura-User-Id"]
+    # (fail-closed: X-Session-Token, X-Forwarded-User ... look like credentials, and
+    # X-Ticket, X-Who ... are headers the cache does not know)
+    names = [*generated(30, seed=7), "X-Session-Token", "X-Forwarded-User", "X-Hasura-User-Id",
+             *UNWORDED]
     shop = Shop()
     for name in names:  # alice long enough to be learnt, then bob: his own page
         for user in ["alice"] * 14 + ["bob"] * 3:
@@ -128,6 +131,30 @@ async def test_an_app_knowing_users_by_a_header_the_cache_does_not_know_shares_n
     stats = shop.gate.stats()["response_cache"]
     assert stats["hits"] == stats["stored"] == 0
     assert sum(stats["refused"].values()) == 17 * len(names)
+
+
+async def test_a_header_named_in_ignore_is_cached_unkeyed() -> None:
+    shop = Shop(response_cache_ignore=["x-request-uuid"])
+    await shop.learn("/items/1", headers={"x-request-uuid": "a1"})
+    r = await shop.get("/items/1", headers={"x-request-uuid": "b2"})
+    assert cached(r) and r.text == "item apple"
+    r = await shop.get("/items/1", headers={"x-request-uuid": "b2", "x-ticket": "t"})
+    assert not cached(r)  # (any other unknown header still refuses it)
+
+
+async def test_a_forged_host_only_ever_gets_and_poisons_its_own_entry() -> None:
+    shop = Shop()
+    await shop.learn("/link", headers={"host": "shop.example"})
+    for header in ("host", "x-forwarded-host"):
+        # an attacker's request: its page links to its host, and is never served to others
+        forged = {"host": "shop.example", header: "evil.example"}
+        for _ in range(15):
+            r = await shop.get("/link", headers=forged)
+            assert "evil.example" in r.text
+        for _ in range(5):
+            r = await shop.get("/link", headers={"host": "shop.example"})
+            assert r.text == "see http://shop.example/link"
+            assert cached(r) or shop.gate.stats()["response_cache"]["audits"] > 0
 
 
 async def test_refusals_by_header_name_are_counted_in_bounded_memory() -> None:

@@ -186,9 +186,12 @@ def test_two_worker_processes_share_entries_and_invalidations(redis_service: Any
     try:
         wait_port(port)
         wsgi, gate = build(redis_service.url, prefix, items)
-        # (both clients httpx: the same accept/accept-encoding, which key the entries)
-        a = httpx.Client(transport=httpx.WSGITransport(app=wsgi), base_url="http://a")
-        b = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5)
+        # (both clients httpx: the same accept/accept-encoding, which key the entries;
+        # the same Host, as behind one load balancer: the host keys them too)
+        host = {"host": "shop.example"}
+        a = httpx.Client(transport=httpx.WSGITransport(app=wsgi), base_url="http://a",
+                         headers=host)
+        b = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5, headers=host)
         for _ in range(12):  # A learns the route and stores the entry
             assert a.get("/items/1").text == "item apple"
         gate.control.cache.store.flush()

@@ -18,6 +18,7 @@ from pulsegate.config_checks import (
     number,
 )
 from pulsegate.config_sections.base import DAY_S, MILLION, Section, option, refuse_unknown_keywords
+from pulsegate.respcache.rules import looks_like_credential
 
 _TARGET = ("a route ('GET /items/{id}', '/items/{id}') or a path prefix ending in '*' "
            "('/items*', 'GET /items*')")
@@ -54,6 +55,16 @@ def _vary(key: str, value: Any) -> tuple[str, ...]:
             raise ConfigError(key, value, allowed)
         out.append(low)
     return tuple(dict.fromkeys(out))
+
+
+def _ignore(key: str, value: Any) -> tuple[str, ...]:
+    names = _vary(key, value)
+    for name in names:
+        if looks_like_credential(name):
+            raise ConfigError(key, value, "request header names that identify nobody and "
+                              f"change no page ({name!r} looks like a credential: name it "
+                              "in response_cache_vary, which keys entries by its value)")
+    return names
 
 
 def _storage(key: str, value: Any) -> str:
@@ -109,9 +120,14 @@ class ResponseCacheConfig(Section):
         "latency) below which it is not worth caching.", number(0, 3_600_000))
     response_cache_vary: tuple[str, ...] = option(
         ("accept", "accept-encoding", "accept-language"), "Request headers whose values "
-        "key the entries; a request with a header that looks like a credential "
-        "(Authorization, Cookie, X-Session-Token, X-Api-Key ...) is cached only if that "
-        "header is named here (then per value: never across users).", _vary)
+        "key the entries. A request with a header the cache does not know (not HTTP's, "
+        "a browser's, a tracer's or a proxy's own: Authorization, Cookie, X-Api-Key, "
+        "X-Ticket ...) is cached only if that header is named here (then per value: "
+        "never across users) or in response_cache_ignore.", _vary)
+    response_cache_ignore: tuple[str, ...] = option(
+        (), "Request headers that identify nobody and change no page (a proxy's or "
+        "client library's own): a request carrying them may still be cached, unkeyed by "
+        "them. A credential-like name is refused here.", _ignore)
     response_cache_invalidate: Mapping[str, tuple[str, ...]] = option(
         dict, "Write target -> targets it invalidates ('PUT /items/{id}': ['$path', "
         "'/items']; '$path': the write's own path); "

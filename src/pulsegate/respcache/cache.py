@@ -90,6 +90,8 @@ class ResponseCache:
         self.rules = {Target(k): tuple(Target(t) for t in v)
                       for k, v in c.response_cache_invalidate.items()}
         self.vary = c.response_cache_vary
+        #: Header names a request may carry besides those the rules know (keyed or not).
+        self.passed = frozenset((*self.vary, *c.response_cache_ignore))
         self.ttl = c.response_cache_ttl
         self.stale = c.response_cache_stale_seconds
         self.threshold = c.response_cache_prediction_threshold
@@ -131,7 +133,7 @@ class ResponseCache:
         path = info.path
         if not any(t.matches("GET", path, route) for t in self.allowed):
             return None
-        refusal = request_refusal(info.headers, self.vary)
+        refusal = request_refusal(info.headers, self.passed)
         if refusal is not None or len(path) + len(info.query_string) > MAX_URL:
             self._refuse("request " + (refusal or "url length"))
             return None

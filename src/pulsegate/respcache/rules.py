@@ -3,14 +3,18 @@
 A request may use the cache (be served from it, or have its response learnt) only if
 
 * its method is GET;
-* it carries no header that looks like a credential -- ``Authorization``, ``Cookie``,
-  and any whose name has one of :data:`CREDENTIAL_WORDS` in it (``X-Session-Token``,
-  ``X-Api-Key``, ``X-Forwarded-User``, ``X-Hub-Signature`` ...: fail-closed, an
-  unknown way to say who the user is counts as one) -- unless ``response_cache_vary``
-  names that header, in which case its value (digested) is part of the key: one
-  user's entry can never answer another's request. Nor a WSGI request whose server
-  authenticated the client (``REMOTE_USER``, ``AUTH_TYPE``, a client certificate), nor
-  one whose header names cannot be read;
+* every header it carries is one the cache understands (fail-closed): a header of
+  :data:`KNOWN_HEADERS` (HTTP's own, the browser's ``Sec-*``, tracing, proxies' and
+  CDNs' informational headers: none says who the user is), one named in
+  ``response_cache_vary`` (its value, digested, is then part of the key: one user's
+  entry can never answer another's request) or in ``response_cache_ignore`` (the app
+  says it identifies nobody and changes nothing). Any other header with a value --
+  ``Authorization``, ``Cookie``, ``X-Api-Key``, but also ``X-Ticket`` or ``X-Who``,
+  which no word list recognises -- refuses the request. Nor a WSGI request whose
+  server authenticated the client (``REMOTE_USER``, ``AUTH_TYPE``, a client
+  certificate), nor one whose header names cannot be read. The headers of
+  :data:`ALWAYS_KEYED` (``Host``, ``X-Forwarded-Host`` ...: a page may print them in
+  its links) are always part of the key;
 * it does not ask for a fresh answer (``Cache-Control: no-cache``/``no-store``,
   ``Pragma: no-cache``), nor for a conditional or partial one (``If-None-Match``,
   ``If-Modified-Since``, ``Range``: the app answers those itself).
@@ -30,25 +34,68 @@ of ``no-store``, ``private``, ``no-cache`` and no ``max-age=0``/``s-maxage=0``, 
     5.0
     >>> [looks_like_credential(n) for n in ("X-Session-Token", "x_apikey", "user-agent")]
     [True, True, False]
+    >>> [understood(n) for n in ("sec-ch-ua-arch", "traceparent", "x-ticket")]
+    [True, True, False]
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["CREDENTIAL_WORDS", "credential_header", "freshness", "looks_like_credential",
-           "request_key", "request_refusal", "response_refusal", "stored_headers"]
+__all__ = ["ALWAYS_KEYED", "CREDENTIAL_WORDS", "KNOWN_HEADERS", "freshness",
+           "looks_like_credential", "request_key", "request_refusal", "response_refusal",
+           "stored_headers", "understood", "unknown_header"]
+
+#: Request headers the cache understands: they say nothing of who the user is, and a
+#: page does not change with them unless ``response_cache_vary`` names them (the
+#: response's own ``Vary`` is checked too). Written from the specifications and the
+#: vendors' documentation, not from traffic: RFC 9110/9111/9218 request fields (not
+#: ``From``: a user's e-mail address), Fetch metadata and client hints (the
+#: ``sec-ch-`` prefix, RFC 8942), W3C Trace Context and Baggage, B3, Jaeger, Datadog,
+#: Sentry, AWS X-Ray, Google Cloud Trace, and the informational headers nginx,
+#: Cloudflare, CloudFront, AWS ALB, Google's load balancer, Heroku and Envoy add.
+KNOWN_HEADERS = frozenset({
+    # RFC 9110 / 9111 / 9218 / 6454, the browser's own
+    "accept", "accept-charset", "accept-encoding", "accept-language", "cache-control",
+    "pragma", "connection", "keep-alive", "te", "upgrade", "user-agent", "referer",
+    "origin", "expect", "max-forwards", "via", "content-type", "content-length",
+    "if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "if-range",
+    "range", "priority", "dnt", "sec-gpc", "upgrade-insecure-requests", "save-data",
+    "device-memory", "dpr", "viewport-width", "width", "downlink", "ect", "rtt",
+    "sec-fetch-dest", "sec-fetch-mode", "sec-fetch-site", "sec-fetch-user",
+    "sec-purpose", "purpose", "x-requested-with",
+    # tracing and request ids
+    "traceparent", "tracestate", "baggage", "b3", "x-b3-traceid", "x-b3-spanid",
+    "x-b3-parentspanid", "x-b3-sampled", "x-b3-flags", "uber-trace-id",
+    "x-datadog-trace-id", "x-datadog-parent-id", "x-datadog-sampling-priority",
+    "x-datadog-origin", "x-datadog-tags", "sentry-trace", "x-amzn-trace-id",
+    "x-cloud-trace-context", "x-request-id", "x-correlation-id", "newrelic",
+    # proxies, load balancers and CDNs (the client's address is not a credential)
+    "x-forwarded-for", "x-real-ip", "true-client-ip", "cdn-loop", "x-request-start",
+    "connect-time", "total-route-time", "cf-connecting-ip", "cf-ipcountry", "cf-ray",
+    "cf-visitor", "x-amz-cf-id", "cloudfront-viewer-country", "cloudfront-forwarded-proto",
+    "cloudfront-is-desktop-viewer", "cloudfront-is-mobile-viewer",
+    "cloudfront-is-tablet-viewer", "cloudfront-is-smarttv-viewer",
+    "x-envoy-expected-rq-timeout-ms", "x-envoy-attempt-count", "x-envoy-external-address",
+    "x-envoy-internal", "x-envoy-decorator-operation"})
+#: Request headers a page may print (absolute links, redirects): always part of the
+#: key, so a request with a forged ``Host`` or ``X-Forwarded-Host`` only ever gets --
+#: and only ever poisons -- its own entry (web cache poisoning by unkeyed headers).
+ALWAYS_KEYED = ("host", "forwarded", "x-forwarded-host", "x-forwarded-proto",
+                "x-forwarded-port", "x-forwarded-prefix")
+_KNOWN = KNOWN_HEADERS | frozenset(ALWAYS_KEYED)
+#: Browsers' client hints, a family that grows (``Sec-`` names no page script can set).
+_KNOWN_PREFIXES = ("sec-ch-",)
 
 #: Words in a request header's name that say it may carry who the user is (compared
 #: with the name's letters and digits only: ``X-Api-Key``, ``x_apikey`` and
-#: ``X-APIKEY`` all have ``key``). Such a request is never cached unless the header is
-#: named in ``response_cache_vary`` (and then keyed by its value). Broad on purpose:
-#: a header wrongly taken for a credential costs hits, one wrongly taken for none
-#: could share a user's page with another.
+#: ``X-APIKEY`` all have ``key``). Such a header cannot be put in
+#: ``response_cache_ignore`` (configuration check): only keyed, by
+#: ``response_cache_vary``. (Requests are refused for any header not understood.)
 CREDENTIAL_WORDS = (
     "auth", "token", "sess", "cookie", "key", "secret", "passw", "pwd", "signature",
     "signed", "credential", "cert", "sslclient", "jwt", "bearer", "assertion", "oidc",
@@ -78,37 +125,47 @@ def looks_like_credential(name: str) -> bool:
     return _WORDS.search(squashed) is not None
 
 
-def credential_header(headers: Any, vary: tuple[str, ...]) -> str | None:
+def understood(name: str) -> bool:
+    """Whether a lower-case request header name is one :data:`KNOWN_HEADERS` names."""
+    return name in _KNOWN or name.startswith(_KNOWN_PREFIXES)
+
+
+def unknown_header(headers: Any, passed: Collection[str]) -> str | None:
     """The first header of ``headers`` (a view with ``get(name)`` and ``names()``) that
-    looks like a credential and is not keyed by ``vary``, or None. A ``cgi:`` name (a
-    server's own authentication, :func:`pulsegate.http.environ_header_names`) always
-    counts; a header with an empty value identifies nobody. A view that cannot list
-    its names counts as one that has a credential (fail-closed)."""
+    the cache does not understand (:func:`understood`) and ``passed`` (the
+    ``response_cache_vary`` and ``response_cache_ignore`` names) does not name, or
+    None. A ``cgi:`` name (a server's own authentication,
+    :func:`pulsegate.http.environ_header_names`) always counts; a header with an empty
+    value says nothing. A view that cannot list its names counts as one that has such
+    a header (fail-closed)."""
     names = getattr(headers, "names", None)
     if names is None:
         return "unlisted headers"
     get = headers.get
     name: str
     for name in names():
-        if name in vary or not looks_like_credential(name):
+        if name.startswith("cgi:"):
+            return name
+        if name in passed or name in _KNOWN or name.startswith(_KNOWN_PREFIXES):
             continue
-        if name.startswith("cgi:") or get(name):
+        if get(name):
             return name
     return None
 
 
-def request_refusal(headers: Any, vary: tuple[str, ...]) -> str | None:
+def request_refusal(headers: Any, passed: Collection[str]) -> str | None:
     """Why a GET with ``headers`` (a ``.get(name)``/``.names()`` view) may not use the
-    cache, or None."""
+    cache, or None; ``passed``: the header names configured as understood."""
     get = headers.get
-    credential = credential_header(headers, vary)
-    if credential is not None:
-        return credential
+    unknown = unknown_header(headers, passed)
+    if unknown is not None:
+        return unknown
     for name in ("cache-control", "pragma"):
         value = get(name)
         if value is not None and ("no-cache" in value.lower() or "no-store" in value.lower()):
             return "request " + name
-    for name in ("if-none-match", "if-modified-since", "range"):
+    for name in ("if-none-match", "if-modified-since", "if-match", "if-unmodified-since",
+                 "if-range", "range"):
         if get(name) is not None:
             return name
     return None
@@ -117,12 +174,13 @@ def request_refusal(headers: Any, vary: tuple[str, ...]) -> str | None:
 def request_key(method: str, path: str, query: str, headers: Any,
                 vary: tuple[str, ...]) -> bytes:
     """16 bytes naming what the response may depend on: the method, path, query and the
-    values of the ``vary`` headers (credentials among them only as part of the digest,
-    never kept). ``\\x00`` separates the parts, which cannot contain it in HTTP."""
+    values of the :data:`ALWAYS_KEYED` and ``vary`` headers (credentials among them only
+    as part of the digest, never kept). ``\\x00`` separates the parts, which cannot
+    contain it in HTTP."""
     h = hashlib.blake2b(digest_size=16)
     h.update(f"{method}\x00{path}\x00{query}".encode("utf-8", "surrogateescape"))
     get = headers.get
-    for name in vary:
+    for name in (*ALWAYS_KEYED, *vary):
         value = get(name)
         h.update(b"\x00" + (b"-" if value is None else b"=" + value.encode(
             "utf-8", "surrogateescape")))
@@ -153,7 +211,7 @@ def response_refusal(status: int, headers: list[tuple[str, str]], size: int | No
         if name in _NEVER or (name in ("max-age", "s-maxage") and value.strip() in ("0", "")):
             return "cache-control"
     for name in _directives(headers, "vary"):
-        if name == "*" or name not in vary:
+        if name == "*" or (name not in vary and name not in ALWAYS_KEYED):
             return "vary"
     return None
 
