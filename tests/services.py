@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,6 +82,86 @@ def redis_server() -> Iterator[RedisServer]:
     finally:
         server.stop()
         shutil.rmtree(server.dir, ignore_errors=True)
+
+
+class Partition:
+    """A TCP relay on a free loopback port to ``127.0.0.1:port``: what connects through
+    it reaches the service until :meth:`cut`, then not at all -- bytes are swallowed
+    both ways and new connections accepted and never answered, as a network partition
+    looks (a timeout, not a refusal) -- while others still reach the service directly.
+    :meth:`heal` closes what was open during the cut and forwards again."""
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.epoch = 0  # odd while cut
+        self.sockets: list[tuple[int, socket.socket]] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def cut(self) -> None:
+        with self.lock:
+            self.epoch += 1 - self.epoch % 2
+
+    def heal(self) -> None:
+        with self.lock:
+            self.epoch += self.epoch % 2
+            stale = [s for epoch, s in self.sockets if epoch < self.epoch]
+            self.sockets = [(e, s) for e, s in self.sockets if e == self.epoch]
+        for sock in stale:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    def close(self) -> None:
+        self.heal()
+        self.epoch += 2
+        self.heal()
+        self.listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            with self.lock:
+                epoch = self.epoch
+                self.sockets.append((epoch, client))
+            if epoch % 2:
+                continue  # cut: accepted, never answered
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target), 2)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.sockets.append((epoch, upstream))
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(src, dst, epoch), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, epoch: int) -> None:
+        try:
+            while data := src.recv(65536):
+                if self.epoch == epoch:  # (after a cut: swallowed)
+                    dst.sendall(data)
+        except OSError:
+            pass
+        for sock in (src, dst):
+            with contextlib.suppress(OSError):
+                sock.close()
+
+
+@contextlib.contextmanager
+def partition(port: int) -> Iterator[Partition]:
+    relay = Partition(port)
+    try:
+        yield relay
+    finally:
+        relay.close()
 
 
 def _pg_bin(name: str, bindir: Path | None = None) -> str:

@@ -21,7 +21,7 @@ from cache_worker import build
 
 from pulsegate import ConfigError
 from pulsegate.engine import PulseGate
-from services import free_port, wait_port
+from services import free_port, partition, wait_port
 
 
 def cached(response: Any) -> bool:
@@ -100,7 +100,7 @@ async def test_configured_rules_invalidate_across_workers(redis_service: Any) ->
     assert not cached(await a.get("/items/2"))
 
 
-async def test_redis_down_reads_go_to_the_app_and_a_failed_invalidation_blinds(
+async def test_redis_down_reads_go_to_the_app_and_a_failed_invalidation_blinds_until_replayed(
         redis_instance: Any) -> None:
     a, b = pair(redis_instance.url)
     await a.learn("/items/1")
@@ -110,19 +110,95 @@ async def test_redis_down_reads_go_to_the_app_and_a_failed_invalidation_blinds(
     r = await a.get("/items/1")  # fail open: the app answers
     assert not cached(r) and r.text == "item apple"
     await a.client.put("/items/1", content=b"kiwi")  # its invalidation cannot be done
-    redis_instance.start()
     stats = a.gate.stats()["response_cache"]
     assert stats["blind"] and stats["invalidations_failed"] >= 1
     assert sum(n for kind, n in a.gate.faults.by_kind.items()
                if kind.startswith("respcache.redis:")) >= 2
-    await b.learn("/items/1")  # b (not blind) learns and stores again
+    r = await a.get("/items/1")  # blind: a miss, without asking Redis
+    assert not cached(r) and r.text == "item kiwi"
+    redis_instance.start()
+    assert until(lambda: not a.gate.stats()["response_cache"]["blind"], 5.0)  # replayed
+    assert a.gate.control.cache.store.counts["invalidations replayed"] >= 1
+    await b.learn("/items/1")  # b learns and stores again; a serves it (not blind now)
     flush(b)
-    assert cached(await b.get("/items/1"))
-    for _ in range(3):  # a serves nothing from Redis for the entries' lifetime ...
-        r = await a.get("/items/1")
-        assert not cached(r) and r.text == "item kiwi"
-    a.clock.t += 41.0  # ... (ttl 30 s + stale 10 s)
-    assert cached(await a.get("/items/1"))
+    reads = [await a.get("/items/1") for _ in range(3)]  # (the first may find a pooled
+    assert all(r.text == "item kiwi" for r in reads)     # connection to the dead server)
+    assert any(cached(r) for r in reads)
+
+
+def until(condition: Any, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+async def test_a_worker_cut_off_from_redis_serves_nothing_and_its_writes_reach_the_others_later(
+        redis_service: Any) -> None:
+    """Worker a reaches Redis through a relay that the test cuts (a partition: timeouts),
+    worker b directly: Redis is unreachable to a only."""
+    with partition(redis_service.port) as relay:
+        prefix = "c" + uuid.uuid4().hex[:12]
+        a = Shop(response_cache_storage=relay.url(), response_cache_key_prefix=prefix)
+        b = Shop(response_cache_storage=redis_service.url, response_cache_key_prefix=prefix)
+        b.items = a.items
+        await a.learn("/items/1")
+        flush(a)
+        assert cached(await a.get("/items/1")) and cached(await b.get("/items/1"))
+        relay.cut()
+        # b writes: a, cut off, never serves what b's write invalidated -- it serves
+        # nothing from Redis (each look-up a miss: a timeout, then the breaker's skip)
+        assert (await b.client.put("/items/1", content=b"banana")).text == "ok"
+        for _ in range(8):
+            r = await a.get("/items/1")
+            assert not cached(r) and r.text == "item banana"
+        await b.learn("/items/1")
+        flush(b)
+        assert cached(await b.get("/items/1"))
+        # a writes: it cannot tell Redis; b serves the entry the write should have
+        # dropped (nobody told Redis) until a's replay -- or the entry's expiry
+        assert (await a.client.put("/items/1", content=b"cherry")).text == "ok"
+        assert a.gate.stats()["response_cache"]["blind"]
+        r = await b.get("/items/1")
+        assert cached(r) and r.text == "item banana"  # the window this bounds
+        time.sleep(1.5)  # (replays keep failing while cut)
+        assert a.gate.control.cache.store.counts["replays failed"] >= 1
+        relay.heal()
+        healed = time.monotonic()
+        assert until(lambda: not a.gate.stats()["response_cache"]["blind"], 5.0)
+        assert time.monotonic() - healed < 2.5  # within REPLAY_EVERY (+ a loaded machine)
+        r = await b.get("/items/1")
+        assert not cached(r) and r.text == "item cherry"
+
+
+def test_failed_invalidations_are_kept_in_bounded_memory_and_replayed(
+        redis_service: Any) -> None:
+    from pulsegate.flow import settle
+    from pulsegate.respcache.redis_store import MAX_PENDING, RedisStore
+    from pulsegate.respcache.store import Entry
+    from pulsegate.respcache.targets import Target
+
+    prefix = "m" + uuid.uuid4().hex[:12]
+    with partition(redis_service.port) as relay:
+        cut = RedisStore(relay.url(), prefix, 100, 60.0, lambda exc: None)
+        other = RedisStore(redis_service.url, prefix, 100, 60.0, lambda exc: None)
+        for i in range(3):
+            other.put(bytes([i]) * 16, Entry("GET /p/{id}", f"/p/{i}", "text/plain", [],
+                                             b"x", b"d" * 16, 0.0, 60.0, 60.0), 0)
+        other.flush()
+        relay.cut()
+        for i in range(MAX_PENDING):  # (a client's paths: many distinct targets)
+            assert settle(cut.invalidate([Target.path(f"/p/{i}")])) == 0
+        assert len(cut.pending) == MAX_PENDING
+        settle(cut.invalidate([Target.path("/p/one-too-many")]))
+        assert [t.wire() for t in cut.pending.values()] == [("", "prefix", "")]  # everything
+        assert other.stats()["entries"] == 3  # nobody told Redis yet
+        relay.heal()
+        assert until(lambda: not cut.pending, 5.0)
+        assert other.stats()["entries"] == 0
+        assert settle(other.lookup(b"\x00" * 16, 0.0, 0.0, False)).generation >= 1
 
 
 def test_flask_workers_share_entries_and_invalidations(redis_service: Any) -> None:

@@ -24,9 +24,16 @@ One script per verb, each one round trip and atomic:
 
 Fail open for reads, closed for invalidation: a failed look-up (Redis down, a timeout,
 the circuit breaker open) is a miss, and nothing is stored from it (its generation is
-unknown); a failed invalidation blinds this process's look-ups for the entries'
-lifetime (``ttl`` + stale window), since a stale entry could otherwise be served once
-Redis answers again. Faults are counted in ``gate.faults`` (``respcache.redis``).
+unknown) -- a worker cut off from Redis serves nothing from it, so never an entry
+another worker invalidated meanwhile. A failed invalidation is kept (at most
+``MAX_PENDING`` targets, then "everything") and replayed -- ``INCR`` and drop, as
+ever -- by the writer thread every ``REPLAY_EVERY`` seconds until Redis takes it; until
+then this process's look-ups are *blind* (misses: Redis may hold what the write should
+have dropped), after it they are not (the replay dropped it, and its ``INCR`` turns
+away every put captured before). The other workers, which reached Redis, serve what
+the write should have dropped until the replay or the entry's expiry: for at most
+``min(time cut off + REPLAY_EVERY, ttl + stale)`` -- nobody could tell Redis. Faults
+are counted in ``gate.faults`` (``respcache.redis``).
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ from typing import Any
 from pulsegate.control.breaker import CircuitBreaker
 from pulsegate.flow import Flow
 from pulsegate.respcache.store import Entry, Found
-from pulsegate.respcache.targets import Target
+from pulsegate.respcache.targets import EVERYTHING, Target
 
 LOOKUP = """
 local gen = redis.call('GET', KEYS[3]) or '0'
@@ -105,6 +112,10 @@ return {gen, dropped}
 
 #: Puts and drops waiting for the writer thread, at most (more are counted, not sent).
 MAX_QUEUED = 256
+#: Targets of failed invalidations kept for the replay, at most (then: everything).
+MAX_PENDING = 64
+#: Seconds between two replays of failed invalidations while Redis cannot be reached.
+REPLAY_EVERY = 1.0
 
 
 class RedisStore:
@@ -126,13 +137,14 @@ class RedisStore:
         self.gen_key, self.index_key = f"{tag}:gen", f"{tag}:ix"
         self.entry_prefix, self.refresh_prefix = f"{tag}:e:", f"{tag}:r:"
         self.max_entries = max_entries
-        #: An entry's longest life (ttl + stale window): how long a failed invalidation
-        #: blinds this process's look-ups.
+        #: An entry's longest life (ttl + stale window).
         self.lifetime = lifetime
         self.on_fault = on_fault
         self.clock = clock
         self.breaker = CircuitBreaker(5, 30.0, clock=time.monotonic)
-        self.blind_until = 0.0
+        #: Failed invalidations' targets, by wire form, until replayed; look-ups are
+        #: blind while there are any.
+        self.pending: dict[tuple[str, str, str], Target] = {}
         self.counts: Counter[str] = Counter()
         self.scripts = {name: self.client.register_script(text)
                         for name, text in (("lookup", LOOKUP), ("put", PUT),
@@ -146,7 +158,7 @@ class RedisStore:
 
     def lookup(self, key: bytes, now: float, stale: float, claim: bool) -> Found | Flow[Found]:
         """A miss at once while blind or the breaker is open, else a one-step flow."""
-        if now < self.blind_until or not self.breaker.allow():
+        if self.pending or not self.breaker.allow():
             self.counts["lookups skipped"] += 1
             return Found(None, False, -1)
         return self._lookup(key, now, stale, claim)
@@ -178,7 +190,11 @@ class RedisStore:
 
     def put(self, key: bytes, entry: Entry, generation: int) -> None:
         """Queued for the writer thread; the script stores it only if ``generation`` is
-        still Redis's (counted there as ``stored`` or ``discarded``)."""
+        still Redis's (counted there as ``stored`` or ``discarded``). A capture whose
+        look-up failed (generation -1: unknown) is discarded here, never sent."""
+        if generation < 0:
+            self.counts["discarded"] += 1
+            return
         self._enqueue(("put", key, entry, generation))
 
     def drop(self, key: bytes, entry: Entry | None = None) -> None:
@@ -186,28 +202,61 @@ class RedisStore:
 
     def invalidate(self, targets: Sequence[Target]) -> Flow[int]:
         """Bump the shared generation and drop what ``targets`` name (a one-step flow).
-        On failure: blind for the entries' lifetime, and 0."""
-        args: list[str] = [self.entry_prefix]
-        for target in targets:
-            args.extend(target.wire())
+        On failure: 0, and the targets are kept for the writer thread's replay (look-ups
+        blind until it succeeds)."""
         try:
             if not self.breaker.allow():
                 raise ConnectionError("the circuit breaker is open")
             with self.breaker.guard():
-                res = yield Script(self, "invalidate", [self.gen_key, self.index_key], args)
+                res = yield Script(self, "invalidate", [self.gen_key, self.index_key],
+                                   self._wire(targets))
                 return int(res[1])
         except Exception as exc:
-            self.blind_until = self.clock() + self.lifetime
+            self._keep(targets)
             self.counts["invalidations failed"] += 1
             self._fault(exc)
             return 0
+
+    def _wire(self, targets: Sequence[Target]) -> list[str]:
+        args: list[str] = [self.entry_prefix]
+        for target in targets:
+            args.extend(target.wire())
+        return args
+
+    def _keep(self, targets: Sequence[Target]) -> None:
+        """Keep failed targets for the replay (bounded: past ``MAX_PENDING``, the one
+        target "everything" stands for them all) and wake the writer thread."""
+        with self._lock:
+            if EVERYTHING[0].wire() not in self.pending:
+                self.pending.update((t.wire(), t) for t in targets)
+                if len(self.pending) > MAX_PENDING:
+                    self.pending = {EVERYTHING[0].wire(): EVERYTHING[0]}
+        self._enqueue(("replay",))
+
+    def _replay(self) -> None:
+        """One attempt at the failed invalidations (the writer thread; never the
+        breaker's: it guards the request path)."""
+        with self._lock:
+            targets = list(self.pending.values())
+        if not targets:
+            return
+        try:
+            self.scripts["invalidate"](keys=[self.gen_key, self.index_key],
+                                       args=self._wire(targets))
+        except Exception:
+            self.counts["replays failed"] += 1
+            return
+        with self._lock:
+            for target in targets:
+                self.pending.pop(target.wire(), None)
+        self.counts["invalidations replayed"] += 1
 
     def stats(self) -> dict[str, Any]:
         try:
             entries: int | None = int(self.client.hlen(self.index_key))
         except Exception:
             entries = None
-        return {"store": "redis", "entries": entries, "blind": self.clock() < self.blind_until,
+        return {"store": "redis", "entries": entries, "blind": bool(self.pending),
                 **{k.replace(" ", "_"): v for k, v in self.counts.items()}}
 
     # --- the writer thread -----------------------------------------------------------------
@@ -230,9 +279,15 @@ class RedisStore:
 
     def _write(self) -> None:
         while True:
-            job = self._queue.get()
+            try:  # (while invalidations are pending: woken every REPLAY_EVERY to retry)
+                job = self._queue.get(timeout=REPLAY_EVERY if self.pending else None)
+            except queue.Empty:
+                self._replay()
+                continue
             try:
-                if self.breaker.allow():
+                if job[0] == "replay":
+                    self._replay()
+                elif self.breaker.allow():
                     with self.breaker.guard():
                         self._apply(job)
                 else:
