@@ -247,3 +247,26 @@ def false_alarms(alarm: float, files: dict[str, list[Point]], what: str) -> None
         srt = sorted(rates)
         print(f"  median {srt[len(srt) // 2]:.2f}, max {srt[-1]:.2f}, series with none "
               f"{sum(1 for r in rates if r == 0.0)}/{len(rates)}")
+
+
+def window_verdicts(scores: Sequence[float], likelihoods: Sequence[float],
+                    windows: Sequence[tuple[int, int]], alarm: float) -> list[str]:
+    """Per window (first and last row, inclusive), what the alarm suppression did to it:
+
+    * ``hit``: some score in the window reaches ``alarm``, and no row before the first
+      such one had a likelihood (the score before suppression) that reached it;
+    * ``late``: hit, but an earlier row of the window reached ``alarm`` in likelihood
+      and was silenced by the memory of an earlier alarm;
+    * ``hidden``: no score reaches ``alarm`` but some likelihood does: missed only
+      because of the suppression (what a release rule could win back);
+    * ``below``: no likelihood reaches ``alarm`` (no suppression rule can find it).
+    """
+    out = []
+    for lo, hi in windows:
+        first = next((i for i in range(lo, hi + 1) if scores[i] >= alarm), None)
+        rare = next((i for i in range(lo, hi + 1) if likelihoods[i] >= alarm), None)
+        if first is not None:
+            out.append("late" if rare is not None and rare < first else "hit")
+        else:
+            out.append("below" if rare is None else "hidden")
+    return out

@@ -156,3 +156,13 @@ def test_a_young_endpoint_judges_its_tail_against_an_upper_bound_of_the_learnt_s
     import incident_streams as streams
 
     assert streams.run(streams.requests(random.Random(9003), 1.0, 2.5 / 24)) == []
+
+
+def test_window_verdicts_tell_a_suppressed_miss_from_a_weak_one() -> None:
+    alarm = 0.5
+    # row 2: a routine spike alarms; rows 6-7 are as rare but its memory silences them
+    lik = [0.0, 0.0, 0.9, 0.0, 0.0, 0.0, 0.6, 0.6, 0.0, 0.0, 0.3, 0.0, 0.7, 0.8]
+    score = [0.0, 0.0, 0.9, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.3, 0.0, 0.0, 0.8]
+    verdicts = heldout.window_verdicts(score, lik, [(1, 3), (5, 8), (9, 11), (12, 13)],
+                                       alarm)
+    assert verdicts == ["hit", "hidden", "below", "late"]
