@@ -84,6 +84,54 @@ def redis_server() -> Iterator[RedisServer]:
         shutil.rmtree(server.dir, ignore_errors=True)
 
 
+def cluster_port(taken: list[int]) -> int:
+    """A free port whose cluster-bus twin (port + 10000) fits and is free too."""
+    for _ in range(200):
+        p = free_port()
+        if p <= 55535 and p not in taken:
+            try:
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p + 10000))
+            except OSError:
+                continue
+            return p
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+@contextlib.contextmanager
+def redis_cluster(masters: int = 3) -> Iterator[list[int]]:
+    """A throw-away Redis Cluster of ``masters`` nodes on loopback (no replicas); yields
+    their ports once ``cluster_state`` is ok."""
+    import redis
+
+    server, cli = require("redis-server", "redis-server"), require("redis-cli", "redis-tools")
+    ports: list[int] = []
+    for _ in range(masters):
+        ports.append(cluster_port(ports))
+    tmp = tempfile.mkdtemp(prefix="pulsegate-cluster-")
+    procs = [subprocess.Popen(
+        [server, "--port", str(p), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+         "--cluster-config-file", f"{tmp}/nodes-{p}.conf", "--save", "", "--appendonly", "no",
+         "--dir", tmp], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for p in ports]
+    try:
+        for p in ports:
+            wait_port(p)
+        subprocess.run([cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports),
+                        "--cluster-replicas", "0", "--cluster-yes"], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+        node = redis.Redis(port=ports[0])
+        deadline = time.monotonic() + 30
+        while node.execute_command("CLUSTER INFO").get("cluster_state") != "ok":
+            assert time.monotonic() < deadline, "the cluster never became ready"
+            time.sleep(0.1)
+        yield ports
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 class Partition:
     """A TCP relay on a free loopback port to ``127.0.0.1:port``: what connects through
     it reaches the service until :meth:`cut`, then not at all -- bytes are swallowed

@@ -2,69 +2,24 @@
 
 from __future__ import annotations
 
-import shutil
-import signal
-import socket
-import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
 
 import pytest
-import redis
 from redis.crc import key_slot
 
 from pulsegate.control.ratelimit import AdaptiveRateLimiter
 from pulsegate.control.storage import RedisStorage
 from pulsegate.engine import PulseGate
 from pulsegate.flow import run_async
-from services import free_port, require, wait_port
+from services import redis_cluster
 
 pytestmark = pytest.mark.service
 
 
-def cluster_port(taken: list[int]) -> int:
-    """A free port whose cluster-bus twin (port + 10000) fits and is free too."""
-    for _ in range(200):
-        p = free_port()
-        if p <= 55535 and p not in taken:
-            try:
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", p + 10000))
-            except OSError:
-                continue
-            return p
-    raise RuntimeError("no free port pair for a cluster node")
-
-
 @pytest.fixture()
 def cluster() -> Iterator[list[int]]:
-    server, cli = require("redis-server", "redis-server"), require("redis-cli", "redis-tools")
-    ports: list[int] = []
-    for _ in range(3):
-        ports.append(cluster_port(ports))
-    tmp = tempfile.mkdtemp(prefix="pulsegate-cluster-")
-    procs = [subprocess.Popen(
-        [server, "--port", str(p), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
-         "--cluster-config-file", f"{tmp}/nodes-{p}.conf", "--save", "", "--appendonly", "no",
-         "--dir", tmp], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for p in ports]
-    try:
-        for p in ports:
-            wait_port(p)
-        subprocess.run([cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports),
-                        "--cluster-replicas", "0", "--cluster-yes"], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
-        node = redis.Redis(port=ports[0])
-        deadline = time.monotonic() + 30
-        while node.execute_command("CLUSTER INFO").get("cluster_state") != "ok":
-            assert time.monotonic() < deadline, "the cluster never became ready"
-            time.sleep(0.1)
+    with redis_cluster() as ports:
         yield ports
-    finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(10)
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_buckets_on_a_cluster_with_one_slot_per_client(cluster: list[int]) -> None:

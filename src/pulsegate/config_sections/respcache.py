@@ -68,10 +68,12 @@ def _ignore(key: str, value: Any) -> tuple[str, ...]:
 
 
 def _storage(key: str, value: Any) -> str:
-    allowed = "memory:// (per process), redis://host:port/db, rediss://... or unix:///socket"
+    allowed = ("memory:// (per process), redis://host:port/db, rediss://..., unix:///socket "
+               "or redis+cluster://host:port")
     if isinstance(value, str) and value.strip() == "memory://":
         return "memory://"
-    if not _redis_url(_url(value, ("redis", "rediss", "unix"))):
+    url = _url(value, ("redis", "rediss", "unix", "redis+cluster"))
+    if not _redis_url(url, cluster=url is not None and url.scheme == "redis+cluster"):
         raise ConfigError(key, value, allowed)
     return str(value)
 
@@ -142,7 +144,8 @@ class ResponseCacheConfig(Section):
                                           number(1, 2**31, integer=True))
     response_cache_storage: str = option("memory://", "Where entries live: memory:// (per "
                                          "process) or redis://host:port/db (shared by every "
-                                         "worker, with a shared invalidation generation).",
+                                         "worker, with a shared invalidation generation; "
+                                         "redis+cluster://host:port: a Redis Cluster).",
                                          _storage)
     response_cache_key_prefix: str = option("pulsegate:rc", "Prefix of the shared store's "
                                             "Redis keys (one per application sharing a "

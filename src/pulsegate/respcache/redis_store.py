@@ -2,7 +2,9 @@
 invalidation generation in Redis, so every worker process serves what one stored and a
 write seen by any of them invalidates for all.
 
-Keys (one Redis Cluster slot: the ``{prefix}`` hash tag): ``{prefix}:e:<key>`` an entry
+Keys (one Redis Cluster slot: the ``{prefix}`` hash tag; ``redis+cluster://`` talks to a
+cluster, and every script -- whose keys, declared or built in Lua, all carry the tag
+-- runs on the one node owning that slot): ``{prefix}:e:<key>`` an entry
 (a hash: ``m`` its metadata as JSON, ``b`` its body; expiring after its fresh time plus
 the stale window, Redis's own clock), ``{prefix}:gen`` the generation, ``{prefix}:ix``
 the index (entry key -> ``"<endpoint>\\n<path>"``, what invalidation matches on),
@@ -127,12 +129,9 @@ class RedisStore:
     def __init__(self, url: str, prefix: str, max_entries: int, lifetime: float,
                  on_fault: Callable[[BaseException], None], *, clock: Callable[[], float]
                  = time.monotonic, socket_timeout: float = 0.25, client: Any = None) -> None:
-        import redis  # the `redis` extra; imported here so the core needs no Redis
-
         self.url = url
         self.socket_timeout = socket_timeout
-        self.client = client if client is not None else redis.Redis.from_url(
-            url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout)
+        self.client = client if client is not None else connect(url, socket_timeout)
         tag = "{" + prefix + "}"
         self.gen_key, self.index_key = f"{tag}:gen", f"{tag}:ix"
         self.entry_prefix, self.refresh_prefix = f"{tag}:e:", f"{tag}:r:"
@@ -328,12 +327,9 @@ class RedisStore:
         """The scripts on an asyncio client of the running loop (one per loop)."""
         import asyncio
 
-        import redis.asyncio as aredis
-
         loop = asyncio.get_running_loop()
         if self._async is None or self._async[0] is not loop:
-            client = aredis.Redis.from_url(self.url, socket_timeout=self.socket_timeout,
-                                           socket_connect_timeout=self.socket_timeout)
+            client = connect(self.url, self.socket_timeout, asynchronous=True)
             self._async = (loop, {name: client.register_script(text) for name, text in
                                   (("lookup", LOOKUP), ("invalidate", INVALIDATE))})
         return self._async[1]
@@ -343,6 +339,23 @@ class RedisStore:
             self.client.close()
         except Exception:
             pass
+
+
+def connect(url: str, timeout: float, *, asynchronous: bool = False) -> Any:
+    """A redis-py client of ``url`` (the `redis` extra, imported here so the core needs
+    no Redis): ``redis+cluster://seed:port`` a Redis Cluster client (any node as the
+    seed; every key of the store is in one slot, so each script runs on one node)."""
+    import redis
+    import redis.asyncio as aredis
+    from redis.asyncio.cluster import RedisCluster as AsyncCluster
+    from redis.cluster import RedisCluster
+
+    kind: Any
+    if url.startswith("redis+cluster://"):
+        kind, url = AsyncCluster if asynchronous else RedisCluster, "redis://" + url[16:]
+    else:
+        kind = aredis.Redis if asynchronous else redis.Redis
+    return kind.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
 
 
 class Script:
