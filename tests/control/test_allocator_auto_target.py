@@ -54,6 +54,35 @@ def test_target_follows_twice_the_unqueued_latency_under_the_configured_cap() ->
     assert a.target == pytest.approx(0.05)  # 1.5 x 40 ms would exceed the configured 50 ms
 
 
+def steady_window(a: ConcurrencyAllocator, clk: FakeClock, inflight: int, latency: float) -> None:
+    """``inflight`` at a time, more than half the limit, nothing queued or shed."""
+    for _ in range(4):
+        tickets = [a.acquire_or_enqueue("normal") for _ in range(inflight)]
+        clk.t += 0.03
+        for t in tickets:
+            assert isinstance(t, Ticket)
+            t.release(latency)
+
+
+def test_a_steady_load_over_half_the_limit_with_calm_latency_learns_the_baseline() -> None:
+    """64 workers at 0.8x load keep ~51 requests in flight: never under half the limit.
+    With nothing waiting and latency well under the target the window is unqueued all
+    the same; before, no baseline was ever learnt and the target stayed at the cap."""
+    a, clk = make()
+    for _ in range(6):
+        steady_window(a, clk, 14, 0.010)
+        assert a.last_window["utilisation"] >= 0.5
+    assert a.baseline == pytest.approx(0.010)
+    assert a.target == pytest.approx(0.015)
+
+
+def test_a_steady_load_near_the_target_teaches_nothing() -> None:
+    a, clk = make()
+    for _ in range(6):
+        steady_window(a, clk, 14, 0.042)  # 0.84 x the 50 ms cap: may be queueing
+    assert a.baseline is None and a.target == 0.05
+
+
 def test_without_auto_target_the_configured_target_stays() -> None:
     a, clk = make(auto=False)
     for _ in range(6):
