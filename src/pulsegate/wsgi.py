@@ -346,15 +346,3 @@ class PulseGateWSGIMiddleware:
             except (AttributeError, TypeError):  # this object refused it after all
                 pass
         return _Body(result, exchange)
-        if type(result) is environ.get("wsgi.file_wrapper"):
-            # The server's own file wrapper, returned as is, its close() leading to ours:
-            # the server keeps its sendfile path, and closes the object it recognised.
-            try:
-                result.close = exchange.close  # type: ignore[attr-defined]
-                return result
-            except (AttributeError, TypeError):  # this object refused it after all
-                pass
-        elif isinstance(result, (list, tuple)):
-            exchange.extend(result)
-            return exchange
-        return _Body(result, exchange)
