@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pulsegate.advisor.capacity import Advice, advise, service_mixture
+from pulsegate.advisor.columns import ColumnReads
 from pulsegate.advisor.patterns import Patterns
 from pulsegate.advisor.query_advisor import QueryAdvisor
 from pulsegate.advisor.rules import Finding, Thresholds
@@ -77,6 +78,9 @@ class Advisor:
         self.gate = gate
         self.queries: QueryAdvisor | None = None
         if connect is not None and dialect is not None:
+            from pulsegate.advisor.orm import SQLAlchemyColumns  # (imports no ORM itself)
+
+            columns = ColumnReads(SQLAlchemyColumns(), clock=gate.clock)
             self.queries = QueryAdvisor(
                 connect, dialect,
                 explains_per_minute=o.advisor_explains_per_minute,
@@ -84,8 +88,10 @@ class Advisor:
                 recheck_seconds=o.advisor_recheck_seconds,
                 thresholds=Thresholds(o.advisor_min_table_rows, o.advisor_in_list_min,
                                       o.advisor_wide_columns),
-                max_fingerprints=gate.config.queries.max_fingerprints, clock=gate.clock)
+                max_fingerprints=gate.config.queries.max_fingerprints, clock=gate.clock,
+                columns=columns)
             gate.listeners.append(self._listen)
+            gate.scheduler.every(1.0, columns.tick, "advisor-columns")
         self.patterns = Patterns(gate.config.model.max_endpoints)
         self.capacity: Advice | None = None
         self.gauge = self._gauge(registry)
@@ -193,3 +199,5 @@ class Advisor:
     def close(self) -> None:
         if self.queries is not None:
             self.queries.close()
+            if self.queries.columns is not None:
+                self.queries.columns.close()

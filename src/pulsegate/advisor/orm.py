@@ -18,6 +18,7 @@ scheduler thread, not in an event loop.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pulsegate.advisor.connections import from_url
@@ -94,3 +95,82 @@ def from_django(alias: str = "default", key: str = "advisor_database") -> dict[s
         return wrapper.get_new_connection(wrapper.get_connection_params())
 
     return {"connect": connect, "dialect": dialect}
+
+
+#: ids of the tracked column attributes read during the current window.
+_READ: set[int] = set()
+_tracked_class: Any = None
+
+
+class SQLAlchemyColumns:
+    """The tracker of :class:`pulsegate.advisor.columns.ColumnReads` for SQLAlchemy: in
+    a window, a table's mapped classes' column attributes record their reads (their
+    class swapped for a subclass whose ``__get__`` records first) and the mapper's
+    ``load`` event counts rows; :meth:`close` undoes both."""
+
+    def __init__(self) -> None:
+        #: id(attribute) -> (table, key, attribute); the load listeners to remove
+        self.tracked: dict[int, tuple[str, str, Any]] = {}
+        self.listeners: list[tuple[Any, Callable[..., None]]] = []
+
+    def open(self, table: str, seen_for: Callable[[str, str, list[str]], Any]) -> None:
+        from sqlalchemy import event
+        from sqlalchemy.orm.attributes import InstrumentedAttribute
+
+        for mapper in _mappers_of(table):
+            keys = [p.key for p in mapper.column_attrs]
+            seen = seen_for(table, mapper.class_.__name__, keys)
+            for key in keys:
+                attr = mapper.class_manager.get(key)
+                if type(attr) is InstrumentedAttribute:  # (else: left alone)
+                    attr.__class__ = _tracked()
+                    self.tracked[id(attr)] = (table, key, attr)
+
+            def loaded(target: Any, context: Any, seen: Any = seen) -> None:
+                seen.rows += 1
+
+            event.listen(mapper, "load", loaded)
+            self.listeners.append((mapper, loaded))
+
+    def close(self, wanted: dict[str, Any]) -> None:
+        from sqlalchemy import event
+        from sqlalchemy.orm.attributes import InstrumentedAttribute
+
+        for mapper, fn in self.listeners:
+            event.remove(mapper, "load", fn)
+        for ident, (table, key, attr) in self.tracked.items():
+            attr.__class__ = InstrumentedAttribute
+            seen = wanted.get(table)
+            if ident in _READ and seen is not None:
+                seen.read.add(key)
+            _READ.discard(ident)
+        self.listeners.clear()
+        self.tracked.clear()
+
+
+def _mappers_of(table: str) -> list[Any]:
+    """The mappers whose own table is ``table`` (every registry of the process)."""
+    from sqlalchemy.orm import mapperlib
+
+    return [mapper for registry in list(mapperlib._all_registries())
+            for mapper in list(registry.mappers)
+            if getattr(mapper.local_table, "name", None) == table]
+
+
+def _tracked() -> Any:
+    """The ``InstrumentedAttribute`` subclass whose ``__get__`` records the read."""
+    global _tracked_class
+    if _tracked_class is None:
+        from sqlalchemy.orm.attributes import InstrumentedAttribute
+
+        class TrackedColumn(InstrumentedAttribute[Any]):
+            __slots__ = ()
+            inherit_cache = True
+
+            def __get__(self, instance: Any, owner: Any = None) -> Any:
+                if instance is not None:
+                    _READ.add(id(self))
+                return InstrumentedAttribute.__get__(self, instance, owner)
+
+        _tracked_class = TrackedColumn
+    return _tracked_class

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from pulsegate.advisor.columns import ColumnReads, refine
 from pulsegate.advisor.costs import StatementCosts
 from pulsegate.advisor.plans import Explainer, Plan, PostgresExplainer, SQLiteExplainer, TableInfo
 from pulsegate.advisor.plans_mysql import MySQLExplainer
@@ -71,7 +72,8 @@ class QueryAdvisor:
                  explains_per_minute: float = 6.0, timeout_ms: int = 250, top: int = 10,
                  recheck_seconds: float = 3600.0, thresholds: Thresholds | None = None,
                  max_fingerprints: int = 1000, clock: Callable[[], float] = time.monotonic,
-                 explainer: Explainer | None = None) -> None:
+                 explainer: Explainer | None = None, columns: ColumnReads | None = None
+                 ) -> None:
         self.dialect = _dialect_name(dialect)
         self.explainer = explainer if explainer is not None else (
             explainer_for(self.dialect, connect, timeout_ms) if connect is not None else None)
@@ -85,6 +87,8 @@ class QueryAdvisor:
         self.plans: BoundedLRU[str, tuple[Plan | None, dict[str, TableInfo | None], float,
                                           str | None]] = BoundedLRU(max_fingerprints)
         self.findings: list[Finding] = []
+        #: which columns of wide tables the code reads (SQLAlchemy, sampled): wide_select
+        self.columns = columns
         self.counts: dict[str, int] = {"explains": 0, "explain_failures": 0,
                                        "rate_limited": 0}
         self.skipped: dict[str, int] = {}
@@ -120,6 +124,8 @@ class QueryAdvisor:
                              dialect, self.thresholds)
             for f in found:
                 f.endpoints = list(entry["endpoints"])
+            if self.columns is not None:
+                found = [g for g in (refine(f, self.columns) for f in found) if g is not None]
             out += found
         out.sort(key=lambda f: (-f.roi, f.fingerprint, f.kind))
         self.findings = out
