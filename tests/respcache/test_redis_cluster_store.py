@@ -77,8 +77,8 @@ def test_the_blocking_verbs_and_the_stale_refresh_claim_on_a_cluster(cluster: li
     faults: list[BaseException] = []
     for prefix in prefixes[:4]:
         url = f"redis+cluster://127.0.0.1:{cluster[1]}"
-        one = RedisStore(url, prefix, 10, 60.0, faults.append)
-        two = RedisStore(url, prefix, 10, 60.0, faults.append)
+        one = RedisStore(url, prefix, 10, faults.append)
+        two = RedisStore(url, prefix, 10, faults.append)
         key = b"k" * 16
         one.put(key, Entry("GET /a", "/a", "text/plain", [], b"body", b"d" * 16,
                            0.0, -1.0, 30.0), 0)  # (already stale: within its window)

@@ -182,8 +182,8 @@ def test_failed_invalidations_are_kept_in_bounded_memory_and_replayed(
 
     prefix = "m" + uuid.uuid4().hex[:12]
     with partition(redis_service.port) as relay:
-        cut = RedisStore(relay.url(), prefix, 100, 60.0, lambda exc: None)
-        other = RedisStore(redis_service.url, prefix, 100, 60.0, lambda exc: None)
+        cut = RedisStore(relay.url(), prefix, 100, lambda exc: None)
+        other = RedisStore(redis_service.url, prefix, 100, lambda exc: None)
         for i in range(3):
             other.put(bytes([i]) * 16, Entry("GET /p/{id}", f"/p/{i}", "text/plain", [],
                                              b"x", b"d" * 16, 0.0, 60.0, 60.0), 0)
@@ -296,7 +296,7 @@ def test_one_worker_refreshes_a_stale_shared_entry_while_the_others_serve_it(
     from pulsegate.respcache.store import Entry
 
     prefix = "s" + uuid.uuid4().hex[:12]
-    workers = [RedisStore(redis_service.url, prefix, 10, 2.0, lambda exc: None)
+    workers = [RedisStore(redis_service.url, prefix, 10, lambda exc: None)
                for _ in range(3)]
     key = b"k" * 16
     # fresh for 0.1 s, then stale for 1.9 s (Redis's clock)

@@ -101,9 +101,8 @@ class ResponseCache:
             from pulsegate.respcache.redis_store import RedisStore
 
             store = RedisStore(c.response_cache_storage, c.response_cache_key_prefix,
-                               c.response_cache_max_entries, self.ttl + self.stale,
-                               lambda exc: gate.faults.record("respcache.redis", exc),
-                               clock=self.clock)
+                               c.response_cache_max_entries,
+                               lambda exc: gate.faults.record("respcache.redis", exc))
         self.store = store if store is not None else MemoryStore(
             c.response_cache_max_entries, c.response_cache_max_bytes)
         #: key -> (digest of the last body the app produced for it, when): for learning

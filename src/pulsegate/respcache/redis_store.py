@@ -126,9 +126,9 @@ class RedisStore:
     #: Entries another process may have stored and may serve.
     shared = True
 
-    def __init__(self, url: str, prefix: str, max_entries: int, lifetime: float,
-                 on_fault: Callable[[BaseException], None], *, clock: Callable[[], float]
-                 = time.monotonic, socket_timeout: float = 0.25, client: Any = None) -> None:
+    def __init__(self, url: str, prefix: str, max_entries: int,
+                 on_fault: Callable[[BaseException], None], *, socket_timeout: float = 0.25,
+                 client: Any = None) -> None:
         self.url = url
         self.socket_timeout = socket_timeout
         self.client = client if client is not None else connect(url, socket_timeout)
@@ -136,10 +136,7 @@ class RedisStore:
         self.gen_key, self.index_key = f"{tag}:gen", f"{tag}:ix"
         self.entry_prefix, self.refresh_prefix = f"{tag}:e:", f"{tag}:r:"
         self.max_entries = max_entries
-        #: An entry's longest life (ttl + stale window).
-        self.lifetime = lifetime
         self.on_fault = on_fault
-        self.clock = clock
         self.breaker = CircuitBreaker(5, 30.0, clock=time.monotonic)
         #: Failed invalidations' targets, by wire form, until replayed; look-ups are
         #: blind while there are any.
