@@ -22,14 +22,19 @@ def make(auto: bool = True) -> tuple[ConcurrencyAllocator, FakeClock]:
     return a, clk
 
 
-def quiet_window(a: ConcurrencyAllocator, clk: FakeClock, latency: float) -> None:
-    """Four at a time (under half the limit), nothing shed: an unqueued window."""
+def steady_window(a: ConcurrencyAllocator, clk: FakeClock, inflight: int, latency: float) -> None:
+    """``inflight`` at a time, nothing queued or shed."""
     for _ in range(4):
-        tickets = [a.acquire_or_enqueue("normal") for _ in range(4)]
+        tickets = [a.acquire_or_enqueue("normal") for _ in range(inflight)]
         clk.t += 0.03
         for t in tickets:
             assert isinstance(t, Ticket)
             t.release(latency)
+
+
+def quiet_window(a: ConcurrencyAllocator, clk: FakeClock, latency: float) -> None:
+    """Four at a time (under half the limit), nothing shed: an unqueued window."""
+    steady_window(a, clk, 4, latency)
 
 
 def busy_window(a: ConcurrencyAllocator, clk: FakeClock, latency: Callable[[int], float]) -> None:
@@ -52,16 +57,6 @@ def test_target_follows_twice_the_unqueued_latency_under_the_configured_cap() ->
     for _ in range(30):
         quiet_window(a, clk, 0.040)
     assert a.target == pytest.approx(0.05)  # 1.5 x 40 ms would exceed the configured 50 ms
-
-
-def steady_window(a: ConcurrencyAllocator, clk: FakeClock, inflight: int, latency: float) -> None:
-    """``inflight`` at a time, more than half the limit, nothing queued or shed."""
-    for _ in range(4):
-        tickets = [a.acquire_or_enqueue("normal") for _ in range(inflight)]
-        clk.t += 0.03
-        for t in tickets:
-            assert isinstance(t, Ticket)
-            t.release(latency)
 
 
 def test_a_steady_load_over_half_the_limit_with_calm_latency_learns_the_baseline() -> None:
