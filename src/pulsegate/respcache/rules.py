@@ -67,6 +67,7 @@ KNOWN_HEADERS = frozenset({
     "range", "priority", "dnt", "sec-gpc", "upgrade-insecure-requests", "save-data",
     "device-memory", "dpr", "viewport-width", "width", "downlink", "ect", "rtt",
     "sec-fetch-dest", "sec-fetch-mode", "sec-fetch-site", "sec-fetch-user",
+    "sec-ch-ua", "sec-ch-ua-mobile", "sec-ch-ua-platform",  # (UA-CH's defaults; any sec-ch-)
     "sec-purpose", "purpose", "x-requested-with",
     # tracing and request ids
     "traceparent", "tracestate", "baggage", "b3", "x-b3-traceid", "x-b3-spanid",
@@ -141,31 +142,48 @@ def unknown_header(headers: Any, passed: Collection[str]) -> str | None:
     names = getattr(headers, "names", None)
     if names is None:
         return "unlisted headers"
+    return _unknown(headers, names(), passed)
+
+
+def _unknown(headers: Any, present: list[str], passed: Collection[str]) -> str | None:
+    if _KNOWN.issuperset(present):  # the common case, one call in C
+        return None
     get = headers.get
-    name: str
-    for name in names():
+    for name in present:
         if name.startswith("cgi:"):
             return name
-        if name in passed or name in _KNOWN or name.startswith(_KNOWN_PREFIXES):
+        if name in _KNOWN or name in passed or name.startswith(_KNOWN_PREFIXES):
             continue
         if get(name):
             return name
     return None
 
 
+#: Request headers asking for a fresh, conditional or partial answer (refused).
+_FRESH = ("cache-control", "pragma")
+_CONDITIONAL = ("if-none-match", "if-modified-since", "if-match", "if-unmodified-since",
+                "if-range", "range")
+_ASKING = frozenset((*_FRESH, *_CONDITIONAL))
+
+
 def request_refusal(headers: Any, passed: Collection[str]) -> str | None:
     """Why a GET with ``headers`` (a ``.get(name)``/``.names()`` view) may not use the
     cache, or None; ``passed``: the header names configured as understood."""
-    get = headers.get
-    unknown = unknown_header(headers, passed)
+    names = getattr(headers, "names", None)
+    if names is None:
+        return "unlisted headers"
+    present = names()
+    unknown = _unknown(headers, present, passed)
     if unknown is not None:
         return unknown
-    for name in ("cache-control", "pragma"):
+    if _ASKING.isdisjoint(present):
+        return None
+    get = headers.get
+    for name in _FRESH:
         value = get(name)
         if value is not None and ("no-cache" in value.lower() or "no-store" in value.lower()):
             return "request " + name
-    for name in ("if-none-match", "if-modified-since", "if-match", "if-unmodified-since",
-                 "if-range", "range"):
+    for name in _CONDITIONAL:
         if get(name) is not None:
             return name
     return None
@@ -177,14 +195,11 @@ def request_key(method: str, path: str, query: str, headers: Any,
     values of the :data:`ALWAYS_KEYED` and ``vary`` headers (credentials among them only
     as part of the digest, never kept). ``\\x00`` separates the parts, which cannot
     contain it in HTTP."""
-    h = hashlib.blake2b(digest_size=16)
-    h.update(f"{method}\x00{path}\x00{query}".encode("utf-8", "surrogateescape"))
     get = headers.get
-    for name in (*ALWAYS_KEYED, *vary):
-        value = get(name)
-        h.update(b"\x00" + (b"-" if value is None else b"=" + value.encode(
-            "utf-8", "surrogateescape")))
-    return h.digest()
+    values = [get(name) for name in (*ALWAYS_KEYED, *vary)]
+    text = "\x00".join([f"{method}\x00{path}\x00{query}",
+                        *("-" if v is None else "=" + v for v in values)])
+    return hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=16).digest()
 
 
 def _directives(headers: Iterable[tuple[str, str]], name: str) -> list[str]:
