@@ -67,10 +67,15 @@ class ASGIHeaders:
         m = self._map
         if m is None:
             m = {}
+            repeated: dict[str, list[str]] = {}
             for k, v in self._raw or ():
                 key = k.decode("latin-1").lower()
                 val = v.decode("latin-1")
-                m[key] = f"{m[key]}, {val}" if key in m else val
+                if key in m:  # joined once at the end: linear in the headers' size
+                    repeated.setdefault(key, [m[key]]).append(val)
+                m[key] = val
+            for key, vals in repeated.items():
+                m[key] = ", ".join(vals)
             self._map = m
         return m.get(name)
 
