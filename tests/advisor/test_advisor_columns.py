@@ -78,7 +78,7 @@ def test_the_columns_read_in_windows_make_the_advice_precise(tmp_path: Path) -> 
     (precise,) = wide(adv, 4.0)
     assert precise.fix == "SQLAlchemy: .options(load_only(Listing.name, Listing.price))"
     assert precise.columns == ["name", "price"] and precise.confidence == 0.6
-    assert "over 50 rows loaded in 1 windows" in precise.evidence
+    assert "over 50 rows read in 1 windows" in precise.evidence
     assert "2 of its 15 columns" in precise.evidence
     # a later window sees another code path read more: the union is advised
     reads.tick(61.0)
@@ -109,3 +109,39 @@ def test_too_few_rows_in_the_windows_keep_the_generic_advice(tmp_path: Path) -> 
     reads.tick(3.5)
     (generic,) = wide(adv, 4.0)
     assert generic.confidence == 0.4 and generic.columns == []
+
+
+def test_windows_open_and_close_while_other_threads_read_rows(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    engine, sql, connect = shop(tmp_path)
+    reads = ColumnReads(SQLAlchemyColumns(), window=0.01, every=0.02, min_rows=20)
+    reads.want("listing")
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def app() -> None:
+        try:
+            while not stop.is_set():
+                assert page(engine, ["name", "c1"])[0] == ("n11", "x" * 40)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=app) for _ in range(3)]
+    for t in threads:
+        t.start()
+    now = 0.0
+    for _ in range(200):  # 100 windows opened and closed under the readers' feet
+        now += 0.015
+        reads.tick(now)
+        time.sleep(0.005)
+    stop.set()
+    for t in threads:
+        t.join(10)
+    reads.close()
+    assert errors == []
+    seen = reads.seen("listing")
+    assert seen is not None and seen.read <= {"name", "c1"} and seen.windows >= 50
+    assert all(type(Listing.__mapper__.class_manager[k]) is InstrumentedAttribute
+               for k in ("id", "name", "price", *EXTRA))

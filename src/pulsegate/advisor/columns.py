@@ -3,18 +3,16 @@
 
 Sampled, never always on. For each table a ``wide_select`` finding names (at most
 ``MAX_TABLES``), every ``every`` seconds a window of ``window`` seconds opens in which
+the mapped class's column attributes report their reads: each attribute object's class
+becomes a subclass whose ``__get__`` records it first (the swap
+:mod:`pulsegate.sqlalchemy_eager` does for relationships) and counts a row each time
+the reads move to another instance; at the window's end the attributes are plain
+``InstrumentedAttribute`` again (no ORM event is added or removed at run time). Cost:
+one Python frame per column read of those classes during a window, none outside --
+``window / every`` of the time (2 s in 60 by default), only for classes of tables
+already found read whole.
 
-* the mapped class's column attributes report their reads: each attribute object's
-  class becomes a subclass whose ``__get__`` records it first (the swap
-  :mod:`pulsegate.sqlalchemy_eager` does for relationships), and
-* the mapper's ``load`` event counts the rows loaded;
-
-at the window's end both are undone (the attributes are plain ``InstrumentedAttribute``
-again). Cost: one Python frame per column read of those classes during a window, none
-outside -- ``window / every`` of the time (2 s in 60 by default), only for classes of
-tables already found read whole.
-
-Evidence, once ``min_rows`` rows were loaded in windows: the columns read at all (the
+Evidence, once the code read ``min_rows`` rows in windows: the columns read at all (the
 union over every window and code path, so ``load_only`` of them is safe for each path
 that was seen). A read that bypasses the attribute (``obj.__dict__``, the instance
 state, a serializer reading ``inspect(obj).dict``) is not seen, and a code path not run
@@ -71,7 +69,7 @@ class ColumnReads:
             self.wanted[table] = None
 
     def seen(self, table: str) -> Seen | None:
-        """The evidence for ``table``, once ``min_rows`` rows were loaded in windows."""
+        """The evidence for ``table``, once ``min_rows`` rows were read in windows."""
         found = self.wanted.get(table)
         return found if found is not None and found.rows >= self.min_rows else None
 
@@ -116,10 +114,8 @@ def refine(finding: Any, reads: ColumnReads) -> Any:
     if seen.read >= set(seen.columns):
         return None
     cols = [k for k in seen.columns if k in seen.read]
-    finding.fix = (f"SQLAlchemy: .options(load_only({', '.join(f'{seen.cls}.{k}' for k in cols)}))"
-                   if cols else "select only what the code uses (no column of it is read "
-                   "through the attributes: the primary key, or a COUNT / EXISTS)")
-    finding.evidence += (f"; sampled: over {seen.rows} rows loaded in {seen.windows} windows "
+    finding.fix = f"SQLAlchemy: .options(load_only({', '.join(f'{seen.cls}.{k}' for k in cols)}))"
+    finding.evidence += (f"; sampled: over {seen.rows} rows read in {seen.windows} windows "
                          f"the code read {len(cols)} of its {len(seen.columns)} columns "
                          f"through the attributes (reads of obj.__dict__ or the instance "
                          f"state, and code paths not run in a window, are not seen)")

@@ -99,52 +99,49 @@ def from_django(alias: str = "default", key: str = "advisor_database") -> dict[s
 
 #: ids of the tracked column attributes read during the current window.
 _READ: set[int] = set()
+#: rows read per mapped class in the window: a row counts when a read moves to another
+#: instance (approximate under threads; bounded by the classes tracked)
+_ROWS: dict[type, int] = {}
+_LAST = [0]
 _tracked_class: Any = None
 
 
 class SQLAlchemyColumns:
     """The tracker of :class:`pulsegate.advisor.columns.ColumnReads` for SQLAlchemy: in
-    a window, a table's mapped classes' column attributes record their reads (their
-    class swapped for a subclass whose ``__get__`` records first) and the mapper's
-    ``load`` event counts rows; :meth:`close` undoes both."""
+    a window, a table's mapped classes' column attributes record their reads and count
+    the rows read (their class swapped for a subclass whose ``__get__`` records first);
+    :meth:`close` swaps them back. (No ORM event is added or removed at run time:
+    SQLAlchemy's listener lists may not change while another thread runs them.)"""
 
     def __init__(self) -> None:
-        #: id(attribute) -> (table, key, attribute); the load listeners to remove
+        #: id(attribute) -> (table, key, attribute); (mapped class, evidence) per mapper
         self.tracked: dict[int, tuple[str, str, Any]] = {}
-        self.listeners: list[tuple[Any, Callable[..., None]]] = []
+        self.classes: list[tuple[type, Any]] = []
 
     def open(self, table: str, seen_for: Callable[[str, str, list[str]], Any]) -> None:
-        from sqlalchemy import event
         from sqlalchemy.orm.attributes import InstrumentedAttribute
 
         for mapper in _mappers_of(table):
             keys = [p.key for p in mapper.column_attrs]
-            seen = seen_for(table, mapper.class_.__name__, keys)
+            self.classes.append((mapper.class_, seen_for(table, mapper.class_.__name__, keys)))
             for key in keys:
                 attr = mapper.class_manager.get(key)
                 if type(attr) is InstrumentedAttribute:  # (else: left alone)
                     attr.__class__ = _tracked()
                     self.tracked[id(attr)] = (table, key, attr)
 
-            def loaded(target: Any, context: Any, seen: Any = seen) -> None:
-                seen.rows += 1
-
-            event.listen(mapper, "load", loaded)
-            self.listeners.append((mapper, loaded))
-
     def close(self, wanted: dict[str, Any]) -> None:
-        from sqlalchemy import event
         from sqlalchemy.orm.attributes import InstrumentedAttribute
 
-        for mapper, fn in self.listeners:
-            event.remove(mapper, "load", fn)
         for ident, (table, key, attr) in self.tracked.items():
             attr.__class__ = InstrumentedAttribute
             seen = wanted.get(table)
             if ident in _READ and seen is not None:
                 seen.read.add(key)
             _READ.discard(ident)
-        self.listeners.clear()
+        for cls, seen in self.classes:
+            seen.rows += _ROWS.pop(cls, 0)
+        self.classes.clear()
         self.tracked.clear()
 
 
@@ -170,6 +167,9 @@ def _tracked() -> Any:
             def __get__(self, instance: Any, owner: Any = None) -> Any:
                 if instance is not None:
                     _READ.add(id(self))
+                    if id(instance) != _LAST[0]:
+                        _LAST[0] = id(instance)
+                        _ROWS[type(instance)] = _ROWS.get(type(instance), 0) + 1
                 return InstrumentedAttribute.__get__(self, instance, owner)
 
         _tracked_class = TrackedColumn
