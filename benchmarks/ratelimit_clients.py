@@ -93,6 +93,19 @@ def trust_then_ramp(rng: random.Random, ua: str) -> Behaviour:
         t += rng.expovariate(rate)
 
 
+def quiet_ramp(rng: random.Random, ua: str) -> Behaviour:
+    """As :func:`trust_then_ramp`, but it keeps reading the same 20 pages while it ramps
+    to 1.9 req/s: only its rate changes (no new paths, no errors), so only a rate-change
+    rule can take its trust away."""
+    t = rng.uniform(0, 10)
+    start = t
+    while True:
+        age = t - start
+        yield t, "GET", f"/page/{rng.randrange(20)}", ua, 200
+        rate = 0.3 + 1.6 * min(1.0, max(0.0, age - 180) / 60)
+        t += rng.expovariate(rate)
+
+
 def aimd_attacker(rng: random.Random, ua: str) -> Behaviour:
     """Adapts to the limiter: +0.02 req/s per admitted request, halves its rate and waits
     one interval on a refusal (finds and rides the limit, as a careful bot would)."""
@@ -163,6 +176,10 @@ MIXES["browser scrapers"] = [
 MIXES["trust then ramp"] = [
     *_base(),
     ("ramp", 20, lambda r, i: trust_then_ramp(r, f"{BROWSER} r{i}")),
+]
+MIXES["quiet ramp"] = [
+    *_base(),
+    ("ramp-quiet", 20, lambda r, i: quiet_ramp(r, f"{BROWSER} q{i}")),
 ]
 MIXES["adaptive attackers"] = [
     *_base(),

@@ -20,7 +20,7 @@ Scores: legitimate requests throttled (%); abusive requests admitted (%), per re
 entitlement at the nominal rate, so any limiter at that rate scores 100 % -- printed for
 continuity, never a bar.)
 
-``--mixes`` runs the closed-loop evaluation of issue 23 instead: seven mixes of clients
+``--mixes`` runs the closed-loop evaluation of issue 23 instead: eight mixes of clients
 that react to refusals (``ratelimit_clients.py``) against pulsegate and against static
 limiters swept over 30-240/minute (token bucket; ``limits``' fixed window -- slowapi's
 default --, moving window and sliding-window counter); pulsegate passes a mix only when

@@ -38,12 +38,50 @@ def requests_until_untrusted(step: object, shift_rate: float = 4.0) -> int:
     return 100
 
 
-def test_a_trusted_reader_that_ramps_its_rate_loses_trust_within_20_requests() -> None:
+def test_a_trusted_reader_that_ramps_its_rate_loses_trust_within_40_requests() -> None:
     # From ~0.33 to 2 req/s: inside its 2x allowance, so the rate alone never made it
-    # suspicious and it kept the multiplier. Caught with trust_shift_rate=2 (at the
-    # default 4 it is not: see BehaviourModel._shift).
-    n = requests_until_untrusted(lambda i, rng: (0.5, f"/page/{rng.randrange(5)}", 200), 2.0)
-    assert n <= 20
+    # suspicious. The old per-request test (fast rate > 4x its usual one) did not catch
+    # it at its default in 100 requests; the rate CUSUM in spreads of the client's own
+    # habit does, at the default (33 requests: ~17 s, most of them while its rate over
+    # window / 6 = 10 s is still climbing).
+    n = requests_until_untrusted(lambda i, rng: (0.5, f"/page/{rng.randrange(5)}", 200))
+    assert n <= 40
+
+
+def test_a_trusted_reader_ramping_slowly_loses_trust_soon_after_the_ramp() -> None:
+    # The slow ramp: 0.33 -> 2 req/s over a minute, Poisson, on the same five pages;
+    # lost 43-59 s into it (45-52 requests) on six seeds, never by the old rule.
+    for seed in range(3):
+        rl, clock, _ = trusted_reader()
+        rng = random.Random(seed)
+        start = clock.t
+        while send(rl, clock, rng.expovariate(0.33 + 1.67 * min(1.0, (clock.t - start) / 60)),
+                   f"/page/{rng.randrange(5)}") > 1.0:
+            assert clock.t - start < 75, "still trusted 15 s after reaching 2 req/s"
+
+
+def test_a_trusted_bursty_user_is_not_refused_for_a_load_four_times_its_usual() -> None:
+    # Loads of 15-35 requests in 1.5 s, 20-120 s apart; then one of 100. Evidence for a
+    # rate change accrues per second, and the quiet gap after a load pays it back, so
+    # the big load is no abrupt change (the old per-request test refused 2-14 of its
+    # requests, as the alarm took the trusted depth away in the middle of it).
+    for seed in range(3):
+        clock, rng = FakeClock(), random.Random(seed)
+        rl = AdaptiveRateLimiter("60/minute", clock=clock)
+        refused, m = 0, 1.0
+        for load in range(24):
+            size = 100 if load == 20 else rng.randrange(15, 35)
+            for k in range(size):
+                clock.t += rng.expovariate(size / 1.5)
+                ok = rl.check("c").allowed
+                refused += not ok
+                m = rl.observe("c", RequestRecord("GET", "/api/w/{x}", f"/api/w/{k % 12}",
+                                                  200 if ok else 429, clock.t, 1.0, 1.0, 0.0, 0),
+                               "Firefox", "")
+            if load == 19:
+                assert m == rl.trusted_multiplier
+            clock.t += rng.uniform(20, 120)
+        assert refused == 0 and m == rl.trusted_multiplier
 
 
 def test_a_trusted_reader_that_walks_new_paths_loses_trust_within_6_requests() -> None:

@@ -48,8 +48,8 @@ bits -- a ring of 8 called every asset of a 40-asset page "new" on every load, s
 page-loader looked like a crawler and was never trusted (issue 23). Its size is the same for a 10-byte and a
 10 MB request (``benchmarks/memory.py --clients``: 957 bytes per client with its bucket,
 map entries and key, for 16 B to 8 KiB request fields, before issue 23's abrupt-change
-detector; with it, the failure streak and the burst history in one 9-double array,
-1 015 by ``tests/control/test_behaviour_memory.py``).
+detector; with it, the failure streak, the burst history, the rate CUSUM and the write
+share in one 12-double array, 1 007 by ``tests/control/test_behaviour_memory.py``).
 
 Profiles live in a bounded LRU (``max_clients``). Evicting a client that was treated
 as suspicious leaves a compact penalty record (one float: its suspicion) in a second,
@@ -76,10 +76,15 @@ _SLOW_BETA = 0.02  # per-request weight of the client's own baselines
 SHIFT_ERR_H = 1.0  # error CUSUM alarm level: two errors in a row
 SHIFT_DIV_H = 2.0  # path CUSUM alarm level: 5 new paths in a row for a reader
 SHIFT_ERR_K = 0.3  # error CUSUM reference: a 2 % background barely moves it
-SHIFT_WARMUP = 30  # requests before the rate test (its baseline is a mean of them)
+SHIFT_WARMUP = 30  # requests before the rate test (its baseline is learnt from them)
+SHIFT_RATE_K = 2.0  # rate CUSUM reference, in the client's own spreads (see _shift)
+SPREAD_MIN = 0.1  # floor of a rate spread (log units): +-10 % is no change
+SPREAD_INIT = 0.5
+RATE_FLOOR = 0.25  # x nominal rate, added before the log: changes well under it are ignored
 # Profile.change: the abrupt-change detector's fields, then the auth-failure streak and
 # the burst history behind the learnt burst allowance
-SINCE, BURST, BASE_BURST, BASE_DIV, SHIFT_DIV, SHIFT_ERR, FAILS, RUN, PEAK = range(9)
+(SINCE, BURST, BASE_RATE, BASE_DIV, SHIFT_DIV, SHIFT_ERR, FAILS, RUN, PEAK, SPREAD,
+ SHIFT_RATE, WRITE) = range(12)
 PEAK_KEEP = 0.9  # the largest recent burst is forgotten by 10 % per burst
 AUTH_FAILURES = (401, 403)  # statuses that extend a client's failure streak
 QUERY_SLOTS = 16  # routes whose last query string is remembered (digests)
@@ -97,7 +102,7 @@ def digest(value: str | None) -> int:
 
 class Profile:
     __slots__ = ("change", "digests", "div", "err", "forest", "ia_mean", "ia_var", "last_t",
-                 "last_ua", "n", "param", "path_next", "rate", "suspicion", "ua", "write")
+                 "last_ua", "n", "param", "path_next", "rate", "suspicion", "ua")
 
     def __init__(self, prior: float = 0.0) -> None:
         self.n = 0
@@ -109,7 +114,6 @@ class Profile:
         self.ua = 0.0
         self.param = 0.0
         self.div = 0.0
-        self.write = 0.0
         self.last_ua = 0  # digest of the last User-Agent; 0 = none seen yet
         #: one array of 16-bit digests (one array header instead of two, per client):
         #: query slot i is (route digest, query digest) at [2i], [2i+1], 0 = free; from
@@ -119,12 +123,14 @@ class Profile:
         self.suspicion = prior
         #: the abrupt-change detector's state, one flat array (a float object per field
         #: would cost ~100 bytes more per client): [SINCE] the last abrupt change
-        #: (-inf: none yet), [BURST] fast rate (time constant tau / 6), [BASE_BURST] its usual
-        #: value per request, [BASE_DIV] usual share of new paths, [SHIFT_DIV] /
-        #: [SHIFT_ERR] the CUSUMs (see BehaviourModel._shift); [FAILS] consecutive auth
-        #: failures (401/403) since the last success; [RUN] requests in the current burst
-        #: and [PEAK] the largest recent one (see BehaviourModel._burst)
-        self.change = array("d", (-math.inf, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0))
+        #: (-inf: none yet), [BURST] fast rate (time constant tau / 6), [BASE_RATE] and
+        #: [SPREAD] the median of its log and the median deviation from it, [BASE_DIV]
+        #: usual share of new paths, [SHIFT_DIV] / [SHIFT_ERR] / [SHIFT_RATE] the CUSUMs
+        #: (see BehaviourModel._shift); [FAILS] consecutive auth failures (401/403) since
+        #: the last success; [RUN] requests in the current burst and [PEAK] the largest
+        #: recent one (see BehaviourModel._burst); [WRITE] the share of writes
+        self.change = array("d", (-math.inf, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
+                                  SPREAD_INIT, 0.0, 0.0))
         #: evidence from the optional IsolationForest (set in the background), in [0, 1]
         self.forest = 0.0
 
@@ -149,6 +155,11 @@ class Profile:
     def peak_burst(self) -> float:
         """The client's largest recent burst (requests closer than the nominal interval)."""
         return max(self.change[PEAK], self.change[RUN])
+
+    @property
+    def write(self) -> float:
+        """EWMA of the non-GET/HEAD indicator (kept for reports; not scored)."""
+        return self.change[WRITE]
 
     @property
     def confidence(self) -> float:
@@ -188,9 +199,11 @@ class BehaviourModel:
     def __init__(self, nominal_rate: float, max_clients: int = 10_000, window: float = 60.0,
                  shift_rate: float = 4.0) -> None:
         self.nominal_rate = nominal_rate
-        #: rate alarm: fast rate above shift_rate x its usual fast rate + nominal / 4
+        #: rate alarm level of the rate CUSUM, in spreads x window / 6 (see _shift)
         self.shift_rate = shift_rate
+        self.rate_k = SHIFT_RATE_K
         self.tau = min(max(window, 1.0), 3600.0)
+        self.fast_tau = self.tau / 6.0
         self.max_clients = max_clients
         self.profiles: BoundedLRU[str, Profile] = BoundedLRU(max_clients)
         #: Suspicion of evicted clients, so forgetting a profile is no amnesty.
@@ -232,7 +245,8 @@ class BehaviourModel:
         p = self.get(key)
         b = _BETA
         tau = self.tau
-        fast_tau = tau / 6.0
+        fast_tau = self.fast_tau
+        ia = 0.0
         if p.last_t >= 0.0:
             ia = max(now - p.last_t, 1e-6)
             self._burst(p.change, ia)
@@ -257,7 +271,8 @@ class BehaviourModel:
             p.change[FAILS] += 1.0
         elif status < 400:  # only a success ends a streak (a 404 between tries does not)
             p.change[FAILS] = 0.0
-        p.write += b * ((0.0 if method in ("GET", "HEAD") else 1.0) - p.write)
+        c = p.change
+        c[WRITE] += b * ((0.0 if method in ("GET", "HEAD") else 1.0) - c[WRITE])
         if ua or p.last_ua:
             changed = 1.0 if (p.last_ua and ua != p.last_ua) else 0.0
             p.ua += b * (changed - p.ua)
@@ -282,7 +297,7 @@ class BehaviourModel:
             table[p.path_next] = h
             nxt = p.path_next + 1
             p.path_next = PATHS if nxt == PATHS + PATH_RING else nxt
-        self._shift(p, now, new_path, 1.0 if status >= 400 and status != 429 else 0.0)
+        self._shift(p, now, ia, new_path, 1.0 if status >= 400 and status != 429 else 0.0)
         # Score every request while the profile is young (decisions happen then), then
         # every 4th: the features are EWMAs and barely move in 3 requests.
         if p.n <= 32 or not p.n & 3:
@@ -302,46 +317,58 @@ class BehaviourModel:
                 c[PEAK] = run if run > peak else peak
             c[RUN] = 1.0
 
-    def _shift(self, p: Profile, now: float, new_path: float, error: float) -> None:
+    def _shift(self, p: Profile, now: float, gap: float, new_path: float, error: float) -> None:
         """Abrupt-change detector: restarts the client's clean stretch (``since``).
 
-        Against the client's own slow baselines (per-request EWMA, weight 0.02)::
+        Paths and errors, against the client's own slow baseline (per-request EWMA,
+        weight 0.02), one CUSUM each per request::
 
             S_div <- max(0, S_div + new_path - base_div - max(0.1, (1 - base_div) / 2))
             S_err <- max(0, S_err + error - 0.3)
-            change  if  S_div > 2  or  S_err > 1
-                    or  burst > shift_rate * base_burst + nominal_rate / 4   (n > 30)
 
-        ``burst`` is the request rate with time constant window / 6; ``base_burst`` its
-        per-request average, i.e. the rate the client's requests usually arrive at --
-        high for a page-loader (most of its requests are inside a load), low for a reader.
-        A reader switching to new paths every request alarms after 5 requests, a client
-        that starts failing after 2 errors in a row. ``shift_rate`` (default 4) trades
-        catching a ramp against bursty users' unusually big page loads: at 4 a reader
-        going from 0.3 to 2 req/s is not caught (its 2x allowance covers it); at 2 it
-        is, within ~15 requests, but 1.5 % of the bursty users' requests in
-        ``benchmarks/ratelimit_sim.py`` are refused instead of 0.04 %. The baselines are
-        a plain mean over the first 50 requests, then an EWMA, 10x slower once the
-        client has been clean for a window (an established habit is a stable
-        reference; a new one becomes the client's normal only after it has lasted).
+        Rate: ``x = ln(burst + nominal / 4)``, ``burst`` the request rate with time
+        constant window / 6 (``nominal / 4`` so that changes well under the nominal rate
+        do not count). Its baseline is the running median ``mu`` of ``x`` over the
+        client's requests and its spread ``d`` the running median of ``|x - mu|`` (both
+        by sign steps, so one odd request moves them by at most a step; ``d >= 0.1``).
+        Evidence accrues per second, not per request, in units of ``d``::
+
+            S_rate <- max(0, S_rate + (gap / (window / 6)) * ((x - mu) / d - k))   k = 2
+
+        so a page load (a second of fast requests, then a long quiet gap whose low rate
+        pays the evidence back) cannot build it up, and a client sustaining a rate
+        ``k`` spreads above its habit can. ``change`` when ``S_div > 2``, ``S_err > 1``
+        or ``S_rate > shift_rate`` (after ``SHIFT_WARMUP`` requests). A reader
+        switching to new paths every request alarms after 5 requests, one that starts
+        failing after 2 errors in a row, a reader going from 0.3 to 2 req/s within
+        30-41 requests (``shift_rate`` = 4; a bursty user's load 4x its usual: none).
+        The baselines are learnt with step ``1/n`` over the first 50 requests, then
+        0.02, 10x slower once the client has been clean for a window (an
+        established habit is a stable reference; a new one becomes the client's normal
+        only after it has lasted).
         """
         c = p.change
         n = p.n
+        x = math.log(c[BURST] + RATE_FLOOR * self.nominal_rate)
         if n == 1:
-            c[BASE_DIV], c[BASE_BURST] = new_path, c[BURST]
+            c[BASE_DIV], c[BASE_RATE] = new_path, x
             return
         bd = c[BASE_DIV]
         k = max(0.1, (1.0 - bd) * 0.5)
         c[SHIFT_DIV] = max(0.0, c[SHIFT_DIV] + new_path - bd - k)
         c[SHIFT_ERR] = max(0.0, c[SHIFT_ERR] + error - SHIFT_ERR_K)
+        d = c[SPREAD]
+        dev = x - c[BASE_RATE]
+        if n > SHIFT_WARMUP:
+            c[SHIFT_RATE] = max(0.0, c[SHIFT_RATE] + gap / self.fast_tau * (dev / d - self.rate_k))
         if (c[SHIFT_DIV] > SHIFT_DIV_H or c[SHIFT_ERR] > SHIFT_ERR_H
-                or (n > SHIFT_WARMUP
-                    and c[BURST] > self.shift_rate * c[BASE_BURST] + 0.25 * self.nominal_rate)):
+                or c[SHIFT_RATE] > self.shift_rate):
             c[SINCE] = now
-            c[SHIFT_DIV] = c[SHIFT_ERR] = 0.0
+            c[SHIFT_DIV] = c[SHIFT_ERR] = c[SHIFT_RATE] = 0.0
         sb = 1.0 / n if n <= 50 else 0.1 * _SLOW_BETA if now - c[SINCE] >= self.tau else _SLOW_BETA
         c[BASE_DIV] = bd + sb * (new_path - bd)
-        c[BASE_BURST] += sb * (c[BURST] - c[BASE_BURST])
+        c[BASE_RATE] += sb * d if dev > 0.0 else -sb * d
+        c[SPREAD] = max(SPREAD_MIN, d * math.exp(sb if abs(dev) > d else -sb))
 
     def _score(self, p: Profile, allowance: float = 1.0) -> None:
         f = p.features(self.nominal_rate * allowance)
