@@ -74,3 +74,22 @@ def test_a_burst_of_any_class_mix_fills_its_best_class_cap_and_never_inverts(
         shed = [q for q in mix if a.shed[q]]
         for q in range(2, min(shed, default=3) - 1, -1):
             assert not isinstance(a.acquire_or_enqueue(q), Ticket), (limit, mix, q)
+
+
+def test_after_a_high_request_is_shed_low_priority_waits_one_interval() -> None:
+    clk = FakeClock(0.0)
+    a = ConcurrencyAllocator(1, 100, 4, max_queue_wait=0.01, interval=0.05, clock=clk,
+                             learn=False)
+    held = [a.acquire_or_enqueue("high") for _ in range(4)]
+    w = a.acquire_or_enqueue("high")
+    assert isinstance(w, Waiter)
+    clk.t = 0.01
+    assert a.expire() == 1 and a.shed[0] == 1  # no slot came free in time
+    for t in held[:3]:
+        assert isinstance(t, Ticket)
+        t.release()
+    assert a.acquire_or_enqueue("low") is not None and a.admitted[2] == 0  # queued, not in
+    assert isinstance(a.acquire_or_enqueue("normal"), Ticket)
+    clk.t = 0.061  # one interval after the shed (the queued low one has expired)
+    assert a.expire() == 1
+    assert isinstance(a.acquire_or_enqueue("low"), Ticket)

@@ -13,7 +13,8 @@ bounded queue, best class first (FIFO within a class), for at most ``max_queue_w
 seconds; then it is shed. A full queue sheds its newest lowest-priority waiter to make
 room for a higher-priority arrival, and otherwise the arrival itself -- so a high
 request is never shed while a lower one is waiting, and lower classes are never
-admitted while a higher one waits.
+admitted while a higher one waits. After a high request is shed, no low one is admitted
+for one control ``interval``: the server is short of room for high work.
 
 ``acquire_or_enqueue`` is the clock-driven core (the simulation drives it with
 ``expire(now)``); ``acquire_flow`` waits for a queued ticket as a
@@ -143,6 +144,7 @@ class ConcurrencyAllocator:
         self._lock = threading.Lock()
         self._hot = False
         self._caps = self._compute_caps()
+        self._low_after = -float("inf")  # low admitted again from then on (see _cap)
         self._w_start = self._w_last = clock()
         self._w_area = 0.0
         self._w_n = self._w_good = self._w_late = self._w_lat = self._w_seen = 0.0
@@ -173,8 +175,9 @@ class ConcurrencyAllocator:
         """A ticket if a slot is free for this class and nobody better is waiting; never
         queues. The common, uncontended path of ``acquire``: no Event, no Future."""
         with self._lock:
-            if self.inflight < self._caps[priority] and not self.queued:
-                return self._grant(priority, self.clock(), 0.0)
+            now = self.clock()
+            if self.inflight < self._cap(priority, now) and not self.queued:
+                return self._grant(priority, now, 0.0)
         return None
 
     def acquire_or_enqueue(self, priority: str | int = "normal",
@@ -184,7 +187,7 @@ class ConcurrencyAllocator:
         p = priority if isinstance(priority, int) else PRIORITIES.get(priority, 1)
         with self._lock:
             now = self.clock()
-            if self.inflight < self._caps[p] and not any(self.queues[i] for i in range(p + 1)):
+            if self.inflight < self._cap(p, now) and not any(self.queues[i] for i in range(p + 1)):
                 return self._grant(p, now, 0.0)
             if self.max_queue_wait <= 0 or self.max_queue <= 0:
                 self._count_shed(p)
@@ -202,11 +205,16 @@ class ConcurrencyAllocator:
             self.queued += 1
             return w
 
+    def _cap(self, p: int, now: float) -> int:
+        """Class ``p``'s cap; low priority gets none for one interval after a high shed."""
+        return 0 if p == 2 and now < self._low_after else self._caps[p]
+
     def _count_shed(self, p: int) -> None:
         self.shed[p] += 1
         self._w_shed += 1
         if p == 0:
             self._w_high_shed += 1
+            self._low_after = self.clock() + self.interval
 
     def _shed_waiter(self, w: Waiter) -> None:
         w.shed = True
@@ -218,7 +226,7 @@ class ConcurrencyAllocator:
         """Hand free slots to the best waiters (called with the lock held)."""
         for p in (0, 1, 2):
             q = self.queues[p]
-            while q and self.inflight < self._caps[p]:
+            while q and self.inflight < self._cap(p, now):
                 w = q.popleft()
                 self.queued -= 1
                 w.ticket = self._grant(p, now, now - w.since)
