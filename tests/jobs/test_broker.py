@@ -191,3 +191,51 @@ def test_a_list_is_read_at_its_own_key_and_shown_once_it_held_a_message(
         assert broker.stats()[f"{name} low"]["length"] == 1
     finally:
         conn.delete(f"{name}-low")
+
+
+class _Pipe:
+    """A redis-py pipeline's shape over a dict of lists (no server)."""
+
+    def __init__(self, lists: dict[str, list[bytes]]) -> None:
+        self.lists, self.replies = lists, []  # type: list[object]
+
+    def llen(self, key: str) -> None:
+        self.replies.append(len(self.lists.get(key, [])))
+
+    def lindex(self, key: str, index: int) -> None:
+        items = self.lists.get(key, [])
+        self.replies.append(items[index] if items else None)
+
+    def execute(self) -> list[object]:
+        return self.replies
+
+
+class _Client:
+    def __init__(self, lists: dict[str, list[bytes]]) -> None:
+        self.lists = lists
+
+    def pipeline(self, transaction: bool = False) -> _Pipe:
+        return _Pipe(self.lists)
+
+
+def test_a_huge_head_is_kept_as_a_digest_and_its_change_still_seen() -> None:
+    """Attack probe: a message's size is the producer's (a user's upload in a task's
+    arguments). The probe used to keep the whole oldest message between samples; now 16
+    bytes, whatever its size, and a new head of the same size is still a change."""
+    big = b'{"headers": {}, "body": "' + b"x" * 8_000_000 + b'"}'
+    lists = {"mail": [big]}
+    broker = BrokerQueues(_Client(lists), ["mail"], CELERY)
+    gate = PulseGate(log_events=False)
+    try:
+        broker.poll(gate)
+        first = broker.probes[0].head
+        assert isinstance(first, bytes) and len(first) == 16
+        broker.poll(gate)
+        assert broker.probes[0].head == first  # the same message: the same head
+        lists["mail"] = [big.replace(b"xxx", b"xxy", 1)]
+        broker.poll(gate)
+        assert broker.probes[0].head not in (first, None)
+        assert len(broker.probes[0].head) == 16  # type: ignore[arg-type]
+    finally:
+        gate.close()
+

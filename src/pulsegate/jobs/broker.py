@@ -39,6 +39,7 @@ True
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import weakref
@@ -130,7 +131,7 @@ class QueueProbe:
     def sample(self, now: float, length: int, head: object,
                published: float | None) -> dict[str, Any] | None:
         """One sample at ``now`` (wall-clock s): ``length`` messages, the oldest one
-        ``head`` (an identity: its bytes) published at ``published`` when known.
+        ``head`` (an identity: a digest of its bytes) published at ``published`` when known.
         Returns the incident fields when the queue starts to stall, else None."""
         self.length, self.sampled_at = length, now
         if length <= 0 or head is None:
@@ -235,9 +236,10 @@ class BrokerQueues:
         out = []
         now = gate.wall()
         with self.lock:
-            for probe, (length, head) in zip(self.probes, rows, strict=True):
+            for probe, (length, message) in zip(self.probes, rows, strict=True):
+                head = _identity(message)
                 known = probe.head is not None and head == probe.head
-                published = None if known or head is None else self.published(head)
+                published = None if known or head is None else self.published(message)
                 fields = probe.sample(now, length, head, published)
                 if fields is not None:
                     score = fields.pop("score")
@@ -248,6 +250,16 @@ class BrokerQueues:
         with self.lock:
             return {p.name: p.stats() for p in self.probes
                     if p.name not in self.optional or p.held_a_message()}
+
+
+def _identity(message: Any) -> object:
+    """What tells a head from the next: a 16-byte digest of its bytes (a message may be
+    megabytes; only the digest is kept between samples), None for no message."""
+    if isinstance(message, str):
+        message = message.encode("utf-8", "surrogatepass")
+    if isinstance(message, (bytes, bytearray, memoryview)):
+        return hashlib.blake2b(message, digest_size=16).digest()
+    return message
 
 
 def _rq_enqueued(client: Any, job_id: bytes) -> float | None:
