@@ -239,3 +239,23 @@ def test_a_huge_head_is_kept_as_a_digest_and_its_change_still_seen() -> None:
     finally:
         gate.close()
 
+
+def test_past_the_cap_celery_priority_lists_are_dropped_before_any_queue() -> None:
+    """Nine queues with kombu's default steps are 36 lists, past the cap of 32: every
+    queue's own list is still watched (a priority list nobody publishes to was taking
+    the ninth queue's place)."""
+    from types import SimpleNamespace
+
+    from pulsegate.jobs.celery import watch_queues
+
+    app = SimpleNamespace(conf=SimpleNamespace(
+        broker_url="redis://127.0.0.1:1/0", task_default_queue="celery", task_queues=None,
+        broker_transport_options={}))
+    queues = [f"q{i}" for i in range(9)]
+    gate = PulseGate(log_events=False)
+    try:
+        broker = watch_queues(app, gate=gate, queues=queues, interval=3600.0)
+        names = [p.name for p in broker.probes]
+        assert names[:9] == queues and len(names) == 32 and broker.dropped == 4
+    finally:
+        gate.close()

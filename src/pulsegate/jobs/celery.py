@@ -239,8 +239,11 @@ def watch_queues(app: Any, gate: PulseGate | None = None, queues: Any = None,
         names += [str(getattr(q, "name", q)) for q in (app.conf.task_queues or ())]
         queues = names
     options = dict(app.conf.broker_transport_options or {})
-    lists = [row for q in dict.fromkeys(str(q) for q in queues)
-             for row in priority_lists(q, options)]
+    rows = [row for q in dict.fromkeys(str(q) for q in queues)
+            for row in priority_lists(q, options)]
+    # every queue's own list before any priority list: past the broker's cap of
+    # MAX_QUEUES lists, priority lists are dropped first
+    lists = [r for r in rows if not r.optional] + [r for r in rows if r.optional]
     client = redis.Redis.from_url(url)
     return watch(gate if gate is not None else get_gate(), client, lists, CELERY, interval)
 
