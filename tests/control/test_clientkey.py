@@ -160,3 +160,25 @@ def test_callable_key_and_unknown_peer() -> None:
 def test_bad_mode_rejected() -> None:
     with pytest.raises(ValueError, match="client_key"):
         ClientKeyResolver("cookie")
+
+
+def test_forged_long_entries_leave_no_request_sized_strings_behind() -> None:
+    """Attack probe: behind a trusted proxy, each request's X-Forwarded-For ends in a
+    different 8 KiB string. The address cache (4096 entries) kept each one as its key:
+    32 MiB held by one resolver. A string longer than any address is not one, and is
+    not cached; the client is then the last address known (the proxy's peer)."""
+    import tracemalloc
+
+    keys = ClientKeyResolver("ip", ["10.0.0.0/8"])
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(2_000):
+            forged = f"{i:08d}" + "x" * 8_192
+            assert keys(info("10.0.0.2", x_forwarded_for=f"6.6.6.6, {forged}")) == "ip:10.0.0.2"
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 1_000_000, held  # 2 000 x 8 KiB = 16 MiB if the strings were kept
+    scoped = "fe80::1%" + "e" * 20  # (a scoped IPv6 address is still one)
+    assert keys(info("10.0.0.2", x_forwarded_for=scoped)) == "ip:" + scoped

@@ -64,6 +64,9 @@ FORWARDED_HEADERS = LIST_HEADERS + SINGLE_HEADERS
 #: At most this many hops are read from the right of a list header (a proxy chain is
 #: short; a client can send thousands of entries).
 MAX_HOPS = 32
+#: Longest string read as an address (an IPv6 address with a zone is at most ~60):
+#: a longer one is not one, and is not cached -- the cache's keys stay small.
+MAX_ADDRESS = 64
 #: Longer header / callable keys are stored as a digest.
 MAX_KEY = 64
 
@@ -152,6 +155,8 @@ class ClientKeyResolver:
 
     def address(self, addr: str) -> tuple[str | None, bool]:
         """``(canonical address or None if it is not one, is it a trusted proxy)``."""
+        if len(addr) > MAX_ADDRESS:  # not an address: never kept (request-sized)
+            return None, False
         hit = self._cache.get(addr)
         if hit is not None:
             return hit
