@@ -94,3 +94,30 @@ def test_cache_is_safe_across_threads() -> None:
     for t in threads:
         t.join()
     assert errors == [] and len(cache) <= 16
+
+
+def test_long_statements_are_cached_by_what_is_read_of_them() -> None:
+    """Attack probe: raw SQL carrying a user's text inline (a 256 KiB literal, different
+    each time). The cache kept every statement whole as its key: 64 entries held 16 MiB.
+    Only the first MAX_SCAN characters are read, so only those (+1) key the entry; the
+    fingerprint is the one of the whole statement."""
+    import tracemalloc
+
+    from pulsegate.queries.sqlscan import MAX_SCAN
+
+    cache = FingerprintCache(maxsize=64)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(200):
+            sql = f"insert into notes (id, body) values ({i}, '" + "x" * 262_144 + "')"
+            assert cache.get(sql) == FingerprintCache(1).get(sql)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(cache) == 64 and held < 64 * 4 * MAX_SCAN, held  # whole keys: 16 MiB
+    long = "select a from t where b in (" + ", ".join(["?"] * 20_000) + ")"
+    assert cache.get(long).text == normalize(long)[0]
+    hits = cache.hits
+    assert cache.get(long[:-1] + ", ?)").text == normalize(long)[0]  # differs past the cap
+    assert cache.hits == hits + 1

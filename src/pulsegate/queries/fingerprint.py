@@ -26,7 +26,7 @@ import threading
 from collections import OrderedDict
 from typing import NamedTuple
 
-from pulsegate.queries.sqlscan import rules_for, scan
+from pulsegate.queries.sqlscan import MAX_SCAN, rules_for, scan
 
 __all__ = ["FingerprintCache", "SQLFingerprint", "default_cache", "fingerprint", "normalize"]
 
@@ -91,6 +91,8 @@ def _compute(sql: str, dialect: str | None = None) -> SQLFingerprint:
 
 class FingerprintCache:
     """Bounded LRU of raw statement text -> :class:`SQLFingerprint`, with hit counters.
+    A statement is keyed by what the scanner reads of it, its first ``MAX_SCAN + 1``
+    characters: an entry's size never grows with the statement's.
 
     One text may redact differently per dialect (``"x"`` is a name in PostgreSQL, a
     string in MySQL), so entries live in one LRU table per dialect family; ``maxsize``
@@ -149,6 +151,8 @@ class FingerprintCache:
             data = self._by_name.get(dialect)
             if data is None:
                 data = self._table(dialect)
+            if isinstance(sql, str) and len(sql) > MAX_SCAN:
+                sql = sql[:MAX_SCAN + 1]  # all the scan reads: the key is no longer
             fp = data.get(sql)
             if fp is not None:
                 # OrderedDict's get/move_to_end are single C calls, atomic under the GIL:
