@@ -26,3 +26,18 @@ def test_no_generated_id_survives() -> None:
             continue  # an all-letter word is a literal by the rule
         _, path = upstream_of(f"https://api.example.com/things/{ident}/parts?x={ident}")
         assert ident not in path and path == "/things/{id}/parts"
+
+
+def test_urls_of_any_length_fold_in_linear_time_to_a_bounded_label() -> None:
+    """Attack probe: an outbound URL built from a user's input (a webhook address, a
+    search) may be of any length; its host used to be kept whole in the upstream label
+    (a monitor's key, a metric's label)."""
+    from growth import assert_linear
+
+    assert_linear(upstream_of, lambda n: f"https://{'h' * n}.example/{'p/' * n}?q={'x' * n}")
+    assert_linear(fold_path, lambda n: "/a" * n + "/" + "9" * n)
+    label, path = upstream_of(f"https://{'h' * 100_000}.example/users/1")
+    assert (label, path) == ("https://(long host)", "/users/{id}")
+    assert upstream_of("https://" + "h" * 253 + ":8443/x")[0] == "https://" + "h" * 253 + ":8443"
+    assert len(upstream_of("a" * 100_000 + "://host/x")[0]) < 300
+

@@ -2,7 +2,8 @@
 template -- never the query string, the fragment or the user information.
 
 * the host is lower-cased, a default port (80 for http, 443 for https) dropped, an IPv6
-  address kept in brackets;
+  address kept in brackets, a host longer than any DNS name (:data:`MAX_HOST`) reported
+  as ``(long host)``;
 * fail-closed: a path segment is kept only if it reads as a route literal -- a word of
   letters (``-``, ``_``, ``.``, ``~`` between them, at most :data:`MAX_WORD` characters)
   or a version (``v2``, ``v1.1``); anything else (digits, a UUID, ``cus_ABC123``, an
@@ -32,6 +33,9 @@ MAX_SEGMENTS = 8
 #: Longest word kept as a path literal.
 MAX_WORD = 40
 _LITERAL = re.compile(r"[A-Za-z]+(?:[-_.~][A-Za-z]+)*|v\d{1,3}(?:\.\d{1,3})?")
+#: Longest host kept in a label (a DNS name has at most 253 characters) and scheme.
+MAX_HOST = 253
+MAX_SCHEME = 16
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
 
@@ -52,8 +56,10 @@ def fold_path(path: str) -> str:
 
 def upstream_label(scheme: str, host: str, port: int | None) -> str:
     """``scheme://host[:port]``, lower-case, default port dropped."""
-    scheme = (scheme or "http").lower()
+    scheme = (scheme or "http").lower()[:MAX_SCHEME]
     host = (host or "").lower()
+    if len(host) > MAX_HOST:  # no DNS name is longer: not kept (memory, cardinality)
+        host = "(long host)"
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
     if port is None or _DEFAULT_PORTS.get(scheme) == port:
