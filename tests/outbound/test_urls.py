@@ -41,3 +41,39 @@ def test_urls_of_any_length_fold_in_linear_time_to_a_bounded_label() -> None:
     assert upstream_of("https://" + "h" * 253 + ":8443/x")[0] == "https://" + "h" * 253 + ":8443"
     assert len(upstream_of("a" * 100_000 + "://host/x")[0]) < 300
 
+
+def test_distinct_long_urls_are_not_remembered_whole() -> None:
+    """Attack probe: every call to a different 30 kB URL (data in the query string).
+    The hook remembered each URL whole as a key of its 2 048-entry table: 61 MB at
+    most; now only URLs up to 1 KiB are remembered, longer ones parsed again."""
+    import tracemalloc
+    import urllib.parse
+
+    import httpx
+
+    from pulsegate.engine import PulseGate
+    from pulsegate.outbound import attach, report
+    from pulsegate.outbound.hooks import instrument_transport
+
+    gate = PulseGate(log_events=False)
+    try:
+        class Answer(httpx.BaseTransport):  # (a sync transport, no server)
+            def handle_request(self, request: httpx.Request) -> httpx.Response:
+                return httpx.Response(200)
+
+        transport = instrument_transport(attach(gate), Answer())
+        with httpx.Client(transport=transport) as client:
+            tracemalloc.start()
+            try:
+                before = tracemalloc.get_traced_memory()[0]
+                for i in range(300):
+                    client.get(f"https://api.example/search?q={i}{'x' * 30_000}")
+                urllib.parse.clear_cache()  # (the standard library's own 128 URLs)
+                held = tracemalloc.get_traced_memory()[0] - before
+            finally:
+                tracemalloc.stop()
+        assert held < 3_000_000, held  # 300 x 30 kB = 9 MB when remembered whole
+        row = next(r for r in report(gate)["upstreams"] if r["upstream"] == "https://api.example")
+        assert row["calls"] == 300 and [r["route"] for r in row["routes"]] == ["/search"]
+    finally:
+        gate.close()

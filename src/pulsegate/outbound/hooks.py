@@ -41,6 +41,8 @@ _ORIGINALS: dict[tuple[type, str], Any] = {}
 #: than the rest of the hook. Bounded; read without a lock (a dict read is atomic),
 #: written under one. Never reported: only the values are.
 _WHERE: BoundedLRU[str, tuple[str, str]] = BoundedLRU(2048)
+#: Longest URL kept as a key of ``_WHERE``: its memory is bounded whatever the URLs.
+MAX_REMEMBERED = 1024
 _WHERE_LOCK = threading.Lock()
 
 
@@ -58,8 +60,9 @@ def _report(monitors: list[OutboundMonitor], where: tuple[str, str], elapsed: fl
 
 
 def _remember(url: str, where: tuple[str, str]) -> tuple[str, str]:
-    with _WHERE_LOCK:
-        _WHERE.put(url, where)
+    if len(url) <= MAX_REMEMBERED:  # a longer URL (data in its query) is parsed each time
+        with _WHERE_LOCK:
+            _WHERE.put(url, where)
     return where
 
 
