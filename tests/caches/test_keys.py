@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import re
 import string
+import subprocess
 import sys
+import sysconfig
 import time
 import types
+import uuid
+from pathlib import Path
 
 from pulsegate.caches.keys import MAX_KEY_CHARS, KeyPatterns, fold
 
@@ -140,6 +146,7 @@ def test_words_of_code_loaded_later_and_of_settings_are_kept() -> None:
     prefix, basket, wardrobe = joined("zen", "trabox"), joined("plim", "soll"), joined("Ward", "robe")
     assert p.pattern(f"{basket}:1") == "{*}:{id}"  # no loaded code spells it yet
     module = types.ModuleType("pulsegate_test_later_module")
+    module.__file__ = str(Path(__file__).with_name("later_module.py"))  # the application's
     exec(f"CACHES = {{'default': {{'KEY_PREFIX': '{prefix}'}}}}\n"
          "def basket_key(user):\n"
          f"    return f'{basket}_bag:{{user}}'\n"
@@ -206,6 +213,7 @@ def test_a_module_still_being_imported_is_read_once_it_is_done() -> None:
 
     word = joined("snor", "kelwick")
     module = types.ModuleType("pulsegate_test_half_imported")
+    module.__file__ = str(Path(__file__).with_name("half_imported.py"))  # the application's
     module.__spec__ = ModuleSpec(module.__name__, None)
     module.__spec__._initializing = True  # type: ignore[attr-defined]
     module.__dict__["PREFIX"] = word
@@ -219,3 +227,97 @@ def test_a_module_still_being_imported_is_read_once_it_is_done() -> None:
         assert word in words
     finally:
         del sys.modules[module.__name__]
+
+
+# --- libraries: a word counts only beside the neighbour a key-shaped constant gives it --
+
+def test_a_library_word_is_kept_beside_its_neighbour_only() -> None:
+    from pulsegate.caches.vocabulary import is_library
+
+    site = sysconfig.get_paths()["purelib"]
+    app_word, lone, named, neighbour = (joined("qua", "drel"), joined("vos", "trim"),
+                                        joined("Glen", "dorf"), joined("pel", "torn"))
+    meta = [joined("kal", "vesh"), joined("tru", "mond"), joined("obe", "ling")]
+    library = types.ModuleType("pulsegate_test_site_library")
+    library.__file__ = os.path.join(site, "pulsegate_test_site_library.py")
+    exec(f"WORD = '{lone}'\n"  # a lone word (a user name in the making: "admin")
+         f"URL_NAME = '{lone}:{neighbour}'\n"  # the same word in a key shape
+         f"PREFIX = '{'-'.join(meta)}-'\n"  # a key template: "celery-task-meta-"
+         f"class {named}:\n"
+         "    def key(self, pk):\n"
+         f"        return f'{neighbour}:{{pk}}'\n", library.__dict__)
+    app = types.ModuleType("pulsegate_test_app_module")
+    app.__file__ = str(Path(__file__).with_name("app_module.py"))
+    exec(f"def key(user):\n    return f'{app_word}:{{user}}'\n", app.__dict__)
+    for module in (library, app):
+        sys.modules[module.__name__] = module
+    try:
+        assert is_library(library) and not is_library(app)
+        p = ready_folder()
+        assert p.pattern(f"{app_word}:7") == f"{app_word}:{{id}}"  # the application's rule
+        assert p.pattern(f"{app_word}:{lone}") == f"{app_word}:{{*}}"  # was kept before
+        assert p.pattern(f"{lone}:{app_word}") == f"{{*}}:{app_word}"
+        assert p.pattern(f"{lone}:{neighbour}:3") == f"{lone}:{neighbour}:{{id}}"
+        task = uuid.uuid4()
+        assert p.pattern(f"{'-'.join(meta)}-{task}") == f"{'-'.join(meta)}-{{id}}"
+        assert p.pattern(f"{meta[1]}:{meta[2]}") == "{*}:{*}"  # another delimiter: not the pair
+        assert p.pattern(f"{neighbour}:9") == "{*}:{id}"  # a lone library word: folded
+        assert p.pattern(f"{named.lower()}:9") == "{*}:{id}"  # a library's names: not read
+    finally:
+        for module in (library, app):
+            del sys.modules[module.__name__]
+
+
+_LIBRARY_KEYS = """
+import json, sys
+sys.path[:0] = sys.argv[1:]
+from key_vocabulary import PROBES, library_keys, setup_django
+from pulsegate.caches.keys import fold
+from pulsegate.caches.vocabulary import ProgramWords
+
+def main():  # the keys stay local: this module has no file, so it is read as a library
+    setup_django()
+    keys = library_keys()
+    words = ProgramWords(start=False, application=False)
+    words.read_new_modules()
+    names = [fold(s.format(n), words.words).split(":")[1] for n in PROBES.split()
+             for s in ("session:{}", "x:{}:prefs")]
+    print(json.dumps({"keys": [fold(k, words.words) for k in keys], "names": names}))
+
+main()
+"""
+
+
+def test_the_keys_django_celery_and_rq_build_keep_their_words_and_names_fold() -> None:
+    """In a fresh process with the web stack loaded, the libraries' words alone (no
+    application module read): the keys they build keep their words; none of the probe
+    user names (``admin``, ``max``, ``april``...) survives next to a word they do not
+    sit beside in a library constant."""
+    import pulsegate
+
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=str(Path(pulsegate.__file__).parents[1]))  # this one
+    out = subprocess.run([sys.executable, "-c", _LIBRARY_KEYS, str(root / "benchmarks"),
+                          str(root / "tests" / "caches")], env=env, capture_output=True,
+                         text=True, timeout=120, check=True)
+    found = json.loads(out.stdout.splitlines()[-1])
+    page, header, session, task, group, chord, job, queue, wip, failed = found["keys"]
+    assert page.startswith(":{id}:views.decorators.cache.cache_page..GET.{id}.{id}.en-us.")
+    assert header.startswith(":{id}:views.decorators.cache.cache_header..{id}.en-us.")
+    assert session == ":{id}:django.contrib.sessions.{id}"
+    assert (task, group, chord) == ("celery-task-meta-{id}", "celery-taskset-meta-{id}",
+                                    "chord-unlock-{id}")
+    assert job == "rq:job:{id}"
+    assert (queue, wip, failed) == ("rq:queue:{*}", "rq:wip:{*}", "rq:failed:{*}")  # app's name
+    assert set(found["names"]) == {"{*}"}, found["names"]
+
+
+def test_a_function_the_script_defines_after_the_monitor_is_read_at_once() -> None:
+    main = sys.modules["__main__"]
+    first, second = joined("brin", "dlewood"), joined("cas", "terfell")
+    p = ready_folder()
+    exec(f"def _pulsegate_test_key(pk):\n    return f'{first}:{second}:{{pk}}'\n", main.__dict__)
+    try:
+        assert p.pattern(f"{first}:{second}:5") == f"{first}:{second}:{{id}}"  # no wait
+    finally:
+        del main.__dict__["_pulsegate_test_key"]

@@ -12,10 +12,11 @@ survives only when the program itself spells it. A key is split on its delimiter
 * a part whose digits sit between letters (``ABC123xyz``, ``u5r9``) is an id too: ``{id}``;
 * any other run of digits inside a part becomes ``{n}`` (``page3`` -> ``page{n}``);
 * what is left of a part must be a word of the program's vocabulary
-  (:mod:`pulsegate.caches.vocabulary`: the words of the loaded code's string constants,
-  names and settings, plus ``cache_key_words``), else the part becomes ``{*}``
-  (``session:alice`` -> ``session:{*}``: ``session`` is in the code that built the
-  key, ``alice`` is not);
+  (:mod:`pulsegate.caches.vocabulary`: the words of the application's string
+  constants, names and settings, plus ``cache_key_words``), or form with a neighbouring
+  part and the delimiters between them a pair a library spells (``rq:job``), else the
+  part becomes ``{*}`` (``session:alice`` -> ``session:{*}``: ``session`` is in the
+  code that built the key, ``alice`` is not);
 * after folding, a pattern whose *last* part still takes more than ``max_tails``
   distinct values under the same head (``search:shoes``, ``search:boots``, ... where
   every search term is also a word of the code) has that part folded to ``{*}`` from
@@ -79,6 +80,13 @@ def _fold_part(part: str, words: Container[str]) -> str:
     return part if part in words else "{*}"
 
 
+def _beside(pieces: list[str], i: int, words: Container[str]) -> bool:
+    """Whether part ``i`` and a neighbour, with the delimiters between them, are a pair
+    of ``words`` (``rq:job``: a library spells them together)."""
+    return (i > 0 and pieces[i - 2] + pieces[i - 1] + pieces[i] in words) or \
+        (i + 2 < len(pieces) and pieces[i] + pieces[i + 1] + pieces[i + 2] in words)
+
+
 def fold(key: str, words: Container[str]) -> str:
     """The key with its ids and digit runs folded and the parts that are not ``words``
     made ``{*}`` (no cardinality guard): see the module doc. UUIDs are found before the
@@ -94,6 +102,9 @@ def fold(key: str, words: Container[str]) -> str:
     key = _EMAIL.sub("{id}", key) if "@" in key else key
     pieces = _PARTS.split(key)
     out = [p if i % 2 or p == "{id}" else _fold_part(p, words) for i, p in enumerate(pieces)]
+    for i in range(0, len(out), 2):  # a library's word: kept beside its neighbour
+        if out[i] == "{*}" and _beside(pieces, i, words):
+            out[i] = pieces[i]
     return "".join(out) + ("..." if cut else "")
 
 

@@ -9,25 +9,40 @@ only when the program itself spells it; every other word becomes ``{*}``. That i
 fail-closed: a user called ``alice`` is reported as ``session:{*}`` from her first
 key on, not after 64 others.
 
-The words are the letter runs of
+The words are read differently from the application and from its libraries. A module
+is a *library* when its file lies under the standard library or an installed-packages
+directory (``site-packages``, ``dist-packages``), when it has no file (built in, frozen,
+made at run time: in doubt, the narrower rule); the rest is the *application*
+(:func:`is_library`).
+
+From the application, the words are the letter runs of
 
 * the string constants without whitespace of at most :data:`MAX_CONSTANT` characters
   (key templates; prose such as docstrings and messages is left out) in the code of
-  every function and method of every loaded module, nested code included, and the
-  originals behind ``functools.wraps`` decorators;
+  every function and method, nested code included, and the originals behind
+  ``functools.wraps`` decorators;
 * module-level strings of that kind, also inside dicts, lists and tuples up to three
   levels deep (settings such as ``CACHES = {"default": {"KEY_PREFIX": "shop"}}``);
 * module names, and the names of functions and classes (also lower-cased: keys are
   often ``f"{Model.__name__.lower()}:{pk}"``);
 * words given explicitly (``cache_key_words``).
 
+From a library only *pairs*: two words adjacent in one such constant (or module name)
+with the delimiters between them as written (:func:`key_pairs`: Celery's
+``"celery-task-meta-"`` gives ``celery-task`` and ``task-meta``). A library's word is
+kept in a key only beside the neighbour it has there: ``celery-task-meta-{id}`` and
+``rq:job:{id}`` stay readable, while ``admin`` -- a word Django spells alone and as
+``admin:index`` -- is folded in ``session:admin`` unless the application spells it.
+A library's lone words (``"admin"``, ``f"lock:{name}"``) and its function and class
+names give nothing. The HTTP methods (:data:`METHODS`) are words too.
+
 A module is read once, on a background thread: all of them when the vocabulary is
 made (the cache monitor is made at start-up), then those imported since, when a word
 is missing and the set of loaded modules has grown (the code that builds a key is
-loaded before the key exists). Reading 1 350 modules (Django, Celery, SQLAlchemy,
-FastAPI, Flask, httpx, requests, redis-py, RQ, pulsegate) takes about 1 s on a loaded
-2-core machine (``/work`` figures in docs/dev-notes/issue-21-io.md) and gives about
-20 000 words; until it is done a word is not known (``{*}``, fail-closed) and the
+loaded before the key exists). Reading 1 550 modules (Django, Celery, SQLAlchemy,
+FastAPI, Flask, httpx, requests, redis-py, RQ, pulsegate) takes 0.3-0.7 s on a loaded
+2-core machine (figures in docs/dev-notes/issue-21-io.md) and gives about 17 000 words
+and pairs; until it is done a word is not known (``{*}``, fail-closed) and the
 folder does not keep such verdicts.
 
 >>> words = Vocabulary(("tenant",))
@@ -39,20 +54,30 @@ True
 
 from __future__ import annotations
 
+import os
 import re
+import site
 import sys
+import sysconfig
 import threading
 import types
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["MAX_CONSTANT", "ProgramWords", "Vocabulary", "program_words"]
+__all__ = ["MAX_CONSTANT", "METHODS", "ProgramWords", "Vocabulary", "is_library", "key_pairs",
+           "program_words"]
 
 #: Longest string constant read for words (longer ones are prose).
 MAX_CONSTANT = 100
 #: Items read of one module-level container (settings are small; data tables are not words).
 _MAX_ITEMS = 64
 _WORDS = re.compile(r"[^\W\d_]+")
+#: the key delimiters of :mod:`pulsegate.caches.keys` (less the space: prose is not read)
+_KEY_PARTS = re.compile(r"([:/.\-_|,=@]+)")
+#: HTTP request methods, upper case: a closed vocabulary, never a person's name, in the
+#: keys Django's cache middleware builds (``views.decorators.cache.cache_page..GET.<hash>``)
+METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
+_SITE_DIR = re.compile(r"[/\\](?:site|dist)-packages[/\\]")
 _SPACE = re.compile(r"\s")
 
 
@@ -99,14 +124,24 @@ class ProgramWords:
     :attr:`settled` says whether every loaded module has been read (a caller may keep
     a verdict only then); :meth:`ready` waits for that. Thread-safe."""
 
-    __slots__ = ("_lock", "_read", "_read_lock", "_seen", "_thread", "words")
+    __slots__ = ("_lock", "_main", "_read", "_read_lock", "_seen", "_thread", "application",
+                 "libraries", "words")
 
-    def __init__(self, *, start: bool = True) -> None:
-        self.words: frozenset[str] | set[str] = frozenset()
+    def __init__(self, *, start: bool = True, application: bool = True,
+                 libraries: bool = True) -> None:
+        #: the words (application) and adjacent pairs (libraries) read so far
+        self.words: frozenset[str] | set[str] = METHODS
+        #: whether the application's modules are read, and the libraries' (both but in
+        #: tests and benchmarks, which look at one side)
+        self.application = application
+        self.libraries = libraries
         #: names of the modules read
         self._read: set[str] = set()
         #: ``len(sys.modules)`` when last read: a cheap "nothing new" test
         self._seen = -1
+        #: the size of ``__main__``'s namespace when last read (a script defines its
+        #: functions after it has made the cache monitor: read again when it grew)
+        self._main = -1
         self._lock = threading.Lock()  # starting the reading thread
         self._read_lock = threading.Lock()  # reading
         self._thread: threading.Thread | None = None
@@ -116,7 +151,9 @@ class ProgramWords:
     def __contains__(self, word: object) -> bool:
         if word in self.words:
             return True
-        if len(sys.modules) != self._seen:
+        if self._read_main() and word in self.words:
+            return True
+        if self._due():
             self._read_in_background()
         return False
 
@@ -125,7 +162,8 @@ class ProgramWords:
         """Every module loaded now has been read (no read running, none due). When a
         read is due it is started (in the background), so a caller that asks again
         later finds it settled."""
-        if len(sys.modules) != self._seen:
+        self._read_main()
+        if self._due():
             self._read_in_background()
             return False
         thread = self._thread  # after a fork the reading thread is gone: not alive
@@ -134,14 +172,22 @@ class ProgramWords:
     def ready(self, timeout: float = 30.0) -> bool:
         """Read what is due and wait for it (tests, start-up code); returns
         :attr:`settled`."""
-        if len(sys.modules) != self._seen:
+        if self._due():
             self._read_in_background()
         thread = self._thread
         if thread is not None:
             thread.join(timeout)
-        if len(sys.modules) != self._seen:
+        if self._due():
             self.read_new_modules()
         return self.settled
+
+    def _read_main(self) -> bool:
+        """Read ``__main__`` here if it grew (a script defines its functions after it
+        made the cache monitor: one module), unless a read is running."""
+        return _main_size() != self._main and self.read_new_modules(wait=False, main_only=True) > 0
+
+    def _due(self) -> bool:
+        return len(sys.modules) != self._seen or _main_size() != self._main
 
     def _read_in_background(self) -> None:
         with self._lock:
@@ -152,14 +198,22 @@ class ProgramWords:
                                             name="pulsegate-cache-vocabulary")
             self._thread.start()
 
-    def read_new_modules(self) -> int:
-        """Read the modules imported since the last call (on the calling thread);
-        returns how many were read."""
-        with self._read_lock:
-            modules = list(sys.modules.items())
-            seen = len(modules)
+    def read_new_modules(self, wait: bool = True, main_only: bool = False) -> int:
+        """Read the modules imported since the last call (on the calling thread), or
+        only ``__main__`` if it grew; returns how many were read (none when ``wait`` is
+        false and a read is running)."""
+        if not self._read_lock.acquire(blocking=wait):
+            return 0
+        try:
+            main = _main_size()
+            if main != self._main:
+                self._read.discard("__main__")
+            modules = list(sys.modules.items()) if not main_only else \
+                [("__main__", sys.modules["__main__"])] if "__main__" in sys.modules else []
+            seen = self._seen if main_only else len(modules)
             fresh = [(name, module) for name, module in modules if name not in self._read]
-            texts: set[str] = set()  # the candidate strings, each split once at the end
+            texts: set[str] = set()  # the application's strings, each split once at the end
+            shaped: set[str] = set()  # the libraries' key-shaped strings and module names
             for name, module in fresh:
                 is_module = issubclass(type(module), types.ModuleType)  # never a lazy proxy
                 if is_module and getattr(module.__dict__.get("__spec__"), "_initializing",
@@ -167,26 +221,101 @@ class ProgramWords:
                     seen = -1  # still being imported (by another thread): read it later
                     continue
                 self._read.add(name)
-                texts.add(name)
+                library = not is_module or is_library(module)
+                if library and not self.libraries:
+                    continue
+                if not library and not self.application:
+                    continue
+                found = _Found()
+                found.names.add(name)
                 if is_module:
                     try:
-                        _read_namespace(list(module.__dict__.values()), name, texts)
+                        _read_namespace(list(module.__dict__.values()), name, found)
                     except Exception:  # an odd metaclass or descriptor: its words are lost
-                        continue
+                        pass
+                if library:
+                    shaped.update(found.constants)
+                    shaped.add(name)  # dotted: its adjacent pairs (class names are not read)
+                else:
+                    texts.update(found.constants, found.names)
             words: set[str] = set()
             for text in texts:
                 if not _SPACE.search(text):
                     words.update(_WORDS.findall(text))
+            for text in shaped:
+                if not _SPACE.search(text):
+                    words.update(key_pairs(text))
             self.words = self.words | words  # one reference swap: readers never lock
             self._seen = seen
+            self._main = main
             return len(fresh)
+        finally:
+            self._read_lock.release()
+
+
+def _main_size() -> int:
+    main = sys.modules.get("__main__")
+    return len(main.__dict__) if issubclass(type(main), types.ModuleType) else 0
+
+
+def key_pairs(text: str) -> list[str]:
+    """The pairs of adjacent words of ``text`` with the delimiters between them, as
+    written: ``"celery-task-meta-"`` gives ``celery-task`` and ``task-meta``;
+    ``"admin"``, ``"user:%s"`` and ``"lock:{}"`` give none (a lone word).
+
+    >>> key_pairs("views.decorators.cache.cache_page.%s")
+    ['views.decorators', 'decorators.cache', 'cache.cache', 'cache_page']
+    """
+    parts = _KEY_PARTS.split(text)
+    return [parts[i] + parts[i + 1] + parts[i + 2] for i in range(0, len(parts) - 2, 2)
+            if _WORDS.fullmatch(parts[i]) and _WORDS.fullmatch(parts[i + 2])]
+
+
+def _library_roots() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    roots = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
+    roots.update(site.getsitepackages() if hasattr(site, "getsitepackages") else ())
+    roots.add(site.getusersitepackages())
+    return tuple(sorted({os.path.join(os.path.realpath(r), "") for r in roots if r}))
+
+
+_LIBRARY_ROOTS = _library_roots()
+_REAL_FOLDERS: dict[str, str] = {}
+
+
+def is_library(module: types.ModuleType) -> bool:
+    """Whether ``module`` is library code, by where its file is: under the standard
+    library or an installed-packages directory (``site-packages``, ``dist-packages``),
+    or no file at all (built in, frozen, made at run time: in doubt, a library). The
+    rest -- the application's own tree, an editable install's sources -- is the
+    application. (So pulsegate is a library once installed, and counts as the
+    application in a checkout: its demo's ``price:{id}`` keeps ``price`` there.)"""
+    path = module.__dict__.get("__file__")
+    if type(path) is not str or not path:
+        return True
+    folder = os.path.dirname(path)
+    real = _REAL_FOLDERS.get(folder)
+    if real is None:  # one resolution per folder (bounded by the loaded modules' folders)
+        real = _REAL_FOLDERS[folder] = os.path.join(os.path.realpath(folder), "")
+    return _SITE_DIR.search(real) is not None or real.startswith(_LIBRARY_ROOTS)
+
+
+class _Found:
+    """The strings one module spells: ``constants`` (string constants and settings
+    values) and ``names`` (module, function and class names)."""
+
+    __slots__ = ("constants", "names")
+
+    def __init__(self) -> None:
+        self.constants: set[str] = set()
+        self.names: set[str] = set()
 
 
 # Every test is on ``type(value)``, never ``isinstance(value, ...)``: a module may hold a
 # lazy proxy (Django's ``LazyObject``) whose ``__class__`` would set it up -- reading the
 # vocabulary must never run the application's code.
 
-def _read_namespace(values: list[Any], module: str, words: set[str]) -> None:
+def _read_namespace(values: list[Any], module: str, words: _Found) -> None:
     for value in values:
         kind = type(value)
         if kind is str:
@@ -202,7 +331,7 @@ def _read_namespace(values: list[Any], module: str, words: set[str]) -> None:
             _read_data(value, words, 3)
 
 
-def _read_member(member: Any, words: set[str]) -> None:
+def _read_member(member: Any, words: _Found) -> None:
     kind = type(member)
     if kind is staticmethod or kind is classmethod:
         member = member.__func__
@@ -220,7 +349,7 @@ def _read_member(member: Any, words: set[str]) -> None:
         _read_data(member, words, 2)
 
 
-def _read_function(function: types.FunctionType, words: set[str]) -> None:
+def _read_function(function: types.FunctionType, words: _Found) -> None:
     _add_name(function.__name__, words)
     _read_code(function.__code__, words)
     wrapped = function.__dict__.get("__wrapped__")
@@ -228,7 +357,7 @@ def _read_function(function: types.FunctionType, words: set[str]) -> None:
         _read_function(wrapped, words)
 
 
-def _read_code(code: types.CodeType, words: set[str]) -> None:
+def _read_code(code: types.CodeType, words: _Found) -> None:
     for const in code.co_consts:
         kind = type(const)
         if kind is str:
@@ -241,7 +370,7 @@ def _read_code(code: types.CodeType, words: set[str]) -> None:
                     _add_constant(item, words)
 
 
-def _read_data(data: dict[Any, Any] | list[Any] | tuple[Any, ...], words: set[str],
+def _read_data(data: dict[Any, Any] | list[Any] | tuple[Any, ...], words: _Found,
                depth: int) -> None:
     items = list(data.items())[:_MAX_ITEMS] if type(data) is dict \
         else [(None, v) for v in data[:_MAX_ITEMS]]
@@ -255,11 +384,11 @@ def _read_data(data: dict[Any, Any] | list[Any] | tuple[Any, ...], words: set[st
             _read_data(value, words, depth - 1)
 
 
-def _add_constant(text: str, texts: set[str]) -> None:
+def _add_constant(text: str, found: _Found) -> None:
     if len(text) <= MAX_CONSTANT:
-        texts.add(text)
+        found.constants.add(text)
 
 
-def _add_name(name: str, texts: set[str]) -> None:
-    texts.add(name)
-    texts.add(name.lower())
+def _add_name(name: str, found: _Found) -> None:
+    found.names.add(name)
+    found.names.add(name.lower())
