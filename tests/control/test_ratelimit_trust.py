@@ -181,3 +181,30 @@ def test_a_trusted_client_that_never_bursts_keeps_the_trusted_depth() -> None:
     rl, clock, _ = trusted_reader()
     clock.t += 300
     assert burst_admitted(rl, clock, 200) == 120
+
+
+def test_a_trusted_reader_that_ramps_and_stays_fast_is_refused_as_often_as_by_the_static_bucket() -> None:
+    # Issue 23, item 4: a trust-then-ramp client refused at least as often as by a static
+    # bucket at the nominal rate. Its first ~15 s of 2 req/s ride the trusted 2x; after
+    # the rate alarm it is held at the suspicious multiplier while its rate stays above
+    # the nominal one (held at 1x it was refused less than the bucket refuses).
+    rl, clock, rng = trusted_reader()
+    static = AdaptiveRateLimiter("60/minute", clock=clock, adaptive=False)
+    refused = static_refused = 0
+    for _ in range(600):  # five minutes at 2 req/s, Poisson
+        clock.t += rng.expovariate(2.0)
+        static_refused += not static.check("c").allowed
+        ok = rl.check("c").allowed
+        refused += not ok
+        rl.observe("c", RequestRecord("GET", "/page/{x}", f"/page/{rng.randrange(5)}",
+                                      200 if ok else 429, clock.t, 1.0, 1.0, 0.0, 0), "Firefox", "")
+    assert refused >= static_refused > 0
+
+
+def test_a_ramped_client_is_no_longer_suspicious_once_back_under_the_nominal_rate() -> None:
+    rl, clock, rng = trusted_reader()
+    for _ in range(200):
+        send(rl, clock, rng.expovariate(2.0), f"/page/{rng.randrange(5)}")
+    assert rl.multipliers.get("c") == rl.suspicious_multiplier
+    ms = [send(rl, clock, rng.expovariate(1 / 3), f"/page/{rng.randrange(5)}") for _ in range(60)]
+    assert ms[-1] >= 1.0

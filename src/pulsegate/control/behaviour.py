@@ -48,8 +48,9 @@ bits -- a ring of 8 called every asset of a 40-asset page "new" on every load, s
 page-loader looked like a crawler and was never trusted (issue 23). Its size is the same for a 10-byte and a
 10 MB request (``benchmarks/memory.py --clients``: 957 bytes per client with its bucket,
 map entries and key, for 16 B to 8 KiB request fields, before issue 23's abrupt-change
-detector; with it, the failure streak, the burst history, the rate CUSUM and the write
-share in one 12-double array, 1 007 by ``tests/control/test_behaviour_memory.py``).
+detector; with it, the failure streak, the burst history, the rate CUSUM, the write
+share and the ramp flag in one 13-double array, 1 015 by
+``tests/control/test_behaviour_memory.py``).
 
 Profiles live in a bounded LRU (``max_clients``). Evicting a client that was treated
 as suspicious leaves a compact penalty record (one float: its suspicion) in a second,
@@ -84,7 +85,7 @@ RATE_FLOOR = 0.25  # x nominal rate, added before the log: changes well under it
 # Profile.change: the abrupt-change detector's fields, then the auth-failure streak and
 # the burst history behind the learnt burst allowance
 (SINCE, BURST, BASE_RATE, BASE_DIV, SHIFT_DIV, SHIFT_ERR, FAILS, RUN, PEAK, SPREAD,
- SHIFT_RATE, WRITE) = range(12)
+ SHIFT_RATE, WRITE, RAMPED) = range(13)
 PEAK_KEEP = 0.9  # the largest recent burst is forgotten by 10 % per burst
 AUTH_FAILURES = (401, 403)  # statuses that extend a client's failure streak
 QUERY_SLOTS = 16  # routes whose last query string is remembered (digests)
@@ -128,9 +129,10 @@ class Profile:
         #: usual share of new paths, [SHIFT_DIV] / [SHIFT_ERR] / [SHIFT_RATE] the CUSUMs
         #: (see BehaviourModel._shift); [FAILS] consecutive auth failures (401/403) since
         #: the last success; [RUN] requests in the current burst and [PEAK] the largest
-        #: recent one (see BehaviourModel._burst); [WRITE] the share of writes
+        #: recent one (see BehaviourModel._burst); [WRITE] the share of writes; [RAMPED]
+        #: 1 from a rate alarm until its fast rate is back under the nominal rate
         self.change = array("d", (-math.inf, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
-                                  SPREAD_INIT, 0.0, 0.0))
+                                  SPREAD_INIT, 0.0, 0.0, 0.0))
         #: evidence from the optional IsolationForest (set in the background), in [0, 1]
         self.forest = 0.0
 
@@ -145,6 +147,12 @@ class Profile:
     def since(self) -> float:
         """Time of the client's last abrupt change (-inf: none seen)."""
         return self.change[SINCE]
+
+    @property
+    def ramped(self) -> bool:
+        """Its rate rose abruptly above its habit (the rate alarm) and its rate over
+        window / 6 has not been back under the nominal rate since."""
+        return self.change[RAMPED] > 0.0
 
     @property
     def auth_failures(self) -> int:
@@ -361,6 +369,10 @@ class BehaviourModel:
         dev = x - c[BASE_RATE]
         if n > SHIFT_WARMUP:
             c[SHIFT_RATE] = max(0.0, c[SHIFT_RATE] + gap / self.fast_tau * (dev / d - self.rate_k))
+        if c[SHIFT_RATE] > self.shift_rate:
+            c[RAMPED] = 1.0
+        elif c[RAMPED] and c[BURST] <= self.nominal_rate:
+            c[RAMPED] = 0.0
         if (c[SHIFT_DIV] > SHIFT_DIV_H or c[SHIFT_ERR] > SHIFT_ERR_H
                 or c[SHIFT_RATE] > self.shift_rate):
             c[SINCE] = now

@@ -17,6 +17,12 @@ the trusted multiplier (seed 2.0) after a long clean history, 1 otherwise; chang
 when the profile's confidence is above ``prediction_threshold``, so an unknown or
 newly returning client keeps whatever it had (a fresh client has 1).
 
+A client whose rate alarm fired (its rate rose abruptly above its own habit, see
+:meth:`~pulsegate.control.behaviour.BehaviourModel._shift`) is also treated as
+suspicious until its rate over window / 6 is back under the nominal rate: held at 1x,
+a trusted reader that ramped to 1.9 req/s was refused less often than by a static
+bucket at the nominal rate (34.4 % vs 35.0 %, ``ratelimit_sim.py --mixes``, quiet ramp).
+
 A trusted client's bucket depth is learnt from its own bursts (runs of requests
 closer than ``T``) instead of the fixed ``burst * m_c``::
 
@@ -167,6 +173,8 @@ class AdaptiveRateLimiter:
         self.backoff_base = min(self.default.window, 60.0)
         self.max_clients = max_clients
         self.adaptive = adaptive
+        #: a client whose rate alarm fired is suspicious while its rate stays above nominal
+        self.ramp_suspicious = True
         self.behaviour = BehaviourModel(self.default.quota / self.default.window, max_clients,
                                         self.default.window, trust_shift_rate)
         #: client -> multiplier, only for clients whose multiplier is not 1.
@@ -274,7 +282,7 @@ class AdaptiveRateLimiter:
         clean = now - p.since  # seconds since its last abrupt change
         if p.confidence < self.prediction_threshold:
             return mults.get(key, 1.0)  # not sure yet: keep what it had
-        if p.suspicion >= self.suspicion_threshold:
+        if p.suspicion >= self.suspicion_threshold or (self.ramp_suspicious and p.ramped):
             m = self.suspicious_multiplier
         elif (p.n >= self.trust_min_requests and clean >= self.trust_min_seconds
               and p.suspicion < 0.1 and p.err < 0.1):
