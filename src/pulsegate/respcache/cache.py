@@ -58,6 +58,7 @@ READS = frozenset({"GET", "HEAD"})
 AUDIT_EVERY = 20
 MAX_ROUTES = 1000
 MAX_REASONS = 64
+MAX_REASON_CHARS = 80
 _LIVE: weakref.WeakSet[ResponseCache] = weakref.WeakSet()
 
 
@@ -294,7 +295,10 @@ class ResponseCache:
 
     def _refuse(self, reason: str) -> None:
         """Count a refusal by its reason; a header's name is the client's to choose, so
-        past ``MAX_REASONS`` distinct reasons the new ones are counted together."""
+        past ``MAX_REASONS`` distinct reasons the new ones are counted together, and a
+        reason is cut at ``MAX_REASON_CHARS`` characters."""
+        if len(reason) > MAX_REASON_CHARS:  # (a header's name is as long as it likes)
+            reason = reason[:MAX_REASON_CHARS] + "..."
         if reason not in self.refused and len(self.refused) >= MAX_REASONS:
             reason = "(other reasons)"
         self.refused[reason] += 1
