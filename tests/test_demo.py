@@ -68,3 +68,19 @@ def test_demo_runs_to_completion_and_reports_every_endpoint() -> None:
     assert "outlier requests" in out and "x-ml-anomaly-score" in out, out
     assert "not a change of the endpoint" in out and "UNMATCHED: requests no route matched" in out
     assert "p50 ms (run)" in out and "forecast ms (now)" in out, out
+
+
+def test_the_demo_key_pattern_survives_when_pulsegate_is_installed_as_a_library() -> None:
+    """Installed from the wheel, the demo's module lies in site-packages: its constants
+    count as a library's and a lone ``price`` is folded (docs/caches.md). The demo
+    declares its word, so its report still reads ``price:{id}``."""
+    from pulsegate.caches.keys import fold
+    from pulsegate.caches.vocabulary import ProgramWords, Vocabulary
+    from pulsegate.demo import DEMO_CONFIG
+    from pulsegate.demo_app import build_app  # noqa: F401  (its words are read below)
+
+    library_only = ProgramWords(start=False, application=False)  # every module a library
+    library_only.read_new_modules()
+    assert fold("price:17", Vocabulary((), library_only)) == "{*}:{id}"
+    assert fold("price:17", Vocabulary(DEMO_CONFIG["cache_key_words"], library_only)) == \
+        "price:{id}"
