@@ -6,6 +6,10 @@ from __future__ import annotations
 from cache_shop import Shop
 
 
+def cached(response: object) -> bool:
+    return response.headers.get("x-ml-optimization-applied") == "cache"  # type: ignore[attr-defined]
+
+
 async def test_refusal_reasons_keep_no_request_sized_header_names() -> None:
     """A header the cache does not understand refuses the request, and its name is the
     reason counted (gate.stats(), the dashboard, the persisted report). Each request
@@ -19,3 +23,22 @@ async def test_refusal_reasons_keep_no_request_sized_header_names() -> None:
     assert sum(refused.values()) == 100 and len(refused) <= 64 + 1  # + "(other reasons)"
     assert max(len(k) for k in refused) <= 83, max(len(k) for k in refused)
     assert "request x-000-nnn" in next(iter(refused))
+
+
+async def test_many_unmatched_paths_do_not_evict_what_a_route_learnt() -> None:
+    """Attack probe: under an allowed prefix, 1 100 requests to distinct paths no route
+    matches (404s, each its own raw-path learner). They shared one map of MAX_ROUTES
+    learners with the named routes, inserted in order: the route's learner was evicted,
+    its entry dropped, and /items/1 no longer served from the cache. Raw paths now
+    have a map of their own."""
+    from pulsegate.respcache.cache import MAX_ROUTES
+
+    shop = Shop(response_cache_routes=["/items*"])
+    await shop.learn("/items/1")
+    assert cached(await shop.get("/items/1"))
+    for i in range(MAX_ROUTES + 100):
+        assert (await shop.client.get(f"/items/1/x{i}")).status_code == 404
+    assert all([cached(await shop.get("/items/1")) for _ in range(3)])
+    report = shop.gate.stats()["response_cache"]
+    assert report["refused"] == {"response status": MAX_ROUTES + 100} and report["entries"] == 1
+

@@ -109,7 +109,11 @@ class ResponseCache:
         #: key -> (digest of the last body the app produced for it, when): for learning
         self.digests: BoundedLRU[bytes, tuple[bytes, float, int]] = BoundedLRU(
             4 * c.response_cache_max_entries)
+        #: named routes' learners, and apart those of raw paths (no route: a router's
+        #: miss, or an app without one), so that a client requesting many distinct
+        #: unmatched paths cannot evict what the routes learnt
         self.learners: BoundedLRU[str, RouteLearner] = BoundedLRU(MAX_ROUTES)
+        self.path_learners: BoundedLRU[str, RouteLearner] = BoundedLRU(MAX_ROUTES)
         self.counts: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -140,7 +144,7 @@ class ResponseCache:
         # A HEAD is answered from the GET's entry (its headers, no body), never learnt.
         key = request_key("GET", path, info.query_string, info.headers, self.vary)
         endpoint = f"GET {route if route is not None else path}"
-        learner = self._learner(endpoint)
+        learner = self._learner(endpoint, named=route is not None)
         now = self.clock()
         if method == "GET":
             seen = self.digests.get(key)
@@ -202,7 +206,7 @@ class ResponseCache:
               body: bytes | None) -> None:
         """The app answered a captured request: learn, and store when worth it."""
         now = self.clock()
-        learner = self._learner(capture.endpoint)
+        learner = self._learner(capture.endpoint, named=False)
         key = capture.key
         reason = response_refusal(status, headers, None if body is None else len(body),
                                   self.max_body, self.vary)
@@ -303,15 +307,21 @@ class ResponseCache:
             reason = "(other reasons)"
         self.refused[reason] += 1
 
-    def _learner(self, endpoint: str) -> RouteLearner:
-        learner = self.learners.get(endpoint)
+    def _learner(self, endpoint: str, named: bool) -> RouteLearner:
+        """The endpoint's learner, made (among the named routes' or the raw paths', by
+        ``named``) if neither has it."""
+        learner = self.learners.get(endpoint) or self.path_learners.get(endpoint)
         if learner is None:
+            kept = self.learners if named else self.path_learners
             with self._lock:
-                learner = self.learners.get(endpoint)
+                learner = kept.get(endpoint)
                 if learner is None:
                     learner = RouteLearner()
-                    self.learners.put(endpoint, learner)
+                    kept.put(endpoint, learner)
         return learner
+
+    def _all_learners(self) -> dict[str, RouteLearner]:
+        return dict([*list(self.path_learners.items()), *list(self.learners.items())])
 
     # --- reading --------------------------------------------------------------------------
 
@@ -322,7 +332,7 @@ class ResponseCache:
         return {"hits": self.counts["hits"], "stale_hits": self.counts["stale_hits"],
                 "misses": self.counts["misses"],
                 "hit_rate": round(hits / lookups, 4) if lookups else 0.0,
-                "saved_ms": round(sum(r.saved_ms for r in self.learners.values()), 1),
+                "saved_ms": round(sum(r.saved_ms for r in self._all_learners().values()), 1),
                 "stored": self.counts["stored"], "discarded": self.counts["discarded"],
                 "audits": self.counts["audits"],
                 "invalidated": self.counts["invalidated"],
@@ -340,10 +350,10 @@ class ResponseCache:
 
     def report(self) -> dict[str, Any]:
         """The dashboard's section: the totals and each route's learnt figures."""
-        routes = sorted(((k, r.summary()) for k, r in list(self.learners.items())),
+        learners = self._all_learners()
+        routes = sorted(((k, r.summary()) for k, r in learners.items()),
                         key=lambda kv: -kv[1]["saved_ms"])
         return {**self.stats(), "threshold": self.threshold,
                 "routes": [{"endpoint": k, **v,
-                            "serving": self.learners[k].worth(self.threshold, self.min_saving)
-                            if k in self.learners else False}
+                            "serving": learners[k].worth(self.threshold, self.min_saving)}
                            for k, v in routes[:50]]}
