@@ -124,3 +124,24 @@ def test_gunicorn_style_multiprocess_mode(tmp_path: Any) -> None:
     count = s[("pulsegate_anomaly_score_count", (("method", "GET"), ("route", "/items/{id}")))]
     assert count == 50 + 75
     assert any(name.startswith("histogram_") for name in os.listdir(tmp_path))
+
+
+async def test_a_clients_paths_and_methods_never_become_label_values(clock: FakeClock) -> None:
+    """Attack probe (held; not tested before): unmatched paths carrying a newline, quotes
+    and backslashes (percent-decoded by the server) and invented methods. Labels are
+    route templates, ``UNMATCHED`` and HTTP's methods or ``OTHER`` -- never the
+    client's text -- so the exposition stays parseable and its series few."""
+    registry = CollectorRegistry()
+    gate = make_gate(clock)
+    exporter = prometheus.install(gate, registry)
+    app = PulseGateMiddleware(build_app(clock), gate=gate)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://testserver") as client:
+        for i in range(300):
+            await client.request(("GET", f"PURGE{i}", "BREW")[i % 3],
+                                 f"/x{i}%0Aevil%22%7D%20{i}%5C/" + "p" * (i * 10))
+    text = exporter.render()[1].decode()
+    labels = {(k, v) for (_, ls), _ in samples(text).items() for k, v in ls}
+    assert {v for k, v in labels if k == "route"} == {"UNMATCHED"}
+    assert {v for k, v in labels if k == "method"} == {"GET", "OTHER"}
+    assert "evil" not in text and "PURGE" not in text and len(text) < 20_000
