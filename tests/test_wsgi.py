@@ -693,3 +693,50 @@ def test_a_body_whose_close_cannot_be_read_is_still_served() -> None:
     result.close()  # type: ignore[attr-defined]
     assert len(records) == 1 and records[0].status == 200
     assert gate.stats()["internal_errors_by_kind"] == {"wsgi.body:RuntimeError": 1}
+
+
+def test_memory_stays_flat_whatever_the_clients_send() -> None:
+    """Attack probe (held; no end-to-end bound was tested before): every request has a
+    new client address behind a trusted proxy, a new path under a cached prefix, a new
+    query, Host and header name, one in three an invented method -- with the rate
+    limiter, the allocator and the response cache on. Memory after 15 000 requests is
+    what it was after 6 000 (every cap reached: the largest, the client-address
+    cache, holds 4 096), and pulsegate recorded no fault."""
+    import gc
+    import tracemalloc
+
+    gate = PulseGate(log_events=False, rate_limiting=True, resource_allocation=True,
+                     response_cache=True, response_cache_routes=["/u*"],
+                     response_cache_max_entries=100, trusted_proxies=["10.0.0.0/8"],
+                     max_clients=500, max_endpoints=100)
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("content-type", "text/plain")])
+        return [b"ok"]
+
+    mw = PulseGateWSGIMiddleware(app, gate=gate)
+
+    def request(i: int) -> None:
+        environ = {"REQUEST_METHOD": ("GET", "POST", f"M{i}")[i % 3],
+                   "PATH_INFO": f"/u/{i}/" + "p" * 200, "QUERY_STRING": f"q={i}" + "x" * 300,
+                   "SERVER_NAME": "h", "SERVER_PORT": "80", "wsgi.url_scheme": "http",
+                   "REMOTE_ADDR": "10.0.0.2", "HTTP_HOST": f"h{i}.example",
+                   "HTTP_X_FORWARDED_FOR": f"{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}.7",
+                   f"HTTP_X_H{i}_" + "N" * 100: "v"}
+        body = mw(environ, lambda status, headers, exc_info=None: None)
+        assert b"".join(body) in (b"ok", b"")
+        getattr(body, "close", lambda: None)()
+
+    tracemalloc.start()
+    try:
+        used = []
+        for start, end in ((0, 6_000), (6_000, 15_000)):
+            for i in range(start, end):
+                request(i)
+            gc.collect()
+            used.append(tracemalloc.get_traced_memory()[0])
+    finally:
+        tracemalloc.stop()
+        gate.close()
+    assert used[1] < used[0] + 512 * 1024, used
+    assert gate.faults.total == 0, gate.faults.by_kind
