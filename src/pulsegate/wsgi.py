@@ -285,8 +285,8 @@ class PulseGateWSGIMiddleware:
             return self._reject(cycle, start_response)
         if outcome is CAPTURE:  # the response cache learns the app's response
             capture = cycle.capture
-            return capture.wsgi_body(self._proceed(cycle, exchange, environ,
-                                                   capture.wsgi_start(start_response)))
+            body = self._proceed(cycle, exchange, environ, capture.wsgi_start(start_response))
+            return capture.wsgi_body(body, type(body) is list or self.body_is_complete(body))
         if outcome is INTERNAL and self.internal_endpoints is not None:
             # pulsegate's own endpoints: answered before anything is measured
             out = serve_wsgi(self.internal_endpoints, environ, start_response)

@@ -42,3 +42,47 @@ async def test_many_unmatched_paths_do_not_evict_what_a_route_learnt() -> None:
     report = shop.gate.stats()["response_cache"]
     assert report["refused"] == {"response status": MAX_ROUTES + 100} and report["entries"] == 1
 
+
+
+def test_a_streamed_wsgi_body_reaches_the_server_chunk_by_chunk_and_is_still_learnt() -> None:
+    """Attack probe (streaming bodies pass through untouched): a WSGI app streaming a
+    body (server-sent events, a long export) on a cached route. The capture read the
+    body ahead up to response_cache_max_body before handing anything to the server: the
+    client waited for the whole stream (or 1 MiB of it). Now each chunk goes on as the
+    app yields it, and a body that ends within max_body is learnt and served as before."""
+    from typing import Any
+
+    from fakeclock import FakeClock
+    from pulsegate.engine import PulseGate
+    from pulsegate.wsgi import PulseGateWSGIMiddleware
+
+    produced: list[int] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        start_response("200 OK", [("Content-Type", "text/event-stream")])
+
+        def events() -> Any:
+            for i in range(5):
+                produced.append(i)
+                yield b"data: %d\n\n" % i
+        return events()
+
+    clock = FakeClock()
+    gate = PulseGate(clock=clock, response_cache=True, response_cache_min_saving_ms=0.0,
+                     response_cache_routes=["/events"])
+    wrapped = PulseGateWSGIMiddleware(app, gate=gate)
+    served = []
+    started: list[Any] = []
+    for _ in range(15):
+        clock.t += 0.1
+        produced.clear()
+        body = wrapped({"REQUEST_METHOD": "GET", "PATH_INFO": "/events"},
+                       lambda status, headers, *exc: started.append(headers))
+        chunks = iter(body)
+        first = next(chunks)
+        if not any(k == "x-ml-optimization-applied" and v == "cache" for k, v in started[-1]):
+            assert first == b"data: 0\n\n" and produced == [0]  # the rest not made yet
+        assert first + b"".join(chunks) == b"".join(b"data: %d\n\n" % i for i in range(5))
+        getattr(body, "close", lambda: None)()
+        served.append(produced == [])
+    assert served[-1] and gate.stats()["response_cache"]["stored"] >= 1

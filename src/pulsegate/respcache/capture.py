@@ -7,8 +7,9 @@ the same path (``proceed`` is true: the app runs). The adapter hands it the resp
 
 * ASGI: ``send = capture.asgi_send(send)`` (the messages pass unchanged);
 * WSGI: ``start_response = capture.wsgi_start(start_response)`` and
-  ``body = capture.wsgi_body(body)`` (a body up to ``max_body`` bytes is read ahead,
-  a longer one is passed on as it comes and never cached);
+  ``body = capture.wsgi_body(body, complete)`` (a complete body read at once, a
+  stream passed on as it comes; learnt when it ends within ``max_body`` bytes, a
+  longer one never cached);
 * any other: ``capture.done(status, headers, body)`` (Django: ``response.content``).
 
 ``done`` never raises: a fault of the cache is counted and the response goes out as
@@ -18,7 +19,6 @@ the app made it (fail open).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
-from itertools import chain
 from typing import Any, Protocol
 
 from pulsegate.context import Rejection, RequestContext
@@ -116,30 +116,66 @@ class Capture(Rejection):
 
         return capturing_start
 
-    def wsgi_body(self, body: Iterable[bytes]) -> Iterable[bytes]:
-        """``body`` read ahead up to ``max_body`` bytes: learnt when it ends there,
-        otherwise passed on whole (what was read, then the rest) and not cached. The
-        result closes ``body`` when the server closes it."""
-        limit = self.cache.max_body
-        read: list[bytes] = []
-        size = 0
+    def wsgi_body(self, body: Iterable[bytes], complete: bool = False) -> Iterable[bytes]:
+        """``body`` passed on: read at once when it is ``complete`` (already whole: a
+        list, Flask's buffered response) and learnt then; a stream chunk by chunk as
+        the app makes it (it reaches the client as it comes), learnt when it ends
+        within ``max_body`` bytes, never when it goes past them or is not read to its
+        end. The result closes ``body`` when the server closes it."""
+        if not complete:
+            return _Passed(self, body)
         try:
-            it = iter(body)
-            for chunk in it:
-                read.append(chunk)
-                size += len(chunk)
-                if size > limit:
-                    self.done(self._status, self._headers, None)
-                    return _Rest(chain(read, it), body)
+            read = list(body)
         except BaseException:
             _Rest(iter(()), body).close()  # the server never sees this body: close it here
             raise
-        self.done(self._status, self._headers, b"".join(read))
-        return _Rest(iter(read), body)
+        try:
+            whole: bytes | None = b"".join(read)
+        except TypeError:  # not bytes: the server's business, not cached
+            whole = None
+        if whole is not None and len(whole) > self.cache.max_body:
+            whole = None
+        self.done(self._status, self._headers, whole)
+        return body if isinstance(body, (list, tuple)) else _Rest(iter(read), body)
+
+
+class _Passed:
+    """The app's body passed on chunk by chunk, the first ``max_body`` bytes kept to be
+    learnt at its end; closing it closes the app's body (and so the request)."""
+
+    __slots__ = ("_body", "_capture")
+
+    def __init__(self, capture: Capture, body: Iterable[bytes]) -> None:
+        self._capture = capture
+        self._body = body
+
+    def __iter__(self) -> Iterator[bytes]:
+        capture = self._capture
+        limit = capture.cache.max_body
+        kept: list[bytes] = []
+        size = 0
+        for chunk in self._body:
+            if size >= 0:
+                size += len(chunk)
+                if size > limit:
+                    size = -1
+                    kept = []
+                    capture.done(capture._status, capture._headers, None)
+                else:
+                    kept.append(chunk)
+            yield chunk
+        if size >= 0:
+            capture.done(capture._status, capture._headers, b"".join(kept))
+
+    def close(self) -> None:
+        close = getattr(self._body, "close", None)
+        if close is not None:
+            close()
 
 
 class _Rest:
-    """The body as read ahead, closing the app's body (and so the request) on close."""
+    """A complete body as read at once, closing the app's body (and so the request) on
+    close."""
 
     __slots__ = ("_body", "_chunks")
 
