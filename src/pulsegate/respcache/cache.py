@@ -309,8 +309,16 @@ class ResponseCache:
 
     def _learner(self, endpoint: str, named: bool) -> RouteLearner:
         """The endpoint's learner, made (among the named routes' or the raw paths', by
-        ``named``) if neither has it."""
-        learner = self.learners.get(endpoint) or self.path_learners.get(endpoint)
+        ``named``) if neither has it. Raw paths are evicted least recently used first
+        (named routes are as many as the app has)."""
+        learner = self.learners.get(endpoint)
+        if learner is None:
+            learner = self.path_learners.get(endpoint)
+            if learner is not None:
+                try:  # a path in use stays: its learner is now the most recent
+                    self.path_learners.move_to_end(endpoint)
+                except KeyError:  # (evicted meanwhile by another thread)
+                    pass
         if learner is None:
             kept = self.learners if named else self.path_learners
             with self._lock:
