@@ -45,9 +45,7 @@ TRAFFIC = [("/fast", 19), ("/items/{n}", 15), ("/authors", 10), ("/authors/eager
 DEMO_CONFIG: dict[str, Any] = {
     "warmup": 20, "aggregation_window": 1.0, "exclude_paths": ("/upstream",),
     "cache_reuse_sample": 1,
-    # the demo ships inside the installed package, whose constants count as a library's
-    # (docs/caches.md): its key word is declared, as an app's library-built key would be
-    "cache_key_words": ("price",),
+    "cache_key_words": ("price",),  # installed, the demo is a library (docs/caches.md)
     "rate_limiting": True, "rate_limit": "40/second", "rate_limit_burst": 40,
     "client_key": "header:x-api-key",
     "resource_allocation": True, "target_latency_ms": 40, "max_queue_wait": 0.02,

@@ -18,7 +18,7 @@ when the profile's confidence is above ``prediction_threshold``, so an unknown o
 newly returning client keeps whatever it had (a fresh client has 1).
 
 A client whose rate alarm fired (its rate rose abruptly above its own habit, see
-:meth:`~pulsegate.control.behaviour.BehaviourModel._shift`) is also treated as
+:meth:`~pulsegate.control.behaviour_change.ChangeDetector.shift`) is also treated as
 suspicious until its rate over window / 6 is back under the nominal rate: held at 1x,
 a trusted reader that ramped to 1.9 req/s was refused less often than by a static
 bucket at the nominal rate (34.4 % vs 35.0 %, ``ratelimit_sim.py --mixes``, quiet ramp).
