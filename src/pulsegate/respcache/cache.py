@@ -8,7 +8,10 @@ allocator, so a hit is rate limited but takes no concurrency slot):
   ``response_cache_invalidate`` says (everything by default) when it is admitted *and*
   again when it finishes, and each invalidation bumps ``generation``: a response
   produced while a write was in flight is never stored (its capture began in an older
-  generation);
+  generation). With the shared store the finishing one is I/O: under asyncio it is
+  awaited before the write's last body chunk goes out (a
+  :class:`~pulsegate.respcache.capture.Finishing`), never a blocking call on the event
+  loop; in threads it blocks, at the controller's finish, as before;
 * a GET of an allow-listed route that the safety rules admit (:mod:`.rules`) is looked
   up by its key. A fresh entry of a route still worth caching is a hit (but one in
   ``AUDIT_EVERY`` goes to the app, and its body is compared with the entry's): a 200
@@ -24,6 +27,7 @@ less nothing -- the hit's own cost is in the request's measured latency.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import threading
 import weakref
@@ -34,8 +38,8 @@ from typing import TYPE_CHECKING, Any
 
 from pulsegate.bounded import BoundedLRU
 from pulsegate.context import Rejection, RequestContext
-from pulsegate.flow import Flow, Maybe, settle
-from pulsegate.respcache.capture import Capture
+from pulsegate.flow import Flow, Maybe, run_async, settle, settle_async
+from pulsegate.respcache.capture import Capture, Finishing
 from pulsegate.respcache.learner import RouteLearner
 from pulsegate.respcache.rules import (
     MAX_URL,
@@ -59,19 +63,22 @@ AUDIT_EVERY = 20
 MAX_ROUTES = 1000
 MAX_REASONS = 64
 MAX_REASON_CHARS = 80
+#: Writes in flight whose finishing invalidation a :class:`Finishing` may await, at most
+#: (past them: at the controller's finish only, as in threads).
+MAX_WRITING = 4096
 _LIVE: weakref.WeakSet[ResponseCache] = weakref.WeakSet()
 
 
-def _none_after(done: Maybe[int]) -> Maybe[None]:
-    """None, once ``done`` (a count, or a flow giving one) is."""
+def _after(done: Maybe[int], answer: Rejection | None) -> Maybe[Rejection | None]:
+    """``answer``, once ``done`` (a count, or a flow giving one) is."""
     if isinstance(done, GeneratorType):
-        return _drained(done)
-    return None
+        return _drained(done, answer)
+    return answer
 
 
-def _drained(done: Flow[int]) -> Flow[None]:
+def _drained(done: Flow[int], answer: Rejection | None) -> Flow[Rejection | None]:
     yield from done
-    return None
+    return answer
 
 
 def invalidate(target: str = "*") -> int:
@@ -114,6 +121,10 @@ class ResponseCache:
         #: unmatched paths cannot evict what the routes learnt
         self.learners: BoundedLRU[str, RouteLearner] = BoundedLRU(MAX_ROUTES)
         self.path_learners: BoundedLRU[str, RouteLearner] = BoundedLRU(MAX_ROUTES)
+        #: writes admitted with a Finishing, until the controller's finish
+        self.writing: dict[RequestContext, Finishing] = {}
+        #: finishing invalidations awaited in a task (no last body chunk under asyncio)
+        self._tasks: set[asyncio.Task[int]] = set()
         self.counts: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -132,7 +143,10 @@ class ResponseCache:
         method = info.method
         if method not in READS:
             if method not in SAFE_METHODS:
-                return _none_after(self.written(method, info.path, route))
+                finishing = None
+                if self.store.shared and len(self.writing) < MAX_WRITING:
+                    finishing = self.writing[ctx] = Finishing(self, ctx)
+                return _after(self.written(method, info.path, route), finishing)
             return None
         path = info.path
         if not any(t.matches("GET", path, route) for t in self.allowed):
@@ -269,10 +283,35 @@ class ResponseCache:
         return self._invalidate(targets, "writes") if targets else 0
 
     def finished(self, ctx: RequestContext) -> None:
-        """The controller's finish: a write invalidates again once it is done."""
+        """The controller's finish: a write invalidates again once it is done (unless
+        its :class:`Finishing` did, before its last body chunk). On an event loop
+        (asyncio, no last chunk sent) the store's I/O is awaited in a task, never a
+        blocking call on the loop."""
         method = ctx.info.method
-        if method not in SAFE_METHODS:
-            settle(self.written(method, ctx.info.path, ctx.route))
+        if method in SAFE_METHODS:
+            return
+        finishing = self.writing.pop(ctx, None)
+        if finishing is not None and finishing.tried:
+            return
+        done = self.written(method, ctx.info.path, ctx.route)
+        if not isinstance(done, GeneratorType):
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # (threads: blocking, as the write's own thread may)
+            settle(done)
+            return
+        task = loop.create_task(run_async(done))
+        self._tasks.add(task)  # (a task only weakly referenced by the loop)
+        task.add_done_callback(self._tasks.discard)
+
+    async def finish_write(self, ctx: RequestContext) -> None:
+        """A write's finishing invalidation, awaited (a :class:`Finishing` under
+        asyncio). A failed one is kept and replayed by the store (fail open)."""
+        try:
+            await settle_async(self.written(ctx.info.method, ctx.info.path, ctx.route))
+        except Exception as exc:
+            self.gate.faults.record("respcache.finish", exc)
 
     # --- invalidation ---------------------------------------------------------------------
 

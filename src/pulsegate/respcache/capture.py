@@ -12,6 +12,10 @@ the same path (``proceed`` is true: the app runs). The adapter hands it the resp
   longer one never cached);
 * any other: ``capture.done(status, headers, body)`` (Django: ``response.content``).
 
+A :class:`Finishing` (a write, with the shared store) has the same four methods: its
+response passes unchanged, and under ASGI its last body chunk waits -- awaited, the
+event loop free -- for the write's finishing invalidation.
+
 ``done`` never raises: a fault of the cache is counted and the response goes out as
 the app made it (fail open).
 """
@@ -35,6 +39,8 @@ class Learner(Protocol):
 
     def learn(self, capture: Capture, status: int, headers: list[tuple[str, str]],
               body: bytes | None) -> None: ...
+
+    async def finish_write(self, ctx: RequestContext) -> None: ...
 
 
 class Capture(Rejection):
@@ -137,6 +143,44 @@ class Capture(Rejection):
             whole = None
         self.done(self._status, self._headers, whole)
         return body if isinstance(body, (list, tuple)) else _Rest(iter(read), body)
+
+
+class Finishing(Rejection):
+    """A write's pass (the shared store only): nothing is captured. Under ASGI its last
+    body chunk goes out only after :meth:`~.cache.ResponseCache.finish_write` -- the
+    write's finishing invalidation, awaited on the store's asyncio client, never a
+    blocking call on the event loop -- was tried (read-after-write: no read after the
+    response is served what the write changed). ``tried`` then tells the controller's
+    finish that it is done; otherwise (WSGI and Django: their threads; no last chunk:
+    an error, a client gone) the finish invalidates as for any write."""
+
+    __slots__ = ("cache", "ctx", "tried")
+    proceed = True
+
+    def __init__(self, cache: Learner, ctx: RequestContext) -> None:
+        super().__init__(0, "write", [])
+        self.cache = cache
+        self.ctx = ctx
+        self.tried = False
+
+    def done(self, status: int, headers: list[tuple[str, str]], body: bytes | None) -> None:
+        """Nothing to learn from a write."""
+
+    def wsgi_start(self, start_response: Callable[..., Any]) -> Callable[..., Any]:
+        return start_response
+
+    def wsgi_body(self, body: Iterable[bytes], complete: bool = False) -> Iterable[bytes]:
+        return body
+
+    def asgi_send(self, send: Send) -> Send:
+        async def finishing_send(message: Message) -> None:
+            if (not self.tried and message.get("type") == "http.response.body"
+                    and not message.get("more_body", False)):
+                await self.cache.finish_write(self.ctx)
+                self.tried = True  # (after: a cancelled await leaves it to the finish)
+            await send(message)
+
+        return finishing_send
 
 
 class _Passed:
