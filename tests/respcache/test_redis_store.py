@@ -310,3 +310,33 @@ def test_one_worker_refreshes_a_stale_shared_entry_while_the_others_serve_it(
     assert all(f.entry is not None and f.entry.fresh_until <= 0.0 for f in found)  # stale
     assert [f.refresh for f in found] == [True, False, False]  # one refresher in all
     assert not settle(workers[0].lookup(key, 0.0, 1.9, False)).refresh  # (a HEAD: never)
+
+
+def test_a_raw_path_holding_a_newline_or_a_space_cannot_break_the_index(
+        redis_service: Any) -> None:
+    """A path no route matched keys its entry by itself (the client's: ``%0A`` and
+    ``%20`` decoded by the server); invalidation still reads each entry's own path."""
+    from pulsegate.flow import settle
+    from pulsegate.respcache.redis_store import RedisStore
+    from pulsegate.respcache.store import Entry
+    from pulsegate.respcache.targets import Target
+
+    def fill(store: RedisStore) -> None:
+        for i, path in enumerate(("/a\n/b c", "/b c", "/a", "/é\n")):
+            store.put(bytes([i]) * 16, Entry(f"GET {path}", f"{path}?q=1", "text/plain", [],
+                                             b"x", b"d" * 16, 0.0, 60.0, 60.0), 0)
+        store.flush()
+
+    store = RedisStore(redis_service.url, "n" + uuid.uuid4().hex[:12], 100, lambda exc: None)
+    fill(store)
+    assert store.stats()["entries"] == 4
+    assert settle(store.invalidate([Target.path("/a\n/b c")])) == 1
+    assert settle(store.invalidate([Target.path("/b c\n/a\n/b c")])) == 0  # (what it was read as)
+    assert settle(store.invalidate([Target("GET /a*")])) == 1  # "/a"; "/b c" stays
+    assert settle(store.invalidate([Target.path("/é\n")])) == 1
+    assert store.stats()["entries"] == 1
+    # A value another version wrote (unreadable here) is dropped: always safe.
+    store.client.hset(store.index_key, "ff" * 16, "GET /old\n/old")
+    store.client.hset(store.entry_prefix + "ff" * 16, "m", "{}")
+    assert settle(store.invalidate([Target.path("/nothing")])) == 1
+    assert store.stats()["entries"] == 1

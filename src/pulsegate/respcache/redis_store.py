@@ -7,7 +7,9 @@ cluster, and every script -- whose keys, declared or built in Lua, all carry the
 -- runs on the one node owning that slot): ``{prefix}:e:<key>`` an entry
 (a hash: ``m`` its metadata as JSON, ``b`` its body; expiring after its fresh time plus
 the stale window, Redis's own clock), ``{prefix}:gen`` the generation, ``{prefix}:ix``
-the index (entry key -> ``"<endpoint>\\n<path>"``, what invalidation matches on),
+the index (entry key -> ``"<method> <n> <route><path>"``, ``n`` the route's length in
+bytes: what invalidation matches on -- length-prefixed, as a raw path may hold any
+character, a newline or a space among them: see :func:`index_value`),
 ``{prefix}:r:<key>`` the claim on a stale entry's refresh (``SET NX PX``).
 
 One script per verb, each one round trip and atomic:
@@ -89,18 +91,24 @@ local ix = redis.call('HGETALL', KEYS[2])
 local dropped = 0
 for i = 1, #ix, 2 do
   local field, v = ix[i], ix[i + 1]
-  local sp, nl = string.find(v, ' ', 1, true), string.find(v, '\\n', 1, true)
-  local method, route, path = string.sub(v, 1, sp - 1), string.sub(v, sp + 1, nl - 1),
-      string.sub(v, nl + 1)
-  local hit = false
-  for j = 2, #ARGV, 3 do
-    local m, kind, val = ARGV[j], ARGV[j + 1], ARGV[j + 2]
-    if m == '' or m == method then
-      if kind == 'prefix' then hit = string.sub(path, 1, #val) == val
-      elseif kind == 'route' then hit = route == val
-      else hit = path == val end
+  -- "<method> <n> <route><path>", n the route's bytes (index_value); a value it cannot
+  -- read (another version's) is dropped: always safe
+  local sp = string.find(v, ' ', 1, true)
+  local sp2 = sp and string.find(v, ' ', sp + 1, true)
+  local n = sp2 and tonumber(string.sub(v, sp + 1, sp2 - 1))
+  local hit = not n or n < 0 or sp2 + n > #v
+  if not hit then
+    local method, route, path = string.sub(v, 1, sp - 1), string.sub(v, sp2 + 1, sp2 + n),
+        string.sub(v, sp2 + n + 1)
+    for j = 2, #ARGV, 3 do
+      local m, kind, val = ARGV[j], ARGV[j + 1], ARGV[j + 2]
+      if m == '' or m == method then
+        if kind == 'prefix' then hit = string.sub(path, 1, #val) == val
+        elseif kind == 'route' then hit = route == val
+        else hit = path == val end
+      end
+      if hit then break end
     end
-    if hit then break end
   end
   if hit then
     dropped = dropped + redis.call('DEL', ARGV[1] .. field)
@@ -307,7 +315,7 @@ class RedisStore:
         done = int(self.scripts["put"](
             keys=[self.entry_prefix + hexkey, self.gen_key, self.index_key],
             args=[job[3], max(1, int(life * 1000)), meta, entry.body, hexkey,
-                  f"{entry.endpoint}\n{entry.path.partition('?')[0]}", self.max_entries,
+                  index_value(entry.endpoint, entry.path), self.max_entries,
                   self.entry_prefix]))
         self.counts["stored" if done == 1 else "discarded" if done == 0 else "full"] += 1
 
@@ -336,6 +344,16 @@ class RedisStore:
             self.client.close()
         except Exception:
             pass
+
+
+def index_value(endpoint: str, path: str) -> bytes:
+    """The index's value of an entry: ``"<method> <n> <route><path>"``, the query
+    dropped from ``path``, ``n`` the route's length in UTF-8 bytes -- so no path (a raw
+    one is the client's: ``%0A`` decoded to a newline, spaces) can move where the
+    INVALIDATE script reads the route and the path."""
+    method, _, route = endpoint.partition(" ")
+    raw = route.encode()
+    return b"%s %d %s%s" % (method.encode(), len(raw), raw, path.partition("?")[0].encode())
 
 
 def connect(url: str, timeout: float, *, asynchronous: bool = False) -> Any:
