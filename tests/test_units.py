@@ -58,7 +58,7 @@ def test_a_run_is_learnt_under_its_kind_and_name_and_recorded_like_a_request() -
     model = gate.baselines.peek("JOB send_email")
     assert model is not None and model.n == 1
     assert [row["endpoint"] for row in gate.endpoints()] == ["JOB send_email"]
-    assert gate.stats()["units"] == {"JOB": {"names": 1, "folded": 0,
+    assert gate.stats()["units"] == {"JOB": {"names": 1, "folded": 0, "evicted": 0,
                                              "runs": {"success": 1}}}
     assert gate.counters["requests"] == 0  # a run is not a request
     assert gate.units.finish(run) is None  # idempotent
@@ -129,7 +129,7 @@ def test_async_blocks_measure_the_same_way() -> None:
     assert record is not None and record.duration_ms == pytest.approx(500.0)
 
 
-def test_names_are_cleaned_and_bounded_per_kind_first_come_first_kept() -> None:
+def test_names_are_cleaned_and_bounded_per_kind() -> None:
     gate, _, _ = make_gate(max_units=2)
     for name in ("a", "b", "c", "a", "d"):
         gate.units.record(JOB, name, 1.0)
@@ -140,6 +140,52 @@ def test_names_are_cleaned_and_bounded_per_kind_first_come_first_kept() -> None:
     assert stats["JOB"]["names"] == 2 and stats["JOB"]["folded"] == 2
     assert clean_name("a\x00b\nc") == "a?b?c" and clean_name(7) == "7"
     assert len(clean_name("é" * 1000)) == 200
+
+
+def test_a_name_used_again_takes_the_slot_of_one_used_once_and_its_model_goes() -> None:
+    gate, _, _ = make_gate(max_units=2)
+    for name in ("a", "a", "a", "b", "c"):
+        gate.units.record(JOB, name, 1.0)
+    assert gate.units.name(JOB, "c") == "c"  # its second use: "b" was used once
+    assert gate.baselines.peek("JOB b") is None and gate.baselines.peek("JOB a") is not None
+    assert gate.stats()["units"]["JOB"]["evicted"] == 1
+
+
+REAL = [f"api{i}.partner.example" for i in range(5)]
+
+
+def test_one_shot_names_arriving_first_do_not_keep_the_busy_upstreams_out() -> None:
+    gate, _, _ = make_gate()  # max_units 200
+    for i in range(10_000):  # upstreams built from users' URLs, before any real call
+        gate.units.record(UPSTREAM, f"u{i}.attacker.example", 1.0)
+    routes: list[list[object]] = [[] for _ in REAL]
+    for _ in range(20):
+        for name, seen in zip(REAL, routes, strict=True):
+            record = gate.units.record(UPSTREAM, name, 5.0)
+            assert record is not None
+            seen.append(record.route)
+    for name, seen in zip(REAL, routes, strict=True):  # folded once at most (its first call)
+        assert seen[2:] == [name] * 18 and OVERFLOW_NAME not in seen[1:]
+        assert gate.baselines.peek(unit_key(UPSTREAM, name)) is not None
+    stats = gate.stats()["units"]["UPSTREAM"]
+    # the real five, and the few one-shot names whose four sketch counters all collided
+    assert stats["names"] == 200 and 5 <= stats["evicted"] <= 50
+
+
+def test_one_shot_names_arriving_later_never_take_a_busy_upstreams_slot() -> None:
+    gate, _, _ = make_gate()
+    for _ in range(20):
+        for name in REAL:
+            gate.units.record(UPSTREAM, name, 5.0)
+    models = [gate.baselines.peek(unit_key(UPSTREAM, name)) for name in REAL]
+    for i in range(20_000):
+        gate.units.record(UPSTREAM, f"u{i}.attacker.example", 1.0)
+        if i % 200 == 0:  # still in use: 1 call each per 200 of the spray
+            for name in REAL:
+                record = gate.units.record(UPSTREAM, name, 5.0)
+                assert record is not None and record.route == name
+    assert [gate.baselines.peek(unit_key(UPSTREAM, name)) for name in REAL] == models
+    assert gate.stats()["units"]["UPSTREAM"]["names"] == 200
 
 
 def test_sql_inside_a_run_is_analysed_and_reported_against_the_unit() -> None:

@@ -19,9 +19,11 @@ HTTP's own into ``OTHER``, so no endpoint key starts with ``JOB`` or ``UPSTREAM`
 (or ``async with``); ``gate.units.record(QUEUE, name, 1250.0)`` for a run measured
 elsewhere.
 
-Names are bounded: at most ``max_units`` per kind, the next ones fold into
-``"<KIND> (other)"`` (first come, first kept: a stream of new names cannot evict the
-real ones). Callers pass a low-cardinality name -- a job's registered name, an upstream
+Names are bounded: at most ``max_units`` per kind keep a model, the others fold into
+``"<KIND> (other)"``. A slot goes to the name in use (:mod:`pulsegate.unit_names`): one
+held by a name little used lately is taken by a new name used more (its model
+dropped), so neither a spray of one-shot names arriving first nor one arriving later
+keeps a busy name out. Callers pass a low-cardinality name -- a job's registered name, an upstream
 host, a key *pattern* -- never arguments, URLs with their query or raw keys: it is
 exported as given. Nothing here raises into the work measured: a fault is counted in
 ``gate.faults`` and the run goes on unmeasured.
@@ -38,6 +40,7 @@ from pulsegate.context import NO_DETECTIONS, RequestContext, leave, query_sink
 from pulsegate.plugins import Host, RequestListener
 from pulsegate.records import RequestInfo, RequestRecord
 from pulsegate.scoring import log_ms
+from pulsegate.unit_names import NameSlots
 
 if TYPE_CHECKING:
     from pulsegate.learn.endpoint import EndpointModel
@@ -167,8 +170,8 @@ class Units:
         self.memory_credit = MEMORY_CREDIT_CAP
         self.memory_cost = 0.0
         self._anom = c.anomaly_detection
-        #: kind -> admitted names (a dict: ordered, O(1) membership)
-        self.names: dict[str, dict[str, None]] = {}
+        #: kind -> its kept names
+        self.names: dict[str, NameSlots] = {}
         #: kind -> names refused past the cap
         self.folded: dict[str, int] = {}
         #: kind -> outcome -> runs finished
@@ -177,19 +180,22 @@ class Units:
 
     def name(self, kind: str, name: object) -> str:
         """The name a run of ``kind`` called ``name`` is kept under: cleaned
-        (:func:`clean_name`), or :data:`OVERFLOW_NAME` once ``max_units`` other names of
-        that kind are kept."""
+        (:func:`clean_name`), or :data:`OVERFLOW_NAME` while it has no slot among the
+        ``max_units`` of its kind (:class:`~pulsegate.unit_names.NameSlots`; a name
+        that loses its slot loses its model)."""
         text = clean_name(name)
-        admitted = self.names.get(kind)
-        if admitted is None:
-            admitted = self.names.setdefault(kind, {})
-        if text in admitted:
+        slots = self.names.get(kind)
+        if slots is None:
+            slots = self.names.setdefault(kind, NameSlots(self.max_units, self._dropper(kind)))
+        if slots.use(text):
             return text
-        if len(admitted) >= self.max_units:
-            self.folded[kind] = self.folded.get(kind, 0) + 1
-            return OVERFLOW_NAME
-        admitted[text] = None
-        return text
+        self.folded[kind] = self.folded.get(kind, 0) + 1
+        return OVERFLOW_NAME
+
+    def _dropper(self, kind: str) -> Callable[[str], None]:
+        """What drops the model of a name of ``kind`` that lost its slot."""
+        gate = self.gate
+        return lambda name: gate.baselines.discard(unit_key(kind, name))
 
     # --- a run ------------------------------------------------------------------------
 
@@ -341,11 +347,12 @@ class Units:
     # --- reporting --------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
-        """``gate.stats()["units"]``: per kind, names kept, names folded, runs by
-        outcome."""
+        """``gate.stats()["units"]``: per kind, names kept, uses folded, names that
+        lost their slot, runs by outcome."""
         kinds = set(self.names) | set(self.runs)
-        return {kind: {"names": len(self.names.get(kind, ())),
+        return {kind: {"names": len(self.names[kind]) if kind in self.names else 0,
                        "folded": self.folded.get(kind, 0),
+                       "evicted": self.names[kind].evicted if kind in self.names else 0,
                        "runs": dict(self.runs.get(kind, {}))} for kind in sorted(kinds)}
 
 
