@@ -59,6 +59,20 @@ def test_target_follows_twice_the_unqueued_latency_under_the_configured_cap() ->
     assert a.target == pytest.approx(0.05)  # 1.5 x 40 ms would exceed the configured 50 ms
 
 
+def test_latencies_measured_as_zero_leave_a_target_the_allocator_can_divide_by() -> None:
+    """A coarse clock (15.6 ms ticks on Windows) measures fast requests as 0: the
+    baseline learnt is 0, the target stays at its 1 ms floor, and the windows after
+    it still step the limit (before: the target was 0 and every later release raised
+    ZeroDivisionError into the gate's fault counter, the limit frozen)."""
+    a, clk = make()
+    for _ in range(6):
+        quiet_window(a, clk, 0.0)
+    assert a.baseline == 0.0 and a.target == pytest.approx(0.001)
+    for _ in range(6):
+        busy_window(a, clk, lambda limit: 0.0)  # raises on the old target
+    assert a.target == pytest.approx(0.001)
+
+
 def test_a_steady_load_over_half_the_limit_with_calm_latency_learns_the_baseline() -> None:
     """64 workers at 0.8x load keep ~51 requests in flight: never under half the limit.
     With nothing waiting and latency well under the target the window is unqueued all

@@ -1,6 +1,6 @@
 """The allocator's auto target: the latency it steers to, learnt from the service itself.
 
-``target = min(cap, 1.5 x baseline)``, where ``cap`` is the configured
+``target = min(cap, max(1 ms, 1.5 x baseline))``, where ``cap`` is the configured
 ``target_latency_ms`` (the SLO) and ``baseline`` the latency without queueing:
 
 * an EMA (weight 0.2) of the window's mean in-service latency over *unqueued* windows:
@@ -69,6 +69,10 @@ DOWN = 0.5
 MULTIPLE = 1.5  # target = MULTIPLE x baseline (chosen on allocator_sim seeds 11-12, see docs/control.md)
 #: a window with nothing queued or shed and latency under CALM x target is unqueued
 CALM = 0.8
+#: the lowest target (s): a baseline of 0 -- every latency measured as 0 by a coarse
+#: clock (15.6 ms ticks on Windows) or a stopped one -- would make the target 0 and every
+#: later latency ratio a division by zero
+MIN_TARGET = 0.001
 
 
 class LatencyBaseline:
@@ -82,8 +86,11 @@ class LatencyBaseline:
         self.recent: deque[tuple[float, float]] = deque(maxlen=RING)
 
     def target(self) -> float:
-        """The latency to steer to: the cap until a baseline is known."""
-        return self.cap if self.baseline is None else min(self.cap, MULTIPLE * self.baseline)
+        """The latency to steer to: the cap until a baseline is known, then
+        ``min(cap, max(MIN_TARGET, MULTIPLE x baseline))``."""
+        if self.baseline is None:
+            return self.cap
+        return min(self.cap, max(MIN_TARGET, MULTIPLE * self.baseline))
 
     def window(self, mean_latency: float, lat_ratio: float, mean_inflight: float,
                util: float, demand: bool) -> None:
