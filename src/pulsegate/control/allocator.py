@@ -24,13 +24,13 @@ its blocking form.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from pulsegate.control.allocator_park import Park
 from pulsegate.control.allocator_shares import class_caps
 from pulsegate.control.autotarget import LatencyBaseline
 from pulsegate.control.qpolicy import CHANGE_COST, DECREASE, HOLD, INCREASE, QPolicy, encode
@@ -69,41 +69,6 @@ class Waiter:
         self.notify = notify
         self.ticket: Ticket | None = None
         self.shed = False
-
-
-class Park:
-    """The step of :meth:`ConcurrencyAllocator.acquire_flow`: wait until the waiter
-    is resolved (ticket or shed) or ``timeout`` passes -- on a ``threading.Event``, or on
-    a future of the running loop."""
-
-    __slots__ = ("allocator", "timeout", "waiter")
-
-    def __init__(self, allocator: ConcurrencyAllocator, waiter: Waiter, timeout: float) -> None:
-        self.allocator = allocator
-        self.waiter = waiter
-        self.timeout = timeout
-
-    def call(self) -> None:
-        event = threading.Event()
-        if self.allocator.notify_when_resolved(self.waiter, event.set):
-            event.wait(self.timeout)
-
-    async def acall(self) -> None:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
-
-        def resolve() -> None:
-            if not fut.done():
-                fut.set_result(None)
-
-        def wake() -> None:  # slots are freed by any thread
-            loop.call_soon_threadsafe(resolve)
-
-        if self.allocator.notify_when_resolved(self.waiter, wake):
-            try:
-                await asyncio.wait_for(fut, self.timeout)
-            except asyncio.TimeoutError:
-                pass
 
 
 class ConcurrencyAllocator:
