@@ -10,6 +10,10 @@ plainly. Put it first in ``MIDDLEWARE`` so it measures the whole stack.
 * ``x-ml-*`` headers are set on the response when the view returns (time to headers);
   the request is finished when Django closes the response, i.e. after the server sent
   the last byte of a streaming or file response.
+* With the response cache's shared store, a write's finishing invalidation is tried
+  once the view returned, before the response goes back to the server (WSGI: blocking,
+  in the request's thread; ASGI: awaited on the store's asyncio client): a client
+  reading right after its write is never served a page cached before it.
 * Exceptions Django turns into a 500 page are recorded by name via the
   ``got_request_exception`` signal.
 * The steps are a :class:`~pulsegate.cycle.RequestCycle`'s; this module translates them.
@@ -41,6 +45,7 @@ from pulsegate.engine import PulseGate
 from pulsegate.export.endpoints import internal_endpoints, read_body
 from pulsegate.http import EnvironHeaders
 from pulsegate.records import RequestInfo
+from pulsegate.respcache.capture import Finishing
 
 GetResponse = Callable[[HttpRequest], Any]
 # RequestInfo(...) without its Python-level __new__: one is made per request
@@ -125,8 +130,12 @@ class PulseGateMiddleware:
         outcome = cycle.open(self._info(request))
         if outcome is not PROCEED:
             if outcome is CAPTURE:  # the response cache learns the view's response
-                return self._respond(cycle, request, _captured(cycle, request,
-                                                               self.get_response))
+                response = self._respond(cycle, request, _captured(cycle, request,
+                                                                   self.get_response))
+                capture = cycle.capture
+                if isinstance(capture, Finishing):  # a write: invalidated before it goes out
+                    capture.finish()
+                return response
             other = self._other(cycle, request)
             return other if other is not None else self.get_response(request)
         try:
@@ -148,7 +157,11 @@ class PulseGateMiddleware:
                 except BaseException as exc:
                     cycle.error(exc, _route(request))
                     raise
-                return self._respond(cycle, request, _learnt(cycle, response))
+                response = self._respond(cycle, request, _learnt(cycle, response))
+                capture = cycle.capture
+                if isinstance(capture, Finishing):
+                    await capture.finish_async()
+                return response
             other = self._other(cycle, request)
             return other if other is not None else await get_response(request)
         try:

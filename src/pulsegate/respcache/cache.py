@@ -11,7 +11,9 @@ allocator, so a hit is rate limited but takes no concurrency slot):
   generation). With the shared store the finishing one is I/O: under asyncio it is
   awaited before the write's last body chunk goes out (a
   :class:`~pulsegate.respcache.capture.Finishing`), never a blocking call on the event
-  loop; in threads it blocks, at the controller's finish, as before;
+  loop; Django tries it once the view returned (blocking under WSGI, awaited under
+  ASGI), before the response goes back to the server; in other threads (plain WSGI)
+  it blocks, at the controller's finish, as before;
 * a GET of an allow-listed route that the safety rules admit (:mod:`.rules`) is looked
   up by its key. A fresh entry of a route still worth caching is a hit (but one in
   ``AUDIT_EVERY`` goes to the app, and its body is compared with the entry's): a 200
@@ -310,6 +312,14 @@ class ResponseCache:
         asyncio). A failed one is kept and replayed by the store (fail open)."""
         try:
             await settle_async(self.written(ctx.info.method, ctx.info.path, ctx.route))
+        except Exception as exc:
+            self.gate.faults.record("respcache.finish", exc)
+
+    def finish_write_now(self, ctx: RequestContext) -> None:
+        """A write's finishing invalidation, blocking (a :class:`Finishing` in a thread:
+        Django under WSGI). A failed one is kept and replayed by the store (fail open)."""
+        try:
+            settle(self.written(ctx.info.method, ctx.info.path, ctx.route))
         except Exception as exc:
             self.gate.faults.record("respcache.finish", exc)
 

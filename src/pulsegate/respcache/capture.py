@@ -14,7 +14,10 @@ the same path (``proceed`` is true: the app runs). The adapter hands it the resp
 
 A :class:`Finishing` (a write, with the shared store) has the same four methods: its
 response passes unchanged, and under ASGI its last body chunk waits -- awaited, the
-event loop free -- for the write's finishing invalidation.
+event loop free -- for the write's finishing invalidation. Django calls its
+:meth:`~Finishing.finish` (WSGI, blocking in the request's thread) or
+:meth:`~Finishing.finish_async` (ASGI, awaited) once the view returned, before the
+response goes back to the server.
 
 ``done`` never raises: a fault of the cache is counted and the response goes out as
 the app made it (fail open).
@@ -41,6 +44,8 @@ class Learner(Protocol):
               body: bytes | None) -> None: ...
 
     async def finish_write(self, ctx: RequestContext) -> None: ...
+
+    def finish_write_now(self, ctx: RequestContext) -> None: ...
 
 
 class Capture(Rejection):
@@ -151,8 +156,10 @@ class Finishing(Rejection):
     write's finishing invalidation, awaited on the store's asyncio client, never a
     blocking call on the event loop -- was tried (read-after-write: no read after the
     response is served what the write changed). ``tried`` then tells the controller's
-    finish that it is done; otherwise (WSGI and Django: their threads; no last chunk:
-    an error, a client gone) the finish invalidates as for any write."""
+    finish that it is done; so does Django's middleware, which tries it once the view
+    returned (:meth:`finish`, :meth:`finish_async`); otherwise (plain WSGI: its thread;
+    no last chunk or no view's response: an error, a client gone) the finish
+    invalidates as for any write."""
 
     __slots__ = ("cache", "ctx", "tried")
     proceed = True
@@ -166,6 +173,19 @@ class Finishing(Rejection):
     def done(self, status: int, headers: list[tuple[str, str]], body: bytes | None) -> None:
         """Nothing to learn from a write."""
 
+    def finish(self) -> None:
+        """The write's finishing invalidation, tried now, blocking (a thread's: Django
+        under WSGI). A failed one is kept and replayed by the store (fail open)."""
+        if not self.tried:
+            self.cache.finish_write_now(self.ctx)
+            self.tried = True
+
+    async def finish_async(self) -> None:
+        """The write's finishing invalidation, tried now, awaited (the event loop free)."""
+        if not self.tried:
+            await self.cache.finish_write(self.ctx)
+            self.tried = True  # (after: a cancelled await leaves it to the finish)
+
     def wsgi_start(self, start_response: Callable[..., Any]) -> Callable[..., Any]:
         return start_response
 
@@ -176,8 +196,7 @@ class Finishing(Rejection):
         async def finishing_send(message: Message) -> None:
             if (not self.tried and message.get("type") == "http.response.body"
                     and not message.get("more_body", False)):
-                await self.cache.finish_write(self.ctx)
-                self.tried = True  # (after: a cancelled await leaves it to the finish)
+                await self.finish_async()
             await send(message)
 
         return finishing_send
