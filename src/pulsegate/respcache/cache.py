@@ -42,7 +42,7 @@ from pulsegate.bounded import BoundedLRU
 from pulsegate.context import Rejection, RequestContext
 from pulsegate.flow import Flow, Maybe, run_async, settle, settle_async
 from pulsegate.respcache.capture import Capture, Finishing
-from pulsegate.respcache.learner import RouteLearner
+from pulsegate.respcache.learner import RouteLearner, RouteLearners
 from pulsegate.respcache.rules import (
     MAX_URL,
     freshness,
@@ -118,11 +118,7 @@ class ResponseCache:
         #: key -> (digest of the last body the app produced for it, when): for learning
         self.digests: BoundedLRU[bytes, tuple[bytes, float, int]] = BoundedLRU(
             4 * c.response_cache_max_entries)
-        #: named routes' learners, and apart those of raw paths (no route: a router's
-        #: miss, or an app without one), so that a client requesting many distinct
-        #: unmatched paths cannot evict what the routes learnt
-        self.learners: BoundedLRU[str, RouteLearner] = BoundedLRU(MAX_ROUTES)
-        self.path_learners: BoundedLRU[str, RouteLearner] = BoundedLRU(MAX_ROUTES)
+        self.learners = RouteLearners(MAX_ROUTES)
         #: writes admitted with a Finishing, until the controller's finish
         self.writing: dict[RequestContext, Finishing] = {}
         #: finishing invalidations awaited in a task (no last body chunk under asyncio)
@@ -160,7 +156,7 @@ class ResponseCache:
         # A HEAD is answered from the GET's entry (its headers, no body), never learnt.
         key = request_key("GET", path, info.query_string, info.headers, self.vary)
         endpoint = f"GET {route if route is not None else path}"
-        learner = self._learner(endpoint, named=route is not None)
+        learner = self.learners.get(endpoint, named=route is not None)
         now = self.clock()
         if method == "GET":
             seen = self.digests.get(key)
@@ -222,7 +218,7 @@ class ResponseCache:
               body: bytes | None) -> None:
         """The app answered a captured request: learn, and store when worth it."""
         now = self.clock()
-        learner = self._learner(capture.endpoint, named=False)
+        learner = self.learners.get(capture.endpoint, named=False)
         key = capture.key
         reason = response_refusal(status, headers, None if body is None else len(body),
                                   self.max_body, self.vary)
@@ -356,30 +352,6 @@ class ResponseCache:
             reason = "(other reasons)"
         self.refused[reason] += 1
 
-    def _learner(self, endpoint: str, named: bool) -> RouteLearner:
-        """The endpoint's learner, made (among the named routes' or the raw paths', by
-        ``named``) if neither has it. Raw paths are evicted least recently used first
-        (named routes are as many as the app has)."""
-        learner = self.learners.get(endpoint)
-        if learner is None:
-            learner = self.path_learners.get(endpoint)
-            if learner is not None:
-                try:  # a path in use stays: its learner is now the most recent
-                    self.path_learners.move_to_end(endpoint)
-                except KeyError:  # (evicted meanwhile by another thread)
-                    pass
-        if learner is None:
-            kept = self.learners if named else self.path_learners
-            with self._lock:
-                learner = kept.get(endpoint)
-                if learner is None:
-                    learner = RouteLearner()
-                    kept.put(endpoint, learner)
-        return learner
-
-    def _all_learners(self) -> dict[str, RouteLearner]:
-        return dict([*list(self.path_learners.items()), *list(self.learners.items())])
-
     # --- reading --------------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
@@ -389,7 +361,7 @@ class ResponseCache:
         return {"hits": self.counts["hits"], "stale_hits": self.counts["stale_hits"],
                 "misses": self.counts["misses"],
                 "hit_rate": round(hits / lookups, 4) if lookups else 0.0,
-                "saved_ms": round(sum(r.saved_ms for r in self._all_learners().values()), 1),
+                "saved_ms": round(sum(r.saved_ms for r in self.learners.all().values()), 1),
                 "stored": self.counts["stored"], "discarded": self.counts["discarded"],
                 "audits": self.counts["audits"],
                 "invalidated": self.counts["invalidated"],
@@ -407,7 +379,7 @@ class ResponseCache:
 
     def report(self) -> dict[str, Any]:
         """The dashboard's section: the totals and each route's learnt figures."""
-        learners = self._all_learners()
+        learners = self.learners.all()
         routes = sorted(((k, r.summary()) for k, r in learners.items()),
                         key=lambda kv: -kv[1]["saved_ms"])
         return {**self.stats(), "threshold": self.threshold,

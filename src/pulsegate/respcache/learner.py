@@ -39,7 +39,10 @@ The route is served from the cache while
 
 from __future__ import annotations
 
+import threading
 from typing import Any
+
+from pulsegate.bounded import BoundedLRU
 
 DECAY = 0.98
 ALPHA = 0.05
@@ -97,3 +100,39 @@ class RouteLearner:
                 "hits": self.hits, "audits": self.audits, "stale_hits": self.stale_hits,
                 "stored": self.stored,
                 "saved_ms": round(self.saved_ms, 1)}
+
+
+class RouteLearners:
+    """The learners of named routes, and apart those of raw paths (no route: a router's
+    miss, or an app without one), so that a client requesting many distinct unmatched
+    paths cannot evict what the routes learnt. At most ``limit`` of each; raw paths are
+    evicted least recently used first (named routes are as many as the app has)."""
+
+    def __init__(self, limit: int) -> None:
+        self.routes: BoundedLRU[str, RouteLearner] = BoundedLRU(limit)
+        self.paths: BoundedLRU[str, RouteLearner] = BoundedLRU(limit)
+        self._lock = threading.Lock()
+
+    def get(self, endpoint: str, named: bool) -> RouteLearner:
+        """The endpoint's learner, made (among the named routes' or the raw paths', by
+        ``named``) if neither has it."""
+        learner = self.routes.get(endpoint)
+        if learner is None:
+            learner = self.paths.get(endpoint)
+            if learner is not None:
+                try:  # a path in use stays: its learner is now the most recent
+                    self.paths.move_to_end(endpoint)
+                except KeyError:  # (evicted meanwhile by another thread)
+                    pass
+        if learner is None:
+            kept = self.routes if named else self.paths
+            with self._lock:
+                learner = kept.get(endpoint)
+                if learner is None:
+                    learner = RouteLearner()
+                    kept.put(endpoint, learner)
+        return learner
+
+    def all(self) -> dict[str, RouteLearner]:
+        return dict([*list(self.paths.items()), *list(self.routes.items())])
+
