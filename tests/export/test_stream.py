@@ -17,6 +17,7 @@ import redis
 from fakeclock import FakeClock
 from pulsegate import ConfigError, PulseGate
 from pulsegate.export.stream import DetectionStream, RedisStreamSink, WebhookSink
+from pulsegate.incidents import Incident
 from pulsegate.queries.events import QueryEvent
 from pulsegate.records import RequestInfo
 
@@ -146,3 +147,77 @@ def test_only_notable_requests_reach_the_listener(gate: Any) -> None:
 def test_bad_webhook_url() -> None:
     with pytest.raises(ConfigError):
         WebhookSink("file:///etc/passwd")
+
+
+class Memory:
+    name = "memory"
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def send(self, events: Any) -> None:
+        self.events.extend(events)
+
+
+def seconds(g: PulseGate, clock: FakeClock, n: int, ms: float, path: str = "/slow") -> None:
+    """``n`` seconds of 5 requests a second at ``ms`` each; the scheduler's jobs (the
+    healer's, then the stream's) run after each second."""
+    for _ in range(n):
+        for _ in range(5):
+            start = clock.t
+            ctx = g.begin(RequestInfo("GET", path, route=path))
+            assert ctx is not None
+            clock.t += ms / 1000
+            g.response_headers(ctx, 200)
+            g.finish(ctx, 200)
+            clock.t = start + 0.2
+        g.scheduler.run_all()
+
+
+def test_the_healers_switches_are_on_the_stream() -> None:
+    clock = FakeClock(100.0)
+    g = PulseGate(clock=clock, wall=lambda: 1.7e9 + clock.t, aggregation_window=1,
+                  healing_actions=[{"do": "degrade"}], healing_seconds=20)
+    sink = Memory()
+    stream = DetectionStream(g, [sink])
+    try:
+        seconds(g, clock, 150, 10.0)  # the baseline
+        for _ in range(30):  # /slow regresses until an incident is flagged
+            seconds(g, clock, 1, 80.0)
+            if any(e["type"] == "healing" for e in sink.events):
+                break
+        incident = next(e for e in sink.events if e["type"] == "incident")
+        on, = [e for e in sink.events if e["type"] == "healing"]
+        assert on == {"type": "healing", "at": on["at"], "action": "degrade", "state": "on",
+                      "endpoint": "GET /slow", "what": "degrade GET /slow",
+                      "incident_id": incident["incident_id"]}
+        assert incident["incident_id"] == f"GET /slow@{round(incident['at'], 3)}"
+        assert sink.events.index(incident) < sink.events.index(on)
+        assert on["at"] == round(1.7e9 + clock.t, 3)
+        # it recovers: degrade stays on for healing_seconds after the last incident
+        seconds(g, clock, 60, 10.0)
+        switches = [(e["state"], e["incident_id"]) for e in sink.events
+                    if e["type"] == "healing"]
+        assert switches[0] == ("on", incident["incident_id"])
+        assert switches[-1][0] == "off" and [s for s, _ in switches] == ["on", "off"]
+        assert not g.control.healer.active() and stream.stats()["dropped"] == 0
+    finally:
+        g.close()
+
+
+def test_the_switch_queue_is_bounded() -> None:
+    clock = FakeClock(100.0)
+    g = PulseGate(clock=clock, wall=lambda: 1.7e9 + clock.t,
+                  healing_actions=[{"do": "degrade"}], healing_seconds=1,
+                  healing_max_per_hour=10)
+    stream = DetectionStream(g, [], buffer=3)
+    try:
+        healer = g.control.healer
+        for k in range(5):  # five incidents on five endpoints: five "on" switches
+            healer.incident(Incident(f"GET /e{k}", 0.0, 1.7e9, 80.0, 10.0, 8.0, 70.0,
+                                     100, 3, 0.9))
+        assert len(stream.switches) == 3 and stream.stats()["dropped"] == 2
+        assert [e["endpoint"] for e in stream.events() if e["type"] == "healing"] == [
+            "GET /e2", "GET /e3", "GET /e4"]
+    finally:
+        g.close()

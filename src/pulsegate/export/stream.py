@@ -1,5 +1,12 @@
-"""A detection stream: anomalies, incidents, query detections, applied actions and the
-advisor's findings, published to Redis Streams and/or a webhook (issue 22 item 6).
+"""A detection stream: anomalies, incidents, query detections, applied actions, the
+healer's switches and the advisor's findings, published to Redis Streams and/or a
+webhook (issue 22 item 6).
+
+Event kinds (``type``): ``anomaly``, ``detection``, ``action`` (one request's applied
+optimization), ``incident`` (with its ``incident_id``, ``"<endpoint>@<at, 3 decimals>"``),
+``healing`` (a healing action switched ``state`` ``on`` or ``off``: ``action``,
+``endpoint``, ``what``, the ``incident_id`` of the incident that armed it, ``at``) and
+``finding``.
 
 Opt-in and off the request path::
 
@@ -12,9 +19,10 @@ Opt-in and off the request path::
   these) appends ``(record, detections)`` to a bounded deque: O(1), no I/O;
 * **scheduler thread**, every ``interval`` seconds: turns what waits into events (plain
   JSON: the SQL only as its redacted fingerprint, as everywhere in pulsegate), picks up
-  the incidents opened since the last run (``counters["incidents"]``) and the advisor's
-  new findings, fans them out to each sink's own queue and sends up to ``batch`` events
-  per sink;
+  the incidents opened since the last run (``counters["incidents"]``), the healer's
+  switches since the last run (its listener, called on the healer's own job, keeps at
+  most ``buffer`` of them) and the advisor's new findings, fans them out to each sink's
+  own queue and sends up to ``batch`` events per sink;
 * **back-pressure**: each sink's queue holds at most ``buffer`` events; past it the
   oldest are dropped and counted (``dropped``). A failed send keeps the batch and backs
   the sink off exponentially (1 s, 2 s, ... at most ``max_backoff``); one slow or dead
@@ -39,10 +47,17 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from pulsegate.context import RequestContext
+    from pulsegate.incidents import Incident
     from pulsegate.plugins import Host
     from pulsegate.records import RequestRecord
 
 __all__ = ["DetectionStream", "RedisStreamSink", "Sink", "WebhookSink"]
+
+
+def incident_id(endpoint: str, at: float) -> str:
+    """An incident's name on the stream: its endpoint and flag time (wall, epoch s),
+    ``"GET /slow@1700000150.0"`` -- what joins a ``healing`` event to its ``incident``."""
+    return f"{endpoint}@{round(at, 3)}"
 
 
 class Sink(Protocol):
@@ -148,13 +163,19 @@ class DetectionStream:
         self.outboxes = [_Outbox(s, max(1, int(buffer))) for s in sinks]
         self.inbox: deque[tuple[RequestRecord, bool, list[Any]]] = deque(
             maxlen=max(1, int(buffer)))
-        #: notable requests lost because the inbox was full (the job fell behind)
+        #: notable requests or healer switches lost because their queue was full (the
+        #: job fell behind)
         self.dropped = 0
         self.batch = max(1, int(batch))
         self.max_backoff = float(max_backoff)
         self.clock = clock
         self.incidents_seen = int(gate.counters.get("incidents", 0))
         self.findings_seen: set[tuple[str, str]] = set()
+        #: the healer's switches, as events, waiting for the next run
+        self.switches: deque[dict[str, Any]] = deque(maxlen=max(1, int(buffer)))
+        healer = getattr(getattr(gate, "control", None), "healer", None)
+        if healer is not None:
+            healer.listeners.append(self._switched)
         gate.notable_listeners.append(self._listen)
         gate.scheduler.every(interval, self.run, "detection-stream")
         gate.plugs.add_stats("stream", self)
@@ -167,6 +188,15 @@ class DetectionStream:
             self.dropped += 1
         self.inbox.append((record, bool(recent) and recent[-1] is record,
                            list(ctx.detections) if record.detections else []))
+
+    def _switched(self, row: dict[str, Any], incident: Incident) -> None:
+        # the healer's job (not the request path): one switch, as its event
+        if len(self.switches) == self.switches.maxlen:
+            self.dropped += 1
+        self.switches.append({"type": "healing", "at": round(float(row["at"]), 3),
+                              "action": row["action"], "state": row["state"],
+                              "endpoint": row["endpoint"], "what": row["what"],
+                              "incident_id": incident_id(incident.endpoint, incident.at)})
 
     def events(self) -> list[dict[str, Any]]:
         """Everything new since the last call, as plain events."""
@@ -190,7 +220,10 @@ class DetectionStream:
         if fresh > 0:
             log = list(self.gate.incidents)
             for inc in log[-fresh:]:
-                out.append({"type": "incident", **inc})
+                out.append({"type": "incident", **inc, "incident_id": incident_id(
+                    str(inc.get("endpoint")), float(inc.get("at", 0.0)))})
+        while self.switches:  # after the incidents: an incident comes before its switch
+            out.append(self.switches.popleft())
         advisor = self.gate.plugs.reports.get("advisor")
         if advisor is not None:
             for f in advisor().get("findings", []):
