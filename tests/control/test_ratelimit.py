@@ -122,17 +122,40 @@ def test_memory_storage_is_bounded_and_drops_expired_first() -> None:
     assert len(st) <= 100 and "punished" in st.tat  # least-debt buckets go first
 
 
+def _minimal_gcra(tat: dict[str, float], key: str, now: float) -> bool:
+    """The least a rate check can do: one GCRA step on a dict (the baseline below)."""
+    t = max(tat.get(key, now), now)
+    if t - now > 1.0:
+        return False
+    tat[key] = t + 0.01
+    return True
+
+
 def test_check_throughput_in_memory() -> None:
+    """The hot path costs a small multiple of one bare GCRA step measured in the same run.
+
+    Both are timed in interleaved chunks of 500 calls by this process's CPU time, the best
+    chunk of each kept: other processes on a loaded machine neither stretch a chunk nor
+    slow one side only. Under 3 busy loops on 2 cores the ratio is 4.6-4.7 (a check at
+    ~940k/s); the bar, 12, fails a hot path ~2.5x slower (the old wall-clock floor of
+    60k/s failed under load by itself; benchmarks/ratelimit_sim.py keeps the 200k/s bar)."""
     rl = AdaptiveRateLimiter("100/second")
     keys = [f"ip:10.0.{i // 256}.{i % 256}" for i in range(1000)]
-    n = 50_000
-    t0 = time.perf_counter()
-    for i in range(n):
-        rl.check(keys[i % 1000])
-    rate = n / (time.perf_counter() - t0)
-    # The bar (200k/s) is measured by benchmarks/ratelimit_sim.py; CI shares 2 loaded cores,
-    # so this only guards against an order-of-magnitude regression of the hot path.
-    assert rate > 60_000, rate
+    tat: dict[str, float] = {}
+    chunk, rounds = 500, 100
+    best_check = best_base = float("inf")
+    for r in range(rounds):
+        batch = [keys[(r * chunk + i) % 1000] for i in range(chunk)]
+        t0 = time.process_time()
+        for key in batch:
+            rl.check(key)
+        best_check = min(best_check, time.process_time() - t0)
+        t0 = time.process_time()
+        for key in batch:
+            _minimal_gcra(tat, key, time.monotonic())
+        best_base = min(best_base, time.process_time() - t0)
+    ratio = best_check / best_base
+    assert ratio < 12, (ratio, chunk / best_check)
 
 
 def test_state_survives_a_restart() -> None:
