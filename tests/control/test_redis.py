@@ -152,12 +152,22 @@ def test_redis_decision_throughput_one_round_trip(redis_service) -> None:  # typ
     st = RedisStorage(redis_service.url, prefix="tp:")
     rl = AdaptiveRateLimiter("1000000/second", storage=st)
     rl.check("warm")  # loads the script once
+    r.ping()
     before = r.info("commandstats")
-    n = 500
-    t0 = time.perf_counter()
-    for i in range(n):
-        rl.check(f"k{i % 50}")
-    elapsed = time.perf_counter() - t0
+    # Checks and bare PINGs (one round trip, nothing run) timed in interleaved chunks, the
+    # best chunk of each kept: a loaded machine stretches some chunks of both, not one side.
+    chunk, rounds = 5, 100
+    n = chunk * rounds
+    best_check = best_ping = float("inf")
+    for k in range(rounds):
+        t0 = time.perf_counter()
+        for i in range(chunk):
+            rl.check(f"k{(k * chunk + i) % 50}")
+        best_check = min(best_check, time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        for _ in range(chunk):
+            r.ping()
+        best_ping = min(best_ping, time.perf_counter() - t0)
     after = r.info("commandstats")
 
     def calls(stats: dict, name: str) -> int:  # type: ignore[type-arg]
@@ -167,4 +177,8 @@ def test_redis_decision_throughput_one_round_trip(redis_service) -> None:  # typ
     assert calls(after, "evalsha") - calls(before, "evalsha") == n
     assert calls(after, "get") - calls(before, "get") == n
     assert calls(after, "script|load") == calls(before, "script|load")
-    assert n / elapsed > 500
+    # A check costs a small multiple of a bare round trip: 2.2x idle and under 3 busy
+    # loops on 2 cores (~10k checks/s against ~22k PINGs/s); 8 catches a script or client
+    # decision grown ~3x (the one round trip itself is counted above).
+    ratio = best_check / best_ping
+    assert ratio < 8, (ratio, chunk / best_check, chunk / best_ping)
