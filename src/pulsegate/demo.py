@@ -1,6 +1,6 @@
 """The demo: a small FastAPI shop under uvicorn, mixed traffic, and what pulsegate learnt.
 
-    python3 dev.py demo [--seconds 20] [--concurrency 8]
+    python3 dev.py demo [--seconds 20] [--concurrency 8] [--slow-requests BEFORE AFTER]
     pulsegate demo
 
 It starts the app on a free 127.0.0.1 port in this process (so the report reads the live gate),
@@ -103,7 +103,7 @@ class Tally:
 
 
 async def drive(base: str, seconds: float, concurrency: int, state: dict[str, Any],
-                progress: Any, tally: Tally) -> int:
+                progress: Any, tally: Tally, slow_requests: tuple[int, int] = (0, 0)) -> int:
     import httpx
 
     start = time.monotonic()
@@ -123,9 +123,7 @@ async def drive(base: str, seconds: float, concurrency: int, state: dict[str, An
 
     async def regular(client: httpx.AsyncClient, i: int) -> None:
         rng = random.Random(i)
-        while (now := time.monotonic()) < deadline:
-            if now > deadline - seconds * 0.35 and not state["degraded"]:
-                state["degraded"], state["degraded_at"] = True, time.time()
+        while time.monotonic() < deadline:
             path = rng.choices(paths, weights)[0].format(n=rng.randint(1, 500), page=rng.randint(1, PAGES))
             await call(client, "regular", f"user-{i}", path)
             await asyncio.sleep(rng.uniform(0.02, 0.06))
@@ -145,9 +143,21 @@ async def drive(base: str, seconds: float, concurrency: int, state: dict[str, An
 
     async def health_check(client: httpx.AsyncClient) -> None:
         # A synthetic check polls /slow steadily (as an uptime monitor would): enough
-        # requests for its incident detector to learn /slow before the regression.
-        while time.monotonic() < deadline:
+        # requests for its incident detector to learn /slow before the regression. It
+        # starts the regression, and by count: after at least slow_requests[0] checks (a
+        # late start moves the deadline: the last third stays a third), and the check
+        # goes on past the deadline until slow_requests[1] checks came after it.
+        nonlocal deadline
+        done = [0, 0]  # checks before, after the regression
+        while True:
+            now = time.monotonic()
+            if now > deadline - seconds * 0.35 and done[0] >= slow_requests[0] and not state["degraded"]:
+                state["degraded"], state["degraded_at"] = True, time.time()
+                deadline = max(deadline, now + seconds * 0.35)
+            if now >= deadline and state["degraded"] and done[1] >= slow_requests[1]:
+                break
             await call(client, "check", "health-check", "/slow")
+            done[state["degraded"]] += 1
             await asyncio.sleep(0.02)
 
     async def ticker() -> None:
@@ -338,6 +348,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=20.0, help="traffic duration")
     parser.add_argument("--concurrency", type=int, default=8, help="concurrent clients")
+    parser.add_argument("--slow-requests", type=int, nargs=2, default=(0, 0), metavar=("BEFORE", "AFTER"),
+                        help="at least this many /slow checks before its regression and after it "
+                             "(a loaded machine runs longer than --seconds)")
     args = parser.parse_args(argv)
 
     import logging
@@ -375,7 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tally, started, jobs = Tally(), time.time(), DemoJobs(gate, db).start()
         try:
             asyncio.run(drive(f"http://127.0.0.1:{port}", args.seconds, args.concurrency,
-                              state, _progress_printer(), tally))
+                              state, _progress_printer(), tally, tuple(args.slow_requests)))
         finally:
             server.should_exit = True
             thread.join(10)
