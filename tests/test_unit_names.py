@@ -96,3 +96,35 @@ def test_each_use_costs_the_same_however_many_names_came_before() -> None:
             kept.use(name)
 
     assert_linear(run, lambda n: [f"u{i}.example" for i in range(n)])
+
+
+def test_uses_from_many_threads_keep_every_count_with_its_slot() -> None:
+    """Jobs and outbound calls name their units from many threads: a name winning a
+    slot while another thread counts the victim must neither raise nor leave a count
+    without a slot (a name never evicted again, its model kept past the bound)."""
+    import sys
+    import threading
+
+    errors: list[BaseException] = []
+    kept, _ = slots(20)
+
+    def work(t: int) -> None:
+        try:
+            for i in range(20_000):
+                kept.use(f"busy{i % 25}")
+                kept.use(f"t{t}-{i}")
+        except BaseException as exc:  # (collected: a thread's error would be lost)
+            errors.append(exc)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
+    try:
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == []
+    assert set(kept.counts) == set(kept.slots) and len(kept.slots) == 20

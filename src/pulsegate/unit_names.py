@@ -27,6 +27,7 @@ of the endpoint model each name holds). Nothing grows with the names seen.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Final
 
@@ -45,8 +46,8 @@ class NameSlots:
     """The kept names of one kind (see the module): ``use(name)`` says whether
     ``name`` has a slot; ``drop(name)`` is called with each name that lost one."""
 
-    __slots__ = ("counts", "drop", "evicted", "hand", "period", "size", "sketch", "slots",
-                 "uses", "width")
+    __slots__ = ("counts", "drop", "evicted", "hand", "lock", "period", "size", "sketch",
+                 "slots", "uses", "width")
 
     def __init__(self, size: int, drop: Callable[[str], None]) -> None:
         self.size = size
@@ -62,6 +63,10 @@ class NameSlots:
         self.sketch: bytearray | None = None
         #: names that lost their slot
         self.evicted = 0
+        #: one use at a time: jobs and outbound calls name their units from many threads,
+        #: and a name taking a slot while another thread counts the victim would leave
+        #: a count without a slot (never evicted again) or a KeyError
+        self.lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self.slots)
@@ -71,6 +76,13 @@ class NameSlots:
 
     def use(self, name: str) -> bool:
         """One use of ``name``: True when it holds a slot (it may just have won one)."""
+        with self.lock:
+            won, victim = self._use(name)
+        if victim is not None:
+            self.drop(victim)  # (outside the lock: it drops a model elsewhere)
+        return won
+
+    def _use(self, name: str) -> tuple[bool, str | None]:
         self.uses += 1
         if self.uses >= self.period:
             self.age()
@@ -78,23 +90,22 @@ class NameSlots:
         count = counts.get(name)
         if count is not None:
             counts[name] = count + 1
-            return True
+            return True, None
         slots = self.slots
         if len(slots) < self.size:
             slots.append(name)
             counts[name] = 1
-            return True
+            return True, None
         seen = self.seen(name)
         at = self.victim()
         victim = slots[at]
         if seen < ADMIT_AT or seen <= counts[victim]:
-            return False
+            return False, None
         del counts[victim]
         slots[at] = name
         counts[name] = seen
         self.evicted += 1
-        self.drop(victim)
-        return True
+        return True, victim
 
     def seen(self, name: str) -> int:
         """Count one use of a name without a slot; its estimate, the least of its
