@@ -24,6 +24,10 @@ controller depend on these interfaces (and on :mod:`pulsegate.records`), never o
   ``plugs.add_score(model_name, fn)``;
 * a **gauge** ``() -> float`` is a current value the exporters plot (the allocator's
   ``concurrency_limit`` and ``in_flight``): ``plugs.add_gauge(name, fn)``;
+* a **switch listener** ``(row, incident) -> None`` is told of each action a control
+  component switches on or off because of an incident (the healer's), on the thread
+  that switched, never the request path: ``plugs.add_switch_listener(fn)`` (the
+  detection stream publishes them);
 * a **model catalog** (:class:`ModelCatalog`, the registry) lists the models with their
   accuracy and names the prediction behind a record or a detection, so the dashboard
   can ask for feedback on it: ``plugs.set_catalog(c)``.
@@ -42,12 +46,12 @@ if TYPE_CHECKING:
     from pulsegate.config import Config
     from pulsegate.context import RequestContext
     from pulsegate.faults import FaultCounter
-    from pulsegate.incidents import IncidentLog
+    from pulsegate.incidents import Incident, IncidentLog
     from pulsegate.learn.baseline import BaselineStore
     from pulsegate.records import RequestRecord
 
 __all__ = ["Gauge", "Host", "ModelCatalog", "Plugs", "RequestListener", "Scheduling", "Setting",
-           "StartListener", "StateProvider", "StatsSource", "Tunable"]
+           "StartListener", "StateProvider", "StatsSource", "SwitchListener", "Tunable"]
 
 #: Called with each finished request's record and context.
 RequestListener = Callable[["RequestRecord", "RequestContext"], None]
@@ -55,6 +59,9 @@ RequestListener = Callable[["RequestRecord", "RequestContext"], None]
 StartListener = Callable[["RequestContext", int], None]
 #: A current value worth plotting, read off the request path.
 Gauge = Callable[[], float]
+#: Called as ``(row, incident)`` after an action was switched on or off for an incident:
+#: ``row`` has ``at``, ``state`` (``"on"``/``"off"``), ``action``, ``what``, ``endpoint``.
+SwitchListener = Callable[[dict[str, Any], "Incident"], None]
 
 
 class Scheduling(Protocol):
@@ -136,6 +143,8 @@ class Plugs:
         self.reports: dict[str, Callable[[], dict[str, Any]]] = {}
         self.gauges: dict[str, Gauge] = {}
         self.catalog: ModelCatalog | None = None
+        #: told of each action switched on or off for an incident (the healer's)
+        self.switch_listeners: list[SwitchListener] = []
         #: Called with the name of each state provider added from now on (the registry
         #: hands it a state read at start-up).
         self.on_state_added: list[Callable[[str], None]] = []
@@ -159,6 +168,9 @@ class Plugs:
 
     def add_gauge(self, name: str, gauge: Gauge) -> None:
         self.gauges[name] = gauge
+
+    def add_switch_listener(self, listener: SwitchListener) -> None:
+        self.switch_listeners.append(listener)
 
     def set_catalog(self, catalog: ModelCatalog) -> None:
         self.catalog = catalog

@@ -227,3 +227,18 @@ def test_actions_from_the_environment() -> None:
                          "PULSEGATE_HEALING_SECONDS": "60"})
     assert [(a.do, a.priority) for a in c.healing_actions] == [("shed", "normal")]
     assert c.healing_seconds == 60
+
+
+def test_switches_reach_every_switch_listener_plugged_on_the_gate() -> None:
+    # any component hears the healer through the gate's plugs, whatever was built first
+    g = PulseGate(healing_actions=[{"do": "degrade"}], healing_seconds=1,
+                  healing_max_per_hour=10)
+    heard: list[tuple[str, str, str]] = []
+    g.plugs.add_switch_listener(lambda row, inc: heard.append(
+        (row["state"], row["endpoint"], inc.endpoint)))
+    try:
+        g.control.healer.incident(Incident("GET /e", 0.0, 1.7e9, 80.0, 10.0, 8.0, 70.0,
+                                           100, 3, 0.9))
+        assert heard == [("on", "GET /e", "GET /e")]
+    finally:
+        g.close()

@@ -5,8 +5,8 @@ action's trigger, the :class:`Healer` (a scheduler job, never the request path) 
 the action on for ``healing_seconds``; a later matching incident re-arms it, and it is
 turned off -- reverted -- when its time runs out or by :meth:`Healer.revert`. Every
 switch is logged (``pulsegate.healing``), kept in :attr:`Healer.history`, shown in
-``gate.stats()["healing"]`` and passed to each of :attr:`Healer.listeners` (the
-detection stream's, :mod:`pulsegate.export.stream`).
+``gate.stats()["healing"]`` and passed to each switch listener of the gate's plugs
+(``plugs.add_switch_listener``: the detection stream's, :mod:`pulsegate.export.stream`).
 
 The actions (``healing_actions``, a list of mappings; docs/control.md):
 
@@ -37,7 +37,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -92,9 +91,6 @@ class Healer:
         self._seen = gate.counters["incidents"]
         self._lock = threading.Lock()
         self.refused = 0
-        #: called as ``fn(row, incident)`` after each switch (``row``: the history
-        #: entry); must not block -- it runs on the thread that switched
-        self.listeners: list[Callable[[dict[str, Any], Incident], None]] = []
         gate.scheduler.every(1.0, self.poll, name="control.healing")
         gate.plugs.add_stats("healing", self)
         gate.plugs.add_report("healing", self.report)
@@ -198,7 +194,7 @@ class Healer:
         row = {"at": self.gate.wall(), "state": state, "action": action.do, "what": what,
                "endpoint": endpoint, "incident": incident.endpoint, "score": incident.score}
         self.history.append(row)
-        for listener in self.listeners:
+        for listener in list(self.gate.plugs.switch_listeners):
             try:
                 listener(row, incident)
             except Exception as exc:

@@ -173,9 +173,7 @@ class DetectionStream:
         self.findings_seen: set[tuple[str, str]] = set()
         #: the healer's switches, as events, waiting for the next run
         self.switches: deque[dict[str, Any]] = deque(maxlen=max(1, int(buffer)))
-        healer = getattr(getattr(gate, "control", None), "healer", None)
-        if healer is not None:
-            healer.listeners.append(self._switched)
+        gate.plugs.add_switch_listener(self._switched)
         gate.notable_listeners.append(self._listen)
         gate.scheduler.every(interval, self.run, "detection-stream")
         gate.plugs.add_stats("stream", self)
