@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import random
+import string
 from typing import Any
 
 import httpx
@@ -12,10 +14,17 @@ import pytest
 from exportkit import FakeClock, build_app, make_gate
 
 from pulsegate.asgi import PulseGateMiddleware
+from pulsegate.caches.vocabulary import program_words
 from pulsegate.export import state
 from pulsegate.export.logs import ANOMALY_LOGGER, JsonFormatter, detection_extra
 
 WARM = [f"/work/{i}?ms={10 + i % 3}" for i in range(20)]
+
+
+def token() -> str:
+    """A path segment the program does not spell: made at run time and kept in no
+    module's namespace (constants and module-level strings are words of the program)."""
+    return "".join(random.Random(7).choices(string.ascii_letters, k=12))
 
 
 async def run(app: Any, paths: list[str]) -> None:
@@ -27,12 +36,14 @@ async def run(app: Any, paths: list[str]) -> None:
 
 async def test_anomaly_logged_off_the_request_path(clock: FakeClock,
                                                    caplog: pytest.LogCaptureFixture) -> None:
+    assert program_words().ready()  # the program's words are read (seconds after start-up)
+    secret = token()
     gate = make_gate(clock, log_events=True)
     logs = state(gate).logs
     assert logs is not None and "pulsegate.export.logs" in gate.scheduler.jobs
     app = PulseGateMiddleware(build_app(clock), gate=gate)
     with caplog.at_level(logging.INFO, logger=ANOMALY_LOGGER):
-        await run(app, [*WARM, "/work/slow?ms=400"])
+        await run(app, [*WARM, f"/work/{secret}?ms=400"])
         assert not [r for r in caplog.records if r.name == ANOMALY_LOGGER]  # only queued
         assert logs.flush() == gate.counters["anomalies"] >= 1
     records = [r for r in caplog.records if r.name == ANOMALY_LOGGER]
@@ -40,12 +51,27 @@ async def test_anomaly_logged_off_the_request_path(clock: FakeClock,
     rec = records[-1]
     a = rec.pulsegate_anomaly  # type: ignore[attr-defined]
     assert rec.endpoint == "GET /work/{item}"  # type: ignore[attr-defined]
-    assert a["path"] == "/work/slow" and a["duration_ms"] == pytest.approx(400)
+    # the path is folded (fail-closed): a segment the program does not spell is {*}
+    assert a["path"] == "/work/{*}" and a["duration_ms"] == pytest.approx(400)
     assert a["score"] > 0.9 and a["predicted_ms"] < 20
     assert "400.0 ms" in rec.getMessage()
     line = json.loads(JsonFormatter().format(rec))
-    assert line["logger"] == ANOMALY_LOGGER and line["pulsegate_anomaly"]["path"] == "/work/slow"
+    assert line["logger"] == ANOMALY_LOGGER and line["pulsegate_anomaly"]["path"] == "/work/{*}"
+    assert secret not in JsonFormatter().format(rec)
     assert line["endpoint"] == "GET /work/{item}"
+
+
+async def test_raw_paths_logs_the_path_as_sent(clock: FakeClock,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    secret = token()
+    gate = make_gate(clock, log_events=True, raw_paths=True)
+    app = PulseGateMiddleware(build_app(clock), gate=gate)
+    with caplog.at_level(logging.INFO, logger=ANOMALY_LOGGER):
+        await run(app, [*WARM, f"/work/{secret}?ms=400"])
+        state(gate).logs.flush()  # type: ignore[union-attr]
+    paths = [r.pulsegate_anomaly["path"] for r in caplog.records  # type: ignore[attr-defined]
+             if r.name == ANOMALY_LOGGER]
+    assert paths and paths[-1] == f"/work/{secret}"
 
 
 async def test_incident_logged(clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:

@@ -41,6 +41,7 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from pulsegate.export.paths import exported_path
 from pulsegate.export.series import detection_fields
 from pulsegate.incidents import describe
 from pulsegate.records import RequestRecord
@@ -64,6 +65,8 @@ def detection_extra(det: Any, endpoint: str | None = None) -> dict[str, Any]:
 
 
 def anomaly_extra(record: RequestRecord) -> dict[str, Any]:
+    """The record's fields; its ``path`` is the raw one until :meth:`LogExporter.flush`
+    folds it (:mod:`pulsegate.export.paths`), off the request path."""
     return {"pulsegate_anomaly": {
         "at": record.started_at, "path": record.path, "status": record.status,
         "duration_ms": round(record.duration_ms, 3),
@@ -121,6 +124,7 @@ class LogExporter:
                 break
             if kind == "anomaly":
                 a = extra["pulsegate_anomaly"]
+                a["path"] = exported_path(self.gate, a["path"])
                 # One slow request is information; an incident (below) is a warning.
                 log.info("anomalous request on %s: %s: %.1f ms (forecast %s ms, score %.2f)",
                          extra["endpoint"], a["unusual"] or "latency", a["duration_ms"],

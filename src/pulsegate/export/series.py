@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pulsegate.bounded import BoundedLRU
+from pulsegate.export.paths import exported_path
 from pulsegate.records import RequestRecord
 
 if TYPE_CHECKING:
@@ -186,7 +187,7 @@ class SeriesStore:
                 b.anomalies += 1
                 self.anomalies.append({
                     "id": f"anomaly-{next(self._ids)}", "at": record.started_at,
-                    "endpoint": key, "path": record.path, "status": record.status,
+                    "endpoint": key, "_path": record.path, "status": record.status,
                     "duration_ms": ms, "predicted_ms": record.predicted_ms,
                     "score": record.anomaly_score, "confidence": record.confidence,
                     "metric": record.anomaly_metric, "unusual": record.unusual,
@@ -244,7 +245,7 @@ class SeriesStore:
         those restored before), recent anomalies, query problems, incidents, feedback."""
         counters = self.totals(self.gate.counters)
         with self.lock:
-            anomalies = [_plain(r) for r in self.anomalies]
+            anomalies = [self._with_path(_plain(r), r) for r in self.anomalies]
             detections = [_plain(r) for r in self.detections.values()]
             feedback = dict(self.feedback)
         incidents = [_plain(i) for i in list(self.gate.incidents)]
@@ -311,9 +312,17 @@ class SeriesStore:
             rows = list(self.detections.values())[-limit:]
         return [self._public(r, resolve) for r in reversed(rows)]
 
+    def _with_path(self, out: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
+        """``out``, an anomaly ``row`` as it leaves (JSON, the state file), with the
+        row's path folded here, off the request path (:mod:`pulsegate.export.paths`).
+        A row restored from the state file has its exported ``path`` already."""
+        if "_path" in row:
+            out["path"] = exported_path(self.gate, row["_path"])
+        return out
+
     def _public(self, row: dict[str, Any],
                 resolve: Callable[[object], str | None] | None) -> dict[str, Any]:
-        out = {k: v for k, v in row.items() if not k.startswith("_")}
+        out = self._with_path({k: v for k, v in row.items() if not k.startswith("_")}, row)
         if resolve is not None:
             try:
                 pid = resolve(row["_obj"])

@@ -24,6 +24,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from pulsegate.config import PersistenceConfig
 from pulsegate.django.gate import built_gate, config_from_settings, get_gate
 from pulsegate.engine import PulseGate
+from pulsegate.export.paths import exported_path
 
 
 def _detections(gate: PulseGate) -> list[dict[str, Any]]:
@@ -54,7 +55,7 @@ def build_report(gate: PulseGate) -> dict[str, Any]:
         "stats": gate.stats(),
         "endpoints": gate.endpoints(),
         "anomalies": [
-            {"endpoint": r.endpoint, "path": r.path, "status": r.status,
+            {"endpoint": r.endpoint, "path": exported_path(gate, r.path), "status": r.status,
              "duration_ms": round(r.duration_ms, 2), "score": round(r.anomaly_score, 3),
              "unusual": r.unusual}
             for r in list(gate.recent_anomalies)],
