@@ -78,9 +78,9 @@ class Advisor:
         self.gate = gate
         self.queries: QueryAdvisor | None = None
         if connect is not None and dialect is not None:
-            from pulsegate.advisor.orm import SQLAlchemyColumns  # (imports no ORM itself)
+            from pulsegate.advisor.orm import column_trackers  # (imports no ORM itself)
 
-            columns = ColumnReads(SQLAlchemyColumns(), clock=gate.clock)
+            columns = ColumnReads(column_trackers(), clock=gate.clock)
             self.queries = QueryAdvisor(
                 connect, dialect,
                 explains_per_minute=o.advisor_explains_per_minute,

@@ -18,13 +18,16 @@ scheduler thread, not in an event loop.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
 
 from pulsegate.advisor.connections import from_url
 from pulsegate.config_checks import ConfigError, _is_engine
 
-__all__ = ["connection_for", "from_django", "from_sqlalchemy"]
+if TYPE_CHECKING:
+    from pulsegate.advisor.columns import ColumnReads
+
+__all__ = ["column_trackers", "connection_for", "from_django", "from_sqlalchemy"]
 
 #: Django's ``connection.vendor`` -> the advisor's dialect
 _VENDORS = {"postgresql": "postgresql", "sqlite": "sqlite", "mysql": "mysql"}
@@ -97,6 +100,14 @@ def from_django(alias: str = "default", key: str = "advisor_database") -> dict[s
     return {"connect": connect, "dialect": dialect}
 
 
+def column_trackers() -> list[Any]:
+    """The ORM trackers of :class:`pulsegate.advisor.columns.ColumnReads`: SQLAlchemy's
+    and Django's (each imports its ORM only when a window opens, once it is loaded)."""
+    from pulsegate.django.columns import DjangoColumns
+
+    return [SQLAlchemyColumns(), DjangoColumns()]
+
+
 #: ids of the tracked column attributes read during the current window.
 _READ: set[int] = set()
 #: rows read per mapped class in the window: a row counts when a read moves to another
@@ -118,21 +129,26 @@ class SQLAlchemyColumns:
         self.tracked: dict[int, tuple[str, str, Any]] = {}
         self.classes: list[tuple[type, Any]] = []
 
-    def open(self, table: str, seen_for: Callable[[str, str, list[str]], Any]) -> None:
+    def ready(self) -> bool:
+        return "sqlalchemy.orm" in sys.modules
+
+    def open(self, table: str, reads: ColumnReads) -> None:
         from sqlalchemy.orm.attributes import InstrumentedAttribute
 
         for mapper in _mappers_of(table):
             keys = [p.key for p in mapper.column_attrs]
-            self.classes.append((mapper.class_, seen_for(table, mapper.class_.__name__, keys)))
+            self.classes.append((mapper.class_,
+                                 reads.seen_for(table, mapper.class_.__name__, keys)))
             for key in keys:
                 attr = mapper.class_manager.get(key)
                 if type(attr) is InstrumentedAttribute:  # (else: left alone)
                     attr.__class__ = _tracked()
                     self.tracked[id(attr)] = (table, key, attr)
 
-    def close(self, wanted: dict[str, Any]) -> None:
+    def close(self, reads: ColumnReads) -> None:
         from sqlalchemy.orm.attributes import InstrumentedAttribute
 
+        wanted = reads.wanted
         for ident, (table, key, attr) in self.tracked.items():
             attr.__class__ = InstrumentedAttribute
             seen = wanted.get(table)

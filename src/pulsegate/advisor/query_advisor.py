@@ -87,7 +87,7 @@ class QueryAdvisor:
         self.plans: BoundedLRU[str, tuple[Plan | None, dict[str, TableInfo | None], float,
                                           str | None]] = BoundedLRU(max_fingerprints)
         self.findings: list[Finding] = []
-        #: which columns of wide tables the code reads (SQLAlchemy, sampled): wide_select
+        #: which columns of wide tables the code reads (ORM reads, sampled): wide_select
         self.columns = columns
         self.counts: dict[str, int] = {"explains": 0, "explain_failures": 0,
                                        "rate_limited": 0}
@@ -125,7 +125,9 @@ class QueryAdvisor:
             for f in found:
                 f.endpoints = list(entry["endpoints"])
             if self.columns is not None:
-                found = [g for g in (refine(f, self.columns) for f in found) if g is not None]
+                read = set(shape.tables.values())
+                found = [g for g in (refine(f, self.columns, read) for f in found)
+                         if g is not None]
             out += found
         out.sort(key=lambda f: (-f.roi, f.fingerprint, f.kind))
         self.findings = out

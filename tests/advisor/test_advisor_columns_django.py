@@ -1,0 +1,302 @@
+"""wide_select made precise for Django: which concrete fields of the instances a statement
+loaded the code reads, sampled in windows -- real Django querysets and attribute reads on
+a real SQLite file and a real PostgreSQL (started on loopback; fails, never skips,
+without it), a 23-column table with text columns."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import django
+import pytest
+from django.conf import settings
+
+if not settings.configured:  # process-global: another directory may have configured
+    settings.configure(      # them first, with the same app installed
+        DEBUG=False, SECRET_KEY="pulsegate-tests", ALLOWED_HOSTS=["*"],
+        INSTALLED_APPS=["django.contrib.contenttypes", "pulsegate.django"],
+        DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
+        USE_TZ=True, LOGGING_CONFIG=None)
+    django.setup()
+
+from django.db import connections, models
+from django.db.models.query_utils import DeferredAttribute
+from django.forms.models import model_to_dict
+
+from pulsegate import capture
+from pulsegate.advisor.columns import ColumnReads
+from pulsegate.advisor.orm import from_django
+from pulsegate.advisor.query_advisor import QueryAdvisor
+from pulsegate.django.columns import DjangoColumns
+from pulsegate.django.instrument import install
+from services import fresh_database
+
+#: the view's N+1 is not what these tests look at
+pytestmark = pytest.mark.pulsegate(nplusone="off")
+
+NOTES = [f"note{i}" for i in range(18)]
+
+
+class Novelist(models.Model):
+    name = models.CharField(max_length=40)
+
+    class Meta:
+        app_label = "pulsegate"
+        db_table = "wsel_novelist"
+
+
+class Novel(models.Model):
+    title = models.CharField(max_length=80)
+    novelist = models.ForeignKey(Novelist, on_delete=models.CASCADE, related_name="+")
+    year = models.IntegerField()
+    body = models.TextField()
+    locals().update({n: models.TextField() for n in NOTES})
+
+    class Meta:
+        app_label = "pulsegate"
+        db_table = "wsel_novel"
+
+
+FIELDS = ["id", "title", "novelist_id", "year", "body", *NOTES]  # 23 columns
+
+
+def add_alias(alias: str, conf: dict[str, Any]) -> str:
+    connections.settings[alias] = connections.configure_settings({"default": conf})["default"]
+    with connections[alias].schema_editor() as editor:
+        editor.create_model(Novelist)
+        editor.create_model(Novel)
+    writers = Novelist.objects.using(alias).bulk_create(
+        Novelist(id=i, name=f"w{i}") for i in range(1, 11))
+    Novel.objects.using(alias).bulk_create(
+        Novel(id=i, title=f"t{i}", novelist=writers[i % 10], year=i, body="b" * 500,
+              **{n: "n" * 80 for n in NOTES}) for i in range(1, 401))
+    return alias
+
+
+def drop_alias(alias: str) -> None:
+    connections[alias].close()
+    del connections[alias]  # the wrapper this thread cached, with the old settings
+    del connections.settings[alias]
+
+
+@pytest.fixture()
+def sqlite_alias(tmp_path: Path) -> Iterator[str]:
+    install()
+    yield add_alias("wsel_sqlite", {"ENGINE": "django.db.backends.sqlite3",
+                                    "NAME": str(tmp_path / "novels.db")})
+    drop_alias("wsel_sqlite")
+
+
+@pytest.fixture()
+def pg_alias(postgres_url: str) -> Iterator[str]:
+    install()
+    url = fresh_database(postgres_url, "advisor_wsel", "SELECT 1")
+    host, port = url.split("@", 1)[1].split("/", 1)[0].split(":")
+    yield add_alias("wsel_pg", {"ENGINE": "django.db.backends.postgresql",
+                                "NAME": "advisor_wsel", "USER": "postgres",
+                                "HOST": host, "PORT": port})
+    drop_alias("wsel_pg")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def alias(request: pytest.FixtureRequest) -> str:
+    name: str = request.getfixturevalue("sqlite_alias" if request.param == "sqlite"
+                                        else "pg_alias")
+    return name
+
+
+def novels(alias: str, joined: bool = False) -> Any:
+    qs = Novel.objects.using(alias).filter(year__gt=10).order_by("id")
+    return (qs.select_related("novelist") if joined else qs)[:50]
+
+
+def titles(alias: str, joined: bool = False) -> list[tuple[str, str]]:
+    """The view: each novel's title and its novelist's name (lazily, unless joined)."""
+    return [(n.title, n.novelist.name) for n in novels(alias, joined)]
+
+
+def everything(alias: str) -> list[dict[str, Any]]:
+    return [model_to_dict(n) for n in novels(alias)]
+
+
+def served(adv: QueryAdvisor, view: Any, *args: Any) -> Any:
+    """Run ``view`` as a request would: its statements recorded, then handed over."""
+    with capture() as cap:
+        out = view(*args)
+    adv.offer("GET /novels", cap.queries)
+    return out
+
+
+def wide(adv: QueryAdvisor, now: float) -> list[Any]:
+    return [f for f in adv.run(now) if f.kind == "wide_select"]
+
+
+def setup(alias: str, **kw: Any) -> tuple[ColumnReads, QueryAdvisor]:
+    reads = ColumnReads(DjangoColumns(), window=2.0, every=60.0, min_rows=20, **kw)
+    where = from_django(alias)
+    return reads, QueryAdvisor(where["connect"], where["dialect"], columns=reads)
+
+
+#: Django's own descriptor classes, before any window
+ORIGINAL = {**{(Novel, f): type(vars(Novel)[f]) for f in FIELDS},
+            (Novelist, "name"): type(vars(Novelist)["name"])}
+
+
+def plain() -> bool:
+    """Every descriptor and loader is Django's own again."""
+    return (all(type(vars(m)[f]) is t for (m, f), t in ORIGINAL.items())
+            and ORIGINAL[(Novel, "title")] is DeferredAttribute
+            and "from_db" not in vars(Novel) and "from_db" not in vars(Novelist))
+
+
+def only_of(fix: str) -> list[str]:
+    found = re.search(r"\.only\(([^)]*)\)", fix)
+    assert found, fix
+    return re.findall(r'"([^"]+)"', found.group(1))
+
+
+def test_the_fields_read_in_a_window_make_the_advice_precise(alias: str) -> None:
+    reads, adv = setup(alias)
+    expected = served(adv, titles, alias)
+    (generic,) = wide(adv, 0.0)
+    assert generic.confidence == 0.4 and generic.table == "wsel_novel"
+    reads.tick(1.0)  # a window opens
+    assert served(adv, titles, alias) == expected  # the related model loads as before
+    reads.tick(3.5)  # ... and closes
+    assert plain()
+    (precise,) = wide(adv, 4.0)
+    assert precise.fingerprint == generic.fingerprint
+    assert precise.fix.startswith('Django: Novel queryset .only("title", "novelist_id")')
+    assert precise.columns == ["id", "title", "novelist_id"] and precise.confidence == 0.6
+    assert precise.saving_ms_per_min > 0 and precise.roi > generic.roi
+    assert "over 50 rows read in 1 windows" in precise.evidence
+    assert "3 of its 23 columns" in precise.evidence
+    # the advice applied: the same page
+    qs = novels(alias).only(*only_of(precise.fix))
+    assert [(n.title, n.novelist.name) for n in qs] == expected
+
+
+def test_no_advice_when_the_view_reads_every_field(alias: str) -> None:
+    reads, adv = setup(alias)
+    served(adv, everything, alias)
+    assert len(wide(adv, 0.0)) == 1
+    reads.tick(1.0)
+    rows = served(adv, everything, alias)
+    reads.tick(3.5)
+    assert rows[0]["body"] == "b" * 500 and len(rows) == 50
+    assert wide(adv, 4.0) == []
+    assert plain()
+
+
+def test_select_related_keeps_the_foreign_key_and_the_related_model_loads(
+        sqlite_alias: str) -> None:
+    reads, adv = setup(sqlite_alias)
+    expected = served(adv, titles, sqlite_alias, True)
+    assert len(wide(adv, 0.0)) == 1
+    reads.want("wsel_novelist")  # the related model sampled in the same window too
+    reads.tick(1.0)
+    assert served(adv, titles, sqlite_alias, True) == expected
+    reads.tick(3.5)
+    assert plain()
+    (precise,) = wide(adv, 4.0)
+    names = only_of(precise.fix)
+    assert names == ["title", "novelist_id"]  # Django refuses to defer a traversed key
+    qs = novels(sqlite_alias, True).only(*names)
+    assert [(n.title, n.novelist.name) for n in qs] == expected
+
+
+def test_two_views_of_one_model_are_advised_apart(sqlite_alias: str) -> None:
+    """Per statement: a view reading every field does not hide another that reads two."""
+    reads, adv = setup(sqlite_alias)
+
+    def years(alias: str) -> list[int]:
+        return [n.year for n in Novel.objects.using(alias).filter(year__lt=300)]
+
+    served(adv, everything, sqlite_alias)
+    served(adv, years, sqlite_alias)
+    assert len(wide(adv, 0.0)) == 2
+    reads.tick(1.0)
+    served(adv, everything, sqlite_alias)
+    served(adv, years, sqlite_alias)
+    reads.tick(3.5)
+    (one,) = wide(adv, 4.0)
+    assert only_of(one.fix) == ["year"] and "year\" < " in one.sql
+
+
+def test_outside_a_window_nothing_is_seen_and_too_few_rows_keep_the_generic(
+        sqlite_alias: str) -> None:
+    reads, adv = setup(sqlite_alias)
+    served(adv, titles, sqlite_alias)
+    wide(adv, 0.0)
+    served(adv, everything, sqlite_alias)  # outside a window: not seen
+    assert plain()
+    reads.tick(1.0)
+    with capture() as cap:  # 5 rows < min_rows
+        [n.title for n in Novel.objects.using(sqlite_alias).filter(year__lt=6)]
+    reads.tick(3.5)
+    (generic,) = wide(adv, 4.0)
+    assert generic.confidence == 0.4 and generic.columns == [] and cap.query_count == 1
+
+
+def test_a_faulty_tracker_still_lets_the_window_close(sqlite_alias: str) -> None:
+    class Broken:
+        def ready(self) -> bool:
+            return True
+
+        def open(self, table: str, reads: Any) -> None:
+            raise RuntimeError("open")
+
+        def close(self, reads: Any) -> None:
+            raise RuntimeError("close")
+
+    reads = ColumnReads([Broken(), DjangoColumns()], window=2.0, every=60.0, min_rows=20)
+    where = from_django(sqlite_alias)
+    adv = QueryAdvisor(where["connect"], where["dialect"], columns=reads)
+    served(adv, titles, sqlite_alias)
+    wide(adv, 0.0)
+    reads.tick(1.0)
+    assert not plain()
+    served(adv, titles, sqlite_alias)
+    reads.tick(3.5)
+    assert plain() and reads.faults == 2
+    assert only_of(wide(adv, 4.0)[0].fix) == ["title", "novelist_id"]
+
+
+def test_windows_open_and_close_while_other_threads_read(sqlite_alias: str) -> None:
+    import time
+
+    reads = ColumnReads(DjangoColumns(), window=0.01, every=0.02, min_rows=20)
+    reads.want("wsel_novel")
+    expected = titles(sqlite_alias)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def app() -> None:
+        try:
+            while not stop.is_set():
+                with capture():
+                    assert titles(sqlite_alias) == expected
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connections[sqlite_alias].close()
+
+    threads = [threading.Thread(target=app) for _ in range(3)]
+    for t in threads:
+        t.start()
+    now = 0.0
+    for _ in range(200):  # 100 windows opened and closed under the readers' feet
+        now += 0.015
+        reads.tick(now)
+        time.sleep(0.005)
+    stop.set()
+    for t in threads:
+        t.join(20)
+    reads.close()
+    assert errors == [] and plain()
+    assert all(s.read <= {"id", "title", "novelist_id"} for s in reads.by_fingerprint.values())
+    assert sum(s.windows for s in reads.by_fingerprint.values()) >= 20
