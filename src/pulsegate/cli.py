@@ -26,11 +26,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pulsegate.advisor.show import as_insights, print_advice
+from pulsegate.advisor.show import print_advice
 from pulsegate.cli_io import io_report, print_io
 from pulsegate.cli_jobs import jobs_report, print_jobs
-from pulsegate.cli_output import STATE_HINT, ago, fmt, table
+from pulsegate.cli_output import STATE_HINT, ago, fmt, print_findings, table
 from pulsegate.incidents import Incident
+from pulsegate.queries.ranking import ranked_findings
 from pulsegate.registry import snapshot as snap
 from pulsegate.registry.feedback import Prediction, metrics_of
 from pulsegate.registry.models import ModelRegistry, UnknownModel
@@ -155,9 +156,8 @@ def cmd_report(store: StateStore, args: argparse.Namespace) -> Any:
     # the query advisor's findings rank with the N+1 insights (ms saved per minute)
     row = store.read("components").get("advisor") or {}
     advice = (row.get("state") or {}).get("report") or {} if isinstance(row, dict) else {}
-    insights = sorted(snap.ranked_insights(snap.fleet_insights(store, workers), now)
-                      + as_insights(advice.get("findings") or []),
-                      key=lambda r: -float(r["roi"]))[: args.limit]
+    insights = ranked_findings(snap.fleet_insights(store, workers),
+                               advice.get("findings") or [], now, args.limit)
     io = {**io_report(store, args.limit), **jobs_report(store, args.limit)}
     healing = _healing_switches(store)[: args.limit]
     if args.json:
@@ -182,12 +182,7 @@ def cmd_report(store: StateStore, args: argparse.Namespace) -> Any:
             a["summary"].get("duration_ms"),
             a["summary"].get("predicted_ms"), a["score"], ago(a["at"], now),
             _label(a["correct"])) for a in anomalies])
-    table("query insights by ROI (confidence x improvement x calls/min x mean ms)",
-          ["roi", "kind", "endpoint", "calls/min", "mean ms", "improve", "conf", "call site",
-           "fix", "id"],
-          [(i["roi"], i.get("kind"), i.get("endpoint"), i["calls_per_minute"], i["mean_ms"],
-            f"{i['improvement']:.0%}", i["confidence"], i.get("call_site"),
-            i.get("suggestion"), i.get("id")) for i in insights])
+    print_findings(insights)
     if advice:
         print_advice(advice)
     if healing:

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["STATE_HINT", "ago", "fmt", "table"]
+__all__ = ["STATE_HINT", "ago", "fmt", "print_findings", "table"]
 
 #: How to give the CLI something to read, for messages on empty or missing state.
 STATE_HINT = ("pulsegate reads the state a running app persists: configure the app with "
@@ -78,3 +78,15 @@ def ago(t: float | None, now: float) -> str:
         if d >= size:
             return f"{d / size:.1f}{unit} ago"
     return f"{d:.0f}s ago"
+
+
+def print_findings(rows: Sequence[dict[str, Any]]) -> None:
+    """The ranked query findings (:func:`pulsegate.queries.ranking.ranked_findings`)."""
+    table("query findings by ROI = confidence x expected saving (ms of database time per "
+          "minute; N+1 detector and query advisor)",
+          ["roi", "saving ms/min", "kind", "endpoint", "calls/min", "mean ms", "improve",
+           "conf", "call site / table", "fix", "id"],
+          [(i["roi"], i["saving_ms_per_min"], i.get("kind"), i.get("endpoint"),
+            i["calls_per_minute"], i["mean_ms"],
+            "-" if i["improvement"] is None else f"{i['improvement']:.0%}", i["confidence"],
+            i.get("call_site") or i.get("table"), i.get("fix"), i.get("id")) for i in rows])

@@ -105,6 +105,11 @@ class ModelCatalog(Protocol):
         row ``(endpoint, detection)``; None when nothing was predicted about it."""
         ...
 
+    def query_insights(self) -> list[dict[str, Any]]:
+        """The N+1 detector's insights, one per endpoint, kind and fingerprint (copies),
+        as :func:`pulsegate.queries.ranking.ranked_findings` takes them."""
+        ...
+
 
 class Setting:
     """A :class:`Tunable` made of a getter and a setter: the component that owns a

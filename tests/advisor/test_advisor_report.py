@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pulsegate import PulseGate, cli
 from pulsegate.advisor import Advisor
+from pulsegate.export import state
 from pulsegate.export.dashboard import api
 from pulsegate.queries.events import QueryEvent
 from pulsegate.records import RequestInfo
@@ -68,4 +70,69 @@ def test_dashboard_summary_carries_the_advice(advised: tuple[Path, PulseGate, Ad
     assert section["findings"][0]["kind"] == "missing_index"
     assert len(section["patterns"]["total"]["heatmap"]) == 7
     assert section["capacity"]["workers"] >= 1
+    gate.close()
+
+
+def test_report_and_dashboard_json_serve_one_ranked_list(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]
+                                                         ) -> None:
+    """An N+1 on one endpoint and a missing index on another: `pulsegate report --json`,
+    the dashboard's summary and its /api/findings list both kinds in the same order,
+    highest ROI (confidence x expected saving) first, the SQL as its fingerprint."""
+    db = tmp_path / "app.db"
+    conn = sqlite3.connect(db)
+    conn.execute("create table items (id integer primary key, owner integer)")
+    conn.executemany("insert into items values (?, ?)", [(i, i % 300) for i in range(3000)])
+    conn.commit()
+    conn.close()
+    clock = [100.0]
+    gate = PulseGate(state_dir=str(tmp_path / "state"), clock=lambda: clock[0],
+                     wall=lambda: WALL0 + clock[0], dashboard=True, dashboard_token="t0ken")
+    advisor = Advisor(gate, connect=lambda: sqlite3.connect(db), dialect="sqlite")
+    for _ in range(10):
+        for path, statements in (("/items", [("SELECT id FROM items WHERE owner = 7", 30.0)]),
+                                 ("/authors", [(f"SELECT id, title FROM book WHERE "
+                                                f"author_id = {i}", 1.0) for i in range(9)])):
+            ctx = gate.begin(RequestInfo("GET", path, route=path))
+            assert ctx is not None
+            for i, (sql, ms) in enumerate(statements):
+                ctx.add_query(QueryEvent(sql=sql, duration_ms=ms, db="sqlite", params_hash=i,
+                                         call_site="app/views.py:12 in authors",
+                                         relationship="Author.books"))
+            clock[0] += 0.05
+            gate.response_headers(ctx, 200)
+            gate.finish(ctx, 200)
+        clock[0] += 60.0
+    advisor.run()
+    gate.ops.snapshot()
+
+    assert cli.main(["report", "--state-dir", str(tmp_path / "state"), "--json"]) == 0
+    cli_rows = json.loads(capsys.readouterr().out)["query_insights"]
+    dash = state(gate).dashboard
+    assert dash is not None
+    auth = {"authorization": "Bearer t0ken"}
+    status, _, body = dash.handle("GET", "/_pulsegate/api/summary", auth, "", b"", "10.0.0.1")
+    assert status == 200
+    summary_rows = json.loads(body)["findings"]
+    status, _, body = dash.handle("GET", "/_pulsegate/api/findings", auth, "", b"", "10.0.0.1")
+    assert status == 200
+    api_rows = json.loads(body)["findings"]
+
+    def order(rows: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+        return [(r["source"], r["kind"], r["endpoint"]) for r in rows]
+
+    assert order(cli_rows) == order(summary_rows) == order(api_rows) == [
+        ("advisor", "missing_index", "GET /items"), ("nplusone", "n_plus_one", "GET /authors")]
+    rois = [r["roi"] for r in summary_rows]
+    assert rois == sorted(rois, reverse=True) and all(r > 0 for r in rois)
+    for rows in (cli_rows, summary_rows):
+        for r in rows:
+            assert r["roi"] == pytest.approx(r["confidence"] * r["saving_ms_per_min"])
+            assert "= ?" in r["sql"] and "= 7" not in r["sql"] and "= 3" not in r["sql"]
+    index, n1 = summary_rows
+    assert index["fix"] == "CREATE INDEX ix_items_owner ON items (owner);"
+    assert n1["call_site"] == "app/views.py:12 in authors" and n1["fix"]
+    # the N+1's saving from its measured time: 9 ms per request, 8 of 9 statements go,
+    # 10 requests from the first to the last over 9 x 60.1 s
+    assert n1["saving_ms_per_min"] == pytest.approx(9.0 * 8 / 9 * 10 / (9 * 60.1 / 60))
     gate.close()

@@ -1,6 +1,7 @@
-"""How ``pulsegate report`` shows the advisor's persisted report: query findings ranked
-with the N+1 insights (one ROI scale: ms of database time saved per minute x
-confidence), workload patterns with an hour x weekday heat map, capacity advice."""
+"""How ``pulsegate report`` shows the advisor's persisted report: workload patterns with
+an hour x weekday heat map, capacity advice. Its query findings are ranked with the N+1
+insights by :func:`pulsegate.queries.ranking.ranked_findings` (one ROI scale: ms of
+database time saved per minute x confidence)."""
 
 from __future__ import annotations
 
@@ -9,19 +10,9 @@ from typing import Any
 from pulsegate.advisor.patterns import DAYS
 from pulsegate.cli_output import table
 
-__all__ = ["as_insights", "heatmap_text", "print_advice", "summary_lines"]
+__all__ = ["heatmap_text", "print_advice", "summary_lines"]
 
 _SHADES = " .:-=+*#%@"
-
-
-def as_insights(findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Advisor findings as rows of the CLI's query-insight table."""
-    return [{"roi": f.get("roi", 0.0), "kind": f.get("kind"),
-             "endpoint": (f.get("endpoints") or [None])[0], "calls_per_minute": None,
-             "mean_ms": None, "improvement": float(f.get("improvement", 0.0)),
-             "confidence": f.get("confidence"), "call_site": f.get("table"),
-             "suggestion": f.get("fix"), "id": f.get("fingerprint"),
-             "evidence": f.get("evidence")} for f in findings]
 
 
 def heatmap_text(grid: list[list[float | None]]) -> list[str]:

@@ -32,6 +32,10 @@ class RegistryCatalog:
             row["performance"] = perf.get(str(row.get("name")), {})
         return rows
 
+    def query_insights(self) -> list[dict[str, Any]]:
+        # list() and dict() are single C calls: a consistent copy while requests add
+        return [dict(v) for v in list(self.insights.values())]
+
     def prediction_id(self, obj: object) -> str | None:
         pid = self.predictions.id_of(obj)
         if pid is None and isinstance(obj, tuple) and len(obj) == 2:

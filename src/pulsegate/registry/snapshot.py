@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from pulsegate.queries.ranking import insight_figures, rank
 from pulsegate.registry.merge import merge_endpoint_states
 from pulsegate.registry.store import StateStore
 
@@ -66,37 +67,17 @@ def fleet_insights(store: StateStore, workers: dict[str, dict[str, Any]]
     return list(merged.values())
 
 
-def roi(insight: dict[str, Any], now: float) -> dict[str, float]:
-    r"""Rank a query insight: :math:`ROI = c \cdot g \cdot u`.
-
-    * :math:`c`: the detection's confidence (0-1);
-    * :math:`g`: estimated improvement, the share of the group's time a fix removes:
-      :math:`(n-1)/n` for a group of :math:`n` statements per request (an N+1 becomes
-      one ``IN``/join query, a repeated query runs once, a write loop one bulk write);
-    * :math:`u`: urgency = calls per minute × mean time, where calls per minute is how
-      often requests hit the problem (requests over the observed span, at least one
-      minute) and mean time is the group's mean total ms per request.
-
-    The product is in "ms of database time a fix saves per minute", scaled by
-    confidence.
-    """
-    requests = max(1, int(insight.get("requests", 1)))
-    per_request = float(insight.get("queries", requests)) / requests
-    improvement = (per_request - 1.0) / per_request if per_request > 1 else 0.0
-    span = max(60.0, float(insight.get("last_seen", now)) - float(insight.get("first_seen", now)))
-    calls_per_minute = requests * 60.0 / span
-    mean_ms = float(insight.get("total_ms", 0.0)) / requests
-    urgency = calls_per_minute * mean_ms
-    confidence = float(insight.get("confidence", 0.0))
-    return {"confidence": confidence, "improvement": improvement,
-            "calls_per_minute": calls_per_minute, "mean_ms": mean_ms, "urgency": urgency,
-            "roi": confidence * improvement * urgency}
+def roi(insight: dict[str, Any], now: float) -> dict[str, float | None]:
+    r"""Rank a query insight: :math:`ROI = c \cdot g \cdot u` -- confidence, improvement
+    :math:`(n-1)/n`, urgency = calls per minute × mean ms (the formula and the expected
+    saving :math:`g \cdot u`: :func:`pulsegate.queries.ranking.insight_figures`)."""
+    return insight_figures(insight, now)
 
 
 def ranked_insights(insights: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
-    rows = [{**i, **roi(i, now)} for i in insights]
-    rows.sort(key=lambda r: -r["roi"])
-    return rows
+    """The insights with their figures, in the order of the ranked findings
+    (:func:`pulsegate.queries.ranking.rank`)."""
+    return rank({**i, **roi(i, now)} for i in insights)
 
 
 def sum_stats(workers: dict[str, dict[str, Any]]) -> dict[str, Any]:

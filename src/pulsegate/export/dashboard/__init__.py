@@ -43,7 +43,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs
 
-from pulsegate.export.dashboard.api import feedback, series_payload, summary
+from pulsegate.export.dashboard.api import feedback, findings, series_payload, summary
 from pulsegate.export.series import SeriesStore
 from pulsegate.records import HeaderGetter
 
@@ -129,8 +129,9 @@ def _safe(value: Any) -> Any:
 
 
 class DashboardHandler:
-    """Routes ``<path>/``, ``<path>/api/summary``, ``<path>/api/series`` and
-    ``<path>/api/feedback``; everything else under ``<path>`` is 404."""
+    """Routes ``<path>/``, ``<path>/api/summary``, ``<path>/api/findings`` (the ranked
+    query findings alone), ``<path>/api/series`` and ``<path>/api/feedback``; everything
+    else under ``<path>`` is 404."""
 
     def __init__(self, gate: Host, series: SeriesStore) -> None:
         c = gate.config.export
@@ -206,6 +207,8 @@ class DashboardHandler:
                 return self._page_response(method)
             if sub == "/api/summary" and method in ("GET", "HEAD"):
                 return _json(200, _safe(summary(self.gate, self.series)))
+            if sub == "/api/findings" and method in ("GET", "HEAD"):
+                return _json(200, _safe({"findings": findings(self.gate)}))
             if sub == "/api/series" and method in ("GET", "HEAD"):
                 endpoint = params.get("endpoint", [""])[-1]
                 return _json(200, _safe(series_payload(self.gate, self.series, endpoint)))

@@ -10,12 +10,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pulsegate.export.series import SeriesStore, allocator_state
+from pulsegate.queries.ranking import ranked_findings
 
 if TYPE_CHECKING:
     from pulsegate.plugins import Host
 
 #: Endpoints whose series are embedded in the summary (most requested first).
 SUMMARY_SERIES = 12
+#: Rows of the ranked query findings in the summary (``pulsegate report --limit``'s role).
+SUMMARY_FINDINGS = 50
 
 
 def resolver(gate: Host) -> Callable[[object], str | None] | None:
@@ -58,6 +61,7 @@ def series_payload(gate: Host, series: SeriesStore, endpoint: str) -> dict[str, 
 def summary(gate: Host, series: SeriesStore) -> dict[str, Any]:
     resolve = resolver(gate)
     endpoints = gate.endpoints()
+    sections = reports(gate)
     for i, row in enumerate(endpoints):
         if i < SUMMARY_SERIES:
             row["series"] = series.endpoint_series(str(row["endpoint"]))
@@ -73,8 +77,22 @@ def summary(gate: Host, series: SeriesStore) -> dict[str, Any]:
         "control": control(gate, series),
         "models": models(gate),
         "feedback_enabled": callable(getattr(gate, "feedback", None)),
-        "reports": reports(gate),
+        "reports": sections,
+        "findings": findings(gate, sections),
     }
+
+
+def findings(gate: Host, sections: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The N+1 insights and the query advisor's findings in one list, ranked as
+    ``pulsegate report`` ranks them (:func:`pulsegate.queries.ranking.ranked_findings`),
+    at most ``SUMMARY_FINDINGS`` rows."""
+    catalog = gate.plugs.catalog
+    insights = catalog.query_insights() if catalog is not None else []
+    sections = reports(gate) if sections is None else sections
+    section = sections.get("advisor")
+    advice = section.get("findings") if isinstance(section, dict) else None
+    return ranked_findings(insights, advice if isinstance(advice, list) else [], gate.wall(),
+                           SUMMARY_FINDINGS)
 
 
 def reports(gate: Host) -> dict[str, Any]:
