@@ -117,6 +117,9 @@ def test_dashboard_in_chromium(dashboard_app: tuple[str, PulseGate], artifacts: 
             row = page.locator("#detections tbody tr[data-id]").first
             assert "Author.books" in row.inner_text()
             assert "app/views.py:12" in row.inner_text()
+            # ... and ranked in the one findings table (no advisor: N+1 rows only)
+            ranked = page.locator("#findings tbody tr[data-source=nplusone]").first
+            assert "app/views.py:12" in ranked.inner_text()
             det_id = row.get_attribute("data-id")
             assert det_id and gate.ops.predictions.get(det_id) is not None
             assert page.locator("#models tbody tr[data-model]").count() >= 2
