@@ -94,6 +94,7 @@ def test_real_server_serves_each_stack_under_wrk() -> None:
     ("multivariate.py", "--seeds 1", "inside the forecast interval"),
     ("peer_suites.py", "--detectors pulsegate", "django-zeal              own sizes"),
     ("respcache_hits.py", "--requests 300 --rounds 1", "mean latency on/off"),
+    ("column_reads.py", "--reads 2 --rounds 1", "window evidence: (['title']"),
 ])
 def test_benchmark_runs(script: str, args: str, says: str) -> None:
     assert says in run(script, *args.split())

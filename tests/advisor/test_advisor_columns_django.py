@@ -6,6 +6,7 @@ without it), a 23-column table with text columns."""
 from __future__ import annotations
 
 import re
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -300,3 +301,83 @@ def test_windows_open_and_close_while_other_threads_read(sqlite_alias: str) -> N
     assert errors == [] and plain()
     assert all(s.read <= {"id", "title", "novelist_id"} for s in reads.by_fingerprint.values())
     assert sum(s.windows for s in reads.by_fingerprint.values()) >= 20
+
+
+def test_report_and_dashboard_carry_the_precise_advice(
+        sqlite_alias: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """End to end: requests through a gate with the advisor on the alias; the scheduler's
+    column job opens and closes a window; ``pulsegate report`` and the dashboard's
+    summary show the Django fix with its confidence and expected saving."""
+    import json
+
+    from pulsegate import PulseGate, cli
+    from pulsegate.advisor import Advisor
+    from pulsegate.export.dashboard import api
+    from pulsegate.records import RequestInfo
+
+    clock = [100.0]
+    gate = PulseGate(state_dir=str(tmp_path / "state"), clock=lambda: clock[0],
+                     wall=lambda: 1_800_000_000.0 + clock[0])
+    advisor = Advisor(gate, **from_django(sqlite_alias))
+
+    def request() -> None:
+        ctx = gate.begin(RequestInfo("GET", "/novels", route="/novels"))
+        assert ctx is not None
+        titles(sqlite_alias)
+        gate.response_headers(ctx, 200)
+        gate.finish(ctx, 200)
+        clock[0] += 1.0
+
+    try:
+        request()
+        advisor.run()  # the generic finding names the table: sampled from now on
+        assert advisor.queries is not None and advisor.queries.columns is not None
+        columns = advisor.queries.columns
+        columns.tick()  # the scheduler's job: a window opens ...
+        request()
+        columns.tick()  # (1 s later: still open)
+        clock[0] += 1.0
+        columns.tick()  # ... and closes
+        assert plain()
+        advisor.run()
+        gate.ops.snapshot()
+        assert cli.main(["report", "--state-dir", str(tmp_path / "state"), "--json"]) == 0
+        (row,) = [i for i in json.loads(capsys.readouterr().out)["query_insights"]
+                  if i["kind"] == "wide_select"]
+        assert row["suggestion"].startswith('Django: Novel queryset .only("title", "novelist_id")')
+        assert row["confidence"] == 0.6 and row["roi"] > 0
+        (shown,) = [f for f in api.reports(gate)["advisor"]["findings"]
+                    if f["kind"] == "wide_select"]
+        assert shown["fix"] == row["suggestion"] and shown["saving_ms_per_min"] > 0
+    finally:
+        gate.close()
+
+
+def test_after_a_window_loading_and_reading_call_what_they_called_before(
+        sqlite_alias: str) -> None:
+    """Outside windows nothing is added: loading rows and reading their fields call the
+    same pulsegate functions (the query hooks') before any window and after one (a
+    profiler hook sees every Python call)."""
+    def pulsegate_calls() -> list[str]:
+        called: list[str] = []
+
+        def profile(frame: Any, event: str, arg: Any) -> None:
+            if event == "call" and "pulsegate" in frame.f_code.co_filename:
+                called.append(frame.f_code.co_name)
+
+        sys.setprofile(profile)
+        try:
+            rows = list(novels(sqlite_alias))
+            values = [(n.title, n.year, n.body, n.novelist_id) for n in rows]
+        finally:
+            sys.setprofile(None)
+        assert len(values) == 50
+        return called
+
+    before = pulsegate_calls()
+    reads, adv = setup(sqlite_alias)
+    reads.want("wsel_novel")
+    reads.tick(1.0)
+    assert len(pulsegate_calls()) > len(before) + 50 * 4  # in the window: each read seen
+    reads.tick(3.5)
+    assert pulsegate_calls() == before
