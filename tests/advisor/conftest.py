@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,3 +22,20 @@ def orders_db(tmp_path: Path) -> Path:
     conn.commit()
     conn.close()
     return path
+
+
+@pytest.fixture()
+def items_db(tmp_path: Path) -> Callable[..., Path]:
+    """Makes a SQLite file with ``items`` (3 000 rows): an ``id`` and, per keyword, an
+    unindexed integer column holding the row id modulo the keyword's value."""
+    def make(**columns: int) -> Path:
+        path = tmp_path / "items.db"
+        conn = sqlite3.connect(path)
+        conn.execute("create table items (id integer primary key, "
+                     + ", ".join(f"{c} integer" for c in columns) + ")")
+        conn.executemany(f"insert into items values (?{', ?' * len(columns)})",
+                         [(i, *(i % m for m in columns.values())) for i in range(3000)])
+        conn.commit()
+        conn.close()
+        return path
+    return make

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,18 +74,13 @@ def test_dashboard_summary_carries_the_advice(advised: tuple[Path, PulseGate, Ad
     gate.close()
 
 
-def test_report_and_dashboard_json_serve_one_ranked_list(tmp_path: Path,
+def test_report_and_dashboard_json_serve_one_ranked_list(tmp_path: Path, items_db: Callable[..., Path],
                                                          capsys: pytest.CaptureFixture[str]
                                                          ) -> None:
     """An N+1 on one endpoint and a missing index on another: `pulsegate report --json`,
     the dashboard's summary and its /api/findings list both kinds in the same order,
     highest ROI (confidence x expected saving) first, the SQL as its fingerprint."""
-    db = tmp_path / "app.db"
-    conn = sqlite3.connect(db)
-    conn.execute("create table items (id integer primary key, owner integer)")
-    conn.executemany("insert into items values (?, ?)", [(i, i % 300) for i in range(3000)])
-    conn.commit()
-    conn.close()
+    db = items_db(owner=300)
     clock = [100.0]
     gate = PulseGate(state_dir=str(tmp_path / "state"), clock=lambda: clock[0],
                      wall=lambda: WALL0 + clock[0], dashboard=True, dashboard_token="t0ken")

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import uvicorn
 from exportkit import SECRET, FakeClock, build_app, make_gate
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import Page, sync_playwright
 
 from pulsegate.asgi import PulseGateMiddleware
 from pulsegate.engine import PulseGate
@@ -44,6 +44,22 @@ def serve(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@contextlib.contextmanager
+def chromium_page(problems: list[str], width: int = 1400, height: int = 1000
+                  ) -> Iterator[Page]:
+    """A page of a headless Chromium (closed on exit); console and script errors are
+    appended to ``problems``."""
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            yield page
+        finally:
+            browser.close()
 
 
 def traffic(base: str) -> None:
@@ -74,82 +90,74 @@ def test_dashboard_in_chromium(dashboard_app: tuple[str, PulseGate], artifacts: 
     for _ in range(3):  # a background job beside the endpoints (pulsegate.jobs)
         with observe_job("reports.build", gate=gate, queue_wait_ms=40.0):
             pass
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: problems.append(str(e)))
+    with chromium_page(problems) as page:
+        # without the token: 401, and nothing of the dashboard shows
+        response = page.goto(url)
+        assert response is not None and response.status == 401
+        assert "a valid dashboard token is required" in page.content()
+        assert page.locator("input[name=token]").count() == 1  # the token form
 
-            # without the token: 401, and nothing of the dashboard shows
-            response = page.goto(url)
-            assert response is not None and response.status == 401
-            assert "a valid dashboard token is required" in page.content()
-            assert page.locator("input[name=token]").count() == 1  # the token form
+        response = page.goto(f"{url}?token={SECRET}")
+        assert response is not None and response.status == 200
+        page.wait_for_selector("body[data-loaded]", timeout=15_000)
+        assert "token" not in page.url  # removed from the address bar
 
-            response = page.goto(f"{url}?token={SECRET}")
-            assert response is not None and response.status == 200
-            page.wait_for_selector("body[data-loaded]", timeout=15_000)
-            assert "token" not in page.url  # removed from the address bar
+        # charts: the band, the forecast and the observed series, the spike
+        observed = page.locator("#latency-chart path.observed")
+        assert observed.count() == 1
+        assert int(observed.get_attribute("data-points") or 0) >= 8
+        assert page.locator("#latency-chart polygon.band").count() == 1
+        assert page.locator("#latency-chart path.forecast").count() == 1
+        assert page.locator("#latency-chart circle.anomaly").count() >= 1
+        assert page.locator("#endpoints svg.spark path").count() >= 1
+        assert page.locator("#control-chart path.limit").count() == 1
+        # healing actions configured, none switched on: the section says so
+        assert page.locator("#healing").is_visible()
+        assert "no action switched on yet" in page.locator("#healing").inner_text()
+        # 63 sent, plus Chromium's favicon request for the 401 page
+        shown = int(page.locator("#cards [data-key=requests] .v").inner_text())
+        assert shown == gate.counters["requests"] >= 63
 
-            # charts: the band, the forecast and the observed series, the spike
-            observed = page.locator("#latency-chart path.observed")
-            assert observed.count() == 1
-            assert int(observed.get_attribute("data-points") or 0) >= 8
-            assert page.locator("#latency-chart polygon.band").count() == 1
-            assert page.locator("#latency-chart path.forecast").count() == 1
-            assert page.locator("#latency-chart circle.anomaly").count() >= 1
-            assert page.locator("#endpoints svg.spark path").count() >= 1
-            assert page.locator("#control-chart path.limit").count() == 1
-            # healing actions configured, none switched on: the section says so
-            assert page.locator("#healing").is_visible()
-            assert "no action switched on yet" in page.locator("#healing").inner_text()
-            # 63 sent, plus Chromium's favicon request for the 401 page
-            shown = int(page.locator("#cards [data-key=requests] .v").inner_text())
-            assert shown == gate.counters["requests"] >= 63
+        # the job: its row in the jobs table, its model beside the endpoints
+        job_row = page.locator("#job-rows tbody tr").first
+        assert job_row.inner_text().split()[:2] == ["reports.build", "3"]
+        assert "JOB reports.build" in page.locator("#endpoints").inner_text()
 
-            # the job: its row in the jobs table, its model beside the endpoints
-            job_row = page.locator("#job-rows tbody tr").first
-            assert job_row.inner_text().split()[:2] == ["reports.build", "3"]
-            assert "JOB reports.build" in page.locator("#endpoints").inner_text()
+        # the N+1 detection with its call site and fix
+        row = page.locator("#detections tbody tr[data-id]").first
+        assert "Author.books" in row.inner_text()
+        assert "app/views.py:12" in row.inner_text()
+        # ... and ranked in the one findings table (no advisor: N+1 rows only)
+        ranked = page.locator("#findings tbody tr[data-source=nplusone]").first
+        assert "app/views.py:12" in ranked.inner_text()
+        det_id = row.get_attribute("data-id")
+        assert det_id and gate.ops.predictions.get(det_id) is not None
+        assert page.locator("#models tbody tr[data-model]").count() >= 2
 
-            # the N+1 detection with its call site and fix
-            row = page.locator("#detections tbody tr[data-id]").first
-            assert "Author.books" in row.inner_text()
-            assert "app/views.py:12" in row.inner_text()
-            # ... and ranked in the one findings table (no advisor: N+1 rows only)
-            ranked = page.locator("#findings tbody tr[data-source=nplusone]").first
-            assert "app/views.py:12" in ranked.inner_text()
-            det_id = row.get_attribute("data-id")
-            assert det_id and gate.ops.predictions.get(det_id) is not None
-            assert page.locator("#models tbody tr[data-model]").count() >= 2
+        # feedback: button -> POST -> registry -> the page shows the new state
+        with page.expect_response(lambda r: r.url.endswith("/api/feedback")) as fb:
+            row.locator("button.confirm").click()
+        assert fb.value.status == 200
+        page.wait_for_selector(f'#detections tr[data-id="{det_id}"] [data-feedback=confirmed]',
+                               timeout=10_000)
+        prediction = gate.ops.predictions.get(det_id)
+        assert prediction is not None and prediction.correct is True
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('#models tr[data-model=\"n1-detector\"] td')]"
+            ".some((td, i) => i === 3 && td.textContent === '1')", timeout=10_000)
 
-            # feedback: button -> POST -> registry -> the page shows the new state
-            with page.expect_response(lambda r: r.url.endswith("/api/feedback")) as fb:
-                row.locator("button.confirm").click()
-            assert fb.value.status == 200
-            page.wait_for_selector(f'#detections tr[data-id="{det_id}"] [data-feedback=confirmed]',
-                                   timeout=10_000)
-            prediction = gate.ops.predictions.get(det_id)
-            assert prediction is not None and prediction.correct is True
-            page.wait_for_function(
-                "() => [...document.querySelectorAll('#models tr[data-model=\"n1-detector\"] td')]"
-                ".some((td, i) => i === 3 && td.textContent === '1')", timeout=10_000)
+        an_row = page.locator("#anomalies tbody tr[data-id]").first
+        an_id = an_row.get_attribute("data-id")
+        an_row.locator("button.reject").click()
+        page.wait_for_selector(f'#anomalies tr[data-id="{an_id}"] [data-feedback=rejected]',
+                               timeout=10_000)
+        page.screenshot(path=str(artifacts / "dashboard.png"), full_page=True)
 
-            an_row = page.locator("#anomalies tbody tr[data-id]").first
-            an_id = an_row.get_attribute("data-id")
-            an_row.locator("button.reject").click()
-            page.wait_for_selector(f'#anomalies tr[data-id="{an_id}"] [data-feedback=rejected]',
-                                   timeout=10_000)
-            page.screenshot(path=str(artifacts / "dashboard.png"), full_page=True)
-
-            # a reload (the token is no longer in the address) gets in again from the
-            # tab's sessionStorage, and keeps the state (it lives on the server)
-            page.reload()
-            page.wait_for_selector("body[data-loaded]", timeout=15_000)
-            assert page.locator(f'#detections tr[data-id="{det_id}"] [data-feedback=confirmed]').count() == 1
-        finally:
-            browser.close()
+        # a reload (the token is no longer in the address) gets in again from the
+        # tab's sessionStorage, and keeps the state (it lives on the server)
+        page.reload()
+        page.wait_for_selector("body[data-loaded]", timeout=15_000)
+        assert page.locator(f'#detections tr[data-id="{det_id}"] [data-feedback=confirmed]').count() == 1
     # CSP violations and script errors show here; a 401 document (before the token
     # was given, and on the reload that re-sends it) is logged by Chromium too.
     problems = [m for m in problems if "status of 401" not in m]
