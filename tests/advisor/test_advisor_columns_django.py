@@ -228,6 +228,25 @@ def test_two_views_of_one_model_are_advised_apart(sqlite_alias: str) -> None:
     assert only_of(one.fix) == ["year"] and "year\" < " in one.sql
 
 
+def test_an_iterators_later_chunks_are_still_attributed(sqlite_alias: str) -> None:
+    """``iterator(chunk_size=10)`` with a lazy relation per row: each later chunk's rows
+    are built after the loop's own statements, and still counted for the novels' one."""
+    reads, adv = setup(sqlite_alias)
+
+    def chunked(alias: str) -> list[tuple[str, str]]:
+        qs = Novel.objects.using(alias).filter(year__gt=10).order_by("id")[:50]
+        return [(n.title, n.novelist.name) for n in qs.iterator(chunk_size=10)]
+
+    served(adv, chunked, sqlite_alias)
+    wide(adv, 0.0)
+    reads.tick(1.0)
+    served(adv, chunked, sqlite_alias)
+    reads.tick(3.5)
+    (precise,) = wide(adv, 4.0)
+    assert "over 50 rows read" in precise.evidence
+    assert only_of(precise.fix) == ["title", "novelist_id"]
+
+
 def test_outside_a_window_nothing_is_seen_and_too_few_rows_keep_the_generic(
         sqlite_alias: str) -> None:
     reads, adv = setup(sqlite_alias)

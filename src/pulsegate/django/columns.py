@@ -23,18 +23,20 @@ subclass at class creation would cost every read for the process's life.
 **Which statement loaded an instance.** The model's ``from_db`` (what ``ModelIterable``,
 ``select_related``'s populators and ``raw()`` call per row) is wrapped for the window
 (the model's own ``from_db``, if it defines one, is called as before). It tags the new
-instance's ``_state`` with ``(window, slot)``: the slot of the last statement the current
-request or ``capture()`` recorded whose text names the model's quoted table (looking back
-at most ``LOOK_BACK`` statements; an iterator's chunk read after other statements still
-finds it). No sink, a truncated statement list or no such statement: not attributed
-(counted). A read of a tagged instance adds the field's attname to its slot; a relation
+instance's ``_state`` with ``(window, slot)``: the slot of the newest statement the
+current request or ``capture()`` recorded whose text names the model's quoted table
+(each statement scanned once per model: an iterator's chunk read after the loop's own
+statements still finds its statement; a model's first row looks back at most
+``LOOK_BACK``). No sink, a truncated statement list or no such statement: not
+attributed (counted). A read of a tagged instance adds the field's attname to its slot; a relation
 (``book.author``) reads ``author_id`` through its descriptor on a cache miss, so
 traversal is seen as a read of ``author_id``; a ``select_related`` join is handled by
 the rule (:func:`pulsegate.advisor.columns.refine` keeps a foreign key to a joined table).
 
 **Bounds and faults.** A window holds at most ``MAX_SLOTS`` (statement text, model)
-slots, each a row count and a set of attnames; instances carry their tag and drop it with
-themselves. Statement texts are the application's (parameters are never here). Any
+slots, each a row count and a set of attnames, and ``MAX_MEMO`` remembered scan positions
+(cleared when full); instances carry their tag and drop it with themselves; all of it
+goes at the window's close. Statement texts are the application's (parameters are never here). Any
 fault while recording is counted (``hook_faults``) and the read goes on; opening and
 closing undo each step independently, so a fault leaves nothing swapped behind.
 Descriptors that are not ``DeferredAttribute`` subclasses cannot be seen: their fields
@@ -62,6 +64,8 @@ MAX_SLOTS = 256
 #: statements looked back for the last one naming the model's table
 LOOK_BACK = 4
 _TAG = "_pulsegate_columns"
+#: (statement list, model) pairs whose scanned length a window remembers
+MAX_MEMO = 1024
 
 #: the window being sampled (one at a time per process), None outside windows
 _window: _Window | None = None
@@ -79,27 +83,43 @@ class _Window:
         self.keys: list[tuple[str, str | None, type]] = []
         self.rows: list[int] = []
         self.reads: list[set[str]] = []
+        #: (id of a statement list, model) -> (that list, statements scanned, slot)
+        self.memo: dict[tuple[int, type], tuple[list[Any], int, int | None]] = {}
         self.lock = threading.Lock()
         self.unattributed = 0
         self.dropped = 0
 
     def loaded(self, obj: Any, model: type, needles: tuple[str, str]) -> None:
-        """``from_db`` built ``obj``: tag it with the slot of the statement that loaded it."""
+        """``from_db`` built ``obj``: tag it with the slot of the statement that loaded it
+        -- the newest of the sink's statements naming the model's table. Per (statement
+        list, model) the statements already looked at are remembered, so each is scanned
+        once however many rows follow (an ``iterator()``'s later chunks, read after the
+        loop's own statements, still find theirs)."""
         sink = query_sink.get()
         queries = getattr(sink, "queries", None)
         if not queries or getattr(sink, "query_count", -1) != len(queries):
             self.unattributed += 1
             return
-        for ev in reversed(queries[-LOOK_BACK:]):
-            slot = self.slots.get((ev.sql, model))
-            if slot is None and (needles[0] in ev.sql or needles[1] in ev.sql):
+        n = len(queries)
+        key = (id(queries), model)
+        memo = self.memo.get(key)
+        if memo is None or memo[0] is not queries or memo[1] > n:
+            start, slot = max(0, n - LOOK_BACK), None  # this model's first row here
+        else:
+            start, slot = memo[1], memo[2]
+        for i in range(n - 1, start - 1, -1):  # newest first, each statement once
+            ev = queries[i]
+            if needles[0] in ev.sql or needles[1] in ev.sql:
                 slot = self._slot(ev.sql, ev.db, model)
-            if slot is not None:
-                if slot >= 0:
-                    self.rows[slot] += 1
-                    setattr(obj._state, _TAG, (self.generation, slot))
-                return
-        self.unattributed += 1
+                break
+        if len(self.memo) >= MAX_MEMO:
+            self.memo.clear()
+        self.memo[key] = (queries, n, slot)
+        if slot is None:
+            self.unattributed += 1
+        elif slot >= 0:
+            self.rows[slot] += 1
+            setattr(obj._state, _TAG, (self.generation, slot))
 
     def _slot(self, sql: str, db: str | None, model: type) -> int:
         with self.lock:
