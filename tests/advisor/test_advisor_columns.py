@@ -11,6 +11,7 @@ from sqlalchemy import Column, Integer, String, Table, create_engine, select
 from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.orm.attributes import InstrumentedAttribute
 
+from column_windows import churn
 from pulsegate.advisor.columns import ColumnReads
 from pulsegate.advisor.orm import SQLAlchemyColumns
 from pulsegate.advisor.query_advisor import QueryAdvisor
@@ -112,35 +113,14 @@ def test_too_few_rows_in_the_windows_keep_the_generic_advice(tmp_path: Path) -> 
 
 
 def test_windows_open_and_close_while_other_threads_read_rows(tmp_path: Path) -> None:
-    import threading
-    import time
-
     engine, sql, connect = shop(tmp_path)
     reads = ColumnReads(SQLAlchemyColumns(), window=0.01, every=0.02, min_rows=20)
     reads.want("listing")
-    errors: list[BaseException] = []
-    stop = threading.Event()
 
-    def app() -> None:
-        try:
-            while not stop.is_set():
-                assert page(engine, ["name", "c1"])[0] == ("n11", "x" * 40)
-        except BaseException as exc:
-            errors.append(exc)
+    def one() -> None:
+        assert page(engine, ["name", "c1"])[0] == ("n11", "x" * 40)
 
-    threads = [threading.Thread(target=app) for _ in range(3)]
-    for t in threads:
-        t.start()
-    now = 0.0
-    for _ in range(200):  # 100 windows opened and closed under the readers' feet
-        now += 0.015
-        reads.tick(now)
-        time.sleep(0.005)
-    stop.set()
-    for t in threads:
-        t.join(10)
-    reads.close()
-    assert errors == []
+    assert churn(reads, one) == []  # 100 windows opened and closed under the readers' feet
     seen = reads.seen("listing")
     assert seen is not None and seen.read <= {"name", "c1"} and seen.windows >= 50
     assert all(type(Listing.__mapper__.class_manager[k]) is InstrumentedAttribute

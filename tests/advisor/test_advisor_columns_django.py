@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from django.db import connections, models
 from django.db.models.query_utils import DeferredAttribute
 from django.forms.models import model_to_dict
 
+from column_windows import churn
 from pulsegate import capture
 from pulsegate.advisor.columns import ColumnReads
 from pulsegate.advisor.orm import from_django
@@ -287,36 +287,15 @@ def test_a_faulty_tracker_still_lets_the_window_close(sqlite_alias: str) -> None
 
 
 def test_windows_open_and_close_while_other_threads_read(sqlite_alias: str) -> None:
-    import time
-
     reads = ColumnReads(DjangoColumns(), window=0.01, every=0.02, min_rows=20)
     reads.want("wsel_novel")
     expected = titles(sqlite_alias)
-    errors: list[BaseException] = []
-    stop = threading.Event()
 
-    def app() -> None:
-        try:
-            while not stop.is_set():
-                with capture():
-                    assert titles(sqlite_alias) == expected
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connections[sqlite_alias].close()
+    def one() -> None:
+        with capture():
+            assert titles(sqlite_alias) == expected
 
-    threads = [threading.Thread(target=app) for _ in range(3)]
-    for t in threads:
-        t.start()
-    now = 0.0
-    for _ in range(200):  # 100 windows opened and closed under the readers' feet
-        now += 0.015
-        reads.tick(now)
-        time.sleep(0.005)
-    stop.set()
-    for t in threads:
-        t.join(20)
-    reads.close()
+    errors = churn(reads, one, done=lambda: connections[sqlite_alias].close())
     assert errors == [] and plain()
     assert all(s.read <= {"id", "title", "novelist_id"} for s in reads.by_fingerprint.values())
     assert sum(s.windows for s in reads.by_fingerprint.values()) >= 20
