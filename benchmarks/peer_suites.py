@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests"
 DETECTORS = ("pulsegate", "pulsegate+single", "django-zeal", "nplusone")
 #: ``pulsegate+single``: pulsegate with ``single_lazy_loads=True`` (nplusone's rule: one
-#: lazy load of an instance of a multi-row result is an N+1), off by default.
+#: lazy relationship load of an instance fetched by a list form -- ``.all()``, iteration
+#: -- is an N+1, whatever its rows), off by default.
 _OPTIONS: dict[str, dict[str, Any]] = {"pulsegate+single": {"single_lazy_loads": True}}
 SUITES = ("django-zeal", "nplusone (Django)", "nplusone (SQLAlchemy)")
 

@@ -7,8 +7,9 @@ options of SQLAlchemy 1.x (``subqueryload('addresses')``) are written with attri
 as SQLAlchemy 2.x requires. Verdicts: ``TestProfile.test_profile`` shows that a lazy
 load on an instance of a multi-row query is an N+1 to nplusone even with one row, so
 each ``users[0].addresses``-style test is labelled N+1 and each eager-loaded variant
-not. Those are single lazy loads: a conflict with django-zeal's and pulsegate's rule
-(two loads from one line), listed as such by the scoring.
+not. Those are single lazy loads: a conflict with django-zeal's rule, pulsegate's default
+(two loads from one line), listed as such by the scoring; pulsegate's
+``single_lazy_loads=True`` (nplusone's rule, by the query's form) meets them.
 
 Scaled: every user of 10 gets an address and a hobby, and the ``[0]`` read runs for
 each of them (``run_scaled``).

@@ -32,7 +32,8 @@ FRAMEWORKS = frozenset({"starlette", "fastapi", "django", "flask", "werkzeug", "
                         "greenlet", "celery", "kombu", "rq"})
 #: The adapter layer: the only modules that may import a framework (and the demo app).
 ADAPTERS = ("pulsegate.asgi", "pulsegate.wsgi", "pulsegate.flask", "pulsegate.django",
-            "pulsegate.sqlalchemy", "pulsegate.sqlalchemy_eager", "pulsegate.demo",
+            "pulsegate.sqlalchemy", "pulsegate.sqlalchemy_eager", "pulsegate.sqlalchemy_forms",
+            "pulsegate.demo",
             "pulsegate.demo_app", "pulsegate.demo_jobs", "pulsegate.cli",
             "pulsegate.pytest_plugin", "pulsegate.caches.django", "pulsegate.advisor.orm",
             "pulsegate.jobs")

@@ -336,3 +336,54 @@ def test_unused_eager_loads_are_reported_only_when_asked(session: Session) -> No
     assert eager.unused(other) != []  # recorded (recording is process-wide once on) ...
     plain.finish(other, 200)
     assert eager.unused(other) == [] and other.detections == []  # ... forgotten, unreported
+
+
+def test_nplusones_rule_judges_by_the_querys_form(session: Session) -> None:
+    """``single_lazy_loads=True``: a lazy load of an instance fetched by a list form
+    (``.all()``, iteration, ``.scalars()``) is an N+1 even when the list had one row;
+    single-object forms (``first``, ``one``, ``one_or_none``, ``scalar_one``,
+    ``session.get``, ``Query.get``) are not -- also when the instance was fetched before
+    the capture began (a fixture's ``session.get``). The default rule sees none of them."""
+    from sqlalchemy.orm import Query
+
+    from pulsegate.queries import NPlusOneDetector
+
+    NPlusOneDetector(single_lazy_loads=True)  # the forms are marked from now on
+    one = select(Author).where(Author.id == 1)
+    before = session.get(Author, 2)
+    listed: list[Any] = [
+        lambda: session.scalars(one).all()[0].books,
+        lambda: [a.books for a in session.scalars(one)],
+        lambda: session.execute(one).all()[0][0].profile,
+        lambda: session.query(Author).filter(Author.id == 1).all()[0].books,
+    ]
+    single: list[Any] = [
+        lambda: session.scalars(select(Author)).first().books,  # type: ignore[union-attr]
+        lambda: session.scalars(one).one().books,
+        lambda: session.scalars(one).one_or_none().books,  # type: ignore[union-attr]
+        lambda: session.execute(one).scalar_one().books,
+        lambda: session.execute(one).first()[0].books,  # type: ignore[index]
+        lambda: session.scalar(one).books,  # type: ignore[union-attr]
+        lambda: session.get(Author, 1).books,  # type: ignore[union-attr]
+        lambda: Query(Author, session).first().books,  # type: ignore[union-attr]
+        lambda: before.books,  # type: ignore[union-attr]
+    ]
+    for i, run in enumerate(listed + single):
+        session.expire_all()
+        with capture() as default, capture(single_lazy_loads=True) as nplusone:
+            run()
+        assert default.detections == [], (i, default.report())
+        kinds = [(d.kind, d.relationship) for d in nplusone.detections]
+        if i < len(listed):
+            assert kinds in ([("n_plus_one", "Author.books")],
+                             [("n_plus_one", "Author.profile")]), (i, nplusone.report())
+        else:
+            assert kinds == [], (i, nplusone.report())
+    # a commit expires the list's instances; each is refreshed by a single-object form
+    # (``one()``) before its relationship loads, and keeps the form of its list
+    authors = session.scalars(select(Author).limit(2)).all()
+    session.commit()
+    with capture(single_lazy_loads=True) as refreshed:
+        _ = [a.books for a in authors]
+    assert ("n_plus_one", "Author.books") in [
+        (d.kind, d.relationship) for d in refreshed.detections], refreshed.report()

@@ -17,6 +17,12 @@ def _flagged(run: object) -> list[str]:
     return [f"{d.kind} {d.relationship}" for d in cap.detections]
 
 
+def _flagged_by_form(run: object) -> list[str]:
+    with capture(single_lazy_loads=True) as cap:
+        run()  # type: ignore[operator]
+    return [f"{d.kind} {d.relationship}" for d in cap.detections]
+
+
 def test_scaled_to_ten_every_label_is_met() -> None:
     for sc in suite.SCENARIOS:
         found = suite.run_one(sc, True, _flagged)
@@ -30,3 +36,12 @@ def test_at_nplusones_size_only_its_one_load_verdicts_differ() -> None:
         found = suite.run_one(sc, False, _flagged)
         assert found == [], sc.name
     assert {s.name for s in suite.SCENARIOS if s.problem} == suite.ONE_LOAD_CONFLICTS
+
+
+@pytest.mark.parametrize("scaled", [False, True], ids=["own sizes", "scaled to 10"])
+def test_nplusones_rule_meets_every_label(scaled: bool) -> None:
+    """``single_lazy_loads=True`` judges by the query's form, as nplusone: ``.all()[0]``
+    of a one-user list is an N+1, ``first()`` with an eager load is not."""
+    for sc in suite.SCENARIOS:
+        found = suite.run_one(sc, scaled, _flagged_by_form)
+        assert found == ([f"n_plus_one {sc.relationship}"] if sc.problem else []), sc.name

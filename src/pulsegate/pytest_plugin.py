@@ -20,6 +20,13 @@
   ``max_queries`` counts the test's own statements only.
 * fixture ``pulsegate_capture``: the test's own :class:`~pulsegate.queries.Capture`
   (``.queries``, ``.query_count``, ``.detections``, ``.report()``).
+* Which rule: django-zeal's by default (a relationship lazily loaded for two or more
+  instances of one multi-row result from one line). ``pulsegate_rule = nplusone`` in the
+  ini file, or ``@pytest.mark.pulsegate(rule="nplusone")``, switches the test's own
+  statements to nplusone's (one lazy load of an instance fetched by a list form --
+  ``.all()``, iteration -- is already an N+1; ``get``/``first``/``one`` are single
+  loads): ``capture(single_lazy_loads=True)``. Requests served inside the test are
+  judged by their gate's detector (django-zeal's rule).
 
 A failure message lists each detection with its call site, the redacted SQL, the count
 and the fix. With the policy ``off`` and no ``max_queries`` the test is not wrapped.
@@ -34,11 +41,13 @@ from typing import Any
 
 import pytest
 
+from pulsegate.queries import forms
 from pulsegate.queries.capture import Capture
 from pulsegate.queries.nplusone import Detection
 
 _KEY = pytest.StashKey[Capture]()
 _POLICIES = ("fail", "warn", "off")
+_RULES = ("zeal", "nplusone")
 
 
 class PulseGateQueryWarning(UserWarning):
@@ -55,13 +64,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("pulsegate_nplusone", "Default for --pulsegate-nplusone.", default="warn")
     parser.addini("pulsegate_allow", "Relationships, call sites or kinds (fnmatch patterns) "
                                      "never reported in any test.", type="linelist", default=[])
+    parser.addini("pulsegate_rule", "N+1 rule: zeal (two lazy loads of one multi-row result "
+                                    "from one line; default) or nplusone (one lazy load of an "
+                                    "instance fetched by a list form).", default="zeal")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "pulsegate(max_queries=None, nplusone=None, allow=()): per-test SQL "
-                   "budget, N+1 policy (fail | warn | off) and allow-list (relationships, "
-                   "call sites or kinds, fnmatch patterns).")
+        "markers", "pulsegate(max_queries=None, nplusone=None, allow=(), rule=None): per-test "
+                   "SQL budget, N+1 policy (fail | warn | off), allow-list (relationships, "
+                   "call sites or kinds, fnmatch patterns) and N+1 rule (zeal | nplusone).")
 
 
 def _policy(item: pytest.Item) -> tuple[str, int | None, list[str]]:
@@ -83,6 +95,30 @@ def _policy(item: pytest.Item) -> tuple[str, int | None, list[str]]:
     if policy not in _POLICIES:
         raise pytest.UsageError(f"pulsegate: nplusone must be one of {_POLICIES}, got {policy!r}")
     return policy, max_queries, allow
+
+
+def _rule(item: pytest.Item) -> str:
+    rule = str(item.config.getini("pulsegate_rule") or "zeal")
+    marker = item.get_closest_marker("pulsegate")
+    if marker is not None and marker.kwargs.get("rule") is not None:
+        rule = str(marker.kwargs["rule"])
+    return rule
+
+
+def _capture(item: pytest.Item) -> Capture:
+    """The test's capture, judging by the rule its marker or the ini file names."""
+    return Capture(watch_requests=True, single_lazy_loads=_rule(item) == "nplusone")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """nplusone's rule judges by each query's form, which SQLAlchemy's hooks mark only
+    once some detector asked: ask before any fixture loads its objects."""
+    rules = {_rule(item) for item in items}
+    wrong = rules.difference(_RULES)
+    if wrong:
+        raise pytest.UsageError(f"pulsegate: rule must be one of {_RULES}, got {min(wrong)!r}")
+    if "nplusone" in rules:
+        forms.want()
 
 
 def allowed(detection: Detection, patterns: list[str]) -> bool:
@@ -108,7 +144,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
         return (yield)
     own = cap is None
     if cap is None:
-        cap = Capture(watch_requests=True)
+        cap = _capture(item)
         cap.__enter__()
     try:
         result = yield
@@ -143,7 +179,7 @@ def _warn_at_test(item: pytest.Item, message: str) -> None:
 @pytest.fixture()
 def pulsegate_capture(request: pytest.FixtureRequest) -> Generator[Capture, None, None]:
     """The test's capture of SQL statements (the one the plugin checks at the end)."""
-    with Capture(watch_requests=True) as cap:
+    with _capture(request.node) as cap:
         request.node.stash[_KEY] = cap
         yield cap
     del request.node.stash[_KEY]

@@ -45,6 +45,7 @@ from pulsegate.queries.events import (
 )
 from pulsegate.queries.nplusone import register_model_resolver
 from pulsegate.sqlalchemy_eager import record_eager
+from pulsegate.sqlalchemy_forms import SINGLE
 
 if TYPE_CHECKING:  # imported lazily: sqlalchemy.ext.asyncio needs greenlet, which
     # SQLAlchemy 2.1 no longer installs, and a sync engine must not need it
@@ -243,6 +244,9 @@ def _origin(state: Any) -> tuple[ResultToken, str] | None:
     that asks, and raised to 2 when a second instance of it asks (a streamed
     ``yield_per`` result builds its rows after the first one's load). None for an
     instance no query built (created, then flushed)."""
+    single = state.__dict__.get(SINGLE)
+    if single is not None:  # fetched by a single-object form (only with nplusone's rule)
+        return single  # type: ignore[no-any-return]
     runid = state.__dict__.get(_ORIGIN, _UNSET)
     if runid is _UNSET:
         runid = state.runid
@@ -282,6 +286,8 @@ def _remember_origin(state: Any) -> tuple[ResultToken, str] | None:
     if _ORIGIN not in state.__dict__:
         state.__dict__[_ORIGIN] = state.runid
     return source
+
+
 
 
 def _resolve_model(table: str) -> tuple[str, str] | None:

@@ -11,8 +11,9 @@ nplusone's rule differs from django-zeal's and pulsegate's: one lazy load on an 
 from a query that may return several rows is an N+1 (``occupations[0].user`` after
 ``list(Occupation.objects.all())``, even with one row), where zeal and pulsegate want two
 loads from one line. Those two scenarios are labelled as nplusone labels them and counted
-as a conflict by the scoring. ``unused_eager_load`` verdicts are a kind pulsegate does
-not report (issue 17, item 4): scored apart.
+as a conflict by the scoring of the default rule; pulsegate's ``single_lazy_loads=True``
+(nplusone's rule, by the query's form) meets them. ``unused_eager_load`` verdicts are
+scored apart (issue 17, item 4).
 
 Scaling: nplusone's views read ``[0]`` of a list; scaled, the read runs for every one
 of 10 parents (``run_scaled``), which is what a fixture of 10 would exercise.

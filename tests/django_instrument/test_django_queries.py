@@ -193,3 +193,36 @@ def test_unused_eager_loads_are_reported_only_when_asked(db: None) -> None:
     with capture(unused_eager_loads=True) as read:
         _ = [b.author.name for b in dj_corpus.Book.objects.select_related("author")]
     assert read.detections == []
+
+
+def test_nplusones_rule_judges_by_the_querys_form(db: None) -> None:
+    """``single_lazy_loads=True``: a lazy relationship load of an instance fetched by a
+    list form (iterating a queryset, ``list(qs)``, ``iterator()``) is an N+1 even when
+    the list had one row; a one-row slice (``first()``, ``last()``, ``qs[0]``) and
+    ``get()`` (also a related manager's, also ``earliest()``) are single loads. The
+    default rule sees none of them."""
+    pk = dj_corpus.Author.objects.order_by("pk")[0].pk
+    book = dj_corpus.Book.objects.filter(author_id=pk)[0].pk
+
+    def one() -> Any:  # a fresh queryset of one author each time (no result cache)
+        return dj_corpus.Author.objects.filter(pk=pk)
+
+    listed: list[Any] = [
+        lambda: list(list(one())[0].books.all()),  # noqa: RUF015 (the form under test)
+        lambda: [a.profile for a in one().iterator()],
+        lambda: [list(b.tags.all()) for b in one()[0].books.filter(pk=book)],  # one-row list
+    ]
+    single: list[Any] = [
+        lambda: list(one().first().books.all()),
+        lambda: list(one().last().books.all()),
+        lambda: list(one()[0].books.all()),
+        lambda: list(one().get().books.all()),
+        lambda: one().earliest("pk").profile,
+        lambda: list(one()[0].books.get(pk=book).tags.all()),
+    ]
+    for i, run in enumerate(listed + single):
+        with capture() as default, capture(single_lazy_loads=True) as nplusone:
+            run()
+        assert default.detections == [], (i, default.report())
+        kinds = [d.kind for d in nplusone.detections]
+        assert kinds == (["n_plus_one"] if i < len(listed) else []), (i, nplusone.report())

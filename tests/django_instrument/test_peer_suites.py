@@ -29,12 +29,20 @@ def schema() -> Iterator[None]:
     yield
 
 
+#: The default rule (django-zeal's) and nplusone's (``single_lazy_loads=True``).
+RULES = pytest.mark.parametrize("options", [{}, {"single_lazy_loads": True}],
+                                ids=["zeal's rule", "nplusone's rule"])
+
+
+@RULES
 @pytest.mark.parametrize("scaled", [False, True], ids=["own sizes", "scaled to 10"])
-def test_zeal_suite(schema: None, scaled: bool) -> None:
+def test_zeal_suite(schema: None, scaled: bool, options: dict[str, object],
+                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(peer_scoring, "CAPTURE_OPTIONS", options)
     outcomes = peer_scoring.score_pulsegate(zeal_suite.SCENARIOS, scaled)
     precision, recall, problems, fine = peer_scoring.precision_recall(outcomes)
-    print(f"\ndjango-zeal suite ({'scaled' if scaled else 'own sizes'}): {problems} problems, "
-          f"{fine} non-problems: precision {precision:.3f} recall {recall:.3f}")
+    print(f"\ndjango-zeal suite ({'scaled' if scaled else 'own sizes'}, {options}): {problems} "
+          f"problems, {fine} non-problems: precision {precision:.3f} recall {recall:.3f}")
     wrong = [o for o in outcomes if o.flagged != o.problem]
     assert precision >= 0.98 and recall >= 0.98, wrong
     misnamed = [(o.name, o.relationship, o.expected) for o in outcomes
@@ -74,16 +82,21 @@ def nplusone_schema(schema: None) -> Iterator[None]:
 _nplusone_ready = False
 
 
+@RULES
 @pytest.mark.parametrize("scaled", [False, True], ids=["own sizes", "scaled to 10"])
-def test_nplusone_suite(nplusone_schema: None, scaled: bool) -> None:
+def test_nplusone_suite(nplusone_schema: None, scaled: bool, options: dict[str, object],
+                        monkeypatch: pytest.MonkeyPatch) -> None:
     """nplusone's N+1 and no-problem verdicts (its unused-eager-load verdicts are another
-    kind). At its own size its two N+1s are one lazy load each -- not an N+1 to zeal or
-    pulsegate -- and are the only difference; scaled, every verdict is met."""
+    kind). At its own size its two N+1s are one lazy load each -- not an N+1 to zeal's
+    rule, the default -- and are the only difference; scaled, or with nplusone's rule
+    (``single_lazy_loads=True``: by the query's form), every verdict is met."""
+    monkeypatch.setattr(peer_scoring, "CAPTURE_OPTIONS", options)
     scenarios = [s for s in nplusone_suite.SCENARIOS if s.label != "unused_eager_load"]
     outcomes = peer_scoring.score_pulsegate(scenarios, scaled)
     precision, recall, problems, fine = peer_scoring.precision_recall(outcomes)
-    print(f"\nnplusone Django suite ({'scaled' if scaled else 'own sizes'}): {problems} problems, "
-          f"{fine} non-problems: precision {precision:.3f} recall {recall:.3f}")
+    print(f"\nnplusone Django suite ({'scaled' if scaled else 'own sizes'}, {options}): "
+          f"{problems} problems, {fine} non-problems: precision {precision:.3f} recall {recall:.3f}")
     wrong = {o.name for o in outcomes if o.flagged != o.problem}
-    assert wrong == (set() if scaled else set(nplusone_suite.ONE_LOAD_CONFLICTS))
+    met = scaled or bool(options)
+    assert wrong == (set() if met else set(nplusone_suite.ONE_LOAD_CONFLICTS))
     assert all(o.relationship == o.expected for o in outcomes if o.flagged)

@@ -109,3 +109,33 @@ def test_other_relationship_allowed():
     pytester.makeini("[pytest]\npulsegate_allow =\n    Author.books\n")
     result = pytester.runpytest("--pulsegate-nplusone=fail", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=4)
+
+
+def test_the_rule_is_zeals_unless_the_ini_or_a_marker_names_nplusones(
+        pytester: pytest.Pytester) -> None:
+    """One lazy load of an instance of a one-row list: not an N+1 by django-zeal's rule
+    (the default); an N+1 by nplusone's, chosen by ``pulsegate_rule`` or the marker."""
+    pytester.makepyfile(NPLUSONE.replace(
+        'orm="django"))', 'orm="django", source=(ResultToken(1), "")))').replace(
+        "def run_loop(n):", "from pulsegate.queries.events import ResultToken\n"
+        "def run_loop(n):") + '''
+def test_default():
+    run_loop(1)
+
+@pytest.mark.pulsegate(rule="nplusone")
+def test_marked():
+    run_loop(1)
+
+@pytest.mark.pulsegate(rule="zeal")
+def test_marked_zeal():
+    run_loop(1)
+''')
+    result = pytester.runpytest("--pulsegate-nplusone=fail", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["*test_marked*", "*N+1 query loading Author.books: 1 statements*"])
+    pytester.makeini("[pytest]\npulsegate_rule = nplusone\n")
+    result = pytester.runpytest("--pulsegate-nplusone=fail", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=2)
+    pytester.makeini("[pytest]\npulsegate_rule = sentry\n")
+    result = pytester.runpytest("--pulsegate-nplusone=fail", "-p", "no:cacheprovider")
+    result.stderr.fnmatch_lines(["*rule must be one of ('zeal', 'nplusone'), got 'sentry'*"])

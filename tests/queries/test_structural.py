@@ -92,12 +92,25 @@ def test_fixes_name_the_lookup_path_and_the_relation_kind() -> None:
     assert NPlusOneDetector().analyze(batch) == []
 
 
-def test_single_lazy_loads_option_is_nplusones_rule() -> None:
-    """Off by default (django-zeal's rule); with ``single_lazy_loads=True`` one lazy load
-    of an instance of a multi-row result is an N+1, as nplusone judges -- a singly
-    loaded instance's is still not."""
-    one_of_many = [lazy((token(3), ""))]
-    assert NPlusOneDetector().analyze(one_of_many) == []
-    (d,) = NPlusOneDetector(single_lazy_loads=True).analyze(one_of_many)
-    assert (d.kind, d.count, d.relationship) == ("n_plus_one", 1, "Author.books")
-    assert NPlusOneDetector(single_lazy_loads=True).analyze([lazy((token(1), ""))]) == []
+def test_single_lazy_loads_option_is_nplusones_rule_by_the_querys_form() -> None:
+    """Off by default (django-zeal's rule). With ``single_lazy_loads=True`` one lazy
+    relationship load of an instance fetched by a list form is an N+1 even when the
+    list had one row (nplusone's ``list(Occupation.objects.all())[0].user``); an instance
+    fetched by a single-object form (``get``, ``first``, ``[0]``) is not; counts,
+    deferred fields and the like keep the two-load rule (nplusone never sees them)."""
+    nplusone = NPlusOneDetector(single_lazy_loads=True)
+    for rows in (1, 3):
+        listed = [lazy((ResultToken(rows), ""))]
+        assert NPlusOneDetector().analyze(listed) == []
+        (d,) = nplusone.analyze(listed)
+        assert (d.kind, d.count, d.relationship) == ("n_plus_one", 1, "Author.books")
+    assert nplusone.analyze([lazy((ResultToken(1, single=True), ""))]) == []
+    scalar = [lazy((ResultToken(1), ""), rel="Book.author", load="scalar")]
+    assert nplusone.analyze(scalar)[0].suggestion == 'select_related("author")'
+    for load in ("count", "deferred", "generic", "prefetch"):
+        assert nplusone.analyze([lazy((ResultToken(1), ""), load=load)]) == [], load
+    result = (ResultToken(2), "")
+    two = [lazy(result, load="deferred", rel="Book.title", i=i) for i in (1, 2)]
+    assert nplusone.analyze(two)[0].kind == "n_plus_one"
+    singles = [lazy((ResultToken(1, single=True), ""), i=i) for i in range(3)]
+    assert [d.kind for d in nplusone.analyze(singles)] == ["single_load_loop"]

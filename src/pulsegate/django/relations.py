@@ -23,8 +23,10 @@ Relationship names come from where Django decides to query, as django-zeal does:
 Where an instance came from: ``ModelIterable`` tags each instance it builds (and the
 objects ``select_related`` joined into it, with their lookup path) with one
 :class:`~pulsegate.queries.events.ResultToken` per query, so the detector can tell a
-multi-row result from a single load. Everything here runs only inside a request or
-``capture()``; outside, each patched call costs one ContextVar read.
+multi-row result from a single load (:mod:`pulsegate.django.origins`); the token also
+records the query's form (a one-row slice or ``get()``: single) for nplusone's rule.
+Everything here runs only inside a request or ``capture()``; outside, each patched call
+costs one ContextVar read.
 """
 
 from __future__ import annotations
@@ -36,93 +38,26 @@ from typing import Any
 
 from pulsegate.context import query_sink
 from pulsegate.django.eager import record_queryset
+from pulsegate.django.origins import (
+    SOURCE,
+    fetched_singly,
+    one_row,
+    record_result,
+    source_of,
+    tag_joined,
+)
 from pulsegate.queries import eager
 from pulsegate.queries.events import ResultToken, current_load, hook_faults
 
 __all__ = ["patch_orm", "source_of"]
 
 _HINT = "_pulsegate_rel"
-_SOURCE = "_pulsegate_source"
 _patched = False
 #: True inside Django's own prefetching (a queryset's prefetch_related, an iterator's
 #: per-chunk prefetch): those loads are batches.
 _in_queryset_prefetch: ContextVar[bool] = ContextVar("pulsegate_in_qs_prefetch", default=False)
-
-
-def source_of(instance: Any) -> tuple[ResultToken, str] | None:
-    """The ``(result token, lookup path)`` an instance was tagged with, or None. Results
-    a queryset fetched whole are tagged only now, when a lazy load first asks
-    (:func:`_record_result`)."""
-    state = getattr(instance, "_state", None)
-    if state is None:
-        return None
-    source = getattr(state, _SOURCE, None)
-    if source is None:
-        pending = _pending.get()
-        if pending is not None and pending.results and pending.sink is query_sink.get():
-            _tag_pending(pending)
-            source = getattr(state, _SOURCE, None)
-    return source
-
-
-#: The results the current sink's querysets fetched whole and nobody has asked about
-#: yet (:class:`_Pending`). Tagging them costs one attribute per row,
-#: so it waits until a lazy load asks where an instance came from -- a page without a
-#: lazy load pays one list append per query. Keyed by the sink: a new request (or
-#: ``capture()``) starts afresh.
-_pending: ContextVar[_Pending | None] = ContextVar(
-    "pulsegate_pending_results", default=None)
-#: At most this many rows wait to be tagged per sink; beyond, results are tagged at once
-#: (memory held for the application's instances stays bounded).
-_MAX_PENDING_ROWS = 10_000
 #: True while ``QuerySet._fetch_all`` runs: its rows are tagged later, not one by one.
 _fetching: ContextVar[bool] = ContextVar("pulsegate_fetching", default=False)
-
-
-def _tag_result(results: list[Any], joined: bool) -> None:
-    """Tag every instance of one result (and what ``select_related`` joined into it)."""
-    token = ResultToken()
-    token.rows = len(results)
-    source = (token, "")
-    try:
-        for obj in results:
-            setattr(obj._state, _SOURCE, source)
-            if joined:
-                _tag_joined(obj, source, "", 1)
-    except Exception as exc:  # fail open
-        hook_faults.record("django result tag", exc)
-
-
-def _tag_pending(pending: _Pending) -> None:
-    for results, joined in pending.results:
-        _tag_result(results, joined)
-    pending.results.clear()
-    pending.rows = 0
-
-
-def _record_result(sink: Any, results: list[Any], joined: bool) -> None:
-    """Keep a fetched result for tagging when a lazy load asks (:func:`source_of`)."""
-    current = _pending.get()
-    if current is None or current.sink is not sink:
-        current = _Pending(sink)
-        _pending.set(current)
-    current.rows += len(results)
-    if current.rows > _MAX_PENDING_ROWS:
-        _tag_pending(current)
-        _tag_result(results, joined)
-    else:
-        current.results.append((results, joined))
-
-
-class _Pending:
-    """The results one sink fetched whole that no lazy load has asked about yet."""
-
-    __slots__ = ("results", "rows", "sink")
-
-    def __init__(self, sink: Any) -> None:
-        self.sink = sink
-        self.rows = 0
-        self.results: list[tuple[list[Any], bool]] = []
 
 
 def _marked(mark: tuple[str, str, Any], fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -136,19 +71,6 @@ def _marked(mark: tuple[str, str, Any], fn: Callable[..., Any], *args: Any, **kw
         current_load.reset(token)
 
 
-def _tag_joined(obj: Any, source: tuple[ResultToken, str], path: str, depth: int) -> None:
-    """Tag the objects ``select_related`` joined into ``obj`` (not already tagged: known
-    related objects came from an earlier query) with their lookup path."""
-    for name, child in obj._state.fields_cache.items():
-        state = getattr(child, "_state", None)
-        if state is None or getattr(state, _SOURCE, None) is not None:
-            continue
-        child_path = f"{path}__{name}" if path else name
-        setattr(state, _SOURCE, (source[0], child_path))
-        if depth < 3:
-            _tag_joined(child, source, child_path, depth + 1)
-
-
 def _patch_iterable() -> None:
     from django.db.models.query import ModelIterable
 
@@ -157,15 +79,16 @@ def _patch_iterable() -> None:
     def tagging(self: Any) -> Any:
         # A streamed result (``iterator()``, ``aiterator()``): its rows are gone by the
         # time a lazy load asks, so each is tagged as it is built.
-        token = ResultToken()
-        joined = bool(self.queryset.query.select_related)
+        query = self.queryset.query
+        token = ResultToken(0, one_row(query))
+        joined = bool(query.select_related)
         source = (token, "")
         for obj in model_iter(self):
             token.rows += 1
             try:
-                setattr(obj._state, _SOURCE, source)
+                setattr(obj._state, SOURCE, source)
                 if joined:
-                    _tag_joined(obj, source, "", 1)
+                    tag_joined(obj, source, "", 1)
             except Exception as exc:  # fail open
                 hook_faults.record("django result tag", exc)
             yield obj
@@ -267,7 +190,8 @@ def _patch_queryset() -> None:
             _fetching.reset(flag)
         results = self._result_cache
         if results and issubclass(self._iterable_class, ModelIterable):
-            _record_result(sink, results, bool(self.query.select_related))
+            query = self.query
+            record_result(sink, results, bool(query.select_related), one_row(query))
             if eager.watching:
                 record_queryset(sink, self, first)
         return None
@@ -282,9 +206,13 @@ def _patch_queryset() -> None:
     @functools.wraps(get)
     def get_(self: Any, *args: Any, **kwargs: Any) -> Any:
         if current_load.get() is None and _HINT not in self._hints:
-            return _marked((f"{self.model.__name__}.get()", "get", None), get, self, *args,
-                           **kwargs)
-        return get(self, *args, **kwargs)
+            obj = _marked((f"{self.model.__name__}.get()", "get", None), get, self, *args,
+                          **kwargs)
+        else:
+            obj = get(self, *args, **kwargs)
+        if query_sink.get() is not None:
+            fetched_singly(obj)
+        return obj
 
     QuerySet._fetch_all = _fetch_all  # type: ignore[method-assign]
     QuerySet.count = count_  # type: ignore[method-assign]

@@ -200,6 +200,6 @@ class Capture:
 def capture(detector: NPlusOneDetector | None = None, **options: Any) -> Capture:
     """A :class:`Capture` (sync or async context manager). ``options``: ``max_queries``,
     ``install_hooks``, ``watch_requests``, ``max_served``, ``unused_eager_loads`` and the
-    detector's
-    (``min_repeats``, ``repeated_min``, ``write_min``, ``min_duration_ms``)."""
+    detector's (``min_repeats``, ``repeated_min``, ``write_min``, ``min_duration_ms``,
+    ``single_lazy_loads``: nplusone's rule instead of django-zeal's, docs/queries.md)."""
     return Capture(detector, **options)

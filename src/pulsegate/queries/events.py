@@ -15,15 +15,22 @@ class ResultToken:
     ``rows`` counts them as they are built (an ``iterator()`` streams them), so by the
     time a request is analysed a token with ``rows >= 2`` is a multi-row result -- the
     ground an N+1 grows on -- and one with ``rows == 1`` a single load (``get``,
-    ``first``, ``[0]``)."""
+    ``first``, ``[0]``).
 
-    __slots__ = ("rows",)
+    ``single`` is the query's *form*, which nplusone's rule judges by (option
+    ``single_lazy_loads``): True when it was fetched by a single-object form (Django
+    ``get()`` or a one-row slice -- ``first()``, ``[0]``; SQLAlchemy ``first()``,
+    ``one()``, ``one_or_none()``, ``scalar*()``, ``session.get``), False for a list
+    form (``.all()``, iteration, ``.scalars()``) even when it returned one row."""
 
-    def __init__(self) -> None:
-        self.rows = 0
+    __slots__ = ("rows", "single")
+
+    def __init__(self, rows: int = 0, single: bool = False) -> None:
+        self.rows = rows
+        self.single = single
 
     def __repr__(self) -> str:
-        return f"ResultToken(rows={self.rows})"
+        return f"ResultToken(rows={self.rows}, single={self.single})"
 
 
 class QueryEvent(NamedTuple):

@@ -52,6 +52,7 @@ from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
+from pulsegate.queries import forms
 from pulsegate.queries.events import QueryEvent
 from pulsegate.queries.fingerprint import FingerprintCache, SQLFingerprint, default_cache
 from pulsegate.queries.structural import LazyGroup, is_structural, single_load_fix
@@ -186,10 +187,13 @@ class NPlusOneDetector:
                  min_duration_ms: float = 0.0, cache: FingerprintCache | None = None,
                  single_lazy_loads: bool = False) -> None:
         self.min_repeats = max(2, int(min_repeats))
-        #: nplusone's rule instead of django-zeal's: one lazy load of an instance of a
-        #: multi-row result is an N+1 (off by default: it flags every "show the first
-        #: item's relation" page; see docs/queries.md).
+        #: nplusone's rule instead of django-zeal's: one lazy relationship load of an
+        #: instance fetched by a list form (``.all()``, iteration) is an N+1, even with
+        #: one row (off by default: it flags every "show the first item's relation"
+        #: page; see docs/queries.md). The hooks then record each result's form.
         self.single_lazy_loads = bool(single_lazy_loads)
+        if self.single_lazy_loads:
+            forms.want()
         self.repeated_min = max(2, int(repeated_min))
         self.write_min = max(2, int(write_min))
         self.min_duration_ms = float(min_duration_ms)

@@ -20,6 +20,12 @@ load names the relationship it serves and the result the parent instance came fr
 * nothing otherwise: single loads read on separate lines are not a loop (django-zeal's
   exemption), and one lazy load is not an N+1.
 
+With ``single_lazy_loads=True`` (nplusone's rule, off by default) a relationship load
+(``collection``, ``scalar``) is an ``n_plus_one`` as soon as *one* serves an instance
+fetched by a list form (``.all()``, iteration, ``.scalars()``; Django: iterating a
+queryset), even a one-row result: nplusone judges by the query's form
+(:attr:`ResultToken.single <pulsegate.queries.events.ResultToken>`), not its rows.
+
 Single-object lookups (``load == "get"``: Django ``QuerySet.get``) from one call site
 with two or more distinct parameter sets are an ``n_plus_one`` (django-zeal's
 ``Model.get()`` rule).
@@ -33,13 +39,18 @@ from operator import itemgetter
 from pulsegate.queries.events import QueryEvent, ResultToken
 from pulsegate.queries.fingerprint import SQLFingerprint
 
-__all__ = ["LAZY_LOADS", "LazyGroup", "is_structural"]
+__all__ = ["FORM_LOADS", "LAZY_LOADS", "LazyGroup", "is_structural"]
 
 _MS, _SOURCE, _TOKEN = itemgetter(1), itemgetter(12), itemgetter(0)
 
 #: ``QueryEvent.load`` values that are one lazy load for one instance.
 LAZY_LOADS = frozenset({"collection", "scalar", "deferred", "count", "generic", "prefetch",
                         "expired"})
+#: The loads nplusone judges by the parent query's form (``single_lazy_loads``): its
+#: lazy-load signals are relationship loads only (Django's related descriptors and
+#: managers, SQLAlchemy's ``LazyLoader``); counts, deferred columns, generic foreign keys
+#: and per-instance ``prefetch_related_objects`` keep the two-load rule.
+FORM_LOADS = frozenset({"collection", "scalar"})
 
 
 def is_structural(ev: QueryEvent) -> bool:
@@ -83,15 +94,21 @@ class LazyGroup:
 
     def kind(self, single_lazy_loads: bool = False) -> str | None:
         """``n_plus_one``, ``single_load_loop`` or None (see the module docstring).
-        ``single_lazy_loads``: nplusone's rule -- one lazy load of an instance of a
-        multi-row result is already an N+1."""
+        ``single_lazy_loads``: nplusone's rule for relationship loads -- one lazy load of
+        an instance fetched by a list form is already an N+1, whatever its row count."""
         if len(self.params) >= 2:  # gets, or loads for instances of unknown origin
             return "n_plus_one"
-        least = 1 if single_lazy_loads and self.load != "get" else 2
+        by_form = single_lazy_loads and self.load in FORM_LOADS
         singles = 0
         for token, n in self.tokens.items():
-            rows = token.rows if isinstance(token, ResultToken) else 0
-            if rows >= 2 and n >= least:
+            if isinstance(token, ResultToken):
+                rows, single = token.rows, token.single
+            else:
+                rows, single = 0, False
+            if by_form:
+                if rows >= 1 and not single:
+                    return "n_plus_one"
+            elif rows >= 2 and n >= 2:
                 return "n_plus_one"
             if rows == 1:
                 singles += 1
