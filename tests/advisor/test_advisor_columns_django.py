@@ -305,7 +305,8 @@ def test_report_and_dashboard_carry_the_precise_advice(
         sqlite_alias: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """End to end: requests through a gate with the advisor on the alias; the scheduler's
     column job opens and closes a window; ``pulsegate report`` and the dashboard's
-    summary show the Django fix with its confidence and expected saving."""
+    findings table (``/api/findings``) show the Django fix with its confidence and
+    expected saving."""
     import json
 
     from pulsegate import PulseGate, cli
@@ -344,9 +345,9 @@ def test_report_and_dashboard_carry_the_precise_advice(
                   if i["kind"] == "wide_select"]
         assert row["suggestion"].startswith('Django: Novel queryset .only("title", "novelist_id")')
         assert row["confidence"] == 0.6 and row["roi"] > 0
-        (shown,) = [f for f in api.reports(gate)["advisor"]["findings"]
-                    if f["kind"] == "wide_select"]
-        assert shown["fix"] == row["suggestion"] and shown["saving_ms_per_min"] > 0
+        (shown,) = [f for f in api.findings(gate) if f["kind"] == "wide_select"]
+        assert shown["fix"] == row["suggestion"] and shown["confidence"] == 0.6
+        assert shown["saving_ms_per_min"] > 0 and shown["roi"] == row["roi"]
     finally:
         gate.close()
 
