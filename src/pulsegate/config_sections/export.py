@@ -33,9 +33,9 @@ class ExportConfig(Section):
                               "(logger pulsegate.anomalies, `extra` fields), from the "
                               "background thread.", _bool)
     raw_paths: bool = option(False, "Export request paths as they came (anomaly log records, "
-                             "the dashboard, alerts, the CLI, the state file); by default a "
-                             "path is folded like a cache key: ids become {id}, words the "
-                             "application's code does not spell become {*}.", _bool)
+                             "the dashboard, the state file); by default a path is folded "
+                             "like a cache key: ids become {id}, a segment no route template "
+                             "spells becomes {*}.", _bool)
     dashboard: bool = option(False, "Serve the dashboard and its JSON API (needs "
                              "dashboard_token or dashboard_allow_loopback).", _bool)
     dashboard_path: str = option("/_pulsegate", "URL path of the dashboard page; its JSON "

@@ -3,12 +3,14 @@
 A request path may carry a secret -- a password-reset or sign-in token, a signed
 download link, an e-mail address (``/reset/Zk9qTm4xR2Vh``, ``/unsubscribe/jo@example.com``).
 The route template already names the endpoint; the path beside it in an anomaly's log
-record, the dashboard, the CLI, an alert and the state file only tells one URL of a
-route from another. So by default it is exported as its *pattern*, folded the way cache
+record, the dashboard and the state file only tells one URL from another (most of all
+the unmatched ones). So by default it is exported as its *pattern*, folded the way cache
 keys are (:mod:`pulsegate.caches.keys`, fail-closed): ids become ``{id}``, digit runs
-``{n}``, and a segment the application's own code does not spell becomes ``{*}`` -- what
-is not understood is not exported. ``raw_paths=True`` exports paths as they came (what
-OpenTelemetry and Sentry do), for applications whose paths hold nothing private.
+``{n}``, and a segment that is not a literal word of one of the application's route
+templates (:class:`RouteWords`: as the gate learnt them, ``GET /users/{id}/reset`` ->
+``users``, ``reset``; plus ``cache_key_words``) becomes ``{*}`` -- what is not understood
+is not exported. ``raw_paths=True`` exports paths as they came (what OpenTelemetry and
+Sentry do), for applications whose paths hold nothing private.
 
 >>> folded = PathExport(words={"reset", "users", "static"})
 >>> folded("/users/42/reset/Zk9qTm4xR2Vh")
@@ -23,53 +25,87 @@ OpenTelemetry and Sentry do), for applications whose paths hold nothing private.
 
 from __future__ import annotations
 
+import re
 import weakref
-from collections.abc import Container, Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Container, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from pulsegate.caches.keys import KeyPatterns
     from pulsegate.plugins import Host
 
-__all__ = ["PathExport", "exported_path"]
+__all__ = ["PathExport", "RouteWords", "exported_path"]
+
+_WORDS = re.compile(r"[^\W\d_]+")
+
+
+class Routes(Protocol):
+    """What :class:`RouteWords` reads: the endpoint names, and how many there are
+    (a :class:`~pulsegate.learn.baseline.BaselineStore`; a list)."""
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[str]: ...
+
+
+class RouteWords:
+    """The literal words of the route templates in ``routes`` (endpoint names such as
+    ``GET /users/{id}/reset``: ``GET``, ``users``, ``reset`` -- a ``{parameter}``'s name
+    is not a word of a path), and ``extra``'s. Read again when the number of routes
+    changes; never on the request path (paths are folded as they leave).
+
+    >>> words = RouteWords(["GET /users/{id}/reset", "POST /static/<path:name>"])
+    >>> "reset" in words, "static" in words, "id" in words, "name" in words
+    (True, True, False, False)
+    """
+
+    __slots__ = ("extra", "routes", "seen", "words")
+
+    def __init__(self, routes: Routes, extra: Iterable[str] = ()) -> None:
+        self.routes = routes
+        self.extra = frozenset(w for text in extra for w in _WORDS.findall(text))
+        self.seen = -1
+        self.words: frozenset[str] = frozenset()
+
+    def __contains__(self, word: object) -> bool:
+        if len(self.routes) != self.seen:
+            routes = list(self.routes)
+            self.words = frozenset(w for route in routes
+                                   for w in _WORDS.findall(_PARAMETER.sub("", route)))
+            self.seen = len(routes)
+        return word in self.words or word in self.extra
+
+
+#: a route parameter, as frameworks spell them: ``{id}``, ``{id:int}``, ``<int:id>``
+_PARAMETER = re.compile(r"\{[^}]*\}|<[^>]*>")
 
 
 class PathExport:
-    """``export(path)``: the path as exported -- its pattern, or the path itself when
-    ``raw``. ``words``: the words kept (default: the loaded program's vocabulary plus
-    ``extra``). Bounded memory (the patterns' memo and cardinality guard); the folder
-    is made on the first path, which is an anomaly's (rare, and never the request's
-    own response)."""
+    """``export(path)``: the path as exported -- its pattern over ``words``, or the path
+    itself when ``raw``. Bounded memory and linear time (the patterns' memo, cardinality
+    guard and length cap)."""
 
-    __slots__ = ("_patterns", "extra", "raw", "words")
+    __slots__ = ("patterns", "raw")
 
-    def __init__(self, raw: bool = False, words: Container[str] | None = None,
-                 extra: Iterable[str] = ()) -> None:
+    def __init__(self, raw: bool = False, words: Container[str] = frozenset()) -> None:
+        from pulsegate.caches.keys import KeyPatterns
         self.raw = raw
-        self.words = words
-        self.extra = tuple(extra)
-        self._patterns: KeyPatterns | None = None
+        self.patterns: KeyPatterns | None = None if raw else KeyPatterns(words=words)
 
     def __call__(self, path: str) -> str:
-        if self.raw:
-            return path
-        patterns = self._patterns
-        if patterns is None:
-            from pulsegate.caches.keys import KeyPatterns
-            from pulsegate.caches.vocabulary import Vocabulary
-            words = self.words if self.words is not None else Vocabulary(self.extra)
-            patterns = self._patterns = KeyPatterns(words=words)
-        return patterns.pattern(path)
+        return path if self.patterns is None else self.patterns.pattern(path)
 
 
 _BY_GATE: weakref.WeakKeyDictionary[Any, PathExport] = weakref.WeakKeyDictionary()
 
 
 def exported_path(gate: Host, path: str) -> str:
-    """``path`` as ``gate`` exports it (``config.export.raw_paths``; the words of
-    ``config.io.cache_key_words`` are kept too): one :class:`PathExport` per gate."""
+    """``path`` as ``gate`` exports it (``config.export.raw_paths``), over the words of
+    its route templates and ``config.io.cache_key_words``: one :class:`PathExport` per
+    gate."""
     export = _BY_GATE.get(gate)
     if export is None:
         c = gate.config
-        export = _BY_GATE[gate] = PathExport(c.export.raw_paths, extra=c.io.cache_key_words)
+        export = _BY_GATE[gate] = PathExport(
+            c.export.raw_paths, RouteWords(gate.baselines, c.io.cache_key_words))
     return export(path)

@@ -9,11 +9,8 @@ from __future__ import annotations
 import itertools
 from typing import TYPE_CHECKING, Any
 
-from pulsegate.export.paths import exported_path
-
 if TYPE_CHECKING:
     from pulsegate.context import RequestContext
-    from pulsegate.plugins import Host
     from pulsegate.records import RequestRecord
     from pulsegate.registry.parts import Ops
 
@@ -86,9 +83,11 @@ def throttle(ops: Ops, record: RequestRecord) -> None:
                          {"client": client, "endpoint": record.endpoint})
 
 
-def record_summary(gate: Host, r: RequestRecord) -> dict[str, Any]:
-    """What is kept and sent of one record (predictions, alerts): its path as exported."""
-    return {"endpoint": r.endpoint, "path": exported_path(gate, r.path), "status": r.status,
+def record_summary(r: RequestRecord) -> dict[str, Any]:
+    """What is kept and sent of one record (predictions, alerts). Not its path: the
+    route names the endpoint, and a path may hold a secret (export/paths.py folds it
+    where one is shown, off the request path; this runs on it)."""
+    return {"endpoint": r.endpoint, "status": r.status,
             "duration_ms": round(r.duration_ms, 3), "predicted_ms": r.predicted_ms,
             "anomaly_score": round(r.anomaly_score, 4), "queries": r.query_count,
             "metric": r.anomaly_metric, "unusual": r.unusual}

@@ -213,14 +213,14 @@ class ModelOps:
                 continue
             s0 = self._score0(r)
             self.predictions.add("latency-baseline", "request", s0, True, r.started_at,
-                                 collect.record_summary(self.gate, r), obj=r)
+                                 collect.record_summary(r), obj=r)
             if r.anomaly_score >= self.latency.critical:
                 self.alerts.raise_alert(
                     "critical_anomaly", r.endpoint, "critical",
                     f"pulsegate: critical anomaly on {r.endpoint}: "
                     f"{r.unusual or 'latency'}: {r.duration_ms:.1f} ms (forecast "
                     f"{r.predicted_ms or 0:.1f} ms), {r.query_count} queries, score {s0:.2f}",
-                    **collect.record_summary(self.gate, r))
+                    **collect.record_summary(r))
 
     def _on_near_miss(self, record: RequestRecord) -> None:
         # At most one near miss per endpoint per NEAR_MISS_EVERY seconds: a high tuned
@@ -232,7 +232,7 @@ class ModelOps:
             return
         self._near_seen.put(key, now)
         self.predictions.add("latency-baseline", "request", self._score0(record), False,
-                             now, collect.record_summary(self.gate, record), obj=record)
+                             now, collect.record_summary(record), obj=record)
 
     def _on_incidents(self) -> None:
         n = self.gate.counters["incidents"]
