@@ -34,13 +34,13 @@ def setup() -> tuple[Any, Any]:
     django.setup()
     from django.db import connection, models
 
-    notes = {f"note{i}": models.TextField() for i in range(19)}
+    notes: dict[str, Any] = {f"note{i}": models.TextField() for i in range(19)}
 
     class Meta:
         app_label = "pulsegate"
         db_table = "bench_novel"
 
-    novel = type("Novel", (models.Model,), {
+    novel: Any = type("Novel", (models.Model,), {
         "__module__": __name__, "Meta": Meta, "title": models.CharField(max_length=80),
         "year": models.IntegerField(), "body": models.TextField(), **notes})
     with connection.schema_editor() as editor:
