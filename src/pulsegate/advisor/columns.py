@@ -176,7 +176,7 @@ def refine(finding: Any, reads: ColumnReads, tables: Collection[str] = ()) -> An
     if seen.orm == "django":
         finding.fix = django_fix(seen.cls, cols, seen.columns, seen.pk)
         via = "the field descriptors, for the instances this statement loaded"
-        bypass = "obj.__dict__, .values() of other querysets"
+        bypass = "obj.__dict__, of instances loaded before a window"
     else:
         finding.fix = ("SQLAlchemy: .options(load_only("
                        f"{', '.join(f'{seen.cls}.{k}' for k in cols)}))")
