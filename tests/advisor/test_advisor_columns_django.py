@@ -5,6 +5,7 @@ without it), a 23-column table with text columns."""
 
 from __future__ import annotations
 
+import pickle
 import re
 import sys
 from collections.abc import Iterator
@@ -167,6 +168,8 @@ def test_the_fields_read_in_a_window_make_the_advice_precise(alias: str) -> None
     assert generic.confidence == 0.4 and generic.table == "wsel_novel"
     reads.tick(1.0)  # a window opens
     assert served(adv, titles, alias) == expected  # the related model loads as before
+    kept = pickle.loads(pickle.dumps(novels(alias)[0]))  # e.g. a cache, in the window
+    assert (kept.title, kept.body) == (expected[0][0], "b" * 500)
     reads.tick(3.5)  # ... and closes
     assert plain()
     (precise,) = wide(adv, 4.0)

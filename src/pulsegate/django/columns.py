@@ -23,15 +23,17 @@ subclass at class creation would cost every read for the process's life.
 **Which statement loaded an instance.** The model's ``from_db`` (what ``ModelIterable``,
 ``select_related``'s populators and ``raw()`` call per row) is wrapped for the window
 (the model's own ``from_db``, if it defines one, is called as before). It tags the new
-instance's ``_state`` with ``(window, slot)``: the slot of the newest statement the
-current request or ``capture()`` recorded whose text names the model's quoted table
-(each statement scanned once per model: an iterator's chunk read after the loop's own
-statements still finds its statement; a model's first row looks back at most
-``LOOK_BACK``). No sink, a truncated statement list or no such statement: not
-attributed (counted). A read of a tagged instance adds the field's attname to its slot; a relation
-(``book.author``) reads ``author_id`` through its descriptor on a cache miss, so
-traversal is seen as a read of ``author_id``; a ``select_related`` join is handled by
-the rule (:func:`pulsegate.advisor.columns.refine` keeps a foreign key to a joined table).
+instance's ``_state`` with ``(window, slot)`` (two ints: a pickled instance stays
+picklable; the window's number is random, so a tag unpickled elsewhere is ignored): the
+slot of the newest statement the current request or ``capture()`` recorded whose text
+names the model's quoted table (each statement scanned once per model: an iterator's
+chunk read after the loop's own statements still finds its statement; a model's first
+row looks back at most ``LOOK_BACK``). No sink, a truncated statement list or no such
+statement: not attributed (counted). A read of a tagged instance adds the field's
+attname to its slot; a relation (``book.author``) reads ``author_id`` through its
+descriptor on a cache miss, so traversal is seen as a read of ``author_id``; a
+``select_related`` join is handled by the rule (:func:`pulsegate.advisor.columns.refine`
+keeps a foreign key to a joined table).
 
 **Bounds and faults.** A window holds at most ``MAX_SLOTS`` (statement text, model)
 slots, each a row count and a set of attnames, and ``MAX_MEMO`` remembered scan positions
@@ -46,6 +48,7 @@ before the window, parents of multi-table inheritance through a child's row.
 
 from __future__ import annotations
 
+import random
 import sys
 import threading
 from typing import TYPE_CHECKING, Any
@@ -69,7 +72,6 @@ MAX_MEMO = 1024
 
 #: the window being sampled (one at a time per process), None outside windows
 _window: _Window | None = None
-_generation = [0]
 #: descriptor class -> its recording subclass
 _subclasses: dict[type, type] = {}
 
@@ -137,7 +139,7 @@ class _Window:
 
     def read(self, obj: Any, name: str) -> None:
         tag = getattr(obj._state, _TAG, None)
-        if tag is not None and tag[0] == self.generation:
+        if tag is not None and tag[0] == self.generation and 0 <= tag[1] < len(self.reads):
             self.reads[tag[1]].add(name)
 
 
@@ -230,8 +232,9 @@ class DjangoColumns:
             self.counts["busy"] += 1  # another tracker's window: one at a time
             return
         if _window is None:
-            _generation[0] += 1
-            _window = _Window(_generation[0])
+            # a tag outlives the window in a pickled instance (a cache): the window's
+            # number is random, so another window or process never takes it for its own
+            _window = _Window(random.getrandbits(62))
             self.owner = True
             self.counts["windows"] += 1
         for model in apps.get_models():
