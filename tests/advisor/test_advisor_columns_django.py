@@ -197,19 +197,19 @@ def test_no_advice_when_the_view_reads_every_field(alias: str) -> None:
 
 
 def test_select_related_keeps_the_foreign_key_and_the_related_model_loads(
-        sqlite_alias: str) -> None:
-    reads, adv = setup(sqlite_alias)
-    expected = served(adv, titles, sqlite_alias, True)
+        alias: str) -> None:
+    reads, adv = setup(alias)
+    expected = served(adv, titles, alias, True)
     assert len(wide(adv, 0.0)) == 1
     reads.want("wsel_novelist")  # the related model sampled in the same window too
     reads.tick(1.0)
-    assert served(adv, titles, sqlite_alias, True) == expected
+    assert served(adv, titles, alias, True) == expected
     reads.tick(3.5)
     assert plain()
     (precise,) = wide(adv, 4.0)
     names = only_of(precise.fix)
     assert names == ["title", "novelist_id"]  # Django refuses to defer a traversed key
-    qs = novels(sqlite_alias, True).only(*names)
+    qs = novels(alias, True).only(*names)
     assert [(n.title, n.novelist.name) for n in qs] == expected
 
 
@@ -231,19 +231,19 @@ def test_two_views_of_one_model_are_advised_apart(sqlite_alias: str) -> None:
     assert only_of(one.fix) == ["year"] and "year\" < " in one.sql
 
 
-def test_an_iterators_later_chunks_are_still_attributed(sqlite_alias: str) -> None:
+def test_an_iterators_later_chunks_are_still_attributed(alias: str) -> None:
     """``iterator(chunk_size=10)`` with a lazy relation per row: each later chunk's rows
     are built after the loop's own statements, and still counted for the novels' one."""
-    reads, adv = setup(sqlite_alias)
+    reads, adv = setup(alias)
 
     def chunked(alias: str) -> list[tuple[str, str]]:
         qs = Novel.objects.using(alias).filter(year__gt=10).order_by("id")[:50]
         return [(n.title, n.novelist.name) for n in qs.iterator(chunk_size=10)]
 
-    served(adv, chunked, sqlite_alias)
+    served(adv, chunked, alias)
     wide(adv, 0.0)
     reads.tick(1.0)
-    served(adv, chunked, sqlite_alias)
+    served(adv, chunked, alias)
     reads.tick(3.5)
     (precise,) = wide(adv, 4.0)
     assert "over 50 rows read" in precise.evidence
