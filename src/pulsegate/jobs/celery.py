@@ -1,23 +1,32 @@
 """Celery, with one line: ``pulsegate.jobs.celery.instrument(app)`` (in the module that
 makes the app, so the producers and the workers both run it).
 
-Through Celery's signals (sentry-python and OpenTelemetry's Celery instrumentation use
-the same ones):
-
-* ``before_task_publish`` (producer): the message gets a header
+* Producer: the signal ``before_task_publish`` gives the message a header
   ``pulsegate_published``, the wall-clock time it was sent (retries are re-published,
-  so a retry's wait counts from its own publish);
-* ``task_prerun`` (worker): the run begins; its queue wait is
-  :math:`\\max(0,\\ t_{start} - \\max(t_{published}, t_{eta}))` -- a task given an
-  ``eta`` or a ``countdown`` is not waiting before that time. Without the header (a
-  producer that did not run ``instrument``) the wait is unknown, not zero. Producer and
-  worker clocks are assumed in step (NTP): a skew shows in the wait;
-* ``task_success`` / ``task_failure`` / ``task_retry`` (worker): the run ends as
-  ``"success"``, ``"failure"`` (named after the exception) or ``"retry"``. These are sent
-  before ``task_postrun``, where OpenTelemetry ends the task's span, so a JOB record
-  still finds that span open;
-* ``task_postrun``: ends a run no other signal ended (a task that raised ``Ignore`` or
-  ``Reject``: ``"success"`` unless its state says ``FAILURE``).
+  so a retry's wait counts from its own publish).
+* Worker: the run is measured around the task's body through Celery's own extension
+  point for it, ``Task.__call__``. Celery's tracer (``celery/app/trace.py``,
+  ``build_tracer``) calls the task object instead of ``task.run`` when
+  ``task_has_custom(task, "__call__")``, which is true when ``__call__`` of
+  ``celery.app.task.Task`` comes from another module than Celery's (its check for a
+  monkey-patched base, the one Celery's own worker uses for its stack protection). So
+  ``instrument`` puts :func:`task_call` there: every task of every app and base class,
+  no signal dispatched per job. Called by the tracer (the request on the task's stack is
+  the tracer's: not ``called_directly``), it runs ``task.run`` inside a run; called
+  directly (``add(1, 2)``) it is Celery's own ``__call__``. Celery's worker replaces the
+  base ``__call__`` at start-up (``_install_stack_protection``); :func:`task_call` does
+  what that replacement does and is put back on ``worker_init`` /
+  ``worker_process_init``.
+
+  The run's queue wait is :math:`\\max(0,\\ t_{start} - \\max(t_{published}, t_{eta}))` --
+  a task given an ``eta`` or a ``countdown`` is not waiting before that time. Without
+  the header (a producer that did not run ``instrument``) the wait is unknown, not
+  zero. Producer and worker clocks are assumed in step (NTP): a skew shows in the wait.
+  The run ends as ``"success"``, ``"retry"`` (the body raised Celery's ``Retry``),
+  ``"failure"`` (named after the exception) -- or ``"success"`` for ``Ignore`` and
+  ``Reject`` -- inside the tracer, before ``task_postrun``, where OpenTelemetry ends
+  the task's span, so a JOB record still finds that span open. The execution time is the
+  body's: the result backend's store and the callbacks' dispatch after it are Celery's.
 
 Task names are the registered ones (``app.tasks``' keys): low cardinality by
 construction; arguments are never read. Nothing raises into Celery: a fault is counted
@@ -28,13 +37,15 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from celery import signals
+from celery.app.task import Task as BaseTask
+from celery.exceptions import Ignore, Reject, Retry
 
 from pulsegate.autoinstrument import instrument_orms
-from pulsegate.bounded import BoundedLRU
 from pulsegate.jobs import get_gate
 from pulsegate.jobs.runs import end, start
 
@@ -42,26 +53,23 @@ if TYPE_CHECKING:
     from pulsegate.engine import PulseGate
     from pulsegate.units import UnitRun
 
-__all__ = ["HEADER", "CeleryJobs", "instrument", "priority_lists", "uninstrument",
-           "watch_queues"]
+__all__ = ["HEADER", "CeleryJobs", "instrument", "priority_lists", "task_call",
+           "uninstrument", "watch_queues"]
 
 #: The message header carrying the publish time (epoch seconds).
 HEADER = "pulsegate_published"
-#: Runs in flight kept per process at most (a worker's concurrency is far below it).
-MAX_IN_FLIGHT = 10_000
 
 _installed: CeleryJobs | None = None
 _lock = threading.Lock()
 
 
 class CeleryJobs:
-    """The signal receivers of one instrumentation; ``gate`` None: :func:`get_gate`
-    chooses on the first signal (in a prefork worker: in the child, after the fork)."""
+    """One instrumentation: the publish receiver and the runs :func:`task_call` begins
+    and ends; ``gate`` None: :func:`get_gate` chooses on the first job (in a prefork
+    worker: in the child, after the fork)."""
 
     def __init__(self, gate: PulseGate | None = None) -> None:
         self._gate = gate
-        self.runs: BoundedLRU[str, UnitRun] = BoundedLRU(MAX_IN_FLIGHT)
-        self.lock = threading.Lock()
 
     @property
     def gate(self) -> PulseGate:
@@ -74,23 +82,16 @@ class CeleryJobs:
     def connect(self) -> None:
         signals.before_task_publish.connect(self.on_publish, weak=False,
                                             dispatch_uid="pulsegate.publish")
-        signals.task_prerun.connect(self.on_prerun, weak=False, dispatch_uid="pulsegate.prerun")
-        signals.task_success.connect(self.on_success, weak=False,
-                                     dispatch_uid="pulsegate.success")
-        signals.task_failure.connect(self.on_failure, weak=False,
-                                     dispatch_uid="pulsegate.failure")
-        signals.task_retry.connect(self.on_retry, weak=False, dispatch_uid="pulsegate.retry")
-        signals.task_postrun.connect(self.on_postrun, weak=False,
-                                     dispatch_uid="pulsegate.postrun")
+        for signal in _WORKER_STARTS:
+            signal.connect(_put_back, weak=False, dispatch_uid="pulsegate.call")
+        _put_back()
 
     def disconnect(self) -> None:
-        for signal, uid in ((signals.before_task_publish, "pulsegate.publish"),
-                            (signals.task_prerun, "pulsegate.prerun"),
-                            (signals.task_success, "pulsegate.success"),
-                            (signals.task_failure, "pulsegate.failure"),
-                            (signals.task_retry, "pulsegate.retry"),
-                            (signals.task_postrun, "pulsegate.postrun")):
-            signal.disconnect(dispatch_uid=uid)
+        signals.before_task_publish.disconnect(dispatch_uid="pulsegate.publish")
+        for signal in _WORKER_STARTS:
+            signal.disconnect(dispatch_uid="pulsegate.call")
+        if _delegate and BaseTask.__dict__.get("__call__") is task_call:
+            BaseTask.__call__ = _delegate.pop()  # type: ignore[method-assign]
 
     # --- producer -----------------------------------------------------------------------
 
@@ -101,46 +102,18 @@ class CeleryJobs:
 
     # --- worker -------------------------------------------------------------------------
 
-    def on_prerun(self, sender: Any = None, task_id: str | None = None, task: Any = None,
-                  **kwargs: Any) -> None:
-        if task is None or task_id is None:
-            return
+    def begin(self, task: Any, request: Any) -> UnitRun | None:
+        """A run of ``task`` as the tracer's ``request`` describes it (None: not
+        measured)."""
         try:
-            gate = self.gate
-            request = task.request
-            run = start(gate, task.name, queue_wait_ms=queue_wait_ms(request, time.time()),
-                        retries=int(getattr(request, "retries", 0) or 0))
+            return start(self.gate, task.name,
+                         queue_wait_ms=queue_wait_ms(request, time.time()),
+                         retries=int(getattr(request, "retries", 0) or 0))
         except Exception as exc:
             self._fault("celery.prerun", exc)
-            return
-        if run is not None:
-            with self.lock:
-                self.runs.put(task_id, run)
+            return None
 
-    def on_success(self, sender: Any = None, **kwargs: Any) -> None:
-        self._end(_task_id(sender), "success", None)
-
-    def on_failure(self, sender: Any = None, task_id: str | None = None,
-                   exception: BaseException | None = None, **kwargs: Any) -> None:
-        self._end(task_id or _task_id(sender), "failure", exception)
-
-    def on_retry(self, sender: Any = None, request: Any = None, reason: Any = None,
-                 **kwargs: Any) -> None:
-        task_id = getattr(request, "id", None) or _task_id(sender)
-        error = reason if isinstance(reason, BaseException) else None
-        self._end(task_id, "retry", error)
-
-    def on_postrun(self, sender: Any = None, task_id: str | None = None,
-                   state: str | None = None, **kwargs: Any) -> None:
-        self._end(task_id, "failure" if state == "FAILURE" else "success", None)
-
-    def _end(self, task_id: str | None, outcome: str, error: BaseException | None) -> None:
-        if task_id is None:
-            return
-        with self.lock:
-            run = self.runs.pop(task_id, None)
-        if run is None:
-            return
+    def end(self, run: UnitRun, outcome: str, error: BaseException | None) -> None:
         try:
             end(self.gate, run, outcome, error)
         except Exception as exc:
@@ -152,11 +125,50 @@ class CeleryJobs:
             gate.faults.record(where, exc)
 
 
-def _task_id(task: Any) -> str | None:
+#: Sent once a worker (``worker_init``) or a pool child (``worker_process_init``) has
+#: set up its tracers: Celery's stack protection may have replaced :func:`task_call`.
+_WORKER_STARTS = (signals.worker_init, signals.worker_process_init)
+#: The ``__call__`` :func:`task_call` stands in for (Celery's own, or its worker's stack
+#: protection): what a direct call runs, and what :func:`uninstrument` puts back.
+_delegate: list[Callable[..., Any]] = []
+
+
+def _put_back(**kwargs: Any) -> None:
+    """Make :func:`task_call` the base task's ``__call__`` (again)."""
+    current = BaseTask.__dict__["__call__"]
+    if current is task_call:
+        return
+    if not _delegate:
+        _delegate.append(current)
+    BaseTask.__call__ = task_call  # type: ignore[method-assign]
+
+
+def task_call(task: Any, *args: Any, **kwargs: Any) -> Any:
+    """``celery.app.task.Task.__call__`` while instrumented. The tracer's call (the top
+    of the task's request stack is the tracer's request, not yet taken: Celery's own
+    test in ``_install_stack_protection``) runs the body inside a run; any other call is
+    the ``__call__`` it replaced. The exception, if any, propagates unchanged."""
+    jobs = _installed
+    request = task.request_stack.top
+    if jobs is None or request is None or request.called_directly or request._protected:
+        return _delegate[0](task, *args, **kwargs)
+    request._protected = 1
+    run = jobs.begin(task, request)
+    if run is None:
+        return task.run(*args, **kwargs)
     try:
-        return getattr(task.request, "id", None)
-    except Exception:
-        return None
+        result = task.run(*args, **kwargs)
+    except Retry as exc:
+        jobs.end(run, "retry", exc)
+        raise
+    except (Ignore, Reject):
+        jobs.end(run, "success", None)
+        raise
+    except BaseException as exc:
+        jobs.end(run, "failure", exc)
+        raise
+    jobs.end(run, "success", None)
+    return result
 
 
 def queue_wait_ms(request: Any, now: float) -> float | None:
@@ -196,7 +208,8 @@ def _epoch(eta: Any) -> float | None:
 
 def instrument(app: Any = None, gate: PulseGate | None = None) -> CeleryJobs:
     """Measure every task of this process (producer and worker sides). ``app`` is
-    accepted for symmetry with other integrations (Celery's signals are global);
+    accepted for symmetry with other integrations (Celery's signals and its base task
+    class are global);
     ``gate`` as :func:`pulsegate.jobs.get_gate` chooses. Idempotent: a second call
     replaces the first."""
     global _installed
@@ -209,7 +222,8 @@ def instrument(app: Any = None, gate: PulseGate | None = None) -> CeleryJobs:
 
 
 def uninstrument() -> None:
-    """Disconnect the receivers :func:`instrument` connected."""
+    """Disconnect the receiver :func:`instrument` connected and give the base task its
+    ``__call__`` back."""
     global _installed
     with _lock:
         if _installed is not None:
