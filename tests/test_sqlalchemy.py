@@ -387,3 +387,22 @@ def test_nplusones_rule_judges_by_the_querys_form(session: Session) -> None:
         _ = [a.books for a in authors]
     assert ("n_plus_one", "Author.books") in [
         (d.kind, d.relationship) for d in refreshed.detections], refreshed.report()
+
+
+def test_a_gate_judges_requests_by_nplusones_rule_when_asked(session: Session) -> None:
+    """The gate option ``single_lazy_loads``: a request reading the relationship of the
+    one author of ``.all()`` has an N+1 there, and none with the default rule."""
+    from pulsegate.engine import PulseGate
+    from pulsegate.records import RequestInfo
+
+    found = {}
+    for single in (False, True):
+        session.expunge_all()
+        gate = PulseGate(single_lazy_loads=single)
+        ctx = gate.begin(RequestInfo("GET", "/authors/1", route="/authors/{id}"))
+        assert ctx is not None
+        _ = session.scalars(select(Author).where(Author.id == 1)).all()[0].books
+        gate.response_headers(ctx, 200)
+        gate.finish(ctx, 200)
+        found[single] = [(d.kind, d.relationship) for d in ctx.detections]
+    assert found == {False: [], True: [("n_plus_one", "Author.books")]}

@@ -26,7 +26,7 @@
   statements to nplusone's (one lazy load of an instance fetched by a list form --
   ``.all()``, iteration -- is already an N+1; ``get``/``first``/``one`` are single
   loads): ``capture(single_lazy_loads=True)``. Requests served inside the test are
-  judged by their gate's detector (django-zeal's rule).
+  judged by their gate's detector: its option ``single_lazy_loads`` (false by default).
 
 A failure message lists each detection with its call site, the redacted SQL, the count
 and the fix. With the policy ``off`` and no ``max_queries`` the test is not wrapped.

@@ -48,3 +48,7 @@ class QueriesConfig(Section):
                                    "across requests.", number(1, MILLION, integer=True))
     unused_eager_loads: bool = option(False, "Also report eager loads nothing read in the "
                                       "request (unused_eager_load).", _bool)
+    single_lazy_loads: bool = option(False, "nplusone's N+1 rule instead of django-zeal's: one "
+                                     "lazy relationship load of an instance fetched by a list "
+                                     "form (.all(), iteration) is an N+1, even with one row.",
+                                     _bool)

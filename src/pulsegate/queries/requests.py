@@ -54,7 +54,8 @@ class RequestQueries:
         self.detector = NPlusOneDetector(
             c.nplusone_min_repeats, repeated_min=c.repeated_query_min,
             write_min=c.write_loop_min, min_duration_ms=c.nplusone_min_duration_ms,
-            cache=FingerprintCache(c.fingerprint_cache_size))
+            cache=FingerprintCache(c.fingerprint_cache_size),
+            single_lazy_loads=c.single_lazy_loads)
         if plugs is not None:
             from pulsegate.plugins import Setting
 
