@@ -5,6 +5,7 @@ comes back only after two clean windows."""
 from __future__ import annotations
 
 import random
+import statistics
 
 from fakeclock import FakeClock
 from pulsegate.control.ratelimit import AdaptiveRateLimiter
@@ -46,6 +47,87 @@ def test_a_trusted_reader_that_ramps_its_rate_loses_trust_within_40_requests() -
     # window / 6 = 10 s is still climbing).
     n = requests_until_untrusted(lambda i, rng: (0.5, f"/page/{rng.randrange(5)}", 200))
     assert n <= 40
+
+
+def steps_until_untrusted(rate: float, seeds: range) -> list[int]:
+    """Requests until a trusted reader (20 pages, Poisson 0.33 req/s, 2 % 404s, at
+    least 150 requests) that steps to ``rate`` req/s on the same pages loses trust, per seed (200: never)."""
+    out = []
+    for seed in seeds:
+        clock, rng = FakeClock(), random.Random(seed)
+        rl = AdaptiveRateLimiter("60/minute", clock=clock)
+        for i in range(450):  # 150 requests, then on until trusted
+            m = send(rl, clock, rng.expovariate(0.33), f"/page/{rng.randrange(20)}",
+                     404 if rng.random() < 0.02 else 200)
+            if i >= 150 and m == rl.trusted_multiplier:
+                break
+        assert m == rl.trusted_multiplier
+        out.append(next((i for i in range(1, 200) if send(
+            rl, clock, rng.expovariate(rate), f"/page/{rng.randrange(20)}") <= 1.0), 200))
+    return out
+
+
+def test_readers_stepping_to_four_times_their_rate_lose_trust_within_20_requests_at_the_median() -> None:
+    # A large abrupt step needs few requests: the fast test's evidence per request is
+    # the log-likelihood ratio of each gap, 0.64 on average at 4x (8-30 requests here,
+    # median 15.5). The rate CUSUM alone took 26-43 (median 31.5): its rate over 10 s
+    # must climb first.
+    assert statistics.median(steps_until_untrusted(1.33, range(20, 26))) <= 20
+
+
+def test_a_reader_stepping_to_ten_times_its_rate_loses_trust_within_14_requests() -> None:
+    # 3.3 req/s: 4-10 requests here (the run must last 2 s, longer than a page load's
+    # burst); the rate CUSUM alone took 29-49 requests (9-15 s).
+    assert max(steps_until_untrusted(3.3, range(20, 26))) <= 14
+
+
+def test_a_trusted_reader_keeps_trust_through_one_404() -> None:
+    # One error lifted the error average (EWMA, weight 0.1) to the old cut of 0.1, so a
+    # reader lost its trusted multiplier for every 404 (~3 times in 10 minutes at 2 %).
+    rl, clock, rng = trusted_reader()
+    ms = [send(rl, clock, 3.0, "/page/missing", 404)]
+    ms += [send(rl, clock, rng.expovariate(1 / 3), f"/page/{rng.randrange(5)}") for _ in range(30)]
+    assert set(ms) == {rl.trusted_multiplier}
+    # two errors close together still take it (and two in a row are an abrupt change)
+    assert send(rl, clock, 3.0, "/page/missing", 404) == rl.trusted_multiplier
+    assert send(rl, clock, 3.0, "/page/missing", 404) < rl.trusted_multiplier
+
+
+def test_a_reader_among_clean_readers_keeps_trust_through_one_404() -> None:
+    # Among readers that rarely fail, one 404 was also "extreme for this site" (its
+    # error average 0.1 at a z-score > 3 against the population): suspicion 0.1-0.6.
+    clock, rng = FakeClock(), random.Random(3)
+    rl = AdaptiveRateLimiter("60/minute", clock=clock)
+
+    def read(key: str, status: int = 200) -> float:
+        clock.t += rng.expovariate(10 / 3)  # 10 Poisson readers, ~3 s each
+        path = f"/page/{rng.randrange(5)}"
+        rl.check(key)
+        return rl.observe(key, RequestRecord("GET", path, path, status, clock.t, 1.0, 1.0, 0.0, 0),
+                          "Firefox", "")
+
+    for i in range(600):  # each request from one of them at random; a 404 now and then
+        read(f"r{rng.randrange(1, 10)}", 404 if i % 97 == 50 else 200)
+        if i % 10 == 0:
+            read("r0")
+    assert read("r0") == rl.trusted_multiplier
+    ms = [read("r0", 404)]
+    for i in range(300):
+        read(f"r{rng.randrange(1, 10)}")
+        if i % 10 == 0:
+            ms.append(read("r0"))
+    assert set(ms) == {rl.trusted_multiplier}
+
+
+def test_a_trusted_reader_keeps_trust_over_a_thousand_steady_requests() -> None:
+    # The fast test's false alarms on a steady Poisson reader: none in 1 000 requests
+    # on these seeds.
+    for seed in range(3):
+        clock, rng = FakeClock(), random.Random(seed)
+        rl = AdaptiveRateLimiter("60/minute", clock=clock)
+        ms = [send(rl, clock, rng.expovariate(0.33), f"/page/{rng.randrange(20)}")
+              for _ in range(1100)]
+        assert set(ms[100:]) == {rl.trusted_multiplier}
 
 
 def test_a_trusted_reader_ramping_slowly_loses_trust_soon_after_the_ramp() -> None:

@@ -31,7 +31,8 @@ weight 0.4 -- unusual for this site, in combinations no fixed threshold anticipa
 
 Each ``e_i`` is raised to ``clip((z_i - 3) / 3, 0, 1)`` when the feature's z-score
 against the population (EWMA mean/variance over all clients) says it is extreme even
-if under the absolute threshold. Weights: rate 0.4, err 0.6, reg 0.35, ua 0.6,
+if under the absolute threshold; for ``err`` the z-score is of ``err - 0.1`` (one
+error's weight): a single 404 is never extreme. Weights: rate 0.4, err 0.6, reg 0.35, ua 0.6,
 param 0.5, div 0.3 -- neither rate (the bucket already limits it) nor timing
 regularity alone makes a client suspicious: each needs a second signal.
 ``confidence = n / (n + 10)`` (number of requests seen); the limiter applies a
@@ -67,6 +68,7 @@ from pulsegate.bounded import BoundedLRU
 from pulsegate.control.behaviour_change import (
     BURST,
     FAILS,
+    LAST_T,
     PEAK,
     RAMPED,
     RUN,
@@ -98,12 +100,11 @@ def digest(value: str | None) -> int:
 
 
 class Profile:
-    __slots__ = ("change", "digests", "div", "err", "forest", "ia_mean", "ia_var", "last_t",
-                 "last_ua", "n", "param", "path_next", "rate", "suspicion", "ua")
+    __slots__ = ("change", "digests", "div", "err", "forest", "ia_mean", "ia_var", "last_ua",
+                 "n", "param", "path_next", "rate", "suspicion", "ua")
 
     def __init__(self, prior: float = 0.0) -> None:
         self.n = 0
-        self.last_t = -1.0
         self.rate = 0.0
         self.ia_mean = 0.0
         self.ia_var = 0.0
@@ -126,9 +127,12 @@ class Profile:
         #: (see behaviour_change.ChangeDetector.shift); [FAILS] consecutive auth failures (401/403) since
         #: the last success; [RUN] requests in the current burst and [PEAK] the largest
         #: recent one (see ChangeDetector.burst); [WRITE] the share of writes; [RAMPED]
-        #: 1 from a rate alarm until its fast rate is back under the nominal rate
+        #: 1 from a rate alarm until its fast rate is back under the nominal rate;
+        #: [GAP_MED] / [S_FAST] / [FAST_T0] the fast rate test's median log gap, CUSUM
+        #: and the start of its run (ChangeDetector.fast_rate); [LAST_T] the time of the
+        #: last request (-1: none yet; a float object would cost 24 bytes more)
         self.change = array("d", (-math.inf, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
-                                  SPREAD_INIT, 0.0, 0.0, 0.0))
+                                  SPREAD_INIT, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0))
         #: evidence from the optional IsolationForest (set in the background), in [0, 1]
         self.forest = 0.0
 
@@ -138,6 +142,11 @@ class Profile:
         if self.n < 10 or self.ia_mean <= 0:
             return 1.0
         return math.sqrt(max(self.ia_var, 0.0)) / self.ia_mean
+
+    @property
+    def last_t(self) -> float:
+        """Time of the client's last request (-1.0: none yet)."""
+        return self.change[LAST_T]
 
     @property
     def since(self) -> float:
@@ -249,11 +258,11 @@ class BehaviourModel:
         tau = self.tau
         fast_tau = self.detector.fast_tau
         ia = 0.0
-        if p.last_t >= 0.0:
-            ia = max(now - p.last_t, 1e-6)
+        c = p.change
+        if c[LAST_T] >= 0.0:
+            ia = max(now - c[LAST_T], 1e-6)
             self.detector.burst(p.change, ia)
             p.rate = p.rate * math.exp(-ia / tau) + 1.0 / tau
-            c = p.change
             c[BURST] = c[BURST] * math.exp(-ia / fast_tau) + 1.0 / fast_tau
             if p.n == 1:
                 p.ia_mean = ia
@@ -265,7 +274,7 @@ class BehaviourModel:
             p.rate = 1.0 / tau
             p.change[BURST] = 1.0 / fast_tau
             p.change[RUN] = 1.0
-        p.last_t = now
+        c[LAST_T] = now
         p.n += 1
         # 429 is neutral: our own refusals must not feed back into suspicion.
         p.err += b * ((1.0 if status >= 400 and status != 429 else 0.0) - p.err)
@@ -317,7 +326,11 @@ class BehaviourModel:
             zs = []
             for i, fi in enumerate(f):
                 sd = math.sqrt(var[i])
-                zs.append((fi - mean[i]) / sd if self.pop_n > 200 and sd > 1e-3 else 0.0)
+                # one error is never extreme: it lifts err by _BETA, which on a site where
+                # errors are rare was z > 3 (suspicion 0.1-0.6, so a reader lost its trust
+                # for every 404)
+                zf = fi - _BETA if i == 1 else fi
+                zs.append((zf - mean[i]) / sd if self.pop_n > 200 and sd > 1e-3 else 0.0)
                 d = fi - mean[i]
                 mean[i] += pb * d
                 var[i] = (1 - pb) * (var[i] + pb * d * d)

@@ -22,8 +22,18 @@ RATE_FLOOR = 0.25  # x nominal rate, added before the log: changes well under it
 # Profile.change: the abrupt-change detector's fields, then the auth-failure streak and
 # the burst history behind the learnt burst allowance
 (SINCE, BURST, BASE_RATE, BASE_DIV, SHIFT_DIV, SHIFT_ERR, FAILS, RUN, PEAK, SPREAD,
- SHIFT_RATE, WRITE, RAMPED) = range(13)
+ SHIFT_RATE, WRITE, RAMPED, GAP_MED, S_FAST, FAST_T0, LAST_T) = range(17)
 PEAK_KEEP = 0.9  # the largest recent burst is forgotten by 10 % per burst
+# The fast rate test (ChangeDetector.fast_rate): a CUSUM of the exponential log-likelihood
+# ratio "the rate is FAST_RATIO x the habit" per request; alarm above FAST_H (at the
+# default trust_shift_rate) once its run has lasted FAST_SPAN seconds (a page load's
+# burst, 1-2 s in ratelimit_sim's mixes, is over by then)
+DEFAULT_SHIFT_RATE = 4.0  # trust_shift_rate's default
+FAST_RATIO = 4.0
+FAST_H = 8.0
+FAST_SPAN = 2.0
+GAP_STEP = 1.0  # sign-step scale of the median log gap (log units)
+LN2 = math.log(2.0)
 
 
 class ChangeDetector:
@@ -38,6 +48,11 @@ class ChangeDetector:
         #: rate alarm level of the rate CUSUM, in spreads x window / 6 (see shift)
         self.shift_rate = shift_rate
         self.rate_k = SHIFT_RATE_K
+        self.fast_ratio = FAST_RATIO
+        #: the fast test's alarm level scales with the CUSUM's (FAST_H at the default 4),
+        #: so ``trust_shift_rate`` stays the one knob for "how sure before a rate alarm"
+        self.fast_h = FAST_H * shift_rate / DEFAULT_SHIFT_RATE
+        self.fast_span = FAST_SPAN
 
     def burst(self, c: array[float], gap: float) -> None:
         """Burst history: a burst is a run of requests closer than the nominal interval
@@ -51,6 +66,49 @@ class ChangeDetector:
                 peak = PEAK_KEEP * c[PEAK]
                 c[PEAK] = run if run > peak else peak
             c[RUN] = 1.0
+
+    def fast_rate(self, c: array[float], now: float, gap: float) -> bool:
+        """The fast rate test, for large abrupt steps: True when the client's recent
+        requests make "its rate is now ``r`` times its habit" (``r`` = ``FAST_RATIO``, 4)
+        likelier than the habit by ``e^h`` (``h`` = ``FAST_H`` x ``shift_rate`` / 4, 8 at
+        the default), over a run of requests that has lasted ``FAST_SPAN`` (2 s) or more.
+
+        The habit is the rate ``lam0 = ln 2 / g_med`` of a Poisson stream whose median gap
+        is the client's own median gap ``g_med`` (``GAP_MED`` holds ``ln g_med``, learnt
+        as :meth:`shift` learns its baselines), so a page-loader's habit is the rate
+        inside its loads and its loads are no change. Each request, after a gap ``g``,
+        adds the log-likelihood ratio of that gap under the two rates (CUSUM)::
+
+            S_fast <- max(0, S_fast + ln r - (r - 1) * lam0 * g)
+
+        A client stepping to ``q`` times its habit gains ``ln r - (r - 1) / q`` a request
+        on average: 0.89 at 6x, 1.09 at 10x, 0.64 at 4x, nothing at 2x (left to the slow
+        CUSUM). The run must last ``FAST_SPAN`` seconds (``now - t0``, ``t0`` the request
+        before ``S_fast`` left 0): a page load of 150 requests in 1.5 s is over before.
+        ``r``, ``h`` and the span were chosen leave-one-mix-out on ``ratelimit_sim.py
+        --mixes`` (tuning seeds 11-12, see docs/dev-notes/issue-23.md).
+
+        >>> det = ChangeDetector(1.0, 60.0, 4.0)
+        >>> c = array("d", [0.0] * 17)
+        >>> c[GAP_MED] = math.log(2.0)          # a reader: median gap 2 s (0.35 req/s)
+        >>> t, alarms = 0.0, []
+        >>> for i in range(1, 12):              # now a request every 0.5 s (~6x)
+        ...     t += 0.5
+        ...     if det.fast_rate(c, t, 0.5):
+        ...         alarms.append(i)
+        >>> alarms
+        [10]
+        """
+        r = self.fast_ratio
+        s = c[S_FAST]
+        if s <= 0.0:
+            c[FAST_T0] = now - gap
+        s += math.log(r) - (r - 1.0) * LN2 * math.exp(-c[GAP_MED]) * gap
+        if s > self.fast_h and now - c[FAST_T0] >= self.fast_span:
+            c[S_FAST] = 0.0
+            return True
+        c[S_FAST] = s if s > 0.0 else 0.0
+        return False
 
     def shift(self, c: array[float], n: int, now: float, gap: float, new_path: float,
               error: float) -> None:
@@ -93,17 +151,26 @@ class ChangeDetector:
         c[SHIFT_ERR] = max(0.0, c[SHIFT_ERR] + error - SHIFT_ERR_K)
         d = c[SPREAD]
         dev = x - c[BASE_RATE]
+        fast = False
         if n > SHIFT_WARMUP:
             c[SHIFT_RATE] = max(0.0, c[SHIFT_RATE] + gap / self.fast_tau * (dev / d - self.rate_k))
-        if c[SHIFT_RATE] > self.shift_rate:
+            fast = self.fast_rate(c, now, gap)
+        if fast or c[SHIFT_RATE] > self.shift_rate:
             c[RAMPED] = 1.0
         elif c[RAMPED] and c[BURST] <= self.nominal_rate:
             c[RAMPED] = 0.0
+        if fast:
+            c[SINCE] = now
         if (c[SHIFT_DIV] > SHIFT_DIV_H or c[SHIFT_ERR] > SHIFT_ERR_H
                 or c[SHIFT_RATE] > self.shift_rate):
             c[SINCE] = now
             c[SHIFT_DIV] = c[SHIFT_ERR] = c[SHIFT_RATE] = 0.0
         sb = 1.0 / n if n <= 50 else 0.1 * _SLOW_BETA if now - c[SINCE] >= self.tau else _SLOW_BETA
+        lg = math.log(gap)
+        if n == 2:
+            c[GAP_MED] = lg
+        else:
+            c[GAP_MED] += sb * GAP_STEP if lg > c[GAP_MED] else -sb * GAP_STEP
         c[BASE_DIV] = bd + sb * (new_path - bd)
         c[BASE_RATE] += sb * d if dev > 0.0 else -sb * d
         c[SPREAD] = max(SPREAD_MIN, d * math.exp(sb if abs(dev) > d else -sb))

@@ -59,6 +59,10 @@ from pulsegate.control.headers import policy_name, ratelimit_headers
 from pulsegate.control.storage import MemoryStorage, Storage
 from pulsegate.flow import Flow
 
+#: a trusted client's error average (EWMA, weight 0.1) stays under this: one error among
+#: clean requests lifts it to 0.1 (a cut at 0.1 took trust from a reader for every 404),
+#: two within about 7 requests to >= 0.15
+TRUST_ERR = 0.15
 _UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0,
           "h": 3600.0, "hr": 3600.0, "hour": 3600.0, "d": 86400.0, "day": 86400.0}
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/|per)\s*(\d+(?:\.\d+)?)?\s*([a-z]+?)s?\s*$")
@@ -285,7 +289,7 @@ class AdaptiveRateLimiter:
         if p.suspicion >= self.suspicion_threshold or (self.ramp_suspicious and p.ramped):
             m = self.suspicious_multiplier
         elif (p.n >= self.trust_min_requests and clean >= self.trust_min_seconds
-              and p.suspicion < 0.1 and p.err < 0.1):
+              and p.suspicion < 0.1 and p.err < TRUST_ERR):
             m = self.trusted_multiplier
         else:
             m = 1.0
