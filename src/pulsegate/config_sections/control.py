@@ -94,7 +94,8 @@ class ControlConfig(Section):
         number(0, YEAR_S, optional=True))
     trust_shift_rate: float = option(
         4.0, "Abrupt rate change: evidence (in the client's own rate spreads x window/6) "
-        "that its rate rose above its habit, at which it loses trust.", number(1, 1000))
+        "that its rate rose above its habit, at which it loses trust; the fast test for "
+        "large steps alarms at twice it (log-likelihood, nats).", number(1, 1000))
     auth_failures_allowed: int = option(
         5, "Consecutive 401/403 answers a client may get before each further request "
         "waits, doubling from min(window, 60 s); 0: no backoff.",
