@@ -201,3 +201,47 @@ def test_axis_labels_of_long_latencies_fit_the_chart() -> None:
     assert len(labels) == 5
     assert labels[0][0] == "0.0 ms", labels
     assert all(x >= 0 for _text, x in labels), labels
+
+
+def test_the_detection_streams_counts_show_on_the_dashboard() -> None:
+    """``DetectionStream`` registers its stats (``gate.stats()["stream"]``); the page
+    shows them, per sink, as text (a sink's name is the user's URL)."""
+    from pulsegate.export.stream import DetectionStream
+
+    class Sink:
+        def __init__(self, name: str, fail: bool) -> None:
+            self.name, self.fail, self.events = name, fail, []
+
+        def send(self, events: Any) -> None:
+            if self.fail:
+                raise ConnectionRefusedError("no one listens")
+            self.events.extend(events)
+
+    clock = FakeClock()
+    gate = make_gate(clock, dashboard=True, dashboard_token=SECRET, aggregation_window=1)
+    good, dead = Sink("webhook:<b>hook</b>", False), Sink("redis:<img src=x onerror=alert(1)>", True)
+    stream = DetectionStream(gate, [good, dead])
+    problems: list[str] = []
+    with serve(PulseGateMiddleware(build_app(clock), gate=gate)) as base:
+        with httpx.Client(base_url=base, timeout=10) as client:
+            for _ in range(2):
+                client.get("/work/n1?ms=150&n1=8")  # a query detection
+        stream.run()
+        assert len(good.events) >= 1
+        with chromium_page(problems) as page:
+            page.goto(f"{base}/_pulsegate/?token={SECRET}")
+            page.wait_for_selector("body[data-loaded]", timeout=15_000)
+            panel = page.locator("#stream")
+            assert panel.is_visible()
+            assert panel.locator("b, img").count() == 0  # names are text
+            rows = [r.split("\t") for r in
+                    panel.locator("#stream-sinks tbody tr").all_inner_texts()]
+            # (the scheduler runs the stream too: the dead sink's failures go on rising)
+            assert rows[0] == ["webhook:<b>hook</b>", str(len(good.events)), "0", "0", "0", "0",
+                               ""], rows
+            assert rows[1][:4] == ["redis:<img src=x onerror=alert(1)>", "0", "0",
+                                   str(len(good.events))], rows
+            assert int(rows[1][4]) >= 1 and rows[1][6] == "ConnectionRefusedError", rows
+            sent = page.locator("#stream-cards [data-key=sent] .v").inner_text()
+            assert sent == str(len(good.events))
+    assert problems == [], problems
