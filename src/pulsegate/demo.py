@@ -5,7 +5,8 @@
 
 It starts the app on a free 127.0.0.1 port in this process (so the report reads the live gate),
 drives weighted traffic at it with a progress bar, then prints one row per endpoint: requests, latency,
-the forecast and its confidence, anomalies, incidents, 429s and 503s, and the N+1 queries with their fix.
+the forecast and its confidence, anomalies, incidents, 429s and 503s; then the query findings (N+1 and
+the advisor's, ranked by ROI, with their fix) and what the detection stream delivered to a webhook.
 
 Along the way: ``/slow`` regresses 4x for the last third; a scraper on its own API key is throttled
 (429), the regular clients are not; a spike of low-priority ``/report`` exports is shed (503) before it
@@ -37,10 +38,12 @@ from pulsegate.demo_report import (
     incident_lines,
     print_clients,
     print_control,
-    print_query_insights,
+    print_query_findings,
     print_report,
     report,
 )
+from pulsegate.demo_stream import attach as attach_stream
+from pulsegate.demo_stream import stream_lines
 from pulsegate.engine import PulseGate
 
 # (path, weight) of the regular clients' mix; {n} is filled with a random id.
@@ -176,6 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         gate = PulseGate(**DEMO_CONFIG, **HEALING_CONFIG, **CACHE_CONFIG, advisor=True, advisor_interval=5,
                          advisor_sample_interval=2, advisor_database=f"sqlite:///{db}")
         gate.listeners.append(observed)
+        stream, receiver = attach_stream(gate)  # the detection stream, to a webhook
         app = build_app(gate, db, state)
         port = _free_port()
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
@@ -203,13 +207,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\n".join(incident_lines(gate, observed, started, state.get("degraded_at"))
                         + healing_lines(gate, observed.latency["GET /slow"], started)
                         + cache_lines(gate, state)))
-        print_query_insights(gate)
+        # the stream's last runs happen here, after the healer's and the advisor's
+        gate.scheduler.cancel("detection-stream")
         print_io(gate)
         jobs.stop()
         print_jobs(gate)
         gate.advisor.sample()
         gate.advisor.run()  # the advisor's job, once more now that the traffic is over
-        print("\n".join(summary_lines(gate.advisor.report())))
+        print_query_findings(gate)
+        print("\n".join(summary_lines(gate.advisor.report(), limit=0)))  # capacity
+        for _ in range(20):  # the stream's job until what the end added is sent
+            stream.run()
+            if not any(s["backlog"] for s in stream.stats()["sinks"].values()):
+                break
+        print("\n".join(stream_lines(stream, receiver)))
+        receiver.close()
         print_clients(tally)
         print_control(gate)
         gate.close()

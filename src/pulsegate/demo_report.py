@@ -11,6 +11,7 @@ from typing import Any
 
 from pulsegate.demo_healing import switched_on_at
 from pulsegate.engine import PulseGate
+from pulsegate.queries.ranking import ranked_findings
 from pulsegate.records import RequestRecord
 
 #: What the report's words mean, printed under the table.
@@ -118,6 +119,9 @@ def incident_lines(gate: PulseGate, observed: Observed, started: float,
             f"ms expected ({i.ratio:.1f}x), over {i.requests} requests in {i.windows} windows;"
             f" p50 {ms(ba['p50_before'])} -> {ms(ba['p50_after'])} ms, p95 "
             f"{ms(ba['p95_before'])} -> {ms(ba['p95_after'])} ms")
+        if regressed_at is not None and i.endpoint == "GET /slow":
+            lines.append("  " + _against_regression(observed, i.start, regressed_at, started,
+                                                    switched_on_at(gate, i.endpoint)))
     if regressed_at is not None and not any(i.endpoint == "GET /slow" for i in incidents):
         ba = before_after(observed, "GET /slow", regressed_at)
         lines.append(
@@ -127,6 +131,27 @@ def incident_lines(gate: PulseGate, observed: Observed, started: float,
     if not incidents:
         lines.append("no incidents")
     return lines
+
+
+def _against_regression(observed: Observed, start: float, regressed_at: float, started: float,
+                        until: float | None) -> str:
+    """The incident's estimated start against the regression the demo made, and /slow's
+    p50/p95 before and after the regression itself (until the healing switch).
+
+    The start is the first window since the detector's CUSUM last stood at 0: on a loaded
+    machine a noisy window just before the regression already lifts it, so the start can
+    lead the regression by a window or two. The health check polls /slow one request
+    after another, ~2.5x as often at 15 ms as at 60 ms, so requests from such a lead
+    weigh heavily in the p50 from the start on; split at the regression, they do not."""
+    def ms(v: float | None) -> str:
+        return "-" if v is None else f"{v:.1f}"
+
+    lead = regressed_at - start
+    ba = before_after(observed, "GET /slow", regressed_at, until)
+    return (f"the demo regressed GET /slow at +{regressed_at - started:.1f} s: the incident's "
+            f"evidence began {abs(lead):.1f} s {'before' if lead >= 0 else 'after'} it; around "
+            f"the regression p50 {ms(ba['p50_before'])} -> {ms(ba['p50_after'])} ms, p95 "
+            f"{ms(ba['p95_before'])} -> {ms(ba['p95_after'])} ms")
 
 
 def _detections_by_endpoint(gate: PulseGate) -> dict[str, list[str]]:
@@ -176,16 +201,33 @@ def print_report(rows: Sequence[dict[str, Any]], stats: dict[str, Any]) -> None:
           f"internal errors {stats['internal_errors']}")
 
 
-def print_query_insights(gate: PulseGate) -> None:
-    """The query problems found, ranked across requests, each with its fix."""
-    for row in gate.query_insights(limit=5):
-        print(f"{row['kind']} on {', '.join(row['endpoints'])}: {row['mean_count']:.0f} x "
-              f"{row['sql'][:90]} ({row['requests']} requests, {row['total_ms']:.0f} ms in all)")
-        if row.get("relationship"):
-            print(f"    relationship: {row['relationship']}")
+def print_query_findings(gate: PulseGate, limit: int = 6) -> None:
+    """The query problems found, N+1 detector and query advisor in one list ranked as
+    ``pulsegate report`` and the dashboard rank them
+    (:func:`pulsegate.queries.ranking.ranked_findings`: ROI = confidence x expected saving
+    in ms of database time per minute), each with its evidence and fix."""
+    catalog = gate.plugs.catalog
+    insights = catalog.query_insights() if catalog is not None else []
+    advice = gate.advisor.report().get("findings") or [] if gate.advisor is not None else []
+    rows = ranked_findings(insights, advice, gate.wall(), limit)
+    print("query findings by ROI = confidence x expected saving (ms of database time per "
+          "minute), N+1 detector and query advisor ranked together:" if rows else
+          "query findings: none")
+
+    def num(v: float | None, spec: str) -> str:
+        return "-" if v is None else format(v, spec)
+
+    for n, row in enumerate(rows, 1):
+        source = "N+1 detector" if row["source"] == "nplusone" else "query advisor"
+        print(f"{n:2d}. {row['kind']} on {', '.join(row['endpoints']) or '-'} ({source}): "
+              f"ROI {num(row['roi'], '.1f')} = confidence {num(row['confidence'], '.2f')} x "
+              f"saving {num(row['saving_ms_per_min'], '.1f')} ms/min")
+        print(f"    evidence: {row['evidence']}")
+        if row.get("sql"):
+            print(f"    sql: {row['sql'][:100]}")
         if row.get("call_site"):
             print(f"    at {row['call_site']}")
-        print(f"    fix: {row['suggestion']}")
+        print(f"    fix: {row['fix']}")
 
 
 def print_control(gate: PulseGate) -> None:
