@@ -122,3 +122,50 @@ def test_after_uninstrument_tasks_run_unmeasured_and_a_second_instrument_measure
     pg_celery.uninstrument()
     assert add.apply((1, 2)).get() == 3 and add(2, 2) == 4
     assert jobs(seen) == [("calls.add", 200)]
+
+
+def test_a_forged_publish_header_leaves_the_wait_unknown_and_the_run_measured(
+        app_gate: Any) -> None:
+    """Attack probe: whoever can publish to the broker writes the header. A value that
+    is not a publish time (too large for a float, infinite, NaN, before 2000, a string,
+    a list, a 100 000-digit number) is an unknown wait: the task runs, its run is
+    measured, no queue wait is learnt from it and nothing is counted as a fault."""
+    app, gate, seen = app_gate
+
+    @app.task(name="calls.add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    forged = [10**400, "-inf", float("-inf"), float("nan"), "abc", -5.0, 1.0, "0",
+              True, [1], "9" * 100_000]
+    for value in forged:
+        assert add.apply((1, 2), headers={pg_celery.HEADER: value}).get() == 3
+    assert jobs(seen) == [("calls.add", 200)] * len(forged)  # every run, no QUEUE run
+    assert gate.stats()["internal_errors"] == 0
+    assert add.apply((1, 2), headers={pg_celery.HEADER: time.time() - 0.5}).get() == 3
+    queued = [ms for route, _, ms in seen[len(forged):] if ms >= 400.0]
+    assert len(queued) == 1 and queued[0] < 5_000.0  # a real publish time still counts
+
+
+@pytest.mark.parametrize("error", [SystemExit(3), KeyboardInterrupt(), GeneratorExit()])
+def test_a_body_raising_a_base_exception_is_a_failure_and_the_next_run_is_measured(
+        app_gate: Any, error: BaseException) -> None:
+    """Attack probe: ``SystemExit``/``KeyboardInterrupt`` out of a body reach Celery
+    unchanged (its worker decides), the run ends as a failure, and the base task's
+    ``__call__`` is left working for the next task."""
+    app, gate, seen = app_gate
+
+    @app.task(name="calls.leave")
+    def leave() -> None:
+        raise error
+
+    @app.task(name="calls.add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    with pytest.raises(type(error)):
+        leave.apply(throw=True)
+    assert add.apply((1, 2)).get() == 3
+    assert jobs(seen) == [("calls.leave", 500), ("calls.add", 200)]
+    assert gate.stats()["jobs"]["names"]["calls.leave"]["outcomes"] == {"failure": 1}
+    assert gate.stats()["internal_errors"] == 0

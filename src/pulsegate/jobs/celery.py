@@ -35,6 +35,7 @@ by the gate and the task runs as if pulsegate were absent.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -58,6 +59,8 @@ __all__ = ["HEADER", "CeleryJobs", "instrument", "priority_lists", "task_call",
 
 #: The message header carrying the publish time (epoch seconds).
 HEADER = "pulsegate_published"
+#: The earliest publish time believed (2000-01-01 UTC): an older one is no clock's.
+EARLIEST_PUBLISH = 946_684_800.0
 
 _installed: CeleryJobs | None = None
 _lock = threading.Lock()
@@ -173,7 +176,8 @@ def task_call(task: Any, *args: Any, **kwargs: Any) -> Any:
 
 def queue_wait_ms(request: Any, now: float) -> float | None:
     """:math:`\\max(0,\\ now - \\max(t_{published}, t_{eta}))` in ms, from the task's
-    request (None: the producer sent no publish time)."""
+    request (None: the producer sent no publish time, or the header holds none: not a
+    finite number of seconds since :data:`EARLIEST_PUBLISH`)."""
     published = getattr(request, HEADER, None)
     if published is None:
         headers = getattr(request, "headers", None)
@@ -183,9 +187,11 @@ def queue_wait_ms(request: Any, now: float) -> float | None:
         return None
     try:
         sent = float(published)
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: an int past float's range
         return None
-    if sent != sent:  # NaN
+    # not a time.time() a producer wrote: NaN, infinite, or before 2000 (a forged or
+    # garbage header would otherwise learn an infinite or 56-year wait)
+    if not EARLIEST_PUBLISH <= sent < math.inf:
         return None
     eta = _epoch(getattr(request, "eta", None))
     ready = sent if eta is None or eta < sent else eta
