@@ -73,3 +73,58 @@ def test_a_path_is_folded_in_linear_time_and_bounded() -> None:
 
 def test_doctests_pass() -> None:
     assert doctest.testmod(paths).failed == 0
+
+
+def learnt_gate() -> Any:
+    """A gate that learnt one route, ``GET /users/{id}``."""
+    from pulsegate.engine import PulseGate
+    gate = PulseGate(log_events=False)
+    gate.baselines.lookup("GET", "/users/{id}")
+    return gate
+
+
+def test_names_of_jobs_and_upstreams_are_not_path_words() -> None:
+    """Attack probe: units' models share the endpoints' store, but a job's name or an
+    upstream's host is no route template -- an application that calls the URLs its
+    users give (webhooks) would let them choose words kept in every path."""
+    from pulsegate.outbound.monitor import UPSTREAM
+    from pulsegate.units import JOB
+    gate = learnt_gate()
+    gate.units.record(UPSTREAM, "https://jo-smith.example.com", 5.0)
+    gate.units.record(JOB, "mail.reset_password", 5.0)
+    assert paths.exported_path(gate, "/users/jo.smith") == "/users/{*}.{*}"
+    assert paths.exported_path(gate, "/users/reset.password") == "/users/{*}.{*}"
+    gate.close()
+
+
+def test_folding_takes_time_linear_in_the_paths_length() -> None:
+    """Attack probe: 1k-100k-character paths of short segments, of id-like runs and of
+    one word (none remembered: longer than the memo keeps)."""
+    from growth import assert_linear
+    gate = learnt_gate()
+    export = lambda path: paths.exported_path(gate, path)  # noqa: E731
+    assert_linear(export, lambda n: "/users/" + "ab/" * (n // 3))
+    assert_linear(export, lambda n: "/users/" + "-" * n + "x1" * (n // 2))
+    assert_linear(export, lambda n: "/" + "users" * (n // 5))
+    gate.close()
+
+
+def test_the_memory_of_folded_paths_is_bounded_by_configuration_not_traffic() -> None:
+    """Attack probe: 16 000 distinct 190-character paths (each under the length the
+    memo keeps): what is held after 8 000 is what is held after 16 000."""
+    import tracemalloc
+    gate = learnt_gate()
+    rng = random.Random(3)
+    sprayed = ["/users/" + "".join(rng.choices("abcdef/.", k=183)) for _ in range(16_000)]
+    tracemalloc.start()
+    try:
+        for path in sprayed[:8_000]:
+            paths.exported_path(gate, path)
+        held = tracemalloc.get_traced_memory()[0]
+        for path in sprayed[8_000:]:
+            paths.exported_path(gate, path)
+        more = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert more - held < 50_000, (held, more)  # 1.77 MB at 10 000, 20 000 and 40 000
+    gate.close()

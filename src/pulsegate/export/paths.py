@@ -30,6 +30,8 @@ import weakref
 from collections.abc import Container, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
+from pulsegate.learn.baseline import KNOWN_METHODS
+
 if TYPE_CHECKING:
     from pulsegate.caches.keys import KeyPatterns
     from pulsegate.plugins import Host
@@ -51,8 +53,9 @@ class Routes(Protocol):
 class RouteWords:
     """The literal words of the route templates in ``routes`` (endpoint names such as
     ``GET /users/{id}/reset``: ``GET``, ``users``, ``reset`` -- a ``{parameter}``'s name
-    is not a word of a path), and ``extra``'s. Read again when the number of routes
-    changes; never on the request path (paths are folded as they leave).
+    is not a word of a path; a unit's model -- a job, an upstream -- names no route), and
+    ``extra``'s. Read again when the number of routes changes; never on the request path
+    (paths are folded as they leave).
 
     >>> words = RouteWords(["GET /users/{id}/reset", "POST /static/<path:name>"])
     >>> "reset" in words, "static" in words, "id" in words, "name" in words
@@ -70,10 +73,18 @@ class RouteWords:
     def __contains__(self, word: object) -> bool:
         if len(self.routes) != self.seen:
             routes = list(self.routes)
-            self.words = frozenset(w for route in routes
+            self.words = frozenset(w for route in routes if _is_endpoint(route)
                                    for w in _WORDS.findall(_PARAMETER.sub("", route)))
             self.seen = len(routes)
         return word in self.words or word in self.extra
+
+
+def _is_endpoint(key: str) -> bool:
+    """Whether ``key`` names an endpoint (``GET /users/{id}``), not a unit whose model
+    shares the store (``JOB send_email``, ``UPSTREAM https://host``): a job's name or a
+    host the application was given is no route template."""
+    method = key.partition(" ")[0]
+    return method in KNOWN_METHODS or method == "OTHER"
 
 
 #: a route parameter, as frameworks spell them: ``{id}``, ``{id:int}``, ``<int:id>``
