@@ -18,10 +18,21 @@ short rounds; what a stack adds is the median over rounds of its difference from
     .venv/bin/python benchmarks/real_pages.py --bytecodes   # deterministic counts
     .venv/bin/python benchmarks/real_pages.py --profile 60 --families flask --rows 50
                                               # where pulsegate's CPU goes, in place
+    .venv/bin/python benchmarks/real_pages.py --instructions [--requests 10]
+                                              # instructions and cache misses (valgrind)
 
 ``--bytecodes`` counts Python bytecodes per request instead of timing (as ``bytecodes.py``
 does, in every thread; deterministic, so a change shows without noise); ``--top N`` names the
 functions pulsegate adds the most bytecodes in.
+
+``--instructions`` runs each page of the bare and the pulsegate stack in a process of its
+own under valgrind's callgrind with its cache simulation (this machine's caches:
+``instructions.CACHES``), counting only the requests after a warm-up, and prints what
+pulsegate adds per statement: instructions (Ir), and misses in the level-1 instruction
+cache (I1), the level-1 data cache (D1, reads and writes) and the 1 MiB L2 (LL).
+Deterministic, and unaffected by other processes (the cache is simulated), so it shows
+what wall-clock time on a loaded machine cannot: whether a change makes pulsegate's
+code and data colder or warmer on a page whose own work evicts them.
 """
 
 from __future__ import annotations
@@ -30,8 +41,11 @@ import argparse
 import asyncio
 import collections
 import logging
+import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -207,6 +221,71 @@ def profile(family: str, rows: int, clean: bool, seconds: float, top: int) -> No
         print(f"  {per * k:7.1f} µs  {name}")
 
 
+#: Requests every ``--instructions`` child serves before the counted ones.
+WARM = 40
+
+
+def child(family: str, stack: str, rows: int, clean: bool, n: int) -> None:
+    """One stack of one page alone in this process, ``WARM + n`` requests."""
+    logging.disable(logging.WARNING)
+    if family == "django":
+        real_apps.django_setup_db()
+    make = asgi_driver if family == "fastapi" else wsgi_driver
+    app = real_apps.FAMILIES[family](stack)
+    # The endpoint's model warms up on the one-row page (the same route, a fraction of
+    # the instructions valgrind has to run), then the page itself settles its caches.
+    make(app, URLS[family], page_query(1, False))(WARM)
+    drive = make(app, URLS[family], page_query(rows, clean))
+    drive(3)
+    # The gate's periodic jobs run on their own thread every 0.5 s of wall time: under
+    # valgrind (≈ 50x slower) they would land in every request instead of once in ≈ 70
+    # of a 7 ms page. Parked for the counted window (the request path is what is
+    # counted): the thread's current wait ends, the next one outlasts the run.
+    from pulsegate import scheduler
+    for each in list(scheduler._ALL):
+        each.tick = 1e6
+    time.sleep(1.0)
+    freeze_setup()
+    os.getppid()  # marks the counted window (instructions.window_counts)
+    if n:
+        drive(n)
+    os.getppid()
+
+
+#: Modules compiled once, not in every valgrind run (which would count the compiler).
+_WRITE_BYTECODE = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
+def count_instructions(family: str, rows: int, clean: bool, requests: int) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from instructions import EVENTS, window_counts
+
+    stacks = ("bare", "pulsegate")
+    page = f"{rows}{'-clean' if clean else ''}"
+    argv = {stack: [__file__, "--child", family, stack, str(rows), str(int(clean)),
+                    str(requests)] for stack in stacks}
+    for stack in stacks:  # compile and cache every module first, not under valgrind
+        subprocess.run([sys.executable, *argv[stack][:-1], "0"], check=True, env=_WRITE_BYTECODE)
+    with ThreadPoolExecutor(2) as pool:
+        runs = dict(zip(stacks, pool.map(lambda stack: window_counts(
+            argv[stack], f"{tempfile.gettempdir()}/real_pages.{family}.{page}.{stack}.out"),
+            stacks), strict=True))
+    per = {stack: {k: runs[stack][k] / requests for k in EVENTS.values()} for stack in stacks}
+    statements = 1 if clean else rows + 1
+    short = {"instructions": "Ir", "i1_misses": "I1", "d1_read_misses": "D1r",
+             "d1_write_misses": "D1w", "lli_misses": "LLi", "lld_read_misses": "LLdr",
+             "lld_write_misses": "LLdw"}
+    bare = per["bare"]
+    added = {k: per["pulsegate"][k] - bare[k] for k in bare}
+    print(f"{family:8} {'clean' if clean else 'n+1':6} {statements:4} | bare/request "
+          + " ".join(f"{short[k]} {v:,.0f}" for k, v in bare.items())
+          + "\n" + " " * 20 + "| pulsegate/statement "
+          + " ".join(f"{short[k]} {v / statements:+,.1f}" for k, v in added.items())
+          + f" ({100 * added['instructions'] / bare['instructions']:.1f} % of bare Ir)",
+          flush=True)
+
+
 def report(family: str, rows: int, clean: bool, r: dict[str, float], unit: str) -> None:
     statements = 1 if clean else rows + 1
     share = 100 * r["pulsegate"] / r["otel"] if r["otel"] > 0 else float("nan")
@@ -218,6 +297,10 @@ def report(family: str, rows: int, clean: bool, r: dict[str, float], unit: str) 
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--child"]:
+        child(argv[1], argv[2], int(argv[3]), argv[4] == "1", int(argv[5]))
+        return
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--requests", type=int, default=30, help="per stack and round")
@@ -225,13 +308,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rows", default="1,10,50", help="N+1 pages: rows listed")
     ap.add_argument("--families", default="flask,django,fastapi")
     ap.add_argument("--bytecodes", action="store_true", help="count bytecodes, not time")
+    ap.add_argument("--instructions", action="store_true",
+                    help="count instructions and cache misses under valgrind, not time")
     ap.add_argument("--top", type=int, default=0,
                     help="with --bytecodes or --profile: dearest functions")
     ap.add_argument("--profile", type=float, default=0, metavar="SECONDS",
                     help="sample the pulsegate stack for SECONDS of CPU a page, not time it")
     args = ap.parse_args(argv)
     logging.disable(logging.WARNING)  # pulsegate logs the N+1 it finds; not measured here
-    real_apps.django_setup_db()
+    if not args.instructions:
+        real_apps.django_setup_db()
     unit = "bytecodes/request" if args.bytecodes else "µs/request"
     pages = [(int(r), False) for r in args.rows.split(",")] + [(max(
         int(r) for r in args.rows.split(",")), True)]
@@ -239,6 +325,10 @@ def main(argv: list[str] | None = None) -> None:
         for rows, clean in pages:
             if args.profile:
                 profile(family, rows, clean, args.profile, args.top or 25)
+                continue
+            if args.instructions:
+                if not clean:  # per statement: the N+1 pages
+                    count_instructions(family, rows, False, args.requests)
                 continue
             if args.bytecodes:
                 r = bytecodes(family, rows, clean, args.requests, args.top)

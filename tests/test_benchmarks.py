@@ -70,6 +70,14 @@ def test_real_pages_pairs_every_framework_against_opentelemetry() -> None:
                for f in ("flask", "django", "fastapi"))
 
 
+@pytest.mark.parametrize("family", ["flask", "django", "fastapi"])
+def test_real_pages_child_serves_one_stack_alone(family: str) -> None:
+    # what ``real_pages.py --instructions`` runs under valgrind (valgrind itself is too
+    # slow for the suite): one stack of one page in a process of its own, warm-up, then
+    # the counted window between two os.getppid() calls
+    run("real_pages.py", "--child", family, "pulsegate", "2", "0", "2")
+
+
 @pytest.mark.service
 def test_real_server_serves_each_stack_under_wrk() -> None:
     out = run("real_server.py", "--duration", "1", "--rows", "2", "--families", "flask")
