@@ -245,3 +245,32 @@ def test_the_detection_streams_counts_show_on_the_dashboard() -> None:
             sent = page.locator("#stream-cards [data-key=sent] .v").inner_text()
             assert sent == str(len(good.events))
     assert problems == [], problems
+
+
+def test_a_findings_rows_text_is_shown_as_text_and_its_literals_redacted() -> None:
+    """Attack probe: every text field of a findings row (kind, endpoints, table, fix,
+    SQL, evidence) carrying markup and a string literal, as a row restored from another
+    version's state could: shown as text (no element made, no script run) and the SQL's
+    literal replaced by ``?`` before it leaves the server."""
+    clock = FakeClock()
+    gate = make_gate(clock, dashboard=True, dashboard_token=SECRET)
+    mark = '<img src=x onerror="window.pwned=1">'
+    hostile = {"kind": "missing_index" + mark, "fingerprint": "f" * 16, "table": "t" + mark,
+               "endpoints": ["GET /a" + mark], "fix": "CREATE INDEX " + mark,
+               "sql": f"SELECT * FROM t WHERE email = 'alice@example.com{mark}'",
+               "evidence": "seq scan" + mark, "confidence": 0.9, "saving_ms_per_min": 5.0}
+    gate.plugs.add_report("advisor", lambda: {"findings": [hostile]})
+    problems: list[str] = []
+    with serve(PulseGateMiddleware(build_app(clock), gate=gate)) as base, \
+            chromium_page(problems) as page:
+        page.goto(f"{base}/_pulsegate/?token={SECRET}")
+        page.wait_for_selector("body[data-loaded]", timeout=15_000)
+        table = page.locator("#findings")
+        text = table.inner_text()
+        assert table.locator("img").count() == 0
+        assert page.evaluate("window.pwned") is None
+        assert text.count(mark) == 5  # kind, where, table, fix, evidence: as text
+        assert "alice" not in text, text
+        assert "select * from t where email = ?" in text
+    assert problems == []
+    gate.close()
