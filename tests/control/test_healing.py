@@ -242,3 +242,26 @@ def test_switches_reach_every_switch_listener_plugged_on_the_gate() -> None:
         assert heard == [("on", "GET /e", "GET /e")]
     finally:
         g.close()
+
+
+def test_a_raising_switch_listener_neither_stops_the_switch_nor_the_listeners_after_it(
+        ) -> None:
+    """Attack probe: a listener plugged first raises on every switch; the action still
+    switches on, the next listener still hears it, and the fault is counted."""
+    g = PulseGate(healing_actions=[{"do": "degrade"}], healing_seconds=1,
+                  healing_max_per_hour=10)
+    heard: list[str] = []
+
+    def broken(row: Any, inc: Any) -> None:
+        raise RuntimeError("listener down")
+
+    g.plugs.add_switch_listener(broken)
+    g.plugs.add_switch_listener(lambda row, inc: heard.append(row["state"]))
+    try:
+        g.control.healer.incident(Incident("GET /e", 0.0, 1.7e9, 80.0, 10.0, 8.0, 70.0,
+                                           100, 3, 0.9))
+        assert heard == ["on"]
+        assert g.control.healer.degraded == frozenset({"GET /e"})
+        assert g.stats()["internal_errors"] == 1
+    finally:
+        g.close()
