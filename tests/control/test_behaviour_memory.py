@@ -44,7 +44,8 @@ def test_bytes_per_client_are_flat_and_about_a_kibibyte() -> None:
     # the query table and path ring in one array of digests; 1 015 with the failure
     # streak and burst history (three more doubles) and a 48-path ring of 16-bit digests;
     # 1 007 with the rate CUSUM (two doubles more, the write share moved into the array),
-    # 1 015 with the ramp flag
+    # 1 015 with the ramp flag; 1 015 with the fast rate test (three doubles more, the
+    # last request's time moved into the array from a float object)
     assert large <= 1024, large
 
 

@@ -50,8 +50,8 @@ page-loader looked like a crawler and was never trusted (issue 23). Its size is 
 10 MB request (``benchmarks/memory.py --clients``: 957 bytes per client with its bucket,
 map entries and key, for 16 B to 8 KiB request fields, before issue 23's abrupt-change
 detector; with it, the failure streak, the burst history, the rate CUSUM, the write
-share and the ramp flag in one 13-double array, 1 015 by
-``tests/control/test_behaviour_memory.py``).
+share, the ramp flag, the fast rate test and the last request's time in one 17-double
+array, 1 015 by ``tests/control/test_behaviour_memory.py``).
 
 Profiles live in a bounded LRU (``max_clients``). Evicting a client that was treated
 as suspicious leaves a compact penalty record (one float: its suspicion) in a second,
