@@ -383,3 +383,47 @@ def test_after_a_window_loading_and_reading_call_what_they_called_before(
     assert len(pulsegate_calls()) > len(before) + 50 * 4  # in the window: each read seen
     reads.tick(3.5)
     assert pulsegate_calls() == before
+
+
+#: One process's part of the cross-process probe: ``pickle`` pickles a novel loaded in
+#: its first window to a file; ``read`` reads that novel's body and year in its own
+#: first window, after its view read only the titles, and prints the advice.
+PROCESS = r"""
+import pickle, sys
+sys.path[:0] = [{tests!r}, {here!r}]
+import test_advisor_columns_django as t
+mode, db, out = sys.argv[1:4]
+t.install()
+alias = t.add_alias("wsel_" + mode, {{"ENGINE": "django.db.backends.sqlite3", "NAME": db}})
+reads, adv = t.setup(alias)
+t.served(adv, t.titles, alias)
+t.wide(adv, 0.0)
+reads.tick(1.0)
+t.served(adv, t.titles, alias)
+if mode == "pickle":  # loaded as the view loads them: the window's slot 0
+    open(out, "wb").write(pickle.dumps(t.served(adv, lambda a: list(t.novels(a)), alias)[0]))
+else:
+    kept = pickle.loads(open(out, "rb").read())
+    assert (kept.body, kept.year) == ("b" * 500, 11)
+reads.tick(3.5)
+(precise,) = t.wide(adv, 4.0)
+print(precise.fix.splitlines()[0])
+"""
+
+
+def test_a_novel_pickled_in_another_processs_window_is_not_read_as_ours(
+        tmp_path: Path) -> None:
+    """Attack probe (a shared cache): a novel tagged in one process's first window,
+    unpickled and read in another process's first window, adds nothing to what that
+    window saw -- its view read the titles only, and the advice says so."""
+    import subprocess
+    here = str(Path(__file__).parent)
+    code = PROCESS.format(tests=str(Path(here).parent), here=here)
+    shared = str(tmp_path / "novel.pickle")
+    outs = [subprocess.run([sys.executable, "-c", code, mode, str(tmp_path / f"{mode}.db"),
+                            shared], capture_output=True, text=True, timeout=120)
+            for mode in ("pickle", "read")]
+    for done in outs:
+        assert done.returncode == 0, done.stderr[-2000:]
+    assert outs[1].stdout.startswith('Django: Novel queryset .only("title", "novelist_id")'), \
+        outs[1].stdout
