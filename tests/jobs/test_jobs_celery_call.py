@@ -169,3 +169,26 @@ def test_a_body_raising_a_base_exception_is_a_failure_and_the_next_run_is_measur
     assert jobs(seen) == [("calls.leave", 500), ("calls.add", 200)]
     assert gate.stats()["jobs"]["names"]["calls.leave"]["outcomes"] == {"failure": 1}
     assert gate.stats()["internal_errors"] == 0
+
+
+def test_recursion_nested_runs_and_a_blown_stack_are_measured_and_leave_no_fault(
+        app_gate: Any) -> None:
+    """Attack probe: a task applying itself inside its body is a run per level; one
+    calling itself directly until RecursionError is one failed run, and the next run
+    is measured."""
+    app, gate, seen = app_gate
+
+    @app.task(name="calls.fact")
+    def fact(n: int) -> int:
+        return 1 if n <= 1 else n * int(fact.apply((n - 1,)).get())
+
+    @app.task(name="calls.deep")
+    def deep(n: int) -> int:
+        return int(deep(n - 1)) if n else 0
+
+    assert fact.apply((5,)).get() == 120
+    with pytest.raises(RecursionError):
+        deep.apply((100_000,), throw=True)
+    assert deep.apply((3,)).get() == 0
+    assert jobs(seen) == [("calls.fact", 200)] * 5 + [("calls.deep", 500), ("calls.deep", 200)]
+    assert gate.stats()["internal_errors"] == 0
