@@ -9,6 +9,7 @@ SQL hooks find the right request without any framework help.
 from __future__ import annotations
 
 import contextvars
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -170,13 +171,23 @@ class PassThroughContext(RequestContext):
 _UNSET = contextvars.Token.MISSING  # a token's old value when the variable was unset
 
 
+#: Called with each sink as it ends (a request, a unit run, a ``capture()`` block), in its
+#: context: what an ORM hook kept for that sink lets go (django/origins.py: the results
+#: fetched whole, not yet tagged) -- else an idle thread would keep its last request's
+#: rows. Must not raise; empty unless such a hook is installed.
+sink_ended: list[Callable[[QuerySink], None]] = []
+
+
 def leave(ctx: RequestContext) -> None:
-    """The finished request ``ctx`` lets go of the query-sink variable.
+    """The finished request ``ctx`` lets go of the query-sink variable (and the ORM hooks
+    of what they kept for it: :data:`sink_ended`).
 
     It stays there, ignored (``finished``), until the next request in this context
     replaces it: a reset costs as much as the set, and after a request there is usually
     nothing to go back to (a new thread or task context, or the request before, finished
     too). A live sink around it (a ``capture()`` block, an outer request) is put back."""
+    for release in sink_ended:
+        release(ctx)
     token = ctx.token
     if token is None:
         return

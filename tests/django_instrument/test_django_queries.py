@@ -3,6 +3,8 @@ the detector's precision/recall on this ORM."""
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -226,3 +228,32 @@ def test_nplusones_rule_judges_by_the_querys_form(db: None) -> None:
         assert default.detections == [], (i, default.report())
         kinds = [d.kind for d in nplusone.detections]
         assert kinds == (["n_plus_one"] if i < len(listed) else []), (i, nplusone.report())
+
+
+def test_rows_fetched_whole_are_let_go_when_the_capture_ends(db: None) -> None:
+    # the results a queryset fetched whole wait, untagged, for a lazy load to ask; once
+    # the capture (or request) has ended none will, and an idle thread must not keep them
+    with capture():
+        rows = list(dj_corpus.Author.objects.all())
+        kept = [weakref.ref(r) for r in rows]
+    del rows
+    gc.collect()
+    assert kept and all(ref() is None for ref in kept)
+
+
+def test_rows_fetched_whole_are_let_go_when_the_request_ends(db: None) -> None:
+    from pulsegate.engine import PulseGate
+    from pulsegate.records import RequestInfo
+
+    gate = PulseGate(log_events=False)
+    try:
+        ctx = gate.begin(RequestInfo("GET", "/authors", route="/authors"))
+        assert ctx is not None
+        rows = list(dj_corpus.Author.objects.all())
+        kept = [weakref.ref(r) for r in rows]
+        gate.finish(ctx, 200)
+        del rows
+        gc.collect()
+        assert kept and all(ref() is None for ref in kept)
+    finally:
+        gate.close()

@@ -96,6 +96,14 @@ class _Pending:
         self.results: list[tuple[list[Any], bool, bool]] = []
 
 
+def release(sink: Any) -> None:
+    """``sink`` ended (:data:`pulsegate.context.sink_ended`): no lazy load of its will ask
+    any more, so its untagged results are let go -- the rows, and the sink with them."""
+    pending = _pending.get()
+    if pending is not None and pending.sink is sink:
+        _pending.set(None)
+
+
 def one_row(query: Any) -> bool:
     """A one-row slice (``first()``, ``last()``, ``qs[0]``, ``qs[:1]``): a single-object
     form, as nplusone judges (its ``is_single``: high mark minus low mark is 1)."""

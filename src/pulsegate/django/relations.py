@@ -36,13 +36,14 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
-from pulsegate.context import query_sink
+from pulsegate.context import query_sink, sink_ended
 from pulsegate.django.eager import record_queryset
 from pulsegate.django.origins import (
     SOURCE,
     fetched_singly,
     one_row,
     record_result,
+    release,
     source_of,
     tag_joined,
 )
@@ -317,6 +318,7 @@ def patch_orm() -> None:
     if _patched:
         return
     _patched = True
+    sink_ended.append(release)  # an ended sink's untagged rows are let go
     _patch_iterable()
     _patch_descriptors()
     _patch_queryset()

@@ -24,7 +24,7 @@ import sys
 from types import TracebackType
 from typing import Any
 
-from pulsegate.context import QuerySink, RequestContext, current, query_sink
+from pulsegate.context import QuerySink, RequestContext, current, query_sink, sink_ended
 from pulsegate.queries import eager
 from pulsegate.queries import served as served_requests
 from pulsegate.queries.events import QueryEvent, hook_faults
@@ -175,6 +175,8 @@ class Capture:
                  tb: TracebackType | None) -> None:
         token, self._token = self._token, None
         self.finished = True
+        for release in sink_ended:
+            release(self)
         if self.watch_requests:
             served_requests.unwatch(self)
             self.watching = False
