@@ -37,8 +37,11 @@ EXAMPLE_FIELDS = {
     "action": ("endpoint", "action", "status"),
     "incident": ("incident_id", "window_mean_ms", "expected_ms", "ratio", "requests"),
     "healing": ("what", "state", "incident_id"),
-    "finding": ("kind", "table", "fix", "confidence", "saving_ms_per_min"),
+    "finding": ("event", "rank", "kind", "endpoint", "table", "fix", "confidence",
+                "saving_ms_per_min", "roi", "changed"),
 }
+#: a finding is sent again at most this often (s); the demo runs for about 20 s
+FINDING_UPDATE_EVERY = 5.0
 
 
 class Receiver:
@@ -87,7 +90,7 @@ def attach(gate: PulseGate) -> tuple[DetectionStream, Receiver]:
     secret = secrets.token_hex(16)
     receiver = Receiver(secret.encode())
     stream = DetectionStream(gate, [WebhookSink(receiver.url, secret=secret)],
-                             interval=1.0, batch=500)
+                             interval=1.0, batch=500, finding_update_every=FINDING_UPDATE_EVERY)
     return stream, receiver
 
 
@@ -104,7 +107,8 @@ def _example(event: dict[str, Any]) -> str:
 
 def stream_lines(stream: DetectionStream, receiver: Receiver) -> list[str]:
     """What arrived at the receiver: events per type, one example of each (the incident
-    the first healing switch names, and that switch), and the stream's own stats."""
+    the first healing switch names, and that switch; the last event of the finding ranked
+    first), new findings and updates, and the stream's own stats."""
     with receiver.lock:
         events = list(receiver.events)
         posts, refused = receiver.posts, receiver.refused
@@ -122,10 +126,18 @@ def stream_lines(stream: DetectionStream, receiver: Receiver) -> list[str]:
                   None)
     joined = switch and next((e for e in events if e.get("type") == "incident"
                               and e.get("incident_id") == switch.get("incident_id")), None)
+    found = [e for e in events if e.get("type") == "finding"]
+    top = next((e for e in reversed(found) if e.get("rank") == 1), None)
     for t in order:
         example = (joined if t == "incident" and joined else switch if t == "healing" and switch
+                   else top if t == "finding" and top
                    else next(e for e in events if e.get("type") == t))
         lines.append(f"  {t}: {_example(example)}")
+    if found:
+        updates = sum(e.get("event") == "update" for e in found)
+        lines.append(f"  findings: {len(found) - updates} new, {updates} updates (sent again "
+                     f"when the rank's band, the saving or ROI x2 either way, or the fix "
+                     f"changed; at most every {FINDING_UPDATE_EVERY:g} s a finding)")
     if switch is not None:
         lines.append(f"  the healing switch names incident {switch.get('incident_id')}: "
                      + ("the incident above" if joined else "no incident with that id arrived"))

@@ -19,6 +19,7 @@ from pulsegate import ConfigError, PulseGate
 from pulsegate.export.stream import DetectionStream, RedisStreamSink, WebhookSink
 from pulsegate.incidents import Incident
 from pulsegate.queries.events import QueryEvent
+from pulsegate.queries.ranking import ranked_findings
 from pulsegate.records import RequestInfo
 
 # the N+1 in these requests is the point: the pytest plugin must not report it
@@ -221,3 +222,96 @@ def test_the_switch_queue_is_bounded() -> None:
             "GET /e2", "GET /e3", "GET /e4"]
     finally:
         g.close()
+
+
+def n_plus_one(g: PulseGate, clock: FakeClock, n: int, ms: float, table: str = "tag",
+               path: str = "/items") -> None:
+    """``n`` requests, each running one N+1 of 8 statements of ``ms`` each on ``table``."""
+    for _ in range(n):
+        ctx = g.begin(RequestInfo("GET", path, route=path))
+        assert ctx is not None
+        for k in range(8):
+            ctx.add_query(QueryEvent(sql=f"SELECT * FROM {table} WHERE item_id = ?",
+                                     duration_ms=ms, params_hash=k, call_site="app.py:9"))
+        clock.t += 0.010
+        g.response_headers(ctx, 200)
+        g.finish(ctx, 200)
+
+
+def findings(sink: Memory, event: str | None = None) -> list[dict[str, Any]]:
+    out = [e for e in sink.events if e["type"] == "finding"]
+    return [e for e in out if e["event"] == event] if event else out
+
+
+def test_a_finding_whose_saving_grows_tenfold_is_sent_again_once_with_the_rankings_figures(
+        gate: Any) -> None:
+    g, clock = gate
+    sink = Memory()
+    stream = DetectionStream(g, [sink], finding_update_every=60.0, clock=clock)
+    n_plus_one(g, clock, 10, 0.5)  # 10 requests of 4 ms
+    stream.run()
+    new, = findings(sink)
+    assert new["event"] == "new" and new["kind"] == "n_plus_one" and new["rank"] == 1
+    assert new["finding_id"] == f"GET /items|n_plus_one|{new['fingerprint']}"
+    first = new["saving_ms_per_min"]
+    n_plus_one(g, clock, 1, 0.5)  # jitter: 10 % more
+    clock.t += 61
+    stream.run()
+    assert findings(sink, "update") == []
+    n_plus_one(g, clock, 45, 1.0)  # 360 ms more: the saving x 9.8 (404 ms over 61.5 s)
+    stream.run()
+    update, = findings(sink, "update")
+    ranked, = ranked_findings(g.plugs.catalog.query_insights(), [], g.wall())
+    assert update["finding_id"] == new["finding_id"] and update["rank"] == 1
+    assert update["saving_ms_per_min"] == ranked["saving_ms_per_min"] > 9.5 * first
+    assert update["roi"] == ranked["roi"]
+    assert update["changed"] == ["saving_ms_per_min", "roi"]
+    assert update["previous"]["saving_ms_per_min"] == first
+    n_plus_one(g, clock, 46, 10.0)  # x 10 again, a second after that send: held ...
+    clock.t += 1
+    stream.run()
+    assert len(findings(sink)) == 2
+    clock.t += 60
+    stream.run()  # ... until a minute has passed since it
+    again = findings(sink)[-1]
+    assert again["event"] == "update" and again["previous"]["saving_ms_per_min"] == \
+        update["saving_ms_per_min"]
+    for _ in range(3):  # nothing changed since: not sent again
+        clock.t += 61
+        stream.run()
+    assert len(findings(sink)) == 3 and stream.stats()["findings"]["updates"] == 2
+
+
+def test_a_finding_that_becomes_the_top_one_is_sent_with_its_new_rank(gate: Any) -> None:
+    g, clock = gate
+    sink = Memory()
+    stream = DetectionStream(g, [sink], finding_update_every=60.0, clock=clock)
+    n_plus_one(g, clock, 10, 0.5, "tag", "/a")
+    n_plus_one(g, clock, 6, 0.5, "note", "/b")
+    stream.run()
+    assert [(e["endpoint"], e["rank"]) for e in findings(sink)] == [("GET /a", 1),
+                                                                   ("GET /b", 2)]
+    n_plus_one(g, clock, 5, 0.5, "note", "/b")  # x 1.83: under the factor, past /a
+    clock.t += 61
+    stream.run()
+    moved = {e["endpoint"]: (e["rank"], e["previous"]["rank"], e["changed"])
+             for e in findings(sink, "update")}
+    assert moved == {"GET /b": (1, 2, ["rank"]), "GET /a": (2, 1, ["rank"])}
+
+
+def test_the_findings_kept_are_bounded_under_many_fingerprints(gate: Any) -> None:
+    g, clock = gate
+    sink = Memory()
+    stream = DetectionStream(g, [sink], max_findings=5, batch=1000, clock=clock)
+    for k in range(20):
+        n_plus_one(g, clock, 1 + k, 0.5, f"t{k}")
+    stream.run()
+    sent = findings(sink)
+    assert [e["rank"] for e in sent] == [1, 2, 3, 4, 5]  # the top five, by the ranking
+    assert {e["endpoint"] for e in sent} == {"GET /items"} and sent[0]["ranked"] == 20
+    stats = stream.stats()["findings"]
+    assert stats["tracked"] == 5 and stats["untracked"] == 15
+    for _ in range(3):  # still ranked: kept, and nothing sent again
+        clock.t += 61
+        stream.run()
+    assert len(findings(sink)) == 5 and len(stream.findings_seen) == 5

@@ -1,4 +1,4 @@
-"""A detection stream: anomalies, incidents, query detections, applied actions, the
+r"""A detection stream: anomalies, incidents, query detections, applied actions, the
 healer's switches and the advisor's findings, published to Redis Streams and/or a
 webhook (issue 22 item 6).
 
@@ -6,7 +6,29 @@ Event kinds (``type``): ``anomaly``, ``detection``, ``action`` (one request's ap
 optimization), ``incident`` (with its ``incident_id``, ``"<endpoint>@<at, 3 decimals>"``),
 ``healing`` (a healing action switched ``state`` ``on`` or ``off``: ``action``,
 ``endpoint``, ``what``, the ``incident_id`` of the incident that armed it, ``at``) and
-``finding``.
+``finding`` (a row of :func:`pulsegate.queries.ranking.ranked_findings`, the ranking
+``report`` and the dashboard show: an N+1 insight or an advisor finding, with its
+``finding_id``, ``rank`` among the ``ranked`` findings and ``event``).
+
+**Findings, new and updated.** A finding is sent with ``event: "new"`` the first time it
+is ranked, and again with ``event: "update"`` (same ``finding_id``, the ranking's figures
+of now, ``changed`` and the ``previous`` figures) when what a consumer acts on changed
+materially since it was last *sent* (drift that adds up counts; jitter does not):
+
+* its rank left its band: 1, 2-3, 4-7, 8-15, 16 and below (``min(bit_length(rank), 5)``);
+* its ``saving_ms_per_min`` or its ``roi`` changed by a factor :math:`\ge` ``FACTOR``
+  (2) either way: :math:`\max(a, b) / \min(a, b) \ge 2`, a value appearing or going
+  to 0 included;
+* its ``fix`` text changed.
+
+At most one update per finding per ``finding_update_every`` seconds (the stream's
+clock); a change inside that time is sent after it if it still holds then. A finding no
+longer ranked is not sent again. The findings seen are a
+:class:`~pulsegate.bounded.BoundedLRU` of ``max_findings``: the least recently ranked is
+forgotten first; when every one kept is still ranked, a new finding is not sent
+(counted, ``findings.untracked``).
+FACTOR and the bands are a policy (what a ticket or a channel should hear of), chosen,
+not fitted to data.
 
 Opt-in and off the request path::
 
@@ -43,7 +65,11 @@ import time
 import urllib.request
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
+
+from pulsegate.bounded import BoundedLRU
+from pulsegate.queries.ranking import ranked_findings
 
 if TYPE_CHECKING:
     from pulsegate.context import RequestContext
@@ -58,6 +84,55 @@ def incident_id(endpoint: str, at: float) -> str:
     """An incident's name on the stream: its endpoint and flag time (wall, epoch s),
     ``"GET /slow@1700000150.0"`` -- what joins a ``healing`` event to its ``incident``."""
     return f"{endpoint}@{round(at, 3)}"
+
+
+#: an update when the saving or the ROI changed by this factor, up or down
+FACTOR = 2.0
+
+
+def finding_id(row: dict[str, Any]) -> str:
+    """A ranked finding's name on the stream: ``"<kind>|<fingerprint>"`` for an advisor
+    finding (one per statement and rule), ``"<endpoint>|<kind>|<fingerprint>"`` for an
+    N+1 insight (one per endpoint, as the registry keeps them)."""
+    key = f"{row.get('kind')}|{row.get('fingerprint')}"
+    return key if row.get("source") == "advisor" else f"{row.get('endpoint')}|{key}"
+
+
+def _factor(a: Any, b: Any) -> float:
+    """max/min of two figures (None or <= 0 as 0); 1 when both are 0, inf when one is."""
+    x, y = (float(v) if isinstance(v, (int, float)) and v > 0 else 0.0 for v in (a, b))
+    if x == y:
+        return 1.0
+    return float("inf") if min(x, y) == 0.0 else max(x, y) / min(x, y)
+
+
+@dataclass
+class _Sent:
+    """What a consumer last heard of one finding, when (stream clock), and the run that
+    last ranked it."""
+
+    rank: int
+    saving: Any
+    roi: Any
+    fix: Any
+    at: float
+    run: int
+
+    def changes(self, row: dict[str, Any], rank: int) -> list[str]:
+        out = ["rank"] if min(self.rank.bit_length(), 5) != min(rank.bit_length(), 5) else []
+        if _factor(self.saving, row.get("saving_ms_per_min")) >= FACTOR:
+            out.append("saving_ms_per_min")
+        if _factor(self.roi, row.get("roi")) >= FACTOR:
+            out.append("roi")
+        return out + (["fix"] if self.fix != row.get("fix") else [])
+
+    @classmethod
+    def of(cls, row: dict[str, Any], rank: int, at: float, run: int) -> _Sent:
+        return cls(rank, row.get("saving_ms_per_min"), row.get("roi"), row.get("fix"), at, run)
+
+    def figures(self) -> dict[str, Any]:
+        return {"rank": self.rank, "saving_ms_per_min": self.saving, "roi": self.roi,
+                "fix": self.fix}
 
 
 class Sink(Protocol):
@@ -158,6 +233,7 @@ class _Outbox:
 class DetectionStream:
     def __init__(self, gate: Host, sinks: Sequence[Sink], *, interval: float = 1.0,
                  batch: int = 100, buffer: int = 10_000, max_backoff: float = 60.0,
+                 finding_update_every: float = 60.0, max_findings: int = 10_000,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.gate = gate
         self.outboxes = [_Outbox(s, max(1, int(buffer))) for s in sinks]
@@ -170,7 +246,12 @@ class DetectionStream:
         self.max_backoff = float(max_backoff)
         self.clock = clock
         self.incidents_seen = int(gate.counters.get("incidents", 0))
-        self.findings_seen: set[tuple[str, str]] = set()
+        self.findings_seen: BoundedLRU[str, _Sent] = BoundedLRU(max_findings)
+        self.finding_update_every = float(finding_update_every)
+        self.runs = 0
+        #: new findings not sent at the last run: every one kept was still ranked
+        self.findings_untracked = 0
+        self.finding_updates = 0
         #: the healer's switches, as events, waiting for the next run
         self.switches: deque[dict[str, Any]] = deque(maxlen=max(1, int(buffer)))
         gate.plugs.add_switch_listener(self._switched)
@@ -222,13 +303,38 @@ class DetectionStream:
                     str(inc.get("endpoint")), float(inc.get("at", 0.0)))})
         while self.switches:  # after the incidents: an incident comes before its switch
             out.append(self.switches.popleft())
-        advisor = self.gate.plugs.reports.get("advisor")
-        if advisor is not None:
-            for f in advisor().get("findings", []):
-                key = (str(f.get("kind")), str(f.get("fingerprint")))
-                if key not in self.findings_seen and len(self.findings_seen) < 100_000:
-                    self.findings_seen.add(key)
-                    out.append({"type": "finding", "at": round(self.gate.wall(), 3), **f})
+        return out + self.findings()
+
+    def findings(self) -> list[dict[str, Any]]:
+        """The ranked findings new since the last run, and those whose rank, saving, ROI
+        or fix changed materially since they were sent (module docstring)."""
+        catalog = self.gate.plugs.catalog
+        report = self.gate.plugs.reports.get("advisor")
+        advice = report().get("findings") if report is not None else None
+        rows = ranked_findings(catalog.query_insights() if catalog is not None else [],
+                               advice if isinstance(advice, list) else [], self.gate.wall())
+        self.runs += 1
+        self.findings_untracked = 0
+        now, wall, seen, out = self.clock(), round(self.gate.wall(), 3), self.findings_seen, []
+        for rank, row in enumerate(rows, 1):
+            fid = finding_id(row)
+            sent = seen.touch(fid)
+            if sent is None:
+                if len(seen) >= seen.maxsize and next(iter(seen.values())).run == self.runs:
+                    self.findings_untracked += 1  # the oldest kept is still ranked
+                    continue
+                what: dict[str, Any] = {"event": "new"}
+            else:
+                sent.run = self.runs
+                changed = sent.changes(row, rank) \
+                    if now - sent.at >= self.finding_update_every else []
+                if not changed:
+                    continue
+                what = {"event": "update", "changed": changed, "previous": sent.figures()}
+                self.finding_updates += 1
+            seen.put(fid, _Sent.of(row, rank, now, self.runs))
+            out.append({"type": "finding", "at": wall, **row, "finding_id": fid,
+                        "rank": rank, "ranked": len(rows), **what})
         return out
 
     def run(self) -> None:
@@ -241,4 +347,7 @@ class DetectionStream:
 
     def stats(self) -> dict[str, Any]:
         return {"pending": len(self.inbox), "dropped": self.dropped,
+                "findings": {"tracked": len(self.findings_seen),
+                             "untracked": self.findings_untracked,
+                             "updates": self.finding_updates},
                 "sinks": {b.sink.name: b.stats() for b in self.outboxes}}
