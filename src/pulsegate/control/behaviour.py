@@ -8,7 +8,9 @@ Each finished request updates its client's :class:`Profile` (O(1), a few floats)
   are regular (cv near 0), people are bursty (cv >= 1);
 * ``err``: EWMA of the 4xx/5xx indicator;
 * ``ua``: EWMA of "the User-Agent changed since the last request";
-* ``param``: EWMA of "same route, new query string" (rotating credentials/parameters);
+* ``param``: EWMA of "same route, a new non-empty query string" (rotating
+  credentials/parameters; dropping the query is no new one, so a link with a tracking
+  parameter is one event, not two);
 * ``div``: EWMA of "a path not among the last 48 distinct ones seen" (scrapers walk
   the site; a page-loader fetches the same few dozen assets load after load);
 * ``write``: EWMA of the non-GET/HEAD indicator (kept for reports; not scored alone).
@@ -20,7 +22,7 @@ Suspicion, a noisy-OR of per-feature evidence ``e_i`` in [0, 1] with weights ``w
     e_rate  = clip(rate / (nominal_rate * m) - 1, 0, 1)    above its allowed rate (m: multiplier)
     e_err   = clip((err - 0.25) / 0.5, 0, 1)               mostly failing requests
     e_reg   = clip((0.35 - cv) / 0.3, 0, 1)                machine-regular timing
-    e_ua    = clip(ua / 0.3, 0, 1)                          rotating user agents
+    e_ua    = clip((ua - 0.1) / 0.3, 0, 1)                  rotating user agents
     e_param = clip((param - 0.6) / 0.4, 0, 1) * err_gate   rotating params, with failures
     e_div   = clip((div - 0.85) / 0.15, 0, 1)              crawling, never revisiting
 
@@ -31,8 +33,13 @@ weight 0.4 -- unusual for this site, in combinations no fixed threshold anticipa
 
 Each ``e_i`` is raised to ``clip((z_i - 3) / 3, 0, 1)`` when the feature's z-score
 against the population (EWMA mean/variance over all clients) says it is extreme even
-if under the absolute threshold; for ``err`` the z-score is of ``err - 0.1`` (one
-error's weight): a single 404 is never extreme. Weights: rate 0.4, err 0.6, reg 0.35, ua 0.6,
+if under the absolute threshold. One event among many must not count, a sustained
+change must: an event (an error, a User-Agent change, a new query string on a route, a
+new path) lifts its EWMA by at most ``_BETA`` = 0.1 (from 0), so the z-scores of
+``err``, ``ua``, ``param`` and ``div`` are of the feature minus 0.1, and ``e_ua`` starts
+at 0.1 -- a browser update, a link with a tracking parameter or a new page leaves a
+steady reader's suspicion at 0; a second change within a few requests, or a UA rotating
+on every request, still counts (issue 23). Weights: rate 0.4, err 0.6, reg 0.35, ua 0.6,
 param 0.5, div 0.3 -- neither rate (the bucket already limits it) nor timing
 regularity alone makes a client suspicious: each needs a second signal.
 ``confidence = n / (n + 10)`` (number of requests seen); the limiter applies a
@@ -81,7 +88,10 @@ from pulsegate.control.behaviour_change import (
 FEATURES = ("rate", "err", "reg", "ua", "param", "div")
 WEIGHTS = (0.4, 0.6, 0.35, 0.6, 0.5, 0.3)
 FOREST_WEIGHT = 0.4  # the optional IsolationForest term joins the noisy-OR with this weight
-_BETA = 0.1  # per-request EWMA weight
+_BETA = 0.1  # per-request EWMA weight: one event lifts a rate feature from 0 to this
+#: features that are EWMAs of an event indicator (err, ua, param, div): their z-scores are
+#: of the feature minus one event's weight, so one event among many is never extreme
+EVENT_FEATURES = (1, 3, 4, 5)
 _POP_BETA = 0.002  # population statistics: slow, so one burst cannot shift "normal"
 PATH_RING = 48  # distinct recent paths remembered (16-bit digests)
 LOW16 = 0xFFFF  # what a profile keeps of a digest (odd digests stay odd)
@@ -97,6 +107,9 @@ def digest(value: str | None) -> int:
     (0, True, True)
     """
     return 0 if value is None else (hash(value) & 0xFFFFFFFE) | 1
+
+
+NO_QUERY = digest("") & LOW16  # what a profile keeps of an empty query string
 
 
 class Profile:
@@ -192,7 +205,7 @@ def evidence(f: tuple[float, ...], z: tuple[float, ...] | None = None) -> list[f
     rate, err, reg, ua, param, div = f
     cv = 1.0 - reg
     e = [_clip(rate - 1.0), _clip((err - 0.25) / 0.5), _clip((0.35 - cv) / 0.3),
-         _clip(ua / 0.3), _clip((param - 0.6) / 0.4) * _clip(err / 0.25),
+         _clip((ua - _BETA) / 0.3), _clip((param - 0.6) / 0.4) * _clip(err / 0.25),
          _clip((div - 0.85) / 0.15)]
     if z is not None:
         e = [max(ei, _clip((zi - 3.0) / 3.0)) for ei, zi in zip(e, z, strict=True)]
@@ -292,7 +305,10 @@ class BehaviourModel:
         q &= LOW16
         table, slot = p.digests, 2 * ((r >> 1) % QUERY_SLOTS)
         if table[slot] == r:
-            p.param += b * ((1.0 if q != table[slot + 1] else 0.0) - p.param)
+            # back to no query string is no new one: one link with a parameter would
+            # otherwise count twice (on the way in and on the way back)
+            new_q = 1.0 if q != table[slot + 1] and q != NO_QUERY else 0.0
+            p.param += b * (new_q - p.param)
             table[slot + 1] = q
         elif table[slot] == 0:
             table[slot], table[slot + 1] = r, q
@@ -326,10 +342,10 @@ class BehaviourModel:
             zs = []
             for i, fi in enumerate(f):
                 sd = math.sqrt(var[i])
-                # one error is never extreme: it lifts err by _BETA, which on a site where
-                # errors are rare was z > 3 (suspicion 0.1-0.6, so a reader lost its trust
-                # for every 404)
-                zf = fi - _BETA if i == 1 else fi
+                # one event is never extreme: it lifts its feature by _BETA, which on a
+                # site where it is rare was z > 3 (suspicion 0.1-0.6: a reader lost its
+                # trust for every 404, User-Agent update or new query string)
+                zf = fi - _BETA if i in EVENT_FEATURES else fi
                 zs.append((zf - mean[i]) / sd if self.pop_n > 200 and sd > 1e-3 else 0.0)
                 d = fi - mean[i]
                 mean[i] += pb * d
