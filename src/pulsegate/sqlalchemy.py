@@ -88,8 +88,7 @@ def _do_execute(cursor: Any, statement: str, parameters: Any, context: Any) -> b
             except TypeError:
                 phash = hash(repr(parameters))
             rel, kind, source = _orm_load(context) or _NO_LOAD
-            # The learnt call path is filed under the statement (see CallSiteFinder.find)
-            site = _finder.find(_SKIP, hash(statement)) if sink.call_sites else None
+            site = _finder.find(_SKIP) if sink.call_sites else None
             sink.add_query(new_event((
                 statement, (now - t0) * 1000.0, t0, len(parameters), phash, None, site, rel,
                 False, context.dialect.name, kind, "sqlalchemy", source)))

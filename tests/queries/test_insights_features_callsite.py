@@ -3,7 +3,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any
 
 from pulsegate.queries import NPlusOneDetector, QueryEvent, QueryFeatureExtractor, QueryInsights
 from pulsegate.queries.callsite import CallSiteFinder
@@ -69,36 +68,3 @@ def test_call_site_caches_stay_bounded() -> None:
     for code in codes:
         finder.is_library(code)
     assert len(finder._verdict) <= 3 and len(finder._keep) <= 3
-
-
-def test_a_shared_key_never_names_another_paths_site(tmp_path: Any) -> None:
-    # Paths learnt under a caller's key (the SQLAlchemy hook keys them by its statement)
-    # are checked at both ends each time: one statement reached from application sites
-    # at different depths, or from two sites at the same depth, is named by its own site.
-    lib_dir = tmp_path / "orm"
-    lib_dir.mkdir()
-    (lib_dir / "fake_orm.py").write_text(
-        "def execute(finder, n, key):\n"
-        "    if n:\n"
-        "        return execute(finder, n - 1, key)\n"
-        "    return finder.find(1, key)\n")
-    sys.path.insert(0, str(lib_dir))
-    try:
-        import fake_orm  # type: ignore[import-not-found]
-    finally:
-        sys.path.remove(str(lib_dir))
-    finder = CallSiteFinder(extra_library_roots=(str(lib_dir),))
-
-    def shallow() -> str | None:
-        return fake_orm.execute(finder, 2, "SELECT 1")  # type: ignore[no-any-return]
-
-    def deep() -> str | None:
-        return fake_orm.execute(finder, 7, "SELECT 1")  # type: ignore[no-any-return]
-
-    def shallow_too() -> str | None:
-        return fake_orm.execute(finder, 2, "SELECT 1")  # type: ignore[no-any-return]
-
-    for _ in range(3):
-        for fn in (shallow, deep, shallow_too):
-            site = fn()
-            assert site is not None and site.endswith(f" in {fn.__name__}"), (fn, site)

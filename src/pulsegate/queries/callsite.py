@@ -77,9 +77,8 @@ class CallSiteFinder:
         self._verdict: dict[int, bool] = {}
         self._keep: list[CodeType] = []
         self._lines: dict[tuple[int, int], str] = {}
-        #: (id(code), offset) where a search starts, or the caller's key (see
-        #: :meth:`find`) -> [(frames up, id(code) below)].
-        self._paths: dict[object, list[tuple[int, int]]] = {}
+        #: (id(code), offset) where a search starts -> [(frames up, id(code) below)].
+        self._paths: dict[tuple[int, int], list[tuple[int, int]]] = {}
         #: id(code) -> how to name a template engine's frame of that code.
         self.templates: dict[int, TemplateFrame] = {}
         try:
@@ -109,32 +108,19 @@ class CallSiteFinder:
         self._keep.append(code)
         self.templates[id(code)] = describe
 
-    def find(self, depth: int = 2, key: object = None) -> str | None:
+    def find(self, depth: int = 2) -> str | None:
         """``path:line in function`` of the first application frame above the caller
-        (``depth`` frames up), or None when the whole stack is library code.
-
-        Learnt paths are filed under the code location the search starts at, or under
-        ``key`` when the caller has one that tells its call paths apart as well (the
-        SQLAlchemy hook passes its statement's hash): then the start frame is built only
-        when the search has to walk. That frame is a C walk up the stack, a frame object
-        and an audit event, then two field reads and a tuple key: a quarter of a hot
-        learnt-path search (8.7 k -> 6.55 k instructions), ≈ 1.5 k instructions a
-        statement on a Jinja page (benchmarks/real_pages.py --instructions). A key is
-        only a hint: every path found under it is checked at both ends as usual."""
-        start: FrameType | None = None
-        if key is None:
-            try:
-                start = sys._getframe(depth)
-            except ValueError:
-                return None
-            here = (id(start.f_code), start.f_lasti)
-            key = here
+        (``depth`` frames up), or None when the whole stack is library code."""
+        try:
+            start: FrameType = sys._getframe(depth)
+        except ValueError:
+            return None
+        key = (id(start.f_code), start.f_lasti)
         paths = self._paths.get(key)
         if paths is None:
-            if start is not None:
-                site = self._lines.get(here)  # rendered: the start frame is the application's
-                if site is not None:
-                    return site
+            site = self._lines.get(key)  # rendered: the start frame is the application's
+            if site is not None:
+                return site
         else:
             lines = self._lines
             for up, below in paths:
@@ -153,14 +139,9 @@ class CallSiteFinder:
                     site = self._site(frame)
                 if site is not None:
                     return site
-        if start is None:
-            try:
-                start = sys._getframe(depth)
-            except ValueError:
-                return None
         return self._walk(start, key)
 
-    def _walk(self, frame: FrameType | None, key: object) -> str | None:
+    def _walk(self, frame: FrameType | None, key: tuple[int, int]) -> str | None:
         verdict, templates = self._verdict, self.templates
         n, up, below, crossed = self.max_depth, 0, 0, False
         while frame is not None and n:
@@ -207,7 +188,7 @@ class CallSiteFinder:
             site = self._render(lkey, frame)
         return site
 
-    def _learn(self, key: object, up: int, below: int) -> None:
+    def _learn(self, key: tuple[int, int], up: int, below: int) -> None:
         paths = self._paths.get(key)
         if paths is None:
             if len(self._paths) >= self.max_entries:
