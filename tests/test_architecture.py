@@ -1,8 +1,10 @@
 """The import rules of docs/architecture.md, read from the source with ``ast`` (every
 import: module level, inside functions, under ``if TYPE_CHECKING:``).
 
-* the core imports no web framework and no ORM, and no adapter module;
-* the subsystems (registry, exporters, controller, models) do not import the engine:
+* the core imports no web framework and no ORM, and no adapter module (nor a tool's:
+  ``demo_stream``, ``cli_jobs``, ...);
+* the subsystems (registry, exporters, controller, models, advisor, caches, outbound,
+  response cache) do not import the engine:
   they see the gate as :class:`pulsegate.plugins.Host`;
 * no import circle anywhere in ``src/pulsegate``;
 * no module reads or writes the gate's or ``ModelOps``' private state (``gate._x``,
@@ -35,12 +37,17 @@ ADAPTERS = ("pulsegate.asgi", "pulsegate.wsgi", "pulsegate.flask", "pulsegate.dj
             "pulsegate.sqlalchemy", "pulsegate.sqlalchemy_eager", "pulsegate.sqlalchemy_forms",
             "pulsegate.demo",
             "pulsegate.demo_app", "pulsegate.demo_jobs", "pulsegate.cli",
+            # the tools' own modules: nothing in the core may import them
+            "pulsegate.demo_cache", "pulsegate.demo_healing", "pulsegate.demo_io",
+            "pulsegate.demo_report", "pulsegate.demo_stream", "pulsegate.cli_io",
+            "pulsegate.cli_jobs",
             "pulsegate.pytest_plugin", "pulsegate.caches.django", "pulsegate.advisor.orm",
             "pulsegate.jobs")
 #: Subsystems that plug into the gate and must not import the engine (nor the package
 #: ``__init__``, which imports it).
 SUBSYSTEMS = ("pulsegate.registry", "pulsegate.export", "pulsegate.control",
-              "pulsegate.learn", "pulsegate.queries", "pulsegate.advisor")
+              "pulsegate.learn", "pulsegate.queries", "pulsegate.advisor",
+              "pulsegate.caches", "pulsegate.outbound", "pulsegate.respcache")
 
 
 def _is_adapter(module: str) -> bool:
