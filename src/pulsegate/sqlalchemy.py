@@ -35,7 +35,7 @@ from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.engine.interfaces import ExecuteStyle
 
 from pulsegate.context import query_sink
-from pulsegate.queries import callsite, eager
+from pulsegate.queries import callsite, eager, forms
 from pulsegate.queries.events import (
     QueryEvent,
     ResultToken,
@@ -244,9 +244,10 @@ def _origin(state: Any) -> tuple[ResultToken, str] | None:
     that asks, and raised to 2 when a second instance of it asks (a streamed
     ``yield_per`` result builds its rows after the first one's load). None for an
     instance no query built (created, then flushed)."""
-    single = state.__dict__.get(SINGLE)
-    if single is not None:  # fetched by a single-object form (only with nplusone's rule)
-        return single  # type: ignore[no-any-return]
+    if forms.wanted:  # nplusone's rule: fetched by a single-object form?
+        single = state.__dict__.get(SINGLE)
+        if single is not None:
+            return single  # type: ignore[no-any-return]
     runid = state.__dict__.get(_ORIGIN, _UNSET)
     if runid is _UNSET:
         runid = state.runid

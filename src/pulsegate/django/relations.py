@@ -47,7 +47,7 @@ from pulsegate.django.origins import (
     source_of,
     tag_joined,
 )
-from pulsegate.queries import eager
+from pulsegate.queries import eager, forms
 from pulsegate.queries.events import ResultToken, current_load, hook_faults
 
 __all__ = ["patch_orm", "source_of"]
@@ -81,7 +81,7 @@ def _patch_iterable() -> None:
         # A streamed result (``iterator()``, ``aiterator()``): its rows are gone by the
         # time a lazy load asks, so each is tagged as it is built.
         query = self.queryset.query
-        token = ResultToken(0, one_row(query))
+        token = ResultToken(0, forms.wanted and one_row(query))
         joined = bool(query.select_related)
         source = (token, "")
         for obj in model_iter(self):
@@ -192,7 +192,9 @@ def _patch_queryset() -> None:
         results = self._result_cache
         if results and issubclass(self._iterable_class, ModelIterable):
             query = self.query
-            record_result(sink, results, bool(query.select_related), one_row(query))
+            # the form (one_row) only matters to nplusone's rule: read only when wanted
+            record_result(sink, results, bool(query.select_related),
+                          forms.wanted and one_row(query))
             if eager.watching:
                 record_queryset(sink, self, first)
         return None
@@ -211,7 +213,7 @@ def _patch_queryset() -> None:
                           **kwargs)
         else:
             obj = get(self, *args, **kwargs)
-        if query_sink.get() is not None:
+        if forms.wanted and query_sink.get() is not None:
             fetched_singly(obj)
         return obj
 

@@ -30,10 +30,10 @@ import weakref
 from collections.abc import Container, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
+from pulsegate.caches.keys import KeyPatterns
 from pulsegate.learn.baseline import KNOWN_METHODS
 
 if TYPE_CHECKING:
-    from pulsegate.caches.keys import KeyPatterns
     from pulsegate.plugins import Host
 
 __all__ = ["PathExport", "RouteWords", "exported_path"]
@@ -99,7 +99,6 @@ class PathExport:
     __slots__ = ("patterns", "raw")
 
     def __init__(self, raw: bool = False, words: Container[str] = frozenset()) -> None:
-        from pulsegate.caches.keys import KeyPatterns
         self.raw = raw
         self.patterns: KeyPatterns | None = None if raw else KeyPatterns(words=words)
 
