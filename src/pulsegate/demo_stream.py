@@ -12,7 +12,6 @@ as a real receiver would. The report says what arrived.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import secrets
@@ -21,7 +20,7 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
-from pulsegate.export.stream import DetectionStream, WebhookSink
+from pulsegate.export.stream import DetectionStream, WebhookSink, signature
 
 if TYPE_CHECKING:
     from pulsegate.engine import PulseGate
@@ -71,10 +70,9 @@ class Receiver:
                                        name="demo-webhook", daemon=True)
         self.thread.start()
 
-    def receive(self, body: bytes, signature: str) -> None:
-        expected = "sha256=" + hmac.new(self.secret, body, hashlib.sha256).hexdigest()
+    def receive(self, body: bytes, sent: str) -> None:
         with self.lock:
-            if not hmac.compare_digest(expected, signature):
+            if not hmac.compare_digest(signature(body, self.secret), sent):
                 self.refused += 1
                 return
             self.posts += 1

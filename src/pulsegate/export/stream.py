@@ -77,7 +77,14 @@ if TYPE_CHECKING:
     from pulsegate.plugins import Host
     from pulsegate.records import RequestRecord
 
-__all__ = ["DetectionStream", "RedisStreamSink", "Sink", "WebhookSink"]
+__all__ = ["DetectionStream", "RedisStreamSink", "Sink", "WebhookSink", "signature"]
+
+
+def signature(body: bytes, secret: bytes) -> str:
+    """The ``X-Pulsegate-Signature`` of a webhook post: ``sha256=<hex HMAC-SHA256 of the
+    body under the secret>``. A receiver recomputes it and compares with
+    :func:`hmac.compare_digest`."""
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
 def incident_id(endpoint: str, at: float) -> str:
@@ -180,8 +187,7 @@ class WebhookSink:
         body = json.dumps({"events": list(events)}, default=str).encode()
         headers = {"Content-Type": "application/json", "User-Agent": "pulsegate"}
         if self.secret is not None:
-            sig = hmac.new(self.secret, body, hashlib.sha256).hexdigest()
-            headers["X-Pulsegate-Signature"] = f"sha256={sig}"
+            headers["X-Pulsegate-Signature"] = signature(body, self.secret)
         req = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
         with urllib.request.urlopen(req, timeout=self.timeout) as resp:
             if not 200 <= resp.status < 300:
