@@ -65,13 +65,22 @@ from collections.abc import Iterable
 from typing import Any
 
 __all__ = ["MAX_CONSTANT", "METHODS", "ProgramWords", "Vocabulary", "is_library", "key_pairs",
-           "program_words"]
+           "program_words", "words_of"]
 
 #: Longest string constant read for words (longer ones are prose).
 MAX_CONSTANT = 100
 #: Items read of one module-level container (settings are small; data tables are not words).
 _MAX_ITEMS = 64
 _WORDS = re.compile(r"[^\W\d_]+")
+
+
+def words_of(texts: Iterable[str]) -> frozenset[str]:
+    """The words (runs of letters) of ``texts``: what a key or a path may keep of them.
+
+    >>> sorted(words_of(["price:{id}", "GET /users/<int:pk>"]))
+    ['GET', 'id', 'int', 'pk', 'price', 'users']
+    """
+    return frozenset(w for text in texts for w in _WORDS.findall(text))
 #: the key delimiters of :mod:`pulsegate.caches.keys` (less the space: prose is not read)
 _KEY_PARTS = re.compile(r"([:/.\-_|,=@]+)")
 #: HTTP request methods, upper case: a closed vocabulary, never a person's name, in the
@@ -88,7 +97,7 @@ class Vocabulary:
     __slots__ = ("extra", "program")
 
     def __init__(self, extra: Iterable[str] = (), program: ProgramWords | None = None) -> None:
-        self.extra = frozenset(w for text in extra for w in _WORDS.findall(text))
+        self.extra = words_of(extra)
         self.program = program if program is not None else program_words()
 
     def __contains__(self, word: object) -> bool:

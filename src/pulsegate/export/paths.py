@@ -31,15 +31,13 @@ from collections.abc import Container, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pulsegate.caches.keys import KeyPatterns
+from pulsegate.caches.vocabulary import words_of
 from pulsegate.learn.baseline import KNOWN_METHODS
 
 if TYPE_CHECKING:
     from pulsegate.plugins import Host
 
 __all__ = ["PathExport", "RouteWords", "exported_path"]
-
-_WORDS = re.compile(r"[^\W\d_]+")
-
 
 class Routes(Protocol):
     """What :class:`RouteWords` reads: the endpoint names, and how many there are
@@ -66,15 +64,15 @@ class RouteWords:
 
     def __init__(self, routes: Routes, extra: Iterable[str] = ()) -> None:
         self.routes = routes
-        self.extra = frozenset(w for text in extra for w in _WORDS.findall(text))
+        self.extra = words_of(extra)
         self.seen = -1
         self.words: frozenset[str] = frozenset()
 
     def __contains__(self, word: object) -> bool:
         if len(self.routes) != self.seen:
             routes = list(self.routes)
-            self.words = frozenset(w for route in routes if _is_endpoint(route)
-                                   for w in _WORDS.findall(_PARAMETER.sub("", route)))
+            self.words = words_of(_PARAMETER.sub("", route) for route in routes
+                                  if _is_endpoint(route))
             self.seen = len(routes)
         return word in self.words or word in self.extra
 
