@@ -97,6 +97,45 @@ def test_names_of_jobs_and_upstreams_are_not_path_words() -> None:
     gate.close()
 
 
+@pytest.mark.parametrize("max_endpoints", [2, 1000])
+def test_a_route_learnt_later_gives_its_words_to_paths_folded_before(
+        max_endpoints: int) -> None:
+    """A path folded before its route was learnt is folded again with the route's words;
+    also at ``max_endpoints``, where a new route evicts an old one and the number of
+    routes stays put."""
+    from pulsegate.engine import PulseGate
+    clock = FakeClock()
+    gate = PulseGate(log_events=False, max_endpoints=max_endpoints, clock=clock)
+    gate.baselines.lookup("GET", "/users/{id}")
+    gate.baselines.lookup("GET", "/orders/{id}")
+    assert paths.exported_path(gate, "/invoices/7") == "/{*}/{id}"
+    gate.baselines.lookup("GET", "/invoices/{id}")
+    assert len(gate.baselines) == min(3, max_endpoints)
+    clock.t += paths.REREAD_SECONDS
+    assert paths.exported_path(gate, "/invoices/7") == "/invoices/{id}"
+    gate.close()
+
+
+def test_the_routes_are_read_again_at_most_once_a_second() -> None:
+    """Attack probe: at ``max_endpoints`` each new upstream host (a URL a user gave)
+    evicts a model, so the store changes at every call; its route templates' words
+    (≈ 3 ms to read at 1 000 routes) are read again at most once in ``REREAD_SECONDS``
+    -- a route learnt in between is kept folded until then (fail-closed)."""
+    from pulsegate.engine import PulseGate
+    from pulsegate.outbound.monitor import UPSTREAM
+    clock = FakeClock()
+    gate = PulseGate(log_events=False, max_endpoints=3, clock=clock)
+    gate.baselines.lookup("GET", "/users/{id}")
+    assert paths.exported_path(gate, "/invoices/7") == "/{*}/{id}"
+    gate.units.record(UPSTREAM, "https://host.example.com", 5.0)
+    gate.baselines.lookup("GET", "/invoices/{id}")
+    clock.t += paths.REREAD_SECONDS / 2
+    assert paths.exported_path(gate, "/invoices/7") == "/{*}/{id}"
+    clock.t += paths.REREAD_SECONDS / 2
+    assert paths.exported_path(gate, "/invoices/7") == "/invoices/{id}"
+    gate.close()
+
+
 def test_folding_takes_time_linear_in_the_paths_length() -> None:
     """Attack probe: 1k-100k-character paths of short segments, of id-like runs and of
     one word (none remembered: longer than the memo keeps)."""

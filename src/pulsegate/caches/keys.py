@@ -160,3 +160,9 @@ class KeyPatterns:
             if len(key) <= MAX_KEY_CHARS and settled:
                 self.memo.put(key, folded)
         return folded
+
+    def forget(self) -> None:
+        """Forget the keys folded so far (``words`` grew: a ``{*}`` remembered may now
+        be a word); the cardinality guard's counts stay."""
+        with self._lock:
+            self.memo.clear()

@@ -26,8 +26,9 @@ Sentry do), for applications whose paths hold nothing private.
 from __future__ import annotations
 
 import re
+import time
 import weakref
-from collections.abc import Container, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pulsegate.caches.keys import KeyPatterns
@@ -37,7 +38,7 @@ from pulsegate.learn.baseline import KNOWN_METHODS
 if TYPE_CHECKING:
     from pulsegate.plugins import Host
 
-__all__ = ["PathExport", "RouteWords", "exported_path"]
+__all__ = ["REREAD_SECONDS", "PathExport", "RouteWords", "exported_path"]
 
 class Routes(Protocol):
     """What :class:`RouteWords` reads: the endpoint names, and how many there are
@@ -52,29 +53,52 @@ class RouteWords:
     """The literal words of the route templates in ``routes`` (endpoint names such as
     ``GET /users/{id}/reset``: ``GET``, ``users``, ``reset`` -- a ``{parameter}``'s name
     is not a word of a path; a unit's model -- a job, an upstream -- names no route), and
-    ``extra``'s. Read again when the number of routes changes; never on the request path
-    (paths are folded as they leave).
+    ``extra``'s. :meth:`refresh` reads them again; never on the request path (paths are
+    folded as they leave).
 
     >>> words = RouteWords(["GET /users/{id}/reset", "POST /static/<path:name>"])
     >>> "reset" in words, "static" in words, "id" in words, "name" in words
     (True, True, False, False)
     """
 
-    __slots__ = ("extra", "routes", "seen", "words")
+    __slots__ = ("changes", "clock", "extra", "read_at", "routes", "seen", "words")
 
-    def __init__(self, routes: Routes, extra: Iterable[str] = ()) -> None:
+    def __init__(self, routes: Routes, extra: Iterable[str] = (),
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.routes = routes
         self.extra = words_of(extra)
+        self.clock = clock
         self.seen = -1
+        self.read_at = float("-inf")
+        #: how many times the words changed (a fold made before may read differently)
+        self.changes = 0
         self.words: frozenset[str] = frozenset()
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Read the words again if a route was added or dropped since, at most once in
+        :data:`REREAD_SECONDS` (a store at its cap churning through units -- upstream
+        hosts a user chose -- changes at every call while its routes stay the same)."""
+        now = self.clock()
+        if _made(self.routes) == self.seen or now - self.read_at < REREAD_SECONDS:
+            return
+        self.seen, self.read_at = _made(self.routes), now
+        words = words_of(_PARAMETER.sub("", route) for route in list(self.routes)
+                         if _is_endpoint(route))
+        if words != self.words:
+            self.words = words
+            self.changes += 1
 
     def __contains__(self, word: object) -> bool:
-        if len(self.routes) != self.seen:
-            routes = list(self.routes)
-            self.words = words_of(_PARAMETER.sub("", route) for route in routes
-                                  if _is_endpoint(route))
-            self.seen = len(routes)
         return word in self.words or word in self.extra
+
+
+def _made(routes: Routes) -> int:
+    """How many routes were ever added to ``routes``: how many it holds, plus those a
+    bounded store dropped (a :class:`~pulsegate.learn.baseline.BaselineStore` at its
+    ``max_endpoints`` makes room for a new route by evicting one, and its length stays
+    put while its routes change)."""
+    return len(routes) + getattr(routes, "evictions", 0)
 
 
 def _is_endpoint(key: str) -> bool:
@@ -85,6 +109,9 @@ def _is_endpoint(key: str) -> bool:
     return method in KNOWN_METHODS or method == "OTHER"
 
 
+#: seconds between two reads of the route templates' words (one read: ≈ 3 ms at 1 000 routes)
+REREAD_SECONDS = 1.0
+
 #: a route parameter, as frameworks spell them: ``{id}``, ``{id:int}``, ``<int:id>``
 _PARAMETER = re.compile(r"\{[^}]*\}|<[^>]*>")
 
@@ -94,14 +121,24 @@ class PathExport:
     itself when ``raw``. Bounded memory and linear time (the patterns' memo, cardinality
     guard and length cap)."""
 
-    __slots__ = ("patterns", "raw")
+    __slots__ = ("patterns", "raw", "route_words", "seen")
 
     def __init__(self, raw: bool = False, words: Container[str] = frozenset()) -> None:
         self.raw = raw
         self.patterns: KeyPatterns | None = None if raw else KeyPatterns(words=words)
+        self.route_words = words if isinstance(words, RouteWords) else None
+        self.seen = -1
 
     def __call__(self, path: str) -> str:
-        return path if self.patterns is None else self.patterns.pattern(path)
+        if self.patterns is None:
+            return path
+        if self.route_words is not None:
+            self.route_words.refresh()
+            if self.route_words.changes != self.seen:
+                # a route was learnt since: a path folded before may keep more words now
+                self.seen = self.route_words.changes
+                self.patterns.forget()
+        return self.patterns.pattern(path)
 
 
 _BY_GATE: weakref.WeakKeyDictionary[Any, PathExport] = weakref.WeakKeyDictionary()
@@ -115,5 +152,5 @@ def exported_path(gate: Host, path: str) -> str:
     if export is None:
         c = gate.config
         export = _BY_GATE[gate] = PathExport(
-            c.export.raw_paths, RouteWords(gate.baselines, c.io.cache_key_words))
+            c.export.raw_paths, RouteWords(gate.baselines, c.io.cache_key_words, gate.clock))
     return export(path)
