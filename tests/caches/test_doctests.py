@@ -9,7 +9,8 @@ import pytest
 
 MODULES = ["pulsegate.caches.keys", "pulsegate.caches.stats", "pulsegate.caches.commands",
            "pulsegate.caches.advice", "pulsegate.caches.queries", "pulsegate.outbound.urls",
-           "pulsegate.outbound.health_score"]
+           "pulsegate.outbound.health_score", "pulsegate.caches.vocabulary",
+           "pulsegate.caches.module_strings"]
 
 
 @pytest.mark.parametrize("name", MODULES)

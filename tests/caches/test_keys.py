@@ -175,7 +175,8 @@ def test_configured_words_are_kept() -> None:
 
 
 def test_prose_and_long_constants_are_not_words() -> None:
-    from pulsegate.caches.vocabulary import MAX_CONSTANT, Vocabulary
+    from pulsegate.caches.module_strings import MAX_CONSTANT
+    from pulsegate.caches.vocabulary import Vocabulary
 
     module = types.ModuleType("pulsegate_test_prose_module")
     exec("def greet():\n"
@@ -232,7 +233,7 @@ def test_a_module_still_being_imported_is_read_once_it_is_done() -> None:
 # --- libraries: a word counts only beside the neighbour a key-shaped constant gives it --
 
 def test_a_library_word_is_kept_beside_its_neighbour_only() -> None:
-    from pulsegate.caches.vocabulary import is_library
+    from pulsegate.caches.module_strings import is_library
 
     site = sysconfig.get_paths()["purelib"]
     app_word, lone, named, neighbour = (joined("qua", "drel"), joined("vos", "trim"),
