@@ -194,7 +194,7 @@ def django_fix(cls: str, keep: list[str], columns: list[str], pk: str | None) ->
     """``.only(...)`` of the fields read, or ``.defer(...)`` of the others when that list
     is shorter (the primary key is loaded by Django either way: never named).
 
-    >>> django_fix("Book", ["id", "title", "year"], ["id", "title", "year", "body"], "id")[:34]
+    >>> django_fix("Book", ["id", "title", "year"], ["id", "title", "year", "body"], "id")[:36]
     'Django: Book queryset .defer("body")'
     """
     named = [k for k in keep if k != pk]
