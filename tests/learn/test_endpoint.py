@@ -244,21 +244,17 @@ def test_floors_of_unseen_metrics_are_those_of_a_full_refresh_also_after_a_new_t
 
 
 def test_floors_are_refreshed_on_every_warmup_update_then_every_32nd() -> None:
+    """The floors (a metric's smallest spread) follow the spread on every update of the
+    warm-up, then once in 32 updates: seen as the updates after which they moved."""
     model = EndpointModel(metrics=("latency",), warmup=5)
-    refreshed: list[int] = []
-    original = EndpointModel._refresh_floors
-
-    def spy(self: EndpointModel) -> None:
-        refreshed.append(self.n)
-        original(self)
-
-    EndpointModel._refresh_floors = spy  # type: ignore[method-assign]
-    try:
-        for i in range(100):
-            model.update(math.log(5.0 + i % 3))
-    finally:
-        EndpointModel._refresh_floors = original  # type: ignore[method-assign]
-    assert refreshed == [1, 2, 3, 4, 5, 32, 64, 96]
+    moved: list[int] = []
+    floors = list(model.floors)
+    for i in range(100):
+        model.update(math.log(5.0 + i % 3))
+        if model.floors != floors:
+            moved.append(model.n)
+            floors = list(model.floors)
+    assert moved == [1, 2, 3, 4, 5, 32, 64, 96]
 
 
 def test_impossible_latencies_are_counted_and_change_nothing() -> None:
