@@ -40,6 +40,7 @@ from pulsegate.context import NO_DETECTIONS, RequestContext, leave, query_sink
 from pulsegate.plugins import Host, RequestListener
 from pulsegate.records import RequestInfo, RequestRecord
 from pulsegate.scoring import log_ms
+from pulsegate.unit_blocks import BlockBudget
 from pulsegate.unit_names import NameSlots
 
 if TYPE_CHECKING:
@@ -63,10 +64,6 @@ UNIT_KINDS: Final = frozenset({JOB, QUEUE, UPSTREAM, CACHE})
 #: A run's outcome -> its record's status. A status of 500 or more is the incident
 #: detector's error evidence, as for a failed request.
 OUTCOME_STATUS: Final = {"success": 200, "retry": 503, "failure": 500, "timeout": 504}
-#: Share of the units' measured time the block counts may take (see Units.begin).
-MEMORY_SHARE: Final = 0.01
-#: Most credit (s) the block counts may save up while nothing needs them.
-MEMORY_CREDIT_CAP: Final = 0.05
 #: A closed run's measures (:meth:`Units.close`): (clock, duration s, cpu ms, blocks).
 Closed = tuple[float, float, "float | None", "int | None"]
 #: Longest unit name kept (longer ones are cut).
@@ -164,11 +161,8 @@ class Units:
         self.max_units = c.units.max_units
         self._qa = c.query_analysis
         self._cpu = c.measure_cpu
-        self._mem = c.measure_memory
-        #: The memory samples' budget (see :meth:`begin`): seconds of block counting
-        #: still allowed, and what the two counts of one run cost (learnt).
-        self.memory_credit = MEMORY_CREDIT_CAP
-        self.memory_cost = 0.0
+        #: the block counts' budget (:mod:`pulsegate.unit_blocks`)
+        self.memory = BlockBudget(gate.clock, c.measure_memory)
         self._anom = c.anomaly_detection
         #: kind -> its kept names
         self.names: dict[str, NameSlots] = {}
@@ -207,13 +201,9 @@ class Units:
         ``sql``: the run collects the SQL statements run in its context (jobs; not an
         outbound call inside a request, whose statements stay the request's); ``cpu``:
         measure its thread CPU time (``measure_cpu`` on); ``memory``: its allocated
-        block delta (``measure_memory`` on). Counting blocks walks the interpreter's
-        allocator -- from about 1 µs in a small process to 0.1-0.3 ms in a large one --
-        so it is budgeted: at most :data:`MEMORY_SHARE` (1 %) of the units' measured
-        time goes to it. Each run earns 1 % of its duration as credit (capped at
-        :data:`MEMORY_CREDIT_CAP` s) and a run is counted when the credit covers the
-        two counts' learnt cost: a job of 50 ms or more is counted every time even in
-        a large process, a burst of tiny ones one time in many."""
+        block delta (``measure_memory`` on), within 1 % of the units' measured time
+        (:mod:`pulsegate.unit_blocks`: a job of 50 ms or more is counted every time
+        even in a large process, a burst of tiny ones one time in many)."""
         gate = self.gate
         if not gate.enabled or kind not in UNIT_KINDS:
             return None
@@ -222,14 +212,7 @@ class Units:
             if not scheduler.started and scheduler.jobs:
                 scheduler.ensure_started()
             cpu0 = gate.cpu_clock() if cpu and self._cpu else None
-            mem0 = None
-            if memory and self._mem and self.memory_credit >= self.memory_cost:
-                t0 = gate.clock()
-                mem0 = sys.getallocatedblocks()
-                read = 2.0 * (gate.clock() - t0)  # this read, and the one at the end
-                cost = self.memory_cost
-                self.memory_cost = read if not cost else cost + 0.2 * (read - cost)
-                self.memory_credit -= read
+            mem0 = self.memory.count() if memory else None
             start = gate.clock()
             if start >= gate.wall_offset.due:
                 gate.wall_offset.sync(start)
@@ -270,8 +253,7 @@ class Units:
             now = gate.clock()
             if duration is None:
                 duration = now - run.start
-            credit = self.memory_credit + MEMORY_SHARE * duration
-            self.memory_credit = credit if credit < MEMORY_CREDIT_CAP else MEMORY_CREDIT_CAP
+            self.memory.earn(duration)
             if run.cpu0 is not None:
                 cpu_ms = (gate.cpu_clock() - run.cpu0) * 1000.0
             mem = None if run.mem0 is None else sys.getallocatedblocks() - run.mem0
