@@ -10,10 +10,19 @@ instrumentation, in one run (issue 21: at most 10 % of what OpenTelemetry adds).
   turn of each round and off after it.
 * **observe_job**: a plain function called bare and under ``@observe_job``.
 
+Every stack runs as in a worker: Celery's worker replaces the base task's ``__call__``
+with its stack protection at start (``celery.app.trace._install_stack_protection``, from
+``setup_worker_optimizations``), so its tracer calls every task through ``__call__``;
+``task.apply()`` in a process that is no worker would call ``task.run`` directly and make
+the bare stack cheaper than a worker's by that call (``--no-worker-setup`` measures that
+way, as before 2026-12-07 17:08). ``pulsegate.jobs.celery`` stands in for that
+``__call__`` and does what it does.
+
 The stacks alternate round by round, in many short rounds; what a stack adds is the
 median over rounds of its difference from the bare stack of the same round.
 
     .venv/bin/python benchmarks/job_overhead.py [--jobs 300] [--rounds 30] [--bytecodes]
+        [--no-worker-setup]
 
 ``--bytecodes`` prints the bytecodes pulsegate adds per job instead (deterministic).
 """
@@ -28,6 +37,7 @@ from collections.abc import Callable
 
 from _common import count_bytecodes, discarding_tracer_provider, freeze_setup, paired_added
 from celery import Celery
+from celery.app.trace import trace_task
 
 from pulsegate.engine import PulseGate
 from pulsegate.jobs import celery as pg_celery
@@ -40,6 +50,35 @@ app.conf.update(task_store_eager_result=False, task_ignore_result=True)
 @app.task(name="bench.work")  # type: ignore[untyped-decorator]
 def work(x: int) -> int:
     return x + 1
+
+
+#: False: run each task as a worker does (see the module); True: ``task.apply()``.
+NO_WORKER_SETUP = False
+#: When the benchmark's messages were published (epoch s).
+PUBLISHED = time.time()
+
+
+def worker_request(i: int) -> dict[str, object]:
+    """The request a worker hands its tracer for a message (``celery.worker.request.
+    Request``: the message's headers -- protocol 2, with the ``before_task_publish`` header
+    of an instrumented producer -- plus the worker's own fields)."""
+    # (the fields a real worker's task saw: vars(self.request) in a task run by
+    # `celery worker` on Redis, Celery 5, 2026-12-07; ids shortened)
+    tid = str(i)
+    return {"lang": "py", "task": work.name, "id": tid, "shadow": None, "eta": None,
+            "expires": None, "group": None, "group_index": None, "retries": 0,
+            "timelimit": [None, None], "root_id": tid, "parent_id": None,
+            "argsrepr": f"({i},)", "kwargsrepr": "{}", "origin": "gen1@bench",
+            "ignore_result": True, "replaced_task_nesting": 0, "stamped_headers": None,
+            "stamps": {}, pg_celery.HEADER: PUBLISHED,
+            "properties": {"correlation_id": tid, "reply_to": "r", "delivery_mode": 2,
+                           "delivery_info": {"exchange": "", "routing_key": "celery"},
+                           "priority": 0, "body_encoding": "base64", "delivery_tag": tid},
+            "reply_to": "r", "correlation_id": tid, "hostname": "celery@bench",
+            "delivery_info": {"exchange": "", "routing_key": "celery", "priority": 0,
+                              "redelivered": False},
+            "args": [i], "kwargs": {}, "callbacks": None, "errbacks": None, "chain": None,
+            "chord": None}
 
 
 def plain(x: int) -> int:
@@ -81,10 +120,19 @@ BACKGROUND = PulseGate(log_events=False, job_learning="background")
 BACKGROUND_STACK = "celery + pulsegate, background"
 
 
-def drain_background(n: int = 0) -> None:
+def drain_background(n: int = 0) -> int:
+    """Learn the queued runs; returns how many starts and ends (two a job)."""
     from pulsegate.jobs.runs import deferred_of
 
-    deferred_of(BACKGROUND).drain()
+    return deferred_of(BACKGROUND).drain()
+
+
+def counted_drain() -> tuple[int, int]:
+    """The bytecodes of one drain of the background queue, and the starts and ends it
+    learnt."""
+    learnt: list[int] = []
+    counts = count_bytecodes(lambda _: learnt.append(drain_background()), 0)
+    return sum(counts.values()), learnt[0]
 
 
 def stacks() -> dict[str, Stack]:
@@ -105,11 +153,16 @@ def stacks() -> dict[str, Stack]:
     def apply(i: int) -> object:
         return work.apply((i,))
 
+    def as_worker(i: int) -> object:
+        return trace_task(work, str(i), (i,), {}, worker_request(i), app=app)
+
+    run = apply if NO_WORKER_SETUP else as_worker
+
     return {
-        "celery bare": Stack(apply),
-        "celery + pulsegate": Stack(apply, pg_on, pg_celery.uninstrument),
-        BACKGROUND_STACK: Stack(apply, pg_background_on, pg_celery.uninstrument),
-        "celery + opentelemetry celery": Stack(apply, otel_on, otel.uninstrument),
+        "celery bare": Stack(run),
+        "celery + pulsegate": Stack(run, pg_on, pg_celery.uninstrument),
+        BACKGROUND_STACK: Stack(run, pg_background_on, pg_celery.uninstrument),
+        "celery + opentelemetry celery": Stack(run, otel_on, otel.uninstrument),
         "function bare": Stack(plain),
         "function + observe_job": Stack(observed),
     }
@@ -135,7 +188,10 @@ def bytecodes(n: int) -> None:
                 stack.calls(n)
             finally:
                 stack.off()
-            per["scheduler thread"] = sum(count_bytecodes(drain_background, 0).values()) / n
+            # per job learnt by this drain: the scheduler's own drain (every 0.5 s, on its
+            # thread, not counted) may have learnt some of them while the jobs ran
+            ran, learnt = counted_drain()
+            per["scheduler thread"] = ran / (learnt / 2)
     for base, names in (("celery bare", ("celery + pulsegate", BACKGROUND_STACK,
                                          "celery + opentelemetry celery")),
                         ("function bare", ("function + observe_job",))):
@@ -159,11 +215,25 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=300, help="per stack and round")
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--bytecodes", action="store_true")
+    ap.add_argument("--no-worker-setup", action="store_true",
+                    help="without the worker's stack protection (a bare task skips __call__)")
     args = ap.parse_args()
+    global NO_WORKER_SETUP
+    NO_WORKER_SETUP = args.no_worker_setup
+    if not NO_WORKER_SETUP:
+        from celery.app.trace import _install_stack_protection
+
+        _install_stack_protection()
     logging.getLogger("pulsegate").setLevel(logging.CRITICAL)
     logging.getLogger("celery").setLevel(logging.CRITICAL)
     gate = PulseGate(log_events=False)
     set_gate(gate)
+    for g in (gate, BACKGROUND):
+        # A worker that has run for a while: the block counts' starting credit (50 ms,
+        # pulsegate.unit_blocks) is spent -- it would count the first ~2 000 tiny jobs
+        # of a large process each (two sys.getallocatedblocks(), ≈ 23 µs here) and the
+        # steady state counts one in ≈ 50 (1 % of their time)
+        g.units.memory.credit = 0.0
     if args.bytecodes:
         bytecodes(args.jobs)
         return
