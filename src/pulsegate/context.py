@@ -30,6 +30,13 @@ class QuerySink(Protocol):
     def add_query(self, event: QueryEvent) -> None: ...
 
 
+class EnteredSink(QuerySink, Protocol):
+    """A sink that put itself in :data:`query_sink` and holds the token (a request, a
+    unit run, a job's run): what :func:`leave` lets go of."""
+
+    token: contextvars.Token[QuerySink | None] | None
+
+
 #: The innermost collector of SQL events: the request being served, or a ``capture()``
 #: block (which knows the request it runs in). One variable for both, so a request pays
 #: a single set; :func:`current` finds the request through it. A request is not reset
@@ -178,7 +185,7 @@ _UNSET = contextvars.Token.MISSING  # a token's old value when the variable was 
 sink_ended: list[Callable[[QuerySink], None]] = []
 
 
-def leave(ctx: RequestContext) -> None:
+def leave(ctx: EnteredSink) -> None:
     """The finished request ``ctx`` lets go of the query-sink variable (and the ORM hooks
     of what they kept for it: :data:`sink_ended`).
 

@@ -15,6 +15,7 @@ from sqlalchemy.pool import StaticPool
 from pulsegate.engine import PulseGate
 from pulsegate.jobs import get_gate, set_gate
 from pulsegate.jobs.celery import instrument
+from pulsegate.jobs.runs import deferred_of
 
 BROKER = os.environ.get("JOBS_TEST_BROKER", "redis://127.0.0.1:6399/0")
 
@@ -22,7 +23,9 @@ app = Celery("pulsegate_jobs_test", broker=BROKER, backend=BROKER)
 app.conf.update(task_serializer="json", result_serializer="json", accept_content=["json"],
                 broker_connection_retry_on_startup=True, worker_hijack_root_logger=False)
 
-set_gate(PulseGate(warmup=2, log_events=False, exclude_paths=[]))
+#: "inline" or "background" (``job_learning``): the test runs every case with both
+LEARNING = os.environ.get("JOBS_TEST_LEARNING", "inline")
+set_gate(PulseGate(warmup=2, log_events=False, exclude_paths=[], job_learning=LEARNING))
 instrument(app)
 
 engine = create_engine("sqlite://", poolclass=StaticPool,
@@ -70,8 +73,11 @@ def authors_one_by_one() -> int:
 
 @app.task
 def report() -> dict[str, Any]:
-    """What the worker's gate learnt, for the test to read."""
+    """What the worker's gate learnt, for the test to read (in the background: once the
+    scheduler's drain has learnt the runs before this one)."""
     gate = get_gate()
+    if LEARNING == "background":
+        deferred_of(gate).drain()
     stats = gate.stats()
     return {"endpoints": gate.endpoints(), "units": stats.get("units"),
             "jobs": stats.get("jobs"), "detections": [dict(d) for d in gate.detections],

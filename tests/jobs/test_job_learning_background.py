@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 
 from fakeclock import FakeClock
-from pulsegate.context import query_sink
+from pulsegate.context import current, query_sink
 from pulsegate.engine import PulseGate
 from pulsegate.jobs import observe_job, tracker_of
 from pulsegate.jobs.deferred import MAX_PENDING
 from pulsegate.jobs.runs import deferred_of
+from pulsegate.queries import eager
 from pulsegate.queries.events import QueryEvent
 
 
@@ -83,5 +84,69 @@ def test_the_queue_never_grows_past_its_bound_nor_loses_a_run() -> None:
             assert len(deferred_of(g).pending) <= MAX_PENDING
         deferred_of(g).drain()
         assert g.stats()["units"]["JOB"]["runs"] == {"success": MAX_PENDING + 10}
+    finally:
+        g.close()
+
+
+def test_a_long_job_is_seen_started_before_it_ends() -> None:
+    """Starvation and the backlog read the starts: a job still running at a drain is
+    learnt started (its wait, the tracker's start) then, and ended at a later drain."""
+    g, clock = make_gate("background")
+    try:
+        with observe_job("export", gate=g, queue_wait_ms=250.0):
+            clock.t += 60.0
+            deferred_of(g).drain()
+            names = tracker_of(g).stats()["names"]
+            assert names["export"]["last_wait_ms"] == 250.0 and not names["export"]["outcomes"]
+            assert [r["requests"] for r in g.endpoints() if r["endpoint"] == "QUEUE export"] == [1]
+            clock.t += 60.0
+        assert deferred_of(g).drain() == 1  # its end
+        assert tracker_of(g).stats()["names"]["export"]["outcomes"] == {"success": 1}
+        assert g.stats()["units"]["JOB"]["runs"] == {"success": 1}
+        rows = {r["endpoint"]: r for r in g.endpoints()}
+        assert rows["JOB export"]["requests"] == 1
+    finally:
+        g.close()
+
+
+def test_in_a_background_job_current_is_the_job_and_its_sql_and_eager_loads_its_own() -> None:
+    """The job's request context is made when something asks for it: pulsegate.context.current()
+    inside the job, the SQL hooks' statements and what they recorded against the sink (an
+    unused eager load) all reach the job's record at the drain."""
+    clock = FakeClock()
+    g = PulseGate(clock=clock, cpu_clock=clock, wall=lambda: 1.7e9 + clock.t,
+                  job_learning="background", unused_eager_loads=True)
+    try:
+        assert current() is None
+        with observe_job("digest", gate=g):
+            ctx = current()
+            assert ctx is not None and (ctx.method, ctx.route) == ("JOB", "digest")
+            sink = query_sink.get()
+            assert sink is not None
+            sink.add_query(QueryEvent(sql="SELECT * FROM author", duration_ms=0.4,
+                                      call_site="digest.py:4 in digest"))
+            eager.record(sink, 1, eager.EagerLoad("Author.books", "selectinload(Author.books)",
+                                                  "SELECT * FROM book WHERE author_id IN (?)",
+                                                  "digest.py:4 in digest", "sqlite", "sqlalchemy"))
+            clock.t += 0.02
+        assert current() is None  # the job ended: nothing reads it as running
+        deferred_of(g).drain()
+        found = [(d["endpoint"], d["kind"]) for d in g.detections]
+        assert ("JOB digest", "unused_eager_load") in found
+        assert {r["endpoint"]: r["requests"] for r in g.endpoints()}["JOB digest"] == 1
+    finally:
+        g.close()
+
+
+def test_a_job_without_sql_is_learnt_the_same_with_or_without_a_query_sink() -> None:
+    """query_analysis off: the run does not collect SQL, and is learnt all the same."""
+    clock = FakeClock()
+    g = PulseGate(clock=clock, cpu_clock=clock, wall=lambda: 1.7e9 + clock.t,
+                  job_learning="background", query_analysis=False)
+    try:
+        with observe_job("plain", gate=g):
+            clock.t += 0.01
+        deferred_of(g).drain()
+        assert g.stats()["units"]["JOB"]["runs"] == {"success": 1}
     finally:
         g.close()

@@ -21,11 +21,13 @@ pytestmark = pytest.mark.service
 HERE = Path(__file__).resolve().parent
 
 
-@pytest.fixture(scope="module")
-def worker() -> Iterator[Any]:
-    """(the Celery app module, as the producer imports it) with a worker consuming."""
+@pytest.fixture(scope="module", params=["inline", "background"])
+def worker(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """(the Celery app module, as the producer imports it) with a worker consuming, its
+    gate learning jobs ``inline`` or in the ``background`` (``job_learning``)."""
     with redis_server() as redis:
         os.environ["JOBS_TEST_BROKER"] = redis.url
+        os.environ["JOBS_TEST_LEARNING"] = request.param
         sys.modules.pop("jobs_celery_app", None)
         sys.path.insert(0, str(HERE))
         try:
@@ -52,6 +54,7 @@ def worker() -> Iterator[Any]:
 
             uninstrument()
             sys.modules.pop("jobs_celery_app", None)
+            os.environ.pop("JOBS_TEST_LEARNING", None)
             if out and b"Traceback" in out:
                 print(out.decode(errors="replace")[-4000:])
 

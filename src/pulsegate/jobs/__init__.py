@@ -39,6 +39,7 @@ from pulsegate.jobs.runs import end, start, tracker_of
 
 if TYPE_CHECKING:
     from pulsegate.engine import PulseGate
+    from pulsegate.jobs.deferred import JobRun
     from pulsegate.records import RequestRecord
     from pulsegate.units import UnitRun
 
@@ -94,7 +95,8 @@ class JobScope:
     """One run of a job as a block (``with`` / ``async with``). ``outcome`` may be set
     inside (``"retry"``); an exception leaving the block makes it a ``"failure"`` named
     after the exception, which propagates. ``run`` and ``record`` are the measured run
-    and its record (None when not measured). One block per object: as a decorator,
+    and its record (None when not measured; in the background the run is a
+    :class:`~pulsegate.jobs.deferred.JobRun` and the record stays None). One block per object: as a decorator,
     :class:`observe_job` makes a new one per call."""
 
     __slots__ = ("gate", "name", "outcome", "queue_wait_ms", "record", "retries", "run")
@@ -106,7 +108,7 @@ class JobScope:
         self.queue_wait_ms = queue_wait_ms
         self.retries = retries
         self.outcome = "success"
-        self.run: UnitRun | None = None
+        self.run: UnitRun | JobRun | None = None
         self.record: RequestRecord | None = None
 
     def __enter__(self) -> JobScope:

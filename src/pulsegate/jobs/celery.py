@@ -22,6 +22,8 @@ makes the app, so the producers and the workers both run it).
   a task given an ``eta`` or a ``countdown`` is not waiting before that time. Without
   the header (a producer that did not run ``instrument``) the wait is unknown, not
   zero. Producer and worker clocks are assumed in step (NTP): a skew shows in the wait.
+  With ``job_learning="background"`` the worker's thread only reads the header and the
+  ``eta`` (:class:`PublishStamp`); the scheduler's thread works the wait out.
   The run ends as ``"success"``, ``"retry"`` (the body raised Celery's ``Retry``),
   ``"failure"`` (named after the exception) -- or ``"success"`` for ``Ignore`` and
   ``Reject`` -- inside the tracer, before ``task_postrun``, where OpenTelemetry ends
@@ -40,7 +42,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from celery import signals
 from celery.app.task import Task as BaseTask
@@ -48,14 +50,15 @@ from celery.exceptions import Ignore, Reject, Retry
 
 from pulsegate.autoinstrument import instrument_orms
 from pulsegate.jobs import get_gate
-from pulsegate.jobs.runs import end, start
+from pulsegate.jobs.deferred import DeferredJobs, JobRun
+from pulsegate.jobs.runs import deferred_of, end, start
 
 if TYPE_CHECKING:
     from pulsegate.engine import PulseGate
     from pulsegate.units import UnitRun
 
-__all__ = ["HEADER", "CeleryJobs", "instrument", "priority_lists", "task_call",
-           "uninstrument", "watch_queues"]
+__all__ = ["HEADER", "CeleryJobs", "PublishStamp", "instrument", "priority_lists",
+           "queue_wait_ms", "stamp_of", "task_call", "uninstrument", "watch_queues"]
 
 #: The message header carrying the publish time (epoch seconds).
 HEADER = "pulsegate_published"
@@ -73,6 +76,10 @@ class CeleryJobs:
 
     def __init__(self, gate: PulseGate | None = None) -> None:
         self._gate = gate
+        #: the gate's background queue when it learns jobs there (job_learning=
+        #: "background"), looked up once: None until the first job, or inline
+        self._background: DeferredJobs | None = None
+        self._chosen = False
 
     @property
     def gate(self) -> PulseGate:
@@ -80,6 +87,14 @@ class CeleryJobs:
         if gate is None:
             gate = self._gate = get_gate()
             instrument_orms(gate)  # the worker's SQL, as a web app's middleware would
+        return gate
+
+    def _first_job(self) -> PulseGate:
+        """The gate, and where it learns jobs (a gate's config does not change)."""
+        gate = self.gate
+        if gate.config.units.job_learning == "background":
+            self._background = deferred_of(gate)
+        self._chosen = True
         return gate
 
     def connect(self) -> None:
@@ -105,20 +120,32 @@ class CeleryJobs:
 
     # --- worker -------------------------------------------------------------------------
 
-    def begin(self, task: Any, request: Any) -> UnitRun | None:
+    def begin(self, task: Any, request: Any) -> UnitRun | JobRun | None:
         """A run of ``task`` as the tracer's ``request`` describes it (None: not
         measured)."""
         try:
-            return start(self.gate, task.name,
-                         queue_wait_ms=queue_wait_ms(request, time.time()),
-                         retries=int(getattr(request, "retries", 0) or 0))
+            gate = self._gate
+            if gate is None or not self._chosen:
+                gate = self._first_job()
+            retries = int(getattr(request, "retries", 0) or 0)
+            background = self._background
+            if background is not None:  # (runs.start's choice, made once); the wait is
+                # worked out on the scheduler's thread
+                return background.begin(gate, task.name, None, retries, stamp_of(request))
+            return start(gate, task.name, queue_wait_ms=queue_wait_ms(request, time.time()),
+                         retries=retries)
         except Exception as exc:
             self._fault("celery.prerun", exc)
             return None
 
-    def end(self, run: UnitRun, outcome: str, error: BaseException | None) -> None:
+    def end(self, run: UnitRun | JobRun, outcome: str, error: BaseException | None) -> None:
+        gate = self._gate
+        assert gate is not None  # (the begin that made the run chose it)
         try:
-            end(self.gate, run, outcome, error)
+            if isinstance(run, JobRun):  # learnt in the background
+                run.jobs.end(gate, run, outcome, error)
+            else:
+                end(gate, run, outcome, error)
         except Exception as exc:
             self._fault("celery.end", exc)
 
@@ -174,29 +201,51 @@ def task_call(task: Any, *args: Any, **kwargs: Any) -> Any:
     return result
 
 
-def queue_wait_ms(request: Any, now: float) -> float | None:
-    """:math:`\\max(0,\\ now - \\max(t_{published}, t_{eta}))` in ms, from the task's
-    request (None: the producer sent no publish time, or the header holds none: not a
-    finite number of seconds since :data:`EARLIEST_PUBLISH`)."""
+class PublishStamp(NamedTuple):
+    """What a task's request says of its wait in the queue, as read on the worker's
+    thread: the publish-time header and the ``eta``, unparsed. :meth:`wait_ms` turns it
+    into the wait -- on the scheduler's thread when jobs are learnt in the background
+    (:class:`pulsegate.jobs.deferred.QueueStamp`)."""
+
+    published: object
+    eta: object
+
+    def wait_ms(self, now: float) -> float | None:
+        """:math:`\\max(0,\\ now - \\max(t_{published}, t_{eta}))` in ms (None: the
+        producer sent no publish time, or the header holds none: not a finite number of
+        seconds since :data:`EARLIEST_PUBLISH`)."""
+        published = self.published
+        if not isinstance(published, (int, float, str)):
+            return None
+        try:
+            sent = float(published)
+        except (ValueError, OverflowError):  # OverflowError: an int past float's range
+            return None
+        # not a time.time() a producer wrote: NaN, infinite, or before 2000 (a forged or
+        # garbage header would otherwise learn an infinite or 56-year wait)
+        if not EARLIEST_PUBLISH <= sent < math.inf:
+            return None
+        eta = _epoch(self.eta)
+        ready = sent if eta is None or eta < sent else eta
+        wait = now - ready
+        return wait * 1000.0 if wait > 0.0 else 0.0
+
+
+def stamp_of(request: Any) -> PublishStamp:
+    """The :class:`PublishStamp` of a task's request (the header is an attribute of the
+    request, or in its ``headers``)."""
     published = getattr(request, HEADER, None)
     if published is None:
         headers = getattr(request, "headers", None)
         if isinstance(headers, dict):
             published = headers.get(HEADER)
-    if not isinstance(published, (int, float, str)):
-        return None
-    try:
-        sent = float(published)
-    except (ValueError, OverflowError):  # OverflowError: an int past float's range
-        return None
-    # not a time.time() a producer wrote: NaN, infinite, or before 2000 (a forged or
-    # garbage header would otherwise learn an infinite or 56-year wait)
-    if not EARLIEST_PUBLISH <= sent < math.inf:
-        return None
-    eta = _epoch(getattr(request, "eta", None))
-    ready = sent if eta is None or eta < sent else eta
-    wait = now - ready
-    return wait * 1000.0 if wait > 0.0 else 0.0
+    return PublishStamp(published, getattr(request, "eta", None))
+
+
+def queue_wait_ms(request: Any, now: float) -> float | None:
+    """The queue wait of a task's request at ``now`` (epoch s): see
+    :meth:`PublishStamp.wait_ms`."""
+    return stamp_of(request).wait_ms(now)
 
 
 def _epoch(eta: Any) -> float | None:

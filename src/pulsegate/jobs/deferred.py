@@ -2,13 +2,30 @@
 
 Inline (the default) a job's end costs the worker's thread the whole learning step: the
 model update, the record, the publish step, the tracker (``benchmarks/job_overhead.py``:
-≈ 2 200 bytecodes a Celery task). In the background the worker's thread reads the clocks,
-lets go of the SQL sink (:meth:`pulsegate.units.Units.close`) and appends the run to a
-queue; the queue wait's record and the tracker's start are queued the same way. The
-scheduler drains the queue every 0.5 s, oldest first, through the same steps
-(:meth:`~pulsegate.units.Units.learn`, ``units.record``, the tracker): the same models
-learn the same figures, at most 0.5 s later. At :data:`MAX_PENDING` queued items the
-worker drains them itself (none is dropped).
+≈ 1 900 bytecodes a Celery task). In the background the worker's thread keeps a
+:class:`JobRun` and does only this:
+
+* at the start: reads the clocks (monotonic, thread CPU, the budgeted block count:
+  :mod:`pulsegate.unit_blocks`), makes the run the query sink of its context and
+  puts it on the queue -- one item a job;
+* at the end: reads the clocks again, writes them and the outcome on the run (no second
+  item) and lets go of the sink.
+
+The scheduler drains the queue every 0.5 s, oldest first. For each run it learns the
+start (the queue wait as ``QUEUE <name>``, at least ``min_wait_ms`` as inline; the
+tracker's start, so a job that runs for minutes is seen started within 0.5 s, which
+starvation needs) and, once the run has ended, its end through the same steps as inline
+(:meth:`~pulsegate.units.Units.learn`: the ``JOB <name>`` model, the record, the publish
+step; the tracker's outcome). A run still going is looked at again at the next drain. At
+:data:`MAX_PENDING` queued runs the worker drains them itself (none is dropped).
+
+A run's request context -- the :class:`~pulsegate.units.UnitRun` the SQL hooks fill, that
+``pulsegate.context.current()`` returns and cache and outbound calls tally on -- is made when
+something asks for it while the job runs (:attr:`JobRun.request`, the attribute by which
+a sink that is not itself a request names its request, as a ``capture()`` block does),
+otherwise by the drain: a job that runs no SQL and makes no instrumented call costs its
+thread no request context. The job's name is kept (:meth:`pulsegate.units.Units.name`)
+once per run, by whichever of the two needs it first.
 
 What the background gives up: the run's record no longer reaches listeners while the
 job's span is open (OpenTelemetry's Celery span is not decorated with ``pulsegate.*``
@@ -17,63 +34,246 @@ attributes) and :class:`~pulsegate.jobs.JobScope` ``.record`` stays None.
 
 from __future__ import annotations
 
+import sys
+import threading
 import weakref
-from typing import TYPE_CHECKING, Any
+from collections import deque
+from typing import TYPE_CHECKING, Final, Protocol
 
-from pulsegate.backlog import Backlog
-from pulsegate.units import QUEUE
+from pulsegate.context import leave, query_sink
+from pulsegate.queries import eager
+from pulsegate.units import JOB, QUEUE, UnitRun
 
 if TYPE_CHECKING:
+    from contextvars import Token
+
+    from pulsegate.context import QuerySink
     from pulsegate.jobs.tracker import JobTracker
-    from pulsegate.units import Closed, UnitGate, UnitRun
+    from pulsegate.queries.events import QueryEvent
+    from pulsegate.units import UnitGate
 
-__all__ = ["MAX_PENDING", "DeferredJobs"]
+__all__ = ["MAX_PENDING", "DeferredJobs", "JobRun", "QueueStamp"]
 
-#: Items queued at most; the worker drains past it.
+#: Runs queued at most; the worker drains past it. Also the most runs kept as running
+#: between drains (a run whose end never comes -- its thread killed -- is let go past it).
 MAX_PENDING = 4096
+#: A run's end: (clock, duration s, cpu ms, blocks, outcome, error).
+Ended = tuple[float, float, "float | None", "int | None", str, "BaseException | str | None"]
+#: The end of a run whose clocks could not be read (a fault, counted): nothing to learn.
+UNMEASURED: Final[tuple[()]] = ()
+
+
+class QueueStamp(Protocol):
+    """What a job's message says of its wait in the queue, read unparsed on the worker's
+    thread (``pulsegate.jobs.celery.PublishStamp``); the drain asks it for the wait."""
+
+    def wait_ms(self, now: float) -> float | None:
+        """The wait (ms) of a run that started at ``now`` (epoch s); None: unknown."""
+
+
+class JobRun:
+    """One job run as its worker's thread keeps it (see the module). The query sink of
+    the job's context (:class:`~pulsegate.context.QuerySink`): its statements go to its
+    :attr:`request`. ``name`` is the job's name as given; ``kept`` the name it is learnt
+    under, once decided."""
+
+    __slots__ = ("call_sites", "cpu0", "ended", "finished", "jobs", "kept", "mem0", "name",
+                 "queue_wait_ms", "retries", "run", "stamp", "start", "token")
+
+    def __init__(self, jobs: DeferredJobs, name: object, start: float, cpu0: float | None,
+                 mem0: int | None, queue_wait_ms: float | None, retries: int,
+                 stamp: QueueStamp | None) -> None:
+        self.jobs = jobs
+        self.name = name
+        self.start = start
+        self.cpu0 = cpu0
+        self.mem0 = mem0
+        #: the wait, if known; else worked out of ``stamp`` by the drain
+        self.queue_wait_ms = queue_wait_ms
+        self.stamp = stamp
+        self.retries = retries
+        self.call_sites = jobs.call_sites
+        self.finished = False
+        self.token: Token[QuerySink | None] | None = None
+        self.kept: str | None = None
+        #: the request context, once made (see the module)
+        self.run: UnitRun | None = None
+        #: written once, by its end: :data:`Ended`, or :data:`UNMEASURED`
+        self.ended: Ended | tuple[()] | None = None
+
+    @property
+    def request(self) -> UnitRun | None:
+        """The run as a request context while the job runs, made on first use; None once
+        it has ended (nothing more is added to it)."""
+        run = self.run
+        if run is None and not self.finished:
+            run = self.jobs.context_of(self)
+        return run
+
+    def add_query(self, event: QueryEvent) -> None:
+        run = self.request
+        if run is not None:
+            run.add_query(event)
+
+    # The request's statements, as the Django hooks read them off the sink.
+    @property
+    def queries(self) -> list[QueryEvent] | None:
+        run = self.run
+        return None if run is None else run.queries
+
+    @property
+    def query_count(self) -> int:
+        run = self.run
+        return 0 if run is None else run.query_count
 
 
 class DeferredJobs:
-    """The queue of one gate's job starts and ends, and its drain (into ``tracker``; a
-    queue wait is learnt as at least ``min_wait_ms``, as inline)."""
+    """One gate's queue of job runs, and its drain (into ``tracker``; a queue wait is
+    learnt as at least ``min_wait_ms``, as inline)."""
 
     def __init__(self, gate: UnitGate, tracker: JobTracker, min_wait_ms: float) -> None:
         self._gate = weakref.ref(gate)
         self.tracker = tracker
         self.min_wait_ms = min_wait_ms
-        self.pending: Backlog[tuple[Any, ...]] = Backlog(self._learn, self._fault, MAX_PENDING)
+        c = gate.config
+        self.sql = c.query_analysis
+        self.cpu = c.measure_cpu
+        self.call_sites = c.capture_call_sites
+        self.max_queries = c.max_queries_per_request
+        self.pending: deque[JobRun] = deque()
+        #: runs seen started and not yet ended, looked at again at each drain
+        self.running: list[JobRun] = []
+        self._drain_lock = threading.Lock()
+        self._name_lock = threading.Lock()
 
-    def started(self, name: str, at: float, wait_ms: float | None) -> None:
-        """A run of ``name`` began at wall time ``at`` after ``wait_ms`` queued."""
-        self.pending.put((name, at, wait_ms))
+    # --- the worker's thread ----------------------------------------------------------
 
-    def ended(self, run: UnitRun, closed: Closed, outcome: str,
-              error: BaseException | str | None) -> None:
-        """A closed run (:meth:`pulsegate.units.Units.close`) to learn."""
-        self.pending.put((run, closed, outcome, error))
+    def begin(self, gate: UnitGate, name: object, queue_wait_ms: float | None,
+              retries: int, stamp: QueueStamp | None = None) -> JobRun | None:
+        """A run of ``name`` begins on this thread, after ``queue_wait_ms`` in its queue
+        (or as ``stamp`` will say); None when the gate is off or on a fault."""
+        if not gate.enabled:
+            return None
+        try:
+            scheduler = gate.scheduler
+            if not scheduler.started and scheduler.jobs:
+                scheduler.ensure_started()  # (its drain learns the run)
+            cpu0 = gate.cpu_clock() if self.cpu else None
+            mem0 = gate.units.memory.count()
+            run = JobRun(self, name, gate.clock(), cpu0, mem0, queue_wait_ms, retries, stamp)
+            pending = self.pending
+            if len(pending) >= MAX_PENDING:
+                self.drain()
+            pending.append(run)
+            if self.sql:  # last: a run that failed to begin is never the sink
+                run.token = query_sink.set(run)
+            return run
+        except Exception as exc:
+            gate.faults.record("jobs.start", exc)
+            return None
+
+    def end(self, gate: UnitGate, run: JobRun, outcome: str,
+            error: BaseException | str | None) -> None:
+        """The run ended on this thread (``outcome`` as for
+        :meth:`pulsegate.units.Units.finish`)."""
+        if run.finished:
+            return
+        run.finished = True
+        ended: Ended | tuple[()] = UNMEASURED
+        try:
+            now = gate.clock()
+            duration = now - run.start
+            gate.units.memory.earn(duration)
+            cpu0, mem0 = run.cpu0, run.mem0
+            ended = (now, duration, None if cpu0 is None else (gate.cpu_clock() - cpu0) * 1000.0,
+                     None if mem0 is None else sys.getallocatedblocks() - mem0, outcome, error)
+        except Exception as exc:
+            gate.faults.record("jobs.end", exc)
+        finally:
+            context = run.run
+            if context is not None:
+                context.finished = True
+            run.ended = ended
+            leave(run)
+
+    def context_of(self, run: JobRun) -> UnitRun:
+        """``run``'s request context, made once (any thread)."""
+        with self._name_lock:
+            context = run.run
+            if context is None:
+                context = run.run = UnitRun(JOB, self._kept(run), run.start, run.cpu0,
+                                            run.mem0, self.max_queries, self.call_sites)
+                context.queue_wait_ms = run.queue_wait_ms
+                context.retries = run.retries
+        return context
+
+    def _kept(self, run: JobRun) -> str:
+        """The name ``run`` is learnt under, decided once (under ``_name_lock``)."""
+        kept = run.kept
+        if kept is None:
+            gate = self._gate()
+            kept = run.kept = gate.units.name(JOB, run.name) if gate is not None else "?"
+        return kept
+
+    # --- the scheduler's thread -------------------------------------------------------
 
     def drain(self) -> int:
-        """Learn what is queued, oldest first; returns how many items."""
-        if self._gate() is None:
-            return 0
-        return self.pending.drain()
-
-    def _learn(self, item: tuple[Any, ...]) -> None:
+        """Learn the starts of the runs queued since the last drain, and the ends of those
+        that ended; returns how many starts and ends were learnt."""
         gate = self._gate()
         if gate is None:
-            return
-        if len(item) == 3:  # a start
-            name, at, wait = item
+            return 0
+        learnt = 0
+        with self._drain_lock:
+            running, self.running = self.running, []
+            for run in running:
+                learnt += self._look(gate, run)
+            pending = self.pending
+            while pending:
+                try:
+                    run = pending.popleft()
+                except IndexError:  # (a worker drained past MAX_PENDING meanwhile)
+                    break
+                learnt += self._start(gate, run) + self._look(gate, run)
+        return learnt
+
+    def _start(self, gate: UnitGate, run: JobRun) -> int:
+        try:
+            at = run.start + gate.wall_offset.at(gate.clock())
+            wait = run.queue_wait_ms
+            if wait is None and run.stamp is not None:
+                wait = run.queue_wait_ms = run.stamp.wait_ms(at)
             if wait is not None:
                 least = self.min_wait_ms
-                gate.units.record(QUEUE, name, wait if wait > least else least)
-            self.tracker.started(name, at, wait)
-        else:
-            run, closed, outcome, error = item
-            if gate.units.learn(run, outcome, error, closed) is not None:
-                self.tracker.finished(run.name, run.outcome or outcome)
-
-    def _fault(self, exc: Exception) -> None:
-        gate = self._gate()
-        if gate is not None:
+                gate.units.record(QUEUE, run.name, wait if wait > least else least)
+            with self._name_lock:
+                kept = self._kept(run)
+            self.tracker.started(kept, at, wait)
+            return 1
+        except Exception as exc:
             gate.faults.record("jobs.drain", exc)
+            return 0
+
+    def _look(self, gate: UnitGate, run: JobRun) -> int:
+        """Learn ``run``'s end if it came, else keep it as running."""
+        ended = run.ended
+        if ended is None:
+            if len(self.running) < MAX_PENDING:
+                self.running.append(run)
+            return 0
+        if not ended:  # UNMEASURED
+            return 0
+        try:
+            context = self.context_of(run)
+            context.finished = True
+            context.queue_wait_ms = run.queue_wait_ms  # (known now: see _start)
+            if eager.watching:  # what the ORM hooks recorded against the sink
+                eager.moved(run, context)
+            now, duration, cpu_ms, mem, outcome, error = ended
+            if gate.units.learn(context, outcome, error, (now, duration, cpu_ms, mem)) is None:
+                return 0
+            self.tracker.finished(context.name, context.outcome or outcome)
+            return 1
+        except Exception as exc:
+            gate.faults.record("jobs.drain", exc)
+            return 0

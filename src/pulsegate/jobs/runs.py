@@ -19,7 +19,7 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from pulsegate.jobs.deferred import DeferredJobs
+from pulsegate.jobs.deferred import DeferredJobs, JobRun
 from pulsegate.jobs.tracker import JobTracker
 from pulsegate.unit_flags import flag
 from pulsegate.units import JOB, QUEUE
@@ -92,14 +92,17 @@ def check_starvation(gate: UnitGate, tracker: JobTracker) -> list[dict[str, Any]
 
 
 def start(gate: UnitGate, name: object, *, queue_wait_ms: float | None = None,
-          retries: int = 0) -> UnitRun | None:
+          retries: int = 0) -> UnitRun | JobRun | None:
     """Begin a job run of ``name`` (after ``queue_wait_ms`` in its queue, its
-    ``retries``-th retry); None when the gate is off or on a fault."""
-    units = gate.units
+    ``retries``-th retry); None when the gate is off or on a fault. With
+    ``job_learning="background"`` the run is a :class:`~pulsegate.jobs.deferred.JobRun`
+    (learnt on the scheduler's thread), else a :class:`~pulsegate.units.UnitRun`."""
     if queue_wait_ms is not None:
         queue_wait_ms = queue_wait_ms if queue_wait_ms > 0.0 else 0.0
-    later = gate.config.units.job_learning == "background"
-    if queue_wait_ms is not None and not later:
+    if gate.config.units.job_learning == "background":
+        return deferred_of(gate).begin(gate, name, queue_wait_ms, retries)
+    units = gate.units
+    if queue_wait_ms is not None:
         # learnt as at least 1 ms: on the models' log scale a job that did not wait at
         # all (1 µs, the floor) would read as a thousandfold drop from one that waited
         # a millisecond, and an idle queue's zeros would swamp its spread
@@ -108,24 +111,19 @@ def start(gate: UnitGate, name: object, *, queue_wait_ms: float | None = None,
                       retries=retries)
     if run is not None:
         try:
-            if later:
-                deferred_of(gate).started(run.name, gate.wall(), queue_wait_ms)
-            else:
-                tracker_of(gate).started(run.name, gate.wall(), queue_wait_ms)
+            tracker_of(gate).started(run.name, gate.wall(), queue_wait_ms)
         except Exception as exc:
             gate.faults.record("jobs.start", exc)
     return run
 
 
-def end(gate: UnitGate, run: UnitRun, outcome: str = "success",
+def end(gate: UnitGate, run: UnitRun | JobRun, outcome: str = "success",
         error: BaseException | str | None = None) -> RequestRecord | None:
-    """Finish a job run (see :meth:`pulsegate.units.Units.finish`); with
-    ``job_learning="background"`` the run is closed here and learnt on the scheduler
-    thread (:mod:`pulsegate.jobs.deferred`): None."""
-    if gate.config.units.job_learning == "background":
-        closed = gate.units.close(run)
-        if closed is not None:
-            deferred_of(gate).ended(run, closed, outcome, error)
+    """Finish a job run (see :meth:`pulsegate.units.Units.finish`); a
+    :class:`~pulsegate.jobs.deferred.JobRun` is learnt on the scheduler thread
+    (:mod:`pulsegate.jobs.deferred`): None."""
+    if isinstance(run, JobRun):
+        run.jobs.end(gate, run, outcome, error)
         return None
     record = gate.units.finish(run, outcome, error)
     if record is not None:

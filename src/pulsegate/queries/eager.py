@@ -27,7 +27,7 @@ from pulsegate.context import query_sink
 from pulsegate.queries.fingerprint import FingerprintCache
 from pulsegate.queries.nplusone import Detection
 
-__all__ = ["EagerLoad", "detections", "forget", "record", "touch", "unused", "watch"]
+__all__ = ["EagerLoad", "detections", "forget", "moved", "record", "touch", "unused", "watch"]
 
 #: True once a gate or a capture asked for unused eager loads: the ORM hooks then record
 #: eager loads and track reads (process-wide, as the hooks are; a sink that did not ask
@@ -87,6 +87,17 @@ def touch(key: int) -> None:
         state = _by_sink.get(id(sink))
         if state is not None:
             state.touched.add(key)
+
+
+def moved(old: Any, new: Any) -> None:
+    """What ``old`` recorded is ``new``'s from now on: a job's run (pulsegate.jobs.
+    deferred) is the sink while the job runs, and the unit run it hands its statements to
+    is the one analysed."""
+    state = _by_sink.get(id(old))
+    if state is not None and state.sink is old:
+        _by_sink.pop(id(old), None)
+        state.sink = new
+        _by_sink.put(id(new), state)
 
 
 def unused(sink: Any) -> list[EagerLoad]:
