@@ -24,7 +24,9 @@ median over rounds of its difference from the bare stack of the same round.
     .venv/bin/python benchmarks/job_overhead.py [--jobs 300] [--rounds 30] [--bytecodes]
         [--no-worker-setup]
 
-``--bytecodes`` prints the bytecodes pulsegate adds per job instead (deterministic).
+``--bytecodes`` prints the bytecodes pulsegate adds per job instead (deterministic);
+``--instructions`` the CPU instructions, counted by valgrind's callgrind, each stack in a
+process of its own (C work included: clocks, the block count, allocation).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from __future__ import annotations
 import argparse
 import logging
 import statistics
+import sys
 import time
 from collections.abc import Callable
 
@@ -54,8 +57,8 @@ def work(x: int) -> int:
 
 #: False: run each task as a worker does (see the module); True: ``task.apply()``.
 NO_WORKER_SETUP = False
-#: When the benchmark's messages were published (epoch s).
-PUBLISHED = time.time()
+#: How long each message waited in the queue (s).
+WAITED = 0.005
 
 
 def worker_request(i: int) -> dict[str, object]:
@@ -70,7 +73,7 @@ def worker_request(i: int) -> dict[str, object]:
             "timelimit": [None, None], "root_id": tid, "parent_id": None,
             "argsrepr": f"({i},)", "kwargsrepr": "{}", "origin": "gen1@bench",
             "ignore_result": True, "replaced_task_nesting": 0, "stamped_headers": None,
-            "stamps": {}, pg_celery.HEADER: PUBLISHED,
+            "stamps": {}, pg_celery.HEADER: time.time() - WAITED,
             "properties": {"correlation_id": tid, "reply_to": "r", "delivery_mode": 2,
                            "delivery_info": {"exchange": "", "routing_key": "celery"},
                            "priority": 0, "body_encoding": "base64", "delivery_tag": tid},
@@ -209,17 +212,10 @@ def bytecodes(n: int) -> None:
           f"{both:.0f} = {both / ot * 100:.1f} % with it")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--jobs", type=int, default=300, help="per stack and round")
-    ap.add_argument("--rounds", type=int, default=30)
-    ap.add_argument("--bytecodes", action="store_true")
-    ap.add_argument("--no-worker-setup", action="store_true",
-                    help="without the worker's stack protection (a bare task skips __call__)")
-    args = ap.parse_args()
+def prepare(no_worker_setup: bool) -> PulseGate:
+    """The process as a worker's (unless ``no_worker_setup``); the inline gate."""
     global NO_WORKER_SETUP
-    NO_WORKER_SETUP = args.no_worker_setup
+    NO_WORKER_SETUP = no_worker_setup
     if not NO_WORKER_SETUP:
         from celery.app.trace import _install_stack_protection
 
@@ -234,8 +230,95 @@ def main() -> None:
         # of a large process each (two sys.getallocatedblocks(), ≈ 23 µs here) and the
         # steady state counts one in ≈ 50 (1 % of their time)
         g.units.memory.credit = 0.0
+    return gate
+
+
+#: Jobs every ``--instructions`` child runs before the counted ones.
+WARM = 200
+#: ``--instructions``: the stacks counted, each in a process of its own; ``DRAIN`` counts
+#: the scheduler thread's drain of the background stack's jobs.
+COUNTED = ("celery bare", "celery + pulsegate", BACKGROUND_STACK,
+           "celery + opentelemetry celery")
+DRAIN = "scheduler thread"
+
+
+def child(stack_name: str, n: int, no_worker_setup: bool) -> None:
+    """One stack alone in this process: ``WARM`` jobs, then ``n`` counted (between two
+    ``os.getppid()`` marks, see instructions.window_counts)."""
+    import os
+
+    from pulsegate import scheduler
+
+    prepare(no_worker_setup)
+    stack = stacks()[BACKGROUND_STACK if stack_name == DRAIN else stack_name]
+    stack.on()
+    stack.calls(WARM)
+    drain_background()
+    # The gates' periodic jobs run on their own thread every 0.5 s of wall time: under
+    # valgrind (≈ 50x slower) they would land in the window. Parked for it: the thread's
+    # current wait ends, the next one outlasts the run (as real_pages.py does).
+    for each in list(scheduler._ALL):
+        each.tick = 1e6
+    time.sleep(1.0)
+    if stack_name == DRAIN:
+        stack.calls(n)
+    freeze_setup()
+    os.getppid()
+    if stack_name == DRAIN:
+        print("learnt", drain_background(), flush=True)
+    elif n:
+        stack.calls(n)
+    os.getppid()
+
+
+def instructions(n: int, no_worker_setup: bool) -> None:
+    """Instructions (and cache misses) a job each way, each stack in a valgrind child."""
+    import subprocess
+    import tempfile
+    from concurrent.futures import ThreadPoolExecutor
+
+    from instructions import EVENTS, window_counts
+
+    names = (*COUNTED, DRAIN)
+    flag = ["--no-worker-setup"] if no_worker_setup else []
+    argv = {name: [__file__, "--child", name, str(n), *flag] for name in names}
+    subprocess.run([sys.executable, __file__, "--child", "celery bare", "0", *flag],
+                   check=True)  # compile and cache every module first, not under valgrind
+    out = tempfile.gettempdir() + "/job_overhead.{}.out"
+    with ThreadPoolExecutor(2) as pool:
+        runs = dict(zip(names, pool.map(lambda name: window_counts(
+            argv[name], out.format(names.index(name))), names), strict=True))
+    per = {name: {k: runs[name][k] / n for k in EVENTS.values()} for name in names}
+    bare = per["celery bare"]
+    otel = per["celery + opentelemetry celery"]["instructions"] - bare["instructions"]
+    print(f"{n} jobs after {WARM}, instructions (Ir) and level-1 data read misses a job")
+    for name in names:
+        added = per[name]["instructions"] - (0 if name == DRAIN else bare["instructions"])
+        misses = per[name]["d1_read_misses"] - (0 if name == DRAIN else bare["d1_read_misses"])
+        print(f"{name:32s} Ir {per[name]['instructions']:10,.0f} {added:+10,.0f} "
+              f"({added / otel * 100:5.1f} % of OTel's) D1r {misses:+8,.1f}")
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child(sys.argv[2], int(sys.argv[3]), "--no-worker-setup" in sys.argv)
+        return
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--jobs", type=int, default=300, help="per stack and round")
+    ap.add_argument("--rounds", type=int, default=30)
+    ap.add_argument("--bytecodes", action="store_true")
+    ap.add_argument("--no-worker-setup", action="store_true",
+                    help="without the worker's stack protection (a bare task skips __call__)")
+    ap.add_argument("--instructions", action="store_true",
+                    help="count instructions and cache misses under valgrind, not time")
+    args = ap.parse_args()
+    gate = prepare(args.no_worker_setup)
     if args.bytecodes:
         bytecodes(args.jobs)
+        return
+    if args.instructions:
+        instructions(args.jobs, args.no_worker_setup)
         return
     all_stacks = stacks()
     freeze_setup()

@@ -302,3 +302,18 @@ def test_block_counts_take_at_most_one_percent_of_the_units_time() -> None:
         assert record is not None
         long_counted.append(record.memory_blocks is not None)
     assert long_counted[1:] == [True, True]
+
+
+def test_a_wait_measured_elsewhere_earns_no_block_count_credit() -> None:
+    """A queue wait read off a message is no time this process spent: were it credit, a
+    job that waited a minute would pay for block counts on every tiny job after it."""
+    clock = TickingClock(0.0005)
+    gate = PulseGate(clock=clock, wall=lambda: 1.7e9)
+    counted = []
+    for _ in range(400):
+        gate.units.record(QUEUE, "tiny", 60_000.0)  # it waited a minute
+        run = gate.units.begin(JOB, "tiny", memory=True)
+        assert run is not None
+        counted.append(run.mem0 is not None)
+        gate.units.finish(run)
+    assert 1 < sum(counted) < 100  # as without the waits (the starting credit, then 1 %)

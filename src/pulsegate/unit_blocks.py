@@ -3,11 +3,12 @@
 
 Counting blocks walks the interpreter's allocator -- from about 1 µs in a small process
 to 0.1-0.3 ms in a large one -- so it is budgeted: at most :data:`MEMORY_SHARE` (1 %) of
-the units' measured time goes to it. Each run earns 1 % of its duration as credit (capped
-at :data:`MEMORY_CREDIT_CAP` s) and a run is counted when the credit covers the two
-counts' learnt cost (an exponential average, weight 0.2, of the timed reads): a job of
-50 ms or more is counted every time even in a large process, a burst of tiny ones one
-time in many.
+the units' measured time goes to it. Each run measured here earns 1 % of its duration as
+credit (capped at :data:`MEMORY_CREDIT_CAP` s; a run measured elsewhere -- a queue wait
+read off a message, a call timed by a client's hook -- earns none: it is no time this
+process spent) and a run is counted when the credit covers the two counts' learnt cost
+(an exponential average, weight 0.2, of the timed reads): a job of 50 ms or more is
+counted every time even in a large process, a burst of tiny ones one time in many.
 """
 
 from __future__ import annotations

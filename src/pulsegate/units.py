@@ -253,7 +253,9 @@ class Units:
             now = gate.clock()
             if duration is None:
                 duration = now - run.start
-            self.memory.earn(duration)
+                # (only time measured here earns block-count credit: a queue wait or a
+                # call timed elsewhere is no time this process spent)
+                self.memory.earn(duration)
             if run.cpu0 is not None:
                 cpu_ms = (gate.cpu_clock() - run.cpu0) * 1000.0
             mem = None if run.mem0 is None else sys.getallocatedblocks() - run.mem0
