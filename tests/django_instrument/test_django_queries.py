@@ -162,6 +162,31 @@ def test_call_site_in_a_django_template_is_the_template_line(db: None, tmp_path:
         assert d.kind == "n_plus_one" and d.call_site == f"{tmp_path / 'books.html'}:4 in template"
 
 
+DJANGO_TWO_TAGS = """{% for book in first %}
+  {% if book.author %}.{% endif %}
+{% endfor %}
+{% for book in second %}
+  {{ book.author.name }}
+{% endfor %}"""
+
+
+def test_one_statement_from_two_template_tags_names_each_tag(db: None, tmp_path: Any) -> None:
+    """The same lazy load run by an ``{% if %}`` on line 2 and by a variable on line 5,
+    rendered three times (learnt paths): each statement is named by its own tag's line
+    -- a node frame is named only when it is the innermost one."""
+    from django.template import Context, Engine
+
+    install()
+    (tmp_path / "two.html").write_text(DJANGO_TWO_TAGS)
+    page = Engine(dirs=[str(tmp_path)]).get_template("two.html")
+    for _round in range(3):
+        first, second = list(dj_corpus.Book.objects.all()[:4]), list(dj_corpus.Book.objects.all()[:3])
+        with capture() as cap:
+            page.render(Context({"first": first, "second": second}))
+        assert [ev.call_site for ev in cap.queries] == \
+            [f"{tmp_path / 'two.html'}:2 in template"] * 4 + [f"{tmp_path / 'two.html'}:5 in template"] * 3
+
+
 def test_the_vendor_reaches_the_fingerprint_and_sqlites_string_quotes_are_redacted(db: None) -> None:
     """Django tells the hook its ``connection.vendor``: on SQLite a double-quoted
     unknown name is a string (SQLite's fallback) and must not reach the report, while

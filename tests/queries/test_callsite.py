@@ -1,0 +1,190 @@
+"""The call-site finder on learnt paths: every statement is named by its own first
+application frame (several sites through one hook, an application frame between two
+library stretches, statements of varying text, template lines), and a repeat costs one
+jump up the stack."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType, ModuleType
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, select
+from sqlalchemy.orm import Session
+
+from pulsegate import capture
+from pulsegate.queries.callsite import CallSiteFinder
+from pulsegate.sqlalchemy import instrument
+from sa_corpus import Author, Base, Book, seed
+
+pytestmark = pytest.mark.pulsegate(nplusone="off")
+
+#: A library: a hook that asks for the call site, and a stretch of library frames.
+LIBRARY = '''
+def hook(finder):
+    return finder.find(1)
+
+def through(n, fn, *args):
+    if n:
+        return through(n - 1, fn, *args)
+    return fn(*args)
+
+def call(fn, *args):
+    return fn(*args)
+
+def render_node(node, fn, *args):  # a template engine's node renderer
+    return fn(*args)
+'''
+
+
+def _library(tmp_path: Path) -> tuple[Any, CallSiteFinder]:
+    (tmp_path / "pg_test_library.py").write_text(LIBRARY)
+    spec = importlib.util.spec_from_file_location("pg_test_library", tmp_path / "pg_test_library.py")
+    assert spec is not None and spec.loader is not None
+    module: ModuleType = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module, CallSiteFinder(extra_library_roots=(str(tmp_path),))
+
+
+def _line() -> int:
+    """The caller's line."""
+    return sys._getframe(1).f_lineno
+
+
+HERE = CallSiteFinder().relative(__file__)
+
+
+def test_each_site_through_one_hook_is_named_on_every_repeat(tmp_path: Path) -> None:
+    """Two lines of one function at one depth, another function deeper, interleaved and
+    repeated (learnt paths): each statement is named by its own line."""
+    lib, finder = _library(tmp_path)
+
+    def view(n: int) -> list[tuple[str | None, str]]:
+        first = (lib.through(n, lib.hook, finder), f"{HERE}:{_line()} in view")
+        second = (lib.through(n, lib.hook, finder), f"{HERE}:{_line()} in view")
+        return [first, second]
+
+    def deeper() -> list[tuple[str | None, str]]:
+        return [(lib.through(9, lib.hook, finder), f"{HERE}:{_line()} in deeper")]
+
+    for _round in range(3):
+        for got, expected in view(3) + deeper() + view(3) + view(6) + deeper():
+            assert got == expected
+
+
+def test_an_application_frame_between_two_library_stretches_is_named(tmp_path: Path) -> None:
+    """app -> library -> app callback -> library -> hook: the callback is the site, even
+    when the outer application frame sits exactly where a path learnt before ended
+    (same length, same library code below it). Before, the outer frame was named."""
+    lib, finder = _library(tmp_path)
+
+    def direct() -> str | None:
+        return lib.through(5, lib.hook, finder)  # type: ignore[no-any-return]
+
+    def callback() -> str | None:
+        return lib.through(1, lib.hook, finder)  # type: ignore[no-any-return]
+
+    def outer() -> str | None:
+        return lib.through(2, callback)  # type: ignore[no-any-return]
+
+    for _round in range(3):
+        assert str(direct()).endswith(" in direct")
+        assert str(outer()).endswith(" in callback")
+
+
+def test_a_template_node_is_named_only_when_it_is_the_innermost(tmp_path: Path) -> None:
+    """Template engines render every node through one call instruction: a node frame
+    where a learnt path ended is named only if the code below it is the learnt one, so
+    a node rendering another node that ran the statement leaves the inner one named."""
+    lib, finder = _library(tmp_path)
+    finder.register_template_frame(lib.render_node.__code__,
+                                   lambda frame: f"{frame.f_locals['node']}.html:1 in template")
+    for _round in range(3):
+        assert lib.render_node("plain", lib.through, 1, lib.hook, finder) == "plain.html:1 in template"
+        assert lib.render_node("outer", lib.call, lib.render_node, "inner", lib.hook,
+                               finder) == "inner.html:1 in template"
+
+
+def test_a_repeat_from_a_learnt_site_is_one_jump_up_the_stack(tmp_path: Path) -> None:
+    """A statement from a call site seen before costs one ``sys._getframe`` (a C jump;
+    the frames on the way get no frame object) and one look-up: no walk, however deep
+    the library stretch. Before: two jumps, from the start frame and to the one below
+    the site."""
+    lib, finder = _library(tmp_path)
+    jumps: list[int] = []
+
+    def count(frame: FrameType, event: str, arg: object) -> None:
+        if event == "c_call" and arg is sys._getframe:
+            jumps[-1] += 1
+
+    def view() -> str | None:
+        return lib.through(40, lib.hook, finder)  # type: ignore[no-any-return]
+
+    view()  # learns the path
+    for _ in range(3):
+        jumps.append(0)
+        sys.setprofile(count)
+        try:
+            site = view()
+        finally:
+            sys.setprofile(None)
+        assert site is not None and site.endswith(" in view")
+    assert jumps == [1, 1, 1]
+
+
+@pytest.fixture()
+def session() -> Any:
+    engine = create_engine("sqlite://")
+    Base.metadata.create_all(engine)
+    instrument(engine)
+    with Session(engine) as s:
+        seed(s)
+        s.expunge_all()
+        yield s
+    engine.dispose()
+
+
+def test_statements_of_varying_text_from_several_sites_keep_their_sites(session: Session) -> None:
+    """The same query from two lines, its text varying (an IN-list of growing length is
+    rendered into the SQL), interleaved: every event names its own line."""
+    def by_ids(ids: list[int]) -> tuple[int, str]:
+        return len(session.scalars(select(Author).where(Author.id.in_(ids))).all()), \
+            f"{HERE}:{_line() - 1} in by_ids"
+
+    def other(ids: list[int]) -> tuple[int, str]:
+        found = session.scalars(select(Author).where(Author.id.in_(ids))).all()
+        return len(found), f"{HERE}:{_line() - 1} in other"
+
+    with capture() as cap:
+        expected = [(fn(list(range(1, n + 1))))[1] for n in range(1, 8) for fn in (by_ids, other)]
+    assert len({ev.sql for ev in cap.queries}) == 7  # the text varies
+    assert [ev.call_site for ev in cap.queries] == expected
+
+
+JINJA_TWO_LINES = """{% for book in first %}{{ book.author.name }}
+{% endfor %}
+{% for book in second %}
+  {{ book.author.name }}
+{% endfor %}"""
+
+
+def test_one_statement_from_two_template_lines_names_each_line(session: Session, tmp_path: Path) -> None:
+    """The same lazy load read on lines 1 and 4 of a Jinja template, rendered twice:
+    each statement is named by its own template line, not by the compiled module's."""
+    from jinja2 import Environment, FileSystemLoader
+
+    (tmp_path / "two.html").write_text(JINJA_TWO_LINES)
+    page = Environment(loader=FileSystemLoader(str(tmp_path))).get_template("two.html")
+    render: Callable[..., str] = page.render
+    for _round in range(2):
+        books = session.scalars(select(Book).order_by(Book.id)).all()
+        with capture() as cap:
+            render(first=books[:15], second=books[15:])
+        sites = [ev.call_site for ev in cap.queries]
+        assert sites == [f"{tmp_path / 'two.html'}:1 in template"] * 5 \
+            + [f"{tmp_path / 'two.html'}:4 in template"] * 5
+        session.expunge_all()
