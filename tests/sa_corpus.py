@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import (
@@ -241,3 +242,19 @@ ALL = PROBLEMS + FINE
 
 def make_engine(url: str = "sqlite://") -> Any:
     return create_engine(url)
+
+
+@contextmanager
+def seeded_session() -> Iterator[Session]:
+    """A session on a new in-memory database holding the corpus, its identity map
+    empty, the engine instrumented by pulsegate."""
+    from pulsegate.sqlalchemy import instrument
+
+    engine = create_engine("sqlite://")
+    Base.metadata.create_all(engine)
+    instrument(engine)
+    with Session(engine) as s:
+        seed(s)
+        s.expunge_all()
+        yield s
+    engine.dispose()

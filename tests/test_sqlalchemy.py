@@ -16,7 +16,7 @@ from corpus_scoring import precision_recall
 from pulsegate import capture
 from pulsegate.queries import QueryEvent
 from pulsegate.sqlalchemy import instrument, is_instrumented
-from sa_corpus import ALL, FINE, PROBLEMS, Author, Base, Book, seed
+from sa_corpus import ALL, FINE, PROBLEMS, Author, Base, Book, seed, seeded_session
 
 # These tests create query problems on purpose; the plugin must not warn about them.
 pytestmark = pytest.mark.pulsegate(nplusone="off")
@@ -24,14 +24,8 @@ pytestmark = pytest.mark.pulsegate(nplusone="off")
 
 @pytest.fixture()
 def session() -> Iterator[Session]:
-    engine = create_engine("sqlite://")
-    Base.metadata.create_all(engine)
-    instrument(engine)
-    with Session(engine) as s:
-        seed(s)
-        s.expunge_all()
+    with seeded_session() as s:
         yield s
-    engine.dispose()
 
 
 @pytest.mark.parametrize("name,problem,kind,run", ALL, ids=[s[0] for s in ALL])

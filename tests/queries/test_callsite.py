@@ -7,19 +7,18 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType, ModuleType
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pulsegate import capture
 from pulsegate.queries.callsite import CallSiteFinder
-from pulsegate.sqlalchemy import instrument
-from sa_corpus import Author, Base, Book, seed
+from sa_corpus import Author, Book, seeded_session
 
 pytestmark = pytest.mark.pulsegate(nplusone="off")
 
@@ -137,15 +136,9 @@ def test_a_repeat_from_a_learnt_site_is_one_jump_up_the_stack(tmp_path: Path) ->
 
 
 @pytest.fixture()
-def session() -> Any:
-    engine = create_engine("sqlite://")
-    Base.metadata.create_all(engine)
-    instrument(engine)
-    with Session(engine) as s:
-        seed(s)
-        s.expunge_all()
+def session() -> Iterator[Session]:
+    with seeded_session() as s:
         yield s
-    engine.dispose()
 
 
 def test_statements_of_varying_text_from_several_sites_keep_their_sites(session: Session) -> None:
