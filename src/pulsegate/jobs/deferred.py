@@ -103,8 +103,8 @@ class JobRun:
 
     @property
     def request(self) -> UnitRun | None:
-        """The run as a request context while the job runs, made on first use; None once
-        it has ended (nothing more is added to it)."""
+        """The run as a request context, made on first use while the job runs (after
+        its end: the one made, finished, or None -- nothing more is added to it)."""
         run = self.run
         if run is None and not self.finished:
             run = self.jobs.context_of(self)
