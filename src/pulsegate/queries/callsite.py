@@ -15,6 +15,7 @@ import os
 import sys
 import sysconfig
 from collections.abc import Callable
+from contextlib import suppress
 from sys import _getframe
 from types import CodeType, FrameType
 
@@ -161,8 +162,7 @@ class CallSiteFinder:
                             continue
                 except ValueError:
                     continue
-                reaches.remove(reach)
-                reaches.insert(0, reach)
+                _to_front(reaches, reach)
                 return site
         return self._walk(depth)
 
@@ -229,12 +229,7 @@ class CallSiteFinder:
             self._nodes[key] = below
         else:
             self._sites[key] = site
-        reaches = self._paths.setdefault(depth, [])
-        reach = key[2]
-        if reach in reaches:
-            reaches.remove(reach)
-        reaches.insert(0, reach)
-        del reaches[8:]  # a hook reached by many paths: the newest eight
+        _to_front(self._paths.setdefault(depth, []), key[2])
 
     def relative(self, path: str) -> str:
         if self._cwd and path.startswith(self._cwd):
@@ -256,6 +251,15 @@ class CallSiteFinder:
         site = f"{self.relative(path)}:{line} in {name}"
         self._lines[key] = site
         return site
+
+
+def _to_front(reaches: list[int], reach: int) -> None:
+    """``reach`` first among a hook's reaches, which keep the newest eight. Without a
+    lock: another thread may have moved or dropped it meanwhile."""
+    with suppress(ValueError):
+        reaches.remove(reach)
+    reaches.insert(0, reach)
+    del reaches[8:]
 
 
 #: A code no frame runs: what ``_nodes`` gives for a key it lacks.
