@@ -58,8 +58,13 @@ class PulseGate(GateReports):
     seconds) are injectable so tests and simulations can drive time themselves. A
     record's wall time is its start on ``clock`` plus an offset to ``wall`` that is
     re-read once per second of ``clock`` time.
+
+    At most 30 instance attributes (aliases are GateReports' properties, optional parts
+    class-level None): past 30 CPython gives an instance a dict of its own, where no gate
+    method call on the request path is specialised (``instructions.py --misses flask``).
     """
 
+    multivariate: Any = None  # the multivariate model (``multivariate=True``), else None
     def __init__(self, config: Config | None = None, /, *,
                  clock: Callable[[], float] = time.perf_counter,
                  wall: Callable[[], float] = time.time,
@@ -71,8 +76,6 @@ class PulseGate(GateReports):
             config = config.replace(**options)
         self.config = config
         self.clock = clock
-        self.wall = wall
-        self.cpu_clock = cpu_clock
         self.faults = FaultCounter()
         #: Background jobs (persistence, training, export); its thread starts lazily on
         #: the first request of each process.
@@ -94,10 +97,8 @@ class PulseGate(GateReports):
                                c.memory_sample_every if c.measure_memory else 0,
                                c.cpu_sample_budget_us * 1e-6,
                                c.memory_sample_budget_us * 1e-6, clock, cpu_clock)
-        self._tick = 0  # requests started, for the CPU and memory samples
         #: A record's wall time: its start on ``clock`` plus this offset.
         self.wall_offset = WallOffset(wall)
-        self._next_sample = 0  # the next request to ask the sampler (the first one does)
         self.baselines = BaselineStore(
             lambda: EndpointModel(c.alpha, c.z_threshold, c.warmup, metrics,
                                   window=c.aggregation_window, seasonal=self._seasonal()),
@@ -112,8 +113,6 @@ class PulseGate(GateReports):
         self.notable_listeners: list[Listener] = []
         #: Lowest request score that is notable (the registry lowers it to see near misses).
         self.notable_score = 2.0
-        #: The multivariate background model (``multivariate=True``), else None.
-        self.multivariate: Any = None
         if c.multivariate:
             from pulsegate.learn.multivariate import MultivariateModel, attach
 
@@ -138,7 +137,6 @@ class PulseGate(GateReports):
         #: (recent, bounded) and ``query_insights()`` (ranked across requests).
         from pulsegate.queries.requests import RequestQueries
         self.queries = RequestQueries(c, clock, wall, self.plugs)
-        self.detections = self.queries.recent
         #: Work that is not a request, learnt by the same models (pulsegate.units), and
         #: what sees each finished run: ``(record, run)``, as a request listener.
         self.unit_listeners: list[Listener] = []
@@ -152,12 +150,12 @@ class PulseGate(GateReports):
         if c.rate_limiting or c.resource_allocation or c.healing_actions or c.response_cache:
             from pulsegate.control.gatekeeper import Controller
             self.control = Controller(self)
-        self.advisor = self.attach_advisor()  # pulsegate.advisor when ``advisor`` is on
+        if (advisor := self.attach_advisor()) is not None:  # (GateReports: None)
+            self.advisor = advisor
         # Model registry, persistence (warm start), feedback, tuning, alerts: built last
         # so it can restore the state of every component created above.
         from pulsegate.registry.ops import ModelOps
         self.ops = ModelOps(self)
-        self.registry = self.ops.registry
 
     @property
     def model_version(self) -> str:
@@ -205,16 +203,17 @@ class PulseGate(GateReports):
         try:
             # CPU and memory are sampled, on the first request of every N (each read is a
             # system call or an allocator walk): requests in between pay one comparison.
-            tick = self._tick
-            self._tick = tick + 1
+            sampler = self.sampler
+            tick = sampler.requests
+            sampler.requests = tick + 1
             cpu0 = mem0 = None
-            if tick == self._next_sample:
+            if tick == sampler.next_take:
                 # at most MAX_GAP requests apart: the scheduler's thread starts here, once
                 # there are jobs (the first request of a process, soon after a job is
                 # added or the process forked)
                 if not self.scheduler.started and self.scheduler.jobs:
                     self.scheduler.ensure_started()
-                cpu0, mem0, self._next_sample = self.sampler.take(tick)
+                cpu0, mem0, sampler.next_take = sampler.take(tick)
             start = self.clock()
             if start >= self.wall_offset.due:
                 self.wall_offset.sync(start)
@@ -323,7 +322,7 @@ class PulseGate(GateReports):
         try:
             now = self.clock()
             duration = now - ctx.start
-            cpu_ms = None if ctx.cpu0 is None else (self.cpu_clock() - ctx.cpu0) * 1000.0
+            cpu_ms = None if ctx.cpu0 is None else (self.sampler.cpu_clock() - ctx.cpu0) * 1000.0
             mem = None if ctx.mem0 is None else sys.getallocatedblocks() - ctx.mem0
             final_status = ctx.settle_status(status, error)
             self.counters["requests"] += 1

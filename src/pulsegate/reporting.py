@@ -5,15 +5,20 @@ request."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections import deque
+
     from pulsegate.config import Config
     from pulsegate.faults import FaultCounter
     from pulsegate.learn.baseline import BaselineStore
     from pulsegate.plugins import Plugs
     from pulsegate.queries.requests import RequestQueries
+    from pulsegate.registry.models import ModelRegistry
     from pulsegate.registry.ops import ModelOps
+    from pulsegate.sampling import Sampler, WallOffset
     from pulsegate.scheduler import Scheduler
 
 
@@ -31,8 +36,30 @@ class GateReports:
     ops: ModelOps
     model_version: str
     config: Config
+    sampler: Sampler
+    wall_offset: WallOffset
     #: query, workload and capacity advice (:mod:`pulsegate.advisor`) when ``advisor`` is on
     advisor: Any = None
+
+    @property
+    def wall(self) -> Callable[[], float]:
+        """The epoch clock (``wall=``), held by the wall offset."""
+        return self.wall_offset.wall
+
+    @property
+    def cpu_clock(self) -> Callable[[], float]:
+        """The thread CPU clock (``cpu_clock=``), held by the sampler."""
+        return self.sampler.cpu_clock
+
+    @property
+    def detections(self) -> deque[dict[str, Any]]:
+        """The recent query detections, newest last (bounded: ``queries.recent``)."""
+        return self.queries.recent
+
+    @property
+    def registry(self) -> ModelRegistry:
+        """The model registry (``ops.registry``)."""
+        return self.ops.registry
 
     def attach_advisor(self) -> Any:
         """The advisor ``config.advice`` describes, or None when ``advisor`` is off (the

@@ -51,7 +51,7 @@ class Sampler:
     """
 
     __slots__ = ("clock", "cpu_budget", "cpu_clock", "cpu_due", "cpu_every", "cpu_gap",
-                 "mem_budget", "mem_due", "mem_every", "mem_gap")
+                 "mem_budget", "mem_due", "mem_every", "mem_gap", "next_take", "requests")
 
     def __init__(self, cpu_every: int, mem_every: int, cpu_budget: float,
                  mem_budget: float, clock: Callable[[], float],
@@ -68,6 +68,10 @@ class Sampler:
         #: The interval each is read at now (its configured one, or stretched).
         self.cpu_gap = cpu_every
         self.mem_gap = mem_every
+        #: Requests started, and the number of the next one to call :meth:`take` for
+        #: (the engine counts and compares; the first request takes).
+        self.requests = 0
+        self.next_take = 0
 
     def take(self, tick: int) -> tuple[float | None, int | None, int]:
         """The CPU clock and the block count for request number ``tick`` (each None
