@@ -8,7 +8,7 @@ handler, and the ASGI handler (where pulsegate's middleware runs as a coroutine)
 stacks alternate round by round, in many short rounds; what a stack adds is the median
 over rounds of its difference from bare Django in the same round.
 
-    .venv/bin/python benchmarks/django_overhead.py [--requests 300] [--rounds 40]
+    .venv/bin/python benchmarks/django_overhead.py [--requests 300] [--rounds 40] [--cpu-clock]
 
 Budget: pulsegate adds at most 10 % of what OpenTelemetry's instrumentation adds.
 """
@@ -20,7 +20,6 @@ import asyncio
 import logging
 import statistics
 import sys
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,6 +31,7 @@ settings.configure(
     MIDDLEWARE=[], INSTALLED_APPS=[], DATABASES={}, USE_TZ=True, LOGGING_CONFIG=None)
 django.setup()
 
+import _common  # noqa: E402
 from _common import (  # noqa: E402
     discarding_tracer_provider,
     engine_only,
@@ -84,13 +84,13 @@ def run(app: WSGIHandler, environs: list[dict[str, Any]]) -> float:
         for _ in result:
             pass
         result.close()  # type: ignore[attr-defined]
-    t0 = time.perf_counter()
+    t0 = _common.timer()
     for env in environs:
         result = app(dict(env), start_response)
         for _ in result:
             pass
         result.close()  # type: ignore[attr-defined]
-    return (time.perf_counter() - t0) / len(environs) * 1e6
+    return (_common.timer() - t0) / len(environs) * 1e6
 
 
 SCOPE = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
@@ -119,10 +119,10 @@ async def run_asgi(app: ASGIHandler, paths: list[str]) -> float:
 
     for p in paths[:200]:
         await app({**SCOPE, "path": p, "raw_path": p.encode()}, receiver(), send)
-    t0 = time.perf_counter()
+    t0 = _common.timer()
     for p in paths:
         await app({**SCOPE, "path": p, "raw_path": p.encode()}, receiver(), send)
-    return (time.perf_counter() - t0) / len(paths) * 1e6
+    return (_common.timer() - t0) / len(paths) * 1e6
 
 
 def table(title: str, results: dict[str, list[float]]) -> None:
@@ -145,7 +145,9 @@ def main() -> None:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--requests", type=int, default=300, help="per stack and round")
     ap.add_argument("--rounds", type=int, default=40)
+    _common.add_clock_option(ap)
     args = ap.parse_args()
+    _common.use_cpu_clock(args.cpu_clock)
     logging.getLogger("pulsegate").setLevel(logging.CRITICAL)
     mw = ["pulsegate.django.PulseGateMiddleware"]
     apps = {

@@ -1,7 +1,7 @@
 """Per-request cost in CPU instructions, immune to a busy machine: for each adapter, the
 bare app vs pulsegate vs OpenTelemetry's instrumentation, counted by valgrind's callgrind.
 
-    .venv/bin/python benchmarks/instructions.py [--requests 2000] [family ...]
+    .venv/bin/python benchmarks/instructions.py [--requests 2000] [--misses] [family ...]
 
 Families: ``asgi`` (Starlette), ``asgi-full`` (the same with rate limiting and the
 allocator on), ``wsgi`` (a bare WSGI callable), ``flask``, ``django`` (Django's WSGI
@@ -16,6 +16,15 @@ instructions do not show (system calls such as the thread CPU clock, cache misse
 read this beside the ``*_overhead.py`` scripts, not instead of them. The counts are
 deterministic to a fraction of a percent: use them to A/B a hot-path change. Needs
 valgrind (Debian package).
+
+``--misses`` also simulates this machine's caches (:data:`CACHES`) and prints the level-1
+misses a request adds: the lines of interpreter code (I1) and of bytecode and objects (D1
+read and write) the CPU fetches from its L2. Behind a large app they weigh as much as the
+instructions: a Flask or Django request runs ≈ 570-610 k instructions of its own, which
+evict the middleware's lines and predictor state between two of its steps, while a
+Starlette request (≈ 90 k) leaves them in place -- which is how pulsegate can add the same
+instructions and misses to Flask and to Starlette (``--misses flask asgi``) and still cost
+Flask twice the microseconds (``wsgi_overhead.py`` vs ``asgi_overhead.py``).
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -133,14 +143,18 @@ def driver(family: str, stack: str) -> Callable[[int], None]:
     return _engine(stack)
 
 
-def child(family: str, stack: str, n: int) -> None:
+def child(family: str, stack: str, n: int, warm: int = 0) -> None:
+    """``warm`` requests, then ``n`` inside a window :func:`window_counts` reads."""
     logging.getLogger("pulsegate").setLevel(logging.CRITICAL)
     drive = driver(family, stack)
+    drive(warm)
     # Everything built so far (modules, the app, the stack) goes to the permanent
     # generation: a full collection then walks only what requests left behind, so the
     # count does not swing by whether one more of them falls inside the window.
     gc.freeze()
+    os.getppid()
     drive(n)
+    os.getppid()
 
 
 def count(family: str, stack: str, n: int) -> int:
@@ -150,6 +164,18 @@ def count(family: str, stack: str, n: int) -> int:
     if found is None:
         raise SystemExit(f"callgrind counted nothing for {family}/{stack}")
     return int(found.group(1))
+
+
+#: ``--misses``: the level-1 misses a request adds (lines the CPU fetches from its L2).
+L1_MISSES = ("i1_misses", "d1_read_misses", "d1_write_misses")
+
+
+def misses(family: str, stack: str, n: int) -> dict[str, float]:
+    """Instructions and cache misses per request of ``stack`` (:func:`window_counts`, one
+    run: :data:`WARMUP` requests, then ``n`` counted)."""
+    out = f"{tempfile.gettempdir()}/instructions.{family}.{stack}.out"
+    counts = window_counts([__file__, "--child", family, stack, str(n), str(WARMUP)], out)
+    return {name: value / n for name, value in counts.items()}
 
 
 #: This machine's caches as valgrind simulates them (AMD EPYC, Zen 4): 32 KiB 8-way level-1
@@ -196,11 +222,13 @@ def window_counts(argv: list[str], out: str) -> dict[str, int]:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        child(sys.argv[2], sys.argv[3], *map(int, sys.argv[4:6]))
         return
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--requests", type=int, default=2000)
+    ap.add_argument("--misses", action="store_true",
+                    help="also count level-1 cache misses (valgrind's cache simulation)")
     ap.add_argument("family", nargs="*", help=f"any of {', '.join(FAMILIES)}")
     args = ap.parse_args()
     unknown = set(args.family) - set(FAMILIES)
@@ -209,18 +237,35 @@ def main() -> None:
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is missing: apt-get install -y valgrind")
     families = args.family or [f for f in FAMILIES if f != "engine"]
-    jobs = [(f, s, n) for f in families for s in STACKS + MORE_STACKS.get(f, ())
-            if not (f == "engine" and s == "otel") for n in (WARMUP, WARMUP + args.requests)]
+    stacks_of = {f: [s for s in STACKS + MORE_STACKS.get(f, ()) if not (f == "engine" and s == "otel")]
+                 for f in families}
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-        counts = dict(zip(jobs, pool.map(lambda job: count(*job), jobs), strict=True))
-    print(f"instructions per request ({args.requests} requests after {WARMUP} warm-up)")
+        if args.misses:
+            pairs = [(f, s) for f in families for s in stacks_of[f]]
+            found = pool.map(lambda job: misses(*job, args.requests), pairs)
+            each = dict(zip(pairs, found, strict=True))
+        else:
+            jobs = [(f, s, n) for f, s in ((f, s) for f in families for s in stacks_of[f])
+                    for n in (WARMUP, WARMUP + args.requests)]
+            counts = dict(zip(jobs, pool.map(lambda job: count(*job), jobs), strict=True))
+            each = {(f, s): {"instructions": (counts[(f, s, WARMUP + args.requests)]
+                                              - counts[(f, s, WARMUP)]) / args.requests}
+                    for f in families for s in stacks_of[f]}
+    print(f"instructions per request ({args.requests} requests after {WARMUP} warm-up)"
+          + (", and level-1 misses (I1 + D1 read + D1 write)" if args.misses else ""))
     for family in families:
-        per = {s: (counts[(family, s, WARMUP + args.requests)] - counts[(family, s, WARMUP)])
-               / args.requests for s in STACKS + MORE_STACKS.get(family, ())
-               if (family, s, WARMUP) in counts}
+        stacks = stacks_of[family]
+        per = {s: each[(family, s)]["instructions"] for s in stacks}
         print(f"\n{family}")
         for stack, value in per.items():
-            print(f"  {stack:10s} {value:12,.0f} {value - per['bare']:+12,.0f}")
+            line = f"  {stack:10s} {value:12,.0f} {value - per['bare']:+12,.0f}"
+            if args.misses:
+                mine, bare = each[(family, stack)], each[(family, "bare")]
+                total = sum(mine[e] for e in L1_MISSES)
+                line += (f"   L1 misses {total:9,.0f} {total - sum(bare[e] for e in L1_MISSES):+8,.0f}"
+                         " (I1 / D1 read / D1 write "
+                         + " / ".join(f"{mine[e] - bare[e]:+,.0f}" for e in L1_MISSES) + ")")
+            print(line)
         if "otel" in per:
             added_pg, added_otel = per["pulsegate"] - per["bare"], per["otel"] - per["bare"]
             verdict = "within" if added_pg <= 0.10 * added_otel else "OVER"
@@ -229,6 +274,12 @@ def main() -> None:
         if "otel-flask" in per:
             share = (per["pulsegate"] - per["bare"]) / (per["otel-flask"] - per["bare"])
             print(f"  and {share * 100:.1f} % of what OpenTelemetry's Flask instrumentation adds")
+        if args.misses and "otel" in per:
+            yardstick = "otel-flask" if "otel-flask" in per else "otel"
+            added = {s: sum(each[(family, s)][e] - each[(family, "bare")][e] for e in L1_MISSES)
+                     for s in stacks}
+            print(f"  L1 misses: pulsegate adds {added['pulsegate'] / added[yardstick] * 100:.1f} %"
+                  f" of what {yardstick} adds")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ middleware does not find its own code and data still hot from the call before; a
 after 8 MB of plain memory traffic, which evicts the same cache lines without running
 any other code.
 
-    .venv/bin/python benchmarks/wsgi_overhead.py [--requests 300] [--rounds 50]
+    .venv/bin/python benchmarks/wsgi_overhead.py [--requests 300] [--rounds 50] [--cpu-clock]
 
 Budget (issue 19): on Flask, pulsegate adds at most 10 % of what OpenTelemetry's Flask
 instrumentation adds (``FlaskInstrumentor``, what a Flask user installs); the shares of
@@ -25,10 +25,10 @@ from __future__ import annotations
 import argparse
 import logging
 import statistics
-import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import _common
 from _common import discarding_tracer_provider, engine_only, freeze_setup, paired_added, start_response
 from flask import Flask
 from werkzeug.test import create_environ
@@ -138,10 +138,10 @@ def serve(app: WSGIApp, environ: dict[str, Any]) -> None:
 def run(app: WSGIApp, environs: list[dict[str, Any]]) -> float:
     for env in environs[:200]:  # warm caches and the endpoint model
         serve(app, dict(env))
-    t0 = time.perf_counter()
+    t0 = _common.timer()
     for env in environs:
         serve(app, dict(env))
-    return (time.perf_counter() - t0) / len(environs) * 1e6
+    return (_common.timer() - t0) / len(environs) * 1e6
 
 
 def report(med: dict[str, float], added: dict[str, float], base: str, gated: str,
@@ -163,7 +163,9 @@ def main() -> None:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--requests", type=int, default=300, help="per stack and round")
     ap.add_argument("--rounds", type=int, default=50)
+    _common.add_clock_option(ap)
     args = ap.parse_args()
+    _common.use_cpu_clock(args.cpu_clock)
     # The log exporter reports anomalies; a noisy benchmark machine makes many, and
     # terminal writes are not what is measured here.
     logging.getLogger("pulsegate").setLevel(logging.CRITICAL)
