@@ -5,6 +5,7 @@ jump up the stack."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import sys
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from pulsegate import capture
 from pulsegate.queries.callsite import CallSiteFinder
+from pulsegate.sqlalchemy import instrument
 from sa_corpus import Author, Book, seeded_session
 
 pytestmark = pytest.mark.pulsegate(nplusone="off")
@@ -181,3 +183,53 @@ def test_one_statement_from_two_template_lines_names_each_line(session: Session,
         assert sites == [f"{tmp_path / 'two.html'}:1 in template"] * 5 \
             + [f"{tmp_path / 'two.html'}:4 in template"] * 5
         session.expunge_all()
+
+
+def test_async_statements_keep_their_sites_without_walking_again() -> None:
+    """SQLAlchemy's asyncio layer runs the ORM in a greenlet whose stack ends at its own
+    entry: the site is on the parent greenlet's stack. Three lines -- two awaited
+    statements and one run inside the greenlet by ``run_sync`` -- interleaved, three
+    rounds: each statement names its own line, and a repeat does not walk the stack
+    again (before, every async statement walked: ≈ 40 frames a statement)."""
+    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+    from sa_corpus import Base, seed
+
+    lines: list[int] = []
+
+    def count(frame: FrameType, event: str, arg: object) -> Any:
+        if event == "line" and frame.f_code.co_filename.endswith("callsite.py"):
+            lines[-1] += 1
+        return count
+
+    def inside(s: Session) -> str:
+        s.execute(select(Author).where(Author.id == 1))
+        return f"{HERE}:{_line() - 1} in inside"
+
+    async def main() -> list[str]:
+        engine = create_async_engine("sqlite+aiosqlite://")
+        instrument(engine)
+        async with engine.begin() as conn:
+            await conn.run_sync(Base.metadata.create_all)
+        async with AsyncSession(engine) as s:
+            await s.run_sync(seed)
+        expected = []
+        async with AsyncSession(engine) as s:
+            for _round in range(3):
+                lines.append(0)
+                sys.settrace(count)
+                try:
+                    await s.execute(select(Author).where(Author.id == 2))
+                    expected.append(f"{HERE}:{_line() - 1} in main")
+                    await s.scalar(select(Book).where(Book.id == 3))
+                    expected.append(f"{HERE}:{_line() - 1} in main")
+                    expected.append(await s.run_sync(inside))
+                finally:
+                    sys.settrace(None)
+        await engine.dispose()
+        return expected
+
+    with capture() as cap:
+        expected = asyncio.run(main())
+    assert [ev.call_site for ev in cap.queries[-9:]] == expected
+    assert lines[1] == lines[2] and lines[2] < 150, lines  # 3 statements: 104 lines, 270 walking

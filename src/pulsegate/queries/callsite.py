@@ -75,7 +75,8 @@ class CallSiteFinder:
     engine's node frame (one call instruction renders every node) is named only if
     the code just below it is the learnt one, its node's ``render``: the innermost."""
 
-    __slots__ = ("_cwd", "_keep", "_lines", "_nodes", "_paths", "_sites", "_verdict", "max_depth",
+    __slots__ = ("_cwd", "_far", "_keep", "_lines", "_nodes", "_paths", "_sites", "_verdict",
+                 "max_depth",
                  "max_entries", "roots", "templates")
 
     def __init__(self, extra_library_roots: tuple[str, ...] = (), max_depth: int = 250,
@@ -93,6 +94,10 @@ class CallSiteFinder:
         #: the same of a template engine's node frame -> the code just below it (the
         #: node's ``render``: every node renders through one call instruction).
         self._nodes: dict[tuple[int, int, int], CodeType] = {}
+        #: Across a greenlet (SQLAlchemy's asyncio layer): the caller's ``depth`` ->
+        #: [(frames from find to the end of the greenlet's stack, frames up the parent
+        #: greenlet's)], most recent first; and (id(code), offset, both) -> the site.
+        self._far: tuple[dict[int, list[tuple[int, int]]], dict[tuple[int, int, int, int], str]] = ({}, {})
         #: id(code) -> how to name a template engine's frame of that code.
         self.templates: dict[int, TemplateFrame] = {}
         try:
@@ -114,6 +119,8 @@ class CallSiteFinder:
                 self._paths.clear()
                 self._sites.clear()
                 self._nodes.clear()
+                self._far[0].clear()
+                self._far[1].clear()
                 self._keep.clear()
             self._keep.append(code)
             self._verdict[id(code)] = verdict
@@ -164,7 +171,39 @@ class CallSiteFinder:
                     continue
                 _to_front(reaches, reach)
                 return site
+        far = self._far[0].get(depth)
+        if far is not None:
+            site = self._across(far)
+            if site is not None:
+                return site
         return self._walk(depth)
+
+    def _across(self, far: list[tuple[int, int]]) -> str | None:
+        """A path learnt across a greenlet: the stack here ends exactly where it did,
+        and the frame as far up the parent greenlet's stack has the learnt call
+        instruction. (Two frames more than :meth:`find`.)"""
+        sites = self._far[1]
+        for path in far:
+            ends, up = path
+            try:
+                if _getframe(ends + 1).f_back is not None:
+                    continue
+            except ValueError:
+                continue
+            frame = _greenlet_parent_frame()
+            for _ in range(up):
+                if frame is None:
+                    break
+                frame = frame.f_back
+            if frame is None:
+                continue
+            site = sites.get((id(frame.f_code), frame.f_lasti, ends, up))
+            if site is not None:
+                if path is not far[0]:
+                    far.remove(path)
+                    far.insert(0, path)
+                return site
+        return None
 
     def _walk(self, depth: int) -> str | None:
         """Frame by frame from :meth:`find`'s start (``depth`` frames above find's
@@ -175,7 +214,7 @@ class CallSiteFinder:
             return None
         verdict, templates = self._verdict, self.templates
         frame, below = under.f_back, under.f_code
-        n, reach, crossed = self.max_depth, depth, False
+        n, reach, crossed, ends = self.max_depth, depth, 0, 0
         while frame is not None and n:
             code = frame.f_code
             cid = id(code)
@@ -187,6 +226,8 @@ class CallSiteFinder:
                 if site is not None:
                     if not crossed:
                         self._learn(depth, (cid, frame.f_lasti, reach), site, below)
+                    elif crossed == 1 and cid not in templates:
+                        self._learn_far(depth, (cid, frame.f_lasti, ends, reach - ends), site)
                     return site
             below = code
             frame = frame.f_back
@@ -194,7 +235,8 @@ class CallSiteFinder:
             n -= 1
             if frame is None and n:
                 frame = _greenlet_parent_frame()
-                crossed = True
+                crossed += 1
+                ends = reach
         return None
 
     def _site(self, frame: FrameType) -> str | None:
@@ -230,6 +272,18 @@ class CallSiteFinder:
         else:
             self._sites[key] = site
         _to_front(self._paths.setdefault(depth, []), key[2])
+
+    def _learn_far(self, depth: int, key: tuple[int, int, int, int], site: str) -> None:
+        far, sites = self._far
+        if len(sites) >= self.max_entries:
+            sites.clear()
+        sites[key] = site
+        path = (key[2], key[3])
+        paths = far.setdefault(depth, [])
+        with suppress(ValueError):
+            paths.remove(path)
+        paths.insert(0, path)
+        del paths[8:]
 
     def relative(self, path: str) -> str:
         if self._cwd and path.startswith(self._cwd):
