@@ -244,6 +244,21 @@ def make_engine(url: str = "sqlite://") -> Any:
     return create_engine(url)
 
 
+async def seeded_async_engine() -> Any:
+    """A new in-memory aiosqlite engine holding the corpus, instrumented by pulsegate."""
+    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+    from pulsegate.sqlalchemy import instrument
+
+    engine = create_async_engine("sqlite+aiosqlite://")
+    instrument(engine)
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+    async with AsyncSession(engine) as s:
+        await s.run_sync(seed)
+    return engine
+
+
 @contextmanager
 def seeded_session() -> Iterator[Session]:
     """A session on a new in-memory database holding the corpus, its identity map

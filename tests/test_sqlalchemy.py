@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, insert, select
-from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, selectinload
 
 from corpus_scoring import precision_recall
 from pulsegate import capture
 from pulsegate.queries import QueryEvent
 from pulsegate.sqlalchemy import instrument, is_instrumented
-from sa_corpus import ALL, FINE, PROBLEMS, Author, Base, Book, seed, seeded_session
+from sa_corpus import ALL, FINE, PROBLEMS, Author, Base, Book, seeded_async_engine, seeded_session
 
 # These tests create query problems on purpose; the plugin must not warn about them.
 pytestmark = pytest.mark.pulsegate(nplusone="off")
@@ -76,12 +76,7 @@ def test_relationship_names_and_exact_fixes(session: Session) -> None:
 
 def test_async_session_awaitable_attrs() -> None:
     async def main() -> tuple[list[object], list[object]]:
-        engine = create_async_engine("sqlite+aiosqlite://")
-        instrument(engine)
-        async with engine.begin() as conn:
-            await conn.run_sync(Base.metadata.create_all)
-        async with AsyncSession(engine) as s:
-            await s.run_sync(seed)
+        engine = await seeded_async_engine()
         async with AsyncSession(engine) as s, capture() as bad:
             for a in (await s.scalars(select(Author))).all():
                 await a.awaitable_attrs.books
@@ -220,12 +215,7 @@ def test_async_two_object_fixture_is_an_n_plus_one_and_single_gets_are_not() -> 
     travels with the instances, so two authors are enough; two ``session.get`` read on
     separate lines are not a loop."""
     async def main() -> tuple[list[object], list[object]]:
-        engine = create_async_engine("sqlite+aiosqlite://")
-        instrument(engine)
-        async with engine.begin() as conn:
-            await conn.run_sync(Base.metadata.create_all)
-        async with AsyncSession(engine) as s:
-            await s.run_sync(seed)
+        engine = await seeded_async_engine()
         async with AsyncSession(engine) as s, capture() as loop:
             for a in (await s.scalars(select(Author).limit(2))).all():
                 await a.awaitable_attrs.books

@@ -19,7 +19,6 @@ from sqlalchemy.orm import Session
 
 from pulsegate import capture
 from pulsegate.queries.callsite import CallSiteFinder
-from pulsegate.sqlalchemy import instrument
 from sa_corpus import Author, Book, seeded_session
 
 pytestmark = pytest.mark.pulsegate(nplusone="off")
@@ -191,9 +190,9 @@ def test_async_statements_keep_their_sites_without_walking_again() -> None:
     statements and one run inside the greenlet by ``run_sync`` -- interleaved, three
     rounds: each statement names its own line, and a repeat does not walk the stack
     again (before, every async statement walked: ≈ 40 frames a statement)."""
-    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+    from sqlalchemy.ext.asyncio import AsyncSession
 
-    from sa_corpus import Base, seed
+    from sa_corpus import seeded_async_engine
 
     lines: list[int] = []
 
@@ -207,12 +206,7 @@ def test_async_statements_keep_their_sites_without_walking_again() -> None:
         return f"{HERE}:{_line() - 1} in inside"
 
     async def main() -> list[str]:
-        engine = create_async_engine("sqlite+aiosqlite://")
-        instrument(engine)
-        async with engine.begin() as conn:
-            await conn.run_sync(Base.metadata.create_all)
-        async with AsyncSession(engine) as s:
-            await s.run_sync(seed)
+        engine = await seeded_async_engine()
         expected = []
         async with AsyncSession(engine) as s:
             for _round in range(3):
