@@ -242,7 +242,7 @@ def main() -> None:
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
         if args.misses:
             pairs = [(f, s) for f in families for s in stacks_of[f]]
-            found = pool.map(lambda job: misses(*job, args.requests), pairs)
+            found = pool.map(lambda job: misses(job[0], job[1], args.requests), pairs)
             each = dict(zip(pairs, found, strict=True))
         else:
             jobs = [(f, s, n) for f, s in ((f, s) for f in families for s in stacks_of[f])
