@@ -249,12 +249,17 @@ def queue_wait_ms(request: Any, now: float) -> float | None:
 
 
 def _epoch(eta: Any) -> float | None:
-    """An ``eta`` as Celery hands it (an ISO 8601 string or a datetime) in epoch s."""
-    if eta is None:
-        return None
-    try:
-        when = eta if isinstance(eta, datetime) else datetime.fromisoformat(str(eta))
-    except ValueError:
+    """An ``eta`` as Celery hands it (an ISO 8601 string or a datetime) in epoch s; None
+    for anything else (the message's: ``str()`` of a list nested 100 000 deep raises
+    RecursionError)."""
+    if isinstance(eta, datetime):
+        when = eta
+    elif isinstance(eta, str):
+        try:
+            when = datetime.fromisoformat(eta)
+        except ValueError:
+            return None
+    else:
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)

@@ -55,10 +55,12 @@ if TYPE_CHECKING:
 __all__ = ["MAX_PENDING", "DeferredJobs", "JobRun", "QueueStamp"]
 
 #: Runs queued at most; the worker drains past it. Also the most runs kept as running
-#: between drains (a run whose end never comes -- its thread killed -- is let go past it).
+#: between drains: past it the oldest are let go (a run whose end never comes -- its
+#: thread killed -- is the oldest; letting the newest go instead would lose the end of
+#: every later job still running at a drain).
 MAX_PENDING = 4096
-#: A run's end: (clock, duration s, cpu ms, blocks, outcome, error).
-Ended = tuple[float, float, "float | None", "int | None", str, "BaseException | str | None"]
+#: A run's end: (clock, duration s, cpu ms, blocks, outcome, the error's name).
+Ended = tuple[float, float, "float | None", "int | None", str, "str | None"]
 #: The end of a run whose clocks could not be read (a fault, counted): nothing to learn.
 UNMEASURED: Final[tuple[()]] = ()
 
@@ -185,8 +187,11 @@ class DeferredJobs:
             duration = now - run.start
             gate.units.memory.earn(duration)
             cpu0, mem0 = run.cpu0, run.mem0
+            # the exception's name, all that is learnt of it: the exception would keep its
+            # traceback's frames, and every local of the job, alive until the drain
+            name = error if error is None or isinstance(error, str) else type(error).__name__
             ended = (now, duration, None if cpu0 is None else (gate.cpu_clock() - cpu0) * 1000.0,
-                     None if mem0 is None else sys.getallocatedblocks() - mem0, outcome, error)
+                     None if mem0 is None else sys.getallocatedblocks() - mem0, outcome, name)
         except Exception as exc:
             gate.faults.record("jobs.end", exc)
         finally:
@@ -235,6 +240,7 @@ class DeferredJobs:
                 except IndexError:  # (a worker drained past MAX_PENDING meanwhile)
                     break
                 learnt += self._start(gate, run) + self._look(gate, run)
+            del self.running[:-MAX_PENDING]  # (in start order: the oldest go)
         return learnt
 
     def _start(self, gate: UnitGate, run: JobRun) -> int:
@@ -258,8 +264,7 @@ class DeferredJobs:
         """Learn ``run``'s end if it came, else keep it as running."""
         ended = run.ended
         if ended is None:
-            if len(self.running) < MAX_PENDING:
-                self.running.append(run)
+            self.running.append(run)
             return 0
         if not ended:  # UNMEASURED
             return 0

@@ -1,0 +1,146 @@
+"""Attack probes of :mod:`pulsegate.jobs.deferred` (``job_learning="background"``): what
+a run keeps alive until the drain, runs whose end never comes, and a job's message
+read on the worker's thread and worked out in the drain (a forged publish header or
+``eta``)."""
+
+from __future__ import annotations
+
+import contextvars
+import gc
+import math
+import weakref
+from typing import Any
+
+import pytest
+
+from fakeclock import FakeClock
+from pulsegate.engine import PulseGate
+from pulsegate.jobs import observe_job, tracker_of
+from pulsegate.jobs.celery import PublishStamp
+from pulsegate.jobs.deferred import MAX_PENDING
+from pulsegate.jobs.runs import deferred_of
+
+NOW = 1.7e9
+
+
+def make_gate() -> tuple[PulseGate, FakeClock]:
+    clock = FakeClock()
+    return PulseGate(clock=clock, cpu_clock=clock, wall=lambda: NOW + clock.t,
+                     job_learning="background"), clock
+
+
+class Payload:
+    """A large local of a job's frame (a frame a traceback keeps alive)."""
+
+
+def test_a_failed_run_keeps_nothing_of_its_job_alive_until_the_drain() -> None:
+    """A failed job's exception holds its traceback, and the traceback every local of
+    the job's frames: a queued run that kept it would keep each failed job's data alive
+    until the drain (0.5 s; up to MAX_PENDING runs when the drain is stopped). The run
+    keeps the exception's name, which is all the drain learns."""
+    g, _ = make_gate()
+    try:
+        kept: list[weakref.ref[Payload]] = []
+
+        def job() -> None:
+            payload = Payload()
+            kept.append(weakref.ref(payload))
+            raise ValueError("bad row")
+
+        for _ in range(3):
+            with pytest.raises(ValueError), observe_job("import", gate=g):
+                job()
+        gc.collect()
+        assert [ref() for ref in kept] == [None, None, None]
+        assert deferred_of(g).drain() == 6
+        assert g.stats()["units"]["JOB"]["runs"] == {"failure": 3}
+        assert tracker_of(g).stats()["names"]["import"]["outcomes"] == {"failure": 3}
+    finally:
+        g.close()
+
+
+def test_runs_that_never_end_do_not_keep_a_later_run_from_being_learnt() -> None:
+    """A run whose end never comes (its thread gone) is looked at again at every drain,
+    up to MAX_PENDING of them. Past that the oldest are let go, not the newest: else
+    MAX_PENDING dead runs would keep every later job still running at a drain -- any
+    job longer than 0.5 s -- from ever being learnt."""
+    g, clock = make_gate()
+    jobs = deferred_of(g)
+    try:
+        for _ in range(MAX_PENDING):  # begun in a context of their own, never ended
+            contextvars.copy_context().run(jobs.begin, g, "stuck", 1.0, 0)
+        jobs.drain()
+        assert len(jobs.running) == MAX_PENDING
+        with observe_job("export", gate=g):
+            clock.t += 5.0
+            jobs.drain()  # seen started, still running
+            assert len(jobs.running) == MAX_PENDING
+        assert jobs.drain() == 1
+        assert g.stats()["units"]["JOB"]["runs"] == {"success": 1}
+        assert len(jobs.running) == MAX_PENDING - 1  # the oldest let go, none added
+    finally:
+        g.close()
+
+
+FORGED_PUBLISHED: list[Any] = [10**400, "1e400", "-inf", float("inf"), float("nan"), "nan",
+                               "abc", -5.0, 0, "0", True, None, [NOW], {"t": NOW}, b"1.7e9",
+                               "9" * 100_000, " " * 100_000]
+
+
+def nested(depth: int) -> list[Any]:
+    out: list[Any] = []
+    inner = out
+    for _ in range(depth):
+        inner.append([])
+        inner = inner[0]
+    return out
+
+
+FORGED_ETA: list[Any] = [nested(100_000), {"eta": "2026-12-07"}, 10**400, float("nan"),
+                         b"2026-12-07", "x" * 1_000_000, "2026-12-07T18:00:00" + "0" * 100_000,
+                         "0001-01-01T00:00:00+23:59", "9999-12-31T23:59:59-23:59"]
+
+
+def test_a_forged_header_is_an_unknown_wait() -> None:
+    """Whoever can publish to the broker writes the header: anything that is not a
+    finite time since 2000 is an unknown wait (None), never a NaN, infinite or
+    negative one."""
+    for value in FORGED_PUBLISHED:
+        assert PublishStamp(value, None).wait_ms(NOW) is None, value
+    assert PublishStamp(NOW - 0.25, None).wait_ms(NOW) == pytest.approx(250.0)
+    assert PublishStamp(f"{NOW - 0.25}", None).wait_ms(NOW) == pytest.approx(250.0)
+    assert PublishStamp(NOW + 3600.0, None).wait_ms(NOW) == 0.0  # a producer ahead
+
+
+@pytest.mark.parametrize("eta", FORGED_ETA, ids=range(len(FORGED_ETA)))
+def test_a_forged_eta_never_raises_and_leaves_a_finite_wait(eta: Any) -> None:
+    """The ``eta`` is the message's too: one that is no time (a list nested 100 000
+    deep, whose str() overflows the stack; a dict, bytes, a huge int, megabytes of
+    text) is ignored, one at the ends of the calendar leaves a finite wait >= 0."""
+    wait = PublishStamp(NOW - 1.0, eta).wait_ms(NOW)
+    assert wait is not None and math.isfinite(wait) and 0.0 <= wait <= 1000.0
+
+
+def test_a_forged_message_read_in_the_drain_learns_every_run_and_counts_no_fault() -> None:
+    """In the background the stamp is worked out on the scheduler's thread: a forged
+    header or eta neither loses the run's start or end nor counts a fault; a real
+    publish time is still learnt as the wait."""
+    g, clock = make_gate()
+    jobs = deferred_of(g)
+    try:
+        stamps = [PublishStamp(v, None) for v in FORGED_PUBLISHED]
+        stamps += [PublishStamp(NOW - 1.0, eta) for eta in FORGED_ETA]
+        for stamp in stamps:
+            run = jobs.begin(g, "mail", None, 0, stamp)
+            assert run is not None
+            clock.t += 0.01
+            jobs.end(g, run, "success", None)
+        assert jobs.drain() == 2 * len(stamps)
+        assert g.stats()["internal_errors"] == 0
+        assert g.stats()["units"]["JOB"]["runs"] == {"success": len(stamps)}
+        queued = [r["requests"] for r in g.endpoints() if r["endpoint"] == "QUEUE mail"]
+        assert queued == [len(FORGED_ETA)]  # the etas' runs: their publish time is real
+        wait = tracker_of(g).stats()["names"]["mail"]["last_wait_ms"]
+        assert math.isfinite(wait) and 0.0 <= wait <= 1000.0 + 1e3 * clock.t
+    finally:
+        g.close()
