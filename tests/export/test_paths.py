@@ -167,3 +167,39 @@ def test_the_memory_of_folded_paths_is_bounded_by_configuration_not_traffic() ->
         tracemalloc.stop()
     assert more - held < 50_000, (held, more)  # 1.77 MB at 10 000, 20 000 and 40 000
     gate.close()
+
+
+class ChurningRoutes:
+    """A store at its cap that evicts a route at every look (an application with more
+    routes than ``max_endpoints``): two route sets in turn, and how often they were read."""
+
+    def __init__(self) -> None:
+        self.evictions = 0
+        self.reads = 0
+        self.sets = (["GET /users/{id}", "GET /static/{name}"], ["GET /users/{id}", "GET /reports"])
+
+    def __len__(self) -> int:
+        self.evictions += 1
+        return 2
+
+    def __iter__(self) -> Any:
+        self.reads += 1
+        return iter(self.sets[self.reads % 2])
+
+
+def test_routes_churning_at_every_call_cost_one_read_and_one_forget_a_second() -> None:
+    """Attack probe (hsec4): routes that change at every look, and words that change at
+    every read, exported 1 000 times a second for 20 s: the routes are read, and the
+    folds forgotten, at most once a second -- the other exports fold from the memo --
+    and every export folds over the words of the latest read (fail-closed between)."""
+    clock = FakeClock()
+    routes = ChurningRoutes()
+    export = PathExport(words=paths.RouteWords(routes, clock=clock))
+    for _second in range(20):
+        for i in range(1_000):
+            clock.t += 0.001
+            got = export(f"/reports/{i % 7}")
+            words = export.route_words.words  # type: ignore[union-attr]
+            assert got == ("/reports/{id}" if "reports" in words else "/{*}/{id}")
+    assert routes.reads <= 21
+    assert 19 <= export.route_words.changes <= 21  # type: ignore[union-attr]
