@@ -7,7 +7,7 @@ the units' measured time goes to it. Each run measured here earns 1 % of its dur
 credit (capped at :data:`MEMORY_CREDIT_CAP` s; a run measured elsewhere -- a queue wait
 read off a message, a call timed by a client's hook -- earns none: it is no time this
 process spent) and a run is counted when the credit covers the two counts' learnt cost
-(an exponential average, weight 0.2, of the timed reads): a job of 50 ms or more is
+(an exponential average, weight 0.2, of the timed reads, at most the cap): a job of 50 ms or more is
 counted every time even in a large process, a burst of tiny ones one time in many.
 """
 
@@ -49,7 +49,11 @@ class BlockBudget:
         mem0 = sys.getallocatedblocks()
         read = 2.0 * (clock() - t0)  # this read, and the one at the end
         cost = self.cost
-        self.cost = read if not cost else cost + 0.2 * (read - cost)
+        cost = read if not cost else cost + 0.2 * (read - cost)
+        # at most the credit's cap: a cost past it -- taught by a stall between the two
+        # reads (a full collection of a large heap), not by the count -- could never be
+        # paid again, and would stop the counts for good
+        self.cost = cost if cost < MEMORY_CREDIT_CAP else MEMORY_CREDIT_CAP
         self.credit -= read
         return mem0
 
