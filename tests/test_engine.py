@@ -14,7 +14,7 @@ from pulsegate.context import current, query_sink
 from pulsegate.engine import PulseGate
 from pulsegate.learn import BaselineStore, EndpointModel
 from pulsegate.queries.events import QueryEvent
-from pulsegate.records import UNMATCHED, RequestInfo
+from pulsegate.records import UNMATCHED, RequestInfo, RequestRecord
 
 
 def record_statement(sql: str) -> None:
@@ -410,3 +410,40 @@ def test_a_busy_endpoint_survives_eviction_through_the_engines_index() -> None:
     assert set(gate.baselines) == {"GET /busy", "GET /new"}
     busy = gate.baselines.peek("GET /busy")
     assert busy is not None and busy.n == 2
+
+
+def test_requests_from_many_threads_never_stop_the_samples() -> None:
+    """Attack probe (hsec4): a burst of requests on a threaded server (8 threads, a
+    thread switch every microsecond) must leave CPU and memory sampled afterwards --
+    the request counter passing the next request due to sample while a thread sampled
+    stopped them for the life of the process (next_take 4 after 24 000 requests)."""
+    import sys
+
+    gate = PulseGate(log_events=False, cpu_sample_every=1, memory_sample_every=1,
+                     cpu_sample_budget_us=0, memory_sample_budget_us=0)  # (no stretch)
+    info = RequestInfo("GET", "/x", "/x")
+
+    def burst() -> None:
+        for _ in range(1_500):
+            ctx = gate.start(info)
+            if ctx is not None:
+                gate.finish(ctx, 200)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=burst) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    records: list[RequestRecord] = []
+    gate.listeners.append(lambda record, ctx: records.append(record))
+    for _ in range(200):
+        ctx = gate.start(info)
+        assert ctx is not None
+        gate.finish(ctx, 200)
+    assert all(r.cpu_ms is not None and r.memory_blocks is not None for r in records)
+    gate.close()

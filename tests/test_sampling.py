@@ -79,3 +79,17 @@ def test_a_stretch_grows_by_steps_and_a_cheap_read_undoes_it() -> None:
     clock.step = 1e-9  # one slow read (a preemption) is forgotten at the next sample
     sampler.take(sampler.mem_due)
     assert sampler.mem_gap == 4
+
+
+def test_a_take_for_a_request_past_the_one_due_samples_and_looks_ahead() -> None:
+    """Attack probe (hsec4): threads count requests without a lock, so the request
+    numbered ``next_take`` may have gone by while another thread sampled (a burst of
+    requests on a threaded server). A take for a later request reads what was due and
+    schedules the next one after it -- never a number already gone by, which no request
+    would meet again: the samples, and the scheduler's start, would stop for good."""
+    sampler = Sampler(4, 4, 0.0, 0.0, StepClock(0.0), lambda: 1.0)
+    assert sampler.take(0)[2] == 4
+    cpu0, mem0, nxt = sampler.take(6)  # requests 4 and 5 went by meanwhile
+    assert cpu0 is not None and mem0 is not None and nxt == 10
+    off = Sampler(0, 0, 0.0, 0.0, StepClock(0.0), lambda: 1.0)
+    assert off.take(6) == (None, None, 6 + MAX_GAP)  # a sample turned off stays off

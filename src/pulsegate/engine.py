@@ -207,7 +207,7 @@ class PulseGate(GateReports):
             tick = sampler.requests
             sampler.requests = tick + 1
             cpu0 = mem0 = None
-            if tick == sampler.next_take:
+            if tick >= sampler.next_take:  # (>=: another thread may have passed it)
                 # at most MAX_GAP requests apart: the scheduler's thread starts here, once
                 # there are jobs (the first request of a process, soon after a job is
                 # added or the process forked)

@@ -7,7 +7,8 @@ plus the cache and TLB refill it leaves behind), and ``sys.getallocatedblocks()`
 every pool of the allocator, so its cost grows with the heap (~0.4 µs in a small
 process, ~160 µs at 5 M objects). An endpoint's CPU level, or a leak, shows just as well
 on one request in N; the requests in between pay one comparison in the engine
-(``tick == next``).
+(``tick >= next``: the request counter is shared by threads without a lock, so the
+request due may go by unseen).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ MAX_GAP = 64
 #: preemption does not turn sampling off for thousands of requests, and a read that is
 #: really dear reaches its interval within a few samples.
 MAX_STRETCH = 4
+#: The due request number of a sample turned off (no request number reaches it).
+NEVER = sys.maxsize
 
 
 def stretched(every: int, last: int, cost: float, budget: float) -> int:
@@ -62,9 +65,9 @@ class Sampler:
         self.mem_budget = mem_budget
         self.clock = clock
         self.cpu_clock = cpu_clock
-        #: The next request number that reads each (-1: never).
-        self.cpu_due = 0 if cpu_every else -1
-        self.mem_due = 0 if mem_every else -1
+        #: The next request number that reads each (NEVER: turned off).
+        self.cpu_due = 0 if cpu_every else NEVER
+        self.mem_due = 0 if mem_every else NEVER
         #: The interval each is read at now (its configured one, or stretched).
         self.cpu_gap = cpu_every
         self.mem_gap = mem_every
@@ -79,23 +82,26 @@ class Sampler:
         cpu0 = mem0 = None
         cpu_due, mem_due = self.cpu_due, self.mem_due
         clock = self.clock
-        if tick == cpu_due:
+        # ``>=``, not ``==``: threads count requests without a lock, so the request due
+        # may have gone by while another thread sampled; scheduling from it would name a
+        # number no request meets again
+        if tick >= cpu_due:
             cpu_clock = self.cpu_clock
             t0 = clock()
             cpu0 = cpu_clock()
             self.cpu_gap = gap = stretched(self.cpu_every, self.cpu_gap, clock() - t0,
                                            self.cpu_budget)
             self.cpu_due = cpu_due = tick + gap
-        if tick == mem_due:
+        if tick >= mem_due:
             t0 = clock()
             mem0 = sys.getallocatedblocks()
             self.mem_gap = gap = stretched(self.mem_every, self.mem_gap, clock() - t0,
                                            self.mem_budget)
             self.mem_due = mem_due = tick + gap
         nxt = tick + MAX_GAP
-        if 0 <= cpu_due < nxt:
+        if cpu_due < nxt:
             nxt = cpu_due
-        if 0 <= mem_due < nxt:
+        if mem_due < nxt:
             nxt = mem_due
         return cpu0, mem0, nxt
 
