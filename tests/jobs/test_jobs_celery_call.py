@@ -147,6 +147,24 @@ def test_a_forged_publish_header_leaves_the_wait_unknown_and_the_run_measured(
     assert len(queued) == 1 and queued[0] < 5_000.0  # a real publish time still counts
 
 
+
+def test_a_forged_retry_count_leaves_the_run_measured(app_gate: Any) -> None:
+    """Attack probe (hsec4): the retry count is the message's too. One that is no count
+    (a string, 100 000 digits, NaN, infinity, a list, a dict, negative) is a first
+    attempt and a huge one is capped: every run is measured and nothing is counted as
+    a fault (before: int() of it raised, and the run went unmeasured)."""
+    app, gate, seen = app_gate
+
+    @app.task(name="calls.add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    forged = [-1, "abc", "9" * 100_000, float("nan"), float("inf"), 10**400, [1], {"a": 1}]
+    for value in forged:
+        assert add.apply((1, 2), retries=value).get() == 3
+    assert jobs(seen) == [("calls.add", 200)] * len(forged)
+    assert gate.stats()["internal_errors"] == 0
+
 @pytest.mark.parametrize("error", [SystemExit(3), KeyboardInterrupt(), GeneratorExit()])
 def test_a_body_raising_a_base_exception_is_a_failure_and_the_next_run_is_measured(
         app_gate: Any, error: BaseException) -> None:

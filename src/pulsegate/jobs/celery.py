@@ -51,7 +51,7 @@ from celery.exceptions import Ignore, Reject, Retry
 from pulsegate.autoinstrument import instrument_orms
 from pulsegate.jobs import get_gate
 from pulsegate.jobs.deferred import DeferredJobs, JobRun
-from pulsegate.jobs.runs import deferred_of, end, start
+from pulsegate.jobs.runs import deferred_of, end, retries_of, start
 
 if TYPE_CHECKING:
     from pulsegate.engine import PulseGate
@@ -127,7 +127,7 @@ class CeleryJobs:
             gate = self._gate
             if gate is None or not self._chosen:
                 gate = self._first_job()
-            retries = int(getattr(request, "retries", 0) or 0)
+            retries = retries_of(getattr(request, "retries", 0))
             background = self._background
             if background is not None:  # (runs.start's choice, made once); the wait is
                 # worked out on the scheduler's thread

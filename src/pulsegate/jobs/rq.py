@@ -33,7 +33,7 @@ import rq
 from rq.job import JobStatus
 
 from pulsegate.jobs import get_gate
-from pulsegate.jobs.runs import end, start, tracker_of
+from pulsegate.jobs.runs import end, retries_of, start, tracker_of
 from pulsegate.units import JOB, QUEUE
 
 if TYPE_CHECKING:
@@ -139,7 +139,7 @@ class SimpleWorker(_Measured, rq.SimpleWorker):  # type: ignore[misc]
             gate = self._gate()
             self._pulsegate_error = None
             run = start(gate, _name(job), queue_wait_ms=queue_wait_ms(job, time.time()),
-                        retries=int(getattr(job, "number_of_retries", 0) or 0))
+                        retries=retries_of(getattr(job, "number_of_retries", 0)))
         except Exception as exc:
             self._fault("rq.start", exc)
         ok = False
@@ -171,7 +171,7 @@ class Worker(_Measured, rq.Worker):  # type: ignore[misc]
 
     def execute_job(self, job: Any, queue: Any) -> None:
         wait = queue_wait_ms(job, time.time())
-        retries = int(getattr(job, "number_of_retries", 0) or 0)
+        retries = retries_of(getattr(job, "number_of_retries", 0))
         self._pulsegate_cpu_ms = None
         began = time.perf_counter()
         try:

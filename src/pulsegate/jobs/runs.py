@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from pulsegate.records import RequestRecord
     from pulsegate.units import UnitGate, UnitRun
 
-__all__ = ["MIN_WAIT_MS", "deferred_of", "end", "start", "tracker_of"]
+__all__ = ["MAX_RETRIES", "MIN_WAIT_MS", "deferred_of", "end", "retries_of", "start", "tracker_of"]
 
 #: The shortest queue wait the QUEUE model learns (ms): shorter is "did not wait".
 MIN_WAIT_MS = 1.0
@@ -132,3 +132,21 @@ def end(gate: UnitGate, run: UnitRun | JobRun, outcome: str = "success",
         except Exception as exc:
             gate.faults.record("jobs.end", exc)
     return record
+
+
+#: The most retries a message is believed to say (a larger count is kept as this one).
+MAX_RETRIES = 1_000_000
+
+
+def retries_of(value: object) -> int:
+    """A job's retry count as its message says it (Celery's ``request.retries``, RQ's
+    ``number_of_retries``): whoever can publish writes it, so anything but an int >= 0
+    is 0 (a string, NaN, infinity, a list: ``int()`` of them raised, and the run went
+    unmeasured with a fault counted), and a count past :data:`MAX_RETRIES` is that.
+
+    >>> retries_of(2), retries_of(None), retries_of("9" * 5000), retries_of(-1), retries_of(10**400)
+    (2, 0, 0, 0, 1000000)
+    """
+    if type(value) is not int or value < 0:
+        return 0
+    return value if value < MAX_RETRIES else MAX_RETRIES
