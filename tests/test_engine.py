@@ -15,6 +15,7 @@ from pulsegate.engine import PulseGate
 from pulsegate.learn import BaselineStore, EndpointModel
 from pulsegate.queries.events import QueryEvent
 from pulsegate.records import UNMATCHED, RequestInfo, RequestRecord
+from threadburst import in_threads
 
 
 def record_statement(sql: str) -> None:
@@ -417,28 +418,17 @@ def test_requests_from_many_threads_never_stop_the_samples() -> None:
     thread switch every microsecond) must leave CPU and memory sampled afterwards --
     the request counter passing the next request due to sample while a thread sampled
     stopped them for the life of the process (next_take 4 after 24 000 requests)."""
-    import sys
-
     gate = PulseGate(log_events=False, cpu_sample_every=1, memory_sample_every=1,
                      cpu_sample_budget_us=0, memory_sample_budget_us=0)  # (no stretch)
     info = RequestInfo("GET", "/x", "/x")
 
-    def burst() -> None:
+    def burst(_: int) -> None:
         for _ in range(1_500):
             ctx = gate.start(info)
             if ctx is not None:
                 gate.finish(ctx, 200)
 
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        threads = [threading.Thread(target=burst) for _ in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    finally:
-        sys.setswitchinterval(interval)
+    in_threads(burst)
     records: list[RequestRecord] = []
     gate.listeners.append(lambda record, ctx: records.append(record))
     for _ in range(200):

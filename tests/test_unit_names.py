@@ -8,6 +8,7 @@ import tracemalloc
 from growth import assert_linear
 from pulsegate import unit_names
 from pulsegate.unit_names import NameSlots
+from threadburst import in_threads
 
 
 def slots(size: int) -> tuple[NameSlots, list[str]]:
@@ -102,9 +103,6 @@ def test_uses_from_many_threads_keep_every_count_with_its_slot() -> None:
     """Jobs and outbound calls name their units from many threads: a name winning a
     slot while another thread counts the victim must neither raise nor leave a count
     without a slot (a name never evicted again, its model kept past the bound)."""
-    import sys
-    import threading
-
     errors: list[BaseException] = []
     kept, _ = slots(20)
 
@@ -116,15 +114,6 @@ def test_uses_from_many_threads_keep_every_count_with_its_slot() -> None:
         except BaseException as exc:  # (collected: a thread's error would be lost)
             errors.append(exc)
 
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
-    try:
-        threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:
-        sys.setswitchinterval(interval)
+    in_threads(work)
     assert errors == []
     assert set(kept.counts) == set(kept.slots) and len(kept.slots) == 20
