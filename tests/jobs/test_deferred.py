@@ -144,3 +144,27 @@ def test_a_forged_message_read_in_the_drain_learns_every_run_and_counts_no_fault
         assert math.isfinite(wait) and 0.0 <= wait <= 1000.0 + 1e3 * clock.t
     finally:
         g.close()
+
+
+def test_a_job_that_drains_past_the_bound_is_not_charged_for_the_drain() -> None:
+    """Attack probe (hsec4): with the drain slow or stopped, every MAX_PENDING-th job
+    drains the queue on its own thread before it runs (MAX_PENDING learnings). That
+    time is pulsegate's, not the job's: no run is learnt longer than its own body."""
+    g, clock = make_gate()
+    durations: list[float] = []
+
+    def learnt(record: Any, run: Any) -> None:
+        if record.method == "JOB":
+            durations.append(record.duration_ms)
+        clock.t += 0.001  # what learning a run costs its thread
+
+    g.unit_listeners.append(learnt)
+    try:
+        for _ in range(MAX_PENDING + 10):
+            with observe_job("tick", gate=g):
+                clock.t += 0.002
+        deferred_of(g).drain()
+        assert len(durations) == MAX_PENDING + 10
+        assert max(durations) == pytest.approx(2.0)
+    finally:
+        g.close()

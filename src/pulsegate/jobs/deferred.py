@@ -160,12 +160,12 @@ class DeferredJobs:
             scheduler = gate.scheduler
             if not scheduler.started and scheduler.jobs:
                 scheduler.ensure_started()  # (its drain learns the run)
+            pending = self.pending
+            if len(pending) >= MAX_PENDING:  # before the clocks: pulsegate's time, not the job's
+                self.drain()
             cpu0 = gate.cpu_clock() if self.cpu else None
             mem0 = gate.units.memory.count()
             run = JobRun(self, name, gate.clock(), cpu0, mem0, queue_wait_ms, retries, stamp)
-            pending = self.pending
-            if len(pending) >= MAX_PENDING:
-                self.drain()
             pending.append(run)
             if self.sql:  # last: a run that failed to begin is never the sink
                 run.token = query_sink.set(run)
