@@ -62,3 +62,34 @@ def test_copies_and_pickles_keep_cap_and_order() -> None:
         assert isinstance(other, BoundedLRU)
         assert other.maxsize == 2 and list(other.items()) == [("a", 1), ("b", 2)]
         assert other.put("c", 3) == ("a", 1)
+
+
+def test_newest_reads_a_deque_other_threads_append_to() -> None:
+    """The registry reads the gate's recent anomalies, incidents and detections while
+    request threads append to them: reading must never raise "deque mutated during
+    iteration" (it did, about one threaded run in four: hsec4's probe)."""
+    from collections import deque
+
+    from pulsegate.bounded import newest
+    from threadburst import in_threads
+
+    log: deque[int] = deque(range(256), maxlen=256)
+    errors: list[BaseException] = []
+    reading = [2]
+
+    def work(i: int) -> None:
+        if i % 2:
+            while reading[0]:
+                log.append(i)
+            return
+        try:
+            for _ in range(20_000):
+                try:
+                    assert len(newest(log, 16)) == 16
+                except RuntimeError as exc:
+                    errors.append(exc)
+        finally:
+            reading[0] -= 1
+
+    in_threads(work, 4)
+    assert errors == []

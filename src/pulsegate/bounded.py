@@ -31,12 +31,28 @@ calls: callers shared between threads hold their own lock around ``put``.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
-__all__ = ["BoundedLRU"]
+__all__ = ["BoundedLRU", "newest"]
 
 K = TypeVar("K")
 V = TypeVar("V")
+T = TypeVar("T")
+
+
+def newest(items: Iterable[T], n: int) -> list[T]:
+    """The ``n`` newest of ``items`` (a bounded ``deque`` other threads append to), newest
+    first. The deque is copied whole by one C call, in which no bytecode runs and so no
+    other thread appends: iterating it (``reversed``, ``islice``) across bytecodes raises
+    "deque mutated during iteration" when a request thread appends meanwhile.
+
+    >>> from collections import deque
+    >>> newest(deque([1, 2, 3, 4], maxlen=4), 2), newest([1], 0)
+    ([4, 3], [])
+    """
+    copied = tuple(items)
+    return list(reversed(copied[len(copied) - max(n, 0):])) if n > 0 else []
 
 
 class BoundedLRU(OrderedDict[K, V]):

@@ -6,8 +6,9 @@ detection, a throttle), so the common request pays nothing here.
 
 from __future__ import annotations
 
-import itertools
 from typing import TYPE_CHECKING, Any
+
+from pulsegate.bounded import newest
 
 if TYPE_CHECKING:
     from pulsegate.context import RequestContext
@@ -22,7 +23,7 @@ def detections(ops: Ops, record: RequestRecord, ctx: RequestContext) -> None:
     dets = list(getattr(ctx, "detections", None) or ())
     recent = getattr(ops.gate, "detections", None)
     # The gate's recent-detection rows (dicts, shown by the dashboard) get the id too.
-    rows = list(itertools.islice(reversed(recent), 2 * len(dets))) if recent else []
+    rows = newest(recent, 2 * len(dets)) if recent else []
     for det in dets:
         try:
             pid = observe_detection(ops, record.endpoint, det, record.started_at)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import atexit
 import functools
-import itertools
 import os
 import re
 import socket
@@ -35,7 +34,7 @@ import weakref
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from pulsegate.bounded import BoundedLRU
+from pulsegate.bounded import BoundedLRU, newest
 from pulsegate.control.breaker import CircuitBreaker
 from pulsegate.incidents import describe
 from pulsegate.registry import collect, configure, jobs, persist
@@ -207,8 +206,7 @@ class ModelOps:
         n = self.gate.counters["anomalies"]
         new = min(n - self._anoms_seen, 16)
         self._anoms_seen = n
-        recent = self.gate.recent_anomalies
-        for r in itertools.islice(reversed(recent), max(new, 0)):
+        for r in newest(self.gate.recent_anomalies, new):
             if self.predictions.id_of(r) is not None:
                 continue
             s0 = self._score0(r)
@@ -238,7 +236,7 @@ class ModelOps:
         n = self.gate.counters["incidents"]
         new = min(n - self._incidents_seen, 16)
         self._incidents_seen = n
-        for inc in itertools.islice(reversed(self.gate.incidents), max(new, 0)):
+        for inc in newest(self.gate.incidents, new):
             if "id" in inc:
                 continue
             score = float(inc.get("score", 0.0))
