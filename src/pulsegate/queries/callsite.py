@@ -18,6 +18,7 @@ from collections.abc import Callable
 from contextlib import suppress
 from sys import _getframe
 from types import CodeType, FrameType
+from typing import TypeVar
 
 __all__ = ["CallSiteFinder", "TemplateFrame", "call_site", "default_finder"]
 
@@ -200,8 +201,7 @@ class CallSiteFinder:
             site = sites.get((id(frame.f_code), frame.f_lasti, ends, up))
             if site is not None:
                 if path is not far[0]:
-                    far.remove(path)
-                    far.insert(0, path)
+                    _to_front(far, path)
                 return site
         return None
 
@@ -278,12 +278,7 @@ class CallSiteFinder:
         if len(sites) >= self.max_entries:
             sites.clear()
         sites[key] = site
-        path = (key[2], key[3])
-        paths = far.setdefault(depth, [])
-        with suppress(ValueError):
-            paths.remove(path)
-        paths.insert(0, path)
-        del paths[8:]
+        _to_front(far.setdefault(depth, []), (key[2], key[3]))
 
     def relative(self, path: str) -> str:
         if self._cwd and path.startswith(self._cwd):
@@ -307,9 +302,13 @@ class CallSiteFinder:
         return site
 
 
-def _to_front(reaches: list[int], reach: int) -> None:
-    """``reach`` first among a hook's reaches, which keep the newest eight. Without a
-    lock: another thread may have moved or dropped it meanwhile."""
+T = TypeVar("T")
+
+
+def _to_front(reaches: list[T], reach: T) -> None:
+    """``reach`` first among a hook's reaches (or paths across a greenlet), which keep
+    the newest eight. Without a lock: another thread may have moved or dropped it
+    meanwhile."""
     with suppress(ValueError):
         reaches.remove(reach)
     reaches.insert(0, reach)
