@@ -142,10 +142,7 @@ class CeleryJobs:
         gate = self._gate
         assert gate is not None  # (the begin that made the run chose it)
         try:
-            if isinstance(run, JobRun):  # learnt in the background
-                run.jobs.end(gate, run, outcome, error)
-            else:
-                end(gate, run, outcome, error)
+            end(gate, run, outcome, error)  # (a JobRun: learnt in the background)
         except Exception as exc:
             self._fault("celery.end", exc)
 
