@@ -56,12 +56,33 @@ def cms_page(request: HttpRequest, page_path: str) -> HttpResponse:
     return HttpResponse(page_type)
 
 
+def authors(request: HttpRequest) -> JsonResponse:
+    """An N+1 in raw SQL: the authors, then each author's books one query at a time."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE IF NOT EXISTS pg_author (id INTEGER PRIMARY KEY)")
+        cursor.execute("CREATE TABLE IF NOT EXISTS pg_book (id INTEGER, author_id INTEGER)")
+        cursor.execute("SELECT count(*) FROM pg_author")
+        if cursor.fetchone()[0] == 0:
+            cursor.executemany("INSERT INTO pg_author (id) VALUES (%s)",
+                               [(i,) for i in range(16)])
+        cursor.execute("SELECT id FROM pg_author ORDER BY id")
+        ids = [row[0] for row in cursor.fetchall()]
+        books = {}
+        for author_id in ids:
+            cursor.execute("SELECT id FROM pg_book WHERE author_id = %s", [author_id])
+            books[author_id] = len(cursor.fetchall())
+    return JsonResponse({"authors": len(books)})
+
+
 api = [path("books/<int:pk>/", book)]
 
 urlpatterns = [
     path("books/<int:pk>/", book),
     path("api/", include(api)),
     path("boom/", boom),
+    path("authors/", authors),
     re_path(r"^legacy/(?P<slug>[a-z]+)/$", legacy),
     path("echo/", echo),
     path("stream/", stream),

@@ -28,26 +28,13 @@ from pulsegate.export.paths import exported_path
 
 
 def _detections(gate: PulseGate) -> list[dict[str, Any]]:
-    """Query problems ranked across requests (``gate.query_insights()``), or, from an
-    engine without them, the recent per-request detections (``gate.detections``)."""
-    insights = getattr(gate, "query_insights", None)
-    if insights is not None:
-        ranked = insights()
-        if ranked:
-            return [dict(row) for row in ranked]
-    found = getattr(gate, "detections", None)
-    if found is None:
-        return []
-    items = found.values() if hasattr(found, "values") else found
-    out = []
-    for d in list(items):
-        if isinstance(d, dict):
-            out.append(d)
-            continue
-        out.append({k: getattr(d, k) for k in (
-            "kind", "endpoint", "relationship", "suggestion", "count", "total_ms",
-            "call_site", "confidence", "sql") if getattr(d, k, None) is not None})
-    return out
+    """Query problems ranked across requests (``gate.query_insights()``), or, before any
+    is ranked, the recent per-request detections (``gate.detections``)."""
+    ranked = gate.query_insights()
+    if ranked:
+        return [dict(row) for row in ranked]
+    recent = list(gate.detections)  # one C call: request threads append meanwhile
+    return [dict(d) for d in recent]
 
 
 def build_report(gate: PulseGate) -> dict[str, Any]:
