@@ -60,11 +60,10 @@ class PulseGate(GateReports):
     re-read once per second of ``clock`` time.
 
     At most 30 instance attributes (aliases are GateReports' properties, optional parts
-    class-level None): past 30 CPython gives an instance a dict of its own, where no gate
+    in ``plugs.components``): past 30 CPython gives an instance a dict of its own, where no gate
     method call on the request path is specialised (``instructions.py --misses flask``).
     """
 
-    multivariate: Any = None  # the multivariate model (``multivariate=True``), else None
     def __init__(self, config: Config | None = None, /, *,
                  clock: Callable[[], float] = time.perf_counter,
                  wall: Callable[[], float] = time.time,
@@ -116,7 +115,7 @@ class PulseGate(GateReports):
         if c.multivariate:
             from pulsegate.learn.multivariate import MultivariateModel, attach
 
-            self.multivariate = attach(self, MultivariateModel(
+            self.plugs.components["multivariate"] = attach(self, MultivariateModel(
                 sample_size=c.multivariate_sample_size,
                 contamination=c.multivariate_contamination, weight=c.multivariate_weight,
                 min_samples=min(256, c.multivariate_sample_size)), c.multivariate_interval)
@@ -150,8 +149,8 @@ class PulseGate(GateReports):
         if c.rate_limiting or c.resource_allocation or c.healing_actions or c.response_cache:
             from pulsegate.control.gatekeeper import Controller
             self.control = Controller(self)
-        if (advisor := self.attach_advisor()) is not None:  # (GateReports: None)
-            self.advisor = advisor
+        if (advisor := self.attach_advisor()) is not None:
+            self.plugs.components["advisor"] = advisor
         # Model registry, persistence (warm start), feedback, tuning, alerts: built last
         # so it can restore the state of every component created above.
         from pulsegate.registry.ops import ModelOps

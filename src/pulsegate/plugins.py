@@ -148,6 +148,11 @@ class Plugs:
         self.reports: dict[str, Callable[[], dict[str, Any]]] = {}
         self.gauges: dict[str, Gauge] = {}
         self.catalog: ModelCatalog | None = None
+        #: optional components the gate hands out by name (``gate.multivariate``,
+        #: ``gate.advisor``): kept here, not as attributes of the gate, so that a gate
+        #: with every option on keeps under CPython's 30 shared instance keys (past them
+        #: each attribute read on the request path takes the generic look-up)
+        self.components: dict[str, Any] = {}
         #: told of each action switched on or off for an incident (the healer's)
         self.switch_listeners: list[SwitchListener] = []
         #: Called with the name of each state provider added from now on (the registry

@@ -38,8 +38,6 @@ class GateReports:
     config: Config
     sampler: Sampler
     wall_offset: WallOffset
-    #: query, workload and capacity advice (:mod:`pulsegate.advisor`) when ``advisor`` is on
-    advisor: Any = None
 
     @property
     def wall(self) -> Callable[[], float]:
@@ -55,6 +53,17 @@ class GateReports:
     def detections(self) -> deque[dict[str, Any]]:
         """The recent query detections, newest last (bounded: ``queries.recent``)."""
         return self.queries.recent
+
+    @property
+    def advisor(self) -> Any:
+        """Query, workload and capacity advice (:mod:`pulsegate.advisor`) when ``advisor``
+        is on, else None."""
+        return self.plugs.components.get("advisor")
+
+    @property
+    def multivariate(self) -> Any:
+        """The multivariate model (``multivariate=True``), else None."""
+        return self.plugs.components.get("multivariate")
 
     @property
     def registry(self) -> ModelRegistry:
