@@ -121,20 +121,27 @@ class Stack:
 #: scheduler's drain learns it (pulsegate.jobs.deferred); the drain is measured apart.
 BACKGROUND = PulseGate(log_events=False, job_learning="background")
 BACKGROUND_STACK = "celery + pulsegate, background"
+#: Both instrumentations, pulsegate in the background with its OpenTelemetry exporter on
+#: the same tracer provider: the job's thread also reads the context the job started in,
+#: the drain makes the child span (``pulsegate.export.otel_jobs``). Measured against the
+#: OpenTelemetry stack alone.
+TRACED = PulseGate(log_events=False, job_learning="background")
+TRACED_STACK = "celery + otel + pulsegate, bg"
+OTEL_STACK = "celery + opentelemetry celery"
 
 
-def drain_background(n: int = 0) -> int:
+def drain_background(n: int = 0, gate: PulseGate = BACKGROUND) -> int:
     """Learn the queued runs; returns how many starts and ends (two a job)."""
     from pulsegate.jobs.runs import deferred_of
 
-    return deferred_of(BACKGROUND).drain()
+    return deferred_of(gate).drain()
 
 
-def counted_drain() -> tuple[int, int]:
-    """The bytecodes of one drain of the background queue, and the starts and ends it
-    learnt."""
+def counted_drain(gate: PulseGate = BACKGROUND) -> tuple[int, int]:
+    """The bytecodes of one drain of ``gate``'s background queue, and the starts and
+    ends it learnt."""
     learnt: list[int] = []
-    counts = count_bytecodes(lambda _: learnt.append(drain_background()), 0)
+    counts = count_bytecodes(lambda _: learnt.append(drain_background(gate=gate)), 0)
     return sum(counts.values()), learnt[0]
 
 
@@ -153,6 +160,20 @@ def stacks() -> dict[str, Stack]:
     def pg_background_on() -> None:
         pg_celery.instrument(app, gate=BACKGROUND)
 
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    from pulsegate.export import otel as pg_otel
+
+    pg_otel.install(TRACED, meter_provider=MeterProvider(), tracer_provider=provider)
+
+    def both_on() -> None:
+        otel_on()
+        pg_celery.instrument(app, gate=TRACED)
+
+    def both_off() -> None:
+        pg_celery.uninstrument()
+        otel.uninstrument()
+
     def apply(i: int) -> object:
         return work.apply((i,))
 
@@ -165,7 +186,8 @@ def stacks() -> dict[str, Stack]:
         "celery bare": Stack(run),
         "celery + pulsegate": Stack(run, pg_on, pg_celery.uninstrument),
         BACKGROUND_STACK: Stack(run, pg_background_on, pg_celery.uninstrument),
-        "celery + opentelemetry celery": Stack(run, otel_on, otel.uninstrument),
+        OTEL_STACK: Stack(run, otel_on, otel.uninstrument),
+        TRACED_STACK: Stack(run, both_on, both_off),
         "function bare": Stack(plain),
         "function + observe_job": Stack(observed),
     }
@@ -184,8 +206,9 @@ def bytecodes(n: int) -> None:
         finally:
             stack.off()
         per[name] = sum(counts.values()) / n
-        if name == BACKGROUND_STACK:
-            drain_background()
+        if name in (BACKGROUND_STACK, TRACED_STACK):
+            gate = BACKGROUND if name == BACKGROUND_STACK else TRACED
+            drain_background(gate=gate)
             stack.on()
             try:
                 stack.calls(n)
@@ -193,10 +216,10 @@ def bytecodes(n: int) -> None:
                 stack.off()
             # per job learnt by this drain: the scheduler's own drain (every 0.5 s, on its
             # thread, not counted) may have learnt some of them while the jobs ran
-            ran, learnt = counted_drain()
-            per["scheduler thread"] = ran / (learnt / 2)
-    for base, names in (("celery bare", ("celery + pulsegate", BACKGROUND_STACK,
-                                         "celery + opentelemetry celery")),
+            ran, learnt = counted_drain(gate)
+            per["scheduler thread" if gate is BACKGROUND else "its drain"] = ran / (learnt / 2)
+    for base, names in (("celery bare", ("celery + pulsegate", BACKGROUND_STACK, OTEL_STACK,
+                                         TRACED_STACK)),
                         ("function bare", ("function + observe_job",))):
         print(f"{base:32s} {per[base]:9.0f} bytecodes/job")
         for name in names:
@@ -210,6 +233,11 @@ def bytecodes(n: int) -> None:
     both = per[BACKGROUND_STACK] - per["celery bare"] + bg
     print(f"  background learning: + {bg:.0f} bytecodes a job on the scheduler thread; "
           f"{both:.0f} = {both / ot * 100:.1f} % with it")
+    traced = per[TRACED_STACK] - per[OTEL_STACK]
+    print(f"celery: {TRACED_STACK} adds {traced:.0f} bytecodes to OpenTelemetry's stack = "
+          f"{traced / ot * 100:.1f} % of OpenTelemetry's {ot:.0f} on the worker's thread "
+          f"(its drain, the child span included: + {per['its drain']:.0f} on the scheduler "
+          "thread)")
 
 
 def prepare(no_worker_setup: bool) -> PulseGate:
@@ -224,7 +252,7 @@ def prepare(no_worker_setup: bool) -> PulseGate:
     logging.getLogger("celery").setLevel(logging.CRITICAL)
     gate = PulseGate(log_events=False)
     set_gate(gate)
-    for g in (gate, BACKGROUND):
+    for g in (gate, BACKGROUND, TRACED):
         # A worker that has run for a while: the block counts' starting credit (50 ms,
         # pulsegate.unit_blocks) is spent -- it would count the first ~2 000 tiny jobs
         # of a large process each (two sys.getallocatedblocks(), ≈ 23 µs here) and the
@@ -344,6 +372,9 @@ def main() -> None:
         print(f"{name:32s} {med[name]:8.1f} {celery[name]:+8.1f} {share:>14s}")
     print(f"  background learning: + {statistics.median(drained):.1f} µs a job on the "
           "scheduler thread (the drain, timed after each round)")
+    traced = celery[TRACED_STACK] - o
+    print(f"{TRACED_STACK:32s} {med[TRACED_STACK]:8.1f} {traced:+8.1f} "
+          f"{traced / o * 100:6.1f} %  (over OpenTelemetry's stack)")
     pg = celery["celery + pulsegate"]
     verdict = "within" if pg <= 0.10 * o else "OVER"
     print(f"budget: pulsegate adds {pg:.1f} µs = {pg / o * 100:.1f} % of OTel's {o:.1f} µs "

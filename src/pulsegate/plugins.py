@@ -30,7 +30,12 @@ controller depend on these interfaces (and on :mod:`pulsegate.records`), never o
   detection stream publishes them);
 * a **model catalog** (:class:`ModelCatalog`, the registry) lists the models with their
   accuracy and names the prediction behind a record or a detection, so the dashboard
-  can ask for feedback on it: ``plugs.set_catalog(c)``.
+  can ask for feedback on it: ``plugs.set_catalog(c)``;
+* a **trace context** ``() -> object`` is read on a job's thread as the job starts, when
+  the job is learnt on another thread (``job_learning="background"``): what it returns
+  (OpenTelemetry's current context, the job's span in it) reaches the unit listeners as
+  the run's ``trace``, so an exporter can place the record beside the job's span once
+  that span has ended: ``plugs.set_trace_context(fn)``.
 
 :class:`Host` is the gate as these components see it: its services (config, clocks,
 fault counter, scheduler, counters) and the places to plug in.
@@ -158,6 +163,8 @@ class Plugs:
         #: Called with the name of each state provider added from now on (the registry
         #: hands it a state read at start-up).
         self.on_state_added: list[Callable[[str], None]] = []
+        #: read on a job's thread as it starts, when the job is learnt elsewhere
+        self.trace_context: Callable[[], object] | None = None
 
     def add_state(self, name: str, provider: StateProvider) -> None:
         self.states[name] = provider
@@ -184,6 +191,9 @@ class Plugs:
 
     def set_catalog(self, catalog: ModelCatalog) -> None:
         self.catalog = catalog
+
+    def set_trace_context(self, capture: Callable[[], object] | None) -> None:
+        self.trace_context = capture
 
 
 class Host(Protocol):

@@ -136,9 +136,12 @@ class UnitRun(RequestContext):
     """One run of a unit: a :class:`~pulsegate.context.RequestContext` (so the SQL hooks
     find it while it is the query sink, and every listener reads it as it reads a
     request's), plus what a request does not have. ``attrs`` is for small fixed facts
-    an exporter may show (a queue name, a status class), never user data."""
+    an exporter may show (a queue name, a status class), never user data. ``trace`` is
+    the tracing context the run started in when it is learnt on another thread
+    (:attr:`pulsegate.plugins.Plugs.trace_context`), else None: the current one is
+    the run's."""
 
-    __slots__ = ("attrs", "kind", "name", "outcome", "queue_wait_ms", "retries")
+    __slots__ = ("attrs", "kind", "name", "outcome", "queue_wait_ms", "retries", "trace")
 
     def __init__(self, kind: str, name: str, start: float, cpu0: float | None,
                  mem0: int | None, max_queries: int, call_sites: bool) -> None:
@@ -150,6 +153,7 @@ class UnitRun(RequestContext):
         self.retries = 0
         self.outcome: str | None = None
         self.attrs: dict[str, str | int | float] = {}
+        self.trace: object = None
 
 
 class Units:

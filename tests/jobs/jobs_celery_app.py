@@ -9,10 +9,15 @@ import time
 from typing import Any
 
 from celery import Celery
+from opentelemetry.instrumentation.celery import CeleryInstrumentor
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import StaticPool
 
 from pulsegate.engine import PulseGate
+from pulsegate.export import otel
 from pulsegate.jobs import get_gate, set_gate
 from pulsegate.jobs.celery import instrument
 from pulsegate.jobs.runs import deferred_of
@@ -27,6 +32,12 @@ app.conf.update(task_serializer="json", result_serializer="json", accept_content
 LEARNING = os.environ.get("JOBS_TEST_LEARNING", "inline")
 set_gate(PulseGate(warmup=2, log_events=False, exclude_paths=[], job_learning=LEARNING))
 instrument(app)
+if os.environ.get("JOBS_TEST_WORKER"):  # the worker traces its tasks (the producer: the test)
+    SPANS = InMemorySpanExporter()
+    TRACING = TracerProvider()
+    TRACING.add_span_processor(SimpleSpanProcessor(SPANS))
+    CeleryInstrumentor().instrument(tracer_provider=TRACING)
+    otel.install(get_gate(), tracer_provider=TRACING)
 
 engine = create_engine("sqlite://", poolclass=StaticPool,
                        connect_args={"check_same_thread": False})
@@ -82,3 +93,16 @@ def report() -> dict[str, Any]:
     return {"endpoints": gate.endpoints(), "units": stats.get("units"),
             "jobs": stats.get("jobs"), "detections": [dict(d) for d in gate.detections],
             "internal_errors": stats["internal_errors"], "pid": os.getpid()}
+
+
+@app.task
+def spans() -> list[dict[str, Any]]:
+    """The spans the worker's tasks finished, as the exporter got them (in the
+    background: once the drain has learnt the runs before this one)."""
+    if LEARNING == "background":
+        deferred_of(get_gate()).drain()
+    return [{"name": s.name, "trace_id": s.context.trace_id, "span_id": s.context.span_id,
+             "parent_id": s.parent.span_id if s.parent else None,
+             "start": s.start_time, "end": s.end_time, "attributes": dict(s.attributes or {}),
+             "events": [e.name for e in s.events]}
+            for s in SPANS.get_finished_spans()]

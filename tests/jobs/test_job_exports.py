@@ -1,6 +1,7 @@
 """Jobs in the exporters, beside endpoints: Prometheus (unit families, score with the kind
 as ``method``), OpenTelemetry (the task's own span under OpenTelemetry's Celery
-instrumentation gets ``pulsegate.job.*``; unit metrics), the dashboard's series and
+instrumentation gets ``pulsegate.job.*``, or a child of it when the job is learnt in the
+background; unit metrics), the dashboard's series and
 summary, and ``gate.endpoints()``."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from celery import Celery
 from opentelemetry.instrumentation.celery import CeleryInstrumentor
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
@@ -23,6 +24,7 @@ from pulsegate.engine import PulseGate
 from pulsegate.export import otel, prometheus
 from pulsegate.jobs import celery as pg_celery
 from pulsegate.jobs import observe_job
+from pulsegate.jobs.runs import deferred_of
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -49,11 +51,20 @@ def test_prometheus_shows_runs_durations_and_waits_beside_the_endpoints() -> Non
     assert s[("pulsegate_anomaly_score_count", (("method", "JOB"), ("route", "mail.send")))] == 4
 
 
-@pytest.fixture()
-def traced() -> Iterator[tuple[Any, InMemorySpanExporter, InMemoryMetricReader, PulseGate]]:
+def spans_seen(gate: PulseGate, spans: InMemorySpanExporter) -> tuple[Any, ...]:
+    """The finished spans, once the gate learnt every job run (background: its drain)."""
+    if gate.config.units.job_learning == "background":
+        deferred_of(gate).drain()
+    return spans.get_finished_spans()
+
+
+@pytest.fixture(params=["inline", "background"])
+def traced(request: pytest.FixtureRequest) -> Iterator[tuple[Any, InMemorySpanExporter,
+                                                             InMemoryMetricReader, PulseGate]]:
     """A Celery app whose tasks run in-process (``apply``: the worker's tracer and
     signals), instrumented by OpenTelemetry first, then by pulsegate -- the order in
-    which OpenTelemetry's span would already be ended in ``task_postrun``."""
+    which OpenTelemetry's span would already be ended in ``task_postrun`` -- learning
+    jobs ``inline`` or in the ``background``."""
     app = Celery("traced", broker="memory://")
     app.conf.task_ignore_result = True
 
@@ -67,8 +78,9 @@ def traced() -> Iterator[tuple[Any, InMemorySpanExporter, InMemoryMetricReader, 
     instrumentor = CeleryInstrumentor()
     instrumentor.instrument(tracer_provider=provider)
     reader = InMemoryMetricReader()
-    gate = PulseGate(log_events=False)
-    otel.install(gate, meter_provider=MeterProvider(metric_readers=[reader]))
+    gate = PulseGate(log_events=False, job_learning=request.param)
+    otel.install(gate, meter_provider=MeterProvider(metric_readers=[reader]),
+                 tracer_provider=provider)
     pg_celery.instrument(app, gate)
     try:
         yield build, spans, reader, gate
@@ -78,13 +90,36 @@ def traced() -> Iterator[tuple[Any, InMemorySpanExporter, InMemoryMetricReader, 
         gate.close()
 
 
-def test_the_tasks_own_span_carries_the_jobs_figures(traced: Any) -> None:
+def job_figures(spans: tuple[Any, ...], task: str) -> list[dict[str, Any]]:
+    """The ``pulsegate.*`` attributes each run of ``task`` left in the trace: on the
+    task's own span (inline), or on a child of it (background)."""
+    runs = {s.context.span_id: s for s in spans if s.name == f"run/{task}"}
+    figures = []
+    for span in spans:
+        attrs = dict(span.attributes or {})
+        if "pulsegate.job.name" not in attrs:
+            continue
+        if span.name != f"run/{task}":
+            assert span.name == f"pulsegate JOB {task}"
+            parent = runs[span.parent.span_id]  # a child of the task's span, same trace
+            assert span.context.trace_id == parent.context.trace_id
+            assert parent.start_time - 5_000_000 <= span.start_time <= span.end_time
+            assert span.end_time <= parent.end_time + 5_000_000  # (two clocks: 5 ms)
+        figures.append(attrs)
+    return figures
+
+
+def test_the_tasks_span_carries_the_jobs_figures(traced: Any) -> None:
+    """Inline on the task's own span; in the background on a child of it, made by the
+    drain after the task's span ended (before: the background lost them)."""
     build, spans, reader, gate = traced
     for n in range(3):
         assert build.apply((n,)).get() == 2 * n
-    run_spans = [s for s in spans.get_finished_spans() if s.name.startswith("run/")]
-    assert len(run_spans) == 3
-    attrs = dict(run_spans[-1].attributes or {})
+    seen = spans_seen(gate, spans)
+    assert len([s for s in seen if s.name == "run/reports.build"]) == 3
+    figures = job_figures(seen, "reports.build")
+    assert len(figures) == 3
+    attrs = figures[-1]
     assert attrs["pulsegate.job.name"] == "reports.build"
     assert attrs["pulsegate.job.outcome"] == "success"
     assert "pulsegate.anomaly_score" in attrs and attrs["pulsegate.job.retries"] == 0
@@ -96,6 +131,47 @@ def test_the_tasks_own_span_carries_the_jobs_figures(traced: Any) -> None:
                                            ("pulsegate.unit.name", "reports.build"),
                                            ("pulsegate.unit.outcome", "success")))]
     assert runs.value == 3
+    assert gate.stats()["internal_errors"] == 0
+
+
+def test_a_job_outside_any_span_makes_no_trace_of_its_own(traced: Any) -> None:
+    _, spans, _, gate = traced
+    with observe_job("reports.loose", gate=gate):
+        pass
+    assert spans_seen(gate, spans) == ()
+    assert gate.stats()["internal_errors"] == 0
+
+
+class Broken(SpanProcessor):
+    """A span pipeline that fails on pulsegate's spans (the application's own pass)."""
+
+    def on_end(self, span: Any) -> None:
+        if span.name.startswith("pulsegate "):
+            raise RuntimeError("collector down")
+
+
+def test_a_broken_span_pipeline_or_capture_never_fails_a_job() -> None:
+    """A span processor that raises as the child span ends, then a trace capture that
+    raises: every job still runs and is learnt; the faults are counted."""
+    provider = TracerProvider()
+    provider.add_span_processor(Broken())
+    gate = PulseGate(log_events=False, job_learning="background")
+    otel.install(gate, meter_provider=MeterProvider(), tracer_provider=provider)
+    tracer = provider.get_tracer("app")
+    with tracer.start_as_current_span("task"), observe_job("mail.send", gate=gate):
+        pass
+
+    def capture() -> object:
+        raise RuntimeError("context gone")
+
+    gate.plugs.set_trace_context(capture)
+    with tracer.start_as_current_span("task"), observe_job("mail.send", gate=gate):
+        pass
+    deferred_of(gate).drain()
+    faults = gate.stats()["internal_errors"]
+    assert faults == 2, gate.faults
+    assert gate.stats()["jobs"]["names"]["mail.send"]["outcomes"] == {"success": 2}
+    gate.close()
 
 
 def test_an_outbound_unit_leaves_the_enclosing_span_alone() -> None:

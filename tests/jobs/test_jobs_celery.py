@@ -34,7 +34,8 @@ def worker(request: pytest.FixtureRequest) -> Iterator[Any]:
             import jobs_celery_app as tasks
         finally:
             sys.path.remove(str(HERE))
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), *sys.path]))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), *sys.path]),
+                   JOBS_TEST_WORKER="1")
         proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "jobs_celery_app", "worker",
              "--pool=prefork", "--concurrency=1", "--loglevel=WARNING", "--without-gossip",
@@ -120,6 +121,46 @@ def test_an_nplusone_inside_a_task_is_reported_against_the_task(worker: Any) -> 
                   if d["endpoint"] == "JOB jobs_celery_app.authors_one_by_one"]
     assert detections and detections[0]["kind"] == "n_plus_one"
     assert detections[0]["count"] >= 20 and detections[0]["suggestion"]
+
+
+def test_the_jobs_record_reaches_the_trace_the_producer_started(worker: Any) -> None:
+    """The worker runs OpenTelemetry's Celery instrumentation with an in-memory exporter,
+    and the producer (this process) its own: the trace goes from the producer's
+    ``apply_async`` span to the worker's ``run`` span, and the job's figures reach it --
+    inline on the ``run`` span, in the background on a child of it made after the
+    ``run`` span ended (before: lost)."""
+    from opentelemetry.instrumentation.celery import CeleryInstrumentor
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    tasks = worker
+    produced = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(produced))
+    producer = CeleryInstrumentor()
+    producer.instrument(tracer_provider=provider)
+    try:
+        assert tasks.authors_one_by_one.delay().get(timeout=30) == 20
+    finally:
+        producer.uninstrument()
+    (publish,) = [s for s in produced.get_finished_spans() if s.name.startswith("apply_async/")]
+    seen = tasks.spans.delay().get(timeout=30)
+    name = "jobs_celery_app.authors_one_by_one"
+    (run,) = [s for s in seen if s["name"] == f"run/{name}"
+              and s["trace_id"] == publish.context.trace_id]
+    (mine,) = [s for s in seen if s["attributes"].get("pulsegate.job.name") == name
+               and s["trace_id"] == publish.context.trace_id]
+    attrs = mine["attributes"]
+    assert attrs["pulsegate.job.outcome"] == "success" and attrs["pulsegate.query_count"] == 21
+    assert attrs["pulsegate.job.queue_wait_ms"] >= 0.0 and "pulsegate.anomaly_score" in attrs
+    assert attrs["pulsegate.nplusone"] >= 1 and "pulsegate.query_detection" in mine["events"]
+    if mine is not run:  # background: a child of the task's span, within it
+        assert mine["name"] == f"pulsegate JOB {name}" and mine["parent_id"] == run["span_id"]
+        assert run["start"] - 5_000_000 <= mine["start"] <= mine["end"] <= run["end"] + 5_000_000
+        assert tasks.LEARNING == "background"
+    else:
+        assert tasks.LEARNING == "inline"
 
 
 def test_a_queue_no_worker_reads_stalls_as_the_producer_sees_it(worker: Any) -> None:

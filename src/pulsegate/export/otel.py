@@ -1,9 +1,11 @@
 """OpenTelemetry export: ``pulsegate.*`` attributes and detection events on the span the
 application's own instrumentation made, plus metrics instruments.
 
-pulsegate never starts a span of its own -- a second server span per request is what
-users already complain about in OTel's ASGI instrumentation (contrib #831, #635). It
-decorates whatever span is current, and does nothing when none is recording.
+pulsegate never starts a span of its own for a request -- a second server span per
+request is what users already complain about in OTel's ASGI instrumentation (contrib
+#831, #635). It decorates whatever span is current, and does nothing when none is
+recording. (The one span it makes: a job learnt after its own span ended gets a child
+of that span, below.)
 
 Where the attributes land. ``opentelemetry-instrumentation-asgi`` keeps its server span
 current around the whole application, but ends it inside its ``send`` wrapper right
@@ -58,7 +60,9 @@ Units of work that are not requests (:mod:`pulsegate.units`) carry the attribute
 ``pulsegate.unit.kind`` (``JOB``, ``QUEUE``, ``UPSTREAM``, ``CACHE``) and
 ``pulsegate.unit.name`` instead of the HTTP ones; a JOB run decorates the current span
 (the task's, under OpenTelemetry's Celery instrumentation) with the request attributes
-plus ``pulsegate.job.name``, ``.outcome``, ``.retries`` and ``.queue_wait_ms``.
+plus ``pulsegate.job.name``, ``.outcome``, ``.retries`` and ``.queue_wait_ms`` -- or,
+when the job was learnt after that span ended (``job_learning="background"``), a child
+span of it, ``pulsegate JOB <name>``, carries them (:mod:`pulsegate.export.otel_jobs`).
 """
 
 from __future__ import annotations
@@ -69,6 +73,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from pulsegate.bounded import BoundedLRU
+from pulsegate.export.otel_jobs import JobSpans, job_attributes
 from pulsegate.export.series import allocator_state, detection_fields
 from pulsegate.learn.baseline import endpoint_key
 from pulsegate.records import RequestRecord
@@ -91,7 +96,8 @@ FLUSH_INTERVAL = 1.0
 class OTelExporter:
     """Span decoration and metrics for one gate. Build with :func:`install`."""
 
-    def __init__(self, gate: Host, meter_provider: Any = None) -> None:
+    def __init__(self, gate: Host, meter_provider: Any = None,
+                 tracer_provider: Any = None) -> None:
         from opentelemetry import metrics, trace  # optional dependency: the otel extra
 
         self.gate = gate
@@ -143,6 +149,8 @@ class OTelExporter:
             "pulsegate.unit.duration", unit="s",
             description="Duration of each unit run: a job's execution, a QUEUE's wait, an "
                         "upstream call.")
+        #: spans for the jobs learnt after their own span ended
+        self.job_spans = JobSpans(tracer_provider)
 
     # --- spans ------------------------------------------------------------------------
 
@@ -223,32 +231,26 @@ class OTelExporter:
     def on_unit(self, record: RequestRecord, run: RequestContext) -> None:
         """A finished unit run (pulsegate.units). A JOB's figures go on the current span
         -- the task's own when the job library is OTel-instrumented -- as a request's
-        do, plus ``pulsegate.job.*``; other kinds (an outbound call, a cache) run inside
-        someone else's span and leave it alone. Metrics: ``pulsegate.unit.runs`` and
-        ``pulsegate.unit.duration``, and the score beside the endpoints."""
-        span = None
-        if record.method == "JOB":
-            span = self._get_span()
-            if span.is_recording():
-                attrs: dict[str, Any] = {
-                    "pulsegate.anomaly_score": round(record.anomaly_score, 4),
-                    "pulsegate.confidence": round(record.confidence, 2),
-                    "pulsegate.query_count": record.query_count,
-                    "pulsegate.job.name": record.route,
-                    "pulsegate.job.outcome": getattr(run, "outcome", None) or "success",
-                    "pulsegate.job.retries": int(getattr(run, "retries", 0) or 0)}
-                wait = getattr(run, "queue_wait_ms", None)
-                if wait is not None:
-                    attrs["pulsegate.job.queue_wait_ms"] = round(float(wait), 3)
-                if record.predicted_ms is not None:
-                    attrs["pulsegate.predicted_latency_ms"] = round(record.predicted_ms, 3)
-                if record.anomaly_metric is not None:
-                    attrs["pulsegate.anomaly_metric"] = record.anomaly_metric
-                if record.detections:
-                    attrs["pulsegate.nplusone"] = record.detections
-                span.set_attributes(attrs)
-                _add_events(span, run.detections, 0)
-        self._incidents(span)
+        do, plus ``pulsegate.job.*``; a JOB learnt after its span ended (``run.trace``:
+        the context it started in) gets a child span of that span instead
+        (:mod:`pulsegate.export.otel_jobs`). Other kinds (an outbound call, a cache) run
+        inside someone else's span and leave it alone. Metrics: ``pulsegate.unit.runs``
+        and ``pulsegate.unit.duration``, and the score beside the endpoints."""
+        span = child = None
+        try:
+            if record.method == "JOB":
+                captured = getattr(run, "trace", None)
+                if captured is None:
+                    span = self._get_span()
+                else:
+                    span = child = self.job_spans.start(record, captured)
+                if span is not None and span.is_recording():
+                    span.set_attributes(job_attributes(record, run))
+                    _add_events(span, run.detections, 0)
+            self._incidents(span)
+        finally:
+            if child is not None:
+                self.job_spans.end(child, record)
         self._unit_queue.append((record.method, record.route, record.duration_ms / 1000.0,
                                  getattr(run, "outcome", None) or "success",
                                  record.anomaly_score))
@@ -352,12 +354,17 @@ def _add_events(span: Any, detections: list[Any] | None, start: int) -> int:
     return len(detections)
 
 
-def install(gate: Host, meter_provider: Any = None) -> OTelExporter:
-    """Attach an :class:`OTelExporter` to ``gate`` (its response-start and end hooks).
+def install(gate: Host, meter_provider: Any = None,
+            tracer_provider: Any = None) -> OTelExporter:
+    """Attach an :class:`OTelExporter` to ``gate`` (its response-start and end hooks, its
+    unit hook, and the trace context a job learnt in the background keeps).
 
     ``meter_provider`` defaults to the global one (``metrics.get_meter_provider()``);
-    spans need no provider: pulsegate only decorates the current span."""
-    exporter = OTelExporter(gate, meter_provider)
+    ``tracer_provider`` too (``trace.get_tracer_provider()``): it makes only the child
+    spans of jobs learnt in the background -- everything else decorates the current
+    span."""
+    exporter = OTelExporter(gate, meter_provider, tracer_provider)
+    gate.plugs.set_trace_context(exporter.job_spans.capture)
     gate.start_listeners.append(exporter.on_response_start)
     gate.listeners.append(exporter.on_finish)
     gate.unit_listeners.append(exporter.on_unit)

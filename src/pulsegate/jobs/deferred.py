@@ -28,8 +28,11 @@ thread no request context. The job's name is kept (:meth:`pulsegate.units.Units.
 once per run, by whichever of the two needs it first.
 
 What the background gives up: the run's record no longer reaches listeners while the
-job's span is open (OpenTelemetry's Celery span is not decorated with ``pulsegate.*``
-attributes) and :class:`~pulsegate.jobs.JobScope` ``.record`` stays None.
+job's span is open, and :class:`~pulsegate.jobs.JobScope` ``.record`` stays None. What
+it keeps: when an exporter set ``gate.plugs.trace_context`` (OpenTelemetry's does), the
+context the job started in is read as it starts and handed to the unit listeners with
+the run (``UnitRun.trace``), so the record reaches the job's trace after its span ended
+(:mod:`pulsegate.export.otel`: a child span of the job's).
 """
 
 from __future__ import annotations
@@ -80,7 +83,7 @@ class JobRun:
     under, once decided."""
 
     __slots__ = ("call_sites", "cpu0", "ended", "finished", "jobs", "kept", "mem0", "name",
-                 "queue_wait_ms", "retries", "run", "stamp", "start", "token")
+                 "queue_wait_ms", "retries", "run", "stamp", "start", "token", "trace")
 
     def __init__(self, jobs: DeferredJobs, name: object, start: float, cpu0: float | None,
                  mem0: int | None, queue_wait_ms: float | None, retries: int,
@@ -102,6 +105,8 @@ class JobRun:
         self.run: UnitRun | None = None
         #: written once, by its end: :data:`Ended`, or :data:`UNMEASURED`
         self.ended: Ended | tuple[()] | None = None
+        #: the tracing context the job started in (``gate.plugs.trace_context``), if any
+        self.trace: object = None
 
     @property
     def request(self) -> UnitRun | None:
@@ -166,6 +171,12 @@ class DeferredJobs:
             cpu0 = gate.cpu_clock() if self.cpu else None
             mem0 = gate.units.memory.count()
             run = JobRun(self, name, gate.clock(), cpu0, mem0, queue_wait_ms, retries, stamp)
+            capture = gate.plugs.trace_context
+            if capture is not None:  # (an exporter's: the job's span, for the drain)
+                try:
+                    run.trace = capture()
+                except Exception as exc:  # the run is still measured, without its span
+                    gate.faults.record("jobs.trace", exc)
             pending.append(run)
             if self.sql:  # last: a run that failed to begin is never the sink
                 run.token = query_sink.set(run)
@@ -210,6 +221,7 @@ class DeferredJobs:
                                             run.mem0, self.max_queries, self.call_sites)
                 context.queue_wait_ms = run.queue_wait_ms
                 context.retries = run.retries
+                context.trace = run.trace
         return context
 
     def _kept(self, run: JobRun) -> str:
