@@ -181,6 +181,35 @@ def test_a_repeat_from_a_learnt_site_is_one_jump_up_the_stack(tmp_path: Path) ->
     assert jumps == [1, 1, 1]
 
 
+def test_a_repeat_from_a_learnt_template_node_is_one_jump_up_the_stack(tmp_path: Path) -> None:
+    """A statement from a template node seen before (a lazy load in a Django template
+    loop) costs one ``sys._getframe``, like an application frame's: the path is filed
+    under the node's ``render`` frame, and the node is its caller. Before: two jumps,
+    to the node frame and to the one below it."""
+    lib, finder = _library(tmp_path)
+    finder.register_template_frame(lib.render_node.__code__,
+                                   lambda frame: f"{frame.f_locals['node']}.html:1 in template")
+    jumps: list[int] = []
+
+    def count(frame: FrameType, event: str, arg: object) -> None:
+        if event == "c_call" and arg is sys._getframe:
+            jumps[-1] += 1
+
+    def row(node: str) -> str | None:
+        return lib.render_node(node, lib.through, 40, lib.hook, finder)  # type: ignore[no-any-return]
+
+    assert row("first") == "first.html:1 in template"  # learns the path
+    for node in ("second", "third", "second"):
+        jumps.append(0)
+        sys.setprofile(count)
+        try:
+            site = row(node)
+        finally:
+            sys.setprofile(None)
+        assert site == f"{node}.html:1 in template"
+    assert jumps == [1, 1, 1]
+
+
 @pytest.fixture()
 def session() -> Iterator[Session]:
     with seeded_session() as s:

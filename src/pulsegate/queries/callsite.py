@@ -73,8 +73,11 @@ class CallSiteFinder:
     two tuple keys). Not seen: a stack that differs from a learnt one only in the
     middle -- the same call instruction reaching the hook through as many frames, with
     an application frame among them -- is named by the outer frame. A template
-    engine's node frame (one call instruction renders every node) is named only if
-    the code just below it is the learnt one, its node's ``render``: the innermost."""
+    engine's node frame (one call instruction renders every node, so the node is read
+    from the frame) is filed under the frame just below it, its node's ``render``: a
+    repeat jumps there and names the frame above if it is the learnt node frame -- the
+    innermost node, as the walk would. ≈ 8.1 k instructions a search hot (the node read
+    by ``f_locals``: ≈ 1.9 k), against 10.4 k with a second jump to the node frame."""
 
     __slots__ = ("_cwd", "_far", "_keep", "_lines", "_nodes", "_paths", "_sites", "_verdict",
                  "max_depth",
@@ -92,9 +95,9 @@ class CallSiteFinder:
         self._paths: dict[int, list[int]] = {}
         #: (id(code), offset, reach) of an application frame a walk ended at -> its site.
         self._sites: dict[tuple[int, int, int], str] = {}
-        #: the same of a template engine's node frame -> the code just below it (the
-        #: node's ``render``: every node renders through one call instruction).
-        self._nodes: dict[tuple[int, int, int], CodeType] = {}
+        #: the same of the frame just below a template engine's node frame (the node's
+        #: ``render``) -> what the node frame above it must be and how to name it.
+        self._nodes: dict[tuple[int, int, int], _Node] = {}
         #: Across a greenlet (SQLAlchemy's asyncio layer): the caller's ``depth`` ->
         #: [(frames from find to the end of the greenlet's stack, frames up the parent
         #: greenlet's)], most recent first; and (id(code), offset, both) -> the site.
@@ -138,13 +141,14 @@ class CallSiteFinder:
         try:  # the hook's most recent reach: one jump, one look-up
             reach = self._paths[depth][0]
             frame = _getframe(reach)
-            site = self._sites.get((id(frame.f_code), frame.f_lasti, reach))
+            key = (id(frame.f_code), frame.f_lasti, reach)
+            site = self._sites.get(key)
             if site is not None:
                 return site
-            # A template node: named if it is the innermost one (its ``render`` below).
-            below = self._nodes.get((id(frame.f_code), frame.f_lasti, reach))
-            if below is not None and _getframe(reach - 1).f_code is below:
-                site = self._site(frame)
+            # The frame just below a template node (the node's ``render``): the node above.
+            node = self._nodes.get(key)
+            if node is not None:
+                site = _node_site(frame, node)
                 if site is not None:
                     return site
         except (KeyError, ValueError):  # nothing learnt for this hook, or a shorter stack
@@ -163,11 +167,12 @@ class CallSiteFinder:
                     key = (id(frame.f_code), frame.f_lasti, reach)
                     site = sites.get(key)
                     if site is None:
-                        if _getframe(reach).f_code is not nodes.get(key, _NOWHERE):
-                            continue  # not learnt here, or not the innermost node
-                        site = self._site(frame)
+                        node = nodes.get(key)
+                        if node is None:
+                            continue  # not learnt here
+                        site = _node_site(frame, node)
                         if site is None:
-                            continue
+                            continue  # not the learnt node's frame above
                 except ValueError:
                     continue
                 _to_front(reaches, reach)
@@ -213,7 +218,7 @@ class CallSiteFinder:
         except ValueError:
             return None
         verdict, templates = self._verdict, self.templates
-        frame, below = under.f_back, under.f_code
+        frame, below = under.f_back, under
         n, reach, crossed, ends = self.max_depth, depth, 0, 0
         while frame is not None and n:
             code = frame.f_code
@@ -225,11 +230,11 @@ class CallSiteFinder:
                 site = self._site(frame)
                 if site is not None:
                     if not crossed:
-                        self._learn(depth, (cid, frame.f_lasti, reach), site, below)
+                        self._learn(depth, frame, reach, site, below)
                     elif crossed == 1 and cid not in templates:
                         self._learn_far(depth, (cid, frame.f_lasti, ends, reach - ends), site)
                     return site
-            below = code
+            below = frame
             frame = frame.f_back
             reach += 1
             n -= 1
@@ -262,16 +267,24 @@ class CallSiteFinder:
             site = self._render(lkey, frame)
         return site
 
-    def _learn(self, depth: int, key: tuple[int, int, int], site: str,
-               below: CodeType) -> None:
+    def _learn(self, depth: int, frame: FrameType, reach: int, site: str,
+               below: FrameType) -> None:
+        """File the path a walk ended at: ``frame``, ``reach`` frames above :meth:`find`,
+        ``below`` the frame under it."""
         if len(self._sites) + len(self._nodes) >= self.max_entries:
             self._sites.clear()
             self._nodes.clear()
-        if key[0] in self.templates:  # a node's site is its own: learn its ``render``
-            self._nodes[key] = below
+        code = frame.f_code
+        describe = self.templates.get(id(code))
+        if describe is None:
+            self._sites[(id(code), frame.f_lasti, reach)] = site
         else:
-            self._sites[key] = site
-        _to_front(self._paths.setdefault(depth, []), key[2])
+            # A node's site is its own, and every node renders through one call
+            # instruction: filed under the frame below it, its ``render``, a reach nearer.
+            reach -= 1
+            self._nodes[(id(below.f_code), below.f_lasti, reach)] = (
+                code, frame.f_lasti, describe, below.f_code)
+        _to_front(self._paths.setdefault(depth, []), reach)
 
     def _learn_far(self, depth: int, key: tuple[int, int, int, int], site: str) -> None:
         far, sites = self._far
@@ -315,8 +328,23 @@ def _to_front(reaches: list[T], reach: T) -> None:
     del reaches[8:]
 
 
-#: A code no frame runs: what ``_nodes`` gives for a key it lacks.
-_NOWHERE = compile("", "<nowhere>", "exec")
+#: What a path that ends at a template node learns: the node frame's code, its call
+#: instruction, how to name its node, and the code below it (kept alive: its id is in
+#: the key).
+_Node = tuple[CodeType, int, TemplateFrame, CodeType]
+
+
+def _node_site(below: FrameType, node: _Node) -> str | None:
+    """The site of the node that ``below`` (a learnt node's ``render``) renders for, if
+    the frame above it is the learnt node frame; the innermost node, then, as the walk
+    would name it."""
+    above = below.f_back
+    if above is None or above.f_code is not node[0] or above.f_lasti != node[1]:
+        return None
+    try:
+        return node[2](above)
+    except Exception:
+        return None
 
 
 def _greenlet_parent_frame() -> FrameType | None:
