@@ -21,6 +21,7 @@ from playwright.sync_api import Page, sync_playwright
 from pulsegate.asgi import PulseGateMiddleware
 from pulsegate.engine import PulseGate
 from pulsegate.jobs import observe_job
+from pulsegate.jobs.runs import deferred_of
 from services import chromium_path, free_port, wait_port
 
 pytestmark = [pytest.mark.service, pytest.mark.e2e, pytest.mark.pulsegate(nplusone="off")]
@@ -90,6 +91,7 @@ def test_dashboard_in_chromium(dashboard_app: tuple[str, PulseGate], artifacts: 
     for _ in range(3):  # a background job beside the endpoints (pulsegate.jobs)
         with observe_job("reports.build", gate=gate, queue_wait_ms=40.0):
             pass
+    deferred_of(gate).drain()  # learnt now, as the scheduler's drain would within 0.5 s
     with chromium_page(problems) as page:
         # without the token: 401, and nothing of the dashboard shows
         response = page.goto(url)

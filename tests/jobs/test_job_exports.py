@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from celery import Celery
+from jobs_learnt import learnt
 from opentelemetry.instrumentation.celery import CeleryInstrumentor
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -24,7 +25,6 @@ from pulsegate.engine import PulseGate
 from pulsegate.export import otel, prometheus
 from pulsegate.jobs import celery as pg_celery
 from pulsegate.jobs import observe_job
-from pulsegate.jobs.runs import deferred_of
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -41,6 +41,7 @@ def test_prometheus_shows_runs_durations_and_waits_beside_the_endpoints() -> Non
             pass
     with pytest.raises(RuntimeError), observe_job("mail.send", gate=gate):
         raise RuntimeError("smtp down")
+    learnt(gate)
     s = samples(exporter.render()[1].decode())
     job = (("kind", "JOB"), ("name", "mail.send"))
     assert s[("pulsegate_unit_runs_total", (*job, ("outcome", "success")))] == 3
@@ -53,8 +54,7 @@ def test_prometheus_shows_runs_durations_and_waits_beside_the_endpoints() -> Non
 
 def spans_seen(gate: PulseGate, spans: InMemorySpanExporter) -> tuple[Any, ...]:
     """The finished spans, once the gate learnt every job run (background: its drain)."""
-    if gate.config.units.job_learning == "background":
-        deferred_of(gate).drain()
+    learnt(gate)
     return spans.get_finished_spans()
 
 
@@ -167,8 +167,7 @@ def test_a_broken_span_pipeline_or_capture_never_fails_a_job() -> None:
     gate.plugs.set_trace_context(capture)
     with tracer.start_as_current_span("task"), observe_job("mail.send", gate=gate):
         pass
-    deferred_of(gate).drain()
-    faults = gate.stats()["internal_errors"]
+    faults = learnt(gate).stats()["internal_errors"]
     assert faults == 2, gate.faults
     assert gate.stats()["jobs"]["names"]["mail.send"]["outcomes"] == {"success": 2}
     gate.close()
@@ -194,7 +193,7 @@ def test_jobs_show_in_the_dashboard_series_and_summary() -> None:
     gate = PulseGate(log_events=False, dashboard=True, dashboard_allow_loopback=True)
     with observe_job("thumbs.resize", gate=gate):
         pass
-    series = state(gate).series
+    series = state(learnt(gate)).series
     assert series is not None
     page = summary(gate, series)
     assert "JOB thumbs.resize" in [row["endpoint"] for row in page["endpoints"]]

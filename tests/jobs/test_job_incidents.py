@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import random
 
+from jobs_learnt import learnt
+
 from fakeclock import FakeClock
 from pulsegate.engine import PulseGate
 from pulsegate.jobs import observe_job
@@ -18,7 +20,9 @@ def make_gate(clock: FakeClock, window: float = 10.0) -> PulseGate:
 
 
 def incident_on(gate: PulseGate, key: str) -> list[object]:
-    return [i for i in gate.incidents() if i.endpoint == key]
+    """The incidents of ``key`` once every run that ended is learnt (a job learnt in
+    the background: the drain the scheduler would have run by then)."""
+    return [i for i in learnt(gate).incidents() if i.endpoint == key]
 
 
 def test_a_backlog_that_builds_up_is_an_incident_of_the_jobs_queue() -> None:
@@ -56,6 +60,7 @@ def test_rising_retries_are_an_error_rate_incident_of_the_job() -> None:
             clock.t += 0.05 * (1 + rng.random())
             if rng.random() < share:
                 scope.outcome = "retry"
+        learnt(gate)  # (each job's end, as the scheduler's drain learns it)
     found = incident_on(gate, "JOB charge")
     assert found and found[0].metric == "error rate"  # type: ignore[attr-defined]
     assert found[0].start >= 1.7e9 + 1500 * 0.55  # type: ignore[attr-defined]
@@ -70,6 +75,7 @@ def test_a_job_that_slows_down_is_a_latency_incident_and_its_queue_is_not() -> N
         slow = 3.0 if i >= 1800 else 1.0
         with observe_job("thumbs", gate=gate, queue_wait_ms=5.0 + rng.random()):
             clock.t += 0.04 * slow * (1 + 0.2 * rng.random())
+        learnt(gate)
     found = incident_on(gate, "JOB thumbs")
     assert found and found[0].metric.startswith("latency")  # type: ignore[attr-defined]
     assert found[0].start >= 1.7e9 + 1800  # type: ignore[attr-defined]

@@ -150,3 +150,34 @@ def test_a_job_without_sql_is_learnt_the_same_with_or_without_a_query_sink() -> 
         assert g.stats()["units"]["JOB"]["runs"] == {"success": 1}
     finally:
         g.close()
+
+
+def test_background_is_the_default_and_inline_stays_selectable(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default learns jobs on the scheduler's thread (the worker's thread keeps a
+    queued run); ``inline`` is chosen by keyword or environment; anything else is a
+    ConfigError naming the key, the value and what is allowed."""
+    from pulsegate import ConfigError
+    from pulsegate.jobs.deferred import JobRun
+    from pulsegate.units import UnitRun
+
+    default = PulseGate(log_events=False)
+    inline = PulseGate(log_events=False, job_learning="inline")
+    monkeypatch.setenv("PULSEGATE_JOB_LEARNING", "inline")
+    from_env = PulseGate.from_env(log_events=False)
+    try:
+        assert default.config.units.job_learning == "background"
+        with observe_job("mail.send", gate=default) as scope:
+            assert isinstance(scope.run, JobRun)
+        for gate in (inline, from_env):
+            with observe_job("mail.send", gate=gate) as scope:
+                assert isinstance(scope.run, UnitRun)
+            assert scope.record is not None
+    finally:
+        for gate in (default, inline, from_env):
+            gate.close()
+    with pytest.raises(ConfigError) as raised:
+        PulseGate(job_learning="sometimes")
+    message = str(raised.value)
+    assert "job_learning" in message and "sometimes" in message
+    assert "background" in message and "inline" in message

@@ -7,7 +7,9 @@ import random
 from typing import Any
 
 import pytest
+from jobs_learnt import learnt
 
+from fakeclock import FakeClock
 from pulsegate.engine import PulseGate
 from pulsegate.jobs.runs import check_starvation, end, start, tracker_of
 from pulsegate.jobs.tracker import MIN_INTERVALS, JobTracker
@@ -70,15 +72,16 @@ def test_state_survives_a_restart_and_bad_rows_are_skipped() -> None:
 
 
 def test_the_gate_flags_starvation_as_an_incident_of_the_job() -> None:
-    wall = {"t": 1.7e9}
-    gate = PulseGate(wall=lambda: wall["t"])
+    clock = FakeClock(0.0)
+    gate = PulseGate(clock=clock, wall=lambda: 1.7e9 + clock.t)
     for _ in range(MIN_INTERVALS + 2):
         run = start(gate, "hourly")
         assert run is not None
         end(gate, run)
-        wall["t"] += 3600.0
+        learnt(gate)
+        clock.t += 3600.0
     assert check_starvation(gate, tracker_of(gate)) == []
-    wall["t"] += 3600.0 * 2
+    clock.t += 3600.0 * 2
     flagged = check_starvation(gate, tracker_of(gate))
     assert [i["endpoint"] for i in flagged] == ["JOB hourly"]
     incident = gate.incidents()[-1]
@@ -90,15 +93,16 @@ def test_the_gate_flags_starvation_as_an_incident_of_the_job() -> None:
 
 
 def test_a_starved_job_pages_like_an_endpoint_incident() -> None:
-    wall = {"t": 1.7e9}
+    clock = FakeClock(0.0)
     alerts: list[Any] = []
-    gate = PulseGate(wall=lambda: wall["t"], alert_callback=alerts.append)
+    gate = PulseGate(clock=clock, wall=lambda: 1.7e9 + clock.t, alert_callback=alerts.append)
     for _ in range(MIN_INTERVALS + 2):
         run = start(gate, "nightly")
         assert run is not None
         end(gate, run)
-        wall["t"] += 86400.0
-    wall["t"] += 86400.0 * 2
+        learnt(gate)
+        clock.t += 86400.0
+    clock.t += 86400.0 * 2
     check_starvation(gate, tracker_of(gate))
     gate.scheduler.run_all()  # alert delivery runs on the scheduler thread
     paged = [a for a in alerts if a.kind == "incident"]

@@ -11,19 +11,20 @@ from typing import Any
 import pytest
 from celery import Celery, Task, signals
 from celery.exceptions import Ignore
+from jobs_learnt import MODES, Seen
 
 from pulsegate.engine import PulseGate
 from pulsegate.jobs import celery as pg_celery
 
 
-@pytest.fixture()
-def app_gate() -> Iterator[tuple[Celery, PulseGate, list[tuple[str, int, float]]]]:
+@pytest.fixture(params=MODES)
+def app_gate(request: pytest.FixtureRequest) -> Iterator[tuple[Celery, PulseGate, Seen]]:
+    """An app instrumented against a gate learning jobs in the background or inline;
+    what its unit listeners were given."""
     app = Celery("calls", broker="memory://")
     app.conf.task_ignore_result = True
-    gate = PulseGate(log_events=False)
-    seen: list[tuple[str, int, float]] = []
-    gate.unit_listeners.append(
-        lambda record, run: seen.append((record.route, record.status, record.duration_ms)))
+    gate = PulseGate(log_events=False, job_learning=request.param)
+    seen = Seen(gate)
     pg_celery.instrument(app, gate)
     try:
         yield app, gate, seen
@@ -32,7 +33,7 @@ def app_gate() -> Iterator[tuple[Celery, PulseGate, list[tuple[str, int, float]]
         gate.close()
 
 
-def jobs(seen: list[tuple[str, int, float]]) -> list[tuple[str, int]]:
+def jobs(seen: Seen) -> list[tuple[str, int]]:
     return [(route, status) for route, status, _ in seen]
 
 

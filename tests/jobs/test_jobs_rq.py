@@ -13,6 +13,7 @@ from typing import Any
 import jobs_rq_tasks as tasks
 import pytest
 import redis
+from jobs_learnt import learnt
 from rq import Queue, Retry
 
 from pulsegate.engine import PulseGate
@@ -66,7 +67,7 @@ def gate() -> Iterator[PulseGate]:
 
 
 def rows(gate: PulseGate) -> dict[str, Any]:
-    return {row["endpoint"]: row for row in gate.endpoints()}
+    return {row["endpoint"]: row for row in learnt(gate).endpoints()}
 
 
 def test_simple_worker_measures_each_job_with_its_outcome_and_wait(
@@ -93,6 +94,7 @@ def test_a_failure_is_named_after_its_exception(queue: Queue, gate: PulseGate) -
         lambda r, run: failures.append((r.route, r.error)) if r.status >= 500 else None)
     queue.enqueue(tasks.boom)
     SimpleWorker([queue], connection=queue.connection, gate=gate).work(burst=True)
+    learnt(gate)
     assert failures == [("jobs_rq_tasks.boom", "ValueError")]
 
 
@@ -100,7 +102,7 @@ def test_retried_attempts_are_retries_and_the_last_one_succeeds(
         queue: Queue, gate: PulseGate) -> None:
     queue.enqueue(tasks.flaky, f"k{uuid.uuid4().hex}", 2, retry=Retry(max=3))
     SimpleWorker([queue], connection=queue.connection, gate=gate).work(burst=True)
-    stats = tracker_of(gate).stats()["names"]["jobs_rq_tasks.flaky"]
+    stats = tracker_of(learnt(gate)).stats()["names"]["jobs_rq_tasks.flaky"]
     assert stats["outcomes"] == {"retry": 2, "success": 1} and stats["retries"] == 2
 
 
@@ -108,7 +110,8 @@ def test_an_nplusone_in_a_job_is_reported_against_the_job(
         queue: Queue, gate: PulseGate) -> None:
     queue.enqueue(tasks.titles_one_by_one)
     SimpleWorker([queue], connection=queue.connection, gate=gate).work(burst=True)
-    found = [d for d in gate.detections if d["endpoint"] == "JOB jobs_rq_tasks.titles_one_by_one"]
+    found = [d for d in learnt(gate).detections
+             if d["endpoint"] == "JOB jobs_rq_tasks.titles_one_by_one"]
     assert found and found[0]["kind"] == "n_plus_one" and found[0]["count"] >= 12
 
 

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from jobs_learnt import MODES, learnt
 
 import pulsegate.jobs as jobs
 from fakeclock import FakeClock
@@ -19,10 +20,11 @@ from pulsegate.jobs import get_gate, observe_job, set_gate, tracker_of
 from pulsegate.queries.events import QueryEvent
 
 
-@pytest.fixture()
-def gate() -> Iterator[tuple[PulseGate, FakeClock]]:
+@pytest.fixture(params=MODES)
+def gate(request: pytest.FixtureRequest) -> Iterator[tuple[PulseGate, FakeClock]]:
     clock = FakeClock()
-    g = PulseGate(clock=clock, cpu_clock=clock, wall=lambda: 1.7e9 + clock.t)
+    g = PulseGate(clock=clock, cpu_clock=clock, wall=lambda: 1.7e9 + clock.t,
+                  job_learning=request.param)
     set_gate(g)
     yield g, clock
     set_gate(None)
@@ -38,7 +40,7 @@ def test_a_decorated_function_is_a_job_named_after_it(gate: tuple[PulseGate, Fak
 
     assert resize(21) == 42 and resize.__name__ == "resize"
     key = f"JOB {__name__}.test_a_decorated_function_is_a_job_named_after_it.<locals>.resize"
-    model = g.baselines.peek(key)
+    model = learnt(g).baselines.peek(key)
     assert model is not None and model.n == 1
     assert model.predict()[0] == pytest.approx(40.0)
 
@@ -54,7 +56,7 @@ def test_a_coroutine_function_is_measured_around_its_await(
         return "done"
 
     assert asyncio.run(crawl()) == "done"
-    assert g.baselines.peek("JOB crawl").predict()[0] == pytest.approx(300.0)  # type: ignore[union-attr]
+    assert learnt(g).baselines.peek("JOB crawl").predict()[0] == pytest.approx(300.0)  # type: ignore[union-attr]
 
 
 def test_blocks_sync_and_async_with_the_queue_wait_and_retries(
@@ -62,9 +64,11 @@ def test_blocks_sync_and_async_with_the_queue_wait_and_retries(
     g, clock = gate
     with observe_job("feed", queue_wait_ms=1500.0, retries=2) as scope:
         clock.t += 0.01
-    assert scope.record is not None and scope.run is not None
+    # the record exists when the run is learnt on this thread (inline), not otherwise
+    assert (scope.record is not None) == (g.config.units.job_learning == "inline")
+    assert scope.run is not None
     assert scope.run.retries == 2 and scope.run.queue_wait_ms == 1500.0
-    assert g.baselines.peek("QUEUE feed").predict()[0] == pytest.approx(1500.0)  # type: ignore[union-attr]
+    assert learnt(g).baselines.peek("QUEUE feed").predict()[0] == pytest.approx(1500.0)  # type: ignore[union-attr]
     assert tracker_of(g).stats()["names"]["feed"]["last_wait_ms"] == 1500.0
 
     async def block() -> None:
@@ -72,7 +76,7 @@ def test_blocks_sync_and_async_with_the_queue_wait_and_retries(
             inner.outcome = "retry"
 
     asyncio.run(block())
-    assert g.stats()["units"]["JOB"]["runs"] == {"success": 1, "retry": 1}
+    assert learnt(g).stats()["units"]["JOB"]["runs"] == {"success": 1, "retry": 1}
     assert tracker_of(g).stats()["names"]["feed"]["retries"] == 1
 
 
@@ -88,6 +92,7 @@ def test_a_failing_job_raises_as_before_and_is_recorded_as_a_failure(
 
     with pytest.raises(ConnectionError, match="card service down"):
         charge()
+    learnt(g)
     assert failed == [(500, "ConnectionError")]
 
 
@@ -100,7 +105,7 @@ def test_sql_in_a_job_is_the_jobs_and_an_nplusone_names_it(
         for i in range(6):
             sink.add_query(QueryEvent(sql=f"SELECT * FROM book WHERE author_id = {i}",
                                       duration_ms=0.3, call_site="digest.py:9 in digest"))
-    assert [d["endpoint"] for d in g.detections] == ["JOB digest"]
+    assert [d["endpoint"] for d in learnt(g).detections] == ["JOB digest"]
     assert g.query_insights()[0]["endpoints"] == ["JOB digest"]
 
 

@@ -23,11 +23,13 @@ class UnitsConfig(Section):
                             "cache key patterns); a new name past it folds into "
                             "`<KIND> (other)`. Their models share `max_endpoints`.",
                             number(1, 100_000, integer=True))
-    job_learning: str = option("inline", "Where a job run is learnt: inline (the worker's "
-                               "thread, when the job ends: the record reaches the job's "
-                               "span) or background (the worker's thread only reads the "
-                               "clocks and queues the run; the gate's scheduler thread "
-                               "learns it within 0.5 s).", choice("inline", "background"))
+    job_learning: str = option("background", "Where a job run is learnt: background (the "
+                               "worker's thread only reads the clocks and queues the run; "
+                               "the gate's scheduler thread learns it within 0.5 s, and "
+                               "OpenTelemetry gets the record on a child span of the job's "
+                               "span) or inline (the worker's thread, when the job ends: "
+                               "the record goes on the job's own span).",
+                               choice("background", "inline"))
     queue_stall_seconds: float = option(300.0, "A watched broker queue (pulsegate.jobs."
                                         "broker) whose oldest message has not moved for "
                                         "this long stalls, whatever the dwell learnt; "

@@ -1,9 +1,10 @@
-"""Job runs learnt on the gate's scheduler thread (``job_learning="background"``).
+"""Job runs learnt on the gate's scheduler thread (``job_learning="background"``, the
+default).
 
-Inline (the default) a job's end costs the worker's thread the whole learning step: the
-model update, the record, the publish step, the tracker (``benchmarks/job_overhead.py``:
-≈ 1 900 bytecodes a Celery task). In the background the worker's thread keeps a
-:class:`JobRun` and does only this:
+Inline (``job_learning="inline"``) a job's end costs the worker's thread the whole
+learning step: the model update, the record, the publish step, the tracker
+(``benchmarks/job_overhead.py``: ≈ 2 400 bytecodes a Celery task). In the background the
+worker's thread keeps a :class:`JobRun` and does only this:
 
 * at the start: reads the clocks (monotonic, thread CPU, the budgeted block count:
   :mod:`pulsegate.unit_blocks`), makes the run the query sink of its context and

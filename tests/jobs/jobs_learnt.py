@@ -1,0 +1,48 @@
+"""What the job tests read a gate through: its learning done. With ``job_learning=
+"background"`` (the default) a job run is learnt by the gate's scheduler thread within
+0.5 s of its end (:mod:`pulsegate.jobs.deferred`); a test runs that drain itself before
+it looks, as the scheduler would have by then. Inline, nothing is left to do."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, overload
+
+from pulsegate.engine import PulseGate
+from pulsegate.jobs.runs import deferred_of
+
+#: The two ``job_learning`` modes, for fixtures that run every case in both.
+MODES = ["background", "inline"]
+
+
+def learnt(gate: PulseGate) -> PulseGate:
+    """``gate`` once it has learnt every job run that ended."""
+    if gate.config.units.job_learning == "background":
+        deferred_of(gate).drain()
+    return gate
+
+
+class Seen:
+    """The finished runs a gate's unit listeners were given, as ``(name, status,
+    duration ms)``, read once the gate learnt every run that ended."""
+
+    def __init__(self, gate: PulseGate) -> None:
+        self.gate = gate
+        self.rows: list[tuple[str, int, float]] = []
+        gate.unit_listeners.append(
+            lambda record, run: self.rows.append((record.route, record.status,
+                                                  record.duration_ms)))
+
+    def __iter__(self) -> Iterator[tuple[str, int, float]]:
+        learnt(self.gate)
+        return iter(list(self.rows))
+
+    @overload
+    def __getitem__(self, index: int) -> tuple[str, int, float]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[tuple[str, int, float]]: ...
+
+    def __getitem__(self, index: Any) -> Any:
+        learnt(self.gate)
+        return self.rows[index]
