@@ -73,7 +73,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from pulsegate.bounded import BoundedLRU
-from pulsegate.export.otel_jobs import JobSpans, job_attributes
+from pulsegate.export.otel_jobs import JobSpans, job_attributes, record_attributes
 from pulsegate.export.series import allocator_state, detection_fields
 from pulsegate.learn.baseline import endpoint_key
 from pulsegate.records import RequestRecord
@@ -197,17 +197,8 @@ class OTelExporter:
         else:
             span, reported, sent = self._get_span(), 0, {}
         if span.is_recording():
-            final: dict[str, Any] = {
-                "pulsegate.anomaly_score": round(record.anomaly_score, 4),
-                "pulsegate.confidence": round(record.confidence, 2),
-                "pulsegate.query_count": record.query_count,
-                "pulsegate.optimization": record.optimization}
-            if record.predicted_ms is not None:
-                final["pulsegate.predicted_latency_ms"] = round(record.predicted_ms, 3)
-            if record.anomaly_metric is not None:
-                final["pulsegate.anomaly_metric"] = record.anomaly_metric
-            if record.detections:
-                final["pulsegate.nplusone"] = record.detections
+            final = record_attributes(record)
+            final["pulsegate.optimization"] = record.optimization
             changed = {k: v for k, v in final.items() if sent.get(k) != v}
             if changed:
                 span.set_attributes(changed)

@@ -1,5 +1,5 @@
 """A job's record on OpenTelemetry (:mod:`pulsegate.export.otel`): the span attributes of
-a JOB run, and where they go.
+a record (a request's or a job's), and where a JOB run's go.
 
 Inline (``job_learning="inline"``) a run is learnt on the job's thread as its body
 returns, while the job's span -- the task's own, ``run/<task>``, under
@@ -30,30 +30,37 @@ if TYPE_CHECKING:
     from pulsegate.context import RequestContext
     from pulsegate.records import RequestRecord
 
-__all__ = ["SPAN_PREFIX", "JobSpans", "job_attributes"]
+__all__ = ["SPAN_PREFIX", "JobSpans", "job_attributes", "record_attributes"]
 
 #: The name of the child span is this, then the job's endpoint key (``JOB <name>``).
 SPAN_PREFIX = "pulsegate "
 
 
-def job_attributes(record: RequestRecord, run: RequestContext) -> dict[str, Any]:
-    """The span attributes of a JOB run: a request's figures plus ``pulsegate.job.*``."""
+def record_attributes(record: RequestRecord) -> dict[str, Any]:
+    """The model's figures on a request's or a job's span: score, confidence, queries,
+    and the forecast, the metric that rose and the N+1 count when there are some."""
     attrs: dict[str, Any] = {
         "pulsegate.anomaly_score": round(record.anomaly_score, 4),
         "pulsegate.confidence": round(record.confidence, 2),
-        "pulsegate.query_count": record.query_count,
-        "pulsegate.job.name": record.route,
-        "pulsegate.job.outcome": getattr(run, "outcome", None) or "success",
-        "pulsegate.job.retries": int(getattr(run, "retries", 0) or 0)}
-    wait = getattr(run, "queue_wait_ms", None)
-    if wait is not None:
-        attrs["pulsegate.job.queue_wait_ms"] = round(float(wait), 3)
+        "pulsegate.query_count": record.query_count}
     if record.predicted_ms is not None:
         attrs["pulsegate.predicted_latency_ms"] = round(record.predicted_ms, 3)
     if record.anomaly_metric is not None:
         attrs["pulsegate.anomaly_metric"] = record.anomaly_metric
     if record.detections:
         attrs["pulsegate.nplusone"] = record.detections
+    return attrs
+
+
+def job_attributes(record: RequestRecord, run: RequestContext) -> dict[str, Any]:
+    """The span attributes of a JOB run: a request's figures plus ``pulsegate.job.*``."""
+    attrs = record_attributes(record)
+    attrs["pulsegate.job.name"] = record.route
+    attrs["pulsegate.job.outcome"] = getattr(run, "outcome", None) or "success"
+    attrs["pulsegate.job.retries"] = int(getattr(run, "retries", 0) or 0)
+    wait = getattr(run, "queue_wait_ms", None)
+    if wait is not None:
+        attrs["pulsegate.job.queue_wait_ms"] = round(float(wait), 3)
     return attrs
 
 
