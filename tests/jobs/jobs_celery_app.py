@@ -30,7 +30,8 @@ app.conf.update(task_serializer="json", result_serializer="json", accept_content
 
 #: "inline" or "background" (``job_learning``): the test runs every case with both
 LEARNING = os.environ.get("JOBS_TEST_LEARNING", "inline")
-set_gate(PulseGate(warmup=2, log_events=False, exclude_paths=[], job_learning=LEARNING))
+set_gate(PulseGate(warmup=2, log_events=False, exclude_paths=[], job_learning=LEARNING,
+                   state_dir=os.environ.get("JOBS_TEST_STATE_DIR")))
 instrument(app)
 if os.environ.get("JOBS_TEST_WORKER"):  # the worker traces its tasks (the producer: the test)
     SPANS = InMemorySpanExporter()

@@ -102,12 +102,15 @@ class CeleryJobs:
                                             dispatch_uid="pulsegate.publish")
         for signal in _WORKER_STARTS:
             signal.connect(_put_back, weak=False, dispatch_uid="pulsegate.call")
+        signals.worker_process_shutdown.connect(self.on_child_exit, weak=False,
+                                                dispatch_uid="pulsegate.exit")
         _put_back()
 
     def disconnect(self) -> None:
         signals.before_task_publish.disconnect(dispatch_uid="pulsegate.publish")
         for signal in _WORKER_STARTS:
             signal.disconnect(dispatch_uid="pulsegate.call")
+        signals.worker_process_shutdown.disconnect(dispatch_uid="pulsegate.exit")
         if _delegate and BaseTask.__dict__.get("__call__") is task_call:
             BaseTask.__call__ = _delegate.pop()  # type: ignore[method-assign]
 
@@ -119,6 +122,18 @@ class CeleryJobs:
             headers[HEADER] = time.time()
 
     # --- worker -------------------------------------------------------------------------
+
+    def on_child_exit(self, **kwargs: Any) -> None:
+        """A prefork pool child is about to leave through ``os._exit`` (billiard), which
+        runs no ``atexit`` handler: close its gate here, so the runs of its last moments
+        are learnt (background mode learns them on the scheduler) and its state is saved
+        (``state_dir``/``state_redis_url``)."""
+        gate = self._gate
+        if gate is not None:
+            try:
+                gate.close()
+            except Exception as exc:  # the child is leaving: nothing to fail, count it
+                self._fault("celery.child_exit", exc)
 
     def begin(self, task: Any, request: Any) -> UnitRun | JobRun | None:
         """A run of ``task`` as the tracer's ``request`` describes it (None: not
