@@ -25,6 +25,12 @@ evict the middleware's lines and predictor state between two of its steps, while
 Starlette request (≈ 90 k) leaves them in place -- which is how pulsegate can add the same
 instructions and misses to Flask and to Starlette (``--misses flask asgi``) and still cost
 Flask twice the microseconds (``wsgi_overhead.py`` vs ``asgi_overhead.py``).
+
+``--lines`` (with ``--misses``) runs each counted request after :data:`EVICT` bytes of
+memory traffic, so every cache line it touches -- interpreter code, bytecode, objects,
+dicts -- misses the simulated last level once: the last-level misses a request adds are
+the distinct lines it touches (its footprint), the figure that decides its cost behind a
+large app. (The traffic itself is the same for every stack, and cancels out.)
 """
 
 from __future__ import annotations
@@ -144,8 +150,14 @@ def driver(family: str, stack: str) -> Callable[[int], None]:
     return _engine(stack)
 
 
-def child(family: str, stack: str, n: int, warm: int = 0) -> None:
-    """``warm`` requests, then ``n`` inside a window :func:`window_counts` reads."""
+#: ``--lines``: bytes copied before each counted request, four times the simulated last
+#: level (:data:`CACHES`): nothing of the request before stays cached.
+EVICT = 4 << 20
+
+
+def child(family: str, stack: str, n: int, warm: int = 0, cold: int = 0) -> None:
+    """``warm`` requests, then ``n`` inside a window :func:`window_counts` reads (each
+    after :data:`EVICT` bytes of memory traffic when ``cold``)."""
     logging.getLogger("pulsegate").setLevel(logging.CRITICAL)
     drive = driver(family, stack)
     drive(warm)
@@ -161,6 +173,14 @@ def child(family: str, stack: str, n: int, warm: int = 0) -> None:
     # generation: a full collection then walks only what requests left behind, so the
     # count does not swing by whether one more of them falls inside the window.
     gc.freeze()
+    if cold:
+        traffic = bytearray(EVICT)
+        os.getppid()
+        for _ in range(n):
+            bytes(traffic)  # reads and writes 2 x EVICT bytes, in C
+            drive(1)
+        os.getppid()
+        return
     os.getppid()
     drive(n)
     os.getppid()
@@ -179,11 +199,14 @@ def count(family: str, stack: str, n: int) -> int:
 L1_MISSES = ("i1_misses", "d1_read_misses", "d1_write_misses")
 
 
-def misses(family: str, stack: str, n: int) -> dict[str, float]:
+def misses(family: str, stack: str, n: int, cold: bool = False) -> dict[str, float]:
     """Instructions and cache misses per request of ``stack`` (:func:`window_counts`, one
-    run: :data:`WARMUP` requests, then ``n`` counted)."""
-    out = f"{tempfile.gettempdir()}/instructions.{os.getpid()}.{family}.{stack}.out"
-    counts = window_counts([__file__, "--child", family, stack, str(n), str(WARMUP)], out)
+    run: :data:`WARMUP` requests, then ``n`` counted, each after :data:`EVICT` bytes of
+    memory traffic when ``cold``)."""
+    out = (f"{tempfile.gettempdir()}/instructions.{os.getpid()}.{family}.{stack}"
+           f"{'.cold' if cold else ''}.out")
+    counts = window_counts([__file__, "--child", family, stack, str(n), str(WARMUP),
+                            str(int(cold))], out)
     return {name: value / n for name, value in counts.items()}
 
 
@@ -196,6 +219,8 @@ CACHES = ["--I1=32768,8,64", "--D1=32768,8,64", "--LL=1048576,8,64"]
 EVENTS = {"Ir": "instructions", "I1mr": "i1_misses", "D1mr": "d1_read_misses",
           "D1mw": "d1_write_misses", "ILmr": "lli_misses", "DLmr": "lld_read_misses",
           "DLmw": "lld_write_misses"}
+#: ``--lines``: the last-level misses, which a cold request has once for each line it touches.
+LL_MISSES = ("lli_misses", "lld_read_misses", "lld_write_misses")
 
 
 def run_valgrind(argv: list[str], tool: list[str]) -> str:
@@ -231,18 +256,23 @@ def window_counts(argv: list[str], out: str) -> dict[str, int]:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        child(sys.argv[2], sys.argv[3], *map(int, sys.argv[4:6]))
+        child(sys.argv[2], sys.argv[3], *map(int, sys.argv[4:7]))
         return
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--misses", action="store_true",
                     help="also count level-1 cache misses (valgrind's cache simulation)")
+    ap.add_argument("--lines", action="store_true",
+                    help="with --misses: also count the distinct cache lines a request "
+                         "touches (a second run, each request after 4 MiB of traffic)")
     ap.add_argument("family", nargs="*", help=f"any of {', '.join(FAMILIES)}")
     args = ap.parse_args()
     unknown = set(args.family) - set(FAMILIES)
     if unknown:
         ap.error(f"unknown family {', '.join(sorted(unknown))}; choose from {', '.join(FAMILIES)}")
+    if args.lines and not args.misses:
+        ap.error("--lines counts with the cache simulation: add --misses")
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is missing: apt-get install -y valgrind")
     families = args.family or [f for f in FAMILIES if f != "engine"]
@@ -253,6 +283,10 @@ def main() -> None:
             pairs = [(f, s) for f in families for s in stacks_of[f]]
             found = pool.map(lambda job: misses(job[0], job[1], args.requests), pairs)
             each = dict(zip(pairs, found, strict=True))
+            if args.lines:
+                cold = pool.map(lambda job: misses(job[0], job[1], args.requests, True), pairs)
+                for pair, cold_counts in zip(pairs, cold, strict=True):
+                    each[pair]["lines"] = sum(cold_counts[e] for e in LL_MISSES)
         else:
             jobs = [(f, s, n) for f, s in ((f, s) for f in families for s in stacks_of[f])
                     for n in (WARMUP, WARMUP + args.requests)]
@@ -274,6 +308,9 @@ def main() -> None:
                 line += (f"   L1 misses {total:9,.0f} {total - sum(bare[e] for e in L1_MISSES):+8,.0f}"
                          " (I1 / D1 read / D1 write "
                          + " / ".join(f"{mine[e] - bare[e]:+,.0f}" for e in L1_MISSES) + ")")
+            if "lines" in each[(family, stack)]:
+                touched = each[(family, stack)]["lines"] - each[(family, "bare")]["lines"]
+                line += f"   lines touched {touched:+7,.0f}"
             print(line)
         if "otel" in per:
             added_pg, added_otel = per["pulsegate"] - per["bare"], per["otel"] - per["bare"]
@@ -289,6 +326,12 @@ def main() -> None:
                      for s in stacks}
             print(f"  L1 misses: pulsegate adds {added['pulsegate'] / added[yardstick] * 100:.1f} %"
                   f" of what {yardstick} adds")
+            if args.lines:
+                footprint = {s: each[(family, s)]["lines"] - each[(family, "bare")]["lines"]
+                             for s in stacks}
+                print(f"  lines touched: pulsegate adds "
+                      f"{footprint['pulsegate'] / footprint[yardstick] * 100:.1f}"
+                      f" % of what {yardstick} adds")
 
 
 if __name__ == "__main__":

@@ -78,6 +78,15 @@ def test_real_pages_child_serves_one_stack_alone(family: str) -> None:
     run("real_pages.py", "--child", family, "pulsegate", "2", "0", "2")
 
 
+def test_instructions_child_serves_cold_requests_and_lines_need_the_cache_simulation() -> None:
+    # what ``instructions.py --misses --lines`` runs under valgrind: warm-up, then each
+    # counted request after EVICT bytes of memory traffic (its lines all missed once)
+    run("instructions.py", "--child", "flask", "pulsegate", "2", "2", "1")
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "instructions.py"), "--lines"],
+                          capture_output=True, text=True, timeout=60, cwd=BENCHMARKS)
+    assert done.returncode == 2 and "--lines counts with the cache simulation" in done.stderr
+
+
 @pytest.mark.service
 def test_real_server_serves_each_stack_under_wrk() -> None:
     out = run("real_server.py", "--duration", "1", "--rows", "2", "--families", "flask")
