@@ -110,6 +110,12 @@ got_request_exception.connect(_on_exception, dispatch_uid="pulsegate-exception")
 class PulseGateMiddleware:
     sync_capable = True
     async_capable = True
+    # Slots: with an instance dict (which Django's functools.wraps reads) the attribute
+    # reads of the request path stayed unspecialised under Django's handler -- four
+    # generic look-ups a request (``dis`` with ``adaptive=True`` after warm-up).
+    # ``_is_coroutine`` (3.12: ``_is_coroutine_marker``) is what markcoroutinefunction sets.
+    __slots__ = ("_is_coroutine", "_is_coroutine_marker", "async_mode", "gate", "get_response",
+                 "internal_endpoints")
 
     def __init__(self, get_response: GetResponse, gate: PulseGate | None = None) -> None:
         self.get_response = get_response
