@@ -4,6 +4,7 @@ is in test_jobs_celery.py."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -211,3 +212,54 @@ def test_recursion_nested_runs_and_a_blown_stack_are_measured_and_leave_no_fault
     assert deep.apply((3,)).get() == 0
     assert jobs(seen) == [("calls.fact", 200)] * 5 + [("calls.deep", 500), ("calls.deep", 200)]
     assert gate.stats()["internal_errors"] == 0
+
+
+def test_a_pool_childs_exit_waits_a_bounded_time_for_a_close_that_hangs(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A prefork child closes its gate on ``worker_process_shutdown`` (then billiard's
+    ``os._exit``). A unit listener that never returns (a synchronous span exporter whose
+    collector never answers) blocks that close in the drain: the child must still leave,
+    after :data:`pulsegate.jobs.celery.CHILD_EXIT_SECONDS`, the wait counted as a fault
+    (before: the child never exited, holding its pool slot)."""
+    app = Celery("exits", broker="memory://")
+    app.conf.task_ignore_result = True
+    gate = PulseGate(log_events=False, job_learning="background")
+    release = threading.Event()
+    gate.unit_listeners.append(lambda record, run: release.wait())
+    pg_celery.instrument(app, gate)
+    monkeypatch.setattr(pg_celery, "CHILD_EXIT_SECONDS", 0.5)
+    left = threading.Event()
+
+    def child_exit() -> None:
+        signals.worker_process_shutdown.send(sender=None, pid=0, exitcode=0)
+        left.set()
+
+    try:
+        @app.task(name="exits.job")
+        def job() -> int:
+            return 1
+
+        assert job.apply().get() == 1
+        threading.Thread(target=child_exit, daemon=True).start()
+        assert left.wait(10.0), "the child's exit waited for the close"
+        assert gate.faults.by_kind.get("celery.child_exit:TimeoutError") == 1
+    finally:
+        release.set()
+        pg_celery.uninstrument()
+
+
+def test_a_pool_childs_close_that_raises_is_counted_and_the_exit_goes_on() -> None:
+    """The same close raising: counted once, nothing raised into billiard's exit path."""
+    app = Celery("exits2", broker="memory://")
+    gate = PulseGate(log_events=False, job_learning="background")
+
+    def broken_close() -> None:
+        raise OSError("state store gone")
+
+    gate.close = broken_close  # type: ignore[method-assign]
+    pg_celery.instrument(app, gate)
+    try:
+        signals.worker_process_shutdown.send(sender=None, pid=0, exitcode=0)
+        assert gate.faults.by_kind == {"celery.child_exit:OSError": 1}
+    finally:
+        pg_celery.uninstrument()

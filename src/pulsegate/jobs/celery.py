@@ -57,11 +57,14 @@ if TYPE_CHECKING:
     from pulsegate.engine import PulseGate
     from pulsegate.units import UnitRun
 
-__all__ = ["HEADER", "CeleryJobs", "PublishStamp", "instrument", "priority_lists",
+__all__ = ["CHILD_EXIT_SECONDS", "HEADER", "CeleryJobs", "PublishStamp", "instrument", "priority_lists",
            "queue_wait_ms", "stamp_of", "task_call", "uninstrument", "watch_queues"]
 
 #: The message header carrying the publish time (epoch seconds).
 HEADER = "pulsegate_published"
+#: The longest a pool child's exit waits for its gate's close (``worker_process_shutdown``):
+#: a snapshot to Redis (2 s timeouts) and a drain fit; a listener that never returns does not.
+CHILD_EXIT_SECONDS = 10.0
 #: The earliest publish time believed (2000-01-01 UTC): an older one is no clock's.
 EARLIEST_PUBLISH = 946_684_800.0
 
@@ -129,11 +132,24 @@ class CeleryJobs:
         are learnt (background mode learns them on the scheduler) and its state is saved
         (``state_dir``/``state_redis_url``)."""
         gate = self._gate
-        if gate is not None:
-            try:
-                gate.close()
-            except Exception as exc:  # the child is leaving: nothing to fail, count it
-                self._fault("celery.child_exit", exc)
+        if gate is None:
+            return
+        # On a thread of its own, waited for CHILD_EXIT_SECONDS at most: the close runs
+        # the unit listeners (a span exporter), alert webhooks and the state store, and a
+        # child that never leaves holds its pool slot (os._exit then ends the thread).
+        closing = threading.Thread(target=self._close, args=(gate,), daemon=True,
+                                   name="pulsegate-child-exit")
+        closing.start()
+        closing.join(CHILD_EXIT_SECONDS)
+        if closing.is_alive():
+            self._fault("celery.child_exit", TimeoutError(
+                f"gate.close() still running after {CHILD_EXIT_SECONDS} s"))
+
+    def _close(self, gate: PulseGate) -> None:
+        try:
+            gate.close()
+        except Exception as exc:  # the child is leaving: nothing to fail, count it
+            self._fault("celery.child_exit", exc)
 
     def begin(self, task: Any, request: Any) -> UnitRun | JobRun | None:
         """A run of ``task`` as the tracer's ``request`` describes it (None: not
