@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextvars
 import gc
 import math
+import threading
 import weakref
 from typing import Any
 
@@ -167,4 +168,45 @@ def test_a_job_that_drains_past_the_bound_is_not_charged_for_the_drain() -> None
         assert len(durations) == MAX_PENDING + 10
         assert max(durations) == pytest.approx(2.0)
     finally:
+        g.close()
+
+
+def test_a_full_queue_never_waits_for_a_drain_stuck_in_a_listener() -> None:
+    """Attack probe (hsec5): the scheduler's drain is stuck in a unit listener (a
+    synchronous span exporter whose collector never answers: ``span.end`` exports on
+    the drain's thread). Jobs go on; when MAX_PENDING are queued, the next job must not
+    wait for that drain to end (before: it waited on the drain's lock as long as the
+    listener blocked). The oldest queued runs are let go instead, counted."""
+    g, clock = make_gate()
+    jobs = deferred_of(g)
+    stuck, release = threading.Event(), threading.Event()
+
+    def exporter(record: Any, run: Any) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            stuck.set()
+            release.wait()
+
+    g.unit_listeners.append(exporter)
+    ran: list[int] = []
+
+    def worker() -> None:
+        for _ in range(MAX_PENDING + 10):
+            with observe_job("tick", gate=g):
+                clock.t += 0.002
+            ran.append(1)
+
+    try:
+        with observe_job("first", gate=g):
+            pass
+        drain = threading.Thread(target=jobs.drain, daemon=True)  # the scheduler's
+        drain.start()
+        assert stuck.wait(5.0)
+        jobs_thread = threading.Thread(target=worker, daemon=True)
+        jobs_thread.start()
+        jobs_thread.join(10.0)
+        assert len(ran) == MAX_PENDING + 10, "a job waited for the stuck drain"
+        assert len(jobs.pending) <= MAX_PENDING
+        assert g.faults.by_kind.get("jobs.overflow:OverflowError", 0) >= 1
+    finally:
+        release.set()
         g.close()

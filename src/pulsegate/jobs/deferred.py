@@ -18,7 +18,10 @@ tracker's start, so a job that runs for minutes is seen started within 0.5 s, wh
 starvation needs) and, once the run has ended, its end through the same steps as inline
 (:meth:`~pulsegate.units.Units.learn`: the ``JOB <name>`` model, the record, the publish
 step; the tracker's outcome). A run still going is looked at again at the next drain. At
-:data:`MAX_PENDING` queued runs the worker drains them itself (none is dropped).
+:data:`MAX_PENDING` queued runs the worker drains them itself (none is dropped) -- unless
+a drain is already under way and still holds the queue (the scheduler's, stuck in a unit
+listener: a synchronous span exporter whose collector never answers): then the oldest
+queued runs are let go, counted as ``jobs.overflow``, and the job does not wait.
 
 A run's request context -- the :class:`~pulsegate.units.UnitRun` the SQL hooks fill, that
 ``pulsegate.context.current()`` returns and cache and outbound calls tally on -- is made when
@@ -168,7 +171,7 @@ class DeferredJobs:
                 scheduler.ensure_started()  # (its drain learns the run)
             pending = self.pending
             if len(pending) >= MAX_PENDING:  # before the clocks: pulsegate's time, not the job's
-                self.drain()
+                self.drain(wait=False)
             cpu0 = gate.cpu_clock() if self.cpu else None
             mem0 = gate.units.memory.count()
             run = JobRun(self, name, gate.clock(), cpu0, mem0, queue_wait_ms, retries, stamp)
@@ -235,25 +238,44 @@ class DeferredJobs:
 
     # --- the scheduler's thread -------------------------------------------------------
 
-    def drain(self) -> int:
+    def drain(self, wait: bool = True) -> int:
         """Learn the starts of the runs queued since the last drain, and the ends of those
-        that ended; returns how many starts and ends were learnt."""
+        that ended; returns how many starts and ends were learnt. ``wait`` False (a
+        worker past :data:`MAX_PENDING`): when another drain is under way, let the
+        oldest queued runs go down to ``MAX_PENDING - 1`` instead of waiting for it."""
         gate = self._gate()
         if gate is None:
             return 0
-        learnt = 0
-        with self._drain_lock:
-            running, self.running = self.running, []
-            for run in running:
-                learnt += self._look(gate, run)
-            pending = self.pending
-            while pending:
+        if not self._drain_lock.acquire(blocking=wait):
+            pending, let_go = self.pending, 0
+            while len(pending) >= MAX_PENDING:
                 try:
-                    run = pending.popleft()
-                except IndexError:  # (a worker drained past MAX_PENDING meanwhile)
+                    pending.popleft()
+                except IndexError:  # (that drain took them meanwhile)
                     break
-                learnt += self._start(gate, run) + self._look(gate, run)
-            del self.running[:-MAX_PENDING]  # (in start order: the oldest go)
+                let_go += 1
+            if let_go:
+                gate.faults.record("jobs.overflow", OverflowError(
+                    f"{let_go} job runs let go: a drain is under way and not ending"))
+            return 0
+        try:
+            return self._drain(gate)
+        finally:
+            self._drain_lock.release()
+
+    def _drain(self, gate: UnitGate) -> int:
+        learnt = 0
+        running, self.running = self.running, []
+        for run in running:
+            learnt += self._look(gate, run)
+        pending = self.pending
+        while pending:
+            try:
+                run = pending.popleft()
+            except IndexError:  # (a worker let the oldest go past MAX_PENDING meanwhile)
+                break
+            learnt += self._start(gate, run) + self._look(gate, run)
+        del self.running[:-MAX_PENDING]  # (in start order: the oldest go)
         return learnt
 
     def _start(self, gate: UnitGate, run: JobRun) -> int:
