@@ -6,12 +6,15 @@ summary, and ``gate.endpoints()``."""
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from celery import Celery
 from jobs_learnt import learnt
+from opentelemetry import context
 from opentelemetry.instrumentation.celery import CeleryInstrumentor
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -200,3 +203,44 @@ def test_jobs_show_in_the_dashboard_series_and_summary() -> None:
     assert series.endpoint_series("JOB thumbs.resize")
     assert page["stats"]["jobs"]["names"]["thumbs.resize"]["outcomes"] == {"success": 1}
     gate.close()
+
+
+class Blob:
+    """Something large an application put in the OpenTelemetry context of a job."""
+
+
+def test_a_learnt_jobs_context_is_not_kept_and_its_span_names_stay_few() -> None:
+    """Attack probe (hsec5): the drain keeps each job's context (``trace_context``) until
+    it learns the run. 3 000 jobs, each under a new name of 2 000 characters and with
+    100 kB of its own in its context: once learnt, at most one context is still alive
+    (the last run, until the next), and the child spans carry at most ``max_units``
+    names (+ ``(other)``), each cut to 200 characters."""
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    gate = PulseGate(log_events=False, job_learning="background", max_units=50)
+    otel.install(gate, meter_provider=MeterProvider(), tracer_provider=provider)
+    tracer = provider.get_tracer("app")
+    kept: list[weakref.ref[Blob]] = []
+    names: set[Any] = set()
+    try:
+        for i in range(3000):
+            blob = Blob()
+            blob.data = bytearray(100_000)  # type: ignore[attr-defined]
+            kept.append(weakref.ref(blob))
+            token = context.attach(context.set_value("app.blob", blob))
+            with tracer.start_as_current_span("task"), \
+                    observe_job(f"user-{i}-" + "x" * 2000, gate=gate):
+                pass
+            context.detach(token)
+            del blob
+            if i % 100 == 99:  # (the exporter's own list let go, as a real one does)
+                names.update(s.attributes["pulsegate.job.name"]
+                             for s in spans_seen(gate, spans) if s.name.startswith("pulsegate "))
+                spans.clear()
+        gc.collect()
+        assert sum(ref() is not None for ref in kept) <= 1
+        assert names and len(names) <= 51 and max(map(len, names)) <= 200
+        assert gate.stats()["internal_errors"] == 0
+    finally:
+        gate.close()
