@@ -263,3 +263,53 @@ def test_a_pool_childs_close_that_raises_is_counted_and_the_exit_goes_on() -> No
         assert gate.faults.by_kind == {"celery.child_exit:OSError": 1}
     finally:
         pg_celery.uninstrument()
+
+
+def test_forged_headers_are_not_kept_whole_until_the_drain() -> None:
+    """Attack probe (hsec5): in the background a run keeps its message's publish header
+    and ``eta`` unread until the drain (0.5 s; up to MAX_PENDING runs while a drain is
+    slow or stuck). Whoever can publish chose their size: with the scheduler's drain
+    stuck in a listener, 200 runs with a 100 kB header held 20 MB once the tasks had
+    returned. No time is that long: what a run keeps of its header (and its eta) is
+    bounded, and a real publish time still counts once the drain goes on."""
+    import tracemalloc
+
+    app = Celery("forged", broker="memory://")
+    app.conf.task_ignore_result = True
+    gate = PulseGate(log_events=False, job_learning="background")
+    stuck, release = threading.Event(), threading.Event()
+
+    def slow_exporter(record: Any, run: Any) -> None:  # the scheduler's drain waits here
+        if threading.current_thread() is not threading.main_thread():
+            stuck.set()
+            release.wait()
+
+    gate.unit_listeners.append(slow_exporter)
+    seen = Seen(gate)
+    pg_celery.instrument(app, gate)
+    try:
+        @app.task(name="forged.add")
+        def add(x: int, y: int) -> int:
+            return x + y
+
+        assert add.apply((1, 2)).get() == 3
+        assert stuck.wait(5.0)
+        tracemalloc.start()
+        try:
+            for i in range(200):
+                forged = {pg_celery.HEADER: f"{i}" + "9" * 100_000}
+                assert add.apply((1, 2), headers=forged).get() == 3
+            held = tracemalloc.get_traced_memory()[0]
+        finally:
+            tracemalloc.stop()
+        assert held < 4_000_000, held
+        release.set()
+        assert add.apply((1, 2), headers={pg_celery.HEADER: time.time() - 0.5}).get() == 3
+        assert jobs(seen) == [("forged.add", 200)] * 203  # 202 runs, one QUEUE wait
+        queued = [ms for _, _, ms in seen if ms >= 400.0]
+        assert len(queued) == 1 and queued[0] < 5_000.0  # the real publish time's
+        assert gate.stats()["internal_errors"] == 0
+    finally:
+        release.set()
+        pg_celery.uninstrument()
+        gate.close()

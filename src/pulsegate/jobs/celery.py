@@ -57,14 +57,18 @@ if TYPE_CHECKING:
     from pulsegate.engine import PulseGate
     from pulsegate.units import UnitRun
 
-__all__ = ["CHILD_EXIT_SECONDS", "HEADER", "CeleryJobs", "PublishStamp", "instrument", "priority_lists",
-           "queue_wait_ms", "stamp_of", "task_call", "uninstrument", "watch_queues"]
+__all__ = ["CHILD_EXIT_SECONDS", "HEADER", "CeleryJobs", "PublishStamp", "instrument",
+           "priority_lists", "queue_wait_ms", "stamp_of", "task_call",
+           "uninstrument", "watch_queues"]
 
 #: The message header carrying the publish time (epoch seconds).
 HEADER = "pulsegate_published"
 #: The longest a pool child's exit waits for its gate's close (``worker_process_shutdown``):
 #: a snapshot to Redis (2 s timeouts) and a drain fit; a listener that never returns does not.
 CHILD_EXIT_SECONDS = 10.0
+#: The longest string a publish header or an ``eta`` is read from: an epoch float's
+#: ``repr`` or an ISO 8601 time with microseconds and an offset fits in 32 characters.
+MAX_TIME_CHARS = 64
 #: The earliest publish time believed (2000-01-01 UTC): an older one is no clock's.
 EARLIEST_PUBLISH = 946_684_800.0
 
@@ -261,13 +265,30 @@ class PublishStamp(NamedTuple):
 
 def stamp_of(request: Any) -> PublishStamp:
     """The :class:`PublishStamp` of a task's request (the header is an attribute of the
-    request, or in its ``headers``)."""
+    request, or in its ``headers``). Each value only if it may be a time
+    (:func:`_time_like`), else None: a background run keeps its stamp until the drain
+    (longer while a drain is stuck: up to MAX_PENDING runs), and whoever publishes
+    chose its size."""
     published = getattr(request, HEADER, None)
-    if published is None:
-        headers = getattr(request, "headers", None)
-        if isinstance(headers, dict):
-            published = headers.get(HEADER)
-    return PublishStamp(published, getattr(request, "eta", None))
+    if published.__class__ is not float:  # (our producer's is): missing, or not ours
+        if published is None:
+            headers = getattr(request, "headers", None)
+            if isinstance(headers, dict):
+                published = headers.get(HEADER)
+        published = _time_like(published)
+    eta = getattr(request, "eta", None)
+    return PublishStamp(published, eta if eta is None else _time_like(eta))
+
+
+def _time_like(value: object) -> object:
+    """``value`` if it may be a time as :meth:`PublishStamp.wait_ms` reads one -- a
+    number of at most 64 bits, a datetime, a string of at most :data:`MAX_TIME_CHARS`
+    -- else None."""
+    if isinstance(value, str):
+        return value if len(value) <= MAX_TIME_CHARS else None
+    if isinstance(value, int):
+        return value if value.bit_length() <= 64 else None
+    return value if isinstance(value, (float, datetime)) else None
 
 
 def queue_wait_ms(request: Any, now: float) -> float | None:
