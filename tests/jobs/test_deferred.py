@@ -210,3 +210,33 @@ def test_a_full_queue_never_waits_for_a_drain_stuck_in_a_listener() -> None:
     finally:
         release.set()
         g.close()
+
+
+def test_closing_the_gate_does_not_wait_for_a_drain_stuck_in_a_listener() -> None:
+    """Attack probe (hsec5): the scheduler's drain is stuck in a unit listener (a
+    synchronous span exporter whose collector never answers). ``gate.close()`` -- an
+    ASGI lifespan shutdown, atexit -- flushes the scheduler's jobs, the drain among
+    them: it must not wait for the stuck one (before: it waited as long as the listener
+    blocked, and the process could not exit)."""
+    g = PulseGate(job_learning="background", log_events=False)
+    stuck, release = threading.Event(), threading.Event()
+
+    def exporter(record: Any, run: Any) -> None:
+        stuck.set()
+        release.wait()
+
+    g.unit_listeners.append(exporter)
+    closed = threading.Event()
+
+    def close() -> None:
+        g.close()
+        closed.set()
+
+    try:
+        with observe_job("first", gate=g):
+            pass
+        assert stuck.wait(5.0)  # the scheduler's own drain, within 0.5 s
+        threading.Thread(target=close, daemon=True).start()
+        assert closed.wait(10.0), "gate.close() waited for the stuck drain"
+    finally:
+        release.set()

@@ -263,6 +263,12 @@ class DeferredJobs:
         finally:
             self._drain_lock.release()
 
+    def drain_due(self) -> int:
+        """The scheduler's drain (every 0.5 s, and the flush of ``gate.close()``): skipped
+        while another drain is under way -- that one learns what is queued -- so neither
+        the scheduler nor a closing process waits for a drain stuck in a unit listener."""
+        return self.drain(wait=False)
+
     def _drain(self, gate: UnitGate) -> int:
         learnt = 0
         running, self.running = self.running, []

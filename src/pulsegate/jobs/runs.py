@@ -75,7 +75,7 @@ def deferred_of(gate: UnitGate) -> DeferredJobs:
         found = _DEFERRED.get(gate)
         if found is None:
             found = _DEFERRED[gate] = DeferredJobs(gate, tracker, MIN_WAIT_MS)
-            gate.scheduler.every(0.5, found.drain, "pulsegate.jobs.learn")
+            gate.scheduler.every(0.5, found.drain_due, "pulsegate.jobs.learn")
         return found
 
 
