@@ -322,3 +322,48 @@ def test_async_statements_keep_their_sites_without_walking_again() -> None:
     # alone: 598 lines, then 104 a round (270 when every statement walked); after other
     # tests the hook has other reaches to try first (646, then 150 in the full suite)
     assert lines[1] == lines[2] and lines[2] < lines[0] / 2, lines
+
+
+def _node_kind(tmp_path: Path, i: int) -> Callable[..., Any]:
+    """A node kind's own ``render`` (library code, a code object of its own)."""
+    namespace: dict[str, Any] = {}
+    exec(compile(f"def render_{i}(fn, *args):\n    return fn(*args)\n",
+                 str(tmp_path / f"pg_kind_{i}.py"), "exec"), namespace)
+    return namespace[f"render_{i}"]  # type: ignore[no-any-return]
+
+
+def test_many_node_kinds_at_one_reach_each_keep_one_jump(tmp_path: Path) -> None:
+    """Attack probe (hsec5): 40 node kinds (40 ``render`` codes) reach the hook through
+    as many frames from one node frame, round after round: each keeps its own path,
+    one ``sys._getframe`` a statement once learnt, however many kinds share the reach."""
+    lib, finder = _library(tmp_path)
+    _name_nodes(lib, finder)
+    kinds = [_node_kind(tmp_path, i) for i in range(40)]
+
+    def rows() -> list[str | None]:
+        return [lib.render_node(f"k{i}", kind, lib.through, 3, lib.hook, finder)
+                for i, kind in enumerate(kinds)]
+
+    expected = [f"k{i}.html:1 in template" for i in range(40)]
+    assert rows() == expected  # learns each
+    for _round in range(3):
+        assert _jumps(rows) == (expected, 40)
+
+
+def test_node_kinds_generated_per_request_keep_at_most_max_entries_alive(
+        tmp_path: Path) -> None:
+    """Attack probe (hsec5): a node kind made per request (a tag class built from data):
+    each path filed under a node keeps its ``render`` code alive; at most
+    ``max_entries`` are, and every statement is still named by its node."""
+    lib, _ = _library(tmp_path)
+    finder = CallSiteFinder(extra_library_roots=(str(tmp_path),), max_entries=500)
+    _name_nodes(lib, finder)
+    alive: list[weakref.ref[CodeType]] = []
+    for i in range(2_000):
+        kind = _node_kind(tmp_path, i)
+        site = lib.render_node(f"n{i}", kind, lib.through, i % 50, lib.hook, finder)
+        assert site == f"n{i}.html:1 in template"
+        alive.append(weakref.ref(kind.__code__))
+        del kind
+    gc.collect()
+    assert sum(ref() is not None for ref in alive) <= 500
