@@ -129,3 +129,41 @@ def test_the_forking_worker_records_each_job_from_its_side(
     boom = jobs["jobs_rq_tasks.boom"]
     assert (boom.status, boom.error) == (500, "ValueError")
     assert tracker_of(gate).stats()["names"]["jobs_rq_tasks.burn"]["outcomes"] == {"success": 1}
+
+
+def test_a_forged_function_name_is_not_kept_whole_until_the_drain(queue: Queue) -> None:
+    """Attack probe (hsec5): whoever can enqueue writes ``func_name`` (RQ imports it only
+    to run it). In the background a run keeps its name until the drain (up to
+    MAX_PENDING runs while the drain is slow or stuck): with the scheduler's drain stuck
+    in a listener, 100 jobs named by 100 kB each kept their whole name queued (10 MB).
+    A name is learnt and exported as its first 200 characters; only those are kept."""
+    import threading
+
+    from pulsegate.jobs.runs import deferred_of
+
+    gate = PulseGate(log_events=False, job_learning="background")
+    stuck, release = threading.Event(), threading.Event()
+
+    def slow_exporter(record: Any, run: Any) -> None:  # the scheduler's drain waits here
+        if threading.current_thread() is not threading.main_thread():
+            stuck.set()
+            release.wait()
+
+    gate.unit_listeners.append(slow_exporter)
+    try:
+        queue.enqueue(tasks.add, 1, 1)
+        SimpleWorker([queue], connection=queue.connection, gate=gate).work(burst=True)
+        assert stuck.wait(5.0)
+        for i in range(100):
+            queue.enqueue(f"jobs_rq_tasks.{i}" + "x" * 100_000)
+        SimpleWorker([queue], connection=queue.connection, gate=gate).work(burst=True)
+        queued = deferred_of(gate).pending
+        assert len(queued) == 100
+        assert sum(len(str(run.name)) for run in queued) <= 100 * 200
+        release.set()
+        names = tracker_of(learnt(gate)).stats()["names"]
+        assert len(names) == 101 and max(map(len, names)) <= 200
+        assert gate.stats()["internal_errors"] == 0
+    finally:
+        release.set()
+        gate.close()

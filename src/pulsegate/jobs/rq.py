@@ -34,7 +34,7 @@ from rq.job import JobStatus
 
 from pulsegate.jobs import get_gate
 from pulsegate.jobs.runs import end, retries_of, start, tracker_of
-from pulsegate.units import JOB, QUEUE
+from pulsegate.units import JOB, MAX_UNIT_NAME, QUEUE
 
 if TYPE_CHECKING:
     from pulsegate.engine import PulseGate
@@ -75,8 +75,10 @@ def outcome_of(status: Any, ok: bool | None = None) -> str:
 
 
 def _name(job: Any) -> str:
+    """The job's ``func_name``, as far as a name is ever read (:data:`MAX_UNIT_NAME`):
+    whoever enqueues writes it, and a background run keeps it until the drain."""
     try:
-        return str(job.func_name)
+        return str(job.func_name)[:MAX_UNIT_NAME]
     except Exception:  # a job that cannot be deserialised
         return "(undeserialisable)"
 
