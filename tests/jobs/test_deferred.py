@@ -240,3 +240,33 @@ def test_closing_the_gate_does_not_wait_for_a_drain_stuck_in_a_listener() -> Non
         assert closed.wait(10.0), "gate.close() waited for the stuck drain"
     finally:
         release.set()
+
+
+def test_a_run_that_never_ends_lets_its_trace_context_go_past_the_bound() -> None:
+    """Attack probe (hsec5): a run keeps the tracing context it started in (the
+    exporter's ``trace_context``: the job's span, whatever the application put in the
+    context) until its end is learnt. A run whose end never comes (its thread killed)
+    keeps it only while it is among the MAX_PENDING newest running: past them it is let
+    go, and its context with it."""
+    g, _ = make_gate()
+    jobs = deferred_of(g)
+    contexts: list[weakref.ref[Payload]] = []
+
+    def capture() -> object:
+        context = Payload()
+        contexts.append(weakref.ref(context))
+        return context
+
+    g.plugs.set_trace_context(capture)
+    try:
+        for _ in range(MAX_PENDING + 10):  # begun in a context of their own, never ended
+            contextvars.copy_context().run(jobs.begin, g, "stuck", 1.0, 0)
+            if len(jobs.pending) > 1000:
+                jobs.drain()
+        jobs.drain()
+        gc.collect()
+        alive = [ref() is not None for ref in contexts]
+        assert alive == [False] * 10 + [True] * MAX_PENDING
+        assert g.stats()["internal_errors"] == 0
+    finally:
+        g.close()
