@@ -5,6 +5,7 @@ it looks, as the scheduler would have by then. Inline, nothing is left to do."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any, overload
 
@@ -46,3 +47,19 @@ class Seen:
     def __getitem__(self, index: Any) -> Any:
         learnt(self.gate)
         return self.rows[index]
+
+
+class StuckExporter:
+    """A unit listener that never returns on any thread but the test's: a synchronous
+    span exporter whose collector never answers, as the scheduler's drain (which ends
+    each background job's child span) meets it. ``stuck`` is set once a drain waits in
+    it; ``release`` lets every waiting drain go."""
+
+    def __init__(self, gate: PulseGate) -> None:
+        self.stuck, self.release = threading.Event(), threading.Event()
+        gate.unit_listeners.append(self)
+
+    def __call__(self, record: Any, run: Any) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            self.stuck.set()
+            self.release.wait()

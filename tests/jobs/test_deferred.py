@@ -13,6 +13,7 @@ import weakref
 from typing import Any
 
 import pytest
+from jobs_learnt import StuckExporter
 
 from fakeclock import FakeClock
 from pulsegate.engine import PulseGate
@@ -179,14 +180,7 @@ def test_a_full_queue_never_waits_for_a_drain_stuck_in_a_listener() -> None:
     listener blocked). The oldest queued runs are let go instead, counted."""
     g, clock = make_gate()
     jobs = deferred_of(g)
-    stuck, release = threading.Event(), threading.Event()
-
-    def exporter(record: Any, run: Any) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            stuck.set()
-            release.wait()
-
-    g.unit_listeners.append(exporter)
+    exporter = StuckExporter(g)
     ran: list[int] = []
 
     def worker() -> None:
@@ -200,7 +194,7 @@ def test_a_full_queue_never_waits_for_a_drain_stuck_in_a_listener() -> None:
             pass
         drain = threading.Thread(target=jobs.drain, daemon=True)  # the scheduler's
         drain.start()
-        assert stuck.wait(5.0)
+        assert exporter.stuck.wait(5.0)
         jobs_thread = threading.Thread(target=worker, daemon=True)
         jobs_thread.start()
         jobs_thread.join(10.0)
@@ -208,7 +202,7 @@ def test_a_full_queue_never_waits_for_a_drain_stuck_in_a_listener() -> None:
         assert len(jobs.pending) <= MAX_PENDING
         assert g.faults.by_kind.get("jobs.overflow:OverflowError", 0) >= 1
     finally:
-        release.set()
+        exporter.release.set()
         g.close()
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from celery import Celery, Task, signals
 from celery.exceptions import Ignore
-from jobs_learnt import MODES, Seen
+from jobs_learnt import MODES, Seen, StuckExporter
 
 from pulsegate.engine import PulseGate
 from pulsegate.jobs import celery as pg_celery
@@ -277,14 +277,7 @@ def test_forged_headers_are_not_kept_whole_until_the_drain() -> None:
     app = Celery("forged", broker="memory://")
     app.conf.task_ignore_result = True
     gate = PulseGate(log_events=False, job_learning="background")
-    stuck, release = threading.Event(), threading.Event()
-
-    def slow_exporter(record: Any, run: Any) -> None:  # the scheduler's drain waits here
-        if threading.current_thread() is not threading.main_thread():
-            stuck.set()
-            release.wait()
-
-    gate.unit_listeners.append(slow_exporter)
+    exporter = StuckExporter(gate)
     seen = Seen(gate)
     pg_celery.instrument(app, gate)
     try:
@@ -293,7 +286,7 @@ def test_forged_headers_are_not_kept_whole_until_the_drain() -> None:
             return x + y
 
         assert add.apply((1, 2)).get() == 3
-        assert stuck.wait(5.0)
+        assert exporter.stuck.wait(5.0)
         tracemalloc.start()
         try:
             for i in range(200):
@@ -303,13 +296,13 @@ def test_forged_headers_are_not_kept_whole_until_the_drain() -> None:
         finally:
             tracemalloc.stop()
         assert held < 4_000_000, held
-        release.set()
+        exporter.release.set()
         assert add.apply((1, 2), headers={pg_celery.HEADER: time.time() - 0.5}).get() == 3
         assert jobs(seen) == [("forged.add", 200)] * 203  # 202 runs, one QUEUE wait
         queued = [ms for _, _, ms in seen if ms >= 400.0]
         assert len(queued) == 1 and queued[0] < 5_000.0  # the real publish time's
         assert gate.stats()["internal_errors"] == 0
     finally:
-        release.set()
+        exporter.release.set()
         pg_celery.uninstrument()
         gate.close()

@@ -13,7 +13,7 @@ from typing import Any
 import jobs_rq_tasks as tasks
 import pytest
 import redis
-from jobs_learnt import learnt
+from jobs_learnt import StuckExporter, learnt
 from rq import Queue, Retry
 
 from pulsegate.engine import PulseGate
@@ -137,33 +137,24 @@ def test_a_forged_function_name_is_not_kept_whole_until_the_drain(queue: Queue) 
     MAX_PENDING runs while the drain is slow or stuck): with the scheduler's drain stuck
     in a listener, 100 jobs named by 100 kB each kept their whole name queued (10 MB).
     A name is learnt and exported as its first 200 characters; only those are kept."""
-    import threading
-
     from pulsegate.jobs.runs import deferred_of
 
     gate = PulseGate(log_events=False, job_learning="background")
-    stuck, release = threading.Event(), threading.Event()
-
-    def slow_exporter(record: Any, run: Any) -> None:  # the scheduler's drain waits here
-        if threading.current_thread() is not threading.main_thread():
-            stuck.set()
-            release.wait()
-
-    gate.unit_listeners.append(slow_exporter)
+    exporter = StuckExporter(gate)
     try:
         queue.enqueue(tasks.add, 1, 1)
         SimpleWorker([queue], connection=queue.connection, gate=gate).work(burst=True)
-        assert stuck.wait(5.0)
+        assert exporter.stuck.wait(5.0)
         for i in range(100):
             queue.enqueue(f"jobs_rq_tasks.{i}" + "x" * 100_000)
         SimpleWorker([queue], connection=queue.connection, gate=gate).work(burst=True)
         queued = deferred_of(gate).pending
         assert len(queued) == 100
         assert sum(len(str(run.name)) for run in queued) <= 100 * 200
-        release.set()
+        exporter.release.set()
         names = tracker_of(learnt(gate)).stats()["names"]
         assert len(names) == 101 and max(map(len, names)) <= 200
         assert gate.stats()["internal_errors"] == 0
     finally:
-        release.set()
+        exporter.release.set()
         gate.close()
