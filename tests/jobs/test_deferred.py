@@ -264,3 +264,27 @@ def test_a_run_that_never_ends_lets_its_trace_context_go_past_the_bound() -> Non
         assert g.stats()["internal_errors"] == 0
     finally:
         g.close()
+
+
+def test_the_schedulers_drain_skips_a_busy_queue_without_letting_runs_go() -> None:
+    """While another drain is under way (here stuck in a listener), the scheduler's own
+    drain skips: it lets no queued run go, even with MAX_PENDING queued -- only a job
+    that would otherwise wait does (the test above)."""
+    g, clock = make_gate()
+    jobs = deferred_of(g)
+    exporter = StuckExporter(g)
+    try:
+        with observe_job("first", gate=g):
+            pass
+        threading.Thread(target=jobs.drain, daemon=True).start()
+        assert exporter.stuck.wait(5.0)
+        for _ in range(MAX_PENDING):
+            with observe_job("tick", gate=g):
+                clock.t += 0.001
+        assert len(jobs.pending) == MAX_PENDING
+        assert jobs.drain_due() == 0
+        assert len(jobs.pending) == MAX_PENDING
+        assert g.stats()["internal_errors"] == 0
+    finally:
+        exporter.release.set()
+        g.close()

@@ -171,7 +171,7 @@ class DeferredJobs:
                 scheduler.ensure_started()  # (its drain learns the run)
             pending = self.pending
             if len(pending) >= MAX_PENDING:  # before the clocks: pulsegate's time, not the job's
-                self.drain(wait=False)
+                self._overflow(gate)
             cpu0 = gate.cpu_clock() if self.cpu else None
             mem0 = gate.units.memory.count()
             run = JobRun(self, name, gate.clock(), cpu0, mem0, queue_wait_ms, retries, stamp)
@@ -240,24 +240,11 @@ class DeferredJobs:
 
     def drain(self, wait: bool = True) -> int:
         """Learn the starts of the runs queued since the last drain, and the ends of those
-        that ended; returns how many starts and ends were learnt. ``wait`` False (a
-        worker past :data:`MAX_PENDING`): when another drain is under way, let the
-        oldest queued runs go down to ``MAX_PENDING - 1`` instead of waiting for it."""
+        that ended; returns how many starts and ends were learnt. ``wait`` False: none
+        (-1) when another drain is under way -- that one learns what is queued."""
         gate = self._gate()
-        if gate is None:
-            return 0
-        if not self._drain_lock.acquire(blocking=wait):
-            pending, let_go = self.pending, 0
-            while len(pending) >= MAX_PENDING:
-                try:
-                    pending.popleft()
-                except IndexError:  # (that drain took them meanwhile)
-                    break
-                let_go += 1
-            if let_go:
-                gate.faults.record("jobs.overflow", OverflowError(
-                    f"{let_go} job runs let go: a drain is under way and not ending"))
-            return 0
+        if gate is None or not self._drain_lock.acquire(blocking=wait):
+            return -1 if gate is not None else 0
         try:
             return self._drain(gate)
         finally:
@@ -265,9 +252,27 @@ class DeferredJobs:
 
     def drain_due(self) -> int:
         """The scheduler's drain (every 0.5 s, and the flush of ``gate.close()``): skipped
-        while another drain is under way -- that one learns what is queued -- so neither
-        the scheduler nor a closing process waits for a drain stuck in a unit listener."""
-        return self.drain(wait=False)
+        while another drain is under way, so neither the scheduler nor a closing process
+        waits for a drain stuck in a unit listener."""
+        return max(self.drain(wait=False), 0)
+
+    def _overflow(self, gate: UnitGate) -> None:
+        """A worker finds MAX_PENDING runs queued: it drains them itself, unless a drain
+        is under way (stuck in a listener, or slower than the jobs): then it lets the
+        oldest go down to ``MAX_PENDING - 1`` rather than wait, counted as
+        ``jobs.overflow``."""
+        if self.drain(wait=False) >= 0:
+            return
+        pending, let_go = self.pending, 0
+        while len(pending) >= MAX_PENDING:
+            try:
+                pending.popleft()
+            except IndexError:  # (that drain took them meanwhile)
+                break
+            let_go += 1
+        if let_go:
+            gate.faults.record("jobs.overflow", OverflowError(
+                f"{let_go} job runs let go: a drain is under way and not ending"))
 
     def _drain(self, gate: UnitGate) -> int:
         learnt = 0
