@@ -57,8 +57,6 @@ _patched = False
 #: True inside Django's own prefetching (a queryset's prefetch_related, an iterator's
 #: per-chunk prefetch): those loads are batches.
 _in_queryset_prefetch: ContextVar[bool] = ContextVar("pulsegate_in_qs_prefetch", default=False)
-#: True while ``QuerySet._fetch_all`` runs: its rows are tagged later, not one by one.
-_fetching: ContextVar[bool] = ContextVar("pulsegate_fetching", default=False)
 
 
 def _marked(mark: tuple[str, str, Any], fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -96,7 +94,8 @@ def _patch_iterable() -> None:
 
     @functools.wraps(model_iter)
     def __iter__(self: Any) -> Any:
-        if _fetching.get():  # QuerySet._fetch_all: tagged when a lazy load asks
+        # A queryset's _fetch_all (marked below): its rows are tagged when a lazy load asks.
+        if getattr(self.queryset, "_pulsegate_fetching", False):
             return model_iter(self)
         sink = query_sink.get()
         if sink is None or sink.finished:
@@ -179,7 +178,10 @@ def _patch_queryset() -> None:
         sink = query_sink.get()
         if sink is None or sink.finished:
             return fetch_all(self)  # type: ignore[no-any-return]
-        flag = _fetching.set(True)
+        # Marked on the queryset (its ModelIterable's ``queryset``), not in a ContextVar:
+        # a ContextVar's set and reset each build a new context and void every
+        # variable's cached read -- two per statement.
+        self._pulsegate_fetching = True
         first = getattr(sink, "query_count", 0) if eager.watching else 0
         try:
             hint = self._hints.get(_HINT)
@@ -188,7 +190,7 @@ def _patch_queryset() -> None:
             else:
                 fetch_all(self)
         finally:
-            _fetching.reset(flag)
+            del self._pulsegate_fetching
         results = self._result_cache
         if results and issubclass(self._iterable_class, ModelIterable):
             query = self.query
