@@ -63,3 +63,46 @@ def test_webhook_receives_json_post() -> None:
     assert ctype == "application/json"
     assert payload["source"] == "pulsegate" and payload["kind"] == "critical_anomaly"
     assert payload["fields"]["duration_ms"] == 900.0
+
+
+def test_a_webhook_that_never_answers_costs_one_timeout_a_flush_and_nothing_is_lost() -> None:
+    """Before, each queued alert waited out its own timeout: 1 000 alerts to a dead
+    webhook held the scheduler thread and ``gate.close()`` for 50 minutes."""
+    import time
+    from http.server import ThreadingHTTPServer
+
+    received: list[str] = []
+    down = threading.Event()
+    down.set()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            if down.is_set():
+                time.sleep(1.0)  # a webhook that does not answer in time
+                return
+            body = self.rfile.read(int(self.headers["content-length"]))
+            received.append(json.loads(body)["subject"])
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        faults = FaultCounter()
+        mgr = AlertManager(wall=lambda: 5.0, faults=faults, webhook=url, webhook_timeout=0.2)
+        for i in range(30):
+            mgr.raise_alert("incident", f"GET /e{i}", "warning", "changed")
+        began = time.perf_counter()
+        assert mgr.flush() == 30  # all logged and handed to the callback at once
+        assert time.perf_counter() - began < 0.9 and faults.total == 1
+        down.clear()
+        mgr.flush()  # the webhook is back: what waited is posted, oldest first
+        assert received == [f"GET /e{i}" for i in range(30)]
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -14,6 +14,12 @@ Four conditions raise one:
 critical anomalies): logging, the callable and the webhook POST all happen in
 :meth:`AlertManager.flush`, which runs on the scheduler thread. A repeat of the same
 (kind, model/endpoint) within ``cooldown`` seconds is counted, not re-sent.
+
+A webhook that is down costs one timeout a flush, not one per alert: a flush stops
+posting at the first failure and keeps that alert and the ones after it for the next
+flush (at most ``capacity``, the oldest let go and counted as ``webhook_dropped``).
+Before, 1 000 queued alerts to a webhook that never answers held the scheduler thread --
+and ``gate.close()`` at shutdown -- for 1 000 timeouts (50 minutes at 3 s).
 """
 
 from __future__ import annotations
@@ -61,6 +67,10 @@ class AlertManager:
         self.recent: deque[Alert] = deque(maxlen=capacity)
         self.suppressed = 0
         self._pending: deque[Alert] = deque(maxlen=capacity)
+        #: logged and handed to the callback, not yet posted to the webhook
+        self._unposted: deque[Alert] = deque()
+        self.capacity = capacity
+        self.webhook_dropped = 0
         self._last: dict[tuple[str, str], float] = {}
         self.lock = threading.Lock()
 
@@ -82,12 +92,13 @@ class AlertManager:
         return alert
 
     def flush(self) -> int:
-        """Deliver queued alerts (scheduler thread): log, callable, webhook."""
+        """Deliver queued alerts (scheduler thread): log and callable for each, then the
+        webhook until its first failure. Returns the alerts delivered (logged)."""
         sent = 0
         while True:
             with self.lock:
                 if not self._pending:
-                    return sent
+                    break
                 alert = self._pending.popleft()
             self.recent.append(alert)
             logger.log(_LEVELS.get(alert.severity, logging.WARNING), "%s", alert.message,
@@ -98,11 +109,30 @@ class AlertManager:
                 except Exception as exc:
                     self.faults.record("alert callback", exc)
             if self.webhook:
-                try:
-                    self._post(alert)
-                except Exception as exc:
-                    self.faults.record("alert webhook", exc)
+                self._unposted.append(alert)
             sent += 1
+        self._post_unposted()
+        return sent
+
+    @property
+    def unposted(self) -> int:
+        """Alerts logged but not yet posted to the webhook (it failed; next flush)."""
+        return len(self._unposted)
+
+    def _post_unposted(self) -> None:
+        """POST the alerts not yet posted, oldest first, until one fails: it and the rest
+        wait for the next flush (a webhook down costs one timeout a flush)."""
+        unposted = self._unposted
+        while len(unposted) > self.capacity:
+            unposted.popleft()
+            self.webhook_dropped += 1
+        while unposted:
+            try:
+                self._post(unposted[0])
+            except Exception as exc:
+                self.faults.record("alert webhook", exc)
+                return
+            unposted.popleft()
 
     def _post(self, alert: Alert) -> None:
         assert self.webhook is not None

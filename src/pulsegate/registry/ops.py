@@ -387,6 +387,8 @@ class ModelOps:
                 "predictions": len(self.predictions),
                 "labels": sum(self.monitor.metrics(m).n for m in self.monitor.models()),
                 "alerts": len(self.alerts.recent), "alerts_suppressed": self.alerts.suppressed,
+                "alerts_unposted": self.alerts.unposted,
+                "alerts_webhook_dropped": self.alerts.webhook_dropped,
                 "versions": {n: self.registry.active(n).version for n in self.registry.names()}}
 
     def recent_predictions(self, limit: int = 50, model: str | None = None,
