@@ -79,6 +79,17 @@ class Incident:
                    float(d.get("expected_error_rate") or 0.0))
 
 
+def _span(ms: float) -> str:
+    """A duration in the unit that shows it: whole seconds from 10 s, else two
+    significant figures in s or ms (a job started in a burst is expected every 0.3 ms,
+    which whole seconds print as 0)."""
+    if ms >= 10_000.0:
+        return f"{ms / 1000:.0f} s"
+    if ms >= 1000.0:
+        return f"{ms / 1000:.2g} s"
+    return f"{ms:.2g} ms"
+
+
 def describe(d: dict[str, Any]) -> str:
     """What made a stored incident unusual, in words (logs, alerts):
 
@@ -94,11 +105,14 @@ def describe(d: dict[str, Any]) -> str:
     >>> describe({"metric": "starvation", "window_mean_ms": 7.2e6, "expected_ms": 3.6e6,
     ...           "ratio": 2.0, "requests": 12})
     'starvation: no run for 7200 s, one expected every 3600 s (2.0x, learnt from 12 starts)'
+    >>> describe({"metric": "starvation", "window_mean_ms": 30_000.0, "expected_ms": 0.3,
+    ...           "ratio": 1e5, "requests": 3000})
+    'starvation: no run for 30 s, one expected every 0.3 ms (100000.0x, learnt from 3000 starts)'
     """
     metric = str(d.get("metric") or "latency")
     if metric == "starvation":  # a job that stopped running (pulsegate.jobs.tracker)
-        return (f"starvation: no run for {float(d.get('window_mean_ms') or 0.0) / 1000:.0f} s, "
-                f"one expected every {float(d.get('expected_ms') or 0.0) / 1000:.0f} s "
+        return (f"starvation: no run for {_span(float(d.get('window_mean_ms') or 0.0))}, "
+                f"one expected every {_span(float(d.get('expected_ms') or 0.0))} "
                 f"({float(d.get('ratio') or 0.0):.1f}x, learnt from {d.get('requests') or 0} "
                 "starts)")
     evidence = f"over {d.get('requests') or 0} requests in {d.get('windows') or 0} windows"
