@@ -63,9 +63,9 @@ def test_a_stall_is_never_learnt_as_normal() -> None:
     flagged = [t for t in range(int(t0) + 10, int(t0) + 20_000, 10)
                if probe.sample(float(t), 5, "stuck", None) is not None]
     assert len(flagged) == 1 and probe.stalled
-    assert probe.dwell.mean < 60.0  # the stuck head's dwell is not learnt while it lasts
+    assert probe.stats()["dwell_mean_s"] < 60.0  # the stuck head's dwell is not learnt while it lasts
     probe.sample(t0 + 20_010.0, 5, "moved", None)
-    assert not probe.stalled and probe.dwell.mean < 60.0  # nor once it has ended
+    assert not probe.stalled and probe.stats()["dwell_mean_s"] < 60.0  # nor once it has ended
     assert probe.sample(t0 + 20_080.0, 5, "moved", None) is not None  # the next outage
 
 

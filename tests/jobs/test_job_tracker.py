@@ -43,6 +43,26 @@ def test_random_starts_need_a_long_silence_and_few_false_alarms() -> None:
     assert t.starving(now + 60.0 * 12) == ["events"]
 
 
+def test_a_fan_out_burst_is_one_start_for_starvation() -> None:
+    """3 000 runs started in one second learnt a rhythm of 0.3 ms, and the silence after
+    them was starvation at the next check (hsec5): "no run for 30 s, one expected every
+    0 s". A burst is one start; the hour between bursts is the rhythm."""
+    t = JobTracker()
+    for i in range(3000):  # a one-off fan-out
+        t.started("fanout", 100.0 + i / 3000)
+    assert t.starving(130.0) == [] and t.starving(100.0 + 86400.0) == []
+    hourly = JobTracker()
+    for hour in range(MIN_INTERVALS + 2):  # an hourly fan-out of 500 runs in 0.5 s
+        for i in range(500):
+            hourly.started("fanout", 3600.0 * hour + i / 1000)
+            assert hourly.starving(3600.0 * hour + i / 1000 + 30.0) == []
+    last = 3600.0 * (MIN_INTERVALS + 1) + 0.5
+    assert hourly.starving(last + 3600.0 * 1.5) == []
+    assert hourly.starving(last + 3600.0 * 2.5) == ["fanout"]  # one fan-out missed
+    assert hourly.verdict("fanout", last + 3600.0 * 2.5)["expected_ms"] == pytest.approx(
+        3.6e6, rel=0.01)
+
+
 def test_no_starvation_before_the_rate_is_known() -> None:
     t = JobTracker()
     for i in range(MIN_INTERVALS - 1):

@@ -13,7 +13,8 @@ cardinality); a message's body and arguments are never read.
 **Stall.** A queue's *head* is its oldest waiting message. Each time the head changes
 (a worker took it) the time it stayed at the head, its *dwell* :math:`\Delta`, is
 learnt with the job tracker's estimator (:class:`~pulsegate.jobs.tracker.JobRate`:
-smoothed mean :math:`m` and spread :math:`\sigma`). The queue *stalls* when the current
+smoothed mean :math:`m` and spread :math:`\sigma` of the dwells of 1 s and more; a
+shorter one is far under the floor below). The queue *stalls* when the current
 head has stayed longer than
 
 .. math:: L = \max(F,\ m + \max(m,\ 8\sigma))
@@ -157,8 +158,9 @@ class QueueProbe:
             return None
         self.stalled = True
         self.stalls += 1
+        dwells = self.dwell.rhythm  # (the dwells the line is learnt on)
         return {"window_mean_ms": gap * 1000.0, "limit_ms": limit * 1000.0,
-                "expected_ms": self.dwell.mean * 1000.0 if self.dwell.intervals else None,
+                "expected_ms": dwells.mean * 1000.0 if dwells.count else None,
                 "queue_length": length, "start": self.head_since,
                 "score": min(1.0, gap / (2.0 * limit))}
 
@@ -175,10 +177,11 @@ class QueueProbe:
         return self.head is not None or self.dwell.last_start is not None
 
     def stats(self) -> dict[str, Any]:
+        dwells = self.dwell.rhythm
         return {"layout": self.layout.name, "length": self.length,
                 "head_age_s": None if self.head is None or self.sampled_at is None
                 else round(self.sampled_at - self.head_since, 3),
-                "dwell_mean_s": round(self.dwell.mean, 3) if self.dwell.intervals else None,
+                "dwell_mean_s": round(dwells.mean, 3) if dwells.count else None,
                 "limit_s": round(self.limit(), 3), "stalled": self.stalled,
                 "stalls": self.stalls, "sampled_at": self.sampled_at}
 

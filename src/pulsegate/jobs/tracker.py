@@ -25,6 +25,16 @@ runs on the scheduler thread every ``check_interval`` seconds, flags each episod
 :math:`\\min(1, g / 2L)` for a gap :math:`g`: 0.5 at the line) and the episode ends at
 the next start.
 
+**Bursts are one start for the rhythm.** The interval that :math:`L` is judged on
+leaves out the gaps shorter than ``BURST_SECONDS`` (1 s): a fan-out that starts 3 000
+runs in one second and then nothing for an hour would otherwise learn a rhythm of
+0.3 ms and starve 30 s later, at every burst (event-weighted smoothing forgets the
+hour within a hundred starts). Learnt on the gaps of 1 s and more, a burst of any size
+is one start and the hour between bursts is the rhythm. A job that only ever starts
+more often than once a second has no rhythm and never starves: its queue stalling is
+seen where it happens (the ``QUEUE <name>`` waits, :mod:`pulsegate.jobs.broker`).
+The start rate for the backlog below keeps every gap.
+
 **Backlog.** With :math:`\\lambda` the recent start rate (:math:`1/m`) and :math:`w` the
 last queue wait, the jobs queued behind the one that just started are about
 :math:`\\lambda w` (Little's law, :math:`L = \\lambda W`, for a queue served first in,
@@ -35,6 +45,10 @@ first out at the rate it is fed): ``backlog_estimate``.
 ...     t.started("nightly", 3600.0 * i, 5.0)
 >>> t.starving(3600.0 * 12.5), t.starving(3600.0 * 13.1)
 ([], ['nightly'])
+>>> for i in range(3000):  # a fan-out: 3 000 runs in one second, then silence
+...     t.started("fanout", 100.0 + i / 3000, 5.0)
+>>> t.starving(3600.0), round(t.backlog_estimate("fanout"))  # 5 ms x 3 000 a second
+([], 15)
 """
 
 from __future__ import annotations
@@ -53,19 +67,47 @@ MIN_INTERVALS = 10
 SIGMAS = 8.0
 #: σ of the interval from its mean absolute deviation (normal law): sqrt(pi / 2).
 MAD_TO_SIGMA = math.sqrt(math.pi / 2.0)
+#: Starts closer than this to the one before belong to its burst (not a rhythm's gap).
+BURST_SECONDS = 1.0
+
+
+class Intervals:
+    """The smoothed interval between starts and its spread (the formulas above)."""
+
+    __slots__ = ("count", "dev", "mean")
+
+    def __init__(self, mean: float = 0.0, dev: float = 0.0, count: int = 0) -> None:
+        if not (math.isfinite(mean) and math.isfinite(dev)) or min(mean, dev, count) < 0:
+            raise ValueError("inconsistent job intervals")
+        self.mean, self.dev, self.count = mean, dev, count
+
+    def learn(self, gap: float) -> None:
+        self.count = k = self.count + 1
+        a = max(1.0 / k, 0.05)
+        if k == 1:
+            self.mean = gap
+        else:
+            self.dev += a * (abs(gap - self.mean) - self.dev)
+            self.mean += a * (gap - self.mean)
+
+    def limit(self) -> float | None:
+        """:math:`L = m + \\max(m, 8\\sigma)` seconds, None before ``MIN_INTERVALS``."""
+        if self.count < MIN_INTERVALS or self.mean <= 0.0:
+            return None
+        return self.mean + max(self.mean, SIGMAS * MAD_TO_SIGMA * self.dev)
 
 
 class JobRate:
-    """One job name's starts: the smoothed interval between them and its spread, the
-    last start, the last queue wait, counts by outcome, and whether it is starving."""
+    """One job name's starts: the intervals between all of them (the start rate) and
+    between bursts (the rhythm starvation is judged on), the last start, the last queue
+    wait, counts by outcome, and whether it is starving."""
 
-    __slots__ = ("dev", "intervals", "last_start", "last_wait_ms", "mean", "outcomes",
-                 "retries", "starving")
+    __slots__ = ("every", "last_start", "last_wait_ms", "outcomes", "retries", "rhythm",
+                 "starving")
 
     def __init__(self) -> None:
-        self.mean = 0.0
-        self.dev = 0.0
-        self.intervals = 0
+        self.every = Intervals()
+        self.rhythm = Intervals()
         self.last_start: float | None = None
         self.last_wait_ms: float | None = None
         self.outcomes: dict[str, int] = {}
@@ -76,13 +118,9 @@ class JobRate:
         last = self.last_start
         if last is not None and at >= last:
             gap = at - last
-            self.intervals = k = self.intervals + 1
-            a = max(1.0 / k, 0.05)
-            if k == 1:
-                self.mean = gap
-            else:
-                self.dev += a * (abs(gap - self.mean) - self.dev)
-                self.mean += a * (gap - self.mean)
+            self.every.learn(gap)
+            if gap >= BURST_SECONDS:
+                self.rhythm.learn(gap)
         if last is None or at >= last:
             self.last_start = at
         if wait_ms is not None:
@@ -90,22 +128,24 @@ class JobRate:
         self.starving = False
 
     def limit(self) -> float | None:
-        """:math:`L = m + \\max(m, 8\\sigma)` seconds, None before ``MIN_INTERVALS``."""
-        if self.intervals < MIN_INTERVALS or self.mean <= 0.0:
-            return None
-        return self.mean + max(self.mean, SIGMAS * MAD_TO_SIGMA * self.dev)
+        """The rhythm's :math:`L` (:meth:`Intervals.limit`)."""
+        return self.rhythm.limit()
 
     def state(self) -> dict[str, Any]:
-        return {"mean": self.mean, "dev": self.dev, "intervals": self.intervals,
+        every, rhythm = self.every, self.rhythm
+        return {"mean": every.mean, "dev": every.dev, "intervals": every.count,
+                "rhythm": [rhythm.mean, rhythm.dev, rhythm.count],
                 "last_start": self.last_start, "last_wait_ms": self.last_wait_ms,
                 "outcomes": dict(self.outcomes), "retries": self.retries,
                 "starving": self.starving}
 
     def load(self, data: Any) -> None:
-        mean, dev, intervals = float(data["mean"]), float(data["dev"]), int(data["intervals"])
-        if not (math.isfinite(mean) and math.isfinite(dev)) or min(mean, dev, intervals) < 0:
-            raise ValueError("inconsistent job rate")
-        self.mean, self.dev, self.intervals = mean, dev, intervals
+        self.every = Intervals(float(data["mean"]), float(data["dev"]), int(data["intervals"]))
+        rhythm = data.get("rhythm")  # (a state saved before bursts were told apart: the
+        # intervals of every start, which for a periodic job are its rhythm)
+        self.rhythm = (Intervals(float(rhythm[0]), float(rhythm[1]), int(rhythm[2]))
+                       if rhythm is not None else
+                       Intervals(self.every.mean, self.every.dev, self.every.count))
         last, wait = data.get("last_start"), data.get("last_wait_ms")
         self.last_start = None if last is None else float(last)
         self.last_wait_ms = None if wait is None else float(wait)
@@ -170,18 +210,20 @@ class JobTracker:
             return {}
         gap = now - rate.last_start
         limit = rate.limit() or gap
-        return {"window_mean_ms": gap * 1000.0, "expected_ms": rate.mean * 1000.0,
-                "ratio": gap / rate.mean if rate.mean > 0 else 0.0,
-                "excess_ms": (gap - rate.mean) * 1000.0, "limit_ms": limit * 1000.0,
-                "requests": rate.intervals + 1, "start": rate.last_start,
+        mean = rate.rhythm.mean
+        return {"window_mean_ms": gap * 1000.0, "expected_ms": mean * 1000.0,
+                "ratio": gap / mean if mean > 0 else 0.0,
+                "excess_ms": (gap - mean) * 1000.0, "limit_ms": limit * 1000.0,
+                "requests": rate.rhythm.count + 1, "start": rate.last_start,
                 "score": min(1.0, gap / (2.0 * limit)) if limit > 0 else 1.0}
 
     def backlog_estimate(self, name: str) -> float | None:
         """:math:`\\lambda w`: jobs queued behind the last start of ``name``."""
         rate = self.rates.get(name)
-        if rate is None or rate.last_wait_ms is None or rate.intervals == 0 or rate.mean <= 0:
+        if (rate is None or rate.last_wait_ms is None or rate.every.count == 0
+                or rate.every.mean <= 0):
             return None
-        return rate.last_wait_ms / 1000.0 / rate.mean
+        return rate.last_wait_ms / 1000.0 / rate.every.mean
 
     # --- reporting and persistence ------------------------------------------------------
 
@@ -193,8 +235,8 @@ class JobTracker:
         out: dict[str, Any] = {"starvations": self.starvations, "names": {}}
         for name, rate in names:
             out["names"][name] = {
-                "intervals": rate.intervals,
-                "mean_interval_s": round(rate.mean, 3) if rate.intervals else None,
+                "intervals": rate.every.count,
+                "mean_interval_s": round(rate.every.mean, 3) if rate.every.count else None,
                 "last_wait_ms": rate.last_wait_ms, "retries": rate.retries,
                 "outcomes": dict(rate.outcomes), "backlog_estimate":
                     self.backlog_estimate(name), "starving": rate.starving}
