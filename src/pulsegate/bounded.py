@@ -52,7 +52,7 @@ def newest(items: Iterable[T], n: int) -> list[T]:
     ([4, 3], [])
     """
     copied = tuple(items)
-    return list(reversed(copied[len(copied) - max(n, 0):])) if n > 0 else []
+    return list(reversed(copied[-n:])) if n > 0 else []
 
 
 class BoundedLRU(OrderedDict[K, V]):
