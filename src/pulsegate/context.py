@@ -72,7 +72,9 @@ class RequestContext:
     """Everything pulsegate knows about one in-flight request.
 
     Created by :meth:`pulsegate.engine.PulseGate.start`; the request cycle hands it back
-    at response start and at the end. Only the engine and the hooks write to it.
+    at response start and at the end. Written by the engine, the request cycle (the
+    route, the error), the controller (the client key, the optimization, the allocator
+    ticket) and the hooks (queries, headers, ``set_endpoint``).
     """
 
     # ``io``: the request's cache and outbound tally (pulsegate.io_tally), set only by

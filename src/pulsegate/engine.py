@@ -1,7 +1,9 @@
 """The framework-free core: one :class:`PulseGate` per application.
 
 Adapters drive it through a :class:`~pulsegate.cycle.RequestCycle`, which calls the
-measuring steps below; code outside a web request (tests, benchmarks) may call them::
+measuring steps below (its internal endpoints first, then ``ignores`` and ``start``,
+the two halves of ``begin``); code outside a web request (tests, benchmarks) may call
+them::
 
     ctx = gate.begin(info)                 # None: pass through untouched
     rejection = gate.admit(ctx)            # or: await gate.admit_async(ctx)
@@ -87,8 +89,8 @@ class PulseGate(GateReports):
         #: Off (``enabled=False``): every request passes through untouched.
         self.enabled = c.enabled
         # Flags read on every request, copied out of the frozen config once.
-        self._qa = c.query_analysis
-        self._anom = c.anomaly_detection
+        self._query_analysis = c.query_analysis
+        self._anomaly_detection = c.anomaly_detection
         self.headers = HeaderBuilder(c.headers, c.performance_prediction, c.anomaly_detection,
                                      c.query_analysis, MODEL_VERSION)
         #: Which requests read the CPU clock and the block count (see pulsegate.sampling).
@@ -216,7 +218,7 @@ class PulseGate(GateReports):
             start = self.clock()
             if start >= self.wall_offset.due:
                 self.wall_offset.sync(start)
-            if self._qa:
+            if self._query_analysis:
                 ctx = RequestContext(info, start, cpu0, mem0, self._max_queries,
                                      self._call_sites)
             else:
@@ -300,7 +302,7 @@ class PulseGate(GateReports):
             score = model.score_latency(log_ms(ttfb))
         count = ctx.query_count
         # analysed once, unless more statements run before the finish
-        nplusone = len(self.queries.analyze(ctx)) if count and self._qa else 0
+        nplusone = len(self.queries.analyze(ctx)) if count and self._query_analysis else 0
         ctx.score = score
         return self.headers.build(ctx.optimization, predicted, confidence, score, count,
                                   ctx.query_ms, nplusone)
@@ -357,7 +359,8 @@ class PulseGate(GateReports):
                     self.control.finish(ctx, out)
                 except Exception as exc:
                     self.faults.record("control.finish", exc)
-            self.publish(out, ctx, model, anomalous and self._anom, incident, self.listeners)
+            self.publish(out, ctx, model, anomalous and self._anomaly_detection, incident,
+                         self.listeners)
             return out
         except Exception as exc:
             self.faults.record("finish", exc)
@@ -373,7 +376,7 @@ class PulseGate(GateReports):
         """Hand a finished request's (or unit run's: pulsegate.units) record on: to the
         recent anomalies and incidents, the notable listeners if it is notable, and
         ``listeners`` (the request or the unit ones)."""
-        flagged = incident is not None and incident.is_anomaly and self._anom
+        flagged = incident is not None and incident.is_anomaly and self._anomaly_detection
         if anomalous:
             self.counters["anomalies"] += 1
             self.recent_anomalies.append(out)

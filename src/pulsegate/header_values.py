@@ -24,7 +24,7 @@ CONFIDENCE = tuple(str(i) for i in range(101))
 SCORE = tuple(f"{i // 1000}.{i % 1000:03d}" for i in range(1001))
 
 #: ``TENTHS[whole(ms * 10 + 0.5)]`` is ``ms`` with one decimal, for the values seen so
-#: far (the request path reads it in line and calls :func:`tenths` on a miss).
+#: far (:func:`tenths` reads it, and fills it on a miss).
 #: At most 4096 distinct values, the oldest made going first: memory stays bounded.
 TENTHS: BoundedLRU[int, str] = BoundedLRU(4096)
 

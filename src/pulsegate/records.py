@@ -32,8 +32,9 @@ class RequestInfo(NamedTuple):
     """What an adapter tells the engine at the start of a request.
 
     ``route`` is the low-cardinality route template ("/users/{id}") when the framework
-    already knows it; adapters that learn it only after routing call
-    :meth:`pulsegate.context.RequestContext.set_route` later.
+    already knows it; otherwise the adapter gives a ``route_resolver``, or names the
+    route itself at response start (:meth:`pulsegate.cycle.RequestCycle.response_start`'s
+    ``route``).
 
     A tuple: one is made per request, and adapters build it with every field given,
     ``tuple.__new__(RequestInfo, (...))``, which runs no Python code at all
@@ -48,8 +49,10 @@ class RequestInfo(NamedTuple):
     headers: HeaderGetter = _NO_HEADERS
     query_string: str = ""
     scheme: str = "http"
-    #: Resolves the route before the app runs, for features that need it up front
-    #: (per-route rate limits, priority rules). Adapters pass it when they can.
+    #: Resolves the route when nothing has named it: before the app runs if a feature
+    #: needs it up front (per-route rate limits, priority rules: the controller asks),
+    #: else when the response starts (the request cycle asks). Adapters pass it when
+    #: they can.
     route_resolver: Callable[[], str | None] | None = None
 
 

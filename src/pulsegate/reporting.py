@@ -95,8 +95,9 @@ class GateReports:
             return False
 
     def close(self) -> None:
-        """Flush background work and stop the scheduler (ASGI lifespan shutdown, atexit,
-        Django/Flask teardown)."""
+        """Flush background work and stop the scheduler. The ASGI middleware calls it at
+        the lifespan shutdown; WSGI, Flask and Django have no such event, and there the
+        registry's ``atexit`` hook takes the final snapshot (``ModelOps.close``)."""
         try:
             self.scheduler.run_all()
         except Exception as exc:

@@ -17,7 +17,7 @@ _log1p = math.log1p
 
 
 def metric_set(query_analysis: bool, measure_cpu: bool, measure_memory: bool) -> tuple[str, ...]:
-    """The metrics a gate learns, in :data:`~pulsegate.learn.endpoint.METRICS` order.
+    """The metrics a gate learns, in :data:`~pulsegate.learn.metrics.METRICS` order.
 
     >>> metric_set(False, True, False)
     ('latency', 'cpu')

@@ -163,11 +163,11 @@ class Units:
         self.gate = gate
         c = gate.config
         self.max_units = c.units.max_units
-        self._qa = c.query_analysis
+        self._query_analysis = c.query_analysis
         self._cpu = c.measure_cpu
         #: the block counts' budget (:mod:`pulsegate.unit_blocks`)
         self.memory = BlockBudget(gate.clock, c.measure_memory)
-        self._anom = c.anomaly_detection
+        self._anomaly_detection = c.anomaly_detection
         #: kind -> its kept names
         self.names: dict[str, NameSlots] = {}
         #: kind -> names refused past the cap
@@ -225,7 +225,7 @@ class Units:
                           gate.config.capture_call_sites)
             run.queue_wait_ms = queue_wait_ms
             run.retries = retries
-            if sql and self._qa:
+            if sql and self._query_analysis:
                 run.token = query_sink.set(run)
             return run
         except Exception as exc:
@@ -305,7 +305,7 @@ class Units:
                 anomaly_score=score, confidence=view[1], predicted_ms=view[0],
                 detections=len(detections),
                 anomaly_metric=model.metrics[driver] if driver >= 0 else None)
-            gate.publish(record, run, model, anomalous and self._anom, incident,
+            gate.publish(record, run, model, anomalous and self._anomaly_detection, incident,
                          gate.unit_listeners)
             return record
         except Exception as exc:

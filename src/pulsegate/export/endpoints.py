@@ -2,23 +2,24 @@
 
 :func:`internal_endpoints` returns None when every endpoint is off, so an adapter pays
 nothing; otherwise one :meth:`InternalEndpoints.matches` prefix test per request, made
-before ``gate.begin`` so these requests are neither measured nor rate limited.
+by :class:`pulsegate.cycle.RequestCycle` before anything is measured, so these requests
+are neither measured nor rate limited: its outcome is ``INTERNAL``.
 
 Adapters::
 
     endpoints = internal_endpoints(gate)             # once, at start-up
-    # ASGI
-    if endpoints is not None and endpoints.matches(scope["path"]):
+    cycle = RequestCycle(gate, endpoints)            # per request
+    if cycle.open(info) is INTERNAL:                 # (ASGI: await cycle.open_async)
+        # ASGI
         if await serve_asgi(endpoints, scope, receive, send):
             return
-    # WSGI (PulseGateWSGIMiddleware, hence Flask)
-    if endpoints is not None and endpoints.matches(environ["PATH_INFO"]):
+        # WSGI (PulseGateWSGIMiddleware, hence Flask)
         out = serve_wsgi(endpoints, environ, start_response)
         if out is not None:
             return out
-    # anything else (the Django middleware, sync and async)
-    response = endpoints.handle(method, path, headers, query, body, peer)
-    # -> None (not ours) or (status, [(name, value), ...], body)
+        # anything else (the Django middleware, sync and async)
+        response = endpoints.handle(method, path, headers, query, body, peer)
+        # -> None (not ours) or (status, [(name, value), ...], body)
 """
 
 from __future__ import annotations

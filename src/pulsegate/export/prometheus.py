@@ -1,7 +1,8 @@
 """Prometheus export with ``prometheus-client`` (the ``prometheus`` extra).
 
-The same figures as the OpenTelemetry instruments, in Prometheus' naming (counters end
-in ``_total``, base units):
+The figures of the OpenTelemetry instruments but the incident counter (incidents are
+in ``gate.incidents()``, the logs and the dashboard), in Prometheus' naming (counters
+end in ``_total``, base units):
 
 ==========================================  =========  ==============================
 metric                                      type       labels
@@ -125,6 +126,9 @@ class PrometheusExporter:
                         self._anomalies.labels(record.route, record.method))
             self._children.put(key, children)
         children[0].observe(record.anomaly_score)
+        # The record carries no anomaly flag: the engine appends the records it classes
+        # as anomalies (its threshold, its warm-up) before the listeners run, so agree
+        # with it rather than re-judge (as export/series.py does).
         recent = self.gate.recent_anomalies
         if recent and recent[-1] is record:
             children[1].inc()

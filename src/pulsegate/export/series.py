@@ -150,7 +150,7 @@ class SeriesStore:
     # --- the listener ---------------------------------------------------------------
 
     def __call__(self, record: RequestRecord, ctx: RequestContext) -> None:
-        key = getattr(ctx, "endpoint", None) or record.endpoint
+        key = record.endpoint
         t = record.started_at - record.started_at % self.window
         with self.lock:
             buckets = self.series.touch(key)

@@ -41,10 +41,10 @@ class BaselineStore:
         #: The z threshold every model gets (None: the factory's own), see set_threshold.
         self.threshold: float | None = None
         self.models: OrderedDict[str, EndpointModel] = OrderedDict()
-        #: route -> method -> model. Several (method, route) pairs may share a model
-        #: (methods that fold into OTHER), so the index is bounded on its own. It is
-        #: cleared, never replaced: the engine reads it in line (a hit must also set
-        #: the model's ``referenced``, as :meth:`lookup` does).
+        #: route -> method -> model, read by :meth:`lookup` (a hit also sets the model's
+        #: ``referenced``). Several (method, route) pairs may share a model (methods that
+        #: fold into OTHER), so the index is bounded on its own; it is cleared whenever
+        #: a model leaves the store, so it never points at a dropped one.
         self.index: dict[str | None, dict[str, EndpointModel]] = {}
         self.max_index = 4 * max_endpoints
         self.evictions = 0

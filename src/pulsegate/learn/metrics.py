@@ -7,7 +7,9 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-#: The metrics of a request, in the order :meth:`EndpointModel.observe` takes them.
+#: The metrics of a request, in the order :meth:`EndpointModel.update` (and
+#: ``observe``) take them; :class:`pulsegate.scoring.MetricValues` lays a request's
+#: values out in this order.
 #: Latency and CPU come first: a request that ran no SQL on an endpoint that never has
 #: (:attr:`EndpointModel.queried` false) is fully described by that prefix.
 METRICS = ("latency", "cpu", "queries", "query_time", "repeat_share", "memory")
