@@ -13,7 +13,7 @@ import importlib.util
 import sys
 from typing import Any
 
-from pulsegate.context import RequestContext, query_sink
+from pulsegate.context import current
 
 __all__ = ["MAX_UPSTREAMS_PER_REQUEST", "IOTally", "installed", "request_tally", "tally_of"]
 
@@ -60,12 +60,8 @@ def tally_of(ctx: Any) -> IOTally | None:
 def request_tally() -> IOTally | None:
     """The tally of the request (or unit run) being served here, made on first use;
     None outside any."""
-    # pulsegate.context.current(), in line: this runs on every instrumented call
-    sink = query_sink.get()
-    if sink is None:
-        return None
-    ctx = sink if isinstance(sink, RequestContext) else getattr(sink, "request", None)
-    if ctx is None or ctx.finished:
+    ctx = current()
+    if ctx is None:
         return None
     tally: IOTally | None = getattr(ctx, "io", None)
     if tally is None:

@@ -130,11 +130,7 @@ class CacheMonitor:
     def _read(self, cache: str, key: Any, hit: bool, size: int | None, elapsed: float,
               now: float) -> None:
         """:meth:`read`'s counting, at ``now`` (the clock when the read happened)."""
-        # entry(), its common case in line: the key's pattern is in the memo
-        pattern = self.keys.memo.get(key) if key.__class__ is str else None
-        stats = self.stats.get((cache, pattern)) if pattern is not None else None
-        if stats is None:
-            stats = self.entry(cache, key)
+        stats = self.entry(cache, key)
         key_hash = hash(key)
         calls = stats.calls = stats.calls + 1
         stats.call_s += elapsed
