@@ -94,6 +94,22 @@ async def test_attributes_land_on_the_asgi_server_span(clock: FakeClock) -> None
     assert gate.faults.total == 0
 
 
+async def test_headers_safe_still_scores_the_span_as_headers_all_would(
+        clock: FakeClock) -> None:
+    """With ``headers="safe"`` the engine does not score the response start (no header
+    shows it); the exporter scores the time to headers itself, the same way."""
+    scored = []
+    for headers in ("all", "safe"):
+        tel = Telemetry()
+        app, gate = instrumented(clock, tel, headers=headers)
+        responses = await run(app, [*WARM, "/work/slow?ms=400"])
+        assert ("x-ml-anomaly-score" in responses[-1].headers) is (headers == "all")
+        last = tel.server_spans()[-1].attributes or {}
+        scored.append((last["pulsegate.anomaly_score"], last["pulsegate.predicted_latency_ms"]))
+        assert gate.faults.total == 0
+    assert scored[0] == scored[1] and scored[1][0] > 0.9
+
+
 async def test_the_asgi_server_span_is_already_ended_at_finish(clock: FakeClock) -> None:
     """Why the exporter writes at response start: OTel's ASGI middleware ends its server
     span inside ``send`` of the last body chunk, before pulsegate's finish runs."""

@@ -67,7 +67,6 @@ span of it, ``pulsegate JOB <name>``, carries them (:mod:`pulsegate.export.otel_
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -76,6 +75,7 @@ from pulsegate.bounded import BoundedLRU
 from pulsegate.export.otel_jobs import JobSpans, job_attributes, record_attributes
 from pulsegate.export.series import allocator_state, detection_fields
 from pulsegate.learn.baseline import endpoint_key
+from pulsegate.learn.metrics import transform
 from pulsegate.records import RequestRecord
 
 if TYPE_CHECKING:
@@ -187,8 +187,7 @@ class OTelExporter:
         model = self.gate.baselines.peek(endpoint_key(ctx.info.method, ctx.route))
         if model is None:
             return None, None
-        ms = ctx.ttfb * 1000.0
-        return model.score_latency(math.log(ms if ms > 1e-3 else 1e-3)), model
+        return model.score_latency(transform("latency", ctx.ttfb * 1000.0)), model
 
     def on_finish(self, record: RequestRecord, ctx: RequestContext) -> None:
         entry = self._pending.pop(id(ctx), None)
