@@ -243,7 +243,7 @@ class PulseGateWSGIMiddleware:
 
     ``route_resolver(environ)`` returns the route template ("/users/<id>"); it is asked
     once the app has started its response (frameworks that set the route themselves
-    call ``pulsegate.current().set_route`` earlier and it is not asked at all).
+    call ``pulsegate.context.current().set_route`` earlier and it is not asked at all).
     """
 
     def __init__(self, app: WSGIApp, gate: PulseGate | None = None,
