@@ -353,14 +353,14 @@ class PulseGate(GateReports):
                 started_at=ctx.start + self.wall_offset.offset, duration_ms=duration * 1000.0,
                 cpu_ms=cpu_ms, memory_blocks=mem, anomaly_score=score, confidence=view[1],
                 predicted_ms=view[0], detections=len(detections),
-                anomaly_metric=model.metrics[driver] if driver >= 0 else None)
+                anomaly_metric=model.metrics[driver] if driver >= 0 else None,
+                anomalous=anomalous and self._anomaly_detection)
             if self.control is not None:
                 try:
                     self.control.finish(ctx, out)
                 except Exception as exc:
                     self.faults.record("control.finish", exc)
-            self.publish(out, ctx, model, anomalous and self._anomaly_detection, incident,
-                         self.listeners)
+            self.publish(out, ctx, model, incident, self.listeners)
             return out
         except Exception as exc:
             self.faults.record("finish", exc)
@@ -372,11 +372,12 @@ class PulseGate(GateReports):
             leave(ctx)
 
     def publish(self, out: RequestRecord, ctx: RequestContext, model: EndpointModel,
-                anomalous: bool, incident: Any, listeners: list[Listener]) -> None:
+                incident: Any, listeners: list[Listener]) -> None:
         """Hand a finished request's (or unit run's: pulsegate.units) record on: to the
         recent anomalies and incidents, the notable listeners if it is notable, and
         ``listeners`` (the request or the unit ones)."""
         flagged = incident is not None and incident.is_anomaly and self._anomaly_detection
+        anomalous = out.anomalous
         if anomalous:
             self.counters["anomalies"] += 1
             self.recent_anomalies.append(out)

@@ -113,12 +113,18 @@ class RequestRecord(NamedTuple):
     #: The metric whose rise above its forecast gave ``anomaly_score`` (``"latency"``,
     #: ``"queries"``, ``"cpu"``...; None: nothing rose). Only rises are scored.
     anomaly_metric: str | None = None
+    #: Whether the engine classed the request as an anomaly (its threshold, its
+    #: warm-up, ``anomaly_detection`` on): what ``recent_anomalies`` holds. Carried on
+    #: the record so a listener never has to infer it from the gate's shared buffer,
+    #: which another thread may have appended to since.
+    anomalous: bool = False
 
     @classmethod
     def of_request(cls, ctx: FinishedRequest, method: str, status: int, *, started_at: float,
                    duration_ms: float, cpu_ms: float | None, memory_blocks: int | None,
                    anomaly_score: float, confidence: float, predicted_ms: float | None,
-                   detections: int, anomaly_metric: str | None = None) -> RequestRecord:
+                   detections: int, anomaly_metric: str | None = None,
+                   anomalous: bool = False) -> RequestRecord:
         """The record of the finished request ``ctx``: what the adapter, the controller
         and the hooks left on it (route, path, time to headers, queries, client, error,
         optimization), and what the engine measured at its end. ``method`` as its
@@ -132,7 +138,7 @@ class RequestRecord(NamedTuple):
             query_count=ctx.query_count, query_ms=ctx.query_ms, client=ctx.client_key,
             error=ctx.error, anomaly_score=anomaly_score, confidence=confidence,
             predicted_ms=predicted_ms, optimization=ctx.optimization, detections=detections,
-            anomaly_metric=anomaly_metric)
+            anomaly_metric=anomaly_metric, anomalous=anomalous)
 
     @property
     def endpoint(self) -> str:

@@ -129,7 +129,7 @@ class UnitGate(Host, Protocol):
     def units(self) -> Units: ...
 
     def publish(self, out: RequestRecord, ctx: RequestContext, model: EndpointModel,
-                anomalous: bool, incident: Any, listeners: list[RequestListener]) -> None: ...
+                incident: Any, listeners: list[RequestListener]) -> None: ...
 
 
 class UnitRun(RequestContext):
@@ -304,9 +304,9 @@ class Units:
                 duration_ms=duration * 1000.0, cpu_ms=cpu_ms, memory_blocks=mem,
                 anomaly_score=score, confidence=view[1], predicted_ms=view[0],
                 detections=len(detections),
-                anomaly_metric=model.metrics[driver] if driver >= 0 else None)
-            gate.publish(record, run, model, anomalous and self._anomaly_detection, incident,
-                         gate.unit_listeners)
+                anomaly_metric=model.metrics[driver] if driver >= 0 else None,
+                anomalous=anomalous and self._anomaly_detection)
+            gate.publish(record, run, model, incident, gate.unit_listeners)
             return record
         except Exception as exc:
             gate.faults.record("units.finish", exc)

@@ -97,8 +97,7 @@ class LogExporter:
 
     def __call__(self, record: RequestRecord, ctx: RequestContext) -> None:
         gate = self.gate
-        recent = gate.recent_anomalies
-        if recent and recent[-1] is record:
+        if record.anomalous:
             self._push("anomaly", anomaly_extra(record))
         n = gate.counters.get("incidents", 0)
         if n != self._incidents_seen:

@@ -255,13 +255,12 @@ class OTelExporter:
         The SDK's ``Histogram.record`` costs ~10-20 µs (it validates and hashes the
         attributes on every call), more than all of pulsegate's own per-request work, so
         the request path only appends a tuple to a deque (thread-safe, ~0.1 µs)."""
-        recent = self.gate.recent_anomalies
         kinds = None
         if record.detections:
             kinds = tuple(str(getattr(d, "kind", None) or "unknown") for d in ctx.detections)
         queue = self._queue
         queue.append((record.endpoint, record.route, record.method, record.anomaly_score,
-                      bool(recent) and recent[-1] is record, record.optimization, kinds))
+                      record.anomalous, record.optimization, kinds))
         if len(queue) >= _MAX_QUEUED:  # a stalled scheduler must not grow memory
             self.flush()
 

@@ -126,11 +126,7 @@ class PrometheusExporter:
                         self._anomalies.labels(record.route, record.method))
             self._children.put(key, children)
         children[0].observe(record.anomaly_score)
-        # The record carries no anomaly flag: the engine appends the records it classes
-        # as anomalies (its threshold, its warm-up) before the listeners run, so agree
-        # with it rather than re-judge (as export/series.py does).
-        recent = self.gate.recent_anomalies
-        if recent and recent[-1] is record:
+        if record.anomalous:  # the engine's verdict (its threshold, its warm-up)
             children[1].inc()
         opt = record.optimization
         if opt == "throttle":
@@ -155,8 +151,7 @@ class PrometheusExporter:
         self._unit_runs.labels(kind, name, getattr(run, "outcome", None) or "success").inc()
         self._unit_seconds.labels(kind, name).observe(record.duration_ms / 1000.0)
         self._score.labels(name, kind).observe(record.anomaly_score)
-        recent = self.gate.recent_anomalies
-        if recent and recent[-1] is record:
+        if record.anomalous:
             self._anomalies.labels(name, kind).inc()
         if record.detections:
             for det in run.detections:

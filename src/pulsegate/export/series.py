@@ -179,11 +179,8 @@ class SeriesStore:
                     b.band_n += 1
             if record.status >= 500:
                 b.errors += 1
-            # The engine appends the records it classes as anomalies (its threshold,
-            # its warm-up) before the listeners run: agree with it rather than re-judge.
-            recent = self.gate.recent_anomalies
-            anomalous = bool(recent) and recent[-1] is record
-            if anomalous:
+            # The engine's verdict (its threshold, its warm-up), not a re-judgement.
+            if record.anomalous:
                 b.anomalies += 1
                 self.anomalies.append({
                     "id": f"anomaly-{next(self._ids)}", "at": record.started_at,
@@ -192,7 +189,7 @@ class SeriesStore:
                     "score": record.anomaly_score, "confidence": record.confidence,
                     "metric": record.anomaly_metric, "unusual": record.unusual,
                     "_obj": record})
-            self._control(record, t, anomalous)
+            self._control(record, t, record.anomalous)
             if record.detections and ctx.detections:
                 for det in ctx.detections:
                     self._detection(key, record.started_at, det)

@@ -266,12 +266,10 @@ class DetectionStream:
         gate.plugs.add_stats("stream", self)
 
     def _listen(self, record: RequestRecord, ctx: RequestContext) -> None:
-        # the request path: keep references only (dicts of detections are built later);
-        # an anomalous record is the newest of recent_anomalies when this runs
-        recent = self.gate.recent_anomalies
+        # the request path: keep references only (dicts of detections are built later)
         if len(self.inbox) == self.inbox.maxlen:
             self.dropped += 1
-        self.inbox.append((record, bool(recent) and recent[-1] is record,
+        self.inbox.append((record, record.anomalous,
                            list(ctx.detections) if record.detections else []))
 
     def _switched(self, row: dict[str, Any], incident: Incident) -> None:
