@@ -377,15 +377,14 @@ class PulseGate(GateReports):
         recent anomalies and incidents, the notable listeners if it is notable, and
         ``listeners`` (the request or the unit ones)."""
         flagged = incident is not None and incident.is_anomaly and self._anomaly_detection
-        anomalous = out.anomalous
-        if anomalous:
+        if out.anomalous:
             self.counters["anomalies"] += 1
             self.recent_anomalies.append(out)
         if flagged:
             self.counters["incidents"] += 1
             self.incidents.append(incident_record(model.key, self.wall(), incident,
                                                   model.incident))
-        if anomalous or flagged or out.anomaly_score >= self.notable_score \
+        if out.anomalous or flagged or out.anomaly_score >= self.notable_score \
                 or out.detections or ctx.optimization != "none":
             self._notify(self.notable_listeners, out, ctx)
         if listeners:
