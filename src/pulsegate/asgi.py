@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from pulsegate.autoinstrument import instrument_orms
+from pulsegate.bounded import BoundedLRU
 from pulsegate.config import Config, ConfigError
 from pulsegate.cycle import CAPTURE, INTERNAL, PROCEED, REJECT, RequestCycle
 from pulsegate.engine import PulseGate
@@ -138,8 +139,9 @@ class PulseGateMiddleware:
                               "not both: the gate has its own Config")
         self.gate = gate
         # Encoded header pairs: most values repeat ("none", "0", "0.000", a version), so
-        # the bytes are made once. Bounded: varying values simply stop being cached.
-        self._encoded: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+        # the bytes are made once; the oldest go first when varying values fill it.
+        self._encoded: BoundedLRU[tuple[str, str], tuple[bytes, bytes]] = \
+            BoundedLRU(_ENCODED_CACHE)
         #: The dashboard and the Prometheus path (None when both are off: no cost).
         self.internal_endpoints = internal_endpoints(gate)
         # SQLAlchemy engines, existing and future (option instrument_sqlalchemy).
@@ -194,8 +196,7 @@ class PulseGateMiddleware:
                         raw = encoded.get(pair)
                         if raw is None:
                             raw = (pair[0].encode("latin-1"), pair[1].encode("latin-1"))
-                            if len(encoded) < _ENCODED_CACHE:
-                                encoded[pair] = raw
+                            encoded.put(pair, raw)
                         headers.append(raw)
                     message["headers"] = headers
                 await send(message)
