@@ -5,8 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
-FRAMEWORKS = ("starlette", "fastapi", "django", "flask", "werkzeug", "sqlalchemy", "redis",
-              "opentelemetry", "prometheus_client", "sklearn", "numpy", "uvicorn", "rich")
+#: Every optional dependency, frameworks and extras alike: importing the core and making
+#: a default gate loads none of them (test_architecture.py's FRAMEWORKS is the static
+#: rule: which packages a core module may name in an import at all).
+OPTIONAL_PACKAGES = ("starlette", "fastapi", "django", "flask", "werkzeug", "sqlalchemy", "redis",
+                     "opentelemetry", "prometheus_client", "sklearn", "numpy", "uvicorn", "rich")
 
 PROBE = f"""
 import sys
@@ -15,7 +18,7 @@ import pulsegate.export
 from pulsegate import PulseGate
 gate = PulseGate()
 gate.close()
-loaded = sorted({{m.split('.')[0] for m in sys.modules}} & set({FRAMEWORKS!r}))
+loaded = sorted({{m.split('.')[0] for m in sys.modules}} & set({OPTIONAL_PACKAGES!r}))
 print(','.join(loaded))
 """
 
