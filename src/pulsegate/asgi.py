@@ -16,12 +16,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from pulsegate.autoinstrument import instrument_orms
+from pulsegate.adapter_setup import gate_for, prepare
 from pulsegate.bounded import BoundedLRU
-from pulsegate.config import Config, ConfigError
+from pulsegate.config import Config
 from pulsegate.cycle import CAPTURE, INTERNAL, PROCEED, REJECT, RequestCycle
 from pulsegate.engine import PulseGate
-from pulsegate.export.endpoints import internal_endpoints, serve_asgi
+from pulsegate.export.endpoints import serve_asgi
 from pulsegate.http import ASGIHeaders
 from pulsegate.records import RequestInfo
 
@@ -132,20 +132,13 @@ class PulseGateMiddleware:
     def __init__(self, app: ASGIApp, gate: PulseGate | None = None,
                  config: Config | None = None, **options: Any) -> None:
         self.app = app
-        if gate is None:
-            gate = PulseGate(config, **options) if config is not None else PulseGate(**options)
-        elif config is not None or options:
-            raise ConfigError("gate", gate, "a gate= or configuration (config=, options), "
-                              "not both: the gate has its own Config")
-        self.gate = gate
+        self.gate = gate = gate_for(gate, config, options)
         # Encoded header pairs: most values repeat ("none", "0", "0.000", a version), so
         # the bytes are made once; the oldest go first when varying values fill it.
         self._encoded: BoundedLRU[tuple[str, str], tuple[bytes, bytes]] = \
             BoundedLRU(_ENCODED_CACHE)
         #: The dashboard and the Prometheus path (None when both are off: no cost).
-        self.internal_endpoints = internal_endpoints(gate)
-        # SQLAlchemy engines, existing and future (option instrument_sqlalchemy).
-        instrument_orms(gate)
+        self.internal_endpoints = prepare(gate)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

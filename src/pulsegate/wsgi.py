@@ -47,12 +47,12 @@ from itertools import chain
 from types import TracebackType
 from typing import Any
 
-from pulsegate.autoinstrument import instrument_orms
+from pulsegate.adapter_setup import gate_for, prepare
 from pulsegate.bounded import BoundedLRU
-from pulsegate.config import Config, ConfigError
+from pulsegate.config import Config
 from pulsegate.cycle import CAPTURE, INTERNAL, PROCEED, REJECT, RequestCycle
 from pulsegate.engine import PulseGate
-from pulsegate.export.endpoints import internal_endpoints, serve_wsgi
+from pulsegate.export.endpoints import serve_wsgi
 from pulsegate.http import environ_header, environ_header_names, parse_status, status_line
 from pulsegate.records import RequestInfo
 
@@ -249,18 +249,11 @@ class PulseGateWSGIMiddleware:
     def __init__(self, app: WSGIApp, gate: PulseGate | None = None,
                  config: Config | None = None, *,
                  route_resolver: RouteResolver | None = None, **options: Any) -> None:
-        if gate is None:
-            gate = PulseGate(config, **options) if config is not None else PulseGate(**options)
-        elif config is not None or options:
-            raise ConfigError("gate", gate, "a gate= or configuration (config=, options), "
-                              "not both: the gate has its own Config")
         self.app = app
-        self.gate = gate
+        self.gate = gate = gate_for(gate, config, options)
         self.route_resolver = route_resolver
         #: The dashboard and the Prometheus path (None when both are off: no cost).
-        self.internal_endpoints = internal_endpoints(gate)
-        # SQLAlchemy engines, existing and future (option instrument_sqlalchemy).
-        instrument_orms(gate)
+        self.internal_endpoints = prepare(gate)
         #: Run once, before the first request is measured (subclasses' set-up chores).
         self.on_first_request: Callable[[], None] | None = None
 
