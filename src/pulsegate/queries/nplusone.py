@@ -117,7 +117,15 @@ _DETECTION_FIELDS = tuple(f.name for f in fields(Detection))
 
 
 class _Group:
-    __slots__ = ("count", "first", "fp", "identities", "loads", "many", "ms", "orm",
+    """The statements of one shape from one place (see :meth:`NPlusOneDetector.run`).
+
+    ``add`` counts a bucket's statements and time at once (every group is a shape of the
+    request's totals); what only the repeat-count rules read -- distinct parameter sets,
+    bind parameters, ``executemany`` statements -- is counted by :meth:`settle`, when
+    :meth:`NPlusOneDetector._classify` asks: a lone statement, or lazy loads the
+    structural rule flagged, never need it (the N+1 page's 50 loads are one such group)."""
+
+    __slots__ = ("buckets", "count", "first", "fp", "identities", "loads", "many", "ms", "orm",
                  "params", "relationship", "site", "structural", "unknown")
 
     def __init__(self, fp: SQLFingerprint, ev: QueryEvent, index: int) -> None:
@@ -135,18 +143,27 @@ class _Group:
         self.first = index
         #: Its statements are lazy loads the structural rule decides about.
         self.structural = False
+        #: ``(sql, events)`` of each bucket added, until :meth:`settle` counts them.
+        self.buckets: list[tuple[str, list[QueryEvent]]] = []
 
-    def add(self, sql: str, evs: list[QueryEvent]) -> None:
-        """Count one bucket: statements of the same text (and call site, relationship)."""
+    def add(self, sql: str, evs: list[QueryEvent], ms: float) -> None:
+        """Count one bucket: statements of the same text (and call site, relationship)
+        taking ``ms`` milliseconds together."""
         self.count += len(evs)
-        self.ms += sum(map(_MS, evs))
-        self.many += sum(map(_MANY, evs))
-        self.params += sum(filter(None, map(_PCOUNT, evs)))
-        hashes = set(map(_PHASH, evs))
-        if None in hashes:
-            hashes.discard(None)
-            self._unhashed(sql, evs)
-        self.identities.update(zip(repeat(sql), hashes))
+        self.ms += ms
+        self.buckets.append((sql, evs))
+
+    def settle(self) -> None:
+        """Count the parameters of the buckets added since the last call, the sums in C."""
+        for sql, evs in self.buckets:
+            self.many += sum(map(_MANY, evs))
+            self.params += sum(filter(None, map(_PCOUNT, evs)))
+            hashes = set(map(_PHASH, evs))
+            if None in hashes:
+                hashes.discard(None)
+                self._unhashed(sql, evs)
+            self.identities.update(zip(repeat(sql), hashes))
+        self.buckets.clear()
 
     def _unhashed(self, sql: str, evs: list[QueryEvent]) -> None:
         for ev in evs:
@@ -233,13 +250,14 @@ class NPlusOneDetector:
             if fp is None:
                 continue
             ev = evs[0]
+            ms = sum(map(_MS, evs))  # once: a lazy load's bucket is counted by two groups
             structural = load is not None and is_structural(ev)
             if structural:
                 lkey = (rel, load, site)
                 lg = lazy.get(lkey)
                 if lg is None:
                     lg = lazy[lkey] = LazyGroup(fp, ev, first)
-                lg.add(evs)
+                lg.add(evs, ms)
                 # Still a shape of its own for the totals; the structural rule decides.
                 gkey: tuple[int, str | None] = (fp.hash, f"{rel} {site}")
             else:
@@ -248,7 +266,7 @@ class NPlusOneDetector:
             if g is None:
                 g = groups[gkey] = _Group(fp, ev, first)
                 g.structural = structural
-            g.add(sql, evs)
+            g.add(sql, evs, ms)
         by_shape: dict[int, list[float]] = {}
         total_ms = 0.0
         writes = 0
@@ -291,6 +309,7 @@ class NPlusOneDetector:
         fp = g.fp
         if g.ms < self.min_duration_ms:
             return None
+        g.settle()
         share = g.ms / total_ms if total_ms > 0 else g.count / n
         if fp.verb in _WRITE_VERBS:
             single = g.count - g.many

@@ -41,7 +41,7 @@ from pulsegate.queries.fingerprint import SQLFingerprint
 
 __all__ = ["FORM_LOADS", "LAZY_LOADS", "LazyGroup", "is_structural"]
 
-_MS, _SOURCE, _TOKEN = itemgetter(1), itemgetter(12), itemgetter(0)
+_SOURCE = itemgetter(12)
 
 #: ``QueryEvent.load`` values that are one lazy load for one instance.
 LAZY_LOADS = frozenset({"collection", "scalar", "deferred", "count", "generic", "prefetch",
@@ -81,15 +81,19 @@ class LazyGroup:
         self.singles = 0
         self.params: set[int | None] = set()
 
-    def add(self, evs: list[QueryEvent]) -> None:
-        """Count a bucket of its loads (same text and call site), the sums in C."""
+    def add(self, evs: list[QueryEvent], ms: float) -> None:
+        """Count a bucket of its loads (same text and call site) taking ``ms``
+        milliseconds together, by the result each load's instance came from. The loads of
+        one result share its ``source`` tuple (one per lookup path), so counting the
+        tuples is one C loop; instances of unknown origin (``None``) are told apart by
+        their parameters instead."""
         self.count += len(evs)
-        self.ms += sum(map(_MS, evs))
-        sources = list(map(_SOURCE, evs))
-        if None in sources:  # instances of unknown origin: their parameters tell them apart
+        self.ms += ms
+        by_source = Counter(map(_SOURCE, evs))
+        if by_source.pop(None, 0):
             self.params.update(ev.params_hash for ev in evs if ev.source is None)
         tokens = self.tokens
-        for token, n in Counter(map(_TOKEN, filter(None, sources))).items():
+        for (token, _path), n in by_source.items():
             tokens[token] = tokens.get(token, 0) + n
 
     def kind(self, single_lazy_loads: bool = False) -> str | None:

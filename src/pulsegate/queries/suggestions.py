@@ -56,9 +56,10 @@ def suggest(kind: str, fp: SQLFingerprint, relationship: str | None, load: str |
     ``path`` is the lookup path from the list query's model to the instance (``"author"``
     for a post's author joined by ``select_related``)."""
     attr = relationship.rsplit(".", 1)[-1] if relationship else None
-    table = table_of(fp.text)
+    # The table (a regex over the text) is read only by the advice that names a model:
+    # a relationship's advice names the relationship.
     if kind == "write_loop":
-        model, pk = _model(orm, table)
+        model, pk = _model(orm, table_of(fp.text))
         if fp.verb == "insert":
             if orm == "django":
                 return f"create the rows at once: {model}.objects.bulk_create([...])"
@@ -122,7 +123,7 @@ def suggest(kind: str, fp: SQLFingerprint, relationship: str | None, load: str |
                 return f"options(joinedload({relationship}))"
             return f"options(selectinload({relationship}))"
         return f"load {relationship} eagerly with the list query"
-    model, pk = _model(orm, table)
+    model, pk = _model(orm, table_of(fp.text))
     if fp.text.startswith("select count("):
         if orm == "django":
             return ("count in the list query: .annotate(Count(...)) or one "
