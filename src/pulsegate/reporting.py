@@ -5,6 +5,7 @@ request."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,10 @@ if TYPE_CHECKING:
     from pulsegate.registry.ops import ModelOps
     from pulsegate.sampling import Sampler, WallOffset
     from pulsegate.scheduler import Scheduler
+
+#: Seconds ``close()`` waits for the final snapshot and alert delivery (a store's and a
+#: webhook's own timeouts fit; an alert callback that never returns does not).
+FINAL_SECONDS = 5.0
 
 
 class GateReports:
@@ -97,14 +102,24 @@ class GateReports:
     def close(self) -> None:
         """Flush background work and stop the scheduler. The ASGI middleware calls it at
         the lifespan shutdown; WSGI, Flask and Django have no such event, and there the
-        registry's ``atexit`` hook takes the final snapshot (``ModelOps.close``)."""
+        registry's ``atexit`` hook takes the final snapshot (``ModelOps.close``).
+        Bounded: the jobs get ``scheduler.close_limit`` seconds in all, the final
+        snapshot and alert delivery :data:`FINAL_SECONDS` more; a job or a sink that
+        hangs is left on its own (daemon) thread."""
         try:
-            self.scheduler.run_all()
+            self.scheduler.close()
         except Exception as exc:
             self.faults.record("close", exc)
-        self.scheduler.stop()
         if self.advisor is not None:
             self.advisor.close()  # its own database connection
+        final = threading.Thread(target=self._close_ops, name="pulsegate-close", daemon=True)
+        final.start()
+        final.join(FINAL_SECONDS)
+        if final.is_alive():
+            self.faults.record("close", TimeoutError(
+                f"the final snapshot and alert delivery still run after {FINAL_SECONDS:g} s"))
+
+    def _close_ops(self) -> None:
         try:
             self.ops.close()  # final snapshot, alert delivery
         except Exception as exc:

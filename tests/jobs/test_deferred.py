@@ -288,3 +288,50 @@ def test_the_schedulers_drain_skips_a_busy_queue_without_letting_runs_go() -> No
     finally:
         exporter.release.set()
         g.close()
+
+
+def test_a_full_queue_never_runs_the_listeners_on_the_jobs_thread() -> None:
+    """The scheduler is held by another job that hangs (a webhook, an exporter) and no
+    drain runs, so the queue fills. Before: the job that found MAX_PENDING queued
+    drained it on its own thread -- every unit listener ran there, and one that blocks
+    (a synchronous span exporter whose collector never answers) blocked the job, or a
+    request using ``observe_job``, for as long as it hung. Now the worker waits a
+    bounded time for the scheduler's drain, then lets the oldest go, counted."""
+    g, clock = make_gate()
+    g.scheduler.limit = 120.0  # the hanging job holds the scheduler for the whole test
+    hanging, release = threading.Event(), threading.Event()
+    on_the_jobs_thread: list[str] = []
+    workers: set[int] = set()
+
+    def hang() -> None:
+        hanging.set()
+        release.wait(120.0)
+
+    def exporter(record: Any, run: Any) -> None:
+        if threading.get_ident() in workers:
+            on_the_jobs_thread.append(record.endpoint)
+            release.wait(120.0)
+
+    g.unit_listeners.append(exporter)
+    jobs = deferred_of(g)
+    g.scheduler.every(0.05, hang, "hang", first_in=0)
+    done = threading.Event()
+
+    def worker() -> None:
+        workers.add(threading.get_ident())
+        for _ in range(MAX_PENDING + 10):
+            with observe_job("tick", gate=g):
+                clock.t += 0.002
+        done.set()
+
+    try:
+        g.scheduler.ensure_started()
+        assert hanging.wait(20.0)
+        threading.Thread(target=worker, daemon=True).start()
+        assert done.wait(60.0), "a job waited on a unit listener"
+        assert on_the_jobs_thread == []
+        assert len(jobs.pending) <= MAX_PENDING
+        assert g.faults.by_kind.get("jobs.overflow:OverflowError", 0) >= 1
+    finally:
+        release.set()
+        g.close()

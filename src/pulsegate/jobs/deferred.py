@@ -18,10 +18,13 @@ tracker's start, so a job that runs for minutes is seen started within 0.5 s, wh
 starvation needs) and, once the run has ended, its end through the same steps as inline
 (:meth:`~pulsegate.units.Units.learn`: the ``JOB <name>`` model, the record, the publish
 step; the tracker's outcome). A run still going is looked at again at the next drain. At
-:data:`MAX_PENDING` queued runs the worker drains them itself (none is dropped) -- unless
-a drain is already under way and still holds the queue (the scheduler's, stuck in a unit
-listener: a synchronous span exporter whose collector never answers): then the oldest
-queued runs are let go, counted as ``jobs.overflow``, and the job does not wait.
+:data:`MAX_PENDING` queued runs the worker has the scheduler drain them at once and waits
+for it at most :data:`OVERFLOW_WAIT` s (the drain runs the unit listeners: never on the
+worker's thread, where one that blocks would block the job, or a request using
+``observe_job``). If the queue is still full then -- a drain under way and stuck in a
+unit listener (a synchronous span exporter whose collector never answers), or the
+scheduler held by another job up to its limit -- the oldest queued runs are let go,
+counted as ``jobs.overflow``, and the job goes on.
 
 A run's request context -- the :class:`~pulsegate.units.UnitRun` the SQL hooks fill, that
 ``pulsegate.context.current()`` returns and cache and outbound calls tally on -- is made when
@@ -59,13 +62,17 @@ if TYPE_CHECKING:
     from pulsegate.queries.events import QueryEvent
     from pulsegate.units import UnitGate
 
-__all__ = ["MAX_PENDING", "DeferredJobs", "JobRun", "QueueStamp"]
+__all__ = ["DRAIN_JOB", "MAX_PENDING", "OVERFLOW_WAIT", "DeferredJobs", "JobRun", "QueueStamp"]
 
 #: Runs queued at most; the worker drains past it. Also the most runs kept as running
 #: between drains: past it the oldest are let go (a run whose end never comes -- its
 #: thread killed -- is the oldest; letting the newest go instead would lose the end of
 #: every later job still running at a drain).
 MAX_PENDING = 4096
+#: The scheduler job that drains the queue (every 0.5 s).
+DRAIN_JOB = "pulsegate.jobs.learn"
+#: Seconds a worker that finds MAX_PENDING runs queued waits for the scheduler's drain.
+OVERFLOW_WAIT = 5.0
 #: A run's end: (clock, duration s, cpu ms, blocks, outcome, the error's name).
 Ended = tuple[float, float, "float | None", "int | None", str, "str | None"]
 #: The end of a run whose clocks could not be read (a fault, counted): nothing to learn.
@@ -156,6 +163,8 @@ class DeferredJobs:
         self.running: list[JobRun] = []
         self._drain_lock = threading.Lock()
         self._name_lock = threading.Lock()
+        #: a worker waited in vain for the scheduler's drain, and no drain ended since
+        self.stalled = False
 
     # --- the worker's thread ----------------------------------------------------------
 
@@ -257,12 +266,15 @@ class DeferredJobs:
         return max(self.drain(wait=False), 0)
 
     def _overflow(self, gate: UnitGate) -> None:
-        """A worker finds MAX_PENDING runs queued: it drains them itself, unless a drain
-        is under way (stuck in a listener, or slower than the jobs): then it lets the
-        oldest go down to ``MAX_PENDING - 1`` rather than wait, counted as
-        ``jobs.overflow``."""
-        if self.drain(wait=False) >= 0:
-            return
+        """A worker finds MAX_PENDING runs queued: it has the scheduler drain them now
+        (on the scheduler's runner: a unit listener never runs on the worker's thread)
+        and waits for that at most :data:`OVERFLOW_WAIT` s. What is still queued past
+        ``MAX_PENDING - 1`` then (a drain under way and stuck in a listener, the
+        scheduler held by another job, a drain slower than the jobs) is let go, oldest
+        first, counted as ``jobs.overflow``. One worker waits per stall: after a wait in
+        vain the next ones let go at once, until a drain has ended."""
+        if not self.stalled and not gate.scheduler.run_now(DRAIN_JOB, OVERFLOW_WAIT):
+            self.stalled = True  # (the next workers do not wait, until a drain ends)
         pending, let_go = self.pending, 0
         while len(pending) >= MAX_PENDING:
             try:
@@ -287,6 +299,7 @@ class DeferredJobs:
                 break
             learnt += self._start(gate, run) + self._look(gate, run)
         del self.running[:-MAX_PENDING]  # (in start order: the oldest go)
+        self.stalled = False
         return learnt
 
     def _start(self, gate: UnitGate, run: JobRun) -> int:

@@ -19,7 +19,7 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from pulsegate.jobs.deferred import DeferredJobs, JobRun
+from pulsegate.jobs.deferred import DRAIN_JOB, DeferredJobs, JobRun
 from pulsegate.jobs.tracker import JobTracker
 from pulsegate.unit_flags import flag
 from pulsegate.units import JOB, QUEUE
@@ -75,7 +75,7 @@ def deferred_of(gate: UnitGate) -> DeferredJobs:
         found = _DEFERRED.get(gate)
         if found is None:
             found = _DEFERRED[gate] = DeferredJobs(gate, tracker, MIN_WAIT_MS)
-            gate.scheduler.every(0.5, found.drain_due, "pulsegate.jobs.learn")
+            gate.scheduler.every(0.5, found.drain_due, DRAIN_JOB)
         return found
 
 
