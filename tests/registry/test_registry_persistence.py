@@ -1,10 +1,13 @@
 """Warm restarts, damaged state, component state, several real processes on one file."""
 
+import json
 import logging
 import math
 import multiprocessing
 import sqlite3
+from typing import Any
 
+import pytest
 from registry_helpers import hit, make_gate, warm
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
@@ -13,7 +16,7 @@ from starlette.testclient import TestClient
 
 from pulsegate.asgi import PulseGateMiddleware
 from pulsegate.engine import PulseGate
-from pulsegate.registry.store import DB_NAME
+from pulsegate.registry.store import DB_NAME, SQLiteStore
 
 
 class StepClock:
@@ -261,3 +264,99 @@ def test_an_unusable_state_dir_is_counted_and_the_gate_runs_from_memory(tmp_path
     warm(gate, clk, 31)
     assert gate.baselines.peek("GET /x").n == 31
     gate.close()
+
+
+def _damage_row(state_dir, key: str, change) -> None:
+    """Rewrite the persisted JSON of ``key`` through ``change(value) -> value``."""
+    conn = sqlite3.connect(state_dir / DB_NAME)
+    (raw,) = conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+    conn.execute("UPDATE kv SET value = ? WHERE key = ?",
+                 (json.dumps(change(json.loads(raw))), key))
+    conn.commit()
+    conn.close()
+
+
+def _set(path: tuple[Any, ...], value: Any):
+    def change(data: Any) -> Any:
+        node = data
+        for step in path[:-1]:
+            node = node[step]
+        node[path[-1]] = value
+        return data
+    return change
+
+
+@pytest.mark.parametrize("n", [math.nan, math.inf, "x", [1]])
+def test_one_endpoint_with_a_damaged_count_does_not_lose_the_others(tmp_path, n) -> None:
+    """Attack probe (hsec6): the endpoints were restored in order of their count,
+    ``int(state["n"])`` in the sort key -- one endpoint's NaN (a hostile or damaged row)
+    raised out of the sort and every endpoint, component, prediction and label of the
+    state started cold. Now that one endpoint is refused, counted, and the rest warm."""
+    gate, clk = make_gate(state_dir=str(tmp_path))
+    warm(gate, clk, 40, path="/a")
+    warm(gate, clk, 40, path="/b")
+    gate.close()
+    _damage_row(tmp_path, "GET /a", _set(("state", "n"), n))
+    again, _ = make_gate(state_dir=str(tmp_path))
+    assert again.baselines.peek("GET /a") is None
+    assert again.baselines.peek("GET /b").n == 40
+    assert again.faults.total == 1
+    assert all(k.startswith("registry.restore endpoint:") for k in again.faults.by_kind)
+    again.close()
+
+
+@pytest.mark.parametrize("level", [1e30, -1e30, 1e308])
+def test_a_restored_level_no_measurement_reaches_is_refused(tmp_path, level) -> None:
+    """Attack probe (hsec6): a finite but absurd level (log scale: 1e30 is e^1e30
+    queries) passed the load check and overflowed in the request path at the next
+    floor refresh (``finish:OverflowError``, the request's learning lost)."""
+    gate, clk = make_gate(state_dir=str(tmp_path))
+    warm(gate, clk, 40, path="/a")
+    gate.close()
+    _damage_row(tmp_path, "GET /a", _set(("state", "level", 1), level))
+    again, clk = make_gate(state_dir=str(tmp_path))
+    warm(again, clk, 64, path="/a")
+    assert list(again.faults.by_kind) == ["registry.restore endpoint:ValueError"]
+    assert again.baselines.peek("GET /a").n == 64  # started cold, learning
+    again.close()
+
+
+@pytest.mark.parametrize("threshold", [0.0, -1.0, "NaN"])
+def test_a_persisted_threshold_of_zero_or_less_never_faults_a_request(tmp_path,
+                                                                   threshold) -> None:
+    """Attack probe (hsec6): the latency model's deployed threshold 0 (a tuning grid
+    from 0 allows it; a damaged state) became k = 0, which every floor refresh divides
+    by: ``finish:ZeroDivisionError`` every 32 requests of every endpoint; NaN made every
+    anomalous request's score NaN and its headers a fault."""
+    gate, clk = make_gate(state_dir=str(tmp_path))
+    warm(gate, clk, 40, path="/a")
+    gate.close()
+    value = math.nan if threshold == "NaN" else threshold
+    _damage_row(tmp_path, "latency-baseline@1.0.0", _set(("config", "threshold"), value))
+    again, clk = make_gate(state_dir=str(tmp_path))
+    warm(again, clk, 70, path="/a")
+    warm(again, clk, 70, path="/new")
+    slow = hit(again, clk, 500.0, path="/a")  # (NaN before: a NaN score, headers lost)
+    assert slow is not None and 0.0 <= slow.anomaly_score <= 1.0
+    assert again.faults.total == 0
+    again.close()
+
+
+@pytest.mark.parametrize("row", ["x", [1, 2], {"at": "soon"}, {"at": "nan"}])
+def test_a_damaged_prediction_row_does_not_stop_the_restore(tmp_path, row) -> None:
+    """Attack probe (hsec6): the predictions were sorted by ``float(d.get("at"))``: a
+    row that is not an object, or whose time is not a number, raised out of the
+    restore, so the labels after it were never read back."""
+    gate, clk = make_gate(state_dir=str(tmp_path))
+    warm(gate, clk, 40, path="/a")
+    gate.close()
+    store = SQLiteStore(tmp_path)
+    store.write([("predictions", "forged", row),
+                 ("labels", "l1", {"id": "p1", "model": "latency-baseline", "kind": "anomaly",
+                                   "score": 0.9, "predicted": True, "actual": True,
+                                   "at": 1.8e9, "labelled_at": "later"})])
+    store.close()
+    again, _ = make_gate(state_dir=str(tmp_path))
+    assert again.faults.total == 0
+    assert again.ops.monitor.knows("p1")
+    again.close()

@@ -89,6 +89,20 @@ def test_unreadable_value_is_skipped(tmp_path) -> None:
     store.close()
 
 
+@pytest.mark.parametrize("nested", ["[" * 100_000 + "]" * 100_000,
+                                    '{"a":' * 50_000 + "1" + "}" * 50_000])
+def test_a_value_nested_past_the_parsers_depth_is_skipped(tmp_path, nested) -> None:
+    """Attack probe (hsec6): a hostile or damaged row nested 50 000 deep raised
+    RecursionError out of read() (only ValueError was caught), so one such row lost its
+    whole section at start-up (every endpoint's state, every model version) and failed
+    the clean-up job at every run. Now it is one unreadable value, skipped."""
+    store = SQLiteStore(tmp_path)
+    store.write([("a", "good", 1)])
+    store.conn.execute("INSERT INTO kv VALUES ('a', 'bad', ?, 0)", (nested,))
+    assert store.read("a") == {"good": 1}
+    store.close()
+
+
 def test_open_store_choice(tmp_path, redis_service) -> None:
     assert open_store(None, None) is None
     s = open_store(str(tmp_path), None)

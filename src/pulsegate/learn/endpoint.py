@@ -31,6 +31,7 @@ _new_tuple = tuple.__new__
 #: log(ms): over a day is a clock that jumped; the engine floors durations at 1 µs.
 _ABSURD_HIGH = math.log(86_400_000.0)
 _ABSURD_LOW = math.log(1e-3) - 1e-9
+_MAX_LEVEL = 50.0  # a restored |level| past log(5e21): no measurement's (damaged, hostile)
 
 
 class EndpointModel:
@@ -361,7 +362,7 @@ class EndpointModel:
         n = int(state["n"])
         if len(level) != len(names) or len(var) != len(names) or n < 0 or \
                 any(v < 0 or not math.isfinite(v) for v in var) or \
-                not all(math.isfinite(x) for x in level):
+                not all(abs(x) <= _MAX_LEVEL for x in level):
             raise ValueError("inconsistent EndpointModel state")
         for i, m in enumerate(self.metrics):
             if m in names:

@@ -29,8 +29,15 @@ if TYPE_CHECKING:
 
 
 def z_for(score: float, k0: float) -> float:
-    """The z at which the score on the k0 scale equals ``score``."""
-    score = min(max(score, 0.0), 0.999999)
+    """The z at which the score on the k0 scale equals ``score``, the score taken in
+    [1e-6, 1 - 1e-6] (a threshold of 0 -- a tuning grid from 0, a damaged state --
+    would be z = 0, which every floor divides by) and a non-finite one as the default
+    0.5 (z = k0).
+
+    >>> z_for(0.5, 3.0), z_for(float("nan"), 3.0), z_for(0.0, 3.0) > 0
+    (3.0, 3.0, True)
+    """
+    score = min(max(score, 1e-6), 0.999999) if math.isfinite(score) else 0.5
     return k0 * math.sqrt(score / (1.0 - score))
 
 

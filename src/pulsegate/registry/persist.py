@@ -7,6 +7,7 @@ the rest of the state still loads.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 from typing import TYPE_CHECKING, Any
@@ -50,7 +51,7 @@ def restore(ops: Ops) -> None:
     states = snap.fleet_endpoints(store, workers)
     baselines = gate.baselines
     # Least requested first, so the LRU keeps the busiest endpoints if over the cap.
-    for key, state in sorted(states.items(), key=lambda kv: int(kv[1].get("n", 0))):
+    for key, state in sorted(states.items(), key=lambda kv: _number(kv[1], "n")):
         model = baselines.get(key)
         try:
             model.load_state(state)
@@ -64,7 +65,8 @@ def restore(ops: Ops) -> None:
     for name, row in store.read("components").items():
         persisted.pending[name] = row
     restore_components(ops)
-    preds = sorted(store.read("predictions").values(), key=lambda d: float(d.get("at", 0)))
+    preds = sorted((d for d in store.read("predictions").values() if isinstance(d, dict)),
+                   key=lambda d: _number(d, "at"))
     for d in preds[-ops.predictions.capacity:]:
         try:
             ops.predictions.restore(Prediction.from_dict(d))
@@ -78,7 +80,7 @@ def sync_labels(ops: Ops) -> None:
     assert ops.store is not None
     rows = [r for r in ops.store.read("labels").values()
             if isinstance(r, dict) and not ops.monitor.knows(str(r.get("id")))]
-    rows.sort(key=lambda r: float(r.get("labelled_at", 0)))
+    rows.sort(key=lambda r: _number(r, "labelled_at"))
     for r in rows:
         try:
             ops.monitor.record(str(r["model"]), Label(
@@ -89,7 +91,17 @@ def sync_labels(ops: Ops) -> None:
         p = ops.predictions.get(str(r["id"]))
         if p is not None and p.correct is None:
             p.correct = bool(r["predicted"]) == bool(r["actual"])
-            p.labelled_at = float(r.get("labelled_at", 0))
+            p.labelled_at = _number(r, "labelled_at")
+
+
+def _number(row: dict[str, Any], field: str) -> float:
+    """``row[field]`` as a finite number to order rows by, else 0: one damaged or
+    hostile row (NaN, a string, a list) must not stop the rest being restored."""
+    try:
+        value = float(row.get(field, 0))
+    except (TypeError, ValueError, OverflowError):
+        return 0.0
+    return value if math.isfinite(value) else 0.0
 
 
 def label_row(p: Prediction) -> dict[str, Any]:

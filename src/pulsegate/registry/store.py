@@ -72,7 +72,7 @@ def _default(value: Any) -> Any:
 def _loads(raw: str | bytes, where: str) -> tuple[bool, Any]:
     try:
         return True, json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # (nested past the parser's depth: hostile)
         logger.warning("pulsegate: ignoring an unreadable persisted value in %s", where)
         return False, None
 
