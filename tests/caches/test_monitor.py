@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import tracemalloc
 
 from fakeclock import FakeClock
 from pulsegate.caches.advice import pattern_rows, ttl_advice
@@ -155,3 +156,29 @@ def test_no_queued_read_is_dropped_and_the_queue_stays_bounded() -> None:
         assert len(m.pending) <= MAX_PENDING
     assert m.stats_summary()["c"]["calls"] == 3 * MAX_PENDING + 7
     assert not m.pending
+
+
+def test_a_long_key_queued_for_the_drain_is_not_kept_whole() -> None:
+    """Attack probe (hsec6): redis-py's GET is counted later (read_later: the queue the
+    scheduler drains every 0.5 s, or past MAX_PENDING the caller). A key built from a
+    request body is that body's size, and the queue kept it whole until the drain: 1 000
+    GETs with 1 MB keys held 1 000 MB while the drain waited (a scheduler held by a job).
+    Now a queued key is cut one character past what its pattern reads, and it folds to
+    the pattern of the whole key."""
+    m = CacheMonitor(sample=1, key_words=("search",))
+    whole = "search:" + "q" * 100_000
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(200):
+            m.read_later("default", f"search:{i}" + "q" * 100_000, False, None, 0.001)
+            m.read_later("default", f"search:{i}".encode() + "é".encode() * 50_000, False,
+                         None, 0.001)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 2_000_000, held  # (before: 40 MB)
+    m.drain()
+    patterns = {r["pattern"]: r["misses"] for r in pattern_rows(m)}
+    wide = b"search:1" + "é".encode() * 50_000  # (cut inside a character)
+    assert patterns == {m.keys.pattern(whole): 200, m.keys.pattern(wide): 200}, patterns

@@ -22,7 +22,7 @@ from typing import Any
 
 from pulsegate.backlog import Backlog
 from pulsegate.bounded import BoundedLRU
-from pulsegate.caches.keys import KeyPatterns
+from pulsegate.caches.keys import MAX_KEY_CHARS, KeyPatterns
 from pulsegate.caches.stats import HOT_SAMPLE, PatternStats
 from pulsegate.caches.vocabulary import Vocabulary
 from pulsegate.faults import FaultCounter
@@ -37,6 +37,9 @@ inside_cache_call: contextvars.ContextVar[bool] = contextvars.ContextVar(
 
 #: Reads queued by :meth:`CacheMonitor.read_later` at most; the caller drains past it.
 MAX_PENDING = 4096
+#: Characters of a queued key kept until the drain: one past what a pattern reads, so a
+#: longer key folds as it would whole (cut, ``...``); bytes keep four per character.
+QUEUED_KEY_CHARS = MAX_KEY_CHARS + 1
 
 #: ``ttl`` of a write that never expires.
 NO_EXPIRY: float | None = None
@@ -113,7 +116,12 @@ class CacheMonitor:
         """:meth:`read`, its counting queued for :meth:`drain` (the gate's scheduler
         thread, every 0.5 s, or the next reader of the counters): the calling thread
         pays an append and the request's tally. At :data:`MAX_PENDING` queued reads the
-        caller drains the queue itself (no read is ever dropped)."""
+        caller drains the queue itself (no read is ever dropped). A key longer than a
+        pattern reads is queued cut (a key built from a request body is the request's
+        size, and the queue may wait for the drain); its reuse is tracked by that prefix."""
+        if (key.__class__ is str and len(key) > QUEUED_KEY_CHARS) or (
+                key.__class__ is bytes and len(key) > 4 * QUEUED_KEY_CHARS):
+            key = key[:QUEUED_KEY_CHARS if key.__class__ is str else 4 * QUEUED_KEY_CHARS]
         self.pending.put((cache, key, hit, size, elapsed, self.clock()))
         tally = request_tally()  # the request's own count (its headers), in line
         if tally is not None:
