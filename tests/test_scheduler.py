@@ -123,6 +123,7 @@ def test_closing_a_gate_is_bounded_when_a_job_never_returns(stuck: Stuck) -> Non
     threading.Thread(target=close, daemon=True).start()
     assert stuck.inside.wait(PATIENCE)
     assert closed.wait(PATIENCE), "gate.close() waited for a job that never returns"
+    assert gate.stats()["scheduler"]["overrunning"] == []  # (left before its limit)
 
 
 def test_closing_a_gate_is_bounded_when_an_alert_sink_never_returns() -> None:

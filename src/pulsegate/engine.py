@@ -83,7 +83,6 @@ class PulseGate(GateReports):
         self.scheduler = Scheduler(faults=self.faults)
         #: What the components below register (state, tunables, stats): pulsegate.plugins
         self.plugs = Plugs()
-        self.plugs.add_stats("scheduler", self.scheduler)  # its jobs' overruns
         c = config
         self.metrics = metrics = metric_set(c.query_analysis, c.measure_cpu, c.measure_memory)
         self.values = MetricValues(metrics)

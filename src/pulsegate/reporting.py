@@ -133,6 +133,7 @@ class GateReports:
         out["endpoints"] = len(self.baselines)
         out["endpoint_evictions"] = self.baselines.evictions
         out["model_version"] = self.model_version
+        out["scheduler"] = self.scheduler.stats()  # its jobs' overruns
         # sections registered by the components (control, registry, multivariate, ...)
         for name, source in list(self.plugs.stats.items()):
             out[name] = source.stats()
