@@ -6,8 +6,12 @@ above what the machine needs."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -145,3 +149,28 @@ def test_closing_a_gate_is_bounded_when_an_alert_sink_never_returns() -> None:
         assert closed.wait(PATIENCE), "gate.close() waited for an alert sink that hangs"
     finally:
         release.set()
+
+
+EXIT_WITH_A_HANGING_SINK = """
+import threading
+from pulsegate.engine import PulseGate
+
+def sink(alert):
+    print("inside", flush=True)
+    threading.Event().wait()  # never returns
+
+gate = PulseGate(log_events=False, alert_callback=sink)
+gate.ops.alerts.raise_alert("probe", "subject", "warning", "a probe alert")
+# no gate.close(): a WSGI, Flask or Django process exits through atexit
+"""
+
+
+def test_a_process_exits_when_its_alert_sink_never_returns() -> None:
+    """Where nothing calls ``gate.close()`` (WSGI, Flask, Django) the registry's atexit
+    hook delivers the last alerts. Before: on the exiting thread with no bound, so an
+    ``alert_callback`` that never returns kept the process from ever exiting."""
+    src = str(Path(__file__).resolve().parent.parent / "src")
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    done = subprocess.run([sys.executable, "-c", EXIT_WITH_A_HANGING_SINK], env=env,
+                          capture_output=True, text=True, timeout=PATIENCE * 3)
+    assert done.stdout.startswith("inside"), done.stderr

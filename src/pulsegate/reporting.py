@@ -5,9 +5,10 @@ request."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from pulsegate.scheduler import FINAL_SECONDS, call_within
 
 if TYPE_CHECKING:
     from collections import deque
@@ -21,10 +22,6 @@ if TYPE_CHECKING:
     from pulsegate.registry.ops import ModelOps
     from pulsegate.sampling import Sampler, WallOffset
     from pulsegate.scheduler import Scheduler
-
-#: Seconds ``close()`` waits for the final snapshot and alert delivery (a store's and a
-#: webhook's own timeouts fit; an alert callback that never returns does not).
-FINAL_SECONDS = 5.0
 
 
 class GateReports:
@@ -112,10 +109,7 @@ class GateReports:
             self.faults.record("close", exc)
         if self.advisor is not None:
             self.advisor.close()  # its own database connection
-        final = threading.Thread(target=self._close_ops, name="pulsegate-close", daemon=True)
-        final.start()
-        final.join(FINAL_SECONDS)
-        if final.is_alive():
+        if not call_within(self._close_ops, FINAL_SECONDS, "pulsegate-close"):
             self.faults.record("close", TimeoutError(
                 f"the final snapshot and alert delivery still run after {FINAL_SECONDS:g} s"))
 

@@ -35,7 +35,7 @@ from typing import Any
 
 from pulsegate.faults import FaultCounter
 
-__all__ = ["CLOSE_LIMIT", "JOB_LIMIT", "Job", "Scheduler"]
+__all__ = ["CLOSE_LIMIT", "FINAL_SECONDS", "JOB_LIMIT", "Job", "Scheduler", "call_within"]
 
 _ALL: weakref.WeakSet[Scheduler] = weakref.WeakSet()
 
@@ -43,6 +43,9 @@ _ALL: weakref.WeakSet[Scheduler] = weakref.WeakSet()
 JOB_LIMIT = 30.0
 #: Seconds ``gate.close()`` may spend flushing the scheduler's jobs, all of them together.
 CLOSE_LIMIT = 10.0
+#: Seconds a gate's final snapshot and alert delivery get at its close or at exit (a
+#: store's and a webhook's own timeouts fit; an alert callback that never returns not).
+FINAL_SECONDS = 5.0
 #: Seconds an idle runner waits for a job before its thread ends (a new one is made on
 #: demand): a gate whose scheduler was stopped, or driven once by hand, keeps no thread.
 IDLE_SECONDS = 30.0
@@ -278,6 +281,22 @@ class Scheduler:
         runner = self._runner
         if runner is not None:
             runner.retire()
+
+
+def call_within(fn: Callable[[], object], seconds: float, name: str) -> bool:
+    """Call ``fn`` on a daemon thread of its own and wait for it at most ``seconds``;
+    True when it returned (``fn`` counts its own faults). For a shutdown that must end:
+    what hangs is left on that thread, which does not keep the process alive. Where no
+    thread can be started (an ``atexit`` hook on Python 3.12.0-3.12.1: "can't create
+    new thread at interpreter shutdown") ``fn`` runs here, unbounded."""
+    thread = threading.Thread(target=fn, name=name, daemon=True)
+    try:
+        thread.start()
+    except RuntimeError:
+        fn()
+        return True
+    thread.join(seconds)
+    return not thread.is_alive()
 
 
 def _after_fork_in_child() -> None:

@@ -46,6 +46,7 @@ from pulsegate.registry.models import ModelRegistry, ModelVersion
 from pulsegate.registry.parts import LatencyThreshold, Persisted
 from pulsegate.registry.store import StateStore, open_store
 from pulsegate.registry.tuning import ThresholdTuner, grid
+from pulsegate.scheduler import FINAL_SECONDS, call_within
 
 if TYPE_CHECKING:
     from pulsegate.context import RequestContext
@@ -73,8 +74,8 @@ if hasattr(os, "register_at_fork"):
 
 def _close_at_exit(ref: weakref.ReferenceType[ModelOps]) -> None:
     ops = ref()
-    if ops is not None:
-        ops.close()
+    if ops is not None:  # bounded: an alert sink that hangs must not keep the process
+        call_within(ops.close, FINAL_SECONDS, "pulsegate-exit")
 
 
 class ModelOps:
