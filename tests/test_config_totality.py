@@ -115,3 +115,22 @@ def test_a_huge_unknown_key_makes_a_short_message() -> None:
     with pytest.raises(ConfigError) as info:
         Config.from_mapping({"k" * 1_000_000: 1})
     assert len(str(info.value)) < 300 and info.value.key == "k" * 1_000_000
+
+
+@pytest.mark.parametrize("key", OPTIONS)
+def test_a_refused_environment_value_is_named_not_lost(key: str) -> None:
+    """Attack probe (hsec6): the message names the value the variable held (or, for a
+    list, its offending entry), never None -- ``PULSEGATE_TUNING_GRID`` of 400 digits
+    was refused as ``tuning_grid=None``."""
+    for value in ENV_GARBAGE:
+        try:
+            Config.from_env({"PULSEGATE_" + key.upper(): value})
+        except ConfigError as exc:
+            assert exc.key != key or exc.value is not None, str(exc)
+
+
+def test_a_refused_tuning_grid_is_named_as_given() -> None:
+    for value in ("9" * 400, "0.1,0.2", "0.1, 0.9, 5"):
+        with pytest.raises(ConfigError) as info:
+            Config.from_env({"PULSEGATE_TUNING_GRID": value})
+        assert repr(value)[:40] in str(info.value)

@@ -264,16 +264,17 @@ def _http_url(key: str, value: Any) -> str | None:
 
 def _grid(key: str, value: Any) -> tuple[float, float, float]:
     allowed = "low, high, step with 0 <= low <= high <= 1 and 0.001 <= step <= 1"
+    given = value  # (named in the message as it was given)
     if isinstance(value, str):
         value = [v.strip() for v in value.split(",")] if len(value) <= 200 else None
     try:
         lo, hi, step = (float(v) for v in value)
     except (TypeError, ValueError, OverflowError):
-        raise ConfigError(key, value, allowed) from None
+        raise ConfigError(key, given, allowed) from None
     # NaN fails every comparison, so it is refused here too; the step's floor bounds
     # the grid at 1 000 thresholds per tuning run.
     if not (0 <= lo <= hi <= 1 and 0.001 <= step <= 1):
-        raise ConfigError(key, value, allowed)
+        raise ConfigError(key, given, allowed)
     return lo, hi, step
 
 
