@@ -247,6 +247,20 @@ def test_wsgi_serving(clock: FakeClock) -> None:
     assert seen[-1][0] == "404 Not Found"
 
 
+@pytest.mark.parametrize("body", [b"[" * 16_000, b'{"id":' * 2_000 + b'"x"' + b"}" * 2_000])
+def test_a_feedback_body_nested_past_the_parsers_depth_is_a_bad_request(
+        clock: FakeClock, body: bytes) -> None:
+    """Attack probe (hsec6): a feedback body within MAX_BODY (16 kB) nested 16 000 deep
+    raised RecursionError out of json.loads (only ValueError was caught): a 500 and an
+    internal fault for the caller's body. Now the 400 any unreadable body gets."""
+    dash, gate = handler(clock, dashboard_token=SECRET)
+    status, _, answer = dash.handle("POST", "/_pulsegate/api/feedback",
+                                    H(authorization=f"Bearer {SECRET}", host="example.com",
+                                      content_type="application/json"), "", body, "10.0.0.2")
+    assert (status, json.loads(answer)) == (400, {"error": "body is not JSON"})
+    assert gate.faults.total == 0
+
+
 def test_series_bounded(clock: FakeClock) -> None:
     """Ring buffers per endpoint, an LRU cap on endpoints, whatever the traffic."""
     import asyncio

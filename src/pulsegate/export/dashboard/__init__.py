@@ -233,7 +233,7 @@ class DashboardHandler:
             return _json(413, {"error": "body too large"})
         try:
             data = json.loads(body or b"{}")
-        except ValueError:
+        except (ValueError, RecursionError):  # (nested past the parser's depth)
             return _json(400, {"error": "body is not JSON"})
         if not isinstance(data, dict) or not isinstance(data.get("id"), str) or \
                 not isinstance(data.get("correct"), bool):
