@@ -240,6 +240,24 @@ def test_a_huge_head_is_kept_as_a_digest_and_its_change_still_seen() -> None:
         gate.close()
 
 
+def test_a_head_nested_past_the_json_parsers_depth_blinds_no_queue() -> None:
+    """Attack probe (hsec6): whoever can publish to the broker chooses the oldest
+    message. One nested 100 000 deep (under MAX_HEAD_BYTES) raised RecursionError out
+    of the poll (only ValueError was caught), at every poll while it stayed the head:
+    no queue after it was sampled -- the stalled head the probe exists to see blinded
+    it. Now its publish time is unknown and every queue is sampled."""
+    nested = b"[" * 100_000 + b"]" * 100_000
+    lists = {"mail": [nested], "reports": [b'{"headers": {}}']}
+    broker = BrokerQueues(_Client(lists), ["mail", "reports"], CELERY)
+    gate = PulseGate(log_events=False)
+    try:
+        broker.poll(gate)
+        assert [p.head is not None for p in broker.probes] == [True, True]
+        assert broker.stats()["reports"]["length"] == 1
+    finally:
+        gate.close()
+
+
 def test_past_the_cap_celery_priority_lists_are_dropped_before_any_queue() -> None:
     """Nine queues with kombu's default steps are 36 lists, past the cap of 32: every
     queue's own list is still watched (a priority list nobody publishes to was taking

@@ -99,7 +99,7 @@ def _celery_published(head: bytes) -> float | None:
         headers = json.loads(head).get("headers") or {}
         published = headers.get("pulsegate_published")
         return float(published) if published is not None else None
-    except (ValueError, TypeError, AttributeError):
+    except (ValueError, TypeError, AttributeError, RecursionError):  # (a producer's bytes)
         return None
 
 
