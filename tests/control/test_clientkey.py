@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import sys
+from typing import Any
+
 import pytest
 
 from pulsegate.config import Config, ConfigError
 from pulsegate.control.clientkey import (
     MAX_HOPS,
     MAX_KEY,
+    MAX_PAIRS,
     ClientKeyResolver,
     forwarded_chain,
     header_entries,
@@ -107,6 +111,39 @@ def test_huge_chains_are_read_from_the_right_only() -> None:
     # nothing left of the last MAX_HOPS entries is parsed
     assert keys(info("10.0.0.2", x_forwarded_for=chain)) == "ip:10.0.0.9"
     assert len(header_entries("x-forwarded-for", chain)) == MAX_HOPS
+
+
+def lines_run(fn: Any, *args: Any) -> int:
+    """Python lines ``fn`` runs (a cost count that does not depend on the machine)."""
+    count = 0
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        nonlocal count
+        if event == "line":
+            count += 1
+        return tracer
+
+    sys.settrace(tracer)
+    try:
+        fn(*args)
+    finally:
+        sys.settrace(None)
+    return count
+
+
+def test_a_forwarded_element_is_read_in_a_bounded_number_of_steps() -> None:
+    """Attack probe (hsec6): the client writes the first element of ``Forwarded`` and a
+    trusted proxy passes it on. Each of its ``;`` pairs was a Python loop step: a 16 kB
+    header (a server's usual limit) of ``;`` cost ≈ 3 ms a request, past the ≈ 1 ms any
+    input may cost. Now at most MAX_PAIRS parameters of an element are read (RFC 7239
+    has four); a ``for=`` past them is an unknown hop, which stops the walk."""
+    small = lines_run(header_entries, "forwarded", "for=6.6.6.6;" * MAX_PAIRS + ", for=10.0.0.9")
+    huge = lines_run(header_entries, "forwarded", "for=6.6.6.6;" * 20_000 + ", for=10.0.0.9")
+    assert huge == small
+    late = "proto=http;" * MAX_PAIRS + "for=6.6.6.6"
+    assert header_entries("forwarded", f"{late}, for=10.0.0.9") == ["", "10.0.0.9"]
+    assert header_entries("forwarded", "for=1.2.3.4;proto=https;by=10.0.0.1;host=a") == [
+        "1.2.3.4"]
 
 
 def test_header_keys_are_digests_and_long_callable_keys_too() -> None:

@@ -67,6 +67,9 @@ MAX_HOPS = 32
 #: Longest string read as an address (an IPv6 address with a zone is at most ~60):
 #: a longer one is not one, and is not cached -- the cache's keys stay small.
 MAX_ADDRESS = 64
+#: Parameters read of one ``Forwarded`` element (RFC 7239 defines four: for, by, host,
+#: proto); past them the element is not read -- a client-written one may hold thousands.
+MAX_PAIRS = 8
 #: Longer header / callable keys are stored as a digest.
 MAX_KEY = 64
 
@@ -118,7 +121,7 @@ def header_entries(name: str, value: str) -> list[str]:
     out = []
     for element in parts:  # one hop each; an element without for= is an unknown hop
         found = ""
-        for pair in element.split(";"):
+        for pair in element.split(";", MAX_PAIRS)[:MAX_PAIRS]:
             key, _, v = pair.partition("=")
             if key.strip().lower() == "for":
                 found = _strip(v)
