@@ -62,7 +62,7 @@ def stuck() -> Iterator[Stuck]:
 def test_a_job_that_never_returns_stops_no_other_job(stuck: Stuck) -> None:
     """Before: every job ran on the scheduler's thread, so one stuck job stopped all the
     others (snapshots, drains, starvation checks) for as long as it hung."""
-    scheduler = Scheduler(tick=0.01, limit=0.2)
+    scheduler = Scheduler(tick=0.01, limit=1.0)  # (a trivial job never waits that long)
     other = Counting(times=5)
     scheduler.every(0.01, stuck, "stuck", first_in=0)
     scheduler.every(0.01, other, "other")
@@ -83,12 +83,13 @@ def test_a_job_that_never_returns_stops_no_other_job(stuck: Stuck) -> None:
 def test_run_pending_waits_at_most_the_limit_for_each_job(stuck: Stuck) -> None:
     """Driven by hand (as tests and shutdown do): the due jobs after a stuck one still
     run, in order, and a second pass skips the stuck one without waiting for it."""
-    scheduler = Scheduler(limit=0.2)
+    scheduler = Scheduler(limit=1.0)
     other = Counting(times=2)
     scheduler.every(1.0, stuck, "stuck")
     scheduler.every(1.0, other, "other")
     now = scheduler.clock()
     assert scheduler.run_pending(now + 1) == 2
+    assert stuck.inside.wait(PATIENCE)  # (left on its runner, which may start it late)
     assert other.runs == 1 and stuck.entered == 1
     assert scheduler.run_pending(now + 2) == 2
     assert other.runs == 2 and stuck.entered == 1

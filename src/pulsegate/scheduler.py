@@ -234,14 +234,17 @@ class Scheduler:
                     return True
             runner.retire()  # ends once the job returns
             self._runner = None
-            self._count_overrun(job)
+            self._count_overrun(job, waited_out=wait >= self.limit)
             return False
         finally:
             self._turn.release()
 
-    def _count_overrun(self, job: Job) -> None:
+    def _count_overrun(self, job: Job, waited_out: bool = False) -> None:
+        """Count ``job``'s run as overrunning, once: when a wait of the whole limit ran
+        out on it (``waited_out``), or when it started at least a limit ago."""
         started = job.started
-        if started is None or job.overran or time.monotonic() - started < self.limit:
+        if started is None or job.overran or (
+                not waited_out and time.monotonic() - started < self.limit):
             return
         job.overran = True
         self.overruns += 1
