@@ -17,7 +17,7 @@ from typing import Any
 from pulsegate.context import query_sink
 from pulsegate.queries.events import ResultToken, hook_faults
 
-__all__ = ["SOURCE", "fetched_singly", "one_row", "record_result", "source_of", "tag_joined"]
+__all__ = ["SOURCE", "one_row", "record_result", "source_of", "tag_joined"]
 
 #: The attribute of ``instance._state`` that holds ``(token, lookup path)``.
 SOURCE = "_pulsegate_source"
@@ -109,25 +109,6 @@ def one_row(query: Any) -> bool:
     form, as nplusone judges (its ``is_single``: high mark minus low mark is 1)."""
     high = query.high_mark
     return high is not None and high - query.low_mark == 1
-
-
-def fetched_singly(obj: Any) -> None:
-    """``get()`` returned ``obj``: the result it came from (the last one recorded, or
-    already tagged) is a single-object form. ``get()`` fetches up to 21 rows to report
-    MultipleObjectsReturned, so its limits do not tell."""
-    try:
-        source = getattr(obj._state, SOURCE, None)
-        if source is not None:
-            if source[0].rows == 1:
-                source[0].single = True
-            return
-        pending = _pending.get()
-        if pending is not None and pending.results:
-            results, joined, _ = pending.results[-1]
-            if len(results) == 1 and results[0] is obj:
-                pending.results[-1] = (results, joined, True)
-    except Exception as exc:  # fail open
-        hook_faults.record("django result tag", exc)
 
 
 def tag_joined(obj: Any, source: tuple[ResultToken, str], path: str, depth: int) -> None:

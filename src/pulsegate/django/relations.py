@@ -18,7 +18,8 @@ Relationship names come from where Django decides to query, as django-zeal does:
   queryset's own prefetching, ``iterator(chunk_size=n)``'s per-chunk prefetch and
   every multi-instance prefetch are batches, never an N+1);
 * ``QuerySet.get`` outside any of the above: ``Author.get()`` (django-zeal's rule: a
-  ``get`` per item from one line is an N+1).
+  ``get`` per item from one line is an N+1); its fetch is told from the others by the
+  caller's frame (:func:`_run_by_get`), so ``get`` itself is not wrapped.
 
 Where an instance came from: ``ModelIterable`` tags each instance it builds (and the
 objects ``select_related`` joined into it, with their lookup path) with one
@@ -32,15 +33,17 @@ costs one ContextVar read.
 from __future__ import annotations
 
 import functools
+import inspect
+import sys
 from collections.abc import Callable
 from contextvars import ContextVar
+from types import CodeType
 from typing import Any
 
 from pulsegate.context import query_sink, sink_ended
 from pulsegate.django.eager import record_queryset
 from pulsegate.django.origins import (
     SOURCE,
-    fetched_singly,
     one_row,
     record_result,
     release,
@@ -189,12 +192,30 @@ def _tag(cls: Any, name: str) -> Any:
     return cls
 
 
+#: The code of Django's ``QuerySet.get`` (set when the marks are installed).
+_get_code: CodeType | None = None
+
+
+def _run_by_get() -> bool:
+    """Whether the fetch the patched ``_fetch_all`` runs is ``QuerySet.get``'s: Django's
+    ``get`` evaluates its clone by ``len(clone)`` (``QuerySet.__len__`` calls
+    ``_fetch_all``), so the frame two above that wrapper is ``get``'s. Read here, where
+    every fetch passes anyway, instead of wrapping ``get``: a wrapper's ``*args,
+    **kwargs`` pass-through cost ≈ 2 k instructions on every lazy load (each one is a
+    ``get``). Call it from the wrapper's own frame only (the depth counts from there)."""
+    try:
+        return sys._getframe(3).f_code is _get_code
+    except ValueError:  # a shallower stack: not get's
+        return False
+
+
 def _patch_queryset() -> None:
     from django.db.models import QuerySet
 
     fetch_all = QuerySet._fetch_all
     count = QuerySet.count
-    get = QuerySet.get
+    global _get_code
+    _get_code = inspect.unwrap(QuerySet.get).__code__
 
     from django.db.models.query import ModelIterable
 
@@ -210,10 +231,16 @@ def _patch_queryset() -> None:
         # variable's cached read -- two per statement.
         self._pulsegate_fetching = True
         first = getattr(sink, "query_count", 0) if eager.watching else 0
+        by_get = None  # whether get() runs this fetch: read only when needed
         try:
             hint = self._hints.get(_HINT)
-            if hint is not None and current_load.get() is None:
+            if current_load.get() is not None:  # a relationship load marked it already
+                fetch_all(self)
+            elif hint is not None:
                 _marked((hint[0], "collection", hint[1]), fetch_all, self)
+            elif by_get := _run_by_get():
+                model = self.model
+                _marked((_names.get(model) or _get_name(model), "get", None), fetch_all, self)
             else:
                 fetch_all(self)
         finally:
@@ -223,9 +250,11 @@ def _patch_queryset() -> None:
             # What ran: the fetch read ``query`` (the property, which applies a deferred
             # filter first) already; the property again is a Python call per statement.
             query = self._query
-            # the form (one_row) only matters to nplusone's rule: read only when wanted
-            record_result(sink, results, bool(query.select_related),
-                          forms.wanted and one_row(query))
+            # The form (a one-row slice, or get() finding its one row) only matters to
+            # nplusone's rule: read only when wanted.
+            single = forms.wanted and (one_row(query) or (len(results) == 1 and (
+                by_get if by_get is not None else _run_by_get())))
+            record_result(sink, results, bool(query.select_related), single)
             if eager.watching:
                 record_queryset(sink, self, first)
         return None
@@ -237,21 +266,8 @@ def _patch_queryset() -> None:
             return _marked((hint[0], "count", hint[1]), count, self)  # type: ignore[no-any-return]
         return count(self)
 
-    @functools.wraps(get)
-    def get_(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if current_load.get() is None and _HINT not in self._hints:
-            model = self.model
-            obj = _marked((_names.get(model) or _get_name(model), "get", None),
-                          functools.partial(get, **kwargs) if kwargs else get, self, *args)
-        else:
-            obj = get(self, *args, **kwargs)
-        if forms.wanted and query_sink.get() is not None:
-            fetched_singly(obj)
-        return obj
-
     QuerySet._fetch_all = _fetch_all  # type: ignore[method-assign]
     QuerySet.count = count_  # type: ignore[method-assign]
-    QuerySet.get = get_  # type: ignore[method-assign]
 
 
 def _patch_refresh() -> None:
