@@ -160,7 +160,7 @@ class Capture:
         if self.install_hooks:
             ensure_hooks()
         self._outer = query_sink.get()
-        #: The request this block runs in (``pulsegate.current()`` inside it), or None.
+        #: The request this block runs in (``pulsegate.context.current()`` inside it), or None.
         self.request = current()
         self.finished = False
         self._token = query_sink.set(self)

@@ -2,9 +2,10 @@
 context), the bounded list of recent detections, cross-request insights and the
 rate-limited ``pulsegate.queries`` log.
 
-The detector runs once per request, when the headers are computed, and again at finish
-only if more statements arrived after that (streamed bodies that query). A request with
-fewer than two statements costs one integer comparison.
+The detector runs once per request: at finish; with ``headers="all"`` already when
+the response starts (for ``x-ml-nplusone``), and then again at finish only if more
+statements arrived after that (streamed bodies that query). A request with fewer than
+two statements costs one integer comparison.
 """
 
 from __future__ import annotations
