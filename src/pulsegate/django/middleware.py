@@ -37,12 +37,12 @@ from django.core.signals import got_request_exception
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.urls import Resolver404, get_resolver
 
-from pulsegate.autoinstrument import instrument_orms
+from pulsegate.adapter_setup import prepare
 from pulsegate.bounded import BoundedLRU
 from pulsegate.cycle import CAPTURE, INTERNAL, PROCEED, REJECT, RequestCycle, record_view_error
 from pulsegate.django.gate import get_gate
 from pulsegate.engine import PulseGate
-from pulsegate.export.endpoints import internal_endpoints, read_body
+from pulsegate.export.endpoints import read_body
 from pulsegate.http import EnvironHeaders
 from pulsegate.records import RequestInfo
 from pulsegate.respcache.capture import Finishing
@@ -51,8 +51,8 @@ GetResponse = Callable[[HttpRequest], Any]
 # RequestInfo(...) without its Python-level __new__: one is made per request
 _new_tuple = tuple.__new__
 
-_ROUTES: BoundedLRU[str, str] = BoundedLRU(4096)
-_header_name = itemgetter(0)  # Django route -> template; routes are few
+_ROUTES: BoundedLRU[str, str] = BoundedLRU(4096)  # Django route -> template; routes are few
+_header_name = itemgetter(0)
 
 
 def route_of(route: str | None) -> str | None:
@@ -125,9 +125,7 @@ class PulseGateMiddleware:
         if self.async_mode:
             markcoroutinefunction(self)
         #: The dashboard and the Prometheus path (None when both are off: no cost).
-        self.internal_endpoints = internal_endpoints(self.gate)
-        # SQLAlchemy engines, existing and future (option instrument_sqlalchemy).
-        instrument_orms(self.gate)
+        self.internal_endpoints = prepare(self.gate)
 
     def __call__(self, request: HttpRequest) -> Any:
         if self.async_mode:
