@@ -52,6 +52,7 @@ from pulsegate.autoinstrument import instrument_orms
 from pulsegate.jobs import get_gate
 from pulsegate.jobs.deferred import DeferredJobs, JobRun
 from pulsegate.jobs.runs import deferred_of, end, retries_of, start
+from pulsegate.scheduler import call_within
 
 if TYPE_CHECKING:
     from pulsegate.engine import PulseGate
@@ -141,11 +142,8 @@ class CeleryJobs:
         # On a thread of its own, waited for CHILD_EXIT_SECONDS at most: the close runs
         # the unit listeners (a span exporter), alert webhooks and the state store, and a
         # child that never leaves holds its pool slot (os._exit then ends the thread).
-        closing = threading.Thread(target=self._close, args=(gate,), daemon=True,
-                                   name="pulsegate-child-exit")
-        closing.start()
-        closing.join(CHILD_EXIT_SECONDS)
-        if closing.is_alive():
+        if not call_within(lambda: self._close(gate), CHILD_EXIT_SECONDS,
+                           "pulsegate-child-exit"):
             self._fault("celery.child_exit", TimeoutError(
                 f"gate.close() still running after {CHILD_EXIT_SECONDS} s"))
 
