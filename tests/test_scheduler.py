@@ -175,3 +175,16 @@ def test_a_process_exits_when_its_alert_sink_never_returns() -> None:
     done = subprocess.run([sys.executable, "-c", EXIT_WITH_A_HANGING_SINK], env=env,
                           capture_output=True, text=True, timeout=PATIENCE * 3)
     assert done.stdout.startswith("inside"), done.stderr
+
+
+def test_stopping_the_scheduler_during_a_long_job_is_not_an_overrun(stuck: Stuck) -> None:
+    """A job still running when the thread is stopped (``gate.close()`` while a slow job
+    runs) has not overrun its limit: its wait ended with the stop, not with the limit.
+    (Seen in CI: a slow behaviour job under tracemalloc, then a close, counted a fault.)"""
+    scheduler = Scheduler(tick=0.01, limit=PATIENCE * 3)
+    scheduler.every(0.01, stuck, "slow")
+    scheduler.ensure_started()
+    assert stuck.inside.wait(PATIENCE)
+    scheduler.stop()
+    stuck.release.set()
+    assert scheduler.overruns == 0 and scheduler.faults.total == 0, scheduler.faults.by_kind

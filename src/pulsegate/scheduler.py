@@ -234,7 +234,8 @@ class Scheduler:
                     return True
             runner.retire()  # ends once the job returns
             self._runner = None
-            self._count_overrun(job, waited_out=wait >= self.limit)
+            self._count_overrun(job, waited_out=wait >= self.limit
+                                and time.monotonic() >= deadline)  # (not a stop)
             return False
         finally:
             self._turn.release()
